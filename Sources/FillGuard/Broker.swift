@@ -1,0 +1,86 @@
+import FillGuardCore
+
+/// What a broker connection can do, so the runtime picks the right replace strategy and pace.
+public struct BrokerCapabilities: Sendable, Hashable {
+    /// The broker can change an order's quantity in place (FIX OrderCancelReplaceRequest).
+    public var nativeModify: Bool
+    /// Requests per second the broker allows (token bucket refill rate); nil for no limit.
+    public var requestsPerSecond: Int?
+    /// Requests that may go out at once before throttling (token bucket size).
+    public var burst: Int
+
+    /// Capabilities; defaults: native modify, no rate limit.
+    public init(nativeModify: Bool = true, requestsPerSecond: Int? = nil, burst: Int = 100) {
+        self.nativeModify = nativeModify
+        self.requestsPerSecond = requestsPerSecond
+        self.burst = max(1, burst)
+    }
+}
+
+/// A broker's answer when it did not accept a request.
+public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// How the runtime should treat the failure.
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        /// Worth retrying (timeout, throttled, connection dropped).
+        case transient
+        /// Refused; retrying will not help.
+        case permanent
+        /// The order filled or ended before a modify or cancel arrived.
+        case tooLate
+    }
+    /// How to treat it.
+    public var kind: Kind
+    /// The broker's text.
+    public var message: String
+
+    /// A broker error.
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// The core's classification of this error.
+    public var operationFailure: OperationFailure {
+        switch kind {
+        case .transient: return .transient(message)
+        case .permanent: return .permanent(message)
+        case .tooLate: return .tooLate(message)
+        }
+    }
+
+    /// "transient: timeout".
+    public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+/// Something the broker reports on its own: a fill or an order's unsolicited end.
+public enum BrokerEvent: Sendable, Hashable {
+    /// A fill.
+    case execution(ExecutionReport)
+    /// An order ended without being asked to (exchange cancel, expiry).
+    case orderStatus(OrderStatusReport)
+
+    /// The instrument the event is about: it picks the symbol lane.
+    public var symbol: Symbol {
+        switch self {
+        case .execution(let report): return report.symbol
+        case .orderStatus(let report): return report.symbol
+        }
+    }
+}
+
+/// A connection to a broker: order operations, and a stream of what the broker reports.
+///
+/// Each method returns when the broker has accepted the request (an ack) and throws a
+/// `BrokerError` when it has not. Fills and unsolicited order ends arrive on `events()`.
+public protocol Broker: Sendable {
+    /// What the connection supports.
+    var capabilities: BrokerCapabilities { get }
+    /// Places a new order.
+    func submit(_ request: NewOrderRequest) async throws(BrokerError)
+    /// Changes a working order's total quantity in place.
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError)
+    /// Cancels an order's remainder.
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError)
+    /// The broker's reports, in the order it sends them. Consumed by one `FillManager`.
+    func events() -> AsyncStream<BrokerEvent>
+}

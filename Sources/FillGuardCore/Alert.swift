@@ -1,0 +1,39 @@
+/// Something a person must look at: FillGuard could not keep a position's orders right.
+public struct Alert: Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Kind: String, Sendable, Hashable {
+        /// A broker operation failed for good (permanent error or retries exhausted).
+        case operationFailed
+        /// The broker ended a protective order on its own; FillGuard re-protects.
+        case protectiveEndedByBroker
+        /// The entry was refused, so the position never opened.
+        case entryRejected
+    }
+    /// What went wrong.
+    public var kind: Kind
+    /// The position concerned.
+    public var positionID: PositionID
+    /// The instrument.
+    public var symbol: Symbol
+    /// The order concerned, if any.
+    public var orderID: OrderID?
+    /// The order's role, if any.
+    public var role: OrderRole?
+    /// A sentence for a person.
+    public var message: String
+
+    /// An alert.
+    public init(kind: Kind, positionID: PositionID, symbol: Symbol, orderID: OrderID?, role: OrderRole?, message: String) {
+        self.kind = kind
+        self.positionID = positionID
+        self.symbol = symbol
+        self.orderID = orderID
+        self.role = role
+        self.message = message
+    }
+
+    /// "operationFailed P1 stopLoss: ...".
+    public var description: String {
+        "\(kind.rawValue) \(positionID)\(role.map { " \($0)" } ?? ""): \(message)"
+    }
+}

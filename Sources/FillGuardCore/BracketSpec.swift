@@ -1,0 +1,88 @@
+/// What a caller asks for when opening a position: an entry, optional scale-ins, and the
+/// protective prices. Validated by `BracketSpec.validated()`.
+public struct BracketSpec: Sendable, Hashable {
+    /// One scale-in ("double down") order.
+    public struct ScaleIn: Sendable, Hashable {
+        /// Its quantity.
+        public var quantity: Quantity
+        /// Its type (usually a limit below the entry for a long).
+        public var type: OrderType
+        /// A scale-in.
+        public init(quantity: Quantity, type: OrderType) {
+            self.quantity = quantity
+            self.type = type
+        }
+    }
+
+    /// The caller's name for the position.
+    public var positionID: PositionID
+    /// The instrument.
+    public var symbol: Symbol
+    /// The entry's side: buy opens a long, sell a short.
+    public var side: Side
+    /// The entry quantity.
+    public var quantity: Quantity
+    /// The entry type (market by default).
+    public var entryType: OrderType
+    /// The stop-loss trigger price, if the bracket has one.
+    public var stopLoss: Price?
+    /// The take-profit limit price, if the bracket has one.
+    public var takeProfit: Price?
+    /// Scale-in orders, placed with the entry.
+    public var scaleIns: [ScaleIn]
+    /// Time in force of every order of the bracket.
+    public var timeInForce: TimeInForce
+
+    /// A bracket specification.
+    public init(positionID: PositionID, symbol: Symbol, side: Side, quantity: Quantity, entryType: OrderType = .market,
+                stopLoss: Price?, takeProfit: Price?, scaleIns: [ScaleIn] = [], timeInForce: TimeInForce = .goodTillCancel) {
+        self.positionID = positionID
+        self.symbol = symbol
+        self.side = side
+        self.quantity = quantity
+        self.entryType = entryType
+        self.stopLoss = stopLoss
+        self.takeProfit = takeProfit
+        self.scaleIns = scaleIns
+        self.timeInForce = timeInForce
+    }
+
+    /// Checks quantities, prices and their order (for a long: stop < take-profit; for a short:
+    /// stop > take-profit). Throws the first problem found.
+    public func validate() throws(InputError) {
+        guard quantity.isPositive else {
+            throw InputError(.invalidQuantity, "entry quantity must be positive, got \(quantity)")
+        }
+        try Self.validate(entryType, what: "entry")
+        for (index, scaleIn) in scaleIns.enumerated() {
+            guard scaleIn.quantity.isPositive else {
+                throw InputError(.invalidQuantity, "scaleIns[\(index)] quantity must be positive, got \(scaleIn.quantity)")
+            }
+            try Self.validate(scaleIn.type, what: "scaleIns[\(index)]")
+        }
+        for (name, price) in [("stopLoss", stopLoss), ("takeProfit", takeProfit)] {
+            if let price, price.units <= 0 {
+                throw InputError(.invalidPrice, "\(name) must be positive, got \(price)")
+            }
+        }
+        if let stop = stopLoss, let target = takeProfit {
+            let ordered = side == .buy ? stop < target : stop > target
+            guard ordered else {
+                let relation = side == .buy ? "below" : "above"
+                throw InputError(.invalidBracket, "for a \(side == .buy ? "long" : "short") the stop-loss \(stop) must be \(relation) the take-profit \(target)")
+            }
+        }
+    }
+
+    private static func validate(_ type: OrderType, what: String) throws(InputError) {
+        let prices: [Price]
+        switch type {
+        case .market: prices = []
+        case .limit(let price), .stop(let price): prices = [price]
+        case .stopLimit(let stop, let limit): prices = [stop, limit]
+        }
+        for price in prices where price.units <= 0 {
+            throw InputError(.invalidPrice, "\(what) price must be positive, got \(price)")
+        }
+    }
+}

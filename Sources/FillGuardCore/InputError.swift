@@ -1,0 +1,44 @@
+/// Why an input (a command or a broker report) was refused. A refused input changes nothing.
+public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of problem: a stable, machine-readable code.
+    public enum Code: String, Sendable, Hashable, CaseIterable {
+        /// The message could not be read (bad JSON, missing or mistyped field).
+        case malformed
+        /// The position id is not known.
+        case unknownPosition
+        /// The order is not known (or the role has no order).
+        case unknownOrder
+        /// The report names a different symbol than the order's.
+        case symbolMismatch
+        /// The report names a different side than the order's.
+        case sideMismatch
+        /// A quantity is zero, negative, non-finite or too precise.
+        case invalidQuantity
+        /// A price is zero, negative, non-finite or too precise.
+        case invalidPrice
+        /// The fill would take the order's filled quantity above its quantity.
+        case overfill
+        /// The cumulative quantity is below one already reported, or inconsistent with the fill.
+        case cumulativeWentBackwards
+        /// The execution id was seen before; the repeat is acknowledged and ignored.
+        case duplicateExecution
+        /// A position with this id exists, or the symbol already has an open position.
+        case positionExists
+        /// The bracket's prices are inconsistent (stop on the wrong side of the target).
+        case invalidBracket
+    }
+
+    /// The kind of problem.
+    public var code: Code
+    /// A sentence a person can act on.
+    public var message: String
+
+    /// An input error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// "overfill: ...".
+    public var description: String { "\(code.rawValue): \(message)" }
+}

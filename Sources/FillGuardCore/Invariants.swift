@@ -1,0 +1,66 @@
+/// A broken rule found by `SymbolStateMachine.invariantViolations(atQuiescence:)`.
+public struct InvariantViolation: Sendable, Hashable, CustomStringConvertible {
+    /// Which rule of the brief (1: net is the sum of unique fills; 2: protection matches the net).
+    public var rule: Int
+    /// The position concerned.
+    public var positionID: PositionID
+    /// What is wrong.
+    public var message: String
+
+    /// "rule 2, P1: ...".
+    public var description: String { "rule \(rule), \(positionID): \(message)" }
+}
+
+extension SymbolStateMachine {
+    /// Checks rule 1 always, and rule 2 when `atQuiescence` (no operation in flight or pending).
+    ///
+    /// Rule 2 skips a role whose order is waiting on a "too late" outcome, and one whose last
+    /// operation failed for good: those have raised an alert and are reported, not hidden.
+    public func invariantViolations(atQuiescence: Bool) -> [InvariantViolation] {
+        var found: [InvariantViolation] = []
+        for positionID in positionOrder {
+            guard let position = positions[positionID] else { continue }
+            let bracket = position.orderIDs.compactMap { orders[$0] }
+            // Rule 1: the net position is the sum of the bracket's unique fills.
+            var sum = Quantity.zero
+            for order in bracket { sum += order.side == .buy ? order.filled : -order.filled }
+            if sum != position.ledger.net {
+                found.append(InvariantViolation(rule: 1, positionID: positionID, message: "net \(position.ledger.net) differs from the sum of fills \(sum)"))
+            }
+            guard atQuiescence else { continue }
+            let net = position.ledger.net
+            let flat = net.isZero
+            if position.status == .closed || flat {
+                for order in bracket where order.isLive && !order.awaitingFill && order.failure == nil {
+                    if position.status == .closed || order.role.isProtective {
+                        found.append(InvariantViolation(rule: 2, positionID: positionID, message: "flat, but \(order.role) \(order.id) is still \(order.status.rawValue)"))
+                    }
+                }
+                continue
+            }
+            let side = net.units > 0 ? Side.sell : Side.buy
+            for (role, price) in [(OrderRole.stopLoss, position.spec.stopLoss), (OrderRole.takeProfit, position.spec.takeProfit)] {
+                let live = bracket.filter { $0.role == role && $0.isLive }
+                if live.contains(where: { $0.awaitingFill || $0.failure != nil }) || position.blockedRoles.contains(role) { continue }
+                guard let price else {
+                    if !live.isEmpty { found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) is not in the bracket but \(live.count) are live")) }
+                    continue
+                }
+                guard live.count == 1, let order = live.first else {
+                    found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(live.count) live \(role) orders for net \(net)"))
+                    continue
+                }
+                if order.side != side {
+                    found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) \(order.id) is a \(order.side.rawValue) for net \(net)"))
+                }
+                if order.openQuantity != net.magnitude {
+                    found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) \(order.id) covers \(order.openQuantity) of \(net.magnitude)"))
+                }
+                if order.type.displayPrice != price {
+                    found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) \(order.id) price \(order.type.displayPrice.map(String.init(describing:)) ?? "none") is not \(price)"))
+                }
+            }
+        }
+        return found
+    }
+}
