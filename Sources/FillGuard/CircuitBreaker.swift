@@ -1,0 +1,111 @@
+import Synchronization
+
+/// When the breaker opens and how it probes.
+public struct CircuitBreakerPolicy: Sendable, Hashable {
+    /// Consecutive transient failures that open the breaker (default 5).
+    public var failureThreshold: Int
+    /// How long it stays open before letting one probe through (default 1 s).
+    public var openDuration: Duration
+    /// How often a held lane asks again while a probe is out (default 20 ms).
+    public var probeWait: Duration
+
+    /// A breaker policy.
+    public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(1), probeWait: Duration = .milliseconds(20)) {
+        self.failureThreshold = max(1, failureThreshold)
+        self.openDuration = openDuration
+        self.probeWait = probeWait
+    }
+}
+
+/// One breaker per broker connection: opens after repeated transient failures, holds work (the
+/// work stays as desired state; nothing is dropped), lets a single probe through after a while,
+/// and closes when the probe succeeds.
+public final class CircuitBreaker: Sendable {
+    /// The breaker's state, for metrics and reports.
+    public enum State: Int, Sendable, Hashable {
+        /// Requests flow.
+        case closed = 0
+        /// Requests are held.
+        case open = 1
+        /// One probe is allowed.
+        case halfOpen = 2
+    }
+
+    /// The answer to "may I send?".
+    public enum Permission: Sendable, Hashable {
+        /// Send.
+        case granted
+        /// Send, as the probe; its outcome decides the breaker.
+        case probe
+        /// Hold until then.
+        case denied(until: ContinuousClock.Instant)
+    }
+
+    private struct Inner {
+        var state = State.closed
+        var failures = 0
+        var openUntil = ContinuousClock.now
+        var probeOut = false
+        var trips = 0
+    }
+
+    private let policy: CircuitBreakerPolicy
+    private let inner = Mutex(Inner())
+
+    /// A closed breaker.
+    public init(policy: CircuitBreakerPolicy = CircuitBreakerPolicy()) {
+        self.policy = policy
+    }
+
+    /// The current state.
+    public var state: State { inner.withLock { $0.state } }
+    /// How many times it has opened.
+    public var trips: Int { inner.withLock { $0.trips } }
+
+    /// Asks to send one request now.
+    public func acquire(now: ContinuousClock.Instant) -> Permission {
+        inner.withLock { inner in
+            switch inner.state {
+            case .closed:
+                return .granted
+            case .open:
+                guard now >= inner.openUntil else { return .denied(until: inner.openUntil) }
+                inner.state = .halfOpen
+                inner.probeOut = true
+                return .probe
+            case .halfOpen:
+                if inner.probeOut { return .denied(until: now + policy.probeWait) }
+                inner.probeOut = true
+                return .probe
+            }
+        }
+    }
+
+    /// Gives back a probe that was not used.
+    public func releaseProbe() {
+        inner.withLock { $0.probeOut = false }
+    }
+
+    /// Records a request's outcome: `transientFailure` counts toward opening; anything the
+    /// broker answered (success, refusal, too late) shows the connection works.
+    /// Returns true if this outcome opened the breaker.
+    @discardableResult
+    public func record(transientFailure: Bool, wasProbe: Bool, now: ContinuousClock.Instant) -> Bool {
+        inner.withLock { inner in
+            if wasProbe { inner.probeOut = false }
+            if !transientFailure {
+                inner.failures = 0
+                inner.state = .closed
+                return false
+            }
+            inner.failures += 1
+            if inner.state == .halfOpen || (inner.state == .closed && inner.failures >= policy.failureThreshold) {
+                inner.state = .open
+                inner.openUntil = now + policy.openDuration
+                inner.trips += 1
+                return true
+            }
+            return false
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import FillGuardCore
+import Synchronization
+
+/// An input FillGuard refused, with where it came from.
+public struct RejectedInput: Sendable, Hashable {
+    /// The typed error.
+    public var error: InputError
+    /// What was refused ("execution E1 for AAPL", "open P1").
+    public var context: String
+}
+
+/// One event type's subscribers. Publishing never blocks and never reorders: each subscriber
+/// has its own bounded buffer that keeps the newest events.
+final class Channel<Value: Sendable>: Sendable {
+    private struct Inner {
+        var continuations: [Int: AsyncStream<Value>.Continuation] = [:]
+        var nextID = 0
+    }
+    private let inner = Mutex(Inner())
+    private let buffer: Int
+
+    init(buffer: Int) { self.buffer = buffer }
+
+    var hasSubscribers: Bool { inner.withLock { !$0.continuations.isEmpty } }
+
+    func subscribe() -> AsyncStream<Value> {
+        let (stream, continuation) = AsyncStream<Value>.makeStream(bufferingPolicy: .bufferingNewest(buffer))
+        let id = inner.withLock { inner in
+            inner.nextID += 1
+            inner.continuations[inner.nextID] = continuation
+            return inner.nextID
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.inner.withLock { _ = $0.continuations.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    func publish(_ value: Value) {
+        for continuation in inner.withLock({ Array($0.continuations.values) }) { continuation.yield(value) }
+    }
+
+    func finish() {
+        for continuation in inner.withLock({ inner in defer { inner.continuations = [:] }; return Array(inner.continuations.values) }) {
+            continuation.finish()
+        }
+    }
+}
+
+/// Typed channels for the runtime's consumers: position changes, order changes, alerts and
+/// refused inputs.
+final class EventBus: Sendable {
+    let positions: Channel<PositionSnapshot>
+    let orders: Channel<OrderSnapshot>
+    let alerts: Channel<Alert>
+    let rejections: Channel<RejectedInput>
+
+    init(buffer: Int) {
+        positions = Channel(buffer: buffer)
+        orders = Channel(buffer: buffer)
+        alerts = Channel(buffer: buffer)
+        rejections = Channel(buffer: buffer)
+    }
+
+    func finishAll() {
+        positions.finish()
+        orders.finish()
+        alerts.finish()
+        rejections.finish()
+    }
+}

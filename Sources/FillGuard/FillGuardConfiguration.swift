@@ -1,0 +1,36 @@
+import FillGuardCore
+
+/// How a `FillManager` behaves.
+public struct FillGuardConfiguration: Sendable {
+    /// Retries of transient broker failures.
+    public var retry: RetryPolicy
+    /// The breaker for the broker connection.
+    public var circuitBreaker: CircuitBreakerPolicy
+    /// Resizing without native modify: cancel-then-create (default) or create-then-cancel.
+    public var replaceStrategy: SymbolStateMachine.ReplaceStrategy
+    /// Use native modify when the broker offers it (default true). False forces the replace strategy.
+    public var preferNativeModify: Bool
+    /// Events a lane handles before yielding its thread to other symbols (fairness).
+    public var lanePassLimit: Int
+    /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
+    public var subscriberBuffer: Int
+    /// Rejected inputs kept for `recentRejections()`.
+    public var rejectionHistory: Int
+    /// Called with each reaction latency: fill received to protective operation handed to the broker.
+    public var reactionObserver: (@Sendable (Duration) -> Void)?
+
+    /// A configuration with the brief's defaults.
+    public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
+                replaceStrategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, preferNativeModify: Bool = true,
+                lanePassLimit: Int = 64, subscriberBuffer: Int = 10_000, rejectionHistory: Int = 1_000,
+                reactionObserver: (@Sendable (Duration) -> Void)? = nil) {
+        self.retry = retry
+        self.circuitBreaker = circuitBreaker
+        self.replaceStrategy = replaceStrategy
+        self.preferNativeModify = preferNativeModify
+        self.lanePassLimit = max(1, lanePassLimit)
+        self.subscriberBuffer = max(1, subscriberBuffer)
+        self.rejectionHistory = max(0, rejectionHistory)
+        self.reactionObserver = reactionObserver
+    }
+}

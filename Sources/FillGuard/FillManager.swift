@@ -1,0 +1,145 @@
+import CoreMetrics
+import FillGuardCore
+import Logging
+import Synchronization
+
+/// The fill manager: open brackets, feed it the broker's reports, read positions.
+///
+/// Each symbol has its own lane: its events are handled one at a time, in arrival order; lanes
+/// run in parallel. The fill path never waits on the broker: operations run in their own tasks
+/// and report back to the lane.
+public final class FillManager: Sendable {
+    private let context: RuntimeContext
+    private let lanes = Mutex<[Symbol: SymbolLane]>([:])
+    private let positionSymbols = Mutex<[PositionID: Symbol]>([:])
+
+    /// A manager for one broker connection.
+    public init(broker: some Broker, configuration: FillGuardConfiguration = FillGuardConfiguration(),
+                logger: Logger = Logger(label: "fillguard"), metricsFactory: MetricsFactory = MetricsSystem.factory) {
+        self.context = RuntimeContext(broker: broker, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+    }
+
+    /// Opens a bracket; returns once its lane has placed the entry (and scale-ins) as desired
+    /// state. Throws `InputError` for an invalid or duplicate bracket.
+    public func open(_ spec: BracketSpec) async throws(InputError) {
+        let reserved = positionSymbols.withLock { map -> Bool in
+            guard map[spec.positionID] == nil else { return false }
+            map[spec.positionID] = spec.symbol
+            return true
+        }
+        guard reserved else {
+            let error = InputError(.positionExists, "position \(spec.positionID) already exists")
+            context.reject(error, context: "open \(spec.positionID)")
+            throw error
+        }
+        let lane = lane(for: spec.symbol, create: true)!
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, InputError>, Never>) in
+            lane.enqueue(.open(spec, reply: { continuation.resume(returning: $0) }))
+        }
+        if case .failure(let error) = result {
+            positionSymbols.withLock { _ = $0.removeValue(forKey: spec.positionID) }
+            throw error
+        }
+    }
+
+    /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
+    /// position is refused (unknown order) without creating state.
+    public func receive(_ event: BrokerEvent) {
+        guard let lane = lane(for: event.symbol, create: false) else {
+            let orderID: OrderID
+            switch event {
+            case .execution(let report): orderID = report.orderID
+            case .orderStatus(let report): orderID = report.orderID
+            }
+            context.reject(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),
+                           context: "report for \(event.symbol)")
+            return
+        }
+        lane.enqueue(.broker(event))
+    }
+
+    /// Consumes the broker's event stream until it ends or the task is cancelled.
+    public func run() async {
+        for await event in context.broker.events() {
+            receive(event)
+        }
+    }
+
+    /// Waits until no event is queued, no operation is in flight and no retry or wake-up is
+    /// pending: the state is quiescent until the next input.
+    public func waitUntilIdle() async {
+        await context.work.waitUntilIdle()
+    }
+
+    /// A copy of one position, read in order with the symbol's other events.
+    public func position(_ id: PositionID) async -> PositionSnapshot? {
+        guard let symbol = positionSymbols.withLock({ $0[id] }), let lane = lane(for: symbol, create: false) else { return nil }
+        return await read(lane) { $0.snapshot(of: id) }
+    }
+
+    /// Copies of every position, by symbol, each in the order opened.
+    public func positions() async -> [PositionSnapshot] {
+        var result: [PositionSnapshot] = []
+        for lane in allLanes() {
+            result += await read(lane) { machine in machine.positionIDs.compactMap { machine.snapshot(of: $0) } }
+        }
+        return result
+    }
+
+    /// Rule violations across all symbols; rule 2 is checked for symbols at quiescence.
+    public func invariantViolations() async -> [InvariantViolation] {
+        var result: [InvariantViolation] = []
+        for lane in allLanes() {
+            result += await read(lane) { $0.invariantViolations(atQuiescence: $0.isQuiescent) }
+        }
+        return result
+    }
+
+    /// Counters: operations by kind, retries, alerts, rejected inputs, breaker trips.
+    public var statistics: FillManagerStatistics {
+        var stats = context.counters.withLock { $0 }
+        stats.breakerTrips = context.breaker.trips
+        return stats
+    }
+
+    /// The most recent refused inputs, oldest first.
+    public func recentRejections() -> [RejectedInput] { context.rejections.withLock { $0 } }
+
+    /// The circuit breaker's current state.
+    public var breakerState: CircuitBreaker.State { context.breaker.state }
+
+    /// Every position change, newest kept when the subscriber is slow.
+    public func positionChanges() -> AsyncStream<PositionSnapshot> { context.bus.positions.subscribe() }
+    /// Every order change, newest kept when the subscriber is slow.
+    public func orderChanges() -> AsyncStream<OrderSnapshot> { context.bus.orders.subscribe() }
+    /// Every alert.
+    public func alerts() -> AsyncStream<Alert> { context.bus.alerts.subscribe() }
+    /// Every refused input.
+    public func rejections() -> AsyncStream<RejectedInput> { context.bus.rejections.subscribe() }
+
+    /// Ends every subscription stream (call when shutting down).
+    public func finishSubscriptions() { context.bus.finishAll() }
+
+    /// The number of symbols with a lane (idle lanes hold state only, no task).
+    public var symbolCount: Int { lanes.withLock { $0.count } }
+
+    private func lane(for symbol: Symbol, create: Bool) -> SymbolLane? {
+        lanes.withLock { lanes in
+            if let lane = lanes[symbol] { return lane }
+            guard create else { return nil }
+            let lane = SymbolLane(symbol: symbol, context: context)
+            lanes[symbol] = lane
+            return lane
+        }
+    }
+
+    private func allLanes() -> [SymbolLane] {
+        lanes.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }
+    }
+
+    private func read<T: Sendable>(_ lane: SymbolLane, _ body: @escaping @Sendable (SymbolStateMachine) -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            lane.enqueue(.read { continuation.resume(returning: body($0)) })
+        }
+    }
+}

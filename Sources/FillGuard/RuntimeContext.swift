@@ -1,0 +1,64 @@
+import CoreMetrics
+import FillGuardCore
+import Logging
+import Synchronization
+
+/// Counters kept for `FillManager.statistics`.
+public struct FillManagerStatistics: Sendable, Hashable {
+    /// Broker operations sent, by kind (every attempt counts).
+    public var operations: [OrderOperation.Kind: Int] = [:]
+    /// Retries scheduled after transient failures.
+    public var retries = 0
+    /// Alerts raised.
+    public var alerts = 0
+    /// Inputs refused, by error code.
+    public var rejected: [InputError.Code: Int] = [:]
+    /// Times the circuit breaker opened.
+    public var breakerTrips = 0
+}
+
+/// What every lane shares: the broker, the gates in front of it, metrics, the bus, logging.
+final class RuntimeContext: Sendable {
+    let broker: any Broker
+    let configuration: FillGuardConfiguration
+    let nativeModify: Bool
+    let breaker: CircuitBreaker
+    let bucket: TokenBucket?
+    let metrics: FillGuardMetrics
+    let bus: EventBus
+    let work = WorkTracker()
+    let logger: Logger
+    let counters = Mutex(FillManagerStatistics())
+    let rejections = Mutex<[RejectedInput]>([])
+
+    init(broker: any Broker, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {
+        self.broker = broker
+        self.configuration = configuration
+        let capabilities = broker.capabilities
+        self.nativeModify = capabilities.nativeModify && configuration.preferNativeModify
+        self.breaker = CircuitBreaker(policy: configuration.circuitBreaker)
+        self.bucket = capabilities.requestsPerSecond.map { TokenBucket(rate: $0, capacity: capabilities.burst) }
+        self.metrics = FillGuardMetrics(factory: metricsFactory)
+        self.bus = EventBus(buffer: configuration.subscriberBuffer)
+        self.logger = logger
+    }
+
+    /// Records a refused input: counted, logged, kept in the recent history, published.
+    func reject(_ error: InputError, context: String) {
+        metrics.rejected[error.code]?.increment()
+        counters.withLock { $0.rejected[error.code, default: 0] += 1 }
+        let record = RejectedInput(error: error, context: context)
+        if configuration.rejectionHistory > 0 {
+            rejections.withLock { list in
+                list.append(record)
+                if list.count > configuration.rejectionHistory { list.removeFirst(list.count - configuration.rejectionHistory) }
+            }
+        }
+        if error.code == .duplicateExecution {
+            logger.debug("\(error)", metadata: ["input": "\(context)"])
+        } else {
+            logger.warning("refused \(context): \(error)")
+        }
+        bus.rejections.publish(record)
+    }
+}

@@ -1,0 +1,255 @@
+import DequeModule
+import FillGuardCore
+import Logging
+import Synchronization
+
+/// One symbol's serial lane: a FIFO mailbox of events and the symbol's state machine.
+///
+/// Ordering by construction: events are appended under a lock, and a single drainer (the one
+/// that flipped `draining` from false to true) takes them off in order and runs each to
+/// completion before the next; the core is synchronous, so nothing interleaves. An idle lane
+/// holds no task, only its state. A busy lane yields its thread every `lanePassLimit` events so
+/// that one hot symbol cannot starve the others.
+final class SymbolLane: @unchecked Sendable {
+    enum Event: Sendable {
+        case open(BracketSpec, reply: @Sendable (Result<Void, InputError>) -> Void)
+        case broker(BrokerEvent)
+        case completed(OrderOperation, Result<Void, BrokerError>, wasProbe: Bool)
+        case retryDue(OrderID)
+        case gateOpened
+        case read(@Sendable (SymbolStateMachine) -> Void)
+    }
+
+    private struct Envelope: Sendable {
+        var event: Event
+        var enqueuedAt: ContinuousClock.Instant
+    }
+
+    private struct Mailbox {
+        var events = Deque<Envelope>()
+        var draining = false
+    }
+
+    let symbol: Symbol
+    private let mailbox = Mutex(Mailbox())
+    private let context: RuntimeContext
+    // Touched only by the current drainer (see the type's documentation).
+    private var machine: SymbolStateMachine
+    private var actions: [SymbolStateMachine.Action] = []
+    private var wakeScheduled = false
+
+    init(symbol: Symbol, context: RuntimeContext) {
+        self.symbol = symbol
+        self.context = context
+        self.machine = SymbolStateMachine(symbol: symbol, configuration: SymbolStateMachine.Configuration(
+            nativeModify: context.nativeModify, replaceStrategy: context.configuration.replaceStrategy,
+            maxAttempts: context.configuration.retry.maxAttempts))
+    }
+
+    /// Appends an event; starts a drainer if none is running. Never blocks on processing.
+    func enqueue(_ event: Event) {
+        let now = ContinuousClock.now
+        context.work.begin()
+        let (start, depth) = mailbox.withLock { mailbox -> (Bool, Int) in
+            mailbox.events.append(Envelope(event: event, enqueuedAt: now))
+            if mailbox.draining { return (false, mailbox.events.count) }
+            mailbox.draining = true
+            return (true, mailbox.events.count)
+        }
+        context.metrics.queueDepth.record(depth)
+        if start { scheduleDrain() }
+    }
+
+    private func scheduleDrain() {
+        Task.detached { self.drain() }
+    }
+
+    private func drain() {
+        var handled = 0
+        while true {
+            let next = mailbox.withLock { mailbox -> Envelope? in
+                if let envelope = mailbox.events.popFirst() { return envelope }
+                mailbox.draining = false
+                return nil
+            }
+            guard let envelope = next else { return }
+            process(envelope)
+            context.work.end()
+            handled += 1
+            if handled >= context.configuration.lanePassLimit {
+                // Still draining: hand the lane to a fresh task so other symbols get the thread.
+                scheduleDrain()
+                return
+            }
+        }
+    }
+
+    private func process(_ envelope: Envelope) {
+        let started = ContinuousClock.now
+        context.metrics.queueWait.recordNanoseconds((started - envelope.enqueuedAt).nanoseconds)
+        actions.removeAll(keepingCapacity: true)
+        var isFill = false
+        switch envelope.event {
+        case .open(let spec, let reply):
+            do throws(InputError) {
+                try machine.open(spec, emitting: &actions)
+                reply(.success(()))
+            } catch {
+                context.reject(error, context: "open \(spec.positionID) on \(symbol)")
+                reply(.failure(error))
+            }
+        case .broker(.execution(let report)):
+            do throws(InputError) {
+                try machine.apply(report, emitting: &actions)
+                context.metrics.fills.increment()
+                isFill = true
+            } catch {
+                context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
+            }
+        case .broker(.orderStatus(let report)):
+            do throws(InputError) {
+                try machine.apply(report, emitting: &actions)
+            } catch {
+                context.reject(error, context: "status of order \(report.orderID) on \(symbol)")
+            }
+        case .completed(let operation, let result, let wasProbe):
+            let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind == .transient,
+                                                wasProbe: wasProbe, now: started)
+            if opened {
+                context.metrics.breakerTrips.increment()
+                context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
+            }
+            context.metrics.breakerState.record(context.breaker.state.rawValue)
+            switch result {
+            case .success:
+                machine.operationSucceeded(operation, emitting: &actions)
+            case .failure(let error):
+                context.logger.notice("broker refused \(operation)", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
+                machine.operationFailed(operation, error.operationFailure, emitting: &actions)
+            }
+        case .retryDue(let orderID):
+            machine.retryDue(orderID, emitting: &actions)
+        case .gateOpened:
+            wakeScheduled = false
+        case .read(let reader):
+            reader(machine)
+        }
+        perform(actions)
+        dispatchOperations(reactionFrom: isFill ? envelope.enqueuedAt : nil)
+        context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+    }
+
+    private func perform(_ actions: [SymbolStateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .scheduleRetry(let orderID, let attempt):
+                context.metrics.retries.increment()
+                context.counters.withLock { $0.retries += 1 }
+                let delay = context.configuration.retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1))
+                schedule(after: delay, .retryDue(orderID))
+            case .positionChanged(let id):
+                if context.bus.positions.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.positions.publish(snapshot) }
+            case .orderChanged(let id):
+                if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
+            case .alert(let alert):
+                context.metrics.alerts.increment()
+                context.counters.withLock { $0.alerts += 1 }
+                context.logger.error("\(alert)", metadata: ["symbol": "\(symbol)"])
+                context.bus.alerts.publish(alert)
+            }
+        }
+    }
+
+    /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
+    /// The fill path never waits: each operation runs in its own task and reports back here.
+    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?) {
+        while true {
+            let now = ContinuousClock.now
+            let permission = context.breaker.acquire(now: now)
+            if case .denied(let until) = permission {
+                if !machine.isQuiescent { scheduleWake(at: until) }
+                return
+            }
+            let isProbe = permission == .probe
+            if let wait = context.bucket?.take(now: now) {
+                if isProbe { context.breaker.releaseProbe() }
+                if !machine.isQuiescent { scheduleWake(at: now + wait) }
+                return
+            }
+            guard let operation = machine.nextOperation() else {
+                if isProbe { context.breaker.releaseProbe() }
+                context.bucket?.refund()
+                return
+            }
+            if let fillTime, operation.role.isProtective {
+                let reaction = now - fillTime
+                context.metrics.reaction.recordNanoseconds(reaction.nanoseconds)
+                context.configuration.reactionObserver?(reaction)
+            }
+            send(operation, isProbe: isProbe, sentAt: now)
+            if isProbe { return }
+        }
+    }
+
+    private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
+        context.metrics.operations[operation.kind]?.increment()
+        context.counters.withLock { $0.operations[operation.kind, default: 0] += 1 }
+        context.work.begin()
+        let broker = context.broker
+        let latency = context.metrics.brokerLatency[operation.kind]
+        Task {
+            let result: Result<Void, BrokerError>
+            do throws(BrokerError) {
+                switch operation.request {
+                case .submit(let request): try await broker.submit(request)
+                case .modify(let request): try await broker.modify(request)
+                case .cancel(let request): try await broker.cancel(request)
+                }
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
+            self.enqueue(.completed(operation, result, wasProbe: isProbe))
+            self.context.work.end()
+        }
+    }
+
+    private func scheduleWake(at instant: ContinuousClock.Instant) {
+        guard !wakeScheduled else { return }
+        wakeScheduled = true
+        schedule(at: instant, .gateOpened)
+    }
+
+    private func schedule(after delay: Duration, _ event: Event) {
+        if delay <= .zero {
+            enqueue(event)
+        } else {
+            schedule(at: ContinuousClock.now + delay, event)
+        }
+    }
+
+    private func schedule(at instant: ContinuousClock.Instant, _ event: Event) {
+        context.work.begin()
+        Task {
+            try? await Task.sleep(until: instant, clock: .continuous)
+            self.enqueue(event)
+            self.context.work.end()
+        }
+    }
+}
+
+extension Result where Failure == BrokerError {
+    fileprivate var brokerErrorKind: BrokerError.Kind? {
+        if case .failure(let error) = self { return error.kind }
+        return nil
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, for metrics.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
