@@ -1,0 +1,215 @@
+import Dispatch
+import FillGuard
+import FillGuardCore
+import Metrics
+import MetricsTestKit
+import Synchronization
+import Testing
+
+@Suite("FillManager runtime")
+struct FillManagerTests {
+    private func openAndFillEntry(_ manager: FillManager, _ broker: TestBroker, _ id: PositionID, _ symbol: Symbol,
+                                  fills: inout FillMaker) async throws -> PositionSnapshot {
+        try await manager.open(.long(id, symbol))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position(id)?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
+        await manager.waitUntilIdle()
+        return try #require(await manager.position(id))
+    }
+
+    @Test("same-symbol fills are handled one at a time, in arrival order, even while the broker is slow")
+    func sameSymbolFillsAreSerializedWithSlowBroker() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "AAPL", side: .buy, quantity: 1_000, stopLoss: Price("90"), takeProfit: Price("120")))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        let changes = manager.positionChanges()
+
+        broker.hold() // every broker request now waits until released: a very slow broker
+        for _ in 0..<200 { manager.receive(fills.fill(entry, 1, at: "100")) }
+
+        // All 200 fills are applied although no broker operation has completed.
+        var seen: [Quantity] = []
+        for await change in changes {
+            seen.append(change.netQuantity)
+            if seen.count == 200 { break }
+        }
+        #expect(seen == (1...200).map { Quantity($0) }, "each fill sees exactly the state of the previous ones")
+        #expect(await manager.position("P1")?.netQuantity == 200)
+        // The stop's submit is in flight (held); later fills were coalesced into desired state.
+        #expect(broker.count(.submit) == 3, "the entry, then one stop and one target submit; no per-fill stale operations")
+        broker.releaseAll()
+        await manager.waitUntilIdle()
+        let position = try #require(await manager.position("P1"))
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 200)
+        #expect(broker.count(.modify) == 2, "after the slow submits, one modify each straight to the latest size")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("different symbols are processed in parallel")
+    func differentSymbolsOverlapInTime() async throws {
+        // Two lanes must both be inside their processing at the same moment: each waits (with a
+        // generous timeout as a failure guard) for the other inside the reaction hook.
+        let arrivals = Mutex(0)
+        let bothInside = DispatchSemaphore(value: 0)
+        let overlapped = Mutex(false)
+        let configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
+            let count = arrivals.withLock { $0 += 1; return $0 }
+            if count == 2 { bothInside.signal(); bothInside.signal() }
+            if count <= 2 {
+                if bothInside.wait(timeout: .now() + .seconds(20)) == .success { overlapped.withLock { $0 = true } }
+            }
+        })
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: configuration)
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+        try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entryA = try #require(await manager.position("A")?.liveOrder(.entry))
+        let entryB = try #require(await manager.position("B")?.liveOrder(.entry))
+        manager.receive(fills.fill(entryA, 10, at: "100"))
+        manager.receive(fills.fill(entryB, 10, at: "100"))
+        await manager.waitUntilIdle()
+        #expect(overlapped.withLock { $0 }, "lane AAA and lane BBB were inside processing at the same time")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a symbol's queue runs FIFO: commands and fills apply in the order they arrived")
+    func queueRunsFIFO() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "MSFT", side: .sell, quantity: 300, stopLoss: Price("110"), takeProfit: Price("90")))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        let orders = manager.orderChanges()
+        broker.hold()
+        let sizes: [Quantity] = [100, 50, 25, 125]
+        for size in sizes { manager.receive(fills.fill(entry, size, at: "100")) }
+        var filledSeen: [Quantity] = []
+        for await order in orders where order.role == .entry {
+            filledSeen.append(order.filledQuantity)
+            if filledSeen.count == sizes.count { break }
+        }
+        #expect(filledSeen == [100, 150, 175, 300])
+        broker.releaseAll()
+        await manager.waitUntilIdle()
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == -300)
+        #expect(position.liveOrder(.stopLoss)?.side == .buy)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 300)
+    }
+
+    @Test("transient failures are retried with backoff, then succeed; nothing is dropped")
+    func transientFailuresAreRetried() async throws {
+        let broker = TestBroker()
+        broker.fail(2, .submit, with: BrokerError(.transient, "timeout"))
+        let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy))
+        var fills = FillMaker()
+        let position = try await openAndFillEntry(manager, broker, "P1", "IBM", fills: &fills)
+        #expect(manager.statistics.retries == 2)
+        #expect(position.netQuantity == 100)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 100)
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a permanently failed protective operation raises an alert, shows in state and metrics")
+    func permanentFailureIsAlerted() async throws {
+        let metrics = TestMetrics()
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), metricsFactory: metrics)
+        let alerts = manager.alerts()
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "XOM", side: .buy, quantity: 100, stopLoss: Price("95"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        broker.fail(1, .submit, with: BrokerError(.permanent, "stop price outside band"))
+        manager.receive(fills.fill(entry, 100, at: "100"))
+        await manager.waitUntilIdle()
+        var iterator = alerts.makeAsyncIterator()
+        let alert = try #require(await iterator.next())
+        #expect(alert.kind == .operationFailed)
+        #expect(alert.role == .stopLoss)
+        #expect(alert.message.contains("stop price outside band"))
+        let position = try #require(await manager.position("P1"))
+        #expect(position.orders.contains { $0.role == .stopLoss && $0.status == .rejected && $0.failure != nil })
+        #expect(manager.statistics.alerts == 1)
+        #expect(try metrics.expectCounter("fillguard_alerts").totalValue == 1)
+    }
+
+    @Test("the circuit breaker opens on repeated failures, holds work, probes and closes")
+    func breakerHoldsWorkAndRecovers() async throws {
+        let broker = TestBroker()
+        broker.fail(4, nil, with: BrokerError(.transient, "connection reset"))
+        let configuration = FillGuardConfiguration(
+            retry: RetryPolicy(maxAttempts: 10, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(5), probeWait: .milliseconds(1)))
+        let manager = FillManager(broker: broker, configuration: configuration)
+        var fills = FillMaker()
+        let position = try await openAndFillEntry(manager, broker, "P1", "CVX", fills: &fills)
+        #expect(manager.statistics.breakerTrips >= 1)
+        #expect(manager.breakerState == .closed)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 100)
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a slow subscriber never blocks the fill path")
+    func slowSubscriberDoesNotBlock() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, subscriberBuffer: 4))
+        let neverRead = manager.positionChanges()
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "T", side: .buy, quantity: 500, stopLoss: Price("9"), takeProfit: Price("12")))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        for _ in 0..<500 { manager.receive(fills.fill(entry, 1, at: "10")) }
+        await manager.waitUntilIdle()
+        #expect(await manager.position("P1")?.netQuantity == 500)
+        // The subscriber kept only the newest 4 changes.
+        var kept: [Quantity] = []
+        manager.finishSubscriptions()
+        for await change in neverRead { kept.append(change.netQuantity) }
+        #expect(kept.count == 4)
+        #expect(kept.last == 500)
+    }
+
+    @Test("a rate-limited broker still gets every operation, paced by the token bucket")
+    func rateLimitPacesButDropsNothing() async throws {
+        let broker = TestBroker(capabilities: BrokerCapabilities(nativeModify: true, requestsPerSecond: 2_000, burst: 1))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        var fills = FillMaker()
+        for index in 0..<5 {
+            _ = try await openAndFillEntry(manager, broker, PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
+        }
+        for position in await manager.positions() {
+            #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
+        }
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("bad input is refused with a typed error, recorded, and changes nothing")
+    func badInputIsRecorded() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        var fills = FillMaker()
+        let before = try await openAndFillEntry(manager, broker, "P1", "GLD", fills: &fills)
+        let entry = try #require(before.orders.first { $0.role == .entry })
+        // Duplicate execution id, overfill, unknown symbol, symbol mismatch.
+        manager.receive(.execution(ExecutionReport(executionID: "X1", orderID: entry.id, symbol: "GLD", side: .buy, lastQuantity: 1, lastPrice: Price("1")!)))
+        manager.receive(fills.fill(entry, 1, at: "100"))
+        manager.receive(.execution(ExecutionReport(executionID: "Z1", orderID: "nope", symbol: "ZZZ", side: .buy, lastQuantity: 1, lastPrice: Price("1")!)))
+        await #expect(throws: InputError.self) { try await manager.open(.long("P1", "GLD")) }
+        await manager.waitUntilIdle()
+        let codes = manager.recentRejections().map(\.error.code)
+        #expect(codes.sorted { $0.rawValue < $1.rawValue } == [.duplicateExecution, .overfill, .positionExists, .unknownOrder])
+        #expect(await manager.position("P1") == before)
+    }
+}

@@ -1,0 +1,125 @@
+import FillGuard
+import FillGuardCore
+import Synchronization
+
+/// A broker for runtime tests: records every request, can hold requests until released
+/// (a "slow" broker without sleeping), and fails requests by a script.
+final class TestBroker: Broker, Sendable {
+    struct Request: Sendable, Hashable {
+        var kind: OrderOperation.Kind
+        var orderID: OrderID
+        var quantity: Quantity?
+    }
+    private struct Inner {
+        var requests: [Request] = []
+        var holding = false
+        var held: [CheckedContinuation<Void, Never>] = []
+        var heldWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
+        var failures: [(kind: OrderOperation.Kind?, error: BrokerError)] = []
+    }
+    private let inner = Mutex(Inner())
+    let capabilities: BrokerCapabilities
+    private let stream: AsyncStream<BrokerEvent>
+    private let continuation: AsyncStream<BrokerEvent>.Continuation
+
+    init(capabilities: BrokerCapabilities = BrokerCapabilities()) {
+        self.capabilities = capabilities
+        (stream, continuation) = AsyncStream.makeStream()
+    }
+
+    /// Holds every request from now on until `releaseAll()`.
+    func hold() { inner.withLock { $0.holding = true } }
+
+    /// Lets every held request (and later ones) through.
+    func releaseAll() {
+        let held = inner.withLock { inner -> [CheckedContinuation<Void, Never>] in
+            inner.holding = false
+            defer { inner.held = [] }
+            return inner.held
+        }
+        for continuation in held { continuation.resume() }
+    }
+
+    /// Waits until at least `count` requests are being held.
+    func waitForHeld(_ count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = inner.withLock { inner -> Bool in
+                if inner.held.count >= count { return true }
+                inner.heldWaiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// The next requests (of `kind`, or any) fail with `error`, once per entry.
+    func fail(_ times: Int, _ kind: OrderOperation.Kind?, with error: BrokerError) {
+        inner.withLock { inner in
+            for _ in 0..<times { inner.failures.append((kind, error)) }
+        }
+    }
+
+    var requests: [Request] { inner.withLock { $0.requests } }
+
+    func count(_ kind: OrderOperation.Kind) -> Int { requests.filter { $0.kind == kind }.count }
+
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) {
+        try await handle(Request(kind: .submit, orderID: request.orderID, quantity: request.quantity))
+    }
+
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {
+        try await handle(Request(kind: .modify, orderID: request.orderID, quantity: request.newQuantity))
+    }
+
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
+        try await handle(Request(kind: .cancel, orderID: request.orderID, quantity: nil))
+    }
+
+    func events() -> AsyncStream<BrokerEvent> { stream }
+
+    /// Sends a report on the event stream.
+    func emit(_ event: BrokerEvent) { continuation.yield(event) }
+
+    private func handle(_ request: Request) async throws(BrokerError) {
+        let failure = inner.withLock { inner -> BrokerError? in
+            inner.requests.append(request)
+            if let index = inner.failures.firstIndex(where: { $0.kind == nil || $0.kind == request.kind }) {
+                return inner.failures.remove(at: index).error
+            }
+            return nil
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let (holdIt, waiters) = inner.withLock { inner -> (Bool, [CheckedContinuation<Void, Never>]) in
+                guard inner.holding else { return (false, []) }
+                inner.held.append(continuation)
+                let count = inner.held.count
+                let ready = inner.heldWaiters.filter { $0.0 <= count }.map(\.1)
+                inner.heldWaiters.removeAll { $0.0 <= count }
+                return (true, ready)
+            }
+            for waiter in waiters { waiter.resume() }
+            if !holdIt { continuation.resume() }
+        }
+        if let failure { throw failure }
+    }
+}
+
+/// Builds fills for tests.
+struct FillMaker {
+    private var next = 0
+
+    mutating func fill(_ order: OrderSnapshot, _ quantity: Quantity, at price: String) -> BrokerEvent {
+        next += 1
+        return .execution(ExecutionReport(executionID: ExecutionID("X\(next)"), orderID: order.id, symbol: order.symbol,
+                                          side: order.side, lastQuantity: quantity, lastPrice: Price(price)!))
+    }
+}
+
+extension BracketSpec {
+    /// A long bracket: buy `quantity` at market, stop 95, target 110, one scale-in limit at 98.
+    static func long(_ id: PositionID, _ symbol: Symbol, _ quantity: Quantity = 100) -> BracketSpec {
+        BracketSpec(positionID: id, symbol: symbol, side: .buy, quantity: quantity, entryType: .market,
+                    stopLoss: Price("95"), takeProfit: Price("110"),
+                    scaleIns: [ScaleIn(quantity: quantity, type: .limit(Price("98")!))])
+    }
+}
