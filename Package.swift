@@ -43,7 +43,11 @@ let package = Package(
         // The simulated exchange: a Broker with price paths, latency and fault injection.
         .target(
             name: "FillGuardSimulator",
-            dependencies: ["FillGuard", "FillGuardCore"],
+            dependencies: [
+                "FillGuard", "FillGuardCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(

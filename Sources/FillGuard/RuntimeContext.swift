@@ -5,6 +5,8 @@ import Synchronization
 
 /// Counters kept for `FillManager.statistics`.
 public struct FillManagerStatistics: Sendable, Hashable {
+    /// Fills applied (unique, valid execution reports).
+    public var fills = 0
     /// Broker operations sent, by kind (every attempt counts).
     public var operations: [OrderOperation.Kind: Int] = [:]
     /// Retries scheduled after transient failures.

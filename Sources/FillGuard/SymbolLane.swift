@@ -102,6 +102,7 @@ final class SymbolLane: @unchecked Sendable {
             do throws(InputError) {
                 try machine.apply(report, emitting: &actions)
                 context.metrics.fills.increment()
+                context.counters.withLock { $0.fills += 1 }
                 isFill = true
             } catch {
                 context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")

@@ -1,0 +1,131 @@
+import FillGuard
+import FillGuardCore
+
+/// The outcome of a simulated session: activity, broker work, safety exposure, latency and
+/// every invariant violation found (continuously and at the end against the exchange's truth).
+public struct SimulationReport: Sendable {
+    /// Symbols traded.
+    public var symbols: Int
+    /// Trading time plus wind-down.
+    public var seconds: Duration
+    /// The seed used.
+    public var seed: UInt64
+    /// Probability of a failed broker request.
+    public var faultRate: Double
+    /// Native modify was available.
+    public var nativeModify: Bool
+    /// Replacement strategy (used without native modify).
+    public var strategy: SymbolStateMachine.ReplaceStrategy
+    /// Fills the exchange produced (duplicates not counted).
+    public var fills: Int
+    /// Fills FillGuard applied.
+    public var fillsApplied: Int
+    /// Brackets opened.
+    public var positionsOpened: Int
+    /// Positions closed.
+    public var positionsClosed: Int
+    /// Broker operations by kind.
+    public var operations: [OrderOperation.Kind: Int]
+    /// Retries after transient failures.
+    public var retries: Int
+    /// Circuit breaker openings.
+    public var breakerTrips: Int
+    /// Alerts raised.
+    public var alerts: Int
+    /// Inputs refused, by code.
+    public var rejected: [InputError.Code: Int]
+    /// Request faults the exchange injected, by kind.
+    public var faultsInjected: [String: Int]
+    /// Duplicate reports injected.
+    public var duplicatesInjected: Int
+    /// Reordered reports injected.
+    public var reordersInjected: Int
+    /// Share-seconds a position was not covered by its stop, per the exchange.
+    public var unprotectedShareSeconds: String
+    /// Share-seconds protective orders exceeded the position, per the exchange.
+    public var overCoveredShareSeconds: String
+    /// Fill-to-protective-operation latency.
+    public var reaction: LatencySummary
+    /// Violations seen while trading (rule 1 always, rule 2 for quiescent symbols).
+    public var continuousViolations: [String]
+    /// Violations at the end: FillGuard's invariants and differences from the exchange's truth.
+    public var finalViolations: [String]
+
+    /// The number of distinct invariant violations found.
+    public var invariantViolations: Int { continuousViolations.count + finalViolations.count }
+
+    /// The report as a JSON object.
+    public var json: String {
+        func string(_ text: String) -> String {
+            var escaped = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": escaped += "\\\""
+                case "\\": escaped += "\\\\"
+                case "\n": escaped += "\\n"
+                default:
+                    if scalar.value < 0x20 { escaped += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { escaped.unicodeScalars.append(scalar) }
+                }
+            }
+            return escaped + "\""
+        }
+        func object(_ pairs: [(String, String)]) -> String {
+            "{" + pairs.map { "\(string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+        }
+        let kinds = OrderOperation.Kind.allCases
+        return object([
+            ("symbols", "\(symbols)"),
+            ("seconds", string(Self.format(seconds))),
+            ("seed", "\(seed)"),
+            ("faultRate", "\(faultRate)"),
+            ("nativeModify", "\(nativeModify)"),
+            ("strategy", string(strategy.rawValue)),
+            ("fills", "\(fills)"),
+            ("fillsApplied", "\(fillsApplied)"),
+            ("positionsOpened", "\(positionsOpened)"),
+            ("positionsClosed", "\(positionsClosed)"),
+            ("brokerOperations", object(kinds.map { ($0.rawValue, "\(operations[$0] ?? 0)") })),
+            ("retries", "\(retries)"),
+            ("breakerTrips", "\(breakerTrips)"),
+            ("alerts", "\(alerts)"),
+            ("rejectedInputs", object(rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key.rawValue, "\($0.value)") })),
+            ("faultsInjected", object(faultsInjected.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })),
+            ("duplicatesInjected", "\(duplicatesInjected)"),
+            ("reordersInjected", "\(reordersInjected)"),
+            ("unprotectedShareSeconds", string(unprotectedShareSeconds)),
+            ("overCoveredShareSeconds", string(overCoveredShareSeconds)),
+            ("reactionLatencyMicros", object([("count", "\(reaction.count)"), ("p50", "\(reaction.p50)"), ("p90", "\(reaction.p90)"),
+                                              ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
+            ("invariantViolations", "\(invariantViolations)"),
+            ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
+        ])
+    }
+
+    /// The report for a person.
+    public var text: String {
+        let kinds = OrderOperation.Kind.allCases
+        var lines: [String] = []
+        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        lines.append("  fills                 \(fills) at the exchange, \(fillsApplied) applied")
+        lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
+        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
+        lines.append("  retries               \(retries)")
+        lines.append("  breaker trips         \(breakerTrips)")
+        lines.append("  alerts                \(alerts)")
+        lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
+        lines.append("  faults injected       " + (faultsInjected.isEmpty ? "0" : faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + ", duplicates \(duplicatesInjected), reorders \(reordersInjected)")
+        lines.append("  unprotected           \(unprotectedShareSeconds) share-seconds")
+        lines.append("  over-covered          \(overCoveredShareSeconds) share-seconds")
+        lines.append("  reaction (µs)         p50 \(reaction.p50), p90 \(reaction.p90), p99 \(reaction.p99), p99.9 \(reaction.p999), max \(reaction.max) (\(reaction.count) samples)")
+        lines.append("  invariantViolations   \(invariantViolations)")
+        for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let millis = attoseconds / 1_000_000_000_000_000
+        let padded = String(millis)
+        return "\(seconds)." + String(repeating: "0", count: 3 - padded.count) + padded
+    }
+}

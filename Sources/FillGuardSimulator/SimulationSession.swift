@@ -1,0 +1,202 @@
+import FillGuard
+import FillGuardCore
+import Logging
+import Synchronization
+
+/// What a simulated trading session does.
+public struct SimulationOptions: Sendable {
+    /// Symbols traded in parallel.
+    public var symbols: Int = 20
+    /// Wall-clock length of the trading part of the session.
+    public var duration: Duration = .seconds(10)
+    /// Seed for prices, sizes and faults.
+    public var seed: UInt64 = 1
+    /// Probability that a broker request fails; duplicates and reorders are injected at a quarter of it.
+    public var faultRate: Double = 0.02
+    /// The exchange offers native modify.
+    public var nativeModify = true
+    /// Replacement strategy when there is no native modify.
+    public var strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate
+    /// Acknowledgement latency range of the exchange.
+    public var latency: ClosedRange<Duration> = .microseconds(200) ... .milliseconds(1)
+    /// Time between price ticks.
+    public var tick: Duration = .milliseconds(1)
+    /// Price step per tick, in basis points.
+    public var volatilityBasisPoints = 3
+    /// Retry policy of the manager.
+    public var retry = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500))
+    /// How often the session checks invariants and reports progress.
+    public var checkInterval: Duration = .milliseconds(100)
+
+    /// The defaults: 20 symbols for 10 s with 2% faults.
+    public init() {}
+}
+
+/// Live figures while a session runs, for a progress line.
+public struct SimulationProgress: Sendable {
+    /// Time since trading started.
+    public var elapsed: Duration
+    /// Fills applied by the manager.
+    public var fills: Int
+    /// Positions currently open.
+    public var openPositions: Int
+    /// Positions closed so far.
+    public var closedPositions: Int
+    /// Broker operations sent so far.
+    public var operations: Int
+}
+
+/// Runs a multi-symbol session: FillManager against the simulated exchange, brackets with
+/// scale-ins opened and re-opened per symbol, prices running, faults injected, and invariants
+/// checked continuously and at the end against the exchange's ground truth.
+public final class SimulationSession: Sendable {
+    private let options: SimulationOptions
+
+    /// A session with these options.
+    public init(options: SimulationOptions) {
+        self.options = options
+    }
+
+    /// Runs the session to the end and returns its report.
+    public func run(progress: (@Sendable (SimulationProgress) -> Void)? = nil) async -> SimulationReport {
+        var random = SplitMix64(seed: options.seed &+ 0x5EED)
+        var startPrices: [Symbol: Price] = [:]
+        let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
+        for symbol in symbols {
+            startPrices[symbol] = Price(units: Int64(random.next(in: 20...500)) * Price.unitsPerWhole)
+        }
+        var configuration = SimulatorConfiguration(seed: options.seed)
+        configuration.nativeModify = options.nativeModify
+        configuration.latency = options.latency
+        configuration.faultRate = options.faultRate
+        configuration.duplicateRate = options.faultRate / 4
+        configuration.reorderRate = options.faultRate / 4
+        configuration.volatilityBasisPoints = options.volatilityBasisPoints
+        let exchange = SimulatedExchange(configuration: configuration, symbols: startPrices)
+
+        let reactions = Mutex(LatencySamples())
+        var logger = Logger(label: "fillguard.simulate")
+        logger.logLevel = .critical
+        let manager = FillManager(
+            broker: exchange,
+            configuration: FillGuardConfiguration(
+                retry: options.retry,
+                circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
+                replaceStrategy: options.strategy,
+                reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
+            logger: logger)
+
+        let feed = Task { await manager.run() }
+        let ticker = Task { await exchange.run(tick: options.tick) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var opened = 0
+        var sequence = 0
+        var continuousViolations: Set<String> = []
+        var latest: [Symbol: PositionID] = [:]
+
+        // Trading: keep one bracket per symbol, opening a new one when the last one closed.
+        while clock.now - start < options.duration {
+            let positions = await manager.positions()
+            var status: [PositionID: PositionStatus] = [:]
+            for position in positions { status[position.id] = position.status }
+            for symbol in symbols {
+                if let current = latest[symbol], status[current] != .closed { continue }
+                sequence += 1
+                let id = PositionID("\(symbol)-\(sequence)")
+                let spec = bracket(id, symbol, exchange.price(of: symbol), &random)
+                do {
+                    try await manager.open(spec)
+                    latest[symbol] = id
+                    opened += 1
+                } catch {
+                    continuousViolations.insert("could not open \(id): \(error)")
+                }
+            }
+            for violation in await manager.invariantViolations() { continuousViolations.insert(violation.description) }
+            progress?(SimulationProgress(
+                elapsed: clock.now - start, fills: exchange.statistics.fills,
+                openPositions: positions.filter { $0.status == .open }.count,
+                closedPositions: positions.filter { $0.status == .closed }.count,
+                operations: manager.statistics.operations.values.reduce(0, +)))
+            try? await Task.sleep(for: options.checkInterval)
+        }
+
+        // Wind down: stop the prices, deliver what is held back, let every operation settle.
+        ticker.cancel()
+        _ = await ticker.value
+        exchange.flushHeldReports()
+        await exchange.waitUntilIdle()
+        await manager.waitUntilIdle()
+        let tradingTime = clock.now - start
+
+        let positions = await manager.positions()
+        var finalViolations = (await manager.invariantViolations()).map(\.description)
+        finalViolations += groundTruthMismatches(positions, exchange)
+        feed.cancel()
+        manager.finishSubscriptions()
+
+        let statistics = manager.statistics
+        let exchangeStatistics = exchange.statistics
+        let exposure = exchange.exposure
+        let samples = reactions.withLock { $0 }
+        return SimulationReport(
+            symbols: options.symbols, seconds: tradingTime, seed: options.seed, faultRate: options.faultRate,
+            nativeModify: options.nativeModify, strategy: options.strategy,
+            fills: exchangeStatistics.fills, fillsApplied: statistics.fills,
+            positionsOpened: opened,
+            positionsClosed: positions.filter { $0.status == .closed }.count,
+            operations: statistics.operations, retries: statistics.retries, breakerTrips: statistics.breakerTrips,
+            alerts: statistics.alerts, rejected: statistics.rejected,
+            faultsInjected: exchangeStatistics.faults, duplicatesInjected: exchangeStatistics.duplicates,
+            reordersInjected: exchangeStatistics.reorders,
+            unprotectedShareSeconds: exposure.unprotected, overCoveredShareSeconds: exposure.overCovered,
+            reaction: samples.summary(),
+            continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
+    }
+
+    /// A bracket around the current price: stop 1.5% away, target 1.5% the other way, one or two
+    /// scale-ins 0.4% and 0.8% against the entry.
+    private func bracket(_ id: PositionID, _ symbol: Symbol, _ price: Price, _ random: inout SplitMix64) -> BracketSpec {
+        let side: Side = random.next(in: 0...1) == 0 ? .buy : .sell
+        let quantity = Quantity(Int(random.next(in: 10...100)) * 10)
+        let sign: Int64 = side == .buy ? 1 : -1
+        func offset(_ basisPoints: Int64) -> Price {
+            let cents = price.units / 1_000_000 // price in cents
+            let moved = cents + sign * cents * basisPoints / 10_000
+            return Price(units: max(1, moved) * 1_000_000)
+        }
+        var scaleIns = [BracketSpec.ScaleIn(quantity: Quantity(Int(quantity.units / Quantity.unitsPerShare / 2)), type: .limit(offset(-40)))]
+        if random.next(in: 0...1) == 1 {
+            scaleIns.append(BracketSpec.ScaleIn(quantity: Quantity(Int(quantity.units / Quantity.unitsPerShare / 2)), type: .limit(offset(-80))))
+        }
+        return BracketSpec(positionID: id, symbol: symbol, side: side, quantity: quantity, entryType: .market,
+                           stopLoss: offset(-150), takeProfit: offset(150), scaleIns: scaleIns)
+    }
+
+    /// Compares FillGuard's view with the exchange's: net per symbol, and every live order's open quantity.
+    private func groundTruthMismatches(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+        var problems: [String] = []
+        var netBySymbol: [Symbol: Quantity] = [:]
+        var ours: [OrderID: Quantity] = [:]
+        for position in positions {
+            netBySymbol[position.symbol, default: .zero] += position.netQuantity
+            for order in position.orders where order.status.isLive { ours[order.id] = order.openQuantity }
+        }
+        for symbol in exchange.symbols {
+            let truth = exchange.netPosition(of: symbol)
+            let mine = netBySymbol[symbol] ?? .zero
+            if truth != mine { problems.append("\(symbol): exchange net \(truth), FillGuard net \(mine)") }
+            for order in exchange.liveOrders(of: symbol) {
+                let mineOpen = ours.removeValue(forKey: order.id)
+                if mineOpen != order.openQuantity {
+                    problems.append("\(symbol): order \(order.id) open \(order.openQuantity) at the exchange, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
+                }
+            }
+        }
+        for (id, open) in ours.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            problems.append("order \(id) live with \(open) in FillGuard but not at the exchange")
+        }
+        return problems
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import FillGuardCore
+import FillGuardSimulator
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `fillguard simulate`: a multi-symbol session against the simulated exchange, with a report.
+struct SimulateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Run a multi-symbol trading session against the simulated exchange and report on it.",
+        discussion: "Exits 1 if any invariant (net = sum of unique fills; protective orders = |net|) was violated.")
+
+    @Option(help: "Symbols traded in parallel.")
+    var symbols = 20
+
+    @Option(help: "Seconds of trading.")
+    var duration = 10.0
+
+    @Option(help: "Seed for prices, sizes and faults.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it.")
+    var faultRate = 0.02
+
+    @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
+    var noModify = false
+
+    @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
+    var strategy = "cancelThenCreate"
+
+    @Option(help: "Broker acknowledgement latency range in milliseconds, A-B.")
+    var latencyMs = "0.2-1"
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
+        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard faultRate >= 0, faultRate <= 1 else { throw ValidationError("--fault-rate must be between 0 and 1") }
+        guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
+            throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
+        }
+        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
+    }
+
+    private var parsedLatency: ClosedRange<Duration>? {
+        let parts = latencyMs.split(separator: "-").map { Double($0) }
+        guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low >= 0, high >= low else { return nil }
+        return .microseconds(Int64(low * 1000)) ... .microseconds(Int64(high * 1000))
+    }
+
+    func run() async throws {
+        var options = SimulationOptions()
+        options.symbols = symbols
+        options.duration = .milliseconds(Int64(duration * 1000))
+        options.seed = seed
+        options.faultRate = faultRate
+        options.nativeModify = !noModify
+        options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        options.latency = parsedLatency ?? options.latency
+        let showProgress = isatty(STDERR_FILENO) == 1
+        let session = SimulationSession(options: options)
+        let total = duration
+        let progressLine: @Sendable (SimulationProgress) -> Void = { progress in
+            let (seconds, attoseconds) = progress.elapsed.components
+            let tenths = attoseconds / 100_000_000_000_000_000
+            var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
+            line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
+            writeToStandardError(line)
+        }
+        let report = await session.run(progress: showProgress ? progressLine : nil)
+        if showProgress { writeToStandardError("\n") }
+        print(json ? report.json : report.text)
+        if report.invariantViolations > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Writes text to standard error without buffering (progress lines, diagnostics).
+func writeToStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        guard let base = bytes.baseAddress else { return }
+        _ = write(STDERR_FILENO, base, bytes.count)
+    }
+}
