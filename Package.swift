@@ -74,6 +74,7 @@ let package = Package(
                 "FillGuard", "FillGuardCore", "FillGuardSimulator",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
+            exclude: ["Traces"],
             swiftSettings: strict
         ),
     ]

@@ -1,0 +1,112 @@
+import FillGuardCore
+
+/// Reads typed fields from a JSON object with messages that name the field.
+struct FieldReader {
+    let fields: [String: JSONValue]
+    var prefix = ""
+
+    func has(_ name: String) -> Bool {
+        if case .null? = fields[name] { return false }
+        return fields[name] != nil
+    }
+
+    func string(_ name: String) throws(InputError) -> String {
+        guard let value = fields[name] else { throw InputError(.malformed, "missing field '\(prefix)\(name)'") }
+        guard case .string(let text) = value else { throw InputError(.malformed, "field '\(prefix)\(name)' must be a string") }
+        return text
+    }
+
+    func optionalString(_ name: String) throws(InputError) -> String? {
+        has(name) ? try string(name) : nil
+    }
+
+    func integer(_ name: String) throws(InputError) -> Int {
+        guard let value = fields[name] else { throw InputError(.malformed, "missing field '\(prefix)\(name)'") }
+        guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e9 else {
+            throw InputError(.malformed, "field '\(prefix)\(name)' must be a whole number")
+        }
+        return Int(number)
+    }
+
+    func optionalObject(_ name: String) throws(InputError) -> FieldReader? {
+        guard has(name) else { return nil }
+        guard case .object(let inner)? = fields[name] else { throw InputError(.malformed, "field '\(prefix)\(name)' must be an object") }
+        return FieldReader(fields: inner, prefix: "\(prefix)\(name).")
+    }
+
+    func optionalArray(_ name: String) throws(InputError) -> [JSONValue]? {
+        guard has(name) else { return nil }
+        guard case .array(let items)? = fields[name] else { throw InputError(.malformed, "field '\(prefix)\(name)' must be an array") }
+        return items
+    }
+
+    func side(_ name: String) throws(InputError) -> Side {
+        let text = try string(name)
+        guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field '\(prefix)\(name)' must be buy or sell, got '\(text)'") }
+        return side
+    }
+
+    func role() throws(InputError) -> OrderRole {
+        let text = try string("role")
+        switch text {
+        case "entry": return .entry
+        case "stopLoss": return .stopLoss
+        case "takeProfit": return .takeProfit
+        case "scaleIn":
+            let index = has("index") ? try integer("index") : 0
+            guard index >= 0 else { throw InputError(.malformed, "field 'index' must not be negative") }
+            return .scaleIn(index)
+        default: throw InputError(.malformed, "field 'role' must be entry, scaleIn, stopLoss or takeProfit, got '\(text)'")
+        }
+    }
+
+    /// A positive quantity (zero allowed with `allowZero`).
+    func quantity(_ name: String, mustBePositive: Bool = true, allowZero: Bool = false) throws(InputError) -> Quantity {
+        let text = try decimalText(name)
+        guard let value = Quantity(text) else {
+            throw InputError(.invalidQuantity, "'\(prefix)\(name)' \(Self.why(text, places: Quantity.decimalPlaces))")
+        }
+        if value.units < 0 || (value.isZero && !allowZero) {
+            throw InputError(.invalidQuantity, "'\(prefix)\(name)' must be positive, got \(text)")
+        }
+        return value
+    }
+
+    func optionalQuantity(_ name: String, allowZero: Bool = false) throws(InputError) -> Quantity? {
+        has(name) ? try quantity(name, allowZero: allowZero) : nil
+    }
+
+    func price(_ name: String) throws(InputError) -> Price {
+        let text = try decimalText(name)
+        guard let value = Price(text) else {
+            throw InputError(.invalidPrice, "'\(prefix)\(name)' \(Self.why(text, places: Price.decimalPlaces))")
+        }
+        guard value.units > 0 else { throw InputError(.invalidPrice, "'\(prefix)\(name)' must be positive, got \(text)") }
+        return value
+    }
+
+    func optionalPrice(_ name: String) throws(InputError) -> Price? {
+        has(name) ? try price(name) : nil
+    }
+
+    func optionalMoney(_ name: String) throws(InputError) -> Money? {
+        guard has(name) else { return nil }
+        let text = try decimalText(name)
+        guard let value = Money(text) else { throw InputError(.malformed, "'\(prefix)\(name)' \(Self.why(text, places: Money.decimalPlaces))") }
+        return value
+    }
+
+    private func decimalText(_ name: String) throws(InputError) -> String {
+        guard let value = fields[name] else { throw InputError(.malformed, "missing field '\(prefix)\(name)'") }
+        guard case .string(let text) = value else {
+            throw InputError(.malformed, "field '\(prefix)\(name)' must be a decimal string such as \"300\" (exact decimals travel as strings)")
+        }
+        return text
+    }
+
+    private static func why(_ text: String, places: Int) -> String {
+        let lower = text.lowercased()
+        if lower.contains("nan") || lower.contains("inf") { return "must be a finite number, got \(text)" }
+        return "must be an exact decimal with at most \(places) decimal places, got '\(text)'"
+    }
+}

@@ -1,0 +1,77 @@
+import FillGuardCore
+
+/// The final state of a replay, printable as the contract JSON or as text.
+public struct ReplayReport: Sendable {
+    /// Positions in the order opened.
+    public var positions: [PositionSnapshot]
+    /// Refused lines.
+    public var rejected: [RejectedLine]
+    /// Broker operations by kind.
+    public var operations: [OrderOperation.Kind: Int]
+    /// Alerts raised.
+    public var alerts: [Alert]
+    /// Broken rules at the end (exit code 1 when not empty).
+    public var violations: [InvariantViolation]
+
+    /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.
+    public var json: String {
+        var out = "{\"positions\":["
+        out += positions.map { position in
+            var text = "{\"position\":\(quote(position.id.rawValue)),\"symbol\":\(quote(position.symbol.name))"
+            text += ",\"status\":\(quote(position.status.rawValue)),\"netQuantity\":\(quote(position.netQuantity.description))"
+            text += ",\"averagePrice\":\(quote(position.averagePrice?.description ?? "0"))"
+            text += ",\"realizedPnL\":\(quote(position.realizedPnL.description)),\"orders\":["
+            text += position.liveOrders.map { order in
+                var item = "{\"role\":\(quote(order.role.name)),\"index\":\(order.role.index.map(String.init) ?? "null")"
+                item += ",\"side\":\(quote(order.side.rawValue)),\"openQuantity\":\(quote(order.openQuantity.description))"
+                item += ",\"price\":\(order.type.displayPrice.map { quote($0.description) } ?? "null")"
+                item += ",\"status\":\(quote(order.status.rawValue))}"
+                return item
+            }.joined(separator: ",")
+            return text + "]}"
+        }.joined(separator: ",")
+        out += "],\"rejected\":["
+        out += rejected.map { "{\"line\":\($0.line),\"error\":\(quote($0.error.code.rawValue)),\"message\":\(quote($0.error.message))}" }
+            .joined(separator: ",")
+        out += "],\"brokerOperations\":{"
+        out += OrderOperation.Kind.allCases.map { "\(quote($0.rawValue)):\(operations[$0] ?? 0)" }.joined(separator: ",")
+        return out + "}}"
+    }
+
+    /// A summary for a person.
+    public var text: String {
+        var lines: [String] = []
+        for position in positions {
+            lines.append("\(position.id) \(position.symbol) \(position.status.rawValue): net \(position.netQuantity), average \(position.averagePrice?.description ?? "0"), realized P&L \(position.realizedPnL)")
+            for order in position.liveOrders {
+                let price = order.type.displayPrice.map { " @ \($0)" } ?? " market"
+                lines.append("    \(order.role) \(order.side.rawValue) \(order.openQuantity)\(price) \(order.status.rawValue)")
+            }
+        }
+        for line in rejected { lines.append("rejected line \(line.line): \(line.error.code.rawValue): \(line.error.message)") }
+        for alert in alerts { lines.append("alert: \(alert)") }
+        lines.append("broker operations: " + OrderOperation.Kind.allCases.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
+        for violation in violations { lines.append("INVARIANT VIOLATED: \(violation)") }
+        return lines.joined(separator: "\n")
+    }
+
+    private func quote(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\t": escaped += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return escaped + "\""
+    }
+}

@@ -1,0 +1,149 @@
+import FillGuardCore
+
+/// One line of a trace file (JSON Lines): open a bracket, a fill, or a scripted broker fault.
+public enum TraceLine: Sendable, Hashable {
+    /// `{"type":"open",...}`: open a bracket.
+    case open(BracketSpec)
+    /// `{"type":"fill",...}`: a fill of a role's order.
+    case fill(TraceFill)
+    /// `{"type":"brokerFault",...}`: the next matching broker operations fail.
+    case brokerFault(BrokerFaultScript)
+
+    /// Parses one line; throws `InputError` (malformed, invalidQuantity, invalidPrice, ...).
+    public static func parse(_ text: String) throws(InputError) -> TraceLine {
+        let value = try JSONValue.parse(text)
+        guard case .object(let fields) = value else { throw InputError(.malformed, "a trace line must be a JSON object") }
+        let reader = FieldReader(fields: fields)
+        let type = try reader.string("type")
+        switch type {
+        case "open": return .open(try parseOpen(reader))
+        case "fill": return .fill(try parseFill(reader))
+        case "brokerFault": return .brokerFault(try parseFault(reader))
+        default: throw InputError(.malformed, "unknown line type '\(type)' (expected open, fill or brokerFault)")
+        }
+    }
+
+    private static func parseOpen(_ reader: FieldReader) throws(InputError) -> BracketSpec {
+        let position = PositionID(try reader.string("position"))
+        let symbol = try reader.string("symbol")
+        guard !symbol.isEmpty else { throw InputError(.malformed, "field 'symbol' must not be empty") }
+        let side = try reader.side("side")
+        let quantity = try reader.quantity("quantity")
+        var entryType = OrderType.market
+        if let entry = try reader.optionalObject("entry") {
+            entryType = try parseOrderType(entry, field: "entry", typeField: "type")
+        }
+        var scaleIns: [BracketSpec.ScaleIn] = []
+        for (index, item) in (try reader.optionalArray("scaleIns") ?? []).enumerated() {
+            guard case .object(let fields) = item else { throw InputError(.malformed, "scaleIns[\(index)] must be an object") }
+            let scaleIn = FieldReader(fields: fields, prefix: "scaleIns[\(index)].")
+            let quantity = try scaleIn.quantity("quantity")
+            let type = try parseOrderType(scaleIn, field: "scaleIns[\(index)]", typeField: nil)
+            scaleIns.append(BracketSpec.ScaleIn(quantity: quantity, type: type))
+        }
+        return BracketSpec(positionID: position, symbol: Symbol(symbol), side: side, quantity: quantity, entryType: entryType,
+                           stopLoss: try reader.optionalPrice("stopLoss"), takeProfit: try reader.optionalPrice("takeProfit"),
+                           scaleIns: scaleIns)
+    }
+
+    /// An order type from "type" (if given) and "limit"/"stop" prices.
+    private static func parseOrderType(_ reader: FieldReader, field: String, typeField: String?) throws(InputError) -> OrderType {
+        let limit = try reader.optionalPrice("limit")
+        let stop = try reader.optionalPrice("stop")
+        let declared = try typeField.flatMap { name throws(InputError) in try reader.optionalString(name) }
+        switch declared {
+        case "market": return .market
+        case "limit":
+            guard let limit else { throw InputError(.malformed, "\(field) of type limit needs 'limit'") }
+            return .limit(limit)
+        case "stop":
+            guard let stop else { throw InputError(.malformed, "\(field) of type stop needs 'stop'") }
+            return .stop(stop)
+        case "stopLimit":
+            guard let stop, let limit else { throw InputError(.malformed, "\(field) of type stopLimit needs 'stop' and 'limit'") }
+            return .stopLimit(stop: stop, limit: limit)
+        case nil:
+            switch (stop, limit) {
+            case (nil, nil): return .market
+            case (nil, let limit?): return .limit(limit)
+            case (let stop?, nil): return .stop(stop)
+            case (let stop?, let limit?): return .stopLimit(stop: stop, limit: limit)
+            }
+        case let other?:
+            throw InputError(.malformed, "\(field) has unknown type '\(other)' (expected market, limit, stop or stopLimit)")
+        }
+    }
+
+    private static func parseFill(_ reader: FieldReader) throws(InputError) -> TraceFill {
+        let role = try reader.role()
+        let execID = try reader.string("execId")
+        guard !execID.isEmpty else { throw InputError(.malformed, "field 'execId' must not be empty") }
+        return TraceFill(
+            position: PositionID(try reader.string("position")), role: role,
+            quantity: try reader.quantity("quantity", mustBePositive: true), price: try reader.price("price"),
+            executionID: ExecutionID(execID),
+            cumulativeQuantity: try reader.optionalQuantity("cumQuantity"),
+            leavesQuantity: try reader.optionalQuantity("leavesQuantity", allowZero: true),
+            symbol: try reader.optionalString("symbol").map { Symbol($0) },
+            side: try reader.optionalString("side").map { text throws(InputError) in
+                guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field 'side' must be buy or sell, got '\(text)'") }
+                return side
+            },
+            commission: try reader.optionalMoney("commission") ?? .zero)
+    }
+
+    private static func parseFault(_ reader: FieldReader) throws(InputError) -> BrokerFaultScript {
+        let operationText = try reader.string("operation")
+        guard let operation = OrderOperation.Kind(rawValue: operationText) else {
+            throw InputError(.malformed, "field 'operation' must be submit, modify or cancel, got '\(operationText)'")
+        }
+        let kindText = try reader.string("kind")
+        guard let kind = BrokerError.Kind(rawValue: kindText) else {
+            throw InputError(.malformed, "field 'kind' must be transient, permanent or tooLate, got '\(kindText)'")
+        }
+        let count = try reader.integer("count")
+        guard count >= 1 else { throw InputError(.malformed, "field 'count' must be at least 1, got \(count)") }
+        var role: OrderRole?
+        if reader.has("role") { role = try reader.role() }
+        return BrokerFaultScript(operation: operation, count: count, kind: kind,
+                                 position: try reader.optionalString("position").map { PositionID($0) }, role: role)
+    }
+}
+
+/// A trace fill: the order is named by position and role.
+public struct TraceFill: Sendable, Hashable {
+    /// The position.
+    public var position: PositionID
+    /// The role whose newest order filled.
+    public var role: OrderRole
+    /// Fill quantity.
+    public var quantity: Quantity
+    /// Fill price.
+    public var price: Price
+    /// Execution id (deduplication key).
+    public var executionID: ExecutionID
+    /// Optional cumulative quantity of the order, checked.
+    public var cumulativeQuantity: Quantity?
+    /// Optional leaves quantity of the order.
+    public var leavesQuantity: Quantity?
+    /// Optional symbol, checked against the position's.
+    public var symbol: Symbol?
+    /// Optional side, checked against the order's.
+    public var side: Side?
+    /// Commission charged.
+    public var commission: Money
+}
+
+/// A scripted broker fault: the next `count` operations of a kind (optionally of one order) fail.
+public struct BrokerFaultScript: Sendable, Hashable {
+    /// Which operation kind fails.
+    public var operation: OrderOperation.Kind
+    /// How many times.
+    public var count: Int
+    /// How it fails.
+    public var kind: BrokerError.Kind
+    /// Only operations on this position, if given.
+    public var position: PositionID?
+    /// Only operations on this role, if given.
+    public var role: OrderRole?
+}

@@ -1,0 +1,175 @@
+import FillGuardCore
+
+/// How a replay's scripted broker behaves.
+public struct ReplayOptions: Sendable, Hashable {
+    /// The scripted broker has native modify (default true).
+    public var nativeModify = true
+    /// Replacement without native modify.
+    public var strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate
+    /// Tries per operation before it fails for good.
+    public var maxAttempts = 3
+
+    /// Defaults: native modify, cancel-then-create fallback, 3 attempts.
+    public init(nativeModify: Bool = true, strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3) {
+        self.nativeModify = nativeModify
+        self.strategy = strategy
+        self.maxAttempts = maxAttempts
+    }
+}
+
+/// A line a replay refused, with why.
+public struct RejectedLine: Sendable, Hashable {
+    /// 1-based line number in the trace.
+    public var line: Int
+    /// The typed error.
+    public var error: InputError
+}
+
+/// Replays a trace deterministically: the core state machines, driven line by line, against a
+/// scripted broker that acknowledges at once unless a scripted fault says otherwise. Retries
+/// happen in virtual time (immediately), so the result never depends on a clock.
+public struct TraceReplayer: Sendable {
+    private struct PendingFault: Sendable {
+        var script: BrokerFaultScript
+        var remaining: Int
+    }
+
+    private let options: ReplayOptions
+    private var machines: [Symbol: SymbolStateMachine] = [:]
+    private var positionSymbols: [PositionID: Symbol] = [:]
+    private var positionOrder: [PositionID] = []
+    private var faults: [PendingFault] = []
+    /// Lines refused so far.
+    public private(set) var rejected: [RejectedLine] = []
+    /// Broker operations sent so far, by kind (every attempt counts).
+    public private(set) var operations: [OrderOperation.Kind: Int] = [:]
+    /// Alerts raised so far.
+    public private(set) var alerts: [Alert] = []
+
+    /// An empty replayer.
+    public init(options: ReplayOptions = ReplayOptions()) {
+        self.options = options
+    }
+
+    /// Replays a whole trace text and returns the final state.
+    public static func replay(_ text: String, options: ReplayOptions = ReplayOptions()) -> ReplayReport {
+        var replayer = TraceReplayer(options: options)
+        var number = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            replayer.apply(String(line), lineNumber: number)
+        }
+        return replayer.report()
+    }
+
+    /// Applies one trace line (blank lines are skipped) and lets the broker work settle.
+    public mutating func apply(_ text: String, lineNumber: Int) {
+        let trimmed = text.trimmingCharacters(in: [" ", "\t", "\r"])
+        guard !trimmed.isEmpty else { return }
+        do throws(InputError) {
+            switch try TraceLine.parse(trimmed) {
+            case .open(let spec): try open(spec)
+            case .fill(let fill): try apply(fill)
+            case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count))
+            }
+        } catch {
+            rejected.append(RejectedLine(line: lineNumber, error: error))
+        }
+    }
+
+    /// The final state: positions in the order opened, rejected lines, operation counts, invariants.
+    public func report() -> ReplayReport {
+        var positions: [PositionSnapshot] = []
+        for id in positionOrder {
+            if let symbol = positionSymbols[id], let snapshot = machines[symbol]?.snapshot(of: id) { positions.append(snapshot) }
+        }
+        var violations: [InvariantViolation] = []
+        for symbol in machines.keys.sorted() {
+            guard let machine = machines[symbol] else { continue }
+            violations += machine.invariantViolations(atQuiescence: machine.isQuiescent)
+        }
+        return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations)
+    }
+
+    private mutating func open(_ spec: BracketSpec) throws(InputError) {
+        guard positionSymbols[spec.positionID] == nil else {
+            throw InputError(.positionExists, "position \(spec.positionID) already exists")
+        }
+        var machine = machines[spec.symbol] ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
+            nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts))
+        var actions: [SymbolStateMachine.Action] = []
+        try machine.open(spec, emitting: &actions)
+        machines[spec.symbol] = machine
+        positionSymbols[spec.positionID] = spec.symbol
+        positionOrder.append(spec.positionID)
+        settle(spec.symbol, actions)
+    }
+
+    private mutating func apply(_ fill: TraceFill) throws(InputError) {
+        guard let symbol = positionSymbols[fill.position], var machine = machines[symbol] else {
+            throw InputError(.unknownPosition, "position \(fill.position) is not open in this trace")
+        }
+        guard let orderID = machine.orderID(of: fill.position, role: fill.role), let order = machine.snapshot(of: orderID) else {
+            throw InputError(.unknownOrder, "position \(fill.position) has no \(fill.role) order")
+        }
+        let report = ExecutionReport(
+            executionID: fill.executionID, orderID: orderID, symbol: fill.symbol ?? symbol, side: fill.side ?? order.side,
+            lastQuantity: fill.quantity, lastPrice: fill.price, cumulativeQuantity: fill.cumulativeQuantity,
+            leavesQuantity: fill.leavesQuantity, commission: fill.commission)
+        var actions: [SymbolStateMachine.Action] = []
+        try machine.apply(report, emitting: &actions)
+        machines[symbol] = machine
+        settle(symbol, actions)
+    }
+
+    /// Runs the scripted broker until the symbol has no work left.
+    private mutating func settle(_ symbol: Symbol, _ initial: [SymbolStateMachine.Action]) {
+        guard var machine = machines[symbol] else { return }
+        var retries: [OrderID] = []
+        var actions = initial
+        collect(&actions, into: &retries)
+        var guardrail = 0
+        while guardrail < 100_000 {
+            guardrail += 1
+            if let operation = machine.nextOperation() {
+                operations[operation.kind, default: 0] += 1
+                if let failure = scriptedFailure(for: operation) {
+                    machine.operationFailed(operation, failure, emitting: &actions)
+                } else {
+                    machine.operationSucceeded(operation, emitting: &actions)
+                }
+                collect(&actions, into: &retries)
+            } else if !retries.isEmpty {
+                for id in retries { machine.retryDue(id, emitting: &actions) }
+                retries.removeAll()
+                collect(&actions, into: &retries)
+            } else {
+                break
+            }
+        }
+        machines[symbol] = machine
+    }
+
+    private mutating func collect(_ actions: inout [SymbolStateMachine.Action], into retries: inout [OrderID]) {
+        for action in actions {
+            switch action {
+            case .scheduleRetry(let id, _): retries.append(id)
+            case .alert(let alert): alerts.append(alert)
+            case .positionChanged, .orderChanged: break
+            }
+        }
+        actions.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func scriptedFailure(for operation: OrderOperation) -> OperationFailure? {
+        guard let index = faults.firstIndex(where: { fault in
+            fault.remaining > 0 && fault.script.operation == operation.kind
+                && (fault.script.position == nil || fault.script.position == operation.positionID)
+                && (fault.script.role == nil || fault.script.role == operation.role)
+        }) else { return nil }
+        faults[index].remaining -= 1
+        let script = faults[index].script
+        if faults[index].remaining == 0 { faults.remove(at: index) }
+        return BrokerError(script.kind, "scripted \(script.kind.rawValue) fault").operationFailure
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import FillGuard
+import FillGuardCore
+import Foundation
+
+/// `fillguard replay FILE`: replays a trace deterministically and prints the final state.
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Replay a JSON Lines trace deterministically against a scripted broker and print the final state.",
+        discussion: "Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file.")
+
+    @Argument(help: "The trace file (JSON Lines).")
+    var file: String
+
+    @Flag(help: "Print the final state as JSON.")
+    var json = false
+
+    @Flag(help: "The scripted broker has no native modify.")
+    var noModify = false
+
+    @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
+    var strategy = "cancelThenCreate"
+
+    @Option(help: "Tries per broker operation before it fails for good.")
+    var maxAttempts = 3
+
+    func validate() throws {
+        guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
+            throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
+        }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+    }
+
+    func run() throws {
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            writeToStandardError("fillguard: cannot read trace file '\(file)'\n")
+            throw ExitCode(2)
+        }
+        let options = ReplayOptions(nativeModify: !noModify,
+                                    strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate,
+                                    maxAttempts: maxAttempts)
+        let report = TraceReplayer.replay(text, options: options)
+        print(json ? report.json : report.text)
+        if !report.violations.isEmpty {
+            for violation in report.violations { writeToStandardError("invariant violated: \(violation)\n") }
+            throw ExitCode(1)
+        }
+    }
+}
