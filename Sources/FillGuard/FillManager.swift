@@ -12,6 +12,10 @@ public final class FillManager: Sendable {
     private let context: RuntimeContext
     private let lanes = Mutex<[Symbol: SymbolLane]>([:])
     private let positionSymbols = Mutex<[PositionID: Symbol]>([:])
+    private let received = Atomic<Int>(0)
+
+    /// Broker events handed to `receive(_:)` so far (valid or not).
+    public var eventsReceived: Int { received.load(ordering: .relaxed) }
 
     /// A manager for one broker connection.
     public init(broker: some Broker, configuration: FillGuardConfiguration = FillGuardConfiguration(),
@@ -45,6 +49,7 @@ public final class FillManager: Sendable {
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
     /// position is refused (unknown order) without creating state.
     public func receive(_ event: BrokerEvent) {
+        received.add(1, ordering: .relaxed)
         guard let lane = lane(for: event.symbol, create: false) else {
             let orderID: OrderID
             switch event {

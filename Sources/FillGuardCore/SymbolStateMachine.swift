@@ -160,7 +160,8 @@ public struct SymbolStateMachine: Sendable {
         let brokerSaysDone = isLatest && (report.leavesQuantity?.isZero ?? false)
         if order.isLive, order.filled >= order.fillLimit || brokerSaysDone {
             order.phase = .done(.filled)
-            order.quantity = order.filled
+            // Done at the broker at its cumulative quantity; earlier reports may still arrive late.
+            order.quantity = max(order.filled, order.maxCumulative)
         } else if !order.isLive, order.filled >= order.quantity {
             // A late fill that completes a cancelled order.
             order.phase = .done(.filled)
@@ -242,6 +243,14 @@ public struct SymbolStateMachine: Sendable {
     public mutating func operationFailed(_ operation: OrderOperation, _ failure: OperationFailure, emitting actions: inout [Action]) {
         guard var order = orders[operation.orderID], order.inFlight?.operationID == operation.id else { return }
         order.inFlight = nil
+        if case .unsent = order.phase, order.target == .cancelled {
+            // The broker never took it and it is no longer wanted: it ends here, whatever the failure.
+            order.phase = .done(.cancelled)
+            orders[order.id] = order
+            deactivateIfFinished(order.id)
+            actions.append(.orderChanged(order.id))
+            return
+        }
         switch failure {
         case .transient(let message):
             guard order.isLive else {

@@ -21,6 +21,7 @@ public final class SimulatedExchange: Broker, Sendable {
         var symbols: [Symbol] = []
         var random: SplitMix64
         var executions = 0
+        var reportsSent = 0
         var clockNanos: Int64 = 0
         var held: BrokerEvent?
         var statistics = SimulatorStatistics()
@@ -140,9 +141,15 @@ public final class SimulatedExchange: Broker, Sendable {
             if let held = state.held {
                 state.held = nil
                 continuation.yield(held)
+                state.reportsSent += 1
             }
         }
     }
+
+    /// Requests being processed now.
+    public var requestsInProgress: Int { state.withLock { $0.requestsInProgress } }
+    /// Reports put on the event stream so far (duplicates included).
+    public var reportsSent: Int { state.withLock { $0.reportsSent } }
 
     /// Waits until no request is being processed (requests sleep out their latency first).
     public func waitUntilIdle() async {
@@ -293,13 +300,16 @@ public final class SimulatedExchange: Broker, Sendable {
             return
         }
         continuation.yield(event)
+        state.reportsSent += 1
         if configuration.duplicateRate > 0, Double.random(in: 0..<1, using: &state.random) < configuration.duplicateRate {
             continuation.yield(event)
+            state.reportsSent += 1
             state.statistics.duplicates += 1
         }
         if let held = state.held {
             state.held = nil
             continuation.yield(held)
+            state.reportsSent += 1
         }
     }
 

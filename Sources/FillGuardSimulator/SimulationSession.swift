@@ -126,8 +126,14 @@ public final class SimulationSession: Sendable {
         ticker.cancel()
         _ = await ticker.value
         exchange.flushHeldReports()
-        await exchange.waitUntilIdle()
-        await manager.waitUntilIdle()
+        // Settle: requests answered, every report taken off the stream, every lane quiet. An
+        // answered request can produce more work, so repeat until nothing moves.
+        while true {
+            await exchange.waitUntilIdle()
+            while manager.eventsReceived < exchange.reportsSent { await Task.yield() }
+            await manager.waitUntilIdle()
+            if manager.eventsReceived == exchange.reportsSent, exchange.requestsInProgress == 0 { break }
+        }
         let tradingTime = clock.now - start
 
         let positions = await manager.positions()
