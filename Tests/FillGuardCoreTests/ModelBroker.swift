@@ -1,0 +1,182 @@
+import FillGuardCore
+
+/// A deterministic model of a broker for one symbol's state machine. It keeps the broker-side
+/// truth (each order's quantity, fills and liveness), executes operations the machine hands
+/// out (several may be in flight at once, so fills can land while a modify or cancel travels),
+/// answers "too late" honestly, and produces execution reports only for orders that are live
+/// at the broker.
+struct ModelBroker {
+    struct BrokerOrder {
+        var side: Side
+        var type: OrderType
+        var quantity: Quantity
+        var filled: Quantity = .zero
+        var live = true
+        var open: Quantity { live ? quantity - filled : .zero }
+    }
+
+    var machine: SymbolStateMachine
+    var truth: [OrderID: BrokerOrder] = [:]
+    var inFlight: [OrderOperation] = []
+    var sent: [OrderOperation] = []
+    var retries: [OrderID] = []
+    var alerts: [Alert] = []
+    var reports: [ExecutionReport] = []
+    private var executions = 0
+
+    init(_ symbol: Symbol, _ configuration: SymbolStateMachine.Configuration = .init()) {
+        machine = SymbolStateMachine(symbol: symbol, configuration: configuration)
+    }
+
+    var symbol: Symbol { machine.symbol }
+
+    mutating func open(_ spec: BracketSpec) throws(InputError) {
+        var actions: [SymbolStateMachine.Action] = []
+        try machine.open(spec, emitting: &actions)
+        record(actions)
+    }
+
+    /// Takes every operation the machine has ready (they are now in flight).
+    @discardableResult
+    mutating func pull() -> [OrderOperation] {
+        var pulled: [OrderOperation] = []
+        while let operation = machine.nextOperation() {
+            pulled.append(operation)
+            inFlight.append(operation)
+            sent.append(operation)
+        }
+        return pulled
+    }
+
+    /// The broker processes in-flight operation `index` (optionally failing it) and answers.
+    mutating func complete(_ index: Int = 0, failing injected: OperationFailure? = nil) {
+        let operation = inFlight.remove(at: index)
+        var actions: [SymbolStateMachine.Action] = []
+        if let injected {
+            machine.operationFailed(operation, injected, emitting: &actions)
+        } else if let failure = execute(operation) {
+            machine.operationFailed(operation, failure, emitting: &actions)
+        } else {
+            machine.operationSucceeded(operation, emitting: &actions)
+        }
+        record(actions)
+    }
+
+    /// Runs the broker until the machine is quiescent: every operation answered, retries done.
+    mutating func settle(limit: Int = 10_000) {
+        for _ in 0..<limit {
+            pull()
+            if !inFlight.isEmpty { complete(0); continue }
+            if !retries.isEmpty {
+                var actions: [SymbolStateMachine.Action] = []
+                for id in retries { machine.retryDue(id, emitting: &actions) }
+                retries.removeAll()
+                record(actions)
+                continue
+            }
+            return
+        }
+        Issue.record("settle did not converge")
+    }
+
+    /// The broker fills `quantity` of a live order and reports it (with cumulative and leaves).
+    mutating func fill(_ id: OrderID, _ quantity: Quantity, at price: Price) throws(InputError) {
+        guard var order = truth[id], order.live, quantity <= order.open, quantity.isPositive else {
+            Issue.record("model: \(id) cannot fill \(quantity)")
+            return
+        }
+        order.filled += quantity
+        if order.filled == order.quantity { order.live = false }
+        truth[id] = order
+        executions += 1
+        let report = ExecutionReport(executionID: ExecutionID("\(symbol)-X\(executions)"), orderID: id, symbol: symbol, side: order.side,
+                                     lastQuantity: quantity, lastPrice: price, cumulativeQuantity: order.filled,
+                                     leavesQuantity: order.quantity - order.filled)
+        reports.append(report)
+        try deliver(report)
+    }
+
+    /// Hands a report to the machine (for duplicates and out-of-order delivery).
+    mutating func deliver(_ report: ExecutionReport) throws(InputError) {
+        var actions: [SymbolStateMachine.Action] = []
+        try machine.apply(report, emitting: &actions)
+        record(actions)
+    }
+
+    /// The machine's newest live order of a role.
+    func live(_ position: PositionID, _ role: OrderRole) -> OrderSnapshot? {
+        machine.snapshot(of: position)?.liveOrder(role)
+    }
+
+    func snapshot(_ position: PositionID) -> PositionSnapshot { machine.snapshot(of: position)! }
+
+    /// Fills the role's live order at the broker.
+    mutating func fill(_ position: PositionID, _ role: OrderRole, _ quantity: Quantity, at price: String) throws(InputError) {
+        guard let order = live(position, role) else {
+            Issue.record("no live \(role) in \(position)")
+            return
+        }
+        try fill(order.id, quantity, at: Price(price)!)
+    }
+
+    /// Net position at the broker: the sum of broker-side fills of this position's orders.
+    func brokerNet(_ position: PositionID) -> Quantity {
+        var net = Quantity.zero
+        for order in snapshot(position).orders {
+            guard let truth = truth[order.id] else { continue }
+            net += truth.side == .buy ? truth.filled : -truth.filled
+        }
+        return net
+    }
+
+    /// Orders live at the broker for a position's role.
+    func brokerLive(_ position: PositionID, _ role: OrderRole) -> [(OrderID, BrokerOrder)] {
+        snapshot(position).orders.filter { $0.role == role }.compactMap { order in
+            truth[order.id].flatMap { $0.live ? (order.id, $0) : nil }
+        }
+    }
+
+    private mutating func execute(_ operation: OrderOperation) -> OperationFailure? {
+        switch operation.request {
+        case .submit(let request):
+            truth[request.orderID] = BrokerOrder(side: request.side, type: request.type, quantity: request.quantity)
+            return nil
+        case .modify(let request):
+            guard var order = truth[request.orderID] else { return .permanent("unknown order") }
+            guard order.live else { return order.filled == order.quantity ? .tooLate("filled") : .permanent("cancelled") }
+            guard request.newQuantity >= order.filled else { return .permanent("below filled") }
+            order.quantity = request.newQuantity
+            if order.filled == order.quantity { order.live = false }
+            truth[request.orderID] = order
+            return nil
+        case .cancel(let request):
+            guard var order = truth[request.orderID], order.live else { return .tooLate("not live") }
+            order.live = false
+            truth[request.orderID] = order
+            return nil
+        }
+    }
+
+    private mutating func record(_ actions: [SymbolStateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .scheduleRetry(let id, _): retries.append(id)
+            case .alert(let alert): alerts.append(alert)
+            case .positionChanged, .orderChanged: break
+            }
+        }
+    }
+}
+
+import Testing
+
+extension BracketSpec {
+    /// A bracket for tests: long (buy) or short (sell) `quantity` at market, stop 5 away, target
+    /// 10 away, one scale-in limit 2 away.
+    static func test(_ side: Side, _ quantity: Quantity = 300, id: PositionID = "P1", symbol: Symbol = "GLD") -> BracketSpec {
+        let long = side == .buy
+        return BracketSpec(positionID: id, symbol: symbol, side: side, quantity: quantity, entryType: .market,
+                           stopLoss: Price(long ? "95" : "105"), takeProfit: Price(long ? "110" : "90"),
+                           scaleIns: [ScaleIn(quantity: quantity, type: .limit(Price(long ? "98" : "102")!))])
+    }
+}

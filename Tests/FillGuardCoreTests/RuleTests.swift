@@ -1,0 +1,235 @@
+import FillGuardCore
+import Testing
+
+/// Checks rule 2 on the machine and on the broker's truth: each protective order is on the
+/// opposite side with open quantity |net| (or absent when flat).
+func expectProtected(_ model: ModelBroker, _ position: PositionID = "P1", sourceLocation: SourceLocation = #_sourceLocation) {
+    let snapshot = model.snapshot(position)
+    let net = snapshot.netQuantity
+    #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty, "\(model.machine.invariantViolations(atQuiescence: true))", sourceLocation: sourceLocation)
+    #expect(model.brokerNet(position) == net, "broker net equals FillGuard net", sourceLocation: sourceLocation)
+    for role in [OrderRole.stopLoss, .takeProfit] {
+        let atBroker = model.brokerLive(position, role)
+        if net.isZero {
+            #expect(atBroker.isEmpty, "flat: no live \(role) at the broker", sourceLocation: sourceLocation)
+        } else {
+            #expect(atBroker.count == 1, "exactly one live \(role) at the broker, found \(atBroker.count)", sourceLocation: sourceLocation)
+            #expect(atBroker.first?.1.open == net.magnitude, "\(role) covers |net| at the broker", sourceLocation: sourceLocation)
+            #expect(atBroker.first?.1.side == (net.units > 0 ? .sell : .buy), sourceLocation: sourceLocation)
+        }
+    }
+}
+
+@Suite("Rules of BRIEF section 2, long and short")
+struct RuleTests {
+    static let sides: [Side] = [.buy, .sell]
+
+    private func opened(_ side: Side, entryFill: Quantity = 300) throws -> ModelBroker {
+        var model = ModelBroker("GLD")
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, entryFill, at: "100")
+        model.settle()
+        return model
+    }
+
+    @Test("rule 1: net is the sum of unique fills; a repeated execution id changes nothing", arguments: sides)
+    func duplicatesAreIgnored(side: Side) throws {
+        var model = try opened(side)
+        let before = model.snapshot("P1")
+        let report = try #require(model.reports.last)
+        #expect(throws: InputError(.duplicateExecution, "execution \(report.executionID) was already applied; the repeat is ignored")) {
+            try model.deliver(report)
+        }
+        #expect(model.snapshot("P1") == before)
+        #expect(model.pull().isEmpty, "a duplicate causes no broker work")
+        #expect(before.netQuantity == (side == .buy ? 300 : -300))
+    }
+
+    @Test("rule 3: entry and scale-in fills, partial or full, resize both protective orders", arguments: sides)
+    func scaleInsResizeBoth(side: Side) throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 120, at: "100")
+        model.settle()
+        expectProtected(model)
+        try model.fill("P1", .entry, 180, at: "100")
+        model.settle()
+        expectProtected(model)
+        try model.fill("P1", .scaleIn(0), 100, at: side == .buy ? "98" : "102")
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
+        #expect(model.live("P1", .takeProfit)?.openQuantity == 400)
+        // Average entry price: (300*100 + 100*98) / 400 = 99.5 long; (300*100 + 100*102) / 400 = 100.5 short.
+        #expect(model.snapshot("P1").averagePrice == Price(side == .buy ? "99.5" : "100.5"))
+    }
+
+    @Test("rule 4: a partial fill of one protective order resizes the other", arguments: sides)
+    func partialProtectiveFillResizesTheOther(side: Side) throws {
+        var model = try opened(side)
+        try model.fill("P1", .stopLoss, 100, at: side == .buy ? "95" : "105")
+        let reduce = model.pull()
+        #expect(reduce.count == 1)
+        #expect(reduce.first?.role == .takeProfit)
+        #expect(reduce.first?.priority == .reduce)
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .takeProfit)?.openQuantity == 200)
+        // Realized P&L: 100 shares closed 5 against the position.
+        #expect(model.snapshot("P1").realizedPnL == Money("-500"))
+        // The partially filled stop keeps being resized (BRIEF 7: it was filtered out before).
+        try model.fill("P1", .takeProfit, 50, at: side == .buy ? "110" : "90")
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 150)
+        #expect(model.live("P1", .stopLoss)?.status == .partiallyFilled)
+    }
+
+    @Test("rule 5: flat cancels every remaining order and closes the position", arguments: sides)
+    func flatCancelsEverything(side: Side) throws {
+        var model = try opened(side, entryFill: 200) // entry remainder 100 still working
+        try model.fill("P1", .stopLoss, 200, at: side == .buy ? "95" : "105")
+        let work = model.pull()
+        #expect(Set(work.map(\.kind)) == [.cancel])
+        #expect(Set(work.map(\.role)) == [.entry, .scaleIn(0), .takeProfit])
+        model.settle()
+        let snapshot = model.snapshot("P1")
+        #expect(snapshot.status == .closed)
+        #expect(snapshot.liveOrders.isEmpty)
+        #expect(snapshot.netQuantity == 0)
+        #expect(snapshot.realizedPnL == Money("-1000"))
+        expectProtected(model)
+    }
+
+    @Test("rule 6: cancels go first, then reductions, before increases and new orders", arguments: sides)
+    func riskReducingWorkGoesFirst(side: Side) throws {
+        var model = try opened(side)
+        // The take-profit partially fills (reduce the stop) in the same instant as a scale-in
+        // fill (increase both): net 300 - 100 + 50 = 250.
+        try model.fill("P1", .takeProfit, 100, at: side == .buy ? "110" : "90")
+        try model.fill("P1", .scaleIn(0), 50, at: side == .buy ? "98" : "102")
+        let work = model.pull()
+        #expect(work.map(\.priority) == work.map(\.priority).sorted(), "pulled in priority order")
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 250)
+    }
+
+    @Test("rule 7: a fill after a confirmed cancel counts, and the reopened position is protected again", arguments: sides)
+    func lateFillAfterCancelReprotects(side: Side) throws {
+        var model = try opened(side)
+        // Stop fills completely: flat; the take-profit is cancelled (confirmed).
+        let takeProfit = try #require(model.live("P1", .takeProfit))
+        try model.fill("P1", .stopLoss, 300, at: side == .buy ? "95" : "105")
+        // Before the cancel arrives the take-profit fills 100 at the broker ("too late to cancel").
+        try model.fill(takeProfit.id, 100, at: Price(side == .buy ? "110" : "90")!)
+        model.settle()
+        let snapshot = model.snapshot("P1")
+        #expect(snapshot.netQuantity == (side == .buy ? -100 : 100), "the late fill counts")
+        #expect(snapshot.status == .open)
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.type.displayPrice == Price(side == .buy ? "95" : "105"), "at the bracket's price")
+    }
+
+    @Test("rule 7: a fill on an order whose cancel was already acknowledged still counts", arguments: sides)
+    func fillAfterCancelAckCounts(side: Side) throws {
+        var model = try opened(side, entryFill: 100)
+        try model.fill("P1", .stopLoss, 100, at: side == .buy ? "95" : "105")
+        model.settle() // entry remainder cancelled and acknowledged
+        let entry = try #require(model.snapshot("P1").orders.first { $0.role == .entry })
+        #expect(entry.status == .cancelled)
+        // The broker reports a fill that happened before the cancel (delivered late).
+        var actions: [SymbolStateMachine.Action] = []
+        try model.machine.apply(ExecutionReport(executionID: "LATE", orderID: entry.id, symbol: "GLD", side: side,
+                                                lastQuantity: 50, lastPrice: Price("100")!), emitting: &actions)
+        #expect(model.snapshot("P1").netQuantity == (side == .buy ? 50 : -50))
+        #expect(model.snapshot("P1").status == .open)
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 50)
+        #expect(model.live("P1", .takeProfit)?.openQuantity == 50)
+    }
+
+    @Test("rule 8: invalid input is refused with a typed error and changes nothing", arguments: sides)
+    func invalidInputChangesNothing(side: Side) throws {
+        var model = try opened(side, entryFill: 200)
+        let before = model.snapshot("P1")
+        let entry = try #require(model.live("P1", .entry))
+        let price = Price("100")!
+        func report(_ id: String, order: OrderID? = nil, symbol: Symbol = "GLD", side reportSide: Side? = nil, quantity: Quantity = 10,
+                    price: Price = Price("100")!, cumulative: Quantity? = nil) -> ExecutionReport {
+            ExecutionReport(executionID: ExecutionID(id), orderID: order ?? entry.id, symbol: symbol, side: reportSide ?? side,
+                            lastQuantity: quantity, lastPrice: price, cumulativeQuantity: cumulative)
+        }
+        let cases: [(ExecutionReport, InputError.Code)] = [
+            (report("A", order: "nope"), .unknownOrder),
+            (report("B", symbol: "SLV"), .symbolMismatch),
+            (report("C", side: side.opposite), .sideMismatch),
+            (report("D", quantity: 0), .invalidQuantity),
+            (report("E", quantity: Quantity(units: -5)), .invalidQuantity),
+            (report("F", price: Price(units: 0)), .invalidPrice),
+            (report("G", quantity: 101), .overfill),
+            (report("H", quantity: 10, cumulative: 150), .cumulativeWentBackwards),
+            (report(model.reports[0].executionID.rawValue), .duplicateExecution),
+        ]
+        for (bad, code) in cases {
+            var actions: [SymbolStateMachine.Action] = []
+            do {
+                try model.machine.apply(bad, emitting: &actions)
+                Issue.record("\(bad.executionID) was accepted")
+            } catch {
+                #expect(error.code == code, "\(bad.executionID)")
+                #expect(!error.message.isEmpty)
+            }
+            #expect(actions.isEmpty)
+            #expect(model.snapshot("P1") == before, "\(code) changed nothing")
+        }
+        _ = price
+        // Invalid brackets.
+        #expect(throws: InputError.self) { try model.open(.test(side, 0, id: "P2", symbol: "GLD")) }
+        var inverted = BracketSpec.test(side, id: "P3", symbol: "GLD")
+        swap(&inverted.stopLoss, &inverted.takeProfit)
+        var other = ModelBroker("GLD")
+        #expect { try other.open(inverted) } throws: { ($0 as? InputError)?.code == .invalidBracket }
+        #expect { try model.open(.test(side, id: "P9")) } throws: { ($0 as? InputError)?.code == .positionExists }
+    }
+
+    @Test("no native modify, cancel-then-create: never two live protective orders of a role", arguments: sides)
+    func cancelThenCreateNeverOverCovers(side: Side) throws {
+        var model = ModelBroker("GLD", .init(nativeModify: false, replaceStrategy: .cancelThenCreate))
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        try model.fill("P1", .scaleIn(0), 100, at: side == .buy ? "98" : "102")
+        while true {
+            let work = model.pull()
+            #expect(model.brokerLive("P1", .stopLoss).count <= 1)
+            #expect(model.brokerLive("P1", .takeProfit).count <= 1)
+            if work.isEmpty && model.inFlight.isEmpty { break }
+            if !model.inFlight.isEmpty { model.complete(0) }
+        }
+        #expect(model.sent.contains { $0.kind == .cancel } && !model.sent.contains { $0.kind == .modify })
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
+    }
+
+    @Test("no native modify, create-then-cancel: the role is never left without an order", arguments: sides)
+    func createThenCancelNeverUnprotects(side: Side) throws {
+        var model = ModelBroker("GLD", .init(nativeModify: false, replaceStrategy: .createThenCancel))
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        try model.fill("P1", .scaleIn(0), 100, at: side == .buy ? "98" : "102")
+        while true {
+            let work = model.pull()
+            #expect(model.brokerLive("P1", .stopLoss).count >= 1, "a stop is always live at the broker")
+            if work.isEmpty && model.inFlight.isEmpty { break }
+            if !model.inFlight.isEmpty { model.complete(0) }
+        }
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
+    }
+}
