@@ -1,0 +1,192 @@
+import FillGuardCore
+import PropertyBased
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Random scenarios across several symbols: fills (partial, of any live order, including while
+/// its modify or cancel travels), operations completing in random order, transient faults,
+/// honest too-late races, duplicate reports and reports delivered late and out of order.
+/// At quiescence every rule must hold, against the broker's own truth.
+@Suite("Random interleavings (property-based)")
+struct RandomInterleavingPropertyTests {
+    static let cases: Int = {
+        if let text = getenv("FILLGUARD_PROPERTY_CASES"), let value = Int(String(cString: text)), value > 0 { return value }
+        return 1_000
+    }()
+
+    @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
+    func invariantsHoldAtQuiescence() async {
+        await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
+            var scenario = Scenario(seed: seed)
+            let problems = scenario.run()
+            #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))")
+        }
+    }
+}
+
+/// One random scenario, reproducible from its seed.
+struct Scenario {
+    private var random: TestRandom
+    private var models: [ModelBroker] = []
+    private var held: [[ExecutionReport]] = []
+
+    init(seed: UInt64) { random = TestRandom(seed: seed) }
+
+    mutating func run() -> [String] {
+        let symbols = random.int(2...4)
+        for index in 0..<symbols {
+            let configuration = SymbolStateMachine.Configuration(
+                nativeModify: random.int(0...2) != 0,
+                replaceStrategy: random.int(0...1) == 0 ? .cancelThenCreate : .createThenCancel,
+                maxAttempts: 3)
+            var model = ModelBroker(Symbol("S\(index)"), configuration)
+            let side: Side = random.int(0...1) == 0 ? .buy : .sell
+            let long = side == .buy
+            var scaleIns: [BracketSpec.ScaleIn] = []
+            for step in 0..<random.int(0...2) {
+                scaleIns.append(.init(quantity: quantity(), type: .limit(Price(units: (long ? 98 - Int64(step) : 102 + Int64(step)) * Price.unitsPerWhole))))
+            }
+            let spec = BracketSpec(positionID: PositionID("P\(index)"), symbol: model.symbol, side: side, quantity: quantity(),
+                                   entryType: .market, stopLoss: Price(long ? "95" : "105"),
+                                   takeProfit: random.int(0...4) == 0 ? nil : Price(long ? "110" : "90"), scaleIns: scaleIns)
+            do { try model.open(spec) } catch { return ["open failed: \(error)"] }
+            models.append(model)
+            held.append([])
+        }
+        var problems: [String] = []
+        for _ in 0..<random.int(10...120) {
+            let index = random.int(0...(models.count - 1))
+            step(index, &problems)
+        }
+        // Quiesce: deliver everything held (out of order), answer everything, no new fills.
+        for index in models.indices {
+            while !held[index].isEmpty {
+                let report = held[index].remove(at: random.int(0...(held[index].count - 1)))
+                deliver(report, to: index, &problems)
+            }
+            models[index].settle()
+            problems += check(models[index])
+        }
+        return problems
+    }
+
+    private mutating func quantity() -> Quantity {
+        // Whole shares or halves: fractional quantities are first-class.
+        Quantity(units: Int64(random.int(2...1000)) * Quantity.unitsPerShare / 2)
+    }
+
+    private mutating func step(_ index: Int, _ problems: inout [String]) {
+        switch random.int(0...11) {
+        case 0...2:
+            models[index].pull()
+        case 3...5:
+            guard !models[index].inFlight.isEmpty else { return }
+            let which = random.int(0...(models[index].inFlight.count - 1))
+            let fault: OperationFailure? = random.int(0...9) == 0 ? .transient("timeout") : nil
+            models[index].complete(which, failing: fault)
+        case 6...7:
+            fillSomething(index, delay: false, &problems)
+        case 8:
+            fillSomething(index, delay: true, &problems)
+        case 9:
+            // A too-late race: the order of an in-flight modify/cancel fills completely first.
+            guard let operation = models[index].inFlight.first(where: { $0.kind != .submit }),
+                  let order = models[index].truth[operation.orderID], order.live else { return }
+            do { try models[index].fill(operation.orderID, order.open, at: Price("100")!) } catch { problems.append("race fill refused: \(error)") }
+            if let position = models[index].inFlight.firstIndex(of: operation) { models[index].complete(position) }
+        case 10:
+            // A duplicate of an earlier report is refused and changes nothing.
+            guard !models[index].reports.isEmpty else { return }
+            let report = models[index].reports[random.int(0...(models[index].reports.count - 1))]
+            guard models[index].machine.hasApplied(report.executionID) else { return }
+            let before = models[index].machine.positionIDs.map { models[index].machine.snapshot(of: $0) }
+            do {
+                try models[index].deliver(report)
+                problems.append("duplicate \(report.executionID) accepted")
+            } catch {
+                if error.code != .duplicateExecution { problems.append("duplicate refused as \(error.code)") }
+            }
+            if models[index].machine.positionIDs.map({ models[index].machine.snapshot(of: $0) }) != before { problems.append("duplicate changed state") }
+        default:
+            var actions: [SymbolStateMachine.Action] = []
+            for id in models[index].retries { models[index].machine.retryDue(id, emitting: &actions) }
+            models[index].retries.removeAll()
+            if !held[index].isEmpty { deliver(held[index].removeFirst(), to: index, &problems) }
+        }
+    }
+
+    /// Fills part of a random order that is live at the broker; optionally holds the report back.
+    private mutating func fillSomething(_ index: Int, delay: Bool, _ problems: inout [String]) {
+        let live = models[index].truth.filter { $0.value.live && $0.value.open.isPositive }.sorted { $0.key.rawValue < $1.key.rawValue }
+        guard !live.isEmpty else { return }
+        let (id, order) = live[random.int(0...(live.count - 1))]
+        let halves = max(1, order.open.units / (Quantity.unitsPerShare / 2))
+        let quantity = Quantity(units: Int64(random.int(1...Int(min(halves, 2000)))) * (Quantity.unitsPerShare / 2))
+        let fill = quantity < order.open ? quantity : order.open
+        if delay {
+            // Fill at the broker now, deliver the report later.
+            var truth = order
+            truth.filled += fill
+            if truth.filled == truth.quantity { truth.live = false }
+            models[index].truth[id] = truth
+            let report = ExecutionReport(executionID: ExecutionID("\(models[index].symbol)-H\(held[index].count)-\(random.int(0...1_000_000))"),
+                                         orderID: id, symbol: models[index].symbol, side: order.side, lastQuantity: fill,
+                                         lastPrice: Price("100")!, cumulativeQuantity: truth.filled, leavesQuantity: truth.quantity - truth.filled)
+            models[index].reports.append(report)
+            held[index].append(report)
+        } else {
+            do { try models[index].fill(id, fill, at: Price("100")!) } catch { problems.append("fill of \(id) refused: \(error)") }
+        }
+    }
+
+    private mutating func deliver(_ report: ExecutionReport, to index: Int, _ problems: inout [String]) {
+        do { try models[index].deliver(report) } catch { problems.append("held report \(report.executionID) refused: \(error)") }
+    }
+
+    /// Rule 1 and rule 2 against the broker's truth.
+    private func check(_ model: ModelBroker) -> [String] {
+        var problems = model.machine.invariantViolations(atQuiescence: true).map(\.description)
+        if !model.machine.isQuiescent { problems.append("\(model.symbol) not quiescent") }
+        for id in model.machine.positionIDs {
+            let snapshot = model.snapshot(id)
+            let net = snapshot.netQuantity
+            if model.brokerNet(id) != net { problems.append("\(id): broker net \(model.brokerNet(id)) vs \(net)") }
+            let failed = Set(model.alerts.filter { $0.positionID == id }.compactMap(\.role))
+            for (role, price) in [(OrderRole.stopLoss, snapshot.stopLoss), (OrderRole.takeProfit, snapshot.takeProfit)] where !failed.contains(role) {
+                let atBroker = model.brokerLive(id, role)
+                if net.isZero || price == nil {
+                    if !atBroker.isEmpty { problems.append("\(id): \(role) live at broker while flat or not in the bracket") }
+                    continue
+                }
+                if atBroker.count != 1 { problems.append("\(id): \(atBroker.count) live \(role) at broker for net \(net)"); continue }
+                let order = atBroker[0].1
+                if order.open != net.magnitude { problems.append("\(id): \(role) open \(order.open) at broker for net \(net)") }
+                if order.side != (net.units > 0 ? .sell : .buy) { problems.append("\(id): \(role) on the wrong side") }
+            }
+            if snapshot.status == .closed {
+                let liveAtBroker = snapshot.orders.filter { model.truth[$0.id]?.live == true && !failed.contains($0.role) && $0.failure == nil }
+                if !liveAtBroker.isEmpty { problems.append("\(id): closed but \(liveAtBroker.map(\.id)) live at broker") }
+            }
+        }
+        return problems
+    }
+}
+
+/// SplitMix64 for reproducible scenarios.
+struct TestRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
+    }
+}
