@@ -267,7 +267,7 @@ public final class SimulatedExchange: Broker, Sendable {
         state.books[symbol]?.orders[id] = order
         guard marketable else { return }
         var quantity = order.quantity - order.filled
-        if let above = configuration.partialFillAbove, quantity > above, Int.random(in: 0...1, using: &state.random) == 0 {
+        if let above = configuration.partialFillAbove, quantity > above, Double.random(in: 0..<1, using: &state.random) < configuration.partialFillChance {
             // A partial fill: about half, in whole shares, at least one share.
             let half = (quantity.units / 2) / Quantity.unitsPerShare * Quantity.unitsPerShare
             quantity = Quantity(units: max(Quantity.unitsPerShare, half))

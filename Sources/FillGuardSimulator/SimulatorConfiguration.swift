@@ -19,6 +19,8 @@ public struct SimulatorConfiguration: Sendable {
     public var volatilityBasisPoints = 2
     /// Fills above this size are split into partial fills across ticks (nil: fill at once).
     public var partialFillAbove: Quantity? = Quantity(100)
+    /// Chance that a fill above `partialFillAbove` is split (0...1).
+    public var partialFillChance = 0.5
     /// The request budget the exchange advertises (nil: none).
     public var requestsPerSecond: Int?
 

@@ -1,0 +1,170 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import Testing
+
+@Suite("Simulated exchange")
+struct SimulatedExchangeTests {
+    private func exchange(_ configure: (inout SimulatorConfiguration) -> Void = { _ in }) -> SimulatedExchange {
+        var configuration = SimulatorConfiguration(seed: 42)
+        configuration.partialFillAbove = nil
+        configure(&configuration)
+        return SimulatedExchange(configuration: configuration, symbols: ["AAA": Price("100")!])
+    }
+
+    private func request(_ id: OrderID, _ side: Side, _ type: OrderType, _ quantity: Quantity) -> NewOrderRequest {
+        NewOrderRequest(orderID: id, symbol: "AAA", side: side, type: type, quantity: quantity, timeInForce: .goodTillCancel)
+    }
+
+    private func reports(_ exchange: SimulatedExchange, _ count: Int) async -> [ExecutionReport] {
+        var result: [ExecutionReport] = []
+        guard count > 0 else { return result }
+        for await event in exchange.events() {
+            if case .execution(let report) = event { result.append(report) }
+            if result.count == count { break }
+        }
+        return result
+    }
+
+    @Test("a market order fills at once; the net position follows")
+    func marketFills() async throws {
+        let exchange = exchange()
+        try await exchange.submit(request("M1", .buy, .market, 10))
+        let fills = await reports(exchange, 1)
+        #expect(fills.first?.lastQuantity == 10)
+        #expect(fills.first?.cumulativeQuantity == 10)
+        #expect(fills.first?.leavesQuantity == 0)
+        #expect(exchange.netPosition(of: "AAA") == 10)
+        #expect(exchange.liveOrders(of: "AAA").isEmpty)
+    }
+
+    @Test("limits and stops fill when the price crosses, on both sides")
+    func limitsAndStops() async throws {
+        let exchange = exchange()
+        try await exchange.submit(request("BL", .buy, .limit(Price("99")!), 1))
+        try await exchange.submit(request("SS", .sell, .stop(Price("98")!), 2))
+        try await exchange.submit(request("SL", .sell, .limit(Price("101")!), 3))
+        try await exchange.submit(request("BS", .buy, .stop(Price("102")!), 4))
+        #expect(exchange.liveOrders(of: "AAA").count == 4)
+        exchange.setPrice(Price("97")!, of: "AAA") // buy limit 99 and sell stop 98
+        exchange.setPrice(Price("103")!, of: "AAA") // sell limit 101 and buy stop 102
+        let fills = await reports(exchange, 4)
+        #expect(fills.map(\.orderID) == ["BL", "SS", "SL", "BS"])
+        #expect(exchange.netPosition(of: "AAA").units == 0, "\(exchange.netPosition(of: "AAA").units)")
+        #expect(fills.map(\.lastQuantity) == [1, 2, 3, 4])
+    }
+
+    @Test("partial fills add up with consistent cumulative and leaves quantities")
+    func partialFills() async throws {
+        let exchange = exchange { $0.partialFillAbove = Quantity(10); $0.partialFillChance = 1 }
+        try await exchange.submit(request("B", .buy, .limit(Price("100")!), 1000))
+        for _ in 0..<50 where !exchange.liveOrders(of: "AAA").isEmpty { exchange.setPrice(Price("100")!, of: "AAA") }
+        #expect(exchange.liveOrders(of: "AAA").isEmpty)
+        let count = exchange.statistics.fills
+        #expect(count > 1, "split into partial fills")
+        let fills = await reports(exchange, count)
+        var cumulative = Quantity.zero
+        for fill in fills {
+            cumulative += fill.lastQuantity
+            #expect(fill.cumulativeQuantity == cumulative)
+            #expect(fill.leavesQuantity == 1000 - cumulative)
+        }
+        #expect(cumulative == 1000)
+    }
+
+    @Test("modify changes the open quantity; modify and cancel of a filled order are too late")
+    func modifyAndTooLate() async throws {
+        let exchange = exchange()
+        try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
+        try await exchange.modify(ModifyOrderRequest(orderID: "S", symbol: "AAA", newQuantity: 40))
+        #expect(exchange.order("S", of: "AAA")?.openQuantity == 40)
+        exchange.setPrice(Price("89")!, of: "AAA")
+        await #expect(throws: BrokerError(.tooLate, "order S already filled")) {
+            try await exchange.modify(ModifyOrderRequest(orderID: "S", symbol: "AAA", newQuantity: 50))
+        }
+        await #expect(throws: BrokerError.self) { try await exchange.cancel(CancelOrderRequest(orderID: "S", symbol: "AAA")) }
+        try await exchange.submit(request("L", .sell, .limit(Price("200")!), 5))
+        try await exchange.cancel(CancelOrderRequest(orderID: "L", symbol: "AAA"))
+        do {
+            try await exchange.cancel(CancelOrderRequest(orderID: "L", symbol: "AAA"))
+            Issue.record("second cancel accepted")
+        } catch {
+            #expect(error.kind == .tooLate)
+        }
+    }
+
+    @Test("without native modify, modify is refused")
+    func noNativeModify() async throws {
+        let exchange = exchange { $0.nativeModify = false }
+        #expect(!exchange.capabilities.nativeModify)
+        try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
+        do {
+            try await exchange.modify(ModifyOrderRequest(orderID: "S", symbol: "AAA", newQuantity: 40))
+            Issue.record("modify accepted")
+        } catch {
+            #expect(error.kind == .permanent)
+        }
+    }
+
+    @Test("duplicate injection repeats the same execution id")
+    func duplicates() async throws {
+        let exchange = exchange { $0.duplicateRate = 1 }
+        try await exchange.submit(request("M", .buy, .market, 10))
+        var ids: [ExecutionID] = []
+        for await event in exchange.events() {
+            if case .execution(let report) = event { ids.append(report.executionID) }
+            if ids.count == 2 { break }
+        }
+        #expect(ids[0] == ids[1])
+        #expect(exchange.statistics.duplicates == 1)
+    }
+
+    @Test("the same seed gives the same prices")
+    func deterministic() {
+        let first = exchange { $0.volatilityBasisPoints = 20 }
+        let second = exchange { $0.volatilityBasisPoints = 20 }
+        var a: [Price] = []
+        var b: [Price] = []
+        for _ in 0..<100 {
+            first.step()
+            second.step()
+            a.append(first.price(of: "AAA"))
+            b.append(second.price(of: "AAA"))
+        }
+        #expect(a == b)
+        #expect(Set(a).count > 1)
+    }
+
+    @Test("exposure: an unprotected position accrues share-seconds; a matching stop stops it")
+    func exposure() async throws {
+        let exchange = exchange { $0.volatilityBasisPoints = 0 }
+        try await exchange.submit(request("M", .buy, .market, 10))
+        exchange.step(tick: .seconds(1)) // 10 shares unprotected for 1 s
+        #expect(exchange.exposure.unprotected == "10.000")
+        try await exchange.submit(request("S", .sell, .stop(Price("50")!), 10))
+        exchange.step(tick: .seconds(1))
+        #expect(exchange.exposure.unprotected == "10.000")
+        #expect(exchange.exposure.overCovered == "0.000")
+        try await exchange.submit(request("T", .sell, .limit(Price("150")!), 15))
+        exchange.step(tick: .milliseconds(500)) // target 5 above the position for 0.5 s
+        #expect(exchange.exposure.overCovered == "2.500")
+    }
+}
+
+@Suite("Simulated session")
+struct SimulationSessionTests {
+    @Test("a short session with faults and no native modify ends with zero invariant violations", arguments: [true, false])
+    func shortSession(nativeModify: Bool) async {
+        var options = SimulationOptions()
+        options.symbols = 8
+        options.duration = .milliseconds(1500)
+        options.faultRate = 0.2
+        options.nativeModify = nativeModify
+        options.volatilityBasisPoints = 10
+        let report = await SimulationSession(options: options).run()
+        #expect(report.invariantViolations == 0, "\(report.continuousViolations + report.finalViolations)")
+        #expect(report.fills > 0)
+        #expect(report.fillsApplied == report.fills, "every unique fill applied once")
+        #expect(report.positionsOpened >= 8)
+    }
+}
