@@ -50,18 +50,18 @@ public struct BracketSpec: Sendable, Hashable {
     /// Checks quantities, prices and their order (for a long: stop < take-profit; for a short:
     /// stop > take-profit). Throws the first problem found.
     public func validate() throws(InputError) {
-        guard quantity.isPositive else {
-            throw InputError(.invalidQuantity, "entry quantity must be positive, got \(quantity)")
+        guard quantity.isPositive, quantity <= .maximum else {
+            throw InputError(.invalidQuantity, "entry quantity must be positive and at most \(Quantity.maximum), got \(quantity)")
         }
         try Self.validate(entryType, what: "entry")
         for (index, scaleIn) in scaleIns.enumerated() {
-            guard scaleIn.quantity.isPositive else {
+            guard scaleIn.quantity.isPositive, scaleIn.quantity <= .maximum else {
                 throw InputError(.invalidQuantity, "scaleIns[\(index)] quantity must be positive, got \(scaleIn.quantity)")
             }
             try Self.validate(scaleIn.type, what: "scaleIns[\(index)]")
         }
         for (name, price) in [("stopLoss", stopLoss), ("takeProfit", takeProfit)] {
-            if let price, price.units <= 0 {
+            if let price, price.units <= 0 || price > .maximum {
                 throw InputError(.invalidPrice, "\(name) must be positive, got \(price)")
             }
         }
@@ -81,7 +81,7 @@ public struct BracketSpec: Sendable, Hashable {
         case .limit(let price), .stop(let price): prices = [price]
         case .stopLimit(let stop, let limit): prices = [stop, limit]
         }
-        for price in prices where price.units <= 0 {
+        for price in prices where price.units <= 0 || price > .maximum {
             throw InputError(.invalidPrice, "\(what) price must be positive, got \(price)")
         }
     }

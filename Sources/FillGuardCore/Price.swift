@@ -11,12 +11,16 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// A price from raw 10^-8 units.
     public init(units: Int64) { self.units = units }
 
-    /// Parses a decimal string ("248.10"); nil if it is not an exact decimal of at most 8 places.
+    /// Parses a decimal string ("248.10"); nil if it is not an exact decimal of at most 8 places
+    /// or its magnitude is above `maximum`.
     public init?(_ text: some StringProtocol) {
         guard case .success(let value) = DecimalText.parse(text, scale: Self.decimalPlaces),
-              let units = Int64(exactly: value) else { return nil }
+              value.magnitude <= UInt128(Self.maximum.units), let units = Int64(exactly: value) else { return nil }
         self.units = units
     }
+
+    /// The largest price FillGuard accepts (one billion).
+    public static let maximum = Price(units: 1_000_000_000 * unitsPerWhole)
 
     /// The exact decimal text, shortest form ("248.1").
     public var description: String { DecimalText.format(Int128(units), scale: Self.decimalPlaces) }

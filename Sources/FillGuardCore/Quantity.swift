@@ -15,12 +15,20 @@ public struct Quantity: Hashable, Comparable, Sendable, CustomStringConvertible 
     /// A whole number of shares.
     public init(_ shares: Int) { self.units = Int64(shares) * Self.unitsPerShare }
 
-    /// Parses a decimal string ("300", "0.5"); nil if it is not an exact decimal of at most 8 places.
+    /// Parses a decimal string ("300", "0.5"); nil if it is not an exact decimal of at most 8
+    /// places or its magnitude is above `maximum`.
     public init?(_ text: some StringProtocol) {
         guard case .success(let value) = DecimalText.parse(text, scale: Self.decimalPlaces),
-              let units = Int64(exactly: value) else { return nil }
+              value.magnitude <= UInt128(Self.maximum.units), let units = Int64(exactly: value) else { return nil }
         self.units = units
     }
+
+    /// The largest quantity FillGuard accepts (one billion shares): sums of accepted quantities
+    /// can never overflow.
+    public static let maximum = Quantity(units: 1_000_000_000 * unitsPerShare)
+
+    /// True when the magnitude is within `maximum`.
+    public var isWithinRange: Bool { units >= -Self.maximum.units && units <= Self.maximum.units }
 
     /// Zero shares.
     public static let zero = Quantity(units: 0)

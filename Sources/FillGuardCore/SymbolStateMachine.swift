@@ -117,11 +117,16 @@ public struct SymbolStateMachine: Sendable {
         guard report.side == order.side else {
             throw InputError(.sideMismatch, "execution \(report.executionID) says \(report.side.rawValue) but order \(order.id) is a \(order.side.rawValue)")
         }
-        guard report.lastQuantity.isPositive else {
-            throw InputError(.invalidQuantity, "fill quantity must be positive, got \(report.lastQuantity)")
+        guard report.lastQuantity.isPositive, report.lastQuantity <= .maximum else {
+            throw InputError(.invalidQuantity, "fill quantity must be positive and at most \(Quantity.maximum), got \(report.lastQuantity)")
         }
-        guard report.lastPrice.units > 0 else {
-            throw InputError(.invalidPrice, "fill price must be positive, got \(report.lastPrice)")
+        guard report.lastPrice.units > 0, report.lastPrice <= .maximum else {
+            throw InputError(.invalidPrice, "fill price must be positive and at most \(Price.maximum), got \(report.lastPrice)")
+        }
+        for reported in [report.cumulativeQuantity, report.leavesQuantity] {
+            if let reported, !reported.isWithinRange {
+                throw InputError(.invalidQuantity, "reported quantity \(reported) is out of range")
+            }
         }
         let filledAfter = order.filled + report.lastQuantity
         guard filledAfter <= order.fillLimit else {

@@ -66,7 +66,7 @@ struct ReplayTests {
             "3:duplicateExecution", "4:unknownPosition", "5:unknownOrder", "6:invalidQuantity", "7:invalidQuantity",
             "8:invalidPrice", "9:overfill", "10:cumulativeWentBackwards", "11:symbolMismatch", "12:sideMismatch",
             "13:malformed", "14:malformed", "15:malformed", "16:positionExists", "17:positionExists", "18:invalidBracket",
-            "19:invalidQuantity",
+            "19:invalidQuantity", "22:invalidQuantity",
         ])
         let position = try #require(report.positions.first)
         #expect(report.positions.count == 1)

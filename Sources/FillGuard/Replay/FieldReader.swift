@@ -107,6 +107,9 @@ struct FieldReader {
     private static func why(_ text: String, places: Int) -> String {
         let lower = text.lowercased()
         if lower.contains("nan") || lower.contains("inf") { return "must be a finite number, got \(text)" }
+        if Money(text) != nil, !text.contains(".") || text.split(separator: ".").last.map({ $0.count <= places }) == true {
+            return "is out of range (at most 1000000000), got \(text)"
+        }
         return "must be an exact decimal with at most \(places) decimal places, got '\(text)'"
     }
 }
