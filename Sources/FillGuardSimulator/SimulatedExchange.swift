@@ -208,7 +208,7 @@ public final class SimulatedExchange: Broker, Sendable {
         if delay > .zero { try? await Task.sleep(for: delay) }
         let result: Result<Void, BrokerError> = state.withLock { state in
             defer { finishRequest(&state) }
-            if configuration.faultRate > 0, Double.random(in: 0..<1, using: &state.random) < configuration.faultRate {
+            if state.random.chance(configuration.faultRate) {
                 let roll = Double.random(in: 0..<1, using: &state.random)
                 if roll < 0.70 || (roll >= 0.85 && !allowsRace) {
                     state.statistics.faults["transient", default: 0] += 1
@@ -267,7 +267,7 @@ public final class SimulatedExchange: Broker, Sendable {
         state.books[symbol]?.orders[id] = order
         guard marketable else { return }
         var quantity = order.quantity - order.filled
-        if let above = configuration.partialFillAbove, quantity > above, Double.random(in: 0..<1, using: &state.random) < configuration.partialFillChance {
+        if let above = configuration.partialFillAbove, quantity > above, state.random.chance(configuration.partialFillChance) {
             // A partial fill: about half, in whole shares, at least one share.
             let half = (quantity.units / 2) / Quantity.unitsPerShare * Quantity.unitsPerShare
             quantity = Quantity(units: max(Quantity.unitsPerShare, half))
@@ -294,14 +294,14 @@ public final class SimulatedExchange: Broker, Sendable {
 
     /// Sends a report, injecting duplicates and reorders as configured.
     private func deliver(_ event: BrokerEvent, state: inout State) {
-        if configuration.reorderRate > 0, state.held == nil, Double.random(in: 0..<1, using: &state.random) < configuration.reorderRate {
+        if state.held == nil, state.random.chance(configuration.reorderRate) {
             state.held = event
             state.statistics.reorders += 1
             return
         }
         continuation.yield(event)
         state.reportsSent += 1
-        if configuration.duplicateRate > 0, Double.random(in: 0..<1, using: &state.random) < configuration.duplicateRate {
+        if state.random.chance(configuration.duplicateRate) {
             continuation.yield(event)
             state.reportsSent += 1
             state.statistics.duplicates += 1

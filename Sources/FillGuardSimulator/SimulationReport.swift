@@ -56,19 +56,7 @@ public struct SimulationReport: Sendable {
 
     /// The report as a JSON object.
     public var json: String {
-        func string(_ text: String) -> String {
-            var escaped = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": escaped += "\\\""
-                case "\\": escaped += "\\\\"
-                case "\n": escaped += "\\n"
-                default:
-                    if scalar.value < 0x20 { escaped += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) } else { escaped.unicodeScalars.append(scalar) }
-                }
-            }
-            return escaped + "\""
-        }
+        func string(_ text: String) -> String { JSONText.quote(text) }
         func object(_ pairs: [(String, String)]) -> String {
             "{" + pairs.map { "\(string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
         }

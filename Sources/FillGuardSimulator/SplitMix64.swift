@@ -16,4 +16,9 @@ struct SplitMix64: RandomNumberGenerator {
     mutating func next(in range: ClosedRange<Int64>) -> Int64 {
         Int64.random(in: range, using: &self)
     }
+
+    /// True with the given probability (0...1).
+    mutating func chance(_ probability: Double) -> Bool {
+        probability > 0 && Double.random(in: 0..<1, using: &self) < probability
+    }
 }
