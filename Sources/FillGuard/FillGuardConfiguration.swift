@@ -10,6 +10,9 @@ public struct FillGuardConfiguration: Sendable {
     public var replaceStrategy: SymbolStateMachine.ReplaceStrategy
     /// Use native modify when the broker offers it (default true). False forces the replace strategy.
     public var preferNativeModify: Bool
+    /// After an operation failed for good, how long until the position's orders are tried
+    /// again (the alert stays raised). Default 5 s; nil never re-arms (only the next fill does).
+    public var rearmDelay: Duration?
     /// Events a lane handles before yielding its thread to other symbols (fairness).
     public var lanePassLimit: Int
     /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
@@ -22,12 +25,14 @@ public struct FillGuardConfiguration: Sendable {
     /// A configuration with the brief's defaults.
     public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
                 replaceStrategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, preferNativeModify: Bool = true,
+                rearmDelay: Duration? = .seconds(5),
                 lanePassLimit: Int = 64, subscriberBuffer: Int = 10_000, rejectionHistory: Int = 1_000,
                 reactionObserver: (@Sendable (Duration) -> Void)? = nil) {
         self.retry = retry
         self.circuitBreaker = circuitBreaker
         self.replaceStrategy = replaceStrategy
         self.preferNativeModify = preferNativeModify
+        self.rearmDelay = rearmDelay
         self.lanePassLimit = max(1, lanePassLimit)
         self.subscriberBuffer = max(1, subscriberBuffer)
         self.rejectionHistory = max(0, rejectionHistory)

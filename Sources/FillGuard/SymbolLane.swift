@@ -16,6 +16,7 @@ final class SymbolLane: @unchecked Sendable {
         case broker(BrokerEvent)
         case completed(OrderOperation, Result<Void, BrokerError>, wasProbe: Bool)
         case retryDue(OrderID)
+        case rearm(PositionID)
         case gateOpened
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
@@ -37,6 +38,7 @@ final class SymbolLane: @unchecked Sendable {
     private var machine: SymbolStateMachine
     private var actions: [SymbolStateMachine.Action] = []
     private var wakeScheduled = false
+    private var rearmScheduled: Set<PositionID> = []
 
     init(symbol: Symbol, context: RuntimeContext) {
         self.symbol = symbol
@@ -130,6 +132,9 @@ final class SymbolLane: @unchecked Sendable {
             }
         case .retryDue(let orderID):
             machine.retryDue(orderID, emitting: &actions)
+        case .rearm(let positionID):
+            rearmScheduled.remove(positionID)
+            machine.rearm(positionID, emitting: &actions)
         case .gateOpened:
             wakeScheduled = false
         case .read(let reader):
@@ -148,6 +153,14 @@ final class SymbolLane: @unchecked Sendable {
                 context.counters.withLock { $0.retries += 1 }
                 let delay = context.configuration.retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1))
                 schedule(after: delay, .retryDue(orderID))
+            case .scheduleRearm(let positionID):
+                guard let delay = context.configuration.rearmDelay, rearmScheduled.insert(positionID).inserted else { break }
+                // Maintenance, not work: it does not hold up waitUntilIdle().
+                let instant = ContinuousClock.now + delay
+                Task {
+                    try? await Task.sleep(until: instant, clock: .continuous)
+                    self.enqueue(.rearm(positionID))
+                }
             case .positionChanged(let id):
                 if context.bus.positions.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.positions.publish(snapshot) }
             case .orderChanged(let id):

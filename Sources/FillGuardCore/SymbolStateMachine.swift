@@ -36,6 +36,9 @@ public struct SymbolStateMachine: Sendable {
     public enum Action: Sendable, Hashable {
         /// A transient failure: call `retryDue(_:)` for the order after the backoff for `attempt`.
         case scheduleRetry(OrderID, attempt: Int)
+        /// A permanent failure left the position's orders wrong: call `rearm(_:)` later to try
+        /// again (the alert stays raised; a person should still look).
+        case scheduleRearm(PositionID)
         /// The position's state changed (net, status, P&L).
         case positionChanged(PositionID)
         /// The order's state changed.
@@ -300,6 +303,15 @@ public struct SymbolStateMachine: Sendable {
         plan(order.positionID, emitting: &actions)
     }
 
+    /// Clears the position's permanent failures and plans its orders again (after a cool-down).
+    public mutating func rearm(_ positionID: PositionID, emitting actions: inout [Action]) {
+        guard var position = positions[positionID] else { return }
+        position.blockedRoles.removeAll()
+        positions[positionID] = position
+        rearmFailedOrders(of: positionID)
+        plan(positionID, emitting: &actions)
+    }
+
     // MARK: - Pulling work
 
     /// The most urgent operation that can be sent now, marked in flight; nil when there is none.
@@ -483,6 +495,7 @@ public struct SymbolStateMachine: Sendable {
         }
         positions[order.positionID] = position
         actions.append(.alert(Alert(kind: kind, positionID: order.positionID, symbol: symbol, orderID: id, role: order.role, message: message)))
+        if kind == .operationFailed { actions.append(.scheduleRearm(order.positionID)) }
         plan(order.positionID, emitting: &actions)
     }
 

@@ -158,4 +158,24 @@ struct KnownFailuresTests {
         }
         #expect(model.sent.count - before == 20, "two modifies per scale-in fill, nothing else")
     }
+
+    @Test("a rejected stop is alerted and tried again after the cool-down, not left missing")
+    func rejectedStopIsRearmed() throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        let work = model.pull()
+        let stop = try #require(work.first { $0.role == .stopLoss })
+        model.complete(try #require(model.inFlight.firstIndex(of: stop)), failing: .permanent("price band"))
+        model.settle()
+        #expect(model.alerts.count == 1)
+        #expect(model.live("P1", .stopLoss) == nil)
+        #expect(model.rearms == ["P1"], "the runtime is asked to try again later")
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 300)
+    }
 }

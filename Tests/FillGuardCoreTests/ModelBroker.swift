@@ -20,6 +20,7 @@ struct ModelBroker {
     var inFlight: [OrderOperation] = []
     var sent: [OrderOperation] = []
     var retries: [OrderID] = []
+    var rearms: [PositionID] = []
     var alerts: [Alert] = []
     var reports: [ExecutionReport] = []
     private var executions = 0
@@ -162,6 +163,7 @@ struct ModelBroker {
             switch action {
             case .scheduleRetry(let id, _): retries.append(id)
             case .alert(let alert): alerts.append(alert)
+            case .scheduleRearm(let id): rearms.append(id)
             case .positionChanged, .orderChanged: break
             }
         }

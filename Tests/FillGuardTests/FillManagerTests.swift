@@ -212,4 +212,26 @@ struct FillManagerTests {
         #expect(codes.sorted { $0.rawValue < $1.rawValue } == [.duplicateExecution, .overfill, .positionExists, .unknownOrder])
         #expect(await manager.position("P1") == before)
     }
+
+    @Test("after a permanent failure the runtime re-arms the stop after the cool-down")
+    func runtimeRearmsAfterCoolDown() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: .milliseconds(1)))
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        let orders = manager.orderChanges()
+        broker.fail(1, .submit, with: BrokerError(.permanent, "price band"))
+        manager.receive(fills.fill(entry, 100, at: "60"))
+        var sawRejected = false
+        for await order in orders where order.role == .stopLoss {
+            if order.status == .rejected { sawRejected = true }
+            if order.status == .working, order.openQuantity == 100 { break }
+        }
+        #expect(sawRejected)
+        await manager.waitUntilIdle()
+        #expect(broker.count(.submit) == 3, "entry, the rejected stop, the re-armed stop")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
 }

@@ -156,6 +156,7 @@ public struct TraceReplayer: Sendable {
             case .scheduleRetry(let id, _): retries.append(id)
             case .alert(let alert): alerts.append(alert)
             case .positionChanged, .orderChanged: break
+            case .scheduleRearm: break // a replay has no cool-down: a permanent fault stays failed (and alerted)
             }
         }
         actions.removeAll(keepingCapacity: true)
