@@ -25,7 +25,7 @@ public struct FillGuardConfiguration: Sendable {
     /// A configuration with the brief's defaults.
     public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
                 replaceStrategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, preferNativeModify: Bool = true,
-                rearmDelay: Duration? = .seconds(5),
+                rearmDelay: Duration? = .seconds(1),
                 lanePassLimit: Int = 64, subscriberBuffer: Int = 10_000, rejectionHistory: Int = 1_000,
                 reactionObserver: (@Sendable (Duration) -> Void)? = nil) {
         self.retry = retry

@@ -83,6 +83,7 @@ public final class SimulationSession: Sendable {
                 retry: options.retry,
                 circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
                 replaceStrategy: options.strategy,
+                rearmDelay: .milliseconds(200),
                 reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
             logger: logger)
 
