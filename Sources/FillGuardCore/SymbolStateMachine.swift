@@ -257,6 +257,7 @@ public struct SymbolStateMachine: Sendable {
             orders[order.id] = order
             deactivateIfFinished(order.id)
             actions.append(.orderChanged(order.id))
+            plan(order.positionID, emitting: &actions)
             return
         }
         switch failure {
@@ -264,6 +265,7 @@ public struct SymbolStateMachine: Sendable {
             guard order.isLive else {
                 orders[order.id] = order
                 deactivateIfFinished(order.id)
+                plan(order.positionID, emitting: &actions)
                 return
             }
             order.attempts += 1
@@ -285,9 +287,16 @@ public struct SymbolStateMachine: Sendable {
                 failPermanently(order.id, operation: operation, message: "submit refused: \(message)", emitting: &actions)
                 return
             }
-            // The order filled (or ended) first. Its fills will tell; re-derive from them.
+            // The order filled (or ended) first. If its fills are all in, it is done now;
+            // otherwise wait for them and re-derive from them.
             order.attempts = 0
-            if order.isLive { order.awaitingFill = true }
+            if order.isLive {
+                if order.filled >= order.quantity {
+                    order.phase = .done(.filled)
+                } else {
+                    order.awaitingFill = true
+                }
+            }
             orders[order.id] = order
             deactivateIfFinished(order.id)
             actions.append(.orderChanged(order.id))
@@ -519,12 +528,14 @@ public struct SymbolStateMachine: Sendable {
         let size = net.magnitude
         for (role, price) in [(OrderRole.stopLoss, position.spec.stopLoss), (OrderRole.takeProfit, position.spec.takeProfit)] {
             guard let price else { continue }
-            let live = position.orderIDs.compactMap { orders[$0] }.filter { $0.role == role && $0.isLive }
+            let liveBefore = position.orderIDs.compactMap { orders[$0] }.filter { $0.role == role && $0.isLive }
             // The broker said too late: wait for those fills before touching the role.
-            if live.contains(where: \.awaitingFill) { continue }
-            for order in live where order.side != side {
+            if liveBefore.contains(where: \.awaitingFill) { continue }
+            for order in liveBefore where order.side != side {
                 setTarget(.cancelled, of: order.id, emitting: &actions)
             }
+            // Re-read: an order never sent was just cancelled locally and is gone.
+            let live = position.orderIDs.compactMap { orders[$0] }.filter { $0.role == role && $0.isLive }
             let current = live.last { !$0.retiring && $0.side == side }
             if let current {
                 if current.failure != nil { continue }

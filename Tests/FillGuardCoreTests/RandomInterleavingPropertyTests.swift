@@ -17,12 +17,20 @@ struct RandomInterleavingPropertyTests {
         return 1_000
     }()
 
+    @Test("regression: a flip while a protective order was unsent, or its submit failed, re-protects on the new side",
+          arguments: [10767185430687197313 as UInt64, 1314059498052943223, 7242084253284404633, 4587881667412026017])
+    func regressionSeeds(seed: UInt64) {
+        var scenario = Scenario(seed: seed)
+        let problems = scenario.run()
+        #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
+    }
+
     @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
     func invariantsHoldAtQuiescence() async {
         await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
             var scenario = Scenario(seed: seed)
             let problems = scenario.run()
-            #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))")
+            #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
         }
     }
 }
@@ -71,6 +79,23 @@ struct Scenario {
             problems += check(models[index])
         }
         return problems
+    }
+
+    /// Every position, order and broker-side order, for failure messages.
+    func dump() -> String {
+        var lines: [String] = []
+        for model in models {
+            for id in model.machine.positionIDs {
+                let position = model.snapshot(id)
+                lines.append("\(id) \(position.side) \(position.status) net \(position.netQuantity)")
+                for order in position.orders {
+                    let truth = model.truth[order.id].map { "broker q \($0.quantity) f \($0.filled) live \($0.live)" } ?? "not at broker"
+                    lines.append("  \(order.id) \(order.role) \(order.side) q \(order.quantity) f \(order.filledQuantity) \(order.status) \(order.failure ?? "") | \(truth)")
+                }
+            }
+            if !model.alerts.isEmpty { lines.append("  alerts: \(model.alerts)") }
+        }
+        return lines.joined(separator: "\n")
     }
 
     private mutating func quantity() -> Quantity {
