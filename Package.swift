@@ -73,6 +73,7 @@ let package = Package(
             dependencies: [
                 "FillGuard", "FillGuardCore", "FillGuardSimulator",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Traces"],
             swiftSettings: strict

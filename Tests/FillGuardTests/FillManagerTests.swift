@@ -4,6 +4,7 @@ import FillGuardCore
 import Metrics
 import MetricsTestKit
 import Synchronization
+import Logging
 import Testing
 
 @Suite("FillManager runtime")
@@ -21,7 +22,7 @@ struct FillManagerTests {
     @Test("same-symbol fills are handled one at a time, in arrival order, even while the broker is slow")
     func sameSymbolFillsAreSerializedWithSlowBroker() async throws {
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "P1", symbol: "AAPL", side: .buy, quantity: 1_000, stopLoss: Price("90"), takeProfit: Price("120")))
         await manager.waitUntilIdle()
@@ -65,7 +66,7 @@ struct FillManagerTests {
             }
         })
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: configuration)
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
         try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
@@ -82,7 +83,7 @@ struct FillManagerTests {
     @Test("a symbol's queue runs FIFO: commands and fills apply in the order they arrived")
     func queueRunsFIFO() async throws {
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "P1", symbol: "MSFT", side: .sell, quantity: 300, stopLoss: Price("110"), takeProfit: Price("90")))
         await manager.waitUntilIdle()
@@ -110,7 +111,7 @@ struct FillManagerTests {
         let broker = TestBroker()
         broker.fail(2, .submit, with: BrokerError(.transient, "timeout"))
         let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy), logger: .quiet)
         var fills = FillMaker()
         let position = try await openAndFillEntry(manager, broker, "P1", "IBM", fills: &fills)
         #expect(manager.statistics.retries == 2)
@@ -124,7 +125,7 @@ struct FillManagerTests {
     func permanentFailureIsAlerted() async throws {
         let metrics = TestMetrics()
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), metricsFactory: metrics)
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet, metricsFactory: metrics)
         let alerts = manager.alerts()
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "P1", symbol: "XOM", side: .buy, quantity: 100, stopLoss: Price("95"), takeProfit: nil))
@@ -151,7 +152,7 @@ struct FillManagerTests {
         let configuration = FillGuardConfiguration(
             retry: RetryPolicy(maxAttempts: 10, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
             circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(5), probeWait: .milliseconds(1)))
-        let manager = FillManager(broker: broker, configuration: configuration)
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
         let position = try await openAndFillEntry(manager, broker, "P1", "CVX", fills: &fills)
         #expect(manager.statistics.breakerTrips >= 1)
@@ -164,7 +165,7 @@ struct FillManagerTests {
     @Test("a slow subscriber never blocks the fill path")
     func slowSubscriberDoesNotBlock() async throws {
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, subscriberBuffer: 4))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, subscriberBuffer: 4), logger: .quiet)
         let neverRead = manager.positionChanges()
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "P1", symbol: "T", side: .buy, quantity: 500, stopLoss: Price("9"), takeProfit: Price("12")))
@@ -184,7 +185,7 @@ struct FillManagerTests {
     @Test("a rate-limited broker still gets every operation, paced by the token bucket")
     func rateLimitPacesButDropsNothing() async throws {
         let broker = TestBroker(capabilities: BrokerCapabilities(nativeModify: true, requestsPerSecond: 2_000, burst: 1))
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
         for index in 0..<5 {
             _ = try await openAndFillEntry(manager, broker, PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
@@ -198,7 +199,7 @@ struct FillManagerTests {
     @Test("bad input is refused with a typed error, recorded, and changes nothing")
     func badInputIsRecorded() async throws {
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
         let before = try await openAndFillEntry(manager, broker, "P1", "GLD", fills: &fills)
         let entry = try #require(before.orders.first { $0.role == .entry })
@@ -216,7 +217,7 @@ struct FillManagerTests {
     @Test("after a permanent failure the runtime re-arms the stop after the cool-down")
     func runtimeRearmsAfterCoolDown() async throws {
         let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: .milliseconds(1)))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: .milliseconds(1)), logger: .quiet)
         var fills = FillMaker()
         try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"), takeProfit: nil))
         await manager.waitUntilIdle()
@@ -233,5 +234,14 @@ struct FillManagerTests {
         await manager.waitUntilIdle()
         #expect(broker.count(.submit) == 3, "entry, the rejected stop, the re-armed stop")
         #expect(await manager.invariantViolations().isEmpty)
+    }
+}
+
+extension Logger {
+    /// A logger for tests that expect warnings: only critical messages are printed.
+    static var quiet: Logger {
+        var logger = Logger(label: "fillguard.test")
+        logger.logLevel = .critical
+        return logger
     }
 }
