@@ -142,4 +142,15 @@ struct ReplayTests {
         #expect(rejected.first?["error"] as? String == "duplicateExecution")
         #expect((rejected.first?["message"] as? String)?.isEmpty == false)
     }
+
+    @Test("Windows line endings and blank lines are fine; line numbers count physical lines")
+    func crlf() {
+        let text = "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"X\",\"side\":\"sell\",\"quantity\":\"10\",\"stopLoss\":\"11\",\"takeProfit\":\"9\"}\r\n\r\n"
+            + "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"10\",\"price\":\"10\",\"execId\":\"1\"}\r\n"
+            + "oops\r\n"
+        let report = TraceReplayer.replay(text)
+        #expect(report.positions.first?.netQuantity == -10)
+        #expect(report.positions.first?.liveOrder(.stopLoss)?.side == .buy)
+        #expect(report.rejected.map(\.line) == [4])
+    }
 }

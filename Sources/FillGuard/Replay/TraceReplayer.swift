@@ -55,7 +55,7 @@ public struct TraceReplayer: Sendable {
     public static func replay(_ text: String, options: ReplayOptions = ReplayOptions()) -> ReplayReport {
         var replayer = TraceReplayer(options: options)
         var number = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) { // "\r\n" is one Character
             number += 1
             replayer.apply(String(line), lineNumber: number)
         }
