@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FillGuardCore", targets: ["FillGuardCore"]),
         .library(name: "FillGuard", targets: ["FillGuard"]),
         .library(name: "FillGuardSimulator", targets: ["FillGuardSimulator"]),
+        .library(name: "FillGuardSQLite", targets: ["FillGuardSQLite"]),
         .executable(name: "fillguard", targets: ["fillguard"]),
     ],
     dependencies: [
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // The rules: a pure, synchronous, deterministic state machine. No tasks, clocks or I/O.
@@ -47,6 +49,15 @@ let package = Package(
                 "FillGuard", "FillGuardCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The embedded journal store: SQLite in WAL mode through GRDB.
+        .target(
+            name: "FillGuardSQLite",
+            dependencies: [
+                "FillGuard", "FillGuardCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

@@ -84,3 +84,46 @@ public protocol Broker: Sendable {
     /// The broker's reports, in the order it sends them. Consumed by one `FillManager`.
     func events() -> AsyncStream<BrokerEvent>
 }
+
+/// The broker's view of one order, as its queries return it (for reconciliation).
+public struct BrokerOrderState: Sendable, Hashable {
+    /// The client order id FillGuard gave it.
+    public var orderID: OrderID
+    /// The instrument.
+    public var symbol: Symbol
+    /// Buy or sell.
+    public var side: Side
+    /// Market, limit, stop, stop-limit with prices.
+    public var type: OrderType
+    /// Total quantity as the broker has it now (after any modify).
+    public var quantity: Quantity
+    /// Filled so far.
+    public var filled: Quantity
+    /// Where it stands: a live status, or filled, cancelled, rejected, expired.
+    public var status: OrderStatus
+
+    /// A broker order state.
+    public init(orderID: OrderID, symbol: Symbol, side: Side, type: OrderType, quantity: Quantity, filled: Quantity, status: OrderStatus) {
+        self.orderID = orderID
+        self.symbol = symbol
+        self.side = side
+        self.type = type
+        self.quantity = quantity
+        self.filled = filled
+        self.status = status
+    }
+}
+
+/// What a broker can be asked after a restart, to reconcile the journal's state with its own.
+/// Adapters that cannot answer keep the defaults, which throw; recovery then reports that it
+/// could not reconcile.
+public protocol BrokerQueries: Sendable {
+    /// One order as the broker has it; nil when the broker does not know the id.
+    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState?
+    /// Every live order on the account.
+    func openOrders() async throws(BrokerError) -> [BrokerOrderState]
+    /// The symbol's recent executions (at least since the session began), oldest first.
+    func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport]
+    /// Net position per symbol (symbols with no position may be left out).
+    func positions() async throws(BrokerError) -> [Symbol: Quantity]
+}

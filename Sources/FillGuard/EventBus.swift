@@ -54,17 +54,20 @@ final class EventBus: Sendable {
     let orders: Channel<OrderSnapshot>
     let alerts: Channel<Alert>
     let rejections: Channel<RejectedInput>
+    let corrections: Channel<ReconciliationCorrection>
 
     init(buffer: Int) {
         positions = Channel(buffer: buffer)
         orders = Channel(buffer: buffer)
         alerts = Channel(buffer: buffer)
         rejections = Channel(buffer: buffer)
+        corrections = Channel(buffer: buffer)
     }
 
     func finishAll() {
         positions.finish()
         orders.finish()
+        corrections.finish()
         alerts.finish()
         rejections.finish()
     }

@@ -19,6 +19,8 @@ public struct FillGuardConfiguration: Sendable {
     public var subscriberBuffer: Int
     /// Rejected inputs kept for `recentRejections()`.
     public var rejectionHistory: Int
+    /// After a restart: what to do with live broker orders no journal record knows (default leave).
+    public var unknownOrders: UnknownOrderPolicy = .leave
     /// Called with each reaction latency: fill received to protective operation handed to the broker.
     public var reactionObserver: (@Sendable (Duration) -> Void)?
 

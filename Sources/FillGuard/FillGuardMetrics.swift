@@ -28,6 +28,8 @@ struct FillGuardMetrics: Sendable {
     let alerts: Counter
     /// Fills applied.
     let fills: Counter
+    let corrections: [ReconciliationCorrection.Kind: Counter]
+    let journalRecords: Counter
 
     init(factory: MetricsFactory) {
         queueWait = Timer(label: "fillguard_queue_wait", dimensions: [], factory: factory)
@@ -52,5 +54,11 @@ struct FillGuardMetrics: Sendable {
         self.rejected = rejected
         alerts = Counter(label: "fillguard_alerts", dimensions: [], factory: factory)
         fills = Counter(label: "fillguard_fills", dimensions: [], factory: factory)
+        var corrections: [ReconciliationCorrection.Kind: Counter] = [:]
+        for kind in ReconciliationCorrection.Kind.allCases {
+            corrections[kind] = Counter(label: "fillguard_reconcile_corrections", dimensions: [("kind", kind.rawValue)], factory: factory)
+        }
+        self.corrections = corrections
+        journalRecords = Counter(label: "fillguard_journal_records_replayed", dimensions: [], factory: factory)
     }
 }

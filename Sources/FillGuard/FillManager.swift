@@ -9,19 +9,23 @@ import Synchronization
 /// run in parallel. The fill path never waits on the broker: operations run in their own tasks
 /// and report back to the lane.
 public final class FillManager: Sendable {
-    private let context: RuntimeContext
-    private let lanes = Mutex<[Symbol: SymbolLane]>([:])
-    private let positionSymbols = Mutex<[PositionID: Symbol]>([:])
+    let context: RuntimeContext
+    let lanes = Mutex<[Symbol: SymbolLane]>([:])
+    let positionSymbols = Mutex<[PositionID: Symbol]>([:])
     private let received = Atomic<Int>(0)
 
     /// Broker events handed to `receive(_:)` so far (valid or not).
     public var eventsReceived: Int { received.load(ordering: .relaxed) }
 
-    /// A manager for one broker connection.
-    public init(broker: some Broker, configuration: FillGuardConfiguration = FillGuardConfiguration(),
+    /// A manager for one broker connection. With a journal, every input is journaled before it
+    /// applies; call `recover()` before anything else to rebuild the state the journal holds.
+    public init(broker: some Broker, journal: Journal? = nil, configuration: FillGuardConfiguration = FillGuardConfiguration(),
                 logger: Logger = Logger(label: "fillguard"), metricsFactory: MetricsFactory = MetricsSystem.factory) {
-        self.context = RuntimeContext(broker: broker, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+        self.context = RuntimeContext(broker: broker, journal: journal, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
     }
+
+    /// The journal failure that stopped the manager applying events, if any.
+    public var journalFailure: JournalError? { context.journalFailure.withLock { $0 } }
 
     /// Opens a bracket; returns once its lane has placed the entry (and scale-ins) as desired
     /// state. Throws `InputError` for an invalid or duplicate bracket.
@@ -119,6 +123,8 @@ public final class FillManager: Sendable {
     public func orderChanges() -> AsyncStream<OrderSnapshot> { context.bus.orders.subscribe() }
     /// Every alert.
     public func alerts() -> AsyncStream<Alert> { context.bus.alerts.subscribe() }
+    /// Every correction reconciliation makes after a restart.
+    public func corrections() -> AsyncStream<ReconciliationCorrection> { context.bus.corrections.subscribe() }
     /// Every refused input.
     public func rejections() -> AsyncStream<RejectedInput> { context.bus.rejections.subscribe() }
 
@@ -128,7 +134,7 @@ public final class FillManager: Sendable {
     /// The number of symbols with a lane (idle lanes hold state only, no task).
     public var symbolCount: Int { lanes.withLock { $0.count } }
 
-    private func lane(for symbol: Symbol, create: Bool) -> SymbolLane? {
+    func lane(for symbol: Symbol, create: Bool) -> SymbolLane? {
         lanes.withLock { lanes in
             if let lane = lanes[symbol] { return lane }
             guard create else { return nil }
@@ -138,11 +144,11 @@ public final class FillManager: Sendable {
         }
     }
 
-    private func allLanes() -> [SymbolLane] {
+    func allLanes() -> [SymbolLane] {
         lanes.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }
     }
 
-    private func read<T: Sendable>(_ lane: SymbolLane, _ body: @escaping @Sendable (SymbolStateMachine) -> T) async -> T {
+    func read<T: Sendable>(_ lane: SymbolLane, _ body: @escaping @Sendable (SymbolStateMachine) -> T) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             lane.enqueue(.read { continuation.resume(returning: body($0)) })
         }

@@ -32,9 +32,18 @@ final class RuntimeContext: Sendable {
     let logger: Logger
     let counters = Mutex(FillManagerStatistics())
     let rejections = Mutex<[RejectedInput]>([])
+    let journal: Journal?
+    let journalFailure = Mutex<JournalError?>(nil)
 
-    init(broker: any Broker, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {
+    /// The core's configuration, from the broker's capabilities and ours.
+    var machineConfiguration: SymbolStateMachine.Configuration {
+        SymbolStateMachine.Configuration(nativeModify: nativeModify, replaceStrategy: configuration.replaceStrategy,
+                                         maxAttempts: configuration.retry.maxAttempts)
+    }
+
+    init(broker: any Broker, journal: Journal?, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {
         self.broker = broker
+        self.journal = journal
         self.configuration = configuration
         let capabilities = broker.capabilities
         self.nativeModify = capabilities.nativeModify && configuration.preferNativeModify
@@ -46,6 +55,18 @@ final class RuntimeContext: Sendable {
     }
 
     /// Records a refused input: counted, logged, kept in the recent history, published.
+    /// The journal failed: from now on nothing is applied; a person must look.
+    func journalFailed(_ error: JournalError, symbol: Symbol) {
+        let first = journalFailure.withLock { failure -> Bool in
+            guard failure == nil else { return false }
+            failure = error
+            return true
+        }
+        if first {
+            logger.critical("journal failed, FillGuard stops applying events: \(error)", metadata: ["symbol": "\(symbol)"])
+        }
+    }
+
     func reject(_ error: InputError, context: String) {
         metrics.rejected[error.code]?.increment()
         counters.withLock { $0.rejected[error.code, default: 0] += 1 }

@@ -10,6 +10,11 @@ import Synchronization
 /// completion before the next; the core is synchronous, so nothing interleaves. An idle lane
 /// holds no task, only its state. A busy lane yields its thread every `lanePassLimit` events so
 /// that one hot symbol cannot starve the others.
+///
+/// With a journal, a pass takes the waiting events, hands their input records (and the intents
+/// and snapshot from the previous pass) to the journal, and continues only once they are
+/// durable: then it sends the previous pass's operations and applies the new inputs. Nothing is
+/// applied before it is journaled and nothing is sent before its intent is.
 final class SymbolLane: @unchecked Sendable {
     enum Event: Sendable {
         case open(BracketSpec, reply: @Sendable (Result<Void, InputError>) -> Void)
@@ -24,6 +29,15 @@ final class SymbolLane: @unchecked Sendable {
     private struct Envelope: Sendable {
         var event: Event
         var enqueuedAt: ContinuousClock.Instant
+        /// The journal sequence of the input (0: not journaled).
+        var sequence: UInt64 = 0
+    }
+
+    /// An operation taken from the machine, sent once its intent is durable.
+    private struct PendingSend: Sendable {
+        var operation: OrderOperation
+        var isProbe: Bool
+        var takenAt: ContinuousClock.Instant
     }
 
     private struct Mailbox {
@@ -39,13 +53,17 @@ final class SymbolLane: @unchecked Sendable {
     private var actions: [SymbolStateMachine.Action] = []
     private var wakeScheduled = false
     private var rearmScheduled: Set<PositionID> = []
+    // Journal position (drainer-owned): see `JournalPosition`.
+    private var position: JournalPosition
+    private var pendingRecords: [JournalRecord] = []
+    private var pendingSends: [PendingSend] = []
+    private var halted: JournalError?
 
-    init(symbol: Symbol, context: RuntimeContext) {
+    init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
         self.symbol = symbol
         self.context = context
-        self.machine = SymbolStateMachine(symbol: symbol, configuration: SymbolStateMachine.Configuration(
-            nativeModify: context.nativeModify, replaceStrategy: context.configuration.replaceStrategy,
-            maxAttempts: context.configuration.retry.maxAttempts))
+        self.machine = machine ?? SymbolStateMachine(symbol: symbol, configuration: context.machineConfiguration)
+        self.position = position
     }
 
     /// Appends an event; starts a drainer if none is running. Never blocks on processing.
@@ -67,6 +85,10 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     private func drain() {
+        if context.journal != nil {
+            drainJournaled()
+            return
+        }
         var handled = 0
         while true {
             let next = mailbox.withLock { mailbox -> Envelope? in
@@ -86,7 +108,88 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
+    /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
+    private func drainJournaled() {
+        guard let journal = context.journal else { return }
+        let limit = context.configuration.lanePassLimit
+        let hasPending = !pendingRecords.isEmpty || !pendingSends.isEmpty
+        var batch = mailbox.withLock { mailbox -> [Envelope] in
+            var batch: [Envelope] = []
+            while batch.count < limit, let envelope = mailbox.events.popFirst() { batch.append(envelope) }
+            if batch.isEmpty && !hasPending { mailbox.draining = false }
+            return batch
+        }
+        if batch.isEmpty && !hasPending { return }
+        var records = pendingRecords
+        pendingRecords = []
+        if halted == nil {
+            for index in batch.indices {
+                guard let input = batch[index].event.journalInput else { continue }
+                position.lastInput += 1
+                batch[index].sequence = position.lastInput
+                records.append(JournalRecord(symbol: symbol, sequence: JournalPosition.sequence(input: position.lastInput),
+                                             kind: .input, payload: JournalCodec.encode(input)))
+            }
+        }
+        let sends = pendingSends
+        pendingSends = []
+        if records.isEmpty || halted != nil {
+            finishPass(.success(()), sends: sends, batch: batch)
+            return
+        }
+        let ready = batch
+        journal.append(records) { result in
+            Task.detached { self.finishPass(result, sends: sends, batch: ready) }
+        }
+    }
+
+    private func finishPass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
+        if case .failure(let error) = result, halted == nil {
+            halted = error
+            context.journalFailed(error, symbol: symbol)
+        }
+        if halted == nil {
+            for send in sends { self.send(send.operation, isProbe: send.isProbe, sentAt: send.takenAt) }
+        } else if !sends.isEmpty {
+            context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
+        }
+        for envelope in batch {
+            if let halted, envelope.sequence != 0 || envelope.event.journalInput != nil {
+                refuse(envelope.event, because: halted)
+            } else {
+                process(envelope)
+            }
+            context.work.end()
+        }
+        if halted == nil, let journal = context.journal, position.sinceSnapshot >= journal.snapshotInterval {
+            takeSnapshot()
+        }
+        drainJournaled()
+    }
+
+    private func takeSnapshot() {
+        guard let payload = try? SnapshotCodec.encode(machine.image) else { return }
+        pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.current, kind: .snapshot, payload: payload))
+        position.sinceSnapshot = 0
+    }
+
+    private func refuse(_ event: Event, because error: JournalError) {
+        let refusal = InputError(.journalUnavailable, "not applied: \(error)")
+        switch event {
+        case .open(let spec, let reply):
+            context.reject(refusal, context: "open \(spec.positionID) on \(symbol)")
+            reply(.failure(refusal))
+        case .broker(let event):
+            context.reject(refusal, context: "report for \(event.symbol)")
+        default:
+            break
+        }
+    }
+
     private func process(_ envelope: Envelope) {
+        if envelope.sequence != 0 {
+            position.startInput(envelope.sequence)
+        }
         let started = ContinuousClock.now
         context.metrics.queueWait.recordNanoseconds((started - envelope.enqueuedAt).nanoseconds)
         actions.removeAll(keepingCapacity: true)
@@ -200,7 +303,14 @@ final class SymbolLane: @unchecked Sendable {
                 context.metrics.reaction.recordNanoseconds(reaction.nanoseconds)
                 context.configuration.reactionObserver?(reaction)
             }
-            send(operation, isProbe: isProbe, sentAt: now)
+            if context.journal != nil {
+                // Sent once its intent is durable (next pass).
+                pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
+                                                    payload: JournalCodec.encode(operation)))
+                pendingSends.append(PendingSend(operation: operation, isProbe: isProbe, takenAt: now))
+            } else {
+                send(operation, isProbe: isProbe, sentAt: now)
+            }
             if isProbe { return }
         }
     }
@@ -249,6 +359,25 @@ final class SymbolLane: @unchecked Sendable {
             try? await Task.sleep(until: instant, clock: .continuous)
             self.enqueue(event)
             self.context.work.end()
+        }
+    }
+}
+
+extension SymbolLane.Event {
+    /// What the journal records for this event; nil for events that change no state.
+    var journalInput: JournalInput? {
+        switch self {
+        case .open(let spec, _): return .open(spec)
+        case .broker(.execution(let report)): return .execution(report)
+        case .broker(.orderStatus(let report)): return .orderStatus(report)
+        case .completed(let operation, let result, _):
+            switch result {
+            case .success: return .completed(operation, failure: nil)
+            case .failure(let error): return .completed(operation, failure: error.operationFailure)
+            }
+        case .retryDue(let id): return .retryDue(id)
+        case .rearm(let id): return .rearm(id)
+        case .gateOpened, .read: return nil
         }
     }
 }

@@ -1,8 +1,8 @@
 /// What a caller asks for when opening a position: an entry, optional scale-ins, and the
 /// protective prices. Validated by `BracketSpec.validated()`.
-public struct BracketSpec: Sendable, Hashable {
+public struct BracketSpec: Sendable, Hashable, Codable {
     /// One scale-in ("double down") order.
-    public struct ScaleIn: Sendable, Hashable {
+    public struct ScaleIn: Sendable, Hashable, Codable {
         /// Its quantity.
         public var quantity: Quantity
         /// Its type (usually a limit below the entry for a long).

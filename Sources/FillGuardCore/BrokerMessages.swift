@@ -1,5 +1,5 @@
 /// A request to place a new order at the broker.
-public struct NewOrderRequest: Sendable, Hashable {
+public struct NewOrderRequest: Sendable, Hashable, Codable {
     /// The client order id FillGuard assigned.
     public var orderID: OrderID
     /// The instrument.
@@ -27,7 +27,7 @@ public struct NewOrderRequest: Sendable, Hashable {
 /// A request to change a working order's total quantity (FIX OrderCancelReplaceRequest).
 /// The new total includes what has already filled, so the broker's open quantity becomes
 /// `newQuantity - filled` even if the order fills while the request travels.
-public struct ModifyOrderRequest: Sendable, Hashable {
+public struct ModifyOrderRequest: Sendable, Hashable, Codable {
     /// The order to change.
     public var orderID: OrderID
     /// The instrument.
@@ -44,7 +44,7 @@ public struct ModifyOrderRequest: Sendable, Hashable {
 }
 
 /// A request to cancel what is left of an order.
-public struct CancelOrderRequest: Sendable, Hashable {
+public struct CancelOrderRequest: Sendable, Hashable, Codable {
     /// The order to cancel.
     public var orderID: OrderID
     /// The instrument.
@@ -58,7 +58,7 @@ public struct CancelOrderRequest: Sendable, Hashable {
 }
 
 /// An execution report for a fill: what the broker says traded.
-public struct ExecutionReport: Sendable, Hashable {
+public struct ExecutionReport: Sendable, Hashable, Codable {
     /// Unique per fill; a repeat is a duplicate.
     public var executionID: ExecutionID
     /// The client order id that filled.
@@ -97,9 +97,9 @@ public struct ExecutionReport: Sendable, Hashable {
 }
 
 /// An unsolicited end of an order at the broker (cancelled by the exchange, expired, rejected).
-public struct OrderStatusReport: Sendable, Hashable {
+public struct OrderStatusReport: Sendable, Hashable, Codable {
     /// How the order ended.
-    public enum Outcome: String, Sendable, Hashable {
+    public enum Outcome: String, Sendable, Hashable, Codable {
         /// The broker or exchange cancelled it.
         case cancelled
         /// Its time in force ran out.

@@ -26,6 +26,8 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case positionExists
         /// The bracket's prices are inconsistent (stop on the wrong side of the target).
         case invalidBracket
+        /// The write-ahead journal failed: nothing can be applied until it is repaired.
+        case journalUnavailable
     }
 
     /// The kind of problem.

@@ -1,8 +1,8 @@
 /// The core's record of one order: what the broker has accepted, what has filled, what FillGuard
 /// wants it to be, and the operation (if any) in flight for it.
-struct ManagedOrder: Sendable {
+struct ManagedOrder: Sendable, Codable {
     /// Where the order stands with the broker.
-    enum Phase: Sendable, Hashable {
+    enum Phase: Sendable, Hashable, Codable {
         /// Not yet accepted by the broker (a submit may be in flight).
         case unsent
         /// Accepted and live at the broker.
@@ -12,7 +12,7 @@ struct ManagedOrder: Sendable {
     }
 
     /// The state FillGuard wants the order in.
-    enum Target: Sendable, Hashable {
+    enum Target: Sendable, Hashable, Codable {
         /// As placed: entries and scale-ins are never resized.
         case asPlaced
         /// Live with exactly this open quantity (protective orders).
@@ -22,7 +22,7 @@ struct ManagedOrder: Sendable {
     }
 
     /// The operation in flight.
-    struct InFlight: Sendable, Hashable {
+    struct InFlight: Sendable, Hashable, Codable {
         var operationID: UInt64
         var kind: OrderOperation.Kind
         /// For a modify: the total quantity requested.

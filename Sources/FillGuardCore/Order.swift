@@ -1,5 +1,5 @@
 /// The direction of an order or a fill.
-public enum Side: String, Sendable, Hashable, CaseIterable {
+public enum Side: String, Sendable, Hashable, CaseIterable, Codable {
     /// Buying adds to a long position (or reduces a short one).
     case buy
     /// Selling reduces a long position (or adds to a short one).
@@ -12,7 +12,7 @@ public enum Side: String, Sendable, Hashable, CaseIterable {
 }
 
 /// How an order executes, with its prices.
-public enum OrderType: Sendable, Hashable {
+public enum OrderType: Sendable, Hashable, Codable {
     /// Fills at the market.
     case market
     /// Fills at the limit price or better.
@@ -34,7 +34,7 @@ public enum OrderType: Sendable, Hashable {
 }
 
 /// How long an order stays working.
-public enum TimeInForce: String, Sendable, Hashable {
+public enum TimeInForce: String, Sendable, Hashable, Codable {
     /// For the trading day.
     case day
     /// Until cancelled.
@@ -44,7 +44,7 @@ public enum TimeInForce: String, Sendable, Hashable {
 }
 
 /// An order's part in a bracket.
-public enum OrderRole: Sendable, Hashable, CustomStringConvertible {
+public enum OrderRole: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The order that opens the position.
     case entry
     /// The n-th scale-in ("double down") order, from 0.
@@ -86,7 +86,7 @@ public enum OrderRole: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// An order's life-cycle state as FillGuard knows it.
-public enum OrderStatus: String, Sendable, Hashable, CaseIterable {
+public enum OrderStatus: String, Sendable, Hashable, CaseIterable, Codable {
     /// Sent, not yet acknowledged (or not yet sent).
     case pendingNew
     /// Acknowledged, nothing filled.

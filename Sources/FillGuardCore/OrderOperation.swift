@@ -1,9 +1,9 @@
 /// One unit of broker work the core asks the runtime to perform: submit, modify or cancel.
 /// Operations are materialised from desired state at the moment they can be sent, so they never
 /// carry a stale size.
-public struct OrderOperation: Sendable, Hashable, CustomStringConvertible {
+public struct OrderOperation: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The request to send.
-    public enum Request: Sendable, Hashable {
+    public enum Request: Sendable, Hashable, Codable {
         /// Place a new order.
         case submit(NewOrderRequest)
         /// Change an order's total quantity (native modify).
@@ -13,7 +13,7 @@ public struct OrderOperation: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The three kinds of broker operation, for counting and metrics.
-    public enum Kind: String, Sendable, Hashable, CaseIterable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable, Codable {
         /// A new order.
         case submit
         /// A native modify.
@@ -23,7 +23,7 @@ public struct OrderOperation: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Scheduling class: risk-reducing work goes first.
-    public enum Priority: Int, Sendable, Hashable, Comparable {
+    public enum Priority: Int, Sendable, Hashable, Comparable, Codable {
         /// Cancels: always first.
         case cancel = 0
         /// Size reductions.
@@ -51,6 +51,17 @@ public struct OrderOperation: Sendable, Hashable, CustomStringConvertible {
     public var priority: Priority
     /// 1 for the first try, 2 for the first retry, ...
     public var attempt: Int
+
+    /// An operation, as the core makes it or as a journal reads it back.
+    public init(id: UInt64, orderID: OrderID, positionID: PositionID, role: OrderRole, request: Request, priority: Priority, attempt: Int) {
+        self.id = id
+        self.orderID = orderID
+        self.positionID = positionID
+        self.role = role
+        self.request = request
+        self.priority = priority
+        self.attempt = attempt
+    }
 
     /// Submit, modify or cancel.
     public var kind: Kind {
@@ -81,7 +92,7 @@ public struct OrderOperation: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Why a broker operation did not succeed, classified for the retry policy.
-public enum OperationFailure: Error, Sendable, Hashable {
+public enum OperationFailure: Error, Sendable, Hashable, Codable {
     /// Worth retrying: timeouts, throttling, a dropped connection.
     case transient(String)
     /// Not worth retrying: the broker refused the request.

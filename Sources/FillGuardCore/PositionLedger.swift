@@ -1,7 +1,7 @@
 /// Net quantity, average-cost basis and realized P&L of one position, updated fill by fill with
 /// exact arithmetic. Going flat releases the whole remaining cost basis, so the realized P&L of a
 /// round trip is exactly the cash it made.
-public struct PositionLedger: Sendable, Hashable {
+public struct PositionLedger: Sendable, Hashable, Codable {
     /// Signed net quantity: long > 0, short < 0.
     public private(set) var net: Quantity = .zero
     /// Signed cost of the open quantity (sum of signed quantity times price of the open lots).

@@ -1,5 +1,5 @@
 /// A position's life-cycle state.
-public enum PositionStatus: String, Sendable, Hashable {
+public enum PositionStatus: String, Sendable, Hashable, Codable {
     /// Opened, nothing filled yet.
     case pending
     /// Net quantity is not zero.

@@ -6,7 +6,7 @@
 /// at most one operation is in flight per order, and risk-reducing work goes first.
 public struct SymbolStateMachine: Sendable {
     /// How the machine replaces and retries.
-    public struct Configuration: Sendable, Hashable {
+    public struct Configuration: Sendable, Hashable, Codable {
         /// The broker can change an order's quantity in place (FIX OrderCancelReplaceRequest).
         public var nativeModify: Bool
         /// How to resize a protective order when there is no native modify.
@@ -23,7 +23,7 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// How a protective order is resized when the broker has no native modify.
-    public enum ReplaceStrategy: String, Sendable, Hashable, CaseIterable {
+    public enum ReplaceStrategy: String, Sendable, Hashable, CaseIterable, Codable {
         /// Cancel the old order, create the new one when the cancel is confirmed. Never
         /// over-covers (no risk of over-selling); unprotected for one round trip.
         case cancelThenCreate
@@ -47,7 +47,7 @@ public struct SymbolStateMachine: Sendable {
         case alert(Alert)
     }
 
-    struct PositionState: Sendable {
+    struct PositionState: Sendable, Codable {
         let spec: BracketSpec
         var status: PositionStatus = .pending
         var ledger = PositionLedger()

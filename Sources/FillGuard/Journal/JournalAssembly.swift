@@ -1,0 +1,143 @@
+import FillGuardCore
+import Synchronization
+
+/// The load rules every store shares, so that they all behave alike: checksums are checked;
+/// damage at the very end of the journal (a torn last write) is dropped with a notice; damage
+/// followed by intact records is corruption and fails loudly; records a snapshot covers are
+/// skipped; each symbol's records come back in sequence order.
+public enum JournalAssembly {
+    /// A record as a store read it, with its append position.
+    public struct Row: Sendable {
+        /// Append order (row id); increasing.
+        public var position: Int64
+        /// The record.
+        public var record: JournalRecord
+
+        /// A row.
+        public init(position: Int64, record: JournalRecord) {
+            self.position = position
+            self.record = record
+        }
+    }
+
+    /// What a store must do after assembling: drop rows from this append position on (a torn tail).
+    public struct Result: Sendable {
+        /// The contents for recovery.
+        public var contents: JournalContents
+        /// Rows at or after this position are torn and must be deleted; nil when all is intact.
+        public var truncateFrom: Int64?
+    }
+
+    /// Assembles rows (any order) and snapshots into contents; see the type's rules.
+    public static func assemble(rows: [Row], snapshots: [JournalRecord], notices: (String) -> Void) throws(JournalError) -> Result {
+        let ordered = rows.sorted { $0.position < $1.position }
+        var truncateFrom: Int64?
+        if let firstDamaged = ordered.firstIndex(where: { !$0.record.isIntact || !isReadable($0.record) }) {
+            let intactAfter = ordered[(firstDamaged + 1)...].filter { $0.record.isIntact && isReadable($0.record) }
+            // A torn write damages the last batch only: allow a few damaged trailing rows.
+            guard intactAfter.isEmpty else {
+                let row = ordered[firstDamaged]
+                throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol) #\(row.record.sequence)) fails its checksum and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            }
+            let dropped = ordered.count - firstDamaged
+            truncateFrom = ordered[firstDamaged].position
+            notices("the journal's last \(dropped) record\(dropped == 1 ? "" : "s") (from record \(ordered[firstDamaged].position)) were torn by a crash during a write; dropped. What they held is recovered from the broker by reconciliation")
+        }
+        for snapshot in snapshots {
+            if let version = snapshot.payload.first, version > SnapshotCodec.version {
+                throw JournalError(.unsupportedVersion, "the snapshot of \(snapshot.symbol) has format \(version), newer than this FillGuard reads (\(SnapshotCodec.version)); upgrade FillGuard")
+            }
+            guard snapshot.isIntact else {
+                throw JournalError(.corrupted, "the snapshot of \(snapshot.symbol) fails its checksum")
+            }
+        }
+        var lanes: [Symbol: JournalContents.Lane] = [:]
+        for snapshot in snapshots { lanes[snapshot.symbol, default: JournalContents.Lane()].snapshot = snapshot }
+        for row in ordered {
+            if let truncateFrom, row.position >= truncateFrom { break }
+            let record = row.record
+            if record.kind == .snapshot { continue }
+            if let version = record.payload.first, version > JournalCodec.version {
+                throw JournalError(.unsupportedVersion, "record \(row.position) has format \(version), newer than this FillGuard reads (\(JournalCodec.version)); upgrade FillGuard")
+            }
+            if let covered = lanes[record.symbol]?.snapshot?.sequence, record.sequence <= covered { continue }
+            lanes[record.symbol, default: JournalContents.Lane()].records.append(record)
+        }
+        for symbol in lanes.keys {
+            lanes[symbol]?.records.sort { $0.sequence < $1.sequence }
+        }
+        return Result(contents: JournalContents(lanes: lanes), truncateFrom: truncateFrom)
+    }
+
+    private static func isReadable(_ record: JournalRecord) -> Bool {
+        !record.payload.isEmpty
+    }
+}
+
+/// A journal store in memory: nothing survives the process, but it outlives a `FillManager`,
+/// so tests can "restart" a manager on the same store. Behaves as the contract says.
+public final class InMemoryJournalStore: JournalStore {
+    private struct State {
+        var rows: [JournalAssembly.Row] = []
+        var snapshots: [Symbol: JournalRecord] = [:]
+        var nextPosition: Int64 = 1
+        var closed = false
+        var failNextAppend: JournalError?
+    }
+
+    private let state = Mutex(State())
+
+    /// An empty store.
+    public init() {}
+
+    /// Appends atomically.
+    public func append(_ batch: [JournalRecord]) async throws(JournalError) {
+        try state.withLock { state throws(JournalError) in
+            if state.closed { throw JournalError(.closed, "the store is closed") }
+            if let failure = state.failNextAppend {
+                state.failNextAppend = nil
+                throw failure
+            }
+            for record in batch {
+                if record.kind == .snapshot {
+                    state.snapshots[record.symbol] = record
+                    state.rows.removeAll { $0.record.symbol == record.symbol && $0.record.sequence <= record.sequence }
+                } else {
+                    state.rows.append(JournalAssembly.Row(position: state.nextPosition, record: record))
+                    state.nextPosition += 1
+                }
+            }
+        }
+    }
+
+    /// Loads per the contract, dropping a torn tail.
+    public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+        let (rows, snapshots) = state.withLock { ($0.rows, Array($0.snapshots.values)) }
+        let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
+        if let cut = result.truncateFrom {
+            state.withLock { $0.rows.removeAll { $0.position >= cut } }
+        }
+        return result.contents
+    }
+
+    /// Marks the store closed; it can be reopened with `reopen()` (a restart in tests).
+    public func close() async { state.withLock { $0.closed = true } }
+
+    /// Opens a closed store again, as a restarted process would.
+    public func reopen() { state.withLock { $0.closed = false } }
+
+    /// Every row, in append order (for tests).
+    public var rows: [JournalRecord] { state.withLock { $0.rows.map(\.record) } }
+
+    /// Makes the next append fail with `error` (for tests of the failure path).
+    public func failNextAppend(with error: JournalError) { state.withLock { $0.failNextAppend = error } }
+
+    /// Damages the last row's payload, as a torn write would (for tests).
+    public func tearLastRecord() {
+        state.withLock { state in
+            guard var last = state.rows.popLast() else { return }
+            last.record.payload = Array(last.record.payload.prefix(last.record.payload.count / 2))
+            state.rows.append(last)
+        }
+    }
+}

@@ -1,0 +1,280 @@
+import FillGuardCore
+import Logging
+import Synchronization
+
+extension FillManager {
+    /// Rebuilds the state the journal holds (newest snapshot per symbol, then the records after
+    /// it), then reconciles it with the broker: adopts fills made while down, resolves operations
+    /// whose outcome is unknown by asking (never by blindly resending), applies orders that ended
+    /// at the broker, resumes retries, handles unknown live orders per the configuration, and
+    /// checks net positions. Every correction is reported. Call once, before any other input.
+    public func recover() async throws(JournalError) -> RecoveryReport {
+        var report = RecoveryReport()
+        guard let journal = context.journal else { return report }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let notices = NoticeList()
+        let contents = try await journal.store.load(notices: { notices.append($0) })
+        report.notices = notices.all
+        for notice in report.notices { context.logger.warning("journal repaired: \(notice)") }
+
+        let configuration = context.machineConfiguration
+        var rebuilt: [(Symbol, LaneReplay)] = []
+        for (symbol, part) in contents.lanes.sorted(by: { $0.key < $1.key }) {
+            rebuilt.append((symbol, try LaneReplay.rebuild(symbol, from: part, configuration: configuration)))
+        }
+        for (symbol, replay) in rebuilt {
+            report.symbols += 1
+            report.snapshotsLoaded += replay.snapshotLoaded ? 1 : 0
+            report.recordsReplayed += replay.replayed
+            report.positions += replay.machine.positionIDs.count
+            let lane = SymbolLane(symbol: symbol, context: context, machine: replay.machine, position: replay.position)
+            lanes.withLock { $0[symbol] = lane }
+            positionSymbols.withLock { map in
+                for id in replay.machine.positionIDs { map[id] = symbol }
+            }
+        }
+        context.metrics.journalRecords.increment(by: Int64(report.recordsReplayed))
+        report.rebuildDuration = clock.now - started
+
+        let reconcileStarted = clock.now
+        report.corrections = await reconcile()
+        report.reconcileDuration = clock.now - reconcileStarted
+        context.logger.info("recovered", metadata: [
+            "symbols": "\(report.symbols)", "records": "\(report.recordsReplayed)", "snapshots": "\(report.snapshotsLoaded)",
+            "corrections": "\(report.corrections.count)",
+        ])
+        return report
+    }
+
+    /// What one lane's machine says reconciliation needs to look at.
+    private struct LaneView: Sendable {
+        var unresolved: [OrderOperation]
+        var live: [OrderSnapshot]
+        var awaitingRetry: [OrderID]
+        var awaitingRearm: [PositionID]
+        var net: Quantity
+    }
+
+    private func reconcile() async -> [ReconciliationCorrection] {
+        var corrections: [ReconciliationCorrection] = []
+        func correct(_ correction: ReconciliationCorrection) {
+            corrections.append(correction)
+            context.metrics.corrections[correction.kind]?.increment()
+            context.logger.notice("reconciliation: \(correction)")
+            context.bus.corrections.publish(correction)
+        }
+        let lanes = allLanes()
+        guard let broker = context.broker as? any BrokerQueries else {
+            if !lanes.isEmpty {
+                correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil,
+                                                 message: "the broker adapter answers no queries; the journal's state is used as is"))
+            }
+            for lane in lanes { await resumeWork(on: lane, correct: correct) }
+            return corrections
+        }
+        let openOrders: [OrderID: BrokerOrderState]
+        do throws(BrokerError) {
+            openOrders = Dictionary(try await broker.openOrders().map { ($0.orderID, $0) }, uniquingKeysWith: { $1 })
+        } catch {
+            correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "open orders could not be read: \(error)"))
+            for lane in lanes { await resumeWork(on: lane, correct: correct) }
+            return corrections
+        }
+
+        for lane in lanes {
+            let symbol = lane.symbol
+            // 1. Fills made at the broker that the journal does not hold.
+            do throws(BrokerError) {
+                let executions = try await broker.executions(of: symbol)
+                let missing = await read(lane) { machine in
+                    executions.filter { !machine.hasApplied($0.executionID) }.map { ($0, machine.knows($0.orderID)) }
+                }
+                for (execution, known) in missing {
+                    if known {
+                        correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
+                                                         message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while FillGuard was down; applied"))
+                        lane.enqueue(.broker(.execution(execution)))
+                    } else {
+                        correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
+                                                         message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
+                    }
+                }
+            } catch {
+                correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
+            }
+
+            let view = await read(lane) { machine in
+                LaneView(unresolved: machine.unresolvedOperations, live: machine.liveOrders,
+                         awaitingRetry: machine.ordersAwaitingRetry, awaitingRearm: machine.positionsAwaitingRearm, net: machine.netQuantity)
+            }
+            // 2. Operations sent (or about to be) when the process stopped: ask, never resend blindly.
+            var resolved: Set<OrderID> = []
+            for operation in view.unresolved {
+                resolved.insert(operation.orderID)
+                let state: BrokerOrderState?
+                do throws(BrokerError) {
+                    if let open = openOrders[operation.orderID] {
+                        state = open
+                    } else {
+                        state = try await broker.orderState(operation.orderID, symbol: symbol)
+                    }
+                } catch {
+                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
+                                                     message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); retried as a transient failure"))
+                    lane.enqueue(.completed(operation, .failure(BrokerError(.transient, "outcome unknown after restart")), wasProbe: false))
+                    continue
+                }
+                let (result, outcome) = Self.outcome(of: operation, given: state)
+                correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: operation.orderID, message: outcome))
+                lane.enqueue(.completed(operation, result, wasProbe: false))
+            }
+            // 3. Orders believed live: did they end at the broker?
+            for order in view.live where !resolved.contains(order.id) && order.status != .pendingNew {
+                if let state = openOrders[order.id] {
+                    if state.quantity != order.quantity {
+                        correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
+                                                         message: "the broker has \(state.quantity), FillGuard \(order.quantity)"))
+                    }
+                    continue
+                }
+                let state: BrokerOrderState?
+                do throws(BrokerError) {
+                    state = try await broker.orderState(order.id, symbol: symbol)
+                } catch {
+                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: order.id, message: "the order could not be read: \(error)"))
+                    continue
+                }
+                guard let state else {
+                    correct(ReconciliationCorrection(kind: .orderMissingAtBroker, symbol: symbol, orderID: order.id,
+                                                     message: "the broker does not know this live order; treated as cancelled and re-planned"))
+                    lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: order.id, symbol: symbol, outcome: .cancelled, reason: "missing at the broker after restart"))))
+                    continue
+                }
+                let outcome: OrderStatusReport.Outcome?
+                switch state.status {
+                case .cancelled: outcome = .cancelled
+                case .expired: outcome = .expired
+                case .rejected: outcome = .rejected
+                default: outcome = nil
+                }
+                if let outcome {
+                    correct(ReconciliationCorrection(kind: .orderEndedAtBroker, symbol: symbol, orderID: order.id,
+                                                     message: "ended at the broker (\(outcome.rawValue)) while FillGuard was down"))
+                    lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: order.id, symbol: symbol, outcome: outcome, reason: "found ended after restart"))))
+                }
+            }
+            await resumeWork(on: lane, view: view, correct: correct)
+        }
+
+        // 4. Live orders nobody here knows.
+        for state in openOrders.values.sorted(by: { $0.orderID.rawValue < $1.orderID.rawValue }) {
+            let known: Bool
+            if let lane = lane(for: state.symbol, create: false) {
+                known = await read(lane) { $0.knows(state.orderID) }
+            } else {
+                known = false
+            }
+            guard !known else { continue }
+            switch context.configuration.unknownOrders {
+            case .leave:
+                correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
+                                                 message: "live at the broker, unknown to the journal; left working"))
+            case .cancel:
+                do throws(BrokerError) {
+                    try await context.broker.cancel(CancelOrderRequest(orderID: state.orderID, symbol: state.symbol))
+                    correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
+                                                     message: "live at the broker, unknown to the journal; cancelled"))
+                } catch {
+                    correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
+                                                     message: "live at the broker, unknown to the journal; cancel failed: \(error)"))
+                }
+            }
+        }
+
+        // 5. Net positions, once everything above has been applied.
+        await waitUntilApplied()
+        do throws(BrokerError) {
+            let positions = try await broker.positions()
+            var symbols = Set(positions.keys)
+            for lane in lanes { symbols.insert(lane.symbol) }
+            for symbol in symbols.sorted() {
+                let ours: Quantity
+                if let lane = lane(for: symbol, create: false) {
+                    ours = await read(lane) { $0.netQuantity }
+                } else {
+                    ours = .zero
+                }
+                let theirs = positions[symbol] ?? .zero
+                if ours != theirs {
+                    correct(ReconciliationCorrection(kind: .positionMismatch, symbol: symbol,
+                                                     message: "the broker's net is \(theirs), FillGuard's \(ours) after reconciliation; a person must look"))
+                }
+            }
+        } catch {
+            correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "positions could not be read: \(error)"))
+        }
+        return corrections
+    }
+
+    /// The outcome of an operation whose answer was lost, from the order's state at the broker.
+    static func outcome(of operation: OrderOperation, given state: BrokerOrderState?) -> (Result<Void, BrokerError>, String) {
+        let name = "\(operation.kind.rawValue) \(operation.orderID)"
+        switch operation.request {
+        case .submit:
+            guard state != nil else {
+                return (.failure(BrokerError(.transient, "not at the broker after restart")), "\(name): the broker never got it; it will be sent again")
+            }
+            return (.success(()), "\(name): the broker has it; accepted")
+        case .modify(let request):
+            guard let state else {
+                return (.failure(BrokerError(.permanent, "order unknown to the broker")), "\(name): the broker does not know the order")
+            }
+            if !state.status.isLive {
+                return (.failure(BrokerError(.tooLate, "order ended")), "\(name): the order had ended (\(state.status.rawValue)); too late")
+            }
+            if state.quantity == request.newQuantity {
+                return (.success(()), "\(name): the broker has the new size \(request.newQuantity); accepted")
+            }
+            return (.failure(BrokerError(.transient, "not applied")), "\(name): the broker still has \(state.quantity); it will be sent again")
+        case .cancel:
+            guard let state, state.status.isLive else {
+                return (.success(()), "\(name): the order is no longer live at the broker; done")
+            }
+            return (.failure(BrokerError(.transient, "still live")), "\(name): still live at the broker; it will be sent again")
+        }
+    }
+
+    private func resumeWork(on lane: SymbolLane, view: LaneView? = nil, correct: (ReconciliationCorrection) -> Void) async {
+        var current = view
+        if current == nil {
+            current = await read(lane) { machine in
+                LaneView(unresolved: machine.unresolvedOperations, live: machine.liveOrders,
+                         awaitingRetry: machine.ordersAwaitingRetry, awaitingRearm: machine.positionsAwaitingRearm, net: machine.netQuantity)
+            }
+        }
+        guard let view = current else { return }
+        for id in view.awaitingRetry {
+            correct(ReconciliationCorrection(kind: .resumedWork, symbol: lane.symbol, orderID: id, message: "retry resumed after restart"))
+            lane.enqueue(.retryDue(id))
+        }
+        for id in view.awaitingRearm {
+            correct(ReconciliationCorrection(kind: .resumedWork, symbol: lane.symbol, message: "position \(id) re-armed after restart"))
+            lane.enqueue(.rearm(id))
+        }
+        // Anything the replayed state still wants sent goes now.
+        lane.enqueue(.gateOpened)
+    }
+
+    /// Waits until every lane has applied what is queued (operations may still be in flight).
+    private func waitUntilApplied() async {
+        for lane in allLanes() { _ = await read(lane) { _ in true } }
+    }
+}
+
+/// Collects journal notices from the store's loader.
+private final class NoticeList: Sendable {
+    private let items = Mutex<[String]>([])
+    func append(_ notice: String) { items.withLock { $0.append(notice) } }
+    var all: [String] { items.withLock { $0 } }
+}

@@ -1,0 +1,84 @@
+import FillGuardCore
+
+/// One difference between the journal's state and the broker's that reconciliation found, and
+/// what it did about it. Every correction is logged, counted (`fillguard_reconcile_corrections`)
+/// and published (`FillManager.corrections()`).
+public struct ReconciliationCorrection: Sendable, Hashable, CustomStringConvertible {
+    /// What kind of difference.
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        /// A fill the broker made while FillGuard was down (or before its input was durable): applied.
+        case adoptedFill
+        /// An operation sent before the stop, outcome unknown: the broker was asked and the answer applied.
+        case resolvedOperation
+        /// An order FillGuard thought live had ended at the broker: its end was applied.
+        case orderEndedAtBroker
+        /// An order FillGuard thought live is not known to the broker: treated as ended, re-planned.
+        case orderMissingAtBroker
+        /// A live order's size at the broker differs from FillGuard's (left as is; a person should look).
+        case sizeDiffers
+        /// A live order at the broker that no journal record knows: handled per the policy.
+        case unknownBrokerOrder
+        /// A fill at the broker for an order no journal record knows (not applied).
+        case unknownExecution
+        /// The broker's net position differs from FillGuard's after reconciliation.
+        case positionMismatch
+        /// A retry or re-arm whose timer died with the process: resumed now.
+        case resumedWork
+        /// The broker could not be asked (no query support or it failed): not reconciled.
+        case notReconciled
+    }
+
+    /// What kind of difference.
+    public var kind: Kind
+    /// The symbol concerned.
+    public var symbol: Symbol?
+    /// The order concerned, if one.
+    public var orderID: OrderID?
+    /// What was found and done, for a person.
+    public var message: String
+
+    /// A correction.
+    public init(kind: Kind, symbol: Symbol?, orderID: OrderID? = nil, message: String) {
+        self.kind = kind
+        self.symbol = symbol
+        self.orderID = orderID
+        self.message = message
+    }
+
+    /// "adoptedFill AAPL P1-en1: ...".
+    public var description: String {
+        "\(kind.rawValue)\(symbol.map { " \($0)" } ?? "")\(orderID.map { " \($0)" } ?? ""): \(message)"
+    }
+}
+
+/// What `FillManager.recover()` did.
+public struct RecoveryReport: Sendable {
+    /// Symbols rebuilt from the journal.
+    public var symbols = 0
+    /// Positions rebuilt.
+    public var positions = 0
+    /// Snapshots loaded.
+    public var snapshotsLoaded = 0
+    /// Input and intent records replayed after the snapshots.
+    public var recordsReplayed = 0
+    /// Time to read the journal and rebuild the state (before reconciliation).
+    public var rebuildDuration: Duration = .zero
+    /// Time to reconcile with the broker.
+    public var reconcileDuration: Duration = .zero
+    /// Repairs made to a damaged journal (a torn tail dropped), in words.
+    public var notices: [String] = []
+    /// Every difference reconciliation found and what it did.
+    public var corrections: [ReconciliationCorrection] = []
+
+    /// An empty report.
+    public init() {}
+}
+
+/// What to do with a live order at the broker that no journal record knows (placed by hand or
+/// by another program on the same account).
+public enum UnknownOrderPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Leave it working and report it.
+    case leave
+    /// Cancel it and report it.
+    case cancel
+}

@@ -1,0 +1,109 @@
+/// What recovery needs from a symbol's machine: a complete copy of its state (a snapshot), and
+/// the work that was under way when the process stopped.
+extension SymbolStateMachine {
+    /// A complete, encodable copy of the machine's state (configuration excluded: a restarted
+    /// machine takes the configuration it is started with).
+    public struct Image: Sendable, Codable {
+        let symbol: Symbol
+        let positions: [PositionID: PositionState]
+        let positionOrder: [PositionID]
+        let orders: [OrderID: ManagedOrder]
+        let activeOrders: [OrderID]
+        let executions: Set<ExecutionID>
+        let sequence: UInt64
+
+        /// The symbol the image belongs to.
+        public var symbolName: Symbol { symbol }
+    }
+
+    /// A copy of the whole state, for a snapshot.
+    public var image: Image {
+        Image(symbol: symbol, positions: positions, positionOrder: positionOrder, orders: orders,
+              activeOrders: activeOrders, executions: executions, sequence: sequence)
+    }
+
+    /// A machine restored from a snapshot, with the configuration it runs under now.
+    public init(restoring image: Image, configuration: Configuration) {
+        self.init(symbol: image.symbol, configuration: configuration)
+        positions = image.positions
+        positionOrder = image.positionOrder
+        orders = image.orders
+        activeOrders = image.activeOrders
+        executions = image.executions
+        sequence = image.sequence
+    }
+
+    /// The operations marked in flight: after a restart their outcome is unknown until the
+    /// broker is asked. Each is rebuilt exactly as it was sent.
+    public var unresolvedOperations: [OrderOperation] {
+        activeOrders.compactMap { id -> OrderOperation? in
+            guard let order = orders[id], let inFlight = order.inFlight else { return nil }
+            let request: OrderOperation.Request
+            let priority: OrderOperation.Priority
+            switch inFlight.kind {
+            case .submit:
+                request = .submit(NewOrderRequest(orderID: id, symbol: symbol, side: order.side, type: order.type,
+                                                  quantity: order.quantity, timeInForce: order.timeInForce))
+                priority = .new
+            case .modify:
+                let total = inFlight.requestedQuantity ?? order.quantity
+                request = .modify(ModifyOrderRequest(orderID: id, symbol: symbol, newQuantity: total))
+                priority = total < order.quantity ? .reduce : .increase
+            case .cancel:
+                request = .cancel(CancelOrderRequest(orderID: id, symbol: symbol))
+                priority = .cancel
+            }
+            return OrderOperation(id: inFlight.operationID, orderID: id, positionID: order.positionID, role: order.role,
+                                  request: request, priority: priority, attempt: order.attempts + 1)
+        }
+    }
+
+    /// Orders waiting out a retry backoff: after a restart the timer is gone; call `retryDue(_:)`.
+    public var ordersAwaitingRetry: [OrderID] {
+        activeOrders.filter { orders[$0]?.retryPending == true }
+    }
+
+    /// Positions with an order held by a permanent failure: after a restart, `rearm(_:)` them.
+    public var positionsAwaitingRearm: [PositionID] {
+        positionOrder.filter { id in
+            positions[id]?.orderIDs.contains { orders[$0]?.failure != nil && orders[$0]?.isLive == true } == true
+        }
+    }
+
+    /// Every order FillGuard believes is live at the broker or about to be (not ended).
+    public var liveOrders: [OrderSnapshot] {
+        activeOrders.compactMap { id in orders[id].flatMap { $0.isLive ? $0.snapshot(symbol: symbol) : nil } }
+    }
+
+    /// True if the order belongs to this machine (live or ended).
+    public func knows(_ orderID: OrderID) -> Bool { orders[orderID] != nil }
+
+    /// The net quantity over every position of the symbol (one per symbol at a time, so this is
+    /// the symbol's net at the broker when all fills are in).
+    public var netQuantity: Quantity {
+        positionOrder.reduce(Quantity.zero) { $0 + (positions[$1]?.ledger.net ?? .zero) }
+    }
+
+    /// The number of distinct executions applied.
+    public var executionCount: Int { executions.count }
+}
+
+extension SymbolStateMachine {
+    /// Replays a journaled intent: marks its order in flight exactly as `nextOperation()` did when
+    /// it produced `operation`. Returns false (and changes nothing) if the order is unknown.
+    @discardableResult
+    public mutating func restoreSent(_ operation: OrderOperation) -> Bool {
+        guard var order = orders[operation.orderID] else { return false }
+        sequence = max(sequence, operation.id)
+        var requested: Quantity?
+        switch operation.request {
+        case .submit(let request): order.quantity = request.quantity
+        case .modify(let request): requested = request.newQuantity
+        case .cancel: break
+        }
+        order.inFlight = ManagedOrder.InFlight(operationID: operation.id, kind: operation.kind, requestedQuantity: requested)
+        orders[order.id] = order
+        if !activeOrders.contains(order.id) { activeOrders.append(order.id) }
+        return true
+    }
+}
