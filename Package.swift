@@ -80,6 +80,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FillGuardJournalTests",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FillGuardTests",
             dependencies: [
                 "FillGuard", "FillGuardCore", "FillGuardSimulator",

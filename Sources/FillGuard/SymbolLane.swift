@@ -138,8 +138,13 @@ final class SymbolLane: @unchecked Sendable {
             return
         }
         let ready = batch
+        // The write in flight is work: waitUntilIdle() waits for it and what follows it.
+        context.work.begin()
         journal.append(records) { result in
-            Task.detached { self.finishPass(result, sends: sends, batch: ready) }
+            Task.detached {
+                self.finishPass(result, sends: sends, batch: ready)
+                self.context.work.end()
+            }
         }
     }
 

@@ -14,6 +14,7 @@ public final class SimulatedExchange: Broker, Sendable {
         var orders: [OrderID: SimulatedOrder] = [:]
         var live: [OrderID] = []
         var net: Quantity = .zero
+        var executions: [ExecutionReport] = []
     }
 
     private struct State {
@@ -29,6 +30,13 @@ public final class SimulatedExchange: Broker, Sendable {
         var overCovered: Int128 = 0
         var requestsInProgress = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        /// False while the manager is "disconnected": reports are not delivered, only kept.
+        var connected = true
+        var connectionReports = 0
+        var continuation: AsyncStream<BrokerEvent>.Continuation
+        /// The stream made at start, handed to the first `events()` call (reports sent before
+        /// the client subscribed wait in it).
+        var firstStream: AsyncStream<BrokerEvent>?
     }
 
     /// The behaviour it was made with.
@@ -36,27 +44,118 @@ public final class SimulatedExchange: Broker, Sendable {
     /// Native modify as configured, and the advertised request budget.
     public let capabilities: BrokerCapabilities
     private let state: Mutex<State>
-    private let stream: AsyncStream<BrokerEvent>
-    private let continuation: AsyncStream<BrokerEvent>.Continuation
+    private let log: ExchangeLog?
+    /// Wall-clock time (Unix nanoseconds) of the last clock entry in the state file when it was
+    /// reopened; nil for a new exchange.
+    public let lastSeenAlive: Int64?
 
-    /// An exchange trading `symbols`, each starting at its price.
-    public init(configuration: SimulatorConfiguration, symbols: [Symbol: Price]) {
+    /// An exchange trading `symbols`, each starting at its price. With `statePath`, the exchange
+    /// keeps its state in that file: reopened, it has every order and fill it had (and its
+    /// prices), as a real broker would after the client restarted.
+    public init(configuration: SimulatorConfiguration, symbols: [Symbol: Price], statePath: String? = nil) throws {
         self.configuration = configuration
         self.capabilities = BrokerCapabilities(nativeModify: configuration.nativeModify,
                                                requestsPerSecond: configuration.requestsPerSecond, burst: 100)
-        var initial = State(random: SplitMix64(seed: configuration.seed))
+        let (stream, continuation) = AsyncStream<BrokerEvent>.makeStream()
+        var initial = State(random: SplitMix64(seed: configuration.seed), continuation: continuation, firstStream: stream)
         for (symbol, price) in symbols.sorted(by: { $0.key < $1.key }) {
             initial.books[symbol] = Book(price: price)
             initial.symbols.append(symbol)
         }
+        var lastSeen: Int64?
+        if let statePath {
+            let entries = ExchangeLog.read(path: statePath)
+            for entry in entries {
+                switch entry {
+                case .order(let order):
+                    Self.restore(order, into: &initial)
+                case .execution(let report, let order):
+                    Self.restore(order, into: &initial)
+                    initial.books[report.symbol]?.executions.append(report)
+                    initial.books[report.symbol]?.net += report.side == .buy ? report.lastQuantity : -report.lastQuantity
+                    initial.books[report.symbol]?.price = report.lastPrice
+                    initial.executions += 1
+                    initial.statistics.fills += 1
+                case .clock(let nanos, let prices):
+                    lastSeen = nanos
+                    for (symbol, price) in prices { initial.books[symbol]?.price = price }
+                }
+            }
+            if !entries.isEmpty {
+                initial.random = SplitMix64(seed: configuration.seed &+ UInt64(entries.count) &* 0x9E37_79B9_7F4A_7C15)
+            }
+            self.log = try ExchangeLog(path: statePath)
+        } else {
+            self.log = nil
+        }
+        self.lastSeenAlive = lastSeen
         self.state = Mutex(initial)
-        (stream, continuation) = AsyncStream.makeStream()
+    }
+
+    /// An exchange kept in memory only.
+    public convenience init(configuration: SimulatorConfiguration, symbols: [Symbol: Price]) {
+        // Without a state file nothing can fail.
+        try! self.init(configuration: configuration, symbols: symbols, statePath: nil)
+    }
+
+    private static func restore(_ order: SimulatedOrder, into state: inout State) {
+        if state.books[order.symbol] == nil {
+            state.books[order.symbol] = Book(price: Price(units: Price.unitsPerWhole))
+            state.symbols.append(order.symbol)
+        }
+        state.books[order.symbol]?.orders[order.id] = order
+        state.books[order.symbol]?.live.removeAll { $0 == order.id }
+        if order.state == .live { state.books[order.symbol]?.live.append(order.id) }
+    }
+
+    /// Runs the market for `duration` (in `tick` steps) with the client disconnected: orders
+    /// fill, but no report is delivered; the client learns of them only by asking
+    /// (`BrokerQueries`). Simulates the time a crashed client was down.
+    public func runDisconnected(for duration: Duration, tick: Duration = .milliseconds(1)) {
+        state.withLock { $0.connected = false }
+        var elapsed = Duration.zero
+        while elapsed < duration {
+            step(tick: tick)
+            elapsed += tick
+        }
+        state.withLock { $0.connected = true }
+    }
+
+    /// Writes the wall clock and prices to the state file (the session calls it now and then).
+    public func recordClock() {
+        guard let log else { return }
+        let nanos = ExchangeLog.wallClockNanos()
+        let prices = state.withLock { state in state.books.mapValues(\.price) }
+        log.write(.clock(nanos, prices: prices))
+    }
+
+    private func persist(_ entry: ExchangeLogEntry, state: inout State) {
+        log?.write(entry)
     }
 
     // MARK: - Broker
 
-    /// The exchange's reports (one consumer).
-    public func events() -> AsyncStream<BrokerEvent> { stream }
+    /// The exchange's reports. Each call is a new connection: the previous stream ends, and
+    /// reports go to the new one from now on (a restarted client asks for the ones it missed).
+    public func events() -> AsyncStream<BrokerEvent> {
+        state.withLock { state in
+            if let first = state.firstStream {
+                state.firstStream = nil
+                return first
+            }
+            let (stream, continuation) = AsyncStream<BrokerEvent>.makeStream()
+            state.continuation.finish()
+            state.continuation = continuation
+            state.connectionReports = 0
+            return stream
+        }
+    }
+
+    /// Stops (false) or resumes (true) delivering reports, as a dropped connection would:
+    /// orders keep filling meanwhile and the fills are kept for `executions(of:)`.
+    public func setConnected(_ connected: Bool) {
+        state.withLock { $0.connected = connected }
+    }
 
     /// Accepts a new order; a market order starts filling at once.
     public func submit(_ request: NewOrderRequest) async throws(BrokerError) {
@@ -70,6 +169,7 @@ public final class SimulatedExchange: Broker, Sendable {
                                        quantity: request.quantity, filled: .zero, state: .live)
             state.books[request.symbol]?.orders[order.id] = order
             state.books[request.symbol]?.live.append(order.id)
+            self.persist(.order(order), state: &state)
             if case .market = request.type { self.match(order.id, in: request.symbol, state: &state) }
         }
     }
@@ -140,14 +240,17 @@ public final class SimulatedExchange: Broker, Sendable {
         state.withLock { state in
             if let held = state.held {
                 state.held = nil
-                continuation.yield(held)
+                state.continuation.yield(held)
                 state.reportsSent += 1
+            state.connectionReports += 1
             }
         }
     }
 
     /// Requests being processed now.
     public var requestsInProgress: Int { state.withLock { $0.requestsInProgress } }
+    /// Reports put on the current connection's stream (see `events()`).
+    public var reportsOnCurrentConnection: Int { state.withLock { $0.connectionReports } }
     /// Reports put on the event stream so far (duplicates included).
     public var reportsSent: Int { state.withLock { $0.reportsSent } }
 
@@ -243,6 +346,7 @@ public final class SimulatedExchange: Broker, Sendable {
     }
 
     private func store(_ order: SimulatedOrder, state: inout State) {
+        persist(.order(order), state: &state)
         state.books[order.symbol]?.orders[order.id] = order
         if order.state != .live { state.books[order.symbol]?.live.removeAll { $0 == order.id } }
     }
@@ -289,27 +393,33 @@ public final class SimulatedExchange: Broker, Sendable {
             executionID: ExecutionID("SIMX\(state.executions)"), orderID: id, symbol: symbol, side: order.side,
             lastQuantity: quantity, lastPrice: book.price, cumulativeQuantity: order.filled,
             leavesQuantity: order.quantity - order.filled, transactTime: state.clockNanos)
+        state.books[symbol]?.executions.append(report)
+        persist(.execution(report, order: order), state: &state)
         deliver(.execution(report), state: &state)
     }
 
     /// Sends a report, injecting duplicates and reorders as configured.
     private func deliver(_ event: BrokerEvent, state: inout State) {
+        guard state.connected else { return }
         if state.held == nil, state.random.chance(configuration.reorderRate) {
             state.held = event
             state.statistics.reorders += 1
             return
         }
-        continuation.yield(event)
+        state.continuation.yield(event)
         state.reportsSent += 1
+            state.connectionReports += 1
         if state.random.chance(configuration.duplicateRate) {
-            continuation.yield(event)
+            state.continuation.yield(event)
             state.reportsSent += 1
+            state.connectionReports += 1
             state.statistics.duplicates += 1
         }
         if let held = state.held {
             state.held = nil
-            continuation.yield(held)
+            state.continuation.yield(held)
             state.reportsSent += 1
+            state.connectionReports += 1
         }
     }
 
@@ -338,5 +448,47 @@ public final class SimulatedExchange: Broker, Sendable {
         let whole = thousandths / 1000
         let fraction = String(thousandths % 1000)
         return "\(whole)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+}
+
+extension SimulatedExchange: BrokerQueries {
+    /// One order's state, as a broker's order status request answers it.
+    public func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
+        state.withLock { state in state.books[symbol]?.orders[id].map(Self.brokerState) }
+    }
+
+    /// Every live order.
+    public func openOrders() async throws(BrokerError) -> [BrokerOrderState] {
+        state.withLock { state in
+            state.symbols.flatMap { symbol in
+                (state.books[symbol]?.live ?? []).compactMap { state.books[symbol]?.orders[$0].map(Self.brokerState) }
+            }
+        }
+    }
+
+    /// Every execution of the symbol, oldest first.
+    public func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
+        state.withLock { $0.books[symbol]?.executions ?? [] }
+    }
+
+    /// Net position per symbol (non-zero ones).
+    public func positions() async throws(BrokerError) -> [Symbol: Quantity] {
+        state.withLock { state in state.books.compactMapValues { $0.net.isZero ? nil : $0.net } }
+    }
+
+    /// Every execution of the symbol so far (ground truth for tests).
+    public func allExecutions(of symbol: Symbol) -> [ExecutionReport] {
+        state.withLock { $0.books[symbol]?.executions ?? [] }
+    }
+
+    private static func brokerState(_ order: SimulatedOrder) -> BrokerOrderState {
+        let status: OrderStatus
+        switch order.state {
+        case .live: status = order.filled.isZero ? .working : .partiallyFilled
+        case .filled: status = .filled
+        case .cancelled: status = .cancelled
+        }
+        return BrokerOrderState(orderID: order.id, symbol: order.symbol, side: order.side, type: order.type,
+                                quantity: order.quantity, filled: order.filled, status: status)
     }
 }

@@ -31,9 +31,9 @@ public struct SimulatorConfiguration: Sendable {
 }
 
 /// One order as the exchange holds it: the ground truth to check FillGuard against.
-public struct SimulatedOrder: Sendable, Hashable {
+public struct SimulatedOrder: Sendable, Hashable, Codable {
     /// Where the order stands at the exchange.
-    public enum State: String, Sendable, Hashable {
+    public enum State: String, Sendable, Hashable, Codable {
         /// Working (or triggered and filling).
         case live
         /// Completely filled.

@@ -126,6 +126,19 @@ public final class InMemoryJournalStore: JournalStore {
     /// Opens a closed store again, as a restarted process would.
     public func reopen() { state.withLock { $0.closed = false } }
 
+    /// A copy of what is stored now: what a process killed at this instant would find on disk
+    /// (records still queued in a `Journal` are not in it).
+    public func fork() -> InMemoryJournalStore {
+        let copy = InMemoryJournalStore()
+        let current = state.withLock { $0 }
+        copy.state.withLock { state in
+            state.rows = current.rows
+            state.snapshots = current.snapshots
+            state.nextPosition = current.nextPosition
+        }
+        return copy
+    }
+
     /// Every row, in append order (for tests).
     public var rows: [JournalRecord] { state.withLock { $0.rows.map(\.record) } }
 

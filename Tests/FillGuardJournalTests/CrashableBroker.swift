@@ -1,0 +1,83 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import Synchronization
+
+/// A connection to the simulated exchange that can "die" with the process: after `kill()` no
+/// request reaches the exchange. With `holdAcknowledgements`, requests reach the exchange (and
+/// take effect) but their answers never come back: the process dies not knowing the outcome.
+final class CrashableBroker: Broker, BrokerQueries {
+    private struct State {
+        var killed = false
+        var holding = false
+        var held: [CheckedContinuation<Void, Never>] = []
+        var forwardedWhileHolding = 0
+        var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+    }
+
+    let exchange: SimulatedExchange
+    private let state = Mutex(State())
+
+    init(_ exchange: SimulatedExchange) { self.exchange = exchange }
+
+    var capabilities: BrokerCapabilities { exchange.capabilities }
+
+    func events() -> AsyncStream<BrokerEvent> { exchange.events() }
+
+    /// From now on requests take effect at the exchange but are never answered.
+    func holdAcknowledgements() { state.withLock { $0.holding = true } }
+
+    /// Waits until `count` requests have reached the exchange while holding.
+    func waitForHeldRequests(_ count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.forwardedWhileHolding >= count { return true }
+                state.waiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// The process died: nothing more reaches the exchange; held answers are dropped.
+    func kill() {
+        let held = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.killed = true
+            defer { state.held = [] }
+            return state.held
+        }
+        for continuation in held { continuation.resume() }
+    }
+
+    private func forward(_ body: () async throws(BrokerError) -> Void) async throws(BrokerError) {
+        if state.withLock({ $0.killed }) { throw BrokerError(.transient, "connection is dead") }
+        try await body()
+        let hold = state.withLock { state -> Bool in
+            guard state.holding, !state.killed else { return false }
+            state.forwardedWhileHolding += 1
+            return true
+        }
+        guard hold else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let (keep, ready) = state.withLock { state -> (Bool, [CheckedContinuation<Void, Never>]) in
+                let ready = state.waiters.filter { $0.0 <= state.forwardedWhileHolding }.map(\.1)
+                state.waiters.removeAll { $0.0 <= state.forwardedWhileHolding }
+                if state.killed { return (false, ready) }
+                state.held.append(continuation)
+                return (true, ready)
+            }
+            for waiter in ready { waiter.resume() }
+            if !keep { continuation.resume() }
+        }
+        throw BrokerError(.transient, "connection is dead")
+    }
+
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.submit(request) } }
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.modify(request) } }
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.cancel(request) } }
+
+    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { try await exchange.orderState(id, symbol: symbol) }
+    func openOrders() async throws(BrokerError) -> [BrokerOrderState] { try await exchange.openOrders() }
+    func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] { try await exchange.executions(of: symbol) }
+    func positions() async throws(BrokerError) -> [Symbol: Quantity] { try await exchange.positions() }
+}

@@ -1,0 +1,221 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import Logging
+import Testing
+
+extension Logger {
+    static var quiet: Logger {
+        var logger = Logger(label: "fillguard.test")
+        logger.logLevel = .critical
+        return logger
+    }
+}
+
+/// One "process": a manager with its journal and its connection to the (shared, surviving) exchange.
+final class Process: Sendable {
+    let manager: FillManager
+    let connection: CrashableBroker
+    let store: InMemoryJournalStore
+    let journal: Journal
+    let feed: Task<Void, Never>
+    let report: RecoveryReport
+
+    /// Starts a process on `store`: recover, then consume the exchange's reports.
+    init(exchange: SimulatedExchange, store: InMemoryJournalStore, snapshotInterval: Int = 1_000,
+         unknownOrders: UnknownOrderPolicy = .leave) async throws {
+        self.store = store
+        connection = CrashableBroker(exchange)
+        journal = Journal(store: store, snapshotInterval: snapshotInterval)
+        var configuration = FillGuardConfiguration(retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
+                                                   rearmDelay: nil)
+        configuration.unknownOrders = unknownOrders
+        let manager = FillManager(broker: connection, journal: journal, configuration: configuration, logger: .quiet)
+        self.manager = manager
+        report = try await manager.recover()
+        feed = Task { await manager.run() }
+    }
+
+    /// Waits until every report on this connection is applied and nothing is in flight.
+    func settle() async {
+        let exchange = connection.exchange
+        while true {
+            await exchange.waitUntilIdle()
+            while manager.eventsReceived < exchange.reportsOnCurrentConnection { await Task.yield() }
+            await manager.waitUntilIdle()
+            if manager.eventsReceived == exchange.reportsOnCurrentConnection, exchange.requestsInProgress == 0 { break }
+        }
+        await journal.flush()
+    }
+
+    /// Kills the process: the connection dies, and what the journal had durably written is all
+    /// that survives (a copy of the store now).
+    func kill() -> InMemoryJournalStore {
+        let survivor = store.fork()
+        connection.kill()
+        feed.cancel()
+        return survivor
+    }
+}
+
+@Suite("Recovery and reconciliation")
+struct RecoveryTests {
+    static let symbol: Symbol = "GLD"
+
+    private func exchange() -> SimulatedExchange {
+        var configuration = SimulatorConfiguration(seed: 7)
+        configuration.partialFillAbove = nil
+        configuration.volatilityBasisPoints = 0
+        return SimulatedExchange(configuration: configuration, symbols: [Self.symbol: Price("248")!])
+    }
+
+    private func bracket(_ id: PositionID = "P1") -> BracketSpec {
+        BracketSpec(positionID: id, symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
+                    stopLoss: Price("240"), takeProfit: Price("260"),
+                    scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("246")!)),
+                               BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("244")!))])
+    }
+
+    /// Checks FillGuard against the exchange: same net, protective orders live at the exchange
+    /// for exactly |net| each, no violations, every execution applied once.
+    private func expectProtectedAndExact(_ process: Process, _ exchange: SimulatedExchange,
+                                         sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let positions = await process.manager.positions()
+        let net = positions.reduce(Quantity.zero) { $0 + $1.netQuantity }
+        #expect(net == exchange.netPosition(of: Self.symbol), "net equals the sum of the exchange's fills", sourceLocation: sourceLocation)
+        #expect(await process.manager.invariantViolations().isEmpty, sourceLocation: sourceLocation)
+        let live = exchange.liveOrders(of: Self.symbol)
+        let stops = live.filter { if case .stop = $0.type { return true } else { return false } }
+        let targets = live.filter { if case .limit = $0.type { return $0.side == .sell } else { return false } }
+        if net.isZero {
+            #expect(stops.isEmpty, sourceLocation: sourceLocation)
+        } else {
+            #expect(stops.count == 1, "exactly one stop at the exchange, got \(stops.map(\.id))", sourceLocation: sourceLocation)
+            #expect(stops.first?.openQuantity == net.magnitude, sourceLocation: sourceLocation)
+            #expect(targets.count == 1, "exactly one target at the exchange, got \(targets.map(\.id))", sourceLocation: sourceLocation)
+            #expect(targets.first?.openQuantity == net.magnitude, sourceLocation: sourceLocation)
+        }
+        let executions = exchange.allExecutions(of: Self.symbol)
+        let filled = positions.flatMap(\.orders).reduce(Quantity.zero) { $0 + $1.filledQuantity }
+        #expect(filled == executions.reduce(Quantity.zero) { $0 + $1.lastQuantity }, "each execution counted exactly once",
+                sourceLocation: sourceLocation)
+    }
+
+    @Test("a restart rebuilds exactly the state the journal holds", arguments: [1, 3, 1_000])
+    func restartRebuildsState(snapshotInterval: Int) async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore(), snapshotInterval: snapshotInterval)
+        try await first.manager.open(bracket())
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: Self.symbol) // first scale-in fills: protective orders grow to 600
+        await first.settle()
+        let before = await first.manager.positions()
+        #expect(before.first?.netQuantity == 600)
+        if snapshotInterval < 1_000 { #expect(first.journal.statistics.snapshots > 0) }
+
+        let second = try await Process(exchange: exchange, store: first.kill(), snapshotInterval: snapshotInterval)
+        #expect(second.report.positions == 1)
+        #expect(second.report.corrections.isEmpty, "nothing changed while down: \(second.report.corrections)")
+        await second.settle()
+        #expect(await second.manager.positions() == before)
+        try await expectProtectedAndExact(second, exchange)
+        #expect(exchange.statistics.requests["submit"] == 5, "entry, two scale-ins, stop and target: nothing sent twice")
+
+        // The restarted manager carries on: the second scale-in fills, everything resizes.
+        exchange.setPrice(Price("244")!, of: Self.symbol)
+        await second.settle()
+        #expect(await second.manager.position("P1")?.netQuantity == 700)
+        try await expectProtectedAndExact(second, exchange)
+    }
+
+    @Test("fills made while the manager was down are adopted and protected")
+    func fillsWhileDownAreAdopted() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let survivor = first.kill()
+        exchange.setPrice(Price("245")!, of: Self.symbol) // scale-in 0 fills while nobody listens
+        #expect(exchange.netPosition(of: Self.symbol) == 600)
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        let adopted = second.report.corrections.filter { $0.kind == .adoptedFill }
+        #expect(adopted.count == 1)
+        #expect(second.report.corrections.allSatisfy { $0.kind != .positionMismatch })
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+
+        // A third start finds nothing to correct, and counts nothing twice.
+        let third = try await Process(exchange: exchange, store: second.kill())
+        #expect(third.report.corrections.isEmpty, "\(third.report.corrections)")
+        await third.settle()
+        try await expectProtectedAndExact(third, exchange)
+    }
+
+    @Test("operations whose answer was lost are resolved by asking the broker, never resent blindly")
+    func unknownOutcomesAreResolved() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        first.connection.holdAcknowledgements()
+        try await first.manager.open(bracket())
+        // Entry, two scale-ins, then the stop and the target after the entry's fill: five
+        // requests reach the exchange, no answer comes back.
+        await first.connection.waitForHeldRequests(5)
+        #expect(exchange.liveOrders(of: Self.symbol).count == 4)
+        await first.journal.flush()
+
+        let second = try await Process(exchange: exchange, store: first.kill())
+        let resolved = second.report.corrections.filter { $0.kind == .resolvedOperation }
+        #expect(resolved.count == 5, "\(second.report.corrections)")
+        #expect(resolved.allSatisfy { $0.message.contains("accepted") })
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+        #expect(exchange.statistics.requests["submit"] == 5, "no order was submitted twice")
+    }
+
+    @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
+    func tornTail() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: Self.symbol)
+        await first.settle()
+        let survivor = first.kill()
+        survivor.tearLastRecord()
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        #expect(second.report.notices.count == 1)
+        #expect(second.report.notices.first?.contains("torn") == true)
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+    }
+
+    @Test("a journal that cannot write stops the manager applying anything, with a clear error")
+    func journalFailureRefusesInputs() async throws {
+        let exchange = exchange()
+        let store = InMemoryJournalStore()
+        let process = try await Process(exchange: exchange, store: store)
+        store.failNextAppend(with: JournalError(.storage, "disk full"))
+        await #expect(throws: InputError.self) { try await process.manager.open(self.bracket()) }
+        #expect(process.manager.journalFailure?.code == .storage)
+        #expect(await process.manager.positions().first?.status != .open)
+        #expect(exchange.statistics.requests["submit"] == nil, "nothing was sent for an input that was never journaled")
+        // Later inputs are refused too, and recorded.
+        await #expect(throws: InputError.self) { try await process.manager.open(self.bracket("P2")) }
+        #expect(process.manager.recentRejections().contains { $0.error.code == .journalUnavailable })
+    }
+
+    @Test("unknown live orders at the broker are reported, or cancelled when configured")
+    func unknownOrders() async throws {
+        let exchange = exchange()
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-1", symbol: Self.symbol, side: .sell, type: .limit(Price("300")!),
+                                                  quantity: 5, timeInForce: .goodTillCancel))
+        let leave = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        #expect(leave.report.corrections.map(\.kind) == [.unknownBrokerOrder])
+        #expect(exchange.order("MANUAL-1", of: Self.symbol)?.state == .live)
+        let cancel = try await Process(exchange: exchange, store: leave.kill(), unknownOrders: .cancel)
+        #expect(cancel.report.corrections.map(\.kind) == [.unknownBrokerOrder])
+        #expect(exchange.order("MANUAL-1", of: Self.symbol)?.state == .cancelled)
+    }
+}
