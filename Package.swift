@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "fillguard",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

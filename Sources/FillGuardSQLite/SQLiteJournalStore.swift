@@ -112,6 +112,16 @@ public final class SQLiteJournalStore: JournalStore {
         return result.contents
     }
 
+    /// Damages the last record of the journal at `path` the way a crash in the middle of a write
+    /// would (its payload cut short, its checksum kept). For crash tests; never on a live journal.
+    public static func simulateTornWrite(path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            try db.execute(sql: "UPDATE records SET payload = substr(payload, 1, length(payload) / 2) WHERE id = (SELECT max(id) FROM records)")
+        }
+        try queue.close()
+    }
+
     /// Closes the file.
     public func close() async {
         try? pool.close()

@@ -50,6 +50,8 @@ public struct SimulationReport: Sendable {
     public var continuousViolations: [String]
     /// Violations at the end: FillGuard's invariants and differences from the exchange's truth.
     public var finalViolations: [String]
+    /// With a journal: what recovery found at the start and what the journal wrote.
+    public var journal: JournalSummary? = nil
 
     /// The number of distinct invariant violations found.
     public var invariantViolations: Int { continuousViolations.count + finalViolations.count }
@@ -86,7 +88,23 @@ public struct SimulationReport: Sendable {
                                               ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
-        ])
+        ] + (journal.map { journal in
+            [("journal", object([
+                ("recordsReplayed", "\(journal.recovery.recordsReplayed)"),
+                ("snapshotsLoaded", "\(journal.recovery.snapshotsLoaded)"),
+                ("positionsRecovered", "\(journal.recovery.positions)"),
+                ("rebuildMillis", "\(journal.recovery.rebuildDuration.milliseconds)"),
+                ("corrections", object(ReconciliationCorrection.Kind.allCases.compactMap { kind in
+                    let count = journal.recovery.corrections.filter { $0.kind == kind }.count
+                    return count == 0 ? nil : (kind.rawValue, "\(count)")
+                })),
+                ("notices", "[" + journal.recovery.notices.map(string).joined(separator: ",") + "]"),
+                ("recordsWritten", "\(journal.written.records)"),
+                ("batchesWritten", "\(journal.written.batches)"),
+                ("snapshotsWritten", "\(journal.written.snapshots)"),
+                ("downtimeSimulatedMillis", "\(journal.downtime.milliseconds)"),
+            ]))]
+        } ?? []))
     }
 
     /// The report for a person.
@@ -107,7 +125,25 @@ public struct SimulationReport: Sendable {
         lines.append("  reaction (µs)         p50 \(reaction.p50), p90 \(reaction.p90), p99 \(reaction.p99), p99.9 \(reaction.p999), max \(reaction.max) (\(reaction.count) samples)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
+        if let journal {
+            let recovery = journal.recovery
+            lines.append("  journal               recovered \(recovery.positions) positions from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.milliseconds) ms; wrote \(journal.written.records) records in \(journal.written.batches) batches")
+            if journal.downtime > .zero { lines.append("  downtime              \(journal.downtime.milliseconds) ms of market while the manager was down") }
+            for notice in recovery.notices { lines.append("    ! \(notice)") }
+            for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
+            if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
+        }
         return lines.joined(separator: "\n")
+    }
+
+    /// What the journal did in a session.
+    public struct JournalSummary: Sendable {
+        /// What recovery found at the start.
+        public var recovery: RecoveryReport
+        /// What the journal wrote during the session.
+        public var written: Journal.Statistics
+        /// Market time simulated while the manager was down (since the state file's last clock).
+        public var downtime: Duration
     }
 
     static func format(_ duration: Duration) -> String {
@@ -115,5 +151,13 @@ public struct SimulationReport: Sendable {
         let millis = attoseconds / 1_000_000_000_000_000
         let padded = String(millis)
         return "\(seconds)." + String(repeating: "0", count: 3 - padded.count) + padded
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -27,6 +27,13 @@ public struct SimulationOptions: Sendable {
     public var retry = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500))
     /// How often the session checks invariants and reports progress.
     public var checkInterval: Duration = .milliseconds(100)
+    /// The write-ahead journal; with it the session first recovers what an earlier (killed)
+    /// session left, then carries on.
+    public var journal: Journal?
+    /// Where the exchange keeps its state, so that it outlives the process like a real broker.
+    public var exchangeStatePath: String?
+    /// The most market time simulated for the time the manager was down.
+    public var maximumDowntime: Duration = .seconds(2)
 
     /// The defaults: 20 symbols for 10 s with 2% faults.
     public init() {}
@@ -57,8 +64,9 @@ public final class SimulationSession: Sendable {
         self.options = options
     }
 
-    /// Runs the session to the end and returns its report.
-    public func run(progress: (@Sendable (SimulationProgress) -> Void)? = nil) async -> SimulationReport {
+    /// Runs the session to the end and returns its report. Throws when the journal or the
+    /// exchange's state file cannot be used.
+    public func run(progress: (@Sendable (SimulationProgress) -> Void)? = nil) async throws -> SimulationReport {
         var random = SplitMix64(seed: options.seed &+ 0x5EED)
         var startPrices: [Symbol: Price] = [:]
         let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
@@ -72,13 +80,22 @@ public final class SimulationSession: Sendable {
         configuration.duplicateRate = options.faultRate / 4
         configuration.reorderRate = options.faultRate / 4
         configuration.volatilityBasisPoints = options.volatilityBasisPoints
-        let exchange = SimulatedExchange(configuration: configuration, symbols: startPrices)
+        let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath)
+        var downtime = Duration.zero
+        if let last = exchange.lastSeenAlive {
+            // The market went on while the manager was down: orders filled, nobody was told.
+            let away = Duration.nanoseconds(max(0, ExchangeLog.wallClockNanos() - last))
+            downtime = min(away, options.maximumDowntime)
+            exchange.runDisconnected(for: downtime, tick: options.tick)
+        }
+        exchange.recordClock()
 
         let reactions = Mutex(LatencySamples())
         var logger = Logger(label: "fillguard.simulate")
         logger.logLevel = .critical
         let manager = FillManager(
             broker: exchange,
+            journal: options.journal,
             configuration: FillGuardConfiguration(
                 retry: options.retry,
                 circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
@@ -87,6 +104,7 @@ public final class SimulationSession: Sendable {
                 reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
             logger: logger)
 
+        let recovery = try await manager.recover()
         let feed = Task { await manager.run() }
         let ticker = Task { await exchange.run(tick: options.tick) }
         let clock = ContinuousClock()
@@ -95,6 +113,11 @@ public final class SimulationSession: Sendable {
         var sequence = 0
         var continuousViolations: Set<String> = []
         var latest: [Symbol: PositionID] = [:]
+        // After a restart: carry on with the recovered positions, numbering new ones after them.
+        for position in await manager.positions() {
+            latest[position.symbol] = position.id
+            if let number = position.id.rawValue.split(separator: "-").last.flatMap({ Int($0) }) { sequence = max(sequence, number) }
+        }
 
         // Trading: keep one bracket per symbol, opening a new one when the last one closed.
         while clock.now - start < options.duration {
@@ -120,6 +143,7 @@ public final class SimulationSession: Sendable {
                 openPositions: positions.filter { $0.status == .open }.count,
                 closedPositions: positions.filter { $0.status == .closed }.count,
                 operations: manager.statistics.operations.values.reduce(0, +)))
+            exchange.recordClock()
             try? await Task.sleep(for: options.checkInterval)
         }
 
@@ -139,7 +163,7 @@ public final class SimulationSession: Sendable {
 
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
-        finalViolations += groundTruthMismatches(positions, exchange)
+        finalViolations += GroundTruth.problems(positions, exchange)
         feed.cancel()
         manager.finishSubscriptions()
 
@@ -147,7 +171,7 @@ public final class SimulationSession: Sendable {
         let exchangeStatistics = exchange.statistics
         let exposure = exchange.exposure
         let samples = reactions.withLock { $0 }
-        return SimulationReport(
+        var report = SimulationReport(
             symbols: options.symbols, seconds: tradingTime, seed: options.seed, faultRate: options.faultRate,
             nativeModify: options.nativeModify, strategy: options.strategy,
             fills: exchangeStatistics.fills, fillsApplied: statistics.fills,
@@ -160,6 +184,11 @@ public final class SimulationSession: Sendable {
             unprotectedShareSeconds: exposure.unprotected, overCoveredShareSeconds: exposure.overCovered,
             reaction: samples.summary(),
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
+        if let journal = options.journal {
+            await journal.close()
+            report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)
+        }
+        return report
     }
 
     /// A bracket around the current price: stop 1.5% away, target 1.5% the other way, one or two
@@ -179,31 +208,5 @@ public final class SimulationSession: Sendable {
         }
         return BracketSpec(positionID: id, symbol: symbol, side: side, quantity: quantity, entryType: .market,
                            stopLoss: offset(-150), takeProfit: offset(150), scaleIns: scaleIns)
-    }
-
-    /// Compares FillGuard's view with the exchange's: net per symbol, and every live order's open quantity.
-    private func groundTruthMismatches(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
-        var problems: [String] = []
-        var netBySymbol: [Symbol: Quantity] = [:]
-        var ours: [OrderID: Quantity] = [:]
-        for position in positions {
-            netBySymbol[position.symbol, default: .zero] += position.netQuantity
-            for order in position.orders where order.status.isLive { ours[order.id] = order.openQuantity }
-        }
-        for symbol in exchange.symbols {
-            let truth = exchange.netPosition(of: symbol)
-            let mine = netBySymbol[symbol] ?? .zero
-            if truth != mine { problems.append("\(symbol): exchange net \(truth), FillGuard net \(mine)") }
-            for order in exchange.liveOrders(of: symbol) {
-                let mineOpen = ours.removeValue(forKey: order.id)
-                if mineOpen != order.openQuantity {
-                    problems.append("\(symbol): order \(order.id) open \(order.openQuantity) at the exchange, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
-                }
-            }
-        }
-        for (id, open) in ours.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            problems.append("order \(id) live with \(open) in FillGuard but not at the exchange")
-        }
-        return problems
     }
 }

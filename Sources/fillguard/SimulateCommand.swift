@@ -1,6 +1,8 @@
 import ArgumentParser
+import FillGuard
 import FillGuardCore
 import FillGuardSimulator
+import FillGuardSQLite
 
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +38,15 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Broker acknowledgement latency range in milliseconds, A-B.")
     var latencyMs = "0.2-1"
 
+    @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange).")
+    var journal: String?
+
+    @Option(help: "Journal durability: fsync (survives power loss) or off (survives a killed process).")
+    var durability = "fsync"
+
+    @Option(help: "Records per symbol between journal snapshots.")
+    var snapshotInterval = 1_000
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -47,6 +58,8 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
+        guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
+        guard snapshotInterval >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
     }
 
     private var parsedLatency: ClosedRange<Duration>? {
@@ -64,6 +77,16 @@ struct SimulateCommand: AsyncParsableCommand {
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.latency = parsedLatency ?? options.latency
+        if let journal {
+            do {
+                let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability) ?? .fsync)
+                options.journal = Journal(store: store, snapshotInterval: snapshotInterval)
+                options.exchangeStatePath = journal + ".exchange"
+            } catch {
+                writeToStandardError("fillguard: \(error)\n")
+                throw ExitCode(2)
+            }
+        }
         let showProgress = isatty(STDERR_FILENO) == 1
         let session = SimulationSession(options: options)
         let total = duration
@@ -74,7 +97,13 @@ struct SimulateCommand: AsyncParsableCommand {
             line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
             writeToStandardError(line)
         }
-        let report = await session.run(progress: showProgress ? progressLine : nil)
+        let report: SimulationReport
+        do {
+            report = try await session.run(progress: showProgress ? progressLine : nil)
+        } catch {
+            writeToStandardError("\nfillguard: \(error)\n")
+            throw ExitCode(2)
+        }
         if showProgress { writeToStandardError("\n") }
         print(json ? report.json : report.text)
         if report.invariantViolations > 0 { throw ExitCode(1) }

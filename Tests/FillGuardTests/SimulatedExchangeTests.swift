@@ -161,7 +161,7 @@ struct SimulationSessionTests {
         options.faultRate = 0.2
         options.nativeModify = nativeModify
         options.volatilityBasisPoints = 10
-        let report = await SimulationSession(options: options).run()
+        let report = try await SimulationSession(options: options).run()
         #expect(report.invariantViolations == 0, "\(report.continuousViolations + report.finalViolations)")
         #expect(report.fills > 0)
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")

@@ -13,6 +13,16 @@ public struct ReplayReport: Sendable {
     /// Broken rules at the end (exit code 1 when not empty).
     public var violations: [InvariantViolation]
 
+    /// A report from its parts (replay builds one; so does `fillguard recover`).
+    public init(positions: [PositionSnapshot], rejected: [RejectedLine], operations: [OrderOperation.Kind: Int],
+                alerts: [Alert], violations: [InvariantViolation]) {
+        self.positions = positions
+        self.rejected = rejected
+        self.operations = operations
+        self.alerts = alerts
+        self.violations = violations
+    }
+
     /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.
     public var json: String {
         var out = "{\"positions\":["

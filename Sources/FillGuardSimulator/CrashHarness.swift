@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Synchronization
+
+/// Kills `fillguard simulate --journal` with SIGKILL at random instants, restarts it, and after
+/// every kill checks with `fillguard recover` that nothing was lost or counted twice and every
+/// open position is protected at the exchange. Every few kills it also tears the journal's last
+/// record, as a crash in the middle of a write would.
+public struct CrashHarness: Sendable {
+    /// What a run found.
+    public struct Summary: Sendable {
+        /// Kill points exercised.
+        public var kills = 0
+        /// Kills followed by a torn journal tail.
+        public var tornTails = 0
+        /// Recoveries that repaired a torn tail (reported it).
+        public var tornTailsRepaired = 0
+        /// Recoveries that passed every check.
+        public var cleanRecoveries = 0
+        /// Fills at the exchange not booked, or booked twice, over all checks.
+        public var fillProblems = 0
+        /// Open positions not exactly protected at the exchange after reconciliation.
+        public var protectionProblems = 0
+        /// Orders duplicated at the exchange (two live stops or targets for one position).
+        public var duplicateOrders = 0
+        /// Recoveries that failed outright (exit 2), with their message.
+        public var failures: [String] = []
+        /// Every failed check, with the kill point it followed.
+        public var problems: [String] = []
+        /// Corrections reconciliation made over all restarts.
+        public var corrections = 0
+        /// Fills made at the exchange over the whole run.
+        public var fills = 0
+
+        /// True when every recovery passed every check.
+        public var passed: Bool { kills > 0 && failures.isEmpty && problems.isEmpty }
+
+        /// One line per figure, for a person.
+        public var text: String {
+            """
+            kill points              \(kills) (torn tail after \(tornTails), repaired \(tornTailsRepaired))
+            clean recoveries         \(cleanRecoveries) of \(kills)
+            lost or double fills     \(fillProblems)
+            unprotected positions    \(protectionProblems)
+            duplicated orders        \(duplicateOrders)
+            failed recoveries        \(failures.count)
+            corrections applied      \(corrections)
+            fills at the exchange    \(fills)
+            """ + problems.prefix(20).map { "\n  - \($0)" }.joined() + failures.prefix(5).map { "\n  ! \($0)" }.joined()
+        }
+
+        /// The figures as a JSON object.
+        public var json: String {
+            "{\"kills\":\(kills),\"tornTails\":\(tornTails),\"tornTailsRepaired\":\(tornTailsRepaired),\"cleanRecoveries\":\(cleanRecoveries),"
+                + "\"lostOrDoubleFills\":\(fillProblems),\"unprotectedPositions\":\(protectionProblems),\"duplicatedOrders\":\(duplicateOrders),"
+                + "\"failedRecoveries\":\(failures.count),\"corrections\":\(corrections),\"fills\":\(fills),\"passed\":\(passed)}"
+        }
+    }
+
+    /// The `fillguard` binary to run.
+    public var binary: String
+    /// Working directory for the journal and exchange state (created if needed).
+    public var directory: String
+    /// Kill points.
+    public var points: Int
+    /// Seed of the kill instants (and of the sessions).
+    public var seed: UInt64
+    /// Symbols per session.
+    public var symbols: Int = 10
+    /// Seconds per session (a kill usually comes first).
+    public var sessionSeconds: Double = 1.5
+    /// Tear the journal's last record after every n-th kill (0: never).
+    public var tearEvery: Int = 10
+    /// Journal durability the sessions use.
+    public var durability = "off"
+    /// Fault rate of the exchange during sessions.
+    public var faultRate = 0.02
+    /// Damages the journal's last record in place (a torn write); given the journal path.
+    public var tearTail: @Sendable (String) throws -> Void
+
+    /// A harness.
+    public init(binary: String, directory: String, points: Int, seed: UInt64, tearTail: @escaping @Sendable (String) throws -> Void) {
+        self.binary = binary
+        self.directory = directory
+        self.points = points
+        self.seed = seed
+        self.tearTail = tearTail
+    }
+
+    /// Runs every kill point; `progress` gets a line per point.
+    public func run(progress: (@Sendable (String) -> Void)? = nil) async throws -> Summary {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let journal = directory + "/journal.sqlite"
+        for suffix in ["", "-wal", "-shm", ".exchange"] { try? FileManager.default.removeItem(atPath: journal + suffix) }
+        var random = SplitMix64(seed: seed)
+        var summary = Summary()
+        for point in 1...max(1, points) {
+            let session = try start([
+                "simulate", "--journal", journal, "--durability", durability, "--symbols", "\(symbols)",
+                "--duration", "\(sessionSeconds)", "--seed", "\(seed)", "--fault-rate", "\(faultRate)", "--json",
+            ])
+            // A random instant: sometimes during start-up and recovery, mostly while trading.
+            let millis = random.next(in: 0...Int64(sessionSeconds * 1000 + 300))
+            let finished = await session.waitForExit(timeout: .milliseconds(Int64(millis)))
+            if !finished { session.kill() }
+            _ = await session.waitForExit(timeout: nil)
+            summary.kills += 1
+            var tore = false
+            if tearEvery > 0, point % tearEvery == 0 {
+                try tearTail(journal)
+                summary.tornTails += 1
+                tore = true
+            }
+            let check = try start(["recover", "--journal", journal, "--seed", "\(seed)", "--json"])
+            _ = await check.waitForExit(timeout: nil)
+            let errors = check.standardError
+            let lines = errors.split(separator: "\n").map(String.init)
+            if lines.contains(where: { $0.hasPrefix("journal repaired:") }) { summary.tornTailsRepaired += tore ? 1 : 0 }
+            summary.corrections += lines.filter { $0.hasPrefix("corrected:") }.count
+            let failed = lines.filter { $0.hasPrefix("check failed:") }
+            for line in failed {
+                if line.contains("lost or counted twice") { summary.fillProblems += 1 }
+                if line.contains("live stops") || line.contains("live targets") {
+                    if line.contains("(want exactly 1)") && !line.contains(" 0 live") { summary.duplicateOrders += 1 } else { summary.protectionProblems += 1 }
+                } else if line.contains("stop ") || line.contains("target ") || line.contains("flat but") {
+                    summary.protectionProblems += 1
+                }
+                summary.problems.append("after kill \(point) at \(millis) ms: \(line.dropFirst("check failed: ".count))")
+            }
+            switch check.status {
+            case 0: summary.cleanRecoveries += 1
+            case 1: break
+            default: summary.failures.append("kill \(point): recover exited \(check.status): \(errors.suffix(400))")
+            }
+            progress?("kill \(point)/\(points) at \(millis) ms\(tore ? " + torn tail" : ""): recover exit \(check.status), \(failed.count) failed checks")
+        }
+        summary.fills = Self.executionCount(exchangeState: journal + ".exchange")
+        return summary
+    }
+
+    private static func executionCount(exchangeState: String) -> Int {
+        ExchangeLog.read(path: exchangeState).reduce(0) { count, entry in
+            if case .execution = entry { return count + 1 }
+            return count
+        }
+    }
+
+    private func start(_ arguments: [String]) throws -> Child {
+        try Child(binary: binary, arguments: arguments, directory: directory)
+    }
+}
+
+/// A child process with its output in files (no pipe can fill up and block it).
+private final class Child: @unchecked Sendable {
+    private let process = Process()
+    private let outputPath: String
+    private let errorPath: String
+    private final class ExitState: Sendable {
+        let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+        func withLock<T>(_ body: (inout (done: Bool, waiters: [CheckedContinuation<Void, Never>])) -> T) -> T {
+            state.withLock { body(&$0) }
+        }
+    }
+
+    private let exited = ExitState()
+
+    init(binary: String, arguments: [String], directory: String) throws {
+        let id = UUID().uuidString
+        outputPath = directory + "/child-\(id).out"
+        errorPath = directory + "/child-\(id).err"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        process.terminationHandler = { [exited] _ in
+            let waiters = exited.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.done = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        try process.run()
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: outputPath)
+        try? FileManager.default.removeItem(atPath: errorPath)
+    }
+
+    func kill() { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
+
+    /// Waits for the exit, or until `timeout` passes; true if it exited.
+    func waitForExit(timeout: Duration?) async -> Bool {
+        let waiter = Task {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let done = exited.withLock { state -> Bool in
+                    if state.done { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if done { continuation.resume() }
+            }
+        }
+        guard let timeout else {
+            await waiter.value
+            return true
+        }
+        // The kill instant is the experiment's random point, not a synchronisation.
+        try? await Task.sleep(for: timeout)
+        return exited.withLock { $0.done }
+    }
+
+    var status: Int32 { process.terminationStatus }
+    var standardError: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+}

@@ -1,0 +1,96 @@
+import FillGuard
+import FillGuardCore
+
+/// Checks FillGuard's state against the simulated exchange's ground truth, the way a crash test
+/// or the end of a session does.
+public enum GroundTruth {
+    /// Every problem found: nets, live orders, unique fills, protection, duplicates.
+    public static func problems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+        liveOrderMismatches(positions, exchange) + executionProblems(positions, exchange) + protectionProblems(positions, exchange)
+    }
+
+    /// Each execution at the exchange counted exactly once: per symbol, FillGuard's filled
+    /// quantity over all orders equals the sum of the exchange's unique executions.
+    static func executionProblems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+        var problems: [String] = []
+        var filled: [Symbol: Quantity] = [:]
+        for position in positions {
+            for order in position.orders { filled[position.symbol, default: .zero] += order.filledQuantity }
+        }
+        for symbol in exchange.symbols {
+            let executions = exchange.allExecutions(of: symbol)
+            let ids = Set(executions.map(\.executionID))
+            if ids.count != executions.count { problems.append("\(symbol): the exchange reported an execution id twice") }
+            let truth = executions.reduce(Quantity.zero) { $0 + $1.lastQuantity }
+            let mine = filled[symbol] ?? .zero
+            if truth != mine { problems.append("\(symbol): the exchange executed \(truth), FillGuard booked \(mine) (a fill lost or counted twice)") }
+        }
+        return problems
+    }
+
+    /// Every open position protected per the rules, at the exchange: one stop and one target on
+    /// the opposite side, each for exactly |net|; nothing protective left when flat.
+    static func protectionProblems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+        var problems: [String] = []
+        var plans: [Symbol: PositionSnapshot] = [:]
+        for position in positions { plans[position.symbol] = position }
+        for symbol in exchange.symbols {
+            let net = exchange.netPosition(of: symbol)
+            let protective: Side = net.units >= 0 ? .sell : .buy
+            let live = exchange.liveOrders(of: symbol)
+            let stops = live.filter { order in
+                switch order.type {
+                case .stop, .stopLimit: return true
+                default: return false
+                }
+            }
+            let targets = live.filter { order in
+                if case .limit = order.type { return order.side == protective }
+                return false
+            }
+            if net.isZero {
+                if !stops.isEmpty || !targets.isEmpty { problems.append("\(symbol): flat but protective orders are live at the exchange: \((stops + targets).map(\.id))") }
+                continue
+            }
+            if plans[symbol]?.stopLoss != nil {
+                if stops.count != 1 { problems.append("\(symbol): \(stops.count) live stops at the exchange for net \(net) (want exactly 1): \(stops.map(\.id))") }
+                if let stop = stops.first, stop.side != protective || stop.openQuantity != net.magnitude {
+                    problems.append("\(symbol): stop \(stop.id) is \(stop.side.rawValue) \(stop.openQuantity), net is \(net)")
+                }
+            }
+            if plans[symbol]?.takeProfit != nil {
+                if targets.count != 1 { problems.append("\(symbol): \(targets.count) live targets at the exchange for net \(net) (want exactly 1): \(targets.map(\.id))") }
+                if let target = targets.first, target.openQuantity != net.magnitude {
+                    problems.append("\(symbol): target \(target.id) is \(target.openQuantity), net is \(net)")
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Compares FillGuard's view with the exchange's: net per symbol, and every live order's open quantity.
+    static func liveOrderMismatches(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+        var problems: [String] = []
+        var netBySymbol: [Symbol: Quantity] = [:]
+        var ours: [OrderID: Quantity] = [:]
+        for position in positions {
+            netBySymbol[position.symbol, default: .zero] += position.netQuantity
+            for order in position.orders where order.status.isLive { ours[order.id] = order.openQuantity }
+        }
+        for symbol in exchange.symbols {
+            let truth = exchange.netPosition(of: symbol)
+            let mine = netBySymbol[symbol] ?? .zero
+            if truth != mine { problems.append("\(symbol): exchange net \(truth), FillGuard net \(mine)") }
+            for order in exchange.liveOrders(of: symbol) {
+                let mineOpen = ours.removeValue(forKey: order.id)
+                if mineOpen != order.openQuantity {
+                    problems.append("\(symbol): order \(order.id) open \(order.openQuantity) at the exchange, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
+                }
+            }
+        }
+        for (id, open) in ours.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            problems.append("order \(id) live with \(open) in FillGuard but not at the exchange")
+        }
+        return problems
+    }
+}

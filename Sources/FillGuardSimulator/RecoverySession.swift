@@ -1,0 +1,86 @@
+import FillGuard
+import FillGuardCore
+import Logging
+
+/// A restart against the simulated exchange's saved state: recover from the journal, reconcile
+/// with the exchange (which kept trading while the manager was down), let every correction
+/// settle, and check the result against the exchange's ground truth.
+public struct RecoverySession: Sendable {
+    /// The outcome.
+    public struct Outcome: Sendable {
+        /// The recovered (and reconciled) state, in the replay shape.
+        public var state: ReplayReport
+        /// What recovery did.
+        public var recovery: RecoveryReport
+        /// Problems against the exchange's ground truth (empty when all is right).
+        public var problems: [String]
+    }
+
+    /// The journal to recover from.
+    public var journal: Journal
+    /// The exchange's state file; nil to rebuild without reconciling.
+    public var exchangeStatePath: String?
+    /// Seed of the simulated exchange (as the session was run with).
+    public var seed: UInt64
+    /// Native modify at the exchange (as the session was run with).
+    public var nativeModify: Bool
+    /// Replacement strategy without native modify.
+    public var strategy: SymbolStateMachine.ReplaceStrategy
+
+    /// A recovery of `journal`, reconciled against the exchange saved at `exchangeStatePath`.
+    public init(journal: Journal, exchangeStatePath: String?, seed: UInt64 = 1, nativeModify: Bool = true,
+                strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate) {
+        self.journal = journal
+        self.exchangeStatePath = exchangeStatePath
+        self.seed = seed
+        self.nativeModify = nativeModify
+        self.strategy = strategy
+    }
+
+    /// Recovers, reconciles, settles, checks.
+    public func run(logger: Logger) async throws -> Outcome {
+        var configuration = SimulatorConfiguration(seed: seed)
+        configuration.nativeModify = nativeModify
+        configuration.volatilityBasisPoints = 0
+        let exchange: SimulatedExchange
+        if let exchangeStatePath {
+            exchange = try SimulatedExchange(configuration: configuration, symbols: [:], statePath: exchangeStatePath)
+        } else {
+            exchange = SimulatedExchange(configuration: configuration, symbols: [:])
+        }
+        let managerConfiguration = FillGuardConfiguration(
+            retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
+            replaceStrategy: strategy, rearmDelay: nil)
+        let manager = exchangeStatePath == nil
+            ? FillManager(broker: NoQueriesBroker(exchange), journal: journal, configuration: managerConfiguration, logger: logger)
+            : FillManager(broker: exchange, journal: journal, configuration: managerConfiguration, logger: logger)
+        let recovery = try await manager.recover()
+        let feed = Task { await manager.run() }
+        while true {
+            await exchange.waitUntilIdle()
+            while manager.eventsReceived < exchange.reportsOnCurrentConnection { await Task.yield() }
+            await manager.waitUntilIdle()
+            if manager.eventsReceived == exchange.reportsOnCurrentConnection, exchange.requestsInProgress == 0 { break }
+        }
+        let positions = await manager.positions()
+        let violations = await manager.invariantViolations()
+        var problems = violations.map { $0.description }
+        if exchangeStatePath != nil { problems += GroundTruth.problems(positions, exchange) }
+        feed.cancel()
+        await journal.close()
+        let statistics = manager.statistics
+        let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
+        return Outcome(state: state, recovery: recovery, problems: problems)
+    }
+}
+
+/// A broker that only forwards orders (no queries): recovery rebuilds without reconciling.
+private struct NoQueriesBroker: Broker {
+    let exchange: SimulatedExchange
+    init(_ exchange: SimulatedExchange) { self.exchange = exchange }
+    var capabilities: BrokerCapabilities { exchange.capabilities }
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) { try await exchange.submit(request) }
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { try await exchange.modify(request) }
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await exchange.cancel(request) }
+    func events() -> AsyncStream<BrokerEvent> { exchange.events() }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import FillGuardSQLite
+import Foundation
+import Logging
+
+/// `fillguard recover --journal PATH`: restart from a journal, reconcile, print the state.
+struct RecoverCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Rebuild the state a journal holds, reconcile it with the (simulated) broker, and print it in the replay shape.",
+        discussion: """
+            The broker is the simulated exchange saved next to the journal (PATH.exchange, as written by \
+            `fillguard simulate --journal PATH`); without it the state is rebuilt but not reconciled. \
+            Corrections and repairs go to standard error. Exit codes: 0 recovered and consistent, 1 a check \
+            against the broker's ground truth or an invariant failed, 2 unusable arguments or an unreadable, \
+            corrupted or newer journal.
+            """)
+
+    @Option(help: "The journal (SQLite file) to recover.")
+    var journal: String
+
+    @Option(help: "The simulated exchange's state file (default: JOURNAL.exchange).")
+    var exchangeState: String?
+
+    @Option(help: "Seed the session ran with.")
+    var seed: UInt64 = 1
+
+    @Flag(help: "The exchange has no native modify.")
+    var noModify = false
+
+    @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
+    var strategy = "cancelThenCreate"
+
+    @Flag(help: "Print the state as JSON (the replay shape).")
+    var json = false
+
+    func validate() throws {
+        guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
+            throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
+        }
+    }
+
+    func run() async throws {
+        guard FileManager.default.fileExists(atPath: journal) else {
+            writeToStandardError("fillguard: no journal at '\(journal)'\n")
+            throw ExitCode(2)
+        }
+        let statePath = exchangeState ?? journal + ".exchange"
+        let hasExchange = FileManager.default.fileExists(atPath: statePath)
+        var logger = Logger(label: "fillguard.recover")
+        logger.logLevel = .critical
+        let outcome: RecoverySession.Outcome
+        do {
+            let store = try SQLiteJournalStore(path: journal, durability: .fsync)
+            let session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
+                                          nativeModify: !noModify,
+                                          strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate)
+            outcome = try await session.run(logger: logger)
+        } catch {
+            writeToStandardError("fillguard: cannot recover: \(error)\n")
+            throw ExitCode(2)
+        }
+        let recovery = outcome.recovery
+        writeToStandardError("recovered \(recovery.positions) positions on \(recovery.symbols) symbols from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.formatted)\n")
+        if !hasExchange { writeToStandardError("no exchange state at '\(statePath)': not reconciled\n") }
+        for notice in recovery.notices { writeToStandardError("journal repaired: \(notice)\n") }
+        for correction in recovery.corrections { writeToStandardError("corrected: \(correction)\n") }
+        print(json ? outcome.state.json : outcome.state.text)
+        if !outcome.problems.isEmpty {
+            for problem in outcome.problems { writeToStandardError("check failed: \(problem)\n") }
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension Duration {
+    /// "12.3 ms".
+    var formatted: String {
+        let (seconds, attoseconds) = components
+        let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+        return "\(micros / 1000).\(micros % 1000 / 100) ms"
+    }
+}
