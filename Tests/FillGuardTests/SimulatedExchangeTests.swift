@@ -154,7 +154,7 @@ struct SimulatedExchangeTests {
 @Suite("Simulated session")
 struct SimulationSessionTests {
     @Test("a short session with faults and no native modify ends with zero invariant violations", arguments: [true, false])
-    func shortSession(nativeModify: Bool) async {
+    func shortSession(nativeModify: Bool) async throws {
         var options = SimulationOptions()
         options.symbols = 8
         options.duration = .milliseconds(1500)
