@@ -57,7 +57,9 @@ public final class Journal: Sendable {
         }
         switch start {
         case .failure(let error): completion(.failure(error))
-        case .success(true): Task.detached { await self.writeBatches() }
+        case .success(true):
+            // High priority: lanes wait on this writer; it must not queue behind their work.
+            Task.detached(priority: .high) { await self.writeBatches() }
         case .success(false): break
         }
     }
