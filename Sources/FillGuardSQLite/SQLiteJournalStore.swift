@@ -112,12 +112,18 @@ public final class SQLiteJournalStore: JournalStore {
         return result.contents
     }
 
-    /// Damages the last record of the journal at `path` the way a crash in the middle of a write
-    /// would (its payload cut short, its checksum kept). For crash tests; never on a live journal.
+    /// Leaves the journal at `path` as a crash in the middle of writing a record would: one more
+    /// record at the end whose payload was cut short (its checksum is that of the whole payload).
+    /// Nothing acted on that record, since nothing acts before a write completes. For crash
+    /// tests; never on a live journal.
     public static func simulateTornWrite(path: String) throws {
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
-            try db.execute(sql: "UPDATE records SET payload = substr(payload, 1, length(payload) / 2) WHERE id = (SELECT max(id) FROM records)")
+            let full: [UInt8] = [1, 2] + Array("a record the crash interrupted".utf8)
+            let symbol = try String.fetchOne(db, sql: "SELECT symbol FROM records ORDER BY id DESC LIMIT 1") ?? "TORN"
+            let sequence = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM records WHERE symbol = ?", arguments: [symbol]) ?? 0
+            try db.execute(sql: "INSERT INTO records (symbol, seq, kind, payload, crc) VALUES (?, ?, 1, ?, ?)",
+                           arguments: [symbol, sequence + (1 << 20), Data(full.prefix(full.count / 2)), Int64(CRC32.checksum(full))])
         }
         try queue.close()
     }

@@ -57,13 +57,9 @@ enum SQLiteTestAccess {
         try queue.close()
     }
 
-    /// Cuts the last record's payload in half (keeping its checksum), as a torn write would.
+    /// Leaves a torn record at the end of the journal (see `SQLiteJournalStore.simulateTornWrite`).
     static func tearLastRecord(path: String) throws {
-        let queue = try DatabaseQueue(path: path)
-        try queue.write { db in
-            try db.execute(sql: "UPDATE records SET payload = substr(payload, 1, length(payload) / 2) WHERE id = (SELECT max(id) FROM records)")
-        }
-        try queue.close()
+        try SQLiteJournalStore.simulateTornWrite(path: path)
     }
 
     static func recordCount(path: String) throws -> Int {

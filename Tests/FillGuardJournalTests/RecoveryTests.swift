@@ -182,7 +182,7 @@ struct RecoveryTests {
         exchange.setPrice(Price("246")!, of: Self.symbol)
         await first.settle()
         let survivor = first.kill()
-        survivor.tearLastRecord()
+        survivor.appendTornRecord()
 
         let second = try await Process(exchange: exchange, store: survivor)
         #expect(second.report.notices.count == 1)

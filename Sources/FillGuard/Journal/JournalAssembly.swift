@@ -145,12 +145,17 @@ public final class InMemoryJournalStore: JournalStore {
     /// Makes the next append fail with `error` (for tests of the failure path).
     public func failNextAppend(with error: JournalError) { state.withLock { $0.failNextAppend = error } }
 
-    /// Damages the last row's payload, as a torn write would (for tests).
-    public func tearLastRecord() {
+    /// Adds a record cut short at the end, as a crash in the middle of writing it would leave
+    /// (nothing acted on it: nothing acts before a write completes). For tests.
+    public func appendTornRecord() {
         state.withLock { state in
-            guard var last = state.rows.popLast() else { return }
-            last.record.payload = Array(last.record.payload.prefix(last.record.payload.count / 2))
-            state.rows.append(last)
+            let symbol = state.rows.last?.record.symbol ?? Symbol("TORN")
+            let sequence = state.rows.filter { $0.record.symbol == symbol }.map(\.record.sequence).max() ?? 0
+            let full: [UInt8] = [1, 2] + Array("a record the crash interrupted".utf8)
+            var record = JournalRecord(symbol: symbol, sequence: sequence + (1 << 20), kind: .input, payload: full)
+            record.payload = Array(full.prefix(full.count / 2))
+            state.rows.append(JournalAssembly.Row(position: state.nextPosition, record: record))
+            state.nextPosition += 1
         }
     }
 }
