@@ -22,6 +22,7 @@ final class SymbolLane: @unchecked Sendable {
         case completed(OrderOperation, Result<Void, BrokerError>, wasProbe: Bool)
         case retryDue(OrderID)
         case rearm(PositionID)
+        case brokerQuantity(OrderID, Quantity)
         case gateOpened
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
@@ -243,6 +244,8 @@ final class SymbolLane: @unchecked Sendable {
         case .rearm(let positionID):
             rearmScheduled.remove(positionID)
             machine.rearm(positionID, emitting: &actions)
+        case .brokerQuantity(let id, let quantity):
+            machine.adoptBrokerQuantity(id, quantity: quantity, emitting: &actions)
         case .gateOpened:
             wakeScheduled = false
         case .read(let reader):
@@ -382,6 +385,7 @@ extension SymbolLane.Event {
             }
         case .retryDue(let id): return .retryDue(id)
         case .rearm(let id): return .rearm(id)
+        case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .gateOpened, .read: return nil
         }
     }

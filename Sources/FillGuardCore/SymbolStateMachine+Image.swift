@@ -107,3 +107,19 @@ extension SymbolStateMachine {
         return true
     }
 }
+
+extension SymbolStateMachine {
+    /// Reconciliation: the broker holds this order at `quantity` in total, not the size the
+    /// machine believes (a change it applied that no record holds, or a change by hand). The
+    /// broker's size is taken, so that its fills fit and planning resizes from the truth.
+    /// Ignored for unknown orders, ended orders and orders with an operation in flight (their
+    /// outcome is resolved separately).
+    public mutating func adoptBrokerQuantity(_ orderID: OrderID, quantity: Quantity, emitting actions: inout [Action]) {
+        guard var order = orders[orderID], order.isLive, order.inFlight == nil, quantity.isPositive, quantity != order.quantity else { return }
+        order.quantity = max(quantity, order.filled)
+        if case .unsent = order.phase { order.phase = .accepted }
+        orders[orderID] = order
+        actions.append(.orderChanged(orderID))
+        plan(order.positionID, emitting: &actions)
+    }
+}

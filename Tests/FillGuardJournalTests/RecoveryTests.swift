@@ -173,6 +173,23 @@ struct RecoveryTests {
         #expect(exchange.statistics.requests["submit"] == 5, "no order was submitted twice")
     }
 
+    @Test("a size changed at the broker behind FillGuard's back is taken, then fixed to the rules")
+    func wrongSizesAreFixed() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first { if case .stop = $0.type { return true } else { return false } })
+        let survivor = first.kill()
+        try await exchange.modify(ModifyOrderRequest(orderID: stop.id, symbol: Self.symbol, newQuantity: 900)) // by hand, while down
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        #expect(second.report.corrections.map(\.kind) == [.sizeDiffers], "\(second.report.corrections)")
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+        #expect(exchange.order(stop.id, of: Self.symbol)?.openQuantity == 300, "resized back to |net|")
+    }
+
     @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
     func tornTail() async throws {
         let exchange = exchange()

@@ -15,6 +15,8 @@ public enum JournalInput: Sendable, Hashable {
     case retryDue(OrderID)
     /// A re-arm cool-down ended.
     case rearm(PositionID)
+    /// Reconciliation found the broker holding the order at this total quantity.
+    case brokerQuantity(OrderID, Quantity)
 
     /// Applies the input to a machine, as the lane does. Errors are the machine's own refusals
     /// (a refused input changes nothing, live or in replay).
@@ -27,6 +29,7 @@ public enum JournalInput: Sendable, Hashable {
         case .completed(let operation, let failure?): machine.operationFailed(operation, failure, emitting: &actions)
         case .retryDue(let id): machine.retryDue(id, emitting: &actions)
         case .rearm(let id): machine.rearm(id, emitting: &actions)
+        case .brokerQuantity(let id, let quantity): machine.adoptBrokerQuantity(id, quantity: quantity, emitting: &actions)
         }
     }
 }
@@ -67,6 +70,10 @@ enum JournalCodec {
         case .rearm(let id):
             writer.write(6)
             writer.write(id.rawValue)
+        case .brokerQuantity(let id, let quantity):
+            writer.write(7)
+            writer.write(id.rawValue)
+            writer.write(signed: quantity.units)
         }
         return writer.bytes
     }
@@ -105,6 +112,9 @@ enum JournalCodec {
                 input = .completed(operation, failure: failure)
             case 5: input = .retryDue(OrderID(try reader.string()))
             case 6: input = .rearm(PositionID(try reader.string()))
+            case 7:
+                let id = OrderID(try reader.string())
+                input = .brokerQuantity(id, Quantity(units: try reader.signed()))
             default: throw ByteReader.Damaged()
             }
             guard reader.isAtEnd else { throw ByteReader.Damaged() }

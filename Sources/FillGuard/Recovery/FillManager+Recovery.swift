@@ -84,7 +84,32 @@ extension FillManager {
 
         for lane in lanes {
             let symbol = lane.symbol
-            // 1. Fills made at the broker that the journal does not hold.
+            let view = await read(lane) { machine in
+                LaneView(unresolved: machine.unresolvedOperations, live: machine.liveOrders,
+                         awaitingRetry: machine.ordersAwaitingRetry, awaitingRearm: machine.positionsAwaitingRearm, net: machine.netQuantity)
+            }
+            let inFlight = Set(view.unresolved.map(\.orderID))
+            // 1. The broker's view of every order believed live (one query each for those not open there).
+            var states: [OrderID: BrokerOrderState?] = [:]
+            for order in view.live {
+                if let open = openOrders[order.id] {
+                    states[order.id] = open
+                    continue
+                }
+                do throws(BrokerError) {
+                    states[order.id] = try await broker.orderState(order.id, symbol: symbol)
+                } catch {
+                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: order.id, message: "the order could not be read: \(error)"))
+                }
+            }
+            // 2. Sizes the broker holds that the journal does not (so the broker's fills fit).
+            for order in view.live where !inFlight.contains(order.id) {
+                guard let state = states[order.id] ?? nil, state.quantity != order.quantity else { continue }
+                correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
+                                                 message: "the broker has \(state.quantity), FillGuard had \(order.quantity); the broker's size is taken"))
+                lane.enqueue(.brokerQuantity(order.id, state.quantity))
+            }
+            // 3. Fills made at the broker that the journal does not hold.
             do throws(BrokerError) {
                 let executions = try await broker.executions(of: symbol)
                 let missing = await read(lane) { machine in
@@ -103,49 +128,29 @@ extension FillManager {
             } catch {
                 correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
             }
-
-            let view = await read(lane) { machine in
-                LaneView(unresolved: machine.unresolvedOperations, live: machine.liveOrders,
-                         awaitingRetry: machine.ordersAwaitingRetry, awaitingRearm: machine.positionsAwaitingRearm, net: machine.netQuantity)
-            }
-            // 2. Operations sent (or about to be) when the process stopped: ask, never resend blindly.
-            var resolved: Set<OrderID> = []
+            // 4. Operations sent (or about to be) when the process stopped: ask, never resend blindly.
             for operation in view.unresolved {
-                resolved.insert(operation.orderID)
                 let state: BrokerOrderState?
-                do throws(BrokerError) {
-                    if let open = openOrders[operation.orderID] {
-                        state = open
-                    } else {
+                if let known = states[operation.orderID] {
+                    state = known
+                } else {
+                    do throws(BrokerError) {
                         state = try await broker.orderState(operation.orderID, symbol: symbol)
+                    } catch {
+                        correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
+                                                         message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); retried as a transient failure"))
+                        lane.enqueue(.completed(operation, .failure(BrokerError(.transient, "outcome unknown after restart")), wasProbe: false))
+                        continue
                     }
-                } catch {
-                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
-                                                     message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); retried as a transient failure"))
-                    lane.enqueue(.completed(operation, .failure(BrokerError(.transient, "outcome unknown after restart")), wasProbe: false))
-                    continue
                 }
                 let (result, outcome) = Self.outcome(of: operation, given: state)
                 correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: operation.orderID, message: outcome))
                 lane.enqueue(.completed(operation, result, wasProbe: false))
             }
-            // 3. Orders believed live: did they end at the broker?
-            for order in view.live where !resolved.contains(order.id) && order.status != .pendingNew {
-                if let state = openOrders[order.id] {
-                    if state.quantity != order.quantity {
-                        correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
-                                                         message: "the broker has \(state.quantity), FillGuard \(order.quantity)"))
-                    }
-                    continue
-                }
-                let state: BrokerOrderState?
-                do throws(BrokerError) {
-                    state = try await broker.orderState(order.id, symbol: symbol)
-                } catch {
-                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: order.id, message: "the order could not be read: \(error)"))
-                    continue
-                }
-                guard let state else {
+            // 5. Orders believed live that ended at the broker, or that it does not know.
+            for order in view.live where !inFlight.contains(order.id) && order.status != .pendingNew {
+                guard let known = states[order.id] else { continue }
+                guard let state = known else {
                     correct(ReconciliationCorrection(kind: .orderMissingAtBroker, symbol: symbol, orderID: order.id,
                                                      message: "the broker does not know this live order; treated as cancelled and re-planned"))
                     lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: order.id, symbol: symbol, outcome: .cancelled, reason: "missing at the broker after restart"))))
