@@ -14,8 +14,10 @@ public final class FillManager: Sendable {
     let positionSymbols = Mutex<[PositionID: Symbol]>([:])
     private let received = Atomic<Int>(0)
 
-    /// Broker events handed to `receive(_:)` so far (valid or not).
-    public var eventsReceived: Int { received.load(ordering: .relaxed) }
+    /// Broker events handed to `receive(_:)` so far (valid or not). An event is counted once it
+    /// is queued (or refused), so after `eventsReceived` reaches n, `waitUntilIdle()` covers the
+    /// first n events.
+    public var eventsReceived: Int { received.load(ordering: .sequentiallyConsistent) }
 
     /// A manager for one broker connection. With a journal, every input is journaled before it
     /// applies; call `recover()` before anything else to rebuild the state the journal holds.
@@ -53,7 +55,7 @@ public final class FillManager: Sendable {
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
     /// position is refused (unknown order) without creating state.
     public func receive(_ event: BrokerEvent) {
-        received.add(1, ordering: .relaxed)
+        defer { received.add(1, ordering: .sequentiallyConsistent) }
         guard let lane = lane(for: event.symbol, create: false) else {
             let orderID: OrderID
             switch event {
@@ -69,7 +71,13 @@ public final class FillManager: Sendable {
 
     /// Consumes the broker's event stream until it ends or the task is cancelled.
     public func run() async {
-        for await event in context.broker.events() {
+        await run(context.broker.events())
+    }
+
+    /// Consumes an event stream taken earlier: with a journal, take `broker.events()` before
+    /// `recover()` (reports wait in the stream while recovery runs), then run it.
+    public func run(_ events: AsyncStream<BrokerEvent>) async {
+        for await event in events {
             receive(event)
         }
     }

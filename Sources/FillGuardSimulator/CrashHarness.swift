@@ -79,6 +79,8 @@ public struct CrashHarness: Sendable {
     public var durability = "off"
     /// Fault rate of the exchange during sessions.
     public var faultRate = 0.02
+    /// Stop at the first failed check, leaving the journal and exchange state in `directory`.
+    public var stopOnFailure = false
     /// Damages the journal's last record in place (a torn write); given the journal path.
     public var tearTail: @Sendable (String) throws -> Void
 
@@ -137,6 +139,10 @@ public struct CrashHarness: Sendable {
             default: summary.failures.append("kill \(point): recover exited \(check.status): \(errors.suffix(400))")
             }
             progress?("kill \(point)/\(points) at \(millis) ms\(tore ? " + torn tail" : ""): recover exit \(check.status), \(failed.count) failed checks")
+            if stopOnFailure, check.status != 0 {
+                try? errors.write(toFile: directory + "/failed-recover.err", atomically: true, encoding: .utf8)
+                break
+            }
         }
         summary.fills = Self.executionCount(exchangeState: journal + ".exchange")
         return summary

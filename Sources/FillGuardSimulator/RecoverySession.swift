@@ -54,14 +54,10 @@ public struct RecoverySession: Sendable {
         let manager = exchangeStatePath == nil
             ? FillManager(broker: NoQueriesBroker(exchange), journal: journal, configuration: managerConfiguration, logger: logger)
             : FillManager(broker: exchange, journal: journal, configuration: managerConfiguration, logger: logger)
+        let events = exchange.events()
         let recovery = try await manager.recover()
-        let feed = Task { await manager.run() }
-        while true {
-            await exchange.waitUntilIdle()
-            while manager.eventsReceived < exchange.reportsOnCurrentConnection { await Task.yield() }
-            await manager.waitUntilIdle()
-            if manager.eventsReceived == exchange.reportsOnCurrentConnection, exchange.requestsInProgress == 0 { break }
-        }
+        let feed = Task { await manager.run(events) }
+        await exchange.settle(manager)
         let positions = await manager.positions()
         let violations = await manager.invariantViolations()
         var problems = violations.map { $0.description }

@@ -104,8 +104,9 @@ public final class SimulationSession: Sendable {
                 reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
             logger: logger)
 
+        let events = exchange.events()
         let recovery = try await manager.recover()
-        let feed = Task { await manager.run() }
+        let feed = Task { await manager.run(events) }
         let ticker = Task { await exchange.run(tick: options.tick) }
         let clock = ContinuousClock()
         let start = clock.now
@@ -153,12 +154,7 @@ public final class SimulationSession: Sendable {
         exchange.flushHeldReports()
         // Settle: requests answered, every report taken off the stream, every lane quiet. An
         // answered request can produce more work, so repeat until nothing moves.
-        while true {
-            await exchange.waitUntilIdle()
-            while manager.eventsReceived < exchange.reportsSent { await Task.yield() }
-            await manager.waitUntilIdle()
-            if manager.eventsReceived == exchange.reportsSent, exchange.requestsInProgress == 0 { break }
-        }
+        await exchange.settle(manager)
         let tradingTime = clock.now - start
 
         let positions = await manager.positions()

@@ -28,6 +28,9 @@ struct CrashTestCommand: AsyncParsableCommand {
     @Option(help: "Working directory (default: a new temporary one).")
     var directory: String?
 
+    @Flag(help: "Stop at the first failed check and keep the journal and exchange state for inspection.")
+    var stopOnFailure = false
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -41,6 +44,7 @@ struct CrashTestCommand: AsyncParsableCommand {
         harness.symbols = symbols
         harness.tearEvery = tearEvery
         harness.durability = durability
+        harness.stopOnFailure = stopOnFailure
         let printLine: @Sendable (String) -> Void = { line in writeToStandardError(line + "\n") }
         let progress: (@Sendable (String) -> Void)? = json ? nil : printLine
         let summary = try await harness.run(progress: progress)

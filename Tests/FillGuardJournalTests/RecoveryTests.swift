@@ -32,19 +32,17 @@ final class Process: Sendable {
         configuration.unknownOrders = unknownOrders
         let manager = FillManager(broker: connection, journal: journal, configuration: configuration, logger: .quiet)
         self.manager = manager
+        // Connect first (reports wait in the stream), then reconcile, as with a real broker.
+        let events = connection.events()
         report = try await manager.recover()
-        feed = Task { await manager.run() }
+        feed = Task {
+            for await event in events { manager.receive(event) }
+        }
     }
 
     /// Waits until every report on this connection is applied and nothing is in flight.
     func settle() async {
-        let exchange = connection.exchange
-        while true {
-            await exchange.waitUntilIdle()
-            while manager.eventsReceived < exchange.reportsOnCurrentConnection { await Task.yield() }
-            await manager.waitUntilIdle()
-            if manager.eventsReceived == exchange.reportsOnCurrentConnection, exchange.requestsInProgress == 0 { break }
-        }
+        await connection.exchange.settle(manager)
         await journal.flush()
     }
 

@@ -18,9 +18,7 @@ struct ReadmeExampleTests {
             scaleIns: [.init(quantity: Quantity("300")!, type: .limit(Price("246.00")!))]))
 
         // The market entry fills at once at the exchange; wait for its report to be applied.
-        await exchange.waitUntilIdle()
-        while manager.eventsReceived < exchange.reportsSent { await Task.yield() }
-        await manager.waitUntilIdle()
+        await exchange.settle(manager)
         let position = try #require(await manager.position("P1"))
         // The exchange may split the market fill (the rest fills on later price ticks).
         #expect(position.netQuantity.isPositive && position.netQuantity <= 300)
