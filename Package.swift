@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FillGuardCore", targets: ["FillGuardCore"]),
         .library(name: "FillGuard", targets: ["FillGuard"]),
         .library(name: "FillGuardSimulator", targets: ["FillGuardSimulator"]),
+        .library(name: "FillGuardFIX", targets: ["FillGuardFIX"]),
         .executable(name: "fillguard", targets: ["fillguard"]),
     ],
     dependencies: [
@@ -50,6 +51,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // FIX 4.4: tag=value codec, pure session state machine, order mapping, and the Broker adapter.
+        .target(
+            name: "FillGuardFIX",
+            dependencies: [
+                "FillGuard", "FillGuardCore",
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
@@ -76,6 +85,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Traces"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FillGuardFIXTests",
+            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore"],
             swiftSettings: strict
         ),
     ]
