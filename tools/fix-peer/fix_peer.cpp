@@ -275,6 +275,7 @@ class Exchange : public FIX::Application {
     message.setField(434, responseTo);
     message.setField(102, reason);
     message.setField(58, text);
+    say("EVENT cancel-reject " + clOrdID + " reason=" + reason);
     return message;
   }
 
