@@ -75,6 +75,8 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var fillsDelivered = 0
     /// Session Rejects (3) we sent for malformed messages.
     public var rejectsSent = 0
+    /// Session Rejects (3) of our messages received from the counterparty.
+    public var rejectsReceived = 0
     /// Messages ignored (garbled, duplicates by sequence number, unknown orders).
     public var ignored = 0
     /// The last reason the session closed.
@@ -150,9 +152,23 @@ public final class FIXBroker: Broker {
         }
     }
 
+    /// Waits until the counters satisfy `predicate` (checked after every change).
+    public func waitUntil(timeoutNanoseconds: Int64 = 30_000_000_000,
+                          _ predicate: @escaping @Sendable (FIXBrokerStatistics) -> Bool) async throws(FIXBrokerError) {
+        try await bridge(core.loop.flatSubmit { self.core.waitUntil(predicate, timeoutNanoseconds: timeoutNanoseconds) }) {
+            $0 as? FIXBrokerError ?? .timedOut("statistics")
+        }
+    }
+
     /// Drops the TCP connection without a Logout, as a network failure would (for tests and drills).
     public func dropConnection() async {
         _ = try? await core.loop.submit { self.core.dropConnection() }.get()
+    }
+
+    /// Sends `message` as it is (header added), bypassing the order mapping: for tests that need
+    /// the counterparty to refuse something. Returns its MsgSeqNum.
+    func sendUnchecked(_ message: FIXMessage) async throws(BrokerError) -> Int {
+        try await request(core.loop.flatSubmit { self.core.sendUnchecked(message) })
     }
 
     private func request<Value: Sendable>(_ future: EventLoopFuture<Value>) async throws(BrokerError) -> Value {
@@ -189,6 +205,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var waiters: [String: [EventLoopPromise<[FIXOrderStatus]>]] = [:]
     private var collected: [String: [FIXOrderStatus]] = [:]
     private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
+    private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
     private(set) var statistics = FIXBrokerStatistics()
 
     init(configuration: FIXBrokerConfiguration, store: FIXSessionStore, loop: EventLoop, continuation: AsyncStream<BrokerEvent>.Continuation,
@@ -244,6 +261,8 @@ final class FIXBrokerCore: @unchecked Sendable {
         waiters = [:]
         for waiter in logonWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
         logonWaiters = []
+        for waiter in statisticWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
+        statisticWaiters = []
         continuation.finish()
         stopPromise?.succeed()
     }
@@ -261,6 +280,24 @@ final class FIXBrokerCore: @unchecked Sendable {
             promise.fail(FIXBrokerError.timedOut("\(count) logons"))
         }
         return promise.futureResult
+    }
+
+    func waitUntil(_ predicate: @escaping @Sendable (FIXBrokerStatistics) -> Bool, timeoutNanoseconds: Int64) -> EventLoopFuture<Void> {
+        if predicate(statistics) { return loop.makeSucceededVoidFuture() }
+        let promise = loop.makePromise(of: Void.self)
+        statisticWaiters.append((predicate, promise))
+        loop.scheduleTask(in: .nanoseconds(timeoutNanoseconds)) {
+            promise.fail(FIXBrokerError.timedOut("statistics: \(self.statistics)"))
+        }
+        return promise.futureResult
+    }
+
+    private func checkStatisticWaiters() {
+        guard !statisticWaiters.isEmpty else { return }
+        let current = statistics
+        let reached = statisticWaiters.filter { $0.predicate(current) }
+        statisticWaiters.removeAll { $0.predicate(current) }
+        for waiter in reached { waiter.promise.succeed() }
     }
 
     private func connect() {
@@ -339,6 +376,7 @@ final class FIXBrokerCore: @unchecked Sendable {
         session.disconnected()
         persistSequenceNumbers()
         if wasUp { statistics.disconnections += 1 }
+        checkStatisticWaiters()
         if stopped {
             finishStop()
             return
@@ -378,6 +416,17 @@ final class FIXBrokerCore: @unchecked Sendable {
     func massStatus() -> EventLoopFuture<[FIXOrderStatus]> {
         guard session.state == .active else { return notLoggedOn() }
         return dispatch(router.massStatusRequest())
+    }
+
+    func sendUnchecked(_ message: FIXMessage) -> EventLoopFuture<Int> {
+        do {
+            let actions = try session.send(message, now: Self.now())
+            perform(actions)
+            for case .send(let seq, _, _) in actions { return loop.makeSucceededFuture(seq) }
+            return loop.makeFailedFuture(BrokerError(.permanent, "nothing sent"))
+        } catch {
+            return loop.makeFailedFuture(BrokerError(.transient, error.description))
+        }
     }
 
     private func notLoggedOn() -> EventLoopFuture<[FIXOrderStatus]> {
@@ -452,6 +501,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                 let stored = from <= through ? store.messages(in: from...through) : [:]
                 perform(session.resend(stored: stored, from: from, through: through, now: Self.now()))
             case .deliver(let message):
+                if message.msgType == FIXMsgType.reject { statistics.rejectsReceived += 1 }
                 handle(router.received(message))
             case .loggedOn:
                 statistics.logons += 1
@@ -477,6 +527,7 @@ final class FIXBrokerCore: @unchecked Sendable {
         }
         if wrote { channel?.flush() }
         persistSequenceNumbers()
+        checkStatisticWaiters()
     }
 
     private func handle(_ outputs: [FIXOrderRouter.Output]) {

@@ -116,6 +116,7 @@ public struct FIXOrderRouter: Sendable {
     private var pending: [String: Pending] = [:]
     private var keyBySeq: [Int: String] = [:]
     private var seenExecIDs = Set<String>()
+    private var everSent = Set<String>()
     private var statusCounter = 0
 
     /// A router with no orders.
@@ -261,11 +262,13 @@ public struct FIXOrderRouter: Sendable {
     /// Records the MsgSeqNum a request went out with, so a session Reject (3) can name it.
     public mutating func sent(key: String, seq: Int) {
         keyBySeq[seq] = key
+        everSent.insert(key)
     }
 
-    /// Forgets a request that could not be sent (or timed out); the order keeps its chain.
+    /// Forgets a request that could not be sent. A request that went out once (a retry of it
+    /// failing to go out again) stays pending: its answer may still come.
     public mutating func abandon(key: String) {
-        guard let request = pending.removeValue(forKey: key) else { return }
+        guard !everSent.contains(key), let request = pending.removeValue(forKey: key) else { return }
         if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
             orders[orderID] = nil
             byClOrdID[key] = nil
@@ -298,7 +301,10 @@ public struct FIXOrderRouter: Sendable {
         if execType == "I" { return statusReport(message) }
         let execID = message[17] ?? ""
         guard let clOrdID = message[11] else { return [.ignored("execution report \(execID) without ClOrdID")] }
-        guard let orderID = resolve(clOrdID) ?? message[41].flatMap(resolve) else {
+        // A fill for an order this router does not know (after a restart, say) still goes to the
+        // runtime under the ClOrdID chain's root: the runtime decides, and records a refusal.
+        let known = resolve(clOrdID) ?? message[41].flatMap(resolve)
+        guard let orderID = known ?? (execType == "F" ? Self.root(of: clOrdID) : nil) else {
             return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
         }
         if !seenExecIDs.insert(execID).inserted { return [.duplicate(ExecutionID(execID))] }
@@ -348,13 +354,15 @@ public struct FIXOrderRouter: Sendable {
                 }
             }
         case "F": // Trade
-            guard let order = orders[orderID] else { return [.ignored("fill \(execID) for unknown order")] }
+            guard let side = message[54].flatMap(Self.side(code:)) ?? orders[orderID]?.side,
+                  let symbol = message[55].map({ Symbol($0) }) ?? orders[orderID]?.symbol else {
+                return [.ignored("fill \(execID) without a valid Side/Symbol")]
+            }
             guard let lastQty = message[32].flatMap({ Quantity($0) }), let lastPx = message[31].flatMap({ Price($0) }) else {
                 return [.ignored("fill \(execID) with malformed LastQty/LastPx \(message[32] ?? "-")/\(message[31] ?? "-")")]
             }
-            let side = message[54].flatMap(Self.side(code:)) ?? order.side
             let report = ExecutionReport(
-                executionID: ExecutionID(execID), orderID: orderID, symbol: Symbol(message[55] ?? order.symbol.name), side: side,
+                executionID: ExecutionID(execID), orderID: orderID, symbol: symbol, side: side,
                 lastQuantity: lastQty, lastPrice: lastPx,
                 cumulativeQuantity: message[14].flatMap { Quantity($0) }, leavesQuantity: message[151].flatMap { Quantity($0) },
                 transactTime: message[60].flatMap(FIXTimestamp.parse), commission: message[12].flatMap { Money($0) } ?? .zero)

@@ -35,7 +35,7 @@ struct Harness {
 
     /// Fails the test if QuickFIX rejected anything we sent (its data-dictionary validation).
     func expectNoRejectsFromPeer(sourceLocation: SourceLocation = #_sourceLocation) {
-        let rejects = peer.events.filter { $0.hasPrefix("reject") || $0.hasPrefix("app j") }
+        let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
         #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)", sourceLocation: sourceLocation)
     }
 }
@@ -190,5 +190,26 @@ struct BrokerIntegrationTests {
         #expect(before != after)
         second.expectNoRejectsFromPeer()
         await second.stop()
+    }
+}
+
+@Suite("QuickFIX's data-dictionary validation of what FillGuard sends", .serialized)
+struct PeerValidationTests {
+    @Test func anInvalidMessageIsRefusedByQuickFIXAndSeenAsASessionReject() async throws {
+        let harness = try await Harness.start()
+        // OrdType "Z" does not exist in FIX44.xml: QuickFIX must answer with a Reject (3),
+        // proving that the validation the other tests rely on is on.
+        let invalid = FIXMessage(msgType: "D", fields: [
+            FIXField(11, "BAD1"), FIXField(55, "GLD"), FIXField(54, "1"), FIXField(60, FIXTimestamp.format(epochNanoseconds: 0)),
+            FIXField(38, "10"), FIXField(40, "Z"),
+        ])
+        let seq = try await harness.broker.sendUnchecked(invalid)
+        let reject = try await harness.peer.waitFor { $0.hasPrefix("EVENT sent-reject refseq=\(seq) ") }
+        #expect(reject.contains("reason=5"))
+        #expect(reject.contains("tag=40"))
+        try await harness.broker.waitUntil { $0.rejectsReceived == 1 }
+        // The session survives the reject.
+        try await harness.broker.submit(NewOrderRequest(orderID: "OK1", symbol: "GLD", side: .buy, type: .market, quantity: 1, timeInForce: .day))
+        await harness.stop()
     }
 }

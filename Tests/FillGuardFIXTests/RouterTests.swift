@@ -196,3 +196,37 @@ struct RouterTests {
         #expect(unknownOrder?.orderID == "O7")
     }
 }
+
+@Suite("FIX order routing edge cases")
+struct RouterEdgeTests {
+    let buy = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .market, quantity: 10, timeInForce: .day)
+
+    @Test func fillForAnUnknownOrderGoesToTheRuntimeUnderItsRoot() {
+        var router = FIXOrderRouter()
+        let outputs = router.received(fill("P9-sl4~2", execID: "F1", last: "5", price: "245", cum: "5", leaves: "5"))
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("no event: \(outputs)"); return }
+        #expect(execution.orderID == "P9-sl4")
+        #expect(execution.symbol == "GLD" && execution.side == .buy)
+        // Other reports for unknown orders are only logged.
+        guard case .ignored? = router.received(report("ZZ", execType: "4", execID: "X9", ordStatus: "4")).first else {
+            Issue.record("expected ignored")
+            return
+        }
+    }
+
+    @Test func aRequestThatWentOutIsNeverAbandoned() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        router.sent(key: "O1", seq: 3)
+        // A retry that cannot go out (disconnected) must not forget the order: its ack may come.
+        router.abandon(key: "O1")
+        #expect(router.received(report("O1", execType: "0", execID: "X1")) == [.completed(key: "O1", error: nil)])
+        // One that never went out is forgotten.
+        var other = buy
+        other.orderID = "O2"
+        _ = router.submit(other, transactTime: 0)
+        router.abandon(key: "O2")
+        #expect(router.pendingCount == 0)
+        #expect(router.currentClOrdID(of: "O2") == nil)
+    }
+}

@@ -136,8 +136,18 @@ class Exchange : public FIX::Application {
   void toAdmin(FIX::Message& message, const FIX::SessionID&) override {
     const std::string type = message.getHeader().getField(FIX::FIELD::MsgType);
     if (type == "2") say("EVENT sent-resend-request " + message.getField(7) + " " + message.getField(16));
+    if (type == "3") {  // QuickFIX refused one of FillGuard's messages (data dictionary or session rules)
+      std::string reason = message.isSetField(373) ? message.getField(373) : "";
+      std::string tag = message.isSetField(371) ? message.getField(371) : "";
+      std::string text = message.isSetField(58) ? message.getField(58) : "";
+      say("EVENT sent-reject refseq=" + message.getField(45) + " reason=" + reason + " tag=" + tag + " text=" + text);
+    }
+    if (type == "5") say("EVENT sent-logout " + (message.isSetField(58) ? message.getField(58) : std::string()));
   }
-  void toApp(FIX::Message&, const FIX::SessionID&) EXCEPT(FIX::DoNotSend) override {}
+  void toApp(FIX::Message& message, const FIX::SessionID&) EXCEPT(FIX::DoNotSend) override {
+    const std::string type = message.getHeader().getField(FIX::FIELD::MsgType);
+    if (type == "j") say("EVENT sent-business-reject " + (message.isSetField(58) ? message.getField(58) : std::string()));
+  }
   void fromAdmin(const FIX::Message& message, const FIX::SessionID&)
       EXCEPT(FIX::FieldNotFound, FIX::IncorrectDataFormat, FIX::IncorrectTagValue, FIX::RejectLogon) override {
     const std::string type = message.getHeader().getField(FIX::FIELD::MsgType);
