@@ -131,16 +131,30 @@ public struct FIXOrderRouter: Sendable {
 
     // MARK: Requests
 
-    /// Plans a NewOrderSingle (D). A repeat of an order still in flight is resent with
-    /// PossResend=Y under the same ClOrdID; a repeat of an acknowledged order succeeds at once.
+    /// Plans a NewOrderSingle (D). A submit of an order the router already has means "this order,
+    /// at this size": the same request still in flight is resent with PossResend=Y under the same
+    /// ClOrdID; one already acknowledged at that size succeeds at once, at another size it becomes
+    /// a replace (G) to the requested total; a different size while the first submit is unanswered
+    /// is refused as transient (retry once it is answered).
     public mutating func submit(_ request: NewOrderRequest, transactTime: Int64) -> Plan {
         if let existing = orders[request.orderID] {
+            guard existing.symbol == request.symbol, existing.side == request.side, existing.type == request.type else {
+                return .failed(BrokerError(.permanent, "order \(request.orderID) exists with another symbol, side or type"))
+            }
             if let pendingRequest = pending[request.orderID.rawValue], pendingRequest.kind == .submit {
+                guard existing.quantity == request.quantity else {
+                    return .failed(BrokerError(.transient, "order \(request.orderID): first submit still unanswered"))
+                }
                 var again = pendingRequest.message
                 again[97] = "Y"
                 return .send(again, key: request.orderID.rawValue)
             }
-            if existing.acknowledged || existing.done { return .succeeded }
+            if existing.quantity == request.quantity, existing.acknowledged || existing.done { return .succeeded }
+            if existing.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
+            if existing.acknowledged {
+                return modify(ModifyOrderRequest(orderID: request.orderID, symbol: request.symbol, newQuantity: request.quantity),
+                              transactTime: transactTime)
+            }
         }
         guard request.quantity.isPositive, request.quantity.isWithinRange else {
             return .failed(BrokerError(.permanent, "order \(request.orderID): quantity \(request.quantity) is not positive"))

@@ -230,3 +230,37 @@ struct RouterEdgeTests {
         #expect(router.currentClOrdID(of: "O2") == nil)
     }
 }
+
+@Suite("FIX order routing: a submit repeated at another size")
+struct RouterResubmitTests {
+    let stop = NewOrderRequest(orderID: "S1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 50, timeInForce: .day)
+
+    @Test func resubmitAtAnotherSizeWhileUnansweredIsTransient() {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        router.sent(key: "S1", seq: 2)
+        var bigger = stop
+        bigger.quantity = 850
+        #expect(router.submit(bigger, transactTime: 0) == .failed(BrokerError(.transient, "order S1: first submit still unanswered")))
+        // The same size is a PossResend of the same message.
+        guard case .send(let again, "S1") = router.submit(stop, transactTime: 0) else { Issue.record("expected a resend"); return }
+        #expect(again[97] == "Y" && again[38] == "50")
+    }
+
+    @Test func resubmitAtAnotherSizeAfterTheAckIsAReplace() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(report("S1", execType: "0", execID: "X1"))
+        #expect(router.submit(stop, transactTime: 0) == .succeeded)
+        var bigger = stop
+        bigger.quantity = 850
+        let replace = try #require(sentMessage(router.submit(bigger, transactTime: 0)))
+        #expect(replace.msgType == "G" && replace[41] == "S1" && replace[11] == "S1~1" && replace[38] == "850")
+        _ = router.received(report("S1~1", execType: "5", execID: "X2"))
+        #expect(router.submit(bigger, transactTime: 0) == .succeeded)
+        var otherType = bigger
+        otherType.type = .market
+        guard case .failed(let error) = router.submit(otherType, transactTime: 0) else { Issue.record("expected a refusal"); return }
+        #expect(error.kind == .permanent)
+    }
+}
