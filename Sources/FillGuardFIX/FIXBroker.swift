@@ -77,6 +77,8 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var rejectsSent = 0
     /// Session Rejects (3) of our messages received from the counterparty.
     public var rejectsReceived = 0
+    /// Requests that got no answer within the request timeout.
+    public var requestTimeouts = 0
     /// Messages ignored (garbled, duplicates by sequence number, unknown orders).
     public var ignored = 0
     /// The last reason the session closed.
@@ -471,6 +473,8 @@ final class FIXBrokerCore: @unchecked Sendable {
             guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
             list.remove(at: index)
             self.waiters[key] = list.isEmpty ? nil : list
+            self.statistics.requestTimeouts += 1
+            self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
             promise.fail(BrokerError(.transient, "no answer to \(key) in \(timeout / 1_000_000) ms"))
         }
         return promise.futureResult

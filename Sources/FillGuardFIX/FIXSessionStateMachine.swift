@@ -344,6 +344,12 @@ public struct FIXSessionStateMachine: Sendable {
                 return logoutReceived(message, now: now)
             }
             if seq > nextTargetSeqNum {
+                if message.msgType == FIXMsgType.resendRequest {
+                    // Served at once even ahead of a gap (as QuickFIX does): when both sides ask
+                    // for a resend, queueing it would deadlock, since the counterparty's own resend
+                    // gap-fills over this very request.
+                    return resendRequested(message, seq: seq, now: now) + requestResend(upTo: seq, now: now)
+                }
                 queued[seq] = message
                 return requestResend(upTo: seq, now: now)
             }
@@ -373,11 +379,7 @@ public struct FIXSessionStateMachine: Sendable {
             return [sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.heartbeat,
                                          fields: [FIXField(112, message[112] ?? "")]), now: now)]
         case FIXMsgType.resendRequest:
-            guard let begin = message.int(7), let end = message.int(16), begin >= 1 else {
-                return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 7, text: "bad BeginSeqNo/EndSeqNo", now: now)]
-            }
-            let through = end == 0 ? nextSenderSeqNum - 1 : min(end, nextSenderSeqNum - 1)
-            return [.resend(from: begin, through: max(through, begin - 1))]
+            return resendRequested(message, seq: seq, now: now)
         case FIXMsgType.sequenceReset:
             guard let newSeqNo = message.int(36) else {
                 return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 36, text: "NewSeqNo missing", now: now)]
@@ -396,6 +398,14 @@ public struct FIXSessionStateMachine: Sendable {
             // Application messages and session Rejects about our messages go to the application.
             return [.deliver(message)]
         }
+    }
+
+    private mutating func resendRequested(_ message: FIXMessage, seq: Int, now: Int64) -> [FIXSessionAction] {
+        guard let begin = message.int(7), let end = message.int(16), begin >= 1 else {
+            return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 7, text: "bad BeginSeqNo/EndSeqNo", now: now)]
+        }
+        let through = end == 0 ? nextSenderSeqNum - 1 : min(end, nextSenderSeqNum - 1)
+        return [.resend(from: begin, through: max(through, begin - 1))]
     }
 
     private mutating func logoutReceived(_ message: FIXMessage, now: Int64) -> [FIXSessionAction] {

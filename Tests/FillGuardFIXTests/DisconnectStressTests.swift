@@ -96,6 +96,8 @@ struct DisconnectStressTests {
         }
         #expect(await harness.broker.statistics.fillsDelivered == fills, "every fill exactly once")
         #expect(await harness.broker.statistics.disconnections >= 1)
+        let statistics = await harness.broker.statistics
+        #expect(statistics.requestTimeouts == 0, "every request answered after recovery: \(statistics)")
         #expect(await manager.invariantViolations().isEmpty)
         harness.expectNoRejectsFromPeer()
         feed.cancel()

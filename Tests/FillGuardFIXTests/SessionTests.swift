@@ -209,6 +209,21 @@ struct SessionTests {
         #expect(partial[0][34] == "2" && partial[0][36] == "5")
     }
 
+    @Test func resendRequestAheadOfAGapIsServedAtOnce() throws {
+        var machine = loggedOn()
+        // Both sides lost messages: theirs arrive with a gap, and their ResendRequest is among
+        // them. Queueing it would deadlock (their resend gap-fills over it), so it is served now.
+        let actions = machine.received(peer("2", 5, [FIXField(7, "1"), FIXField(16, "0")]), now: 1)
+        #expect(actions.first == .resend(from: 1, through: 1))
+        let ours = try #require(sent(actions).first)
+        #expect(ours.msgType == "2" && ours[7] == "2")
+        // Their resend gap-fills 2...5 (including the ResendRequest itself): nothing is replayed.
+        let fill = machine.received(peer("4", 2, [FIXField(123, "Y"), FIXField(36, "6")], possDup: true), now: 2)
+        #expect(fill.isEmpty)
+        #expect(machine.nextTargetSeqNum == 6)
+        #expect(!machine.isResending)
+    }
+
     @Test func sequenceResetInResetMode() {
         var machine = loggedOn()
         #expect(machine.received(peer("4", 99, [FIXField(36, "10")]), now: 1).isEmpty)
