@@ -53,7 +53,7 @@ struct DisconnectStressTests {
             }
         }
         var fills = commands.count
-        try await run(shuffled(commands, &random), with: &random, drops: 4, on: harness)
+        try await run(shuffled(commands, &random), with: &random, drops: max(4, commands.count / 20), on: harness)
         try await harness.broker.waitUntil { [fills] in $0.fillsDelivered >= fills }
         for (id, size) in sizes {
             _ = try await settle(manager, id) { position in
@@ -73,7 +73,7 @@ struct DisconnectStressTests {
             expected[id] = size - piece
         }
         fills += commands.count
-        try await run(shuffled(commands, &random), with: &random, drops: 3, on: harness)
+        try await run(shuffled(commands, &random), with: &random, drops: max(3, commands.count / 20), on: harness)
         try await harness.broker.waitUntil { [fills] in $0.fillsDelivered >= fills }
         for (id, size) in expected {
             _ = try await settle(manager, id) { position in

@@ -22,6 +22,10 @@
 #define EXCEPT(...) throw(__VA_ARGS__)
 #endif
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -391,6 +395,24 @@ class Exchange : public FIX::Application {
   }
 };
 
+int listenPort = 0;
+
+// Cuts every accepted FIX connection as a network failure would. Session::disconnect() from this
+// thread races QuickFIX's socket thread (seen crashing under load), so the socket is shut down
+// instead and QuickFIX notices the failure on its own thread.
+int dropConnections() {
+  int dropped = 0;
+  for (int fd = 3; fd < 65536; ++fd) {
+    sockaddr_in local{}, remote{};
+    socklen_t localLength = sizeof(local), remoteLength = sizeof(remote);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLength) != 0) continue;
+    if (local.sin_family != AF_INET || ntohs(local.sin_port) != listenPort) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &remoteLength) != 0) continue;
+    if (shutdown(fd, SHUT_RDWR) == 0) ++dropped;
+  }
+  return dropped;
+}
+
 std::vector<std::string> words(const std::string& line) {
   std::istringstream stream(line);
   std::vector<std::string> out;
@@ -484,8 +506,7 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
   }
   FIX::Session* session = FIX::Session::lookupSession(id);
   if (verb == "drop") {
-    if (!session) return "ERR no session";
-    session->disconnect();
+    answer = "OK " + std::to_string(dropConnections());
   } else if (verb == "logout") {
     if (!session) return "ERR no session";
     session->logout("logout requested by the test");
@@ -552,6 +573,7 @@ int main(int argc, char** argv) {
     std::cerr << "fix-peer: no free port found" << std::endl;
     return 1;
   }
+  listenPort = port;
   FIX::SessionID id("FIX.4.4", sender, target);
   say("READY " + std::to_string(port));
   std::string line;
