@@ -121,7 +121,7 @@ struct DisconnectStressTests {
             if points.contains(index) {
                 let logons = await harness.broker.statistics.logons
                 try await harness.peer.command("drop")
-                try await harness.peer.command(command) // produced while FillGuard is away
+                try await harness.peer.command(command) // produced while the connection is going down
                 try await harness.broker.waitForLogons(logons + 1)
             } else {
                 try await harness.peer.command(command)

@@ -158,12 +158,17 @@ struct FillManagerOverFIXTests {
         try await manager.open(spec)
         await manager.waitUntilIdle()
         let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        // 20 partial fills of 50; the connection drops after the 7th. Fills 8-20 are produced while
-        // FillGuard is away and must come back through the resend after the reconnection.
-        var burst: [String] = (1...7).map { _ in "fill \(entry.id) 50 248" }
-        burst.append("drop")
-        burst += (8...20).map { _ in "fill \(entry.id) 50 248" }
-        for command in burst { try await harness.peer.command(command) }
+        // 20 partial fills of 50; the connection drops after the 7th. The exchange turns logons away
+        // for a while, so fills 8-20 are certainly produced while FillGuard is away: they must come
+        // back through the resend after the reconnection.
+        for _ in 1...7 { try await harness.peer.command("fill \(entry.id) 50 248") }
+        try await harness.peer.command("reject-logon on")
+        let mark = harness.peer.lines.count
+        try await harness.peer.command("drop")
+        try await harness.peer.waitFor(from: mark) { $0 == "EVENT logout" }
+        for _ in 8...20 { try await harness.peer.command("fill \(entry.id) 50 248") }
+        try await harness.peer.waitFor(from: mark) { $0 == "EVENT logon-rejected" }
+        try await harness.peer.command("reject-logon off")
         try await harness.broker.waitForLogons(2)
         let position = try await settle(manager, "P1") { position in
             position.netQuantity == 1000 && position.liveOrder(.stopLoss)?.openQuantity == 1000
@@ -171,7 +176,7 @@ struct FillManagerOverFIXTests {
         }
         #expect(position.netQuantity == 1000)
         #expect(await harness.broker.statistics.fillsDelivered == 20)
-        #expect(harness.peer.events.contains { $0.hasPrefix("resend-request") }, "FillGuard asked for the missed reports")
+        #expect(harness.peer.events.contains { $0.hasPrefix("resend-request") }, "FillGuard asked for the missed reports: \(harness.peer.events)")
         let orders = try await harness.peer.orders()
         let protective = orders.values.filter { $0.isLive }
         #expect(protective.count == 2)
