@@ -361,6 +361,14 @@ public struct FIXSessionStateMachine: Sendable {
                 logoutMessage.append(58, reason.description)
                 return [sendAdmin(logoutMessage, now: now), .close(reason)]
             }
+            if message.flag(43), message[122] == nil, message.msgType != FIXMsgType.sequenceReset {
+                // A possible duplicate must say when it was first sent (OrigSendingTime).
+                nextTargetSeqNum = seq + 1
+                var actions = [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 122,
+                                      text: "PossDupFlag=Y without OrigSendingTime", now: now)]
+                actions += drainQueue(now: now)
+                return actions
+            }
             var actions = process(message, now: now)
             actions += drainQueue(now: now)
             return actions

@@ -224,6 +224,18 @@ struct SessionTests {
         #expect(!machine.isResending)
     }
 
+    @Test func possDupWithoutOrigSendingTimeIsRejected() throws {
+        var machine = loggedOn()
+        let message = try FIXCodec.encode(FIXMessage(msgType: "8", fields: [
+            FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "2"), FIXField(43, "Y"), FIXField(52, "20240101-00:00:00.000"),
+        ] + execReport("E2")))
+        let actions = machine.received(message, now: 1)
+        let reject = try #require(sent(actions).first)
+        #expect(reject.msgType == "3" && reject[373] == "1" && reject[371] == "122")
+        #expect(delivered(actions).isEmpty)
+        #expect(machine.nextTargetSeqNum == 3)
+    }
+
     @Test func sequenceResetInResetMode() {
         var machine = loggedOn()
         #expect(machine.received(peer("4", 99, [FIXField(36, "10")]), now: 1).isEmpty)
