@@ -166,7 +166,7 @@ public enum FIXCodec {
             if FIXTag.dataLength[field.tag] == nil, field.value.utf8.contains(soh) { throw .separatorInValue(tag: field.tag) }
             if headerOrder.contains(field.tag) { header.append(field) } else { body.append(field) }
         }
-        header.sort { headerOrder.firstIndex(of: $0.tag)! < headerOrder.firstIndex(of: $1.tag)! }
+        header.sort { (headerOrder.firstIndex(of: $0.tag) ?? Int.max) < (headerOrder.firstIndex(of: $1.tag) ?? Int.max) }
         if message.beginString.isEmpty || message.beginString.utf8.contains(soh) { throw .emptyValue(tag: 8) }
         if message.msgType.isEmpty || message.msgType.utf8.contains(soh) { throw .emptyValue(tag: 35) }
         var inner: [UInt8] = []

@@ -213,3 +213,36 @@ struct PeerValidationTests {
         await harness.stop()
     }
 }
+
+@Suite("FIXBroker with pending states and unsolicited ends", .serialized)
+struct PendingStatesIntegrationTests {
+    @Test func pendingNewReplaceCancelThenTheFinalAnswer() async throws {
+        let harness = try await Harness.start()
+        let broker = harness.broker
+        try await harness.peer.command("pending on")
+        let order = NewOrderRequest(orderID: "PN1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 30, timeInForce: .day)
+        try await broker.submit(order)
+        try await broker.modify(ModifyOrderRequest(orderID: "PN1", symbol: "GLD", newQuantity: 40))
+        try await broker.cancel(CancelOrderRequest(orderID: "PN1", symbol: "GLD"))
+        let orders = try await harness.peer.orders()
+        #expect(orders["PN1"]?.status == "4")
+        #expect(orders["PN1"]?.quantity == "40")
+        harness.expectNoRejectsFromPeer()
+        await harness.stop()
+    }
+
+    @Test func exchangeCancelIsAnOrderStatusEvent() async throws {
+        let harness = try await Harness.start()
+        let broker = harness.broker
+        var events = broker.events().makeAsyncIterator()
+        try await broker.submit(NewOrderRequest(orderID: "X1", symbol: "GLD", side: .buy, type: .limit(Price("240")!), quantity: 5,
+                                                timeInForce: .day))
+        try await harness.peer.command("cancel X1")
+        let event = await events.next()
+        #expect(event == .orderStatus(OrderStatusReport(orderID: "X1", symbol: "GLD", outcome: .cancelled, reason: "cancelled by the exchange")))
+        await #expect(throws: BrokerError(.tooLate, "order X1 is done")) {
+            try await broker.modify(ModifyOrderRequest(orderID: "X1", symbol: "GLD", newQuantity: 6))
+        }
+        await harness.stop()
+    }
+}
