@@ -367,6 +367,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                 continue
             }
             guard let frame else { break }
+            if logger.logLevel <= .trace { logger.trace("FIX in: \(Self.printable(frame))") }
             perform(session.received(frame, now: Self.now()))
         }
     }
@@ -497,6 +498,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                     do { try store.storeMessage(seq: seq, bytes: bytes) } catch { logger.error("FIX store: \(error)") }
                 }
                 if let decoded = try? FIXCodec.decode(bytes), decoded.msgType == FIXMsgType.reject { statistics.rejectsSent += 1 }
+                if logger.logLevel <= .trace { logger.trace("FIX out: \(Self.printable(bytes))") }
                 if let channel {
                     channel.write(ByteBuffer(bytes: bytes), promise: nil)
                     wrote = true
@@ -561,6 +563,11 @@ final class FIXBrokerCore: @unchecked Sendable {
         } catch {
             logger.error("FIX store: \(error)")
         }
+    }
+
+    /// A frame with SOH shown as "|", for logs.
+    static func printable(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes.map { $0 == 1 ? UInt8(ascii: "|") : $0 }, as: UTF8.self)
     }
 
     /// Wall-clock time, nanoseconds since the epoch (SendingTime and timers).

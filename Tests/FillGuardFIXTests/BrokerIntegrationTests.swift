@@ -171,6 +171,22 @@ struct BrokerIntegrationTests {
         await harness.stop()
     }
 
+    @Test func resetSeqNumFlagStartsANewSequenceWithQuickFIX() async throws {
+        let first = try await Harness.start()
+        try await first.broker.submit(limitBuy)
+        await first.broker.stop()
+        try await first.peer.waitFor { $0 == "EVENT logout" }
+        // A restart without a store: only ResetSeqNumFlag=Y makes QuickFIX accept MsgSeqNum 1 again.
+        let second = try await Harness.start(reset: true, peer: first.peer)
+        try await second.peer.waitFor { $0 == "EVENT logon 2" }
+        #expect(try await second.peer.command("seqnums") == "OK 2 2")
+        var another = limitBuy
+        another.orderID = "T2"
+        try await second.broker.submit(another)
+        second.expectNoRejectsFromPeer()
+        await second.stop()
+    }
+
     @Test func sequenceNumbersSurviveARestart() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-store-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
