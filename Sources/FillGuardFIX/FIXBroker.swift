@@ -324,7 +324,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                         return
                     }
                     self.channel = channel
-                    if self.configuration.session.resetSeqNumOnLogon {
+                    if self.session.resetsOnNextLogon {
                         do { try self.store.reset() } catch { self.logger.error("FIX store reset failed: \(error)") }
                     }
                     self.perform(self.session.connected(now: Self.now()))

@@ -8,7 +8,8 @@ public struct FIXSessionConfiguration: Sendable, Hashable {
     public var targetCompID: String
     /// HeartBtInt (108), seconds.
     public var heartbeatInterval: Int
-    /// Send ResetSeqNumFlag (141=Y) on Logon and start both sequences at 1.
+    /// Send ResetSeqNumFlag (141=Y) and start both sequences at 1 on the session's first Logon.
+    /// Reconnections after that keep the sequences, so the resend recovers what was missed.
     public var resetSeqNumOnLogon: Bool
     /// How long to wait for the Logon answer (and for a Logout answer), seconds.
     public var logonTimeout: Int
@@ -131,11 +132,17 @@ public struct FIXSessionStateMachine: Sendable {
     /// True while a ResendRequest of ours is outstanding.
     public var isResending: Bool { resendTarget != nil }
 
+    /// True when the next Logon resets both sequences (configured, and no Logon succeeded yet).
+    public var resetsOnNextLogon: Bool { configuration.resetSeqNumOnLogon && !hasLoggedOn }
+
+    private var hasLoggedOn = false
+
     // MARK: Events
 
     /// The TCP connection is up: send Logon.
     public mutating func connected(now: Int64) -> [FIXSessionAction] {
-        if configuration.resetSeqNumOnLogon {
+        let reset = resetsOnNextLogon
+        if reset {
             nextSenderSeqNum = 1
             nextTargetSeqNum = 1
         }
@@ -146,7 +153,7 @@ public struct FIXSessionStateMachine: Sendable {
         stateSince = now
         lastReceived = now
         var fields = [FIXField(98, "0"), FIXField(108, String(configuration.heartbeatInterval))]
-        if configuration.resetSeqNumOnLogon { fields.append(FIXField(141, "Y")) }
+        if reset { fields.append(FIXField(141, "Y")) }
         return [sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logon, fields: fields), now: now)]
     }
 
@@ -328,6 +335,7 @@ public struct FIXSessionStateMachine: Sendable {
                 return [.close(.sequenceTooLow(expected: nextTargetSeqNum, received: seq))]
             }
             state = .active
+            hasLoggedOn = true
             lastReceived = now
             var actions: [FIXSessionAction] = [.loggedOn]
             if seq > nextTargetSeqNum {

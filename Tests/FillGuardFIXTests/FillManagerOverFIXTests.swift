@@ -150,8 +150,10 @@ struct FillManagerOverFIXTests {
         await harness.stop()
     }
 
-    @Test func disconnectMidBurstLosesNoExecutionReport() async throws {
-        let harness = try await Harness.start()
+    @Test("disconnect mid-burst loses no execution report (with and without ResetSeqNumFlag on the first logon)",
+          arguments: [false, true])
+    func disconnectMidBurstLosesNoExecutionReport(reset: Bool) async throws {
+        let harness = try await Harness.start(reset: reset)
         let (manager, feed) = manager(over: harness)
         let spec = BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 1000, entryType: .limit(Price("248")!),
                                stopLoss: Price("245"), takeProfit: Price("250"))

@@ -71,6 +71,17 @@ struct SessionTests {
         #expect(machine.nextSenderSeqNum == 2)
     }
 
+    @Test func resetOnlyOnTheFirstLogonNotOnReconnections() throws {
+        var machine = loggedOn(reset: true)
+        _ = machine.received(peer("0", 2), now: 1)
+        #expect(!machine.resetsOnNextLogon)
+        machine.disconnected()
+        let logon = try #require(sent(machine.connected(now: 2)).first)
+        #expect(logon[141] == nil)
+        #expect(logon[34] == "2")
+        #expect(machine.nextTargetSeqNum == 3)
+    }
+
     @Test func logonWithoutResetKeepsStoredSequenceNumbers() throws {
         var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 50, nextTargetSeqNum: 70)
         let logon = try #require(sent(machine.connected(now: 0)).first)
