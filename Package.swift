@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FillGuard", targets: ["FillGuard"]),
         .library(name: "FillGuardSimulator", targets: ["FillGuardSimulator"]),
         .library(name: "FillGuardSQLite", targets: ["FillGuardSQLite"]),
+        .library(name: "FillGuardFIX", targets: ["FillGuardFIX"]),
         .executable(name: "fillguard", targets: ["fillguard"]),
     ],
     dependencies: [
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The rules: a pure, synchronous, deterministic state machine. No tasks, clocks or I/O.
@@ -61,6 +63,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // FIX 4.4: tag=value codec, pure session state machine, order mapping, and the Broker adapter.
+        .target(
+            name: "FillGuardFIX",
+            dependencies: [
+                "FillGuard", "FillGuardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
@@ -95,6 +108,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Traces"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FillGuardFIXTests",
+            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore"],
             swiftSettings: strict
         ),
     ]

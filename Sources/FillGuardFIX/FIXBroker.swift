@@ -1,0 +1,606 @@
+import FillGuard
+import FillGuardCore
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Everything a `FIXBroker` needs to know: where to connect, the session, the mapping, timing.
+public struct FIXBrokerConfiguration: Sendable {
+    /// The acceptor's host.
+    public var host: String
+    /// The acceptor's port.
+    public var port: Int
+    /// Session settings (CompIDs, heartbeat, ResetSeqNumFlag).
+    public var session: FIXSessionConfiguration
+    /// Order-mapping settings (account).
+    public var application: FIXApplicationConfiguration
+    /// Backoff between reconnection attempts.
+    public var reconnect: FIXReconnectPolicy
+    /// How long a request waits for its answer before failing as transient, nanoseconds.
+    public var requestTimeoutNanoseconds: Int64
+    /// What the connection can do; FIX has a native modify.
+    public var capabilities: BrokerCapabilities
+
+    /// A configuration; the request timeout defaults to 10 s.
+    public init(host: String, port: Int, session: FIXSessionConfiguration, application: FIXApplicationConfiguration = FIXApplicationConfiguration(),
+                reconnect: FIXReconnectPolicy = FIXReconnectPolicy(), requestTimeoutNanoseconds: Int64 = 10_000_000_000,
+                capabilities: BrokerCapabilities = BrokerCapabilities(nativeModify: true)) {
+        self.host = host
+        self.port = port
+        self.session = session
+        self.application = application
+        self.reconnect = reconnect
+        self.requestTimeoutNanoseconds = requestTimeoutNanoseconds
+        self.capabilities = capabilities
+    }
+}
+
+/// Why a `FIXBroker` could not start or answer.
+public enum FIXBrokerError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The TCP connection failed.
+    case connectionFailed(String)
+    /// The session did not come up (logon rejected, timeout, protocol error).
+    case sessionClosed(FIXSessionCloseReason)
+    /// The broker was stopped.
+    case stopped
+    /// A wait ran out of time.
+    case timedOut(String)
+
+    /// A readable reason.
+    public var description: String {
+        switch self {
+        case .connectionFailed(let text): return "connection failed: \(text)"
+        case .sessionClosed(let reason): return "session closed: \(reason)"
+        case .stopped: return "broker stopped"
+        case .timedOut(let what): return "timed out waiting for \(what)"
+        }
+    }
+}
+
+/// Counters a `FIXBroker` keeps, for monitoring and tests.
+public struct FIXBrokerStatistics: Sendable, Hashable {
+    /// Successful Logons (the first one and every reconnection).
+    public var logons = 0
+    /// Connections that ended while logged on or logging on.
+    public var disconnections = 0
+    /// Execution reports dropped as repeats of an ExecID.
+    public var duplicateReports = 0
+    /// Fills delivered to the runtime.
+    public var fillsDelivered = 0
+    /// Session Rejects (3) we sent for malformed messages.
+    public var rejectsSent = 0
+    /// Session Rejects (3) of our messages received from the counterparty.
+    public var rejectsReceived = 0
+    /// Requests that got no answer within the request timeout.
+    public var requestTimeouts = 0
+    /// Messages ignored (garbled, duplicates by sequence number, unknown orders).
+    public var ignored = 0
+    /// The last reason the session closed.
+    public var lastCloseReason: FIXSessionCloseReason?
+}
+
+/// A `Broker` over FIX 4.4 (initiator) on SwiftNIO: the session and order-routing state machines
+/// driven by one event loop, a session store for sequence numbers and resends, and reconnection
+/// with backoff. Requests return when the broker acknowledges them (ExecType New, Replaced,
+/// Canceled) and throw its refusals as `BrokerError`.
+public final class FIXBroker: Broker {
+    /// What the connection supports.
+    public let capabilities: BrokerCapabilities
+    private let core: FIXBrokerCore
+    private let stream: AsyncStream<BrokerEvent>
+
+    /// A broker that will connect on `start()`. `store` keeps sequence numbers across restarts.
+    public init(configuration: FIXBrokerConfiguration, store: FIXSessionStore = InMemoryFIXSessionStore(),
+                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "fillguard.fix")) {
+        let (stream, continuation) = AsyncStream.makeStream(of: BrokerEvent.self)
+        self.stream = stream
+        self.capabilities = configuration.capabilities
+        self.core = FIXBrokerCore(configuration: configuration, store: store, loop: group.next(), continuation: continuation, logger: logger)
+    }
+
+    /// Connects and logs on; returns once logged on. After that the broker reconnects by itself.
+    public func start() async throws(FIXBrokerError) {
+        try await bridge(core.loop.flatSubmit { self.core.start() }) { $0 as? FIXBrokerError ?? .connectionFailed("\($0)") }
+    }
+
+    /// Logs out, closes the connection, stops reconnecting and ends `events()`.
+    public func stop() async {
+        _ = try? await core.loop.flatSubmit { self.core.stop() }.get()
+    }
+
+    /// Places a new order (NewOrderSingle); returns on ExecType New (or an immediate fill).
+    public func submit(_ request: NewOrderRequest) async throws(BrokerError) {
+        _ = try await self.request(core.loop.flatSubmit { self.core.submit(request) })
+    }
+
+    /// Changes the order's total quantity (OrderCancelReplaceRequest); returns on ExecType Replaced.
+    public func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {
+        _ = try await self.request(core.loop.flatSubmit { self.core.modify(request) })
+    }
+
+    /// Cancels the order's remainder (OrderCancelRequest); returns on ExecType Canceled.
+    public func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
+        _ = try await self.request(core.loop.flatSubmit { self.core.cancel(request) })
+    }
+
+    /// The broker's fills and unsolicited order ends, deduplicated by ExecID, in sequence order.
+    public func events() -> AsyncStream<BrokerEvent> { stream }
+
+    /// Asks the broker for one order's state (OrderStatusRequest).
+    public func orderStatus(_ orderID: OrderID, symbol: Symbol? = nil, side: Side? = nil) async throws(BrokerError) -> FIXOrderStatus? {
+        try await request(core.loop.flatSubmit { self.core.status(orderID, symbol: symbol, side: side) }).first
+    }
+
+    /// Asks the broker for every order's state (OrderMassStatusRequest), for reconciliation.
+    public func massStatus() async throws(BrokerError) -> [FIXOrderStatus] {
+        try await request(core.loop.flatSubmit { self.core.massStatus() })
+    }
+
+    /// Counters so far.
+    public var statistics: FIXBrokerStatistics {
+        get async { (try? await core.loop.submit { self.core.statistics }.get()) ?? FIXBrokerStatistics() }
+    }
+
+    /// Waits until the session has logged on `count` times in all (reconnections included).
+    public func waitForLogons(_ count: Int, timeoutNanoseconds: Int64 = 30_000_000_000) async throws(FIXBrokerError) {
+        try await bridge(core.loop.flatSubmit { self.core.waitForLogons(count, timeoutNanoseconds: timeoutNanoseconds) }) {
+            $0 as? FIXBrokerError ?? .timedOut("logon")
+        }
+    }
+
+    /// Waits until the counters satisfy `predicate` (checked after every change).
+    public func waitUntil(timeoutNanoseconds: Int64 = 30_000_000_000,
+                          _ predicate: @escaping @Sendable (FIXBrokerStatistics) -> Bool) async throws(FIXBrokerError) {
+        try await bridge(core.loop.flatSubmit { self.core.waitUntil(predicate, timeoutNanoseconds: timeoutNanoseconds) }) {
+            $0 as? FIXBrokerError ?? .timedOut("statistics")
+        }
+    }
+
+    /// Drops the TCP connection without a Logout, as a network failure would (for tests and drills).
+    public func dropConnection() async {
+        _ = try? await core.loop.submit { self.core.dropConnection() }.get()
+    }
+
+    /// Sends `message` as it is (header added), bypassing the order mapping: for tests that need
+    /// the counterparty to refuse something. Returns its MsgSeqNum.
+    func sendUnchecked(_ message: FIXMessage) async throws(BrokerError) -> Int {
+        try await request(core.loop.flatSubmit { self.core.sendUnchecked(message) })
+    }
+
+    private func request<Value: Sendable>(_ future: EventLoopFuture<Value>) async throws(BrokerError) -> Value {
+        try await bridge(future) { $0 as? BrokerError ?? BrokerError(.transient, "\($0)") }
+    }
+
+    private func bridge<Value: Sendable, Failure: Error>(_ future: EventLoopFuture<Value>, _ map: (any Error) -> Failure) async throws(Failure) -> Value {
+        do {
+            return try await future.get()
+        } catch {
+            throw map(error)
+        }
+    }
+}
+
+/// The broker's state, confined to one event loop: every method runs on `loop`.
+final class FIXBrokerCore: @unchecked Sendable {
+    let loop: EventLoop
+    private let configuration: FIXBrokerConfiguration
+    private let store: FIXSessionStore
+    private let continuation: AsyncStream<BrokerEvent>.Continuation
+    private let logger: Logger
+    private var session: FIXSessionStateMachine
+    private var router: FIXOrderRouter
+    private var decoder = FIXFrameDecoder()
+    private var channel: Channel?
+    private var generation = 0
+    private var started = false
+    private var stopped = false
+    private var reconnectAttempt = 0
+    private var timer: RepeatedTask?
+    private var startPromise: EventLoopPromise<Void>?
+    private var stopPromise: EventLoopPromise<Void>?
+    private var waiters: [String: [EventLoopPromise<[FIXOrderStatus]>]] = [:]
+    private var collected: [String: [FIXOrderStatus]] = [:]
+    private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
+    private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
+    private(set) var statistics = FIXBrokerStatistics()
+
+    init(configuration: FIXBrokerConfiguration, store: FIXSessionStore, loop: EventLoop, continuation: AsyncStream<BrokerEvent>.Continuation,
+         logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.loop = loop
+        self.continuation = continuation
+        self.logger = logger
+        self.session = FIXSessionStateMachine(configuration: configuration.session, nextSenderSeqNum: store.nextSenderSeqNum,
+                                              nextTargetSeqNum: store.nextTargetSeqNum)
+        self.router = FIXOrderRouter(configuration: configuration.application)
+    }
+
+    // MARK: Lifecycle
+
+    func start() -> EventLoopFuture<Void> {
+        guard !stopped else { return loop.makeFailedFuture(FIXBrokerError.stopped) }
+        guard startPromise == nil, !started else { return loop.makeSucceededVoidFuture() }
+        let promise = loop.makePromise(of: Void.self)
+        startPromise = promise
+        timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
+            self.perform(self.session.tick(now: Self.now()))
+        }
+        connect()
+        return promise.futureResult
+    }
+
+    func stop() -> EventLoopFuture<Void> {
+        guard !stopped else { return stopPromise?.futureResult ?? loop.makeSucceededVoidFuture() }
+        stopped = true
+        let promise = loop.makePromise(of: Void.self)
+        stopPromise = promise
+        startPromise?.fail(FIXBrokerError.stopped)
+        startPromise = nil
+        if session.state == .active, channel != nil {
+            perform(session.logout(text: "stopping", now: Self.now()))
+            // The answer (or the logout timeout in tick) closes the channel; cap the wait.
+            loop.scheduleTask(in: .seconds(Int64(configuration.session.logonTimeout))) { [self] in self.channel?.close(promise: nil) }
+        } else {
+            channel?.close(promise: nil)
+        }
+        if channel == nil { finishStop() }
+        return promise.futureResult
+    }
+
+    private func finishStop() {
+        timer?.cancel()
+        timer = nil
+        for (_, promises) in waiters {
+            for promise in promises { promise.fail(BrokerError(.transient, "broker stopped")) }
+        }
+        waiters = [:]
+        for waiter in logonWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
+        logonWaiters = []
+        for waiter in statisticWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
+        statisticWaiters = []
+        continuation.finish()
+        stopPromise?.succeed()
+    }
+
+    func dropConnection() {
+        channel?.close(promise: nil)
+    }
+
+    func waitForLogons(_ count: Int, timeoutNanoseconds: Int64) -> EventLoopFuture<Void> {
+        if statistics.logons >= count { return loop.makeSucceededVoidFuture() }
+        if stopped { return loop.makeFailedFuture(FIXBrokerError.stopped) }
+        let promise = loop.makePromise(of: Void.self)
+        logonWaiters.append((count, promise))
+        loop.scheduleTask(in: .nanoseconds(timeoutNanoseconds)) {
+            promise.fail(FIXBrokerError.timedOut("\(count) logons"))
+        }
+        return promise.futureResult
+    }
+
+    func waitUntil(_ predicate: @escaping @Sendable (FIXBrokerStatistics) -> Bool, timeoutNanoseconds: Int64) -> EventLoopFuture<Void> {
+        if predicate(statistics) { return loop.makeSucceededVoidFuture() }
+        let promise = loop.makePromise(of: Void.self)
+        statisticWaiters.append((predicate, promise))
+        loop.scheduleTask(in: .nanoseconds(timeoutNanoseconds)) {
+            promise.fail(FIXBrokerError.timedOut("statistics: \(self.statistics)"))
+        }
+        return promise.futureResult
+    }
+
+    private func checkStatisticWaiters() {
+        guard !statisticWaiters.isEmpty else { return }
+        let current = statistics
+        let reached = statisticWaiters.filter { $0.predicate(current) }
+        statisticWaiters.removeAll { $0.predicate(current) }
+        for waiter in reached { waiter.promise.succeed() }
+    }
+
+    private func connect() {
+        guard !stopped else { return }
+        generation += 1
+        let current = generation
+        decoder = FIXFrameDecoder()
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FIXChannelHandler(core: self, generation: current))
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    guard current == self.generation, !self.stopped else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    self.channel = channel
+                    if self.session.resetsOnNextLogon {
+                        do { try self.store.reset() } catch { self.logger.error("FIX store reset failed: \(error)") }
+                    }
+                    self.perform(self.session.connected(now: Self.now()))
+                case .failure(let error):
+                    self.logger.info("FIX connect to \(self.configuration.host):\(self.configuration.port) failed: \(error)")
+                    if let promise = self.startPromise {
+                        self.startPromise = nil
+                        self.stopped = true
+                        self.timer?.cancel()
+                        promise.fail(FIXBrokerError.connectionFailed("\(error)"))
+                    } else {
+                        self.scheduleReconnect()
+                    }
+                }
+            }
+    }
+
+    private func scheduleReconnect() {
+        guard !stopped else { return }
+        reconnectAttempt += 1
+        guard let delay = configuration.reconnect.delay(attempt: reconnectAttempt, jitter: UInt8.random(in: 0...255)) else {
+            logger.error("FIX reconnect attempts used up")
+            return
+        }
+        loop.scheduleTask(in: .nanoseconds(delay)) { [self] in self.connect() }
+    }
+
+    // MARK: Channel events
+
+    func received(_ bytes: [UInt8], generation: Int) {
+        guard generation == self.generation else { return }
+        decoder.append(bytes)
+        while true {
+            let frame: [UInt8]?
+            do {
+                frame = try decoder.next()
+            } catch {
+                statistics.ignored += 1
+                logger.warning("FIX garbled input dropped: \(error)")
+                continue
+            }
+            guard let frame else { break }
+            if logger.logLevel <= .trace { logger.trace("FIX in: \(Self.printable(frame))") }
+            perform(session.received(frame, now: Self.now()))
+        }
+    }
+
+    func closed(generation: Int) {
+        guard generation == self.generation else { return }
+        let wasUp = session.state != .disconnected || channel != nil
+        channel = nil
+        session.disconnected()
+        persistSequenceNumbers()
+        if wasUp { statistics.disconnections += 1 }
+        checkStatisticWaiters()
+        if stopped {
+            finishStop()
+            return
+        }
+        if let promise = startPromise {
+            // The first logon failed: report why and do not keep trying.
+            startPromise = nil
+            stopped = true
+            timer?.cancel()
+            promise.fail(FIXBrokerError.sessionClosed(statistics.lastCloseReason ?? .protocolViolation("connection closed before logon")))
+            return
+        }
+        scheduleReconnect()
+    }
+
+    // MARK: Requests
+
+    func submit(_ request: NewOrderRequest) -> EventLoopFuture<[FIXOrderStatus]> {
+        dispatch(router.submit(request, transactTime: Self.now()))
+    }
+
+    func modify(_ request: ModifyOrderRequest) -> EventLoopFuture<[FIXOrderStatus]> {
+        guard session.state == .active else { return notLoggedOn() }
+        return dispatch(router.modify(request, transactTime: Self.now()))
+    }
+
+    func cancel(_ request: CancelOrderRequest) -> EventLoopFuture<[FIXOrderStatus]> {
+        guard session.state == .active else { return notLoggedOn() }
+        return dispatch(router.cancel(request, transactTime: Self.now()))
+    }
+
+    func status(_ orderID: OrderID, symbol: Symbol?, side: Side?) -> EventLoopFuture<[FIXOrderStatus]> {
+        guard session.state == .active else { return notLoggedOn() }
+        return dispatch(router.statusRequest(orderID, symbol: symbol, side: side))
+    }
+
+    func massStatus() -> EventLoopFuture<[FIXOrderStatus]> {
+        guard session.state == .active else { return notLoggedOn() }
+        return dispatch(router.massStatusRequest())
+    }
+
+    func sendUnchecked(_ message: FIXMessage) -> EventLoopFuture<Int> {
+        do {
+            let actions = try session.send(message, now: Self.now())
+            perform(actions)
+            for case .send(let seq, _, _) in actions { return loop.makeSucceededFuture(seq) }
+            return loop.makeFailedFuture(BrokerError(.permanent, "nothing sent"))
+        } catch {
+            return loop.makeFailedFuture(BrokerError(.transient, error.description))
+        }
+    }
+
+    private func notLoggedOn() -> EventLoopFuture<[FIXOrderStatus]> {
+        loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on"))
+    }
+
+    private func dispatch(_ plan: FIXOrderRouter.Plan) -> EventLoopFuture<[FIXOrderStatus]> {
+        switch plan {
+        case .succeeded:
+            return loop.makeSucceededFuture([])
+        case .failed(let error):
+            return loop.makeFailedFuture(error)
+        case .wait(let key):
+            return addWaiter(key)
+        case .send(let message, let key):
+            guard session.state == .active else {
+                router.abandon(key: key)
+                return notLoggedOn()
+            }
+            let actions: [FIXSessionAction]
+            do {
+                actions = try session.send(message, now: Self.now())
+            } catch {
+                router.abandon(key: key)
+                switch error {
+                case .notLoggedOn: return notLoggedOn()
+                case .encoding(let failure): return loop.makeFailedFuture(BrokerError(.permanent, "cannot encode: \(failure)"))
+                }
+            }
+            for case .send(let seq, _, _) in actions { router.sent(key: key, seq: seq) }
+            let future = addWaiter(key)
+            perform(actions)
+            return future
+        }
+    }
+
+    private func addWaiter(_ key: String) -> EventLoopFuture<[FIXOrderStatus]> {
+        let promise = loop.makePromise(of: [FIXOrderStatus].self)
+        waiters[key, default: []].append(promise)
+        let timeout = configuration.requestTimeoutNanoseconds
+        loop.scheduleTask(in: .nanoseconds(timeout)) { [self] in
+            guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            list.remove(at: index)
+            self.waiters[key] = list.isEmpty ? nil : list
+            self.statistics.requestTimeouts += 1
+            self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
+            promise.fail(BrokerError(.transient, "no answer to \(key) in \(timeout / 1_000_000) ms"))
+        }
+        return promise.futureResult
+    }
+
+    private func resolve(_ key: String, _ result: Result<[FIXOrderStatus], BrokerError>) {
+        guard let promises = waiters.removeValue(forKey: key) else { return }
+        for promise in promises { promise.completeWith(result.mapError { $0 as any Error }) }
+    }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [FIXSessionAction]) {
+        guard !actions.isEmpty else { return }
+        var wrote = false
+        for action in actions {
+            switch action {
+            case .send(let seq, let bytes, let shouldStore):
+                if shouldStore {
+                    do { try store.storeMessage(seq: seq, bytes: bytes) } catch { logger.error("FIX store: \(error)") }
+                }
+                if let decoded = try? FIXCodec.decode(bytes), decoded.msgType == FIXMsgType.reject { statistics.rejectsSent += 1 }
+                if logger.logLevel <= .trace { logger.trace("FIX out: \(Self.printable(bytes))") }
+                if let channel {
+                    channel.write(ByteBuffer(bytes: bytes), promise: nil)
+                    wrote = true
+                }
+            case .resend(let from, let through):
+                let stored = from <= through ? store.messages(in: from...through) : [:]
+                perform(session.resend(stored: stored, from: from, through: through, now: Self.now()))
+            case .deliver(let message):
+                if message.msgType == FIXMsgType.reject { statistics.rejectsReceived += 1 }
+                handle(router.received(message))
+            case .loggedOn:
+                statistics.logons += 1
+                reconnectAttempt = 0
+                if let promise = startPromise {
+                    startPromise = nil
+                    started = true
+                    promise.succeed()
+                }
+                let reached = logonWaiters.filter { $0.count <= statistics.logons }
+                logonWaiters.removeAll { $0.count <= statistics.logons }
+                for waiter in reached { waiter.promise.succeed() }
+            case .close(let reason):
+                statistics.lastCloseReason = reason
+                logger.info("FIX session closing: \(reason)")
+                if wrote { channel?.flush() }
+                wrote = false
+                channel?.close(promise: nil)
+            case .ignored(let reason):
+                statistics.ignored += 1
+                logger.debug("FIX ignored: \(reason)")
+            }
+        }
+        if wrote { channel?.flush() }
+        persistSequenceNumbers()
+        checkStatisticWaiters()
+    }
+
+    private func handle(_ outputs: [FIXOrderRouter.Output]) {
+        for output in outputs {
+            switch output {
+            case .completed(let key, let error):
+                resolve(key, error.map { .failure($0) } ?? .success([]))
+            case .event(let event):
+                if case .execution = event { statistics.fillsDelivered += 1 }
+                continuation.yield(event)
+            case .status(let key, let status, let last):
+                if let status { collected[key, default: []].append(status) }
+                if last { resolve(key, .success(collected.removeValue(forKey: key) ?? [])) }
+            case .duplicate(let execID):
+                statistics.duplicateReports += 1
+                logger.debug("FIX duplicate execution report \(execID) dropped")
+            case .ignored(let reason):
+                statistics.ignored += 1
+                logger.debug("FIX: \(reason)")
+            }
+        }
+    }
+
+    private func persistSequenceNumbers() {
+        do {
+            try store.setSequenceNumbers(sender: session.nextSenderSeqNum, target: session.nextTargetSeqNum)
+        } catch {
+            logger.error("FIX store: \(error)")
+        }
+    }
+
+    /// A frame with SOH shown as "|", for logs.
+    static func printable(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes.map { $0 == 1 ? UInt8(ascii: "|") : $0 }, as: UTF8.self)
+    }
+
+    /// Wall-clock time, nanoseconds since the epoch (SendingTime and timers).
+    static func now() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+}
+
+/// Feeds a connection's bytes and its end to the broker core.
+final class FIXChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let core: FIXBrokerCore
+    private let generation: Int
+
+    init(core: FIXBrokerCore, generation: Int) {
+        self.core = core
+        self.generation = generation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if let bytes = buffer.readBytes(length: buffer.readableBytes) { core.received(bytes, generation: generation) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        core.closed(generation: generation)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,257 @@
+/// One tag=value field of a FIX message.
+public struct FIXField: Sendable, Hashable, CustomStringConvertible {
+    /// The field's tag number (positive).
+    public var tag: Int
+    /// The field's value, as sent on the wire (never empty, never containing SOH except in data fields).
+    public var value: String
+
+    /// A field from its tag and text value.
+    public init(_ tag: Int, _ value: String) {
+        self.tag = tag
+        self.value = value
+    }
+
+    /// "35=D".
+    public var description: String { "\(tag)=\(value)" }
+}
+
+/// A FIX message: its type and its fields in wire order, without BeginString (8), BodyLength (9),
+/// MsgType (35) and CheckSum (10), which the codec writes and checks itself.
+public struct FIXMessage: Sendable, Hashable, CustomStringConvertible {
+    /// BeginString (8), "FIX.4.4".
+    public var beginString: String
+    /// MsgType (35): "D", "8", "A"...
+    public var msgType: String
+    /// Every other field in wire order (standard header fields first when encoded).
+    public var fields: [FIXField]
+
+    /// A message of `msgType` with `fields`.
+    public init(beginString: String = FIXMessage.fix44, msgType: String, fields: [FIXField] = []) {
+        self.beginString = beginString
+        self.msgType = msgType
+        self.fields = fields
+    }
+
+    /// The FIX 4.4 BeginString.
+    public static let fix44 = "FIX.4.4"
+
+    /// The first value of `tag`, nil if absent.
+    public subscript(tag: Int) -> String? {
+        get { fields.first(where: { $0.tag == tag })?.value }
+        set {
+            if let index = fields.firstIndex(where: { $0.tag == tag }) {
+                if let newValue { fields[index].value = newValue } else { fields.remove(at: index) }
+            } else if let newValue {
+                fields.append(FIXField(tag, newValue))
+            }
+        }
+    }
+
+    /// The first value of `tag` as an integer, nil if absent or not an integer.
+    public func int(_ tag: Int) -> Int? { self[tag].flatMap { Int($0) } }
+
+    /// True when `tag` is present with value "Y".
+    public func flag(_ tag: Int) -> Bool { self[tag] == "Y" }
+
+    /// Appends a field.
+    public mutating func append(_ tag: Int, _ value: String) { fields.append(FIXField(tag, value)) }
+
+    /// The instances of the repeating group counted by `countTag`, each as its fields in order.
+    /// Uses `FIXGroupSpec.standard` to know which tags belong to the group.
+    public func groups(_ countTag: Int, spec: FIXGroupSpec = .standard) -> [[FIXField]] {
+        guard let members = spec.members[countTag], let start = fields.firstIndex(where: { $0.tag == countTag }) else { return [] }
+        var instances: [[FIXField]] = []
+        var index = start + 1
+        while index < fields.count, members.contains(fields[index].tag) {
+            if fields[index].tag == members.first { instances.append([]) }
+            if !instances.isEmpty { instances[instances.count - 1].append(fields[index]) }
+            index += 1
+        }
+        return instances
+    }
+
+    /// The message with SOH shown as "|", for logs and test failures.
+    public var description: String {
+        (["8=\(beginString)", "35=\(msgType)"] + fields.map(\.description)).joined(separator: "|")
+    }
+}
+
+/// Which tags make up each repeating group the codec knows, so repeated tags inside a group are
+/// not taken for duplicates. The first member of each group is its delimiter.
+public struct FIXGroupSpec: Sendable, Hashable {
+    /// Member tags by the group's count (NoXxx) tag; the first member starts each instance.
+    public var members: [Int: [Int]]
+
+    /// A group specification.
+    public init(members: [Int: [Int]]) { self.members = members }
+
+    /// The FIX 4.4 groups that session and order-routing messages use.
+    public static let standard = FIXGroupSpec(members: [
+        384: [372, 385],                     // NoMsgTypes (Logon)
+        453: [448, 447, 452],                // NoPartyIDs
+        136: [137, 138, 139, 891],           // NoMiscFees
+        382: [375, 337, 437, 438, 655],      // NoContraBrokers
+        454: [455, 456],                     // NoSecurityAltID
+        232: [233, 234],                     // NoStipulations
+        518: [519, 520, 521],                // NoContAmts
+        78: [79, 661, 736, 467, 80],         // NoAllocs
+    ])
+}
+
+/// Tag numbers used by FillGuard's FIX 4.4 messages.
+public enum FIXTag {
+    /// BeginString.
+    public static let beginString = 8
+    /// BodyLength.
+    public static let bodyLength = 9
+    /// CheckSum.
+    public static let checkSum = 10
+    /// MsgType.
+    public static let msgType = 35
+    /// MsgSeqNum.
+    public static let msgSeqNum = 34
+    /// SenderCompID.
+    public static let senderCompID = 49
+    /// TargetCompID.
+    public static let targetCompID = 56
+    /// SendingTime.
+    public static let sendingTime = 52
+    /// PossDupFlag.
+    public static let possDupFlag = 43
+    /// PossResend.
+    public static let possResend = 97
+    /// OrigSendingTime.
+    public static let origSendingTime = 122
+    /// EncryptMethod.
+    public static let encryptMethod = 98
+    /// HeartBtInt.
+    public static let heartBtInt = 108
+    /// ResetSeqNumFlag.
+    public static let resetSeqNumFlag = 141
+    /// TestReqID.
+    public static let testReqID = 112
+    /// BeginSeqNo.
+    public static let beginSeqNo = 7
+    /// EndSeqNo.
+    public static let endSeqNo = 16
+    /// NewSeqNo.
+    public static let newSeqNo = 36
+    /// GapFillFlag.
+    public static let gapFillFlag = 123
+    /// RefSeqNum.
+    public static let refSeqNum = 45
+    /// RefTagID.
+    public static let refTagID = 371
+    /// RefMsgType.
+    public static let refMsgType = 372
+    /// SessionRejectReason.
+    public static let sessionRejectReason = 373
+    /// Text.
+    public static let text = 58
+    /// Account.
+    public static let account = 1
+    /// AvgPx.
+    public static let avgPx = 6
+    /// ClOrdID.
+    public static let clOrdID = 11
+    /// Commission.
+    public static let commission = 12
+    /// CumQty.
+    public static let cumQty = 14
+    /// ExecID.
+    public static let execID = 17
+    /// HandlInst.
+    public static let handlInst = 21
+    /// LastPx.
+    public static let lastPx = 31
+    /// LastQty.
+    public static let lastQty = 32
+    /// OrderID (the broker's).
+    public static let orderID = 37
+    /// OrderQty.
+    public static let orderQty = 38
+    /// OrdStatus.
+    public static let ordStatus = 39
+    /// OrdType.
+    public static let ordType = 40
+    /// OrigClOrdID.
+    public static let origClOrdID = 41
+    /// Price.
+    public static let price = 44
+    /// Side.
+    public static let side = 54
+    /// Symbol.
+    public static let symbol = 55
+    /// TimeInForce.
+    public static let timeInForce = 59
+    /// TransactTime.
+    public static let transactTime = 60
+    /// StopPx.
+    public static let stopPx = 99
+    /// OrdRejReason.
+    public static let ordRejReason = 103
+    /// CxlRejReason.
+    public static let cxlRejReason = 102
+    /// ExecType.
+    public static let execType = 150
+    /// LeavesQty.
+    public static let leavesQty = 151
+    /// CxlRejResponseTo.
+    public static let cxlRejResponseTo = 434
+    /// MassStatusReqID.
+    public static let massStatusReqID = 584
+    /// MassStatusReqType.
+    public static let massStatusReqType = 585
+    /// TotNumReports.
+    public static let totNumReports = 911
+    /// LastRptRequested.
+    public static let lastRptRequested = 912
+    /// OrdStatusReqID.
+    public static let ordStatusReqID = 790
+    /// BusinessRejectReason.
+    public static let businessRejectReason = 380
+    /// BusinessRejectRefID.
+    public static let businessRejectRefID = 379
+
+    /// Standard header tags: written right after MsgType, in this order when present.
+    public static let header: [Int] = [49, 56, 115, 128, 90, 91, 50, 142, 57, 143, 116, 144, 129, 145, 34, 43, 97, 52, 122, 212, 213, 347, 369, 627]
+    /// Data fields and the length field that precedes each.
+    public static let dataLength: [Int: Int] = [89: 93, 91: 90, 96: 95, 213: 212, 349: 348, 351: 350, 355: 354, 357: 356, 359: 358]
+}
+
+/// FIX message types FillGuard sends or handles.
+public enum FIXMsgType {
+    /// Heartbeat (0).
+    public static let heartbeat = "0"
+    /// TestRequest (1).
+    public static let testRequest = "1"
+    /// ResendRequest (2).
+    public static let resendRequest = "2"
+    /// Reject (3).
+    public static let reject = "3"
+    /// SequenceReset (4).
+    public static let sequenceReset = "4"
+    /// Logout (5).
+    public static let logout = "5"
+    /// Logon (A).
+    public static let logon = "A"
+    /// ExecutionReport (8).
+    public static let executionReport = "8"
+    /// OrderCancelReject (9).
+    public static let orderCancelReject = "9"
+    /// NewOrderSingle (D).
+    public static let newOrderSingle = "D"
+    /// OrderCancelRequest (F).
+    public static let orderCancelRequest = "F"
+    /// OrderCancelReplaceRequest (G).
+    public static let orderCancelReplaceRequest = "G"
+    /// OrderStatusRequest (H).
+    public static let orderStatusRequest = "H"
+    /// OrderMassStatusRequest (AF).
+    public static let orderMassStatusRequest = "AF"
+    /// BusinessMessageReject (j).
+    public static let businessMessageReject = "j"
+
+    /// Session-level (administrative) message types.
+    public static let admin: Set<String> = ["0", "1", "2", "3", "4", "5", "A"]
+}

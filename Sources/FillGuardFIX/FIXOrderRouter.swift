@@ -1,0 +1,499 @@
+import FillGuard
+import FillGuardCore
+
+/// An order's state as the broker reports it in answer to OrderStatusRequest (H) or
+/// OrderMassStatusRequest (AF), for reconciliation after a restart.
+public struct FIXOrderStatus: Sendable, Hashable {
+    /// FillGuard's order id (the ClOrdID chain's root).
+    public var orderID: OrderID
+    /// The ClOrdID the broker knows the order by now.
+    public var clOrdID: String
+    /// The broker's order id (37).
+    public var brokerOrderID: String
+    /// The instrument.
+    public var symbol: Symbol
+    /// The order's side.
+    public var side: Side
+    /// OrdStatus (39) as sent: "0" new, "1" partially filled, "2" filled, "4" canceled, "8" rejected...
+    public var ordStatus: String
+    /// Filled so far.
+    public var cumulativeQuantity: Quantity
+    /// Still open.
+    public var leavesQuantity: Quantity
+    /// Average fill price, if any fill.
+    public var averagePrice: Price?
+
+    /// True when the order can no longer trade (filled, canceled, rejected, expired, done).
+    public var isTerminal: Bool { ["2", "3", "4", "8", "C"].contains(ordStatus) }
+
+    /// An order status.
+    public init(orderID: OrderID, clOrdID: String, brokerOrderID: String, symbol: Symbol, side: Side, ordStatus: String,
+                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?) {
+        self.orderID = orderID
+        self.clOrdID = clOrdID
+        self.brokerOrderID = brokerOrderID
+        self.symbol = symbol
+        self.side = side
+        self.ordStatus = ordStatus
+        self.cumulativeQuantity = cumulativeQuantity
+        self.leavesQuantity = leavesQuantity
+        self.averagePrice = averagePrice
+    }
+}
+
+/// Application-level settings of the FIX mapping.
+public struct FIXApplicationConfiguration: Sendable, Hashable {
+    /// Account (1) on every order, if the broker wants one.
+    public var account: String?
+
+    /// Application settings.
+    public init(account: String? = nil) { self.account = account }
+}
+
+/// The order-routing half of FIX as a pure state machine: turns FillGuard's requests into
+/// NewOrderSingle / OrderCancelRequest / OrderCancelReplaceRequest / OrderStatusRequest /
+/// OrderMassStatusRequest, and the broker's ExecutionReports, OrderCancelRejects and rejects into
+/// acknowledgements and `BrokerEvent`s. Keeps each order's ClOrdID chain (OrigClOrdID) and
+/// drops execution reports whose ExecID it has seen.
+public struct FIXOrderRouter: Sendable {
+    /// What a request resolves to.
+    public enum Plan: Sendable, Hashable {
+        /// Send this message; the answer will complete the request keyed `key`.
+        case send(FIXMessage, key: String)
+        /// The same request is already in flight: wait for `key`.
+        case wait(key: String)
+        /// Already done (an acknowledged order submitted again): succeed now.
+        case succeeded
+        /// Refused without sending.
+        case failed(BrokerError)
+    }
+
+    /// What a received message means.
+    public enum Output: Sendable, Hashable {
+        /// The request keyed `key` is acknowledged (nil) or refused.
+        case completed(key: String, error: BrokerError?)
+        /// A fill or an unsolicited order end for the runtime.
+        case event(BrokerEvent)
+        /// An order status answering the status request keyed `key`; `last` ends a mass status.
+        case status(key: String, FIXOrderStatus?, last: Bool)
+        /// A repeated ExecID: dropped.
+        case duplicate(ExecutionID)
+        /// Not for us, informational or malformed; the reason is for logs.
+        case ignored(String)
+    }
+
+    private struct Order: Sendable {
+        var symbol: Symbol
+        var side: Side
+        var type: OrderType
+        var timeInForce: TimeInForce
+        var quantity: Quantity
+        var clOrdID: String
+        var acknowledged: Bool
+        var requests: Int
+        var done: Bool
+        var brokerOrderID: String?
+    }
+
+    private enum RequestKind: Sendable, Hashable {
+        case submit
+        case modify(Quantity)
+        case cancel
+        case status
+        case massStatus
+    }
+
+    private struct Pending: Sendable {
+        var kind: RequestKind
+        var orderID: OrderID?
+        var message: FIXMessage
+    }
+
+    /// Application settings.
+    public let configuration: FIXApplicationConfiguration
+    private var orders: [OrderID: Order] = [:]
+    private var byClOrdID: [String: OrderID] = [:]
+    private var pending: [String: Pending] = [:]
+    private var keyBySeq: [Int: String] = [:]
+    private var seenExecIDs = Set<String>()
+    private var everSent = Set<String>()
+    private var statusCounter = 0
+
+    /// A router with no orders.
+    public init(configuration: FIXApplicationConfiguration = FIXApplicationConfiguration()) {
+        self.configuration = configuration
+    }
+
+    /// Requests sent and not yet answered.
+    public var pendingCount: Int { pending.count }
+    /// The ClOrdID the broker currently knows `orderID` by.
+    public func currentClOrdID(of orderID: OrderID) -> String? { orders[orderID]?.clOrdID }
+
+    // MARK: Requests
+
+    /// Plans a NewOrderSingle (D). A submit of an order the router already has means "this order,
+    /// at this size": the same request still in flight is resent with PossResend=Y under the same
+    /// ClOrdID; one already acknowledged at that size succeeds at once, at another size it becomes
+    /// a replace (G) to the requested total; a different size while the first submit is unanswered
+    /// is refused as transient (retry once it is answered).
+    public mutating func submit(_ request: NewOrderRequest, transactTime: Int64) -> Plan {
+        if let existing = orders[request.orderID] {
+            guard existing.symbol == request.symbol, existing.side == request.side, existing.type == request.type else {
+                return .failed(BrokerError(.permanent, "order \(request.orderID) exists with another symbol, side or type"))
+            }
+            if let pendingRequest = pending[request.orderID.rawValue], pendingRequest.kind == .submit {
+                guard existing.quantity == request.quantity else {
+                    return .failed(BrokerError(.transient, "order \(request.orderID): first submit still unanswered"))
+                }
+                var again = pendingRequest.message
+                again[97] = "Y"
+                return .send(again, key: request.orderID.rawValue)
+            }
+            if existing.quantity == request.quantity, existing.acknowledged || existing.done { return .succeeded }
+            if existing.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
+            if existing.acknowledged {
+                return modify(ModifyOrderRequest(orderID: request.orderID, symbol: request.symbol, newQuantity: request.quantity),
+                              transactTime: transactTime)
+            }
+        }
+        guard request.quantity.isPositive, request.quantity.isWithinRange else {
+            return .failed(BrokerError(.permanent, "order \(request.orderID): quantity \(request.quantity) is not positive"))
+        }
+        let clOrdID = request.orderID.rawValue
+        var message = FIXMessage(msgType: FIXMsgType.newOrderSingle)
+        message.append(11, clOrdID)
+        if let account = configuration.account { message.append(1, account) }
+        message.append(21, "1")
+        message.append(55, request.symbol.name)
+        message.append(54, Self.sideCode(request.side))
+        message.append(60, FIXTimestamp.format(epochNanoseconds: transactTime))
+        message.append(38, request.quantity.description)
+        Self.appendType(request.type, to: &message)
+        message.append(59, Self.timeInForceCode(request.timeInForce))
+        orders[request.orderID] = Order(symbol: request.symbol, side: request.side, type: request.type, timeInForce: request.timeInForce,
+                                        quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: 0, done: false, brokerOrderID: nil)
+        byClOrdID[clOrdID] = request.orderID
+        pending[clOrdID] = Pending(kind: .submit, orderID: request.orderID, message: message)
+        return .send(message, key: clOrdID)
+    }
+
+    /// Plans an OrderCancelReplaceRequest (G) to a new total quantity: a new ClOrdID chained to
+    /// the current one by OrigClOrdID.
+    public mutating func modify(_ request: ModifyOrderRequest, transactTime: Int64) -> Plan {
+        guard var order = orders[request.orderID] else {
+            return .failed(BrokerError(.permanent, "unknown order \(request.orderID)"))
+        }
+        guard request.newQuantity.isPositive, request.newQuantity.isWithinRange else {
+            return .failed(BrokerError(.permanent, "order \(request.orderID): quantity \(request.newQuantity) is not positive"))
+        }
+        if let (key, inFlight) = inFlight(for: request.orderID) {
+            if inFlight.kind == .modify(request.newQuantity) {
+                var again = inFlight.message
+                again[97] = "Y"
+                return .send(again, key: key)
+            }
+            return .failed(BrokerError(.transient, "order \(request.orderID) has a request in flight"))
+        }
+        if order.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
+        order.requests += 1
+        let clOrdID = "\(request.orderID.rawValue)~\(order.requests)"
+        var message = FIXMessage(msgType: FIXMsgType.orderCancelReplaceRequest)
+        if let brokerOrderID = order.brokerOrderID { message.append(37, brokerOrderID) }
+        message.append(41, order.clOrdID)
+        message.append(11, clOrdID)
+        if let account = configuration.account { message.append(1, account) }
+        message.append(21, "1")
+        message.append(55, order.symbol.name)
+        message.append(54, Self.sideCode(order.side))
+        message.append(60, FIXTimestamp.format(epochNanoseconds: transactTime))
+        message.append(38, request.newQuantity.description)
+        Self.appendType(order.type, to: &message)
+        message.append(59, Self.timeInForceCode(order.timeInForce))
+        orders[request.orderID] = order
+        byClOrdID[clOrdID] = request.orderID
+        pending[clOrdID] = Pending(kind: .modify(request.newQuantity), orderID: request.orderID, message: message)
+        return .send(message, key: clOrdID)
+    }
+
+    /// Plans an OrderCancelRequest (F): a new ClOrdID chained to the current one.
+    public mutating func cancel(_ request: CancelOrderRequest, transactTime: Int64) -> Plan {
+        guard var order = orders[request.orderID] else {
+            return .failed(BrokerError(.permanent, "unknown order \(request.orderID)"))
+        }
+        if let (key, inFlight) = inFlight(for: request.orderID) {
+            if inFlight.kind == .cancel {
+                var again = inFlight.message
+                again[97] = "Y"
+                return .send(again, key: key)
+            }
+            return .failed(BrokerError(.transient, "order \(request.orderID) has a request in flight"))
+        }
+        if order.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
+        order.requests += 1
+        let clOrdID = "\(request.orderID.rawValue)~\(order.requests)"
+        var message = FIXMessage(msgType: FIXMsgType.orderCancelRequest)
+        if let brokerOrderID = order.brokerOrderID { message.append(37, brokerOrderID) }
+        message.append(41, order.clOrdID)
+        message.append(11, clOrdID)
+        if let account = configuration.account { message.append(1, account) }
+        message.append(55, order.symbol.name)
+        message.append(54, Self.sideCode(order.side))
+        message.append(60, FIXTimestamp.format(epochNanoseconds: transactTime))
+        message.append(38, order.quantity.description)
+        orders[request.orderID] = order
+        byClOrdID[clOrdID] = request.orderID
+        pending[clOrdID] = Pending(kind: .cancel, orderID: request.orderID, message: message)
+        return .send(message, key: clOrdID)
+    }
+
+    /// Plans an OrderStatusRequest (H) for one order; `symbol` and `side` are needed only for an
+    /// order this router has not seen (after a restart).
+    public mutating func statusRequest(_ orderID: OrderID, symbol: Symbol? = nil, side: Side? = nil) -> Plan {
+        let known = orders[orderID]
+        guard let symbol = known?.symbol ?? symbol, let side = known?.side ?? side else {
+            return .failed(BrokerError(.permanent, "unknown order \(orderID): symbol and side needed"))
+        }
+        statusCounter += 1
+        let key = "S\(statusCounter)"
+        var message = FIXMessage(msgType: FIXMsgType.orderStatusRequest)
+        message.append(11, known?.clOrdID ?? orderID.rawValue)
+        message.append(790, key)
+        message.append(55, symbol.name)
+        message.append(54, Self.sideCode(side))
+        pending[key] = Pending(kind: .status, orderID: orderID, message: message)
+        return .send(message, key: key)
+    }
+
+    /// Plans an OrderMassStatusRequest (AF) for all orders (MassStatusReqType 7).
+    public mutating func massStatusRequest() -> Plan {
+        statusCounter += 1
+        let key = "M\(statusCounter)"
+        let message = FIXMessage(msgType: FIXMsgType.orderMassStatusRequest, fields: [FIXField(584, key), FIXField(585, "7")])
+        pending[key] = Pending(kind: .massStatus, orderID: nil, message: message)
+        return .send(message, key: key)
+    }
+
+    /// Records the MsgSeqNum a request went out with, so a session Reject (3) can name it.
+    public mutating func sent(key: String, seq: Int) {
+        keyBySeq[seq] = key
+        everSent.insert(key)
+    }
+
+    /// Forgets a request that could not be sent. A request that went out once (a retry of it
+    /// failing to go out again) stays pending: its answer may still come.
+    public mutating func abandon(key: String) {
+        guard !everSent.contains(key), let request = pending.removeValue(forKey: key) else { return }
+        if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
+            orders[orderID] = nil
+            byClOrdID[key] = nil
+        }
+    }
+
+    // MARK: Answers
+
+    /// Interprets an application message (or session Reject) from the broker.
+    public mutating func received(_ message: FIXMessage) -> [Output] {
+        switch message.msgType {
+        case FIXMsgType.executionReport: return executionReport(message)
+        case FIXMsgType.orderCancelReject: return cancelReject(message)
+        case FIXMsgType.reject:
+            guard let seq = message.int(45), let key = keyBySeq.removeValue(forKey: seq), pending[key] != nil else {
+                return [.ignored("session reject of message \(message[45] ?? "?"): \(message[58] ?? "")")]
+            }
+            return fail(key: key, BrokerError(.permanent, "session reject (\(message[373] ?? "?")): \(message[58] ?? "")"))
+        case FIXMsgType.businessMessageReject:
+            let key = message[379].flatMap { pending[$0] != nil ? $0 : nil } ?? message.int(45).flatMap { keyBySeq[$0] }
+            guard let key, pending[key] != nil else { return [.ignored("business reject: \(message[58] ?? "")")] }
+            return fail(key: key, BrokerError(.permanent, "business reject (\(message[380] ?? "?")): \(message[58] ?? "")"))
+        default:
+            return [.ignored("unsupported message type \(message.msgType)")]
+        }
+    }
+
+    private mutating func executionReport(_ message: FIXMessage) -> [Output] {
+        let execType = message[150] ?? ""
+        if execType == "I" { return statusReport(message) }
+        let execID = message[17] ?? ""
+        guard let clOrdID = message[11] else { return [.ignored("execution report \(execID) without ClOrdID")] }
+        // A fill for an order this router does not know (after a restart, say) still goes to the
+        // runtime under the ClOrdID chain's root: the runtime decides, and records a refusal.
+        let known = resolve(clOrdID) ?? message[41].flatMap(resolve)
+        guard let orderID = known ?? (execType == "F" ? Self.root(of: clOrdID) : nil) else {
+            return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
+        }
+        if !seenExecIDs.insert(execID).inserted { return [.duplicate(ExecutionID(execID))] }
+        if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
+        let text = message[58] ?? ""
+        var outputs: [Output] = []
+        switch execType {
+        case "0": // New
+            orders[orderID]?.acknowledged = true
+            outputs += complete(key: clOrdID, expecting: .submit)
+        case "5": // Replaced
+            if case .modify(let quantity)? = pending[clOrdID]?.kind {
+                orders[orderID]?.quantity = quantity
+            } else if let quantity = message[38].flatMap({ Quantity($0) }) {
+                orders[orderID]?.quantity = quantity
+            }
+            orders[orderID]?.clOrdID = clOrdID
+            orders[orderID]?.acknowledged = true
+            if pending[clOrdID] != nil { outputs += complete(key: clOrdID, expecting: nil) }
+            if message[39] == "2" { outputs += finish(orderID, reason: "filled") }
+        case "4": // Canceled
+            orders[orderID]?.clOrdID = clOrdID
+            if pending[clOrdID]?.kind == .cancel {
+                outputs += complete(key: clOrdID, expecting: .cancel)
+                outputs += finish(orderID, reason: "canceled")
+            } else {
+                outputs += finish(orderID, reason: "canceled")
+                if let order = orders[orderID] {
+                    outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .cancelled, reason: text))))
+                }
+            }
+        case "C": // Expired
+            outputs += finish(orderID, reason: "expired")
+            if let order = orders[orderID] {
+                outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .expired, reason: text))))
+            }
+        case "8": // Rejected
+            if pending[clOrdID]?.kind == .submit {
+                orders[orderID]?.done = true
+                outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
+            } else if pending[clOrdID] != nil {
+                outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "request rejected" : text))
+            } else {
+                outputs += finish(orderID, reason: "rejected")
+                if let order = orders[orderID] {
+                    outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .rejected, reason: text))))
+                }
+            }
+        case "F": // Trade
+            guard let side = message[54].flatMap(Self.side(code:)) ?? orders[orderID]?.side,
+                  let symbol = message[55].map({ Symbol($0) }) ?? orders[orderID]?.symbol else {
+                return [.ignored("fill \(execID) without a valid Side/Symbol")]
+            }
+            guard let lastQty = message[32].flatMap({ Quantity($0) }), let lastPx = message[31].flatMap({ Price($0) }) else {
+                return [.ignored("fill \(execID) with malformed LastQty/LastPx \(message[32] ?? "-")/\(message[31] ?? "-")")]
+            }
+            let report = ExecutionReport(
+                executionID: ExecutionID(execID), orderID: orderID, symbol: symbol, side: side,
+                lastQuantity: lastQty, lastPrice: lastPx,
+                cumulativeQuantity: message[14].flatMap { Quantity($0) }, leavesQuantity: message[151].flatMap { Quantity($0) },
+                transactTime: message[60].flatMap(FIXTimestamp.parse), commission: message[12].flatMap { Money($0) } ?? .zero)
+            orders[orderID]?.acknowledged = true
+            if pending[clOrdID]?.kind == .submit { outputs += complete(key: clOrdID, expecting: .submit) }
+            outputs.append(.event(.execution(report)))
+            if message[39] == "2" || report.leavesQuantity == .zero { orders[orderID]?.done = true }
+        case "A", "E", "6": // Pending New / Replace / Cancel: the answer comes later.
+            outputs.append(.ignored("pending (\(execType)) for \(clOrdID)"))
+        default:
+            outputs.append(.ignored("execution report type \(execType) for \(clOrdID)"))
+        }
+        return outputs
+    }
+
+    private mutating func statusReport(_ message: FIXMessage) -> [Output] {
+        let key = message[790] ?? message[584] ?? ""
+        guard let request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
+        let last = request.kind == .status || message[912] == "Y" || message[912] == nil
+        var status: FIXOrderStatus?
+        if message[911] != "0", let clOrdID = message[11], let orderID = resolve(clOrdID) ?? Self.root(of: clOrdID),
+           let side = message[54].flatMap(Self.side(code:)), let symbol = message[55], let status39 = message[39] {
+            status = FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: Symbol(symbol), side: side,
+                                    ordStatus: status39, cumulativeQuantity: message[14].flatMap { Quantity($0) } ?? .zero,
+                                    leavesQuantity: message[151].flatMap { Quantity($0) } ?? .zero,
+                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil })
+        }
+        if last { pending[key] = nil }
+        return [.status(key: key, status, last: last)]
+    }
+
+    private mutating func cancelReject(_ message: FIXMessage) -> [Output] {
+        guard let clOrdID = message[11], let request = pending[clOrdID] else {
+            return [.ignored("cancel reject for unknown request \(message[11] ?? "?")")]
+        }
+        let text = message[58] ?? ""
+        let terminal = ["2", "3", "4", "8", "C"].contains(message[39] ?? "")
+        if let orderID = request.orderID, terminal { orders[orderID]?.done = true }
+        let error: BrokerError
+        if message[102] == "0" || terminal {
+            error = BrokerError(.tooLate, text.isEmpty ? "too late to cancel" : text)
+        } else {
+            error = BrokerError(.permanent, text.isEmpty ? "cancel rejected (\(message[102] ?? "?"))" : text)
+        }
+        return fail(key: clOrdID, error)
+    }
+
+    /// Completes `key` successfully if it is pending (of the expected kind, when given).
+    private mutating func complete(key: String, expecting kind: RequestKind?) -> [Output] {
+        guard let request = pending[key], kind == nil || request.kind == kind else { return [] }
+        pending[key] = nil
+        return [.completed(key: key, error: nil)]
+    }
+
+    private mutating func fail(key: String, _ error: BrokerError) -> [Output] {
+        guard pending.removeValue(forKey: key) != nil else { return [] }
+        return [.completed(key: key, error: error)]
+    }
+
+    /// The order can trade no more: requests still in flight for it are too late.
+    private mutating func finish(_ orderID: OrderID, reason: String) -> [Output] {
+        orders[orderID]?.done = true
+        var outputs: [Output] = []
+        for (key, request) in pending where request.orderID == orderID && request.kind != .status {
+            outputs += fail(key: key, BrokerError(.tooLate, "order \(orderID) \(reason)"))
+        }
+        return outputs
+    }
+
+    private func inFlight(for orderID: OrderID) -> (String, Pending)? {
+        pending.first { $0.value.orderID == orderID && $0.value.kind != .status }.map { ($0.key, $0.value) }
+    }
+
+    private func resolve(_ clOrdID: String) -> OrderID? {
+        if let known = byClOrdID[clOrdID] { return known }
+        if let root = Self.root(of: clOrdID), orders[root] != nil { return root }
+        return nil
+    }
+
+    /// The FillGuard order id a ClOrdID of ours belongs to ("O7~2" -> "O7").
+    static func root(of clOrdID: String) -> OrderID? {
+        guard !clOrdID.isEmpty else { return nil }
+        if let tilde = clOrdID.lastIndex(of: "~"), Int(clOrdID[clOrdID.index(after: tilde)...]) != nil {
+            return OrderID(String(clOrdID[..<tilde]))
+        }
+        return OrderID(clOrdID)
+    }
+
+    // MARK: Codes
+
+    /// FIX Side (54) code.
+    public static func sideCode(_ side: Side) -> String { side == .buy ? "1" : "2" }
+    /// Side from a FIX Side (54) code; nil for codes FillGuard does not use.
+    public static func side(code: String) -> Side? { code == "1" ? .buy : code == "2" ? .sell : nil }
+    /// FIX TimeInForce (59) code.
+    public static func timeInForceCode(_ timeInForce: TimeInForce) -> String {
+        switch timeInForce {
+        case .day: return "0"
+        case .goodTillCancel: return "1"
+        case .immediateOrCancel: return "3"
+        }
+    }
+
+    static func appendType(_ type: OrderType, to message: inout FIXMessage) {
+        switch type {
+        case .market:
+            message.append(40, "1")
+        case .limit(let price):
+            message.append(40, "2")
+            message.append(44, price.description)
+        case .stop(let stop):
+            message.append(40, "3")
+            message.append(99, stop.description)
+        case .stopLimit(let stop, let limit):
+            message.append(40, "4")
+            message.append(44, limit.description)
+            message.append(99, stop.description)
+        }
+    }
+}

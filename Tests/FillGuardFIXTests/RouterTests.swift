@@ -1,0 +1,266 @@
+import FillGuard
+import FillGuardCore
+import Testing
+@testable import FillGuardFIX
+
+/// An ExecutionReport from the broker with the given fields on top of valid defaults.
+func report(_ clOrdID: String, execType: String, execID: String, ordStatus: String = "0", extra: [FIXField] = []) -> FIXMessage {
+    var message = FIXMessage(msgType: "8", fields: [
+        FIXField(37, "B-\(clOrdID)"), FIXField(11, clOrdID), FIXField(17, execID), FIXField(150, execType), FIXField(39, ordStatus),
+        FIXField(55, "GLD"), FIXField(54, "1"), FIXField(151, "100"), FIXField(14, "0"), FIXField(6, "0"),
+    ])
+    for field in extra { message[field.tag] = field.value }
+    return message
+}
+
+func fill(_ clOrdID: String, execID: String, last: String, price: String, cum: String, leaves: String, status: String = "1") -> FIXMessage {
+    report(clOrdID, execType: "F", execID: execID, ordStatus: status, extra: [
+        FIXField(32, last), FIXField(31, price), FIXField(14, cum), FIXField(151, leaves), FIXField(6, price),
+        FIXField(60, "20240229-12:34:56.789"), FIXField(12, "1.25"),
+    ])
+}
+
+func sentMessage(_ plan: FIXOrderRouter.Plan) -> FIXMessage? {
+    if case .send(let message, _) = plan { return message }
+    return nil
+}
+
+@Suite("FIX order routing")
+struct RouterTests {
+    let buy = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .limit(Price("248.10")!), quantity: Quantity("100.5")!,
+                              timeInForce: .goodTillCancel)
+
+    @Test func newOrderSingleFields() throws {
+        var router = FIXOrderRouter(configuration: FIXApplicationConfiguration(account: "ACC"))
+        let message = try #require(sentMessage(router.submit(buy, transactTime: 0)))
+        #expect(message.msgType == "D")
+        #expect(message[11] == "O1" && message[1] == "ACC" && message[55] == "GLD" && message[54] == "1")
+        #expect(message[38] == "100.5" && message[40] == "2" && message[44] == "248.1" && message[59] == "1")
+        #expect(message[60] == "19700101-00:00:00.000")
+        let stopLimit = NewOrderRequest(orderID: "O2", symbol: "GLD", side: .sell, type: .stopLimit(stop: Price("245")!, limit: Price("244.5")!),
+                                        quantity: 10, timeInForce: .day)
+        let second = try #require(sentMessage(router.submit(stopLimit, transactTime: 0)))
+        #expect(second[40] == "4" && second[99] == "245" && second[44] == "244.5" && second[54] == "2" && second[59] == "0")
+        let stop = NewOrderRequest(orderID: "O3", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 10, timeInForce: .day)
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[99] == "245")
+        let market = NewOrderRequest(orderID: "O4", symbol: "GLD", side: .buy, type: .market, quantity: 10, timeInForce: .immediateOrCancel)
+        let marketMessage = try #require(sentMessage(router.submit(market, transactTime: 0)))
+        #expect(marketMessage[40] == "1" && marketMessage[44] == nil && marketMessage[59] == "3")
+    }
+
+    @Test func newAckAndReject() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        #expect(router.received(report("O1", execType: "A", execID: "X0", ordStatus: "A")).count == 1)
+        #expect(router.received(report("O1", execType: "0", execID: "X1")) == [.completed(key: "O1", error: nil)])
+        // Submitting the same order again after its ack succeeds without sending.
+        #expect(router.submit(buy, transactTime: 0) == .succeeded)
+        var other = buy
+        other.orderID = "O9"
+        _ = router.submit(other, transactTime: 0)
+        let rejected = router.received(report("O9", execType: "8", execID: "X2", ordStatus: "8", extra: [FIXField(58, "no liquidity")]))
+        #expect(rejected == [.completed(key: "O9", error: BrokerError(.permanent, "no liquidity"))])
+    }
+
+    @Test func submitRetryWhileInFlightIsAPossResend() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        let again = try #require(sentMessage(router.submit(buy, transactTime: 0)))
+        #expect(again[11] == "O1" && again[97] == "Y")
+    }
+
+    @Test func replaceChainsClOrdIDs() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        let first = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 150), transactTime: 0)))
+        #expect(first.msgType == "G" && first[41] == "O1" && first[11] == "O1~1" && first[38] == "150" && first[37] == "B-O1")
+        #expect(first[40] == "2" && first[44] == "248.1")
+        _ = router.received(report("O1~1", execType: "E", execID: "X2", ordStatus: "E"))
+        #expect(router.received(report("O1~1", execType: "5", execID: "X3", extra: [FIXField(41, "O1")])) == [.completed(key: "O1~1", error: nil)])
+        #expect(router.currentClOrdID(of: "O1") == "O1~1")
+        let second = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 80), transactTime: 0)))
+        #expect(second[41] == "O1~1" && second[11] == "O1~2")
+        _ = router.received(report("O1~2", execType: "5", execID: "X4"))
+        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)))
+        #expect(cancel.msgType == "F" && cancel[41] == "O1~2" && cancel[11] == "O1~3" && cancel[38] == "80")
+        #expect(router.received(report("O1~3", execType: "4", execID: "X5", ordStatus: "4")) == [.completed(key: "O1~3", error: nil)])
+        // Done: further requests are too late without a round trip.
+        #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .failed(BrokerError(.tooLate, "order O1 is done")))
+    }
+
+    @Test func fillsMapToExecutionReportsAndDuplicatesAreDropped() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        let outputs = router.received(fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60"))
+        let expected = ExecutionReport(executionID: "F1", orderID: "O1", symbol: "GLD", side: .buy, lastQuantity: Quantity("40.5")!,
+                                       lastPrice: Price("248.1")!, cumulativeQuantity: Quantity("40.5")!, leavesQuantity: 60,
+                                       transactTime: 1_709_210_096_789_000_000, commission: Money("1.25")!)
+        #expect(outputs == [.event(.execution(expected))])
+        #expect(router.received(fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60")) == [.duplicate("F1")])
+    }
+
+    @Test func fillOnAnOlderClOrdIDStillMapsToTheOrder() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        _ = router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 150), transactTime: 0)
+        let outputs = router.received(fill("O1", execID: "F1", last: "10", price: "248", cum: "10", leaves: "90"))
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("no fill: \(outputs)"); return }
+        #expect(execution.orderID == "O1")
+    }
+
+    @Test func immediateFillAcknowledgesTheSubmit() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        let outputs = router.received(fill("O1", execID: "F1", last: "100.5", price: "248", cum: "100.5", leaves: "0", status: "2"))
+        #expect(outputs.first == .completed(key: "O1", error: nil))
+        #expect(outputs.count == 2)
+    }
+
+    @Test func cancelRejectTooLateAndOtherReasons() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        _ = router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)
+        let tooLate = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O1~1"), FIXField(41, "O1"), FIXField(39, "2"),
+                                                        FIXField(434, "1"), FIXField(102, "0"), FIXField(58, "order filled")])
+        #expect(router.received(tooLate) == [.completed(key: "O1~1", error: BrokerError(.tooLate, "order filled"))])
+        var second = buy
+        second.orderID = "O2"
+        _ = router.submit(second, transactTime: 0)
+        _ = router.received(report("O2", execType: "0", execID: "X2"))
+        _ = router.modify(ModifyOrderRequest(orderID: "O2", symbol: "GLD", newQuantity: 1), transactTime: 0)
+        let refused = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "0"),
+                                                        FIXField(434, "2"), FIXField(102, "2"), FIXField(58, "market closed")])
+        #expect(router.received(refused) == [.completed(key: "O2~1", error: BrokerError(.permanent, "market closed"))])
+    }
+
+    @Test func unsolicitedCancelAndExpiryBecomeOrderStatusEvents() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        _ = router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 150), transactTime: 0)
+        let outputs = router.received(report("O1", execType: "4", execID: "X2", ordStatus: "4", extra: [FIXField(58, "halted")]))
+        #expect(outputs.contains(.completed(key: "O1~1", error: BrokerError(.tooLate, "order O1 canceled"))))
+        #expect(outputs.contains(.event(.orderStatus(OrderStatusReport(orderID: "O1", symbol: "GLD", outcome: .cancelled, reason: "halted")))))
+        var second = buy
+        second.orderID = "O2"
+        _ = router.submit(second, transactTime: 0)
+        _ = router.received(report("O2", execType: "0", execID: "X3"))
+        #expect(router.received(report("O2", execType: "C", execID: "X4", ordStatus: "C"))
+                == [.event(.orderStatus(OrderStatusReport(orderID: "O2", symbol: "GLD", outcome: .expired)))])
+    }
+
+    @Test func sessionAndBusinessRejectsFailTheRequest() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        router.sent(key: "O1", seq: 7)
+        let reject = FIXMessage(msgType: "3", fields: [FIXField(45, "7"), FIXField(373, "5"), FIXField(58, "Value is incorrect")])
+        #expect(router.received(reject) == [.completed(key: "O1", error: BrokerError(.permanent, "session reject (5): Value is incorrect"))])
+        var second = buy
+        second.orderID = "O2"
+        _ = router.submit(second, transactTime: 0)
+        let business = FIXMessage(msgType: "j", fields: [FIXField(45, "8"), FIXField(372, "D"), FIXField(379, "O2"), FIXField(380, "3"),
+                                                         FIXField(58, "unsupported")])
+        #expect(router.received(business) == [.completed(key: "O2", error: BrokerError(.permanent, "business reject (3): unsupported"))])
+    }
+
+    @Test func malformedFillIsIgnoredNotCrashed() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        let outputs = router.received(fill("O1", execID: "F1", last: "abc", price: "248", cum: "1", leaves: "1"))
+        guard case .ignored? = outputs.first else { Issue.record("expected ignored: \(outputs)"); return }
+        #expect(router.received(report("ZZ", execType: "0", execID: "Q")).count == 1)
+    }
+
+    @Test func statusAndMassStatus() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        guard case .send(let request, let key) = router.statusRequest("O1") else { Issue.record("no H"); return }
+        #expect(request.msgType == "H" && request[11] == "O1" && request[790] == key && request[54] == "1")
+        let answer = report("O1", execType: "I", execID: "S", ordStatus: "1", extra: [FIXField(790, key), FIXField(14, "40"), FIXField(151, "60.5"),
+                                                                                     FIXField(6, "248.1")])
+        let outputs = router.received(answer)
+        let status = FIXOrderStatus(orderID: "O1", clOrdID: "O1", brokerOrderID: "B-O1", symbol: "GLD", side: .buy, ordStatus: "1",
+                                    cumulativeQuantity: 40, leavesQuantity: Quantity("60.5")!, averagePrice: Price("248.1")!)
+        #expect(outputs == [.status(key: key, status, last: true)])
+        guard case .send(let mass, let massKey) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        #expect(mass.msgType == "AF" && mass[584] == massKey && mass[585] == "7")
+        let part = router.received(report("O1", execType: "I", execID: "S", extra: [FIXField(584, massKey), FIXField(911, "2"), FIXField(912, "N")]))
+        guard case .status(_, _, let last)? = part.first else { Issue.record("no status"); return }
+        #expect(!last)
+        let end = router.received(report("O7~2", execType: "I", execID: "S", extra: [FIXField(584, massKey), FIXField(911, "2"), FIXField(912, "Y")]))
+        guard case .status(_, let unknownOrder, true)? = end.first else { Issue.record("no last status"); return }
+        #expect(unknownOrder?.orderID == "O7")
+    }
+}
+
+@Suite("FIX order routing edge cases")
+struct RouterEdgeTests {
+    let buy = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .market, quantity: 10, timeInForce: .day)
+
+    @Test func fillForAnUnknownOrderGoesToTheRuntimeUnderItsRoot() {
+        var router = FIXOrderRouter()
+        let outputs = router.received(fill("P9-sl4~2", execID: "F1", last: "5", price: "245", cum: "5", leaves: "5"))
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("no event: \(outputs)"); return }
+        #expect(execution.orderID == "P9-sl4")
+        #expect(execution.symbol == "GLD" && execution.side == .buy)
+        // Other reports for unknown orders are only logged.
+        guard case .ignored? = router.received(report("ZZ", execType: "4", execID: "X9", ordStatus: "4")).first else {
+            Issue.record("expected ignored")
+            return
+        }
+    }
+
+    @Test func aRequestThatWentOutIsNeverAbandoned() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        router.sent(key: "O1", seq: 3)
+        // A retry that cannot go out (disconnected) must not forget the order: its ack may come.
+        router.abandon(key: "O1")
+        #expect(router.received(report("O1", execType: "0", execID: "X1")) == [.completed(key: "O1", error: nil)])
+        // One that never went out is forgotten.
+        var other = buy
+        other.orderID = "O2"
+        _ = router.submit(other, transactTime: 0)
+        router.abandon(key: "O2")
+        #expect(router.pendingCount == 0)
+        #expect(router.currentClOrdID(of: "O2") == nil)
+    }
+}
+
+@Suite("FIX order routing: a submit repeated at another size")
+struct RouterResubmitTests {
+    let stop = NewOrderRequest(orderID: "S1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 50, timeInForce: .day)
+
+    @Test func resubmitAtAnotherSizeWhileUnansweredIsTransient() {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        router.sent(key: "S1", seq: 2)
+        var bigger = stop
+        bigger.quantity = 850
+        #expect(router.submit(bigger, transactTime: 0) == .failed(BrokerError(.transient, "order S1: first submit still unanswered")))
+        // The same size is a PossResend of the same message.
+        guard case .send(let again, "S1") = router.submit(stop, transactTime: 0) else { Issue.record("expected a resend"); return }
+        #expect(again[97] == "Y" && again[38] == "50")
+    }
+
+    @Test func resubmitAtAnotherSizeAfterTheAckIsAReplace() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(report("S1", execType: "0", execID: "X1"))
+        #expect(router.submit(stop, transactTime: 0) == .succeeded)
+        var bigger = stop
+        bigger.quantity = 850
+        let replace = try #require(sentMessage(router.submit(bigger, transactTime: 0)))
+        #expect(replace.msgType == "G" && replace[41] == "S1" && replace[11] == "S1~1" && replace[38] == "850")
+        _ = router.received(report("S1~1", execType: "5", execID: "X2"))
+        #expect(router.submit(bigger, transactTime: 0) == .succeeded)
+        var otherType = bigger
+        otherType.type = .market
+        guard case .failed(let error) = router.submit(otherType, transactTime: 0) else { Issue.record("expected a refusal"); return }
+        #expect(error.kind == .permanent)
+    }
+}

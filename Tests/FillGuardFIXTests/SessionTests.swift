@@ -1,0 +1,369 @@
+import Foundation
+import Testing
+@testable import FillGuardFIX
+
+let second: Int64 = 1_000_000_000
+
+/// A message from the counterparty (EX) to us (FG), framed.
+func peer(_ msgType: String, _ seq: Int, _ fields: [FIXField] = [], possDup: Bool = false) -> [UInt8] {
+    var message = FIXMessage(msgType: msgType, fields: [FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, String(seq)),
+                                                         FIXField(52, "20240101-00:00:00.000")])
+    if possDup { message.fields += [FIXField(43, "Y"), FIXField(122, "20240101-00:00:00.000")] }
+    message.fields += fields
+    return try! FIXCodec.encode(message)
+}
+
+/// The messages a list of actions sends, decoded.
+func sent(_ actions: [FIXSessionAction]) -> [FIXMessage] {
+    actions.compactMap { action in
+        if case .send(_, let bytes, _) = action { return try? FIXCodec.decode(bytes) }
+        return nil
+    }
+}
+
+/// The application messages a list of actions delivers.
+func delivered(_ actions: [FIXSessionAction]) -> [FIXMessage] {
+    actions.compactMap { action in
+        if case .deliver(let message) = action { return message }
+        return nil
+    }
+}
+
+func closeReason(_ actions: [FIXSessionAction]) -> FIXSessionCloseReason? {
+    for action in actions { if case .close(let reason) = action { return reason } }
+    return nil
+}
+
+func execReport(_ execID: String) -> [FIXField] {
+    [FIXField(37, "B1"), FIXField(17, execID), FIXField(150, "0"), FIXField(39, "0"), FIXField(55, "GLD"), FIXField(54, "1"),
+     FIXField(151, "10"), FIXField(14, "0"), FIXField(6, "0")]
+}
+
+@Suite("FIX session state machine")
+struct SessionTests {
+    let configuration = FIXSessionConfiguration(senderCompID: "FG", targetCompID: "EX", heartbeatInterval: 30)
+
+    func loggedOn(reset: Bool = false) -> FIXSessionStateMachine {
+        var config = configuration
+        config.resetSeqNumOnLogon = reset
+        var machine = FIXSessionStateMachine(configuration: config)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("A", 1, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
+        precondition(actions.contains(.loggedOn))
+        return machine
+    }
+
+    @Test func logonWithResetSeqNumFlag() throws {
+        var config = configuration
+        config.resetSeqNumOnLogon = true
+        var machine = FIXSessionStateMachine(configuration: config, nextSenderSeqNum: 50, nextTargetSeqNum: 70)
+        let logon = try #require(sent(machine.connected(now: 0)).first)
+        #expect(logon.msgType == "A")
+        #expect(logon[34] == "1")
+        #expect(logon[141] == "Y")
+        #expect(logon[108] == "30")
+        #expect(logon[98] == "0")
+        #expect(logon[49] == "FG" && logon[56] == "EX")
+        let actions = machine.received(peer("A", 1, [FIXField(98, "0"), FIXField(108, "30"), FIXField(141, "Y")]), now: 0)
+        #expect(actions == [.loggedOn])
+        #expect(machine.state == .active)
+        #expect(machine.nextTargetSeqNum == 2)
+        #expect(machine.nextSenderSeqNum == 2)
+    }
+
+    @Test func resetOnlyOnTheFirstLogonNotOnReconnections() throws {
+        var machine = loggedOn(reset: true)
+        _ = machine.received(peer("0", 2), now: 1)
+        #expect(!machine.resetsOnNextLogon)
+        machine.disconnected()
+        let logon = try #require(sent(machine.connected(now: 2)).first)
+        #expect(logon[141] == nil)
+        #expect(logon[34] == "2")
+        #expect(machine.nextTargetSeqNum == 3)
+    }
+
+    @Test func logonWithoutResetKeepsStoredSequenceNumbers() throws {
+        var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 50, nextTargetSeqNum: 70)
+        let logon = try #require(sent(machine.connected(now: 0)).first)
+        #expect(logon[34] == "50")
+        #expect(logon[141] == nil)
+        #expect(machine.received(peer("A", 70, [FIXField(98, "0"), FIXField(108, "30")]), now: 0) == [.loggedOn])
+        #expect(machine.nextTargetSeqNum == 71)
+    }
+
+    @Test func logonRejectedByLogout() {
+        var machine = FIXSessionStateMachine(configuration: configuration)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("5", 1, [FIXField(58, "unknown CompID")]), now: 0)
+        #expect(closeReason(actions) == .logonRejected("unknown CompID"))
+        #expect(machine.state == .disconnected)
+    }
+
+    @Test func logonTimesOut() {
+        var machine = FIXSessionStateMachine(configuration: configuration)
+        _ = machine.connected(now: 0)
+        #expect(machine.tick(now: 9 * second).isEmpty)
+        #expect(closeReason(machine.tick(now: 10 * second)) == .logonTimeout)
+    }
+
+    @Test func firstMessageMustBeLogon() {
+        var machine = FIXSessionStateMachine(configuration: configuration)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("0", 1), now: 0)
+        #expect(closeReason(actions) == .protocolViolation("first message is 0, not Logon"))
+    }
+
+    @Test func logonWithSequenceTooLowCloses() {
+        var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 1, nextTargetSeqNum: 5)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("A", 3, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
+        #expect(closeReason(actions) == .sequenceTooLow(expected: 5, received: 3))
+    }
+
+    @Test func heartbeatsWhenIdleAndAnswersTestRequests() throws {
+        var machine = loggedOn()
+        #expect(machine.tick(now: 29 * second).isEmpty)
+        let beat = sent(machine.tick(now: 30 * second))
+        #expect(beat.map(\.msgType) == ["0"])
+        let answer = sent(machine.received(peer("1", 2, [FIXField(112, "ping")]), now: 31 * second))
+        #expect(answer.map(\.msgType) == ["0"])
+        #expect(answer.first?[112] == "ping")
+    }
+
+    @Test func silentCounterpartyGetsATestRequestThenIsDropped() throws {
+        var machine = loggedOn()
+        _ = machine.received(peer("0", 2), now: 10 * second)
+        let probe = sent(machine.tick(now: 46 * second))
+        let request = try #require(probe.first(where: { $0.msgType == "1" }))
+        let id = try #require(request[112])
+        // Answered: no disconnect.
+        _ = machine.received(peer("0", 3, [FIXField(112, id)]), now: 47 * second)
+        #expect(closeReason(machine.tick(now: 80 * second)) == nil)
+        // Unanswered: a new probe, then the connection is closed one interval later.
+        let second = sent(machine.tick(now: 90 * second))
+        #expect(second.contains(where: { $0.msgType == "1" }))
+        #expect(closeReason(machine.tick(now: 121 * 1_000_000_000)) == .heartbeatTimeout)
+    }
+
+    @Test func gapIsFilledByResendThenQueuedMessagesAreDelivered() throws {
+        var machine = loggedOn()
+        // Expecting 2, the counterparty sends 5: a gap of 2...4.
+        let first = machine.received(peer("8", 5, execReport("E5")), now: 1)
+        let request = try #require(sent(first).first)
+        #expect(request.msgType == "2")
+        #expect(request[7] == "2")
+        #expect(request[16] == "0")
+        #expect(delivered(first).isEmpty)
+        #expect(machine.isResending)
+        // Another message beyond the gap while resending: queued, no second ResendRequest.
+        #expect(sent(machine.received(peer("8", 6, execReport("E6")), now: 1)).isEmpty)
+        // The resend: 2 again as PossDup, 3 is gap-filled (it was a heartbeat), 4 again.
+        #expect(delivered(machine.received(peer("8", 2, execReport("E2"), possDup: true), now: 2)).map { $0[17] } == ["E2"])
+        #expect(machine.received(peer("4", 3, [FIXField(123, "Y"), FIXField(36, "4")], possDup: true), now: 2).isEmpty)
+        let rest = machine.received(peer("8", 4, execReport("E4"), possDup: true), now: 2)
+        #expect(delivered(rest).map { $0[17] } == ["E4", "E5", "E6"])
+        #expect(machine.nextTargetSeqNum == 7)
+        #expect(!machine.isResending)
+    }
+
+    @Test func gapAtLogonIsRequested() throws {
+        var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 1, nextTargetSeqNum: 3)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("A", 6, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
+        #expect(actions.first == .loggedOn)
+        let request = try #require(sent(actions).first)
+        #expect(request.msgType == "2" && request[7] == "3")
+        // The counterparty gap-fills through its Logon.
+        _ = machine.received(peer("8", 3, execReport("E3"), possDup: true), now: 1)
+        _ = machine.received(peer("4", 4, [FIXField(123, "Y"), FIXField(36, "7")], possDup: true), now: 1)
+        #expect(machine.nextTargetSeqNum == 7)
+        #expect(!machine.isResending)
+    }
+
+    @Test func possDupBelowExpectedIsIgnoredButPlainLowSeqIsFatal() {
+        var machine = loggedOn()
+        _ = machine.received(peer("8", 2, execReport("E2")), now: 1)
+        let duplicate = machine.received(peer("8", 2, execReport("E2"), possDup: true), now: 1)
+        #expect(delivered(duplicate).isEmpty)
+        #expect(machine.state == .active)
+        let low = machine.received(peer("8", 2, execReport("E2")), now: 1)
+        #expect(sent(low).map(\.msgType) == ["5"])
+        #expect(closeReason(low) == .sequenceTooLow(expected: 3, received: 2))
+    }
+
+    @Test func answersResendRequestWithPossDupAndGapFills() throws {
+        var machine = loggedOn()
+        // Our messages: 1 Logon (admin), 2 D, 3 heartbeat (admin), 4 F.
+        var stored: [Int: [UInt8]] = [:]
+        let order = FIXMessage(msgType: "D", fields: [FIXField(11, "O1"), FIXField(55, "GLD"), FIXField(54, "1"),
+                                                      FIXField(60, "20240101-00:00:00.000"), FIXField(40, "1"), FIXField(38, "10")])
+        for case .send(let seq, let bytes, true) in try machine.send(order, now: 5 * second) { stored[seq] = bytes }
+        for case .send(let seq, let bytes, true) in machine.tick(now: 40 * second) { stored[seq] = bytes }
+        var cancel = order
+        cancel.msgType = "F"
+        cancel[41] = "O1"
+        for case .send(let seq, let bytes, true) in try machine.send(cancel, now: 41 * second) { stored[seq] = bytes }
+        let actions = machine.received(peer("2", 2, [FIXField(7, "1"), FIXField(16, "0")]), now: 42 * second)
+        #expect(actions == [.resend(from: 1, through: 4)])
+        let resent = sent(machine.resend(stored: stored, from: 1, through: 4, now: 43 * second))
+        #expect(resent.map(\.msgType) == ["4", "D", "4", "F"])
+        #expect(resent.map { $0[34] } == ["1", "2", "3", "4"])
+        #expect(resent[0][123] == "Y" && resent[0][36] == "2" && resent[0][43] == "Y")
+        #expect(resent[1][43] == "Y")
+        #expect(resent[1][122] == FIXTimestamp.format(epochNanoseconds: 5 * second))
+        #expect(resent[1][52] == FIXTimestamp.format(epochNanoseconds: 43 * second))
+        #expect(resent[2][36] == "4")
+        #expect(machine.nextSenderSeqNum == 5)
+        // A message we no longer have is gap-filled too.
+        let partial = sent(machine.resend(stored: [:], from: 2, through: 4, now: 44 * second))
+        #expect(partial.map(\.msgType) == ["4"])
+        #expect(partial[0][34] == "2" && partial[0][36] == "5")
+    }
+
+    @Test func resendRequestAheadOfAGapIsServedAtOnce() throws {
+        var machine = loggedOn()
+        // Both sides lost messages: theirs arrive with a gap, and their ResendRequest is among
+        // them. Queueing it would deadlock (their resend gap-fills over it), so it is served now.
+        let actions = machine.received(peer("2", 5, [FIXField(7, "1"), FIXField(16, "0")]), now: 1)
+        #expect(actions.first == .resend(from: 1, through: 1))
+        let ours = try #require(sent(actions).first)
+        #expect(ours.msgType == "2" && ours[7] == "2")
+        // Their resend gap-fills 2...5 (including the ResendRequest itself): nothing is replayed.
+        let fill = machine.received(peer("4", 2, [FIXField(123, "Y"), FIXField(36, "6")], possDup: true), now: 2)
+        #expect(fill.isEmpty)
+        #expect(machine.nextTargetSeqNum == 6)
+        #expect(!machine.isResending)
+    }
+
+    @Test func possDupWithoutOrigSendingTimeIsRejected() throws {
+        var machine = loggedOn()
+        let message = try FIXCodec.encode(FIXMessage(msgType: "8", fields: [
+            FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "2"), FIXField(43, "Y"), FIXField(52, "20240101-00:00:00.000"),
+        ] + execReport("E2")))
+        let actions = machine.received(message, now: 1)
+        let reject = try #require(sent(actions).first)
+        #expect(reject.msgType == "3" && reject[373] == "1" && reject[371] == "122")
+        #expect(delivered(actions).isEmpty)
+        #expect(machine.nextTargetSeqNum == 3)
+    }
+
+    @Test func sequenceResetInResetMode() {
+        var machine = loggedOn()
+        #expect(machine.received(peer("4", 99, [FIXField(36, "10")]), now: 1).isEmpty)
+        #expect(machine.nextTargetSeqNum == 10)
+        let lower = sent(machine.received(peer("4", 10, [FIXField(36, "5")]), now: 1))
+        #expect(lower.map(\.msgType) == ["3"])
+        #expect(lower.first?[373] == "5")
+    }
+
+    @Test func malformedMessageInSequenceIsRejected() throws {
+        var machine = loggedOn()
+        let bad = frame("35=8|49=EX|56=FG|34=2|52=20240101-00:00:00.000|17=E1|17=E2|")
+        let actions = machine.received(bad, now: 1)
+        let reject = try #require(sent(actions).first)
+        #expect(reject.msgType == "3")
+        #expect(reject[45] == "2")
+        #expect(reject[373] == "13")
+        #expect(reject[371] == "17")
+        #expect(reject[372] == "8")
+        #expect(machine.nextTargetSeqNum == 3)
+        #expect(delivered(actions).isEmpty)
+    }
+
+    @Test func garbledMessageIsIgnoredWithoutConsumingASequenceNumber() {
+        var machine = loggedOn()
+        var bad = peer("8", 2, execReport("E2"))
+        bad[bad.count - 2] = bad[bad.count - 2] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        let actions = machine.received(bad, now: 1)
+        #expect(sent(actions).isEmpty)
+        #expect(machine.nextTargetSeqNum == 2)
+    }
+
+    @Test func wrongCompIDIsRejectedAndLoggedOut() {
+        var machine = loggedOn()
+        let wrong = try! FIXCodec.encode(FIXMessage(msgType: "0", fields: [FIXField(49, "XX"), FIXField(56, "FG"), FIXField(34, "2"),
+                                                                             FIXField(52, "20240101-00:00:00.000")]))
+        let actions = machine.received(wrong, now: 1)
+        #expect(sent(actions).map(\.msgType) == ["3", "5"])
+        #expect(sent(actions).first?[373] == "9")
+        #expect(machine.state == .disconnected)
+    }
+
+    @Test func logoutBothWays() {
+        var ours = loggedOn()
+        #expect(sent(ours.logout(text: "bye", now: 1)).map(\.msgType) == ["5"])
+        #expect(closeReason(ours.received(peer("5", 2), now: 2)) == .loggedOut(""))
+        var theirs = loggedOn()
+        let actions = theirs.received(peer("5", 2, [FIXField(58, "maintenance")]), now: 2)
+        #expect(sent(actions).map(\.msgType) == ["5"])
+        #expect(closeReason(actions) == .loggedOut("maintenance"))
+    }
+
+    @Test func sendingNeedsALogonAndValidValues() throws {
+        var machine = FIXSessionStateMachine(configuration: configuration)
+        #expect(throws: FIXSendError.notLoggedOn) { try machine.send(FIXMessage(msgType: "D"), now: 0) }
+        var active = loggedOn()
+        #expect(throws: FIXSendError.encoding(.emptyValue(tag: 55))) { try active.send(FIXMessage(msgType: "D", fields: [FIXField(55, "")]), now: 0) }
+        #expect(active.nextSenderSeqNum == 2)
+    }
+
+    @Test func sessionRejectOfOurMessageGoesToTheApplication() {
+        var machine = loggedOn()
+        let actions = machine.received(peer("3", 2, [FIXField(45, "7"), FIXField(373, "1"), FIXField(58, "missing tag")]), now: 1)
+        #expect(delivered(actions).map(\.msgType) == ["3"])
+    }
+}
+
+@Suite("FIX session store, timestamps, reconnect policy")
+struct SessionSupportTests {
+    @Test func fileStoreSurvivesARestart() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let store = try FileFIXSessionStore(directory: directory)
+            #expect(store.nextSenderSeqNum == 1 && store.nextTargetSeqNum == 1)
+            try store.setSequenceNumbers(sender: 12, target: 34)
+            try store.storeMessage(seq: 11, bytes: Array("8=FIX.4.4\u{01}x\n".utf8))
+            try store.storeMessage(seq: 10, bytes: [1, 2, 3])
+        }
+        let reopened = try FileFIXSessionStore(directory: directory)
+        #expect(reopened.nextSenderSeqNum == 12 && reopened.nextTargetSeqNum == 34)
+        #expect(reopened.messages(in: 1...11) == [10: [1, 2, 3], 11: Array("8=FIX.4.4\u{01}x\n".utf8)])
+        try reopened.reset()
+        let afterReset = try FileFIXSessionStore(directory: directory)
+        #expect(afterReset.nextSenderSeqNum == 1 && afterReset.nextTargetSeqNum == 1)
+        #expect(afterReset.messages(in: 1...100).isEmpty)
+    }
+
+    @Test func corruptSequenceFileIsATypedError() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data("banana".utf8).write(to: URL(fileURLWithPath: directory + "/seqnums"))
+        #expect(throws: FIXStoreError.self) { try FileFIXSessionStore(directory: directory) }
+    }
+
+    @Test func truncatedLogKeepsCompleteRecords() {
+        let log = Array("1 3\nabc2 10\nxy".utf8)
+        #expect(FileFIXSessionStore.parseLog(log) == [1: Array("abc".utf8)])
+    }
+
+    @Test func timestampsFormatAndParse() {
+        #expect(FIXTimestamp.format(epochNanoseconds: 0) == "19700101-00:00:00.000")
+        let instant: Int64 = 1_709_210_096_789_000_000 // 2024-02-29 12:34:56.789 UTC
+        #expect(FIXTimestamp.format(epochNanoseconds: instant) == "20240229-12:34:56.789")
+        #expect(FIXTimestamp.parse("20240229-12:34:56.789") == instant)
+        #expect(FIXTimestamp.parse("20240229-12:34:56") == instant - 789_000_000)
+        #expect(FIXTimestamp.parse("20240229-12:34:56.789123456") == instant + 123_456)
+        #expect(FIXTimestamp.parse("2024-02-29") == nil)
+        #expect(FIXTimestamp.parse("20241329-12:34:56") == nil)
+    }
+
+    @Test func reconnectBackoffGrowsToACap() {
+        let policy = FIXReconnectPolicy(initialDelayNanoseconds: 100, multiplier: 2, maximumDelayNanoseconds: 1000, maximumAttempts: 6)
+        #expect((1...6).map { policy.delay(attempt: $0) } == [100, 200, 400, 800, 1000, 1000])
+        #expect(policy.delay(attempt: 7) == nil)
+        #expect(policy.delay(attempt: 1, jitter: 255) == 50)
+        #expect(FIXReconnectPolicy().delay(attempt: 1000) == 10_000_000_000)
+    }
+}
