@@ -63,10 +63,13 @@ extension SymbolStateMachine {
         activeOrders.filter { orders[$0]?.retryPending == true }
     }
 
-    /// Positions with an order held by a permanent failure: after a restart, `rearm(_:)` them.
+    /// Positions held back by a permanent failure (a role blocked, or a live order marked
+    /// failed): after a restart the cool-down timer is gone, so `rearm(_:)` them.
     public var positionsAwaitingRearm: [PositionID] {
         positionOrder.filter { id in
-            positions[id]?.orderIDs.contains { orders[$0]?.failure != nil && orders[$0]?.isLive == true } == true
+            guard let position = positions[id], position.status != .closed else { return false }
+            return !position.blockedRoles.isEmpty
+                || position.orderIDs.contains { orders[$0]?.failure != nil && orders[$0]?.isLive == true }
         }
     }
 

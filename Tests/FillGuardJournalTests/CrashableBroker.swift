@@ -13,6 +13,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var held: [CheckedContinuation<Void, Never>] = []
         var forwardedWhileHolding = 0
         var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
+        var refuseSubmitsContaining: String?
     }
 
     let exchange: SimulatedExchange
@@ -72,7 +73,17 @@ final class CrashableBroker: Broker, BrokerQueries {
         throw BrokerError(.transient, "connection is dead")
     }
 
-    func submit(_ request: NewOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.submit(request) } }
+    /// The next submit whose order id contains `text` is refused for good (not forwarded).
+    func refuseNextSubmit(containing text: String) { state.withLock { $0.refuseSubmitsContaining = text } }
+
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) {
+        let refuse = state.withLock { state -> Bool in
+            guard let text = state.refuseSubmitsContaining, request.orderID.rawValue.contains(text) else { return false }
+            state.refuseSubmitsContaining = nil
+            return true
+        }
+        if refuse { throw BrokerError(.permanent, "refused by the test") }
+        try await forward { () async throws(BrokerError) in try await exchange.submit(request) } }
     func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.modify(request) } }
     func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.cancel(request) } }
 

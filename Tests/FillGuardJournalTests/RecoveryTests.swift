@@ -188,6 +188,22 @@ struct RecoveryTests {
         #expect(exchange.order(stop.id, of: Self.symbol)?.openQuantity == 300, "resized back to |net|")
     }
 
+    @Test("a role blocked by a permanent failure is re-armed after a restart (its cool-down timer died with the process)")
+    func blockedRolesAreRearmed() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        first.connection.refuseNextSubmit(containing: "-sl")
+        try await first.manager.open(bracket())
+        await first.settle()
+        #expect(exchange.liveOrders(of: Self.symbol).allSatisfy { if case .stop = $0.type { return false } else { return true } },
+                "the stop was refused and (with no re-arm timer) not placed")
+
+        let second = try await Process(exchange: exchange, store: first.kill())
+        #expect(second.report.corrections.contains { $0.kind == .resumedWork })
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+    }
+
     @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
     func tornTail() async throws {
         let exchange = exchange()
