@@ -9,11 +9,23 @@ extension SymbolStateMachine {
         let positionOrder: [PositionID]
         let orders: [OrderID: ManagedOrder]
         let activeOrders: [OrderID]
-        let executions: Set<ExecutionID>
+        /// Kept out of the coded form: it is by far the largest part, and a journal writes it
+        /// in a compact form of its own (`executionIDs`).
+        var executions: Set<ExecutionID> = []
         let sequence: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case symbol, positions, positionOrder, orders, activeOrders, sequence
+        }
 
         /// The symbol the image belongs to.
         public var symbolName: Symbol { symbol }
+
+        /// The execution ids applied (not part of the coded form; store them alongside).
+        public var executionIDs: Set<ExecutionID> {
+            get { executions }
+            set { executions = newValue }
+        }
     }
 
     /// A copy of the whole state, for a snapshot.

@@ -86,6 +86,12 @@ struct ByteReader {
         return String(decoding: bytes[offset..<offset + count], as: UTF8.self)
     }
 
+    mutating func bytes(_ count: Int) throws(Damaged) -> ArraySlice<UInt8> {
+        guard count >= 0, count <= bytes.count - offset else { throw Damaged() }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
     mutating func bool() throws(Damaged) -> Bool {
         switch try byte() {
         case 0: return false
