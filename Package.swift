@@ -80,6 +80,12 @@ let package = Package(
             path: "Tests/FillGuardJournalContract",
             swiftSettings: strict
         ),
+        // Durable append throughput of the PostgreSQL store (records/s) against FILLGUARD_PG_*.
+        .executableTarget(
+            name: "fillguard-postgres-bench",
+            dependencies: ["FillGuard", "FillGuardPostgres"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
