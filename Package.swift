@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "FillGuardSimulator", targets: ["FillGuardSimulator"]),
         .library(name: "FillGuardSQLite", targets: ["FillGuardSQLite"]),
         .library(name: "FillGuardFIX", targets: ["FillGuardFIX"]),
+        .library(name: "FillGuardPostgres", targets: ["FillGuardPostgres"]),
         .executable(name: "fillguard", targets: ["fillguard"]),
     ],
     dependencies: [
@@ -25,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The rules: a pure, synchronous, deterministic state machine. No tasks, clocks or I/O.
@@ -74,6 +76,29 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The shared journal store: PostgreSQL through postgres-nio, for several processes or machines.
+        .target(
+            name: "FillGuardPostgres",
+            dependencies: [
+                "FillGuard", "FillGuardCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The contract every JournalStore passes, shared by the journal test targets (not shipped).
+        .target(
+            name: "FillGuardJournalContract",
+            dependencies: ["FillGuard", "FillGuardCore"],
+            path: "Tests/FillGuardJournalContract",
+            swiftSettings: strict
+        ),
+        // Durable append throughput of the PostgreSQL store (records/s) against FILLGUARD_PG_*.
+        .executableTarget(
+            name: "fillguard-postgres-bench",
+            dependencies: ["FillGuard", "FillGuardPostgres"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
@@ -95,8 +120,18 @@ let package = Package(
         .testTarget(
             name: "FillGuardJournalTests",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardJournalContract",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // The contract suite against a real PostgreSQL server (scripts/postgres-start); separate so
+        // that the other test targets do not wait for postgres-nio's build.
+        .testTarget(
+            name: "FillGuardPostgresTests",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardPostgres", "FillGuardJournalContract",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict
         ),

@@ -1,5 +1,6 @@
 import FillGuard
 import FillGuardCore
+import FillGuardJournalContract
 import FillGuardSQLite
 import Foundation
 import Testing

@@ -5,9 +5,16 @@ import Testing
 
 /// The contract every `JournalStore` passes. `newStorage` makes a new, empty storage and returns
 /// how to open it; opening again must reopen the same storage (a restart).
-struct JournalStoreContract {
-    typealias Opener = @Sendable () async throws -> any JournalStore
-    let newStorage: @Sendable () async throws -> Opener
+public struct JournalStoreContract: Sendable {
+    /// Opens (or reopens) one storage.
+    public typealias Opener = @Sendable () async throws -> any JournalStore
+    /// Makes a new, empty storage and returns how to open it.
+    public let newStorage: @Sendable () async throws -> Opener
+
+    /// A contract run over the storages `newStorage` makes.
+    public init(newStorage: @escaping @Sendable () async throws -> Opener) {
+        self.newStorage = newStorage
+    }
 
     private static func input(_ symbol: Symbol, _ number: UInt64, _ text: String) -> JournalRecord {
         JournalRecord(symbol: symbol, sequence: number << 20, kind: .input, payload: [1, 6] + Array(text.utf8))
@@ -24,7 +31,7 @@ struct JournalStoreContract {
     }
 
     /// Every check, in order, on a fresh store.
-    func run() async throws {
+    public func run() async throws {
         try await recordsComeBackPerSymbolInSequenceOrder()
         try await snapshotsReplaceAndPrune()
         try await tornTailIsDroppedWithANotice()

@@ -1,0 +1,362 @@
+import FillGuard
+import FillGuardCore
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// The shared journal store: tables in a PostgreSQL database (postgres-nio's pooled client), so
+/// that several processes or machines can keep their journals in one server. Each store writes
+/// under its own `namespace` (a column in every table), so two managers never mix records.
+///
+/// It mirrors `SQLiteJournalStore`: each appended batch is one transaction on one connection; a
+/// snapshot replaces the symbol's previous one and deletes the records it covers; `load` hands
+/// the rows to `JournalAssembly` and deletes a torn tail. With `fsync` durability a batch counts
+/// as written once PostgreSQL has flushed its commit (`synchronous_commit = on`); with `off` the
+/// commit returns before that flush (`SET LOCAL synchronous_commit = off`).
+public final class PostgresJournalStore: JournalStore {
+    /// The format this version writes and reads (per namespace, in the meta table).
+    public static let formatVersion = 1
+
+    /// Where the server is and how this store uses it.
+    public struct Configuration: Sendable {
+        /// The server's host name or address.
+        public var host: String
+        /// The server's TCP port.
+        public var port: Int
+        /// The role to log in as.
+        public var username: String
+        /// The role's password; nil for trust or peer authentication.
+        public var password: String?
+        /// The database holding the journal tables.
+        public var database: String
+        /// Which journal in the database this store reads and writes: letters, digits, `_`, `-`
+        /// and `.`, 1 to 63 characters.
+        public var namespace: String
+        /// When an appended batch counts as written.
+        public var durability: JournalDurability
+        /// The most connections the store's pool opens.
+        public var maximumConnections: Int
+        /// How long opening a TCP connection may take.
+        public var connectTimeout: Duration
+
+        /// A configuration; the password defaults to none, durability to `fsync`.
+        public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
+                    namespace: String, durability: JournalDurability = .fsync,
+                    maximumConnections: Int = 4, connectTimeout: Duration = .seconds(10)) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+            self.database = database
+            self.namespace = namespace
+            self.durability = durability
+            self.maximumConnections = maximumConnections
+            self.connectTimeout = connectTimeout
+        }
+
+        /// "user@host:port/database (journal namespace)", for messages.
+        public var location: String { "\(username)@\(host):\(port)/\(database) (journal \"\(namespace)\")" }
+    }
+
+    /// The tables every namespace shares (the namespace is a column).
+    enum Table {
+        static let meta = "fillguard_journal_meta"
+        static let records = "fillguard_journal_records"
+        static let snapshots = "fillguard_journal_snapshots"
+    }
+
+    /// This store's configuration.
+    public let configuration: Configuration
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+    private let closed = Mutex(false)
+
+    /// Connects, creates the tables if needed and checks the namespace's format. Throws `storage`
+    /// when the server cannot be reached or used (the message names host, port and database),
+    /// `unsupportedVersion` for a namespace written by a newer FillGuard.
+    public init(configuration: Configuration, logger: Logger? = nil) async throws(JournalError) {
+        try Self.validate(namespace: configuration.namespace)
+        self.configuration = configuration
+        self.logger = logger ?? Logger(label: "fillguard.journal.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        // A direct first connection gives a prompt, specific error when the server is unreachable
+        // (the pool would retry in the background and report only a tripped circuit breaker).
+        try await Self.prepare(configuration, logger: self.logger)
+        var clientConfiguration = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: .disable)
+        clientConfiguration.options.maximumConnections = max(1, configuration.maximumConnections)
+        clientConfiguration.options.connectTimeout = configuration.connectTimeout
+        let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: self.logger)
+        self.client = client
+        runner = Task { await client.run() }
+    }
+
+    /// Appends a batch in one transaction.
+    public func append(_ batch: [JournalRecord]) async throws(JournalError) {
+        try checkOpen()
+        guard !batch.isEmpty else { return }
+        let namespace = configuration.namespace
+        let durability = configuration.durability
+        let logger = self.logger
+        do {
+            try await client.withConnection { connection in
+                try await connection.withTransaction(logger: logger) { connection in
+                    if durability == .off {
+                        try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
+                    }
+                    var pending: [JournalRecord] = []
+                    for record in batch {
+                        if record.kind == .snapshot {
+                            try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
+                            pending.removeAll(keepingCapacity: true)
+                            try await Self.replaceSnapshot(record, namespace: namespace, on: connection, logger: logger)
+                        } else {
+                            pending.append(record)
+                        }
+                    }
+                    try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
+                }
+            }
+        } catch {
+            throw failure("cannot write to", error)
+        }
+    }
+
+    /// Loads per the contract; a torn tail is deleted from the table with a notice.
+    public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+        try checkOpen()
+        let namespace = configuration.namespace
+        let logger = self.logger
+        let rows: [JournalAssembly.Row]
+        let snapshots: [JournalRecord]
+        do {
+            (rows, snapshots) = try await client.withConnection { connection in
+                try await connection.withTransaction(logger: logger) { connection in
+                    // One consistent view of both tables.
+                    try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+                    var rows: [JournalAssembly.Row] = []
+                    let recordRows = try await connection.query(
+                        "SELECT id, symbol, seq, kind, payload, crc FROM fillguard_journal_records WHERE namespace = \(namespace)",
+                        logger: logger)
+                    for try await (id, symbol, sequence, kind, payload, crc) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64).self) {
+                        let kind = JournalRecord.Kind(rawValue: UInt8(clamping: kind)) ?? .input
+                        rows.append(JournalAssembly.Row(position: id, record: JournalRecord(
+                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: kind,
+                            payload: Array(payload.readableBytesView), checksum: UInt32(truncatingIfNeeded: crc))))
+                    }
+                    var snapshots: [JournalRecord] = []
+                    let snapshotRows = try await connection.query(
+                        "SELECT symbol, seq, payload, crc FROM fillguard_journal_snapshots WHERE namespace = \(namespace)",
+                        logger: logger)
+                    for try await (symbol, sequence, payload, crc) in snapshotRows.decode((String, Int64, ByteBuffer, Int64).self) {
+                        snapshots.append(JournalRecord(
+                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: .snapshot,
+                            payload: Array(payload.readableBytesView), checksum: UInt32(truncatingIfNeeded: crc)))
+                    }
+                    return (rows, snapshots)
+                }
+            }
+        } catch {
+            throw failure("cannot read", error)
+        }
+        let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
+        if let cut = result.truncateFrom {
+            do {
+                try await client.query(
+                    "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND id >= \(cut)",
+                    logger: logger)
+            } catch {
+                throw failure("cannot drop the torn tail of", error)
+            }
+        }
+        return result.contents
+    }
+
+    /// Deletes this namespace's records and snapshots (its format row stays); other namespaces are
+    /// untouched. The store stays open and usable, as if new.
+    public func erase() async throws(JournalError) {
+        try checkOpen()
+        let namespace = configuration.namespace
+        let logger = self.logger
+        do {
+            try await client.withConnection { connection in
+                try await connection.withTransaction(logger: logger) { connection in
+                    try await connection.query("DELETE FROM fillguard_journal_records WHERE namespace = \(namespace)", logger: logger)
+                    try await connection.query("DELETE FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
+                }
+            }
+        } catch {
+            throw failure("cannot erase", error)
+        }
+    }
+
+    /// Stops the pool and closes its connections. Appends after closing fail with `closed`.
+    public func close() async {
+        let wasClosed = closed.withLock { closed in
+            defer { closed = true }
+            return closed
+        }
+        guard !wasClosed else { return }
+        runner.cancel()
+        await runner.value
+    }
+
+    // MARK: - Helpers
+
+    private func checkOpen() throws(JournalError) {
+        if closed.withLock({ $0 }) {
+            throw JournalError(.closed, "the PostgreSQL journal at \(configuration.location) is closed")
+        }
+    }
+
+    private func failure(_ what: String, _ error: any Error) -> JournalError {
+        JournalError(.storage, "\(what) the PostgreSQL journal at \(configuration.location): \(Self.describe(error))")
+    }
+
+    /// Checks that a namespace is usable: 1 to 63 of letters, digits, `_`, `-` and `.`.
+    static func validate(namespace: String) throws(JournalError) {
+        let allowed = namespace.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "_-.".unicodeScalars.contains(scalar))
+        }
+        guard !namespace.isEmpty, namespace.utf8.count <= 63, allowed else {
+            throw JournalError(.storage, "the journal namespace \"\(namespace)\" is not valid: use 1 to 63 letters, digits, '_', '-' or '.'")
+        }
+    }
+
+    /// Connects once, creates the tables if they are missing and checks the namespace's format.
+    private static func prepare(_ configuration: Configuration, logger: Logger) async throws(JournalError) {
+        var connectionConfiguration = PostgresConnection.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: .disable)
+        connectionConfiguration.options.connectTimeout = .nanoseconds(max(1, Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000
+            + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
+        } catch {
+            throw JournalError(.storage, "cannot connect to the PostgreSQL journal server at \(configuration.host):\(configuration.port), database \"\(configuration.database)\", as \"\(configuration.username)\": \(describe(error))")
+        }
+        let namespace = configuration.namespace
+        let stored: String?
+        do {
+            stored = try await connection.withTransaction(logger: logger) { connection in
+                // Serialises processes creating the tables at once (CREATE ... IF NOT EXISTS races).
+                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: logger)
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS fillguard_journal_meta (
+                        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                        PRIMARY KEY (namespace, key))
+                    """, logger: logger)
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS fillguard_journal_records (
+                        id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL, symbol TEXT NOT NULL,
+                        seq BIGINT NOT NULL, kind SMALLINT NOT NULL, payload BYTEA NOT NULL, crc BIGINT NOT NULL)
+                    """, logger: logger)
+                try await connection.query(
+                    "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
+                    logger: logger)
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS fillguard_journal_snapshots (
+                        namespace TEXT NOT NULL, symbol TEXT NOT NULL, seq BIGINT NOT NULL,
+                        payload BYTEA NOT NULL, crc BIGINT NOT NULL, PRIMARY KEY (namespace, symbol))
+                    """, logger: logger)
+                let format = "\(Self.formatVersion)"
+                try await connection.query("""
+                    INSERT INTO fillguard_journal_meta (namespace, key, value) VALUES (\(namespace), 'format', \(format))
+                    ON CONFLICT (namespace, key) DO NOTHING
+                    """, logger: logger)
+                let rows = try await connection.query(
+                    "SELECT value FROM fillguard_journal_meta WHERE namespace = \(namespace) AND key = 'format'", logger: logger)
+                var value: String?
+                for try await (text) in rows.decode(String.self) { value = text }
+                return value
+            }
+        } catch {
+            try? await connection.close()
+            throw JournalError(.storage, "cannot prepare the PostgreSQL journal at \(configuration.location): \(describe(error))")
+        }
+        try? await connection.close()
+        guard let stored, let version = Int(stored) else {
+            throw JournalError(.corrupted, "the PostgreSQL journal at \(configuration.location) has no readable format version")
+        }
+        guard version <= formatVersion else {
+            throw JournalError(.unsupportedVersion, "the PostgreSQL journal at \(configuration.location) has format \(version), newer than this FillGuard reads (\(formatVersion)); upgrade FillGuard")
+        }
+    }
+
+    /// The advisory lock key that serialises table creation ("FGJN").
+    private static let schemaLock: Int64 = 0x4647_4A4E
+
+    /// Inserts input and intent records with one statement, keeping their order in the ids.
+    private static func insert(_ records: [JournalRecord], namespace: String, on connection: PostgresConnection, logger: Logger) async throws {
+        guard !records.isEmpty else { return }
+        var symbols: [String] = []
+        var sequences: [Int64] = []
+        var kinds: [Int16] = []
+        var payloads: [ByteBuffer] = []
+        var checksums: [Int64] = []
+        symbols.reserveCapacity(records.count)
+        sequences.reserveCapacity(records.count)
+        kinds.reserveCapacity(records.count)
+        payloads.reserveCapacity(records.count)
+        checksums.reserveCapacity(records.count)
+        for record in records {
+            symbols.append(record.symbol.name)
+            sequences.append(Int64(bitPattern: record.sequence))
+            kinds.append(Int16(record.kind.rawValue))
+            payloads.append(ByteBuffer(bytes: record.payload))
+            checksums.append(Int64(record.checksum))
+        }
+        try await connection.query("""
+            INSERT INTO fillguard_journal_records (namespace, symbol, seq, kind, payload, crc)
+            SELECT \(namespace), r.symbol, r.seq, r.kind, r.payload, r.crc
+            FROM unnest(\(symbols)::text[], \(sequences)::int8[], \(kinds)::int2[], \(payloads)::bytea[], \(checksums)::int8[])
+                WITH ORDINALITY AS r(symbol, seq, kind, payload, crc, n)
+            ORDER BY r.n
+            """, logger: logger)
+    }
+
+    /// Stores a snapshot in place of the symbol's previous one and deletes the records it covers.
+    private static func replaceSnapshot(_ record: JournalRecord, namespace: String, on connection: PostgresConnection, logger: Logger) async throws {
+        let symbol = record.symbol.name
+        let sequence = Int64(bitPattern: record.sequence)
+        let payload = ByteBuffer(bytes: record.payload)
+        let checksum = Int64(record.checksum)
+        try await connection.query("""
+            INSERT INTO fillguard_journal_snapshots (namespace, symbol, seq, payload, crc)
+            VALUES (\(namespace), \(symbol), \(sequence), \(payload), \(checksum))
+            ON CONFLICT (namespace, symbol) DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload, crc = EXCLUDED.crc
+            """, logger: logger)
+        try await connection.query(
+            "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND symbol = \(symbol) AND seq <= \(sequence)",
+            logger: logger)
+    }
+
+    /// A readable account of a postgres-nio error (its own description hides every detail).
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PostgresTransactionError {
+            if let inner = error.beginError { return "BEGIN failed: \(describe(inner))" }
+            if let inner = error.closureError {
+                let rollback = error.rollbackError.map { "; ROLLBACK also failed: \(describe($0))" } ?? ""
+                return describe(inner) + rollback
+            }
+            if let inner = error.commitError { return "COMMIT failed (the batch may or may not be stored): \(describe(inner))" }
+            return "the transaction failed"
+        }
+        if let error = error as? PSQLError {
+            var parts: [String] = []
+            if let info = error.serverInfo {
+                let message = info[.message] ?? "server error"
+                let state = info[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+                parts.append("the server said: \(message)\(state)")
+                if let detail = info[.detail] { parts.append(detail) }
+            } else {
+                parts.append(String(describing: error.code))
+            }
+            if let underlying = error.underlying { parts.append(String(describing: underlying)) }
+            return parts.joined(separator: "; ")
+        }
+        return String(describing: error)
+    }
+}

@@ -1,0 +1,195 @@
+import FillGuard
+import FillGuardCore
+import FillGuardJournalContract
+import FillGuardPostgres
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// The server the tests use, from the variables `scripts/postgres-start` prints. Missing
+/// variables fail the test that asked, with a message saying how to start a server: these tests
+/// never skip silently.
+enum TestServer {
+    struct Missing: Error, CustomStringConvertible {
+        let names: [String]
+        var description: String {
+            "the PostgreSQL journal tests need a server: \(names.joined(separator: ", ")) \(names.count == 1 ? "is" : "are") not set. Start one with: eval \"$(scripts/postgres-start)\""
+        }
+    }
+
+    /// A configuration for a new namespace (unique per call, so runs and tests never collide).
+    static func configuration(durability: JournalDurability = .fsync, label: String = "test") throws -> PostgresJournalStore.Configuration {
+        let environment = ProcessInfo.processInfo.environment
+        let names = ["FILLGUARD_PG_HOST", "FILLGUARD_PG_PORT", "FILLGUARD_PG_USER", "FILLGUARD_PG_DATABASE"]
+        let missing = names.filter { (environment[$0] ?? "").isEmpty }
+        guard missing.isEmpty else { throw Missing(names: missing) }
+        guard let port = Int(environment["FILLGUARD_PG_PORT"]!) else {
+            throw Missing(names: ["FILLGUARD_PG_PORT (a number)"])
+        }
+        return PostgresJournalStore.Configuration(
+            host: environment["FILLGUARD_PG_HOST"]!, port: port, username: environment["FILLGUARD_PG_USER"]!,
+            password: environment["FILLGUARD_PG_PASSWORD"], database: environment["FILLGUARD_PG_DATABASE"]!,
+            namespace: "\(label)-\(UUID().uuidString.lowercased())", durability: durability)
+    }
+
+    /// Runs one statement on the test server outside any store (to damage what tests need damaged).
+    static func execute(_ query: PostgresQuery, on configuration: PostgresJournalStore.Configuration) async throws {
+        let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: configuration.host, port: configuration.port, username: configuration.username,
+                password: configuration.password, database: configuration.database, tls: .disable),
+            id: 1, logger: logger)
+        do {
+            try await connection.query(query, logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+}
+
+@Suite("PostgreSQL journal store")
+struct PostgresJournalStoreTests {
+    @Test("Postgres passes the journal contract (fsync)")
+    func contractFsync() async throws {
+        try await JournalStoreContract(newStorage: {
+            let configuration = try TestServer.configuration(durability: .fsync, label: "contract")
+            return { try await PostgresJournalStore(configuration: configuration) }
+        }).run()
+    }
+
+    @Test("Postgres passes the journal contract (synchronous_commit off)")
+    func contractOff() async throws {
+        try await JournalStoreContract(newStorage: {
+            let configuration = try TestServer.configuration(durability: .off, label: "contract-off")
+            return { try await PostgresJournalStore(configuration: configuration) }
+        }).run()
+    }
+
+    @Test("Postgres namespaces keep two journals in one database apart")
+    func namespacesAreSeparate() async throws {
+        let first = try await PostgresJournalStore(configuration: TestServer.configuration(label: "ns-a"))
+        let second = try await PostgresJournalStore(configuration: TestServer.configuration(label: "ns-b"))
+        try await first.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        try await second.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 2]),
+                                 JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 3])])
+        try await second.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .snapshot, payload: [1, 9])])
+        let firstContents = try await first.load(notices: { _ in })
+        let secondContents = try await second.load(notices: { _ in })
+        #expect(firstContents.lanes["AAA"]?.records.map(\.payload) == [[1, 1]])
+        #expect(firstContents.lanes["AAA"]?.snapshot == nil, "a snapshot in another namespace does not prune this one")
+        #expect(secondContents.lanes["AAA"]?.snapshot?.payload == [1, 9])
+        #expect(secondContents.lanes["AAA"]?.records.isEmpty == true)
+        try await first.erase()
+        #expect(try await first.load(notices: { _ in }).lanes.isEmpty)
+        #expect(try await second.load(notices: { _ in }).lanes["AAA"]?.snapshot != nil, "erasing one namespace leaves the other")
+        try await second.erase()
+        await first.close()
+        await second.close()
+    }
+
+    @Test("Postgres refuses a namespace written by a newer FillGuard")
+    func newerFormatIsRefused() async throws {
+        let configuration = try TestServer.configuration(label: "newer")
+        let store = try await PostgresJournalStore(configuration: configuration)
+        await store.close()
+        try await TestServer.execute(
+            "UPDATE fillguard_journal_meta SET value = '99' WHERE namespace = \(configuration.namespace) AND key = 'format'",
+            on: configuration)
+        do {
+            _ = try await PostgresJournalStore(configuration: configuration)
+            Issue.record("a namespace of format 99 was opened")
+        } catch {
+            #expect(error.code == .unsupportedVersion)
+            #expect(error.message.contains("newer"))
+            #expect(error.message.contains(configuration.namespace))
+        }
+    }
+
+    @Test("Postgres: appends after close fail with closed")
+    func appendAfterClose() async throws {
+        let store = try await PostgresJournalStore(configuration: TestServer.configuration(label: "closed"))
+        await store.close()
+        do {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1])])
+            Issue.record("an append after close succeeded")
+        } catch {
+            #expect(error.code == .closed)
+        }
+        await store.close() // closing twice is harmless
+    }
+
+    @Test("Postgres: an unreachable server is a storage error naming host, port and database")
+    func unreachableServer() async throws {
+        var configuration = try TestServer.configuration(label: "unreachable")
+        configuration.port = try Self.closedPort()
+        do {
+            _ = try await PostgresJournalStore(configuration: configuration)
+            Issue.record("a store opened on a closed port")
+        } catch {
+            #expect(error.code == .storage)
+            #expect(error.message.contains("\(configuration.host):\(configuration.port)"))
+            #expect(error.message.contains(configuration.database))
+            #expect(error.message.contains("cannot connect"))
+        }
+    }
+
+    @Test("Postgres: a bad namespace is refused before connecting")
+    func badNamespace() async throws {
+        var configuration = try TestServer.configuration(label: "bad")
+        for namespace in ["", "a b", "x;DROP TABLE y", String(repeating: "n", count: 64)] {
+            configuration.namespace = namespace
+            await #expect(throws: JournalError.self) { _ = try await PostgresJournalStore(configuration: configuration) }
+        }
+    }
+
+    @Test("Postgres: a batch is atomic: a failing statement stores none of it")
+    func batchIsAtomic() async throws {
+        let configuration = try TestServer.configuration(label: "atomic")
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "ATM", sequence: 1, kind: .input, payload: [1, 1])])
+        // A symbol with a NUL byte is refused by PostgreSQL's text type, after the first insert ran.
+        let bad = JournalRecord(symbol: Symbol("BAD\u{0}"), sequence: 3, kind: .snapshot, payload: [1, 3])
+        await #expect(throws: JournalError.self) {
+            try await store.append([JournalRecord(symbol: "ATM", sequence: 2, kind: .input, payload: [1, 2]), bad])
+        }
+        let contents = try await store.load(notices: { _ in })
+        #expect(contents.lanes["ATM"]?.records.map(\.sequence) == [1])
+        // The pool's connection is usable again after the rolled-back transaction.
+        try await store.append([JournalRecord(symbol: "ATM", sequence: 2, kind: .input, payload: [1, 2])])
+        #expect(try await store.load(notices: { _ in }).lanes["ATM"]?.records.map(\.sequence) == [1, 2])
+        try await store.erase()
+        await store.close()
+    }
+
+    @Test("Postgres: append throughput is measured")
+    func throughputIsMeasured() async throws {
+        let configuration = try TestServer.configuration(label: "throughput")
+        let result = try await measureAppendThroughput(configuration: configuration, batchSize: 100, batches: 3, runs: 3)
+        #expect(result.runs.count == 3)
+        #expect(result.medianRecordsPerSecond > 0)
+    }
+
+    /// A loopback port nothing listens on (bound, then released).
+    private static func closedPort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw POSIXError(.EBADF) }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                bind(descriptor, socketAddress, length) == 0 && getsockname(descriptor, socketAddress, &length) == 0
+            }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
