@@ -50,10 +50,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Benchmark workloads (throughput, reaction latency, broker calls, memory, safety) and the
+        // `seed` baseline that reproduces the Python original, shared by `fillguard bench`.
+        .target(
+            name: "FillGuardBench",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

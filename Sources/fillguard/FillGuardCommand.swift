@@ -1,12 +1,12 @@
 import ArgumentParser
 
-/// The `fillguard` command line: `simulate` (the main job) and `replay`.
+/// The `fillguard` command line: `simulate` (the main job), `replay` and `bench`.
 @main
 struct FillGuardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fillguard",
         abstract: "Keeps positions exact and protective orders right while fills pour in.",
-        subcommands: [SimulateCommand.self, ReplayCommand.self])
+        subcommands: [SimulateCommand.self, ReplayCommand.self, BenchCommand.self])
 
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {
