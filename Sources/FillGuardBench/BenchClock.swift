@@ -42,6 +42,15 @@ public enum ProcessMemory {
     /// Peak resident set size in KiB since the process started (VmHWM).
     public static var peakResidentKiB: Int { field("VmHWM:") }
 
+    /// Returns freed heap pages to the system (glibc `malloc_trim`), so RSS shows live memory.
+    public static func releaseFreeMemory() {
+        #if canImport(Glibc)
+        typealias Trim = @convention(c) (Int) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        #endif
+    }
+
     private static func field(_ name: String) -> Int {
         guard let file = fopen("/proc/self/status", "r") else { return 0 }
         defer { fclose(file) }

@@ -167,7 +167,7 @@ public struct BenchSuite: Sendable {
         let output = await FeedThread.run(name: "bench-child") { () -> Data? in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: command[0])
-            process.arguments = Array(command.dropFirst()) + arguments
+            process.arguments = Array(command.dropFirst()) + [arguments.joined(separator: " ")]
             let pipe = Pipe()
             process.standardOutput = pipe
             do { try process.run() } catch { return nil }

@@ -158,16 +158,27 @@ public enum FillGuardWorkloads {
     public static func idleMemory(symbols: Int) async -> Measurement {
         let broker = BenchBroker()
         let manager = FillManager(broker: broker, logger: BenchUniverse.quietLogger)
+        ProcessMemory.releaseFreeMemory()
         let before = ProcessMemory.residentKiB
-        let universe = await BenchUniverse.setUp(manager, symbols: symbols, scaleInShares: 10)
+        for index in 0..<symbols {
+            let spec = BenchUniverse.spec(index, scaleInShares: 10)
+            do { try await manager.open(spec) } catch { preconditionFailure("benchmark bracket refused: \(error)") }
+            // One symbol at a time, so no large transient copy inflates the resident size.
+            guard let entry = await manager.position(spec.positionID)?.orders.first(where: { $0.role == .entry }) else {
+                preconditionFailure("benchmark setup: no entry order for \(spec.symbol)")
+            }
+            manager.receive(BenchUniverse.fill(index, order: entry.id, symbol: spec.symbol, side: .buy, shares: BenchUniverse.baseShares))
+        }
+        await manager.waitUntilIdle()
+        ProcessMemory.releaseFreeMemory()
         let after = ProcessMemory.residentKiB
         let lanes = manager.symbolCount
-        withExtendedLifetime(universe) {}
+        let violations = await manager.invariantViolations().count
         return Measurement(
             workload: "memory-idle", implementation: "fillguard", parameters: ["symbols": "\(symbols)"],
             metrics: ["bytesPerIdleSymbol": Double(after - before) * 1024 / Double(max(1, lanes)),
-                      "rssMiB": Double(after) / 1024, "rssStartMiB": Double(before) / 1024],
-            notes: ["each symbol: an open position (entry filled), a live stop, a live target and a scale-in; the universe's own id table is included"])
+                      "rssMiB": Double(after) / 1024, "rssStartMiB": Double(before) / 1024, "violations": Double(violations)],
+            notes: ["each symbol: an open position (entry filled), a live stop, a live target and a working scale-in; RSS after malloc_trim"])
     }
 
     /// Peak resident memory with one hot symbol taking `fills` fills (scale-in mix). Run it in a

@@ -156,9 +156,11 @@ public enum SeedWorkloads {
 
     /// Resident memory per idle symbol of the seed (its state and its never-ending queue task).
     public static func idleMemory(symbols: Int) async -> Measurement {
-        let before = ProcessMemory.residentKiB
         let (seed, _) = make(latency: .zero)
+        ProcessMemory.releaseFreeMemory()
+        let before = ProcessMemory.residentKiB
         let scaleIns = await setUp(seed, symbols: symbols, scaleInShares: 10)
+        ProcessMemory.releaseFreeMemory()
         let after = ProcessMemory.residentKiB
         withExtendedLifetime(scaleIns) {}
         seed.shutdown()
