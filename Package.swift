@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // package-benchmark, for Benchmarks/ (`swift package benchmark`). Only the malloc interposer
+        // trait: its default runtime-interposer trait needs a package this toolchain does not get.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The rules: a pure, synchronous, deterministic state machine. No tasks, clocks or I/O.
@@ -71,6 +74,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
+        ),
+        // package-benchmark suite: the core per fill, and the whole runtime (see BENCHMARKS.md).
+        .executableTarget(
+            name: "FillGuardBenchmarks",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardBench",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FillGuardBenchmarks",
+            swiftSettings: strict,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .testTarget(
             name: "FillGuardCoreTests",
