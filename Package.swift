@@ -21,9 +21,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
-        // package-benchmark, for Benchmarks/ (`swift package benchmark`). Only the malloc interposer
-        // trait: its default runtime-interposer trait needs a package this toolchain does not get.
-        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The rules: a pure, synchronous, deterministic state machine. No tasks, clocks or I/O.
@@ -75,17 +72,6 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // package-benchmark suite: the core per fill, and the whole runtime (see BENCHMARKS.md).
-        .executableTarget(
-            name: "FillGuardBenchmarks",
-            dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardBench",
-                .product(name: "Benchmark", package: "benchmark"),
-            ],
-            path: "Benchmarks/FillGuardBenchmarks",
-            swiftSettings: strict,
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
         .testTarget(
             name: "FillGuardCoreTests",
             dependencies: [
@@ -106,3 +92,24 @@ let package = Package(
         ),
     ]
 )
+
+// The package-benchmark suite (Benchmarks/) is opt-in: FILLGUARD_BENCHMARKS=1 swift package benchmark.
+// Without the variable the benchmark package is neither resolved nor built, so `swift build
+// --build-tests` (CI, scripts/test) does not pay for it (it more than doubled a clean test build).
+if Context.environment["FILLGUARD_BENCHMARKS"] != nil {
+    // Only the malloc interposer trait: the default runtime-interposer trait needs a package this
+    // toolchain's package set does not have.
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "FillGuardBenchmarks",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardBench",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FillGuardBenchmarks",
+            swiftSettings: strict,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    )
+}
