@@ -182,13 +182,15 @@ public struct BenchSuite: Sendable {
         return measurement
     }
 
-    /// Runs one memory workload in this process: `kind implementation size` (what a child does).
+    /// Runs one workload in this process: `kind implementation size` (what a child does; `core
+    /// fillguard N` is the single-threaded core loop, for profiling).
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
         guard arguments.count == 3, let size = Int(arguments[2]), size > 0 else { return nil }
         switch (arguments[0], arguments[1]) {
         case ("memory-hot", "fillguard"): return await FillGuardWorkloads.hotMemory(fills: size)
         case ("memory-idle", "fillguard"): return await FillGuardWorkloads.idleMemory(symbols: size)
         case ("memory-idle", "seed"): return await SeedWorkloads.idleMemory(symbols: size)
+        case ("core", "fillguard"): return CoreWorkload.run(fills: size)
         default: return nil
         }
     }

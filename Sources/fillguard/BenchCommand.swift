@@ -114,3 +114,20 @@ struct BenchCommand: AsyncParsableCommand {
         print(json ? results.json : results.text)
     }
 }
+
+/// `fillguard profile-core N` (hidden): the single-threaded core loop on the main thread, with
+/// no tasks at all, so that valgrind's instrumenting tools (which crash on the runtime's worker
+/// threads here) can count its instructions.
+struct ProfileCoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile-core", abstract: "Run the core per-fill loop synchronously (for valgrind).", shouldDisplay: false)
+
+    @Argument(help: "Scale-in fills to book.")
+    var fills = 100_000
+
+    func run() throws {
+        let measurement = CoreWorkload.run(fills: max(1, fills))
+        let data = try JSONEncoder().encode(measurement)
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
