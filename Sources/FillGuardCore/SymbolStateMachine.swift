@@ -534,8 +534,9 @@ public struct SymbolStateMachine: Sendable {
             for order in liveBefore where order.side != side {
                 setTarget(.cancelled, of: order.id, emitting: &actions)
             }
-            // Re-read: an order never sent was just cancelled locally and is gone.
-            let live = liveOrders(role, of: position)
+            // Re-read: an order never sent was just cancelled locally and is gone. Nothing was
+            // cancelled when every live order is on the right side: then nothing changed.
+            let live = liveBefore.contains { $0.side != side } ? liveOrders(role, of: position) : liveBefore
             let current = live.last { !$0.retiring && $0.side == side }
             if let current {
                 if current.failure != nil { continue }
