@@ -96,6 +96,7 @@ public struct BenchResults: Sendable {
 
     /// Metrics shown per workload in the human report.
     static let columns: [String: [String]] = [
+        "core": ["fillsPerSecond", "cpuMicrosPerFill", "brokerCallsPerFill"],
         "throughput": ["fillsPerSecond", "cpuMicrosPerFill", "brokerCallsPerFill", "peakRSSMiB"],
         "latency": ["p50Micros", "p99Micros", "p999Micros", "maxMicros", "achievedFillsPerSecond", "censored"],
         "calls": ["brokerCallsPerFill"],

@@ -122,6 +122,8 @@ public struct BenchSuite: Sendable {
             }
         }
         if workloads.contains("throughput") {
+            // The rules alone (no runtime, no tasks): the floor under the runtime's cost per fill.
+            note(CoreWorkload.run(fills: min(plan.fills, 200_000)))
             for symbols in plan.symbols {
                 for mix in plan.mixes {
                     let latencies: [Duration] = symbols == 1_000 && mix == .scalein ? plan.latencies : [.zero]
