@@ -97,8 +97,8 @@ public struct BenchResults: Sendable {
     /// Metrics shown per workload in the human report.
     static let columns: [String: [String]] = [
         "core": ["fillsPerSecond", "cpuMicrosPerFill", "brokerCallsPerFill"],
-        "throughput": ["fillsPerSecond", "cpuMicrosPerFill", "brokerCallsPerFill", "peakRSSMiB"],
-        "latency": ["p50Micros", "p99Micros", "p999Micros", "maxMicros", "achievedFillsPerSecond", "censored"],
+        "throughput": ["fillsPerSecond", "cpuMicrosPerFill", "brokerCallsPerFill"],
+        "latency": ["p50Micros", "p99Micros", "p999Micros", "maxMicros", "achievedFillsPerSecond", "censored", "senderLateP99Micros"],
         "calls": ["brokerCallsPerFill"],
         "memory-idle": ["bytesPerIdleSymbol", "rssMiB"],
         "memory-hot": ["fillsPerSecond", "peakRSSMiB", "peakGrowthMiB"],

@@ -1,5 +1,6 @@
 import FillGuard
 import FillGuardCore
+import Histogram
 import Synchronization
 
 /// The workloads run against the whole FillGuard runtime (`FillManager`, lanes, dispatch) with
@@ -76,7 +77,6 @@ public enum FillGuardWorkloads {
                 "fillsPerSecond": Double(applied) / seconds(elapsed),
                 "cpuMicrosPerFill": Double(cpu) / 1_000 / Double(max(1, applied)),
                 "brokerCallsPerFill": Double(calls) / Double(max(1, applied)),
-                "peakRSSMiB": Double(ProcessMemory.peakResidentKiB) / 1024,
                 "rssGrowthMiB": Double(ProcessMemory.residentKiB - rssStart) / 1024,
                 "rejected": Double(rejected),
                 "violations": Double(violations),
@@ -102,16 +102,18 @@ public enum FillGuardWorkloads {
         tracker.arm(roles: roles, start: start, fills: fills)
         let books = universe.books
         let interval = 1e9 / Double(rate)
-        let lastSent = await FeedThread.run(name: "bench-pacer") { () -> Int64 in
+        let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer") { () -> (Int64, Histogram<UInt64>) in
             var last: Int64 = 0
+            var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
             for sent in 0..<fills {
                 let due = start + Int64(Double(sent) * interval)
                 while BenchClock.now() < due { BenchClock.yieldThread() }
                 let book = books[sent % symbols]
                 manager.receive(BenchUniverse.fill(sent, order: book.scaleIn, symbol: book.symbol, side: .buy, shares: 1))
                 last = BenchClock.now()
+                _ = lateness.record(UInt64(max(0, last - due)))
             }
-            return last
+            return (last, lateness)
         }
         await manager.waitUntilIdle()
         let result = tracker.finish(now: BenchClock.now())
@@ -121,7 +123,9 @@ public enum FillGuardWorkloads {
         return Measurement(
             workload: "latency", implementation: "fillguard",
             parameters: ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": format(brokerLatency), "mix": "scalein"],
-            metrics: result.metrics.merging(["achievedFillsPerSecond": achieved], uniquingKeysWith: { $1 }),
+            metrics: result.metrics.merging(["achievedFillsPerSecond": achieved,
+                                             "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
+                                             "senderLateMaxMicros": Double(lateness.max) / 1_000], uniquingKeysWith: { $1 }),
             notes: notes, distribution: result.distribution)
     }
 

@@ -1,5 +1,6 @@
 import FillGuard
 import FillGuardCore
+import Histogram
 
 /// The same workloads run against the `seed` baseline, for ratios measured in the same run.
 public enum SeedWorkloads {
@@ -101,16 +102,18 @@ public enum SeedWorkloads {
         let start = BenchClock.now() + 1_000_000
         tracker.arm(roles: nil, start: start, fills: fills)
         let interval = 1e9 / Double(rate)
-        let lastSent = await FeedThread.run(name: "seed-pacer") { () -> Int64 in
+        let (lastSent, lateness) = await FeedThread.run(name: "seed-pacer") { () -> (Int64, Histogram<UInt64>) in
             var last: Int64 = 0
+            var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
             for sent in 0..<fills {
                 let due = start + Int64(Double(sent) * interval)
                 while BenchClock.now() < due { BenchClock.yieldThread() }
                 let index = sent % symbols
                 seed.receive(BenchUniverse.fill(sent, order: scaleIns[index], symbol: BenchUniverse.symbol(index), side: .buy, shares: 1))
                 last = BenchClock.now()
+                _ = lateness.record(UInt64(max(0, last - due)))
             }
-            return last
+            return (last, lateness)
         }
         let drained = await waitFor(timeout: cutoff) { seed.fillsHandled >= symbols + fills && seed.operationsPending == 0 }
         let result = tracker.finish(now: BenchClock.now())
@@ -123,7 +126,9 @@ public enum SeedWorkloads {
         return Measurement(
             workload: "latency", implementation: "seed",
             parameters: ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": FillGuardWorkloads.format(brokerLatency), "mix": "scalein"],
-            metrics: result.metrics.merging(["achievedFillsPerSecond": Double(fills) / FillGuardWorkloads.seconds(max(1, lastSent - start))],
+            metrics: result.metrics.merging(["achievedFillsPerSecond": Double(fills) / FillGuardWorkloads.seconds(max(1, lastSent - start)),
+                                             "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
+                                             "senderLateMaxMicros": Double(lateness.max) / 1_000],
                                             uniquingKeysWith: { $1 }),
             notes: notes, distribution: result.distribution)
     }
