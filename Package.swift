@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(
             name: "FillGuardTests",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardBench",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
