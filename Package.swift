@@ -99,10 +99,22 @@ let package = Package(
             dependencies: ["FillGuard", "FillGuardPostgres"],
             swiftSettings: strict
         ),
+        // Benchmark workloads (throughput, reaction latency, broker calls, memory, safety) and the
+        // `seed` baseline that reproduces the Python original, shared by `fillguard bench`.
+        .target(
+            name: "FillGuardBench",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fillguard",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,7 +150,7 @@ let package = Package(
         .testTarget(
             name: "FillGuardTests",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardBench",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -152,3 +164,24 @@ let package = Package(
         ),
     ]
 )
+
+// The package-benchmark suite (Benchmarks/) is opt-in: FILLGUARD_BENCHMARKS=1 swift package benchmark.
+// Without the variable the benchmark package is neither resolved nor built, so `swift build
+// --build-tests` (CI, scripts/test) does not pay for it (it more than doubled a clean test build).
+if Context.environment["FILLGUARD_BENCHMARKS"] != nil {
+    // Only the malloc interposer trait: the default runtime-interposer trait needs a package this
+    // toolchain's package set does not have.
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "FillGuardBenchmarks",
+            dependencies: [
+                "FillGuard", "FillGuardCore", "FillGuardBench",
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/FillGuardBenchmarks",
+            swiftSettings: strict,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    )
+}

@@ -528,14 +528,15 @@ public struct SymbolStateMachine: Sendable {
         let size = net.magnitude
         for (role, price) in [(OrderRole.stopLoss, position.spec.stopLoss), (OrderRole.takeProfit, position.spec.takeProfit)] {
             guard let price else { continue }
-            let liveBefore = position.orderIDs.compactMap { orders[$0] }.filter { $0.role == role && $0.isLive }
+            let liveBefore = liveOrders(role, of: position)
             // The broker said too late: wait for those fills before touching the role.
             if liveBefore.contains(where: \.awaitingFill) { continue }
             for order in liveBefore where order.side != side {
                 setTarget(.cancelled, of: order.id, emitting: &actions)
             }
-            // Re-read: an order never sent was just cancelled locally and is gone.
-            let live = position.orderIDs.compactMap { orders[$0] }.filter { $0.role == role && $0.isLive }
+            // Re-read: an order never sent was just cancelled locally and is gone. Nothing was
+            // cancelled when every live order is on the right side: then nothing changed.
+            let live = liveBefore.contains { $0.side != side } ? liveOrders(role, of: position) : liveBefore
             let current = live.last { !$0.retiring && $0.side == side }
             if let current {
                 if current.failure != nil { continue }
@@ -570,6 +571,17 @@ public struct SymbolStateMachine: Sendable {
                 orders[old.id] = old
             }
         }
+    }
+
+    /// The position's live orders of `role`, oldest first: one pass, copying only the matches
+    /// (the hot path of every fill; `compactMap` + `filter` copied every order twice).
+    private func liveOrders(_ role: OrderRole, of position: PositionState) -> [ManagedOrder] {
+        var result: [ManagedOrder] = []
+        for id in position.orderIDs {
+            guard let order = orders[id], order.role == role, order.isLive else { continue }
+            result.append(order)
+        }
+        return result
     }
 
     private mutating func retire(_ id: OrderID, successor: OrderID?, emitting actions: inout [Action]) {

@@ -1,0 +1,92 @@
+import Benchmark
+import FillGuard
+import FillGuardBench
+import FillGuardCore
+
+/// Custom metrics reported by the whole-runtime benchmarks (measured by the workload itself,
+/// setup excluded).
+enum RuntimeMetric {
+    /// Fills per second through the whole runtime.
+    static var fillsPerSecond: BenchmarkMetric { .custom("fills/s", polarity: .prefersLarger) }
+    /// Nanoseconds of process CPU per fill.
+    static var cpuNanosPerFill: BenchmarkMetric { .custom("CPU ns/fill", polarity: .prefersSmaller) }
+    /// Broker calls per 1,000 fills.
+    static var callsPerThousandFills: BenchmarkMetric { .custom("broker calls/1000 fills", polarity: .prefersSmaller) }
+}
+
+/// A state machine with one open long bracket (1,000 shares, stop and target live and acked)
+/// and a scale-in large enough for `fills` one-share fills.
+func preparedMachine(fills: Int) -> (SymbolStateMachine, OrderID) {
+    var machine = SymbolStateMachine(symbol: "BENCH")
+    var actions: [SymbolStateMachine.Action] = []
+    let spec = BracketSpec(positionID: "P1", symbol: "BENCH", side: .buy, quantity: Quantity(1_000), entryType: .market,
+                           stopLoss: Price("90"), takeProfit: Price("110"),
+                           scaleIns: [.init(quantity: Quantity(fills + 1), type: .limit(Price("100")!))])
+    do {
+        try machine.open(spec, emitting: &actions)
+        drain(&machine, &actions)
+        let entry = machine.orderID(of: "P1", role: .entry)!
+        try machine.apply(ExecutionReport(executionID: "setup", orderID: entry, symbol: "BENCH", side: .buy,
+                                          lastQuantity: Quantity(1_000), lastPrice: Price("100")!), emitting: &actions)
+        drain(&machine, &actions)
+    } catch {
+        preconditionFailure("benchmark setup failed: \(error)")
+    }
+    return (machine, machine.orderID(of: "P1", role: .scaleIn(0))!)
+}
+
+/// Sends and acknowledges every operation the machine has ready, as a zero-latency broker would.
+@inline(__always)
+func drain(_ machine: inout SymbolStateMachine, _ actions: inout [SymbolStateMachine.Action]) {
+    while let operation = machine.nextOperation() {
+        machine.operationSucceeded(operation, emitting: &actions)
+    }
+    actions.removeAll(keepingCapacity: true)
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput],
+                                           maxDuration: .seconds(2), maxIterations: 100)
+
+    // The rules alone: one scale-in fill booked, both protective modifies sent and acknowledged.
+    Benchmark("Core: scale-in fill, both protective orders resized", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var (machine, scaleIn) = preparedMachine(fills: benchmark.scaledIterations.count)
+        var actions: [SymbolStateMachine.Action] = []
+        actions.reserveCapacity(16)
+        let price = Price("100")!
+        benchmark.startMeasurement()
+        for index in benchmark.scaledIterations {
+            do {
+                try machine.apply(ExecutionReport(executionID: ExecutionID(String(index, radix: 36)), orderID: scaleIn, symbol: "BENCH",
+                                                  side: .buy, lastQuantity: Quantity(1), lastPrice: price), emitting: &actions)
+            } catch {
+                preconditionFailure("fill refused: \(error)")
+            }
+            drain(&machine, &actions)
+        }
+        benchmark.stopMeasurement()
+        blackHole(machine)
+    }
+
+    // The whole runtime: lanes, dispatch, tasks, an in-process zero-latency broker.
+    let runtime = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal, RuntimeMetric.fillsPerSecond,
+                                                    RuntimeMetric.cpuNanosPerFill, RuntimeMetric.callsPerThousandFills],
+                                          maxDuration: .seconds(10), maxIterations: 5)
+    for (name, symbols) in [("1,000 symbols", 1_000), ("one hot symbol", 1)] {
+        Benchmark("Runtime: 100k scale-in fills, \(name)", configuration: runtime) { benchmark in
+            let result = await FillGuardWorkloads.throughput(symbols: symbols, fills: 100_000, latency: .zero, mix: .scalein)
+            report(result, to: benchmark)
+        }
+    }
+    Benchmark("Seed baseline: 20k scale-in fills, 1,000 symbols", configuration: runtime) { benchmark in
+        let result = await SeedWorkloads.throughput(symbols: 1_000, fills: 20_000, latency: .zero, mix: .scalein)
+        report(result, to: benchmark)
+    }
+}
+
+/// Copies a workload's own numbers into the benchmark's custom metrics.
+func report(_ result: Measurement, to benchmark: Benchmark) {
+    benchmark.measurement(RuntimeMetric.fillsPerSecond, Int(result.metrics["fillsPerSecond"] ?? 0))
+    benchmark.measurement(RuntimeMetric.cpuNanosPerFill, Int((result.metrics["cpuMicrosPerFill"] ?? 0) * 1_000))
+    benchmark.measurement(RuntimeMetric.callsPerThousandFills, Int((result.metrics["brokerCallsPerFill"] ?? 0) * 1_000))
+}

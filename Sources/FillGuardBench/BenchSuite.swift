@@ -1,0 +1,199 @@
+import FillGuardCore
+import Foundation
+
+/// What `fillguard bench` runs: every workload's parameters, and how many times.
+public struct BenchPlan: Sendable {
+    /// Workload names: throughput, latency, calls, memory, safety.
+    public static let allWorkloads = ["throughput", "latency", "calls", "memory", "safety"]
+
+    /// Workloads to run.
+    public var workloads: [String] = allWorkloads
+    /// Repetitions of the whole plan; medians are reported.
+    public var runs = 5
+    /// Throughput: symbol counts.
+    public var symbols = [1, 100, 1_000, 100_000]
+    /// Throughput: fills per FillGuard run.
+    public var fills = 1_000_000
+    /// Throughput: fills per seed run (it is slower).
+    public var seedFills = 100_000
+    /// Throughput: mixes.
+    public var mixes: [Mix] = Mix.allCases
+    /// Throughput: broker latencies tried at 1,000 symbols (scale-in mix); zero runs everywhere.
+    public var latencies: [Duration] = [.zero, .microseconds(100), .milliseconds(1)]
+    /// Latency: offered loads in fills per second.
+    public var rates = [10_000, 100_000]
+    /// Latency: symbols.
+    public var latencySymbols = 1_000
+    /// Latency: seconds of offered load for FillGuard.
+    public var latencySeconds = 2.0
+    /// Latency: seconds of offered load for the seed, and how long its backlog may drain.
+    public var seedLatencySeconds = 0.5
+    /// Latency: the seed's drain cut-off.
+    public var seedCutoff: Duration = .seconds(2)
+    /// Calls: symbols, rounds, bursts and broker latencies.
+    public var callSymbols = 100
+    /// Calls: rounds of fills.
+    public var callRounds = 5
+    /// Calls: fills per symbol per round (1: no burst).
+    public var bursts = [1, 10]
+    /// Calls: broker latencies.
+    public var callLatencies: [Duration] = [.microseconds(100), .milliseconds(1)]
+    /// Memory: idle symbols.
+    public var idleSymbols = 100_000
+    /// Memory: fills on the one hot symbol.
+    public var hotFills = 1_000_000
+    /// Safety: symbols, resizes per symbol, time between resizes and broker latency.
+    public var safetySymbols = 100
+    /// Safety: resizes per symbol.
+    public var safetyResizes = 10
+    /// Safety: time between resizes (the seed needs about 210 ms per resize to keep up).
+    public var safetyInterval: Duration = .milliseconds(250)
+    /// Safety: broker latency.
+    public var safetyLatency: Duration = .milliseconds(1)
+    /// Run each memory workload in a fresh process (true unless a single child runs it).
+    public var memoryInChildProcess = true
+
+    /// The full plan.
+    public init() {}
+
+    /// Every workload, tiny: a few seconds in all, for CI.
+    public static var smoke: BenchPlan {
+        var plan = BenchPlan()
+        plan.runs = 1
+        plan.symbols = [1, 100, 1_000]
+        plan.fills = 3_000
+        plan.seedFills = 1_000
+        plan.latencies = [.zero, .milliseconds(1)]
+        plan.rates = [10_000]
+        plan.latencySymbols = 10
+        plan.latencySeconds = 0.2
+        plan.seedLatencySeconds = 0.05
+        plan.seedCutoff = .milliseconds(500)
+        plan.callSymbols = 10
+        plan.callRounds = 2
+        plan.callLatencies = [.milliseconds(1)]
+        plan.idleSymbols = 2_000
+        plan.hotFills = 20_000
+        plan.safetySymbols = 5
+        plan.safetyResizes = 2
+        return plan
+    }
+}
+
+/// Runs a `BenchPlan` and aggregates the runs.
+public struct BenchSuite: Sendable {
+    /// The plan.
+    public var plan: BenchPlan
+    /// The command that runs one workload in a fresh process and prints its `Measurement` as
+    /// JSON (the memory workloads use it), e.g. ["/proc/self/exe", "bench", "--child"].
+    public var childCommand: [String]
+    /// Called with a line of progress (to standard error).
+    public var progress: @Sendable (String) -> Void
+
+    /// A suite.
+    public init(plan: BenchPlan, childCommand: [String], progress: @escaping @Sendable (String) -> Void) {
+        self.plan = plan
+        self.childCommand = childCommand
+        self.progress = progress
+    }
+
+    /// Runs the plan `plan.runs` times.
+    public func run() async -> BenchResults {
+        var runs: [[Measurement]] = []
+        for run in 1...max(1, plan.runs) {
+            progress("run \(run)/\(plan.runs)")
+            runs.append(await runOnce())
+        }
+        return BenchResults(plan: plan, runs: runs)
+    }
+
+    private func runOnce() async -> [Measurement] {
+        var results: [Measurement] = []
+        func note(_ measurement: Measurement) {
+            progress("  \(measurement.workload) \(measurement.implementation) \(measurement.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+            results.append(measurement)
+        }
+        let workloads = Set(plan.workloads)
+        if workloads.contains("memory") {
+            // First, so that nothing else has grown the process (they run in fresh processes anyway).
+            for child in [["memory-hot", "fillguard", "\(plan.hotFills)"], ["memory-idle", "fillguard", "\(plan.idleSymbols)"],
+                          ["memory-idle", "seed", "\(plan.idleSymbols)"]] {
+                if let measurement = await runChild(child) { note(measurement) }
+            }
+        }
+        if workloads.contains("throughput") {
+            // The rules alone (no runtime, no tasks): the floor under the runtime's cost per fill.
+            note(CoreWorkload.run(fills: min(plan.fills, 200_000)))
+            for symbols in plan.symbols {
+                for mix in plan.mixes {
+                    let latencies: [Duration] = symbols == 1_000 && mix == .scalein ? plan.latencies : [.zero]
+                    for latency in latencies {
+                        note(await FillGuardWorkloads.throughput(symbols: symbols, fills: plan.fills, latency: latency, mix: mix))
+                        note(await SeedWorkloads.throughput(symbols: symbols, fills: min(plan.fills, plan.seedFills), latency: latency, mix: mix))
+                    }
+                }
+            }
+        }
+        if workloads.contains("latency") {
+            for rate in plan.rates {
+                note(await FillGuardWorkloads.latency(symbols: plan.latencySymbols, rate: rate,
+                                                      fills: max(plan.latencySymbols, Int(Double(rate) * plan.latencySeconds)), brokerLatency: .zero))
+                note(await SeedWorkloads.latency(symbols: plan.latencySymbols, rate: rate,
+                                                 fills: max(plan.latencySymbols, Int(Double(rate) * plan.seedLatencySeconds)),
+                                                 brokerLatency: .zero, cutoff: plan.seedCutoff))
+            }
+        }
+        if workloads.contains("calls") {
+            for latency in plan.callLatencies {
+                for burst in plan.bursts {
+                    note(await FillGuardWorkloads.calls(symbols: plan.callSymbols, rounds: plan.callRounds, burst: burst, latency: latency))
+                    note(await SeedWorkloads.calls(symbols: plan.callSymbols, rounds: plan.callRounds, burst: burst, latency: latency))
+                }
+            }
+        }
+        if workloads.contains("safety") {
+            for strategy in SafetyWorkload.Strategy.allCases {
+                note(await SafetyWorkload.run(strategy, symbols: plan.safetySymbols, resizes: plan.safetyResizes,
+                                              interval: plan.safetyInterval, latency: plan.safetyLatency))
+            }
+        }
+        return results
+    }
+
+    /// Runs one memory workload in a fresh process: `kind implementation size`.
+    private func runChild(_ arguments: [String]) async -> Measurement? {
+        if !plan.memoryInChildProcess || childCommand.isEmpty {
+            return await Self.runChildWorkload(arguments)
+        }
+        let command = childCommand
+        let output = await FeedThread.run(name: "bench-child") { () -> Data? in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: command[0])
+            process.arguments = Array(command.dropFirst()) + [arguments.joined(separator: " ")]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            do { try process.run() } catch { return nil }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return process.terminationStatus == 0 ? data : nil
+        }
+        guard let output, let measurement = try? JSONDecoder().decode(Measurement.self, from: output) else {
+            progress("  \(arguments.joined(separator: " ")): the child process failed")
+            return nil
+        }
+        return measurement
+    }
+
+    /// Runs one workload in this process: `kind implementation size` (what a child does; `core
+    /// fillguard N` is the single-threaded core loop, for profiling).
+    public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
+        guard arguments.count == 3, let size = Int(arguments[2]), size > 0 else { return nil }
+        switch (arguments[0], arguments[1]) {
+        case ("memory-hot", "fillguard"): return await FillGuardWorkloads.hotMemory(fills: size)
+        case ("memory-idle", "fillguard"): return await FillGuardWorkloads.idleMemory(symbols: size)
+        case ("memory-idle", "seed"): return await SeedWorkloads.idleMemory(symbols: size)
+        case ("core", "fillguard"): return CoreWorkload.run(fills: size)
+        default: return nil
+        }
+    }
+}

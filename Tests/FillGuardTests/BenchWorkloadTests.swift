@@ -1,0 +1,63 @@
+import FillGuard
+@testable import FillGuardBench
+import FillGuardCore
+import Testing
+
+/// The benchmark harness's own logic: what it counts must be right before any number it prints
+/// means anything. No timing is asserted here (speed is asserted only in benchmarks).
+@Suite("Benchmark harness")
+struct BenchWorkloadTests {
+    @Test("the core loop resizes both protective orders on every scale-in fill: exactly 2 operations per fill")
+    func coreCountsTwoOperationsPerFill() {
+        let result = CoreWorkload.run(fills: 200)
+        #expect(result.metrics["fills"] == 200)
+        #expect(result.metrics["brokerCallsPerFill"] == 2)
+    }
+
+    @Test("one fill per symbol per round, quiescence between rounds: exactly 2 broker calls per fill, no violation")
+    func callsWithoutBurstsAreTwoPerFill() async {
+        let result = await FillGuardWorkloads.calls(symbols: 3, rounds: 2, burst: 1, latency: .zero)
+        #expect(result.metrics["fills"] == 6)
+        #expect(result.metrics["brokerCallsPerFill"] == 2)
+        #expect(result.metrics["violations"] == 0)
+    }
+
+    @Test("the standard mix closes every position: no refused fill, no violation")
+    func standardMixIsValid() async {
+        let result = await FillGuardWorkloads.throughput(symbols: 4, fills: 400, latency: .zero, mix: .standard)
+        #expect(result.metrics["rejected"] == 0)
+        #expect(result.metrics["violations"] == 0)
+        #expect(result.metrics["fills"] == 404)
+    }
+
+    @Test("reaction latency runs from the intended send time to the later of the two protective requests; uncovered fills are censored")
+    func reactionTrackerAccounting() {
+        let tracker = ReactionTracker(symbols: 2, baseShares: 1_000, rate: 1_000)
+        let roles: [OrderID: ReactionTracker.Role] = [
+            "s0-sl": .init(symbol: 0, isStop: true), "s0-tp": .init(symbol: 0, isStop: false),
+            "s1-sl": .init(symbol: 1, isStop: true), "s1-tp": .init(symbol: 1, isStop: false),
+        ]
+        // Four fills: symbol 0 gets fills 1 and 2 (global 0 and 2), symbol 1 gets fills 1 and 2 (global 1 and 3).
+        tracker.arm(roles: roles, start: BenchClock.now() - 1_000_000_000, fills: 4)
+        tracker.handed(.modify, orderID: "s0-sl", symbol: "S000000", quantity: Quantity(1_002), type: nil)
+        tracker.handed(.modify, orderID: "s0-tp", symbol: "S000000", quantity: Quantity(1_001), type: nil)
+        tracker.handed(.cancel, orderID: "s1-sl", symbol: "S000001", quantity: nil, type: nil)
+        let result = tracker.finish(now: BenchClock.now())
+        // Fill 1 of symbol 0 is covered by both; the other three are censored at the end.
+        #expect(result.censored == 3)
+        #expect(result.metrics["samples"] == 4)
+        // Every latency is at least the second since the (back-dated) start, minus the schedule offset.
+        #expect((result.metrics["p50Micros"] ?? 0) >= 990_000)
+    }
+
+    @Test("ratios say how many times better FillGuard is, in either direction of 'better'")
+    func ratios() {
+        #expect(Metric.ratio("fillsPerSecond", fillGuard: 200, seed: 100) == 2)
+        #expect(Metric.ratio("p99Micros", fillGuard: 10, seed: 1_000) == 100)
+        #expect(Metric.ratio("nakedShareSecondsPer1000", fillGuard: 0, seed: 5) == .infinity)
+        #expect(Metric.ratio("nakedShareSecondsPer1000", fillGuard: 0, seed: 0) == nil)
+        #expect(Metric.ratio("fills", fillGuard: 1, seed: 2) == nil)
+        #expect(BenchResults.median([3, 1, 2]) == 2)
+        #expect(BenchResults.median([4, 1, 2, 3]) == 2.5)
+    }
+}
