@@ -23,6 +23,7 @@ final class SymbolLane: @unchecked Sendable {
         case retryDue(OrderID)
         case rearm(PositionID)
         case brokerQuantity(OrderID, Quantity)
+        case adopt(OrderID, Side, OrderType, Quantity)
         case gateOpened
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
@@ -246,6 +247,8 @@ final class SymbolLane: @unchecked Sendable {
             machine.rearm(positionID, emitting: &actions)
         case .brokerQuantity(let id, let quantity):
             machine.adoptBrokerQuantity(id, quantity: quantity, emitting: &actions)
+        case .adopt(let id, let side, let type, let quantity):
+            machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         case .gateOpened:
             wakeScheduled = false
         case .read(let reader):
@@ -386,6 +389,7 @@ extension SymbolLane.Event {
         case .retryDue(let id): return .retryDue(id)
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
+        case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
         case .gateOpened, .read: return nil
         }
     }

@@ -138,3 +138,46 @@ extension SymbolStateMachine {
         plan(order.positionID, emitting: &actions)
     }
 }
+
+extension SymbolStateMachine {
+    /// Reconciliation with the `adopt` policy: takes a live broker order that no record knows
+    /// into the symbol's open position as its stop-loss (a stop on the protective side) or
+    /// take-profit (a limit on the protective side). If the role already has a live order,
+    /// the adopted one is a duplicate and is cancelled; otherwise it becomes the role's order
+    /// and is resized to the position. Returns false (and changes nothing) when there is no open
+    /// position, the order is not protective, or it has fills (they could not be booked exactly).
+    @discardableResult
+    public mutating func adopt(_ orderID: OrderID, side: Side, type: OrderType, quantity: Quantity, filled: Quantity,
+                               emitting actions: inout [Action]) -> Bool {
+        guard orders[orderID] == nil, filled.isZero, quantity.isPositive,
+              let positionID = positionOrder.last(where: { positions[$0]?.status == .open }),
+              var position = positions[positionID], !position.ledger.net.isZero else { return false }
+        let protective: Side = position.ledger.net.units > 0 ? .sell : .buy
+        guard side == protective else { return false }
+        let role: OrderRole
+        switch type {
+        case .stop, .stopLimit: role = .stopLoss
+        case .limit: role = .takeProfit
+        case .market: return false
+        }
+        let hasLive = position.orderIDs.contains { orders[$0]?.role == role && orders[$0]?.isLive == true && orders[$0]?.side == side }
+        let wanted = role == .stopLoss ? position.spec.stopLoss != nil : position.spec.takeProfit != nil
+        sequence += 1
+        var order = ManagedOrder(id: orderID, positionID: positionID, role: role, side: side, type: type,
+                                 timeInForce: position.spec.timeInForce, quantity: quantity,
+                                 target: hasLive || !wanted ? .cancelled : .open(position.ledger.net.magnitude), workSequence: sequence)
+        order.phase = .accepted
+        orders[orderID] = order
+        activeOrders.append(orderID)
+        if hasLive || !wanted {
+            // Not the role's order: first in the list, so planning keeps the role's own order.
+            position.orderIDs.insert(orderID, at: 0)
+        } else {
+            position.orderIDs.append(orderID)
+        }
+        positions[positionID] = position
+        actions.append(.orderChanged(orderID))
+        plan(positionID, emitting: &actions)
+        return true
+    }
+}

@@ -159,7 +159,9 @@ public final class SimulationSession: Sendable {
 
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
-        finalViolations += GroundTruth.problems(positions, exchange)
+        // Protection is rule 2 (checked above by the invariants); a role a permanent rejection blocked
+        // waits for its re-arm, so exactly-one-stop is checked where there are no rejections (recover).
+        finalViolations += GroundTruth.problems(positions, exchange, protection: options.faultRate == 0)
         feed.cancel()
         manager.finishSubscriptions()
 

@@ -204,6 +204,36 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
     }
 
+    @Test("with the adopt policy, an unknown protective order joins the position; a duplicate is cancelled, others are left")
+    func adoptUnknownOrders() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(BracketSpec(positionID: "P1", symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
+                                                 stopLoss: Price("240"), takeProfit: Price("260")))
+        await first.settle()
+        let survivor = first.kill()
+        // By hand while FillGuard was down: its stop cancelled and replaced by a stop of the wrong
+        // size; plus a duplicate target and a buy limit that is no protective order.
+        let ours = try #require(exchange.liveOrders(of: Self.symbol).first { if case .stop = $0.type { return true } else { return false } })
+        try await exchange.cancel(CancelOrderRequest(orderID: ours.id, symbol: Self.symbol))
+        try await exchange.submit(NewOrderRequest(orderID: "HAND-SL", symbol: Self.symbol, side: .sell, type: .stop(Price("239")!),
+                                                  quantity: 100, timeInForce: .goodTillCancel))
+        try await exchange.submit(NewOrderRequest(orderID: "HAND-TP", symbol: Self.symbol, side: .sell, type: .limit(Price("261")!),
+                                                  quantity: 300, timeInForce: .goodTillCancel))
+        try await exchange.submit(NewOrderRequest(orderID: "HAND-BUY", symbol: Self.symbol, side: .buy, type: .limit(Price("200")!),
+                                                  quantity: 5, timeInForce: .goodTillCancel))
+
+        let second = try await Process(exchange: exchange, store: survivor, unknownOrders: .adopt)
+        let unknown = second.report.corrections.filter { $0.kind == .unknownBrokerOrder }
+        #expect(unknown.count == 3)
+        #expect(unknown.first { $0.orderID == "HAND-BUY" }?.message.contains("left working") == true)
+        await second.settle()
+        // Protected exactly once per role, whichever orders carry it.
+        try await expectProtectedAndExact(second, exchange)
+        #expect(exchange.order("HAND-TP", of: Self.symbol)?.state == .cancelled, "a duplicate target is cancelled")
+        #expect(exchange.order("HAND-BUY", of: Self.symbol)?.state == .live, "not protective: left working")
+    }
+
     @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
     func tornTail() async throws {
         let exchange = exchange()

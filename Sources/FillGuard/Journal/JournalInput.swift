@@ -17,6 +17,8 @@ public enum JournalInput: Sendable, Hashable {
     case rearm(PositionID)
     /// Reconciliation found the broker holding the order at this total quantity.
     case brokerQuantity(OrderID, Quantity)
+    /// Reconciliation adopts a live broker order no record knows (policy `adopt`).
+    case adopt(OrderID, Side, OrderType, quantity: Quantity)
 
     /// Applies the input to a machine, as the lane does. Errors are the machine's own refusals
     /// (a refused input changes nothing, live or in replay).
@@ -30,6 +32,8 @@ public enum JournalInput: Sendable, Hashable {
         case .retryDue(let id): machine.retryDue(id, emitting: &actions)
         case .rearm(let id): machine.rearm(id, emitting: &actions)
         case .brokerQuantity(let id, let quantity): machine.adoptBrokerQuantity(id, quantity: quantity, emitting: &actions)
+        case .adopt(let id, let side, let type, let quantity):
+            machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         }
     }
 }
@@ -74,6 +78,12 @@ enum JournalCodec {
             writer.write(7)
             writer.write(id.rawValue)
             writer.write(signed: quantity.units)
+        case .adopt(let id, let side, let type, let quantity):
+            writer.write(8)
+            writer.write(id.rawValue)
+            write(side, to: &writer)
+            write(type, to: &writer)
+            writer.write(signed: quantity.units)
         }
         return writer.bytes
     }
@@ -115,6 +125,11 @@ enum JournalCodec {
             case 7:
                 let id = OrderID(try reader.string())
                 input = .brokerQuantity(id, Quantity(units: try reader.signed()))
+            case 8:
+                let id = OrderID(try reader.string())
+                let side = try readSide(&reader)
+                let type = try readType(&reader)
+                input = .adopt(id, side, type, quantity: Quantity(units: try reader.signed()))
             default: throw ByteReader.Damaged()
             }
             guard reader.isAtEnd else { throw ByteReader.Damaged() }

@@ -182,6 +182,16 @@ extension FillManager {
             }
             guard !known else { continue }
             switch context.configuration.unknownOrders {
+            case .adopt:
+                var adopted = false
+                if state.filled.isZero, let lane = lane(for: state.symbol, create: false) {
+                    lane.enqueue(.adopt(state.orderID, state.side, state.type, state.quantity))
+                    adopted = await read(lane) { $0.knows(state.orderID) }
+                }
+                correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
+                                                 message: adopted
+                                                    ? "live at the broker, unknown to the journal; adopted into the open position (a duplicate of a live role is cancelled)"
+                                                    : "live at the broker, unknown to the journal; not adoptable (no open position, not protective, or partly filled); left working"))
             case .leave:
                 correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
                                                  message: "live at the broker, unknown to the journal; left working"))

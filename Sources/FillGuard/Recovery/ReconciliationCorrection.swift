@@ -81,4 +81,8 @@ public enum UnknownOrderPolicy: String, Sendable, Hashable, CaseIterable {
     case leave
     /// Cancel it and report it.
     case cancel
+    /// Take it into the symbol's open position as its stop-loss or take-profit (a stop or limit
+    /// on the protective side, no fills yet); a duplicate of a live role is cancelled. Orders
+    /// that cannot be adopted are left working and reported.
+    case adopt
 }
