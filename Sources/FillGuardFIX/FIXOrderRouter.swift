@@ -22,13 +22,15 @@ public struct FIXOrderStatus: Sendable, Hashable {
     public var leavesQuantity: Quantity
     /// Average fill price, if any fill.
     public var averagePrice: Price?
+    /// OrdType (40) as sent, if present: "1" market, "2" limit, "3" stop, "4" stop-limit.
+    public var ordType: String?
 
     /// True when the order can no longer trade (filled, canceled, rejected, expired, done).
     public var isTerminal: Bool { ["2", "3", "4", "8", "C"].contains(ordStatus) }
 
     /// An order status.
     public init(orderID: OrderID, clOrdID: String, brokerOrderID: String, symbol: Symbol, side: Side, ordStatus: String,
-                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?) {
+                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?, ordType: String? = nil) {
         self.orderID = orderID
         self.clOrdID = clOrdID
         self.brokerOrderID = brokerOrderID
@@ -38,7 +40,18 @@ public struct FIXOrderStatus: Sendable, Hashable {
         self.cumulativeQuantity = cumulativeQuantity
         self.leavesQuantity = leavesQuantity
         self.averagePrice = averagePrice
+        self.ordType = ordType
     }
+}
+
+/// What a MarketDataRequest (V) asks for (SubscriptionRequestType, 263).
+public enum FIXMarketDataSubscription: String, Sendable, Hashable {
+    /// One snapshot (263=0).
+    case snapshot = "0"
+    /// A snapshot and updates from then on (263=1).
+    case subscribe = "1"
+    /// Stop the updates of an earlier subscription (263=2); no answer is expected.
+    case unsubscribe = "2"
 }
 
 /// Application-level settings of the FIX mapping.
@@ -60,6 +73,8 @@ public struct FIXOrderRouter: Sendable {
     public enum Plan: Sendable, Hashable {
         /// Send this message; the answer will complete the request keyed `key`.
         case send(FIXMessage, key: String)
+        /// Send this message; no answer is expected.
+        case sendOnly(FIXMessage)
         /// The same request is already in flight: wait for `key`.
         case wait(key: String)
         /// Already done (an acknowledged order submitted again): succeed now.
@@ -76,6 +91,8 @@ public struct FIXOrderRouter: Sendable {
         case event(BrokerEvent)
         /// An order status answering the status request keyed `key`; `last` ends a mass status.
         case status(key: String, FIXOrderStatus?, last: Bool)
+        /// Last-trade prices answering the market-data request keyed `key`, once every symbol answered.
+        case prices(key: String, [Symbol: Price])
         /// A repeated ExecID: dropped.
         case duplicate(ExecutionID)
         /// Not for us, informational or malformed; the reason is for logs.
@@ -101,6 +118,7 @@ public struct FIXOrderRouter: Sendable {
         case cancel
         case status
         case massStatus
+        case marketData
     }
 
     private struct Pending: Sendable {
@@ -118,6 +136,7 @@ public struct FIXOrderRouter: Sendable {
     private var seenExecIDs = Set<String>()
     private var everSent = Set<String>()
     private var statusCounter = 0
+    private var quotes: [String: (waiting: Set<Symbol>, prices: [Symbol: Price])] = [:]
 
     /// A router with no orders.
     public init(configuration: FIXApplicationConfiguration = FIXApplicationConfiguration()) {
@@ -273,6 +292,28 @@ public struct FIXOrderRouter: Sendable {
         return .send(message, key: key)
     }
 
+    /// Plans a MarketDataRequest (V) for the last-trade price of `symbols` (snapshot, or snapshot
+    /// and subscription); the request completes when a snapshot (W) arrived for every symbol. An
+    /// unsubscribe is sent without waiting for an answer.
+    public mutating func marketDataRequest(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> Plan {
+        guard !symbols.isEmpty else { return subscription == .unsubscribe ? .succeeded : .failed(BrokerError(.permanent, "no symbols")) }
+        statusCounter += 1
+        let key = "MD\(statusCounter)"
+        var message = FIXMessage(msgType: FIXMsgType.marketDataRequest)
+        message.append(262, key)
+        message.append(263, subscription.rawValue)
+        message.append(264, "1")
+        if subscription == .subscribe { message.append(265, "0") }
+        message.append(267, "1")
+        message.append(269, "2")
+        message.append(146, String(symbols.count))
+        for symbol in symbols { message.append(55, symbol.name) }
+        if subscription == .unsubscribe { return .sendOnly(message) }
+        pending[key] = Pending(kind: .marketData, orderID: nil, message: message)
+        quotes[key] = (Set(symbols), [:])
+        return .send(message, key: key)
+    }
+
     /// Records the MsgSeqNum a request went out with, so a session Reject (3) can name it.
     public mutating func sent(key: String, seq: Int) {
         keyBySeq[seq] = key
@@ -283,6 +324,7 @@ public struct FIXOrderRouter: Sendable {
     /// failing to go out again) stays pending: its answer may still come.
     public mutating func abandon(key: String) {
         guard !everSent.contains(key), let request = pending.removeValue(forKey: key) else { return }
+        quotes[key] = nil
         if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
             orders[orderID] = nil
             byClOrdID[key] = nil
@@ -296,6 +338,12 @@ public struct FIXOrderRouter: Sendable {
         switch message.msgType {
         case FIXMsgType.executionReport: return executionReport(message)
         case FIXMsgType.orderCancelReject: return cancelReject(message)
+        case FIXMsgType.marketDataSnapshot: return marketDataSnapshot(message)
+        case FIXMsgType.marketDataRequestReject:
+            let key = message[262] ?? ""
+            quotes[key] = nil
+            let outputs = fail(key: key, BrokerError(.permanent, "market data refused (\(message[281] ?? "?")): \(message[58] ?? "")"))
+            return outputs.isEmpty ? [.ignored("market data reject for unknown request \(key)")] : outputs
         case FIXMsgType.reject:
             guard let seq = message.int(45), let key = keyBySeq.removeValue(forKey: seq), pending[key] != nil else {
                 return [.ignored("session reject of message \(message[45] ?? "?"): \(message[58] ?? "")")]
@@ -392,6 +440,27 @@ public struct FIXOrderRouter: Sendable {
         return outputs
     }
 
+    private mutating func marketDataSnapshot(_ message: FIXMessage) -> [Output] {
+        let key = message[262] ?? ""
+        guard var request = quotes[key], pending[key] != nil else { return [.ignored("market data for unknown request \(key)")] }
+        guard let symbol = message[55].map({ Symbol($0) }) else { return [.ignored("market data without Symbol")] }
+        let entries = message.groups(268)
+        func price(_ entry: [FIXField]) -> Price? { entry.first(where: { $0.tag == 270 }).flatMap { Price($0.value) } }
+        let trade = entries.first { $0.first?.tag == 269 && $0.first?.value == "2" }.flatMap(price)
+        guard let last = trade ?? entries.lazy.compactMap(price).first, last.units > 0 else {
+            return [.ignored("market data for \(symbol) without a price")]
+        }
+        request.prices[symbol] = last
+        request.waiting.remove(symbol)
+        guard request.waiting.isEmpty else {
+            quotes[key] = request
+            return []
+        }
+        quotes[key] = nil
+        pending[key] = nil
+        return [.prices(key: key, request.prices)]
+    }
+
     private mutating func statusReport(_ message: FIXMessage) -> [Output] {
         let key = message[790] ?? message[584] ?? ""
         guard let request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
@@ -402,7 +471,7 @@ public struct FIXOrderRouter: Sendable {
             status = FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: Symbol(symbol), side: side,
                                     ordStatus: status39, cumulativeQuantity: message[14].flatMap { Quantity($0) } ?? .zero,
                                     leavesQuantity: message[151].flatMap { Quantity($0) } ?? .zero,
-                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil })
+                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil }, ordType: message[40])
         }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
@@ -433,6 +502,7 @@ public struct FIXOrderRouter: Sendable {
 
     private mutating func fail(key: String, _ error: BrokerError) -> [Output] {
         guard pending.removeValue(forKey: key) != nil else { return [] }
+        quotes[key] = nil
         return [.completed(key: key, error: error)]
     }
 
