@@ -108,14 +108,15 @@ public final class FIXSimulationSession: Sendable {
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
             let due = symbols.filter { symbol in latest[symbol].map { status[$0] == .closed } ?? true }
-            if !due.isEmpty, opened > 0 {
-                do {
-                    prices.merge(try await broker.marketData(due)) { $1 }
-                } catch {
-                    continuousViolations.insert("market data refused: \(error.message)")
+            var fresh = opened == 0
+            if !due.isEmpty, !fresh {
+                // No quote (the session is reconnecting, say): those symbols wait for the next round.
+                if let quotes = try? await broker.marketData(due) {
+                    prices.merge(quotes) { $1 }
+                    fresh = true
                 }
             }
-            for symbol in due {
+            for symbol in fresh ? due : [] {
                 guard let price = prices[symbol] else { continue }
                 sequence += 1
                 let id = PositionID("\(fix.runID)-\(symbol)-\(sequence)")
@@ -138,10 +139,9 @@ public final class FIXSimulationSession: Sendable {
 
         // Wind down: end the subscriptions (the test exchange's prices then hold still), then
         // compare with the broker until both sides agree or stop changing.
-        do {
-            try await broker.unsubscribeMarketData(symbols)
-        } catch {
-            continuousViolations.insert("market data unsubscribe failed: \(error.message)")
+        let unsubscribeDeadline = clock.now + fix.settleTimeout
+        while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < unsubscribeDeadline {
+            try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
         }
         let check = await finalCheck(manager, broker, clock: clock)
         let tradingTime = clock.now - start
