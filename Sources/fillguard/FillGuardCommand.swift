@@ -6,7 +6,8 @@ struct FillGuardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fillguard",
         abstract: "Keeps positions exact and protective orders right while fills pour in.",
-        subcommands: [SimulateCommand.self, ReplayCommand.self, RecoverCommand.self, CrashTestCommand.self, JournalBenchCommand.self])
+        subcommands: [SimulateCommand.self, ReplayCommand.self, RecoverCommand.self, CrashTestCommand.self, JournalBenchCommand.self,
+                      BenchFIXCommand.self])
 
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {
