@@ -15,6 +15,9 @@ public struct FIXBenchOptions: Sendable {
     public var quantity = Quantity(1_000)
     /// Prefix of this run's position ids (and so ClOrdIDs).
     public var runID: String = FIXSimulationOptions.makeRunID()
+    /// Positions opened per second; nil: all at once (a burst, for throughput). Paced, the
+    /// latencies show the way through an unsaturated system.
+    public var positionsPerSecond: Int?
     /// The most a run may take before it is called failed.
     public var timeout: Duration = .seconds(300)
 
@@ -94,7 +97,11 @@ public enum FIXBench {
         let clock = ContinuousClock()
         let start = clock.now
         var violations: [String] = []
-        for symbol in symbols {
+        for (index, symbol) in symbols.enumerated() {
+            if let rate = options.positionsPerSecond, rate > 0 {
+                // Paced: the n-th bracket opens n/rate seconds after the start.
+                try? await Task.sleep(until: start + .nanoseconds(Int64(index) * 1_000_000_000 / Int64(rate)), clock: clock)
+            }
             let price = prices[symbol] ?? Price(units: 100 * Price.unitsPerWhole)
             let cents = price.units / 1_000_000
             let spec = BracketSpec(positionID: PositionID("\(options.runID)-\(symbol)"), symbol: symbol, side: .buy, quantity: options.quantity,

@@ -32,6 +32,12 @@ struct BenchFIXCommand: AsyncParsableCommand {
     @Option(help: "Runs; medians are reported.")
     var runs = 3
 
+    @Option(help: "After each burst, brackets opened at --paced-rate for the latencies of an unsaturated system (0: no paced phase).")
+    var pacedPositions = 300
+
+    @Option(help: "Brackets per second in the paced phase (each brings --fills-per-position fills); 0 skips it.")
+    var pacedRate = 100
+
     @Option(help: "Use a running exchange on this port instead of starting one (it needs --auto-market, and --market-fills for several fills per entry).")
     var fixPort: Int?
 
@@ -52,6 +58,90 @@ struct BenchFIXCommand: AsyncParsableCommand {
         guard fillsPerPosition >= 1, fillsPerPosition <= quantity else { throw ValidationError("--fills-per-position must be between 1 and --quantity") }
         guard quantity >= 1, quantity <= 1_000_000 else { throw ValidationError("--quantity must be between 1 and 1000000") }
         guard runs >= 1, runs <= 100 else { throw ValidationError("--runs must be between 1 and 100") }
+        guard pacedPositions >= 1, pacedPositions <= 10_000 else { throw ValidationError("--paced-positions must be between 1 and 10000") }
+        guard pacedRate >= 0, pacedRate <= 100_000 else { throw ValidationError("--paced-rate must be between 0 and 100000") }
+    }
+
+    private static func median(_ values: [Int]) -> Int { values.isEmpty ? 0 : values.sorted()[values.count / 2] }
+
+    private static func millis(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Medians of p50, p99 and max over runs.
+    private static func latency(_ summaries: [LatencySummary]) -> (p50: Int, p99: Int, max: Int, count: Int) {
+        (median(summaries.map(\.p50)), median(summaries.map(\.p99)), median(summaries.map(\.max)), median(summaries.map(\.count)))
+    }
+
+    private func jsonReport(endpoint: String, bursts: [FIXBenchResult], paced: [FIXBenchResult], violations: [String]) -> String {
+        func latencyJSON(_ value: (p50: Int, p99: Int, max: Int, count: Int)) -> String {
+            "{\"samples\":\(value.count),\"p50\":\(value.p50),\"p99\":\(value.p99),\"max\":\(value.max)}"
+        }
+        func summaryJSON(_ summary: LatencySummary) -> String {
+            latencyJSON((summary.p50, summary.p99, summary.max, summary.count))
+        }
+        func runJSON(_ result: FIXBenchResult) -> String {
+            let operations = OrderOperation.Kind.allCases.map { kind -> String in
+                let count = result.operations[kind] ?? 0
+                return "\"\(kind.rawValue)\":\(count)"
+            }
+            let parts: [String] = [
+                "\"fills\":\(result.fills)",
+                "\"millis\":\(Self.millis(result.elapsed))",
+                "\"fillsPerSecond\":\(result.fillsPerSecond)",
+                "\"reactionMicros\":" + summaryJSON(result.reaction),
+                "\"protectionMicros\":" + summaryJSON(result.protection),
+                "\"operations\":{" + operations.joined(separator: ",") + "}",
+                "\"retries\":\(result.retries)",
+            ]
+            return "{" + parts.joined(separator: ",") + "}"
+        }
+        func phase(_ results: [FIXBenchResult], rate: Int?) -> String {
+            let rateText = rate.map { String($0) } ?? "null"
+            let parts: [String] = [
+                "\"positions\":\(results.first?.positions ?? 0)",
+                "\"positionsPerSecond\":" + rateText,
+                "\"fillsPerSecondMedian\":\(Self.median(results.map(\.fillsPerSecond)))",
+                "\"reactionMicrosMedian\":" + latencyJSON(Self.latency(results.map(\.reaction))),
+                "\"protectionMicrosMedian\":" + latencyJSON(Self.latency(results.map(\.protection))),
+                "\"runs\":[" + results.map(runJSON).joined(separator: ",") + "]",
+            ]
+            return "{" + parts.joined(separator: ",") + "}"
+        }
+        let parts: [String] = [
+            "\"endpoint\":" + JSONText.quote(endpoint),
+            "\"fillsPerPosition\":\(fillsPerPosition)",
+            "\"quantity\":\(quantity)",
+            "\"burst\":" + phase(bursts, rate: nil),
+            "\"paced\":" + (paced.isEmpty ? "null" : phase(paced, rate: pacedRate)),
+            "\"violations\":[" + violations.map(JSONText.quote).joined(separator: ",") + "]",
+        ]
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    private func textReport(endpoint: String, bursts: [FIXBenchResult], paced: [FIXBenchResult], violations: [String]) -> String {
+        var lines: [String] = []
+        lines.append("FIX bench over FIX 4.4 to \(endpoint): entries of \(quantity) shares filled in \(fillsPerPosition) executions, \(bursts.count) run\(bursts.count == 1 ? "" : "s") (medians)")
+        func latencyLines(_ results: [FIXBenchResult]) {
+            let reaction = Self.latency(results.map(\.reaction))
+            let protection = Self.latency(results.map(\.protection))
+            lines.append("    reaction (µs)       p50 \(reaction.p50), p99 \(reaction.p99), max \(reaction.max)   (fill received -> protective operation handed to the broker)")
+            lines.append("    protection (µs)     p50 \(protection.p50), p99 \(protection.p99), max \(protection.max)   (fill received -> next protective order acknowledged over FIX)")
+        }
+        let first = bursts[0]
+        lines.append("  burst: \(first.positions) brackets opened at once")
+        lines.append("    fills/s             \(Self.median(bursts.map(\.fillsPerSecond)))  (runs: \(bursts.map { String($0.fillsPerSecond) }.joined(separator: ", ")))")
+        lines.append("    fills per run       \(first.fills) in " + bursts.map { "\(Self.millis($0.elapsed)) ms" }.joined(separator: ", "))
+        latencyLines(bursts)
+        lines.append("    broker operations   " + OrderOperation.Kind.allCases.map { "\($0.rawValue) \(first.operations[$0] ?? 0)" }.joined(separator: ", ") + " (first run), retries \(first.retries)")
+        if !paced.isEmpty {
+            lines.append("  paced: \(paced[0].positions) brackets at \(pacedRate)/s (\(pacedRate * fillsPerPosition) fills/s offered)")
+            lines.append("    fills/s             \(Self.median(paced.map(\.fillsPerSecond)))")
+            latencyLines(paced)
+        }
+        lines.append("  violations            \(violations.count)")
+        for violation in violations.prefix(20) { lines.append("    - \(violation)") }
+        return lines.joined(separator: "\n")
     }
 
     func run() async throws {
@@ -77,7 +167,8 @@ struct BenchFIXCommand: AsyncParsableCommand {
         }
         defer { started?.stop() }
 
-        var results: [FIXBenchResult] = []
+        var bursts: [FIXBenchResult] = []
+        var paced: [FIXBenchResult] = []
         for _ in 0..<runs {
             var settings = FIXSettings()
             settings.host = fixHost
@@ -86,44 +177,24 @@ struct BenchFIXCommand: AsyncParsableCommand {
             options.positions = positions
             options.quantity = Quantity(quantity)
             do {
-                results.append(try await FIXBench.run(options))
+                bursts.append(try await FIXBench.run(options))
+                if pacedRate > 0 {
+                    options.positions = pacedPositions
+                    options.positionsPerSecond = pacedRate
+                    options.runID = FIXSimulationOptions.makeRunID()
+                    paced.append(try await FIXBench.run(options))
+                }
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
                 throw ExitCode(2)
             }
         }
-        func median(_ values: [Int]) -> Int { values.sorted()[values.count / 2] }
-        let fillsPerSecond = median(results.map(\.fillsPerSecond))
-        let reaction = (median(results.map(\.reaction.p50)), median(results.map(\.reaction.p99)), median(results.map(\.reaction.max)))
-        let protection = (median(results.map(\.protection.p50)), median(results.map(\.protection.p99)), median(results.map(\.protection.max)))
-        let violations = results.flatMap(\.violations)
+        let violations = (bursts + paced).flatMap(\.violations)
         let endpoint = "\(fixHost):\(port)"
         if json {
-            func latency(_ summary: LatencySummary) -> String {
-                "{\"count\":\(summary.count),\"p50\":\(summary.p50),\"p99\":\(summary.p99),\"max\":\(summary.max)}"
-            }
-            let runsJSON = results.map { result in
-                "{\"fills\":\(result.fills),\"millis\":\(result.elapsed.components.seconds * 1_000 + result.elapsed.components.attoseconds / 1_000_000_000_000_000),"
-                    + "\"fillsPerSecond\":\(result.fillsPerSecond),\"reactionMicros\":\(latency(result.reaction)),"
-                    + "\"protectionMicros\":\(latency(result.protection)),\"operations\":{"
-                    + OrderOperation.Kind.allCases.map { "\"\($0.rawValue)\":\(result.operations[$0] ?? 0)" }.joined(separator: ",")
-                    + "},\"retries\":\(result.retries)}"
-            }
-            print("{\"endpoint\":\(JSONText.quote(endpoint)),\"positions\":\(positions),\"fillsPerPosition\":\(fillsPerPosition),"
-                + "\"quantity\":\(quantity),\"runs\":[\(runsJSON.joined(separator: ","))],"
-                + "\"median\":{\"fillsPerSecond\":\(fillsPerSecond),\"reactionMicros\":{\"p50\":\(reaction.0),\"p99\":\(reaction.1),\"max\":\(reaction.2)},"
-                + "\"protectionMicros\":{\"p50\":\(protection.0),\"p99\":\(protection.1),\"max\":\(protection.2)}},"
-                + "\"violations\":[\(violations.map(JSONText.quote).joined(separator: ","))]}")
+            print(jsonReport(endpoint: endpoint, bursts: bursts, paced: paced, violations: violations))
         } else {
-            let first = results[0]
-            print("FIX bench: \(positions) positions x \(fillsPerPosition) fills of \(quantity) shares over FIX 4.4 to \(endpoint), \(results.count) run\(results.count == 1 ? "" : "s") (medians)")
-            print("  fills/s               \(fillsPerSecond)  (runs: \(results.map { String($0.fillsPerSecond) }.joined(separator: ", ")))")
-            print("  fills per run         \(first.fills) in " + results.map { "\($0.elapsed.components.seconds * 1_000 + $0.elapsed.components.attoseconds / 1_000_000_000_000_000) ms" }.joined(separator: ", "))
-            print("  reaction (µs)         p50 \(reaction.0), p99 \(reaction.1), max \(reaction.2)   (fill received -> protective operation handed to the broker)")
-            print("  protection (µs)       p50 \(protection.0), p99 \(protection.1), max \(protection.2)   (fill received -> next protective order acknowledged over FIX)")
-            print("  broker operations     " + OrderOperation.Kind.allCases.map { "\($0.rawValue) \(first.operations[$0] ?? 0)" }.joined(separator: ", ") + " (first run), retries \(first.retries)")
-            print("  violations            \(violations.count)")
-            for violation in violations.prefix(20) { print("    - \(violation)") }
+            print(textReport(endpoint: endpoint, bursts: bursts, paced: paced, violations: violations))
         }
         if !violations.isEmpty { throw ExitCode(1) }
     }

@@ -1,4 +1,6 @@
 import FillGuardCore
+import FillGuardFIX
+import FillGuardSimulator
 import Foundation
 import Synchronization
 import Testing
@@ -127,5 +129,35 @@ struct SimulateOverFIXTests {
         #expect(run.standardError.contains("gives no market data"), "\(run.standardError)")
         let unusable = try await runChild(binary, ["simulate", "--broker", "fix", "--duration", "1"])
         #expect(unusable.status == 2 && unusable.standardError.contains("--fix-port"), "\(unusable.standardError)")
+    }
+}
+
+@Suite("bench-fix against the QuickFIX auto market", .serialized)
+struct FIXBenchTests {
+    @Test func burstAndPacedRunsCountEveryFillAndAgreeWithTheExchange() async throws {
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "3", "--market-fills", "5", "--quiet", "--no-log"])
+        defer { peer.stop() }
+        var settings = FIXSettings()
+        settings.port = peer.port
+        var options = FIXBenchOptions(settings: settings)
+        options.positions = 40
+        options.quantity = 500
+        options.timeout = .seconds(60)
+        let burst = try await FIXBench.run(options)
+        #expect(burst.violations.isEmpty, "\(burst.violations)")
+        #expect(burst.fills == 200, "40 entries in 5 fills each")
+        #expect(burst.fillsPerSecond > 0 && burst.reaction.count > 0)
+        #expect(burst.protection.count == 200, "every fill is covered by an acknowledged protective order")
+        #expect((burst.operations[.submit] ?? 0) == 120, "an entry, a stop and a target per position")
+        options.positions = 10
+        options.positionsPerSecond = 200
+        options.runID = FIXSimulationOptions.makeRunID()
+        let paced = try await FIXBench.run(options)
+        #expect(paced.violations.isEmpty, "\(paced.violations)")
+        #expect(paced.fills == 50 && paced.protection.count == 50)
+        let (_, exchangeFills) = try await peer.positions()
+        #expect(exchangeFills == 250, "the exchange made exactly the fills FillGuard counted")
+        let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
+        #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
     }
 }
