@@ -189,7 +189,9 @@ public final class FIXSimulationSession: Sendable {
         var orders = 0
         while true {
             rounds += 1
-            await manager.waitUntilIdle()
+            guard await Self.idle(manager, before: deadline, clock: clock) else {
+                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+            }
             let statuses: [FIXOrderStatus]
             do {
                 statuses = try await broker.massStatus().filter { $0.orderID.rawValue.hasPrefix(prefix) }
@@ -200,7 +202,9 @@ public final class FIXSimulationSession: Sendable {
             }
             let delivered = await broker.statistics.eventsDelivered
             while manager.eventsReceived < delivered, clock.now < deadline { await Task.yield() }
-            await manager.waitUntilIdle()
+            guard await Self.idle(manager, before: deadline, clock: clock) else {
+                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+            }
             let positions = await manager.positions()
             problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: prefix)
             orders = statuses.count
@@ -213,5 +217,35 @@ public final class FIXSimulationSession: Sendable {
             }
             previous = marker
         }
+    }
+
+    /// Waits until the manager is quiescent; false if `deadline` comes first (the wait is then
+    /// left behind: a broker that never answers must not hang the session).
+    private static func idle(_ manager: FillManager, before deadline: ContinuousClock.Instant, clock: ContinuousClock) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = ResumeOnce(continuation)
+            Task {
+                await manager.waitUntilIdle()
+                once.resume(returning: true)
+            }
+            Task {
+                try? await Task.sleep(until: deadline, clock: clock)
+                once.resume(returning: false)
+            }
+        }
+    }
+}
+
+/// A continuation resumed by whichever of several racers comes first.
+final class ResumeOnce<Value: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Value, Never>?>
+
+    init(_ continuation: CheckedContinuation<Value, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    /// Resumes the continuation unless it was resumed already.
+    func resume(returning value: Value) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }
