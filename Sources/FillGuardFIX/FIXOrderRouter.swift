@@ -127,11 +127,45 @@ public struct FIXOrderRouter: Sendable {
         var message: FIXMessage
     }
 
+    /// Requests in flight by key, with an index of each order's order requests (submit, modify,
+    /// cancel), so finding an order's request does not scan every request in flight.
+    private struct PendingRequests: Sendable {
+        private var byKey: [String: Pending] = [:]
+        private var byOrder: [OrderID: Set<String>] = [:]
+
+        var count: Int { byKey.count }
+
+        subscript(key: String) -> Pending? {
+            get { byKey[key] }
+            set {
+                if let old = byKey[key] { unindex(key, old) }
+                byKey[key] = newValue
+                if let newValue, let orderID = newValue.orderID, newValue.kind != .status { byOrder[orderID, default: []].insert(key) }
+            }
+        }
+
+        @discardableResult
+        mutating func removeValue(forKey key: String) -> Pending? {
+            guard let old = byKey.removeValue(forKey: key) else { return nil }
+            unindex(key, old)
+            return old
+        }
+
+        /// Keys of the order requests in flight for `orderID`.
+        func orderKeys(of orderID: OrderID) -> [String] { byOrder[orderID].map { Array($0) } ?? [] }
+
+        private mutating func unindex(_ key: String, _ request: Pending) {
+            guard let orderID = request.orderID, var keys = byOrder[orderID] else { return }
+            keys.remove(key)
+            byOrder[orderID] = keys.isEmpty ? nil : keys
+        }
+    }
+
     /// Application settings.
     public let configuration: FIXApplicationConfiguration
     private var orders: [OrderID: Order] = [:]
     private var byClOrdID: [String: OrderID] = [:]
-    private var pending: [String: Pending] = [:]
+    private var pending = PendingRequests()
     private var keyBySeq: [Int: String] = [:]
     private var seenExecIDs = Set<String>()
     private var everSent = Set<String>()
@@ -510,14 +544,14 @@ public struct FIXOrderRouter: Sendable {
     private mutating func finish(_ orderID: OrderID, reason: String) -> [Output] {
         orders[orderID]?.done = true
         var outputs: [Output] = []
-        for (key, request) in pending where request.orderID == orderID && request.kind != .status {
+        for key in pending.orderKeys(of: orderID) {
             outputs += fail(key: key, BrokerError(.tooLate, "order \(orderID) \(reason)"))
         }
         return outputs
     }
 
     private func inFlight(for orderID: OrderID) -> (String, Pending)? {
-        pending.first { $0.value.orderID == orderID && $0.value.kind != .status }.map { ($0.key, $0.value) }
+        pending.orderKeys(of: orderID).first.flatMap { key in pending[key].map { (key, $0) } }
     }
 
     private func resolve(_ clOrdID: String) -> OrderID? {
