@@ -46,11 +46,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The simulated exchange: a Broker with price paths, latency and fault injection.
+        // The simulated exchange (a Broker with price paths, latency and fault injection) and the simulate/bench sessions, also over FIX.
         .target(
             name: "FillGuardSimulator",
             dependencies: [
-                "FillGuard", "FillGuardCore",
+                "FillGuard", "FillGuardCore", "FillGuardFIX",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "fillguard",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardBench",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardBench", "FillGuardFIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FillGuardFIXTests",
-            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore"],
+            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore", "FillGuardSimulator"],
             swiftSettings: strict
         ),
     ]

@@ -73,6 +73,8 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var duplicateReports = 0
     /// Fills delivered to the runtime.
     public var fillsDelivered = 0
+    /// Events (fills and unsolicited order ends) put on the `events()` stream.
+    public var eventsDelivered = 0
     /// Session Rejects (3) we sent for malformed messages.
     public var rejectsSent = 0
     /// Session Rejects (3) of our messages received from the counterparty.
@@ -142,6 +144,17 @@ public final class FIXBroker: Broker {
         try await request(core.loop.flatSubmit { self.core.massStatus() })
     }
 
+    /// Asks for the last-trade price of `symbols` (MarketDataRequest, snapshot); with `subscribe`
+    /// the broker also starts sending updates (ignored here), which `unsubscribeMarketData` stops.
+    public func marketData(_ symbols: [Symbol], subscribe: Bool = false) async throws(BrokerError) -> [Symbol: Price] {
+        try await request(core.loop.flatSubmit { self.core.marketData(symbols, subscription: subscribe ? .subscribe : .snapshot) })
+    }
+
+    /// Ends the market-data subscription of `symbols` (MarketDataRequest 263=2); returns once sent.
+    public func unsubscribeMarketData(_ symbols: [Symbol]) async throws(BrokerError) {
+        _ = try await request(core.loop.flatSubmit { self.core.marketData(symbols, subscription: .unsubscribe) })
+    }
+
     /// Counters so far.
     public var statistics: FIXBrokerStatistics {
         get async { (try? await core.loop.submit { self.core.statistics }.get()) ?? FIXBrokerStatistics() }
@@ -206,6 +219,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var stopPromise: EventLoopPromise<Void>?
     private var waiters: [String: [EventLoopPromise<[FIXOrderStatus]>]] = [:]
     private var collected: [String: [FIXOrderStatus]] = [:]
+    private var prices: [String: [Symbol: Price]] = [:]
     private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
     private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
     private(set) var statistics = FIXBrokerStatistics()
@@ -421,6 +435,14 @@ final class FIXBrokerCore: @unchecked Sendable {
         return dispatch(router.massStatusRequest())
     }
 
+    func marketData(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> EventLoopFuture<[Symbol: Price]> {
+        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        let plan = router.marketDataRequest(symbols, subscription: subscription)
+        guard case .send(_, let key) = plan else { return dispatch(plan).map { _ in [:] } }
+        // The answer's prices are parked under the key; the waiter's success reads them at once, on this loop.
+        return dispatch(plan).map { _ in self.prices.removeValue(forKey: key) ?? [:] }
+    }
+
     func sendUnchecked(_ message: FIXMessage) -> EventLoopFuture<Int> {
         do {
             let actions = try session.send(message, now: Self.now())
@@ -444,6 +466,17 @@ final class FIXBrokerCore: @unchecked Sendable {
             return loop.makeFailedFuture(error)
         case .wait(let key):
             return addWaiter(key)
+        case .sendOnly(let message):
+            guard session.state == .active else { return notLoggedOn() }
+            do {
+                perform(try session.send(message, now: Self.now()))
+            } catch {
+                switch error {
+                case .notLoggedOn: return notLoggedOn()
+                case .encoding(let failure): return loop.makeFailedFuture(BrokerError(.permanent, "cannot encode: \(failure)"))
+                }
+            }
+            return loop.makeSucceededFuture([])
         case .send(let message, let key):
             guard session.state == .active else {
                 router.abandon(key: key)
@@ -543,7 +576,11 @@ final class FIXBrokerCore: @unchecked Sendable {
                 resolve(key, error.map { .failure($0) } ?? .success([]))
             case .event(let event):
                 if case .execution = event { statistics.fillsDelivered += 1 }
+                statistics.eventsDelivered += 1
                 continuation.yield(event)
+            case .prices(let key, let quotes):
+                if waiters[key] != nil { prices[key] = quotes }
+                resolve(key, .success([]))
             case .status(let key, let status, let last):
                 if let status { collected[key, default: []].append(status) }
                 if last { resolve(key, .success(collected.removeValue(forKey: key) ?? [])) }

@@ -22,13 +22,15 @@ public struct FIXOrderStatus: Sendable, Hashable {
     public var leavesQuantity: Quantity
     /// Average fill price, if any fill.
     public var averagePrice: Price?
+    /// OrdType (40) as sent, if present: "1" market, "2" limit, "3" stop, "4" stop-limit.
+    public var ordType: String?
 
     /// True when the order can no longer trade (filled, canceled, rejected, expired, done).
     public var isTerminal: Bool { ["2", "3", "4", "8", "C"].contains(ordStatus) }
 
     /// An order status.
     public init(orderID: OrderID, clOrdID: String, brokerOrderID: String, symbol: Symbol, side: Side, ordStatus: String,
-                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?) {
+                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?, ordType: String? = nil) {
         self.orderID = orderID
         self.clOrdID = clOrdID
         self.brokerOrderID = brokerOrderID
@@ -38,7 +40,18 @@ public struct FIXOrderStatus: Sendable, Hashable {
         self.cumulativeQuantity = cumulativeQuantity
         self.leavesQuantity = leavesQuantity
         self.averagePrice = averagePrice
+        self.ordType = ordType
     }
+}
+
+/// What a MarketDataRequest (V) asks for (SubscriptionRequestType, 263).
+public enum FIXMarketDataSubscription: String, Sendable, Hashable {
+    /// One snapshot (263=0).
+    case snapshot = "0"
+    /// A snapshot and updates from then on (263=1).
+    case subscribe = "1"
+    /// Stop the updates of an earlier subscription (263=2); no answer is expected.
+    case unsubscribe = "2"
 }
 
 /// Application-level settings of the FIX mapping.
@@ -60,6 +73,8 @@ public struct FIXOrderRouter: Sendable {
     public enum Plan: Sendable, Hashable {
         /// Send this message; the answer will complete the request keyed `key`.
         case send(FIXMessage, key: String)
+        /// Send this message; no answer is expected.
+        case sendOnly(FIXMessage)
         /// The same request is already in flight: wait for `key`.
         case wait(key: String)
         /// Already done (an acknowledged order submitted again): succeed now.
@@ -76,6 +91,8 @@ public struct FIXOrderRouter: Sendable {
         case event(BrokerEvent)
         /// An order status answering the status request keyed `key`; `last` ends a mass status.
         case status(key: String, FIXOrderStatus?, last: Bool)
+        /// Last-trade prices answering the market-data request keyed `key`, once every symbol answered.
+        case prices(key: String, [Symbol: Price])
         /// A repeated ExecID: dropped.
         case duplicate(ExecutionID)
         /// Not for us, informational or malformed; the reason is for logs.
@@ -101,6 +118,7 @@ public struct FIXOrderRouter: Sendable {
         case cancel
         case status
         case massStatus
+        case marketData
     }
 
     private struct Pending: Sendable {
@@ -109,15 +127,50 @@ public struct FIXOrderRouter: Sendable {
         var message: FIXMessage
     }
 
+    /// Requests in flight by key, with an index of each order's order requests (submit, modify,
+    /// cancel), so finding an order's request does not scan every request in flight.
+    private struct PendingRequests: Sendable {
+        private var byKey: [String: Pending] = [:]
+        private var byOrder: [OrderID: Set<String>] = [:]
+
+        var count: Int { byKey.count }
+
+        subscript(key: String) -> Pending? {
+            get { byKey[key] }
+            set {
+                if let old = byKey[key] { unindex(key, old) }
+                byKey[key] = newValue
+                if let newValue, let orderID = newValue.orderID, newValue.kind != .status { byOrder[orderID, default: []].insert(key) }
+            }
+        }
+
+        @discardableResult
+        mutating func removeValue(forKey key: String) -> Pending? {
+            guard let old = byKey.removeValue(forKey: key) else { return nil }
+            unindex(key, old)
+            return old
+        }
+
+        /// Keys of the order requests in flight for `orderID`.
+        func orderKeys(of orderID: OrderID) -> [String] { byOrder[orderID].map { Array($0) } ?? [] }
+
+        private mutating func unindex(_ key: String, _ request: Pending) {
+            guard let orderID = request.orderID, var keys = byOrder[orderID] else { return }
+            keys.remove(key)
+            byOrder[orderID] = keys.isEmpty ? nil : keys
+        }
+    }
+
     /// Application settings.
     public let configuration: FIXApplicationConfiguration
     private var orders: [OrderID: Order] = [:]
     private var byClOrdID: [String: OrderID] = [:]
-    private var pending: [String: Pending] = [:]
+    private var pending = PendingRequests()
     private var keyBySeq: [Int: String] = [:]
     private var seenExecIDs = Set<String>()
     private var everSent = Set<String>()
     private var statusCounter = 0
+    private var quotes: [String: (waiting: Set<Symbol>, prices: [Symbol: Price])] = [:]
 
     /// A router with no orders.
     public init(configuration: FIXApplicationConfiguration = FIXApplicationConfiguration()) {
@@ -273,6 +326,28 @@ public struct FIXOrderRouter: Sendable {
         return .send(message, key: key)
     }
 
+    /// Plans a MarketDataRequest (V) for the last-trade price of `symbols` (snapshot, or snapshot
+    /// and subscription); the request completes when a snapshot (W) arrived for every symbol. An
+    /// unsubscribe is sent without waiting for an answer.
+    public mutating func marketDataRequest(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> Plan {
+        guard !symbols.isEmpty else { return subscription == .unsubscribe ? .succeeded : .failed(BrokerError(.permanent, "no symbols")) }
+        statusCounter += 1
+        let key = "MD\(statusCounter)"
+        var message = FIXMessage(msgType: FIXMsgType.marketDataRequest)
+        message.append(262, key)
+        message.append(263, subscription.rawValue)
+        message.append(264, "1")
+        if subscription == .subscribe { message.append(265, "0") }
+        message.append(267, "1")
+        message.append(269, "2")
+        message.append(146, String(symbols.count))
+        for symbol in symbols { message.append(55, symbol.name) }
+        if subscription == .unsubscribe { return .sendOnly(message) }
+        pending[key] = Pending(kind: .marketData, orderID: nil, message: message)
+        quotes[key] = (Set(symbols), [:])
+        return .send(message, key: key)
+    }
+
     /// Records the MsgSeqNum a request went out with, so a session Reject (3) can name it.
     public mutating func sent(key: String, seq: Int) {
         keyBySeq[seq] = key
@@ -283,6 +358,7 @@ public struct FIXOrderRouter: Sendable {
     /// failing to go out again) stays pending: its answer may still come.
     public mutating func abandon(key: String) {
         guard !everSent.contains(key), let request = pending.removeValue(forKey: key) else { return }
+        quotes[key] = nil
         if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
             orders[orderID] = nil
             byClOrdID[key] = nil
@@ -296,6 +372,12 @@ public struct FIXOrderRouter: Sendable {
         switch message.msgType {
         case FIXMsgType.executionReport: return executionReport(message)
         case FIXMsgType.orderCancelReject: return cancelReject(message)
+        case FIXMsgType.marketDataSnapshot: return marketDataSnapshot(message)
+        case FIXMsgType.marketDataRequestReject:
+            let key = message[262] ?? ""
+            quotes[key] = nil
+            let outputs = fail(key: key, BrokerError(.permanent, "market data refused (\(message[281] ?? "?")): \(message[58] ?? "")"))
+            return outputs.isEmpty ? [.ignored("market data reject for unknown request \(key)")] : outputs
         case FIXMsgType.reject:
             guard let seq = message.int(45), let key = keyBySeq.removeValue(forKey: seq), pending[key] != nil else {
                 return [.ignored("session reject of message \(message[45] ?? "?"): \(message[58] ?? "")")]
@@ -392,6 +474,27 @@ public struct FIXOrderRouter: Sendable {
         return outputs
     }
 
+    private mutating func marketDataSnapshot(_ message: FIXMessage) -> [Output] {
+        let key = message[262] ?? ""
+        guard var request = quotes[key], pending[key] != nil else { return [.ignored("market data for unknown request \(key)")] }
+        guard let symbol = message[55].map({ Symbol($0) }) else { return [.ignored("market data without Symbol")] }
+        let entries = message.groups(268)
+        func price(_ entry: [FIXField]) -> Price? { entry.first(where: { $0.tag == 270 }).flatMap { Price($0.value) } }
+        let trade = entries.first { $0.first?.tag == 269 && $0.first?.value == "2" }.flatMap(price)
+        guard let last = trade ?? entries.lazy.compactMap(price).first, last.units > 0 else {
+            return [.ignored("market data for \(symbol) without a price")]
+        }
+        request.prices[symbol] = last
+        request.waiting.remove(symbol)
+        guard request.waiting.isEmpty else {
+            quotes[key] = request
+            return []
+        }
+        quotes[key] = nil
+        pending[key] = nil
+        return [.prices(key: key, request.prices)]
+    }
+
     private mutating func statusReport(_ message: FIXMessage) -> [Output] {
         let key = message[790] ?? message[584] ?? ""
         guard let request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
@@ -402,7 +505,7 @@ public struct FIXOrderRouter: Sendable {
             status = FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: Symbol(symbol), side: side,
                                     ordStatus: status39, cumulativeQuantity: message[14].flatMap { Quantity($0) } ?? .zero,
                                     leavesQuantity: message[151].flatMap { Quantity($0) } ?? .zero,
-                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil })
+                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil }, ordType: message[40])
         }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
@@ -433,6 +536,7 @@ public struct FIXOrderRouter: Sendable {
 
     private mutating func fail(key: String, _ error: BrokerError) -> [Output] {
         guard pending.removeValue(forKey: key) != nil else { return [] }
+        quotes[key] = nil
         return [.completed(key: key, error: error)]
     }
 
@@ -440,14 +544,14 @@ public struct FIXOrderRouter: Sendable {
     private mutating func finish(_ orderID: OrderID, reason: String) -> [Output] {
         orders[orderID]?.done = true
         var outputs: [Output] = []
-        for (key, request) in pending where request.orderID == orderID && request.kind != .status {
+        for key in pending.orderKeys(of: orderID) {
             outputs += fail(key: key, BrokerError(.tooLate, "order \(orderID) \(reason)"))
         }
         return outputs
     }
 
     private func inFlight(for orderID: OrderID) -> (String, Pending)? {
-        pending.first { $0.value.orderID == orderID && $0.value.kind != .status }.map { ($0.key, $0.value) }
+        pending.orderKeys(of: orderID).first.flatMap { key in pending[key].map { (key, $0) } }
     }
 
     private func resolve(_ clOrdID: String) -> OrderID? {

@@ -52,6 +52,9 @@ public struct SimulationReport: Sendable {
     public var finalViolations: [String]
     /// With a journal: what recovery found at the start and what the journal wrote.
     public var journal: JournalSummary? = nil
+    /// Against a FIX endpoint: the connection and the final check (the exchange-only figures,
+    /// faults injected and exposure, are then left out).
+    public var fix: FIXSummary? = nil
 
     /// The number of distinct invariant violations found.
     public var invariantViolations: Int { continuousViolations.count + finalViolations.count }
@@ -62,6 +65,7 @@ public struct SimulationReport: Sendable {
         func object(_ pairs: [(String, String)]) -> String {
             "{" + pairs.map { "\(string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
         }
+        if let fix { return fixJSON(fix, string: string, object: object) }
         let kinds = OrderOperation.Kind.allCases
         return object([
             ("symbols", "\(symbols)"),
@@ -109,6 +113,7 @@ public struct SimulationReport: Sendable {
 
     /// The report for a person.
     public var text: String {
+        if let fix { return fixText(fix) }
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
         lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
@@ -133,6 +138,85 @@ public struct SimulationReport: Sendable {
             for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
             if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
         }
+        return lines.joined(separator: "\n")
+    }
+
+    /// What the FIX connection did in a session against a FIX endpoint, and what the final check saw.
+    public struct FIXSummary: Sendable {
+        /// host:port.
+        public var endpoint: String
+        /// Our SenderCompID.
+        public var senderCompID: String
+        /// The counterparty's CompID.
+        public var targetCompID: String
+        /// Prefix of this run's position and order ids.
+        public var runID: String
+        /// Logons (the first one and every reconnection).
+        public var logons: Int
+        /// Connections lost while logged on.
+        public var disconnections: Int
+        /// Execution reports dropped as repeats of an ExecID.
+        public var duplicateReports: Int
+        /// Session Rejects FillGuard sent for malformed messages.
+        public var rejectsSent: Int
+        /// Session Rejects of FillGuard's messages from the counterparty.
+        public var rejectsReceived: Int
+        /// Requests that got no answer in time.
+        public var requestTimeouts: Int
+        /// This run's orders the broker reported in the final check.
+        public var ordersChecked: Int
+        /// Order mass status rounds the final check took.
+        public var checkRounds: Int
+    }
+
+    private func fixJSON(_ fix: FIXSummary, string: (String) -> String, object: ([(String, String)]) -> String) -> String {
+        let kinds = OrderOperation.Kind.allCases
+        return object([
+            ("broker", string("fix")),
+            ("symbols", "\(symbols)"),
+            ("seconds", string(Self.format(seconds))),
+            ("seed", "\(seed)"),
+            ("nativeModify", "\(nativeModify)"),
+            ("strategy", string(strategy.rawValue)),
+            ("fills", "\(fills)"),
+            ("fillsApplied", "\(fillsApplied)"),
+            ("positionsOpened", "\(positionsOpened)"),
+            ("positionsClosed", "\(positionsClosed)"),
+            ("brokerOperations", object(kinds.map { ($0.rawValue, "\(operations[$0] ?? 0)") })),
+            ("retries", "\(retries)"),
+            ("breakerTrips", "\(breakerTrips)"),
+            ("alerts", "\(alerts)"),
+            ("rejectedInputs", object(rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key.rawValue, "\($0.value)") })),
+            ("reactionLatencyMicros", object([("count", "\(reaction.count)"), ("p50", "\(reaction.p50)"), ("p90", "\(reaction.p90)"),
+                                              ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
+            ("fix", object([
+                ("endpoint", string(fix.endpoint)), ("senderCompID", string(fix.senderCompID)), ("targetCompID", string(fix.targetCompID)),
+                ("runID", string(fix.runID)), ("logons", "\(fix.logons)"), ("disconnections", "\(fix.disconnections)"),
+                ("duplicateReports", "\(fix.duplicateReports)"), ("rejectsSent", "\(fix.rejectsSent)"),
+                ("rejectsReceived", "\(fix.rejectsReceived)"), ("requestTimeouts", "\(fix.requestTimeouts)"),
+                ("ordersChecked", "\(fix.ordersChecked)"), ("checkRounds", "\(fix.checkRounds)"),
+            ])),
+            ("invariantViolations", "\(invariantViolations)"),
+            ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
+        ])
+    }
+
+    private func fixText(_ fix: FIXSummary) -> String {
+        let kinds = OrderOperation.Kind.allCases
+        var lines: [String] = []
+        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
+        lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
+        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
+        lines.append("  retries               \(retries)")
+        lines.append("  breaker trips         \(breakerTrips)")
+        lines.append("  alerts                \(alerts)")
+        lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
+        lines.append("  FIX session           logons \(fix.logons), disconnections \(fix.disconnections), duplicate reports \(fix.duplicateReports), session rejects sent \(fix.rejectsSent) / received \(fix.rejectsReceived), request timeouts \(fix.requestTimeouts)")
+        lines.append("  final check           \(fix.ordersChecked) orders of the run from OrderMassStatus, \(fix.checkRounds) round\(fix.checkRounds == 1 ? "" : "s")")
+        lines.append("  reaction (µs)         p50 \(reaction.p50), p90 \(reaction.p90), p99 \(reaction.p99), p99.9 \(reaction.p999), max \(reaction.max) (\(reaction.count) samples)")
+        lines.append("  invariantViolations   \(invariantViolations)")
+        for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
         return lines.joined(separator: "\n")
     }
 

@@ -129,7 +129,7 @@ public final class SimulationSession: Sendable {
                 if let current = latest[symbol], status[current] != .closed { continue }
                 sequence += 1
                 let id = PositionID("\(symbol)-\(sequence)")
-                let spec = bracket(id, symbol, exchange.price(of: symbol), &random)
+                let spec = Self.bracket(id, symbol, exchange.price(of: symbol), &random)
                 do {
                     try await manager.open(spec)
                     latest[symbol] = id
@@ -190,8 +190,8 @@ public final class SimulationSession: Sendable {
     }
 
     /// A bracket around the current price: stop 1.5% away, target 1.5% the other way, one or two
-    /// scale-ins 0.4% and 0.8% against the entry.
-    private func bracket(_ id: PositionID, _ symbol: Symbol, _ price: Price, _ random: inout SplitMix64) -> BracketSpec {
+    /// scale-ins 0.4% and 0.8% against the entry. Shared with the session over FIX.
+    static func bracket(_ id: PositionID, _ symbol: Symbol, _ price: Price, _ random: inout SplitMix64) -> BracketSpec {
         let side: Side = random.next(in: 0...1) == 0 ? .buy : .sell
         let quantity = Quantity(Int(random.next(in: 10...100)) * 10)
         let sign: Int64 = side == .buy ? 1 : -1

@@ -7,7 +7,7 @@ struct FillGuardCommand: AsyncParsableCommand {
         commandName: "fillguard",
         abstract: "Keeps positions exact and protective orders right while fills pour in.",
         subcommands: [SimulateCommand.self, ReplayCommand.self, RecoverCommand.self, CrashTestCommand.self, BenchCommand.self,
-                      JournalBenchCommand.self, ProfileCoreCommand.self])
+                      JournalBenchCommand.self, BenchFIXCommand.self, ProfileCoreCommand.self])
 
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {

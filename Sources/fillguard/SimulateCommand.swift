@@ -1,6 +1,7 @@
 import ArgumentParser
 import FillGuard
 import FillGuardCore
+import FillGuardFIX
 import FillGuardSimulator
 import FillGuardSQLite
 
@@ -10,12 +11,18 @@ import Glibc
 import Darwin
 #endif
 
-/// `fillguard simulate`: a multi-symbol session against the simulated exchange, with a report.
+/// `fillguard simulate`: a multi-symbol session against the simulated exchange (or a FIX
+/// endpoint with `--broker fix`), with a report.
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
         abstract: "Run a multi-symbol trading session against the simulated exchange and report on it.",
-        discussion: "Exits 1 if any invariant (net = sum of unique fills; protective orders = |net|) was violated.")
+        discussion: """
+            Exits 1 if any invariant (net = sum of unique fills; protective orders = |net|) was violated.
+            With --broker fix the session trades with a FIX 4.4 endpoint (for example tools/fix-peer with \
+            --auto-market SEED): prices from its market data, ground truth from its order mass status. \
+            --fault-rate and --latency-ms apply to the simulated exchange only; --journal is not supported over FIX.
+            """)
 
     @Option(help: "Symbols traded in parallel.")
     var symbols = 20
@@ -50,6 +57,39 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: "The broker: simulated (the in-process exchange) or fix (a FIX 4.4 endpoint).")
+    var broker = "simulated"
+
+    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, Account, LogonTimeout); the --fix-* options override it.")
+    var fixConfig: String?
+
+    @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
+    var fixHost: String?
+
+    @Option(help: "FIX: the acceptor's port.")
+    var fixPort: Int?
+
+    @Option(help: "FIX: our SenderCompID (default FG).")
+    var fixSender: String?
+
+    @Option(help: "FIX: the counterparty's CompID, our TargetCompID (default EX).")
+    var fixTarget: String?
+
+    @Option(help: "FIX: heartbeat interval in seconds (default 30).")
+    var fixHeartbeat: Int?
+
+    @Option(help: "FIX: send ResetSeqNumFlag on the first Logon, Y or N (default: Y without a store, N with one).")
+    var fixResetOnLogon: String?
+
+    @Option(help: "FIX: directory keeping sequence numbers and sent messages across runs (default: in memory).")
+    var fixStore: String?
+
+    @Option(help: "FIX: Account (1) on every order.")
+    var fixAccount: String?
+
+    @Option(help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
+    var fixSettleTimeout = 30.0
+
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
         guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds") }
@@ -60,6 +100,43 @@ struct SimulateCommand: AsyncParsableCommand {
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
         guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
         guard snapshotInterval >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
+        guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
+        let fixOptionsGiven = fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil
+            || fixHeartbeat != nil || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil
+        if broker == "simulated" {
+            guard !fixOptionsGiven else { throw ValidationError("the --fix-* options need --broker fix") }
+            return
+        }
+        guard journal == nil else { throw ValidationError("--journal is not supported with --broker fix") }
+        guard fixSettleTimeout > 0, fixSettleTimeout <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
+        let settings = try fixSettings()
+        guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
+    }
+
+    /// The FIX settings: the settings file, then the command-line overrides.
+    private func fixSettings() throws -> FIXSettings {
+        var settings = FIXSettings()
+        if let fixConfig {
+            guard let text = readTextFile(fixConfig) else { throw ValidationError("cannot read --fix-config \(fixConfig)") }
+            do {
+                settings = try FIXSettings.parse(text)
+            } catch {
+                throw ValidationError("--fix-config \(fixConfig): \(error.description)")
+            }
+        }
+        let overrides: [(String, String?)] = [
+            ("SocketConnectHost", fixHost), ("SocketConnectPort", fixPort.map(String.init)), ("SenderCompID", fixSender),
+            ("TargetCompID", fixTarget), ("HeartBtInt", fixHeartbeat.map(String.init)), ("ResetOnLogon", fixResetOnLogon),
+            ("FileStorePath", fixStore), ("Account", fixAccount),
+        ]
+        for case let (key, value?) in overrides {
+            do {
+                try settings.set(key, value)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        return settings
     }
 
     private var parsedLatency: ClosedRange<Duration>? {
@@ -69,6 +146,10 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if broker == "fix" {
+            try await runOverFIX()
+            return
+        }
         var options = SimulationOptions()
         options.symbols = symbols
         options.duration = .milliseconds(Int64(duration * 1000))
@@ -108,6 +189,54 @@ struct SimulateCommand: AsyncParsableCommand {
         print(json ? report.json : report.text)
         if report.invariantViolations > 0 { throw ExitCode(1) }
     }
+}
+
+extension SimulateCommand {
+    /// The session against a FIX endpoint.
+    private func runOverFIX() async throws {
+        var options = SimulationOptions()
+        options.symbols = symbols
+        options.duration = .milliseconds(Int64(duration * 1000))
+        options.seed = seed
+        options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        var fix = FIXSimulationOptions(settings: try fixSettings())
+        fix.nativeModify = !noModify
+        fix.settleTimeout = .milliseconds(Int64(fixSettleTimeout * 1000))
+        let showProgress = isatty(STDERR_FILENO) == 1
+        let total = duration
+        let progressLine: @Sendable (SimulationProgress) -> Void = { progress in
+            let (seconds, attoseconds) = progress.elapsed.components
+            let tenths = attoseconds / 100_000_000_000_000_000
+            var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
+            line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
+            writeToStandardError(line)
+        }
+        let report: SimulationReport
+        do {
+            report = try await FIXSimulationSession(options: options, fix: fix).run(progress: showProgress ? progressLine : nil)
+        } catch {
+            writeToStandardError("\nfillguard: \(error)\n")
+            throw ExitCode(2)
+        }
+        if showProgress { writeToStandardError("\n") }
+        print(json ? report.json : report.text)
+        if report.invariantViolations > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Reads a whole text file; nil if it cannot be read.
+func readTextFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count > 0 { bytes.append(contentsOf: buffer[0..<count]) }
+        if count < buffer.count { break }
+    }
+    if ferror(file) != 0 { return nil }
+    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Writes text to standard error without buffering (progress lines, diagnostics).

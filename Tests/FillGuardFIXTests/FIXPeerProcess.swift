@@ -38,8 +38,9 @@ final class FIXPeerProcess: Sendable {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
-    /// Starts the peer; fails (never skips) when it has not been built.
-    static func launch() async throws -> FIXPeerProcess {
+    /// Starts the peer (with `arguments` added, e.g. `--auto-market 7`); fails (never skips) when
+    /// it has not been built.
+    static func launch(arguments: [String] = []) async throws -> FIXPeerProcess {
         let environment = ProcessInfo.processInfo.environment
         let binary = environment["FILLGUARD_FIX_PEER"] ?? packageRoot.appendingPathComponent(".build/fix-peer/fix-peer").path
         let spec = environment["FILLGUARD_FIX44_XML"] ?? packageRoot.appendingPathComponent(".build/fix-peer/FIX44.xml").path
@@ -53,7 +54,7 @@ final class FIXPeerProcess: Sendable {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--spec", spec, "--dir", work.path]
+        process.arguments = ["--spec", spec, "--dir", work.path] + arguments
         let stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin
@@ -210,6 +211,20 @@ final class FIXPeerProcess: Sendable {
                                          quantity: parts[6], cumulative: parts[7], leaves: parts[8], status: parts[9])
         }
         return result
+    }
+
+    /// The exchange's net position and price per symbol (`positions`), and its count of fills.
+    func positions() async throws -> (nets: [String: String], fills: Int) {
+        let before = state.withLock { $0.lines.count }
+        let answer = try await command("positions")
+        let lines = state.withLock { $0.lines[before...] }
+        var nets: [String: String] = [:]
+        for line in lines where line.hasPrefix("POSITION ") {
+            let parts = line.split(separator: " ").map(String.init)
+            if parts.count == 4 { nets[parts[1]] = parts[2] }
+        }
+        let fills = answer.split(separator: " ").first { $0.hasPrefix("fills=") }.flatMap { Int($0.dropFirst("fills=".count)) } ?? -1
+        return (nets, fills)
     }
 
     /// Stops the peer and waits for it to exit.

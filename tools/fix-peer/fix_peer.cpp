@@ -7,7 +7,15 @@
 // "ERR ..."), listing lines before the answer where a command lists, and "EVENT ..." lines
 // whenever something happens on the FIX session. See tools/fix-peer/README.md.
 //
+// With --auto-market SEED it also runs a market of its own: seeded random-walk prices per symbol
+// on a timer, market orders filled at once, resting limits and stops filled (possibly partially)
+// when the price crosses them, and market data (MarketDataRequest V -> snapshot W). A symbol's
+// price moves while a market-data subscription for it is open (or after "market on"), so a client
+// that unsubscribes gets a market that holds still.
+//
 // Usage: fix-peer --spec FIX44.xml --dir WORKDIR [--port N] [--sender EX] [--target FG]
+//                 [--auto-market SEED] [--tick-ms N] [--volatility-bp N] [--partial-above QTY]
+//                 [--partial-percent P] [--market-fills K] [--quiet] [--no-log]
 
 #include <quickfix/Application.h>
 #include <quickfix/FileLog.h>
@@ -22,18 +30,25 @@
 #define EXCEPT(...) throw(__VA_ARGS__)
 #endif
 
+#include <quickfix/Group.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -99,6 +114,7 @@ struct Order {
   int64_t quantity = 0, cumulative = 0;
   __int128 notional = 0;  // sum of lastQty * lastPx in 1e-16 units
   std::string status = "0";
+  bool triggered = false;  // a stop whose price was reached
   bool terminal() const { return status == "2" || status == "4" || status == "8" || status == "C"; }
   int64_t leaves() const { return terminal() ? 0 : quantity - cumulative; }
   std::string averagePrice() const {
@@ -108,9 +124,47 @@ struct Order {
   }
 };
 
+// One symbol of the auto market: its price, the net of every fill, the orders that may still trade.
+struct Book {
+  int64_t price = 0;  // 1e-8 units
+  int64_t net = 0;    // bought minus sold, 1e-8 units
+  int subscriptions = 0;
+  std::set<std::string> live;  // roots of orders that may still trade (terminal ones removed lazily)
+};
+
+// SplitMix64: seeded, so the same seed gives the same start prices and walks.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  int64_t between(int64_t low, int64_t high) { return low + int64_t(next() % uint64_t(high - low + 1)); }
+};
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : text) { hash ^= c; hash *= 1099511628211ULL; }
+  return hash;
+}
+
 class Exchange : public FIX::Application {
  public:
   std::recursive_mutex mutex;
+  // Auto market (--auto-market SEED).
+  bool autoMarket = false;
+  uint64_t marketSeed = 1;
+  SplitMix64 marketRandom{1};
+  int volatilityBasisPoints = 3;
+  int64_t partialAbove = 100 * kScale;
+  int partialPercent = 50;
+  int marketFills = 1;           // executions a market order is filled in (all sent at once)
+  std::string marketMode = "subscribed";  // which symbols move: subscribed, all, none
+  bool quiet = false;            // no per-message EVENT lines
+  std::map<std::string, Book> books;
+  long long fillsExecuted = 0;
   FIX::SessionID sessionID;
   bool haveSession = false;
   std::map<std::string, Order> orders;            // by root
@@ -178,26 +232,147 @@ class Exchange : public FIX::Application {
     const bool possDup = message.getHeader().isSetField(43) && message.getHeader().getField(43) == "Y";
     const bool possResend = message.getHeader().isSetField(97) && message.getHeader().getField(97) == "Y";
     std::string id = message.isSetField(11) ? message.getField(11) : (message.isSetField(584) ? message.getField(584) : "");
-    say("EVENT app " + type + " " + id + (possDup ? " possdup" : "") + (possResend ? " possresend" : ""));
+    if (!quiet) say("EVENT app " + type + " " + id + (possDup ? " possdup" : "") + (possResend ? " possresend" : ""));
     std::vector<FIX::Message> out;
-    {
-      std::lock_guard<std::recursive_mutex> lock(mutex);
-      if (type == "D") newOrder(message, possResend || possDup, out);
-      else if (type == "F" || type == "G") {
-        if (holdRequests) { held.push_back(message); say("EVENT held " + type + " " + id); }
-        else cancelOrReplace(message, out);
-      } else if (type == "H") statusRequest(message, out);
-      else if (type == "AF") massStatus(message, out);
-      else throw FIX::UnsupportedMessageType();
-    }
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    if (type == "D") newOrder(message, possResend || possDup, out);
+    else if (type == "F" || type == "G") {
+      if (holdRequests) { held.push_back(message); say("EVENT held " + type + " " + id); }
+      else cancelOrReplace(message, out);
+    } else if (type == "H") statusRequest(message, out);
+    else if (type == "AF") massStatus(message, out);
+    else if (type == "V") marketDataRequest(message, out);
+    else throw FIX::UnsupportedMessageType();
     send(out);
   }
 
-  // Messages built under the lock are sent after it is released.
+  // Sends under the exchange lock, so reports leave in the order the exchange made them: a fill
+  // made by the market timer never overtakes the answer to a request (QuickFIX calls the
+  // application without its session lock held, and sending does not block on the socket).
   void send(std::vector<FIX::Message>& messages) {
-    FIX::SessionID id;
-    { std::lock_guard<std::recursive_mutex> lock(mutex); if (!haveSession) return; id = sessionID; }
-    for (auto& message : messages) FIX::Session::sendToTarget(message, id);
+    std::lock_guard<std::recursive_mutex> lock(mutex);
+    if (!haveSession) return;
+    for (auto& message : messages) FIX::Session::sendToTarget(message, sessionID);
+  }
+
+  // MARK: auto market
+
+  Book& book(const std::string& symbol) {
+    auto found = books.find(symbol);
+    if (found != books.end()) return found->second;
+    Book fresh;
+    SplitMix64 start{marketSeed ^ fnv1a(symbol)};
+    fresh.price = start.between(20, 500) * kScale;
+    return books.emplace(symbol, fresh).first->second;
+  }
+
+  // Executes QTY of ORDER at PRICE: the order, the symbol's net and the fill report.
+  FIX::Message execute(Order& order, int64_t quantity, int64_t price) {
+    order.cumulative += quantity;
+    order.notional += __int128(quantity) * price;
+    order.status = order.cumulative == order.quantity ? "2" : "1";
+    Book& symbolBook = book(order.symbol);
+    symbolBook.net += order.side == "1" ? quantity : -quantity;
+    ++fillsExecuted;
+    FIX::Message fill = report(order, "F", order.clOrdID);
+    fill.setField(32, formatDecimal(quantity));
+    fill.setField(31, formatDecimal(price));
+    return fill;
+  }
+
+  // Fills what the current price allows of one order (auto market only).
+  void match(Order& order, std::vector<FIX::Message>& out) {
+    if (order.terminal() || order.status == "8") return;
+    Book& symbolBook = book(order.symbol);
+    const int64_t price = symbolBook.price;
+    const bool buy = order.side == "1";
+    int64_t limit = 0, stop = 0;
+    if (!order.price.empty()) parseDecimal(order.price, limit);
+    if (!order.stopPx.empty()) parseDecimal(order.stopPx, stop);
+    bool marketable = false;
+    if (order.ordType == "1") {
+      int64_t leaves = order.leaves();
+      if (leaves <= 0) return;
+      // A market order fills at once, in marketFills executions sent back to back.
+      for (int part = marketFills; part >= 1 && leaves > 0; --part) {
+        int64_t quantity = part == 1 ? leaves : (leaves / part) / kScale * kScale;
+        if (quantity <= 0) continue;
+        out.push_back(execute(order, quantity, price));
+        leaves -= quantity;
+      }
+      return;
+    } else if (order.ordType == "2") {
+      marketable = buy ? price <= limit : price >= limit;
+    } else if (order.ordType == "3" || order.ordType == "4") {
+      if (!order.triggered) order.triggered = buy ? price >= stop : price <= stop;
+      marketable = order.triggered && (order.ordType == "3" || (buy ? price <= limit : price >= limit));
+    }
+    if (!marketable) return;
+    int64_t quantity = order.leaves();
+    if (quantity > partialAbove && int(marketRandom.next() % 100) < partialPercent) {
+      // A partial fill: about half, in whole shares, at least one share.
+      quantity = std::max<int64_t>(kScale, (quantity / 2) / kScale * kScale);
+    }
+    out.push_back(execute(order, quantity, price));
+  }
+
+  // One tick: moving symbols take a random step and their crossed orders fill.
+  void tick(std::vector<FIX::Message>& out) {
+    if (marketMode == "none") return;
+    for (auto& entry : books) {
+      Book& symbolBook = entry.second;
+      if (marketMode == "subscribed" && symbolBook.subscriptions == 0) continue;
+      const int64_t bound = volatilityBasisPoints;
+      const int64_t basisPoints = bound == 0 ? 0 : marketRandom.between(-bound, bound);
+      symbolBook.price = std::max<int64_t>(kScale / 100, symbolBook.price + symbolBook.price / 10000 * basisPoints);
+      for (auto it = symbolBook.live.begin(); it != symbolBook.live.end();) {
+        auto found = orders.find(*it);
+        if (found == orders.end() || found->second.terminal() || found->second.status == "8") { it = symbolBook.live.erase(it); continue; }
+        match(found->second, out);
+        ++it;
+      }
+    }
+  }
+
+  FIX::Message snapshot(const std::string& requestID, const std::string& symbol) {
+    FIX::Message message;
+    message.getHeader().setField(FIX::FIELD::MsgType, "W");
+    message.setField(262, requestID);
+    message.setField(55, symbol);
+    FIX::Group entry(268, 269);
+    entry.setField(269, "2");  // Trade
+    entry.setField(270, formatDecimal(book(symbol).price));
+    message.addGroup(entry);
+    return message;
+  }
+
+  // MarketDataRequest (V): 263=0 snapshot, 1 snapshot and subscribe (the symbol starts moving),
+  // 2 unsubscribe (no answer). Without the auto market: MarketDataRequestReject (Y).
+  void marketDataRequest(const FIX::Message& message, std::vector<FIX::Message>& out) {
+    const std::string requestID = message.getField(262);
+    const std::string kind = message.getField(263);
+    if (!autoMarket) {
+      FIX::Message reject;
+      reject.getHeader().setField(FIX::FIELD::MsgType, "Y");
+      reject.setField(262, requestID);
+      reject.setField(281, "0");
+      reject.setField(58, "no market data: the test exchange runs without --auto-market");
+      out.push_back(reject);
+      return;
+    }
+    std::vector<std::string> symbols;
+    FIX::Group related(146, 55);
+    int count = message.isSetField(146) ? std::atoi(message.getField(146).c_str()) : 0;
+    for (int i = 1; i <= count; ++i) {
+      message.getGroup(i, related);
+      symbols.push_back(related.getField(55));
+    }
+    for (const std::string& symbol : symbols) {
+      Book& symbolBook = book(symbol);
+      if (kind == "1") ++symbolBook.subscriptions;
+      if (kind == "2") symbolBook.subscriptions = std::max(0, symbolBook.subscriptions - 1);
+      if (kind != "2") out.push_back(snapshot(requestID, symbol));
+    }
   }
 
   FIX::Message report(const Order& order, const std::string& execType, const std::string& clOrdID) {
@@ -220,7 +395,7 @@ class Exchange : public FIX::Application {
     message.setField(14, formatDecimal(order.cumulative));
     message.setField(6, order.averagePrice());
     message.setField(60, FIX::UtcTimeStampConvertor::convert(FIX::UtcTimeStamp(), 3));
-    sentReports[execID] = message;
+    if (!autoMarket) sentReports[execID] = message;  // for "dup"; the auto market makes too many
     return message;
   }
 
@@ -275,6 +450,11 @@ class Exchange : public FIX::Application {
     orders[order.root] = order;
     rootByClOrdID[clOrdID] = order.root;
     out.push_back(report(order, "0", clOrdID));
+    if (autoMarket) {
+      Order& placed = orders[order.root];
+      book(placed.symbol).live.insert(placed.root);
+      match(placed, out);
+    }
   }
 
   FIX::Message cancelReject(const std::string& clOrdID, const std::string& origClOrdID, const std::string& status,
@@ -437,12 +617,7 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
       if (!parseDecimal(args[3], price) || price <= 0) return "ERR bad price";
       if (order->terminal()) return "ERR order " + args[1] + " is done (" + order->status + ")";
       if (quantity > order->leaves()) return "ERR fill above leaves " + formatDecimal(order->leaves());
-      order->cumulative += quantity;
-      order->notional += __int128(quantity) * price;
-      order->status = order->cumulative == order->quantity ? "2" : "1";
-      FIX::Message fill = exchange.report(*order, "F", order->clOrdID);
-      fill.setField(32, formatDecimal(quantity));
-      fill.setField(31, formatDecimal(price));
+      FIX::Message fill = exchange.execute(*order, quantity, price);
       answer = "OK " + fill.getField(17);
       out.push_back(fill);
     } else if (verb == "cancel") {  // cancel ORDER: an unsolicited cancel by the exchange
@@ -478,6 +653,30 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
                  " " + formatDecimal(o.cumulative) + " " + formatDecimal(o.leaves()) + " " + o.status + "\n";
       }
       answer = lines + "OK " + std::to_string(exchange.orders.size());
+    } else if (verb == "market") {  // market subscribed|all|none: which symbols' prices move
+      if (args.size() != 2 || (args[1] != "subscribed" && args[1] != "all" && args[1] != "none"))
+        return "ERR usage: market subscribed|all|none";
+      exchange.marketMode = args[1];
+    } else if (verb == "price") {  // price SYMBOL [PRICE]: read or set a price (crossed orders fill)
+      if (args.size() != 2 && args.size() != 3) return "ERR usage: price SYMBOL [PRICE]";
+      Book& book = exchange.book(args[1]);
+      if (args.size() == 3) {
+        int64_t price;
+        if (!parseDecimal(args[2], price) || price <= 0) return "ERR bad price";
+        book.price = price;
+        if (exchange.autoMarket) {
+          for (const std::string& root : book.live) {
+            auto found = exchange.orders.find(root);
+            if (found != exchange.orders.end()) exchange.match(found->second, out);
+          }
+        }
+      }
+      answer = "OK " + formatDecimal(book.price);
+    } else if (verb == "positions") {  // POSITION SYMBOL NET PRICE lines, net from every fill
+      std::string lines;
+      for (auto& entry : exchange.books)
+        lines += "POSITION " + entry.first + " " + formatDecimal(entry.second.net) + " " + formatDecimal(entry.second.price) + "\n";
+      answer = lines + "OK " + std::to_string(exchange.books.size()) + " fills=" + std::to_string(exchange.fillsExecuted);
     } else if (verb == "reject-logon") {
       exchange.rejectLogon = args.size() > 1 && args[1] == "on";
     } else if (verb == "reject-orders") {  // reject-orders N: the next N new orders are rejected
@@ -517,7 +716,7 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
     if (!session) return "ERR no session";
     answer = "OK " + std::to_string(session->getExpectedSenderNum()) + " " + std::to_string(session->getExpectedTargetNum());
   }
-  for (auto& message : out) FIX::Session::sendToTarget(message, id);
+  exchange.send(out);
   return answer;
 }
 
@@ -525,20 +724,38 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
 
 int main(int argc, char** argv) {
   std::string spec, dir, sender = "EX", target = "FG";
-  int port = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  int port = 0, tickMicros = 1000;
+  bool noLog = false, keepRunning = false, usage = false;
+  Exchange exchange;
+  for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--spec") spec = argv[i + 1];
-    else if (flag == "--dir") dir = argv[i + 1];
-    else if (flag == "--port") port = std::atoi(argv[i + 1]);
-    else if (flag == "--sender") sender = argv[i + 1];
-    else if (flag == "--target") target = argv[i + 1];
+    if (flag == "--quiet") { exchange.quiet = true; continue; }
+    if (flag == "--no-log") { noLog = true; continue; }
+    if (flag == "--keep-running") { keepRunning = true; continue; }
+    if (i + 1 >= argc) { usage = true; break; }
+    std::string value = argv[++i];
+    if (flag == "--spec") spec = value;
+    else if (flag == "--dir") dir = value;
+    else if (flag == "--port") port = std::atoi(value.c_str());
+    else if (flag == "--sender") sender = value;
+    else if (flag == "--target") target = value;
+    else if (flag == "--auto-market") {
+      exchange.autoMarket = true;
+      exchange.marketSeed = std::strtoull(value.c_str(), nullptr, 10);
+      exchange.marketRandom.state = exchange.marketSeed * 0x2545F4914F6CDD1DULL + 1;
+    } else if (flag == "--tick-ms") tickMicros = int(std::atof(value.c_str()) * 1000);
+    else if (flag == "--volatility-bp") exchange.volatilityBasisPoints = std::atoi(value.c_str());
+    else if (flag == "--partial-above") { if (!parseDecimal(value, exchange.partialAbove)) usage = true; }
+    else if (flag == "--partial-percent") exchange.partialPercent = std::atoi(value.c_str());
+    else if (flag == "--market-fills") exchange.marketFills = std::max(1, std::atoi(value.c_str()));
+    else usage = true;
   }
-  if (spec.empty() || dir.empty()) {
-    std::cerr << "usage: fix-peer --spec FIX44.xml --dir WORKDIR [--port N] [--sender EX] [--target FG]" << std::endl;
+  if (usage || spec.empty() || dir.empty() || tickMicros < 1) {
+    std::cerr << "usage: fix-peer --spec FIX44.xml --dir WORKDIR [--port N] [--sender EX] [--target FG]\n"
+                 "                [--auto-market SEED] [--tick-ms N] [--volatility-bp N] [--partial-above QTY]\n"
+                 "                [--partial-percent P] [--market-fills K] [--quiet] [--no-log] [--keep-running]" << std::endl;
     return 2;
   }
-  Exchange exchange;
   std::mt19937 random(std::random_device{}());
   // Declared before the acceptor so they outlive it.
   std::unique_ptr<FIX::SessionSettings> settings;
@@ -557,8 +774,13 @@ int main(int argc, char** argv) {
     try {
       acceptor.reset();
       settings.reset(new FIX::SessionSettings(text));
-      logFactory.reset(new FIX::FileLogFactory(*settings));
-      std::unique_ptr<FIX::SocketAcceptor> candidateAcceptor(new FIX::SocketAcceptor(exchange, *storeFactory, *settings, *logFactory));
+      std::unique_ptr<FIX::SocketAcceptor> candidateAcceptor;
+      if (noLog) {
+        candidateAcceptor.reset(new FIX::SocketAcceptor(exchange, *storeFactory, *settings));
+      } else {
+        logFactory.reset(new FIX::FileLogFactory(*settings));
+        candidateAcceptor.reset(new FIX::SocketAcceptor(exchange, *storeFactory, *settings, *logFactory));
+      }
       candidateAcceptor->start();
       acceptor = std::move(candidateAcceptor);
       port = candidate;
@@ -575,12 +797,26 @@ int main(int argc, char** argv) {
   }
   listenPort = port;
   FIX::SessionID id("FIX.4.4", sender, target);
+  std::atomic<bool> running(true);
+  std::thread ticker;
+  if (exchange.autoMarket) {
+    ticker = std::thread([&exchange, &running, tickMicros] {
+      while (running.load()) {
+        std::this_thread::sleep_for(std::chrono::microseconds(tickMicros));
+        std::vector<FIX::Message> out;
+        std::lock_guard<std::recursive_mutex> lock(exchange.mutex);
+        exchange.tick(out);
+        exchange.send(out);
+      }
+    });
+  }
   say("READY " + std::to_string(port));
   std::string line;
+  bool quit = false;
   while (std::getline(std::cin, line)) {
     std::vector<std::string> args = words(line);
     if (args.empty()) continue;
-    if (args[0] == "quit") break;
+    if (args[0] == "quit") { quit = true; break; }
     std::string answer;
     try {
       answer = command(exchange, id, args);
@@ -589,6 +825,10 @@ int main(int argc, char** argv) {
     }
     say(answer);
   }
+  // Standard input ended without "quit": with --keep-running, serve until killed.
+  while (keepRunning && !quit) std::this_thread::sleep_for(std::chrono::seconds(3600));
+  running = false;
+  if (ticker.joinable()) ticker.join();
   acceptor->stop(true);
   say("BYE");
   return 0;

@@ -1,0 +1,79 @@
+import FillGuard
+import FillGuardCore
+import FillGuardFIX
+
+/// Checks FillGuard's state against what a FIX broker reports for every order of a run
+/// (OrderMassStatusRequest): the same checks `GroundTruth` makes against the simulated exchange,
+/// with the broker's order statuses as the truth.
+public enum FIXGroundTruth {
+    /// Every problem found: per symbol the net (signed sum of the broker's cumulative quantities)
+    /// and the filled total, each live order's open quantity on both sides, and protection (one
+    /// stop and one target of |net| on the opposite side; nothing protective left when flat).
+    /// Only orders whose id starts with `orderPrefix` count (the broker may hold other runs' orders).
+    public static func problems(_ positions: [PositionSnapshot], _ statuses: [FIXOrderStatus], orderPrefix: String) -> [String] {
+        let broker = statuses.filter { $0.orderID.rawValue.hasPrefix(orderPrefix) }
+        var problems: [String] = []
+        var plans: [Symbol: PositionSnapshot] = [:]
+        var mineNet: [Symbol: Quantity] = [:]
+        var mineFilled: [Symbol: Quantity] = [:]
+        var mineLive: [OrderID: Quantity] = [:]
+        for position in positions {
+            plans[position.symbol] = position
+            mineNet[position.symbol, default: .zero] += position.netQuantity
+            for order in position.orders {
+                mineFilled[position.symbol, default: .zero] += order.filledQuantity
+                if order.status.isLive { mineLive[order.id] = order.openQuantity }
+            }
+        }
+        var truthNet: [Symbol: Quantity] = [:]
+        var truthFilled: [Symbol: Quantity] = [:]
+        var live: [Symbol: [FIXOrderStatus]] = [:]
+        for status in broker {
+            truthNet[status.symbol, default: .zero] += status.side == .buy ? status.cumulativeQuantity : -status.cumulativeQuantity
+            truthFilled[status.symbol, default: .zero] += status.cumulativeQuantity
+            if !status.isTerminal, status.leavesQuantity.isPositive { live[status.symbol, default: []].append(status) }
+        }
+        let symbols = Set(truthNet.keys).union(mineNet.keys).sorted { $0.name < $1.name }
+        for symbol in symbols {
+            let net = truthNet[symbol] ?? .zero
+            let mine = mineNet[symbol] ?? .zero
+            if net != mine { problems.append("\(symbol): broker net \(net), FillGuard net \(mine)") }
+            let filled = truthFilled[symbol] ?? .zero
+            if filled != (mineFilled[symbol] ?? .zero) {
+                problems.append("\(symbol): the broker executed \(filled), FillGuard booked \(mineFilled[symbol] ?? .zero) (a fill lost or counted twice)")
+            }
+            let orders = live[symbol] ?? []
+            for order in orders {
+                let mineOpen = mineLive.removeValue(forKey: order.orderID)
+                if mineOpen != order.leavesQuantity {
+                    problems.append("\(symbol): order \(order.orderID) open \(order.leavesQuantity) at the broker, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
+                }
+            }
+            let protective: Side = net.units >= 0 ? .sell : .buy
+            let stops = orders.filter { $0.ordType == "3" || $0.ordType == "4" }
+            let targets = orders.filter { $0.ordType == "2" && $0.side == protective }
+            if net.isZero {
+                if !stops.isEmpty || !targets.isEmpty {
+                    problems.append("\(symbol): flat but protective orders are live at the broker: \((stops + targets).map(\.orderID))")
+                }
+                continue
+            }
+            if plans[symbol]?.stopLoss != nil {
+                if stops.count != 1 { problems.append("\(symbol): \(stops.count) live stops at the broker for net \(net) (want exactly 1): \(stops.map(\.orderID))") }
+                if let stop = stops.first, stop.side != protective || stop.leavesQuantity != net.magnitude {
+                    problems.append("\(symbol): stop \(stop.orderID) is \(stop.side.rawValue) \(stop.leavesQuantity), net is \(net)")
+                }
+            }
+            if plans[symbol]?.takeProfit != nil {
+                if targets.count != 1 { problems.append("\(symbol): \(targets.count) live targets at the broker for net \(net) (want exactly 1): \(targets.map(\.orderID))") }
+                if let target = targets.first, target.leavesQuantity != net.magnitude {
+                    problems.append("\(symbol): target \(target.orderID) is \(target.leavesQuantity), net is \(net)")
+                }
+            }
+        }
+        for (id, open) in mineLive.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            problems.append("order \(id) live with \(open) in FillGuard but not at the broker")
+        }
+        return problems
+    }
+}

@@ -1,0 +1,251 @@
+import FillGuard
+import FillGuardCore
+import FillGuardFIX
+import Logging
+import Synchronization
+
+/// Where and how a simulated session reaches a FIX endpoint.
+public struct FIXSimulationOptions: Sendable {
+    /// The session settings: host, port, CompIDs, heartbeat, ResetSeqNumFlag, store, account.
+    public var settings: FIXSettings
+    /// The broker offers native modify (OrderCancelReplaceRequest); off: resize by replacement.
+    public var nativeModify = true
+    /// Prefix of every position id (and so of every ClOrdID): unique per run, so runs against the
+    /// same broker never collide and the final check counts this run's orders only.
+    public var runID: String
+    /// How long the final check waits for FillGuard and the broker to agree.
+    public var settleTimeout: Duration = .seconds(30)
+
+    /// Options for `settings`; the run id defaults to a fresh one.
+    public init(settings: FIXSettings, runID: String = FIXSimulationOptions.makeRunID()) {
+        self.settings = settings
+        self.runID = runID
+    }
+
+    /// A run id that differs from run to run: "R" and base-36 digits of the clock and a random number.
+    public static func makeRunID() -> String {
+        let seconds = UInt64(ExchangeLog.wallClockNanos() / 1_000_000_000)
+        return "R" + String(seconds % 46_656, radix: 36) + String(UInt64.random(in: 0..<46_656), radix: 36)
+    }
+}
+
+/// Why a session over FIX could not run.
+public struct FIXSimulationError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, for a person.
+    public var description: String
+
+    /// An error with a readable reason.
+    public init(_ description: String) { self.description = description }
+}
+
+/// Runs the `simulate` job against a FIX endpoint instead of the in-process exchange: the market
+/// is the counterparty. Prices come from its market data (MarketDataRequest: a subscription for
+/// every symbol while trading, snapshots when a bracket opens), fills come as execution reports,
+/// and the final check compares FillGuard with the broker's own account of every order of the
+/// run (OrderMassStatusRequest): net per symbol, filled totals, live orders and protection.
+public final class FIXSimulationSession: Sendable {
+    private let options: SimulationOptions
+    private let fix: FIXSimulationOptions
+
+    /// A session with the general options (symbols, duration, seed, strategy, retry, check
+    /// interval; the simulated exchange's faults and latency do not apply) and the FIX ones.
+    public init(options: SimulationOptions, fix: FIXSimulationOptions) {
+        self.options = options
+        self.fix = fix
+    }
+
+    /// Runs the session to the end and returns its report. Throws when the endpoint cannot be
+    /// reached, refuses the logon, or gives no market data.
+    public func run(progress: (@Sendable (SimulationProgress) -> Void)? = nil) async throws -> SimulationReport {
+        var logger = Logger(label: "fillguard.simulate.fix")
+        logger.logLevel = .critical
+        let configuration: FIXBrokerConfiguration
+        let store: FIXSessionStore
+        do {
+            configuration = try fix.settings.brokerConfiguration(nativeModify: fix.nativeModify)
+            store = try fix.settings.makeStore()
+        } catch {
+            throw FIXSimulationError(error.description)
+        }
+        let endpoint = "\(configuration.host):\(configuration.port)"
+        let broker = FIXBroker(configuration: configuration, store: store, logger: logger)
+        do {
+            try await broker.start()
+        } catch {
+            throw FIXSimulationError("cannot log on to the FIX endpoint \(endpoint) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
+        }
+        let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
+        var prices: [Symbol: Price]
+        do {
+            prices = try await broker.marketData(symbols, subscribe: true)
+        } catch {
+            await broker.stop()
+            throw FIXSimulationError("the FIX endpoint \(endpoint) gives no market data (\(error.message)); the test exchange needs --auto-market SEED")
+        }
+
+        var random = SplitMix64(seed: options.seed &+ 0x5EED)
+        let reactions = Mutex(LatencySamples())
+        let manager = FillManager(
+            broker: broker,
+            configuration: FillGuardConfiguration(
+                retry: options.retry,
+                circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
+                replaceStrategy: options.strategy,
+                rearmDelay: .milliseconds(200),
+                reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
+            logger: logger)
+        let feed = Task { await manager.run(broker.events()) }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var opened = 0
+        var sequence = 0
+        var continuousViolations: Set<String> = []
+        var latest: [Symbol: PositionID] = [:]
+
+        // Trading: keep one bracket per symbol, opening a new one (at a fresh price) when the last one closed.
+        while clock.now - start < options.duration {
+            let positions = await manager.positions()
+            var status: [PositionID: PositionStatus] = [:]
+            for position in positions { status[position.id] = position.status }
+            let due = symbols.filter { symbol in latest[symbol].map { status[$0] == .closed } ?? true }
+            var fresh = opened == 0
+            if !due.isEmpty, !fresh {
+                // No quote (the session is reconnecting, say): those symbols wait for the next round.
+                if let quotes = try? await broker.marketData(due) {
+                    prices.merge(quotes) { $1 }
+                    fresh = true
+                }
+            }
+            for symbol in fresh ? due : [] {
+                guard let price = prices[symbol] else { continue }
+                sequence += 1
+                let id = PositionID("\(fix.runID)-\(symbol)-\(sequence)")
+                do {
+                    try await manager.open(SimulationSession.bracket(id, symbol, price, &random))
+                    latest[symbol] = id
+                    opened += 1
+                } catch {
+                    continuousViolations.insert("could not open \(id): \(error)")
+                }
+            }
+            for violation in await manager.invariantViolations() { continuousViolations.insert(violation.description) }
+            progress?(SimulationProgress(
+                elapsed: clock.now - start, fills: manager.statistics.fills,
+                openPositions: positions.filter { $0.status == .open }.count,
+                closedPositions: positions.filter { $0.status == .closed }.count,
+                operations: manager.statistics.operations.values.reduce(0, +)))
+            try? await Task.sleep(for: options.checkInterval)
+        }
+
+        // Wind down: end the subscriptions (the test exchange's prices then hold still), then
+        // compare with the broker until both sides agree or stop changing.
+        let unsubscribeDeadline = clock.now + fix.settleTimeout
+        while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < unsubscribeDeadline {
+            try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
+        }
+        let check = await finalCheck(manager, broker, clock: clock)
+        let tradingTime = clock.now - start
+        let positions = await manager.positions()
+        var finalViolations = (await manager.invariantViolations()).map(\.description)
+        finalViolations += check.problems
+        feed.cancel()
+        manager.finishSubscriptions()
+        let connection = await broker.statistics
+        await broker.stop()
+
+        let statistics = manager.statistics
+        let samples = reactions.withLock { $0 }
+        var report = SimulationReport(
+            symbols: options.symbols, seconds: tradingTime, seed: options.seed, faultRate: 0,
+            nativeModify: fix.nativeModify, strategy: options.strategy,
+            fills: connection.fillsDelivered, fillsApplied: statistics.fills,
+            positionsOpened: opened,
+            positionsClosed: positions.filter { $0.status == .closed }.count,
+            operations: statistics.operations, retries: statistics.retries, breakerTrips: statistics.breakerTrips,
+            alerts: statistics.alerts, rejected: statistics.rejected,
+            faultsInjected: [:], duplicatesInjected: 0, reordersInjected: 0,
+            unprotectedShareSeconds: "", overCoveredShareSeconds: "",
+            reaction: samples.summary(),
+            continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
+        report.fix = SimulationReport.FIXSummary(
+            endpoint: endpoint, senderCompID: configuration.session.senderCompID, targetCompID: configuration.session.targetCompID,
+            runID: fix.runID, logons: connection.logons, disconnections: connection.disconnections,
+            duplicateReports: connection.duplicateReports, rejectsSent: connection.rejectsSent,
+            rejectsReceived: connection.rejectsReceived, requestTimeouts: connection.requestTimeouts,
+            ordersChecked: check.orders, checkRounds: check.rounds)
+        return report
+    }
+
+    /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every
+    /// report it sent before, in sequence order), wait until FillGuard took those reports, compare.
+    /// Ends when they agree, when nothing changed since the last round (a real difference), or at
+    /// the settle timeout.
+    private func finalCheck(_ manager: FillManager, _ broker: FIXBroker, clock: ContinuousClock) async -> (problems: [String], orders: Int, rounds: Int) {
+        let prefix = fix.runID + "-"
+        let deadline = clock.now + fix.settleTimeout
+        var previous: [String]?
+        var rounds = 0
+        var problems: [String] = []
+        var orders = 0
+        while true {
+            rounds += 1
+            guard await Self.idle(manager, before: deadline, clock: clock) else {
+                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+            }
+            let statuses: [FIXOrderStatus]
+            do {
+                statuses = try await broker.massStatus().filter { $0.orderID.rawValue.hasPrefix(prefix) }
+            } catch {
+                if clock.now >= deadline { return (["the broker did not answer the order mass status: \(error.message)"], orders, rounds) }
+                try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
+                continue
+            }
+            let delivered = await broker.statistics.eventsDelivered
+            while manager.eventsReceived < delivered, clock.now < deadline { await Task.yield() }
+            guard await Self.idle(manager, before: deadline, clock: clock) else {
+                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+            }
+            let positions = await manager.positions()
+            problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: prefix)
+            orders = statuses.count
+            let statistics = manager.statistics
+            let marker = statuses.map { "\($0.clOrdID) \($0.ordStatus) \($0.cumulativeQuantity) \($0.leavesQuantity)" }.sorted()
+                + ["fills \(statistics.fills)", "operations \(statistics.operations.values.reduce(0, +))", "events \(delivered)"]
+            if problems.isEmpty || marker == previous { return (problems, orders, rounds) }
+            if clock.now >= deadline {
+                return (problems + ["FillGuard and the broker did not settle within \(fix.settleTimeout)"], orders, rounds)
+            }
+            previous = marker
+        }
+    }
+
+    /// Waits until the manager is quiescent; false if `deadline` comes first (the wait is then
+    /// left behind: a broker that never answers must not hang the session).
+    private static func idle(_ manager: FillManager, before deadline: ContinuousClock.Instant, clock: ContinuousClock) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = ResumeOnce(continuation)
+            Task {
+                await manager.waitUntilIdle()
+                once.resume(returning: true)
+            }
+            Task {
+                try? await Task.sleep(until: deadline, clock: clock)
+                once.resume(returning: false)
+            }
+        }
+    }
+}
+
+/// A continuation resumed by whichever of several racers comes first.
+final class ResumeOnce<Value: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Value, Never>?>
+
+    init(_ continuation: CheckedContinuation<Value, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    /// Resumes the continuation unless it was resumed already.
+    func resume(returning value: Value) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
+    }
+}

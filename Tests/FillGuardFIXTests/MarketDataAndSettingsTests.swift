@@ -1,0 +1,110 @@
+import FillGuard
+@testable import FillGuardCore
+import FillGuardSimulator
+import Testing
+@testable import FillGuardFIX
+
+@Suite("FIX market data, settings files and the ground truth check")
+struct MarketDataAndSettingsTests {
+    func snapshot(_ key: String, _ symbol: String, _ entries: [(String, String)]) -> FIXMessage {
+        var message = FIXMessage(msgType: "W", fields: [FIXField(262, key), FIXField(55, symbol), FIXField(268, String(entries.count))])
+        for (type, price) in entries {
+            message.append(269, type)
+            message.append(270, price)
+        }
+        return message
+    }
+
+    @Test func marketDataRequestFieldsAndAnswers() throws {
+        var router = FIXOrderRouter()
+        let plan = router.marketDataRequest(["GLD", "SLV"], subscription: .subscribe)
+        guard case .send(let message, let key) = plan else { Issue.record("expected a request, got \(plan)"); return }
+        #expect(message.msgType == "V")
+        #expect(message[262] == key && message[263] == "1" && message[264] == "1" && message[265] == "0")
+        #expect(message.groups(267).map { $0.map(\.description) } == [["269=2"]])
+        #expect(message.groups(146).map { $0.map(\.description) } == [["55=GLD"], ["55=SLV"]])
+        // The codec reads a snapshot with a repeating group of entries (bid, trade).
+        var gld = snapshot(key, "GLD", [("0", "247.9"), ("2", "248.1")])
+        gld.fields = [FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "7"), FIXField(52, "20240229-12:34:56.789")] + gld.fields
+        let wire = try FIXCodec.encode(gld)
+        let decoded = try FIXCodec.decode(wire)
+        #expect(router.received(decoded).isEmpty, "one of two symbols answered: still waiting")
+        #expect(router.received(snapshot(key, "SLV", [("2", "30.05")])) == [.prices(key: key, ["GLD": Price("248.1")!, "SLV": Price("30.05")!])])
+        #expect(router.pendingCount == 0)
+        // Later updates of the subscription are not answers to anything.
+        #expect(router.received(snapshot(key, "GLD", [("2", "249")])).count == 1)
+
+        let refused = router.marketDataRequest(["GLD"], subscription: .snapshot)
+        guard case .send(let second, let secondKey) = refused else { Issue.record("expected a request"); return }
+        #expect(second[263] == "0" && second[265] == nil)
+        let reject = FIXMessage(msgType: "Y", fields: [FIXField(262, secondKey), FIXField(281, "0"), FIXField(58, "no market data")])
+        #expect(router.received(reject) == [.completed(key: secondKey, error: BrokerError(.permanent, "market data refused (0): no market data"))])
+        guard case .sendOnly(let unsubscribe) = router.marketDataRequest(["GLD"], subscription: .unsubscribe) else {
+            Issue.record("an unsubscribe expects no answer")
+            return
+        }
+        #expect(unsubscribe[263] == "2")
+        #expect(router.pendingCount == 0)
+    }
+
+    @Test func settingsFileAndOverrides() throws {
+        let text = """
+            # FillGuard's session with the broker
+            [DEFAULT]
+            ConnectionType=initiator
+            [SESSION]
+            BeginString=FIX.4.4
+            SocketConnectHost = fix.example.net
+            SocketConnectPort=9878
+            SenderCompID=FILLGUARD
+            TargetCompID=BROKER
+            HeartBtInt=15
+            FileStorePath=/var/lib/fillguard/fix
+            Account=ACC-1\r
+            """
+        var settings = try FIXSettings.parse(text)
+        #expect(settings.host == "fix.example.net" && settings.port == 9878 && settings.heartbeatInterval == 15)
+        #expect(settings.account == "ACC-1" && settings.storePath == "/var/lib/fillguard/fix")
+        #expect(settings.resetsOnLogon == false, "a store resumes the numbering")
+        let configuration = try settings.brokerConfiguration(nativeModify: false)
+        #expect(configuration.session.senderCompID == "FILLGUARD" && configuration.session.targetCompID == "BROKER")
+        #expect(configuration.session.heartbeatInterval == 15 && !configuration.session.resetSeqNumOnLogon)
+        #expect(configuration.application.account == "ACC-1" && !configuration.capabilities.nativeModify)
+        try settings.set("ResetOnLogon", "Y")
+        #expect(settings.session.resetSeqNumOnLogon)
+        #expect(FIXSettings().resetsOnLogon, "in memory: nothing to resume, so reset")
+        #expect(throws: FIXSettingsError.self) { try FIXSettings().brokerConfiguration() }
+        #expect(throws: FIXSettingsError("line 2: unknown setting SocketConnectPrt")) { try FIXSettings.parse("[SESSION]\nSocketConnectPrt=1") }
+        #expect(throws: FIXSettingsError("line 1: SocketConnectPort must be a whole number in 1...65535, got \"x\"")) {
+            try FIXSettings.parse("SocketConnectPort=x")
+        }
+        #expect(throws: FIXSettingsError("line 1: expected Key=Value, got \"HeartBtInt\"")) { try FIXSettings.parse("HeartBtInt") }
+    }
+
+    @Test func groundTruthFindsEveryKindOfDifference() {
+        func status(_ id: String, _ side: Side, _ type: String, cum: Quantity, leaves: Quantity, _ ordStatus: String = "1") -> FIXOrderStatus {
+            FIXOrderStatus(orderID: OrderID(id), clOrdID: id, brokerOrderID: "B", symbol: "GLD", side: side, ordStatus: ordStatus,
+                           cumulativeQuantity: cum, leavesQuantity: leaves, averagePrice: nil, ordType: type)
+        }
+        let entry = OrderSnapshot(id: "R1-P-en0", positionID: "R1-P", symbol: "GLD", role: .entry, side: .buy, type: .market, quantity: 100,
+                                  filledQuantity: 100, openQuantity: 0, averageFillPrice: Price("10"), status: .filled, failure: nil)
+        let stop = OrderSnapshot(id: "R1-P-sl1", positionID: "R1-P", symbol: "GLD", role: .stopLoss, side: .sell, type: .stop(Price("9")!),
+                                 quantity: 100, filledQuantity: 0, openQuantity: 100, averageFillPrice: nil, status: .working, failure: nil)
+        let position = PositionSnapshot(id: "R1-P", symbol: "GLD", side: .buy, status: .open, netQuantity: 100, averagePrice: Price("10"),
+                                        realizedPnL: .zero, commissions: .zero, orders: [entry, stop], stopLoss: Price("9"), takeProfit: nil)
+        let agreeing = [status("R1-P-en0", .buy, "1", cum: 100, leaves: 0, "2"), status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0"),
+                        status("R0-OLD-en0", .buy, "1", cum: 500, leaves: 0, "2")]
+        #expect(FIXGroundTruth.problems([position], agreeing, orderPrefix: "R1-").isEmpty, "another run's orders do not count")
+        let lostFill = [status("R1-P-en0", .buy, "1", cum: 150, leaves: 0, "2"), status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0")]
+        let problems = FIXGroundTruth.problems([position], lostFill, orderPrefix: "R1-")
+        #expect(problems.contains("GLD: broker net 150, FillGuard net 100"))
+        #expect(problems.contains { $0.contains("a fill lost or counted twice") })
+        #expect(problems.contains("GLD: stop R1-P-sl1 is sell 100, net is 150"))
+        let twoStops = agreeing + [status("R1-P-sl9", .sell, "3", cum: 0, leaves: 100, "0")]
+        let doubled = FIXGroundTruth.problems([position], twoStops, orderPrefix: "R1-")
+        #expect(doubled.contains { $0.hasPrefix("GLD: 2 live stops at the broker") })
+        #expect(doubled.contains("GLD: order R1-P-sl9 open 100 at the broker, not live in FillGuard"))
+        let missing = FIXGroundTruth.problems([position], [agreeing[0]], orderPrefix: "R1-")
+        #expect(missing.contains("order R1-P-sl1 live with 100 in FillGuard but not at the broker"))
+    }
+}

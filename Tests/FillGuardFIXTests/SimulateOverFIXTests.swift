@@ -1,0 +1,163 @@
+import FillGuardCore
+import FillGuardFIX
+import FillGuardSimulator
+import Foundation
+import Synchronization
+import Testing
+
+/// The `fillguard` executable next to this test binary (or FILLGUARD_BINARY); fails, never skips,
+/// when it is missing.
+func fillguardBinary() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["FILLGUARD_BINARY"] { return path }
+    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var directory = me.deletingLastPathComponent()
+    // On Linux the test binary is .build/<triple>/debug/FillGuardPackageTests.xctest; elsewhere it may be a bundle.
+    while !directory.path.hasSuffix("/debug") && !directory.path.hasSuffix("/release") && directory.path != "/" {
+        directory = directory.deletingLastPathComponent()
+    }
+    let binary = directory.appendingPathComponent("fillguard").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        throw FIXPeerError(description: "the fillguard executable is not built (\(binary) missing): run swift build --build-tests, or set FILLGUARD_BINARY")
+    }
+    return binary
+}
+
+/// What a child process printed and how it ended.
+struct ChildRun: Sendable {
+    var status: Int32
+    var standardOutput: String
+    var standardError: String
+}
+
+/// Runs `binary` with `arguments` to its end (killed after `timeout`, a failure guard).
+func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seconds(180)) async throws -> ChildRun {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    return try await withThrowingTaskGroup(of: ChildRun.self) { group in
+        group.addTask {
+            await withCheckedContinuation { continuation in
+                // Blocking reads and the wait happen on a thread of their own, off the task pool.
+                let thread = Thread {
+                    let errorText = Mutex("")
+                    let errorDone = DispatchSemaphore(value: 0)
+                    let errorReader = Thread {
+                        errorText.withLock { $0 = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+                        errorDone.signal()
+                    }
+                    errorReader.start()
+                    let standardOutput = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    errorDone.wait()
+                    continuation.resume(returning: ChildRun(status: process.terminationStatus, standardOutput: standardOutput,
+                                                            standardError: errorText.withLock { $0 }))
+                }
+                thread.start()
+            }
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout) // a failure guard, not synchronisation
+            process.terminate()
+            throw FIXPeerError(description: "\(binary) \(arguments.joined(separator: " ")) did not finish in \(timeout)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+@Suite("fillguard simulate --broker fix against the QuickFIX auto market", .serialized)
+struct SimulateOverFIXTests {
+    @Test func shortSessionTradesOnItsOwnAndAgreesWithTheExchange() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "11", "--quiet"])
+        defer { peer.stop() }
+        let run = try await runChild(binary, [
+            "simulate", "--broker", "fix", "--fix-host", "127.0.0.1", "--fix-port", "\(peer.port)", "--fix-sender", "FG",
+            "--fix-target", "EX", "--fix-heartbeat", "5", "--symbols", "6", "--duration", "3", "--seed", "5", "--json",
+        ])
+        #expect(run.status == 0, "simulate failed (\(run.status)):\n\(run.standardOutput)\n\(run.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any],
+                                "not a JSON report: \(run.standardOutput)\n\(run.standardError)")
+        #expect(json["broker"] as? String == "fix")
+        #expect(json["invariantViolations"] as? Int == 0, "violations: \(json["violations"] ?? "-")")
+        let fills = try #require(json["fills"] as? Int)
+        #expect(fills > 0, "the auto market filled the market entries at least")
+        #expect(json["fillsApplied"] as? Int == fills, "every fill received was applied once")
+        #expect((json["positionsOpened"] as? Int ?? 0) >= 6)
+        let operations = try #require(json["brokerOperations"] as? [String: Int])
+        #expect((operations["submit"] ?? 0) > 0)
+        let fix = try #require(json["fix"] as? [String: Any])
+        #expect(fix["rejectsReceived"] as? Int == 0 && fix["rejectsSent"] as? Int == 0)
+        #expect((fix["ordersChecked"] as? Int ?? 0) >= (json["positionsOpened"] as? Int ?? 0), "the final check saw the run's orders")
+
+        // The exchange's own books, read over its control channel: every fill it made reached
+        // FillGuard, and every open position is covered by exactly one stop and one target of |net|.
+        let (nets, exchangeFills) = try await peer.positions()
+        #expect(exchangeFills == fills, "the exchange made \(exchangeFills) fills, FillGuard received \(fills)")
+        #expect(nets.count == 6)
+        let live = try await peer.orders().values.filter { $0.isLive && $0.leaves != "0" }
+        for (symbol, netText) in nets {
+            let net = try #require(Quantity(netText))
+            let orders = live.filter { $0.symbol == symbol }
+            if net.isZero {
+                #expect(orders.isEmpty, "\(symbol) is flat but has live orders: \(orders)")
+                continue
+            }
+            let protective = net.units > 0 ? "2" : "1"
+            let stops = orders.filter { $0.ordType == "3" || $0.ordType == "4" }
+            let targets = orders.filter { $0.ordType == "2" && $0.side == protective }
+            #expect(stops.count == 1 && stops.first?.side == protective && stops.first.flatMap { Quantity($0.leaves) } == net.magnitude,
+                    "\(symbol) net \(net): stops \(stops)")
+            #expect(targets.count == 1 && targets.first.flatMap { Quantity($0.leaves) } == net.magnitude, "\(symbol) net \(net): targets \(targets)")
+        }
+        let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
+        #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
+    }
+
+    @Test func refusesToRunWithoutMarketData() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        let run = try await runChild(binary, ["simulate", "--broker", "fix", "--fix-port", "\(peer.port)", "--duration", "1"])
+        #expect(run.status == 2)
+        #expect(run.standardError.contains("gives no market data"), "\(run.standardError)")
+        let unusable = try await runChild(binary, ["simulate", "--broker", "fix", "--duration", "1"])
+        #expect(unusable.status == 2 && unusable.standardError.contains("--fix-port"), "\(unusable.standardError)")
+    }
+}
+
+@Suite("bench-fix against the QuickFIX auto market", .serialized)
+struct FIXBenchTests {
+    @Test func burstAndPacedRunsCountEveryFillAndAgreeWithTheExchange() async throws {
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "3", "--market-fills", "5", "--quiet", "--no-log"])
+        defer { peer.stop() }
+        var settings = FIXSettings()
+        settings.port = peer.port
+        var options = FIXBenchOptions(settings: settings)
+        options.positions = 40
+        options.quantity = 500
+        options.timeout = .seconds(60)
+        let burst = try await FIXBench.run(options)
+        #expect(burst.violations.isEmpty, "\(burst.violations)")
+        #expect(burst.fills == 200, "40 entries in 5 fills each")
+        #expect(burst.fillsPerSecond > 0 && burst.reaction.count > 0)
+        #expect(burst.protection.count == 200, "every fill is covered by an acknowledged protective order")
+        #expect((burst.operations[.submit] ?? 0) == 120, "an entry, a stop and a target per position")
+        options.positions = 10
+        options.positionsPerSecond = 200
+        options.runID = FIXSimulationOptions.makeRunID()
+        let paced = try await FIXBench.run(options)
+        #expect(paced.violations.isEmpty, "\(paced.violations)")
+        #expect(paced.fills == 50 && paced.protection.count == 50)
+        let (_, exchangeFills) = try await peer.positions()
+        #expect(exchangeFills == 250, "the exchange made exactly the fills FillGuard counted")
+        let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
+        #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
+    }
+}
