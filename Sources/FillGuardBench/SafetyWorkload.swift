@@ -125,14 +125,20 @@ final class ExposureSampler: Sendable {
     private let exchange: SimulatedExchange
     private let symbols: [Symbol]
     private let stopped = Atomic<Bool>(false)
-    private let naked = Mutex<Double>(0)
+    /// Quantity units (1e-8 share) times nanoseconds, exact.
+    private let naked = Mutex<Int128>(0)
 
     init(exchange: SimulatedExchange, symbols: [Symbol]) {
         self.exchange = exchange
         self.symbols = symbols
     }
 
-    var nakedShareSeconds: Double { naked.withLock { $0 } }
+    /// Naked share-seconds (converted for reporting only; accumulated exactly).
+    var nakedShareSeconds: Double {
+        let units = naked.withLock { $0 }
+        let nanoshares = units / Int128(Quantity.unitsPerShare) // share-nanoseconds
+        return Double(Int64(clamping: nanoshares)) / 1e9
+    }
 
     func stop() { stopped.store(true, ordering: .relaxed) }
 
@@ -144,7 +150,7 @@ final class ExposureSampler: Sendable {
             let elapsed = now - last
             last = now
             exchange.step(tick: .nanoseconds(elapsed))
-            var shares = 0.0
+            var uncovered: Int128 = 0
             for symbol in symbols {
                 let net = exchange.netPosition(of: symbol)
                 guard !net.isZero else { continue }
@@ -155,9 +161,9 @@ final class ExposureSampler: Sendable {
                     if case .stopLimit = order.type { return true }
                     return false
                 }
-                if !hasStop { shares += Double(net.magnitude.units) / Double(Quantity.unitsPerShare) }
+                if !hasStop { uncovered += Int128(net.magnitude.units) }
             }
-            let add = shares * Double(elapsed) / 1e9
+            let add = uncovered * Int128(elapsed)
             naked.withLock { $0 += add }
         }
     }
