@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "FillGuardBench",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardFIX",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "fillguard",
             dependencies: [
-                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardBench", "FillGuardFIX",
+                "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite", "FillGuardPostgres", "FillGuardBench", "FillGuardFIX",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -103,6 +103,8 @@ public struct BenchResults: Sendable {
         "memory-idle": ["bytesPerIdleSymbol", "rssMiB"],
         "memory-hot": ["fillsPerSecond", "peakRSSMiB", "peakGrowthMiB"],
         "safety": ["unprotectedShareSecondsPer1000", "overCoveredShareSecondsPer1000", "nakedShareSecondsPer1000", "violations"],
+        "durable": ["fillsPerSecond", "cpuMicrosPerFill", "recordsPerCommit", "recoverySeconds", "recordsReplayed", "violations"],
+        "fix": ["fillsPerSecond", "reactionP50Micros", "reactionP99Micros", "protectionP50Micros", "protectionP99Micros", "brokerCallsPerFill", "violations"],
     ]
 
     /// The results for a person: one line per row, medians, and ratios against the seed.

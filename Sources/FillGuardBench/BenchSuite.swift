@@ -3,8 +3,8 @@ import Foundation
 
 /// What `fillguard bench` runs: every workload's parameters, and how many times.
 public struct BenchPlan: Sendable {
-    /// Workload names: throughput, latency, calls, memory, safety.
-    public static let allWorkloads = ["throughput", "latency", "calls", "memory", "safety"]
+    /// Workload names: throughput, latency, calls, memory, safety, durable, fix.
+    public static let allWorkloads = ["throughput", "latency", "calls", "memory", "safety", "durable", "fix"]
 
     /// Workloads to run.
     public var workloads: [String] = allWorkloads
@@ -52,6 +52,16 @@ public struct BenchPlan: Sendable {
     public var safetyLatency: Duration = .milliseconds(1)
     /// Run each memory workload in a fresh process (true unless a single child runs it).
     public var memoryInChildProcess = true
+    /// Durable: the journal stores measured (the CLI gives SQLite, and PostgreSQL when a server is configured).
+    public var durableStores: [DurableStore] = []
+    /// Durable: symbols.
+    public var durableSymbols = 100
+    /// Durable: fills per run.
+    public var durableFills = 300_000
+    /// Durable: records per symbol between snapshots.
+    public var snapshotInterval = 1_000
+    /// FIX: the workload's options (brackets, fills per entry, paced phase, exchange).
+    public var fix = FIXWorkload.Options()
 
     /// The full plan.
     public init() {}
@@ -76,6 +86,10 @@ public struct BenchPlan: Sendable {
         plan.hotFills = 20_000
         plan.safetySymbols = 5
         plan.safetyResizes = 2
+        plan.durableSymbols = 10
+        plan.durableFills = 3_000
+        plan.fix.positions = 50
+        plan.fix.pacedPositions = 20
         return plan
     }
 }
@@ -156,6 +170,16 @@ public struct BenchSuite: Sendable {
                 note(await SafetyWorkload.run(strategy, symbols: plan.safetySymbols, resizes: plan.safetyResizes,
                                               interval: plan.safetyInterval, latency: plan.safetyLatency))
             }
+        }
+        if workloads.contains("durable") {
+            if plan.durableStores.isEmpty { progress("  durable: no journal store to measure") }
+            for store in plan.durableStores {
+                note(await DurableWorkload.run(store: store, symbols: plan.durableSymbols, fills: plan.durableFills,
+                                               snapshotInterval: plan.snapshotInterval))
+            }
+        }
+        if workloads.contains("fix") {
+            for measurement in await FIXWorkload.run(plan.fix) { note(measurement) }
         }
         return results
     }

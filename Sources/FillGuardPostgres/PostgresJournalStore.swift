@@ -13,6 +13,11 @@ import Synchronization
 /// the rows to `JournalAssembly` and deletes a torn tail. With `fsync` durability a batch counts
 /// as written once PostgreSQL has flushed its commit (`synchronous_commit = on`); with `off` the
 /// commit returns before that flush (`SET LOCAL synchronous_commit = off`).
+///
+/// One writer per namespace: an open store holds a session-level advisory lock on its namespace
+/// (on a connection of its own, for as long as it is open), and opening a namespace that another
+/// store holds, in this process or any other, fails with `inUse`. The server releases the lock
+/// when the holder closes or its connection dies (a killed process included).
 public final class PostgresJournalStore: JournalStore {
     /// The format this version writes and reads (per namespace, in the meta table).
     public static let formatVersion = 1
@@ -71,6 +76,7 @@ public final class PostgresJournalStore: JournalStore {
     private let runner: Task<Void, Never>
     private let logger: Logger
     private let closed = Mutex(false)
+    private let lockConnection: PostgresConnection
 
     /// Connects, creates the tables if needed and checks the namespace's format. Throws `storage`
     /// when the server cannot be reached or used (the message names host, port and database),
@@ -82,6 +88,7 @@ public final class PostgresJournalStore: JournalStore {
         // A direct first connection gives a prompt, specific error when the server is unreachable
         // (the pool would retry in the background and report only a tripped circuit breaker).
         try await Self.prepare(configuration, logger: self.logger)
+        lockConnection = try await Self.lockNamespace(configuration, logger: self.logger)
         var clientConfiguration = PostgresClient.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: .disable)
@@ -200,6 +207,7 @@ public final class PostgresJournalStore: JournalStore {
         guard !wasClosed else { return }
         runner.cancel()
         await runner.value
+        try? await lockConnection.close()
     }
 
     // MARK: - Helpers
@@ -224,19 +232,47 @@ public final class PostgresJournalStore: JournalStore {
         }
     }
 
-    /// Connects once, creates the tables if they are missing and checks the namespace's format.
-    private static func prepare(_ configuration: Configuration, logger: Logger) async throws(JournalError) {
+    /// Opens the connection that holds the namespace's advisory lock for the store's lifetime;
+    /// throws `inUse` when another store holds it.
+    private static func lockNamespace(_ configuration: Configuration, logger: Logger) async throws(JournalError) -> PostgresConnection {
+        let connection = try await connect(configuration, id: 1, logger: logger)
+        let namespace = configuration.namespace
+        var acquired = false
+        do {
+            let rows = try await connection.query(
+                "SELECT pg_try_advisory_lock(\(Self.namespaceLockClass), hashtext(\(namespace)))", logger: logger)
+            for try await value in rows.decode(Bool.self) { acquired = value }
+        } catch {
+            try? await connection.close()
+            throw JournalError(.storage, "cannot lock the PostgreSQL journal at \(configuration.location): \(describe(error))")
+        }
+        guard acquired else {
+            try? await connection.close()
+            throw JournalError(.inUse, "the PostgreSQL journal at \(configuration.location) is open in another FillGuard (it holds the namespace's lock); one writer per namespace: stop the other, or use another namespace")
+        }
+        return connection
+    }
+
+    /// The advisory lock class of namespace locks ("FGNS"); the key is the namespace's hash.
+    private static let namespaceLockClass: Int32 = 0x4647_4E53
+
+    /// One direct connection to the configured server.
+    private static func connect(_ configuration: Configuration, id: Int, logger: Logger) async throws(JournalError) -> PostgresConnection {
         var connectionConfiguration = PostgresConnection.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: .disable)
         connectionConfiguration.options.connectTimeout = .nanoseconds(max(1, Int64(configuration.connectTimeout.components.seconds) * 1_000_000_000
             + configuration.connectTimeout.components.attoseconds / 1_000_000_000))
-        let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
+            return try await PostgresConnection.connect(configuration: connectionConfiguration, id: id, logger: logger)
         } catch {
             throw JournalError(.storage, "cannot connect to the PostgreSQL journal server at \(configuration.host):\(configuration.port), database \"\(configuration.database)\", as \"\(configuration.username)\": \(describe(error))")
         }
+    }
+
+    /// Connects once, creates the tables if they are missing and checks the namespace's format.
+    private static func prepare(_ configuration: Configuration, logger: Logger) async throws(JournalError) {
+        let connection = try await connect(configuration, id: 0, logger: logger)
         let namespace = configuration.namespace
         let stored: String?
         do {

@@ -1,5 +1,9 @@
 import ArgumentParser
+import FillGuard
 import FillGuardBench
+import FillGuardPostgres
+import FillGuardSQLite
+import FillGuardSimulator
 import Foundation
 
 /// `fillguard bench`: whole-system benchmarks of FillGuard and the `seed` baseline, in one run.
@@ -12,8 +16,11 @@ struct BenchCommand: AsyncParsableCommand {
             fill to both protective requests handed to the broker, measured from each fill's intended send time), \
             calls (broker calls per fill, with and without 10-fill bursts), memory (RSS per idle symbol; peak RSS \
             with one hot symbol; each in a fresh process), safety (unprotected and over-covered share-seconds per \
-            1,000 resizes against the simulated exchange). Every workload also runs the seed baseline; ratios \
-            compare the two within the same run. Build with -c release.
+            1,000 resizes against the simulated exchange). Those also run the seed baseline; ratios compare the two \
+            within the same run. Then durable (fills/s with the write-ahead journal on SQLite, and on PostgreSQL when \
+            FILLGUARD_PG_HOST, _PORT, _USER, _DATABASE name a server, plus the time to recover from it) and fix \
+            (fills/s and reaction latency over FIX 4.4 to the QuickFIX test exchange, started from \
+            .build/fix-peer unless --fix-port names a running one). Build with -c release.
             """)
 
     @Flag(help: "Run every workload tiny (a few seconds in all), for CI.")
@@ -55,6 +62,45 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Memory: fills on the hot symbol.")
     var hotFills: Int?
 
+    @Option(help: "Durable: journal stores, comma separated: sqlite,postgres (default: sqlite, and postgres when FILLGUARD_PG_HOST is set).")
+    var journalStores: String?
+
+    @Option(help: "Durable: durability of the journal: fsync or off.")
+    var durability = "fsync"
+
+    @Option(help: "Durable: fills per run.")
+    var durableFills: Int?
+
+    @Option(help: "Durable: symbols.")
+    var durableSymbols: Int?
+
+    @Option(help: "Durable: records per symbol between journal snapshots.")
+    var snapshotInterval: Int?
+
+    @Option(help: "FIX: brackets opened at once (one per symbol).")
+    var fixPositions: Int?
+
+    @Option(help: "FIX: executions each entry is filled in.")
+    var fixFillsPerPosition: Int?
+
+    @Option(help: "FIX: brackets opened in the paced phase (0: none).")
+    var fixPacedPositions: Int?
+
+    @Option(help: "FIX: brackets per second in the paced phase.")
+    var fixPacedRate: Int?
+
+    @Option(help: "FIX: a running test exchange (auto market) on this port instead of starting one.")
+    var fixPort: Int?
+
+    @Option(help: "FIX: its host.")
+    var fixHost = "127.0.0.1"
+
+    @Option(help: "FIX: the test exchange binary to start (default: $FILLGUARD_FIX_PEER or .build/fix-peer/fix-peer).")
+    var fixPeer: String?
+
+    @Option(help: "FIX: its FIX44.xml (default: $FILLGUARD_FIX44_XML or next to the binary).")
+    var fixSpec: String?
+
     @Option(help: ArgumentHelp("Run one memory workload in this process and print it as JSON (used by bench itself).", visibility: .hidden))
     var child: String?
 
@@ -74,8 +120,22 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
         for (name, value) in [("--fills", fills), ("--seed-fills", seedFills), ("--latency-symbols", latencySymbols),
-                              ("--idle-symbols", idleSymbols), ("--hot-fills", hotFills)] {
+                              ("--idle-symbols", idleSymbols), ("--hot-fills", hotFills), ("--durable-fills", durableFills),
+                              ("--durable-symbols", durableSymbols), ("--snapshot-interval", snapshotInterval),
+                              ("--fix-positions", fixPositions), ("--fix-fills-per-position", fixFillsPerPosition)] {
             if let value, value < 1 { throw ValidationError("\(name) must be at least 1") }
+        }
+        for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--fix-paced-rate", fixPacedRate)] {
+            if let value, value < 0 { throw ValidationError("\(name) must not be negative") }
+        }
+        if let fixPositions, fixPositions > 10_000 { throw ValidationError("--fix-positions must be at most 10000") }
+        if let fixFillsPerPosition, fixFillsPerPosition > 1_000 { throw ValidationError("--fix-fills-per-position must be at most 1000 (the shares per entry)") }
+        if let fixPort, !(1...65_535).contains(fixPort) { throw ValidationError("--fix-port must be a TCP port") }
+        guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
+        if let journalStores {
+            for name in journalStores.split(separator: ",") where !["sqlite", "postgres"].contains(name) {
+                throw ValidationError("unknown journal store '\(name)'; known: sqlite,postgres")
+            }
         }
     }
 
@@ -107,11 +167,80 @@ struct BenchCommand: AsyncParsableCommand {
         if let latencySymbols { plan.latencySymbols = latencySymbols }
         if let idleSymbols { plan.idleSymbols = idleSymbols }
         if let hotFills { plan.hotFills = hotFills }
+        if let durableFills { plan.durableFills = durableFills }
+        if let durableSymbols { plan.durableSymbols = durableSymbols }
+        if let snapshotInterval { plan.snapshotInterval = snapshotInterval }
+        if plan.workloads.contains("durable") { plan.durableStores = try durableStores() }
+        if let fixPositions { plan.fix.positions = fixPositions }
+        if let fixFillsPerPosition { plan.fix.fillsPerPosition = fixFillsPerPosition }
+        if let fixPacedPositions { plan.fix.pacedPositions = fixPacedPositions }
+        if let fixPacedRate { plan.fix.pacedRate = fixPacedRate }
+        if let fixPort { plan.fix.endpoint = (fixHost, fixPort) }
+        plan.fix.peer = fixPeer
+        plan.fix.spec = fixSpec
+        if plan.workloads.contains("fix"), fixPort == nil {
+            let binary = FIXTestExchange.binary(fixPeer)
+            guard FIXTestExchange.isAvailable(binary: binary, spec: FIXTestExchange.dictionary(fixSpec, binary: binary)) else {
+                throw ValidationError("the fix workload needs the QuickFIX test exchange, not found at \(binary): build it with scripts/fix-peer build, give --fix-peer or --fix-port, or leave fix out of --workloads")
+            }
+        }
         let suite = BenchSuite(plan: plan, childCommand: ["/proc/self/exe", "bench", "--child"]) { line in
             writeToStandardError(line + "\n")
         }
         let results = await suite.run()
         print(json ? results.json : results.text)
+        // A run that found wrong state, or could not measure what was asked, must not look like a pass.
+        let failures = results.runs.joined().filter { $0.implementation == "fillguard" && (($0.metrics["violations"] ?? 0) > 0 || $0.metrics.isEmpty) }
+        for failure in failures {
+            writeToStandardError("fillguard bench: \(failure.workload) \(failure.implementation): \(failure.metrics.isEmpty ? "" : "invariant violations: ")\(failure.notes.joined(separator: "; "))\n")
+        }
+        if !failures.isEmpty { throw ExitCode(1) }
+    }
+}
+
+extension BenchCommand {
+    /// The stores the durable workload measures: SQLite in the temporary directory, and
+    /// PostgreSQL on the server FILLGUARD_PG_* name (each run in a namespace of its own).
+    private func durableStores() throws -> [DurableStore] {
+        let mode = JournalDurability(rawValue: durability) ?? .fsync
+        let environment = ProcessInfo.processInfo.environment
+        let names = journalStores.map { $0.split(separator: ",").map(String.init) }
+            ?? (environment["FILLGUARD_PG_HOST"].map { !$0.isEmpty } == true ? ["sqlite", "postgres"] : ["sqlite"])
+        var stores: [DurableStore] = []
+        if names.contains("sqlite") {
+            let directory = FileManager.default.temporaryDirectory.path
+            stores.append(DurableStore(
+                name: "sqlite", durability: mode,
+                newLocation: { directory + "/fillguard-bench-\(UUID().uuidString).sqlite" },
+                open: { path throws(JournalError) in try SQLiteJournalStore(path: path, durability: mode) },
+                remove: { path in for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }))
+        }
+        if names.contains("postgres") {
+            let required = ["FILLGUARD_PG_HOST", "FILLGUARD_PG_PORT", "FILLGUARD_PG_USER", "FILLGUARD_PG_DATABASE"]
+            let missing = required.filter { (environment[$0] ?? "").isEmpty }
+            guard missing.isEmpty, let port = Int(environment["FILLGUARD_PG_PORT"] ?? "") else {
+                throw ValidationError("the postgres journal store needs \(missing.isEmpty ? "FILLGUARD_PG_PORT as a number" : missing.joined(separator: ", ")); start a server with: eval \"$(scripts/postgres-start)\"")
+            }
+            let base = PostgresJournalStore.Configuration(
+                host: environment["FILLGUARD_PG_HOST"]!, port: port, username: environment["FILLGUARD_PG_USER"]!,
+                password: environment["FILLGUARD_PG_PASSWORD"], database: environment["FILLGUARD_PG_DATABASE"]!,
+                namespace: "bench", durability: mode)
+            @Sendable func configuration(_ namespace: String) -> PostgresJournalStore.Configuration {
+                var configuration = base
+                configuration.namespace = namespace
+                return configuration
+            }
+            stores.append(DurableStore(
+                name: "postgres", durability: mode,
+                newLocation: { "bench-\(UUID().uuidString.lowercased())" },
+                open: { namespace throws(JournalError) in try await PostgresJournalStore(configuration: configuration(namespace)) },
+                remove: { namespace in
+                    guard let store = try? await PostgresJournalStore(configuration: configuration(namespace)) else { return }
+                    try? await store.erase()
+                    await store.close()
+                }))
+        }
+        return stores
     }
 }
 

@@ -1,13 +1,13 @@
 import ArgumentParser
 
-/// The `fillguard` command line: `simulate` (the main job), `replay` and `bench`.
+/// The `fillguard` command line: `simulate` (the main job), `replay`, `recover`, `crash-test` and `bench`.
 @main
 struct FillGuardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fillguard",
         abstract: "Keeps positions exact and protective orders right while fills pour in.",
         subcommands: [SimulateCommand.self, ReplayCommand.self, RecoverCommand.self, CrashTestCommand.self, BenchCommand.self,
-                      JournalBenchCommand.self, BenchFIXCommand.self, ProfileCoreCommand.self])
+                      ProfileCoreCommand.self])
 
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {

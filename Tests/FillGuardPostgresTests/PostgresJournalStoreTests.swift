@@ -92,6 +92,31 @@ struct PostgresJournalStoreTests {
         await second.close()
     }
 
+    @Test("Postgres: one writer per namespace: a second store on it is refused until the first closes")
+    func oneWriterPerNamespace() async throws {
+        let configuration = try TestServer.configuration(label: "lock")
+        let first = try await PostgresJournalStore(configuration: configuration)
+        try await first.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        do {
+            let second = try await PostgresJournalStore(configuration: configuration)
+            await second.close()
+            Issue.record("a second store opened a namespace the first one holds")
+        } catch {
+            #expect(error.code == .inUse)
+            #expect(error.message.contains(configuration.namespace))
+        }
+        // The refused open changed nothing: the holder still writes and reads its journal.
+        try await first.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
+        #expect(try await first.load(notices: { _ in }).lanes["AAA"]?.records.map(\.payload) == [[1, 1], [1, 2]])
+        let other = try await PostgresJournalStore(configuration: TestServer.configuration(label: "lock-other"))
+        await other.close()
+        await first.close()
+        let reopened = try await PostgresJournalStore(configuration: configuration)
+        #expect(try await reopened.load(notices: { _ in }).lanes["AAA"]?.records.count == 2)
+        try await reopened.erase()
+        await reopened.close()
+    }
+
     @Test("Postgres refuses a namespace written by a newer FillGuard")
     func newerFormatIsRefused() async throws {
         let configuration = try TestServer.configuration(label: "newer")

@@ -96,6 +96,8 @@ public struct JournalError: Error, Sendable, Hashable, CustomStringConvertible {
         case inconsistent
         /// The journal was closed or failed earlier; nothing more is accepted.
         case closed
+        /// Another writer has the journal open (one writer per journal).
+        case inUse
     }
     /// The kind of failure.
     public var code: Code

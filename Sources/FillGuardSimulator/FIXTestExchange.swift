@@ -1,0 +1,99 @@
+import Foundation
+
+/// The QuickFIX test exchange (tools/fix-peer) as a child process: started on a free port with
+/// its output drained, stopped with "quit". For benchmarks and runs that need a FIX endpoint.
+public final class FIXTestExchange: Sendable {
+    private let process: Process
+    private let input: FileHandle
+    /// The FIX port it listens on (loopback).
+    public let port: Int
+
+    private init(process: Process, input: FileHandle, port: Int) {
+        self.process = process
+        self.input = input
+        self.port = port
+    }
+
+    /// The binary to start: `peer`, else $FILLGUARD_FIX_PEER, else .build/fix-peer/fix-peer
+    /// (where scripts/fix-peer build puts it).
+    public static func binary(_ peer: String? = nil) -> String {
+        peer ?? ProcessInfo.processInfo.environment["FILLGUARD_FIX_PEER"] ?? ".build/fix-peer/fix-peer"
+    }
+
+    /// Its data dictionary: `spec`, else $FILLGUARD_FIX44_XML, else FIX44.xml next to `binary`.
+    public static func dictionary(_ spec: String? = nil, binary: String) -> String {
+        spec ?? ProcessInfo.processInfo.environment["FILLGUARD_FIX44_XML"]
+            ?? URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("FIX44.xml").path
+    }
+
+    /// Whether the binary and its dictionary are there to be started.
+    public static func isAvailable(binary: String, spec: String) -> Bool {
+        FileManager.default.isExecutableFile(atPath: binary) && FileManager.default.fileExists(atPath: spec)
+    }
+
+    /// Starts `binary` with `arguments` (e.g. --auto-market 1) and waits up to 30 s for its READY line.
+    public static func launch(binary: String, spec: String, arguments: [String]) throws(FIXSimulationError) -> FIXTestExchange {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw FIXSimulationError("the FIX test exchange is not built (\(binary) missing): run scripts/fix-peer build, or give its path")
+        }
+        guard FileManager.default.fileExists(atPath: spec) else {
+            throw FIXSimulationError("FIX44.xml missing at \(spec): run scripts/fix-peer build, or give its path")
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fix-peer-\(UUID().uuidString)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--spec", spec, "--dir", work.path] + arguments
+        let stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        do {
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            try process.run()
+        } catch {
+            throw FIXSimulationError("cannot start the FIX test exchange \(binary): \(error)")
+        }
+        let ready = DispatchSemaphore(value: 0)
+        let readyLine = FirstLine()
+        let reader = Thread {
+            let handle = stdout.fileHandleForReading
+            var pending = Data()
+            var announced = false
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                guard !announced else { continue } // drained and dropped after READY
+                pending.append(chunk)
+                if let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    readyLine.set(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
+                    announced = true
+                    ready.signal()
+                }
+            }
+            if !announced { ready.signal() }
+        }
+        reader.start()
+        guard ready.wait(timeout: .now() + 30) == .success, let line = readyLine.get(), line.hasPrefix("READY "),
+              let port = Int(line.dropFirst("READY ".count)) else {
+            process.terminate()
+            throw FIXSimulationError("the FIX test exchange did not start (\(readyLine.get() ?? "no output"))")
+        }
+        return FIXTestExchange(process: process, input: stdin.fileHandleForWriting, port: port)
+    }
+
+    /// Asks it to quit and waits for it.
+    public func stop() {
+        try? input.write(contentsOf: Data("quit\n".utf8))
+        try? input.close()
+        process.waitUntilExit()
+    }
+}
+
+/// The first line a child printed, shared between its reader thread and the launcher.
+private final class FirstLine: @unchecked Sendable {
+    private let lock = NSLock()
+    private var line: String?
+
+    func set(_ value: String) { lock.withLock { line = value } }
+    func get() -> String? { lock.withLock { line } }
+}
