@@ -8,7 +8,7 @@ import Synchronization
 /// that several processes or machines can keep their journals in one server. Each store writes
 /// under its own `namespace` (a column in every table), so two managers never mix records.
 ///
-/// It mirrors `SQLiteJournalStore`: each appended batch is one transaction on one connection; a
+/// It mirrors `SQLiteJournalStore`: each appended batch is one transaction; a
 /// snapshot replaces the symbol's previous one and deletes the records it covers; `load` hands
 /// the rows to `JournalAssembly` and deletes a torn tail. With `fsync` durability a batch counts
 /// as written once PostgreSQL has flushed its commit (`synchronous_commit = on`); with `off` the
@@ -17,7 +17,8 @@ import Synchronization
 /// One writer per namespace: an open store holds a session-level advisory lock on its namespace
 /// (on a connection of its own, for as long as it is open), and opening a namespace that another
 /// store holds, in this process or any other, fails with `inUse`. The server releases the lock
-/// when the holder closes or its connection dies (a killed process included).
+/// when the holder closes or its connection dies (a killed process included). Batches are written
+/// on that same connection, so a store that lost its lock cannot write: two writers never interleave.
 public final class PostgresJournalStore: JournalStore {
     /// The format this version writes and reads (per namespace, in the meta table).
     public static let formatVersion = 1
@@ -77,6 +78,7 @@ public final class PostgresJournalStore: JournalStore {
     private let logger: Logger
     private let closed = Mutex(false)
     private let lockConnection: PostgresConnection
+    private let writing = Mutex(false)
 
     /// Connects, creates the tables if needed and checks the namespace's format. Throws `storage`
     /// when the server cannot be reached or used (the message names host, port and database),
@@ -99,33 +101,47 @@ public final class PostgresJournalStore: JournalStore {
         runner = Task { await client.run() }
     }
 
-    /// Appends a batch in one transaction.
+    /// Appends a batch in one transaction, on the connection that holds the namespace's lock (so
+    /// a store that lost its lock cannot write). Appends must not overlap (`Journal` never
+    /// overlaps them); an overlapping one fails with `storage` and writes nothing.
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
         try checkOpen()
         guard !batch.isEmpty else { return }
+        let overlapping = writing.withLock { writing in
+            defer { writing = true }
+            return writing
+        }
+        if overlapping {
+            throw JournalError(.storage, "an append to the PostgreSQL journal at \(configuration.location) overlapped another; appends must come one at a time")
+        }
+        defer { writing.withLock { $0 = false } }
+        if lockConnection.isClosed {
+            throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed); nothing more is written: restart to recover")
+        }
         let namespace = configuration.namespace
         let durability = configuration.durability
         let logger = self.logger
         do {
-            try await client.withConnection { connection in
-                try await connection.withTransaction(logger: logger) { connection in
-                    if durability == .off {
-                        try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-                    }
-                    var pending: [JournalRecord] = []
-                    for record in batch {
-                        if record.kind == .snapshot {
-                            try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
-                            pending.removeAll(keepingCapacity: true)
-                            try await Self.replaceSnapshot(record, namespace: namespace, on: connection, logger: logger)
-                        } else {
-                            pending.append(record)
-                        }
-                    }
-                    try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
+            try await lockConnection.withTransaction(logger: logger) { connection in
+                if durability == .off {
+                    try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
                 }
+                var pending: [JournalRecord] = []
+                for record in batch {
+                    if record.kind == .snapshot {
+                        try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
+                        pending.removeAll(keepingCapacity: true)
+                        try await Self.replaceSnapshot(record, namespace: namespace, on: connection, logger: logger)
+                    } else {
+                        pending.append(record)
+                    }
+                }
+                try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
             }
         } catch {
+            if lockConnection.isClosed {
+                throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed while writing: the batch may or may not be stored); restart to recover: \(Self.describe(error))")
+            }
             throw failure("cannot write to", error)
         }
     }

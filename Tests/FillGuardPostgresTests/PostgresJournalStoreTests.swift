@@ -113,8 +113,39 @@ struct PostgresJournalStoreTests {
         await first.close()
         let reopened = try await PostgresJournalStore(configuration: configuration)
         #expect(try await reopened.load(notices: { _ in }).lanes["AAA"]?.records.count == 2)
-        try await reopened.erase()
+
+        // The holder's lock connection dies (as when its process is killed): the server frees the
+        // lock, a new writer may take the namespace, and the old store refuses to write any more.
+        try await TestServer.execute("""
+            SELECT pg_terminate_backend(pid) FROM pg_locks
+            WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND granted
+              AND objid = (hashtext(\(configuration.namespace))::bigint & 4294967295)::text::oid
+            """, on: configuration)
+        let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked after its holder's connection died")
+        do {
+            try await reopened.append([JournalRecord(symbol: "AAA", sequence: 3, kind: .input, payload: [1, 3])])
+            Issue.record("a store that lost its lock appended")
+        } catch {
+            #expect(error.code == .storage)
+            #expect(error.message.contains("lost the lock"))
+        }
+        #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.count == 2)
         await reopened.close()
+        try await next.erase()
+        await next.close()
+    }
+
+    /// Opens a store on the namespace once its lock is free: the server frees it when it has
+    /// ended the holder's backend, so `inUse` is retried, a bounded number of times.
+    private static func openOnceFree(_ configuration: PostgresJournalStore.Configuration) async throws -> PostgresJournalStore? {
+        for _ in 0..<500 {
+            do {
+                return try await PostgresJournalStore(configuration: configuration)
+            } catch {
+                guard error.code == .inUse else { throw error }
+            }
+        }
+        return nil
     }
 
     @Test("Postgres refuses a namespace written by a newer FillGuard")

@@ -1,6 +1,7 @@
 import FillGuard
 @testable import FillGuardBench
 import FillGuardCore
+import Synchronization
 import Testing
 
 /// The benchmark harness's own logic: what it counts must be right before any number it prints
@@ -28,6 +29,35 @@ struct BenchWorkloadTests {
         #expect(result.metrics["rejected"] == 0)
         #expect(result.metrics["violations"] == 0)
         #expect(result.metrics["fills"] == 404)
+    }
+
+    @Test("the durable workload journals every fill, recovers the same net from the journal, and reports a store failure instead of a number")
+    func durableWorkloadRecovers() async {
+        let stores = Mutex<[String: InMemoryJournalStore]>([:])
+        let memory = DurableStore(
+            name: "memory", durability: .off, newLocation: { "journal" },
+            open: { location in
+                stores.withLock { stores in
+                    if let store = stores[location] { store.reopen(); return store }
+                    let store = InMemoryJournalStore()
+                    stores[location] = store
+                    return store
+                }
+            },
+            remove: { location in _ = stores.withLock { $0.removeValue(forKey: location) } })
+        let result = await DurableWorkload.run(store: memory, symbols: 3, fills: 300, snapshotInterval: 50)
+        #expect(result.notes.isEmpty, "\(result.notes)")
+        #expect(result.metrics["fills"] == 300)
+        #expect(result.metrics["violations"] == 0)
+        #expect((result.metrics["recordsWritten"] ?? 0) >= 300, "at least the 300 fills were journaled")
+        #expect((result.metrics["snapshotsLoaded"] ?? 0) > 0, "the recovery started from snapshots")
+        #expect(stores.withLock { $0.isEmpty }, "the run's journal was removed")
+
+        let broken = DurableStore(name: "broken", durability: .off, newLocation: { "x" },
+                                  open: { _ throws(JournalError) in throw JournalError(.storage, "disk gone") }, remove: { _ in })
+        let failed = await DurableWorkload.run(store: broken, symbols: 1, fills: 10, snapshotInterval: 50)
+        #expect(failed.metrics.isEmpty)
+        #expect(failed.notes.contains { $0.contains("disk gone") })
     }
 
     @Test("reaction latency runs from the intended send time to the later of the two protective requests; uncovered fills are censored")
