@@ -7,9 +7,14 @@ import GRDB
 /// transaction; with `fsync` durability SQLite syncs the WAL on every commit (`synchronous=FULL`),
 /// so a batch that was appended survives power loss. A snapshot replaces the symbol's previous
 /// one and deletes the records it covers, so the file stays bounded.
+///
+/// Records are stored in frames: one row per symbol per appended batch, its body the records
+/// one after another (`JournalFrame`), each with its own checksum. One insert per symbol and
+/// batch instead of one per record is what lets group commit write hundreds of records cheaply.
+/// Files of format 1 (a row per record) are converted on open.
 public final class SQLiteJournalStore: JournalStore {
-    /// The on-disk format this version writes and reads.
-    public static let formatVersion = 1
+    /// The on-disk format this version writes and reads (1: a row per record; 2: frames).
+    public static let formatVersion = 2
 
     private let pool: DatabasePool
     /// The file.
@@ -24,28 +29,25 @@ public final class SQLiteJournalStore: JournalStore {
         configuration.prepareDatabase { db in
             try db.execute(sql: durability == .fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF")
         }
+        let stored: String?
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try pool.write { db in
+            stored = try pool.write { db in
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                    CREATE TABLE IF NOT EXISTS records (
-                        id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, seq INTEGER NOT NULL,
-                        kind INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
-                    CREATE INDEX IF NOT EXISTS records_by_symbol ON records (symbol, seq);
+                    CREATE TABLE IF NOT EXISTS frames (
+                        id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL);
+                    CREATE INDEX IF NOT EXISTS frames_by_symbol ON frames (symbol, last_seq);
                     CREATE TABLE IF NOT EXISTS snapshots (
                         symbol TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
                     INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '\(Self.formatVersion)');
                     """)
+                let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'")
+                if stored == "1" { try Self.convertFormat1(db) }
+                return stored
             }
         } catch {
             throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
-        }
-        let stored: String?
-        do {
-            stored = try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") }
-        } catch {
-            throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
         }
         guard let stored, let version = Int(stored) else {
             throw JournalError(.corrupted, "the journal at \(path) has no readable format version")
@@ -55,21 +57,59 @@ public final class SQLiteJournalStore: JournalStore {
         }
     }
 
-    /// Appends a batch in one transaction.
+    /// Rewrites a format-1 file's records (a row each) as frames of one record, in the same
+    /// order and bytes (damage included, so the load rules judge it as before), in the open's transaction.
+    private static func convertFormat1(_ db: Database) throws {
+        if try db.tableExists("records") {
+            let insert = try db.makeStatement(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)")
+            let rows = try Row.fetchCursor(db, sql: "SELECT symbol, seq, kind, payload, crc FROM records ORDER BY id")
+            while let row = try rows.next() {
+                let symbol: String = row[0]
+                let sequence: Int64 = row[1]
+                let payload: Data = row[3] ?? Data()
+                var body: [UInt8] = []
+                JournalFrame.append(sequence: UInt64(bitPattern: sequence), kind: UInt8(clamping: row[2] as Int64),
+                                    checksum: UInt32(truncatingIfNeeded: row[4] as Int64), payload: payload, to: &body)
+                try insert.execute(arguments: [symbol, sequence, Data(body)])
+            }
+            try db.execute(sql: "DROP TABLE records")
+        }
+        try db.execute(sql: "UPDATE meta SET value = '\(formatVersion)' WHERE key = 'format'")
+    }
+
+    /// Appends a batch in one transaction: a frame per symbol, in the batch's order (a snapshot
+    /// closes the frames before it, replaces the symbol's snapshot and deletes the frames it covers).
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
         do {
             try await pool.write { db in
-                let insert = try db.cachedStatement(sql: "INSERT INTO records (symbol, seq, kind, payload, crc) VALUES (?, ?, ?, ?, ?)")
+                let insert = try db.cachedStatement(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)")
+                var open: [Symbol: (last: UInt64, body: [UInt8])] = [:]
+                var order: [Symbol] = []
+                func flush() throws {
+                    for symbol in order {
+                        guard let frame = open[symbol] else { continue }
+                        try insert.execute(arguments: [symbol.name, Int64(bitPattern: frame.last), Data(frame.body)])
+                    }
+                    open.removeAll(keepingCapacity: true)
+                    order.removeAll(keepingCapacity: true)
+                }
                 for record in batch {
-                    let sequence = Int64(bitPattern: record.sequence)
                     if record.kind == .snapshot {
+                        try flush()
+                        let sequence = Int64(bitPattern: record.sequence)
                         try db.execute(sql: "INSERT OR REPLACE INTO snapshots (symbol, seq, payload, crc) VALUES (?, ?, ?, ?)",
                                        arguments: [record.symbol.name, sequence, Data(record.payload), Int64(record.checksum)])
-                        try db.execute(sql: "DELETE FROM records WHERE symbol = ? AND seq <= ?", arguments: [record.symbol.name, sequence])
-                    } else {
-                        try insert.execute(arguments: [record.symbol.name, sequence, Int64(record.kind.rawValue), Data(record.payload), Int64(record.checksum)])
+                        try db.execute(sql: "DELETE FROM frames WHERE symbol = ? AND last_seq <= ?", arguments: [record.symbol.name, sequence])
+                        continue
                     }
+                    if open[record.symbol] == nil {
+                        order.append(record.symbol)
+                        open[record.symbol] = (record.sequence, [])
+                    }
+                    open[record.symbol]!.last = max(open[record.symbol]!.last, record.sequence)
+                    JournalFrame.append(record, to: &open[record.symbol]!.body)
                 }
+                try flush()
             }
         } catch {
             throw JournalError(.storage, "cannot write to the journal at \(path): \(error)")
@@ -80,31 +120,47 @@ public final class SQLiteJournalStore: JournalStore {
     public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
         let rows: [JournalAssembly.Row]
         let snapshots: [JournalRecord]
+        var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
         do {
-            (rows, snapshots) = try await pool.read { db in
+            (rows, snapshots, frames) = try await pool.read { db in
                 var rows: [JournalAssembly.Row] = []
-                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, seq, kind, payload, crc FROM records")
+                var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
+                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body FROM frames")
                 while let row = try cursor.next() {
-                    let kind = JournalRecord.Kind(rawValue: UInt8(clamping: row[3] as Int64)) ?? .input
-                    let payload: Data = row[4] ?? Data()
-                    rows.append(JournalAssembly.Row(position: row[0], record: JournalRecord(
-                        symbol: Symbol(row[1]), sequence: UInt64(bitPattern: row[2]), kind: kind,
-                        payload: [UInt8](payload), checksum: UInt32(truncatingIfNeeded: row[5] as Int64))))
+                    let id: Int64 = row[0]
+                    let symbol = Symbol(row[1] as String)
+                    let body: Data = row[2] ?? Data()
+                    let records = JournalFrame.records(in: body, symbol: symbol)
+                    frames[id] = (symbol, records)
+                    for (index, record) in records.enumerated() {
+                        rows.append(JournalAssembly.Row(position: JournalFrame.position(frame: id, index: index), record: record))
+                    }
                 }
                 let snapshots = try Row.fetchAll(db, sql: "SELECT symbol, seq, payload, crc FROM snapshots").map { row in
                     let payload: Data = row[2] ?? Data()
                     return JournalRecord(symbol: Symbol(row[0]), sequence: UInt64(bitPattern: row[1]), kind: .snapshot,
                                          payload: [UInt8](payload), checksum: UInt32(truncatingIfNeeded: row[3] as Int64))
                 }
-                return (rows, snapshots)
+                return (rows, snapshots, frames)
             }
         } catch {
             throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
         }
         let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
         if let cut = result.truncateFrom {
+            // Frames after the cut go; the frame it falls in keeps the records before it.
+            let (frame, index) = JournalFrame.split(cut)
+            let kept = frames[frame].map { (symbol: $0.symbol, records: Array($0.records.prefix(index))) }
             do {
-                try await pool.write { db in try db.execute(sql: "DELETE FROM records WHERE id >= ?", arguments: [cut]) }
+                try await pool.write { db in
+                    try db.execute(sql: "DELETE FROM frames WHERE id >= ?", arguments: [frame])
+                    if let kept, let last = kept.records.map(\.sequence).max() {
+                        var body: [UInt8] = []
+                        for record in kept.records { JournalFrame.append(record, to: &body) }
+                        try db.execute(sql: "INSERT INTO frames (id, symbol, last_seq, body) VALUES (?, ?, ?, ?)",
+                                       arguments: [frame, kept.symbol.name, Int64(bitPattern: last), Data(body)])
+                    }
+                }
             } catch {
                 throw JournalError(.storage, "cannot drop the torn tail of the journal at \(path): \(error)")
             }
@@ -113,17 +169,21 @@ public final class SQLiteJournalStore: JournalStore {
     }
 
     /// Leaves the journal at `path` as a crash in the middle of writing a record would: one more
-    /// record at the end whose payload was cut short (its checksum is that of the whole payload).
+    /// frame at the end whose record was cut short (its checksum is that of the whole payload).
     /// Nothing acted on that record, since nothing acts before a write completes. For crash
     /// tests; never on a live journal.
     public static func simulateTornWrite(path: String) throws {
         let queue = try DatabaseQueue(path: path)
         try queue.write { db in
             let full: [UInt8] = [1, 2] + Array("a record the crash interrupted".utf8)
-            let symbol = try String.fetchOne(db, sql: "SELECT symbol FROM records ORDER BY id DESC LIMIT 1") ?? "TORN"
-            let sequence = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM records WHERE symbol = ?", arguments: [symbol]) ?? 0
-            try db.execute(sql: "INSERT INTO records (symbol, seq, kind, payload, crc) VALUES (?, ?, 1, ?, ?)",
-                           arguments: [symbol, sequence + (1 << 20), Data(full.prefix(full.count / 2)), Int64(CRC32.checksum(full))])
+            let symbol = try String.fetchOne(db, sql: "SELECT symbol FROM frames ORDER BY id DESC LIMIT 1") ?? "TORN"
+            let sequence = try Int64.fetchOne(db, sql: "SELECT max(last_seq) FROM frames WHERE symbol = ?", arguments: [symbol]) ?? 0
+            var body: [UInt8] = []
+            JournalFrame.append(sequence: UInt64(bitPattern: sequence + (1 << 20)), kind: JournalRecord.Kind.input.rawValue,
+                                checksum: CRC32.checksum(full), payload: full, to: &body)
+            body.removeLast(full.count / 2)
+            try db.execute(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)",
+                           arguments: [symbol, sequence + (1 << 20), Data(body)])
         }
         try queue.close()
     }

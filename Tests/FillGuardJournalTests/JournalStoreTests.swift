@@ -3,6 +3,8 @@ import FillGuardCore
 import FillGuardJournalContract
 import FillGuardSQLite
 import Foundation
+import GRDB
+import Synchronization
 import Testing
 
 /// A fresh directory under the system's temporary directory.
@@ -30,6 +32,77 @@ struct JournalStoreTests {
         }).run()
     }
 
+    @Test("SQLite converts a format-1 file (a row per record) to frames on open, keeping every record and its damage")
+    func sqliteConvertsFormat1() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let queue = try DatabaseQueue(path: path)
+        let good = JournalRecord(symbol: "OLD", sequence: 1 << 20, kind: .input, payload: [1, 7, 7])
+        let intent = JournalRecord(symbol: "OLD", sequence: 1 << 20 | 1, kind: .intent, payload: [1, 8])
+        let other = JournalRecord(symbol: "OTH", sequence: 1 << 20, kind: .input, payload: [1, 9])
+        try await queue.write { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE records (id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, seq INTEGER NOT NULL,
+                    kind INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
+                CREATE TABLE snapshots (symbol TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
+                INSERT INTO meta (key, value) VALUES ('format', '1');
+                """)
+            for record in [good, intent, other] {
+                try db.execute(sql: "INSERT INTO records (symbol, seq, kind, payload, crc) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [record.symbol.name, Int64(record.sequence), Int64(record.kind.rawValue), Data(record.payload), Int64(record.checksum)])
+            }
+            // A torn last record, as format 1 stored one.
+            try db.execute(sql: "INSERT INTO records (symbol, seq, kind, payload, crc) VALUES ('OTH', ?, 1, ?, 12345)",
+                           arguments: [Int64(2 << 20), Data([1, 2])])
+        }
+        try queue.close()
+
+        let store = try SQLiteJournalStore(path: path)
+        let notices = NoticeCollector()
+        let contents = try await store.load(notices: { _ in })
+        #expect(contents.lanes["OLD"]?.records == [good, intent])
+        #expect(contents.lanes["OTH"]?.records == [other], "the torn record is dropped, as before")
+        try await store.append([JournalRecord(symbol: "OLD", sequence: 2 << 20, kind: .input, payload: [1, 3])])
+        await store.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        let again = try await reopened.load(notices: { notices.append($0) })
+        #expect(again.lanes["OLD"]?.records.map(\.sequence) == [1 << 20, 1 << 20 | 1, 2 << 20])
+        #expect(notices.all.isEmpty, "the torn tail was removed from the file the first time")
+        await reopened.close()
+        let format = try await DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") }
+        #expect(format == "\(SQLiteJournalStore.formatVersion)")
+    }
+
+    @Test("SQLite: a batch of many symbols is one frame per symbol, and a torn record inside a frame keeps the records before it")
+    func sqliteTornInsideAFrame() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        let first = (1...3).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        let second = (1...2).map { JournalRecord(symbol: "BBB", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        try await store.append([first[0], second[0], first[1], second[1], first[2]])
+        await store.close()
+        #expect(try SQLiteTestAccess.frameCount(path: path) == 2)
+        // Cut the last frame's last record short.
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            try db.execute(sql: "UPDATE frames SET body = substr(body, 1, length(body) - 1) WHERE id = (SELECT max(id) FROM frames)")
+        }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        let notices = NoticeCollector()
+        let contents = try await reopened.load(notices: { notices.append($0) })
+        #expect(notices.all.count == 1)
+        #expect(contents.lanes["AAA"]?.records == first)
+        #expect(contents.lanes["BBB"]?.records == [second[0]], "the intact record before the torn one in its frame is kept")
+        await reopened.close()
+        let third = try SQLiteJournalStore(path: path)
+        let later = NoticeCollector()
+        let after = try await third.load(notices: { later.append($0) })
+        #expect(later.all.isEmpty)
+        #expect(after.lanes["BBB"]?.records == [second[0]], "the file holds exactly what the first load returned")
+        await third.close()
+    }
+
     @Test("SQLite refuses a file from a newer FillGuard")
     func sqliteNewerFile() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"
@@ -50,6 +123,13 @@ struct JournalStoreTests {
 
 import GRDB
 
+/// Notices a store's load reported.
+final class NoticeCollector: Sendable {
+    private let notices = Mutex<[String]>([])
+    func append(_ notice: String) { notices.withLock { $0.append(notice) } }
+    var all: [String] { notices.withLock { $0 } }
+}
+
 /// Raw access to a journal file, to damage it the way tests need.
 enum SQLiteTestAccess {
     static func setFormat(_ version: Int, path: String) throws {
@@ -63,9 +143,9 @@ enum SQLiteTestAccess {
         try SQLiteJournalStore.simulateTornWrite(path: path)
     }
 
-    static func recordCount(path: String) throws -> Int {
+    static func frameCount(path: String) throws -> Int {
         let queue = try DatabaseQueue(path: path)
         defer { try? queue.close() }
-        return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM records") ?? 0 }
+        return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM frames") ?? 0 }
     }
 }

@@ -1,0 +1,62 @@
+import FillGuard
+import FillGuardCore
+import Foundation
+
+/// The body of one frame row: a symbol's records from one appended batch, one after another,
+/// each as sequence (8 bytes), kind (1), checksum (4), payload length (4), all little-endian,
+/// then the payload. Each record keeps its own checksum, so the load rules judge every record
+/// as they would a row of its own.
+enum JournalFrame {
+    /// Bytes before each payload.
+    static let headerSize = 17
+
+    /// Appends one record's bytes to a frame body.
+    static func append(_ record: JournalRecord, to body: inout [UInt8]) {
+        append(sequence: record.sequence, kind: record.kind.rawValue, checksum: record.checksum, payload: record.payload, to: &body)
+    }
+
+    /// Appends one record's bytes, given field by field (payload as any byte collection).
+    static func append<Payload: Collection<UInt8>>(sequence: UInt64, kind: UInt8, checksum: UInt32, payload: Payload, to body: inout [UInt8]) {
+        body.reserveCapacity(body.count + headerSize + payload.count)
+        withUnsafeBytes(of: sequence.littleEndian) { body.append(contentsOf: $0) }
+        body.append(kind)
+        withUnsafeBytes(of: checksum.littleEndian) { body.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: payload.count).littleEndian) { body.append(contentsOf: $0) }
+        body.append(contentsOf: payload)
+    }
+
+    /// The records of a body, in order. A body cut short ends with one record whose payload is
+    /// what is left and whose checksum (the whole payload's) therefore fails: a torn record.
+    static func records(in body: Data, symbol: Symbol) -> [JournalRecord] {
+        let bytes = [UInt8](body)
+        var records: [JournalRecord] = []
+        var offset = 0
+        while offset < bytes.count {
+            guard bytes.count - offset >= headerSize else {
+                records.append(JournalRecord(symbol: symbol, sequence: 0, kind: .input, payload: [], checksum: 1))
+                break
+            }
+            let sequence = read(UInt64.self, bytes, offset)
+            let kind = JournalRecord.Kind(rawValue: bytes[offset + 8]) ?? .input
+            let checksum = read(UInt32.self, bytes, offset + 9)
+            let length = Int(read(UInt32.self, bytes, offset + 13))
+            let start = offset + headerSize
+            let end = min(bytes.count, start + length)
+            records.append(JournalRecord(symbol: symbol, sequence: sequence, kind: kind, payload: Array(bytes[start..<end]), checksum: checksum))
+            offset = start + length
+        }
+        return records
+    }
+
+    /// A record's append position for the load rules: its frame's row id, then its place in the frame.
+    static func position(frame: Int64, index: Int) -> Int64 { frame << 32 | Int64(index) }
+
+    /// The frame row id and the index in it of an append position.
+    static func split(_ position: Int64) -> (frame: Int64, index: Int) { (position >> 32, Int(position & 0xFFFF_FFFF)) }
+
+    private static func read<Value: FixedWidthInteger>(_ type: Value.Type, _ bytes: [UInt8], _ offset: Int) -> Value {
+        var value: Value = 0
+        for index in 0..<MemoryLayout<Value>.size { value |= Value(bytes[offset + index]) << (8 * index) }
+        return value
+    }
+}
