@@ -1,5 +1,6 @@
 import FillGuard
 import FillGuardCore
+import FillGuardSQLite
 import Foundation
 import Testing
 @testable import FillGuardFIX
@@ -202,5 +203,57 @@ struct BrokerQueriesOverFIXTests {
         #expect(harness.peer.events.contains { $0.hasPrefix("app AN ") })
         harness.expectNoRejectsFromPeer()
         await harness.stop()
+    }
+}
+
+@Suite("fillguard recover --broker fix against the QuickFIX test exchange", .serialized)
+struct RecoverCommandOverFIXTests {
+    @Test func recoverReconcilesAJournalAgainstTheFIXEndpoint() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-recover-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journalPath = directory.appendingPathComponent("journal.sqlite").path
+        let storePath = directory.appendingPathComponent("fix").path
+
+        // A journaled manager over FIX trades a bracket, then dies without a Logout.
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port), store: try FileFIXSessionStore(directory: storePath),
+                               logger: quietLogger)
+        try await broker.start()
+        let journal = Journal(store: try SQLiteJournalStore(path: journalPath, durability: .fsync))
+        let manager = FillManager(broker: broker, journal: journal, logger: quietLogger)
+        let events = broker.events()
+        _ = try await manager.recover()
+        let feed = Task { await manager.run(events) }
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 200, entryType: .market,
+                                           stopLoss: Price("245"), takeProfit: Price("250")))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        try await peer.command("fill \(entry.id) 200 248")
+        let open = try await settle(manager, "P1") { $0.netQuantity == 200 && $0.liveOrder(.takeProfit)?.openQuantity == 200 }
+        await journal.flush()
+        let target = try #require(open.liveOrder(.takeProfit)).id
+        let mark = peer.lines.count
+        await broker.abort()
+        feed.cancel()
+        try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
+
+        // While down, the target partly fills.
+        try await peer.command("fill \(target) 50 250")
+
+        let run = try await runChild(binary, ["recover", "--journal", journalPath, "--broker", "fix", "--fix-port", String(peer.port),
+                                              "--fix-sender", "FG", "--fix-target", "EX", "--fix-store", storePath,
+                                              "--fix-heartbeat", "5", "--fix-settle-timeout", "20"])
+        #expect(run.status == 0, "stdout: \(run.standardOutput)\nstderr: \(run.standardError)")
+        #expect(run.standardError.contains("corrected: adoptedFill GLD \(target)"), "\(run.standardError)")
+        #expect(!run.standardError.contains("check failed"), "\(run.standardError)")
+        let orders = try await peer.orders()
+        let live = orders.values.filter(\.isLive)
+        #expect(Set(live.map(\.leaves)) == ["150"], "stop and target cover the 150 left: \(live)")
+        #expect(live.count == 2)
+        #expect(try await peer.positions().nets["GLD"] == "150")
+        #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
     }
 }
