@@ -93,7 +93,8 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
 /// A `Broker` over FIX 4.4 (initiator) on SwiftNIO: the session and order-routing state machines
 /// driven by one event loop, a session store for sequence numbers and resends, and reconnection
 /// with backoff. Requests return when the broker acknowledges them (ExecType New, Replaced,
-/// Canceled) and throw its refusals as `BrokerError`.
+/// Canceled) and throw its refusals as `BrokerError`. Answers `BrokerQueries` for reconciliation
+/// after a restart (mass status, order status, the session's execution reports, positions).
 public final class FIXBroker: Broker, BrokerQueries {
     /// What the connection supports.
     public let capabilities: BrokerCapabilities

@@ -3,6 +3,22 @@ import FillGuardCore
 import FillGuardFIX
 import Logging
 
+/// Why a recovery over FIX could not run.
+public enum FIXRecoveryError: Error, Sendable, CustomStringConvertible {
+    /// The settings are unusable, or the endpoint cannot be reached or refused the logon.
+    case broker(String)
+    /// The journal could not be read (damaged, newer, unreachable store).
+    case journal(JournalError)
+
+    /// A readable reason.
+    public var description: String {
+        switch self {
+        case .broker(let text): return text
+        case .journal(let error): return error.description
+        }
+    }
+}
+
 /// A restart against a FIX endpoint: log on (with the session store, so the counterparty resends
 /// what it sent while FillGuard was down), recover from the journal, reconcile through the
 /// broker's queries (mass status, order status, the session's execution reports, positions), let
@@ -25,20 +41,20 @@ public struct FIXRecoverySession: Sendable {
 
     /// Logs on, recovers, reconciles, settles, checks, logs out. Throws when the endpoint cannot
     /// be reached or refuses the logon, and when the journal cannot be read.
-    public func run(logger: Logger) async throws -> RecoverySession.Outcome {
+    public func run(logger: Logger) async throws(FIXRecoveryError) -> RecoverySession.Outcome {
         let configuration: FIXBrokerConfiguration
         let store: FIXSessionStore
         do {
             configuration = try fix.settings.brokerConfiguration(nativeModify: fix.nativeModify)
             store = try fix.settings.makeStore()
         } catch {
-            throw FIXSimulationError(error.description)
+            throw .broker(error.description)
         }
         let broker = FIXBroker(configuration: configuration, store: store, logger: logger)
         do {
             try await broker.start()
         } catch {
-            throw FIXSimulationError("cannot log on to the FIX endpoint \(configuration.host):\(configuration.port) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
+            throw .broker("cannot log on to the FIX endpoint \(configuration.host):\(configuration.port) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
         }
         let managerConfiguration = FillGuardConfiguration(
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
@@ -50,7 +66,7 @@ public struct FIXRecoverySession: Sendable {
             recovery = try await manager.recover()
         } catch {
             await broker.stop()
-            throw error
+            throw .journal(error)
         }
         let feed = Task { await manager.run(events) }
         // The journal's positions' orders, including those placed after the restart ("POSITION-tagN").
