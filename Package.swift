@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FillGuardFIXTests",
-            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore", "FillGuardSimulator"],
+            dependencies: ["FillGuardFIX", "FillGuard", "FillGuardCore", "FillGuardSimulator", "FillGuardSQLite"],
             swiftSettings: strict
         ),
     ]

@@ -26,11 +26,13 @@ public struct FIXBrokerConfiguration: Sendable {
     public var requestTimeoutNanoseconds: Int64
     /// What the connection can do; FIX has a native modify.
     public var capabilities: BrokerCapabilities
+    /// Execution reports kept per symbol for `executions(of:)` (the newest; older ones are dropped).
+    public var executionsKeptPerSymbol: Int
 
-    /// A configuration; the request timeout defaults to 10 s.
+    /// A configuration; the request timeout defaults to 10 s, 10,000 execution reports are kept per symbol.
     public init(host: String, port: Int, session: FIXSessionConfiguration, application: FIXApplicationConfiguration = FIXApplicationConfiguration(),
                 reconnect: FIXReconnectPolicy = FIXReconnectPolicy(), requestTimeoutNanoseconds: Int64 = 10_000_000_000,
-                capabilities: BrokerCapabilities = BrokerCapabilities(nativeModify: true)) {
+                capabilities: BrokerCapabilities = BrokerCapabilities(nativeModify: true), executionsKeptPerSymbol: Int = 10_000) {
         self.host = host
         self.port = port
         self.session = session
@@ -38,6 +40,7 @@ public struct FIXBrokerConfiguration: Sendable {
         self.reconnect = reconnect
         self.requestTimeoutNanoseconds = requestTimeoutNanoseconds
         self.capabilities = capabilities
+        self.executionsKeptPerSymbol = max(0, executionsKeptPerSymbol)
     }
 }
 
@@ -90,8 +93,9 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
 /// A `Broker` over FIX 4.4 (initiator) on SwiftNIO: the session and order-routing state machines
 /// driven by one event loop, a session store for sequence numbers and resends, and reconnection
 /// with backoff. Requests return when the broker acknowledges them (ExecType New, Replaced,
-/// Canceled) and throw its refusals as `BrokerError`.
-public final class FIXBroker: Broker {
+/// Canceled) and throw its refusals as `BrokerError`. Answers `BrokerQueries` for reconciliation
+/// after a restart (mass status, order status, the session's execution reports, positions).
+public final class FIXBroker: Broker, BrokerQueries {
     /// What the connection supports.
     public let capabilities: BrokerCapabilities
     private let core: FIXBrokerCore
@@ -155,6 +159,33 @@ public final class FIXBroker: Broker {
         _ = try await request(core.loop.flatSubmit { self.core.marketData(symbols, subscription: .unsubscribe) })
     }
 
+    /// Every live order on the account (OrderMassStatusRequest, all orders; the terminal ones are
+    /// left out). Orders the router did not know (after a restart) are learnt from the answer.
+    public func openOrders() async throws(BrokerError) -> [BrokerOrderState] {
+        try await request(core.loop.flatSubmit { self.core.openOrders() })
+    }
+
+    /// One order as the broker has it (OrderStatusRequest by its current ClOrdID); nil when the
+    /// broker does not know it (ExecType I with OrdStatus 8 and OrdRejReason 5, or, for an order
+    /// this session has not seen, absent from the mass status of all orders).
+    public func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
+        try await request(core.loop.flatSubmit { self.core.orderState(id) }).first
+    }
+
+    /// The execution reports of `symbol` received on this session since `start()`, oldest first
+    /// (the newest `executionsKeptPerSymbol`), returned once the session is synchronised: logged
+    /// on, and the resend of what the counterparty sent meanwhile complete. FIX 4.4 has no query
+    /// for past executions; the reports missed while down come back through that resend.
+    public func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
+        try await request(core.loop.flatSubmit { self.core.executions(of: symbol) })
+    }
+
+    /// Net position per symbol (RequestForPositions, answered by RequestForPositionsAck and one
+    /// PositionReport per symbol) for the configured account, or the SenderCompID when none is set.
+    public func positions() async throws(BrokerError) -> [Symbol: Quantity] {
+        try await request(core.loop.flatSubmit { self.core.positions() })
+    }
+
     /// Counters so far.
     public var statistics: FIXBrokerStatistics {
         get async { (try? await core.loop.submit { self.core.statistics }.get()) ?? FIXBrokerStatistics() }
@@ -178,6 +209,12 @@ public final class FIXBroker: Broker {
     /// Drops the TCP connection without a Logout, as a network failure would (for tests and drills).
     public func dropConnection() async {
         _ = try? await core.loop.submit { self.core.dropConnection() }.get()
+    }
+
+    /// Stops as a killed process would: the connection drops without a Logout, nothing more is
+    /// sent, no reconnection, `events()` ends. The store keeps what it had (for restart tests).
+    func abort() async {
+        _ = try? await core.loop.flatSubmit { self.core.abort() }.get()
     }
 
     /// Sends `message` as it is (header added), bypassing the order mapping: for tests that need
@@ -220,6 +257,9 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var waiters: [String: [EventLoopPromise<[FIXOrderStatus]>]] = [:]
     private var collected: [String: [FIXOrderStatus]] = [:]
     private var prices: [String: [Symbol: Price]] = [:]
+    private var positionNets: [String: [Symbol: Quantity]] = [:]
+    private var executionLog: [Symbol: ExecutionRing] = [:]
+    private var synchronizedWaiters: [EventLoopPromise<Void>] = []
     private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
     private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
     private(set) var statistics = FIXBrokerStatistics()
@@ -271,6 +311,8 @@ final class FIXBrokerCore: @unchecked Sendable {
     private func finishStop() {
         timer?.cancel()
         timer = nil
+        for waiter in synchronizedWaiters { waiter.fail(BrokerError(.transient, "broker stopped")) }
+        synchronizedWaiters = []
         for (_, promises) in waiters {
             for promise in promises { promise.fail(BrokerError(.transient, "broker stopped")) }
         }
@@ -285,6 +327,21 @@ final class FIXBrokerCore: @unchecked Sendable {
 
     func dropConnection() {
         channel?.close(promise: nil)
+    }
+
+    func abort() -> EventLoopFuture<Void> {
+        guard !stopped else { return stopPromise?.futureResult ?? loop.makeSucceededVoidFuture() }
+        stopped = true
+        let promise = loop.makePromise(of: Void.self)
+        stopPromise = promise
+        startPromise?.fail(FIXBrokerError.stopped)
+        startPromise = nil
+        if let channel {
+            channel.close(promise: nil)  // closed(generation:) finishes the stop
+        } else {
+            finishStop()
+        }
+        return promise.futureResult
     }
 
     func waitForLogons(_ count: Int, timeoutNanoseconds: Int64) -> EventLoopFuture<Void> {
@@ -435,6 +492,74 @@ final class FIXBrokerCore: @unchecked Sendable {
         return dispatch(router.massStatusRequest())
     }
 
+    // MARK: Reconciliation queries
+
+    func openOrders() -> EventLoopFuture<[BrokerOrderState]> {
+        massStatus().flatMapThrowing { statuses in
+            try statuses.filter { !$0.isTerminal }.map { try $0.brokerOrderState(knownType: self.router.type(of: $0.orderID)) }
+        }
+    }
+
+    /// The order's state by OrderStatusRequest; none when the broker does not know it. An order this
+    /// session has not seen is looked up by mass status first (which teaches the router its side
+    /// and ClOrdID chain); one the mass status of all orders does not list is unknown to the broker.
+    func orderState(_ orderID: OrderID) -> EventLoopFuture<[BrokerOrderState]> {
+        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        if router.side(of: orderID) != nil { return askStatus(orderID, symbol: nil, side: nil) }
+        return massStatus().flatMap { statuses in
+            guard let listed = statuses.first(where: { $0.orderID == orderID }) else { return self.loop.makeSucceededFuture([]) }
+            return self.askStatus(orderID, symbol: listed.symbol, side: listed.side)
+        }
+    }
+
+    private func askStatus(_ orderID: OrderID, symbol: Symbol?, side: Side?) -> EventLoopFuture<[BrokerOrderState]> {
+        status(orderID, symbol: symbol, side: side).flatMapThrowing { statuses in
+            try statuses.first.map { [try $0.brokerOrderState(knownType: self.router.type(of: orderID))] } ?? []
+        }
+    }
+
+    /// The execution reports of `symbol` received since `start()` (the newest
+    /// `executionsKeptPerSymbol`), once the session is synchronised.
+    func executions(of symbol: Symbol) -> EventLoopFuture<[ExecutionReport]> {
+        synchronized().map { self.executionLog[symbol]?.ordered ?? [] }
+    }
+
+    func positions() -> EventLoopFuture<[Symbol: Quantity]> {
+        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        let now = Self.now()
+        let account = configuration.application.account ?? configuration.session.senderCompID
+        let plan = router.positionsRequest(account: account, clearingBusinessDate: String(FIXTimestamp.format(epochNanoseconds: now).prefix(8)),
+                                           transactTime: now)
+        guard case .send(_, let key) = plan else { return dispatch(plan).map { _ in [:] } }
+        // The reports' nets are parked under the key; the waiter's success reads them at once, on this loop.
+        return dispatch(plan).map { _ in self.positionNets.removeValue(forKey: key) ?? [:] }
+    }
+
+    /// Succeeds once logged on with no ResendRequest of ours outstanding: everything the
+    /// counterparty sent before its Logon (the reports missed while down) has been delivered.
+    /// Fails when not logged on, or when the resend does not complete within the request timeout.
+    func synchronized() -> EventLoopFuture<Void> {
+        if stopped { return loop.makeFailedFuture(BrokerError(.transient, "broker stopped")) }
+        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        if !session.isResending { return loop.makeSucceededVoidFuture() }
+        let promise = loop.makePromise(of: Void.self)
+        synchronizedWaiters.append(promise)
+        let timeout = configuration.requestTimeoutNanoseconds
+        loop.scheduleTask(in: .nanoseconds(timeout)) { [self] in
+            guard let index = self.synchronizedWaiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            self.synchronizedWaiters.remove(at: index)
+            promise.fail(BrokerError(.transient, "the counterparty's resend did not complete in \(timeout / 1_000_000) ms"))
+        }
+        return promise.futureResult
+    }
+
+    private func checkSynchronizedWaiters() {
+        guard !synchronizedWaiters.isEmpty, session.state == .active, !session.isResending else { return }
+        let ready = synchronizedWaiters
+        synchronizedWaiters = []
+        for waiter in ready { waiter.succeed() }
+    }
+
     func marketData(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> EventLoopFuture<[Symbol: Price]> {
         guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
         let plan = router.marketDataRequest(symbols, subscription: subscription)
@@ -567,6 +692,7 @@ final class FIXBrokerCore: @unchecked Sendable {
         if wrote { channel?.flush() }
         persistSequenceNumbers()
         checkStatisticWaiters()
+        checkSynchronizedWaiters()
     }
 
     private func handle(_ outputs: [FIXOrderRouter.Output]) {
@@ -575,11 +701,19 @@ final class FIXBrokerCore: @unchecked Sendable {
             case .completed(let key, let error):
                 resolve(key, error.map { .failure($0) } ?? .success([]))
             case .event(let event):
-                if case .execution = event { statistics.fillsDelivered += 1 }
+                if case .execution(let report) = event {
+                    statistics.fillsDelivered += 1
+                    if configuration.executionsKeptPerSymbol > 0 {
+                        executionLog[report.symbol, default: ExecutionRing(limit: configuration.executionsKeptPerSymbol)].append(report)
+                    }
+                }
                 statistics.eventsDelivered += 1
                 continuation.yield(event)
             case .prices(let key, let quotes):
                 if waiters[key] != nil { prices[key] = quotes }
+                resolve(key, .success([]))
+            case .positions(let key, let nets):
+                if waiters[key] != nil { positionNets[key] = nets }
                 resolve(key, .success([]))
             case .status(let key, let status, let last):
                 if let status { collected[key, default: []].append(status) }
@@ -613,6 +747,27 @@ final class FIXBrokerCore: @unchecked Sendable {
         clock_gettime(CLOCK_REALTIME, &spec)
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
+}
+
+/// The newest execution reports of one symbol, at most `limit`, in the order received.
+struct ExecutionRing {
+    private var items: [ExecutionReport] = []
+    private var head = 0
+    let limit: Int
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    mutating func append(_ report: ExecutionReport) {
+        if items.count < limit {
+            items.append(report)
+        } else {
+            items[head] = report
+            head = (head + 1) % limit
+        }
+    }
+
+    /// Oldest first.
+    var ordered: [ExecutionReport] { head == 0 ? items : Array(items[head...]) + Array(items[..<head]) }
 }
 
 /// Feeds a connection's bytes and its end to the broker core.

@@ -96,6 +96,8 @@ public struct FIXGroupSpec: Sendable, Hashable {
         518: [519, 520, 521],                // NoContAmts
         78: [79, 661, 736, 467, 80],         // NoAllocs
         267: [269],                          // NoMDEntryTypes (MarketDataRequest)
+        702: [703, 704, 705, 706],           // NoPositions (PositionReport's PositionQty)
+        753: [707, 708],                     // NoPosAmt (PositionReport's PositionAmountData)
         146: [55, 65, 48, 22],               // NoRelatedSym (MarketDataRequest, Instrument's leading fields)
         268: [269, 270, 15, 271, 272, 273, 274, 275, 336, 625, 276, 277, 282, 283, 284, 286, 59, 432, 126, 110, 18,
               287, 37, 299, 288, 289, 346, 290, 546, 811, 58, 354, 355],  // NoMDEntries (MarketDataSnapshotFullRefresh)
@@ -261,6 +263,12 @@ public enum FIXMsgType {
     public static let marketDataSnapshot = "W"
     /// MarketDataRequestReject (Y).
     public static let marketDataRequestReject = "Y"
+    /// RequestForPositions (AN).
+    public static let requestForPositions = "AN"
+    /// RequestForPositionsAck (AO).
+    public static let requestForPositionsAck = "AO"
+    /// PositionReport (AP).
+    public static let positionReport = "AP"
 
     /// Session-level (administrative) message types.
     public static let admin: Set<String> = ["0", "1", "2", "3", "4", "5", "A"]

@@ -24,13 +24,22 @@ public struct FIXOrderStatus: Sendable, Hashable {
     public var averagePrice: Price?
     /// OrdType (40) as sent, if present: "1" market, "2" limit, "3" stop, "4" stop-limit.
     public var ordType: String?
+    /// OrderQty (38), the order's total quantity at the broker, if sent.
+    public var orderQuantity: Quantity?
+    /// Price (44), if sent.
+    public var price: Price?
+    /// StopPx (99), if sent.
+    public var stopPrice: Price?
+    /// TimeInForce (59) as sent, if present.
+    public var timeInForce: String?
 
     /// True when the order can no longer trade (filled, canceled, rejected, expired, done).
     public var isTerminal: Bool { ["2", "3", "4", "8", "C"].contains(ordStatus) }
 
     /// An order status.
     public init(orderID: OrderID, clOrdID: String, brokerOrderID: String, symbol: Symbol, side: Side, ordStatus: String,
-                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?, ordType: String? = nil) {
+                cumulativeQuantity: Quantity, leavesQuantity: Quantity, averagePrice: Price?, ordType: String? = nil,
+                orderQuantity: Quantity? = nil, price: Price? = nil, stopPrice: Price? = nil, timeInForce: String? = nil) {
         self.orderID = orderID
         self.clOrdID = clOrdID
         self.brokerOrderID = brokerOrderID
@@ -41,6 +50,54 @@ public struct FIXOrderStatus: Sendable, Hashable {
         self.leavesQuantity = leavesQuantity
         self.averagePrice = averagePrice
         self.ordType = ordType
+        self.orderQuantity = orderQuantity
+        self.price = price
+        self.stopPrice = stopPrice
+        self.timeInForce = timeInForce
+    }
+
+    /// The order type from OrdType, Price and StopPx; nil when OrdType is absent, not one FillGuard
+    /// uses, or its prices are missing.
+    public var orderType: OrderType? {
+        switch ordType {
+        case "1": return .market
+        case "2": return price.map { .limit($0) }
+        case "3": return stopPrice.map { .stop($0) }
+        case "4":
+            guard let stopPrice, let price else { return nil }
+            return .stopLimit(stop: stopPrice, limit: price)
+        default: return nil
+        }
+    }
+
+    /// OrdStatus (39) in FillGuard's terms. Done for day counts as expired; statuses FillGuard has
+    /// no name for (stopped, suspended, calculated, accepted for bidding) count as working or
+    /// partially filled by CumQty, since the order may still trade.
+    public var orderStatus: OrderStatus {
+        switch ordStatus {
+        case "A": return .pendingNew
+        case "0": return .working
+        case "1": return .partiallyFilled
+        case "2": return .filled
+        case "3", "C": return .expired
+        case "4": return .cancelled
+        case "6": return .pendingCancel
+        case "8": return .rejected
+        case "E": return .pendingModify
+        default: return cumulativeQuantity.isZero ? .working : .partiallyFilled
+        }
+    }
+
+    /// The order as `BrokerQueries` reports it. The total quantity is OrderQty, or CumQty +
+    /// LeavesQty when the broker left OrderQty out; `knownType` stands in when the status carries
+    /// no usable OrdType. Throws (permanent) when the type cannot be told at all.
+    public func brokerOrderState(knownType: OrderType? = nil) throws(BrokerError) -> BrokerOrderState {
+        guard let type = orderType ?? knownType else {
+            throw BrokerError(.permanent, "order \(orderID) (\(clOrdID)): the broker's status has no usable OrdType/Price/StopPx")
+        }
+        return BrokerOrderState(orderID: orderID, symbol: symbol, side: side, type: type,
+                                quantity: orderQuantity ?? cumulativeQuantity + leavesQuantity, filled: cumulativeQuantity,
+                                status: orderStatus)
     }
 }
 
@@ -93,6 +150,8 @@ public struct FIXOrderRouter: Sendable {
         case status(key: String, FIXOrderStatus?, last: Bool)
         /// Last-trade prices answering the market-data request keyed `key`, once every symbol answered.
         case prices(key: String, [Symbol: Price])
+        /// Net positions answering the RequestForPositions keyed `key`, once every PositionReport came.
+        case positions(key: String, [Symbol: Quantity])
         /// A repeated ExecID: dropped.
         case duplicate(ExecutionID)
         /// Not for us, informational or malformed; the reason is for logs.
@@ -103,7 +162,8 @@ public struct FIXOrderRouter: Sendable {
         var symbol: Symbol
         var side: Side
         var type: OrderType
-        var timeInForce: TimeInForce
+        /// Nil for an order learnt from a status answer without a TimeInForce FillGuard uses.
+        var timeInForce: TimeInForce?
         var quantity: Quantity
         var clOrdID: String
         var acknowledged: Bool
@@ -119,6 +179,7 @@ public struct FIXOrderRouter: Sendable {
         case status
         case massStatus
         case marketData
+        case positions
     }
 
     private struct Pending: Sendable {
@@ -171,6 +232,14 @@ public struct FIXOrderRouter: Sendable {
     private var everSent = Set<String>()
     private var statusCounter = 0
     private var quotes: [String: (waiting: Set<Symbol>, prices: [Symbol: Price])] = [:]
+    private var positionReports: [String: PositionCollection] = [:]
+
+    /// The answer to one RequestForPositions as it comes in: the ack's count, then the reports.
+    private struct PositionCollection: Sendable {
+        var expected: Int?
+        var received = 0
+        var nets: [Symbol: Quantity] = [:]
+    }
 
     /// A router with no orders.
     public init(configuration: FIXApplicationConfiguration = FIXApplicationConfiguration()) {
@@ -181,6 +250,10 @@ public struct FIXOrderRouter: Sendable {
     public var pendingCount: Int { pending.count }
     /// The ClOrdID the broker currently knows `orderID` by.
     public func currentClOrdID(of orderID: OrderID) -> String? { orders[orderID]?.clOrdID }
+    /// The side of `orderID`, if the router knows the order (sent by it, or learnt from a status answer).
+    public func side(of orderID: OrderID) -> Side? { orders[orderID]?.side }
+    /// The type of `orderID`, if the router knows the order.
+    public func type(of orderID: OrderID) -> OrderType? { orders[orderID]?.type }
 
     // MARK: Requests
 
@@ -261,7 +334,7 @@ public struct FIXOrderRouter: Sendable {
         message.append(60, FIXTimestamp.format(epochNanoseconds: transactTime))
         message.append(38, request.newQuantity.description)
         Self.appendType(order.type, to: &message)
-        message.append(59, Self.timeInForceCode(order.timeInForce))
+        if let timeInForce = order.timeInForce { message.append(59, Self.timeInForceCode(timeInForce)) }
         orders[request.orderID] = order
         byClOrdID[clOrdID] = request.orderID
         pending[clOrdID] = Pending(kind: .modify(request.newQuantity), orderID: request.orderID, message: message)
@@ -299,8 +372,10 @@ public struct FIXOrderRouter: Sendable {
         return .send(message, key: clOrdID)
     }
 
-    /// Plans an OrderStatusRequest (H) for one order; `symbol` and `side` are needed only for an
-    /// order this router has not seen (after a restart).
+    /// Plans an OrderStatusRequest (H) for one order, by its current ClOrdID (and the broker's
+    /// OrderID when known); `symbol` and `side` are needed only for an order this router has not
+    /// seen (after a restart, before a mass status taught it the order). The answer is nil when
+    /// the broker does not know the order (OrdRejReason 5).
     public mutating func statusRequest(_ orderID: OrderID, symbol: Symbol? = nil, side: Side? = nil) -> Plan {
         let known = orders[orderID]
         guard let symbol = known?.symbol ?? symbol, let side = known?.side ?? side else {
@@ -309,6 +384,7 @@ public struct FIXOrderRouter: Sendable {
         statusCounter += 1
         let key = "S\(statusCounter)"
         var message = FIXMessage(msgType: FIXMsgType.orderStatusRequest)
+        if let brokerOrderID = known?.brokerOrderID { message.append(37, brokerOrderID) }
         message.append(11, known?.clOrdID ?? orderID.rawValue)
         message.append(790, key)
         message.append(55, symbol.name)
@@ -323,6 +399,30 @@ public struct FIXOrderRouter: Sendable {
         let key = "M\(statusCounter)"
         let message = FIXMessage(msgType: FIXMsgType.orderMassStatusRequest, fields: [FIXField(584, key), FIXField(585, "7")])
         pending[key] = Pending(kind: .massStatus, orderID: nil, message: message)
+        return .send(message, key: key)
+    }
+
+    /// Plans a RequestForPositions (AN, PosReqType 0 positions) for `account` as of
+    /// `clearingBusinessDate` (YYYYMMDD). The account is sent as Account (1) and as the one party
+    /// (PartyRole 24 customer account, PartyIDSource D proprietary), AccountType 1. The request
+    /// completes with the net per symbol once the ack (AO) and every PositionReport (AP) came.
+    public mutating func positionsRequest(account: String, clearingBusinessDate: String, transactTime: Int64) -> Plan {
+        guard !account.isEmpty else { return .failed(BrokerError(.permanent, "RequestForPositions needs an account")) }
+        statusCounter += 1
+        let key = "PR\(statusCounter)"
+        var message = FIXMessage(msgType: FIXMsgType.requestForPositions)
+        message.append(710, key)
+        message.append(724, "0")
+        message.append(453, "1")
+        message.append(448, account)
+        message.append(447, "D")
+        message.append(452, "24")
+        message.append(1, account)
+        message.append(581, "1")
+        message.append(715, clearingBusinessDate)
+        message.append(60, FIXTimestamp.format(epochNanoseconds: transactTime))
+        pending[key] = Pending(kind: .positions, orderID: nil, message: message)
+        positionReports[key] = PositionCollection()
         return .send(message, key: key)
     }
 
@@ -373,6 +473,8 @@ public struct FIXOrderRouter: Sendable {
         case FIXMsgType.executionReport: return executionReport(message)
         case FIXMsgType.orderCancelReject: return cancelReject(message)
         case FIXMsgType.marketDataSnapshot: return marketDataSnapshot(message)
+        case FIXMsgType.requestForPositionsAck: return positionsAck(message)
+        case FIXMsgType.positionReport: return positionReport(message)
         case FIXMsgType.marketDataRequestReject:
             let key = message[262] ?? ""
             quotes[key] = nil
@@ -500,15 +602,83 @@ public struct FIXOrderRouter: Sendable {
         guard let request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
         let last = request.kind == .status || message[912] == "Y" || message[912] == nil
         var status: FIXOrderStatus?
-        if message[911] != "0", let clOrdID = message[11], let orderID = resolve(clOrdID) ?? Self.root(of: clOrdID),
+        // OrdStatus Rejected with OrdRejReason 5 (unknown order) is the answer for an order the
+        // broker does not have: no status.
+        let unknownOrder = message[39] == "8" && message[103] == "5"
+        if message[911] != "0", !unknownOrder, let clOrdID = message[11], let orderID = resolve(clOrdID) ?? Self.root(of: clOrdID),
            let side = message[54].flatMap(Self.side(code:)), let symbol = message[55], let status39 = message[39] {
             status = FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: Symbol(symbol), side: side,
                                     ordStatus: status39, cumulativeQuantity: message[14].flatMap { Quantity($0) } ?? .zero,
                                     leavesQuantity: message[151].flatMap { Quantity($0) } ?? .zero,
-                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil }, ordType: message[40])
+                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil }, ordType: message[40],
+                                    orderQuantity: message[38].flatMap { Quantity($0) }, price: message[44].flatMap { Price($0) },
+                                    stopPrice: message[99].flatMap { Price($0) }, timeInForce: message[59])
         }
+        if let status { learn(status) }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
+    }
+
+    /// Takes in an order the broker reports that this router does not know (after a restart): its
+    /// symbol, side, type, size and current ClOrdID, so it can be modified, cancelled and asked
+    /// about again. The ClOrdID chain continues after the broker's current ClOrdID's number.
+    private mutating func learn(_ status: FIXOrderStatus) {
+        let brokerOrderID = status.brokerOrderID.isEmpty || status.brokerOrderID == "NONE" ? nil : status.brokerOrderID
+        guard orders[status.orderID] == nil else {
+            if let brokerOrderID, orders[status.orderID]?.brokerOrderID == nil { orders[status.orderID]?.brokerOrderID = brokerOrderID }
+            return
+        }
+        guard let type = status.orderType else { return }
+        var requests = 0
+        if let tilde = status.clOrdID.lastIndex(of: "~"), let number = Int(status.clOrdID[status.clOrdID.index(after: tilde)...]) {
+            requests = number
+        }
+        orders[status.orderID] = Order(symbol: status.symbol, side: status.side, type: type,
+                                       timeInForce: status.timeInForce.flatMap(Self.timeInForce(code:)),
+                                       quantity: status.orderQuantity ?? status.cumulativeQuantity + status.leavesQuantity,
+                                       clOrdID: status.clOrdID, acknowledged: true, requests: requests, done: status.isTerminal,
+                                       brokerOrderID: brokerOrderID)
+        byClOrdID[status.clOrdID] = status.orderID
+    }
+
+    /// RequestForPositionsAck (AO): how many PositionReports follow, or why there are none.
+    private mutating func positionsAck(_ message: FIXMessage) -> [Output] {
+        let key = message[710] ?? ""
+        guard var collection = positionReports[key], pending[key] != nil else { return [.ignored("positions ack for unknown request \(key)")] }
+        let result = message[728] ?? ""
+        if result == "2" { return finishPositions(key: key, nets: [:]) }  // no positions found
+        guard result == "0", message[729] != "2" else {
+            return fail(key: key, BrokerError(.permanent, "positions refused (PosReqResult \(result), PosReqStatus \(message[729] ?? "?")): \(message[58] ?? "")"))
+        }
+        let expected = message.int(727) ?? 0
+        collection.expected = expected
+        positionReports[key] = collection
+        return collection.received >= expected ? finishPositions(key: key, nets: collection.nets) : []
+    }
+
+    /// PositionReport (AP): one symbol's position. The net is LongQty - ShortQty of the end-of-day
+    /// (FIN) entry when there is one, else summed over the report's entries.
+    private mutating func positionReport(_ message: FIXMessage) -> [Output] {
+        let key = message[710] ?? ""
+        guard var collection = positionReports[key], pending[key] != nil else { return [.ignored("position report for unknown request \(key)")] }
+        collection.received += 1
+        if let symbol = message[55] {
+            let entries = message.groups(702)
+            func value(_ entry: [FIXField], _ tag: Int) -> Quantity { entry.first { $0.tag == tag }.flatMap { Quantity($0.value) } ?? .zero }
+            let final = entries.filter { $0.first?.tag == 703 && $0.first?.value == "FIN" }
+            var net = Quantity.zero
+            for entry in final.isEmpty ? entries : final { net = net + value(entry, 704) - value(entry, 705) }
+            collection.nets[Symbol(symbol), default: .zero] = collection.nets[Symbol(symbol), default: .zero] + net
+        }
+        positionReports[key] = collection
+        guard let expected = collection.expected, collection.received >= expected else { return [] }
+        return finishPositions(key: key, nets: collection.nets)
+    }
+
+    private mutating func finishPositions(key: String, nets: [Symbol: Quantity]) -> [Output] {
+        positionReports[key] = nil
+        pending[key] = nil
+        return [.positions(key: key, nets)]
     }
 
     private mutating func cancelReject(_ message: FIXMessage) -> [Output] {
@@ -537,6 +707,7 @@ public struct FIXOrderRouter: Sendable {
     private mutating func fail(key: String, _ error: BrokerError) -> [Output] {
         guard pending.removeValue(forKey: key) != nil else { return [] }
         quotes[key] = nil
+        positionReports[key] = nil
         return [.completed(key: key, error: error)]
     }
 
@@ -575,6 +746,15 @@ public struct FIXOrderRouter: Sendable {
     public static func sideCode(_ side: Side) -> String { side == .buy ? "1" : "2" }
     /// Side from a FIX Side (54) code; nil for codes FillGuard does not use.
     public static func side(code: String) -> Side? { code == "1" ? .buy : code == "2" ? .sell : nil }
+    /// TimeInForce from a FIX TimeInForce (59) code; nil for codes FillGuard does not use.
+    public static func timeInForce(code: String) -> TimeInForce? {
+        switch code {
+        case "0": return .day
+        case "1": return .goodTillCancel
+        case "3": return .immediateOrCancel
+        default: return nil
+        }
+    }
     /// FIX TimeInForce (59) code.
     public static func timeInForceCode(_ timeInForce: TimeInForce) -> String {
         switch timeInForce {

@@ -143,7 +143,8 @@ public final class FIXSimulationSession: Sendable {
         while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < unsubscribeDeadline {
             try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
         }
-        let check = await finalCheck(manager, broker, clock: clock)
+        let prefix = fix.runID + "-"
+        let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, clock: clock) { $0.rawValue.hasPrefix(prefix) }
         let tradingTime = clock.now - start
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
@@ -179,10 +180,10 @@ public final class FIXSimulationSession: Sendable {
     /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every
     /// report it sent before, in sequence order), wait until FillGuard took those reports, compare.
     /// Ends when they agree, when nothing changed since the last round (a real difference), or at
-    /// the settle timeout.
-    private func finalCheck(_ manager: FillManager, _ broker: FIXBroker, clock: ContinuousClock) async -> (problems: [String], orders: Int, rounds: Int) {
-        let prefix = fix.runID + "-"
-        let deadline = clock.now + fix.settleTimeout
+    /// the settle timeout. Only the orders `counts` accepts are compared.
+    static func finalCheck(_ manager: FillManager, _ broker: FIXBroker, settleTimeout: Duration, clock: ContinuousClock,
+                           counts: @escaping @Sendable (OrderID) -> Bool) async -> (problems: [String], orders: Int, rounds: Int) {
+        let deadline = clock.now + settleTimeout
         var previous: [String]?
         var rounds = 0
         var problems: [String] = []
@@ -190,11 +191,11 @@ public final class FIXSimulationSession: Sendable {
         while true {
             rounds += 1
             guard await Self.idle(manager, before: deadline, clock: clock) else {
-                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+                return (problems + ["FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"], orders, rounds)
             }
             let statuses: [FIXOrderStatus]
             do {
-                statuses = try await broker.massStatus().filter { $0.orderID.rawValue.hasPrefix(prefix) }
+                statuses = try await broker.massStatus().filter { counts($0.orderID) }
             } catch {
                 if clock.now >= deadline { return (["the broker did not answer the order mass status: \(error.message)"], orders, rounds) }
                 try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
@@ -203,17 +204,17 @@ public final class FIXSimulationSession: Sendable {
             let delivered = await broker.statistics.eventsDelivered
             while manager.eventsReceived < delivered, clock.now < deadline { await Task.yield() }
             guard await Self.idle(manager, before: deadline, clock: clock) else {
-                return (problems + ["FillGuard did not come to rest within \(fix.settleTimeout) (operations still failing?)"], orders, rounds)
+                return (problems + ["FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"], orders, rounds)
             }
             let positions = await manager.positions()
-            problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: prefix)
+            problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: "")
             orders = statuses.count
             let statistics = manager.statistics
             let marker = statuses.map { "\($0.clOrdID) \($0.ordStatus) \($0.cumulativeQuantity) \($0.leavesQuantity)" }.sorted()
                 + ["fills \(statistics.fills)", "operations \(statistics.operations.values.reduce(0, +))", "events \(delivered)"]
             if problems.isEmpty || marker == previous { return (problems, orders, rounds) }
             if clock.now >= deadline {
-                return (problems + ["FillGuard and the broker did not settle within \(fix.settleTimeout)"], orders, rounds)
+                return (problems + ["FillGuard and the broker did not settle within \(settleTimeout)"], orders, rounds)
             }
             previous = marker
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FillGuard
 import FillGuardCore
+import FillGuardFIX
 import FillGuardSimulator
 import FillGuardSQLite
 import Foundation
@@ -10,13 +11,17 @@ import Logging
 struct RecoverCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
-        abstract: "Rebuild the state a journal holds, reconcile it with the (simulated) broker, and print it in the replay shape.",
+        abstract: "Rebuild the state a journal holds, reconcile it with the broker (simulated or FIX), and print it in the replay shape.",
         discussion: """
             The broker is the simulated exchange saved next to the journal (PATH.exchange, as written by \
-            `fillguard simulate --journal PATH`); without it the state is rebuilt but not reconciled. \
+            `fillguard simulate --journal PATH`); without it the state is rebuilt but not reconciled. With \
+            --broker fix it is a FIX 4.4 endpoint (the --fix-* options of `simulate --broker fix`): pass the \
+            session store (--fix-store or FileStorePath) the journal's session used, so the counterparty resends \
+            the execution reports sent while FillGuard was down; the check then compares FillGuard with the \
+            broker's order mass status for the journal's orders. \
             Corrections and repairs go to standard error. Exit codes: 0 recovered and consistent, 1 a check \
-            against the broker's ground truth or an invariant failed, 2 unusable arguments or an unreadable, \
-            corrupted or newer journal.
+            against the broker's ground truth or an invariant failed, 2 unusable arguments, an unreachable \
+            endpoint or an unreadable, corrupted or newer journal.
             """)
 
     @Option(help: "The journal (SQLite file) to recover.")
@@ -37,10 +42,22 @@ struct RecoverCommand: AsyncParsableCommand {
     @Flag(help: "Print the state as JSON (the replay shape).")
     var json = false
 
+    @Option(help: "The broker: simulated (the exchange state saved next to the journal) or fix (a FIX 4.4 endpoint).")
+    var broker = "simulated"
+
+    @OptionGroup var fix: FIXCommandOptions
+
     func validate() throws {
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
+        guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
+        if broker == "simulated" {
+            guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }
+            return
+        }
+        guard exchangeState == nil else { throw ValidationError("--exchange-state is for the simulated broker only") }
+        try fix.validateForFIX()
     }
 
     func run() async throws {
@@ -49,16 +66,27 @@ struct RecoverCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let statePath = exchangeState ?? journal + ".exchange"
-        let hasExchange = FileManager.default.fileExists(atPath: statePath)
+        let overFIX = broker == "fix"
+        let hasExchange = overFIX || FileManager.default.fileExists(atPath: statePath)
         var logger = Logger(label: "fillguard.recover")
         logger.logLevel = .critical
+        let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         let outcome: RecoverySession.Outcome
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync)
-            let session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
-                                          nativeModify: !noModify,
-                                          strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate)
-            outcome = try await session.run(logger: logger)
+            if overFIX {
+                var options = FIXSimulationOptions(settings: try fix.settings())
+                options.nativeModify = !noModify
+                options.settleTimeout = fix.settleTimeout
+                if options.settings.storePath == nil {
+                    writeToStandardError("warning: no FIX session store (--fix-store): the session starts afresh, so reports sent while FillGuard was down cannot be resent; fills only the broker's order statuses show are reported, not applied\n")
+                }
+                outcome = try await FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy).run(logger: logger)
+            } else {
+                let session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
+                                              nativeModify: !noModify, strategy: replaceStrategy)
+                outcome = try await session.run(logger: logger)
+            }
         } catch {
             writeToStandardError("fillguard: cannot recover: \(error)\n")
             throw ExitCode(2)

@@ -60,35 +60,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "The broker: simulated (the in-process exchange) or fix (a FIX 4.4 endpoint).")
     var broker = "simulated"
 
-    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, Account, LogonTimeout); the --fix-* options override it.")
-    var fixConfig: String?
-
-    @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
-    var fixHost: String?
-
-    @Option(help: "FIX: the acceptor's port.")
-    var fixPort: Int?
-
-    @Option(help: "FIX: our SenderCompID (default FG).")
-    var fixSender: String?
-
-    @Option(help: "FIX: the counterparty's CompID, our TargetCompID (default EX).")
-    var fixTarget: String?
-
-    @Option(help: "FIX: heartbeat interval in seconds (default 30).")
-    var fixHeartbeat: Int?
-
-    @Option(help: "FIX: send ResetSeqNumFlag on the first Logon, Y or N (default: Y without a store, N with one).")
-    var fixResetOnLogon: String?
-
-    @Option(help: "FIX: directory keeping sequence numbers and sent messages across runs (default: in memory).")
-    var fixStore: String?
-
-    @Option(help: "FIX: Account (1) on every order.")
-    var fixAccount: String?
-
-    @Option(help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
-    var fixSettleTimeout = 30.0
+    @OptionGroup var fix: FIXCommandOptions
 
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
@@ -101,42 +73,12 @@ struct SimulateCommand: AsyncParsableCommand {
         guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
         guard snapshotInterval >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
-        let fixOptionsGiven = fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil
-            || fixHeartbeat != nil || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil
         if broker == "simulated" {
-            guard !fixOptionsGiven else { throw ValidationError("the --fix-* options need --broker fix") }
+            guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }
             return
         }
         guard journal == nil else { throw ValidationError("--journal is not supported with --broker fix") }
-        guard fixSettleTimeout > 0, fixSettleTimeout <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
-        let settings = try fixSettings()
-        guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
-    }
-
-    /// The FIX settings: the settings file, then the command-line overrides.
-    private func fixSettings() throws -> FIXSettings {
-        var settings = FIXSettings()
-        if let fixConfig {
-            guard let text = readTextFile(fixConfig) else { throw ValidationError("cannot read --fix-config \(fixConfig)") }
-            do {
-                settings = try FIXSettings.parse(text)
-            } catch {
-                throw ValidationError("--fix-config \(fixConfig): \(error.description)")
-            }
-        }
-        let overrides: [(String, String?)] = [
-            ("SocketConnectHost", fixHost), ("SocketConnectPort", fixPort.map(String.init)), ("SenderCompID", fixSender),
-            ("TargetCompID", fixTarget), ("HeartBtInt", fixHeartbeat.map(String.init)), ("ResetOnLogon", fixResetOnLogon),
-            ("FileStorePath", fixStore), ("Account", fixAccount),
-        ]
-        for case let (key, value?) in overrides {
-            do {
-                try settings.set(key, value)
-            } catch {
-                throw ValidationError(error.description)
-            }
-        }
-        return settings
+        try fix.validateForFIX()
     }
 
     private var parsedLatency: ClosedRange<Duration>? {
@@ -199,9 +141,9 @@ extension SimulateCommand {
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
-        var fix = FIXSimulationOptions(settings: try fixSettings())
-        fix.nativeModify = !noModify
-        fix.settleTimeout = .milliseconds(Int64(fixSettleTimeout * 1000))
+        var fixOptions = FIXSimulationOptions(settings: try fix.settings())
+        fixOptions.nativeModify = !noModify
+        fixOptions.settleTimeout = fix.settleTimeout
         let showProgress = isatty(STDERR_FILENO) == 1
         let total = duration
         let progressLine: @Sendable (SimulationProgress) -> Void = { progress in
@@ -213,7 +155,7 @@ extension SimulateCommand {
         }
         let report: SimulationReport
         do {
-            report = try await FIXSimulationSession(options: options, fix: fix).run(progress: showProgress ? progressLine : nil)
+            report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
         } catch {
             writeToStandardError("\nfillguard: \(error)\n")
             throw ExitCode(2)

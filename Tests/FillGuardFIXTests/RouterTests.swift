@@ -264,3 +264,58 @@ struct RouterResubmitTests {
         #expect(error.kind == .permanent)
     }
 }
+
+@Suite("FIX order routing: reconciliation queries")
+struct RouterQueryTests {
+    @Test func unknownOrderStatusIsNoStatus() throws {
+        var router = FIXOrderRouter()
+        guard case .send(let request, let key) = router.statusRequest("GONE", symbol: "GLD", side: .sell) else { Issue.record("no H"); return }
+        #expect(request[11] == "GONE" && request[54] == "2")
+        let answer = report("GONE", execType: "I", execID: "S", ordStatus: "8", extra: [FIXField(790, key), FIXField(103, "5"), FIXField(37, "NONE")])
+        #expect(router.received(answer) == [.status(key: key, nil, last: true)])
+    }
+
+    @Test func anOrderLearntFromAMassStatusIsModifiedDownItsChain() throws {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        let listed = report("O7~2", execType: "I", execID: "S", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(38, "300"), FIXField(40, "3"),
+            FIXField(99, "245"), FIXField(59, "1"), FIXField(151, "300"),
+        ])
+        guard case .status(_, let status?, true)? = router.received(listed).first else { Issue.record("no status"); return }
+        #expect(try status.brokerOrderState() == BrokerOrderState(orderID: "O7", symbol: "GLD", side: .sell, type: .stop(Price("245")!),
+                                                                  quantity: 300, filled: 0, status: .working))
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O7", symbol: "GLD", newQuantity: 400), transactTime: 0)))
+        #expect(replace[41] == "O7~2" && replace[11] == "O7~3" && replace[37] == "B-O7~2" && replace[38] == "400")
+        #expect(replace[40] == "3" && replace[99] == "245" && replace[54] == "2" && replace[59] == "1")
+        guard case .send(let ask, _) = router.statusRequest("O7") else { Issue.record("no H"); return }
+        #expect(ask[11] == "O7~2" && ask[37] == "B-O7~2", "asked by its current ClOrdID and the broker's OrderID")
+    }
+
+    @Test func positionsComeFromTheAckAndEveryReport() throws {
+        var router = FIXOrderRouter()
+        let plan = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0)
+        guard case .send(let request, let key) = plan else { Issue.record("no AN"); return }
+        #expect(request.msgType == "AN" && request[710] == key && request[724] == "0" && request[1] == "ACC" && request[581] == "1")
+        #expect(request[453] == "1" && request[448] == "ACC" && request[447] == "D" && request[452] == "24" && request[715] == "20240229")
+        func positionReport(_ symbol: String, _ entries: [(String, String, String)]) -> FIXMessage {
+            var fields = [FIXField(721, "R-\(symbol)"), FIXField(710, key), FIXField(728, "0"), FIXField(55, symbol), FIXField(702, String(entries.count))]
+            for (type, long, short) in entries { fields += [FIXField(703, type), FIXField(704, long), FIXField(705, short)] }
+            return FIXMessage(msgType: "AP", fields: fields)
+        }
+        // A report may overtake the ack; the request completes when the ack's count is reached.
+        #expect(router.received(positionReport("GLD", [("SOD", "100", "0"), ("FIN", "250", "20")])).isEmpty)
+        let ack = FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "2"), FIXField(728, "0"), FIXField(729, "0")])
+        #expect(router.received(ack).isEmpty)
+        #expect(router.received(positionReport("SLV", [("TQ", "0", "40")])) == [.positions(key: key, ["GLD": 230, "SLV": -40])])
+
+        guard case .send(_, let none) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+        #expect(router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "B"), FIXField(710, none), FIXField(728, "2"), FIXField(729, "0")]))
+                == [.positions(key: none, [:])])
+        guard case .send(_, let refused) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+        let outputs = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "C"), FIXField(710, refused), FIXField(728, "4"),
+                                                                         FIXField(729, "2"), FIXField(58, "not supported")]))
+        guard case .completed(refused, let error?)? = outputs.first else { Issue.record("not refused: \(outputs)"); return }
+        #expect(error.kind == .permanent && error.message.contains("not supported"))
+    }
+}

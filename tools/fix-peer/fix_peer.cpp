@@ -176,7 +176,7 @@ class Exchange : public FIX::Application {
   int rejectNextOrders = 0;
   int tooLateNext = 0;
   bool pendingAcks = false;
-  int execCounter = 0, orderCounter = 0;
+  int execCounter = 0, orderCounter = 0, positionReportCounter = 0;
   int logons = 0;
 
   // FIX::Application
@@ -242,6 +242,7 @@ class Exchange : public FIX::Application {
     } else if (type == "H") statusRequest(message, out);
     else if (type == "AF") massStatus(message, out);
     else if (type == "V") marketDataRequest(message, out);
+    else if (type == "AN") positionsRequest(message, out);
     else throw FIX::UnsupportedMessageType();
     send(out);
   }
@@ -391,6 +392,7 @@ class Exchange : public FIX::Application {
     message.setField(40, order.ordType);
     if (!order.price.empty()) message.setField(44, order.price);
     if (!order.stopPx.empty()) message.setField(99, order.stopPx);
+    if (!order.timeInForce.empty()) message.setField(59, order.timeInForce);
     message.setField(151, formatDecimal(order.leaves()));
     message.setField(14, formatDecimal(order.cumulative));
     message.setField(6, order.averagePrice());
@@ -526,19 +528,27 @@ class Exchange : public FIX::Application {
     out.push_back(answer);
   }
 
+  // OrderStatusRequest (H): the order found by ClOrdID (any of its chain), else by OrderID (37).
+  // An unknown order is answered ExecType I, OrdStatus 8 (rejected), OrdRejReason 5 (unknown
+  // order), OrderID NONE.
   void statusRequest(const FIX::Message& message, std::vector<FIX::Message>& out) {
     std::string clOrdID = message.getField(11);
-    auto known = rootByClOrdID.find(clOrdID);
+    Order* order = find(clOrdID);
+    if (!order && message.isSetField(37)) {
+      const std::string brokerID = message.getField(37);
+      for (auto& entry : orders)
+        if (entry.second.brokerID == brokerID) { order = &entry.second; break; }
+    }
     FIX::Message answer;
-    if (known == rootByClOrdID.end()) {
+    if (!order) {
       Order unknown;
       unknown.root = clOrdID; unknown.clOrdID = clOrdID; unknown.brokerID = "NONE"; unknown.status = "8";
       unknown.symbol = message.getField(55); unknown.side = message.getField(54); unknown.ordType = "1";
       answer = report(unknown, "I", clOrdID);
+      answer.setField(103, "5");
       answer.setField(58, "unknown order");
     } else {
-      Order& order = orders[known->second];
-      answer = report(order, "I", order.clOrdID);
+      answer = report(*order, "I", order->clOrdID);
     }
     if (message.isSetField(790)) answer.setField(790, message.getField(790));
     out.push_back(answer);
@@ -565,6 +575,60 @@ class Exchange : public FIX::Application {
       answer.setField(911, std::to_string(list.size()));
       answer.setField(912, i + 1 == list.size() ? "Y" : "N");
       out.push_back(answer);
+    }
+  }
+
+  // RequestForPositions (AN): a RequestForPositionsAck (AO) with the number of reports, then one
+  // PositionReport (AP) per symbol whose net (from every fill) is not zero, as a TQ (transaction
+  // quantity) entry of LongQty or ShortQty. No positions: AO with PosReqResult 2. Settlement prices
+  // are the symbol's current price, marked theoretical. Parties, Account and AccountType are echoed.
+  void positionsRequest(const FIX::Message& message, std::vector<FIX::Message>& out) {
+    const std::string requestID = message.getField(710);
+    std::vector<std::pair<std::string, int64_t>> nets;
+    for (auto& entry : books)
+      if (entry.second.net != 0) nets.emplace_back(entry.first, entry.second.net);
+    auto echo = [&message](FIX::Message& answer) {
+      if (message.isSetField(453)) {
+        FIX::Group party(453, 448);
+        int count = std::atoi(message.getField(453).c_str());
+        for (int i = 1; i <= count; ++i) {
+          message.getGroup(i, party);
+          answer.addGroup(party);
+        }
+      }
+      answer.setField(1, message.getField(1));
+      answer.setField(581, message.getField(581));
+    };
+    FIX::Message ack;
+    ack.getHeader().setField(FIX::FIELD::MsgType, "AO");
+    ack.setField(721, "PA" + std::to_string(++positionReportCounter));
+    ack.setField(710, requestID);
+    ack.setField(727, std::to_string(nets.size()));
+    ack.setField(728, nets.empty() ? "2" : "0");
+    ack.setField(729, "0");
+    echo(ack);
+    out.push_back(ack);
+    for (auto& net : nets) {
+      FIX::Message report;
+      report.getHeader().setField(FIX::FIELD::MsgType, "AP");
+      report.setField(721, "PR" + std::to_string(++positionReportCounter));
+      report.setField(710, requestID);
+      report.setField(724, "0");
+      report.setField(727, std::to_string(nets.size()));
+      report.setField(728, "0");
+      report.setField(715, message.getField(715));
+      echo(report);
+      report.setField(55, net.first);
+      const std::string price = formatDecimal(book(net.first).price);
+      report.setField(730, price);
+      report.setField(731, "2");
+      report.setField(734, price);
+      FIX::Group position(702, 703);
+      position.setField(703, "TQ");
+      position.setField(704, formatDecimal(net.second > 0 ? net.second : 0));
+      position.setField(705, formatDecimal(net.second < 0 ? -net.second : 0));
+      report.addGroup(position);
+      out.push_back(report);
     }
   }
 

@@ -110,13 +110,17 @@ extension FillManager {
                 lane.enqueue(.brokerQuantity(order.id, state.quantity))
             }
             // 3. Fills made at the broker that the journal does not hold.
+            var adopted: [OrderID: Quantity] = [:]
+            var executionsRead = false
             do throws(BrokerError) {
                 let executions = try await broker.executions(of: symbol)
+                executionsRead = true
                 let missing = await read(lane) { machine in
                     executions.filter { !machine.hasApplied($0.executionID) }.map { ($0, machine.knows($0.orderID)) }
                 }
                 for (execution, known) in missing {
                     if known {
+                        adopted[execution.orderID, default: .zero] += execution.lastQuantity
                         correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
                                                          message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while FillGuard was down; applied"))
                         lane.enqueue(.broker(.execution(execution)))
@@ -127,6 +131,16 @@ extension FillManager {
                 }
             } catch {
                 correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
+            }
+            // 3b. Filled quantity at the broker that neither the journal nor the reports account for
+            // (the broker did not keep or resend them): reported, never made up.
+            for order in view.live where executionsRead {
+                guard let state = states[order.id] ?? nil else { continue }
+                let accounted = order.filledQuantity + (adopted[order.id] ?? .zero)
+                if state.filled > accounted {
+                    correct(ReconciliationCorrection(kind: .unreportedFill, symbol: symbol, orderID: order.id,
+                                                     message: "the broker has \(state.filled) filled, the journal and the broker's reports account for \(accounted); the other \(state.filled - accounted) came with no execution report and is not applied; a person must look"))
+                }
             }
             // 4. Operations sent (or about to be) when the process stopped: ask, never resend blindly.
             for operation in view.unresolved {

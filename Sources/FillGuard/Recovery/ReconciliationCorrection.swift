@@ -20,6 +20,9 @@ public struct ReconciliationCorrection: Sendable, Hashable, CustomStringConverti
         case unknownBrokerOrder
         /// A fill at the broker for an order no journal record knows (not applied).
         case unknownExecution
+        /// An order's filled quantity at the broker exceeds what the journal and the broker's
+        /// execution reports account for (reports lost): not applied, since the price is unknown.
+        case unreportedFill
         /// The broker's net position differs from FillGuard's after reconciliation.
         case positionMismatch
         /// A retry or re-arm whose timer died with the process: resumed now.

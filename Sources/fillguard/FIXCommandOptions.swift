@@ -1,0 +1,78 @@
+import ArgumentParser
+import FillGuardFIX
+
+/// The `--fix-*` options `simulate --broker fix` and `recover --broker fix` share: a settings
+/// file and per-setting overrides.
+struct FIXCommandOptions: ParsableArguments {
+    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, Account, LogonTimeout); the --fix-* options override it.")
+    var fixConfig: String?
+
+    @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
+    var fixHost: String?
+
+    @Option(help: "FIX: the acceptor's port.")
+    var fixPort: Int?
+
+    @Option(help: "FIX: our SenderCompID (default FG).")
+    var fixSender: String?
+
+    @Option(help: "FIX: the counterparty's CompID, our TargetCompID (default EX).")
+    var fixTarget: String?
+
+    @Option(help: "FIX: heartbeat interval in seconds (default 30).")
+    var fixHeartbeat: Int?
+
+    @Option(help: "FIX: send ResetSeqNumFlag on the first Logon, Y or N (default: Y without a store, N with one).")
+    var fixResetOnLogon: String?
+
+    @Option(help: "FIX: directory keeping sequence numbers and sent messages across runs (default: in memory).")
+    var fixStore: String?
+
+    @Option(help: "FIX: Account (1) on every order.")
+    var fixAccount: String?
+
+    @Option(help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
+    var fixSettleTimeout = 30.0
+
+    /// True when any session option (not the settle timeout) was given.
+    var given: Bool {
+        fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil || fixHeartbeat != nil
+            || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil
+    }
+
+    /// Checks what `--broker fix` needs: a port, a sane settle timeout, readable settings.
+    func validateForFIX() throws {
+        guard fixSettleTimeout > 0, fixSettleTimeout <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
+        let settings = try self.settings()
+        guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
+    }
+
+    /// The FIX settings: the settings file, then the command-line overrides.
+    func settings() throws -> FIXSettings {
+        var settings = FIXSettings()
+        if let fixConfig {
+            guard let text = readTextFile(fixConfig) else { throw ValidationError("cannot read --fix-config \(fixConfig)") }
+            do {
+                settings = try FIXSettings.parse(text)
+            } catch {
+                throw ValidationError("--fix-config \(fixConfig): \(error.description)")
+            }
+        }
+        let overrides: [(String, String?)] = [
+            ("SocketConnectHost", fixHost), ("SocketConnectPort", fixPort.map(String.init)), ("SenderCompID", fixSender),
+            ("TargetCompID", fixTarget), ("HeartBtInt", fixHeartbeat.map(String.init)), ("ResetOnLogon", fixResetOnLogon),
+            ("FileStorePath", fixStore), ("Account", fixAccount),
+        ]
+        for case let (key, value?) in overrides {
+            do {
+                try settings.set(key, value)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        return settings
+    }
+
+    /// The settle timeout as a duration.
+    var settleTimeout: Duration { .milliseconds(Int64(fixSettleTimeout * 1000)) }
+}

@@ -1,0 +1,259 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSQLite
+import Foundation
+import Testing
+@testable import FillGuardFIX
+
+/// One FillGuard "process" over FIX: a FIXBroker on a session store, a FillManager on a journal,
+/// recovered from the journal and reconciled with the exchange before it consumes reports.
+private struct FIXProcess {
+    let broker: FIXBroker
+    let manager: FillManager
+    let journalStore: InMemoryJournalStore
+    let journal: Journal
+    let report: RecoveryReport
+    let feed: Task<Void, Never>
+
+    /// Logs on with `store`, then recovers from `journalStore` (reports wait in the stream meanwhile).
+    static func start(peer: FIXPeerProcess, store: FIXSessionStore, journalStore: InMemoryJournalStore, reset: Bool = false) async throws -> FIXProcess {
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port, reset: reset), store: store, logger: quietLogger)
+        try await broker.start()
+        let journal = Journal(store: journalStore)
+        let retry = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), multiplier: 2, maxDelay: .milliseconds(200), jitter: 0)
+        let manager = FillManager(broker: broker, journal: journal, configuration: FillGuardConfiguration(retry: retry), logger: quietLogger)
+        let events = broker.events()
+        let report = try await manager.recover()
+        let feed = Task { await manager.run(events) }
+        return FIXProcess(broker: broker, manager: manager, journalStore: journalStore, journal: journal, report: report, feed: feed)
+    }
+
+    /// Dies as a killed process would: what the journal had written is what survives (a copy of
+    /// the store now), the FIX connection drops without a Logout, nothing else is flushed or sent.
+    func kill() async -> InMemoryJournalStore {
+        let survivor = journalStore.fork()
+        await broker.abort()
+        feed.cancel()
+        return survivor
+    }
+}
+
+@Suite("Recovery reconciled over FIX against the QuickFIX test exchange", .serialized)
+struct ReconciliationOverFIXTests {
+    let bracket = BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("245"),
+                              takeProfit: Price("250"), scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("246")!))])
+
+    /// A bracket long 300 with its stop and target at the exchange, journal written; then killed.
+    private func tradeThenKill(_ peer: FIXPeerProcess, store: FIXSessionStore, reset: Bool = false) async throws
+        -> (survivor: InMemoryJournalStore, scaleIn: OrderID, stop: OrderID, target: OrderID) {
+        let first = try await FIXProcess.start(peer: peer, store: store, journalStore: InMemoryJournalStore(), reset: reset)
+        #expect(first.report.corrections.isEmpty)
+        try await first.manager.open(bracket)
+        await first.manager.waitUntilIdle()
+        let opened = try #require(await first.manager.position("P1"))
+        let entry = try #require(opened.liveOrder(.entry))
+        let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
+        try await peer.command("fill \(entry.id) 300 248.1")
+        let open = try await settle(first.manager, "P1") { position in
+            position.netQuantity == 300 && position.liveOrder(.stopLoss)?.openQuantity == 300 && position.liveOrder(.takeProfit)?.openQuantity == 300
+        }
+        await first.journal.flush()
+        let stop = try #require(open.liveOrder(.stopLoss)).id
+        let target = try #require(open.liveOrder(.takeProfit)).id
+        let mark = peer.lines.count
+        let survivor = await first.kill()
+        try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
+        return (survivor, scaleIn.id, stop, target)
+    }
+
+    @Test func restartAdoptsFillsMadeWhileDownAndReprotectsTheNetAtTheExchange() async throws {
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-store-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (survivor, scaleIn, stop, target) = try await tradeThenKill(peer, store: try FileFIXSessionStore(directory: directory))
+
+        // While FillGuard is down: the scale-in fills, the stop partly fills, the exchange cancels the target.
+        try await peer.command("fill \(scaleIn) 300 246")
+        try await peer.command("fill \(stop) 100 245")
+        try await peer.command("cancel \(target)")
+
+        // A new process on the same session store and journal: the exchange's Logon is ahead, our
+        // ResendRequest brings the three reports back (PossDup), and recovery reconciles.
+        let mark = peer.lines.count
+        let second = try await FIXProcess.start(peer: peer, store: try FileFIXSessionStore(directory: directory), journalStore: survivor)
+        #expect(peer.lines[mark...].contains { $0.hasPrefix("EVENT resend-request ") }, "FillGuard asked for what it missed")
+        let corrections = second.report.corrections
+        let adopted = corrections.filter { $0.kind == .adoptedFill }
+        #expect(Set(adopted.compactMap(\.orderID)) == [scaleIn, stop], "\(corrections)")
+        #expect(adopted.count == 2)
+        #expect(corrections.contains { $0.kind == .orderEndedAtBroker && $0.orderID == target }, "\(corrections)")
+        #expect(!corrections.contains { [.notReconciled, .positionMismatch, .unreportedFill, .orderMissingAtBroker].contains($0.kind) },
+                "\(corrections)")
+        let received = try await second.broker.executions(of: "GLD")
+        #expect(received.map(\.orderID) == [scaleIn, stop], "the resent fills, under FillGuard's order ids")
+
+        // Long 600 - 100 = 500: the stop (100 of it filled) is resized to leave 500, a new target of 500 replaces the cancelled one.
+        let position = try await settle(second.manager, "P1") { position in
+            position.netQuantity == 500 && position.liveOrder(.stopLoss)?.openQuantity == 500 && position.liveOrder(.takeProfit)?.openQuantity == 500
+        }
+        #expect(position.liveOrder(.stopLoss)?.id == stop, "the same stop, modified through its ClOrdID chain")
+        #expect(position.liveOrder(.takeProfit)?.id != target)
+        #expect(try await peer.positions().nets["GLD"] == "500", "FillGuard's net equals the exchange's")
+        #expect(try await second.broker.positions() == ["GLD": 500])
+        let orders = try await peer.orders()
+        let live = orders.values.filter(\.isLive)
+        #expect(live.count == 2, "\(live)")
+        #expect(Set(live.map(\.leaves)) == ["500"], "the protective orders cover exactly the open quantity: \(live)")
+        #expect(Set(live.map(\.side)) == ["2"])
+        #expect(orders[stop.rawValue]?.clOrdID == "\(stop)~1", "the chain continued after the restart")
+        #expect(await second.manager.invariantViolations().isEmpty)
+        #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
+        second.feed.cancel()
+        await second.broker.stop()
+    }
+
+    @Test func fillsTheExchangeDidNotResendAreReportedNotInvented() async throws {
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        // ResetSeqNumFlag on every start: the exchange's copies of the reports sent while FillGuard
+        // was down are discarded with the sequence, so they never come back.
+        let (survivor, scaleIn, stop, _) = try await tradeThenKill(peer, store: InMemoryFIXSessionStore(), reset: true)
+        try await peer.command("fill \(scaleIn) 300 246")
+        try await peer.command("fill \(stop) 100 245")
+
+        let second = try await FIXProcess.start(peer: peer, store: InMemoryFIXSessionStore(), journalStore: survivor, reset: true)
+        let corrections = second.report.corrections
+        let unreported = corrections.filter { $0.kind == .unreportedFill }
+        #expect(Set(unreported.compactMap(\.orderID)) == [scaleIn, stop], "\(corrections)")
+        #expect(unreported.first { $0.orderID == scaleIn }?.message.contains("the other 300 came with no execution report") == true)
+        #expect(!corrections.contains { $0.kind == .adoptedFill }, "no fill is made up: \(corrections)")
+        let mismatch = try #require(corrections.first { $0.kind == .positionMismatch })
+        #expect(mismatch.message.contains("the broker's net is 500, FillGuard's 300"), "\(mismatch)")
+        await second.manager.waitUntilIdle()
+        #expect(await second.manager.position("P1")?.netQuantity == 300)
+        #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
+        second.feed.cancel()
+        await second.broker.stop()
+    }
+}
+
+@Suite("FIXBroker's reconciliation queries against the QuickFIX test exchange", .serialized)
+struct BrokerQueriesOverFIXTests {
+    @Test func orderStateIsNilForAnOrderTheExchangeDoesNotKnow() async throws {
+        let harness = try await Harness.start()
+        let broker = harness.broker
+        #expect(try await broker.orderState("NOPE", symbol: "GLD") == nil, "unknown to this session and absent from the mass status")
+        try await broker.submit(NewOrderRequest(orderID: "K1", symbol: "GLD", side: .buy, type: .limit(Price("240")!), quantity: 10,
+                                                timeInForce: .goodTillCancel))
+        #expect(try await broker.orderStatus("GHOST", symbol: "GLD", side: .sell) == nil, "OrdStatus 8 with OrdRejReason 5 is no order")
+        let known = try #require(try await broker.orderState("K1", symbol: "GLD"))
+        #expect(known == BrokerOrderState(orderID: "K1", symbol: "GLD", side: .buy, type: .limit(Price("240")!), quantity: 10, filled: 0,
+                                          status: .working))
+        harness.expectNoRejectsFromPeer()
+        await harness.stop()
+    }
+
+    @Test func aRestartedBrokerLearnsOrdersFromTheExchangeAndContinuesTheirClOrdIDChains() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-store-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await Harness.start(store: try FileFIXSessionStore(directory: directory))
+        try await first.broker.submit(NewOrderRequest(orderID: "C1", symbol: "GLD", side: .sell, type: .stop(Price("240")!), quantity: 50,
+                                                      timeInForce: .goodTillCancel))
+        try await first.broker.modify(ModifyOrderRequest(orderID: "C1", symbol: "GLD", newQuantity: 60))
+        try await first.broker.submit(NewOrderRequest(orderID: "C2", symbol: "GLD", side: .buy, type: .market, quantity: 5, timeInForce: .day))
+        try await first.peer.command("fill C2 5 248")
+        try await first.broker.waitUntil { $0.fillsDelivered == 1 }
+        let mark = first.peer.lines.count
+        await first.broker.abort()
+        try await first.peer.waitFor(from: mark) { $0 == "EVENT logout" }
+
+        let second = try await Harness.start(store: try FileFIXSessionStore(directory: directory), peer: first.peer)
+        let broker = second.broker
+        let open = try await broker.openOrders()
+        #expect(open == [BrokerOrderState(orderID: "C1", symbol: "GLD", side: .sell, type: .stop(Price("240")!), quantity: 60, filled: 0,
+                                          status: .working)])
+        let filled = try #require(try await broker.orderState("C2", symbol: "GLD"))
+        #expect(filled.status == .filled && filled.filled == 5)
+        #expect(try await broker.executions(of: "GLD").isEmpty, "the fill came on the first session, not this one")
+        try await broker.modify(ModifyOrderRequest(orderID: "C1", symbol: "GLD", newQuantity: 70))
+        try await broker.cancel(CancelOrderRequest(orderID: "C1", symbol: "GLD"))
+        let orders = try await second.peer.orders()
+        #expect(orders["C1"]?.clOrdID == "C1~3", "C1~1 was the first session's; the chain went on with ~2 and ~3")
+        #expect(orders["C1"]?.status == "4")
+        #expect(orders["C1"]?.quantity == "70")
+        #expect(try await broker.orderState("C1", symbol: "GLD")?.status == .cancelled)
+        second.expectNoRejectsFromPeer()
+        await second.stop()
+    }
+
+    @Test func positionsAreTheExchangesNetPerSymbol() async throws {
+        let harness = try await Harness.start()
+        let broker = harness.broker
+        #expect(try await broker.positions() == [:], "no fills yet: PosReqResult 2, no positions")
+        let orders: [(OrderID, Symbol, Side, Quantity)] = [("Q1", "GLD", .buy, 300), ("Q2", "GLD", .sell, 120), ("Q3", "SLV", .sell, 40),
+                                                           ("Q4", "USO", .buy, 10), ("Q5", "USO", .sell, 10)]
+        for (id, symbol, side, quantity) in orders {
+            try await broker.submit(NewOrderRequest(orderID: id, symbol: symbol, side: side, type: .market, quantity: quantity, timeInForce: .day))
+            try await harness.peer.command("fill \(id) \(quantity) 100.5")
+        }
+        try await broker.waitUntil { $0.fillsDelivered == orders.count }
+        let positions = try await broker.positions()
+        #expect(positions == ["GLD": 180, "SLV": -40], "USO is flat and left out: \(positions)")
+        #expect(harness.peer.events.contains { $0.hasPrefix("app AN ") })
+        harness.expectNoRejectsFromPeer()
+        await harness.stop()
+    }
+}
+
+@Suite("fillguard recover --broker fix against the QuickFIX test exchange", .serialized)
+struct RecoverCommandOverFIXTests {
+    @Test func recoverReconcilesAJournalAgainstTheFIXEndpoint() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-recover-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journalPath = directory.appendingPathComponent("journal.sqlite").path
+        let storePath = directory.appendingPathComponent("fix").path
+
+        // A journaled manager over FIX trades a bracket, then dies without a Logout.
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port), store: try FileFIXSessionStore(directory: storePath),
+                               logger: quietLogger)
+        try await broker.start()
+        let journal = Journal(store: try SQLiteJournalStore(path: journalPath, durability: .fsync))
+        let manager = FillManager(broker: broker, journal: journal, logger: quietLogger)
+        let events = broker.events()
+        _ = try await manager.recover()
+        let feed = Task { await manager.run(events) }
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 200, entryType: .market,
+                                           stopLoss: Price("245"), takeProfit: Price("250")))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        try await peer.command("fill \(entry.id) 200 248")
+        let open = try await settle(manager, "P1") { $0.netQuantity == 200 && $0.liveOrder(.takeProfit)?.openQuantity == 200 }
+        await journal.flush()
+        let target = try #require(open.liveOrder(.takeProfit)).id
+        let mark = peer.lines.count
+        await broker.abort()
+        feed.cancel()
+        try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
+
+        // While down, the target partly fills.
+        try await peer.command("fill \(target) 50 250")
+
+        let run = try await runChild(binary, ["recover", "--journal", journalPath, "--broker", "fix", "--fix-port", String(peer.port),
+                                              "--fix-sender", "FG", "--fix-target", "EX", "--fix-store", storePath,
+                                              "--fix-heartbeat", "5", "--fix-settle-timeout", "20"])
+        #expect(run.status == 0, "stdout: \(run.standardOutput)\nstderr: \(run.standardError)")
+        #expect(run.standardError.contains("corrected: adoptedFill GLD \(target)"), "\(run.standardError)")
+        #expect(!run.standardError.contains("check failed"), "\(run.standardError)")
+        let orders = try await peer.orders()
+        let live = orders.values.filter(\.isLive)
+        #expect(Set(live.map(\.leaves)) == ["150"], "stop and target cover the 150 left: \(live)")
+        #expect(live.count == 2)
+        #expect(try await peer.positions().nets["GLD"] == "150")
+        #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
+    }
+}
