@@ -38,7 +38,9 @@ final class RuntimeContext: Sendable {
     /// The core's configuration, from the broker's capabilities and ours.
     var machineConfiguration: SymbolStateMachine.Configuration {
         SymbolStateMachine.Configuration(nativeModify: nativeModify, replaceStrategy: configuration.replaceStrategy,
-                                         maxAttempts: configuration.retry.maxAttempts)
+                                         maxAttempts: configuration.retry.maxAttempts, executionWindow: configuration.executionWindow,
+                                         retainedClosedPositions: configuration.retainedClosedPositions,
+                                         retiredOrderMemory: configuration.retiredOrderMemory)
     }
 
     init(broker: any Broker, journal: Journal?, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {

@@ -1,5 +1,10 @@
 /// The core's record of one order: what the broker has accepted, what has filled, what FillGuard
 /// wants it to be, and the operation (if any) in flight for it.
+///
+/// Orders live in their machine's `orders` array and are named inside the machine by their slot
+/// (index) there; the `OrderID` string is kept for the broker boundary and for lookups by id.
+/// Fields are mutated in place (`orders[slot].filled += ...`): the struct is never copied out and
+/// written back on the hot path.
 struct ManagedOrder: Sendable, Codable {
     /// Where the order stands with the broker.
     enum Phase: Sendable, Hashable, Codable {
@@ -29,33 +34,52 @@ struct ManagedOrder: Sendable, Codable {
         var requestedQuantity: Quantity?
     }
 
+    // Laid out largest-alignment first to keep the record small (it is most of an idle symbol).
+    var fillValue: Money = .zero
     let id: OrderID
-    let positionID: PositionID
-    let role: OrderRole
-    let side: Side
+    /// A permanent failure, alerted; no more tries until re-armed by the next fill.
+    var failure: String?
     let type: OrderType
-    let timeInForce: TimeInForce
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
     var quantity: Quantity
     var filled: Quantity = .zero
     var maxCumulative: Quantity = .zero
-    var fillValue: Money = .zero
-    var phase: Phase = .unsent
-    var target: Target
-    var inFlight: InFlight?
-    /// A transient failure is waiting out its backoff.
-    var retryPending = false
-    /// Failed tries of the current work (reset by a success).
-    var attempts = 0
-    /// The broker said "too late": the order filled or ended; wait for its reports.
-    var awaitingFill = false
-    /// A permanent failure, alerted; no more tries until re-armed by the next fill.
-    var failure: String?
-    /// Being replaced (no native modify): cancelled once `successor` is live.
-    var retiring = false
-    var successor: OrderID?
     /// FIFO order among orders with work of the same priority.
     var workSequence: UInt64 = 0
+    /// The machine's serial number of this order's first applied fill (0: none yet). All of the
+    /// order's execution ids are still remembered while this is inside the execution memory.
+    var firstFillSerial: UInt64 = 0
+    var inFlight: InFlight?
+    var target: Target
+    let role: OrderRole
+    /// The slot of the order's position in the machine's `positions`.
+    var position: Int32
+    /// Being replaced (no native modify): the slot of the order that replaces it, or -1.
+    var successor: Int32 = -1
+    /// Failed tries of the current work (reset by a success).
+    var attempts: Int32 = 0
+    var phase: Phase = .unsent
+    let side: Side
+    let timeInForce: TimeInForce
+    /// A transient failure is waiting out its backoff.
+    var retryPending = false
+    /// The broker said "too late": the order filled or ended; wait for its reports.
+    var awaitingFill = false
+    /// Being replaced (no native modify): cancelled once `successor` is live.
+    var retiring = false
+
+    init(id: OrderID, position: Int32, role: OrderRole, side: Side, type: OrderType, timeInForce: TimeInForce,
+         quantity: Quantity, target: Target, workSequence: UInt64) {
+        self.id = id
+        self.position = position
+        self.role = role
+        self.side = side
+        self.type = type
+        self.timeInForce = timeInForce
+        self.quantity = quantity
+        self.target = target
+        self.workSequence = workSequence
+    }
 
     var isDone: Bool {
         if case .done = phase { return true }
@@ -68,6 +92,8 @@ struct ManagedOrder: Sendable, Codable {
         if case .accepted = phase { return true }
         return false
     }
+
+    var hasSuccessor: Bool { successor >= 0 }
 
     var openQuantity: Quantity {
         isDone ? .zero : quantity - filled
@@ -94,7 +120,7 @@ struct ManagedOrder: Sendable, Codable {
         }
     }
 
-    func snapshot(symbol: Symbol) -> OrderSnapshot {
+    func snapshot(symbol: Symbol, positionID: PositionID) -> OrderSnapshot {
         OrderSnapshot(
             id: id, positionID: positionID, symbol: symbol, role: role, side: side, type: type,
             quantity: quantity, filledQuantity: filled, openQuantity: openQuantity,
