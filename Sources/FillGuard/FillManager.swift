@@ -114,7 +114,7 @@ public final class FillManager: Sendable {
 
     /// Counters: operations by kind, retries, alerts, rejected inputs, breaker trips.
     public var statistics: FillManagerStatistics {
-        var stats = context.counters.withLock { $0 }
+        var stats = context.counters.statistics
         stats.breakerTrips = context.breaker.trips
         return stats
     }

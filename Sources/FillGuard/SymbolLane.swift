@@ -5,11 +5,12 @@ import Synchronization
 
 /// One symbol's serial lane: a FIFO mailbox of events and the symbol's state machine.
 ///
-/// Ordering by construction: events are appended under a lock, and a single drainer (the one
-/// that flipped `draining` from false to true) takes them off in order and runs each to
-/// completion before the next; the core is synchronous, so nothing interleaves. An idle lane
-/// holds no task, only its state. A busy lane yields its thread every `lanePassLimit` events so
-/// that one hot symbol cannot starve the others.
+/// Ordering by construction: events are appended under a lock, and the lane runs one pass at a
+/// time: the enqueue that flipped `draining` from false to true hands the lane to the
+/// `LaneScheduler`, whose runner takes the waiting events in order and runs each to completion
+/// before the next; the core is synchronous, so nothing interleaves. An idle lane holds no task
+/// and no buffers, only its state. A busy lane goes back behind the other ready lanes every
+/// `lanePassLimit` events so that one hot symbol cannot starve the others.
 ///
 /// With a journal, a pass takes the waiting events, hands their input records (and the intents
 /// and snapshot from the previous pass) to the journal, and continues only once they are
@@ -30,7 +31,8 @@ final class SymbolLane: @unchecked Sendable {
 
     private struct Envelope: Sendable {
         var event: Event
-        var enqueuedAt: ContinuousClock.Instant
+        /// When it was queued; nil when nothing reads it (no metrics backend, no reaction observer).
+        var enqueuedAt: ContinuousClock.Instant?
         /// The journal sequence of the input (0: not journaled).
         var sequence: UInt64 = 0
     }
@@ -53,6 +55,8 @@ final class SymbolLane: @unchecked Sendable {
     // Touched only by the current drainer (see the type's documentation).
     private var machine: SymbolStateMachine
     private var actions: [SymbolStateMachine.Action] = []
+    /// The drainer's batch buffer, swapped with the mailbox's (released when the lane goes idle).
+    private var batch = Deque<Envelope>()
     private var wakeScheduled = false
     private var rearmScheduled: Set<PositionID> = []
     // Journal position (drainer-owned): see `JournalPosition`.
@@ -60,6 +64,7 @@ final class SymbolLane: @unchecked Sendable {
     private var pendingRecords: [JournalRecord] = []
     private var pendingSends: [PendingSend] = []
     private var halted: JournalError?
+    private var fillsThisPass = 0
 
     init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
         self.symbol = symbol
@@ -68,9 +73,9 @@ final class SymbolLane: @unchecked Sendable {
         self.position = position
     }
 
-    /// Appends an event; starts a drainer if none is running. Never blocks on processing.
+    /// Appends an event; has the lane run if it is not running. Never blocks on processing.
     func enqueue(_ event: Event) {
-        let now = ContinuousClock.now
+        let now: ContinuousClock.Instant? = context.timed ? ContinuousClock.now : nil
         context.work.begin()
         let (start, depth) = mailbox.withLock { mailbox -> (Bool, Int) in
             mailbox.events.append(Envelope(event: event, enqueuedAt: now))
@@ -78,36 +83,55 @@ final class SymbolLane: @unchecked Sendable {
             mailbox.draining = true
             return (true, mailbox.events.count)
         }
-        context.metrics.queueDepth.record(depth)
-        if start { scheduleDrain() }
+        if context.metrics.enabled { context.metrics.queueDepth.record(depth) }
+        if start { context.scheduler.schedule(self) }
     }
 
-    private func scheduleDrain() {
-        Task.detached { self.drain() }
-    }
-
-    private func drain() {
+    /// Runs one pass of the lane (called by the scheduler, by one runner at a time): handles up to
+    /// `lanePassLimit` events, then either goes idle or queues itself again behind other lanes.
+    /// Returns the number of events handled.
+    @discardableResult
+    func runPass() -> Int {
         if context.journal != nil {
+            // A journaled lane continues on its own, from the journal's write callbacks.
             drainJournaled()
-            return
+            return 1
         }
-        var handled = 0
-        while true {
-            let next = mailbox.withLock { mailbox -> Envelope? in
-                if let envelope = mailbox.events.popFirst() { return envelope }
-                mailbox.draining = false
-                return nil
+        let limit = context.configuration.lanePassLimit
+        // Take the waiting events in one go (one lock per pass, not per event).
+        mailbox.withLock { mailbox in
+            if mailbox.events.count <= limit {
+                swap(&batch, &mailbox.events)
+            } else {
+                for _ in 0..<limit {
+                    guard let envelope = mailbox.events.popFirst() else { break }
+                    batch.append(envelope)
+                }
             }
-            guard let envelope = next else { return }
+        }
+        let count = batch.count
+        fillsThisPass = 0
+        while let envelope = batch.popFirst() {
             process(envelope)
-            context.work.end()
-            handled += 1
-            if handled >= context.configuration.lanePassLimit {
-                // Still draining: hand the lane to a fresh task so other symbols get the thread.
-                scheduleDrain()
-                return
-            }
         }
+        if fillsThisPass > 0 { context.counters.fills.add(fillsThisPass, ordering: .relaxed) }
+        let more = mailbox.withLock { mailbox -> Bool in
+            if !mailbox.events.isEmpty { return true }
+            mailbox.draining = false
+            // Idle: hold no buffers (an idle symbol costs its state only).
+            mailbox.events = Deque()
+            return false
+        }
+        if !more {
+            batch = Deque()
+            actions = []
+        }
+        context.work.end(count)
+        if more {
+            // Still busy: behind the other ready lanes, so one hot symbol cannot starve them.
+            context.scheduler.schedule(self)
+        }
+        return count
     }
 
     /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
@@ -197,8 +221,11 @@ final class SymbolLane: @unchecked Sendable {
         if envelope.sequence != 0 {
             position.startInput(envelope.sequence)
         }
-        let started = ContinuousClock.now
-        context.metrics.queueWait.recordNanoseconds((started - envelope.enqueuedAt).nanoseconds)
+        let timed = context.metrics.enabled
+        let started: ContinuousClock.Instant? = timed ? ContinuousClock.now : nil
+        if let started, let enqueuedAt = envelope.enqueuedAt {
+            context.metrics.queueWait.recordNanoseconds((started - enqueuedAt).nanoseconds)
+        }
         actions.removeAll(keepingCapacity: true)
         var isFill = false
         switch envelope.event {
@@ -213,8 +240,12 @@ final class SymbolLane: @unchecked Sendable {
         case .broker(.execution(let report)):
             do throws(InputError) {
                 try machine.apply(report, emitting: &actions)
-                context.metrics.fills.increment()
-                context.counters.withLock { $0.fills += 1 }
+                if timed { context.metrics.fills.increment() }
+                if context.journal == nil {
+                    fillsThisPass += 1
+                } else {
+                    context.counters.fills.add(1, ordering: .relaxed)
+                }
                 isFill = true
             } catch {
                 context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
@@ -227,12 +258,12 @@ final class SymbolLane: @unchecked Sendable {
             }
         case .completed(let operation, let result, let wasProbe):
             let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind == .transient,
-                                                wasProbe: wasProbe, now: started)
+                                                wasProbe: wasProbe, now: started ?? ContinuousClock.now)
             if opened {
                 context.metrics.breakerTrips.increment()
                 context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
             }
-            context.metrics.breakerState.record(context.breaker.state.rawValue)
+            if timed { context.metrics.breakerState.record(context.breaker.state.rawValue) }
             switch result {
             case .success:
                 machine.operationSucceeded(operation, emitting: &actions)
@@ -254,9 +285,15 @@ final class SymbolLane: @unchecked Sendable {
         case .read(let reader):
             reader(machine)
         }
-        perform(actions)
-        dispatchOperations(reactionFrom: isFill ? envelope.enqueuedAt : nil)
-        context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        if !actions.isEmpty { perform(actions) }
+        // Only when the machine has something to send (most fills only move desired state while
+        // a modify is in flight): no clock, breaker or bucket otherwise.
+        if machine.hasOperationReady {
+            dispatchOperations(reactionFrom: isFill ? envelope.enqueuedAt : nil)
+        }
+        if let started {
+            context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
     }
 
     private func perform(_ actions: [SymbolStateMachine.Action]) {
@@ -264,7 +301,7 @@ final class SymbolLane: @unchecked Sendable {
             switch action {
             case .scheduleRetry(let orderID, let attempt):
                 context.metrics.retries.increment()
-                context.counters.withLock { $0.retries += 1 }
+                context.counters.retries.add(1, ordering: .relaxed)
                 let delay = context.configuration.retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1))
                 schedule(after: delay, .retryDue(orderID))
             case .scheduleRearm(let positionID):
@@ -281,7 +318,7 @@ final class SymbolLane: @unchecked Sendable {
                 if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
             case .alert(let alert):
                 context.metrics.alerts.increment()
-                context.counters.withLock { $0.alerts += 1 }
+                context.counters.alerts.add(1, ordering: .relaxed)
                 context.logger.error("\(alert)", metadata: ["symbol": "\(symbol)"])
                 context.bus.alerts.publish(alert)
             }
@@ -311,7 +348,7 @@ final class SymbolLane: @unchecked Sendable {
             }
             if let fillTime, operation.role.isProtective {
                 let reaction = now - fillTime
-                context.metrics.reaction.recordNanoseconds(reaction.nanoseconds)
+                if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
                 context.configuration.reactionObserver?(reaction)
             }
             if context.journal != nil {
@@ -328,7 +365,7 @@ final class SymbolLane: @unchecked Sendable {
 
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         context.metrics.operations[operation.kind]?.increment()
-        context.counters.withLock { $0.operations[operation.kind, default: 0] += 1 }
+        context.counters.operationSent(operation.kind)
         context.work.begin()
         let broker = context.broker
         let latency = context.metrics.brokerLatency[operation.kind]
