@@ -59,18 +59,44 @@ final class SymbolLane: @unchecked Sendable {
     private var batch = Deque<Envelope>()
     private var wakeScheduled = false
     private var rearmScheduled: Set<PositionID> = []
-    // Journal position (drainer-owned): see `JournalPosition`.
-    private var position: JournalPosition
-    private var pendingRecords: [JournalRecord] = []
-    private var pendingSends: [PendingSend] = []
-    private var halted: JournalError?
+    /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
+    /// so that an idle lane without one stays small.
+    private final class JournalState {
+        /// See `JournalPosition`.
+        var position: JournalPosition
+        var pendingRecords: [JournalRecord] = []
+        var pendingSends: [PendingSend] = []
+        var halted: JournalError?
+        init(position: JournalPosition) { self.position = position }
+    }
+    private let journalState: JournalState?
+    private var position: JournalPosition {
+        get { journalState?.position ?? JournalPosition() }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.position }
+    }
+    private var pendingRecords: [JournalRecord] {
+        get { journalState?.pendingRecords ?? [] }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.pendingRecords }
+    }
+    private var pendingSends: [PendingSend] {
+        get { journalState?.pendingSends ?? [] }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.pendingSends }
+    }
+    private var halted: JournalError? {
+        get { journalState?.halted }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.halted }
+    }
     private var fillsThisPass = 0
 
     init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
         self.symbol = symbol
         self.context = context
         self.machine = machine ?? SymbolStateMachine(symbol: symbol, configuration: context.machineConfiguration)
-        self.position = position
+        self.journalState = context.journal == nil ? nil : JournalState(position: position)
     }
 
     /// Appends an event; has the lane run if it is not running. Never blocks on processing.
@@ -117,14 +143,13 @@ final class SymbolLane: @unchecked Sendable {
         if fillsThisPass > 0 { context.counters.fills.add(fillsThisPass, ordering: .relaxed) }
         let more = mailbox.withLock { mailbox -> Bool in
             if !mailbox.events.isEmpty { return true }
-            mailbox.draining = false
-            // Idle: hold no buffers (an idle symbol costs its state only).
+            // Idle: hold no buffers (an idle symbol costs its state only). Released before
+            // `draining` is cleared: after that another runner may own the lane.
             mailbox.events = Deque()
-            return false
-        }
-        if !more {
             batch = Deque()
             actions = []
+            mailbox.draining = false
+            return false
         }
         context.work.end(count)
         if more {

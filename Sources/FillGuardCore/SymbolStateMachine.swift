@@ -712,7 +712,7 @@ public struct SymbolStateMachine: Sendable {
             for slot in live {
                 let s = Int(slot)
                 guard orders[s].isLive, !orders[s].awaitingFill else { continue }
-                if closed || orders[s].role.isProtective {
+                if closed || orders[s].roleKind >= ManagedOrder.stopLossKind {
                     setTarget(.cancelled, of: s, emitting: &actions)
                 }
             }
@@ -723,18 +723,19 @@ public struct SymbolStateMachine: Sendable {
         let size = net.magnitude
         for roleIndex in 0..<2 {
             let role: OrderRole = roleIndex == 0 ? .stopLoss : .takeProfit
+            let kind = roleIndex == 0 ? ManagedOrder.stopLossKind : ManagedOrder.takeProfitKind
             guard let price = roleIndex == 0 ? positions[p].stopLoss : positions[p].takeProfit else { continue }
             // One pass over the role's live orders gives what planning needs.
-            var summary = summarize(p, role, side: side)
+            var summary = summarize(p, kind, side: side)
             // The broker said too late: wait for those fills before touching the role.
             if summary.awaiting { continue }
             if summary.wrongSide {
                 let live = positions[p].liveSlots
-                for slot in live where orders[Int(slot)].role == role && orders[Int(slot)].side != side {
+                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side {
                     setTarget(.cancelled, of: Int(slot), emitting: &actions)
                 }
                 // Again: an order never sent was just cancelled locally and is no longer live.
-                summary = summarize(p, role, side: side)
+                summary = summarize(p, kind, side: side)
             }
             // The role's current order: the newest live one on the right side not being replaced.
             if summary.current >= 0 {
@@ -767,7 +768,7 @@ public struct SymbolStateMachine: Sendable {
             if summary.retiringWithoutSuccessor {
                 for index in positions[p].liveSlots.indices {
                     let s = Int(positions[p].liveSlots[index])
-                    if s != successor, orders[s].role == role, orders[s].retiring, !orders[s].hasSuccessor { orders[s].successor = Int32(successor) }
+                    if s != successor, orders[s].roleKind == kind, orders[s].retiring, !orders[s].hasSuccessor { orders[s].successor = Int32(successor) }
                 }
             }
         }
@@ -789,12 +790,12 @@ public struct SymbolStateMachine: Sendable {
         var retiringWithoutSuccessor = false
     }
 
-    /// One pass over the position's live orders of `role` (oldest first), without copying them.
-    private func summarize(_ p: Int, _ role: OrderRole, side: Side) -> RoleSummary {
+    /// One pass over the position's live orders of a protective role (by kind), oldest first, without copying them.
+    private func summarize(_ p: Int, _ kind: UInt8, side: Side) -> RoleSummary {
         var summary = RoleSummary()
         for index in positions[p].liveSlots.indices {
             let s = Int(positions[p].liveSlots[index])
-            guard orders[s].role == role else { continue }
+            guard orders[s].roleKind == kind else { continue }
             summary.live = true
             if orders[s].awaitingFill { summary.awaiting = true }
             if orders[s].side != side {
