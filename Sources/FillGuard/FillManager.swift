@@ -54,7 +54,7 @@ public final class FillManager: Sendable {
 
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
     /// position is refused (unknown order) without creating state.
-    public func receive(_ event: BrokerEvent) {
+    public func receive(_ event: consuming BrokerEvent) {
         defer { received.add(1, ordering: .sequentiallyConsistent) }
         guard let lane = lane(for: event.symbol, create: false) else {
             let orderID: OrderID

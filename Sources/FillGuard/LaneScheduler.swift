@@ -16,13 +16,15 @@ import Darwin
 /// wait. A runner takes lanes until the queue is empty, then ends: tasks are created when the
 /// runtime goes from idle to busy, not per lane wake-up. Each runner yields its thread after
 /// every `passLimit` events it handled, so broker operations and timers get their turn.
-final class LaneScheduler: Sendable {
+final class LaneScheduler: @unchecked Sendable {
     private struct State {
         var ready = Deque<SymbolLane>()
         var runners = 0
     }
 
-    private let state = Mutex(State())
+    private let lock = SpinLock()
+    /// Guarded by `lock`.
+    @exclusivity(unchecked) private var state = State()
     private let width: Int
     private let passLimit: Int
 
@@ -31,31 +33,32 @@ final class LaneScheduler: Sendable {
         self.width = max(1, Self.processors)
     }
 
-    /// Queues a lane that has events and no runner (its mailbox's `draining` is set).
-    func schedule(_ lane: SymbolLane) {
-        let start = state.withLock { state -> Bool in
-            state.ready.append(lane)
-            guard state.runners < width else { return false }
-            state.runners += 1
-            return true
-        }
+    /// Queues a lane that has events and no runner (its mailbox's `draining` is set). A runner
+    /// requeuing the lane it just ran (`byRunner`) starts no other: it takes from the queue next.
+    func schedule(_ lane: SymbolLane, byRunner: Bool = false) {
+        lock.lock()
+        state.ready.append(lane)
+        let start = !byRunner && state.runners < width
+        if start { state.runners += 1 }
+        lock.unlock()
         if start {
             Task.detached { await self.run() }
         }
     }
 
     private func next() -> SymbolLane? {
-        state.withLock { state in
-            if let lane = state.ready.popFirst() { return lane }
-            state.runners -= 1
-            return nil
-        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let lane = state.ready.popFirst() { return lane }
+        state.runners -= 1
+        return nil
     }
 
     private func run() async {
         var handled = 0
+        var scratch = SymbolLane.Scratch()
         while let lane = next() {
-            handled += lane.runPass()
+            handled += lane.runPass(&scratch)
             if handled >= passLimit {
                 handled = 0
                 await Task.yield()

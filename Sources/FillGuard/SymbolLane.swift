@@ -29,12 +29,23 @@ final class SymbolLane: @unchecked Sendable {
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
 
-    private struct Envelope: Sendable {
+    struct Envelope: Sendable {
         var event: Event
-        /// When it was queued; nil when nothing reads it (no metrics backend, no reaction observer).
-        var enqueuedAt: ContinuousClock.Instant?
+        /// When it was queued; `SymbolLane.untimed` when nothing reads it (no metrics backend, no
+        /// reaction observer).
+        var enqueuedAt: ContinuousClock.Instant
         /// The journal sequence of the input (0: not journaled).
         var sequence: UInt64 = 0
+    }
+
+    /// The stand-in timestamp of events queued without a clock read.
+    static let untimed = ContinuousClock.now
+
+    /// What a runner lends the lane it runs: buffers reused from pass to pass and lane to lane,
+    /// so that a lane waking up allocates nothing and an idle lane holds no buffer.
+    struct Scratch {
+        var batch = Deque<Envelope>()
+        var actions: [SymbolStateMachine.Action] = []
     }
 
     /// An operation taken from the machine, sent once its intent is durable.
@@ -50,15 +61,15 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     let symbol: Symbol
-    private let mailbox = Mutex(Mailbox())
+    private let mailboxLock = SpinLock()
+    /// Guarded by `mailboxLock` (see `withMailbox`).
+    @exclusivity(unchecked) private var mailboxState = Mailbox()
     private let context: RuntimeContext
     // Touched only by the current drainer (see the type's documentation).
-    private var machine: SymbolStateMachine
-    private var actions: [SymbolStateMachine.Action] = []
-    /// The drainer's batch buffer, swapped with the mailbox's (released when the lane goes idle).
-    private var batch = Deque<Envelope>()
-    private var wakeScheduled = false
-    private var rearmScheduled: Set<PositionID> = []
+    // Drainer-owned (one runner at a time, by construction): no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var machine: SymbolStateMachine
+    @exclusivity(unchecked) private var wakeScheduled = false
+    @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
     /// so that an idle lane without one stays small.
     private final class JournalState {
@@ -90,7 +101,6 @@ final class SymbolLane: @unchecked Sendable {
         // Journaled paths only (the state exists): in place, no copy of the arrays.
         _modify { yield &journalState!.halted }
     }
-    private var fillsThisPass = 0
 
     init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
         self.symbol = symbol
@@ -99,12 +109,22 @@ final class SymbolLane: @unchecked Sendable {
         self.journalState = context.journal == nil ? nil : JournalState(position: position)
     }
 
+    /// Runs `body` on the mailbox under its lock.
+    @inline(__always)
+    private func withMailbox<R>(_ body: (inout Mailbox) -> R) -> R {
+        mailboxLock.lock()
+        defer { mailboxLock.unlock() }
+        return body(&mailboxState)
+    }
+
     /// Appends an event; has the lane run if it is not running. Never blocks on processing.
-    func enqueue(_ event: Event) {
-        let now: ContinuousClock.Instant? = context.timed ? ContinuousClock.now : nil
+    func enqueue(_ event: consuming Event) {
+        let now = context.timed ? ContinuousClock.now : Self.untimed
         context.work.begin()
-        let (start, depth) = mailbox.withLock { mailbox -> (Bool, Int) in
-            mailbox.events.append(Envelope(event: event, enqueuedAt: now))
+        // Moved, not copied, into the mailbox (an event is ~150 bytes with several references).
+        var envelope = Optional(Envelope(event: event, enqueuedAt: now))
+        let (start, depth) = withMailbox { mailbox -> (Bool, Int) in
+            mailbox.events.append(envelope.take()!)
             if mailbox.draining { return (false, mailbox.events.count) }
             mailbox.draining = true
             return (true, mailbox.events.count)
@@ -117,46 +137,52 @@ final class SymbolLane: @unchecked Sendable {
     /// `lanePassLimit` events, then either goes idle or queues itself again behind other lanes.
     /// Returns the number of events handled.
     @discardableResult
-    func runPass() -> Int {
+    func runPass(_ scratch: inout Scratch) -> Int {
         if context.journal != nil {
             // A journaled lane continues on its own, from the journal's write callbacks.
             drainJournaled()
             return 1
         }
         let limit = context.configuration.lanePassLimit
-        // Take the waiting events in one go (one lock per pass, not per event).
-        mailbox.withLock { mailbox in
+        // Take the waiting events in one go (one lock per pass, not per event): the runner's empty
+        // buffer goes to the mailbox, the mailbox's events to the runner.
+        withMailbox { mailbox in
             if mailbox.events.count <= limit {
-                swap(&batch, &mailbox.events)
+                swap(&scratch.batch, &mailbox.events)
             } else {
                 for _ in 0..<limit {
                     guard let envelope = mailbox.events.popFirst() else { break }
-                    batch.append(envelope)
+                    scratch.batch.append(envelope)
                 }
             }
         }
-        let count = batch.count
-        fillsThisPass = 0
-        while let envelope = batch.popFirst() {
-            process(envelope)
-        }
-        if fillsThisPass > 0 { context.counters.fills.add(fillsThisPass, ordering: .relaxed) }
-        let more = mailbox.withLock { mailbox -> Bool in
+        let count = scratch.batch.count
+        let fills = drain(&scratch, machine: &machine)
+        if fills > 0 { context.counters.fills.add(fills, ordering: .relaxed) }
+        let more = withMailbox { mailbox -> Bool in
             if !mailbox.events.isEmpty { return true }
-            // Idle: hold no buffers (an idle symbol costs its state only). Released before
+            // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
             // `draining` is cleared: after that another runner may own the lane.
             mailbox.events = Deque()
-            batch = Deque()
-            actions = []
             mailbox.draining = false
             return false
         }
         context.work.end(count)
         if more {
             // Still busy: behind the other ready lanes, so one hot symbol cannot starve them.
-            context.scheduler.schedule(self)
+            context.scheduler.schedule(self, byRunner: true)
         }
         return count
+    }
+
+    /// Processes the runner's batch; one exclusive access to the machine for the whole pass.
+    /// Returns the fills applied.
+    private func drain(_ scratch: inout Scratch, machine: inout SymbolStateMachine) -> Int {
+        var fills = 0
+        while let envelope = scratch.batch.popFirst() {
+            if process(envelope, machine: &machine, actions: &scratch.actions) { fills += 1 }
+        }
+        return fills
     }
 
     /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
@@ -164,7 +190,7 @@ final class SymbolLane: @unchecked Sendable {
         guard let journal = context.journal else { return }
         let limit = context.configuration.lanePassLimit
         let hasPending = !pendingRecords.isEmpty || !pendingSends.isEmpty
-        var batch = mailbox.withLock { mailbox -> [Envelope] in
+        var batch = withMailbox { mailbox -> [Envelope] in
             var batch: [Envelope] = []
             while batch.count < limit, let envelope = mailbox.events.popFirst() { batch.append(envelope) }
             if batch.isEmpty && !hasPending { mailbox.draining = false }
@@ -209,11 +235,12 @@ final class SymbolLane: @unchecked Sendable {
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
         }
+        var actions: [SymbolStateMachine.Action] = []
         for envelope in batch {
             if let halted, envelope.sequence != 0 || envelope.event.journalInput != nil {
                 refuse(envelope.event, because: halted)
-            } else {
-                process(envelope)
+            } else if process(envelope, machine: &machine, actions: &actions) {
+                context.counters.fills.add(1, ordering: .relaxed)
             }
             context.work.end()
         }
@@ -242,13 +269,16 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    private func process(_ envelope: Envelope) {
+    /// Applies one event to the machine and acts on what it says. Returns true for an applied fill.
+    private func process(_ envelope: consuming Envelope, machine: inout SymbolStateMachine,
+                         actions: inout [SymbolStateMachine.Action]) -> Bool {
         if envelope.sequence != 0 {
             position.startInput(envelope.sequence)
         }
         let timed = context.metrics.enabled
         let started: ContinuousClock.Instant? = timed ? ContinuousClock.now : nil
-        if let started, let enqueuedAt = envelope.enqueuedAt {
+        let enqueuedAt = envelope.enqueuedAt
+        if let started, context.timed {
             context.metrics.queueWait.recordNanoseconds((started - enqueuedAt).nanoseconds)
         }
         actions.removeAll(keepingCapacity: true)
@@ -266,11 +296,6 @@ final class SymbolLane: @unchecked Sendable {
             do throws(InputError) {
                 try machine.apply(report, emitting: &actions)
                 if timed { context.metrics.fills.increment() }
-                if context.journal == nil {
-                    fillsThisPass += 1
-                } else {
-                    context.counters.fills.add(1, ordering: .relaxed)
-                }
                 isFill = true
             } catch {
                 context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
@@ -310,18 +335,19 @@ final class SymbolLane: @unchecked Sendable {
         case .read(let reader):
             reader(machine)
         }
-        if !actions.isEmpty { perform(actions) }
+        if !actions.isEmpty { perform(actions, machine: machine) }
         // Only when the machine has something to send (most fills only move desired state while
         // a modify is in flight): no clock, breaker or bucket otherwise.
         if machine.hasOperationReady {
-            dispatchOperations(reactionFrom: isFill ? envelope.enqueuedAt : nil)
+            dispatchOperations(reactionFrom: isFill && context.timed ? enqueuedAt : nil, machine: &machine)
         }
         if let started {
             context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         }
+        return isFill
     }
 
-    private func perform(_ actions: [SymbolStateMachine.Action]) {
+    private func perform(_ actions: [SymbolStateMachine.Action], machine: borrowing SymbolStateMachine) {
         for action in actions {
             switch action {
             case .scheduleRetry(let orderID, let attempt):
@@ -352,7 +378,7 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
     /// The fill path never waits: each operation runs in its own task and reports back here.
-    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?) {
+    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?, machine: inout SymbolStateMachine) {
         while true {
             let now = ContinuousClock.now
             let permission = context.breaker.acquire(now: now)

@@ -9,9 +9,9 @@ struct ExecutionMemory: Sendable {
     /// Ids per generation (the configured execution window).
     let generationSize: Int
     /// The newer generation.
-    var current: Set<ExecutionID> = []
+    var current = ExecutionIDSet()
     /// The older generation.
-    var previous: Set<ExecutionID> = []
+    var previous = ExecutionIDSet()
     /// The serial of the last applied execution: the number of executions ever applied.
     var applied: UInt64 = 0
     /// The serial of the first execution of `previous`: every execution from here on is remembered.
@@ -25,19 +25,21 @@ struct ExecutionMemory: Sendable {
 
     /// True if the id is remembered as applied.
     func contains(_ id: ExecutionID) -> Bool {
-        current.contains(id) || previous.contains(id)
+        let hash = ExecutionIDSet.hash(id)
+        return current.contains(id, hash: hash) || previous.contains(id, hash: hash)
     }
 
     /// Reserves `id` for an execution being booked: false if it is remembered already. Undo with
     /// `release(_:)` if the execution is then refused; confirm with `commit()`.
     mutating func reserve(_ id: ExecutionID) -> Bool {
-        if previous.contains(id) { return false }
-        return current.insert(id).inserted
+        let hash = ExecutionIDSet.hash(id)
+        if previous.contains(id, hash: hash) { return false }
+        return current.insert(id, hash: hash)
     }
 
-    /// Forgets a reservation whose execution was refused.
+    /// Forgets the reservation just made (its execution was refused).
     mutating func release(_ id: ExecutionID) {
-        current.remove(id)
+        current.removeLast(id)
     }
 
     /// Confirms the reserved execution: returns its serial, and rotates the generations when the
@@ -48,7 +50,7 @@ struct ExecutionMemory: Sendable {
         if current.count >= generationSize {
             previous = current
             previousStart = currentStart
-            current = Set(minimumCapacity: generationSize)
+            current = ExecutionIDSet(reservingCapacity: generationSize)
             currentStart = applied + 1
         }
         return serial
@@ -59,6 +61,131 @@ struct ExecutionMemory: Sendable {
 
     /// The number of ids held.
     var count: Int { current.count + previous.count }
+}
+
+/// A set of execution ids, in insertion order, found through an open-addressing table keyed by a
+/// cheap hash of the id's bytes (a few instructions per byte, where `Set` runs SipHash over the
+/// normalised string). Up to 8 ids it is a plain list, scanned (an idle symbol holds one or two).
+struct ExecutionIDSet: Sendable {
+    /// The ids, oldest first.
+    private(set) var ids: [ExecutionID] = []
+    /// Open addressing, linear probing, a power of two at least twice `ids.count`: per slot the
+    /// index into `ids` plus one (0: empty) in the low 32 bits and the hash's high 32 bits above.
+    private var table: [UInt64] = []
+
+    static let listLimit = 8
+
+    init() {}
+
+    /// An empty set sized for `capacity` ids (no rehashing while it fills).
+    init(reservingCapacity capacity: Int) {
+        ids.reserveCapacity(capacity)
+        if capacity > Self.listLimit { rebuild(capacity: capacity * 2) }
+    }
+
+    /// A set of these ids, in this order (duplicates kept once).
+    init(_ ids: [ExecutionID]) {
+        self.ids.reserveCapacity(ids.count)
+        for id in ids { _ = insert(id, hash: Self.hash(id)) }
+    }
+
+    var count: Int { ids.count }
+
+    /// A 64-bit hash of the id's UTF-8 bytes, eight at a time, seeded per process.
+    static func hash(_ id: ExecutionID) -> UInt64 {
+        var text = id.rawValue
+        return text.withUTF8 { bytes -> UInt64 in
+            var hash = seed ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+            var index = 0
+            let count = bytes.count
+            let base = bytes.baseAddress
+            while index + 8 <= count, let base {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                hash = (hash ^ word) &* 0xFF51_AFD7_ED55_8CCD
+                hash ^= hash >> 32
+                index += 8
+            }
+            if index < count, let base {
+                var word: UInt64 = 0
+                var shift: UInt64 = 0
+                while index < count {
+                    word |= UInt64(base[index]) << shift
+                    shift += 8
+                    index += 1
+                }
+                hash = (hash ^ word) &* 0xC4CE_B9FE_1A85_EC53
+            }
+            hash ^= hash >> 29
+            hash = hash &* 0xFF51_AFD7_ED55_8CCD
+            return hash ^ (hash >> 32)
+        }
+    }
+
+    private static let seed = UInt64.random(in: 1...UInt64.max)
+
+    func contains(_ id: ExecutionID, hash: UInt64) -> Bool {
+        if table.isEmpty {
+            for known in ids where known == id { return true }
+            return false
+        }
+        let mask = table.count - 1
+        let tag = hash >> 32
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = table[slot]
+            if entry == 0 { return false }
+            if entry >> 32 == tag, ids[Int(entry & 0xFFFF_FFFF) - 1] == id { return true }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Adds the id; false if it is already in.
+    mutating func insert(_ id: ExecutionID, hash: UInt64) -> Bool {
+        if contains(id, hash: hash) { return false }
+        ids.append(id)
+        if table.isEmpty {
+            if ids.count > Self.listLimit { rebuild(capacity: Self.listLimit * 4) }
+            return true
+        }
+        if ids.count * 2 > table.count {
+            rebuild(capacity: table.count * 2)
+        } else {
+            place(index: ids.count - 1, hash: hash)
+        }
+        return true
+    }
+
+    /// Removes the id inserted last (linear probing: clearing the newest entry breaks no chain,
+    /// since nothing was placed after it).
+    mutating func removeLast(_ id: ExecutionID) {
+        guard let last = ids.last, last == id else { return }
+        let index = ids.count - 1
+        ids.removeLast()
+        guard !table.isEmpty else { return }
+        let mask = table.count - 1
+        var slot = Int(truncatingIfNeeded: Self.hash(id)) & mask
+        while table[slot] != 0 {
+            if Int(table[slot] & 0xFFFF_FFFF) - 1 == index {
+                table[slot] = 0
+                return
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    private mutating func place(index: Int, hash: UInt64) {
+        let mask = table.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while table[slot] != 0 { slot = (slot + 1) & mask }
+        table[slot] = (hash >> 32) << 32 | UInt64(index + 1)
+    }
+
+    private mutating func rebuild(capacity: Int) {
+        var size = 16
+        while size < capacity || size < ids.count * 2 { size *= 2 }
+        table = [UInt64](repeating: 0, count: size)
+        for index in ids.indices { place(index: index, hash: Self.hash(ids[index])) }
+    }
 }
 
 /// What the machine keeps of an order it retired (its position closed, every order done): enough

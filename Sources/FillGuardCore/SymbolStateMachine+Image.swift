@@ -41,8 +41,8 @@ extension SymbolStateMachine {
             self.executionsApplied = executions.applied
             self.previousStart = executions.previousStart
             self.currentStart = executions.currentStart
-            self.previousExecutions = executions.previous.sorted { $0.rawValue < $1.rawValue }
-            self.currentExecutions = executions.current.sorted { $0.rawValue < $1.rawValue }
+            self.previousExecutions = executions.previous.ids
+            self.currentExecutions = executions.current.ids
         }
 
         /// Encodes format 2.
@@ -155,8 +155,8 @@ extension SymbolStateMachine {
         activeOrders = image.activeOrders
         sequence = image.sequence
         for record in image.retired { retired.insert(record) }
-        executions.previous = Set(image.previousExecutions)
-        executions.current = Set(image.currentExecutions)
+        executions.previous = ExecutionIDSet(image.previousExecutions)
+        executions.current = ExecutionIDSet(image.currentExecutions)
         executions.applied = image.executionsApplied
         executions.previousStart = image.previousStart
         executions.currentStart = image.currentStart

@@ -11,7 +11,7 @@ import FillGuardCore
 ///
 /// Version 2 (current): the image's format 2 (orders by slot, retired orders' records, the
 /// execution memory's counters), then the older generation of remembered ids, then the newer
-/// one (each sorted; at most twice the execution window in all). Version 1 (still read): the
+/// one (each in the order applied; at most twice the execution window in all). Version 1 (still read): the
 /// image's format 1, then every execution id ever applied.
 enum SnapshotCodec {
     static let version: UInt8 = 2
