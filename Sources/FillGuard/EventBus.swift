@@ -17,31 +17,46 @@ final class Channel<Value: Sendable>: Sendable {
         var nextID = 0
     }
     private let inner = Mutex(Inner())
+    /// The number of subscribers, readable without the lock (checked on every event).
+    private let subscribers = Atomic<Int>(0)
     private let buffer: Int
 
     init(buffer: Int) { self.buffer = buffer }
 
-    var hasSubscribers: Bool { inner.withLock { !$0.continuations.isEmpty } }
+    var hasSubscribers: Bool { subscribers.load(ordering: .acquiring) > 0 }
 
     func subscribe() -> AsyncStream<Value> {
         let (stream, continuation) = AsyncStream<Value>.makeStream(bufferingPolicy: .bufferingNewest(buffer))
         let id = inner.withLock { inner in
             inner.nextID += 1
             inner.continuations[inner.nextID] = continuation
+            subscribers.store(inner.continuations.count, ordering: .releasing)
             return inner.nextID
         }
         continuation.onTermination = { [weak self] _ in
-            self?.inner.withLock { _ = $0.continuations.removeValue(forKey: id) }
+            guard let self else { return }
+            self.inner.withLock { inner in
+                _ = inner.continuations.removeValue(forKey: id)
+                self.subscribers.store(inner.continuations.count, ordering: .releasing)
+            }
         }
         return stream
     }
 
     func publish(_ value: Value) {
+        guard hasSubscribers else { return }
         for continuation in inner.withLock({ Array($0.continuations.values) }) { continuation.yield(value) }
     }
 
     func finish() {
-        for continuation in inner.withLock({ inner in defer { inner.continuations = [:] }; return Array(inner.continuations.values) }) {
+        let all = inner.withLock { inner in
+            defer {
+                inner.continuations = [:]
+                subscribers.store(0, ordering: .releasing)
+            }
+            return Array(inner.continuations.values)
+        }
+        for continuation in all {
             continuation.finish()
         }
     }

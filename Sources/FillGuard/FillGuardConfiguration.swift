@@ -23,6 +23,14 @@ public struct FillGuardConfiguration: Sendable {
     public var unknownOrders: UnknownOrderPolicy = .leave
     /// Called with each reaction latency: fill received to protective operation handed to the broker.
     public var reactionObserver: (@Sendable (Duration) -> Void)?
+    /// Applied execution ids remembered per symbol for duplicate detection (the newest this many
+    /// always, up to twice as many); older repeats are caught by quantity checks (docs/dedupe.md).
+    public var executionWindow: Int = 1_024
+    /// Closed positions kept in full per symbol; older ones whose orders are all done are retired
+    /// (they leave `positions()`; a late report for their orders is refused). nil: never retire.
+    public var retainedClosedPositions: Int?
+    /// Retired orders remembered per symbol, so that recovery and late reports recognise them.
+    public var retiredOrderMemory: Int = 4_096
 
     /// A configuration with the brief's defaults.
     public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),

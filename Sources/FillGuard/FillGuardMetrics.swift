@@ -4,6 +4,9 @@ import FillGuardCore
 /// The runtime's metrics, created once (never per event) from a swift-metrics factory so that
 /// any backend (Prometheus, StatsD, a test factory) can export them.
 struct FillGuardMetrics: Sendable {
+    /// False when the factory is swift-metrics' no-op one (nothing bootstrapped): the runtime then
+    /// skips the clock reads and calls that would only feed it.
+    let enabled: Bool
     /// Time an event waited in its symbol's queue ("lock wait").
     let queueWait: Timer
     /// Time the core took to handle an event.
@@ -32,6 +35,7 @@ struct FillGuardMetrics: Sendable {
     let journalRecords: Counter
 
     init(factory: MetricsFactory) {
+        enabled = !(factory is NOOPMetricsHandler)
         queueWait = Timer(label: "fillguard_queue_wait", dimensions: [], factory: factory)
         processing = Timer(label: "fillguard_processing", dimensions: [], factory: factory)
         queueDepth = Recorder(label: "fillguard_queue_depth", dimensions: [], aggregate: true, factory: factory)

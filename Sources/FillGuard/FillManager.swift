@@ -54,7 +54,7 @@ public final class FillManager: Sendable {
 
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
     /// position is refused (unknown order) without creating state.
-    public func receive(_ event: BrokerEvent) {
+    public func receive(_ event: consuming BrokerEvent) {
         defer { received.add(1, ordering: .sequentiallyConsistent) }
         guard let lane = lane(for: event.symbol, create: false) else {
             let orderID: OrderID
@@ -114,7 +114,7 @@ public final class FillManager: Sendable {
 
     /// Counters: operations by kind, retries, alerts, rejected inputs, breaker trips.
     public var statistics: FillManagerStatistics {
-        var stats = context.counters.withLock { $0 }
+        var stats = context.counters.statistics
         stats.breakerTrips = context.breaker.trips
         return stats
     }

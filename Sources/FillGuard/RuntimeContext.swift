@@ -19,6 +19,43 @@ public struct FillManagerStatistics: Sendable, Hashable {
     public var breakerTrips = 0
 }
 
+/// The counters behind `FillManagerStatistics`: atomics, so that lanes on different threads do
+/// not serialise on a lock for every event (refused inputs, rare, keep a dictionary under a lock).
+final class RuntimeCounters: Sendable {
+    let fills = Atomic<Int>(0)
+    let retries = Atomic<Int>(0)
+    let alerts = Atomic<Int>(0)
+    private let submits = Atomic<Int>(0)
+    private let modifies = Atomic<Int>(0)
+    private let cancels = Atomic<Int>(0)
+    private let rejected = Mutex<[InputError.Code: Int]>([:])
+
+    func operationSent(_ kind: OrderOperation.Kind) {
+        switch kind {
+        case .submit: submits.add(1, ordering: .relaxed)
+        case .modify: modifies.add(1, ordering: .relaxed)
+        case .cancel: cancels.add(1, ordering: .relaxed)
+        }
+    }
+
+    func rejected(_ code: InputError.Code) {
+        rejected.withLock { $0[code, default: 0] += 1 }
+    }
+
+    var statistics: FillManagerStatistics {
+        var stats = FillManagerStatistics()
+        stats.fills = fills.load(ordering: .relaxed)
+        stats.retries = retries.load(ordering: .relaxed)
+        stats.alerts = alerts.load(ordering: .relaxed)
+        let sent: [(OrderOperation.Kind, Int)] = [(.submit, submits.load(ordering: .relaxed)),
+                                                  (.modify, modifies.load(ordering: .relaxed)),
+                                                  (.cancel, cancels.load(ordering: .relaxed))]
+        for (kind, value) in sent where value > 0 { stats.operations[kind] = value }
+        stats.rejected = rejected.withLock { $0 }
+        return stats
+    }
+}
+
 /// What every lane shares: the broker, the gates in front of it, metrics, the bus, logging.
 final class RuntimeContext: Sendable {
     let broker: any Broker
@@ -30,15 +67,22 @@ final class RuntimeContext: Sendable {
     let bus: EventBus
     let work = WorkTracker()
     let logger: Logger
-    let counters = Mutex(FillManagerStatistics())
+    let counters = RuntimeCounters()
     let rejections = Mutex<[RejectedInput]>([])
     let journal: Journal?
     let journalFailure = Mutex<JournalError?>(nil)
+    /// Runs the lanes that have events.
+    let scheduler: LaneScheduler
+    /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
+    /// reaction observer); without a metrics backend or observer no clock is read per event.
+    let timed: Bool
 
     /// The core's configuration, from the broker's capabilities and ours.
     var machineConfiguration: SymbolStateMachine.Configuration {
         SymbolStateMachine.Configuration(nativeModify: nativeModify, replaceStrategy: configuration.replaceStrategy,
-                                         maxAttempts: configuration.retry.maxAttempts)
+                                         maxAttempts: configuration.retry.maxAttempts, executionWindow: configuration.executionWindow,
+                                         retainedClosedPositions: configuration.retainedClosedPositions,
+                                         retiredOrderMemory: configuration.retiredOrderMemory)
     }
 
     init(broker: any Broker, journal: Journal?, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {
@@ -50,6 +94,8 @@ final class RuntimeContext: Sendable {
         self.breaker = CircuitBreaker(policy: configuration.circuitBreaker)
         self.bucket = capabilities.requestsPerSecond.map { TokenBucket(rate: $0, capacity: capabilities.burst) }
         self.metrics = FillGuardMetrics(factory: metricsFactory)
+        self.timed = metrics.enabled || configuration.reactionObserver != nil
+        self.scheduler = LaneScheduler(passLimit: configuration.lanePassLimit)
         self.bus = EventBus(buffer: configuration.subscriberBuffer)
         self.logger = logger
     }
@@ -69,7 +115,7 @@ final class RuntimeContext: Sendable {
 
     func reject(_ error: InputError, context: String) {
         metrics.rejected[error.code]?.increment()
-        counters.withLock { $0.rejected[error.code, default: 0] += 1 }
+        counters.rejected(error.code)
         let record = RejectedInput(error: error, context: context)
         if configuration.rejectionHistory > 0 {
             rejections.withLock { list in

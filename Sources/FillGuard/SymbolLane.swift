@@ -5,11 +5,12 @@ import Synchronization
 
 /// One symbol's serial lane: a FIFO mailbox of events and the symbol's state machine.
 ///
-/// Ordering by construction: events are appended under a lock, and a single drainer (the one
-/// that flipped `draining` from false to true) takes them off in order and runs each to
-/// completion before the next; the core is synchronous, so nothing interleaves. An idle lane
-/// holds no task, only its state. A busy lane yields its thread every `lanePassLimit` events so
-/// that one hot symbol cannot starve the others.
+/// Ordering by construction: events are appended under a lock, and the lane runs one pass at a
+/// time: the enqueue that flipped `draining` from false to true hands the lane to the
+/// `LaneScheduler`, whose runner takes the waiting events in order and runs each to completion
+/// before the next; the core is synchronous, so nothing interleaves. An idle lane holds no task
+/// and no buffers, only its state. A busy lane goes back behind the other ready lanes every
+/// `lanePassLimit` events so that one hot symbol cannot starve the others.
 ///
 /// With a journal, a pass takes the waiting events, hands their input records (and the intents
 /// and snapshot from the previous pass) to the journal, and continues only once they are
@@ -28,11 +29,23 @@ final class SymbolLane: @unchecked Sendable {
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
 
-    private struct Envelope: Sendable {
+    struct Envelope: Sendable {
         var event: Event
+        /// When it was queued; `SymbolLane.untimed` when nothing reads it (no metrics backend, no
+        /// reaction observer).
         var enqueuedAt: ContinuousClock.Instant
         /// The journal sequence of the input (0: not journaled).
         var sequence: UInt64 = 0
+    }
+
+    /// The stand-in timestamp of events queued without a clock read.
+    static let untimed = ContinuousClock.now
+
+    /// What a runner lends the lane it runs: buffers reused from pass to pass and lane to lane,
+    /// so that a lane waking up allocates nothing and an idle lane holds no buffer.
+    struct Scratch {
+        var batch = Deque<Envelope>()
+        var actions: [SymbolStateMachine.Action] = []
     }
 
     /// An operation taken from the machine, sent once its intent is durable.
@@ -48,66 +61,128 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     let symbol: Symbol
-    private let mailbox = Mutex(Mailbox())
+    private let mailboxLock = SpinLock()
+    /// Guarded by `mailboxLock` (see `withMailbox`).
+    @exclusivity(unchecked) private var mailboxState = Mailbox()
     private let context: RuntimeContext
     // Touched only by the current drainer (see the type's documentation).
-    private var machine: SymbolStateMachine
-    private var actions: [SymbolStateMachine.Action] = []
-    private var wakeScheduled = false
-    private var rearmScheduled: Set<PositionID> = []
-    // Journal position (drainer-owned): see `JournalPosition`.
-    private var position: JournalPosition
-    private var pendingRecords: [JournalRecord] = []
-    private var pendingSends: [PendingSend] = []
-    private var halted: JournalError?
+    // Drainer-owned (one runner at a time, by construction): no dynamic exclusivity checks.
+    @exclusivity(unchecked) private var machine: SymbolStateMachine
+    @exclusivity(unchecked) private var wakeScheduled = false
+    @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
+    /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
+    /// so that an idle lane without one stays small.
+    private final class JournalState {
+        /// See `JournalPosition`.
+        var position: JournalPosition
+        var pendingRecords: [JournalRecord] = []
+        var pendingSends: [PendingSend] = []
+        var halted: JournalError?
+        init(position: JournalPosition) { self.position = position }
+    }
+    private let journalState: JournalState?
+    private var position: JournalPosition {
+        get { journalState?.position ?? JournalPosition() }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.position }
+    }
+    private var pendingRecords: [JournalRecord] {
+        get { journalState?.pendingRecords ?? [] }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.pendingRecords }
+    }
+    private var pendingSends: [PendingSend] {
+        get { journalState?.pendingSends ?? [] }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.pendingSends }
+    }
+    private var halted: JournalError? {
+        get { journalState?.halted }
+        // Journaled paths only (the state exists): in place, no copy of the arrays.
+        _modify { yield &journalState!.halted }
+    }
 
     init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
         self.symbol = symbol
         self.context = context
         self.machine = machine ?? SymbolStateMachine(symbol: symbol, configuration: context.machineConfiguration)
-        self.position = position
+        self.journalState = context.journal == nil ? nil : JournalState(position: position)
     }
 
-    /// Appends an event; starts a drainer if none is running. Never blocks on processing.
-    func enqueue(_ event: Event) {
-        let now = ContinuousClock.now
+    /// Runs `body` on the mailbox under its lock.
+    @inline(__always)
+    private func withMailbox<R>(_ body: (inout Mailbox) -> R) -> R {
+        mailboxLock.lock()
+        defer { mailboxLock.unlock() }
+        return body(&mailboxState)
+    }
+
+    /// Appends an event; has the lane run if it is not running. Never blocks on processing.
+    func enqueue(_ event: consuming Event) {
+        let now = context.timed ? ContinuousClock.now : Self.untimed
         context.work.begin()
-        let (start, depth) = mailbox.withLock { mailbox -> (Bool, Int) in
-            mailbox.events.append(Envelope(event: event, enqueuedAt: now))
+        // Moved, not copied, into the mailbox (an event is ~150 bytes with several references).
+        var envelope = Optional(Envelope(event: event, enqueuedAt: now))
+        let (start, depth) = withMailbox { mailbox -> (Bool, Int) in
+            mailbox.events.append(envelope.take()!)
             if mailbox.draining { return (false, mailbox.events.count) }
             mailbox.draining = true
             return (true, mailbox.events.count)
         }
-        context.metrics.queueDepth.record(depth)
-        if start { scheduleDrain() }
+        if context.metrics.enabled { context.metrics.queueDepth.record(depth) }
+        if start { context.scheduler.schedule(self) }
     }
 
-    private func scheduleDrain() {
-        Task.detached { self.drain() }
-    }
-
-    private func drain() {
+    /// Runs one pass of the lane (called by the scheduler, by one runner at a time): handles up to
+    /// `lanePassLimit` events, then either goes idle or queues itself again behind other lanes.
+    /// Returns the number of events handled.
+    @discardableResult
+    func runPass(_ scratch: inout Scratch) -> Int {
         if context.journal != nil {
+            // A journaled lane continues on its own, from the journal's write callbacks.
             drainJournaled()
-            return
+            return 1
         }
-        var handled = 0
-        while true {
-            let next = mailbox.withLock { mailbox -> Envelope? in
-                if let envelope = mailbox.events.popFirst() { return envelope }
-                mailbox.draining = false
-                return nil
-            }
-            guard let envelope = next else { return }
-            process(envelope)
-            context.work.end()
-            handled += 1
-            if handled >= context.configuration.lanePassLimit {
-                // Still draining: hand the lane to a fresh task so other symbols get the thread.
-                scheduleDrain()
-                return
+        let limit = context.configuration.lanePassLimit
+        // Take the waiting events in one go (one lock per pass, not per event): the runner's empty
+        // buffer goes to the mailbox, the mailbox's events to the runner.
+        withMailbox { mailbox in
+            if mailbox.events.count <= limit {
+                swap(&scratch.batch, &mailbox.events)
+            } else {
+                for _ in 0..<limit {
+                    guard let envelope = mailbox.events.popFirst() else { break }
+                    scratch.batch.append(envelope)
+                }
             }
         }
+        let count = scratch.batch.count
+        let fills = drain(&scratch, machine: &machine)
+        if fills > 0 { context.counters.fills.add(fills, ordering: .relaxed) }
+        let more = withMailbox { mailbox -> Bool in
+            if !mailbox.events.isEmpty { return true }
+            // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
+            // `draining` is cleared: after that another runner may own the lane.
+            mailbox.events = Deque()
+            mailbox.draining = false
+            return false
+        }
+        context.work.end(count)
+        if more {
+            // Still busy: behind the other ready lanes, so one hot symbol cannot starve them.
+            context.scheduler.schedule(self, byRunner: true)
+        }
+        return count
+    }
+
+    /// Processes the runner's batch; one exclusive access to the machine for the whole pass.
+    /// Returns the fills applied.
+    private func drain(_ scratch: inout Scratch, machine: inout SymbolStateMachine) -> Int {
+        var fills = 0
+        while let envelope = scratch.batch.popFirst() {
+            if process(envelope, machine: &machine, actions: &scratch.actions) { fills += 1 }
+        }
+        return fills
     }
 
     /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
@@ -115,7 +190,7 @@ final class SymbolLane: @unchecked Sendable {
         guard let journal = context.journal else { return }
         let limit = context.configuration.lanePassLimit
         let hasPending = !pendingRecords.isEmpty || !pendingSends.isEmpty
-        var batch = mailbox.withLock { mailbox -> [Envelope] in
+        var batch = withMailbox { mailbox -> [Envelope] in
             var batch: [Envelope] = []
             while batch.count < limit, let envelope = mailbox.events.popFirst() { batch.append(envelope) }
             if batch.isEmpty && !hasPending { mailbox.draining = false }
@@ -160,11 +235,12 @@ final class SymbolLane: @unchecked Sendable {
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
         }
+        var actions: [SymbolStateMachine.Action] = []
         for envelope in batch {
             if let halted, envelope.sequence != 0 || envelope.event.journalInput != nil {
                 refuse(envelope.event, because: halted)
-            } else {
-                process(envelope)
+            } else if process(envelope, machine: &machine, actions: &actions) {
+                context.counters.fills.add(1, ordering: .relaxed)
             }
             context.work.end()
         }
@@ -193,12 +269,18 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    private func process(_ envelope: Envelope) {
+    /// Applies one event to the machine and acts on what it says. Returns true for an applied fill.
+    private func process(_ envelope: consuming Envelope, machine: inout SymbolStateMachine,
+                         actions: inout [SymbolStateMachine.Action]) -> Bool {
         if envelope.sequence != 0 {
             position.startInput(envelope.sequence)
         }
-        let started = ContinuousClock.now
-        context.metrics.queueWait.recordNanoseconds((started - envelope.enqueuedAt).nanoseconds)
+        let timed = context.metrics.enabled
+        let started: ContinuousClock.Instant? = timed ? ContinuousClock.now : nil
+        let enqueuedAt = envelope.enqueuedAt
+        if let started, context.timed {
+            context.metrics.queueWait.recordNanoseconds((started - enqueuedAt).nanoseconds)
+        }
         actions.removeAll(keepingCapacity: true)
         var isFill = false
         switch envelope.event {
@@ -213,8 +295,7 @@ final class SymbolLane: @unchecked Sendable {
         case .broker(.execution(let report)):
             do throws(InputError) {
                 try machine.apply(report, emitting: &actions)
-                context.metrics.fills.increment()
-                context.counters.withLock { $0.fills += 1 }
+                if timed { context.metrics.fills.increment() }
                 isFill = true
             } catch {
                 context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
@@ -227,12 +308,12 @@ final class SymbolLane: @unchecked Sendable {
             }
         case .completed(let operation, let result, let wasProbe):
             let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind == .transient,
-                                                wasProbe: wasProbe, now: started)
+                                                wasProbe: wasProbe, now: started ?? ContinuousClock.now)
             if opened {
                 context.metrics.breakerTrips.increment()
                 context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
             }
-            context.metrics.breakerState.record(context.breaker.state.rawValue)
+            if timed { context.metrics.breakerState.record(context.breaker.state.rawValue) }
             switch result {
             case .success:
                 machine.operationSucceeded(operation, emitting: &actions)
@@ -254,17 +335,24 @@ final class SymbolLane: @unchecked Sendable {
         case .read(let reader):
             reader(machine)
         }
-        perform(actions)
-        dispatchOperations(reactionFrom: isFill ? envelope.enqueuedAt : nil)
-        context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        if !actions.isEmpty { perform(actions, machine: machine) }
+        // Only when the machine has something to send (most fills only move desired state while
+        // a modify is in flight): no clock, breaker or bucket otherwise.
+        if machine.hasOperationReady {
+            dispatchOperations(reactionFrom: isFill && context.timed ? enqueuedAt : nil, machine: &machine)
+        }
+        if let started {
+            context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
+        return isFill
     }
 
-    private func perform(_ actions: [SymbolStateMachine.Action]) {
+    private func perform(_ actions: [SymbolStateMachine.Action], machine: borrowing SymbolStateMachine) {
         for action in actions {
             switch action {
             case .scheduleRetry(let orderID, let attempt):
                 context.metrics.retries.increment()
-                context.counters.withLock { $0.retries += 1 }
+                context.counters.retries.add(1, ordering: .relaxed)
                 let delay = context.configuration.retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1))
                 schedule(after: delay, .retryDue(orderID))
             case .scheduleRearm(let positionID):
@@ -281,7 +369,7 @@ final class SymbolLane: @unchecked Sendable {
                 if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
             case .alert(let alert):
                 context.metrics.alerts.increment()
-                context.counters.withLock { $0.alerts += 1 }
+                context.counters.alerts.add(1, ordering: .relaxed)
                 context.logger.error("\(alert)", metadata: ["symbol": "\(symbol)"])
                 context.bus.alerts.publish(alert)
             }
@@ -290,7 +378,7 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
     /// The fill path never waits: each operation runs in its own task and reports back here.
-    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?) {
+    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?, machine: inout SymbolStateMachine) {
         while true {
             let now = ContinuousClock.now
             let permission = context.breaker.acquire(now: now)
@@ -311,7 +399,7 @@ final class SymbolLane: @unchecked Sendable {
             }
             if let fillTime, operation.role.isProtective {
                 let reaction = now - fillTime
-                context.metrics.reaction.recordNanoseconds(reaction.nanoseconds)
+                if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
                 context.configuration.reactionObserver?(reaction)
             }
             if context.journal != nil {
@@ -328,7 +416,7 @@ final class SymbolLane: @unchecked Sendable {
 
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         context.metrics.operations[operation.kind]?.increment()
-        context.counters.withLock { $0.operations[operation.kind, default: 0] += 1 }
+        context.counters.operationSent(operation.kind)
         context.work.begin()
         let broker = context.broker
         let latency = context.metrics.brokerLatency[operation.kind]

@@ -3,7 +3,7 @@ public struct Symbol: Hashable, Sendable, CustomStringConvertible, ExpressibleBy
     /// The ticker text.
     public let name: String
     /// A symbol from its ticker.
-    public init(_ name: String) { self.name = name }
+    public init(_ name: String) { self.name = name.compacted }
     /// A symbol from a literal, for tests and examples.
     public init(stringLiteral value: String) { self.name = value }
     /// The ticker text.
@@ -17,7 +17,7 @@ public struct PositionID: Hashable, Sendable, CustomStringConvertible, Expressib
     /// The identifier text.
     public let rawValue: String
     /// A position id from its text.
-    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue.compacted }
     /// A position id from a literal, for tests and examples.
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
@@ -29,7 +29,7 @@ public struct OrderID: Hashable, Sendable, CustomStringConvertible, ExpressibleB
     /// The identifier text.
     public let rawValue: String
     /// An order id from its text.
-    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue.compacted }
     /// An order id from a literal, for tests and examples.
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
@@ -41,9 +41,20 @@ public struct ExecutionID: Hashable, Sendable, CustomStringConvertible, Expressi
     /// The identifier text.
     public let rawValue: String
     /// An execution id from its text.
-    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue.compacted }
     /// An execution id from a literal, for tests and examples.
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
     public var description: String { rawValue }
+}
+
+extension String {
+    /// The same text, stored inline when it is short (up to 15 UTF-8 bytes). Text built by
+    /// interpolation lives on the heap even when short; an id held inline costs no allocation
+    /// and no reference counting each time it is copied (ids are copied on every event).
+    var compacted: String {
+        guard utf8.count <= 15 else { return self }
+        var text = self
+        return text.withUTF8 { String(decoding: $0, as: UTF8.self) }
+    }
 }

@@ -18,9 +18,9 @@ extension SymbolStateMachine {
     /// operation failed for good: those have raised an alert and are reported, not hidden.
     public func invariantViolations(atQuiescence: Bool) -> [InvariantViolation] {
         var found: [InvariantViolation] = []
-        for positionID in positionOrder {
-            guard let position = positions[positionID] else { continue }
-            let bracket = position.orderIDs.compactMap { orders[$0] }
+        for position in positions {
+            let positionID = position.id
+            let bracket = position.orderSlots.map { orders[Int($0)] }
             // Rule 1: the net position is the sum of the bracket's unique fills.
             var sum = Quantity.zero
             for order in bracket { sum += order.side == .buy ? order.filled : -order.filled }
@@ -39,9 +39,9 @@ extension SymbolStateMachine {
                 continue
             }
             let side = net.units > 0 ? Side.sell : Side.buy
-            for (role, price) in [(OrderRole.stopLoss, position.spec.stopLoss), (OrderRole.takeProfit, position.spec.takeProfit)] {
+            for (role, price) in [(OrderRole.stopLoss, position.stopLoss), (OrderRole.takeProfit, position.takeProfit)] {
                 let live = bracket.filter { $0.role == role && $0.isLive }
-                if live.contains(where: { $0.awaitingFill || $0.failure != nil }) || position.blockedRoles.contains(role) { continue }
+                if live.contains(where: { $0.awaitingFill || $0.failure != nil }) || position.isBlocked(role) { continue }
                 guard let price else {
                     if !live.isEmpty { found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) is not in the bracket but \(live.count) are live")) }
                     continue

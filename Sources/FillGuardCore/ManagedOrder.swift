@@ -1,5 +1,10 @@
 /// The core's record of one order: what the broker has accepted, what has filled, what FillGuard
 /// wants it to be, and the operation (if any) in flight for it.
+///
+/// Orders live in their machine's `orders` array and are named inside the machine by their slot
+/// (index) there; the `OrderID` string is kept for the broker boundary and for lookups by id.
+/// Fields are mutated in place (`orders[slot].filled += ...`): the struct is never copied out and
+/// written back on the hot path.
 struct ManagedOrder: Sendable, Codable {
     /// Where the order stands with the broker.
     enum Phase: Sendable, Hashable, Codable {
@@ -24,38 +29,142 @@ struct ManagedOrder: Sendable, Codable {
     /// The operation in flight.
     struct InFlight: Sendable, Hashable, Codable {
         var operationID: UInt64
-        var kind: OrderOperation.Kind
         /// For a modify: the total quantity requested.
         var requestedQuantity: Quantity?
+        var kind: OrderOperation.Kind
+
+        init(operationID: UInt64, kind: OrderOperation.Kind, requestedQuantity: Quantity?) {
+            self.operationID = operationID
+            self.kind = kind
+            self.requestedQuantity = requestedQuantity
+        }
     }
 
+    // Laid out so the record packs into 160 bytes (it is most of an idle symbol): the 16-byte
+    // aligned amount first, the one-byte fields in the gap after the order type, the role as a
+    // kind byte and an index.
+    var fillValue: Money = .zero
     let id: OrderID
-    let positionID: PositionID
-    let role: OrderRole
-    let side: Side
+    /// A permanent failure, alerted; no more tries until re-armed by the next fill.
+    var failure: String?
     let type: OrderType
+    var phase: Phase = .unsent
+    let side: Side
     let timeInForce: TimeInForce
+    /// A transient failure is waiting out its backoff.
+    var retryPending = false
+    /// The broker said "too late": the order filled or ended; wait for its reports.
+    var awaitingFill = false
+    /// Being replaced (no native modify): cancelled once `successor` is live.
+    var retiring = false
+    /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
+    let roleKind: UInt8
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
     var quantity: Quantity
     var filled: Quantity = .zero
     var maxCumulative: Quantity = .zero
-    var fillValue: Money = .zero
-    var phase: Phase = .unsent
-    var target: Target
-    var inFlight: InFlight?
-    /// A transient failure is waiting out its backoff.
-    var retryPending = false
-    /// Failed tries of the current work (reset by a success).
-    var attempts = 0
-    /// The broker said "too late": the order filled or ended; wait for its reports.
-    var awaitingFill = false
-    /// A permanent failure, alerted; no more tries until re-armed by the next fill.
-    var failure: String?
-    /// Being replaced (no native modify): cancelled once `successor` is live.
-    var retiring = false
-    var successor: OrderID?
     /// FIFO order among orders with work of the same priority.
     var workSequence: UInt64 = 0
+    /// The machine's serial number of this order's first applied fill (0: none yet). All of the
+    /// order's execution ids are still remembered while this is inside the execution memory.
+    var firstFillSerial: UInt64 = 0
+    var inFlight: InFlight?
+    /// The slot of the order's position in the machine's `positions`.
+    var position: Int32
+    /// Being replaced (no native modify): the slot of the order that replaces it, or -1.
+    var successor: Int32 = -1
+    /// Failed tries of the current work (reset by a success).
+    var attempts: Int32 = 0
+    var target: Target
+    /// The scale-in index (0 for other roles).
+    let roleIndex: Int32
+
+    init(id: OrderID, position: Int32, role: OrderRole, side: Side, type: OrderType, timeInForce: TimeInForce,
+         quantity: Quantity, target: Target, workSequence: UInt64) {
+        self.id = id
+        self.position = position
+        (self.roleKind, self.roleIndex) = Self.code(role)
+        self.side = side
+        self.type = type
+        self.timeInForce = timeInForce
+        self.quantity = quantity
+        self.target = target
+        self.workSequence = workSequence
+    }
+
+    static let stopLossKind: UInt8 = 2
+    static let takeProfitKind: UInt8 = 3
+
+    static func code(_ role: OrderRole) -> (UInt8, Int32) {
+        switch role {
+        case .entry: return (0, 0)
+        case .scaleIn(let index): return (1, Int32(clamping: index))
+        case .stopLoss: return (stopLossKind, 0)
+        case .takeProfit: return (takeProfitKind, 0)
+        }
+    }
+
+    /// The order's part in its bracket.
+    var role: OrderRole {
+        switch roleKind {
+        case 0: return .entry
+        case 1: return .scaleIn(Int(roleIndex))
+        case Self.stopLossKind: return .stopLoss
+        default: return .takeProfit
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, role, side, type, timeInForce, quantity, filled, maxCumulative, fillValue, phase, target, inFlight,
+             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(id: try container.decode(OrderID.self, forKey: .id), position: try container.decode(Int32.self, forKey: .position),
+                  role: try container.decode(OrderRole.self, forKey: .role), side: try container.decode(Side.self, forKey: .side),
+                  type: try container.decode(OrderType.self, forKey: .type),
+                  timeInForce: try container.decode(TimeInForce.self, forKey: .timeInForce),
+                  quantity: try container.decode(Quantity.self, forKey: .quantity), target: try container.decode(Target.self, forKey: .target),
+                  workSequence: try container.decode(UInt64.self, forKey: .workSequence))
+        filled = try container.decode(Quantity.self, forKey: .filled)
+        maxCumulative = try container.decode(Quantity.self, forKey: .maxCumulative)
+        fillValue = try container.decode(Money.self, forKey: .fillValue)
+        phase = try container.decode(Phase.self, forKey: .phase)
+        inFlight = try container.decodeIfPresent(InFlight.self, forKey: .inFlight)
+        retryPending = try container.decode(Bool.self, forKey: .retryPending)
+        attempts = try container.decode(Int32.self, forKey: .attempts)
+        awaitingFill = try container.decode(Bool.self, forKey: .awaitingFill)
+        failure = try container.decodeIfPresent(String.self, forKey: .failure)
+        retiring = try container.decode(Bool.self, forKey: .retiring)
+        successor = try container.decode(Int32.self, forKey: .successor)
+        firstFillSerial = try container.decode(UInt64.self, forKey: .firstFillSerial)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(position, forKey: .position)
+        try container.encode(role, forKey: .role)
+        try container.encode(side, forKey: .side)
+        try container.encode(type, forKey: .type)
+        try container.encode(timeInForce, forKey: .timeInForce)
+        try container.encode(quantity, forKey: .quantity)
+        try container.encode(filled, forKey: .filled)
+        try container.encode(maxCumulative, forKey: .maxCumulative)
+        try container.encode(fillValue, forKey: .fillValue)
+        try container.encode(phase, forKey: .phase)
+        try container.encode(target, forKey: .target)
+        try container.encodeIfPresent(inFlight, forKey: .inFlight)
+        try container.encode(retryPending, forKey: .retryPending)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(awaitingFill, forKey: .awaitingFill)
+        try container.encodeIfPresent(failure, forKey: .failure)
+        try container.encode(retiring, forKey: .retiring)
+        try container.encode(successor, forKey: .successor)
+        try container.encode(workSequence, forKey: .workSequence)
+        try container.encode(firstFillSerial, forKey: .firstFillSerial)
+    }
 
     var isDone: Bool {
         if case .done = phase { return true }
@@ -68,6 +177,8 @@ struct ManagedOrder: Sendable, Codable {
         if case .accepted = phase { return true }
         return false
     }
+
+    var hasSuccessor: Bool { successor >= 0 }
 
     var openQuantity: Quantity {
         isDone ? .zero : quantity - filled
@@ -94,7 +205,7 @@ struct ManagedOrder: Sendable, Codable {
         }
     }
 
-    func snapshot(symbol: Symbol) -> OrderSnapshot {
+    func snapshot(symbol: Symbol, positionID: PositionID) -> OrderSnapshot {
         OrderSnapshot(
             id: id, positionID: positionID, symbol: symbol, role: role, side: side, type: type,
             quantity: quantity, filledQuantity: filled, openQuantity: openQuantity,

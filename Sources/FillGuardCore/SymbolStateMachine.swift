@@ -4,8 +4,13 @@
 /// Order work is held as desired state. The runtime pulls the next operation with
 /// `nextOperation()` when it is able to send, so an operation always carries the latest size,
 /// at most one operation is in flight per order, and risk-reducing work goes first.
+///
+/// Inside, positions and orders live in arrays and refer to each other by slot (index); the
+/// string ids are used only where an input names an order or a position. Duplicate executions
+/// are detected with a bounded memory (see `Configuration.executionWindow`), so a symbol's memory
+/// does not grow with its fills.
 public struct SymbolStateMachine: Sendable {
-    /// How the machine replaces and retries.
+    /// How the machine replaces, retries, and how much it remembers.
     public struct Configuration: Sendable, Hashable, Codable {
         /// The broker can change an order's quantity in place (FIX OrderCancelReplaceRequest).
         public var nativeModify: Bool
@@ -13,12 +18,43 @@ public struct SymbolStateMachine: Sendable {
         public var replaceStrategy: ReplaceStrategy
         /// Tries per operation before it fails for good (first try included).
         public var maxAttempts: Int
+        /// Applied execution ids remembered per symbol for duplicate detection: the newest
+        /// `executionWindow` are always remembered (up to twice as many are). An older repeat is
+        /// still refused when counting it would overfill its order or contradict the broker's
+        /// cumulative quantity (see docs/dedupe.md).
+        public var executionWindow: Int
+        /// Closed positions kept in full per symbol; older closed positions whose orders are all
+        /// done are retired (only a compact record of their orders stays). nil: never retire.
+        public var retainedClosedPositions: Int?
+        /// Retired orders remembered (id, position, booked quantity), oldest forgotten first: a
+        /// late report for one is refused as an unknown order, and recovery knows it was booked.
+        public var retiredOrderMemory: Int
 
-        /// A configuration; defaults: native modify, cancel-then-create fallback, 3 attempts.
-        public init(nativeModify: Bool = true, replaceStrategy: ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3) {
+        /// A configuration; defaults: native modify, cancel-then-create fallback, 3 attempts,
+        /// a window of 1,024 execution ids, closed positions kept, 4,096 retired orders remembered.
+        public init(nativeModify: Bool = true, replaceStrategy: ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3,
+                    executionWindow: Int = 1_024, retainedClosedPositions: Int? = nil, retiredOrderMemory: Int = 4_096) {
             self.nativeModify = nativeModify
             self.replaceStrategy = replaceStrategy
             self.maxAttempts = max(1, maxAttempts)
+            self.executionWindow = max(1, executionWindow)
+            self.retainedClosedPositions = retainedClosedPositions.map { max(0, $0) }
+            self.retiredOrderMemory = max(0, retiredOrderMemory)
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case nativeModify, replaceStrategy, maxAttempts, executionWindow, retainedClosedPositions, retiredOrderMemory
+        }
+
+        /// Decodes a configuration; fields added later take their defaults when absent.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(nativeModify: try container.decode(Bool.self, forKey: .nativeModify),
+                      replaceStrategy: try container.decode(ReplaceStrategy.self, forKey: .replaceStrategy),
+                      maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
+                      executionWindow: try container.decodeIfPresent(Int.self, forKey: .executionWindow) ?? 1_024,
+                      retainedClosedPositions: try container.decodeIfPresent(Int.self, forKey: .retainedClosedPositions),
+                      retiredOrderMemory: try container.decodeIfPresent(Int.self, forKey: .retiredOrderMemory) ?? 4_096)
         }
     }
 
@@ -44,36 +80,76 @@ public struct SymbolStateMachine: Sendable {
         /// The order's state changed.
         case orderChanged(OrderID)
         /// Something a person must look at.
-        case alert(Alert)
+        indirect case alert(Alert)
     }
 
+    /// One position: the bracket's prices, the ledger, and its orders by slot.
     struct PositionState: Sendable, Codable {
-        let spec: BracketSpec
+        let id: PositionID
+        let side: Side
+        let stopLoss: Price?
+        let takeProfit: Price?
+        let timeInForce: TimeInForce
         var status: PositionStatus = .pending
+        /// Protective roles whose last operation failed for good (bit 0: stop-loss, bit 1:
+        /// take-profit); not retried until the next fill.
+        var blockedRoles: UInt8 = 0
         var ledger = PositionLedger()
         /// Every order of the bracket, oldest first.
-        var orderIDs: [OrderID] = []
-        /// Protective roles whose last operation failed for good; not retried until the next fill.
-        var blockedRoles: Set<OrderRole> = []
+        var orderSlots: [Int32] = []
+        /// The bracket's orders that are not done, in the same order (derived, not coded).
+        var liveSlots: [Int32] = []
         var nextOrderNumber = 1
+
+        init(spec: BracketSpec) {
+            id = spec.positionID
+            side = spec.side
+            stopLoss = spec.stopLoss
+            takeProfit = spec.takeProfit
+            timeInForce = spec.timeInForce
+        }
+
+        private enum CodingKeys: String, CodingKey {
+            case id, side, stopLoss, takeProfit, timeInForce, status, blockedRoles, ledger, orderSlots, nextOrderNumber
+        }
+
+        static func bit(_ role: OrderRole) -> UInt8 {
+            switch role {
+            case .stopLoss: return 1
+            case .takeProfit: return 2
+            case .entry, .scaleIn: return 0
+            }
+        }
+
+        func isBlocked(_ role: OrderRole) -> Bool { blockedRoles & Self.bit(role) != 0 }
     }
 
     /// The symbol this machine owns.
     public let symbol: Symbol
     /// Its configuration.
     public let configuration: Configuration
-    var positions: [PositionID: PositionState] = [:]
-    var positionOrder: [PositionID] = []
-    var orders: [OrderID: ManagedOrder] = [:]
+    /// Every position kept, in the order opened.
+    var positions: [PositionState] = []
+    /// Every order kept, by slot.
+    var orders: [ManagedOrder] = []
     /// Orders that are live or have an operation in flight: the only ones with possible work.
-    var activeOrders: [OrderID] = []
-    var executions: Set<ExecutionID> = []
+    var activeOrders: [Int32] = []
+    /// Id to slot, built once a symbol holds more than a few orders (a scan is cheaper below).
+    var orderIndex: [OrderID: Int32]?
+    /// Id to slot, built once a symbol holds more than a few positions.
+    var positionIndex: [PositionID: Int32]?
+    var executions: ExecutionMemory
+    var retired: RetiredOrders
     var sequence: UInt64 = 0
+
+    static let indexThreshold = 8
 
     /// A machine for one symbol.
     public init(symbol: Symbol, configuration: Configuration = Configuration()) {
         self.symbol = symbol
         self.configuration = configuration
+        self.executions = ExecutionMemory(generationSize: configuration.executionWindow)
+        self.retired = RetiredOrders(capacity: configuration.retiredOrderMemory)
     }
 
     // MARK: - Commands
@@ -84,22 +160,25 @@ public struct SymbolStateMachine: Sendable {
             throw InputError(.symbolMismatch, "bracket for \(spec.symbol) sent to the \(symbol) book")
         }
         try spec.validate()
-        guard positions[spec.positionID] == nil else {
+        guard positionSlot(of: spec.positionID) == nil, !retired.contains(position: spec.positionID) else {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
-        if let active = positionOrder.first(where: { positions[$0]?.status != .closed }) {
-            throw InputError(.positionExists, "\(symbol) already has position \(active) in progress (one position per symbol)")
+        if let active = positions.first(where: { $0.status != .closed }) {
+            throw InputError(.positionExists, "\(symbol) already has position \(active.id) in progress (one position per symbol)")
         }
-        var position = PositionState(spec: spec)
-        positions[spec.positionID] = position
-        positionOrder.append(spec.positionID)
-        let entry = makeOrder(in: &position, role: .entry, side: spec.side, type: spec.entryType, quantity: spec.quantity, target: .asPlaced)
-        actions.append(.orderChanged(entry))
+        let p = positions.count
+        positions.append(PositionState(spec: spec))
+        if positionIndex != nil {
+            positionIndex?[spec.positionID] = Int32(p)
+        } else if positions.count > Self.indexThreshold {
+            rebuildPositionIndex()
+        }
+        let entry = makeOrder(in: p, role: .entry, side: spec.side, type: spec.entryType, quantity: spec.quantity, target: .asPlaced)
+        actions.append(.orderChanged(orders[entry].id))
         for (index, scaleIn) in spec.scaleIns.enumerated() {
-            let id = makeOrder(in: &position, role: .scaleIn(index), side: spec.side, type: scaleIn.type, quantity: scaleIn.quantity, target: .asPlaced)
-            actions.append(.orderChanged(id))
+            let slot = makeOrder(in: p, role: .scaleIn(index), side: spec.side, type: scaleIn.type, quantity: scaleIn.quantity, target: .asPlaced)
+            actions.append(.orderChanged(orders[slot].id))
         }
-        positions[spec.positionID] = position
         actions.append(.positionChanged(spec.positionID))
     }
 
@@ -108,17 +187,61 @@ public struct SymbolStateMachine: Sendable {
     /// Books a fill. Throws (and changes nothing) for a duplicate, unknown order, mismatch,
     /// bad number, overfill or backwards cumulative quantity.
     public mutating func apply(_ report: ExecutionReport, emitting actions: inout [Action]) throws(InputError) {
-        if executions.contains(report.executionID) {
+        guard executions.reserve(report.executionID) else {
             throw InputError(.duplicateExecution, "execution \(report.executionID) was already applied; the repeat is ignored")
         }
-        guard var order = orders[report.orderID] else {
-            throw InputError(.unknownOrder, "order \(report.orderID) is not known for \(symbol)")
+        let s: Int
+        do throws(InputError) {
+            s = try validate(report)
+        } catch {
+            executions.release(report.executionID)
+            throw error
+        }
+        let serial = executions.commit()
+
+        // Valid: book it, in place.
+        let filledAfter = orders[s].filled + report.lastQuantity
+        orders[s].filled = filledAfter
+        if orders[s].firstFillSerial == 0 { orders[s].firstFillSerial = serial }
+        if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative { orders[s].maxCumulative = cumulative }
+        if filledAfter > orders[s].maxCumulative { orders[s].maxCumulative = filledAfter }
+        orders[s].fillValue += Money.value(of: report.lastQuantity, at: report.lastPrice)
+        if case .unsent = orders[s].phase { orders[s].phase = .accepted }
+        let maxCumulative = orders[s].maxCumulative
+        let isLatest = report.cumulativeQuantity.map { $0 >= maxCumulative } ?? true
+        let brokerSaysDone = isLatest && (report.leavesQuantity?.isZero ?? false)
+        if orders[s].isLive, filledAfter >= orders[s].fillLimit || brokerSaysDone {
+            setPhase(s, .done(.filled))
+            // Done at the broker at its cumulative quantity; earlier reports may still arrive late.
+            orders[s].quantity = max(filledAfter, maxCumulative)
+        } else if !orders[s].isLive, filledAfter >= orders[s].quantity {
+            // A late fill that completes a cancelled order.
+            setPhase(s, .done(.filled))
+        }
+        if !orders[s].isLive { orders[s].awaitingFill = false }
+        deactivateIfFinished(s)
+        actions.append(.orderChanged(orders[s].id))
+
+        let p = Int(orders[s].position)
+        positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
+        positions[p].status = positions[p].ledger.net.isZero ? .closed : .open
+        positions[p].blockedRoles = 0
+        rearmFailedOrders(of: p)
+        actions.append(.positionChanged(positions[p].id))
+        plan(p, emitting: &actions)
+        retireClosedPositions()
+    }
+
+    /// Checks a fill against its order; returns the order's slot. Changes nothing.
+    private func validate(_ report: ExecutionReport) throws(InputError) -> Int {
+        guard let s = slot(of: report.orderID) else {
+            throw unknownOrder(report.orderID)
         }
         guard report.symbol == symbol else {
-            throw InputError(.symbolMismatch, "execution \(report.executionID) says \(report.symbol) but order \(order.id) is for \(symbol)")
+            throw InputError(.symbolMismatch, "execution \(report.executionID) says \(report.symbol) but order \(orders[s].id) is for \(symbol)")
         }
-        guard report.side == order.side else {
-            throw InputError(.sideMismatch, "execution \(report.executionID) says \(report.side.rawValue) but order \(order.id) is a \(order.side.rawValue)")
+        guard report.side == orders[s].side else {
+            throw InputError(.sideMismatch, "execution \(report.executionID) says \(report.side.rawValue) but order \(orders[s].id) is a \(orders[s].side.rawValue)")
         }
         guard report.lastQuantity.isPositive, report.lastQuantity <= .maximum else {
             throw InputError(.invalidQuantity, "fill quantity must be positive and at most \(Quantity.maximum), got \(report.lastQuantity)")
@@ -126,199 +249,175 @@ public struct SymbolStateMachine: Sendable {
         guard report.lastPrice.units > 0, report.lastPrice <= .maximum else {
             throw InputError(.invalidPrice, "fill price must be positive and at most \(Price.maximum), got \(report.lastPrice)")
         }
-        for reported in [report.cumulativeQuantity, report.leavesQuantity] {
-            if let reported, !reported.isWithinRange {
-                throw InputError(.invalidQuantity, "reported quantity \(reported) is out of range")
-            }
+        if let reported = report.cumulativeQuantity, !reported.isWithinRange {
+            throw InputError(.invalidQuantity, "reported quantity \(reported) is out of range")
         }
-        let filledAfter = order.filled + report.lastQuantity
-        guard filledAfter <= order.fillLimit else {
-            throw InputError(.overfill, "fill of \(report.lastQuantity) would take order \(order.id) to \(filledAfter) filled of \(order.fillLimit)")
+        if let reported = report.leavesQuantity, !reported.isWithinRange {
+            throw InputError(.invalidQuantity, "reported quantity \(reported) is out of range")
+        }
+        let fillLimit = orders[s].fillLimit
+        let filledAfter = orders[s].filled + report.lastQuantity
+        guard filledAfter <= fillLimit else {
+            throw InputError(.overfill, "fill of \(report.lastQuantity) would take order \(orders[s].id) to \(filledAfter) filled of \(fillLimit)")
         }
         if let leaves = report.leavesQuantity, leaves.units < 0 {
             throw InputError(.invalidQuantity, "leaves quantity must not be negative, got \(leaves)")
         }
         if let cumulative = report.cumulativeQuantity {
-            guard cumulative <= order.fillLimit else {
-                throw InputError(.overfill, "cumulative \(cumulative) exceeds order \(order.id) quantity \(order.fillLimit)")
+            let maxCumulative = orders[s].maxCumulative
+            guard cumulative <= fillLimit else {
+                throw InputError(.overfill, "cumulative \(cumulative) exceeds order \(orders[s].id) quantity \(fillLimit)")
             }
             guard cumulative >= report.lastQuantity else {
                 throw InputError(.cumulativeWentBackwards, "cumulative \(cumulative) is below the fill's own \(report.lastQuantity)")
             }
-            if cumulative >= order.maxCumulative {
+            if cumulative >= maxCumulative {
                 guard filledAfter <= cumulative else {
-                    throw InputError(.cumulativeWentBackwards, "cumulative \(cumulative) is below the \(filledAfter) this fill would make for order \(order.id)")
+                    throw InputError(.cumulativeWentBackwards, "cumulative \(cumulative) is below the \(filledAfter) this fill would make for order \(orders[s].id)")
                 }
             } else {
                 // An earlier report arriving late: it must fit in the gap the broker already reported.
-                guard filledAfter <= order.maxCumulative else {
-                    throw InputError(.cumulativeWentBackwards, "cumulative \(cumulative) went back from \(order.maxCumulative) for order \(order.id)")
+                guard filledAfter <= maxCumulative else {
+                    throw InputError(.cumulativeWentBackwards, "cumulative \(cumulative) went back from \(maxCumulative) for order \(orders[s].id)")
                 }
             }
         }
+        return s
+    }
 
-        // Valid: book it.
-        executions.insert(report.executionID)
-        order.filled = filledAfter
-        if let cumulative = report.cumulativeQuantity, cumulative > order.maxCumulative { order.maxCumulative = cumulative }
-        if order.filled > order.maxCumulative { order.maxCumulative = order.filled }
-        order.fillValue += Money.value(of: report.lastQuantity, at: report.lastPrice)
-        if case .unsent = order.phase { order.phase = .accepted }
-        let isLatest = report.cumulativeQuantity.map { $0 >= order.maxCumulative } ?? true
-        let brokerSaysDone = isLatest && (report.leavesQuantity?.isZero ?? false)
-        if order.isLive, order.filled >= order.fillLimit || brokerSaysDone {
-            order.phase = .done(.filled)
-            // Done at the broker at its cumulative quantity; earlier reports may still arrive late.
-            order.quantity = max(order.filled, order.maxCumulative)
-        } else if !order.isLive, order.filled >= order.quantity {
-            // A late fill that completes a cancelled order.
-            order.phase = .done(.filled)
+    /// The error for a report naming an order this machine does not hold.
+    private func unknownOrder(_ id: OrderID) -> InputError {
+        if let record = retired[id] {
+            return InputError(.unknownOrder, "order \(id) of closed position \(record.positionID) was retired on \(symbol); the report changes nothing")
         }
-        if !order.isLive { order.awaitingFill = false }
-        orders[order.id] = order
-        deactivateIfFinished(order.id)
-        actions.append(.orderChanged(order.id))
-
-        let positionID = order.positionID
-        guard var position = positions[positionID] else { return }
-        position.ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
-        position.status = position.ledger.net.isZero ? .closed : .open
-        position.blockedRoles.removeAll()
-        positions[positionID] = position
-        rearmFailedOrders(of: positionID)
-        actions.append(.positionChanged(positionID))
-        plan(positionID, emitting: &actions)
+        return InputError(.unknownOrder, "order \(id) is not known for \(symbol)")
     }
 
     /// Books an order's unsolicited end at the broker (exchange cancel, expiry, late reject).
     public mutating func apply(_ report: OrderStatusReport, emitting actions: inout [Action]) throws(InputError) {
-        guard var order = orders[report.orderID] else {
-            throw InputError(.unknownOrder, "order \(report.orderID) is not known for \(symbol)")
+        guard let s = slot(of: report.orderID) else {
+            throw unknownOrder(report.orderID)
         }
         guard report.symbol == symbol else {
-            throw InputError(.symbolMismatch, "status report says \(report.symbol) but order \(order.id) is for \(symbol)")
+            throw InputError(.symbolMismatch, "status report says \(report.symbol) but order \(orders[s].id) is for \(symbol)")
         }
-        guard order.isLive else { return }
+        guard orders[s].isLive else { return }
         let status: OrderStatus
         switch report.outcome {
         case .cancelled: status = .cancelled
         case .expired: status = .expired
         case .rejected: status = .rejected
         }
-        order.phase = .done(status)
-        order.awaitingFill = false
-        orders[order.id] = order
-        deactivateIfFinished(order.id)
-        actions.append(.orderChanged(order.id))
-        if order.role.isProtective, order.target != .cancelled, let position = positions[order.positionID] {
-            actions.append(.alert(Alert(kind: .protectiveEndedByBroker, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
-                                        message: "broker ended \(order.role) \(order.id) (\(status.rawValue)\(report.reason.isEmpty ? "" : ": \(report.reason)")); re-protecting \(position.ledger.net.magnitude)")))
+        setPhase(s, .done(status))
+        orders[s].awaitingFill = false
+        deactivateIfFinished(s)
+        actions.append(.orderChanged(orders[s].id))
+        let p = Int(orders[s].position)
+        let role = orders[s].role
+        if role.isProtective, orders[s].target != .cancelled {
+            let id = orders[s].id
+            actions.append(.alert(Alert(kind: .protectiveEndedByBroker, positionID: positions[p].id, symbol: symbol, orderID: id, role: role,
+                                        message: "broker ended \(role) \(id) (\(status.rawValue)\(report.reason.isEmpty ? "" : ": \(report.reason)")); re-protecting \(positions[p].ledger.net.magnitude)")))
         }
-        if order.role == .entry, order.filled.isZero, var position = positions[order.positionID], position.ledger.net.isZero, position.status == .pending {
-            position.status = .closed
-            positions[order.positionID] = position
-            actions.append(.positionChanged(order.positionID))
+        if role == .entry, orders[s].filled.isZero, positions[p].ledger.net.isZero, positions[p].status == .pending {
+            positions[p].status = .closed
+            actions.append(.positionChanged(positions[p].id))
         }
-        plan(order.positionID, emitting: &actions)
+        plan(p, emitting: &actions)
+        retireClosedPositions()
     }
 
     // MARK: - Operation outcomes
 
     /// The broker accepted an operation.
     public mutating func operationSucceeded(_ operation: OrderOperation, emitting actions: inout [Action]) {
-        guard var order = orders[operation.orderID], order.inFlight?.operationID == operation.id else { return }
-        order.inFlight = nil
-        order.attempts = 0
+        guard let s = inFlightSlot(of: operation) else { return }
+        orders[s].inFlight = nil
+        orders[s].attempts = 0
         switch operation.request {
         case .submit:
-            if case .unsent = order.phase { order.phase = .accepted }
+            if case .unsent = orders[s].phase { orders[s].phase = .accepted }
         case .modify(let request):
-            if order.isLive {
-                order.quantity = request.newQuantity
-                if order.filled >= order.quantity { order.phase = .done(.filled) }
+            if orders[s].isLive {
+                orders[s].quantity = request.newQuantity
+                if orders[s].filled >= orders[s].quantity { setPhase(s, .done(.filled)) }
             }
         case .cancel:
-            if order.isLive { order.phase = .done(order.filled >= order.quantity ? .filled : .cancelled) }
+            if orders[s].isLive { setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled)) }
         }
-        orders[order.id] = order
-        deactivateIfFinished(order.id)
-        actions.append(.orderChanged(order.id))
-        plan(order.positionID, emitting: &actions)
+        deactivateIfFinished(s)
+        actions.append(.orderChanged(orders[s].id))
+        plan(Int(orders[s].position), emitting: &actions)
+        retireClosedPositions()
     }
 
     /// An operation failed: transient failures are retried (up to `maxAttempts`), too-late
     /// answers wait for the order's fills, permanent failures raise an alert.
     public mutating func operationFailed(_ operation: OrderOperation, _ failure: OperationFailure, emitting actions: inout [Action]) {
-        guard var order = orders[operation.orderID], order.inFlight?.operationID == operation.id else { return }
-        order.inFlight = nil
-        if case .unsent = order.phase, order.target == .cancelled {
+        guard let s = inFlightSlot(of: operation) else { return }
+        orders[s].inFlight = nil
+        let p = Int(orders[s].position)
+        defer { retireClosedPositions() }
+        if case .unsent = orders[s].phase, orders[s].target == .cancelled {
             // The broker never took it and it is no longer wanted: it ends here, whatever the failure.
-            order.phase = .done(.cancelled)
-            orders[order.id] = order
-            deactivateIfFinished(order.id)
-            actions.append(.orderChanged(order.id))
-            plan(order.positionID, emitting: &actions)
+            setPhase(s, .done(.cancelled))
+            deactivateIfFinished(s)
+            actions.append(.orderChanged(orders[s].id))
+            plan(p, emitting: &actions)
             return
         }
         switch failure {
         case .transient(let message):
-            guard order.isLive else {
-                orders[order.id] = order
-                deactivateIfFinished(order.id)
-                plan(order.positionID, emitting: &actions)
+            guard orders[s].isLive else {
+                deactivateIfFinished(s)
+                plan(p, emitting: &actions)
                 return
             }
-            order.attempts += 1
-            if order.attempts < configuration.maxAttempts {
-                order.retryPending = true
-                orders[order.id] = order
-                actions.append(.scheduleRetry(order.id, attempt: order.attempts))
-                actions.append(.orderChanged(order.id))
+            orders[s].attempts += 1
+            let attempts = Int(orders[s].attempts)
+            if attempts < configuration.maxAttempts {
+                orders[s].retryPending = true
+                actions.append(.scheduleRetry(orders[s].id, attempt: attempts))
+                actions.append(.orderChanged(orders[s].id))
                 return
             }
-            orders[order.id] = order
-            failPermanently(order.id, operation: operation, message: "\(operation.kind.rawValue) failed \(order.attempts) times, last: \(message)", emitting: &actions)
+            failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) times, last: \(message)", emitting: &actions)
         case .permanent(let message):
-            orders[order.id] = order
-            failPermanently(order.id, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
+            failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
         case .tooLate(let message):
             if operation.kind == .submit {
-                orders[order.id] = order
-                failPermanently(order.id, operation: operation, message: "submit refused: \(message)", emitting: &actions)
+                failPermanently(s, operation: operation, message: "submit refused: \(message)", emitting: &actions)
                 return
             }
             // The order filled (or ended) first. If its fills are all in, it is done now;
             // otherwise wait for them and re-derive from them.
-            order.attempts = 0
-            if order.isLive {
-                if order.filled >= order.quantity {
-                    order.phase = .done(.filled)
+            orders[s].attempts = 0
+            if orders[s].isLive {
+                if orders[s].filled >= orders[s].quantity {
+                    setPhase(s, .done(.filled))
                 } else {
-                    order.awaitingFill = true
+                    orders[s].awaitingFill = true
                 }
             }
-            orders[order.id] = order
-            deactivateIfFinished(order.id)
-            actions.append(.orderChanged(order.id))
-            plan(order.positionID, emitting: &actions)
+            deactivateIfFinished(s)
+            actions.append(.orderChanged(orders[s].id))
+            plan(p, emitting: &actions)
         }
     }
 
     /// A transient failure's backoff is over: the order's work may be tried again.
     public mutating func retryDue(_ orderID: OrderID, emitting actions: inout [Action]) {
-        guard var order = orders[orderID], order.retryPending else { return }
-        order.retryPending = false
-        orders[orderID] = order
-        plan(order.positionID, emitting: &actions)
+        guard let s = slot(of: orderID), orders[s].retryPending else { return }
+        orders[s].retryPending = false
+        plan(Int(orders[s].position), emitting: &actions)
     }
 
     /// Clears the position's permanent failures and plans its orders again (after a cool-down).
     public mutating func rearm(_ positionID: PositionID, emitting actions: inout [Action]) {
-        guard var position = positions[positionID] else { return }
-        position.blockedRoles.removeAll()
-        positions[positionID] = position
-        rearmFailedOrders(of: positionID)
-        plan(positionID, emitting: &actions)
+        guard let p = positionSlot(of: positionID) else { return }
+        positions[p].blockedRoles = 0
+        rearmFailedOrders(of: p)
+        plan(p, emitting: &actions)
     }
 
     // MARK: - Pulling work
@@ -326,84 +425,171 @@ public struct SymbolStateMachine: Sendable {
     /// The most urgent operation that can be sent now, marked in flight; nil when there is none.
     /// Cancels first, then reductions, increases and new orders; FIFO within a class.
     public mutating func nextOperation() -> OrderOperation? {
-        var best: (index: Int, priority: OrderOperation.Priority, sequence: UInt64)?
-        for (index, id) in activeOrders.enumerated() {
-            guard let order = orders[id], let priority = pendingPriority(of: order) else { continue }
-            if let current = best, (current.priority, current.sequence) <= (priority, order.workSequence) { continue }
-            best = (index, priority, order.workSequence)
+        var bestSlot = -1
+        var bestPriority = OrderOperation.Priority.new
+        var bestSequence: UInt64 = 0
+        for slot in activeOrders {
+            let s = Int(slot)
+            guard let priority = pendingPriority(of: s) else { continue }
+            let workSequence = orders[s].workSequence
+            if bestSlot >= 0, (bestPriority, bestSequence) <= (priority, workSequence) { continue }
+            bestSlot = s
+            bestPriority = priority
+            bestSequence = workSequence
         }
-        guard let best, var order = orders[activeOrders[best.index]] else { return nil }
+        guard bestSlot >= 0 else { return nil }
+        let s = bestSlot
         sequence += 1
+        let id = orders[s].id
         let request: OrderOperation.Request
         var requested: Quantity?
-        switch best.priority {
+        switch bestPriority {
         case .cancel:
-            request = .cancel(CancelOrderRequest(orderID: order.id, symbol: symbol))
+            request = .cancel(CancelOrderRequest(orderID: id, symbol: symbol))
         case .reduce, .increase:
-            guard case .open(let size) = order.target else { return nil }
-            let total = order.filled + size
+            guard case .open(let size) = orders[s].target else { return nil }
+            let total = orders[s].filled + size
             requested = total
-            request = .modify(ModifyOrderRequest(orderID: order.id, symbol: symbol, newQuantity: total))
+            request = .modify(ModifyOrderRequest(orderID: id, symbol: symbol, newQuantity: total))
         case .new:
-            if case .open(let size) = order.target { order.quantity = size }
-            request = .submit(NewOrderRequest(orderID: order.id, symbol: symbol, side: order.side, type: order.type,
-                                              quantity: order.quantity, timeInForce: order.timeInForce))
+            if case .open(let size) = orders[s].target { orders[s].quantity = size }
+            request = .submit(NewOrderRequest(orderID: id, symbol: symbol, side: orders[s].side, type: orders[s].type,
+                                              quantity: orders[s].quantity, timeInForce: orders[s].timeInForce))
         }
-        let operation = OrderOperation(id: sequence, orderID: order.id, positionID: order.positionID, role: order.role,
-                                       request: request, priority: best.priority, attempt: order.attempts + 1)
-        order.inFlight = ManagedOrder.InFlight(operationID: sequence, kind: operation.kind, requestedQuantity: requested)
-        orders[order.id] = order
+        let operation = OrderOperation(id: sequence, orderID: id, positionID: positions[Int(orders[s].position)].id, role: orders[s].role,
+                                       request: request, priority: bestPriority, attempt: Int(orders[s].attempts) + 1)
+        orders[s].inFlight = ManagedOrder.InFlight(operationID: sequence, kind: operation.kind, requestedQuantity: requested)
         return operation
     }
 
     /// True when no operation is in flight, none is waiting for a retry and none is ready to send.
     public var isQuiescent: Bool {
-        for id in activeOrders {
-            guard let order = orders[id] else { continue }
-            if order.inFlight != nil || order.retryPending || pendingPriority(of: order) != nil { return false }
+        for slot in activeOrders {
+            let s = Int(slot)
+            if orders[s].inFlight != nil || orders[s].retryPending || pendingPriority(of: s) != nil { return false }
         }
         return true
     }
 
+    /// True when an operation is ready to send now (`nextOperation()` would return one).
+    public var hasOperationReady: Bool {
+        for slot in activeOrders where pendingPriority(of: Int(slot)) != nil { return true }
+        return false
+    }
+
     /// The number of operations in flight.
     public var operationsInFlight: Int {
-        activeOrders.reduce(0) { $0 + (orders[$1]?.inFlight != nil ? 1 : 0) }
+        activeOrders.reduce(0) { $0 + (orders[Int($1)].inFlight != nil ? 1 : 0) }
     }
 
     // MARK: - Reading
 
-    /// Every position of this symbol, in the order they were opened.
-    public var positionIDs: [PositionID] { positionOrder }
+    /// Every position of this symbol, in the order they were opened (retired ones excluded).
+    public var positionIDs: [PositionID] { positions.map(\.id) }
 
     /// A copy of one position and its orders.
     public func snapshot(of positionID: PositionID) -> PositionSnapshot? {
-        guard let position = positions[positionID] else { return nil }
+        guard let p = positionSlot(of: positionID) else { return nil }
+        let position = positions[p]
         return PositionSnapshot(
-            id: positionID, symbol: symbol, side: position.spec.side, status: position.status,
+            id: positionID, symbol: symbol, side: position.side, status: position.status,
             netQuantity: position.ledger.net, averagePrice: position.ledger.averagePrice,
             realizedPnL: position.ledger.realizedPnL, commissions: position.ledger.commissions,
-            orders: position.orderIDs.compactMap { orders[$0]?.snapshot(symbol: symbol) },
-            stopLoss: position.spec.stopLoss, takeProfit: position.spec.takeProfit)
+            orders: position.orderSlots.map { orders[Int($0)].snapshot(symbol: symbol, positionID: positionID) },
+            stopLoss: position.stopLoss, takeProfit: position.takeProfit)
     }
 
     /// A copy of one order.
     public func snapshot(of orderID: OrderID) -> OrderSnapshot? {
-        orders[orderID]?.snapshot(symbol: symbol)
+        guard let s = slot(of: orderID) else { return nil }
+        return orders[s].snapshot(symbol: symbol, positionID: positions[Int(orders[s].position)].id)
     }
 
     /// The order a trace means by "position P, role R": the role's newest order (live or not,
     /// so that a late fill after a cancel still finds it).
     public func orderID(of positionID: PositionID, role: OrderRole) -> OrderID? {
-        positions[positionID]?.orderIDs.last { orders[$0]?.role == role }
+        guard let p = positionSlot(of: positionID) else { return nil }
+        return positions[p].orderSlots.last { orders[Int($0)].role == role }.map { orders[Int($0)].id }
     }
 
-    /// True if the execution id has been applied.
+    /// True if the execution id is remembered as applied: the newest `executionWindow` applied
+    /// ids always are (see `hasApplied(_:)` taking the report for the full answer).
     public func hasApplied(_ executionID: ExecutionID) -> Bool { executions.contains(executionID) }
+
+    // MARK: - Slots
+
+    /// The slot of an order, by id: the active orders first (a fill almost always names one),
+    /// then the index or a scan.
+    func slot(of id: OrderID) -> Int? {
+        for slot in activeOrders where orders[Int(slot)].id == id { return Int(slot) }
+        if let orderIndex { return orderIndex[id].map(Int.init) }
+        for s in orders.indices.reversed() where orders[s].id == id { return s }
+        return nil
+    }
+
+    /// The slot of the order an operation was sent for, if that operation is still its one in flight.
+    private func inFlightSlot(of operation: OrderOperation) -> Int? {
+        for slot in activeOrders {
+            let s = Int(slot)
+            if orders[s].inFlight?.operationID == operation.id, orders[s].id == operation.orderID { return s }
+        }
+        return nil
+    }
+
+    /// The slot of a position, by id.
+    func positionSlot(of id: PositionID) -> Int? {
+        if let positionIndex { return positionIndex[id].map(Int.init) }
+        for p in positions.indices.reversed() where positions[p].id == id { return p }
+        return nil
+    }
+
+    mutating func rebuildOrderIndex() {
+        guard orders.count > Self.indexThreshold else {
+            orderIndex = nil
+            return
+        }
+        var index: [OrderID: Int32] = [:]
+        index.reserveCapacity(orders.count)
+        for s in orders.indices { index[orders[s].id] = Int32(s) }
+        orderIndex = index
+    }
+
+    mutating func rebuildPositionIndex() {
+        guard positions.count > Self.indexThreshold else {
+            positionIndex = nil
+            return
+        }
+        var index: [PositionID: Int32] = [:]
+        index.reserveCapacity(positions.count)
+        for p in positions.indices { index[positions[p].id] = Int32(p) }
+        positionIndex = index
+    }
+
+    /// Adds an order record (to the end of the position's list, or to its front).
+    mutating func insertOrder(_ order: ManagedOrder, atFront: Bool = false) -> Int {
+        let s = orders.count
+        let p = Int(order.position)
+        orders.append(order)
+        if orderIndex != nil {
+            orderIndex?[order.id] = Int32(s)
+        } else if orders.count > Self.indexThreshold {
+            rebuildOrderIndex()
+        }
+        activeOrders.append(Int32(s))
+        if atFront {
+            positions[p].orderSlots.insert(Int32(s), at: 0)
+            if order.isLive { positions[p].liveSlots.insert(Int32(s), at: 0) }
+        } else {
+            positions[p].orderSlots.append(Int32(s))
+            if order.isLive { positions[p].liveSlots.append(Int32(s)) }
+        }
+        return s
+    }
 
     // MARK: - Internals
 
-    private mutating func makeOrder(in position: inout PositionState, role: OrderRole, side: Side, type: OrderType,
-                                    quantity: Quantity, target: ManagedOrder.Target) -> OrderID {
+    private mutating func makeOrder(in p: Int, role: OrderRole, side: Side, type: OrderType,
+                                    quantity: Quantity, target: ManagedOrder.Target) -> Int {
         let tag: String
         switch role {
         case .entry: tag = "en"
@@ -411,21 +597,28 @@ public struct SymbolStateMachine: Sendable {
         case .stopLoss: tag = "sl"
         case .takeProfit: tag = "tp"
         }
-        let id = OrderID("\(position.spec.positionID)-\(tag)\(position.nextOrderNumber)")
-        position.nextOrderNumber += 1
+        let id = OrderID("\(positions[p].id)-\(tag)\(positions[p].nextOrderNumber)")
+        positions[p].nextOrderNumber += 1
         sequence += 1
-        let order = ManagedOrder(id: id, positionID: position.spec.positionID, role: role, side: side, type: type,
-                                 timeInForce: position.spec.timeInForce, quantity: quantity, target: target, workSequence: sequence)
-        orders[id] = order
-        activeOrders.append(id)
-        position.orderIDs.append(id)
-        return id
+        let order = ManagedOrder(id: id, position: Int32(p), role: role, side: side, type: type,
+                                 timeInForce: positions[p].timeInForce, quantity: quantity, target: target, workSequence: sequence)
+        return insertOrder(order)
+    }
+
+    /// Sets an order's phase, keeping its position's list of live orders in step.
+    mutating func setPhase(_ s: Int, _ phase: ManagedOrder.Phase) {
+        let wasLive = orders[s].isLive
+        orders[s].phase = phase
+        if wasLive, orders[s].isDone {
+            let p = Int(orders[s].position)
+            if let index = positions[p].liveSlots.firstIndex(of: Int32(s)) { positions[p].liveSlots.remove(at: index) }
+        }
     }
 
     /// The class of work the order needs now, or nil if none can be sent.
-    private func pendingPriority(of order: ManagedOrder) -> OrderOperation.Priority? {
-        guard order.inFlight == nil, !order.retryPending, !order.awaitingFill, order.failure == nil else { return nil }
-        switch (order.phase, order.target) {
+    private func pendingPriority(of s: Int) -> OrderOperation.Priority? {
+        guard orders[s].inFlight == nil, !orders[s].retryPending, !orders[s].awaitingFill, orders[s].failure == nil else { return nil }
+        switch (orders[s].phase, orders[s].target) {
         case (.done, _):
             return nil
         case (.unsent, .cancelled):
@@ -433,92 +626,94 @@ public struct SymbolStateMachine: Sendable {
         case (.unsent, _):
             return .new
         case (.accepted, .cancelled):
-            if order.retiring, let successor = order.successor, let next = orders[successor] {
+            if orders[s].retiring, orders[s].hasSuccessor {
                 // create-then-cancel: the old order goes only once the new one is live.
-                guard next.isAccepted || next.isDone else { return nil }
+                let next = Int(orders[s].successor)
+                guard orders[next].isAccepted || orders[next].isDone else { return nil }
             }
             return .cancel
         case (.accepted, .asPlaced):
             return nil
         case (.accepted, .open(let size)):
-            let open = order.openQuantity
+            let open = orders[s].openQuantity
             guard configuration.nativeModify, size != open else { return nil }
             return size < open ? .reduce : .increase
         }
     }
 
-    private mutating func setTarget(_ target: ManagedOrder.Target, of id: OrderID, emitting actions: inout [Action]) {
-        guard var order = orders[id], order.target != target else { return }
-        order.target = target
+    private mutating func setTarget(_ target: ManagedOrder.Target, of s: Int, emitting actions: inout [Action]) {
+        guard orders[s].target != target else { return }
+        orders[s].target = target
         sequence += 1
-        order.workSequence = sequence
-        if case .unsent = order.phase, target == .cancelled, order.inFlight == nil {
-            order.phase = .done(.cancelled)
+        orders[s].workSequence = sequence
+        if case .unsent = orders[s].phase, target == .cancelled, orders[s].inFlight == nil {
+            setPhase(s, .done(.cancelled))
         }
-        orders[id] = order
-        deactivateIfFinished(id)
-        actions.append(.orderChanged(id))
+        deactivateIfFinished(s)
+        actions.append(.orderChanged(orders[s].id))
     }
 
-    private mutating func deactivateIfFinished(_ id: OrderID) {
-        guard let order = orders[id], order.isDone, order.inFlight == nil else { return }
-        activeOrders.removeAll { $0 == id }
+    private mutating func deactivateIfFinished(_ s: Int) {
+        guard orders[s].isDone, orders[s].inFlight == nil else { return }
+        activeOrders.removeAll { $0 == Int32(s) }
     }
 
-    private mutating func rearmFailedOrders(of positionID: PositionID) {
-        guard let position = positions[positionID] else { return }
-        for id in position.orderIDs {
-            guard var order = orders[id], order.isLive, order.failure != nil else { continue }
-            order.failure = nil
-            order.attempts = 0
-            orders[id] = order
+    private mutating func rearmFailedOrders(of p: Int) {
+        for slot in positions[p].liveSlots {
+            let s = Int(slot)
+            guard orders[s].failure != nil else { continue }
+            orders[s].failure = nil
+            orders[s].attempts = 0
         }
     }
 
-    private mutating func failPermanently(_ id: OrderID, operation: OrderOperation, message: String, emitting actions: inout [Action]) {
-        guard var order = orders[id], var position = positions[order.positionID] else { return }
-        order.attempts = 0
-        order.failure = message
-        if operation.kind == .submit, case .unsent = order.phase {
-            order.phase = .done(.rejected)
+    private mutating func failPermanently(_ s: Int, operation: OrderOperation, message: String, emitting actions: inout [Action]) {
+        let p = Int(orders[s].position)
+        orders[s].attempts = 0
+        orders[s].failure = message
+        if operation.kind == .submit, case .unsent = orders[s].phase {
+            setPhase(s, .done(.rejected))
         }
-        orders[id] = order
-        deactivateIfFinished(id)
+        deactivateIfFinished(s)
+        let id = orders[s].id
+        let role = orders[s].role
+        let positionID = positions[p].id
         actions.append(.orderChanged(id))
         // A replacement that could not be placed: keep the order it was replacing.
         if operation.kind == .submit {
-            for otherID in position.orderIDs {
-                guard var other = orders[otherID], other.successor == id, other.isLive else { continue }
-                other.retiring = false
-                other.successor = nil
-                other.target = .open(other.openQuantity)
-                orders[otherID] = other
+            for slot in positions[p].orderSlots {
+                let other = Int(slot)
+                guard orders[other].successor == Int32(s), orders[other].isLive else { continue }
+                orders[other].retiring = false
+                orders[other].successor = -1
+                orders[other].target = .open(orders[other].openQuantity)
             }
         }
-        if order.role.isProtective { position.blockedRoles.insert(order.role) }
+        if role.isProtective { positions[p].blockedRoles |= PositionState.bit(role) }
         var kind = Alert.Kind.operationFailed
-        if order.role == .entry, operation.kind == .submit, position.ledger.net.isZero, position.status == .pending {
+        if role == .entry, operation.kind == .submit, positions[p].ledger.net.isZero, positions[p].status == .pending {
             kind = .entryRejected
-            position.status = .closed
-            actions.append(.positionChanged(order.positionID))
+            positions[p].status = .closed
+            actions.append(.positionChanged(positionID))
         }
-        positions[order.positionID] = position
-        actions.append(.alert(Alert(kind: kind, positionID: order.positionID, symbol: symbol, orderID: id, role: order.role, message: message)))
-        if kind == .operationFailed { actions.append(.scheduleRearm(order.positionID)) }
-        plan(order.positionID, emitting: &actions)
+        actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: message)))
+        if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
+        plan(p, emitting: &actions)
     }
 
     /// Derives every order's desired state from the position (rules 2-7) and records the work.
-    mutating func plan(_ positionID: PositionID, emitting actions: inout [Action]) {
-        guard let position = positions[positionID] else { return }
-        let net = position.ledger.net
+    mutating func plan(_ p: Int, emitting actions: inout [Action]) {
+        let net = positions[p].ledger.net
+        let closed = positions[p].status == .closed
 
-        if position.status == .closed || net.isZero {
+        if closed || net.isZero {
             // Flat: everything left goes (rule 5). A pending bracket keeps its entry and scale-ins.
-            for id in position.orderIDs {
-                guard let order = orders[id], order.isLive, !order.awaitingFill else { continue }
-                if position.status == .closed || order.role.isProtective {
-                    setTarget(.cancelled, of: id, emitting: &actions)
+            let live = positions[p].liveSlots
+            for slot in live {
+                let s = Int(slot)
+                guard orders[s].isLive, !orders[s].awaitingFill else { continue }
+                if closed || orders[s].roleKind >= ManagedOrder.stopLossKind {
+                    setTarget(.cancelled, of: s, emitting: &actions)
                 }
             }
             return
@@ -526,79 +721,105 @@ public struct SymbolStateMachine: Sendable {
 
         let side = net.units > 0 ? Side.sell : Side.buy
         let size = net.magnitude
-        for (role, price) in [(OrderRole.stopLoss, position.spec.stopLoss), (OrderRole.takeProfit, position.spec.takeProfit)] {
-            guard let price else { continue }
-            let liveBefore = liveOrders(role, of: position)
+        for roleIndex in 0..<2 {
+            let role: OrderRole = roleIndex == 0 ? .stopLoss : .takeProfit
+            let kind = roleIndex == 0 ? ManagedOrder.stopLossKind : ManagedOrder.takeProfitKind
+            guard let price = roleIndex == 0 ? positions[p].stopLoss : positions[p].takeProfit else { continue }
+            // One pass over the role's live orders gives what planning needs.
+            var summary = summarize(p, kind, side: side)
             // The broker said too late: wait for those fills before touching the role.
-            if liveBefore.contains(where: \.awaitingFill) { continue }
-            for order in liveBefore where order.side != side {
-                setTarget(.cancelled, of: order.id, emitting: &actions)
+            if summary.awaiting { continue }
+            if summary.wrongSide {
+                let live = positions[p].liveSlots
+                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side {
+                    setTarget(.cancelled, of: Int(slot), emitting: &actions)
+                }
+                // Again: an order never sent was just cancelled locally and is no longer live.
+                summary = summarize(p, kind, side: side)
             }
-            // Re-read: an order never sent was just cancelled locally and is gone. Nothing was
-            // cancelled when every live order is on the right side: then nothing changed.
-            let live = liveBefore.contains { $0.side != side } ? liveOrders(role, of: position) : liveBefore
-            let current = live.last { !$0.retiring && $0.side == side }
-            if let current {
-                if current.failure != nil { continue }
+            // The role's current order: the newest live one on the right side not being replaced.
+            if summary.current >= 0 {
+                let s = summary.current
+                if orders[s].failure != nil { continue }
                 let target = ManagedOrder.Target.open(size)
-                if configuration.nativeModify || !current.isAccepted || current.inFlight != nil || current.openQuantity == size {
+                if configuration.nativeModify || !orders[s].isAccepted || orders[s].inFlight != nil || orders[s].openQuantity == size {
                     // Native modify (or a submit that will carry the size): set the size and let
                     // nextOperation() send the difference. Without native modify, an in-flight
                     // operation's outcome re-plans this when it completes.
-                    setTarget(target, of: current.id, emitting: &actions)
+                    setTarget(target, of: s, emitting: &actions)
                     continue
                 }
                 // No native modify: replace.
-                guard !position.blockedRoles.contains(role) else { continue }
+                guard !positions[p].isBlocked(role) else { continue }
                 switch configuration.replaceStrategy {
                 case .cancelThenCreate:
-                    retire(current.id, successor: nil, emitting: &actions)
+                    retire(s, successor: -1, emitting: &actions)
                 case .createThenCancel:
-                    let successor = createProtective(positionID, role: role, side: side, price: price, size: size, emitting: &actions)
-                    retire(current.id, successor: successor, emitting: &actions)
+                    let successor = createProtective(p, role: role, side: side, price: price, size: size, emitting: &actions)
+                    retire(s, successor: successor, emitting: &actions)
                 }
                 continue
             }
-            guard !position.blockedRoles.contains(role) else { continue }
+            guard !positions[p].isBlocked(role) else { continue }
             // No current order. Wait while an old one is still being cancelled, unless the
             // strategy creates first and the old one is on the right side.
-            let waiting = live.contains { $0.side != side || configuration.replaceStrategy == .cancelThenCreate }
-            if waiting { continue }
-            let successor = createProtective(positionID, role: role, side: side, price: price, size: size, emitting: &actions)
-            for order in live where order.retiring && order.successor == nil {
-                var old = order
-                old.successor = successor
-                orders[old.id] = old
+            if summary.liveWrongSide || (summary.live && configuration.replaceStrategy == .cancelThenCreate) { continue }
+            let successor = createProtective(p, role: role, side: side, price: price, size: size, emitting: &actions)
+            if summary.retiringWithoutSuccessor {
+                for index in positions[p].liveSlots.indices {
+                    let s = Int(positions[p].liveSlots[index])
+                    if s != successor, orders[s].roleKind == kind, orders[s].retiring, !orders[s].hasSuccessor { orders[s].successor = Int32(successor) }
+                }
             }
         }
     }
 
-    /// The position's live orders of `role`, oldest first: one pass, copying only the matches
-    /// (the hot path of every fill; `compactMap` + `filter` copied every order twice).
-    private func liveOrders(_ role: OrderRole, of position: PositionState) -> [ManagedOrder] {
-        var result: [ManagedOrder] = []
-        for id in position.orderIDs {
-            guard let order = orders[id], order.role == role, order.isLive else { continue }
-            result.append(order)
+    /// What planning needs to know about a protective role's live orders.
+    private struct RoleSummary {
+        /// Some live order of the role is waiting for fills after a "too late".
+        var awaiting = false
+        /// Some live order of the role is on the wrong side (found before any cancel).
+        var wrongSide = false
+        /// Some live order of the role is on the wrong side.
+        var liveWrongSide = false
+        /// The role has a live order.
+        var live = false
+        /// The newest live order of the role on the right side and not being replaced, or -1.
+        var current = -1
+        /// Some live order of the role is being replaced and has no successor yet.
+        var retiringWithoutSuccessor = false
+    }
+
+    /// One pass over the position's live orders of a protective role (by kind), oldest first, without copying them.
+    private func summarize(_ p: Int, _ kind: UInt8, side: Side) -> RoleSummary {
+        var summary = RoleSummary()
+        for index in positions[p].liveSlots.indices {
+            let s = Int(positions[p].liveSlots[index])
+            guard orders[s].roleKind == kind else { continue }
+            summary.live = true
+            if orders[s].awaitingFill { summary.awaiting = true }
+            if orders[s].side != side {
+                summary.wrongSide = true
+                summary.liveWrongSide = true
+            } else if !orders[s].retiring {
+                summary.current = s
+            }
+            if orders[s].retiring, !orders[s].hasSuccessor { summary.retiringWithoutSuccessor = true }
         }
-        return result
+        return summary
     }
 
-    private mutating func retire(_ id: OrderID, successor: OrderID?, emitting actions: inout [Action]) {
-        guard var order = orders[id] else { return }
-        order.retiring = true
-        order.successor = successor
-        orders[id] = order
-        setTarget(.cancelled, of: id, emitting: &actions)
+    private mutating func retire(_ s: Int, successor: Int, emitting actions: inout [Action]) {
+        orders[s].retiring = true
+        orders[s].successor = Int32(successor)
+        setTarget(.cancelled, of: s, emitting: &actions)
     }
 
-    private mutating func createProtective(_ positionID: PositionID, role: OrderRole, side: Side, price: Price, size: Quantity,
-                                           emitting actions: inout [Action]) -> OrderID {
-        guard var position = positions[positionID] else { preconditionFailure("plan for a missing position") }
+    private mutating func createProtective(_ p: Int, role: OrderRole, side: Side, price: Price, size: Quantity,
+                                           emitting actions: inout [Action]) -> Int {
         let type: OrderType = role == .stopLoss ? .stop(price) : .limit(price)
-        let id = makeOrder(in: &position, role: role, side: side, type: type, quantity: size, target: .open(size))
-        positions[positionID] = position
-        actions.append(.orderChanged(id))
-        return id
+        let s = makeOrder(in: p, role: role, side: side, type: type, quantity: size, target: .open(size))
+        actions.append(.orderChanged(orders[s].id))
+        return s
     }
 }

@@ -6,19 +6,28 @@ import Foundation
 import FillGuardCore
 
 /// A snapshot is a version byte, the machine's image as JSON (positions and orders: small, and
-/// readable by a person in an emergency), then the applied execution ids in the journal's
-/// compact binary form (the large part: one per fill ever applied).
+/// readable by a person in an emergency), then the execution ids the machine remembers for
+/// duplicate detection, in the journal's compact binary form.
+///
+/// Version 2 (current): the image's format 2 (orders by slot, retired orders' records, the
+/// execution memory's counters), then the older generation of remembered ids, then the newer
+/// one (each in the order applied; at most twice the execution window in all). Version 1 (still read): the
+/// image's format 1, then every execution id ever applied.
 enum SnapshotCodec {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
 
     static func encode(_ image: SymbolStateMachine.Image) throws -> [UInt8] {
         let json = try JSONEncoder().encode(image)
-        var writer = ByteWriter(capacity: json.count + image.executionIDs.count * 16 + 16)
+        let previous = image.previousExecutionIDs
+        let current = image.currentExecutionIDs
+        var writer = ByteWriter(capacity: json.count + (previous.count + current.count) * 16 + 16)
         writer.write(version)
         writer.write(varint: UInt64(json.count))
         writer.bytes.append(contentsOf: json)
-        writer.write(varint: UInt64(image.executionIDs.count))
-        for id in image.executionIDs { writer.write(id.rawValue) }
+        for generation in [previous, current] {
+            writer.write(varint: UInt64(generation.count))
+            for id in generation { writer.write(id.rawValue) }
+        }
         return writer.bytes
     }
 
@@ -27,25 +36,39 @@ enum SnapshotCodec {
         guard first <= version else {
             throw JournalError(.unsupportedVersion, "snapshot format \(first) is newer than this FillGuard reads (\(version)); upgrade FillGuard")
         }
+        guard first >= 1 else { throw JournalError(.corrupted, "a snapshot of unknown format \(first)") }
         var reader = ByteReader(payload)
         let json: ArraySlice<UInt8>
-        var executions: Set<ExecutionID> = []
+        var generations: [[ExecutionID]] = []
         do throws(ByteReader.Damaged) {
             _ = try reader.byte()
             let length = Int(clamping: try reader.varint())
             json = try reader.bytes(length)
-            let count = Int(clamping: try reader.varint())
-            guard count <= payload.count else { throw ByteReader.Damaged() }
-            executions.reserveCapacity(count)
-            for _ in 0..<count { executions.insert(ExecutionID(try reader.string())) }
+            for _ in 0..<(first == 1 ? 1 : 2) {
+                let count = Int(clamping: try reader.varint())
+                guard count <= payload.count else { throw ByteReader.Damaged() }
+                var ids: [ExecutionID] = []
+                ids.reserveCapacity(count)
+                for _ in 0..<count { ids.append(ExecutionID(try reader.string())) }
+                generations.append(ids)
+            }
             guard reader.isAtEnd else { throw ByteReader.Damaged() }
         } catch {
             throw JournalError(.corrupted, "a snapshot is cut short or damaged")
         }
         do {
             var image = try JSONDecoder().decode(SymbolStateMachine.Image.self, from: Data(json))
-            image.executionIDs = executions
+            if first == 1 {
+                guard image.isLegacyFormat else { throw JournalError(.corrupted, "a version 1 snapshot holds a newer image") }
+                image.adoptLegacyExecutionIDs(Set(generations[0]))
+            } else {
+                guard !image.isLegacyFormat else { throw JournalError(.corrupted, "a version 2 snapshot holds an old image") }
+                image.previousExecutionIDs = generations[0]
+                image.currentExecutionIDs = generations[1]
+            }
             return image
+        } catch let error as JournalError {
+            throw error
         } catch {
             throw JournalError(.corrupted, "a snapshot could not be decoded: \(error)")
         }

@@ -114,20 +114,27 @@ extension FillManager {
             var executionsRead = false
             do throws(BrokerError) {
                 let executions = try await broker.executions(of: symbol)
+                // Booked or not is decided by the machine: remembered ids, the broker's
+                // cumulative quantities, and for orders whose old ids left the window, quantities.
+                let sorted = await read(lane) { machine in machine.reconcile(brokerExecutions: executions) }
                 executionsRead = true
-                let missing = await read(lane) { machine in
-                    executions.filter { !machine.hasApplied($0.executionID) }.map { ($0, machine.knows($0.orderID)) }
+                for execution in sorted.missing {
+                    adopted[execution.orderID, default: .zero] += execution.lastQuantity
+                    correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
+                                                     message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while FillGuard was down; applied"))
+                    lane.enqueue(.broker(.execution(execution)))
                 }
-                for (execution, known) in missing {
-                    if known {
-                        adopted[execution.orderID, default: .zero] += execution.lastQuantity
-                        correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
-                                                         message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while FillGuard was down; applied"))
-                        lane.enqueue(.broker(.execution(execution)))
-                    } else {
-                        correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
-                                                         message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
-                    }
+                for execution in sorted.unknownOrder {
+                    correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
+                                                     message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
+                }
+                for retired in sorted.retiredOrder {
+                    let execution = retired.report
+                    correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
+                                                     message: "fill \(execution.executionID) of \(execution.lastQuantity) is for an order retired with closed position \(retired.positionID) and was never booked; not applied, a person must look"))
+                }
+                for ambiguity in sorted.ambiguous {
+                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: ambiguity.orderID, message: ambiguity.message))
                 }
             } catch {
                 correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
