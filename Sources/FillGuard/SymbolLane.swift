@@ -130,6 +130,8 @@ final class SymbolLane: @unchecked Sendable {
         // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
         // the lock is taken by hand so that no closure captures the event.
         mailboxLock.lock()
+        // A lane waking up starts with room for a few events (one allocation, not one per doubling).
+        if mailboxState.events.isEmpty { mailboxState.events.reserveCapacity(4) }
         mailboxState.events.append(Envelope(event: event, enqueuedAt: now))
         let depth = mailboxState.events.count
         let start = !mailboxState.draining
@@ -418,13 +420,18 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
+    /// Hands one operation to the broker. The call starts at once, on this thread
+    /// (`Task.immediate`), and runs until it first suspends: a broker that answers without
+    /// waiting completes here (its outcome is queued as the lane's next event) with no task
+    /// switch; one that waits for the network suspends and resumes elsewhere, as a task would.
+    /// Either way the lane does not wait for it.
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         context.metrics.operations[operation.kind]?.increment()
         context.counters.operationSent(operation.kind)
         context.work.begin()
         let broker = context.broker
-        let latency = context.metrics.brokerLatency[operation.kind]
-        Task {
+        let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
+        Task.immediate {
             let result: Result<Void, BrokerError>
             do throws(BrokerError) {
                 switch operation.request {
