@@ -31,20 +31,24 @@ final class SymbolLane: @unchecked Sendable {
 
     struct Envelope: Sendable {
         var event: Event
-        /// When it was queued; `SymbolLane.untimed` when nothing reads it (no metrics backend, no
-        /// reaction observer).
-        var enqueuedAt: ContinuousClock.Instant
+        /// When it was queued, in nanoseconds since `SymbolLane.epoch`; 0 when nothing reads it (no
+        /// metrics backend, no reaction observer). An integer, not a `ContinuousClock.Instant`:
+        /// that type is resilient, so every copy of an envelope holding one went through value
+        /// witnesses.
+        var enqueuedAt: Int64
         /// The journal sequence of the input (0: not journaled).
         var sequence: UInt64 = 0
     }
 
-    /// The stand-in timestamp of events queued without a clock read.
-    static let untimed = ContinuousClock.now
+    /// The origin of envelope timestamps.
+    static let epoch = ContinuousClock.now
 
-    /// What a runner lends the lane it runs: buffers reused from pass to pass and lane to lane,
-    /// so that a lane waking up allocates nothing and an idle lane holds no buffer.
+    /// Nanoseconds since `epoch`.
+    static var nanosecondsNow: Int64 { (ContinuousClock.now - epoch).nanoseconds }
+
+    /// What a runner lends the lane it runs: the action buffer, reused from event to event and
+    /// lane to lane, so that a lane waking up allocates none and an idle lane holds none.
     struct Scratch {
-        var batch = Deque<Envelope>()
         var actions: [SymbolStateMachine.Action] = []
     }
 
@@ -68,6 +72,8 @@ final class SymbolLane: @unchecked Sendable {
     // Touched only by the current drainer (see the type's documentation).
     // Drainer-owned (one runner at a time, by construction): no dynamic exclusivity checks.
     @exclusivity(unchecked) private var machine: SymbolStateMachine
+    /// Events taken from the mailbox (all of them, in one swap) and not yet processed.
+    @exclusivity(unchecked) private var pending = Deque<Envelope>()
     @exclusivity(unchecked) private var wakeScheduled = false
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
@@ -119,16 +125,18 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Appends an event; has the lane run if it is not running. Never blocks on processing.
     func enqueue(_ event: consuming Event) {
-        let now = context.timed ? ContinuousClock.now : Self.untimed
+        let now = context.timed ? Self.nanosecondsNow : 0
         context.work.begin()
-        // Moved, not copied, into the mailbox (an event is ~150 bytes with several references).
-        var envelope = Optional(Envelope(event: event, enqueuedAt: now))
-        let (start, depth) = withMailbox { mailbox -> (Bool, Int) in
-            mailbox.events.append(envelope.take()!)
-            if mailbox.draining { return (false, mailbox.events.count) }
-            mailbox.draining = true
-            return (true, mailbox.events.count)
-        }
+        // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
+        // the lock is taken by hand so that no closure captures the event.
+        mailboxLock.lock()
+        // A lane waking up starts with room for a few events (one allocation, not one per doubling).
+        if mailboxState.events.isEmpty { mailboxState.events.reserveCapacity(4) }
+        mailboxState.events.append(Envelope(event: event, enqueuedAt: now))
+        let depth = mailboxState.events.count
+        let start = !mailboxState.draining
+        mailboxState.draining = true
+        mailboxLock.unlock()
         if context.metrics.enabled { context.metrics.queueDepth.record(depth) }
         if start { context.scheduler.schedule(self) }
     }
@@ -144,45 +152,41 @@ final class SymbolLane: @unchecked Sendable {
             return 1
         }
         let limit = context.configuration.lanePassLimit
-        // Take the waiting events in one go (one lock per pass, not per event): the runner's empty
-        // buffer goes to the mailbox, the mailbox's events to the runner.
-        withMailbox { mailbox in
-            if mailbox.events.count <= limit {
-                swap(&scratch.batch, &mailbox.events)
-            } else {
-                for _ in 0..<limit {
-                    guard let envelope = mailbox.events.popFirst() else { break }
-                    scratch.batch.append(envelope)
-                }
-            }
+        // Take every waiting event in one swap (one lock per pass, not per event): the mailbox
+        // gets the empty buffer back. A deep mailbox (a hot symbol) is handled over several
+        // passes from `pending`, without moving its events again.
+        if pending.isEmpty {
+            withMailbox { mailbox in swap(&pending, &mailbox.events) }
         }
-        let count = scratch.batch.count
-        let fills = drain(&scratch, machine: &machine)
-        if fills > 0 { context.counters.fills.add(fills, ordering: .relaxed) }
-        let more = withMailbox { mailbox -> Bool in
+        let fills = drain(limit: limit, actions: &scratch.actions, machine: &machine)
+        if fills.fills > 0 { context.counters.fills.add(fills.fills, ordering: .relaxed) }
+        let more = !pending.isEmpty || withMailbox { mailbox -> Bool in
             if !mailbox.events.isEmpty { return true }
             // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
             // `draining` is cleared: after that another runner may own the lane.
             mailbox.events = Deque()
+            pending = Deque()
             mailbox.draining = false
             return false
         }
-        context.work.end(count)
+        context.work.end(fills.handled)
         if more {
             // Still busy: behind the other ready lanes, so one hot symbol cannot starve them.
             context.scheduler.schedule(self, byRunner: true)
         }
-        return count
+        return fills.handled
     }
 
-    /// Processes the runner's batch; one exclusive access to the machine for the whole pass.
-    /// Returns the fills applied.
-    private func drain(_ scratch: inout Scratch, machine: inout SymbolStateMachine) -> Int {
+    /// Processes up to `limit` pending events; one exclusive access to the machine for the whole
+    /// pass. Returns the events handled and the fills applied.
+    private func drain(limit: Int, actions: inout [SymbolStateMachine.Action], machine: inout SymbolStateMachine) -> (handled: Int, fills: Int) {
+        var handled = 0
         var fills = 0
-        while let envelope = scratch.batch.popFirst() {
-            if process(envelope, machine: &machine, actions: &scratch.actions) { fills += 1 }
+        while handled < limit, let envelope = pending.popFirst() {
+            handled += 1
+            if process(envelope, machine: &machine, actions: &actions) { fills += 1 }
         }
-        return fills
+        return (handled, fills)
     }
 
     /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
@@ -276,12 +280,14 @@ final class SymbolLane: @unchecked Sendable {
             position.startInput(envelope.sequence)
         }
         let timed = context.metrics.enabled
-        let started: ContinuousClock.Instant? = timed ? ContinuousClock.now : nil
+        let started: Int64 = timed ? Self.nanosecondsNow : 0
         let enqueuedAt = envelope.enqueuedAt
-        if let started, context.timed {
-            context.metrics.queueWait.recordNanoseconds((started - enqueuedAt).nanoseconds)
+        if timed {
+            context.metrics.queueWait.recordNanoseconds(started - enqueuedAt)
         }
         actions.removeAll(keepingCapacity: true)
+        // Change actions only feed subscribers: without any, the machine does not emit them.
+        machine.emitsChangeActions = context.bus.positions.hasSubscribers || context.bus.orders.hasSubscribers
         var isFill = false
         switch envelope.event {
         case .open(let spec, let reply):
@@ -308,7 +314,7 @@ final class SymbolLane: @unchecked Sendable {
             }
         case .completed(let operation, let result, let wasProbe):
             let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind == .transient,
-                                                wasProbe: wasProbe, now: started ?? ContinuousClock.now)
+                                                wasProbe: wasProbe, now: ContinuousClock.now)
             if opened {
                 context.metrics.breakerTrips.increment()
                 context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
@@ -341,8 +347,8 @@ final class SymbolLane: @unchecked Sendable {
         if machine.hasOperationReady {
             dispatchOperations(reactionFrom: isFill && context.timed ? enqueuedAt : nil, machine: &machine)
         }
-        if let started {
-            context.metrics.processing.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        if timed {
+            context.metrics.processing.recordNanoseconds(Self.nanosecondsNow - started)
         }
         return isFill
     }
@@ -378,7 +384,7 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
     /// The fill path never waits: each operation runs in its own task and reports back here.
-    private func dispatchOperations(reactionFrom fillTime: ContinuousClock.Instant?, machine: inout SymbolStateMachine) {
+    private func dispatchOperations(reactionFrom fillTime: Int64?, machine: inout SymbolStateMachine) {
         while true {
             let now = ContinuousClock.now
             let permission = context.breaker.acquire(now: now)
@@ -398,7 +404,7 @@ final class SymbolLane: @unchecked Sendable {
                 return
             }
             if let fillTime, operation.role.isProtective {
-                let reaction = now - fillTime
+                let reaction = Duration.nanoseconds((now - Self.epoch).nanoseconds - fillTime)
                 if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
                 context.configuration.reactionObserver?(reaction)
             }
@@ -414,13 +420,19 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
+    /// Hands one operation to the broker. The call starts at once, on this thread
+    /// (`Task.immediate`), and runs until it first suspends: a broker that answers without
+    /// waiting completes here (its outcome is queued as the lane's next event) with no task
+    /// switch; one that waits for the network suspends and resumes elsewhere, as a task would.
+    /// Either way the lane does not wait for it. (Before macOS 26, where `Task.immediate` is
+    /// missing, a plain task.)
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         context.metrics.operations[operation.kind]?.increment()
         context.counters.operationSent(operation.kind)
         context.work.begin()
         let broker = context.broker
-        let latency = context.metrics.brokerLatency[operation.kind]
-        Task {
+        let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
+        let body: @Sendable () async -> Void = {
             let result: Result<Void, BrokerError>
             do throws(BrokerError) {
                 switch operation.request {
@@ -435,6 +447,11 @@ final class SymbolLane: @unchecked Sendable {
             latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
             self.enqueue(.completed(operation, result, wasProbe: isProbe))
             self.context.work.end()
+        }
+        if #available(macOS 26.0, *) {
+            Task.immediate { await body() }
+        } else {
+            Task { await body() }
         }
     }
 

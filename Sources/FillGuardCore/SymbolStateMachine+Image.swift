@@ -389,7 +389,7 @@ extension SymbolStateMachine {
         guard let s = slot(of: orderID), orders[s].isLive, orders[s].inFlight == nil, quantity.isPositive, quantity != orders[s].quantity else { return }
         orders[s].quantity = max(quantity, orders[s].filled)
         if case .unsent = orders[s].phase { orders[s].phase = .accepted }
-        actions.append(.orderChanged(orderID))
+        if emitsChangeActions { actions.append(.orderChanged(orderID)) }
         plan(Int(orders[s].position), emitting: &actions)
     }
 }
@@ -423,7 +423,7 @@ extension SymbolStateMachine {
         order.phase = .accepted
         // Not the role's order: first in the list, so planning keeps the role's own order.
         _ = insertOrder(order, atFront: hasLive || !wanted)
-        actions.append(.orderChanged(orderID))
+        if emitsChangeActions { actions.append(.orderChanged(orderID)) }
         plan(p, emitting: &actions)
         return true
     }

@@ -141,6 +141,9 @@ public struct SymbolStateMachine: Sendable {
     var executions: ExecutionMemory
     var retired: RetiredOrders
     var sequence: UInt64 = 0
+    /// Emit `positionChanged` and `orderChanged` (default true). A runtime with nobody to tell
+    /// turns them off; every other action is always emitted. Not part of the state.
+    public var emitsChangeActions = true
 
     static let indexThreshold = 8
 
@@ -174,12 +177,12 @@ public struct SymbolStateMachine: Sendable {
             rebuildPositionIndex()
         }
         let entry = makeOrder(in: p, role: .entry, side: spec.side, type: spec.entryType, quantity: spec.quantity, target: .asPlaced)
-        actions.append(.orderChanged(orders[entry].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[entry].id)) }
         for (index, scaleIn) in spec.scaleIns.enumerated() {
             let slot = makeOrder(in: p, role: .scaleIn(index), side: spec.side, type: scaleIn.type, quantity: scaleIn.quantity, target: .asPlaced)
-            actions.append(.orderChanged(orders[slot].id))
+            if emitsChangeActions { actions.append(.orderChanged(orders[slot].id)) }
         }
-        actions.append(.positionChanged(spec.positionID))
+        if emitsChangeActions { actions.append(.positionChanged(spec.positionID)) }
     }
 
     // MARK: - Broker reports
@@ -220,14 +223,14 @@ public struct SymbolStateMachine: Sendable {
         }
         if !orders[s].isLive { orders[s].awaitingFill = false }
         deactivateIfFinished(s)
-        actions.append(.orderChanged(orders[s].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
 
         let p = Int(orders[s].position)
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
         positions[p].status = positions[p].ledger.net.isZero ? .closed : .open
         positions[p].blockedRoles = 0
         rearmFailedOrders(of: p)
-        actions.append(.positionChanged(positions[p].id))
+        if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         plan(p, emitting: &actions)
         retireClosedPositions()
     }
@@ -311,7 +314,7 @@ public struct SymbolStateMachine: Sendable {
         setPhase(s, .done(status))
         orders[s].awaitingFill = false
         deactivateIfFinished(s)
-        actions.append(.orderChanged(orders[s].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         let p = Int(orders[s].position)
         let role = orders[s].role
         if role.isProtective, orders[s].target != .cancelled {
@@ -321,7 +324,7 @@ public struct SymbolStateMachine: Sendable {
         }
         if role == .entry, orders[s].filled.isZero, positions[p].ledger.net.isZero, positions[p].status == .pending {
             positions[p].status = .closed
-            actions.append(.positionChanged(positions[p].id))
+            if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         }
         plan(p, emitting: &actions)
         retireClosedPositions()
@@ -346,7 +349,7 @@ public struct SymbolStateMachine: Sendable {
             if orders[s].isLive { setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled)) }
         }
         deactivateIfFinished(s)
-        actions.append(.orderChanged(orders[s].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         plan(Int(orders[s].position), emitting: &actions)
         retireClosedPositions()
     }
@@ -362,7 +365,7 @@ public struct SymbolStateMachine: Sendable {
             // The broker never took it and it is no longer wanted: it ends here, whatever the failure.
             setPhase(s, .done(.cancelled))
             deactivateIfFinished(s)
-            actions.append(.orderChanged(orders[s].id))
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
             return
         }
@@ -378,7 +381,7 @@ public struct SymbolStateMachine: Sendable {
             if attempts < configuration.maxAttempts {
                 orders[s].retryPending = true
                 actions.append(.scheduleRetry(orders[s].id, attempt: attempts))
-                actions.append(.orderChanged(orders[s].id))
+                if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
                 return
             }
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) times, last: \(message)", emitting: &actions)
@@ -400,7 +403,7 @@ public struct SymbolStateMachine: Sendable {
                 }
             }
             deactivateIfFinished(s)
-            actions.append(.orderChanged(orders[s].id))
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
         }
     }
@@ -650,7 +653,7 @@ public struct SymbolStateMachine: Sendable {
             setPhase(s, .done(.cancelled))
         }
         deactivateIfFinished(s)
-        actions.append(.orderChanged(orders[s].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
     }
 
     private mutating func deactivateIfFinished(_ s: Int) {
@@ -678,7 +681,7 @@ public struct SymbolStateMachine: Sendable {
         let id = orders[s].id
         let role = orders[s].role
         let positionID = positions[p].id
-        actions.append(.orderChanged(id))
+        if emitsChangeActions { actions.append(.orderChanged(id)) }
         // A replacement that could not be placed: keep the order it was replacing.
         if operation.kind == .submit {
             for slot in positions[p].orderSlots {
@@ -694,7 +697,7 @@ public struct SymbolStateMachine: Sendable {
         if role == .entry, operation.kind == .submit, positions[p].ledger.net.isZero, positions[p].status == .pending {
             kind = .entryRejected
             positions[p].status = .closed
-            actions.append(.positionChanged(positionID))
+            if emitsChangeActions { actions.append(.positionChanged(positionID)) }
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: message)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
@@ -819,7 +822,7 @@ public struct SymbolStateMachine: Sendable {
                                            emitting actions: inout [Action]) -> Int {
         let type: OrderType = role == .stopLoss ? .stop(price) : .limit(price)
         let s = makeOrder(in: p, role: role, side: side, type: type, quantity: size, target: .open(size))
-        actions.append(.orderChanged(orders[s].id))
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         return s
     }
 }

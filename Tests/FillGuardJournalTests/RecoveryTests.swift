@@ -23,13 +23,14 @@ final class Process: Sendable {
 
     /// Starts a process on `store`: recover, then consume the exchange's reports.
     init(exchange: SimulatedExchange, store: InMemoryJournalStore, snapshotInterval: Int = 1_000,
-         unknownOrders: UnknownOrderPolicy = .leave) async throws {
+         unknownOrders: UnknownOrderPolicy = .leave, configure: (inout FillGuardConfiguration) -> Void = { _ in }) async throws {
         self.store = store
         connection = CrashableBroker(exchange)
         journal = Journal(store: store, snapshotInterval: snapshotInterval)
         var configuration = FillGuardConfiguration(retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
                                                    rearmDelay: nil)
         configuration.unknownOrders = unknownOrders
+        configure(&configuration)
         let manager = FillManager(broker: connection, journal: journal, configuration: configuration, logger: .quiet)
         self.manager = manager
         // Connect first (reports wait in the stream), then reconcile, as with a real broker.
@@ -148,6 +149,56 @@ struct RecoveryTests {
         #expect(third.report.corrections.isEmpty, "\(third.report.corrections)")
         await third.settle()
         try await expectProtectedAndExact(third, exchange)
+    }
+
+    @Test("retired positions and a window far smaller than the fills: a restart re-applies nothing, reports nothing spurious, adopts what was missed once")
+    func retirementAndSmallWindowSurviveRestart() async throws {
+        let exchange = exchange()
+        let configure: (inout FillGuardConfiguration) -> Void = { configuration in
+            configuration.executionWindow = 2
+            configuration.retainedClosedPositions = 0
+        }
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore(), snapshotInterval: 3, configure: configure)
+        try await first.manager.open(bracket())
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: Self.symbol) // P1's first scale-in fills
+        await first.settle()
+        exchange.setPrice(Price("260")!, of: Self.symbol) // the target fills everything: P1 closes, then is retired
+        await first.settle()
+        #expect(await first.manager.position("P1") == nil, "P1 was retired")
+        let second = BracketSpec(positionID: "P2", symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
+                                 stopLoss: Price("250"), takeProfit: Price("280"),
+                                 scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("258")!)),
+                                            BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("256")!))])
+        try await first.manager.open(second)
+        await first.settle()
+        exchange.setPrice(Price("258")!, of: Self.symbol) // P2's first scale-in fills
+        await first.settle()
+        let before = await first.manager.positions()
+        #expect(before.map(\.id) == ["P2"])
+        #expect(before.first?.netQuantity == exchange.netPosition(of: Self.symbol))
+
+        // Restart: every execution at the exchange (P1's retired orders included, most ids long
+        // out of the window) is known to be booked. Nothing is re-applied or reported.
+        let restarted = try await Process(exchange: exchange, store: first.kill(), snapshotInterval: 3, configure: configure)
+        #expect(restarted.report.corrections.isEmpty, "\(restarted.report.corrections)")
+        await restarted.settle()
+        #expect(await restarted.manager.positions() == before)
+        #expect(restarted.manager.statistics.rejected.isEmpty)
+
+        // A fill made while down is adopted exactly once.
+        let survivor = restarted.kill()
+        exchange.setPrice(Price("256")!, of: Self.symbol) // P2's second scale-in fills while nobody listens
+        let third = try await Process(exchange: exchange, store: survivor, snapshotInterval: 3, configure: configure)
+        let adopted = third.report.corrections.filter { $0.kind == .adoptedFill }
+        #expect(adopted.count == 1, "\(third.report.corrections)")
+        #expect(third.report.corrections.allSatisfy { $0.kind == .adoptedFill }, "\(third.report.corrections)")
+        await third.settle()
+        let positions = await third.manager.positions()
+        #expect(positions.first?.netQuantity == 700)
+        #expect(positions.first?.netQuantity == exchange.netPosition(of: Self.symbol))
+        #expect(await third.manager.invariantViolations().isEmpty)
+        #expect(third.manager.statistics.rejected.isEmpty)
     }
 
     @Test("operations whose answer was lost are resolved by asking the broker, never resent blindly")
