@@ -10,7 +10,7 @@ import Synchronization
 /// and report back to the lane.
 public final class FillManager: Sendable {
     let context: RuntimeContext
-    let lanes = Mutex<[Symbol: SymbolLane]>([:])
+    let lanes = Mutex(LaneTable())
     let positionSymbols = Mutex<[PositionID: Symbol]>([:])
     private let received = Atomic<Int>(0)
 
@@ -147,13 +147,13 @@ public final class FillManager: Sendable {
             if let lane = lanes[symbol] { return lane }
             guard create else { return nil }
             let lane = SymbolLane(symbol: symbol, context: context)
-            lanes[symbol] = lane
+            lanes.set(lane, for: symbol)
             return lane
         }
     }
 
     func allLanes() -> [SymbolLane] {
-        lanes.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }
+        lanes.withLock { table in zip(table.symbols, table.lanes).sorted { $0.0 < $1.0 }.map(\.1) }
     }
 
     func read<T: Sendable>(_ lane: SymbolLane, _ body: @escaping @Sendable (SymbolStateMachine) -> T) async -> T {

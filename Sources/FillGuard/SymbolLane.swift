@@ -1,4 +1,3 @@
-import DequeModule
 import FillGuardCore
 import Logging
 import Synchronization
@@ -59,8 +58,8 @@ final class SymbolLane: @unchecked Sendable {
         var takenAt: ContinuousClock.Instant
     }
 
-    private struct Mailbox {
-        var events = Deque<Envelope>()
+    private struct Mailbox: ~Copyable {
+        var events = EventQueue()
         var draining = false
     }
 
@@ -73,7 +72,7 @@ final class SymbolLane: @unchecked Sendable {
     // Drainer-owned (one runner at a time, by construction): no dynamic exclusivity checks.
     @exclusivity(unchecked) private var machine: SymbolStateMachine
     /// Events taken from the mailbox (all of them, in one swap) and not yet processed.
-    @exclusivity(unchecked) private var pending = Deque<Envelope>()
+    @exclusivity(unchecked) private var pending = EventQueue()
     @exclusivity(unchecked) private var wakeScheduled = false
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
@@ -131,7 +130,7 @@ final class SymbolLane: @unchecked Sendable {
         // the lock is taken by hand so that no closure captures the event.
         mailboxLock.lock()
         // A lane waking up starts with room for a few events (one allocation, not one per doubling).
-        if mailboxState.events.isEmpty { mailboxState.events.reserveCapacity(4) }
+        if mailboxState.events.isEmpty { mailboxState.events.reserve(4) }
         mailboxState.events.append(Envelope(event: event, enqueuedAt: now))
         let depth = mailboxState.events.count
         let start = !mailboxState.draining
@@ -156,7 +155,7 @@ final class SymbolLane: @unchecked Sendable {
         // gets the empty buffer back. A deep mailbox (a hot symbol) is handled over several
         // passes from `pending`, without moving its events again.
         if pending.isEmpty {
-            withMailbox { mailbox in swap(&pending, &mailbox.events) }
+            withMailbox { mailbox in pending.swapContents(with: &mailbox.events) }
         }
         let fills = drain(limit: limit, actions: &scratch.actions, machine: &machine)
         if fills.fills > 0 { context.counters.fills.add(fills.fills, ordering: .relaxed) }
@@ -164,8 +163,8 @@ final class SymbolLane: @unchecked Sendable {
             if !mailbox.events.isEmpty { return true }
             // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
             // `draining` is cleared: after that another runner may own the lane.
-            mailbox.events = Deque()
-            pending = Deque()
+            mailbox.events.removeAllAndRelease()
+            pending.removeAllAndRelease()
             mailbox.draining = false
             return false
         }

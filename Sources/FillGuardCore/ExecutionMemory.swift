@@ -91,45 +91,8 @@ struct ExecutionIDSet: Sendable {
 
     var count: Int { ids.count }
 
-    /// A 64-bit hash of the id's UTF-8 bytes, eight at a time, seeded per process. Ids with
-    /// non-ASCII text take `String`'s own hash: equal strings may differ in bytes (Unicode
-    /// normalisation), and the hash must agree with `==`.
-    static func hash(_ id: ExecutionID) -> UInt64 {
-        var text = id.rawValue
-        let hash = text.withUTF8 { bytes -> UInt64? in
-            var hash = seed ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
-            var high: UInt64 = 0
-            var index = 0
-            let count = bytes.count
-            guard let base = bytes.baseAddress else { return hash }
-            while index + 8 <= count {
-                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-                high |= word
-                hash = (hash ^ word) &* 0xFF51_AFD7_ED55_8CCD
-                hash ^= hash >> 32
-                index += 8
-            }
-            if index < count {
-                var word: UInt64 = 0
-                var shift: UInt64 = 0
-                while index < count {
-                    word |= UInt64(base[index]) << shift
-                    shift += 8
-                    index += 1
-                }
-                high |= word
-                hash = (hash ^ word) &* 0xC4CE_B9FE_1A85_EC53
-            }
-            guard high & 0x8080_8080_8080_8080 == 0 else { return nil }
-            hash ^= hash >> 29
-            hash = hash &* 0xFF51_AFD7_ED55_8CCD
-            return hash ^ (hash >> 32)
-        }
-        if let hash { return hash }
-        return UInt64(truncatingIfNeeded: id.hashValue)
-    }
-
-    private static let seed = UInt64.random(in: 1...UInt64.max)
+    /// The id's `FastHash`.
+    static func hash(_ id: ExecutionID) -> UInt64 { FastHash.of(id.rawValue) }
 
     func contains(_ id: ExecutionID, hash: UInt64) -> Bool {
         if table.isEmpty {
@@ -258,4 +221,48 @@ struct RetiredOrders: Sendable {
     func contains(position: PositionID) -> Bool {
         byID.values.contains { $0.positionID == position }
     }
+}
+
+/// A cheap, seeded 64-bit hash of a string's UTF-8 bytes, eight at a time, for the runtime's own
+/// tables keyed by ids (execution ids, symbols), where `Hashable` would run SipHash over the
+/// normalised string. Text with non-ASCII bytes takes `String`'s own hash: equal strings may
+/// differ in bytes (Unicode normalisation), and the hash must agree with `==`.
+package enum FastHash {
+    /// The hash of `text`.
+    package static func of(_ text: String) -> UInt64 {
+        var text = text
+        let hash = text.withUTF8 { bytes -> UInt64? in
+            var hash = seed ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+            var high: UInt64 = 0
+            var index = 0
+            let count = bytes.count
+            guard let base = bytes.baseAddress else { return hash }
+            while index + 8 <= count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+                high |= word
+                hash = (hash ^ word) &* 0xFF51_AFD7_ED55_8CCD
+                hash ^= hash >> 32
+                index += 8
+            }
+            if index < count {
+                var word: UInt64 = 0
+                var shift: UInt64 = 0
+                while index < count {
+                    word |= UInt64(base[index]) << shift
+                    shift += 8
+                    index += 1
+                }
+                high |= word
+                hash = (hash ^ word) &* 0xC4CE_B9FE_1A85_EC53
+            }
+            guard high & 0x8080_8080_8080_8080 == 0 else { return nil }
+            hash ^= hash >> 29
+            hash = hash &* 0xFF51_AFD7_ED55_8CCD
+            return hash ^ (hash >> 32)
+        }
+        if let hash { return hash }
+        return UInt64(truncatingIfNeeded: text.hashValue)
+    }
+
+    private static let seed = UInt64.random(in: 1...UInt64.max)
 }

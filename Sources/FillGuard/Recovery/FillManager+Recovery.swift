@@ -29,7 +29,7 @@ extension FillManager {
             report.recordsReplayed += replay.replayed
             report.positions += replay.machine.positionIDs.count
             let lane = SymbolLane(symbol: symbol, context: context, machine: replay.machine, position: replay.position)
-            lanes.withLock { $0[symbol] = lane }
+            lanes.withLock { $0.set(lane, for: symbol) }
             positionSymbols.withLock { map in
                 for id in replay.machine.positionIDs { map[id] = symbol }
             }
