@@ -431,22 +431,29 @@ extension SymbolStateMachine {
 
 extension SymbolStateMachine {
     /// Retires the oldest closed positions beyond `retainedClosedPositions` whose orders are all
-    /// done with nothing in flight: their orders leave the machine, each leaving a compact record
-    /// (`RetiredOrder`). Deterministic, so a journal replay retires exactly the same ones.
-    mutating func retireClosedPositions() {
-        guard let keep = configuration.retainedClosedPositions, positions.count > keep else { return }
+    /// done with nothing in flight, except position `spared`: their orders leave the machine, each
+    /// leaving a compact record (`RetiredOrder`). Returns the old-slot -> new-slot map of the
+    /// orders when slots moved (nil when nothing was retired).
+    ///
+    /// Called at the start of an input that passed validation (a refused input changes nothing),
+    /// sparing the position that input is about: the event that finished a position still
+    /// publishes its final state, and a valid late report for a finished order is booked, not
+    /// turned away. Deterministic, so a journal replay retires exactly the same ones.
+    @discardableResult
+    mutating func retireClosedPositions(sparing spared: Int?) -> [Int32]? {
+        guard let keep = configuration.retainedClosedPositions, positions.count > keep else { return nil }
         var excess = positions.reduce(0) { $0 + ($1.status == .closed ? 1 : 0) } - keep
-        guard excess > 0 else { return }
+        guard excess > 0 else { return nil }
         var retiring = [Bool](repeating: false, count: positions.count)
         var any = false
-        for p in positions.indices where excess > 0 && positions[p].status == .closed {
+        for p in positions.indices where excess > 0 && positions[p].status == .closed && p != spared {
             let finished = positions[p].orderSlots.allSatisfy { orders[Int($0)].isDone && orders[Int($0)].inFlight == nil }
             guard finished else { continue }
             retiring[p] = true
             any = true
             excess -= 1
         }
-        guard any else { return }
+        guard any else { return nil }
         // Records first, oldest position first.
         for p in positions.indices where retiring[p] {
             for slot in positions[p].orderSlots {
@@ -484,6 +491,7 @@ extension SymbolStateMachine {
         orders = keptOrders
         rebuildOrderIndex()
         rebuildPositionIndex()
+        return orderMap
     }
 }
 

@@ -169,6 +169,7 @@ public struct SymbolStateMachine: Sendable {
         if let active = positions.first(where: { $0.status != .closed }) {
             throw InputError(.positionExists, "\(symbol) already has position \(active.id) in progress (one position per symbol)")
         }
+        retireClosedPositions(sparing: nil)
         let p = positions.count
         positions.append(PositionState(spec: spec))
         if positionIndex != nil {
@@ -193,7 +194,7 @@ public struct SymbolStateMachine: Sendable {
         guard executions.reserve(report.executionID) else {
             throw InputError(.duplicateExecution, "execution \(report.executionID) was already applied; the repeat is ignored")
         }
-        let s: Int
+        var s: Int
         do throws(InputError) {
             s = try validate(report)
         } catch {
@@ -201,6 +202,7 @@ public struct SymbolStateMachine: Sendable {
             throw error
         }
         let serial = executions.commit()
+        if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
 
         // Valid: book it, in place.
         let filledAfter = orders[s].filled + report.lastQuantity
@@ -232,7 +234,6 @@ public struct SymbolStateMachine: Sendable {
         rearmFailedOrders(of: p)
         if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         plan(p, emitting: &actions)
-        retireClosedPositions()
     }
 
     /// Checks a fill against its order; returns the order's slot. Changes nothing.
@@ -298,12 +299,13 @@ public struct SymbolStateMachine: Sendable {
 
     /// Books an order's unsolicited end at the broker (exchange cancel, expiry, late reject).
     public mutating func apply(_ report: OrderStatusReport, emitting actions: inout [Action]) throws(InputError) {
-        guard let s = slot(of: report.orderID) else {
+        guard var s = slot(of: report.orderID) else {
             throw unknownOrder(report.orderID)
         }
         guard report.symbol == symbol else {
             throw InputError(.symbolMismatch, "status report says \(report.symbol) but order \(orders[s].id) is for \(symbol)")
         }
+        if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         guard orders[s].isLive else { return }
         let status: OrderStatus
         switch report.outcome {
@@ -327,14 +329,14 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         }
         plan(p, emitting: &actions)
-        retireClosedPositions()
     }
 
     // MARK: - Operation outcomes
 
     /// The broker accepted an operation.
     public mutating func operationSucceeded(_ operation: OrderOperation, emitting actions: inout [Action]) {
-        guard let s = inFlightSlot(of: operation) else { return }
+        guard var s = inFlightSlot(of: operation) else { return }
+        if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         orders[s].attempts = 0
         switch operation.request {
@@ -351,16 +353,15 @@ public struct SymbolStateMachine: Sendable {
         deactivateIfFinished(s)
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         plan(Int(orders[s].position), emitting: &actions)
-        retireClosedPositions()
     }
 
     /// An operation failed: transient failures are retried (up to `maxAttempts`), too-late
     /// answers wait for the order's fills, permanent failures raise an alert.
     public mutating func operationFailed(_ operation: OrderOperation, _ failure: OperationFailure, emitting actions: inout [Action]) {
-        guard let s = inFlightSlot(of: operation) else { return }
+        guard var s = inFlightSlot(of: operation) else { return }
+        if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         let p = Int(orders[s].position)
-        defer { retireClosedPositions() }
         if case .unsent = orders[s].phase, orders[s].target == .cancelled {
             // The broker never took it and it is no longer wanted: it ends here, whatever the failure.
             setPhase(s, .done(.cancelled))

@@ -143,6 +143,36 @@ struct BoundedDedupeTests {
         _ = kept.pull()
     }
 
+    @Test("retirement waits for a valid input: the closing event's final state stays readable and a refused input retires nothing")
+    func retirementWaitsForAValidInput() throws {
+        var model = ModelBroker("GLD", .init(retainedClosedPositions: 0))
+        try model.open(.test(.buy, 300))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        try model.fill("P1", .stopLoss, 300, at: "95")
+        model.settle()
+        // Closed, every order done, nothing in flight: retirable, but the events that finished it
+        // (the stop's fill, the target's cancel) still find it, so their changes can be published.
+        #expect(model.machine.positionIDs == ["P1"])
+        #expect(model.snapshot("P1").status == .closed)
+        let footprint = model.machine.footprint
+        // Refused inputs change nothing, retirement included.
+        #expect(throws: InputError.self) { try model.deliver(Self.bare("X1", "NOPE-1")) }
+        #expect(throws: InputError.self) { try model.open(.test(.buy, 0, id: "P2")) }
+        #expect(model.machine.positionIDs == ["P1"])
+        #expect(model.machine.footprint == footprint)
+        // The next valid input retires it first.
+        try model.open(.test(.buy, 200, id: "P2"))
+        #expect(model.machine.positionIDs == ["P2"])
+        #expect(model.machine.snapshot(of: PositionID("P1")) == nil)
+        model.settle()
+        try model.fill("P2", .entry, 200, at: "101")
+        model.settle()
+        #expect(model.snapshot("P2").netQuantity == 200)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     @Test("retirement keeps the machine's counts bounded over many brackets")
     func retirementBoundsPositions() throws {
         var model = ModelBroker("GLD", .init(executionWindow: 16, retainedClosedPositions: 2, retiredOrderMemory: 20))

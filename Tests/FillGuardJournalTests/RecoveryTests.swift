@@ -165,13 +165,13 @@ struct RecoveryTests {
         await first.settle()
         exchange.setPrice(Price("260")!, of: Self.symbol) // the target fills everything: P1 closes, then is retired
         await first.settle()
-        #expect(await first.manager.position("P1") == nil, "P1 was retired")
         let second = BracketSpec(positionID: "P2", symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
                                  stopLoss: Price("250"), takeProfit: Price("280"),
                                  scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("258")!)),
                                             BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("256")!))])
         try await first.manager.open(second)
         await first.settle()
+        #expect(await first.manager.position("P1") == nil, "P1 was retired")
         exchange.setPrice(Price("258")!, of: Self.symbol) // P2's first scale-in fills
         await first.settle()
         let before = await first.manager.positions()
