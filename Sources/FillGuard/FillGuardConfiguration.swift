@@ -15,6 +15,11 @@ public struct FillGuardConfiguration: Sendable {
     public var rearmDelay: Duration?
     /// Events a lane handles before yielding its thread to other symbols (fairness).
     public var lanePassLimit: Int
+    /// How long a runner with nothing to do keeps polling for the next event before it gives its
+    /// thread back (default 100 µs). Longer keeps reaction latency low for sparse events (a new
+    /// runner is a thread wake-up, tens of microseconds) at the cost of a busy core meanwhile; zero
+    /// never polls.
+    public var idleSpin: Duration = .microseconds(100)
     /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
     public var subscriberBuffer: Int
     /// Rejected inputs kept for `recentRejections()`.

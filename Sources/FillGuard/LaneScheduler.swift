@@ -13,33 +13,51 @@ import Darwin
 ///
 /// A lane is queued when its first event arrives while it is idle, runs one pass (up to
 /// `lanePassLimit` events) at a time, and queues itself again behind the others if more events
-/// wait. A runner takes lanes until the queue stays empty for a few yields, then ends: tasks
-/// are created when the runtime goes from idle to busy, not per lane wake-up. Each runner yields
-/// its thread after every `passLimit` events it handled, so broker operations and timers get
-/// their turn.
+/// wait. Each runner yields its thread after every `passLimit` events it handled, so broker
+/// operations and timers get their turn.
+///
+/// With nothing ready a runner waits for work for `idleSpin`, polling without giving up its
+/// thread, then ends: the next event after that starts a new runner task (a thread wake-up, tens
+/// of microseconds). While a runner waits, a newly ready lane is left to it rather than starting
+/// another runner, so a trickle of events keeps one thread warm instead of waking threads that
+/// then compete for the cores.
 final class LaneScheduler: @unchecked Sendable {
     private struct State {
         var ready = Deque<SymbolLane>()
         var runners = 0
+        /// Runners waiting for work (counted in `runners`).
+        var waiting = 0
     }
 
     private let lock = SpinLock()
     /// Guarded by `lock`.
     @exclusivity(unchecked) private var state = State()
+    /// `state.ready.count`, readable without the lock (waiting runners poll it).
+    private let readyCount = Atomic<Int>(0)
     private let width: Int
     private let passLimit: Int
+    private let idleSpinNanos: Int64
 
-    init(passLimit: Int) {
+    init(passLimit: Int, idleSpin: Duration) {
         self.passLimit = max(1, passLimit)
         self.width = max(1, Self.processors)
+        // On a single processor a polling runner would only hold up the tasks it waits for.
+        let (seconds, attoseconds) = idleSpin.components
+        self.idleSpinNanos = Self.processors > 1 ? max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000) : 0
     }
 
     /// Queues a lane that has events and no runner (its mailbox's `draining` is set). A runner
     /// requeuing the lane it just ran (`byRunner`) starts no other: it takes from the queue next.
+    /// Neither does a lane a waiting runner will take.
     func schedule(_ lane: SymbolLane, byRunner: Bool = false) {
         lock.lock()
         state.ready.append(lane)
-        let start = !byRunner && state.runners < width
+        readyCount.store(state.ready.count, ordering: .releasing)
+        // Lanes no waiting runner will take. A first runner starts for one; another only for a
+        // backlog (a busy runner takes the next lane within a pass: a thread woken for it would
+        // mostly find it gone and compete for the cores meanwhile).
+        let unserved = state.ready.count - state.waiting
+        let start = !byRunner && state.runners < width && (state.runners == 0 ? unserved > 0 : unserved > Self.backlog)
         if start { state.runners += 1 }
         lock.unlock()
         if start {
@@ -47,50 +65,110 @@ final class LaneScheduler: @unchecked Sendable {
         }
     }
 
-    private func take() -> SymbolLane? {
+    /// The next ready lane; a runner that was waiting stops counting as waiting when it gets one.
+    private func take(wasWaiting: Bool) -> SymbolLane? {
         lock.lock()
         defer { lock.unlock() }
-        return state.ready.popFirst()
+        guard let lane = state.ready.popFirst() else { return nil }
+        readyCount.store(state.ready.count, ordering: .releasing)
+        if wasWaiting { state.waiting -= 1 }
+        return lane
     }
 
-    /// Ends this runner if nothing is ready (checked under the lock that `schedule` takes, so a
-    /// lane queued meanwhile is never left without a runner).
+    /// What a runner that ran out of lanes does next.
+    private enum Idle {
+        case take(SymbolLane)
+        case wait
+        case exit
+    }
+
+    /// Counts this runner as waiting, unless a lane is ready (then it takes it) or another runner
+    /// already waits (then this one ends: one polling thread is enough).
+    private func startWaiting() -> Idle {
+        lock.lock()
+        defer { lock.unlock() }
+        if let lane = state.ready.popFirst() {
+            readyCount.store(state.ready.count, ordering: .releasing)
+            return .take(lane)
+        }
+        if state.waiting > 0 || idleSpinNanos == 0 {
+            state.runners -= 1
+            return .exit
+        }
+        state.waiting += 1
+        return .wait
+    }
+
+    /// Ends this waiting runner if nothing is ready (checked under the lock that `schedule` takes,
+    /// so a lane queued meanwhile is never left without a runner).
     private func exitIfIdle() -> Bool {
         lock.lock()
         defer { lock.unlock() }
         guard state.ready.isEmpty else { return false }
+        state.waiting -= 1
         state.runners -= 1
         return true
     }
 
-    /// Takes ready lanes and runs their passes. With nothing ready, a runner yields its thread a
-    /// few times (events usually follow within microseconds) before it ends: a new runner is a
-    /// new task, and a task per burst of events costs more than a short wait.
+    /// Takes ready lanes and runs their passes; waits up to `idleSpin` for more, then ends.
     private func run() async {
         var handled = 0
-        var idle = 0
         var scratch = SymbolLane.Scratch()
+        var next = take(wasWaiting: false)
         while true {
-            if let lane = take() {
-                idle = 0
+            if let lane = next {
                 handled += lane.runPass(&scratch)
                 if handled >= passLimit {
                     handled = 0
                     await Task.yield()
                 }
+                next = take(wasWaiting: false)
                 continue
             }
-            if idle < Self.idleYields {
-                idle += 1
-                await Task.yield()
+            switch startWaiting() {
+            case .take(let lane):
+                next = lane
+                continue
+            case .exit:
+                return
+            case .wait:
+                break
+            }
+            // Waiting: poll the ready count (no lock) until work comes or time is up.
+            let deadline = Self.nanosecondsNow + idleSpinNanos
+            var polls = 0
+            while readyCount.load(ordering: .acquiring) == 0 {
+                polls &+= 1
+                if polls & 63 == 0 {
+                    if Self.nanosecondsNow >= deadline { break }
+                    // Free while polling: a thread with work on this core takes it at once.
+                    sched_yield()
+                }
+            }
+            if readyCount.load(ordering: .acquiring) > 0, let lane = take(wasWaiting: true) {
+                next = lane
                 continue
             }
             if exitIfIdle() { return }
+            // A lane came between the poll and the exit check: take it (still counted as waiting).
+            next = take(wasWaiting: true)
+            if next == nil {
+                // Another runner took it first: wait again.
+                lock.lock()
+                state.waiting -= 1
+                lock.unlock()
+            }
         }
     }
 
-    /// Yields a runner makes with nothing ready before it ends.
-    private static let idleYields = 16
+    /// Unserved ready lanes beyond which another runner starts while one runs.
+    private static let backlog = 16
+
+    private static var nanosecondsNow: Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
 
     private static var processors: Int {
         #if canImport(Glibc) || canImport(Musl) || canImport(Darwin)

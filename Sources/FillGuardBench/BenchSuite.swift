@@ -50,7 +50,7 @@ public struct BenchPlan: Sendable {
     public var safetyInterval: Duration = .milliseconds(250)
     /// Safety: broker latency.
     public var safetyLatency: Duration = .milliseconds(1)
-    /// Run each memory workload in a fresh process (true unless a single child runs it).
+    /// Run each memory and latency workload in a fresh process (true unless a single child runs it).
     public var memoryInChildProcess = true
     /// Durable: the journal stores measured (the CLI gives SQLite, and PostgreSQL when a server is configured).
     public var durableStores: [DurableStore] = []
@@ -149,12 +149,17 @@ public struct BenchSuite: Sendable {
             }
         }
         if workloads.contains("latency") {
+            // Each in a fresh process: the seed leaves retry timers and a backlog behind that would
+            // share the cores with whatever runs next, and latency is what they would disturb most.
             for rate in plan.rates {
-                note(await FillGuardWorkloads.latency(symbols: plan.latencySymbols, rate: rate,
-                                                      fills: max(plan.latencySymbols, Int(Double(rate) * plan.latencySeconds)), brokerLatency: .zero))
-                note(await SeedWorkloads.latency(symbols: plan.latencySymbols, rate: rate,
-                                                 fills: max(plan.latencySymbols, Int(Double(rate) * plan.seedLatencySeconds)),
-                                                 brokerLatency: .zero, cutoff: plan.seedCutoff))
+                let fills = max(plan.latencySymbols, Int(Double(rate) * plan.latencySeconds))
+                let seedFills = max(plan.latencySymbols, Int(Double(rate) * plan.seedLatencySeconds))
+                let cutoff = Int(BenchClock.nanos(plan.seedCutoff) / 1_000_000)
+                for child in [["latency", "floor", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
+                              ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
+                              ["latency", "seed", "\(seedFills)", "\(rate)", "\(plan.latencySymbols)", "\(cutoff)"]] {
+                    if let measurement = await runChild(child) { note(measurement) }
+                }
             }
         }
         if workloads.contains("calls") {
@@ -208,10 +213,27 @@ public struct BenchSuite: Sendable {
         return measurement
     }
 
-    /// Runs one workload in this process: `kind implementation size` (what a child does; `core
-    /// fillguard N` is the single-threaded core loop, for profiling).
+    /// Runs one workload in this process: `kind implementation size [more]` (what a child does;
+    /// `core fillguard N` is the single-threaded core loop, for profiling; `latency fillguard
+    /// FILLS RATE SYMBOLS`, `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
-        guard arguments.count == 3, let size = Int(arguments[2]), size > 0 else { return nil }
+        guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
+        let more = arguments.dropFirst(3).compactMap { Int($0) }
+        guard more.count == arguments.count - 3, more.allSatisfy({ $0 > 0 }) else { return nil }
+        if arguments[0] == "latency" {
+            switch (arguments[1], more.count) {
+            case ("floor", 2):
+                return await LatencyFloor.run(symbols: more[1], rate: more[0], fills: size)
+            case ("fillguard", 2):
+                return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero)
+            case ("seed", 3):
+                return await SeedWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
+                                                   cutoff: .milliseconds(more[2]))
+            default:
+                return nil
+            }
+        }
+        guard more.isEmpty else { return nil }
         switch (arguments[0], arguments[1]) {
         case ("memory-hot", "fillguard"): return await FillGuardWorkloads.hotMemory(fills: size)
         case ("memory-idle", "fillguard"): return await FillGuardWorkloads.idleMemory(symbols: size)

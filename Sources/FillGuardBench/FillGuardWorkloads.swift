@@ -1,3 +1,4 @@
+import Foundation
 import FillGuard
 import FillGuardCore
 import Histogram
@@ -102,7 +103,7 @@ public enum FillGuardWorkloads {
         tracker.arm(roles: roles, start: start, fills: fills)
         let books = universe.books
         let interval = 1e9 / Double(rate)
-        let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer") { () -> (Int64, Histogram<UInt64>) in
+        let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer", pinned: true) { () -> (Int64, Histogram<UInt64>) in
             var last: Int64 = 0
             var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
             for sent in 0..<fills {

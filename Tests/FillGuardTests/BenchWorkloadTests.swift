@@ -23,6 +23,20 @@ struct BenchWorkloadTests {
         #expect(result.metrics["violations"] == 0)
     }
 
+    @Test("the latency floor hands over every paced fill and lines up with FillGuard's latency row")
+    func latencyFloorCountsEveryFill() async throws {
+        let floor = await LatencyFloor.run(symbols: 4, rate: 20_000, fills: 400)
+        #expect(floor.metrics["samples"] == 400)
+        #expect(floor.implementation == "floor")
+        let fillGuard = await FillGuardWorkloads.latency(symbols: 4, rate: 20_000, fills: 400, brokerLatency: .zero)
+        #expect(fillGuard.metrics["samples"] == 400)
+        #expect(fillGuard.metrics["censored"] == 0)
+        #expect(floor.comparisonKey == fillGuard.comparisonKey, "the two rows describe the same load")
+        let child = try #require(await BenchSuite.runChildWorkload(["latency", "floor", "100", "10000", "2"]))
+        #expect(child.metrics["samples"] == 100)
+        #expect(await BenchSuite.runChildWorkload(["latency", "floor", "100", "10000"]) == nil, "a malformed child request is refused")
+    }
+
     @Test("the standard mix closes every position: no refused fill, no violation")
     func standardMixIsValid() async {
         let result = await FillGuardWorkloads.throughput(symbols: 4, fills: 400, latency: .zero, mix: .standard)

@@ -80,6 +80,49 @@ struct FillManagerTests {
         #expect(await manager.invariantViolations().isEmpty)
     }
 
+    @Test("fills from several threads at once across symbols all land exactly, whether idle runners poll or not",
+          arguments: [Duration.zero, .microseconds(100), .milliseconds(20)])
+    func concurrentProducersLandExactly(idleSpin: Duration) async throws {
+        let broker = TestBroker()
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.idleSpin = idleSpin
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        let symbols = (0..<12).map { Symbol("S\($0)") }
+        var scaleIns: [OrderSnapshot] = []
+        var fills = FillMaker()
+        for (index, symbol) in symbols.enumerated() {
+            let position = try await openAndFillEntry(manager, broker, PositionID("P\(index)"), symbol, fills: &fills)
+            scaleIns.append(try #require(position.liveOrder(.scaleIn(0))))
+        }
+        // Four producers, each sending one share to every symbol's scale-in, 20 rounds, with
+        // pauses of random length between bursts (runners go idle, poll, end and restart).
+        let producers = 4
+        let rounds = 20
+        let orders = scaleIns
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<producers {
+                group.addTask {
+                    for round in 0..<rounds {
+                        for order in orders {
+                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("C\(producer)-\(round)-\(order.id)"), orderID: order.id,
+                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
+                        }
+                        if round % 5 == 4 { await Task.yield() }
+                    }
+                }
+            }
+        }
+        await manager.waitUntilIdle()
+        for index in symbols.indices {
+            let position = try #require(await manager.position(PositionID("P\(index)")))
+            #expect(position.netQuantity == Quantity(100 + producers * rounds))
+            #expect(position.liveOrder(.stopLoss)?.openQuantity == position.netQuantity)
+            #expect(position.liveOrder(.takeProfit)?.openQuantity == position.netQuantity)
+        }
+        #expect(manager.statistics.fills == symbols.count * (1 + producers * rounds))
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
     @Test("a symbol's queue runs FIFO: commands and fills apply in the order they arrived")
     func queueRunsFIFO() async throws {
         let broker = TestBroker()

@@ -1,0 +1,65 @@
+import Histogram
+import Synchronization
+
+/// The reaction-latency floor of this machine and method: the latency workload's pacing thread
+/// hands each fill to a thread that does nothing but notice it (polling as FillGuard's idle runner
+/// does). No rules, no broker, no allocation: what is left is the hand-off between two threads and
+/// every moment either is not running (another thread, the kernel, a hypervisor taking the vCPU).
+/// FillGuard's latency cannot be lower; on a shared 2-vCPU machine its tail is set by these stalls.
+enum LatencyFloor {
+    /// Paces `fills` hand-offs at `rate` per second, exactly as `FillGuardWorkloads.latency` paces
+    /// fills, and measures each from its intended time to when the other thread saw it.
+    static func run(symbols: Int, rate: Int, fills: Int) async -> Measurement {
+        let sent = Atomic<Int>(0)
+        let interval = 1e9 / Double(rate)
+        let start = BenchClock.now() + 1_000_000
+        async let seen = FeedThread.run(name: "bench-floor-taker") { () -> Histogram<UInt64> in
+            var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three)
+            var taken = 0
+            var polls = 0
+            while taken < fills {
+                let available = sent.load(ordering: .acquiring)
+                if available == taken {
+                    polls &+= 1
+                    if polls & 63 == 0 { BenchClock.yieldThread() }
+                    continue
+                }
+                let now = BenchClock.now()
+                while taken < available {
+                    let intended = start + Int64(Double(taken) * interval)
+                    _ = histogram.record(UInt64(max(0, now - intended)))
+                    taken += 1
+                }
+            }
+            return histogram
+        }
+        let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer", pinned: true) { () -> (Int64, Histogram<UInt64>) in
+            var last: Int64 = 0
+            var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
+            for index in 0..<fills {
+                let due = start + Int64(Double(index) * interval)
+                while BenchClock.now() < due { BenchClock.yieldThread() }
+                sent.store(index + 1, ordering: .releasing)
+                last = BenchClock.now()
+                _ = lateness.record(UInt64(max(0, last - due)))
+            }
+            return (last, lateness)
+        }
+        let histogram = await seen
+        func micros(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1_000 }
+        var distribution: [LatencyPoint] = []
+        for percentile in [0.0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 100] {
+            distribution.append(LatencyPoint(percentile: percentile, micros: percentile == 100 ? Double(histogram.max) / 1_000 : micros(percentile)))
+        }
+        return Measurement(
+            workload: "latency", implementation: "floor",
+            parameters: ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": "0", "mix": "scalein"],
+            metrics: ["samples": Double(histogram.totalCount), "p50Micros": micros(50), "p99Micros": micros(99),
+                      "p999Micros": micros(99.9), "maxMicros": Double(histogram.max) / 1_000,
+                      "achievedFillsPerSecond": Double(fills) / FillGuardWorkloads.seconds(max(1, lastSent - start)),
+                      "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
+                      "senderLateMaxMicros": Double(lateness.max) / 1_000],
+            notes: ["the machine's floor: the same pacing, handed to a thread that only notices each fill (no FillGuard)"],
+            distribution: distribution)
+    }
+}
