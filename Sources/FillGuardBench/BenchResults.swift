@@ -102,7 +102,7 @@ public struct BenchResults: Sendable {
         "calls": ["brokerCallsPerFill"],
         "memory-idle": ["bytesPerIdleSymbol", "rssMiB"],
         "memory-hot": ["fillsPerSecond", "peakRSSMiB", "peakGrowthMiB"],
-        "safety": ["unprotectedShareSecondsPer1000", "overCoveredShareSecondsPer1000", "nakedShareSecondsPer1000", "violations"],
+        "safety": ["unprotectedShareSecondsPer1000", "roundTripShareSecondsPer1000", "overCoveredShareSecondsPer1000", "nakedShareSecondsPer1000", "reactionP50Micros", "reactionP99Micros", "violations"],
         "durable": ["fillsPerSecond", "cpuMicrosPerFill", "recordsPerCommit", "recoverySeconds", "recordsReplayed", "violations"],
         "fix": ["fillsPerSecond", "reactionP50Micros", "reactionP99Micros", "protectionP50Micros", "protectionP99Micros", "brokerCallsPerFill", "violations"],
     ]

@@ -51,7 +51,7 @@ public enum Metric {
     public static let higherIsBetter: Set<String> = ["fillsPerSecond", "achievedFillsPerSecond"]
     /// Metrics that are context, not performance (no ratio is computed for them).
     public static let informational: Set<String> = ["fills", "symbols", "samples", "censored", "rejected", "violations",
-                                                    "resizes", "achievedFillsPerSecond", "seconds", "rssStartMiB", "rssMiB", "senderLateP99Micros", "senderLateMaxMicros", "rssGrowthMiB"]
+                                                    "resizes", "achievedFillsPerSecond", "seconds", "rssStartMiB", "rssMiB", "senderLateP99Micros", "senderLateMaxMicros", "rssGrowthMiB", "roundTripShareSecondsPer1000"]
 
     /// How many times better FillGuard is than the seed on `name` (above 1: FillGuard is better);
     /// nil when it cannot be computed (informational, or both zero); infinity when FillGuard is zero.

@@ -1,13 +1,15 @@
 import FillGuard
 import FillGuardCore
 import FillGuardSimulator
+import Histogram
 import Synchronization
 
 /// Protection safety against the simulated exchange: every symbol holds a long position with
 /// a stop and a target; every `interval` each symbol's next scale-in limit order fills (the price
-/// is set to its limit), so each fill is one resize of both protective orders. The exchange's
-/// exposure accounting measures unprotected and over-covered share-seconds; a sampler also
-/// measures "naked" share-seconds (an open position with no live stop at all).
+/// is set to its limit), so each fill is one resize of both protective orders. The exchange
+/// integrates exposure exactly, over wall-clock time, at every change of a book: unprotected
+/// (position above its stops), over-covered (protective orders above the position) and naked (an
+/// open position with no live stop at all) share-seconds.
 public enum SafetyWorkload {
     /// Native modify, a fallback strategy, or the seed.
     public enum Strategy: String, Sendable, CaseIterable {
@@ -32,8 +34,10 @@ public enum SafetyWorkload {
         configuration.latency = latency ... latency
         configuration.volatilityBasisPoints = 0
         configuration.partialFillAbove = nil
+        configuration.exposureInRealTime = true
         let exchange = SimulatedExchange(configuration: configuration, symbols: Dictionary(uniqueKeysWithValues: names.map { ($0, price(10_000)) }))
 
+        let clock = RequestClock(exchange)
         var manager: FillManager?
         var seed: SeedManager?
         let feed: Task<Void, Never>
@@ -45,7 +49,7 @@ public enum SafetyWorkload {
             seed = made
             feed = Task { await made.run() }
         } else {
-            let made = FillManager(broker: exchange, configuration: FillGuardConfiguration(
+            let made = FillManager(broker: clock, configuration: FillGuardConfiguration(
                 replaceStrategy: strategy == .createThenCancel ? .createThenCancel : .cancelThenCreate), logger: BenchUniverse.quietLogger)
             manager = made
             feed = Task { await made.run() }
@@ -65,16 +69,20 @@ public enum SafetyWorkload {
         }
         await settle(exchange, manager, seed)
 
-        let sampler = ExposureSampler(exchange: exchange, symbols: names)
         let before = exchange.exposure
-        let sampling = Task { await sampler.run() }
         for step in 0..<resizes {
-            for symbol in names { exchange.setPrice(price(9_990 - 10 * Int64(step)), of: symbol) }
+            // On a thread of its own, as a real exchange would be: not one of the few threads
+            // Swift's cooperative pool runs FillManager on.
+            let limit = price(9_990 - 10 * Int64(step))
+            await FeedThread.run(name: "bench-exchange") {
+                for symbol in names {
+                    clock.mark(symbol)
+                    exchange.setPrice(limit, of: symbol)
+                }
+            }
             try? await Task.sleep(for: interval)
         }
         await settle(exchange, manager, seed)
-        sampler.stop()
-        await sampling.value
         let after = exchange.exposure
         let violations = await manager?.invariantViolations().count ?? 0
         seed?.shutdown()
@@ -85,16 +93,26 @@ public enum SafetyWorkload {
         let per1000 = 1_000 / Double(max(1, total))
         let unprotected = (shareSeconds(after.unprotected) - shareSeconds(before.unprotected)) * per1000
         let overCovered = (shareSeconds(after.overCovered) - shareSeconds(before.overCovered)) * per1000
-        return Measurement(
+        let naked = (shareSeconds(after.naked) - shareSeconds(before.naked)) * per1000
+        // What no client can avoid: each fill enlarges the position at the exchange before the
+        // client hears of it; the stop grows one modify round trip (the broker latency) later.
+        let roundTrip = Double(scaleInShares) * Double(BenchClock.nanos(latency)) / 1e9 * 1_000
+        var measurement = Measurement(
             workload: "safety", implementation: strategy == .seed ? "seed" : "fillguard",
             parameters: ["symbols": "\(symbols)", "fills": "\(total)", "latency": FillGuardWorkloads.format(latency),
                          "interval": FillGuardWorkloads.format(interval), "strategy": strategy.rawValue],
             metrics: ["resizes": Double(total),
                       "unprotectedShareSecondsPer1000": unprotected,
                       "overCoveredShareSecondsPer1000": overCovered,
-                      "nakedShareSecondsPer1000": sampler.nakedShareSeconds * per1000,
+                      "nakedShareSecondsPer1000": naked,
+                      "roundTripShareSecondsPer1000": roundTrip,
                       "violations": Double(violations)],
-            notes: ["unprotected = position not covered by stops (includes the round trip before an enlarged stop is live); naked = no live stop at all"])
+            notes: ["unprotected = position not covered by stops (includes the round trip before an enlarged stop is live; roundTrip = \(scaleInShares) shares × one broker latency per resize, the least any client can have); naked = no live stop at all; reaction = FillGuard's own part: the fill at the exchange to its first protective request arriving there"])
+        if strategy != .seed {
+            measurement.metrics["reactionP50Micros"] = clock.micros(50)
+            measurement.metrics["reactionP99Micros"] = clock.micros(99)
+        }
+        return measurement
     }
 
     /// Waits until the exchange is idle, every report was consumed and the manager is quiescent.
@@ -119,52 +137,49 @@ public enum SafetyWorkload {
     private static func shareSeconds(_ text: String) -> Double { Double(text) ?? 0 }
 }
 
-/// Advances the exchange's clock in real time (so its exposure accounting integrates over wall
-/// time) and integrates naked share-seconds (an open position with no live stop).
-final class ExposureSampler: Sendable {
+/// The exchange as FillGuard's broker, timing FillGuard's own part of each resize: from the
+/// moment a symbol's scale-in fills at the exchange (marked just before the price that fills it
+/// is set) to the first protective request for that symbol arriving back at the exchange.
+final class RequestClock: Broker, Sendable {
     private let exchange: SimulatedExchange
-    private let symbols: [Symbol]
-    private let stopped = Atomic<Bool>(false)
-    /// Quantity units (1e-8 share) times nanoseconds, exact.
-    private let naked = Mutex<Int128>(0)
+    private let marks = Mutex<[Symbol: Int64]>([:])
+    private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three))
 
-    init(exchange: SimulatedExchange, symbols: [Symbol]) {
-        self.exchange = exchange
-        self.symbols = symbols
+    init(_ exchange: SimulatedExchange) { self.exchange = exchange }
+
+    /// The symbol's next fill happens now.
+    func mark(_ symbol: Symbol) {
+        let now = BenchClock.now()
+        marks.withLock { $0[symbol] = now }
     }
 
-    /// Naked share-seconds (converted for reporting only; accumulated exactly).
-    var nakedShareSeconds: Double {
-        let units = naked.withLock { $0 }
-        let nanoshares = units / Int128(Quantity.unitsPerShare) // share-nanoseconds
-        return Double(Int64(clamping: nanoshares)) / 1e9
+    /// A percentile of the reactions, in microseconds (0 without any).
+    func micros(_ percentile: Double) -> Double {
+        histogram.withLock { $0.totalCount == 0 ? 0 : Double($0.valueAtPercentile(percentile)) / 1_000 }
     }
 
-    func stop() { stopped.store(true, ordering: .relaxed) }
-
-    func run() async {
-        var last = BenchClock.now()
-        while !stopped.load(ordering: .relaxed) {
-            try? await Task.sleep(for: .microseconds(250))
-            let now = BenchClock.now()
-            let elapsed = now - last
-            last = now
-            exchange.step(tick: .nanoseconds(elapsed))
-            var uncovered: Int128 = 0
-            for symbol in symbols {
-                let net = exchange.netPosition(of: symbol)
-                guard !net.isZero else { continue }
-                let protectiveSide: Side = net.units > 0 ? .sell : .buy
-                let hasStop = exchange.liveOrders(of: symbol).contains { order in
-                    guard order.side == protectiveSide else { return false }
-                    if case .stop = order.type { return true }
-                    if case .stopLimit = order.type { return true }
-                    return false
-                }
-                if !hasStop { uncovered += Int128(net.magnitude.units) }
-            }
-            let add = uncovered * Int128(elapsed)
-            naked.withLock { $0 += add }
-        }
+    private func arrived(_ symbol: Symbol) {
+        let now = BenchClock.now()
+        guard let marked = marks.withLock({ $0.removeValue(forKey: symbol) }) else { return }
+        _ = histogram.withLock { $0.record(UInt64(max(0, now - marked))) }
     }
+
+    var capabilities: BrokerCapabilities { exchange.capabilities }
+
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) {
+        arrived(request.symbol)
+        try await exchange.submit(request)
+    }
+
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {
+        arrived(request.symbol)
+        try await exchange.modify(request)
+    }
+
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
+        arrived(request.symbol)
+        try await exchange.cancel(request)
+    }
+
+    func events() -> AsyncStream<BrokerEvent> { exchange.events() }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import FillGuard
 import FillGuardCore
 import Synchronization
@@ -28,6 +29,9 @@ public final class SimulatedExchange: Broker, Sendable {
         var statistics = SimulatorStatistics()
         var unprotected: Int128 = 0
         var overCovered: Int128 = 0
+        var naked: Int128 = 0
+        /// Per symbol, when its exposure was last accrued (real-time exposure only).
+        var exposureSince: [Symbol: Int64] = [:]
         var requestsInProgress = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         /// False while the manager is "disconnected": reports are not delivered, only kept.
@@ -167,6 +171,7 @@ public final class SimulatedExchange: Broker, Sendable {
             }
             let order = SimulatedOrder(id: request.orderID, symbol: request.symbol, side: request.side, type: request.type,
                                        quantity: request.quantity, filled: .zero, state: .live)
+            self.accrueUntilNow(request.symbol, state: &state)
             state.books[request.symbol]?.orders[order.id] = order
             state.books[request.symbol]?.live.append(order.id)
             self.persist(.order(order), state: &state)
@@ -222,7 +227,7 @@ public final class SimulatedExchange: Broker, Sendable {
                 book.price = Price(units: max(Price.unitsPerWhole / 100, moved))
                 state.books[symbol] = book
                 for id in book.live { match(id, in: symbol, state: &state) }
-                accrueExposure(symbol, nanos: Int128(nanos), state: &state)
+                if !configuration.exposureInRealTime { accrueExposure(symbol, nanos: Int128(nanos), state: &state) }
             }
         }
     }
@@ -292,7 +297,11 @@ public final class SimulatedExchange: Broker, Sendable {
     public var statistics: SimulatorStatistics { state.withLock { $0.statistics } }
     /// Unprotected and over-covered share-seconds so far.
     public var exposure: ExposureTotals {
-        state.withLock { ExposureTotals(unprotected: Self.shareSeconds($0.unprotected), overCovered: Self.shareSeconds($0.overCovered)) }
+        state.withLock { state in
+            for symbol in state.symbols { accrueUntilNow(symbol, state: &state) }
+            return ExposureTotals(unprotected: Self.shareSeconds(state.unprotected), overCovered: Self.shareSeconds(state.overCovered),
+                                  naked: Self.shareSeconds(state.naked))
+        }
     }
 
     // MARK: - Internals
@@ -346,6 +355,7 @@ public final class SimulatedExchange: Broker, Sendable {
     }
 
     private func store(_ order: SimulatedOrder, state: inout State) {
+        accrueUntilNow(order.symbol, state: &state)
         persist(.order(order), state: &state)
         state.books[order.symbol]?.orders[order.id] = order
         if order.state != .live { state.books[order.symbol]?.live.removeAll { $0 == order.id } }
@@ -381,6 +391,7 @@ public final class SimulatedExchange: Broker, Sendable {
 
     private func fill(_ id: OrderID, in symbol: Symbol, quantity: Quantity, state: inout State) {
         guard quantity.isPositive, var book = state.books[symbol], var order = book.orders[id], order.state == .live else { return }
+        accrueUntilNow(symbol, state: &state)
         order.filled += quantity
         if order.filled >= order.quantity { order.state = .filled }
         book.orders[id] = order
@@ -423,6 +434,16 @@ public final class SimulatedExchange: Broker, Sendable {
         }
     }
 
+    /// Real-time exposure: accrues the symbol's exposure as it stood since the last change, up to
+    /// now (called before every change of its book).
+    private func accrueUntilNow(_ symbol: Symbol, state: inout State) {
+        guard configuration.exposureInRealTime else { return }
+        let now = Int64(clamping: DispatchTime.now().uptimeNanoseconds)
+        let since = state.exposureSince[symbol] ?? now
+        state.exposureSince[symbol] = now
+        if now > since { accrueExposure(symbol, nanos: Int128(now - since), state: &state) }
+    }
+
     private func accrueExposure(_ symbol: Symbol, nanos: Int128, state: inout State) {
         guard let book = state.books[symbol], !book.net.isZero else { return }
         let protectiveSide: Side = book.net.units > 0 ? .sell : .buy
@@ -438,6 +459,7 @@ public final class SimulatedExchange: Broker, Sendable {
         }
         let size = book.net.magnitude
         if stops < size { state.unprotected += Int128((size - stops).units) * nanos }
+        if stops.isZero { state.naked += Int128(size.units) * nanos }
         if stops > size { state.overCovered += Int128((stops - size).units) * nanos }
         if limits > size { state.overCovered += Int128((limits - size).units) * nanos }
     }

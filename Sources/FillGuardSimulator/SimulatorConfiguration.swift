@@ -23,6 +23,10 @@ public struct SimulatorConfiguration: Sendable {
     public var partialFillChance = 0.5
     /// The request budget the exchange advertises (nil: none).
     public var requestsPerSecond: Int?
+    /// Integrate exposure over wall-clock time, exactly, at every change of a book (an order
+    /// placed, resized, cancelled or filled) instead of over `step` ticks. For measuring how long
+    /// a real client leaves positions under-covered.
+    public var exposureInRealTime = false
 
     /// A configuration with a seed; everything else defaults to a fault-free, zero-latency exchange.
     public init(seed: UInt64) {
@@ -82,4 +86,6 @@ public struct ExposureTotals: Sendable, Hashable {
     public var unprotected: String
     /// Protective orders (stops, or opposite limits) above the open position.
     public var overCovered: String
+    /// Open position with no stop on the opposite side at all (part of `unprotected`).
+    public var naked: String
 }

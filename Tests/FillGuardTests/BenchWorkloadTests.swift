@@ -37,6 +37,22 @@ struct BenchWorkloadTests {
         #expect(await BenchSuite.runChildWorkload(["latency", "floor", "100", "10000"]) == nil, "a malformed child request is refused")
     }
 
+    @Test("safety: native modify is never naked and never below the round-trip floor; cancel-then-create is naked in between")
+    func safetyMeasuresExactly() async throws {
+        let native = await SafetyWorkload.run(.nativeModify, symbols: 2, resizes: 3, interval: .milliseconds(20), latency: .milliseconds(1))
+        let floor = try #require(native.metrics["roundTripShareSecondsPer1000"])
+        #expect(floor == 10, "10 shares × 1 ms per resize, per 1,000 resizes")
+        #expect(native.metrics["nakedShareSecondsPer1000"] == 0)
+        #expect(native.metrics["overCoveredShareSecondsPer1000"] == 0)
+        #expect(try #require(native.metrics["unprotectedShareSecondsPer1000"]) >= floor * 0.99,
+                "the enlarged stop goes live one modify latency after the fill at the earliest")
+        #expect(try #require(native.metrics["reactionP50Micros"]) > 0)
+        #expect(native.metrics["violations"] == 0)
+        let cancelFirst = await SafetyWorkload.run(.cancelThenCreate, symbols: 2, resizes: 3, interval: .milliseconds(20), latency: .milliseconds(1))
+        #expect(try #require(cancelFirst.metrics["nakedShareSecondsPer1000"]) > 0, "no stop between the cancel and the new one")
+        #expect(cancelFirst.metrics["violations"] == 0)
+    }
+
     @Test("the standard mix closes every position: no refused fill, no violation")
     func standardMixIsValid() async {
         let result = await FillGuardWorkloads.throughput(symbols: 4, fills: 400, latency: .zero, mix: .standard)

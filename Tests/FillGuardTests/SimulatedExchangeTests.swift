@@ -148,6 +148,30 @@ struct SimulatedExchangeTests {
         try await exchange.submit(request("T", .sell, .limit(Price("150")!), 15))
         exchange.step(tick: .milliseconds(500)) // target 5 above the position for 0.5 s
         #expect(exchange.exposure.overCovered == "2.500")
+        #expect(exchange.exposure.naked == "10.000", "naked only during the first second, before the stop")
+    }
+
+    @Test("real-time exposure: integrated over wall time at every change; nothing accrues once a matching stop is live")
+    func realTimeExposure() async throws {
+        let exchange = exchange {
+            $0.volatilityBasisPoints = 0
+            $0.exposureInRealTime = true
+        }
+        func seconds(_ text: String) -> Double { Double(text) ?? -1 }
+        let start = ContinuousClock.now
+        try await exchange.submit(request("M", .buy, .market, 10))
+        let naked = exchange.exposure
+        let elapsed = ContinuousClock.now - start
+        let bound = 10 * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        #expect(seconds(naked.unprotected) >= 0 && seconds(naked.unprotected) <= bound + 0.001, "at most 10 shares × the time since the fill")
+        #expect(naked.naked == naked.unprotected)
+        try await exchange.submit(request("S", .sell, .stop(Price("50")!), 10))
+        let covered = exchange.exposure
+        exchange.step(tick: .seconds(5)) // simulated ticks add nothing in real-time mode
+        let later = exchange.exposure
+        #expect(later.unprotected == covered.unprotected, "the stop covers the position: no more unprotected time")
+        #expect(later.naked == covered.naked)
+        #expect(later.overCovered == "0.000")
     }
 }
 
