@@ -16,10 +16,11 @@ public struct FillGuardConfiguration: Sendable {
     /// Events a lane handles before yielding its thread to other symbols (fairness).
     public var lanePassLimit: Int
     /// How long a runner with nothing to do keeps polling for the next event before it gives its
-    /// thread back (default 100 µs). Longer keeps reaction latency low for sparse events (a new
-    /// runner is a thread wake-up, tens of microseconds) at the cost of a busy core meanwhile; zero
-    /// never polls.
-    public var idleSpin: Duration = .microseconds(100)
+    /// thread back (default zero: never). Set it (e.g. 100 µs) where a processor is to spare:
+    /// sparse events then skip a thread wake-up (tens of microseconds) at the cost of a busy core
+    /// meanwhile. Where the cores are all needed (a network adapter's threads on 2 cores), polling
+    /// takes time from them and costs more than it saves. Ignored on a single processor.
+    public var idleSpin: Duration = .zero
     /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
     public var subscriberBuffer: Int
     /// Rejected inputs kept for `recentRejections()`.

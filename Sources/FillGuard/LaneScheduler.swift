@@ -16,11 +16,12 @@ import Darwin
 /// wait. Each runner yields its thread after every `passLimit` events it handled, so broker
 /// operations and timers get their turn.
 ///
-/// With nothing ready a runner waits for work for `idleSpin`, polling without giving up its
-/// thread, then ends: the next event after that starts a new runner task (a thread wake-up, tens
-/// of microseconds). While a runner waits, a newly ready lane is left to it rather than starting
-/// another runner, so a trickle of events keeps one thread warm instead of waking threads that
-/// then compete for the cores.
+/// With nothing ready a runner ends at once, or with `idleSpin` set (opt-in) first waits that
+/// long for work, polling without giving up its thread: the next event after a runner ended
+/// starts a new runner task (a thread wake-up, tens of microseconds), one that comes while a
+/// runner polls is taken at once. While a runner polls, a newly ready lane is left to it rather
+/// than starting another runner; and a second runner starts only for a backlog of lanes, not for
+/// each lane that becomes ready while one runs.
 final class LaneScheduler: @unchecked Sendable {
     private struct State {
         var ready = Deque<SymbolLane>()
@@ -135,13 +136,14 @@ final class LaneScheduler: @unchecked Sendable {
                 break
             }
             // Waiting: poll the ready count (no lock) until work comes or time is up.
+            // It holds its thread meanwhile (a task queued behind it waits for another thread).
             let deadline = Self.nanosecondsNow + idleSpinNanos
             var polls = 0
             while readyCount.load(ordering: .acquiring) == 0 {
                 polls &+= 1
                 if polls & 63 == 0 {
                     if Self.nanosecondsNow >= deadline { break }
-                    // Free while polling: a thread with work on this core takes it at once.
+                    // A thread with work on this core takes it at once.
                     sched_yield()
                 }
             }

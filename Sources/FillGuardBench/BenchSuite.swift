@@ -24,6 +24,8 @@ public struct BenchPlan: Sendable {
     public var rates = [10_000, 100_000]
     /// Latency: symbols.
     public var latencySymbols = 1_000
+    /// Latency: FillGuard is also measured with this `idleSpin` (microseconds), in a row of its own.
+    public var latencyIdleSpinMicros = 100
     /// Latency: seconds of offered load for FillGuard.
     public var latencySeconds = 2.0
     /// Latency: seconds of offered load for the seed, and how long its backlog may drain.
@@ -157,6 +159,7 @@ public struct BenchSuite: Sendable {
                 let cutoff = Int(BenchClock.nanos(plan.seedCutoff) / 1_000_000)
                 for child in [["latency", "floor", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
+                              ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
                               ["latency", "seed", "\(seedFills)", "\(rate)", "\(plan.latencySymbols)", "\(cutoff)"]] {
                     if let measurement = await runChild(child) { note(measurement) }
                 }
@@ -215,7 +218,7 @@ public struct BenchSuite: Sendable {
 
     /// Runs one workload in this process: `kind implementation size [more]` (what a child does;
     /// `core fillguard N` is the single-threaded core loop, for profiling; `latency fillguard
-    /// FILLS RATE SYMBOLS`, `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
+    /// FILLS RATE SYMBOLS [IDLE-SPIN-µs]`, `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
         guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
         let more = arguments.dropFirst(3).compactMap { Int($0) }
@@ -226,6 +229,9 @@ public struct BenchSuite: Sendable {
                 return await LatencyFloor.run(symbols: more[1], rate: more[0], fills: size)
             case ("fillguard", 2):
                 return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero)
+            case ("fillguard", 3):
+                return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
+                                                        idleSpin: .microseconds(more[2]))
             case ("seed", 3):
                 return await SeedWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
                                                    cutoff: .milliseconds(more[2]))

@@ -88,10 +88,13 @@ public enum FillGuardWorkloads {
     /// Reaction latency at a fixed offered load, free of coordinated omission: a pacing thread
     /// sends fill `g` at `start + g / rate` (or at once when late); each fill's latency runs from
     /// that intended time until both protective resizes covering it were handed to the broker.
-    public static func latency(symbols: Int, rate: Int, fills: Int, brokerLatency: Duration) async -> Measurement {
+    /// `idleSpin` configures the runtime's idle polling (a row of its own when set).
+    public static func latency(symbols: Int, rate: Int, fills: Int, brokerLatency: Duration, idleSpin: Duration = .zero) async -> Measurement {
         let tracker = ReactionTracker(symbols: symbols, baseShares: BenchUniverse.baseShares, rate: rate)
         let broker = BenchBroker(latency: brokerLatency, observer: tracker)
-        let manager = FillManager(broker: broker, logger: BenchUniverse.quietLogger)
+        var configuration = FillGuardConfiguration()
+        configuration.idleSpin = idleSpin
+        let manager = FillManager(broker: broker, configuration: configuration, logger: BenchUniverse.quietLogger)
         let perSymbol = (fills + symbols - 1) / symbols
         let universe = await BenchUniverse.setUp(manager, symbols: symbols, scaleInShares: perSymbol + 1)
         var roles: [OrderID: ReactionTracker.Role] = [:]
@@ -121,9 +124,11 @@ public enum FillGuardWorkloads {
         let achieved = Double(fills) / seconds(max(1, lastSent - start))
         var notes: [String] = []
         if result.censored > 0 { notes.append("\(result.censored) fills were not covered by the end; counted at the end time") }
+        var parameters = ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": format(brokerLatency), "mix": "scalein"]
+        if idleSpin > .zero { parameters["strategy"] = "idleSpin=\(format(idleSpin))" }
         return Measurement(
             workload: "latency", implementation: "fillguard",
-            parameters: ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": format(brokerLatency), "mix": "scalein"],
+            parameters: parameters,
             metrics: result.metrics.merging(["achievedFillsPerSecond": achieved,
                                              "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
                                              "senderLateMaxMicros": Double(lateness.max) / 1_000], uniquingKeysWith: { $1 }),

@@ -35,6 +35,10 @@ struct BenchWorkloadTests {
         let child = try #require(await BenchSuite.runChildWorkload(["latency", "floor", "100", "10000", "2"]))
         #expect(child.metrics["samples"] == 100)
         #expect(await BenchSuite.runChildWorkload(["latency", "floor", "100", "10000"]) == nil, "a malformed child request is refused")
+        let polling = try #require(await BenchSuite.runChildWorkload(["latency", "fillguard", "100", "10000", "2", "50"]))
+        #expect(polling.metrics["samples"] == 100)
+        #expect(polling.parameters["strategy"] == "idleSpin=50us", "a row of its own")
+        #expect(polling.comparisonKey == child.comparisonKey)
     }
 
     @Test("safety: native modify is never naked and never below the round-trip floor; cancel-then-create is naked in between")
