@@ -59,6 +59,8 @@ final class RuntimeCounters: Sendable {
 /// What every lane shares: the broker, the gates in front of it, metrics, the bus, logging.
 final class RuntimeContext: Sendable {
     let broker: any Broker
+    /// The same broker when it takes callbacks (operations are then sent without a task each).
+    let callbackBroker: (any CallbackBroker)?
     let configuration: FillGuardConfiguration
     let nativeModify: Bool
     let breaker: CircuitBreaker
@@ -87,6 +89,7 @@ final class RuntimeContext: Sendable {
 
     init(broker: any Broker, journal: Journal?, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {
         self.broker = broker
+        self.callbackBroker = broker as? any CallbackBroker
         self.journal = journal
         self.configuration = configuration
         let capabilities = broker.capabilities

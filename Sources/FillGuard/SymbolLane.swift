@@ -419,18 +419,26 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    /// Hands one operation to the broker. The call starts at once, on this thread
-    /// (`Task.immediate`), and runs until it first suspends: a broker that answers without
-    /// waiting completes here (its outcome is queued as the lane's next event) with no task
-    /// switch; one that waits for the network suspends and resumes elsewhere, as a task would.
-    /// Either way the lane does not wait for it. (Before macOS 26, where `Task.immediate` is
-    /// missing, a plain task.)
+    /// Hands one operation to the broker. A `CallbackBroker` takes it with a completion
+    /// callback (no task). Otherwise the call starts at once, on this thread (`Task.immediate`),
+    /// and runs until it first suspends: a broker that answers without waiting completes here
+    /// (its outcome is queued as the lane's next event) with no task switch; one that waits for
+    /// the network suspends and resumes elsewhere, as a task would. Either way the lane does not
+    /// wait for it. (Before macOS 26, where `Task.immediate` is missing, a plain task.)
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         context.metrics.operations[operation.kind]?.increment()
         context.counters.operationSent(operation.kind)
         context.work.begin()
-        let broker = context.broker
         let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
+        if let broker = context.callbackBroker {
+            broker.send(operation.request) { result in
+                latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
+                self.enqueue(.completed(operation, result, wasProbe: isProbe))
+                self.context.work.end()
+            }
+            return
+        }
+        let broker = context.broker
         let body: @Sendable () async -> Void = {
             let result: Result<Void, BrokerError>
             do throws(BrokerError) {

@@ -13,7 +13,7 @@ public protocol BrokerObserver: Sendable {
 /// An in-process broker for benchmarks: accepts every request (after an optional fixed latency),
 /// counts requests by kind and tells an optional observer. Fills are fed to the manager by the
 /// workload's feed thread, playing the exchange's report stream.
-public final class BenchBroker: Broker, Sendable {
+public final class BenchBroker: CallbackBroker, Sendable {
     /// Native modify, no rate limit.
     public let capabilities: BrokerCapabilities
     /// Acknowledgement latency (zero: the ack returns at once, without suspending).
@@ -61,6 +61,27 @@ public final class BenchBroker: Broker, Sendable {
         cancels.add(1, ordering: .relaxed)
         observer?.handed(.cancel, orderID: request.orderID, symbol: request.symbol, quantity: nil, type: nil)
         await wait()
+    }
+
+    /// Accepts any request, calling back at once (zero latency) or after the latency.
+    public func send(_ request: OrderOperation.Request, completion: @escaping @Sendable (Result<Void, BrokerError>) -> Void) {
+        switch request {
+        case .submit(let request):
+            submits.add(1, ordering: .relaxed)
+            observer?.handed(.submit, orderID: request.orderID, symbol: request.symbol, quantity: request.quantity, type: request.type)
+        case .modify(let request):
+            modifies.add(1, ordering: .relaxed)
+            observer?.handed(.modify, orderID: request.orderID, symbol: request.symbol, quantity: request.newQuantity, type: nil)
+        case .cancel(let request):
+            cancels.add(1, ordering: .relaxed)
+            observer?.handed(.cancel, orderID: request.orderID, symbol: request.symbol, quantity: nil, type: nil)
+        }
+        guard latency > .zero else { return completion(.success(())) }
+        let latency = latency
+        Task {
+            try? await Task.sleep(for: latency)
+            completion(.success(()))
+        }
     }
 
     /// An empty, finished stream: the workload feeds reports to `FillManager.receive(_:)` itself.

@@ -95,7 +95,7 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
 /// with backoff. Requests return when the broker acknowledges them (ExecType New, Replaced,
 /// Canceled) and throw its refusals as `BrokerError`. Answers `BrokerQueries` for reconciliation
 /// after a restart (mass status, order status, the session's execution reports, positions).
-public final class FIXBroker: Broker, BrokerQueries {
+public final class FIXBroker: CallbackBroker, BrokerQueries {
     /// What the connection supports.
     public let capabilities: BrokerCapabilities
     private let core: FIXBrokerCore
@@ -133,6 +133,20 @@ public final class FIXBroker: Broker, BrokerQueries {
     /// Cancels the order's remainder (OrderCancelRequest); returns on ExecType Canceled.
     public func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
         _ = try await self.request(core.loop.flatSubmit { self.core.cancel(request) })
+    }
+
+    /// Sends an order request and calls back with the broker's answer (the runtime's fast path:
+    /// no task per request; the answer completes on the event loop).
+    public func send(_ request: OrderOperation.Request, completion: @escaping @Sendable (Result<Void, BrokerError>) -> Void) {
+        let future: EventLoopFuture<Void>
+        switch request {
+        case .submit(let request): future = core.loop.flatSubmit { self.core.submit(request) }.map { _ in }
+        case .modify(let request): future = core.loop.flatSubmit { self.core.modify(request) }.map { _ in }
+        case .cancel(let request): future = core.loop.flatSubmit { self.core.cancel(request) }.map { _ in }
+        }
+        future.whenComplete { result in
+            completion(result.mapError { $0 as? BrokerError ?? BrokerError(.transient, "\($0)") })
+        }
     }
 
     /// The broker's fills and unsolicited order ends, deduplicated by ExecID, in sequence order.

@@ -146,7 +146,7 @@ public enum FIXBench {
 
 /// A broker in front of another that times the way from a fill's arrival to the next protective
 /// order (anything but a market order) acknowledged for the symbol, and counts filled shares.
-final class TimingBroker: Broker {
+final class TimingBroker: CallbackBroker {
     private let inner: FIXBroker
     private let clock = ContinuousClock()
     private let state = Mutex(State())
@@ -185,6 +185,21 @@ final class TimingBroker: Broker {
 
     func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
         try await inner.cancel(request)
+    }
+
+    /// The callback path, timed like the async one.
+    func send(_ request: OrderOperation.Request, completion: @escaping @Sendable (Result<Void, BrokerError>) -> Void) {
+        let sent = clock.now
+        inner.send(request) { result in
+            if case .success = result {
+                switch request {
+                case .submit(let submit) where submit.type != .market: self.acknowledged(submit.symbol, sentAt: sent)
+                case .modify(let modify): self.acknowledged(modify.symbol, sentAt: sent)
+                default: break
+                }
+            }
+            completion(result)
+        }
     }
 
     func events() -> AsyncStream<BrokerEvent> {

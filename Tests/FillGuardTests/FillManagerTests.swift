@@ -123,6 +123,33 @@ struct FillManagerTests {
         #expect(await manager.invariantViolations().isEmpty)
     }
 
+    @Test("a callback broker gets every operation through send, answered at once or later: retries, coalescing and sizes as with tasks",
+          arguments: CallbackTestBroker.Answer.allCases)
+    func callbackBrokerPath(answer: CallbackTestBroker.Answer) async throws {
+        let broker = CallbackTestBroker(answer: answer)
+        broker.fail(2, .submit, with: BrokerError(.transient, "timeout"))
+        let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy), logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "CBK"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
+        await manager.waitUntilIdle()
+        #expect(manager.statistics.retries == 2, "the two failed submits were retried")
+        let opened = try #require(await manager.position("P1"))
+        let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
+        for _ in 0..<40 { manager.receive(fills.fill(scaleIn, 1, at: "98")) }
+        await manager.waitUntilIdle()
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 140)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 140)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 140)
+        #expect(broker.count(.modify) <= 80, "at most one modify per protective order per fill")
+        #expect(broker.asyncCalls == 0, "no operation went through a task")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
     @Test("a symbol's queue runs FIFO: commands and fills apply in the order they arrived")
     func queueRunsFIFO() async throws {
         let broker = TestBroker()

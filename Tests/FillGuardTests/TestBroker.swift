@@ -123,3 +123,53 @@ extension BracketSpec {
                     scaleIns: [ScaleIn(quantity: quantity, type: .limit(Price("98")!))])
     }
 }
+
+/// A broker that answers through callbacks (`CallbackBroker`): at once, on the caller's thread
+/// (`inline`), or later from another task; it fails requests by a script and records them.
+final class CallbackTestBroker: CallbackBroker, Sendable {
+    enum Answer: Sendable, CaseIterable { case inline, later }
+    private struct Inner {
+        var requests: [OrderOperation.Kind] = []
+        var failures: [(kind: OrderOperation.Kind, error: BrokerError)] = []
+        var asyncCalls = 0
+    }
+    let answer: Answer
+    let capabilities = BrokerCapabilities()
+    private let inner = Mutex(Inner())
+
+    init(answer: Answer) { self.answer = answer }
+
+    /// The next `times` requests of `kind` fail with `error`.
+    func fail(_ times: Int, _ kind: OrderOperation.Kind, with error: BrokerError) {
+        inner.withLock { inner in for _ in 0..<times { inner.failures.append((kind, error)) } }
+    }
+
+    func count(_ kind: OrderOperation.Kind) -> Int { inner.withLock { $0.requests.filter { $0 == kind }.count } }
+
+    /// Calls that came through the async methods instead of `send` (the runtime should make none).
+    var asyncCalls: Int { inner.withLock { $0.asyncCalls } }
+
+    func send(_ request: OrderOperation.Request, completion: @escaping @Sendable (Result<Void, BrokerError>) -> Void) {
+        let kind: OrderOperation.Kind
+        switch request {
+        case .submit: kind = .submit
+        case .modify: kind = .modify
+        case .cancel: kind = .cancel
+        }
+        let failure = inner.withLock { inner -> BrokerError? in
+            inner.requests.append(kind)
+            guard let index = inner.failures.firstIndex(where: { $0.kind == kind }) else { return nil }
+            return inner.failures.remove(at: index).error
+        }
+        let result: Result<Void, BrokerError> = failure.map { .failure($0) } ?? .success(())
+        switch answer {
+        case .inline: completion(result)
+        case .later: Task.detached { completion(result) }
+        }
+    }
+
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) { inner.withLock { $0.asyncCalls += 1 } }
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { inner.withLock { $0.asyncCalls += 1 } }
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { inner.withLock { $0.asyncCalls += 1 } }
+    func events() -> AsyncStream<BrokerEvent> { AsyncStream { $0.finish() } }
+}
