@@ -44,27 +44,38 @@ public final class BenchBroker: CallbackBroker, Sendable {
 
     /// Accepts a new order.
     public func submit(_ request: NewOrderRequest) async throws(BrokerError) {
-        submits.add(1, ordering: .relaxed)
-        observer?.handed(.submit, orderID: request.orderID, symbol: request.symbol, quantity: request.quantity, type: request.type)
+        count(.submit(request))
         await wait()
     }
 
     /// Accepts a modify.
     public func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {
-        modifies.add(1, ordering: .relaxed)
-        observer?.handed(.modify, orderID: request.orderID, symbol: request.symbol, quantity: request.newQuantity, type: nil)
+        count(.modify(request))
         await wait()
     }
 
     /// Accepts a cancel.
     public func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
-        cancels.add(1, ordering: .relaxed)
-        observer?.handed(.cancel, orderID: request.orderID, symbol: request.symbol, quantity: nil, type: nil)
+        count(.cancel(request))
         await wait()
     }
 
     /// Accepts any request, calling back at once (zero latency) or after the latency.
     public func send(_ request: OrderOperation.Request, completion: @escaping @Sendable (Result<Void, BrokerError>) -> Void) {
+        count(request)
+        guard latency > .zero else { return completion(.success(())) }
+        let latency = latency
+        Task {
+            try? await Task.sleep(for: latency)
+            completion(.success(()))
+        }
+    }
+
+    /// An empty, finished stream: the workload feeds reports to `FillManager.receive(_:)` itself.
+    public func events() -> AsyncStream<BrokerEvent> { stream }
+
+    /// Counts a request and tells the observer.
+    private func count(_ request: OrderOperation.Request) {
         switch request {
         case .submit(let request):
             submits.add(1, ordering: .relaxed)
@@ -76,16 +87,7 @@ public final class BenchBroker: CallbackBroker, Sendable {
             cancels.add(1, ordering: .relaxed)
             observer?.handed(.cancel, orderID: request.orderID, symbol: request.symbol, quantity: nil, type: nil)
         }
-        guard latency > .zero else { return completion(.success(())) }
-        let latency = latency
-        Task {
-            try? await Task.sleep(for: latency)
-            completion(.success(()))
-        }
     }
-
-    /// An empty, finished stream: the workload feeds reports to `FillManager.receive(_:)` itself.
-    public func events() -> AsyncStream<BrokerEvent> { stream }
 
     private func wait() async {
         if latency > .zero { try? await Task.sleep(for: latency) }
