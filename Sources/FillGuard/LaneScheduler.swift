@@ -20,8 +20,7 @@ import Darwin
 /// long for work, polling without giving up its thread: the next event after a runner ended
 /// starts a new runner task (a thread wake-up, tens of microseconds), one that comes while a
 /// runner polls is taken at once. While a runner polls, a newly ready lane is left to it rather
-/// than starting another runner; and a second runner starts only for a backlog of lanes, not for
-/// each lane that becomes ready while one runs.
+/// than starting another runner.
 final class LaneScheduler: @unchecked Sendable {
     private struct State {
         var ready = Deque<SymbolLane>()
@@ -54,11 +53,10 @@ final class LaneScheduler: @unchecked Sendable {
         lock.lock()
         state.ready.append(lane)
         readyCount.store(state.ready.count, ordering: .releasing)
-        // Lanes no waiting runner will take. A first runner starts for one; another only for a
-        // backlog (a busy runner takes the next lane within a pass: a thread woken for it would
-        // mostly find it gone and compete for the cores meanwhile).
+        // Lanes no waiting runner will take: each may start a runner, up to one per processor, so
+        // symbols run in parallel (a lane stuck in a slow pass never holds up another).
         let unserved = state.ready.count - state.waiting
-        let start = !byRunner && state.runners < width && (state.runners == 0 ? unserved > 0 : unserved > Self.backlog)
+        let start = !byRunner && state.runners < width && unserved > 0
         if start { state.runners += 1 }
         lock.unlock()
         if start {
@@ -162,9 +160,6 @@ final class LaneScheduler: @unchecked Sendable {
             }
         }
     }
-
-    /// Unserved ready lanes beyond which another runner starts while one runs.
-    private static let backlog = 16
 
     private static var nanosecondsNow: Int64 {
         var spec = timespec()
