@@ -25,6 +25,8 @@ final class SymbolLane: @unchecked Sendable {
         case brokerQuantity(OrderID, Quantity)
         case adopt(OrderID, Side, OrderType, Quantity)
         case gateOpened
+        /// Recovery has reconciled this lane with the broker: operations may go out.
+        case reconciled
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
 
@@ -74,6 +76,9 @@ final class SymbolLane: @unchecked Sendable {
     /// Events taken from the mailbox (all of them, in one swap) and not yet processed.
     @exclusivity(unchecked) private var pending = EventQueue()
     @exclusivity(unchecked) private var wakeScheduled = false
+    /// A lane rebuilt from the journal sends nothing until recovery has reconciled it (`.reconciled`):
+    /// an order the rebuilt state has as unsent may already be at the broker.
+    @exclusivity(unchecked) private var operationsHeld: Bool
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
     /// so that an idle lane without one stays small.
@@ -107,9 +112,11 @@ final class SymbolLane: @unchecked Sendable {
         _modify { yield &journalState!.halted }
     }
 
-    init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition()) {
+    init(symbol: Symbol, context: RuntimeContext, machine: SymbolStateMachine? = nil, position: JournalPosition = JournalPosition(),
+         holdingOperations: Bool = false) {
         self.symbol = symbol
         self.context = context
+        self.operationsHeld = holdingOperations
         self.machine = machine ?? SymbolStateMachine(symbol: symbol, configuration: context.machineConfiguration)
         self.journalState = context.journal == nil ? nil : JournalState(position: position)
     }
@@ -337,13 +344,15 @@ final class SymbolLane: @unchecked Sendable {
             machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         case .gateOpened:
             wakeScheduled = false
+        case .reconciled:
+            operationsHeld = false
         case .read(let reader):
             reader(machine)
         }
         if !actions.isEmpty { perform(actions, machine: machine) }
         // Only when the machine has something to send (most fills only move desired state while
         // a modify is in flight): no clock, breaker or bucket otherwise.
-        if machine.hasOperationReady {
+        if machine.hasOperationReady && !operationsHeld {
             dispatchOperations(reactionFrom: isFill && context.timed ? enqueuedAt : nil, machine: &machine)
         }
         if timed {
@@ -502,7 +511,7 @@ extension SymbolLane.Event {
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
-        case .gateOpened, .read: return nil
+        case .gateOpened, .reconciled, .read: return nil
         }
     }
 }

@@ -381,12 +381,17 @@ extension SymbolStateMachine {
 
 extension SymbolStateMachine {
     /// Reconciliation: the broker holds this order at `quantity` in total, not the size the
-    /// machine believes (a change it applied that no record holds, or a change by hand). The
-    /// broker's size is taken, so that its fills fit and planning resizes from the truth.
+    /// machine believes (a change it applied that no record holds, or a change by hand), or holds
+    /// an order the machine has as not yet sent (its submit went out but the record of it was
+    /// lost). The broker's size is taken and the order counts as placed, so that its fills fit,
+    /// planning resizes from the truth, and the id is never submitted twice.
     /// Ignored for unknown orders, ended orders and orders with an operation in flight (their
     /// outcome is resolved separately).
     public mutating func adoptBrokerQuantity(_ orderID: OrderID, quantity: Quantity, emitting actions: inout [Action]) {
-        guard let s = slot(of: orderID), orders[s].isLive, orders[s].inFlight == nil, quantity.isPositive, quantity != orders[s].quantity else { return }
+        guard let s = slot(of: orderID), orders[s].isLive, orders[s].inFlight == nil, quantity.isPositive else { return }
+        let unsent: Bool
+        if case .unsent = orders[s].phase { unsent = true } else { unsent = false }
+        guard unsent || quantity != orders[s].quantity else { return }
         orders[s].quantity = max(quantity, orders[s].filled)
         if case .unsent = orders[s].phase { orders[s].phase = .accepted }
         if emitsChangeActions { actions.append(.orderChanged(orderID)) }

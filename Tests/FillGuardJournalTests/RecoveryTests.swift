@@ -318,6 +318,52 @@ struct RecoveryTests {
         #expect(process.manager.recentRejections().contains { $0.error.code == .journalUnavailable })
     }
 
+    @Test("an order FillGuard has ended but the broker still works is cancelled on restart (here: a resubmitted id the broker already had)")
+    func endedOrdersLiveAtTheBrokerAreCancelled() async throws {
+        let exchange = exchange()
+        // The exchange already works "P1-sl4", the id FillGuard will give P1's stop (as after a
+        // journal that lost the intent of a stop the exchange had taken): FillGuard's submit of
+        // it is refused as a duplicate, so FillGuard's record has it rejected while it is live.
+        try await exchange.submit(NewOrderRequest(orderID: "P1-sl4", symbol: Self.symbol, side: .sell, type: .stop(Price("240")!),
+                                                  quantity: 300, timeInForce: .goodTillCancel))
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(await first.manager.position("P1")?.orders.first { $0.id == "P1-sl4" })
+        #expect(!stop.status.isLive, "FillGuard's record: the stop was refused")
+        #expect(exchange.order("P1-sl4", of: Self.symbol)?.state == .live, "the exchange still works it")
+
+        let second = try await Process(exchange: exchange, store: first.kill())
+        let ended = second.report.corrections.filter { $0.kind == .endedOrderLiveAtBroker }
+        #expect(ended.map(\.orderID) == ["P1-sl4"], "\(second.report.corrections)")
+        #expect(ended.first?.message.contains("cancelled") == true)
+        #expect(exchange.order("P1-sl4", of: Self.symbol)?.state == .cancelled)
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+    }
+
+    @Test("orders the exchange took whose intents the journal lost are taken as placed, never submitted twice")
+    func lostIntentsAreNotResubmitted() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        first.connection.holdAcknowledgements()
+        try await first.manager.open(bracket())
+        // Entry, two scale-ins, then the stop and the target after the entry's fill.
+        await first.connection.waitForHeldRequests(5)
+        await first.journal.flush()
+        let survivor = first.kill()
+        #expect(survivor.rows.suffix(2).allSatisfy { $0.kind == .intent }, "the newest records: the stop's and the target's intents")
+        survivor.dropNewestRecords(2)
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        let placed = second.report.corrections.filter { $0.message.contains("not submitted again") }
+        #expect(Set(placed.compactMap(\.orderID)) == ["P1-sl4", "P1-tp5"], "\(second.report.corrections)")
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+        #expect(exchange.statistics.requests["submit"] == 5, "no id was submitted twice")
+        #expect(!second.report.corrections.contains { $0.kind == .endedOrderLiveAtBroker })
+    }
+
     @Test("unknown live orders at the broker are reported, or cancelled when configured")
     func unknownOrders() async throws {
         let exchange = exchange()

@@ -145,6 +145,12 @@ public final class InMemoryJournalStore: JournalStore {
     /// Makes the next append fail with `error` (for tests of the failure path).
     public func failNextAppend(with error: JournalError) { state.withLock { $0.failNextAppend = error } }
 
+    /// Forgets the newest `count` records, as a store whose last writes were lost would (a power
+    /// cut with durability off: the process may already have acted on them). For tests.
+    public func dropNewestRecords(_ count: Int) {
+        state.withLock { state in state.rows.removeLast(min(count, state.rows.count)) }
+    }
+
     /// Adds a record cut short at the end, as a crash in the middle of writing it would leave
     /// (nothing acted on it: nothing acts before a write completes). For tests.
     public func appendTornRecord() {

@@ -28,7 +28,8 @@ extension FillManager {
             report.snapshotsLoaded += replay.snapshotLoaded ? 1 : 0
             report.recordsReplayed += replay.replayed
             report.positions += replay.machine.positionIDs.count
-            let lane = SymbolLane(symbol: symbol, context: context, machine: replay.machine, position: replay.position)
+            let lane = SymbolLane(symbol: symbol, context: context, machine: replay.machine, position: replay.position,
+                                  holdingOperations: true)
             lanes.withLock { $0.set(lane, for: symbol) }
             positionSymbols.withLock { map in
                 for id in replay.machine.positionIDs { map[id] = symbol }
@@ -102,11 +103,20 @@ extension FillManager {
                     correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: order.id, message: "the order could not be read: \(error)"))
                 }
             }
-            // 2. Sizes the broker holds that the journal does not (so the broker's fills fit).
+            // 2. Orders the broker works that the journal has as not yet sent (the submit went out,
+            //    its record was lost: never submit the id again), and sizes the broker holds that
+            //    the journal does not (so the broker's fills fit).
             for order in view.live where !inFlight.contains(order.id) {
-                guard let state = states[order.id] ?? nil, state.quantity != order.quantity else { continue }
-                correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
-                                                 message: "the broker has \(state.quantity), FillGuard had \(order.quantity); the broker's size is taken"))
+                guard let state = states[order.id] ?? nil else { continue }
+                if order.status == .pendingNew {
+                    correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: order.id,
+                                                     message: "the broker already works this order (\(state.quantity)), which the journal has as not yet sent; taken as placed, not submitted again"))
+                } else if state.quantity != order.quantity {
+                    correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
+                                                     message: "the broker has \(state.quantity), FillGuard had \(order.quantity); the broker's size is taken"))
+                } else {
+                    continue
+                }
                 lane.enqueue(.brokerQuantity(order.id, state.quantity))
             }
             // 3. Fills made at the broker that the journal does not hold.
@@ -193,15 +203,22 @@ extension FillManager {
             await resumeWork(on: lane, view: view, correct: correct)
         }
 
-        // 4. Live orders nobody here knows.
+        // 4. Live orders nobody here knows, and orders FillGuard has ended that the broker still works.
         for state in openOrders.values.sorted(by: { $0.orderID.rawValue < $1.orderID.rawValue }) {
-            let known: Bool
+            var known = false
+            var ended = false
             if let lane = lane(for: state.symbol, create: false) {
-                known = await read(lane) { $0.knows(state.orderID) }
-            } else {
-                known = false
+                (known, ended) = await read(lane) { machine in
+                    guard machine.knows(state.orderID) else { return (false, false) }
+                    // Retired (no snapshot) or in a final state, with nothing in flight for it.
+                    let finished = machine.snapshot(of: state.orderID).map { !$0.status.isLive } ?? true
+                    return (true, finished && !machine.unresolvedOperations.contains { $0.orderID == state.orderID })
+                }
             }
-            guard !known else { continue }
+            if known {
+                if ended { await cancelEndedOrder(state, correct: correct) }
+                continue
+            }
             switch context.configuration.unknownOrders {
             case .adopt:
                 var adopted = false
@@ -254,6 +271,24 @@ extension FillManager {
     }
 
     /// The outcome of an operation whose answer was lost, from the order's state at the broker.
+    /// An order FillGuard's record has ended is still live at the broker (a cancel or rejection
+    /// the broker never applied, e.g. a resubmitted id it already had): asked again, then cancelled.
+    private func cancelEndedOrder(_ state: BrokerOrderState, correct: (ReconciliationCorrection) -> Void) async {
+        let what = "live at the broker (\(state.side.rawValue) \(state.quantity - state.filled)), but ended in FillGuard's record"
+        do throws(BrokerError) {
+            if let broker = context.broker as? any BrokerQueries,
+               let now = try await broker.orderState(state.orderID, symbol: state.symbol), !now.status.isLive {
+                return
+            }
+            try await context.broker.cancel(CancelOrderRequest(orderID: state.orderID, symbol: state.symbol))
+            correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
+                                             message: "\(what); cancelled"))
+        } catch {
+            correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
+                                             message: "\(what); cancel failed: \(error); a person must look"))
+        }
+    }
+
     static func outcome(of operation: OrderOperation, given state: BrokerOrderState?) -> (Result<Void, BrokerError>, String) {
         let name = "\(operation.kind.rawValue) \(operation.orderID)"
         switch operation.request {
@@ -298,8 +333,9 @@ extension FillManager {
             correct(ReconciliationCorrection(kind: .resumedWork, symbol: lane.symbol, message: "position \(id) re-armed after restart"))
             lane.enqueue(.rearm(id))
         }
-        // Anything the replayed state still wants sent goes now.
-        lane.enqueue(.gateOpened)
+        // Anything the replayed state still wants sent goes now, not before: an order it has as
+        // unsent may have been at the broker already (step 2 took those as placed).
+        lane.enqueue(.reconciled)
     }
 
     /// Waits until every lane has applied what is queued (operations may still be in flight).

@@ -18,6 +18,9 @@ public struct ReconciliationCorrection: Sendable, Hashable, CustomStringConverti
         case sizeDiffers
         /// A live order at the broker that no journal record knows: handled per the policy.
         case unknownBrokerOrder
+        /// A live order at the broker that FillGuard's record has ended (cancelled, rejected,
+        /// filled or retired): the broker never applied that end. Cancelled, whatever the policy.
+        case endedOrderLiveAtBroker
         /// A fill at the broker for an order no journal record knows (not applied).
         case unknownExecution
         /// An order's filled quantity at the broker exceeds what the journal and the broker's
