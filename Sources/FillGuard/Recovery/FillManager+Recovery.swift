@@ -270,7 +270,6 @@ extension FillManager {
         return corrections
     }
 
-    /// The outcome of an operation whose answer was lost, from the order's state at the broker.
     /// An order FillGuard's record has ended is still live at the broker (a cancel or rejection
     /// the broker never applied, e.g. a resubmitted id it already had): asked again, then cancelled.
     private func cancelEndedOrder(_ state: BrokerOrderState, correct: (ReconciliationCorrection) -> Void) async {
@@ -289,6 +288,7 @@ extension FillManager {
         }
     }
 
+    /// The outcome of an operation whose answer was lost, from the order's state at the broker.
     static func outcome(of operation: OrderOperation, given state: BrokerOrderState?) -> (Result<Void, BrokerError>, String) {
         let name = "\(operation.kind.rawValue) \(operation.orderID)"
         switch operation.request {
