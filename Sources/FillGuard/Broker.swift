@@ -27,6 +27,14 @@ public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
         case permanent
         /// The order filled or ended before a modify or cancel arrived.
         case tooLate
+        /// No answer in time: the request may or may not have taken effect (worth retrying; a
+        /// submit's order is then treated as possibly live and cancelled if no longer wanted).
+        case timedOut
+        /// The broker does not have the order (a cancel or modify of an id it never took).
+        case unknownOrder
+
+        /// True for failures worth retrying, which count toward the circuit breaker.
+        public var isRetryable: Bool { self == .transient || self == .timedOut }
     }
     /// How to treat it.
     public var kind: Kind
@@ -45,6 +53,8 @@ public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
         case .transient: return .transient(message)
         case .permanent: return .permanent(message)
         case .tooLate: return .tooLate(message)
+        case .timedOut: return .timedOut(message)
+        case .unknownOrder: return .unknownOrder(message)
         }
     }
 
@@ -75,7 +85,8 @@ public enum BrokerEvent: Sendable, Hashable {
 public protocol Broker: Sendable {
     /// What the connection supports.
     var capabilities: BrokerCapabilities { get }
-    /// Places a new order.
+    /// Places a new order. After a `timedOut` answer the same request may come again: a broker
+    /// that already holds the id must take it as the same order (an idempotent resend).
     func submit(_ request: NewOrderRequest) async throws(BrokerError)
     /// Changes a working order's total quantity in place.
     func modify(_ request: ModifyOrderRequest) async throws(BrokerError)

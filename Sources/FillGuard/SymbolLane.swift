@@ -319,7 +319,7 @@ final class SymbolLane: @unchecked Sendable {
                 context.reject(error, context: "status of order \(report.orderID) on \(symbol)")
             }
         case .completed(let operation, let result, let wasProbe):
-            let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind == .transient,
+            let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
                                                 wasProbe: wasProbe, now: ContinuousClock.now)
             if opened {
                 context.metrics.breakerTrips.increment()

@@ -40,7 +40,7 @@ struct ManagedOrder: Sendable, Codable {
         }
     }
 
-    // Laid out so the record packs into 160 bytes (it is most of an idle symbol): the 16-byte
+    // Laid out so the record packs into 176 bytes (it is most of an idle symbol): the 16-byte
     // aligned amount first, the one-byte fields in the gap after the order type, the role as a
     // kind byte and an index.
     var fillValue: Money = .zero
@@ -57,10 +57,17 @@ struct ManagedOrder: Sendable, Codable {
     var awaitingFill = false
     /// Being replaced (no native modify): cancelled once `successor` is live.
     var retiring = false
+    /// A submit timed out: the broker may hold the order. It is resent unchanged while wanted and
+    /// cancelled (never just forgotten) when not, until an answer settles where it stands.
+    var mayBeLive = false
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
     var quantity: Quantity
+    /// A modify timed out: until an answer settles it, the broker may hold the order at any
+    /// total from `uncertainLow` to `uncertainHigh` (both zero: the size is known).
+    var uncertainLow: Quantity = .zero
+    var uncertainHigh: Quantity = .zero
     var filled: Quantity = .zero
     var maxCumulative: Quantity = .zero
     /// FIFO order among orders with work of the same priority.
@@ -116,7 +123,7 @@ struct ManagedOrder: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case id, role, side, type, timeInForce, quantity, filled, maxCumulative, fillValue, phase, target, inFlight,
-             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position
+             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh
     }
 
     init(from decoder: any Decoder) throws {
@@ -139,6 +146,9 @@ struct ManagedOrder: Sendable, Codable {
         retiring = try container.decode(Bool.self, forKey: .retiring)
         successor = try container.decode(Int32.self, forKey: .successor)
         firstFillSerial = try container.decode(UInt64.self, forKey: .firstFillSerial)
+        mayBeLive = try container.decodeIfPresent(Bool.self, forKey: .mayBeLive) ?? false
+        uncertainLow = try container.decodeIfPresent(Quantity.self, forKey: .uncertainLow) ?? .zero
+        uncertainHigh = try container.decodeIfPresent(Quantity.self, forKey: .uncertainHigh) ?? .zero
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -164,6 +174,11 @@ struct ManagedOrder: Sendable, Codable {
         try container.encode(successor, forKey: .successor)
         try container.encode(workSequence, forKey: .workSequence)
         try container.encode(firstFillSerial, forKey: .firstFillSerial)
+        if mayBeLive { try container.encode(mayBeLive, forKey: .mayBeLive) }
+        if hasUncertainSize {
+            try container.encode(uncertainLow, forKey: .uncertainLow)
+            try container.encode(uncertainHigh, forKey: .uncertainHigh)
+        }
     }
 
     var isDone: Bool {
@@ -180,6 +195,26 @@ struct ManagedOrder: Sendable, Codable {
 
     var hasSuccessor: Bool { successor >= 0 }
 
+    /// A modify timed out and no answer has settled the order's size since.
+    var hasUncertainSize: Bool { !uncertainHigh.isZero }
+
+    /// Widens the sizes the broker may hold the order at by a modify to `requested` that timed out.
+    mutating func sizeMayBe(_ requested: Quantity) {
+        if hasUncertainSize {
+            uncertainLow = min(uncertainLow, requested)
+            uncertainHigh = max(uncertainHigh, requested)
+        } else {
+            uncertainLow = min(quantity, requested)
+            uncertainHigh = max(quantity, requested)
+        }
+    }
+
+    /// An answer settled the order's size.
+    mutating func sizeIsKnown() {
+        uncertainLow = .zero
+        uncertainHigh = .zero
+    }
+
     var openQuantity: Quantity {
         isDone ? .zero : quantity - filled
     }
@@ -187,8 +222,9 @@ struct ManagedOrder: Sendable, Codable {
     /// The most a fill may take the filled quantity to: the larger of the accepted quantity and
     /// any modify in flight (the broker may have applied either).
     var fillLimit: Quantity {
-        if let requested = inFlight?.requestedQuantity, requested > quantity { return requested }
-        return quantity
+        var limit = quantity > uncertainHigh ? quantity : uncertainHigh
+        if let requested = inFlight?.requestedQuantity, requested > limit { limit = requested }
+        return limit
     }
 
     var status: OrderStatus {

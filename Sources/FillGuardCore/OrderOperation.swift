@@ -99,11 +99,16 @@ public enum OperationFailure: Error, Sendable, Hashable, Codable {
     case permanent(String)
     /// The order filled (or ended) before the modify or cancel arrived.
     case tooLate(String)
+    /// No answer in time: the request may or may not have taken effect. Retried like a transient
+    /// failure; an order whose submit timed out may be live, so it is cancelled, never forgotten.
+    case timedOut(String)
+    /// The broker does not have the order (it never took it): a cancel of it has nothing to do.
+    case unknownOrder(String)
 
     /// The broker's text.
     public var message: String {
         switch self {
-        case .transient(let text), .permanent(let text), .tooLate(let text): return text
+        case .transient(let text), .permanent(let text), .tooLate(let text), .timedOut(let text), .unknownOrder(let text): return text
         }
     }
 }

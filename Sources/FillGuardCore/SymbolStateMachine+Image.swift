@@ -196,12 +196,12 @@ extension SymbolStateMachine {
         activeOrders.filter { orders[Int($0)].retryPending }.map { orders[Int($0)].id }
     }
 
-    /// Positions held back by a permanent failure (a role blocked, or a live order marked
-    /// failed): after a restart the cool-down timer is gone, so `rearm(_:)` them.
+    /// Positions held back by a permanent failure (a role of an open position blocked, or a live
+    /// order marked failed): after a restart the cool-down timer is gone, so `rearm(_:)` them.
     public var positionsAwaitingRearm: [PositionID] {
         positions.filter { position in
-            guard position.status != .closed else { return false }
-            return position.blockedRoles != 0
+            // A closed position can still hold a failed live order (a cancel that kept failing).
+            (position.status != .closed && position.blockedRoles != 0)
                 || position.orderSlots.contains { orders[Int($0)].failure != nil && orders[Int($0)].isLive }
         }.map(\.id)
     }
@@ -394,6 +394,7 @@ extension SymbolStateMachine {
         guard unsent || quantity != orders[s].quantity else { return }
         orders[s].quantity = max(quantity, orders[s].filled)
         if case .unsent = orders[s].phase { orders[s].phase = .accepted }
+        orders[s].mayBeLive = false
         if emitsChangeActions { actions.append(.orderChanged(orderID)) }
         plan(Int(orders[s].position), emitting: &actions)
     }

@@ -211,7 +211,16 @@ public struct SymbolStateMachine: Sendable {
         if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative { orders[s].maxCumulative = cumulative }
         if filledAfter > orders[s].maxCumulative { orders[s].maxCumulative = filledAfter }
         orders[s].fillValue += Money.value(of: report.lastQuantity, at: report.lastPrice)
-        if case .unsent = orders[s].phase { orders[s].phase = .accepted }
+        if case .unsent = orders[s].phase {
+            orders[s].phase = .accepted
+            orders[s].mayBeLive = false
+        }
+        if filledAfter > orders[s].quantity, orders[s].uncertainHigh >= filledAfter,
+           (orders[s].inFlight?.requestedQuantity ?? .zero) < filledAfter {
+            // Only a modify that timed out explains this fill: the broker applied it. The size
+            // stays unsettled until an answer (the retried modify) settles it.
+            orders[s].quantity = orders[s].uncertainHigh
+        }
         let maxCumulative = orders[s].maxCumulative
         let isLatest = report.cumulativeQuantity.map { $0 >= maxCumulative } ?? true
         let brokerSaysDone = isLatest && (report.leavesQuantity?.isZero ?? false)
@@ -339,10 +348,12 @@ public struct SymbolStateMachine: Sendable {
         if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         orders[s].attempts = 0
+        orders[s].mayBeLive = false
         switch operation.request {
         case .submit:
             if case .unsent = orders[s].phase { orders[s].phase = .accepted }
         case .modify(let request):
+            orders[s].sizeIsKnown()
             if orders[s].isLive {
                 orders[s].quantity = request.newQuantity
                 if orders[s].filled >= orders[s].quantity { setPhase(s, .done(.filled)) }
@@ -355,27 +366,52 @@ public struct SymbolStateMachine: Sendable {
         plan(Int(orders[s].position), emitting: &actions)
     }
 
-    /// An operation failed: transient failures are retried (up to `maxAttempts`), too-late
-    /// answers wait for the order's fills, permanent failures raise an alert.
+    /// An operation failed: transient failures and timeouts are retried (up to `maxAttempts`),
+    /// too-late answers wait for the order's fills, permanent failures raise an alert.
+    ///
+    /// A submit that timed out may have placed the order: from then on the order is resent
+    /// unchanged while it is wanted and cancelled when it is not, until an answer (accepted,
+    /// refused, unknown to the broker, too late) settles where it stands.
     public mutating func operationFailed(_ operation: OrderOperation, _ failure: OperationFailure, emitting actions: inout [Action]) {
         guard var s = inFlightSlot(of: operation) else { return }
         if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         let p = Int(orders[s].position)
-        if case .unsent = orders[s].phase, orders[s].target == .cancelled {
+        var unsent = false
+        if case .unsent = orders[s].phase { unsent = true }
+        if unsent, operation.kind == .submit {
+            switch failure {
+            case .timedOut: orders[s].mayBeLive = true
+            case .transient: break
+            case .unknownOrder: orders[s].mayBeLive = false
+            case .permanent, .tooLate: break // a refused resend: the first try may still have placed it
+            }
+        }
+        if unsent, orders[s].target == .cancelled, !orders[s].mayBeLive {
             // The broker never took it and it is no longer wanted: it ends here, whatever the failure.
-            setPhase(s, .done(.cancelled))
-            deactivateIfFinished(s)
-            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
-            plan(p, emitting: &actions)
+            endUnplaced(s, emitting: &actions)
             return
         }
         switch failure {
-        case .transient(let message):
+        case .transient(let message), .timedOut(let message):
             guard orders[s].isLive else {
                 deactivateIfFinished(s)
                 plan(p, emitting: &actions)
                 return
+            }
+            if case .timedOut = failure, case .modify(let request) = operation.request {
+                // The broker may hold the order at either size: fills up to the larger are real,
+                // and the retried modify (sent even if the sizes look right) settles it.
+                orders[s].sizeMayBe(request.newQuantity)
+            }
+            // A cancel that timed out may have taken effect: the order is never resized again,
+            // only cancelled (even if the position wants it back); the role gets a new order.
+            let mayBeCancelled: Bool
+            if case .timedOut = failure, operation.kind == .cancel, !orders[s].retiring || orders[s].target != .cancelled {
+                mayBeCancelled = true
+                retire(s, successor: -1, emitting: &actions)
+            } else {
+                mayBeCancelled = false
             }
             orders[s].attempts += 1
             let attempts = Int(orders[s].attempts)
@@ -383,9 +419,24 @@ public struct SymbolStateMachine: Sendable {
                 orders[s].retryPending = true
                 actions.append(.scheduleRetry(orders[s].id, attempt: attempts))
                 if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+                if mayBeCancelled { plan(p, emitting: &actions) }
                 return
             }
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) times, last: \(message)", emitting: &actions)
+        case .unknownOrder(let message):
+            guard operation.kind == .cancel else {
+                failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
+                return
+            }
+            // Nothing of the order works at the broker: what the cancel wanted is so.
+            orders[s].mayBeLive = false
+            if orders[s].isLive {
+                orders[s].attempts = 0
+                setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled))
+            }
+            deactivateIfFinished(s)
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+            plan(p, emitting: &actions)
         case .permanent(let message):
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
         case .tooLate(let message):
@@ -396,8 +447,13 @@ public struct SymbolStateMachine: Sendable {
             // The order filled (or ended) first. If its fills are all in, it is done now;
             // otherwise wait for them and re-derive from them.
             orders[s].attempts = 0
+            orders[s].mayBeLive = false
             if orders[s].isLive {
                 if orders[s].filled >= orders[s].quantity {
+                    setPhase(s, .done(.filled))
+                } else if orders[s].hasUncertainSize, orders[s].filled >= orders[s].uncertainLow {
+                    // A smaller size asked for by a modify that timed out took effect, and filled.
+                    orders[s].quantity = orders[s].filled
                     setPhase(s, .done(.filled))
                 } else {
                     orders[s].awaitingFill = true
@@ -407,6 +463,14 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
         }
+    }
+
+    /// Ends an order the broker never took and that is no longer wanted.
+    private mutating func endUnplaced(_ s: Int, emitting actions: inout [Action]) {
+        setPhase(s, .done(.cancelled))
+        deactivateIfFinished(s)
+        if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+        plan(Int(orders[s].position), emitting: &actions)
     }
 
     /// A transient failure's backoff is over: the order's work may be tried again.
@@ -456,7 +520,9 @@ public struct SymbolStateMachine: Sendable {
             requested = total
             request = .modify(ModifyOrderRequest(orderID: id, symbol: symbol, newQuantity: total))
         case .new:
-            if case .open(let size) = orders[s].target { orders[s].quantity = size }
+            // A resend after a timeout repeats the first request exactly (the broker may hold it):
+            // the size is corrected by a modify once the order is known to be live.
+            if case .open(let size) = orders[s].target, !orders[s].mayBeLive { orders[s].quantity = size }
             request = .submit(NewOrderRequest(orderID: id, symbol: symbol, side: orders[s].side, type: orders[s].type,
                                               quantity: orders[s].quantity, timeInForce: orders[s].timeInForce))
         }
@@ -626,21 +692,23 @@ public struct SymbolStateMachine: Sendable {
         case (.done, _):
             return nil
         case (.unsent, .cancelled):
-            return nil // settled locally by plan()
+            // Settled locally by plan(), unless a submit timed out: then it may be live.
+            return orders[s].mayBeLive ? .cancel : nil
         case (.unsent, _):
             return .new
         case (.accepted, .cancelled):
             if orders[s].retiring, orders[s].hasSuccessor {
-                // create-then-cancel: the old order goes only once the new one is live.
+                // create-then-cancel: the old order goes only once the new one is live (or is
+                // no longer wanted either).
                 let next = Int(orders[s].successor)
-                guard orders[next].isAccepted || orders[next].isDone else { return nil }
+                guard orders[next].isAccepted || orders[next].isDone || orders[next].target == .cancelled else { return nil }
             }
             return .cancel
         case (.accepted, .asPlaced):
             return nil
         case (.accepted, .open(let size)):
             let open = orders[s].openQuantity
-            guard configuration.nativeModify, size != open else { return nil }
+            guard configuration.nativeModify, size != open || orders[s].hasUncertainSize else { return nil }
             return size < open ? .reduce : .increase
         }
     }
@@ -650,7 +718,7 @@ public struct SymbolStateMachine: Sendable {
         orders[s].target = target
         sequence += 1
         orders[s].workSequence = sequence
-        if case .unsent = orders[s].phase, target == .cancelled, orders[s].inFlight == nil {
+        if case .unsent = orders[s].phase, target == .cancelled, orders[s].inFlight == nil, !orders[s].mayBeLive {
             setPhase(s, .done(.cancelled))
         }
         deactivateIfFinished(s)
@@ -674,9 +742,15 @@ public struct SymbolStateMachine: Sendable {
     private mutating func failPermanently(_ s: Int, operation: OrderOperation, message: String, emitting actions: inout [Action]) {
         let p = Int(orders[s].position)
         orders[s].attempts = 0
-        orders[s].failure = message
-        if operation.kind == .submit, case .unsent = orders[s].phase {
-            setPhase(s, .done(.rejected))
+        var unsent = false
+        if case .unsent = orders[s].phase { unsent = true }
+        if operation.kind == .submit, unsent, orders[s].mayBeLive {
+            // An earlier try timed out and may have placed the order: it is cancelled to settle
+            // where it stands (not marked failed, so the cancel goes at once), never forgotten.
+            retire(s, successor: -1, emitting: &actions)
+        } else {
+            orders[s].failure = message
+            if operation.kind == .submit, unsent { setPhase(s, .done(.rejected)) }
         }
         deactivateIfFinished(s)
         let id = orders[s].id

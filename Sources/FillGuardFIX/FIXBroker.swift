@@ -648,7 +648,8 @@ final class FIXBrokerCore: @unchecked Sendable {
             self.waiters[key] = list.isEmpty ? nil : list
             self.statistics.requestTimeouts += 1
             self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
-            promise.fail(BrokerError(.transient, "no answer to \(key) in \(timeout / 1_000_000) ms"))
+            // The request went out: the broker may have acted on it.
+            promise.fail(BrokerError(.timedOut, "no answer to \(key) in \(timeout / 1_000_000) ms"))
         }
         return promise.futureResult
     }

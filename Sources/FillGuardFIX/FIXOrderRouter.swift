@@ -170,6 +170,8 @@ public struct FIXOrderRouter: Sendable {
         var requests: Int
         var done: Bool
         var brokerOrderID: String?
+        /// Ended by a cancel (asked for or not): a cancel sent again succeeds.
+        var cancelled = false
     }
 
     private enum RequestKind: Sendable, Hashable {
@@ -354,7 +356,12 @@ public struct FIXOrderRouter: Sendable {
             }
             return .failed(BrokerError(.transient, "order \(request.orderID) has a request in flight"))
         }
-        if order.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
+        if order.done {
+            // A cancel sent again after a timeout: the first one (or the exchange) ended it.
+            if order.cancelled { return .succeeded }
+            if !order.acknowledged { return .failed(BrokerError(.unknownOrder, "order \(request.orderID) was never accepted")) }
+            return .failed(BrokerError(.tooLate, "order \(request.orderID) is done"))
+        }
         order.requests += 1
         let clOrdID = "\(request.orderID.rawValue)~\(order.requests)"
         var message = FIXMessage(msgType: FIXMsgType.orderCancelRequest)
@@ -525,6 +532,7 @@ public struct FIXOrderRouter: Sendable {
             if message[39] == "2" { outputs += finish(orderID, reason: "filled") }
         case "4": // Canceled
             orders[orderID]?.clOrdID = clOrdID
+            orders[orderID]?.cancelled = true
             if pending[clOrdID]?.kind == .cancel {
                 outputs += complete(key: clOrdID, expecting: .cancel)
                 outputs += finish(orderID, reason: "canceled")
@@ -637,7 +645,7 @@ public struct FIXOrderRouter: Sendable {
                                        timeInForce: status.timeInForce.flatMap(Self.timeInForce(code:)),
                                        quantity: status.orderQuantity ?? status.cumulativeQuantity + status.leavesQuantity,
                                        clOrdID: status.clOrdID, acknowledged: true, requests: requests, done: status.isTerminal,
-                                       brokerOrderID: brokerOrderID)
+                                       brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4")
         byClOrdID[status.clOrdID] = status.orderID
     }
 
@@ -688,8 +696,16 @@ public struct FIXOrderRouter: Sendable {
         let text = message[58] ?? ""
         let terminal = ["2", "3", "4", "8", "C"].contains(message[39] ?? "")
         if let orderID = request.orderID, terminal { orders[orderID]?.done = true }
+        if let orderID = request.orderID, message[39] == "4" {
+            orders[orderID]?.cancelled = true
+            // A cancel of an order already cancelled (a resend after a timeout) did what it asked.
+            if request.kind == .cancel { return complete(key: clOrdID, expecting: .cancel) }
+        }
         let error: BrokerError
-        if message[102] == "0" || terminal {
+        if message[102] == "1", (message[39] ?? "8") == "8" {
+            // Unknown order (CxlRejReason 1, OrdStatus rejected): the broker does not hold it.
+            error = BrokerError(.unknownOrder, text.isEmpty ? "unknown order" : text)
+        } else if message[102] == "0" || terminal {
             error = BrokerError(.tooLate, text.isEmpty ? "too late to cancel" : text)
         } else {
             error = BrokerError(.permanent, text.isEmpty ? "cancel rejected (\(message[102] ?? "?"))" : text)

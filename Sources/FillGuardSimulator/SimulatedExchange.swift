@@ -166,8 +166,12 @@ public final class SimulatedExchange: Broker, Sendable {
         try await handle("submit", allowsRace: false) { state throws(BrokerError) in
             guard request.quantity.isPositive else { throw BrokerError(.permanent, "quantity must be positive") }
             guard state.books[request.symbol] != nil else { throw BrokerError(.permanent, "unknown symbol \(request.symbol)") }
-            guard state.books[request.symbol]?.orders[request.orderID] == nil else {
-                throw BrokerError(.permanent, "duplicate client order id \(request.orderID)")
+            if let existing = state.books[request.symbol]?.orders[request.orderID] {
+                // A resend after a timeout: the same order, not a second one.
+                guard existing.side == request.side, existing.type == request.type, existing.quantity == request.quantity else {
+                    throw BrokerError(.permanent, "duplicate client order id \(request.orderID) with other terms")
+                }
+                return
             }
             let order = SimulatedOrder(id: request.orderID, symbol: request.symbol, side: request.side, type: request.type,
                                        quantity: request.quantity, filled: .zero, state: .live)
@@ -184,7 +188,7 @@ public final class SimulatedExchange: Broker, Sendable {
         try await handle("modify", allowsRace: true, raceOrder: (request.symbol, request.orderID)) { state throws(BrokerError) in
             guard configuration.nativeModify else { throw BrokerError(.permanent, "modify not supported") }
             guard var order = state.books[request.symbol]?.orders[request.orderID] else {
-                throw BrokerError(.permanent, "unknown order \(request.orderID)")
+                throw BrokerError(.unknownOrder, "unknown order \(request.orderID)")
             }
             switch order.state {
             case .filled: throw BrokerError(.tooLate, "order \(order.id) already filled")
@@ -200,13 +204,17 @@ public final class SimulatedExchange: Broker, Sendable {
         }
     }
 
-    /// Cancels a live order's remainder; too late once it filled or ended.
+    /// Cancels a live order's remainder; too late once it filled; a cancelled order stays cancelled.
     public func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
         try await handle("cancel", allowsRace: true, raceOrder: (request.symbol, request.orderID)) { state throws(BrokerError) in
             guard var order = state.books[request.symbol]?.orders[request.orderID] else {
-                throw BrokerError(.permanent, "unknown order \(request.orderID)")
+                throw BrokerError(.unknownOrder, "unknown order \(request.orderID)")
             }
-            guard order.state == .live else { throw BrokerError(.tooLate, "order \(order.id) is already \(order.state.rawValue)") }
+            switch order.state {
+            case .filled: throw BrokerError(.tooLate, "order \(order.id) is already filled")
+            case .cancelled: return // a resend after a timeout: it is cancelled, as asked
+            case .live: break
+            }
             order.state = .cancelled
             self.store(order, state: &state)
         }
@@ -322,9 +330,15 @@ public final class SimulatedExchange: Broker, Sendable {
             defer { finishRequest(&state) }
             if state.random.chance(configuration.faultRate) {
                 let roll = Double.random(in: 0..<1, using: &state.random)
-                if roll < 0.70 || (roll >= 0.85 && !allowsRace) {
+                if roll < 0.55 || (roll >= 0.85 && !allowsRace) {
                     state.statistics.faults["transient", default: 0] += 1
-                    return .failure(BrokerError(.transient, "simulated timeout"))
+                    return .failure(BrokerError(.transient, "simulated throttling"))
+                }
+                if roll < 0.70 {
+                    // The request takes effect but its answer is lost.
+                    state.statistics.faults["timedOut", default: 0] += 1
+                    do throws(BrokerError) { try apply(&state) } catch {}
+                    return .failure(BrokerError(.timedOut, "simulated timeout (the request may have taken effect)"))
                 }
                 if roll < 0.85 {
                     state.statistics.faults["permanent", default: 0] += 1

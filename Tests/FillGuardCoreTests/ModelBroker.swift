@@ -24,6 +24,7 @@ struct ModelBroker {
     var alerts: [Alert] = []
     var reports: [ExecutionReport] = []
     private var executions = 0
+    var log: [String] = []
 
     init(_ symbol: Symbol, _ configuration: SymbolStateMachine.Configuration = .init()) {
         machine = SymbolStateMachine(symbol: symbol, configuration: configuration)
@@ -50,10 +51,14 @@ struct ModelBroker {
     }
 
     /// The broker processes in-flight operation `index` (optionally failing it) and answers.
-    mutating func complete(_ index: Int = 0, failing injected: OperationFailure? = nil) {
+    /// With `applied`, the operation takes effect at the broker before the injected failure is
+    /// answered (a timeout whose request got through).
+    mutating func complete(_ index: Int = 0, failing injected: OperationFailure? = nil, applied: Bool = false) {
         let operation = inFlight.remove(at: index)
+        log.append("complete \(operation) injected \(String(describing: injected)) applied \(applied)")
         var actions: [SymbolStateMachine.Action] = []
         if let injected {
+            if applied { _ = execute(operation) }
             machine.operationFailed(operation, injected, emitting: &actions)
         } else if let failure = execute(operation) {
             machine.operationFailed(operation, failure, emitting: &actions)
@@ -94,11 +99,13 @@ struct ModelBroker {
                                      lastQuantity: quantity, lastPrice: price, cumulativeQuantity: order.filled,
                                      leavesQuantity: order.quantity - order.filled)
         reports.append(report)
+        log.append("fill \(id) \(quantity)")
         try deliver(report)
     }
 
     /// Hands a report to the machine (for duplicates and out-of-order delivery).
     mutating func deliver(_ report: ExecutionReport) throws(InputError) {
+        log.append("deliver \(report.orderID) last \(report.lastQuantity) cum \(report.cumulativeQuantity.map { "\($0)" } ?? "-") leaves \(report.leavesQuantity.map { "\($0)" } ?? "-")")
         var actions: [SymbolStateMachine.Action] = []
         try machine.apply(report, emitting: &actions)
         record(actions)
@@ -140,10 +147,15 @@ struct ModelBroker {
     private mutating func execute(_ operation: OrderOperation) -> OperationFailure? {
         switch operation.request {
         case .submit(let request):
+            if let existing = truth[request.orderID] {
+                // A resend after a timeout is the same order; other terms under the id are refused.
+                let same = existing.side == request.side && existing.type == request.type && existing.quantity == request.quantity
+                return same ? nil : .permanent("duplicate order id with other terms")
+            }
             truth[request.orderID] = BrokerOrder(side: request.side, type: request.type, quantity: request.quantity)
             return nil
         case .modify(let request):
-            guard var order = truth[request.orderID] else { return .permanent("unknown order") }
+            guard var order = truth[request.orderID] else { return .unknownOrder("unknown order") }
             guard order.live else { return order.filled == order.quantity ? .tooLate("filled") : .permanent("cancelled") }
             guard request.newQuantity >= order.filled else { return .permanent("below filled") }
             order.quantity = request.newQuantity
@@ -151,7 +163,9 @@ struct ModelBroker {
             truth[request.orderID] = order
             return nil
         case .cancel(let request):
-            guard var order = truth[request.orderID], order.live else { return .tooLate("not live") }
+            guard var order = truth[request.orderID] else { return .unknownOrder("unknown order") }
+            // Cancelling a cancelled order again (a resend after a timeout) succeeds.
+            guard order.live else { return order.filled == order.quantity ? .tooLate("filled") : nil }
             order.live = false
             truth[request.orderID] = order
             return nil

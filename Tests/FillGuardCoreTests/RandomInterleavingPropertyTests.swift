@@ -8,6 +8,7 @@ import Glibc
 
 /// Random scenarios across several symbols: fills (partial, of any live order, including while
 /// its modify or cancel travels), operations completing in random order, transient faults,
+/// timeouts (whether or not the request took effect),
 /// honest too-late races, duplicate reports and reports delivered late and out of order.
 /// At quiescence every rule must hold, against the broker's own truth.
 @Suite("Random interleavings (property-based)")
@@ -21,7 +22,8 @@ struct RandomInterleavingPropertyTests {
     @Test("regression: a flip while a protective order was unsent, or its submit failed, re-protects on the new side",
           arguments: [10767185430687197313 as UInt64, 1314059498052943223, 7242084253284404633, 4587881667412026017, 7790731789736009538])
     func regressionSeeds(seed: UInt64) {
-        var scenario = Scenario(seed: seed)
+        // Without timeouts: the draws that found these bugs, exactly.
+        var scenario = Scenario(seed: seed, timeouts: false)
         let problems = scenario.run()
         #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
     }
@@ -39,12 +41,22 @@ struct RandomInterleavingPropertyTests {
 /// One random scenario, reproducible from its seed.
 struct Scenario {
     private var random: TestRandom
+    /// Draws the kind of each injected fault, apart from `random` (so seeds without timeouts
+    /// replay the same scenario as before timeouts existed).
+    private var faultRandom: TestRandom
+    /// Some faults are timeouts: the request was lost on the way, or took effect and its
+    /// answer was lost.
+    private let timeouts: Bool
     private var models: [ModelBroker] = []
     private var held: [[ExecutionReport]] = []
     /// Numbers the held reports: their execution ids must be unique, like a real broker's.
     private var heldCount = 0
 
-    init(seed: UInt64) { random = TestRandom(seed: seed) }
+    init(seed: UInt64, timeouts: Bool = true) {
+        random = TestRandom(seed: seed)
+        faultRandom = TestRandom(seed: seed ^ 0x5EED_F417)
+        self.timeouts = timeouts
+    }
 
     mutating func run() -> [String] {
         let symbols = random.int(2...4)
@@ -97,6 +109,7 @@ struct Scenario {
                 }
             }
             if !model.alerts.isEmpty { lines.append("  alerts: \(model.alerts)") }
+            lines.append("  log: \(model.log.joined(separator: "\n    "))")
         }
         return lines.joined(separator: "\n")
     }
@@ -113,8 +126,23 @@ struct Scenario {
         case 3...5:
             guard !models[index].inFlight.isEmpty else { return }
             let which = random.int(0...(models[index].inFlight.count - 1))
-            let fault: OperationFailure? = random.int(0...9) == 0 ? .transient("timeout") : nil
-            models[index].complete(which, failing: fault)
+            guard random.int(0...9) == 0 else {
+                models[index].complete(which)
+                return
+            }
+            switch timeouts ? faultRandom.int(0...4) : 0 {
+            case 0, 1: models[index].complete(which, failing: .transient("throttled"))
+            case 2: models[index].complete(which, failing: .timedOut("timeout, request lost"))
+            case 3: models[index].complete(which, failing: .timedOut("timeout, answer lost"), applied: true)
+            default:
+                // A refusal of a resend after a timeout (the first try may have placed the order).
+                let operation = models[index].inFlight[which]
+                if operation.kind == .submit, operation.attempt > 1 {
+                    models[index].complete(which, failing: .permanent("refused"))
+                } else {
+                    models[index].complete(which, failing: .transient("throttled"))
+                }
+            }
         case 6...7:
             fillSomething(index, delay: false, &problems)
         case 8:

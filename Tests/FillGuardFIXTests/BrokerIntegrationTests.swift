@@ -105,6 +105,29 @@ struct BrokerIntegrationTests {
         await harness.stop()
     }
 
+    @Test("a request left unanswered times out as 'timed out'; the cancel sent again then succeeds")
+    func timedOutCancelIsResentSafely() async throws {
+        let harness = try await Harness.start(requestTimeout: 300_000_000)
+        let broker = harness.broker
+        try await broker.submit(limitBuy)
+        try await harness.peer.command("hold on")
+        let mark = harness.peer.lines.count
+        do {
+            try await broker.cancel(CancelOrderRequest(orderID: "T1", symbol: "GLD"))
+            Issue.record("the held cancel was answered")
+        } catch {
+            #expect(error.kind == .timedOut, "no answer means the outcome is unknown, not that nothing happened: \(error)")
+        }
+        try await harness.peer.waitFor(from: mark) { $0.hasPrefix("EVENT held F T1~") }
+        // The exchange acts on the cancel after FillGuard stopped waiting for it.
+        try await harness.peer.command("hold off")
+        try await harness.peer.command("release")
+        try await broker.cancel(CancelOrderRequest(orderID: "T1", symbol: "GLD"))
+        #expect(try await harness.peer.orders()["T1"]?.status == "4")
+        harness.expectNoRejectsFromPeer()
+        await harness.stop()
+    }
+
     @Test func rejectedOrderAndTooLateCancel() async throws {
         let harness = try await Harness.start()
         let broker = harness.broker

@@ -85,8 +85,10 @@ struct RouterTests {
         let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)))
         #expect(cancel.msgType == "F" && cancel[41] == "O1~2" && cancel[11] == "O1~3" && cancel[38] == "80")
         #expect(router.received(report("O1~3", execType: "4", execID: "X5", ordStatus: "4")) == [.completed(key: "O1~3", error: nil)])
-        // Done: further requests are too late without a round trip.
-        #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .failed(BrokerError(.tooLate, "order O1 is done")))
+        // Done: a modify is too late without a round trip; a cancel sent again has nothing left to do.
+        #expect(router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 90), transactTime: 0)
+                == .failed(BrokerError(.tooLate, "order O1 is done")))
+        #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .succeeded)
     }
 
     @Test func fillsMapToExecutionReportsAndDuplicatesAreDropped() {
@@ -135,6 +137,54 @@ struct RouterTests {
         let refused = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "0"),
                                                         FIXField(434, "2"), FIXField(102, "2"), FIXField(58, "market closed")])
         #expect(router.received(refused) == [.completed(key: "O2~1", error: BrokerError(.permanent, "market closed"))])
+    }
+
+    @Test("a cancel sent again after a timeout succeeds once the order is cancelled; unknown orders say so")
+    func cancelAfterATimeout() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        _ = router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)
+        // The cancel's answer comes after FillGuard gave up waiting; the resend then succeeds.
+        _ = router.received(report("O1~1", execType: "4", execID: "X2", ordStatus: "4", extra: [FIXField(41, "O1")]))
+        #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .succeeded)
+
+        // A cancel the broker answers "already cancelled" (OrdStatus 4) did what it asked.
+        var second = buy
+        second.orderID = "O2"
+        _ = router.submit(second, transactTime: 0)
+        _ = router.received(report("O2", execType: "0", execID: "X3"))
+        _ = router.cancel(CancelOrderRequest(orderID: "O2", symbol: "GLD"), transactTime: 0)
+        let alreadyCancelled = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "4"),
+                                                                 FIXField(434, "1"), FIXField(102, "0"), FIXField(58, "too late to cancel")])
+        #expect(router.received(alreadyCancelled) == [.completed(key: "O2~1", error: nil)])
+
+        // CxlRejReason 1 with OrdStatus rejected: the broker does not hold the order.
+        var third = buy
+        third.orderID = "O3"
+        _ = router.submit(third, transactTime: 0)
+        _ = router.received(report("O3", execType: "0", execID: "X4"))
+        _ = router.cancel(CancelOrderRequest(orderID: "O3", symbol: "GLD"), transactTime: 0)
+        let unknown = FIXMessage(msgType: "9", fields: [FIXField(37, "NONE"), FIXField(11, "O3~1"), FIXField(41, "O3"), FIXField(39, "8"),
+                                                        FIXField(434, "1"), FIXField(102, "1"), FIXField(58, "unknown order")])
+        #expect(router.received(unknown) == [.completed(key: "O3~1", error: BrokerError(.unknownOrder, "unknown order"))])
+        // Reason 1 about a live order (a stale OrigClOrdID) is not "unknown": it stays a refusal.
+        var fourth = buy
+        fourth.orderID = "O4"
+        _ = router.submit(fourth, transactTime: 0)
+        _ = router.received(report("O4", execType: "0", execID: "X5"))
+        _ = router.cancel(CancelOrderRequest(orderID: "O4", symbol: "GLD"), transactTime: 0)
+        let stale = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O4~1"), FIXField(41, "O4"), FIXField(39, "0"),
+                                                      FIXField(434, "1"), FIXField(102, "1"), FIXField(58, "not the current ClOrdID")])
+        #expect(router.received(stale) == [.completed(key: "O4~1", error: BrokerError(.permanent, "not the current ClOrdID"))])
+
+        // A submit the broker rejected: cancelling it has nothing to do.
+        var fifth = buy
+        fifth.orderID = "O5"
+        _ = router.submit(fifth, transactTime: 0)
+        _ = router.received(report("O5", execType: "8", execID: "X6", ordStatus: "8"))
+        #expect(router.cancel(CancelOrderRequest(orderID: "O5", symbol: "GLD"), transactTime: 0)
+                == .failed(BrokerError(.unknownOrder, "order O5 was never accepted")))
     }
 
     @Test func unsolicitedCancelAndExpiryBecomeOrderStatusEvents() {

@@ -321,11 +321,12 @@ struct RecoveryTests {
     @Test("an order FillGuard has ended but the broker still works is cancelled on restart (here: a resubmitted id the broker already had)")
     func endedOrdersLiveAtTheBrokerAreCancelled() async throws {
         let exchange = exchange()
-        // The exchange already works "P1-sl4", the id FillGuard will give P1's stop (as after a
-        // journal that lost the intent of a stop the exchange had taken): FillGuard's submit of
-        // it is refused as a duplicate, so FillGuard's record has it rejected while it is live.
+        // The exchange already works "P1-sl4", the id FillGuard will give P1's stop, at another
+        // size (as after a journal that lost the intent of a stop the exchange had taken, and a
+        // resize): FillGuard's submit of it is refused as a duplicate with other terms, so
+        // FillGuard's record has it rejected while it is live.
         try await exchange.submit(NewOrderRequest(orderID: "P1-sl4", symbol: Self.symbol, side: .sell, type: .stop(Price("240")!),
-                                                  quantity: 300, timeInForce: .goodTillCancel))
+                                                  quantity: 299, timeInForce: .goodTillCancel))
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(bracket())
         await first.settle()

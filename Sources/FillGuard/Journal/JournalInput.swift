@@ -67,6 +67,8 @@ enum JournalCodec {
             case .transient(let text)?: writer.write(1); writer.write(text)
             case .permanent(let text)?: writer.write(2); writer.write(text)
             case .tooLate(let text)?: writer.write(3); writer.write(text)
+            case .timedOut(let text)?: writer.write(4); writer.write(text)
+            case .unknownOrder(let text)?: writer.write(5); writer.write(text)
             }
         case .retryDue(let id):
             writer.write(5)
@@ -117,6 +119,8 @@ enum JournalCodec {
                 case 1: failure = .transient(try reader.string())
                 case 2: failure = .permanent(try reader.string())
                 case 3: failure = .tooLate(try reader.string())
+                case 4: failure = .timedOut(try reader.string())
+                case 5: failure = .unknownOrder(try reader.string())
                 default: throw ByteReader.Damaged()
                 }
                 input = .completed(operation, failure: failure)

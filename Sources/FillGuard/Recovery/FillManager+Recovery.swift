@@ -169,8 +169,8 @@ extension FillManager {
                         state = try await broker.orderState(operation.orderID, symbol: symbol)
                     } catch {
                         correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
-                                                         message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); retried as a transient failure"))
-                        lane.enqueue(.completed(operation, .failure(BrokerError(.transient, "outcome unknown after restart")), wasProbe: false))
+                                                         message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); treated as a timeout"))
+                        lane.enqueue(.completed(operation, .failure(BrokerError(.timedOut, "outcome unknown after restart")), wasProbe: false))
                         continue
                     }
                 }

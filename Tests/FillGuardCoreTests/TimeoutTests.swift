@@ -1,0 +1,154 @@
+import FillGuardCore
+import Testing
+
+/// A request that times out may or may not have taken effect at the broker. FillGuard must never
+/// forget an order the broker may hold, nor refuse fills the broker may have made.
+@Suite("Timeouts: outcomes not known")
+struct TimeoutTests {
+    /// A long 300 whose entry has filled, with the stop and target submits in flight (stop first).
+    private func filledWithProtectionInFlight(_ configuration: SymbolStateMachine.Configuration = .init()) throws -> ModelBroker {
+        var model = ModelBroker("GLD", configuration)
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        let submits = model.pull()
+        try #require(submits.map(\.role) == [.stopLoss, .takeProfit])
+        return model
+    }
+
+    private func index(of role: OrderRole, in model: ModelBroker) throws -> Int {
+        try #require(model.inFlight.firstIndex { $0.role == role })
+    }
+
+    @Test("a stop whose submit timed out but took effect is cancelled when the position goes flat")
+    func timedOutSubmitIsCancelledWhenFlat() throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .stopLoss, in: model), failing: .timedOut("no answer"), applied: true)
+        model.complete(try index(of: .takeProfit, in: model))
+        // The target fills whole while the stop's outcome is unknown: the position is flat.
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        #expect(model.machine.snapshot(of: "P1")?.netQuantity == .zero)
+        #expect(model.live("P1", .stopLoss) != nil, "the stop may be live at the broker: it is not forgotten")
+        model.settle()
+        #expect(model.sent.contains { $0.orderID == stop.orderID && $0.kind == .cancel }, "a cancel went out for it")
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
+        #expect(model.alerts.isEmpty)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a stop whose submit timed out and never arrived ends when the broker does not know it")
+    func lostSubmitEndsOnUnknownOrder() throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .stopLoss, in: model), failing: .timedOut("no answer"))
+        model.complete(try index(of: .takeProfit, in: model))
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        model.settle()
+        let cancels = model.sent.filter { $0.orderID == stop.orderID && $0.kind == .cancel }
+        #expect(cancels.count == 1, "one cancel; the broker's 'unknown order' settles it")
+        #expect(model.machine.snapshot(of: "P1")?.orders.first { $0.id == stop.orderID }?.status == .cancelled)
+        #expect(model.alerts.isEmpty)
+        #expect(model.machine.isQuiescent)
+    }
+
+    @Test("a plain transient failure of a submit (never sent) still ends the order locally when flat")
+    func transientSubmitEndsLocally() throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .stopLoss, in: model), failing: .transient("throttled"))
+        model.complete(try index(of: .takeProfit, in: model))
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        model.settle()
+        #expect(!model.sent.contains { $0.orderID == stop.orderID && $0.kind == .cancel }, "nothing to cancel: the broker refused it")
+        #expect(model.machine.isQuiescent)
+    }
+
+    @Test("the resend after a timed-out submit repeats it exactly; the new size follows as a modify")
+    func resendRepeatsTheFirstRequest() throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .stopLoss, in: model), failing: .timedOut("no answer"), applied: true)
+        model.complete(try index(of: .takeProfit, in: model))
+        try model.fill("P1", .scaleIn(0), 100, at: "98")
+        model.settle()
+        let stopWork = model.sent.filter { $0.orderID == stop.orderID }.map(\.request)
+        let submits = stopWork.compactMap { request -> Quantity? in
+            if case .submit(let submit) = request { return submit.quantity } else { return nil }
+        }
+        #expect(submits == [300, 300], "the resend carries the first size, not the new one")
+        #expect(stopWork.contains { if case .modify(let modify) = $0 { return modify.newQuantity == 400 } else { return false } })
+        let atBroker = model.brokerLive("P1", .stopLoss)
+        #expect(atBroker.count == 1 && atBroker.first?.1.open == 400, "one stop at the broker, for the whole 400")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("fills up to the size of a modify that timed out are the broker's truth, not an overfill")
+    func fillsUpToATimedOutModifyAreAccepted() throws {
+        var model = try filledWithProtectionInFlight()
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(modify, failing: .timedOut("no answer"), applied: true)
+        // The broker holds the stop at 600 and fills 450 of it before any answer arrives.
+        try model.fill(stop.id, 450, at: Price("95")!)
+        #expect(model.machine.snapshot(of: "P1")?.netQuantity == 150)
+        model.settle()
+        #expect(model.brokerNet("P1") == 150)
+        #expect(model.brokerLive("P1", .stopLoss).first?.1.open == 150)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("an order whose cancel timed out is never resized again; the role gets a new order",
+          arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
+    func timedOutCancelIsNotResurrected(strategy: SymbolStateMachine.ReplaceStrategy) throws {
+        var model = try filledWithProtectionInFlight(.init(replaceStrategy: strategy))
+        model.settle()
+        let target = try #require(model.live("P1", .takeProfit))
+        // The stop fills whole; the target's cancel goes out and times out (it took effect).
+        try model.fill("P1", .stopLoss, 300, at: "95")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
+        model.complete(cancel, failing: .timedOut("no answer"), applied: true)
+        // A scale-in fills: the position is open again and needs a target.
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.settle()
+        #expect(!model.sent.contains { $0.orderID == target.id && $0.kind == .modify }, "no modify of an order that may be cancelled")
+        let targets = model.brokerLive("P1", .takeProfit)
+        #expect(targets.count == 1 && targets.first?.0 != target.id && targets.first?.1.open == 300)
+        #expect(model.alerts.isEmpty)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a submit that times out on every try is cancelled to settle, never taken as rejected; a new one follows",
+          arguments: [false, true])
+    func exhaustedTimeoutsSettleByCancelling(lastTookEffect: Bool) throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .takeProfit, in: model))
+        for attempt in 1...3 {
+            model.complete(try index(of: .stopLoss, in: model), failing: .timedOut("no answer"), applied: lastTookEffect && attempt == 3)
+            var actions: [SymbolStateMachine.Action] = []
+            for id in model.retries { model.machine.retryDue(id, emitting: &actions) }
+            model.retries.removeAll()
+            if attempt < 3 { model.pull() }
+        }
+        #expect(model.alerts.contains { $0.orderID == stop.orderID })
+        let order = model.machine.snapshot(of: "P1")?.orders.first { $0.id == stop.orderID }
+        #expect(order?.status == .pendingNew, "it may be live at the broker: not rejected")
+        let cancel = model.pull()
+        #expect(cancel.map(\.kind) == [.cancel] && cancel.first?.orderID == stop.orderID, "a cancel settles where it stands")
+        model.settle()
+        #expect(model.machine.snapshot(of: "P1")?.orders.first { $0.id == stop.orderID }?.status == .cancelled)
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "no stop until the cool-down")
+        // After the cool-down a new stop protects the position.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        let atBroker = model.brokerLive("P1", .stopLoss)
+        #expect(atBroker.count == 1 && atBroker.first?.0 != stop.orderID && atBroker.first?.1.open == 300)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+}
