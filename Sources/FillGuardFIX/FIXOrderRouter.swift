@@ -345,8 +345,9 @@ public struct FIXOrderRouter: Sendable {
 
     /// Plans an OrderCancelRequest (F): a new ClOrdID chained to the current one.
     public mutating func cancel(_ request: CancelOrderRequest, transactTime: Int64) -> Plan {
+        // Never sent by this router, nor listed by the broker's mass status after a restart.
         guard var order = orders[request.orderID] else {
-            return .failed(BrokerError(.permanent, "unknown order \(request.orderID)"))
+            return .failed(BrokerError(.unknownOrder, "unknown order \(request.orderID)"))
         }
         if let (key, inFlight) = inFlight(for: request.orderID) {
             if inFlight.kind == .cancel {

@@ -185,6 +185,8 @@ struct RouterTests {
         _ = router.received(report("O5", execType: "8", execID: "X6", ordStatus: "8"))
         #expect(router.cancel(CancelOrderRequest(orderID: "O5", symbol: "GLD"), transactTime: 0)
                 == .failed(BrokerError(.unknownOrder, "order O5 was never accepted")))
+        #expect(router.cancel(CancelOrderRequest(orderID: "O6", symbol: "GLD"), transactTime: 0)
+                == .failed(BrokerError(.unknownOrder, "unknown order O6")))
     }
 
     @Test func unsolicitedCancelAndExpiryBecomeOrderStatusEvents() {

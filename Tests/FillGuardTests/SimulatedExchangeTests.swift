@@ -85,11 +85,22 @@ struct SimulatedExchangeTests {
         await #expect(throws: BrokerError.self) { try await exchange.cancel(CancelOrderRequest(orderID: "S", symbol: "AAA")) }
         try await exchange.submit(request("L", .sell, .limit(Price("200")!), 5))
         try await exchange.cancel(CancelOrderRequest(orderID: "L", symbol: "AAA"))
-        do {
-            try await exchange.cancel(CancelOrderRequest(orderID: "L", symbol: "AAA"))
-            Issue.record("second cancel accepted")
-        } catch {
-            #expect(error.kind == .tooLate)
+        // A second cancel (a resend after a timeout) finds it cancelled, as asked.
+        try await exchange.cancel(CancelOrderRequest(orderID: "L", symbol: "AAA"))
+        #expect(exchange.order("L", of: "AAA")?.state == .cancelled)
+        await #expect(throws: BrokerError(.unknownOrder, "unknown order NEVER")) {
+            try await exchange.cancel(CancelOrderRequest(orderID: "NEVER", symbol: "AAA"))
+        }
+    }
+
+    @Test("a submit sent again is the same order; other terms under a held id are refused")
+    func resentSubmitIsIdempotent() async throws {
+        let exchange = exchange()
+        try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
+        try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
+        #expect(exchange.liveOrders(of: "AAA").map(\.id) == ["S"])
+        await #expect(throws: BrokerError(.permanent, "duplicate client order id S with other terms")) {
+            try await exchange.submit(request("S", .sell, .stop(Price("90")!), 120))
         }
     }
 
