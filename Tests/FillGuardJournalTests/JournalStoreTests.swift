@@ -1,4 +1,4 @@
-import FillGuard
+@testable import FillGuard
 import FillGuardCore
 import FillGuardJournalContract
 import FillGuardSQLite
@@ -147,5 +147,18 @@ enum SQLiteTestAccess {
         let queue = try DatabaseQueue(path: path)
         defer { try? queue.close() }
         return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM frames") ?? 0 }
+    }
+}
+
+@Suite("Journal codec")
+struct JournalCodecTests {
+    @Test("every kind of operation outcome survives the journal's encoding", arguments: [
+        nil, OperationFailure.transient("throttled"), .permanent("refused"), .tooLate("filled"), .timedOut("no answer"), .unknownOrder("unknown"),
+    ])
+    func outcomesRoundTrip(failure: OperationFailure?) throws {
+        let operation = OrderOperation(id: 7, orderID: "P1-sl3", positionID: "P1", role: .stopLoss,
+                                       request: .cancel(CancelOrderRequest(orderID: "P1-sl3", symbol: "GLD")), priority: .cancel, attempt: 2)
+        let input = JournalInput.completed(operation, failure: failure)
+        #expect(try JournalCodec.decodeInput(JournalCodec.encode(input)) == input)
     }
 }

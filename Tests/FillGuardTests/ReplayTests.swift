@@ -98,6 +98,20 @@ struct ReplayTests {
         #expect(report.violations.isEmpty)
     }
 
+    @Test("timeouts: a stop whose submits all timed out is cancelled to settle and alerted; the next fill re-protects")
+    func timeouts() throws {
+        let report = try replay("timeouts.jsonl")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 200)
+        let stop = try #require(live(report, .stopLoss))
+        #expect(stop.openQuantity == 200 && stop.id != "P1-sl3", "a new stop, not the one whose outcome was unknown")
+        #expect(live(report, .takeProfit)?.openQuantity == 200)
+        #expect(report.alerts.map(\.role) == [.stopLoss])
+        #expect(report.operations[.submit] == 7 && report.operations[.cancel] == 1 && report.operations[.modify] == 2,
+                "\(report.operations)")
+        #expect(report.violations.isEmpty)
+    }
+
     @Test("no native modify: resizes by cancel-then-create")
     func noModify() throws {
         let report = try replay("no-modify.jsonl", ReplayOptions(nativeModify: false))
