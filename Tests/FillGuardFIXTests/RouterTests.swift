@@ -139,44 +139,41 @@ struct RouterTests {
         #expect(router.received(refused) == [.completed(key: "O2~1", error: BrokerError(.permanent, "market closed"))])
     }
 
+    /// Places `id` (acknowledged) and sends a cancel for it: the cancel's ClOrdID is "\(id)~1".
+    private func cancelling(_ id: OrderID, in router: inout FIXOrderRouter) {
+        var request = buy
+        request.orderID = id
+        _ = router.submit(request, transactTime: 0)
+        _ = router.received(report(id.rawValue, execType: "0", execID: "X-\(id)"))
+        _ = router.cancel(CancelOrderRequest(orderID: id, symbol: "GLD"), transactTime: 0)
+    }
+
+    /// An OrderCancelReject of "\(id)~1" with this OrdStatus, CxlRejReason and text.
+    private func cancelReject(_ id: String, ordStatus: String, reason: String, _ text: String) -> FIXMessage {
+        FIXMessage(msgType: "9", fields: [FIXField(37, ordStatus == "8" ? "NONE" : "B"), FIXField(11, "\(id)~1"), FIXField(41, id),
+                                          FIXField(39, ordStatus), FIXField(434, "1"), FIXField(102, reason), FIXField(58, text)])
+    }
+
     @Test("a cancel sent again after a timeout succeeds once the order is cancelled; unknown orders say so")
     func cancelAfterATimeout() {
         var router = FIXOrderRouter()
-        _ = router.submit(buy, transactTime: 0)
-        _ = router.received(report("O1", execType: "0", execID: "X1"))
-        _ = router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)
+        cancelling("O1", in: &router)
         // The cancel's answer comes after FillGuard gave up waiting; the resend then succeeds.
         _ = router.received(report("O1~1", execType: "4", execID: "X2", ordStatus: "4", extra: [FIXField(41, "O1")]))
         #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .succeeded)
 
         // A cancel the broker answers "already cancelled" (OrdStatus 4) did what it asked.
-        var second = buy
-        second.orderID = "O2"
-        _ = router.submit(second, transactTime: 0)
-        _ = router.received(report("O2", execType: "0", execID: "X3"))
-        _ = router.cancel(CancelOrderRequest(orderID: "O2", symbol: "GLD"), transactTime: 0)
-        let alreadyCancelled = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "4"),
-                                                                 FIXField(434, "1"), FIXField(102, "0"), FIXField(58, "too late to cancel")])
-        #expect(router.received(alreadyCancelled) == [.completed(key: "O2~1", error: nil)])
+        cancelling("O2", in: &router)
+        #expect(router.received(cancelReject("O2", ordStatus: "4", reason: "0", "too late to cancel")) == [.completed(key: "O2~1", error: nil)])
 
         // CxlRejReason 1 with OrdStatus rejected: the broker does not hold the order.
-        var third = buy
-        third.orderID = "O3"
-        _ = router.submit(third, transactTime: 0)
-        _ = router.received(report("O3", execType: "0", execID: "X4"))
-        _ = router.cancel(CancelOrderRequest(orderID: "O3", symbol: "GLD"), transactTime: 0)
-        let unknown = FIXMessage(msgType: "9", fields: [FIXField(37, "NONE"), FIXField(11, "O3~1"), FIXField(41, "O3"), FIXField(39, "8"),
-                                                        FIXField(434, "1"), FIXField(102, "1"), FIXField(58, "unknown order")])
-        #expect(router.received(unknown) == [.completed(key: "O3~1", error: BrokerError(.unknownOrder, "unknown order"))])
+        cancelling("O3", in: &router)
+        #expect(router.received(cancelReject("O3", ordStatus: "8", reason: "1", "unknown order"))
+                == [.completed(key: "O3~1", error: BrokerError(.unknownOrder, "unknown order"))])
         // Reason 1 about a live order (a stale OrigClOrdID) is not "unknown": it stays a refusal.
-        var fourth = buy
-        fourth.orderID = "O4"
-        _ = router.submit(fourth, transactTime: 0)
-        _ = router.received(report("O4", execType: "0", execID: "X5"))
-        _ = router.cancel(CancelOrderRequest(orderID: "O4", symbol: "GLD"), transactTime: 0)
-        let stale = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O4~1"), FIXField(41, "O4"), FIXField(39, "0"),
-                                                      FIXField(434, "1"), FIXField(102, "1"), FIXField(58, "not the current ClOrdID")])
-        #expect(router.received(stale) == [.completed(key: "O4~1", error: BrokerError(.permanent, "not the current ClOrdID"))])
+        cancelling("O4", in: &router)
+        #expect(router.received(cancelReject("O4", ordStatus: "0", reason: "1", "not the current ClOrdID"))
+                == [.completed(key: "O4~1", error: BrokerError(.permanent, "not the current ClOrdID"))])
 
         // A submit the broker rejected: cancelling it has nothing to do.
         var fifth = buy
