@@ -40,7 +40,7 @@ struct ManagedOrder: Sendable, Codable {
         }
     }
 
-    // Laid out so the record packs into 176 bytes (it is most of an idle symbol): the 16-byte
+    // Laid out so the record packs into 192 bytes (it is most of an idle symbol): the 16-byte
     // aligned amount first, the one-byte fields in the gap after the order type, the role as a
     // kind byte and an index.
     var fillValue: Money = .zero
