@@ -14,6 +14,9 @@ final class CrashableBroker: Broker, BrokerQueries {
         var forwardedWhileHolding = 0
         var waiters: [(Int, CheckedContinuation<Void, Never>)] = []
         var refuseSubmitsContaining: String?
+        var timeOutSubmits: (text: String, count: Int)?
+        var timedOut = 0
+        var timeOutWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
     }
 
     let exchange: SimulatedExchange
@@ -83,7 +86,39 @@ final class CrashableBroker: Broker, BrokerQueries {
             return true
         }
         if refuse { throw BrokerError(.permanent, "refused by the test") }
-        try await forward { () async throws(BrokerError) in try await exchange.submit(request) } }
+        let timeOut = state.withLock { state -> Bool in
+            guard let rule = state.timeOutSubmits, rule.count > 0, request.orderID.rawValue.contains(rule.text) else { return false }
+            state.timeOutSubmits?.count -= 1
+            return true
+        }
+        try await forward { () async throws(BrokerError) in try await exchange.submit(request) }
+        guard timeOut else { return }
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.timedOut += 1
+            let ready = state.timeOutWaiters.filter { $0.0 <= state.timedOut }.map(\.1)
+            state.timeOutWaiters.removeAll { $0.0 <= state.timedOut }
+            return ready
+        }
+        for waiter in ready { waiter.resume() }
+        throw BrokerError(.timedOut, "no answer (the test)")
+    }
+
+    /// The next `count` submits whose order id contains `text` take effect at the exchange but
+    /// are answered "timed out".
+    func timeOutSubmits(containing text: String, count: Int) { state.withLock { $0.timeOutSubmits = (text, count) } }
+
+    /// Waits until `count` submits have been answered "timed out".
+    func waitForTimeOuts(_ count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.timedOut >= count { return true }
+                state.timeOutWaiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
     func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.modify(request) } }
     func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.cancel(request) } }
 

@@ -365,6 +365,39 @@ struct RecoveryTests {
         #expect(!second.report.corrections.contains { $0.kind == .endedOrderLiveAtBroker })
     }
 
+    @Test("a stop whose submits all timed out (each taking effect) is cancelled to settle; after a restart one stop protects")
+    func exhaustedTimeoutsAcrossARestart() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        first.connection.timeOutSubmits(containing: "-sl", count: 5)
+        try await first.manager.open(bracket())
+        await first.settle()
+        #expect(exchange.order("P1-sl4", of: Self.symbol)?.state == .cancelled, "the stop the exchange took is cancelled, not forgotten")
+        #expect(exchange.liveOrders(of: Self.symbol).filter { if case .stop = $0.type { return true } else { return false } }.isEmpty)
+
+        let second = try await Process(exchange: exchange, store: first.kill())
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+    }
+
+    @Test("a stop whose submit timed out (taking effect) just before a crash is the stop after the restart, not a second one")
+    func timedOutSubmitAcrossARestart() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore()) { configuration in
+            configuration.retry = RetryPolicy(maxAttempts: 5, baseDelay: .seconds(60), maxDelay: .seconds(60))
+        }
+        first.connection.timeOutSubmits(containing: "-sl", count: 1)
+        try await first.manager.open(bracket())
+        await first.connection.waitForTimeOuts(1)
+        await first.journal.flush()
+
+        let second = try await Process(exchange: exchange, store: first.kill())
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
+        let stops = exchange.liveOrders(of: Self.symbol).filter { if case .stop = $0.type { return true } else { return false } }
+        #expect(stops.map(\.id) == ["P1-sl4"], "the order the exchange already had")
+    }
+
     @Test("unknown live orders at the broker are reported, or cancelled when configured")
     func unknownOrders() async throws {
         let exchange = exchange()
