@@ -103,6 +103,20 @@ public final class FillManager: Sendable {
         return result
     }
 
+    /// Re-arms now, without waiting for the cool-down, every position a permanent failure holds
+    /// back (an operator's "try again", or a session winding down before its final check).
+    /// Returns how many positions were re-armed.
+    @discardableResult
+    public func rearmNow() async -> Int {
+        var count = 0
+        for lane in allLanes() {
+            let waiting = await read(lane) { $0.positionsAwaitingRearm }
+            for id in waiting { lane.enqueue(.rearm(id)) }
+            count += waiting.count
+        }
+        return count
+    }
+
     /// Rule violations across all symbols; rule 2 is checked for symbols at quiescence.
     public func invariantViolations() async -> [InvariantViolation] {
         var result: [InvariantViolation] = []

@@ -155,6 +155,11 @@ public final class SimulationSession: Sendable {
         // Settle: requests answered, every report taken off the stream, every lane quiet. An
         // answered request can produce more work, so repeat until nothing moves.
         await exchange.settle(manager)
+        // What a permanent failure held back waits for its cool-down; the session ends sooner,
+        // so re-arm it now (a few rounds: faults are still injected) before the final check.
+        for _ in 0..<5 where await manager.rearmNow() > 0 {
+            await exchange.settle(manager)
+        }
         let tradingTime = clock.now - start
 
         let positions = await manager.positions()

@@ -306,6 +306,25 @@ struct FillManagerTests {
         #expect(broker.count(.submit) == 3, "entry, the rejected stop, the re-armed stop")
         #expect(await manager.invariantViolations().isEmpty)
     }
+
+    @Test("rearmNow re-arms at once what waits for a cool-down (none configured here)")
+    func rearmNowWithoutCoolDown() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: nil), logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        broker.fail(1, .submit, with: BrokerError(.permanent, "price band"))
+        manager.receive(fills.fill(entry, 100, at: "60"))
+        await manager.waitUntilIdle()
+        #expect(await manager.position("P1")?.liveOrder(.stopLoss) == nil, "rejected, and no cool-down to re-arm it")
+        #expect(await manager.rearmNow() == 1)
+        await manager.waitUntilIdle()
+        #expect(await manager.position("P1")?.liveOrder(.stopLoss)?.openQuantity == 100)
+        #expect(await manager.rearmNow() == 0, "nothing left waiting")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
 }
 
 extension Logger {
