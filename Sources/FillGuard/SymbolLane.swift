@@ -252,12 +252,15 @@ final class SymbolLane: @unchecked Sendable {
             } else if process(envelope, machine: &machine, actions: &actions) {
                 context.counters.fills.add(1, ordering: .relaxed)
             }
-            context.work.end()
         }
         if halted == nil, let journal = context.journal, position.sinceSnapshot >= journal.snapshotInterval {
             takeSnapshot()
         }
         drainJournaled()
+        // The batch's events stop counting as work only now: the operations they produced wait
+        // in `pendingSends` for their intents' write, which drainJournaled() has just counted.
+        // Ending them in the loop let waitUntilIdle() return in between, before those sends.
+        context.work.end(batch.count)
     }
 
     private func takeSnapshot() {

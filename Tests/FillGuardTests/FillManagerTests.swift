@@ -307,6 +307,32 @@ struct FillManagerTests {
         #expect(await manager.invariantViolations().isEmpty)
     }
 
+    @Test("after recovery, waitUntilIdle() returns only once the operations held for reconciliation reached the broker")
+    func idleAfterRecoveryMeansSent() async throws {
+        // The window this guards (between the event that releases held operations and the write
+        // of their intents) is tiny, so it is tried many times.
+        for round in 0..<300 {
+            let store = InMemoryJournalStore()
+            let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+            _ = try await first.recover()
+            try await first.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"),
+                                             takeProfit: Price("70"), scaleIns: [.init(quantity: 100, type: .limit(Price("58")!))]))
+            await first.waitUntilIdle()
+            // Keep only the open: as if the process died before any of its orders' intents was written.
+            let survivor = store.fork()
+            let rows = survivor.rows
+            let open = try #require(rows.firstIndex { $0.kind == .input })
+            survivor.dropNewestRecords(rows.count - open - 1)
+            let broker = TestBroker()
+            let second = FillManager(broker: broker, journal: Journal(store: survivor), logger: .quiet)
+            _ = try await second.recover()
+            await second.waitUntilIdle()
+            let submits = broker.count(.submit)
+            #expect(submits == 2, "round \(round): idle, yet \(submits) of the entry and scale-in submits reached the broker")
+            if submits != 2 { break }
+        }
+    }
+
     @Test("rearmNow re-arms at once what waits for a cool-down (none configured here)")
     func rearmNowWithoutCoolDown() async throws {
         let broker = TestBroker()
