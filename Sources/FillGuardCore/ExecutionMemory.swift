@@ -70,7 +70,9 @@ struct ExecutionIDSet: Sendable {
     /// The ids, oldest first.
     private(set) var ids: [ExecutionID] = []
     /// Open addressing, linear probing, a power of two at least twice `ids.count`: per slot the
-    /// index into `ids` plus one (0: empty) in the low 32 bits and the hash's high 32 bits above.
+    /// index into `ids` plus one (0: empty) in the low 32 bits and the hash's high 32 bits (the
+    /// tag) above. The tag also picks the first slot, so growing the table moves entries without
+    /// hashing any id again (a hot symbol's growth costs a pass over integers, not over strings).
     private var table: [UInt64] = []
 
     static let listLimit = 8
@@ -101,7 +103,7 @@ struct ExecutionIDSet: Sendable {
         }
         let mask = table.count - 1
         let tag = hash >> 32
-        var slot = Int(truncatingIfNeeded: hash) & mask
+        var slot = Int(truncatingIfNeeded: tag) & mask
         while true {
             let entry = table[slot]
             if entry == 0 { return false }
@@ -119,10 +121,9 @@ struct ExecutionIDSet: Sendable {
             return true
         }
         if ids.count * 2 > table.count {
-            rebuild(capacity: table.count * 2)
-        } else {
-            place(index: ids.count - 1, hash: hash)
+            grow()
         }
+        place(index: ids.count - 1, hash: hash)
         return true
     }
 
@@ -134,7 +135,7 @@ struct ExecutionIDSet: Sendable {
         ids.removeLast()
         guard !table.isEmpty else { return }
         let mask = table.count - 1
-        var slot = Int(truncatingIfNeeded: Self.hash(id)) & mask
+        var slot = Int(truncatingIfNeeded: Self.hash(id) >> 32) & mask
         while table[slot] != 0 {
             if Int(table[slot] & 0xFFFF_FFFF) - 1 == index {
                 table[slot] = 0
@@ -146,9 +147,24 @@ struct ExecutionIDSet: Sendable {
 
     private mutating func place(index: Int, hash: UInt64) {
         let mask = table.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
+        var slot = Int(truncatingIfNeeded: hash >> 32) & mask
         while table[slot] != 0 { slot = (slot + 1) & mask }
         table[slot] = (hash >> 32) << 32 | UInt64(index + 1)
+    }
+
+    /// Doubles the table, moving each entry by its tag (no id is hashed again), oldest first: the
+    /// newest entry is still placed last, which `removeLast` relies on.
+    private mutating func grow() {
+        var byAge = [UInt64](repeating: 0, count: ids.count)
+        for entry in table where entry != 0 { byAge[Int(entry & 0xFFFF_FFFF) - 1] = entry }
+        var larger = [UInt64](repeating: 0, count: table.count * 2)
+        let mask = larger.count - 1
+        for entry in byAge where entry != 0 {
+            var slot = Int(truncatingIfNeeded: entry >> 32) & mask
+            while larger[slot] != 0 { slot = (slot + 1) & mask }
+            larger[slot] = entry
+        }
+        table = larger
     }
 
     private mutating func rebuild(capacity: Int) {

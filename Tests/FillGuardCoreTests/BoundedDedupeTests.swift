@@ -64,6 +64,32 @@ struct BoundedDedupeTests {
         #expect(!model.machine.hasApplied(ExecutionID("F0")))
     }
 
+    @Test("the id table keeps every id through its growth: each repeat is refused, and an id a refused fill used stays free")
+    func idTableGrowth() throws {
+        var model = try Self.opened(.init(executionWindow: 3_000), scaleIn: 3_000)
+        let scaleIn = try #require(model.live("P1", .scaleIn(0))?.id)
+        // 2,999 ids: the table doubles from 32 slots to 8,192 on the way.
+        for index in 0..<2_999 {
+            try model.deliver(Self.bare("F\(index)", scaleIn))
+            if index % 97 == 0 { model.settle() }
+        }
+        model.settle()
+        // A fill that would overfill the scale-in (one share left) is refused; its id is released.
+        #expect(throws: InputError.self) { try model.deliver(Self.bare("X", scaleIn, 2)) }
+        #expect(!model.machine.hasApplied(ExecutionID("X")))
+        let before = model.snapshot("P1")
+        for index in stride(from: 0, to: 2_999, by: 37) {
+            #expect(throws: InputError.self) { try model.deliver(Self.bare("F\(index)", scaleIn)) }
+        }
+        #expect(model.snapshot("P1") == before, "repeats changed nothing")
+        // The released id is accepted once, then refused.
+        try model.deliver(Self.bare("X", scaleIn))
+        #expect(model.machine.hasApplied(ExecutionID("X")))
+        #expect(throws: InputError.self) { try model.deliver(Self.bare("X", scaleIn)) }
+        #expect(model.snapshot("P1").netQuantity == 3_300)
+        for index in 0..<2_999 { #expect(model.machine.hasApplied(ExecutionID("F\(index)"))) }
+    }
+
     @Test("a repeat older than the window is still refused when the broker's cumulative quantity shows it was counted")
     func cumulativeCatchesOldRepeats() throws {
         var model = try Self.opened(.init(executionWindow: 4))
