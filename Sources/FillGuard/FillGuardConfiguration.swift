@@ -21,6 +21,10 @@ public struct FillGuardConfiguration: Sendable {
     /// meanwhile. Where the cores are all needed (a network adapter's threads on 2 cores), polling
     /// takes time from them and costs more than it saves. Ignored on a single processor.
     public var idleSpin: Duration = .zero
+    /// Dedicated threads (optionally bound to processors of their own) that run the lanes instead
+    /// of Swift's shared thread pool; nil (default): the pool. `idleSpin` then does not apply (the
+    /// threads' own `spin` does). You own them: shut them down when done.
+    public var runnerThreads: RunnerThreads?
     /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
     public var subscriberBuffer: Int
     /// Rejected inputs kept for `recentRejections()`.

@@ -21,6 +21,9 @@ import Darwin
 /// starts a new runner task (a thread wake-up, tens of microseconds), one that comes while a
 /// runner polls is taken at once. While a runner polls, a newly ready lane is left to it rather
 /// than starting another runner.
+///
+/// With `RunnerThreads` configured, ready lanes go to those dedicated threads instead (same rules,
+/// their own queue); once they are shut down, back to runner tasks.
 final class LaneScheduler: @unchecked Sendable {
     private struct State {
         var ready = Deque<SymbolLane>()
@@ -37,9 +40,12 @@ final class LaneScheduler: @unchecked Sendable {
     private let width: Int
     private let passLimit: Int
     private let idleSpinNanos: Int64
+    /// Dedicated threads that run the lanes instead of runner tasks, while they are not shut down.
+    private let threads: RunnerThreads?
 
-    init(passLimit: Int, idleSpin: Duration) {
+    init(passLimit: Int, idleSpin: Duration, threads: RunnerThreads? = nil) {
         self.passLimit = max(1, passLimit)
+        self.threads = threads
         self.width = max(1, Self.processors)
         // On a single processor a polling runner would only hold up the tasks it waits for.
         let (seconds, attoseconds) = idleSpin.components
@@ -50,6 +56,18 @@ final class LaneScheduler: @unchecked Sendable {
     /// requeuing the lane it just ran (`byRunner`) starts no other: it takes from the queue next.
     /// Neither does a lane a waiting runner will take.
     func schedule(_ lane: SymbolLane, byRunner: Bool = false) {
+        // With dedicated threads, they take it; once they are shut down, runner tasks do (a
+        // lane requeued by a stopping thread has no runner task behind it: not `byRunner`).
+        if let threads {
+            if threads.submit(lane, byRunner: byRunner) { return }
+            schedulePooled(lane, byRunner: false)
+            return
+        }
+        schedulePooled(lane, byRunner: byRunner)
+    }
+
+    /// Queues a lane for the runner tasks on Swift's thread pool.
+    private func schedulePooled(_ lane: SymbolLane, byRunner: Bool) {
         lock.lock()
         state.ready.append(lane)
         readyCount.store(state.ready.count, ordering: .releasing)

@@ -98,7 +98,8 @@ final class RuntimeContext: Sendable {
         self.bucket = capabilities.requestsPerSecond.map { TokenBucket(rate: $0, capacity: capabilities.burst) }
         self.metrics = FillGuardMetrics(factory: metricsFactory)
         self.timed = metrics.enabled || configuration.reactionObserver != nil
-        self.scheduler = LaneScheduler(passLimit: configuration.lanePassLimit, idleSpin: configuration.idleSpin)
+        self.scheduler = LaneScheduler(passLimit: configuration.lanePassLimit, idleSpin: configuration.idleSpin,
+                                       threads: configuration.runnerThreads)
         self.bus = EventBus(buffer: configuration.subscriberBuffer)
         self.logger = logger
     }

@@ -160,6 +160,7 @@ public struct BenchSuite: Sendable {
                 for child in [["latency", "floor", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
+                              ["latency", "fillguard-dedicated", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
                               ["latency", "seed", "\(seedFills)", "\(rate)", "\(plan.latencySymbols)", "\(cutoff)"]] {
                     if let measurement = await runChild(child) { note(measurement) }
                 }
@@ -218,7 +219,8 @@ public struct BenchSuite: Sendable {
 
     /// Runs one workload in this process: `kind implementation size [more]` (what a child does;
     /// `core fillguard N` is the single-threaded core loop, for profiling; `latency fillguard
-    /// FILLS RATE SYMBOLS [IDLE-SPIN-µs]`, `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
+    /// FILLS RATE SYMBOLS [IDLE-SPIN-µs]`, `latency fillguard-dedicated FILLS RATE SYMBOLS SPIN-µs` (lanes on
+    /// `RunnerThreads` bound to every processor but the pacer's), `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
         guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
         let more = arguments.dropFirst(3).compactMap { Int($0) }
@@ -232,6 +234,9 @@ public struct BenchSuite: Sendable {
             case ("fillguard", 3):
                 return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
                                                         idleSpin: .microseconds(more[2]))
+            case ("fillguard-dedicated", 3):
+                return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
+                                                        idleSpin: .microseconds(more[2]), dedicated: true)
             case ("seed", 3):
                 return await SeedWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
                                                    cutoff: .milliseconds(more[2]))

@@ -89,11 +89,23 @@ public enum FillGuardWorkloads {
     /// sends fill `g` at `start + g / rate` (or at once when late); each fill's latency runs from
     /// that intended time until both protective resizes covering it were handed to the broker.
     /// `idleSpin` configures the runtime's idle polling (a row of its own when set).
-    public static func latency(symbols: Int, rate: Int, fills: Int, brokerLatency: Duration, idleSpin: Duration = .zero) async -> Measurement {
+    /// With `dedicated`, the lanes run on `RunnerThreads` bound to every processor but the pacer's,
+    /// polling for `idleSpin` when idle (a row of its own).
+    public static func latency(symbols: Int, rate: Int, fills: Int, brokerLatency: Duration, idleSpin: Duration = .zero,
+                               dedicated: Bool = false) async -> Measurement {
         let tracker = ReactionTracker(symbols: symbols, baseShares: BenchUniverse.baseShares, rate: rate)
         let broker = BenchBroker(latency: brokerLatency, observer: tracker)
         var configuration = FillGuardConfiguration()
-        configuration.idleSpin = idleSpin
+        var runners: RunnerThreads?
+        if dedicated {
+            let processors = FeedThread.processorsBesidesPacer()
+            let threads = RunnerThreads(count: max(1, processors.count), processors: processors, spin: idleSpin, name: "bench-runner")
+            configuration.runnerThreads = threads
+            runners = threads
+        } else {
+            configuration.idleSpin = idleSpin
+        }
+        defer { runners?.shutdown() }
         let manager = FillManager(broker: broker, configuration: configuration, logger: BenchUniverse.quietLogger)
         let perSymbol = (fills + symbols - 1) / symbols
         let universe = await BenchUniverse.setUp(manager, symbols: symbols, scaleInShares: perSymbol + 1)
@@ -125,7 +137,11 @@ public enum FillGuardWorkloads {
         var notes: [String] = []
         if result.censored > 0 { notes.append("\(result.censored) fills were not covered by the end; counted at the end time") }
         var parameters = ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": format(brokerLatency), "mix": "scalein"]
-        if idleSpin > .zero { parameters["strategy"] = "idleSpin=\(format(idleSpin))" }
+        if let runners {
+            parameters["strategy"] = "runnerThreads=\(runners.count)@\(runners.processors.map(String.init).joined(separator: "+")),spin=\(format(idleSpin))"
+        } else if idleSpin > .zero {
+            parameters["strategy"] = "idleSpin=\(format(idleSpin))"
+        }
         return Measurement(
             workload: "latency", implementation: "fillguard",
             parameters: parameters,

@@ -13,7 +13,9 @@ enum LatencyFloor {
         let sent = Atomic<Int>(0)
         let interval = 1e9 / Double(rate)
         let start = BenchClock.now() + 1_000_000
-        async let seen = FeedThread.run(name: "bench-floor-taker") { () -> Histogram<UInt64> in
+        // The taker stays off the pacer's processor, as FillGuard's runner threads do in the
+        // dedicated row (unbound, the kernel sometimes time-slices it with the pacer).
+        async let seen = FeedThread.run(name: "bench-floor-taker", besidePacer: true) { () -> Histogram<UInt64> in
             var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three)
             var taken = 0
             var polls = 0

@@ -39,6 +39,10 @@ struct BenchWorkloadTests {
         #expect(polling.metrics["samples"] == 100)
         #expect(polling.parameters["strategy"] == "idleSpin=50us", "a row of its own")
         #expect(polling.comparisonKey == child.comparisonKey)
+        let dedicated = try #require(await BenchSuite.runChildWorkload(["latency", "fillguard-dedicated", "100", "10000", "2", "50"]))
+        #expect(dedicated.metrics["samples"] == 100)
+        #expect(dedicated.metrics["censored"] == 0)
+        #expect(dedicated.parameters["strategy"]?.hasPrefix("runnerThreads=") == true, "a row of its own")
     }
 
     @Test("safety: native modify is never naked and never below the round-trip floor; cancel-then-create is naked in between")

@@ -1,0 +1,133 @@
+import Dispatch
+import FillGuard
+import FillGuardCore
+import Foundation
+import Synchronization
+import Testing
+
+/// Lanes run on dedicated threads (`FillGuardConfiguration.runnerThreads`): the same rules as on
+/// Swift's thread pool, lanes in parallel across threads, and a clean hand-back after shutdown.
+@Suite("Runner threads")
+struct RunnerThreadsTests {
+    /// Opens `count` positions on their own symbols with the entry filled; returns their scale-ins.
+    private func openPositions(_ manager: FillManager, count: Int, fills: inout FillMaker) async throws -> [OrderSnapshot] {
+        var scaleIns: [OrderSnapshot] = []
+        for index in 0..<count {
+            let id = PositionID("P\(index)")
+            try await manager.open(.long(id, Symbol("S\(index)")))
+            await manager.waitUntilIdle()
+            let entry = try #require(await manager.position(id)?.liveOrder(.entry))
+            manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
+            await manager.waitUntilIdle()
+            scaleIns.append(try #require(await manager.position(id)?.liveOrder(.scaleIn(0))))
+        }
+        return scaleIns
+    }
+
+    @Test("fills from several producers at once land exactly on dedicated threads, polling or sleeping when idle",
+          arguments: [(1, Duration.zero), (2, .zero), (1, .microseconds(100)), (2, .microseconds(100))])
+    func producersLandExactly(threads count: Int, spin: Duration) async throws {
+        let threads = RunnerThreads(count: count, spin: spin, name: "test-runner")
+        defer { threads.shutdown() }
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.runnerThreads = threads
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        let scaleIns = try await openPositions(manager, count: 8, fills: &fills)
+        let producers = 4
+        let rounds = 20
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<producers {
+                group.addTask {
+                    for round in 0..<rounds {
+                        for order in scaleIns {
+                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("R\(producer)-\(round)-\(order.id)"), orderID: order.id,
+                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
+                        }
+                        if round % 5 == 4 { await Task.yield() }
+                    }
+                }
+            }
+        }
+        await manager.waitUntilIdle()
+        for index in scaleIns.indices {
+            let position = try #require(await manager.position(PositionID("P\(index)")))
+            #expect(position.netQuantity == Quantity(100 + producers * rounds))
+            #expect(position.liveOrder(.stopLoss)?.openQuantity == position.netQuantity)
+            #expect(position.liveOrder(.takeProfit)?.openQuantity == position.netQuantity)
+        }
+        #expect(manager.statistics.fills == scaleIns.count * (1 + producers * rounds))
+        #expect(await manager.invariantViolations().isEmpty)
+        #expect(threads.passesRun > 0, "the lanes ran on the dedicated threads")
+    }
+
+    @Test("two dedicated threads run two symbols at the same moment")
+    func twoThreadsRunInParallel() async throws {
+        // Each lane waits (with a generous timeout as a failure guard) inside the reaction hook
+        // for the other: both get in only if two threads run them at once.
+        let arrivals = Mutex(0)
+        let bothInside = DispatchSemaphore(value: 0)
+        let met = Mutex(0)
+        let threads = RunnerThreads(count: 2, name: "test-runner")
+        defer { threads.shutdown() }
+        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
+            let count = arrivals.withLock { $0 += 1; return $0 }
+            if count == 2 { bothInside.signal(); bothInside.signal() }
+            if count <= 2, bothInside.wait(timeout: .now() + .seconds(20)) == .success, count == 1 { met.withLock { $0 += 1 } }
+        })
+        configuration.runnerThreads = threads
+        let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+        try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entryA = try #require(await manager.position("A")?.liveOrder(.entry))
+        let entryB = try #require(await manager.position("B")?.liveOrder(.entry))
+        manager.receive(fills.fill(entryA, 10, at: "100"))
+        manager.receive(fills.fill(entryB, 10, at: "100"))
+        await manager.waitUntilIdle()
+        #expect(met.withLock { $0 } == 1, "lane AAA and lane BBB were inside processing at the same time")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("after shutdown the lanes run on Swift's thread pool: nothing is left unprocessed")
+    func shutdownHandsBackToThePool() async throws {
+        let threads = RunnerThreads(count: 1, spin: .microseconds(50), name: "test-runner")
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.runnerThreads = threads
+        let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        let scaleIns = try await openPositions(manager, count: 3, fills: &fills)
+        threads.shutdown()
+        let passes = threads.passesRun
+        #expect(passes > 0)
+        for order in scaleIns { manager.receive(fills.fill(order, 5, at: "98")) }
+        await manager.waitUntilIdle()
+        for index in scaleIns.indices {
+            let position = try #require(await manager.position(PositionID("P\(index)")))
+            #expect(position.netQuantity == 105)
+            #expect(position.liveOrder(.stopLoss)?.openQuantity == 105)
+        }
+        #expect(threads.passesRun == passes, "no pass ran on a stopped thread")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a thread can be bound to one processor and reads back only that one")
+    func pinningBindsTheThread() async throws {
+        let allowed = ProcessorAffinity.allowed()
+        #expect(!allowed.isEmpty, "Linux reports the processors this process may use")
+        let target = try #require(allowed.last)
+        // On a thread of its own, so that no pool thread stays pinned.
+        let seen = await withCheckedContinuation { (continuation: CheckedContinuation<(Bool, [Int]), Never>) in
+            let thread = Thread {
+                let pinned = ProcessorAffinity.pinCurrentThread(to: [target])
+                continuation.resume(returning: (pinned, ProcessorAffinity.allowed()))
+            }
+            thread.start()
+        }
+        #expect(seen.0)
+        #expect(seen.1 == [target])
+        #expect(!ProcessorAffinity.pinCurrentThread(to: []), "no processor: nothing to bind to")
+    }
+}
