@@ -225,18 +225,20 @@ public struct BenchSuite: Sendable {
         guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
         let more = arguments.dropFirst(3).compactMap { Int($0) }
         guard more.count == arguments.count - 3, more.allSatisfy({ $0 > 0 }) else { return nil }
-        if arguments[0] == "latency" {
+        if arguments[0] == "latency", !more.isEmpty {
+            // FillGuard and the floor first run a quarter of a second at the same pace, not recorded.
+            let warmup = more[0] / 4
             switch (arguments[1], more.count) {
             case ("floor", 2):
-                return await LatencyFloor.run(symbols: more[1], rate: more[0], fills: size)
+                return await LatencyFloor.run(symbols: more[1], rate: more[0], fills: size, warmup: warmup)
             case ("fillguard", 2):
-                return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero)
+                return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero, warmup: warmup)
             case ("fillguard", 3):
                 return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
-                                                        idleSpin: .microseconds(more[2]))
+                                                        idleSpin: .microseconds(more[2]), warmup: warmup)
             case ("fillguard-dedicated", 3):
                 return await FillGuardWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
-                                                        idleSpin: .microseconds(more[2]), dedicated: true)
+                                                        idleSpin: .microseconds(more[2]), dedicated: true, warmup: warmup)
             case ("seed", 3):
                 return await SeedWorkloads.latency(symbols: more[1], rate: more[0], fills: size, brokerLatency: .zero,
                                                    cutoff: .milliseconds(more[2]))

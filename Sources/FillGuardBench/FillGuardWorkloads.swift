@@ -90,9 +90,10 @@ public enum FillGuardWorkloads {
     /// that intended time until both protective resizes covering it were handed to the broker.
     /// `idleSpin` configures the runtime's idle polling (a row of its own when set).
     /// With `dedicated`, the lanes run on `RunnerThreads` bound to every processor but the pacer's,
-    /// polling for `idleSpin` when idle (a row of its own).
+    /// polling for `idleSpin` when idle (a row of its own). `warmup` fills go first, at the same
+    /// pace, and are not recorded (first touches of memory, threads still asleep).
     public static func latency(symbols: Int, rate: Int, fills: Int, brokerLatency: Duration, idleSpin: Duration = .zero,
-                               dedicated: Bool = false) async -> Measurement {
+                               dedicated: Bool = false, warmup: Int = 0) async -> Measurement {
         let tracker = ReactionTracker(symbols: symbols, baseShares: BenchUniverse.baseShares, rate: rate)
         let broker = BenchBroker(latency: brokerLatency, observer: tracker)
         var configuration = FillGuardConfiguration()
@@ -107,7 +108,8 @@ public enum FillGuardWorkloads {
         }
         defer { runners?.shutdown() }
         let manager = FillManager(broker: broker, configuration: configuration, logger: BenchUniverse.quietLogger)
-        let perSymbol = (fills + symbols - 1) / symbols
+        let sends = fills + max(0, warmup)
+        let perSymbol = (sends + symbols - 1) / symbols
         let universe = await BenchUniverse.setUp(manager, symbols: symbols, scaleInShares: perSymbol + 1)
         var roles: [OrderID: ReactionTracker.Role] = [:]
         for (index, book) in universe.books.enumerated() {
@@ -115,25 +117,25 @@ public enum FillGuardWorkloads {
             roles[book.target] = ReactionTracker.Role(symbol: index, isStop: false)
         }
         let start = BenchClock.now() + 1_000_000
-        tracker.arm(roles: roles, start: start, fills: fills)
+        tracker.arm(roles: roles, start: start, fills: sends, warmup: warmup)
         let books = universe.books
         let interval = 1e9 / Double(rate)
         let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer", pinned: true) { () -> (Int64, Histogram<UInt64>) in
             var last: Int64 = 0
             var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
-            for sent in 0..<fills {
+            for sent in 0..<sends {
                 let due = start + Int64(Double(sent) * interval)
                 while BenchClock.now() < due { BenchClock.yieldThread() }
                 let book = books[sent % symbols]
                 manager.receive(BenchUniverse.fill(sent, order: book.scaleIn, symbol: book.symbol, side: .buy, shares: 1))
                 last = BenchClock.now()
-                _ = lateness.record(UInt64(max(0, last - due)))
+                if sent >= warmup { _ = lateness.record(UInt64(max(0, last - due))) }
             }
             return (last, lateness)
         }
         await manager.waitUntilIdle()
         let result = tracker.finish(now: BenchClock.now())
-        let achieved = Double(fills) / seconds(max(1, lastSent - start))
+        let achieved = Double(sends) / seconds(max(1, lastSent - start))
         var notes: [String] = []
         if result.censored > 0 { notes.append("\(result.censored) fills were not covered by the end; counted at the end time") }
         var parameters = ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": format(brokerLatency), "mix": "scalein"]
@@ -145,7 +147,7 @@ public enum FillGuardWorkloads {
         return Measurement(
             workload: "latency", implementation: "fillguard",
             parameters: parameters,
-            metrics: result.metrics.merging(["achievedFillsPerSecond": achieved,
+            metrics: result.metrics.merging(["achievedFillsPerSecond": achieved, "warmupFills": Double(max(0, warmup)),
                                              "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
                                              "senderLateMaxMicros": Double(lateness.max) / 1_000], uniquingKeysWith: { $1 }),
             notes: notes, distribution: result.distribution)

@@ -8,8 +8,11 @@ import Synchronization
 /// FillGuard's latency cannot be lower; on a shared 2-vCPU machine its tail is set by these stalls.
 enum LatencyFloor {
     /// Paces `fills` hand-offs at `rate` per second, exactly as `FillGuardWorkloads.latency` paces
-    /// fills, and measures each from its intended time to when the other thread saw it.
-    static func run(symbols: Int, rate: Int, fills: Int) async -> Measurement {
+    /// fills, and measures each from its intended time to when the other thread saw it; the first
+    /// `warmup` hand-offs go first and are not recorded, as there.
+    static func run(symbols: Int, rate: Int, fills: Int, warmup: Int = 0) async -> Measurement {
+        let warmup = max(0, warmup)
+        let sends = fills + warmup
         let sent = Atomic<Int>(0)
         let interval = 1e9 / Double(rate)
         let start = BenchClock.now() + 1_000_000
@@ -19,7 +22,7 @@ enum LatencyFloor {
             var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three)
             var taken = 0
             var polls = 0
-            while taken < fills {
+            while taken < sends {
                 let available = sent.load(ordering: .acquiring)
                 if available == taken {
                     polls &+= 1
@@ -29,7 +32,7 @@ enum LatencyFloor {
                 let now = BenchClock.now()
                 while taken < available {
                     let intended = start + Int64(Double(taken) * interval)
-                    _ = histogram.record(UInt64(max(0, now - intended)))
+                    if taken >= warmup { _ = histogram.record(UInt64(max(0, now - intended))) }
                     taken += 1
                 }
             }
@@ -38,12 +41,12 @@ enum LatencyFloor {
         let (lastSent, lateness) = await FeedThread.run(name: "bench-pacer", pinned: true) { () -> (Int64, Histogram<UInt64>) in
             var last: Int64 = 0
             var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
-            for index in 0..<fills {
+            for index in 0..<sends {
                 let due = start + Int64(Double(index) * interval)
                 while BenchClock.now() < due { BenchClock.yieldThread() }
                 sent.store(index + 1, ordering: .releasing)
                 last = BenchClock.now()
-                _ = lateness.record(UInt64(max(0, last - due)))
+                if index >= warmup { _ = lateness.record(UInt64(max(0, last - due))) }
             }
             return (last, lateness)
         }
@@ -58,7 +61,8 @@ enum LatencyFloor {
             parameters: ["symbols": "\(symbols)", "rate": "\(rate)", "fills": "\(fills)", "latency": "0", "mix": "scalein"],
             metrics: ["samples": Double(histogram.totalCount), "p50Micros": micros(50), "p99Micros": micros(99),
                       "p999Micros": micros(99.9), "maxMicros": Double(histogram.max) / 1_000,
-                      "achievedFillsPerSecond": Double(fills) / FillGuardWorkloads.seconds(max(1, lastSent - start)),
+                      "achievedFillsPerSecond": Double(sends) / FillGuardWorkloads.seconds(max(1, lastSent - start)),
+                      "warmupFills": Double(warmup),
                       "senderLateP99Micros": Double(lateness.valueAtPercentile(99)) / 1_000,
                       "senderLateMaxMicros": Double(lateness.max) / 1_000],
             notes: ["the machine's floor: the same pacing, handed to a thread that only notices each fill (no FillGuard)"],

@@ -23,6 +23,8 @@ final class ReactionTracker: BrokerObserver, Sendable {
         var stopCovered: [Int]
         var targetCovered: [Int]
         var fills = 0
+        /// Fills before this global index are warm-up: sent and covered, not recorded.
+        var measuredFrom = 0
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three)
     }
 
@@ -40,18 +42,25 @@ final class ReactionTracker: BrokerObserver, Sendable {
     }
 
     /// Starts measuring: `roles` names the protective orders (nil roles: decided by order type, for
-    /// the seed, whose order ids change with every replacement).
-    func arm(roles: [OrderID: Role]?, start: Int64, fills: Int) {
+    /// the seed, whose order ids change with every replacement). `fills` are sent in all; the first
+    /// `warmup` of them are not recorded.
+    func arm(roles: [OrderID: Role]?, start: Int64, fills: Int, warmup: Int = 0) {
         self.start.store(start, ordering: .relaxed)
         state.withLock { state in
             state.roles = roles ?? [:]
             state.fills = fills
+            state.measuredFrom = max(0, warmup)
             state.armed = true
         }
     }
 
     private func intended(symbol: Int, fill k: Int) -> Int64 {
         start.load(ordering: .relaxed) + Int64(Double((k - 1) * symbols + symbol) * interval)
+    }
+
+    /// Whether fill `k` of `symbol` is past the warm-up.
+    private func isMeasured(symbol: Int, fill k: Int, state: borrowing State) -> Bool {
+        (k - 1) * symbols + symbol >= state.measuredFrom
     }
 
     private func count(symbol: Int, state: borrowing State) -> Int {
@@ -85,7 +94,9 @@ final class ReactionTracker: BrokerObserver, Sendable {
             // Fills the other role already covers are complete now.
             var k = before + 1
             while k <= min(covers, other) {
-                _ = state.histogram.record(UInt64(max(0, now - intended(symbol: role.symbol, fill: k))))
+                if isMeasured(symbol: role.symbol, fill: k, state: state) {
+                    _ = state.histogram.record(UInt64(max(0, now - intended(symbol: role.symbol, fill: k))))
+                }
                 k += 1
             }
         }
@@ -102,7 +113,9 @@ final class ReactionTracker: BrokerObserver, Sendable {
                 let total = count(symbol: symbol, state: state)
                 guard covered < total else { continue }
                 for k in (covered + 1)...total {
-                    _ = state.histogram.record(UInt64(max(0, now - intended(symbol: symbol, fill: k))))
+                    if isMeasured(symbol: symbol, fill: k, state: state) {
+                        _ = state.histogram.record(UInt64(max(0, now - intended(symbol: symbol, fill: k))))
+                    }
                     censored += 1
                 }
             }
