@@ -34,6 +34,8 @@ public struct SimulationOptions: Sendable {
     public var exchangeStatePath: String?
     /// The most market time simulated for the time the manager was down.
     public var maximumDowntime: Duration = .seconds(2)
+    /// Dedicated threads for the manager's lanes (nil: Swift's thread pool). The caller owns them.
+    public var runnerThreads: RunnerThreads?
 
     /// The defaults: 20 symbols for 10 s with 2% faults.
     public init() {}
@@ -93,16 +95,14 @@ public final class SimulationSession: Sendable {
         let reactions = Mutex(LatencySamples())
         var logger = Logger(label: "fillguard.simulate")
         logger.logLevel = .critical
-        let manager = FillManager(
-            broker: exchange,
-            journal: options.journal,
-            configuration: FillGuardConfiguration(
-                retry: options.retry,
-                circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
-                replaceStrategy: options.strategy,
-                rearmDelay: .milliseconds(200),
-                reactionObserver: { latency in reactions.withLock { $0.record(latency) } }),
-            logger: logger)
+        var managerConfiguration = FillGuardConfiguration(
+            retry: options.retry,
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
+            replaceStrategy: options.strategy,
+            rearmDelay: .milliseconds(200),
+            reactionObserver: { latency in reactions.withLock { $0.record(latency) } })
+        managerConfiguration.runnerThreads = options.runnerThreads
+        let manager = FillManager(broker: exchange, journal: options.journal, configuration: managerConfiguration, logger: logger)
 
         let events = exchange.events()
         let recovery = try await manager.recover()

@@ -60,6 +60,15 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "The broker: simulated (the in-process exchange) or fix (a FIX 4.4 endpoint).")
     var broker = "simulated"
 
+    @Option(help: "Dedicated threads for the lanes (0: Swift's thread pool).")
+    var runnerThreads = 0
+
+    @Option(help: "With --runner-threads: processors to bind them to, comma separated (default: none).")
+    var runnerProcessors = ""
+
+    @Option(help: "With --runner-threads: microseconds an idle runner thread polls before it sleeps.")
+    var runnerSpinUs = 0
+
     @OptionGroup var fix: FIXCommandOptions
 
     func validate() throws {
@@ -73,12 +82,33 @@ struct SimulateCommand: AsyncParsableCommand {
         guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
         guard snapshotInterval >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
+        guard (0...256).contains(runnerThreads) else { throw ValidationError("--runner-threads must be between 0 and 256") }
+        guard runnerSpinUs >= 0, runnerSpinUs <= 1_000_000 else { throw ValidationError("--runner-spin-us must be between 0 and 1000000") }
+        guard parsedProcessors != nil else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
+        guard runnerThreads > 0 || (runnerProcessors.isEmpty && runnerSpinUs == 0) else {
+            throw ValidationError("--runner-processors and --runner-spin-us need --runner-threads")
+        }
         if broker == "simulated" {
             guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }
             return
         }
         guard journal == nil else { throw ValidationError("--journal is not supported with --broker fix") }
         try fix.validateForFIX()
+    }
+
+    /// The processors named by --runner-processors (empty when not given); nil if malformed.
+    private var parsedProcessors: [Int]? {
+        if runnerProcessors.isEmpty { return [] }
+        let numbers = runnerProcessors.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard numbers.allSatisfy({ ($0 ?? -1) >= 0 && ($0 ?? 1_024) < 1_024 }) else { return nil }
+        return numbers.compactMap { $0 }
+    }
+
+    /// The runner threads the options ask for (nil: the pool). The caller shuts them down.
+    private func makeRunnerThreads() -> RunnerThreads? {
+        guard runnerThreads > 0 else { return nil }
+        return RunnerThreads(count: runnerThreads, processors: parsedProcessors ?? [], spin: .microseconds(runnerSpinUs),
+                             name: "fillguard-runner")
     }
 
     private var parsedLatency: ClosedRange<Duration>? {
@@ -100,6 +130,9 @@ struct SimulateCommand: AsyncParsableCommand {
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.latency = parsedLatency ?? options.latency
+        let runners = makeRunnerThreads()
+        defer { runners?.shutdown() }
+        options.runnerThreads = runners
         if let journal {
             do {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability) ?? .fsync)
@@ -141,6 +174,9 @@ extension SimulateCommand {
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        let runners = makeRunnerThreads()
+        defer { runners?.shutdown() }
+        options.runnerThreads = runners
         var fixOptions = FIXSimulationOptions(settings: try fix.settings())
         fixOptions.nativeModify = !noModify
         fixOptions.settleTimeout = fix.settleTimeout

@@ -202,4 +202,21 @@ struct SimulationSessionTests {
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(report.positionsOpened >= 8)
     }
+
+    @Test("a short session with faults on two dedicated runner threads ends with zero invariant violations")
+    func shortSessionOnRunnerThreads() async throws {
+        let runners = RunnerThreads(count: 2, spin: .microseconds(50), name: "sim-runner")
+        defer { runners.shutdown() }
+        var options = SimulationOptions()
+        options.symbols = 8
+        options.duration = .milliseconds(1500)
+        options.faultRate = 0.2
+        options.volatilityBasisPoints = 10
+        options.runnerThreads = runners
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.invariantViolations == 0, "\(report.continuousViolations + report.finalViolations)")
+        #expect(report.fills > 0)
+        #expect(report.fillsApplied == report.fills, "every unique fill applied once")
+        #expect(runners.passesRun > 0, "the lanes ran on the runner threads")
+    }
 }
