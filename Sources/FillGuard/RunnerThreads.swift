@@ -30,6 +30,9 @@ public final class RunnerThreads: @unchecked Sendable {
     /// `state.ready.count`, readable without the lock (polling threads read it).
     private let readyCount = Atomic<Int>(0)
     private let passes = Atomic<Int>(0)
+    private let bound = Atomic<Int>(0)
+    private let startedThreads = Atomic<Int>(0)
+    private let createdThreads = Atomic<Int>(0)
     /// Sleeping threads wait on `condition` (with `mutex`) for a wake token.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
@@ -81,6 +84,7 @@ public final class RunnerThreads: @unchecked Sendable {
             }
         }
         let started = running
+        createdThreads.store(started, ordering: .releasing)
         pthread_mutex_unlock(mutex)
         // No thread could be started: lanes stay on Swift's thread pool.
         if started == 0 { state.stopped = true }
@@ -88,6 +92,19 @@ public final class RunnerThreads: @unchecked Sendable {
 
     /// Lane passes these threads have run so far (each handles one or more events of one symbol).
     public var passesRun: Int { passes.load(ordering: .relaxed) }
+
+    /// Threads that have started and bound themselves to `processors` (a processor this process
+    /// may not use, or a system without binding, leaves a thread unbound: compare with `count`).
+    public var threadsBound: Int { bound.load(ordering: .acquiring) }
+
+    /// Waits until every thread has started and tried its binding (at most a second); for callers
+    /// that check `threadsBound` right after creating the threads.
+    public func waitUntilStarted() {
+        let deadline = Self.nanosecondsNow + 1_000_000_000
+        while startedThreads.load(ordering: .acquiring) < createdThreads.load(ordering: .acquiring), Self.nanosecondsNow < deadline {
+            sched_yield()
+        }
+    }
 
     deinit {
         pthread_cond_destroy(condition)
@@ -158,7 +175,8 @@ public final class RunnerThreads: @unchecked Sendable {
 
     /// One thread's loop: run ready lanes; when none, poll for `spin`, then sleep until woken.
     private func serve(index: Int) {
-        if !processors.isEmpty { ProcessorAffinity.pinCurrentThread(to: processors) }
+        if !processors.isEmpty, ProcessorAffinity.pinCurrentThread(to: processors) { bound.add(1, ordering: .releasing) }
+        startedThreads.add(1, ordering: .releasing)
         ThreadName.set("\(name)-\(index)")
         var scratch = SymbolLane.Scratch()
         var polled = false

@@ -107,8 +107,15 @@ struct SimulateCommand: AsyncParsableCommand {
     /// The runner threads the options ask for (nil: the pool). The caller shuts them down.
     private func makeRunnerThreads() -> RunnerThreads? {
         guard runnerThreads > 0 else { return nil }
-        return RunnerThreads(count: runnerThreads, processors: parsedProcessors ?? [], spin: .microseconds(runnerSpinUs),
-                             name: "fillguard-runner")
+        let threads = RunnerThreads(count: runnerThreads, processors: parsedProcessors ?? [], spin: .microseconds(runnerSpinUs),
+                                    name: "fillguard-runner")
+        if !threads.processors.isEmpty {
+            threads.waitUntilStarted()
+            if threads.threadsBound < threads.count {
+                writeToStandardError("fillguard: only \(threads.threadsBound) of \(threads.count) runner threads could be bound to processors \(runnerProcessors); the others run unbound\n")
+            }
+        }
+        return threads
     }
 
     private var parsedLatency: ClosedRange<Duration>? {

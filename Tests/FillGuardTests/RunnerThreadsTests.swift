@@ -130,4 +130,23 @@ struct RunnerThreadsTests {
         #expect(seen.1 == [target])
         #expect(!ProcessorAffinity.pinCurrentThread(to: []), "no processor: nothing to bind to")
     }
+
+    @Test("runner threads report how many of them are bound: all on an allowed processor, none on one the process may not use")
+    func runnerThreadsReportBinding() throws {
+        let allowed = ProcessorAffinity.allowed()
+        let target = try #require(allowed.first)
+        let bound = RunnerThreads(count: 2, processors: [target], name: "test-bound")
+        bound.waitUntilStarted()
+        #expect(bound.threadsBound == 2)
+        bound.shutdown()
+        let outside = (0..<1_024).first { !allowed.contains($0) } ?? 1_023
+        let unbound = RunnerThreads(count: 1, processors: [outside], name: "test-unbound")
+        unbound.waitUntilStarted()
+        #expect(unbound.threadsBound == 0, "processor \(outside) is not one this process may use")
+        unbound.shutdown()
+        let anywhere = RunnerThreads(count: 1, name: "test-anywhere")
+        anywhere.waitUntilStarted()
+        #expect(anywhere.threadsBound == 0, "no processors asked for")
+        anywhere.shutdown()
+    }
 }
