@@ -62,6 +62,47 @@ struct RunnerThreadsTests {
         #expect(threads.passesRun > 0, "the lanes ran on the dedicated threads")
     }
 
+    @Test("journaled lanes on dedicated threads: fills land exactly, and a restart from the journal rebuilds the same state")
+    func journaledLanesOnRunnerThreads() async throws {
+        let threads = RunnerThreads(count: 2, spin: .microseconds(20), name: "test-runner")
+        defer { threads.shutdown() }
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.runnerThreads = threads
+        let store = InMemoryJournalStore()
+        let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), configuration: configuration, logger: .quiet)
+        _ = try await manager.recover()
+        var fills = FillMaker()
+        let scaleIns = try await openPositions(manager, count: 4, fills: &fills)
+        await withTaskGroup(of: Void.self) { group in
+            for producer in 0..<3 {
+                group.addTask {
+                    for round in 0..<15 {
+                        for order in scaleIns {
+                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("J\(producer)-\(round)-\(order.id)"), orderID: order.id,
+                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
+                        }
+                    }
+                }
+            }
+        }
+        await manager.waitUntilIdle()
+        let before = await manager.positions()
+        for position in before {
+            #expect(position.netQuantity == 145)
+            #expect(position.liveOrder(.stopLoss)?.openQuantity == 145)
+        }
+        #expect(await manager.invariantViolations().isEmpty)
+        let passes = threads.passesRun
+        #expect(passes > 0)
+        // A second manager on the same threads rebuilds the same positions from the journal.
+        let restarted = FillManager(broker: TestBroker(), journal: Journal(store: store.fork()), configuration: configuration, logger: .quiet)
+        _ = try await restarted.recover()
+        await restarted.waitUntilIdle()
+        let after = await restarted.positions()
+        #expect(after.map(\.netQuantity) == before.map(\.netQuantity))
+        #expect(after.map(\.id) == before.map(\.id))
+    }
+
     @Test("two dedicated threads run two symbols at the same moment")
     func twoThreadsRunInParallel() async throws {
         // Each lane waits (with a generous timeout as a failure guard) inside the reaction hook
