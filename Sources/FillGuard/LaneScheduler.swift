@@ -153,16 +153,7 @@ final class LaneScheduler: @unchecked Sendable {
             }
             // Waiting: poll the ready count (no lock) until work comes or time is up.
             // It holds its thread meanwhile (a task queued behind it waits for another thread).
-            let deadline = Self.nanosecondsNow + idleSpinNanos
-            var polls = 0
-            while readyCount.load(ordering: .acquiring) == 0 {
-                polls &+= 1
-                if polls & 63 == 0 {
-                    if Self.nanosecondsNow >= deadline { break }
-                    // A thread with work on this core takes it at once.
-                    sched_yield()
-                }
-            }
+            _ = IdlePolling.waitForWork(readyCount, atMost: idleSpinNanos)
             if readyCount.load(ordering: .acquiring) > 0, let lane = take(wasWaiting: true) {
                 next = lane
                 continue
@@ -177,12 +168,6 @@ final class LaneScheduler: @unchecked Sendable {
                 lock.unlock()
             }
         }
-    }
-
-    private static var nanosecondsNow: Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
 
     private static var processors: Int {

@@ -100,8 +100,8 @@ public final class RunnerThreads: @unchecked Sendable {
     /// Waits until every thread has started and tried its binding (at most a second); for callers
     /// that check `threadsBound` right after creating the threads.
     public func waitUntilStarted() {
-        let deadline = Self.nanosecondsNow + 1_000_000_000
-        while startedThreads.load(ordering: .acquiring) < createdThreads.load(ordering: .acquiring), Self.nanosecondsNow < deadline {
+        let deadline = IdlePolling.nanosecondsNow + 1_000_000_000
+        while startedThreads.load(ordering: .acquiring) < createdThreads.load(ordering: .acquiring), IdlePolling.nanosecondsNow < deadline {
             sched_yield()
         }
     }
@@ -228,22 +228,7 @@ public final class RunnerThreads: @unchecked Sendable {
 
     /// Polls the ready count, without the lock, until a lane is queued or `spin` is up.
     private func poll() {
-        let deadline = Self.nanosecondsNow + spinNanos
-        var polls = 0
-        while readyCount.load(ordering: .acquiring) == 0 {
-            polls &+= 1
-            if polls & 63 == 0 {
-                if Self.nanosecondsNow >= deadline { return }
-                // A thread with work on this processor takes it at once.
-                sched_yield()
-            }
-        }
-    }
-
-    private static var nanosecondsNow: Int64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+        _ = IdlePolling.waitForWork(readyCount, atMost: spinNanos)
     }
 }
 

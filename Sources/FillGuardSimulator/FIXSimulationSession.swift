@@ -85,13 +85,7 @@ public final class FIXSimulationSession: Sendable {
 
         var random = SplitMix64(seed: options.seed &+ 0x5EED)
         let reactions = Mutex(LatencySamples())
-        var managerConfiguration = FillGuardConfiguration(
-            retry: options.retry,
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
-            replaceStrategy: options.strategy,
-            rearmDelay: .milliseconds(200),
-            reactionObserver: { latency in reactions.withLock { $0.record(latency) } })
-        managerConfiguration.runnerThreads = options.runnerThreads
+        let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
         let manager = FillManager(broker: broker, configuration: managerConfiguration, logger: logger)
         let feed = Task { await manager.run(broker.events()) }
         let clock = ContinuousClock()

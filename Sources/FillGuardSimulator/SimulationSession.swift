@@ -39,6 +39,20 @@ public struct SimulationOptions: Sendable {
 
     /// The defaults: 20 symbols for 10 s with 2% faults.
     public init() {}
+
+    /// The manager's configuration for a session (against the simulated exchange or over FIX):
+    /// these retries, strategy and runner threads, a breaker and re-arm quick enough for seconds of
+    /// trading, and each reaction latency handed to `reactionObserver`.
+    func managerConfiguration(reactionObserver: @escaping @Sendable (Duration) -> Void) -> FillGuardConfiguration {
+        var configuration = FillGuardConfiguration(
+            retry: retry,
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
+            replaceStrategy: strategy,
+            rearmDelay: .milliseconds(200),
+            reactionObserver: reactionObserver)
+        configuration.runnerThreads = runnerThreads
+        return configuration
+    }
 }
 
 /// Live figures while a session runs, for a progress line.
@@ -95,13 +109,7 @@ public final class SimulationSession: Sendable {
         let reactions = Mutex(LatencySamples())
         var logger = Logger(label: "fillguard.simulate")
         logger.logLevel = .critical
-        var managerConfiguration = FillGuardConfiguration(
-            retry: options.retry,
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
-            replaceStrategy: options.strategy,
-            rearmDelay: .milliseconds(200),
-            reactionObserver: { latency in reactions.withLock { $0.record(latency) } })
-        managerConfiguration.runnerThreads = options.runnerThreads
+        let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
         let manager = FillManager(broker: exchange, journal: options.journal, configuration: managerConfiguration, logger: logger)
 
         let events = exchange.events()

@@ -99,20 +99,7 @@ struct FillManagerTests {
         // pauses of random length between bursts (runners go idle, poll, end and restart).
         let producers = 4
         let rounds = 20
-        let orders = scaleIns
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<producers {
-                group.addTask {
-                    for round in 0..<rounds {
-                        for order in orders {
-                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("C\(producer)-\(round)-\(order.id)"), orderID: order.id,
-                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
-                        }
-                        if round % 5 == 4 { await Task.yield() }
-                    }
-                }
-            }
-        }
+        await sendConcurrently(to: manager, orders: scaleIns, producers: producers, rounds: rounds, prefix: "C")
         await manager.waitUntilIdle()
         for index in symbols.indices {
             let position = try #require(await manager.position(PositionID("P\(index)")))

@@ -37,19 +37,7 @@ struct RunnerThreadsTests {
         let scaleIns = try await openPositions(manager, count: 8, fills: &fills)
         let producers = 4
         let rounds = 20
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<producers {
-                group.addTask {
-                    for round in 0..<rounds {
-                        for order in scaleIns {
-                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("R\(producer)-\(round)-\(order.id)"), orderID: order.id,
-                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
-                        }
-                        if round % 5 == 4 { await Task.yield() }
-                    }
-                }
-            }
-        }
+        await sendConcurrently(to: manager, orders: scaleIns, producers: producers, rounds: rounds, prefix: "R")
         await manager.waitUntilIdle()
         for index in scaleIns.indices {
             let position = try #require(await manager.position(PositionID("P\(index)")))
@@ -73,18 +61,7 @@ struct RunnerThreadsTests {
         _ = try await manager.recover()
         var fills = FillMaker()
         let scaleIns = try await openPositions(manager, count: 4, fills: &fills)
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<3 {
-                group.addTask {
-                    for round in 0..<15 {
-                        for order in scaleIns {
-                            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("J\(producer)-\(round)-\(order.id)"), orderID: order.id,
-                                                                       symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
-                        }
-                    }
-                }
-            }
-        }
+        await sendConcurrently(to: manager, orders: scaleIns, producers: 3, rounds: 15, prefix: "J")
         await manager.waitUntilIdle()
         let before = await manager.positions()
         for position in before {

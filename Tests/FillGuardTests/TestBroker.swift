@@ -173,3 +173,21 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
     func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { inner.withLock { $0.asyncCalls += 1 } }
     func events() -> AsyncStream<BrokerEvent> { AsyncStream { $0.finish() } }
 }
+
+/// Several producers at once, each sending one share to every order per round (`prefix` keeps
+/// the execution ids apart between callers), yielding between bursts so runners go idle and restart.
+func sendConcurrently(to manager: FillManager, orders: [OrderSnapshot], producers: Int, rounds: Int, prefix: String) async {
+    await withTaskGroup(of: Void.self) { group in
+        for producer in 0..<producers {
+            group.addTask {
+                for round in 0..<rounds {
+                    for order in orders {
+                        manager.receive(.execution(ExecutionReport(executionID: ExecutionID("\(prefix)\(producer)-\(round)-\(order.id)"), orderID: order.id,
+                                                                   symbol: order.symbol, side: order.side, lastQuantity: 1, lastPrice: Price("98")!)))
+                    }
+                    if round % 5 == 4 { await Task.yield() }
+                }
+            }
+        }
+    }
+}

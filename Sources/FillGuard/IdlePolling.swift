@@ -1,0 +1,35 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How an idle runner (a runner task or a `RunnerThreads` thread) waits for work without giving
+/// up its thread: it polls a count of ready lanes, without a lock, and lets a thread with work on
+/// the same processor run now and then.
+enum IdlePolling {
+    /// Monotonic time in nanoseconds (read without `ContinuousClock`'s overhead).
+    static var nanosecondsNow: Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
+
+    /// Polls `ready` until it is above zero (true) or `nanoseconds` have passed (false). Every 64
+    /// polls it checks the time and yields the processor to any thread with work on it.
+    static func waitForWork(_ ready: borrowing Atomic<Int>, atMost nanoseconds: Int64) -> Bool {
+        let deadline = nanosecondsNow + nanoseconds
+        var polls = 0
+        while ready.load(ordering: .acquiring) == 0 {
+            polls &+= 1
+            if polls & 63 == 0 {
+                if nanosecondsNow >= deadline { return false }
+                sched_yield()
+            }
+        }
+        return true
+    }
+}
