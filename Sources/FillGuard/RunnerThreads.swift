@@ -9,8 +9,8 @@ import Darwin
 #endif
 
 /// Dedicated threads that run FillGuard's lanes, in place of Swift's shared thread pool: for a
-/// deployment that gives FillGuard processors of its own (`processors`), so that fills are never
-/// handled on a processor that the network, the load or the rest of the application is using.
+/// deployment that gives FillGuard processors of its own (`processors`, which the threads are
+/// bound to; keeping other threads off them is the host's part).
 ///
 /// Pass it in `FillGuardConfiguration.runnerThreads`; several managers may share one. Lanes keep
 /// every rule of the default scheduling (one pass at a time per lane, a busy lane queued behind
