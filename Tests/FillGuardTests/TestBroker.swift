@@ -1,6 +1,7 @@
 import FillGuard
 import FillGuardCore
 import Synchronization
+import Testing
 
 /// A broker for runtime tests: records every request, can hold requests until released
 /// (a "slow" broker without sleeping), and fails requests by a script.
@@ -190,4 +191,17 @@ func sendConcurrently(to manager: FillManager, orders: [OrderSnapshot], producer
             }
         }
     }
+}
+
+/// Expects positions P0 ... P(count - 1) each at `net`, with the stop (and the target, where the
+/// bracket has one) covering exactly that, and no rule broken across the manager.
+func expectCovered(_ manager: FillManager, positions count: Int, net: Quantity, withTarget: Bool = true,
+                   sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    for index in 0..<count {
+        let position = try #require(await manager.position(PositionID("P\(index)")), sourceLocation: sourceLocation)
+        #expect(position.netQuantity == net, sourceLocation: sourceLocation)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == net, sourceLocation: sourceLocation)
+        if withTarget { #expect(position.liveOrder(.takeProfit)?.openQuantity == net, sourceLocation: sourceLocation) }
+    }
+    #expect(await manager.invariantViolations().isEmpty, sourceLocation: sourceLocation)
 }
