@@ -66,6 +66,11 @@ struct ExecutionMemory: Sendable {
 /// A set of execution ids, in insertion order, found through an open-addressing table keyed by a
 /// cheap hash of the id's bytes (a few instructions per byte, where `Set` runs SipHash over the
 /// normalised string). Up to 8 ids it is a plain list, scanned (an idle symbol holds one or two).
+///
+/// The table doubles when the ids reach `growAt`: half the table, less a jitter of up to an eighth
+/// of it taken from the hash of the id that grew it last. Sets that fill in step (a thousand
+/// symbols each getting their 129th fill within the same 10 ms) so grow at different counts,
+/// spread over many fills, instead of all in the same few milliseconds.
 struct ExecutionIDSet: Sendable {
     /// The ids, oldest first.
     private(set) var ids: [ExecutionID] = []
@@ -74,6 +79,9 @@ struct ExecutionIDSet: Sendable {
     /// tag) above. The tag also picks the first slot, so growing the table moves entries without
     /// hashing any id again (a hot symbol's growth costs a pass over integers, not over strings).
     private var table: [UInt64] = []
+    /// The count at which the next id doubles the table (at most half the table: linear probing
+    /// always finds an empty slot).
+    private var growAt = 0
 
     static let listLimit = 8
 
@@ -82,7 +90,10 @@ struct ExecutionIDSet: Sendable {
     /// An empty set sized for `capacity` ids (no rehashing while it fills).
     init(reservingCapacity capacity: Int) {
         ids.reserveCapacity(capacity)
-        if capacity > Self.listLimit { rebuild(capacity: capacity * 2) }
+        if capacity > Self.listLimit {
+            rebuild(capacity: capacity * 2)
+            growAt = table.count / 2
+        }
     }
 
     /// A set of these ids, in this order (duplicates kept once).
@@ -91,7 +102,11 @@ struct ExecutionIDSet: Sendable {
         for id in ids { _ = insert(id, hash: Self.hash(id)) }
     }
 
+    /// The number of ids held.
     var count: Int { ids.count }
+
+    /// The number of slots of the table (0 while the ids are a plain list).
+    var tableSize: Int { table.count }
 
     /// The id's `FastHash`.
     static func hash(_ id: ExecutionID) -> UInt64 { FastHash.of(id.rawValue) }
@@ -115,16 +130,26 @@ struct ExecutionIDSet: Sendable {
     /// Adds the id; false if it is already in.
     mutating func insert(_ id: ExecutionID, hash: UInt64) -> Bool {
         if contains(id, hash: hash) { return false }
-        ids.append(id)
         if table.isEmpty {
-            if ids.count > Self.listLimit { rebuild(capacity: Self.listLimit * 4) }
+            ids.append(id)
+            if ids.count > Self.listLimit {
+                rebuild(capacity: Self.listLimit * 4)
+                growAt = Self.growthPoint(tableSize: table.count, hash: hash)
+            }
             return true
         }
-        if ids.count * 2 > table.count {
+        if ids.count >= growAt {
             grow()
+            growAt = Self.growthPoint(tableSize: table.count, hash: hash)
         }
+        ids.append(id)
         place(index: ids.count - 1, hash: hash)
         return true
+    }
+
+    /// Half of `tableSize`, less a jitter below an eighth of it from the hash's low bits.
+    private static func growthPoint(tableSize: Int, hash: UInt64) -> Int {
+        tableSize / 2 - Int(truncatingIfNeeded: hash) & (tableSize / 8 - 1)
     }
 
     /// Removes the id inserted last (linear probing: clearing the newest entry breaks no chain,
@@ -153,11 +178,13 @@ struct ExecutionIDSet: Sendable {
     }
 
     /// Doubles the table, moving each entry by its tag (no id is hashed again), oldest first: the
-    /// newest entry is still placed last, which `removeLast` relies on.
+    /// newest entry is still placed last, which `removeLast` relies on. The id list gets room for
+    /// the new table's half at the same time, so it never reallocates on its own.
     private mutating func grow() {
         var byAge = [UInt64](repeating: 0, count: ids.count)
         for entry in table where entry != 0 { byAge[Int(entry & 0xFFFF_FFFF) - 1] = entry }
         var larger = [UInt64](repeating: 0, count: table.count * 2)
+        ids.reserveCapacity(larger.count / 2)
         let mask = larger.count - 1
         for entry in byAge where entry != 0 {
             var slot = Int(truncatingIfNeeded: entry >> 32) & mask
