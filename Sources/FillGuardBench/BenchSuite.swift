@@ -26,6 +26,11 @@ public struct BenchPlan: Sendable {
     public var latencySymbols = 1_000
     /// Latency: FillGuard is also measured with this `idleSpin` (microseconds), in a row of its own.
     public var latencyIdleSpinMicros = 100
+    /// Latency: how long the dedicated row's runner thread polls before it sleeps (microseconds).
+    /// A runner that owns its processor can poll through the sender's stalls on this machine (a
+    /// kernel worker or the VM's agent taking the sender's processor for 0.3 to 3 ms), as the
+    /// floor's taker does; one that sleeps after 100 µs pays a wake-up on top of each such stall.
+    public var latencyDedicatedSpinMicros = 5_000
     /// Latency: seconds of offered load for FillGuard.
     public var latencySeconds = 2.0
     /// Latency: seconds of offered load for the seed, and how long its backlog may drain.
@@ -160,7 +165,7 @@ public struct BenchSuite: Sendable {
                 for child in [["latency", "floor", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)"],
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
-                              ["latency", "fillguard-dedicated", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
+                              ["latency", "fillguard-dedicated", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyDedicatedSpinMicros)"],
                               ["latency", "seed", "\(seedFills)", "\(rate)", "\(plan.latencySymbols)", "\(cutoff)"]] {
                     if let measurement = await runChild(child) { note(measurement) }
                 }

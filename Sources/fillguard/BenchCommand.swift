@@ -56,6 +56,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Latency: symbols.")
     var latencySymbols: Int?
 
+    @Option(help: "Latency: microseconds the dedicated row's runner thread polls before it sleeps (default 5000).")
+    var dedicatedSpinUs: Int?
+
     @Option(help: "Memory: idle symbols.")
     var idleSymbols: Int?
 
@@ -125,7 +128,7 @@ struct BenchCommand: AsyncParsableCommand {
                               ("--fix-positions", fixPositions), ("--fix-fills-per-position", fixFillsPerPosition)] {
             if let value, value < 1 { throw ValidationError("\(name) must be at least 1") }
         }
-        for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--fix-paced-rate", fixPacedRate)] {
+        for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--fix-paced-rate", fixPacedRate), ("--dedicated-spin-us", dedicatedSpinUs)] {
             if let value, value < 0 { throw ValidationError("\(name) must not be negative") }
         }
         if let fixPositions, fixPositions > 10_000 { throw ValidationError("--fix-positions must be at most 10000") }
@@ -165,6 +168,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let latencyUs, let values = integers(latencyUs, allowZero: true) { plan.latencies = values.map { .microseconds($0) } }
         if let rates, let values = integers(rates) { plan.rates = values }
         if let latencySymbols { plan.latencySymbols = latencySymbols }
+        if let dedicatedSpinUs { plan.latencyDedicatedSpinMicros = dedicatedSpinUs }
         if let idleSymbols { plan.idleSymbols = idleSymbols }
         if let hotFills { plan.hotFills = hotFills }
         if let durableFills { plan.durableFills = durableFills }
