@@ -28,6 +28,16 @@ public enum BenchClock {
         sched_yield()
     }
 
+    /// Sleeps the calling thread until the monotonic clock reads `deadline` (nanoseconds).
+    public static func sleep(until deadline: Int64) {
+        #if canImport(Glibc)
+        var spec = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &spec, nil) == EINTR {}
+        #else
+        while now() < deadline { usleep(UInt32(max(1, (deadline - now()) / 1_000))) }
+        #endif
+    }
+
     /// Nanoseconds of a `Duration`.
     public static func nanos(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components

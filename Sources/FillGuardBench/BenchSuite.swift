@@ -57,6 +57,8 @@ public struct BenchPlan: Sendable {
     public var safetyInterval: Duration = .milliseconds(250)
     /// Safety: broker latency.
     public var safetyLatency: Duration = .milliseconds(1)
+    /// Safety: how the symbols' fills arrive in each step (all at once, and one at a time).
+    public var safetyArrivals = SafetyWorkload.Arrival.allCases
     /// Run each memory and latency workload in a fresh process (true unless a single child runs it).
     public var memoryInChildProcess = true
     /// Durable: the journal stores measured (the CLI gives SQLite, and PostgreSQL when a server is configured).
@@ -180,9 +182,11 @@ public struct BenchSuite: Sendable {
             }
         }
         if workloads.contains("safety") {
-            for strategy in SafetyWorkload.Strategy.allCases {
-                note(await SafetyWorkload.run(strategy, symbols: plan.safetySymbols, resizes: plan.safetyResizes,
-                                              interval: plan.safetyInterval, latency: plan.safetyLatency))
+            for arrival in plan.safetyArrivals {
+                for strategy in SafetyWorkload.Strategy.allCases {
+                    note(await SafetyWorkload.run(strategy, symbols: plan.safetySymbols, resizes: plan.safetyResizes,
+                                                  interval: plan.safetyInterval, latency: plan.safetyLatency, arrival: arrival))
+                }
             }
         }
         if workloads.contains("durable") {

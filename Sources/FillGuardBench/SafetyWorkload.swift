@@ -23,11 +23,22 @@ public enum SafetyWorkload {
         case seed
     }
 
+    /// When, within each step, the symbols' fills happen at the exchange.
+    public enum Arrival: String, Sendable, CaseIterable {
+        /// All at once: the exchange fills every symbol in one pass, as fast as it can (a burst
+        /// across symbols; the simulated exchange takes 10 to 25 µs per symbol under one lock).
+        case together
+        /// One at a time: symbol `i` fills `i × interval / symbols` into the step.
+        case spread
+    }
+
     static let entryShares = 100
     static let scaleInShares = 10
 
-    /// Runs one strategy: `symbols` × `resizes` scale-in fills at `latency` per broker request.
-    public static func run(_ strategy: Strategy, symbols: Int, resizes: Int, interval: Duration, latency: Duration) async -> Measurement {
+    /// Runs one strategy: `symbols` × `resizes` scale-in fills at `latency` per broker request,
+    /// arriving `together` or `spread` over each interval.
+    public static func run(_ strategy: Strategy, symbols: Int, resizes: Int, interval: Duration, latency: Duration,
+                           arrival: Arrival = .together) async -> Measurement {
         let names = (0..<symbols).map(BenchUniverse.symbol)
         var configuration = SimulatorConfiguration(seed: 7)
         configuration.nativeModify = strategy == .nativeModify || strategy == .seed
@@ -70,16 +81,22 @@ public enum SafetyWorkload {
         await settle(exchange, manager, seed)
 
         let before = exchange.exposure
+        var span: Int64 = 0
         for step in 0..<resizes {
             // On a thread of its own, as a real exchange would be: not one of the few threads
             // Swift's cooperative pool runs FillManager on.
             let limit = price(9_990 - 10 * Int64(step))
-            await FeedThread.run(name: "bench-exchange") {
-                for symbol in names {
+            let gap = arrival == .spread ? BenchClock.nanos(interval) / Int64(max(1, symbols)) : 0
+            let stepSpan = await FeedThread.run(name: "bench-exchange") { () -> Int64 in
+                let begin = BenchClock.now()
+                for (index, symbol) in names.enumerated() {
+                    if gap > 0 { BenchClock.sleep(until: begin + Int64(index) * gap) }
                     clock.mark(symbol)
                     exchange.setPrice(limit, of: symbol)
                 }
+                return BenchClock.now() - begin
             }
+            span = max(span, stepSpan)
             try? await Task.sleep(for: interval)
         }
         await settle(exchange, manager, seed)
@@ -100,12 +117,13 @@ public enum SafetyWorkload {
         var measurement = Measurement(
             workload: "safety", implementation: strategy == .seed ? "seed" : "fillguard",
             parameters: ["symbols": "\(symbols)", "fills": "\(total)", "latency": FillGuardWorkloads.format(latency),
-                         "interval": FillGuardWorkloads.format(interval), "strategy": strategy.rawValue],
+                         "interval": FillGuardWorkloads.format(interval), "strategy": strategy.rawValue, "arrival": arrival.rawValue],
             metrics: ["resizes": Double(total),
                       "unprotectedShareSecondsPer1000": unprotected,
                       "overCoveredShareSecondsPer1000": overCovered,
                       "nakedShareSecondsPer1000": naked,
                       "roundTripShareSecondsPer1000": roundTrip,
+                      "stepSpanMicros": Double(span) / 1_000,
                       "violations": Double(violations)],
             notes: ["unprotected = position not covered by stops (includes the round trip before an enlarged stop is live; roundTrip = \(scaleInShares) shares × one broker latency per resize, the least any client can have); naked = no live stop at all; reaction = FillGuard's own part: the fill at the exchange to its first protective request arriving there"])
         if strategy != .seed {

@@ -66,6 +66,26 @@ struct BenchWorkloadTests {
         #expect(cancelFirst.metrics["violations"] == 0)
     }
 
+    @Test("safety with fills spread over each interval: a row of its own, held to the same rules")
+    func safetySpreadArrival() async throws {
+        let together = await SafetyWorkload.run(.nativeModify, symbols: 4, resizes: 2, interval: .milliseconds(40), latency: .milliseconds(1))
+        let spread = await SafetyWorkload.run(.nativeModify, symbols: 4, resizes: 2, interval: .milliseconds(40), latency: .milliseconds(1),
+                                              arrival: .spread)
+        #expect(together.parameters["arrival"] == "together")
+        #expect(spread.parameters["arrival"] == "spread")
+        #expect(spread.rowKey != together.rowKey && spread.comparisonKey != together.comparisonKey,
+                "compared with the seed under the same arrival only")
+        let floor = try #require(spread.metrics["roundTripShareSecondsPer1000"])
+        #expect(try #require(spread.metrics["unprotectedShareSecondsPer1000"]) >= floor * 0.99)
+        #expect(spread.metrics["nakedShareSecondsPer1000"] == 0)
+        #expect(spread.metrics["overCoveredShareSecondsPer1000"] == 0)
+        #expect(spread.metrics["resizes"] == 8)
+        // 4 symbols 10 ms apart: the last fills 30 ms into its step; together, all in one pass.
+        #expect(try #require(spread.metrics["stepSpanMicros"]) >= 30_000)
+        #expect(try #require(together.metrics["stepSpanMicros"]) < 30_000)
+        #expect(spread.metrics["violations"] == 0)
+    }
+
     @Test("the standard mix closes every position: no refused fill, no violation")
     func standardMixIsValid() async {
         let result = await FillGuardWorkloads.throughput(symbols: 4, fills: 400, latency: .zero, mix: .standard)
