@@ -26,7 +26,8 @@ public enum SafetyWorkload {
     /// When, within each step, the symbols' fills happen at the exchange.
     public enum Arrival: String, Sendable, CaseIterable {
         /// All at once: the exchange fills every symbol in one pass, as fast as it can (a burst
-        /// across symbols; the simulated exchange takes 10 to 25 µs per symbol under one lock).
+        /// across symbols; the simulated exchange takes them one after another under its one lock,
+        /// which the protective requests also need: 2 to 10 ms for 100 symbols).
         case together
         /// One at a time: symbol `i` fills `i × interval / symbols` into the step.
         case spread
