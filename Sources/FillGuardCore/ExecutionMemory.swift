@@ -9,9 +9,9 @@ struct ExecutionMemory: Sendable {
     /// Ids per generation (the configured execution window).
     let generationSize: Int
     /// The newer generation.
-    var current = ExecutionIDSet()
+    var current: ExecutionIDSet
     /// The older generation.
-    var previous = ExecutionIDSet()
+    var previous: ExecutionIDSet
     /// The serial of the last applied execution: the number of executions ever applied.
     var applied: UInt64 = 0
     /// The serial of the first execution of `previous`: every execution from here on is remembered.
@@ -21,6 +21,8 @@ struct ExecutionMemory: Sendable {
 
     init(generationSize: Int) {
         self.generationSize = max(1, generationSize)
+        self.current = ExecutionIDSet(limit: self.generationSize)
+        self.previous = ExecutionIDSet(limit: self.generationSize)
     }
 
     /// True if the id is remembered as applied.
@@ -43,14 +45,15 @@ struct ExecutionMemory: Sendable {
     }
 
     /// Confirms the reserved execution: returns its serial, and rotates the generations when the
-    /// current one is full.
+    /// current one is full. The new generation starts empty and grows as the old one did (at
+    /// counts of its own), instead of every symbol allocating a whole generation at its rotation.
     mutating func commit() -> UInt64 {
         applied += 1
         let serial = applied
         if current.count >= generationSize {
             previous = current
             previousStart = currentStart
-            current = ExecutionIDSet(reservingCapacity: generationSize)
+            current = ExecutionIDSet(limit: generationSize)
             currentStart = applied + 1
         }
         return serial
@@ -70,7 +73,8 @@ struct ExecutionMemory: Sendable {
 /// The table doubles when the ids reach `growAt`: half the table, less a jitter of up to an eighth
 /// of it taken from the hash of the id that grew it last. Sets that fill in step (a thousand
 /// symbols each getting their 129th fill within the same 10 ms) so grow at different counts,
-/// spread over many fills, instead of all in the same few milliseconds.
+/// spread over many fills, instead of all in the same few milliseconds. A table with room for
+/// `limit` ids at half full (the generation's size) gets no jitter: it is the last one needed.
 struct ExecutionIDSet: Sendable {
     /// The ids, oldest first.
     private(set) var ids: [ExecutionID] = []
@@ -81,23 +85,20 @@ struct ExecutionIDSet: Sendable {
     private var table: [UInt64] = []
     /// The count at which the next id doubles the table (at most half the table: linear probing
     /// always finds an empty slot).
-    private var growAt = 0
+    private var growAt: Int32 = 0
+    /// The ids the set is meant to hold (its generation's size); more are taken, without jitter.
+    let limit: Int32
 
     static let listLimit = 8
 
-    init() {}
-
-    /// An empty set sized for `capacity` ids (no rehashing while it fills).
-    init(reservingCapacity capacity: Int) {
-        ids.reserveCapacity(capacity)
-        if capacity > Self.listLimit {
-            rebuild(capacity: capacity * 2)
-            growAt = table.count / 2
-        }
+    /// An empty set meant to hold up to `limit` ids.
+    init(limit: Int) {
+        self.limit = Int32(clamping: max(1, limit))
     }
 
-    /// A set of these ids, in this order (duplicates kept once).
-    init(_ ids: [ExecutionID]) {
+    /// A set of these ids, in this order (duplicates kept once), meant to hold up to `limit`.
+    init(_ ids: [ExecutionID], limit: Int) {
+        self.init(limit: limit)
         self.ids.reserveCapacity(ids.count)
         for id in ids { _ = insert(id, hash: Self.hash(id)) }
     }
@@ -134,22 +135,25 @@ struct ExecutionIDSet: Sendable {
             ids.append(id)
             if ids.count > Self.listLimit {
                 rebuild(capacity: Self.listLimit * 4)
-                growAt = Self.growthPoint(tableSize: table.count, hash: hash)
+                growAt = growthPoint(hash: hash)
             }
             return true
         }
-        if ids.count >= growAt {
+        if ids.count >= Int(growAt) {
             grow()
-            growAt = Self.growthPoint(tableSize: table.count, hash: hash)
+            growAt = growthPoint(hash: hash)
         }
         ids.append(id)
         place(index: ids.count - 1, hash: hash)
         return true
     }
 
-    /// Half of `tableSize`, less a jitter below an eighth of it from the hash's low bits.
-    private static func growthPoint(tableSize: Int, hash: UInt64) -> Int {
-        tableSize / 2 - Int(truncatingIfNeeded: hash) & (tableSize / 8 - 1)
+    /// Half the table, less a jitter below an eighth of it from the hash's low bits; just half
+    /// once that holds `limit`.
+    private func growthPoint(hash: UInt64) -> Int32 {
+        let half = Int32(table.count / 2)
+        guard half < limit else { return half }
+        return half - Int32(truncatingIfNeeded: hash) & (half / 4 - 1)
     }
 
     /// Removes the id inserted last (linear probing: clearing the newest entry breaks no chain,

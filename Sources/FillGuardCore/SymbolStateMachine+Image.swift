@@ -155,8 +155,8 @@ extension SymbolStateMachine {
         activeOrders = image.activeOrders
         sequence = image.sequence
         for record in image.retired { retired.insert(record) }
-        executions.previous = ExecutionIDSet(image.previousExecutions)
-        executions.current = ExecutionIDSet(image.currentExecutions)
+        executions.previous = ExecutionIDSet(image.previousExecutions, limit: executions.generationSize)
+        executions.current = ExecutionIDSet(image.currentExecutions, limit: executions.generationSize)
         executions.applied = image.executionsApplied
         executions.previousStart = image.previousStart
         executions.currentStart = image.currentStart

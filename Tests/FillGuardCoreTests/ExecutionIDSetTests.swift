@@ -15,7 +15,7 @@ struct ExecutionIDSetTests {
     @Test("sets filled in step grow their tables at different counts, never past half full")
     func growthIsSpread() {
         let sets = 200
-        var tables = [ExecutionIDSet](repeating: ExecutionIDSet(), count: sets)
+        var tables = [ExecutionIDSet](repeating: ExecutionIDSet(limit: 1_024), count: sets)
         // For each set, the count of ids at which its table left 256 slots.
         var leftSize256 = [Int](repeating: 0, count: sets)
         for number in 0..<300 {
@@ -43,23 +43,35 @@ struct ExecutionIDSetTests {
         }
     }
 
-    @Test("a set reserved for a generation holds that generation without growing")
-    func reservedSetDoesNotGrow() {
-        for capacity in [9, 100, 1_024, 4_000] {
-            var set = ExecutionIDSet(reservingCapacity: capacity)
-            let size = set.tableSize
-            for number in 0..<capacity {
-                let id = Self.id(0, number)
+    @Test("a set grows no further than its generation needs, and past it keeps the load at one half")
+    func growthStopsAtTheLimit() {
+        for limit in [9, 100, 1_024, 4_000] {
+            var set = ExecutionIDSet(limit: limit)
+            for number in 0..<limit {
+                let id = Self.id(limit, number)
                 #expect(Self.insert(id, into: &set))
             }
-            #expect(set.tableSize == size, "capacity \(capacity): grew from \(size) to \(set.tableSize)")
-            #expect(set.count == capacity)
+            // The smallest table that holds the generation at half full (a jittered growth
+            // before the limit would have doubled it once more).
+            var needed = 16
+            while needed / 2 < limit { needed *= 2 }
+            #expect(set.tableSize == max(32, needed), "limit \(limit): table \(set.tableSize)")
+            // More than the limit (an image from a larger window): still found, load at most one half.
+            for number in limit..<(limit * 3) {
+                let id = Self.id(limit, number)
+                #expect(Self.insert(id, into: &set))
+                #expect(set.count * 2 <= set.tableSize)
+            }
+            for number in stride(from: 0, to: limit * 3, by: 7) {
+                let id = Self.id(limit, number)
+                #expect(set.contains(id, hash: ExecutionIDSet.hash(id)))
+            }
         }
     }
 
     @Test("the id that grew the table can be taken back, and every other id is still found")
     func removeLastAfterGrowth() {
-        var set = ExecutionIDSet()
+        var set = ExecutionIDSet(limit: 1_024)
         var number = 0
         var grown = 0
         while grown < 4 {
