@@ -53,32 +53,7 @@ struct FillManagerTests {
 
     @Test("different symbols are processed in parallel")
     func differentSymbolsOverlapInTime() async throws {
-        // Two lanes must both be inside their processing at the same moment: each waits (with a
-        // generous timeout as a failure guard) for the other inside the reaction hook.
-        let arrivals = Mutex(0)
-        let bothInside = DispatchSemaphore(value: 0)
-        let met = Mutex(0)
-        let configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
-            let count = arrivals.withLock { $0 += 1; return $0 }
-            if count == 2 { bothInside.signal(); bothInside.signal() }
-            if count <= 2 {
-                // The first lane in waits for the second: it can only arrive if it runs meanwhile.
-                if bothInside.wait(timeout: .now() + .seconds(20)) == .success, count == 1 { met.withLock { $0 += 1 } }
-            }
-        })
-        let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
-        var fills = FillMaker()
-        try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
-        try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
-        await manager.waitUntilIdle()
-        let entryA = try #require(await manager.position("A")?.liveOrder(.entry))
-        let entryB = try #require(await manager.position("B")?.liveOrder(.entry))
-        manager.receive(fills.fill(entryA, 10, at: "100"))
-        manager.receive(fills.fill(entryB, 10, at: "100"))
-        await manager.waitUntilIdle()
-        #expect(met.withLock { $0 } == 1, "lane AAA and lane BBB were inside processing at the same time")
-        #expect(await manager.invariantViolations().isEmpty)
+        try await expectTwoSymbolsRunAtOnce()
     }
 
     @Test("fills from several threads at once across symbols all land exactly, whether idle runners poll or not",

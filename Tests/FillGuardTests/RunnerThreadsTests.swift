@@ -73,31 +73,9 @@ struct RunnerThreadsTests {
 
     @Test("two dedicated threads run two symbols at the same moment")
     func twoThreadsRunInParallel() async throws {
-        // Each lane waits (with a generous timeout as a failure guard) inside the reaction hook
-        // for the other: both get in only if two threads run them at once.
-        let arrivals = Mutex(0)
-        let bothInside = DispatchSemaphore(value: 0)
-        let met = Mutex(0)
         let threads = RunnerThreads(count: 2, name: "test-runner")
         defer { threads.shutdown() }
-        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
-            let count = arrivals.withLock { $0 += 1; return $0 }
-            if count == 2 { bothInside.signal(); bothInside.signal() }
-            if count <= 2, bothInside.wait(timeout: .now() + .seconds(20)) == .success, count == 1 { met.withLock { $0 += 1 } }
-        })
-        configuration.runnerThreads = threads
-        let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
-        var fills = FillMaker()
-        try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
-        try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
-        await manager.waitUntilIdle()
-        let entryA = try #require(await manager.position("A")?.liveOrder(.entry))
-        let entryB = try #require(await manager.position("B")?.liveOrder(.entry))
-        manager.receive(fills.fill(entryA, 10, at: "100"))
-        manager.receive(fills.fill(entryB, 10, at: "100"))
-        await manager.waitUntilIdle()
-        #expect(met.withLock { $0 } == 1, "lane AAA and lane BBB were inside processing at the same time")
-        #expect(await manager.invariantViolations().isEmpty)
+        try await expectTwoSymbolsRunAtOnce { $0.runnerThreads = threads }
     }
 
     @Test("after shutdown the lanes run on Swift's thread pool: nothing is left unprocessed")

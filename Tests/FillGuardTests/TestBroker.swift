@@ -1,3 +1,4 @@
+import Dispatch
 import FillGuard
 import FillGuardCore
 import Synchronization
@@ -203,5 +204,34 @@ func expectCovered(_ manager: FillManager, positions count: Int, net: Quantity, 
         #expect(position.liveOrder(.stopLoss)?.openQuantity == net, sourceLocation: sourceLocation)
         if withTarget { #expect(position.liveOrder(.takeProfit)?.openQuantity == net, sourceLocation: sourceLocation) }
     }
+    #expect(await manager.invariantViolations().isEmpty, sourceLocation: sourceLocation)
+}
+
+/// Expects lanes AAA and BBB to be inside their processing at the same moment. Each lane's
+/// reaction hook waits for the other (a 20 s timeout is the failure guard), so both get in only if
+/// two threads run them at once. `configure` adds to the configuration (runner threads, say).
+func expectTwoSymbolsRunAtOnce(configure: (inout FillGuardConfiguration) -> Void = { _ in },
+                               sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let arrivals = Mutex(0)
+    let bothInside = DispatchSemaphore(value: 0)
+    let met = Mutex(0)
+    var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
+        let count = arrivals.withLock { $0 += 1; return $0 }
+        if count == 2 { bothInside.signal(); bothInside.signal() }
+        // The first lane in waits for the second: it can only arrive if it runs meanwhile.
+        if count <= 2, bothInside.wait(timeout: .now() + .seconds(20)) == .success, count == 1 { met.withLock { $0 += 1 } }
+    })
+    configure(&configuration)
+    let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
+    var fills = FillMaker()
+    try await manager.open(BracketSpec(positionID: "A", symbol: "AAA", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+    try await manager.open(BracketSpec(positionID: "B", symbol: "BBB", side: .buy, quantity: 10, stopLoss: Price("90"), takeProfit: nil))
+    await manager.waitUntilIdle()
+    let entryA = try #require(await manager.position("A")?.liveOrder(.entry), sourceLocation: sourceLocation)
+    let entryB = try #require(await manager.position("B")?.liveOrder(.entry), sourceLocation: sourceLocation)
+    manager.receive(fills.fill(entryA, 10, at: "100"))
+    manager.receive(fills.fill(entryB, 10, at: "100"))
+    await manager.waitUntilIdle()
+    #expect(met.withLock { $0 } == 1, "lane AAA and lane BBB were inside processing at the same time", sourceLocation: sourceLocation)
     #expect(await manager.invariantViolations().isEmpty, sourceLocation: sourceLocation)
 }
