@@ -34,7 +34,7 @@ public enum BenchClock {
         var spec = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
         while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &spec, nil) == EINTR {}
         #else
-        while now() < deadline { usleep(UInt32(max(1, (deadline - now()) / 1_000))) }
+        while now() < deadline { usleep(UInt32(clamping: max(1, (deadline - now()) / 1_000))) }
         #endif
     }
 

@@ -83,11 +83,11 @@ public enum SafetyWorkload {
 
         let before = exchange.exposure
         var span: Int64 = 0
+        let gap = arrival == .spread ? BenchClock.nanos(interval) / Int64(max(1, symbols)) : 0
         for step in 0..<resizes {
             // On a thread of its own, as a real exchange would be: not one of the few threads
             // Swift's cooperative pool runs FillManager on.
             let limit = price(9_990 - 10 * Int64(step))
-            let gap = arrival == .spread ? BenchClock.nanos(interval) / Int64(max(1, symbols)) : 0
             let stepSpan = await FeedThread.run(name: "bench-exchange") { () -> Int64 in
                 let begin = BenchClock.now()
                 for (index, symbol) in names.enumerated() {
