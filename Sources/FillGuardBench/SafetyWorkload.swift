@@ -82,6 +82,7 @@ public enum SafetyWorkload {
         await settle(exchange, manager, seed)
 
         let before = exchange.exposure
+        let modifiesBefore = exchange.statistics.applied["modify"] ?? AppliedDelay()
         var span: Int64 = 0
         let gap = arrival == .spread ? BenchClock.nanos(interval) / Int64(max(1, symbols)) : 0
         for step in 0..<resizes {
@@ -102,6 +103,7 @@ public enum SafetyWorkload {
         }
         await settle(exchange, manager, seed)
         let after = exchange.exposure
+        let modifiesAfter = exchange.statistics.applied["modify"] ?? AppliedDelay()
         let violations = await manager?.invariantViolations().count ?? 0
         seed?.shutdown()
         manager?.finishSubscriptions()
@@ -130,6 +132,16 @@ public enum SafetyWorkload {
         if strategy != .seed {
             measurement.metrics["reactionP50Micros"] = clock.micros(50)
             measurement.metrics["reactionP99Micros"] = clock.micros(99)
+            measurement.metrics["reactionMeanMicros"] = clock.meanMicros
+        }
+        if strategy == .nativeModify {
+            // The round trip as the exchange actually took it: each modify's own time from its
+            // arrival to its effect (the sleep of `latency` runs late by the clock's slack).
+            let modifies = AppliedDelay(count: modifiesAfter.count - modifiesBefore.count,
+                                        totalNanoseconds: modifiesAfter.totalNanoseconds - modifiesBefore.totalNanoseconds)
+            measurement.metrics["modifyTookMeanMicros"] = modifies.meanNanoseconds / 1_000
+            measurement.metrics["realisedRoundTripShareSecondsPer1000"] = Double(scaleInShares) * modifies.meanNanoseconds / 1e9 * 1_000
+            measurement.notes.append("realisedRoundTrip = \(scaleInShares) shares × the mean time a modify took at the exchange, arrival to effect (modifyTookMean); unprotected − realisedRoundTrip is FillGuard's part, about \(scaleInShares) shares × reactionMean")
         }
         return measurement
     }
@@ -170,6 +182,11 @@ final class RequestClock: Broker, Sendable {
     func mark(_ symbol: Symbol) {
         let now = BenchClock.now()
         marks.withLock { $0[symbol] = now }
+    }
+
+    /// The mean reaction, in microseconds (0 without any).
+    var meanMicros: Double {
+        histogram.withLock { $0.totalCount == 0 ? 0 : $0.mean / 1_000 }
     }
 
     /// A percentile of the reactions, in microseconds (0 without any).

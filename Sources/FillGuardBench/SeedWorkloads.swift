@@ -107,9 +107,10 @@ public enum SeedWorkloads {
             var lateness = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .two)
             for sent in 0..<fills {
                 let due = start + Int64(Double(sent) * interval)
-                while BenchClock.now() < due { BenchClock.yieldThread() }
                 let index = sent % symbols
-                seed.receive(BenchUniverse.fill(sent, order: scaleIns[index], symbol: BenchUniverse.symbol(index), side: .buy, shares: 1))
+                let report = BenchUniverse.fill(sent, order: scaleIns[index], symbol: BenchUniverse.symbol(index), side: .buy, shares: 1)
+                while BenchClock.now() < due { BenchClock.yieldThread() }
+                seed.receive(report)
                 last = BenchClock.now()
                 _ = lateness.record(UInt64(max(0, last - due)))
             }

@@ -316,6 +316,7 @@ public final class SimulatedExchange: Broker, Sendable {
 
     private func handle(_ kind: String, allowsRace: Bool, raceOrder: (Symbol, OrderID)? = nil,
                         _ apply: (inout State) throws(BrokerError) -> Void) async throws(BrokerError) {
+        let arrived = ContinuousClock.now
         let delay = state.withLock { state -> Duration in
             state.requestsInProgress += 1
             state.statistics.requests[kind, default: 0] += 1
@@ -337,7 +338,10 @@ public final class SimulatedExchange: Broker, Sendable {
                 if roll < 0.70 {
                     // The request takes effect but its answer is lost.
                     state.statistics.faults["timedOut", default: 0] += 1
-                    do throws(BrokerError) { try apply(&state) } catch {}
+                    do throws(BrokerError) {
+                        try apply(&state)
+                        state.statistics.applied[kind, default: AppliedDelay()].add(since: arrived)
+                    } catch {}
                     return .failure(BrokerError(.timedOut, "simulated timeout (the request may have taken effect)"))
                 }
                 if roll < 0.85 {
@@ -352,6 +356,7 @@ public final class SimulatedExchange: Broker, Sendable {
             }
             do throws(BrokerError) {
                 try apply(&state)
+                state.statistics.applied[kind, default: AppliedDelay()].add(since: arrived)
                 return .success(())
             } catch {
                 return .failure(error)
@@ -526,5 +531,14 @@ extension SimulatedExchange: BrokerQueries {
         }
         return BrokerOrderState(orderID: order.id, symbol: order.symbol, side: order.side, type: order.type,
                                 quantity: order.quantity, filled: order.filled, status: status)
+    }
+}
+
+extension AppliedDelay {
+    /// Counts one request that arrived at `arrived` and takes effect now.
+    mutating func add(since arrived: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - arrived
+        count += 1
+        totalNanoseconds += elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
     }
 }

@@ -78,6 +78,26 @@ public struct SimulatorStatistics: Sendable, Hashable {
     public var reorders = 0
     /// Fills executed (each counted once).
     public var fills = 0
+    /// Requests that reached their effect, by kind, and the time they took from arrival to
+    /// taking effect (the configured latency as the clock honoured it, plus any wait for the book).
+    public var applied: [String: AppliedDelay] = [:]
+}
+
+/// How long requests of one kind took from arrival at the exchange to taking effect.
+public struct AppliedDelay: Sendable, Hashable {
+    /// Requests counted.
+    public var count = 0
+    /// Their delays added up, in nanoseconds.
+    public var totalNanoseconds: Int64 = 0
+
+    /// A total of `count` requests that took `totalNanoseconds` together.
+    public init(count: Int = 0, totalNanoseconds: Int64 = 0) {
+        self.count = count
+        self.totalNanoseconds = totalNanoseconds
+    }
+
+    /// The mean delay in nanoseconds (0 without requests).
+    public var meanNanoseconds: Double { count == 0 ? 0 : Double(totalNanoseconds) / Double(count) }
 }
 
 /// Exposure measured by the exchange from its own truth, in share-seconds (3 decimals).

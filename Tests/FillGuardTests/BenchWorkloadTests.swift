@@ -60,10 +60,17 @@ struct BenchWorkloadTests {
         #expect(try #require(native.metrics["unprotectedShareSecondsPer1000"]) >= floor * 0.99,
                 "the enlarged stop goes live one modify latency after the fill at the earliest")
         #expect(try #require(native.metrics["reactionP50Micros"]) > 0)
+        // The exchange times each modify from arrival to effect: never under the configured
+        // latency (a sleep does not end early), and 2 × 3 resizes × 2 protective orders of them.
+        #expect(try #require(native.metrics["modifyTookMeanMicros"]) >= 1_000)
+        let realised = try #require(native.metrics["realisedRoundTripShareSecondsPer1000"])
+        #expect(realised >= floor)
         #expect(native.metrics["violations"] == 0)
+        #expect(native.metrics["reactionMeanMicros"] != nil)
         let cancelFirst = await SafetyWorkload.run(.cancelThenCreate, symbols: 2, resizes: 3, interval: .milliseconds(20), latency: .milliseconds(1))
         #expect(try #require(cancelFirst.metrics["nakedShareSecondsPer1000"]) > 0, "no stop between the cancel and the new one")
         #expect(cancelFirst.metrics["violations"] == 0)
+        #expect(cancelFirst.metrics["realisedRoundTripShareSecondsPer1000"] == nil, "a modify round trip only where modifies resize")
     }
 
     @Test("safety with fills spread over each interval: a row of its own, held to the same rules")

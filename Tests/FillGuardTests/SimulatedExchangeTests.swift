@@ -38,6 +38,22 @@ struct SimulatedExchangeTests {
         #expect(exchange.liveOrders(of: "AAA").isEmpty)
     }
 
+    @Test("each request that takes effect is timed from its arrival, never under the configured latency; a refused one is not")
+    func appliedDelays() async throws {
+        let exchange = exchange { $0.latency = .milliseconds(2) ... .milliseconds(2) }
+        try await exchange.submit(request("S", .sell, .stop(Price("90")!), 5))
+        try await exchange.modify(ModifyOrderRequest(orderID: "S", symbol: "AAA", newQuantity: 7))
+        await #expect(throws: BrokerError.self) {
+            try await exchange.modify(ModifyOrderRequest(orderID: "missing", symbol: "AAA", newQuantity: 7))
+        }
+        let applied = exchange.statistics.applied
+        #expect(applied["submit"]?.count == 1)
+        #expect(applied["modify"]?.count == 1, "the refused modify is not counted")
+        #expect(applied["cancel"] == nil)
+        #expect(try #require(applied["modify"]?.meanNanoseconds) >= 2_000_000)
+        #expect(exchange.statistics.requests["modify"] == 2)
+    }
+
     @Test("limits and stops fill when the price crosses, on both sides")
     func limitsAndStops() async throws {
         let exchange = exchange()
