@@ -8,6 +8,8 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         case protectiveEndedByBroker
         /// The entry was refused, so the position never opened.
         case entryRejected
+        /// The broker kept answering "too late" for an order whose fills never came.
+        case fillsOverdue
     }
     /// What went wrong.
     public var kind: Kind

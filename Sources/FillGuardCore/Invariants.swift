@@ -14,8 +14,9 @@ public struct InvariantViolation: Sendable, Hashable, CustomStringConvertible {
 extension SymbolStateMachine {
     /// Checks rule 1 always, and rule 2 when `atQuiescence` (no operation in flight or pending).
     ///
-    /// Rule 2 skips a role whose order is waiting on a "too late" outcome, and one whose last
-    /// operation failed for good: those have raised an alert and are reported, not hidden.
+    /// Rule 2 skips a role whose order is waiting for the fills a "too late" answer announced
+    /// (sent again at the retry's time; alerted when the broker keeps answering so without them),
+    /// and one whose last operation failed for good (alerted): reported, not hidden.
     public func invariantViolations(atQuiescence: Bool) -> [InvariantViolation] {
         var found: [InvariantViolation] = []
         for position in positions {

@@ -232,7 +232,12 @@ public struct SymbolStateMachine: Sendable {
             // A late fill that completes a cancelled order.
             setPhase(s, .done(.filled))
         }
-        if !orders[s].isLive { orders[s].awaitingFill = false }
+        if orders[s].awaitingFill {
+            // The fills a "too late" answer announced are coming in: re-derive from them (a
+            // partial one leaves the order live, to be resized with the rest).
+            orders[s].awaitingFill = false
+            orders[s].attempts = 0
+        }
         deactivateIfFinished(s)
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
 
@@ -445,19 +450,34 @@ public struct SymbolStateMachine: Sendable {
                 return
             }
             // The order filled (or ended) first. If its fills are all in, it is done now;
-            // otherwise wait for them and re-derive from them.
-            orders[s].attempts = 0
+            // otherwise wait for them and re-derive from them. Should none come by the retry's
+            // time, the work is sent again (the answer is checked, not trusted for ever); a
+            // broker that keeps answering "too late" without the fills is alerted.
             orders[s].mayBeLive = false
             if orders[s].isLive {
                 if orders[s].filled >= orders[s].quantity {
+                    orders[s].attempts = 0
                     setPhase(s, .done(.filled))
                 } else if orders[s].hasUncertainSize, orders[s].filled >= orders[s].uncertainLow {
                     // A smaller size asked for by a modify that timed out took effect, and filled.
+                    orders[s].attempts = 0
                     orders[s].quantity = orders[s].filled
                     setPhase(s, .done(.filled))
                 } else {
                     orders[s].awaitingFill = true
+                    orders[s].attempts += 1
+                    let attempts = Int(orders[s].attempts)
+                    if attempts < configuration.maxAttempts {
+                        orders[s].retryPending = true
+                        actions.append(.scheduleRetry(orders[s].id, attempt: attempts))
+                    } else {
+                        actions.append(.alert(Alert(
+                            kind: .fillsOverdue, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                            message: "\(operation.kind.rawValue) answered too late \(attempts) times, but the fills of \(orders[s].id) have not come; waiting for them")))
+                    }
                 }
+            } else {
+                orders[s].attempts = 0
             }
             deactivateIfFinished(s)
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
@@ -477,6 +497,8 @@ public struct SymbolStateMachine: Sendable {
     public mutating func retryDue(_ orderID: OrderID, emitting actions: inout [Action]) {
         guard let s = slot(of: orderID), orders[s].retryPending else { return }
         orders[s].retryPending = false
+        // A "too late" answer whose fills are overdue: the order's work is sent again.
+        if orders[s].isLive { orders[s].awaitingFill = false }
         plan(Int(orders[s].position), emitting: &actions)
     }
 

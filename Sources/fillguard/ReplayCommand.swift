@@ -33,15 +33,19 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-            writeToStandardError("fillguard: cannot read trace file '\(file)'\n")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let data = FileManager.default.contents(atPath: file) else {
+            writeToStandardError("fillguard: cannot read trace file '\(file)' (missing, a directory or not readable)\n")
             throw ExitCode(2)
         }
         let options = ReplayOptions(nativeModify: !noModify,
                                     strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate,
                                     maxAttempts: maxAttempts)
-        let report = TraceReplayer.replay(text, options: options)
+        let report = TraceReplayer.replay(bytes: [UInt8](data), options: options)
         print(json ? report.json : report.text)
+        // The contract JSON has no field for these: they go beside it, not into it.
+        if json { for notice in report.notices { writeToStandardError("\(notice)\n") } }
         if !report.violations.isEmpty {
             for violation in report.violations { writeToStandardError("invariant violated: \(violation)\n") }
             throw ExitCode(1)

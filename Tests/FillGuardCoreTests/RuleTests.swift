@@ -133,6 +133,67 @@ struct RuleTests {
         #expect(model.live("P1", .stopLoss)?.type.displayPrice == Price(side == .buy ? "95" : "105"), "at the bracket's price")
     }
 
+    /// Answers the in-flight operation on the role's order "too late" without the broker having
+    /// filled it (a claim whose fills never come), then lets the retry that follows come due.
+    private func answerTooLate(_ model: inout ModelBroker, _ role: OrderRole) throws {
+        model.pull()
+        let index = try #require(model.inFlight.firstIndex { $0.role == role })
+        model.complete(index, failing: .tooLate("too late to modify"))
+    }
+
+    @Test("a 'too late' answer whose fills never come: the work goes again at the retry's time; a broker that keeps answering so is alerted", arguments: sides)
+    func tooLateWithoutFillsIsCheckedAgain(side: Side) throws {
+        var model = try opened(side)
+        try model.fill("P1", .scaleIn(0), 100, at: side == .buy ? "98" : "102")
+        try answerTooLate(&model, .stopLoss)
+        let stop = try #require(model.live("P1", .stopLoss))
+        #expect(stop.openQuantity == 300, "not resized yet: waiting for the announced fills")
+        #expect(model.retries == [stop.id], "a retry is scheduled for it")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.id == stop.id)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400, "the modify went again and took effect")
+        expectProtected(model)
+        #expect(model.alerts.isEmpty)
+
+        // Three "too late" answers in a row (the default maximum) with no fill: alerted, waiting.
+        try model.fill("P1", .scaleIn(0), 50, at: side == .buy ? "98" : "102")
+        for answer in 1...3 {
+            try answerTooLate(&model, .stopLoss)
+            var actions: [SymbolStateMachine.Action] = []
+            for id in model.retries { model.machine.retryDue(id, emitting: &actions) }
+            #expect(model.retries.count == (answer < 3 ? 1 : 0))
+            model.retries.removeAll()
+        }
+        let alert = try #require(model.alerts.first)
+        #expect(alert.kind == .fillsOverdue)
+        #expect(alert.role == .stopLoss && alert.orderID == stop.id)
+        #expect(model.alerts.count == 1)
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400, "still waiting for the fills")
+        #expect(model.live("P1", .takeProfit)?.openQuantity == 450)
+
+        // A fill of the stop comes after all (a partial one): it is re-derived at once.
+        try model.fill("P1", .stopLoss, 30, at: side == .buy ? "95" : "105")
+        model.settle()
+        #expect(model.snapshot("P1").netQuantity.magnitude == 420)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 420)
+        expectProtected(model)
+    }
+
+    @Test("a 'too late' cancel on a flat position whose fills never come: the cancel goes again, nothing is left working", arguments: sides)
+    func tooLateCancelWithoutFillsIsSentAgain(side: Side) throws {
+        var model = try opened(side)
+        try model.fill("P1", .stopLoss, 300, at: side == .buy ? "95" : "105")
+        try answerTooLate(&model, .scaleIn(0))
+        #expect(model.live("P1", .scaleIn(0)) != nil, "waiting for the announced fills")
+        model.settle()
+        #expect(model.live("P1", .scaleIn(0)) == nil)
+        #expect(model.brokerLive("P1", .scaleIn(0)).isEmpty, "cancelled at the broker")
+        #expect(model.snapshot("P1").status == .closed)
+        expectProtected(model)
+        #expect(model.alerts.isEmpty)
+    }
+
     @Test("rule 7: a fill on an order whose cancel was already acknowledged still counts", arguments: sides)
     func fillAfterCancelAckCounts(side: Side) throws {
         var model = try opened(side, entryFill: 100)

@@ -167,4 +167,67 @@ struct ReplayTests {
         #expect(report.positions.first?.liveOrder(.stopLoss)?.side == .buy)
         #expect(report.rejected.map(\.line) == [4])
     }
+
+    private static let openLong = "{\"type\":\"open\",\"position\":\"P\",\"symbol\":\"GLD\",\"side\":\"buy\",\"quantity\":\"300\",\"stopLoss\":\"245\",\"takeProfit\":\"250\",\"scaleIns\":[{\"quantity\":\"100\",\"limit\":\"246\"}]}"
+
+    private static func fill(_ role: String, _ quantity: String, _ exec: String, index: Int? = nil) -> String {
+        "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"\(role)\"\(index.map { ",\"index\":\($0)" } ?? ""),\"quantity\":\"\(quantity)\",\"price\":\"248\",\"execId\":\"\(exec)\"}"
+    }
+
+    @Test("a line that is not valid UTF-8 is refused on its own; the lines around it count")
+    func invalidUTF8Line() {
+        var bytes = Array((Self.openLong + "\n" + Self.fill("entry", "100", "E1") + "\n").utf8)
+        bytes += Array("{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"1\",\"price\":\"248\",\"execId\":\"".utf8) + [0xFF] + Array("\"}\n".utf8)
+        bytes += Array((Self.fill("entry", "100", "E2") + "\r" + Self.fill("entry", "100", "E3")).utf8)
+        let report = TraceReplayer.replay(bytes: bytes)
+        #expect(report.rejected.map(\.line) == [3])
+        #expect(report.rejected.first?.error.code == .malformed)
+        #expect(report.positions.first?.netQuantity == 300, "lines 2, 4 and 5 (after a lone carriage return) all count")
+        #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
+        let marked = TraceReplayer.replay(bytes: [0xEF, 0xBB, 0xBF] + Array((Self.openLong + "\n" + Self.fill("entry", "5", "E1")).utf8))
+        #expect(marked.rejected.isEmpty, "a byte-order mark before the first line is skipped")
+        #expect(marked.positions.first?.netQuantity == 5)
+    }
+
+    @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
+    func scaleInIndexAndRanges() throws {
+        let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),
+                     Self.fill("scaleIn", "10", "E3").replacingOccurrences(of: "\"role\":\"scaleIn\"", with: "\"role\":\"scaleIn\",\"index\":null"),
+                     Self.fill("scaleIn", "10", "E4", index: 0),
+                     Self.fill("entry", "12345678901234567890123456789012345678", "E5"),
+                     Self.fill("entry", "0.000000001", "E6"),
+                     "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":2147483647,\"kind\":\"transient\"}"]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [3, 4, 6, 7, 8])
+        #expect(report.rejected[0].error.message.contains("needs field 'index'"))
+        #expect(report.rejected[1].error.code == .malformed)
+        #expect(report.rejected[2].error == InputError(.invalidQuantity, "'quantity' is out of range (at most 1000000000), got 12345678901234567890123456789012345678"))
+        #expect(report.rejected[3].error == InputError(.invalidQuantity, "'quantity' must have at most 8 decimal places, got '0.000000001'"))
+        #expect(report.rejected[4].error.message.contains("out of range"))
+        #expect(report.positions.first?.netQuantity == 310, "only the scale-in fill that names its index counts")
+    }
+
+    @Test("a 'too late' answer whose fills never come: the replay's retry sends the work again and the stop ends right-sized")
+    func tooLateWithoutFills() throws {
+        let lines = [Self.openLong, Self.fill("entry", "100", "E1"),
+                     "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1,\"kind\":\"tooLate\",\"position\":\"P\",\"role\":\"stopLoss\"}",
+                     Self.fill("entry", "100", "E2"), Self.fill("entry", "100", "E3")]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.positions.first?.netQuantity == 300)
+        #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
+        #expect(report.positions.first?.liveOrder(.takeProfit)?.openQuantity == 300)
+        #expect(report.alerts.isEmpty && report.violations.isEmpty && report.unsettled.isEmpty)
+    }
+
+    @Test("faults that never run out are cut off and reported as unsettled, not passed off as a final state")
+    func endlessFaultsAreReported() throws {
+        let lines = [Self.openLong, "{\"type\":\"brokerFault\",\"operation\":\"submit\",\"count\":999999999,\"kind\":\"transient\"}",
+                     Self.fill("entry", "100", "E1")]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(maxAttempts: 2_000_000_000))
+        #expect(report.unsettled.count == 1)
+        #expect(report.unsettled.first?.hasPrefix("GLD: stopped after 100000 broker steps") == true)
+        #expect(report.notices.contains { $0.hasPrefix("unsettled: GLD") })
+        #expect(report.text.contains("unsettled: GLD"))
+        #expect(!report.json.contains("unsettled"), "the contract JSON keeps its fields")
+    }
 }

@@ -22,8 +22,11 @@ struct FieldReader {
 
     func integer(_ name: String) throws(InputError) -> Int {
         guard let value = fields[name] else { throw InputError(.malformed, "missing field '\(prefix)\(name)'") }
-        guard case .number(let number) = value, number.rounded() == number, abs(number) < 1e9 else {
+        guard case .number(let number) = value, number.isFinite, number.rounded() == number else {
             throw InputError(.malformed, "field '\(prefix)\(name)' must be a whole number")
+        }
+        guard abs(number) < 1e9 else {
+            throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (at most 999999999 either way), got \(number)")
         }
         return Int(number)
     }
@@ -53,7 +56,9 @@ struct FieldReader {
         case "stopLoss": return .stopLoss
         case "takeProfit": return .takeProfit
         case "scaleIn":
-            let index = has("index") ? try integer("index") : 0
+            // Which scale-in is never guessed: a bracket may have several.
+            guard has("index") else { throw InputError(.malformed, "a scaleIn fill needs field 'index' (0 for the first scale-in)") }
+            let index = try integer("index")
             guard index >= 0 else { throw InputError(.malformed, "field 'index' must not be negative") }
             return .scaleIn(index)
         default: throw InputError(.malformed, "field 'role' must be entry, scaleIn, stopLoss or takeProfit, got '\(text)'")
@@ -107,7 +112,12 @@ struct FieldReader {
     private static func why(_ text: String, places: Int) -> String {
         let lower = text.lowercased()
         if lower.contains("nan") || lower.contains("inf") { return "must be a finite number, got \(text)" }
-        if Money(text) != nil, !text.contains(".") || text.split(separator: ".").last.map({ $0.count <= places }) == true {
+        // A plain decimal ("-12.5") that did not convert has too many places or is too large.
+        let unsigned = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
+        let parts = unsigned.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let isDigits = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0 >= "0" && $0 <= "9" } }
+        if let whole = parts.first, isDigits(whole), parts.count == 1 || isDigits(parts[1]) {
+            if parts.count == 2, parts[1].count > places { return "must have at most \(places) decimal places, got '\(text)'" }
             return "is out of range (at most 1000000000), got \(text)"
         }
         return "must be an exact decimal with at most \(places) decimal places, got '\(text)'"

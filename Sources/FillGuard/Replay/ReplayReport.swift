@@ -12,15 +12,24 @@ public struct ReplayReport: Sendable {
     public var alerts: [Alert]
     /// Broken rules at the end (exit code 1 when not empty).
     public var violations: [InvariantViolation]
+    /// Broker work a replay cut off unfinished, per symbol (see `TraceReplayer.operationLimit`).
+    public var unsettled: [String]
 
     /// A report from its parts (replay builds one; so does `fillguard recover`).
     public init(positions: [PositionSnapshot], rejected: [RejectedLine], operations: [OrderOperation.Kind: Int],
-                alerts: [Alert], violations: [InvariantViolation]) {
+                alerts: [Alert], violations: [InvariantViolation], unsettled: [String] = []) {
         self.positions = positions
         self.rejected = rejected
         self.operations = operations
         self.alerts = alerts
         self.violations = violations
+        self.unsettled = unsettled
+    }
+
+    /// What the contract JSON has no field for, one line each: alerts and unfinished work
+    /// (`fillguard replay --json` writes them to standard error).
+    public var notices: [String] {
+        alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" }
     }
 
     /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.
@@ -59,7 +68,7 @@ public struct ReplayReport: Sendable {
             }
         }
         for line in rejected { lines.append("rejected line \(line.line): \(line.error.code.rawValue): \(line.error.message)") }
-        for alert in alerts { lines.append("alert: \(alert)") }
+        lines += notices
         lines.append("broker operations: " + OrderOperation.Kind.allCases.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         for violation in violations { lines.append("INVARIANT VIOLATED: \(violation)") }
         return lines.joined(separator: "\n")

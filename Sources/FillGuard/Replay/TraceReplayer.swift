@@ -45,6 +45,10 @@ public struct TraceReplayer: Sendable {
     public private(set) var operations: [OrderOperation.Kind: Int] = [:]
     /// Alerts raised so far.
     public private(set) var alerts: [Alert] = []
+    /// Symbols whose broker work was cut off at `operationLimit` steps after a line, and why.
+    public private(set) var unsettled: [String] = []
+    /// Broker steps (operations and retries) a line's work may take before it is cut off.
+    public static let operationLimit = 100_000
 
     /// An empty replayer.
     public init(options: ReplayOptions = ReplayOptions()) {
@@ -53,12 +57,36 @@ public struct TraceReplayer: Sendable {
 
     /// Replays a whole trace text and returns the final state.
     public static func replay(_ text: String, options: ReplayOptions = ReplayOptions()) -> ReplayReport {
+        replay(bytes: Array(text.utf8), options: options)
+    }
+
+    /// Replays a trace file's bytes: lines end at "\n", "\r\n" or "\r"; a line that is not valid
+    /// UTF-8 is refused as malformed, like any other bad line, and the replay goes on.
+    public static func replay(bytes: [UInt8], options: ReplayOptions = ReplayOptions()) -> ReplayReport {
         var replayer = TraceReplayer(options: options)
         var number = 0
-        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) { // "\r\n" is one Character
+        var start = 0
+        var index = 0
+        func line(_ range: Range<Int>) {
             number += 1
-            replayer.apply(String(line), lineNumber: number)
+            var slice = bytes[range]
+            if number == 1, slice.starts(with: [0xEF, 0xBB, 0xBF]) { slice = slice.dropFirst(3) } // a byte-order mark
+            guard let text = String(validating: slice, as: UTF8.self) else {
+                replayer.rejected.append(RejectedLine(line: number, error: InputError(.malformed, "the line is not valid UTF-8")))
+                return
+            }
+            replayer.apply(text, lineNumber: number)
         }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x0A || byte == 0x0D {
+                line(start..<index)
+                if byte == 0x0D, index + 1 < bytes.count, bytes[index + 1] == 0x0A { index += 1 }
+                start = index + 1
+            }
+            index += 1
+        }
+        if start < bytes.count { line(start..<bytes.count) }
         return replayer.report()
     }
 
@@ -88,7 +116,8 @@ public struct TraceReplayer: Sendable {
             guard let machine = machines[symbol] else { continue }
             violations += machine.invariantViolations(atQuiescence: machine.isQuiescent)
         }
-        return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations)
+        return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations,
+                            unsettled: unsettled)
     }
 
     private mutating func open(_ spec: BracketSpec) throws(InputError) {
@@ -129,8 +158,14 @@ public struct TraceReplayer: Sendable {
         var actions = initial
         collect(&actions, into: &retries)
         var guardrail = 0
-        while guardrail < 100_000 {
+        while true {
             guardrail += 1
+            guard guardrail <= Self.operationLimit else {
+                // Faults that never run out (a huge count with as many attempts allowed): stop
+                // and say so, rather than loop for ever or pass the state off as settled.
+                unsettled.append("\(symbol): stopped after \(Self.operationLimit) broker steps with work left (scripted faults that never run out?)")
+                break
+            }
             if let operation = machine.nextOperation() {
                 operations[operation.kind, default: 0] += 1
                 if let failure = scriptedFailure(for: operation) {
