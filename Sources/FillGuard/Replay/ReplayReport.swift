@@ -61,7 +61,8 @@ public struct ReplayReport: Sendable {
     public var text: String {
         var lines: [String] = []
         for position in positions {
-            lines.append("\(position.id) \(position.symbol) \(position.status.rawValue): net \(position.netQuantity), average \(position.averagePrice?.description ?? "0"), realized P&L \(position.realizedPnL)")
+            lines.append("\(position.id) \(position.symbol) \(position.status.rawValue): net \(position.netQuantity), average \(position.averagePrice?.description ?? "0"), realized P&L \(position.realizedPnL)"
+                         + (position.commissions == .zero ? "" : " before commissions of \(position.commissions)"))
             for order in position.liveOrders {
                 let price = order.type.displayPrice.map { " @ \($0)" } ?? " market"
                 lines.append("    \(order.role) \(order.side.rawValue) \(order.openQuantity)\(price) \(order.status.rawValue)")
