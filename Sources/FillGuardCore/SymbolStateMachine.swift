@@ -169,6 +169,12 @@ public struct SymbolStateMachine: Sendable {
         if let active = positions.first(where: { $0.status != .closed }) {
             throw InputError(.positionExists, "\(symbol) already has position \(active.id) in progress (one position per symbol)")
         }
+        // A closed bracket whose orders are still being wound down (a cancel not yet confirmed,
+        // or refused) could still fill and reopen it beside the new one: two positions on one
+        // netting symbol. The new one waits until they are done.
+        if let winding = positions.first(where: { position in position.liveSlots.contains { orders[Int($0)].isLive } }) {
+            throw InputError(.positionExists, "\(symbol) still has orders of closed position \(winding.id) working at the broker; open again once they are done (one position per symbol)")
+        }
         retireClosedPositions(sparing: nil)
         let p = positions.count
         positions.append(PositionState(spec: spec))
@@ -454,6 +460,8 @@ public struct SymbolStateMachine: Sendable {
             // time, the work is sent again (the answer is checked, not trusted for ever); a
             // broker that keeps answering "too late" without the fills is alerted.
             orders[s].mayBeLive = false
+            // The broker knows the order (it filled): a submit whose answer was lost took effect.
+            if case .unsent = orders[s].phase { orders[s].phase = .accepted }
             if orders[s].isLive {
                 if orders[s].filled >= orders[s].quantity {
                     orders[s].attempts = 0

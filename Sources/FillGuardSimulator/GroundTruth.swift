@@ -26,7 +26,20 @@ public enum GroundTruth {
             if ids.count != executions.count { problems.append("\(symbol): the exchange reported an execution id twice") }
             let truth = executions.reduce(Quantity.zero) { $0 + $1.lastQuantity }
             let mine = filled[symbol] ?? .zero
-            if truth != mine { problems.append("\(symbol): the exchange executed \(truth), FillGuard booked \(mine) (a fill lost or counted twice)") }
+            if truth != mine {
+                // Name the orders that differ (an order FillGuard no longer remembers, of a closed
+                // position it let go, counts as booking nothing).
+                var atExchange: [OrderID: Quantity] = [:]
+                for execution in executions { atExchange[execution.orderID, default: .zero] += execution.lastQuantity }
+                var booked: [OrderID: Quantity] = [:]
+                for position in positions where position.symbol == symbol {
+                    for order in position.orders { booked[order.id, default: .zero] += order.filledQuantity }
+                }
+                let differing = Set(atExchange.keys).union(booked.keys).filter { (atExchange[$0] ?? .zero) != (booked[$0] ?? .zero) }
+                    .sorted { $0.rawValue < $1.rawValue }
+                    .map { "\($0) \(atExchange[$0] ?? .zero) vs \(booked[$0].map { "\($0)" } ?? "unknown")" }
+                problems.append("\(symbol): the exchange executed \(truth), FillGuard booked \(mine) (a fill lost or counted twice): \(differing.joined(separator: ", "))")
+            }
         }
         return problems
     }

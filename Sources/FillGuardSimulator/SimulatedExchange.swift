@@ -36,6 +36,8 @@ public final class SimulatedExchange: Broker, Sendable {
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
         /// False while the manager is "disconnected": reports are not delivered, only kept.
         var connected = true
+        /// Set by `stopFaults()`: requests and reports go through as they are.
+        var faultsStopped = false
         var connectionReports = 0
         var continuation: AsyncStream<BrokerEvent>.Continuation
         /// The stream made at start, handed to the first `events()` call (reports sent before
@@ -260,6 +262,15 @@ public final class SimulatedExchange: Broker, Sendable {
         }
     }
 
+    /// Injects no more faults (failed requests, duplicated or reordered reports) from now on:
+    /// the broker has recovered, for a session's wind-down.
+    public func stopFaults() {
+        state.withLock { $0.faultsStopped = true }
+    }
+
+    /// Whether a reorder fault is holding a report back (`flushHeldReports()` sends it).
+    public var holdsReport: Bool { state.withLock { $0.held != nil } }
+
     /// Requests being processed now.
     public var requestsInProgress: Int { state.withLock { $0.requestsInProgress } }
     /// Reports put on the current connection's stream (see `events()`).
@@ -329,7 +340,7 @@ public final class SimulatedExchange: Broker, Sendable {
         if delay > .zero { try? await Task.sleep(for: delay) }
         let result: Result<Void, BrokerError> = state.withLock { state in
             defer { finishRequest(&state) }
-            if state.random.chance(configuration.faultRate) {
+            if !state.faultsStopped, state.random.chance(configuration.faultRate) {
                 let roll = Double.random(in: 0..<1, using: &state.random)
                 if roll < 0.55 || (roll >= 0.85 && !allowsRace) {
                     state.statistics.faults["transient", default: 0] += 1
@@ -431,7 +442,7 @@ public final class SimulatedExchange: Broker, Sendable {
     /// Sends a report, injecting duplicates and reorders as configured.
     private func deliver(_ event: BrokerEvent, state: inout State) {
         guard state.connected else { return }
-        if state.held == nil, state.random.chance(configuration.reorderRate) {
+        if state.held == nil, !state.faultsStopped, state.random.chance(configuration.reorderRate) {
             state.held = event
             state.statistics.reorders += 1
             return
@@ -439,7 +450,7 @@ public final class SimulatedExchange: Broker, Sendable {
         state.continuation.yield(event)
         state.reportsSent += 1
             state.connectionReports += 1
-        if state.random.chance(configuration.duplicateRate) {
+        if !state.faultsStopped, state.random.chance(configuration.duplicateRate) {
             state.continuation.yield(event)
             state.reportsSent += 1
             state.connectionReports += 1

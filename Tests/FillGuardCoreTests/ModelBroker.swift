@@ -74,15 +74,20 @@ struct ModelBroker {
             pull()
             if !inFlight.isEmpty { complete(0); continue }
             if !retries.isEmpty {
-                var actions: [SymbolStateMachine.Action] = []
-                for id in retries { machine.retryDue(id, emitting: &actions) }
-                retries.removeAll()
-                record(actions)
+                fireRetries()
                 continue
             }
             return
         }
         Issue.record("settle did not converge")
+    }
+
+    /// Every scheduled retry comes due now.
+    mutating func fireRetries() {
+        var actions: [SymbolStateMachine.Action] = []
+        for id in retries { machine.retryDue(id, emitting: &actions) }
+        retries.removeAll()
+        record(actions)
     }
 
     /// The broker fills `quantity` of a live order and reports it (with cumulative and leaves).

@@ -159,10 +159,8 @@ struct RuleTests {
         try model.fill("P1", .scaleIn(0), 50, at: side == .buy ? "98" : "102")
         for answer in 1...3 {
             try answerTooLate(&model, .stopLoss)
-            var actions: [SymbolStateMachine.Action] = []
-            for id in model.retries { model.machine.retryDue(id, emitting: &actions) }
             #expect(model.retries.count == (answer < 3 ? 1 : 0))
-            model.retries.removeAll()
+            model.fireRetries()
         }
         let alert = try #require(model.alerts.first)
         #expect(alert.kind == .fillsOverdue)
@@ -254,6 +252,25 @@ struct RuleTests {
         var other = ModelBroker("GLD")
         #expect { try other.open(inverted) } throws: { ($0 as? InputError)?.code == .invalidBracket }
         #expect { try model.open(.test(side, id: "P9")) } throws: { ($0 as? InputError)?.code == .positionExists }
+    }
+
+    @Test("one position per symbol: a new bracket waits until the closed one's orders are done at the broker", arguments: sides)
+    func newBracketWaitsForTheOldOnesOrders(side: Side) throws {
+        var model = try opened(side)
+        try model.fill("P1", .stopLoss, 300, at: side == .buy ? "95" : "105")
+        #expect(model.snapshot("P1").status == .closed)
+        let cancels = model.pull()
+        #expect(Set(cancels.map(\.role)) == [.takeProfit, .scaleIn(0)])
+        // The target and scale-in are still working until their cancels are confirmed: a late
+        // fill of either would reopen P1 beside P2.
+        #expect { try model.open(.test(side, id: "P2")) } throws: { error in
+            let error = error as? InputError
+            return error?.code == .positionExists && error?.message.contains("closed position P1") == true
+        }
+        #expect(model.machine.snapshot(of: PositionID("P2")) == nil, "refused: nothing of P2 exists")
+        model.settle()
+        try model.open(.test(side, id: "P2"))
+        #expect(model.snapshot("P2").status == .pending)
     }
 
     @Test("no native modify, cancel-then-create: never two live protective orders of a role", arguments: sides)

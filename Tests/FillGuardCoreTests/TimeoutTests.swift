@@ -37,6 +37,27 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
+    @Test("a 'too late' answer to the cancel of a stop whose submit timed out shows the broker has it: the cancel goes again")
+    func tooLateCancelOfUnansweredSubmit() throws {
+        var model = try filledWithProtectionInFlight()
+        let stop = try #require(model.inFlight.first { $0.role == .stopLoss })
+        model.complete(try index(of: .stopLoss, in: model), failing: .timedOut("no answer"), applied: true)
+        model.complete(try index(of: .takeProfit, in: model))
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        model.fireRetries()
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == stop.orderID && $0.kind == .cancel })
+        // "Too late", yet no fill comes: the broker still works the stop.
+        model.complete(cancel, failing: .tooLate("too late to cancel"))
+        #expect(model.retries == [stop.orderID])
+        model.settle()
+        #expect(model.sent.filter { $0.orderID == stop.orderID && $0.kind == .cancel }.count == 2, "the cancel went again")
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
+        #expect(model.live("P1", .stopLoss) == nil)
+        #expect(model.machine.isQuiescent)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     @Test("a stop whose submit timed out and never arrived ends when the broker does not know it")
     func lostSubmitEndsOnUnknownOrder() throws {
         var model = try filledWithProtectionInFlight()

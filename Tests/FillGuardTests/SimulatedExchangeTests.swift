@@ -54,6 +54,29 @@ struct SimulatedExchangeTests {
         #expect(exchange.statistics.requests["modify"] == 2)
     }
 
+    @Test("settling delivers a report a reorder fault still holds (late, never lost); once faults stop, none is held or repeated")
+    func settleDeliversHeldReports() async throws {
+        let exchange = exchange { $0.reorderRate = 1; $0.duplicateRate = 1 }
+        let manager = FillManager(broker: exchange)
+        let feed = Task { await manager.run() }
+        defer { feed.cancel() }
+        let spec = BracketSpec(positionID: "P1", symbol: "AAA", side: .buy, quantity: 10, entryType: .market,
+                               stopLoss: Price("90"), takeProfit: Price("110"), scaleIns: [])
+        try await manager.open(spec)
+        await exchange.settle(manager)
+        #expect(exchange.statistics.reorders >= 1, "the entry's fill was held back")
+        #expect(!exchange.holdsReport)
+        #expect(await manager.position("P1")?.netQuantity == 10, "and delivered by the settle")
+        #expect(await manager.position("P1")?.liveOrders.count == 2)
+
+        exchange.stopFaults()
+        let reorders = exchange.statistics.reorders
+        let duplicates = exchange.statistics.duplicates
+        try await exchange.submit(request("M2", .buy, .market, 5))
+        #expect(!exchange.holdsReport, "sent at once")
+        #expect(exchange.statistics.reorders == reorders && exchange.statistics.duplicates == duplicates)
+    }
+
     @Test("limits and stops fill when the price crosses, on both sides")
     func limitsAndStops() async throws {
         let exchange = exchange()
@@ -217,6 +240,19 @@ struct SimulationSessionTests {
         #expect(report.fills > 0)
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(report.positionsOpened >= 8)
+    }
+
+    @Test("a session where nearly every request fails still converges once the broker recovers: no fill lost, one position per symbol, every order as the exchange has it", arguments: [0.9, 1.0])
+    func sessionUnderHeavyFaults(faultRate: Double) async throws {
+        var options = SimulationOptions()
+        options.symbols = 4
+        options.duration = .milliseconds(1000)
+        options.faultRate = faultRate
+        options.volatilityBasisPoints = 10
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.invariantViolations == 0, "\(report.continuousViolations + report.finalViolations)")
+        #expect(report.fillsApplied == report.fills, "every unique fill applied once")
+        #expect(report.retries > 0 && report.alerts > 0, "the faults were felt")
     }
 
     @Test("a short session with faults on two dedicated runner threads ends with zero invariant violations")
