@@ -33,6 +33,9 @@ public final class SQLiteJournalStore: JournalStore {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             stored = try pool.write { db in
+                // Another application's database is refused, never written into.
+                let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
+                if !tables.isEmpty, !tables.contains("meta") { throw ForeignDatabase(tables: tables) }
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                     CREATE TABLE IF NOT EXISTS frames (
@@ -46,6 +49,8 @@ public final class SQLiteJournalStore: JournalStore {
                 if stored == "1" { try Self.convertFormat1(db) }
                 return stored
             }
+        } catch let foreign as ForeignDatabase {
+            throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with tables \(foreign.tables.joined(separator: ", ")))")
         } catch {
             throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
         }
@@ -192,4 +197,9 @@ public final class SQLiteJournalStore: JournalStore {
     public func close() async {
         try? pool.close()
     }
+}
+
+/// An SQLite file that holds tables but no journal's.
+private struct ForeignDatabase: Error {
+    var tables: [String]
 }

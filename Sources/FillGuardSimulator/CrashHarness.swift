@@ -149,7 +149,7 @@ public struct CrashHarness: Sendable {
     }
 
     private static func executionCount(exchangeState: String) -> Int {
-        ExchangeLog.read(path: exchangeState).reduce(0) { count, entry in
+        ((try? ExchangeLog.read(path: exchangeState)) ?? []).reduce(0) { count, entry in
             if case .execution = entry { return count + 1 }
             return count
         }

@@ -55,11 +55,23 @@ final class ExchangeLog: Sendable {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    /// Every intact entry of the file at `path`, oldest first (none if it does not exist).
-    static func read(path: String) -> [ExchangeLogEntry] {
+    /// Every entry of the file at `path`, oldest first (none if it does not exist). Only a torn
+    /// last line (no newline after it: the write was cut off) is skipped; any other line that is
+    /// not an entry means the file is not this exchange's state, and reading fails rather than
+    /// reconcile against a wrong, empty exchange.
+    static func read(path: String) throws(ExchangeLogError) -> [ExchangeLogEntry] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         let decoder = JSONDecoder()
-        return data.split(separator: 0x0A).compactMap { try? decoder.decode(ExchangeLogEntry.self, from: Data($0)) }
+        let lines = data.split(separator: 0x0A, omittingEmptySubsequences: false)
+        var entries: [ExchangeLogEntry] = []
+        for (index, line) in lines.enumerated() where !line.isEmpty {
+            if let entry = try? decoder.decode(ExchangeLogEntry.self, from: Data(line)) {
+                entries.append(entry)
+            } else if index < lines.count - 1 {
+                throw ExchangeLogError(message: "\(path) is not a simulated exchange's state: line \(index + 1) is not one of its entries")
+            }
+        }
+        return entries
     }
 }
 

@@ -70,7 +70,7 @@ public final class SimulatedExchange: Broker, Sendable {
         }
         var lastSeen: Int64?
         if let statePath {
-            let entries = ExchangeLog.read(path: statePath)
+            let entries = try ExchangeLog.read(path: statePath)
             for entry in entries {
                 switch entry {
                 case .order(let order):

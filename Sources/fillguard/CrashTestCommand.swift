@@ -34,10 +34,22 @@ struct CrashTestCommand: AsyncParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    func validate() throws {
+        guard points >= 1 else { throw ValidationError("--points must be at least 1") }
+        guard (1...100_000).contains(symbols) else { throw ValidationError("--symbols must be from 1 to 100000") }
+        guard tearEvery >= 0 else { throw ValidationError("--tear-every must be 0 (never) or more") }
+        guard ["off", "fsync"].contains(durability) else { throw ValidationError("--durability must be off or fsync") }
+        var isDirectory: ObjCBool = false
+        if let directory, FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--directory '\(directory)' is a file, not a directory")
+        }
+    }
+
     func run() async throws {
-        let binary = CommandLine.arguments[0].hasPrefix("/")
+        // The running executable itself (also when it was found on PATH), to start the sessions.
+        let binary = Bundle.main.executablePath ?? (CommandLine.arguments[0].hasPrefix("/")
             ? CommandLine.arguments[0]
-            : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+            : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         let workDirectory = directory ?? NSTemporaryDirectory() + "fillguard-crash-\(UUID().uuidString)"
         var harness = CrashHarness(binary: binary, directory: workDirectory, points: points, seed: seed,
                                    tearTail: { try SQLiteJournalStore.simulateTornWrite(path: $0) })

@@ -119,6 +119,31 @@ struct JournalStoreTests {
             #expect(error.code == .unsupportedVersion)
         }
     }
+
+    @Test("SQLite refuses another application's database and writes nothing into it; an empty file becomes a journal")
+    func sqliteForeignDatabase() async throws {
+        let directory = try temporaryDirectory()
+        let foreign = directory + "/other.sqlite"
+        let queue = try DatabaseQueue(path: foreign)
+        try await queue.write { try $0.execute(sql: "CREATE TABLE foo (x INTEGER)") }
+        try queue.close()
+        do {
+            _ = try SQLiteJournalStore(path: foreign)
+            Issue.record("a foreign database was opened as a journal")
+        } catch {
+            #expect(error.code == .corrupted)
+            #expect(error.message.contains("not a FillGuard journal"))
+        }
+        let check = try DatabaseQueue(path: foreign)
+        let tables = try await check.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
+        #expect(tables == ["foo"], "nothing added to it")
+        try check.close()
+
+        let empty = directory + "/empty.sqlite"
+        _ = FileManager.default.createFile(atPath: empty, contents: Data())
+        let store = try SQLiteJournalStore(path: empty)
+        await store.close()
+    }
 }
 
 import GRDB

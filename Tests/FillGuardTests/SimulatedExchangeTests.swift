@@ -1,3 +1,4 @@
+import Foundation
 import FillGuard
 import FillGuardCore
 import FillGuardSimulator
@@ -75,6 +76,25 @@ struct SimulatedExchangeTests {
         try await exchange.submit(request("M2", .buy, .market, 5))
         #expect(!exchange.holdsReport, "sent at once")
         #expect(exchange.statistics.reorders == reorders && exchange.statistics.duplicates == duplicates)
+    }
+
+    @Test("a state file that is not the exchange's is refused; a torn last line is skipped")
+    func stateFileChecks() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/run.exchange"
+        do {
+            let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+            try await first.submit(request("M1", .buy, .market, 10))
+        }
+        let torn = try #require(FileManager.default.contents(atPath: path)) + Data("{\"order\":".utf8)
+        _ = FileManager.default.createFile(atPath: path, contents: torn)
+        let again = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+        #expect(again.netPosition(of: "AAA") == 10, "restored, the torn tail skipped")
+        _ = FileManager.default.createFile(atPath: path, contents: Data("garbage\n".utf8) + torn)
+        #expect(throws: (any Error).self) {
+            _ = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+        }
     }
 
     @Test("limits and stops fill when the price crosses, on both sides")
