@@ -14,10 +14,24 @@ public final class FIXTestExchange: Sendable {
         self.port = port
     }
 
-    /// The binary to start: `peer`, else $FILLGUARD_FIX_PEER, else .build/fix-peer/fix-peer
-    /// (where scripts/fix-peer build puts it).
+    /// The binary to start: `peer`, else $FILLGUARD_FIX_PEER, else `.build/fix-peer/fix-peer`
+    /// (where scripts/fix-peer build puts it) of the checkout this executable was built in, found
+    /// from its own path, else of the current directory.
     public static func binary(_ peer: String? = nil) -> String {
-        peer ?? ProcessInfo.processInfo.environment["FILLGUARD_FIX_PEER"] ?? ".build/fix-peer/fix-peer"
+        if let peer = peer ?? ProcessInfo.processInfo.environment["FILLGUARD_FIX_PEER"] { return peer }
+        // .build/release/fillguard or .build/<triple>/release/fillguard: look up for .build.
+        if let executable = Bundle.main.executablePath {
+            var directory = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+            for _ in 0..<3 {
+                if directory.lastPathComponent == ".build" {
+                    let candidate = directory.appendingPathComponent("fix-peer/fix-peer").path
+                    if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                    break
+                }
+                directory.deleteLastPathComponent()
+            }
+        }
+        return ".build/fix-peer/fix-peer"
     }
 
     /// Its data dictionary: `spec`, else $FILLGUARD_FIX44_XML, else FIX44.xml next to `binary`.

@@ -137,6 +137,8 @@ public final class SimulationSession: Sendable {
             // down (a late fill could reopen it); a late fill may have reopened an older one.
             let busy = Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
             for symbol in symbols {
+                // With many symbols a pass of opens takes a while: trading time is kept.
+                if clock.now - start >= options.duration { break }
                 if let current = latest[symbol], status[current] != .closed { continue }
                 if busy.contains(symbol) { continue }
                 sequence += 1

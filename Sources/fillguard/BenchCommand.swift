@@ -32,7 +32,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Repetitions of the whole plan (medians are reported).")
     var runs: Int?
 
-    @Option(help: "Workloads to run, comma separated: throughput,latency,calls,memory,safety.")
+    @Option(help: "Workloads to run, comma separated: throughput,latency,calls,memory,safety,durable,fix (default: all).")
     var workloads: String?
 
     @Option(help: "Throughput: symbol counts, comma separated.")
@@ -98,7 +98,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "FIX: its host.")
     var fixHost = "127.0.0.1"
 
-    @Option(help: "FIX: the test exchange binary to start (default: $FILLGUARD_FIX_PEER or .build/fix-peer/fix-peer).")
+    @Option(help: "FIX: the test exchange binary to start (default: $FILLGUARD_FIX_PEER, else .build/fix-peer/fix-peer of the checkout this fillguard was built in, else of the current directory).")
     var fixPeer: String?
 
     @Option(help: "FIX: its FIX44.xml (default: $FILLGUARD_FIX44_XML or next to the binary).")
