@@ -96,7 +96,7 @@ public final class FIXSimulationSession: Sendable {
         var latest: [Symbol: PositionID] = [:]
 
         // Trading: keep one bracket per symbol, opening a new one (at a fresh price) when the last one closed.
-        while clock.now - start < options.duration {
+        while clock.now - start < options.duration, options.stop?.isRequested != true {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
@@ -161,6 +161,7 @@ public final class FIXSimulationSession: Sendable {
             unprotectedShareSeconds: "", overCoveredShareSeconds: "",
             reaction: samples.summary(),
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
+        report.interrupted = options.stop?.isRequested == true
         report.fix = SimulationReport.FIXSummary(
             endpoint: endpoint, senderCompID: configuration.session.senderCompID, targetCompID: configuration.session.targetCompID,
             runID: fix.runID, logons: connection.logons, disconnections: connection.disconnections,

@@ -50,6 +50,8 @@ public struct SimulationReport: Sendable {
     public var continuousViolations: [String]
     /// Violations at the end: FillGuard's invariants and differences from the exchange's truth.
     public var finalViolations: [String]
+    /// Whether trading was stopped early on request (a signal), before its duration.
+    public var interrupted = false
     /// With a journal: what recovery found at the start and what the journal wrote.
     public var journal: JournalSummary? = nil
     /// Against a FIX endpoint: the connection and the final check (the exchange-only figures,
@@ -92,6 +94,7 @@ public struct SimulationReport: Sendable {
                                               ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
+            ("interrupted", "\(interrupted)"),
         ] + (journal.map { journal in
             [("journal", object([
                 ("recordsReplayed", "\(journal.recovery.recordsReplayed)"),
@@ -117,6 +120,7 @@ public struct SimulationReport: Sendable {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
         lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) at the exchange, \(fillsApplied) applied")
         lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))

@@ -9,6 +9,8 @@ public struct SimulationOptions: Sendable {
     public var symbols: Int = 20
     /// Wall-clock length of the trading part of the session.
     public var duration: Duration = .seconds(10)
+    /// Ends the trading part early when requested (Ctrl-C in `fillguard simulate`).
+    public var stop: SimulationStop?
     /// Seed for prices, sizes and faults.
     public var seed: UInt64 = 1
     /// Probability that a broker request fails; duplicates and reorders are injected at a quarter of it.
@@ -129,7 +131,7 @@ public final class SimulationSession: Sendable {
         }
 
         // Trading: keep one bracket per symbol, opening a new one when the last one closed.
-        while clock.now - start < options.duration {
+        while clock.now - start < options.duration, options.stop?.isRequested != true {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
@@ -138,7 +140,7 @@ public final class SimulationSession: Sendable {
             let busy = Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
             for symbol in symbols {
                 // With many symbols a pass of opens takes a while: trading time is kept.
-                if clock.now - start >= options.duration { break }
+                if clock.now - start >= options.duration || options.stop?.isRequested == true { break }
                 if let current = latest[symbol], status[current] != .closed { continue }
                 if busy.contains(symbol) { continue }
                 sequence += 1
@@ -205,6 +207,7 @@ public final class SimulationSession: Sendable {
             unprotectedShareSeconds: exposure.unprotected, overCoveredShareSeconds: exposure.overCovered,
             reaction: samples.summary(),
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
+        report.interrupted = options.stop?.isRequested == true
         if let journal = options.journal {
             await journal.close()
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)

@@ -140,6 +140,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
         options.runnerThreads = runners
+        let interrupts = InterruptHandler()
+        options.stop = interrupts.stop
         if let journal {
             do {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability) ?? .fsync)
@@ -169,7 +171,9 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         if showProgress { writeToStandardError("\n") }
         print(json ? report.json : report.text)
+        withExtendedLifetime(interrupts) {}
         if report.invariantViolations > 0 { throw ExitCode(1) }
+        if report.interrupted { throw ExitCode(130) }
     }
 }
 
@@ -184,6 +188,8 @@ extension SimulateCommand {
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
         options.runnerThreads = runners
+        let interrupts = InterruptHandler()
+        options.stop = interrupts.stop
         var fixOptions = FIXSimulationOptions(settings: try fix.settings())
         fixOptions.nativeModify = !noModify
         fixOptions.settleTimeout = fix.settleTimeout
@@ -205,7 +211,9 @@ extension SimulateCommand {
         }
         if showProgress { writeToStandardError("\n") }
         print(json ? report.json : report.text)
+        withExtendedLifetime(interrupts) {}
         if report.invariantViolations > 0 { throw ExitCode(1) }
+        if report.interrupted { throw ExitCode(130) }
     }
 }
 

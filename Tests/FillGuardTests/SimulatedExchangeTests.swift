@@ -275,6 +275,23 @@ struct SimulationSessionTests {
         #expect(report.retries > 0 && report.alerts > 0, "the faults were felt")
     }
 
+    @Test("a stop request ends trading early; the session still winds down, checks and says it was interrupted")
+    func stopRequested() async throws {
+        var options = SimulationOptions()
+        options.symbols = 3
+        options.duration = .seconds(3_600)
+        let stop = SimulationStop()
+        #expect(stop.request(), "the first request")
+        #expect(!stop.request(), "a second one is told apart (the CLI then quits at once)")
+        options.stop = stop
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.interrupted)
+        #expect(report.positionsOpened == 0, "no trading after the request")
+        #expect(report.invariantViolations == 0)
+        #expect(report.json.contains("\"interrupted\":true"))
+        #expect(report.text.contains("interrupted"))
+    }
+
     @Test("a short session with faults on two dedicated runner threads ends with zero invariant violations")
     func shortSessionOnRunnerThreads() async throws {
         let runners = RunnerThreads(count: 2, spin: .microseconds(50), name: "sim-runner")
