@@ -121,8 +121,14 @@ public struct SimulationReport: Sendable {
         var lines: [String] = []
         lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
-        lines.append("  fills                 \(fills) at the exchange, \(fillsApplied) applied")
-        lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
+        if journal != nil {
+            // A resumed session: the exchange and FillGuard's memory span every session so far.
+            lines.append("  fills                 \(fills) at the exchange (all sessions), \(fillsApplied) applied (this session)")
+            lines.append("  positions             \(positionsOpened) opened (this session), \(positionsClosed) closed (all sessions)")
+        } else {
+            lines.append("  fills                 \(fills) at the exchange, \(fillsApplied) applied")
+            lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
+        }
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")

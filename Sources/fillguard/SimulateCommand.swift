@@ -73,7 +73,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
-        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds, at most 86400 (a day)") }
         guard faultRate >= 0, faultRate <= 1 else { throw ValidationError("--fault-rate must be between 0 and 1") }
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
@@ -119,6 +119,8 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     private var parsedLatency: ClosedRange<Duration>? {
+        // "A-B" or "A", both non-negative: a leading or doubled '-' is not a range.
+        guard !latencyMs.hasPrefix("-"), !latencyMs.contains("--"), !latencyMs.hasSuffix("-") else { return nil }
         let parts = latencyMs.split(separator: "-").map { Double($0) }
         guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low >= 0, high >= low else { return nil }
         return .microseconds(Int64(low * 1000)) ... .microseconds(Int64(high * 1000))
@@ -137,6 +139,9 @@ struct SimulateCommand: AsyncParsableCommand {
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.latency = parsedLatency ?? options.latency
+        if !noModify, strategy != "cancelThenCreate" {
+            writeToStandardError("note: --strategy applies only with --no-modify (the exchange has native modify)\n")
+        }
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
         options.runnerThreads = runners
