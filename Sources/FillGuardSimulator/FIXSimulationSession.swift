@@ -100,7 +100,9 @@ public final class FIXSimulationSession: Sendable {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
-            let due = symbols.filter { symbol in latest[symbol].map { status[$0] == .closed } ?? true }
+            // One position per symbol: none in progress, none whose orders are still winding down.
+            let busy = Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
+            let due = symbols.filter { symbol in !busy.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true) }
             var fresh = opened == 0
             if !due.isEmpty, !fresh {
                 // No quote (the session is reconnecting, say): those symbols wait for the next round.

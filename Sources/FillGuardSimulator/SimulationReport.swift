@@ -208,6 +208,7 @@ public struct SimulationReport: Sendable {
             ])),
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
+            ("interrupted", "\(interrupted)"),
         ])
     }
 
@@ -215,6 +216,7 @@ public struct SimulationReport: Sendable {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
         lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))

@@ -39,7 +39,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
     var noModify = false
 
-    @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
+    @Option(help: "Replacement, cancelThenCreate or createThenCancel: every resize without native modify, and with it an order that must be replaced anyway (its cancel timed out).")
     var strategy = "cancelThenCreate"
 
     @Option(help: "Broker acknowledgement latency range in milliseconds, A-B.")
@@ -139,9 +139,6 @@ struct SimulateCommand: AsyncParsableCommand {
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.latency = parsedLatency ?? options.latency
-        if !noModify, strategy != "cancelThenCreate" {
-            writeToStandardError("note: --strategy applies only with --no-modify (the exchange has native modify)\n")
-        }
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
         options.runnerThreads = runners
