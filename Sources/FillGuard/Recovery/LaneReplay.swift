@@ -34,7 +34,9 @@ struct LaneReplay {
             case .intent:
                 let operation = try JournalCodec.decodeOperation(record.payload)
                 guard replay.machine.restoreSent(operation) else {
-                    throw JournalError(.inconsistent, "intent \(record.sequence) of \(symbol) names order \(operation.orderID), which the journal never created")
+                    throw JournalError(.inconsistent, "intent \(record.sequence) of \(symbol) names order \(operation.orderID), which the journal never created; "
+                                       + "a journal replays only with the replacement settings it was written with (native modify: \(configuration.nativeModify), "
+                                       + "strategy: \(configuration.replaceStrategy.rawValue) now): recover with the same ones (fillguard: --no-modify, --strategy)")
                 }
             case .snapshot:
                 continue
