@@ -173,7 +173,12 @@ public final class SimulatedExchange: Broker, Sendable {
                 guard existing.side == request.side, existing.type == request.type, existing.quantity == request.quantity else {
                     throw BrokerError(.permanent, "duplicate client order id \(request.orderID) with other terms")
                 }
-                return
+                // As a real broker refuses a duplicate id: a resend never revives an ended order.
+                switch existing.state {
+                case .live: return
+                case .filled: throw BrokerError(.tooLate, "order \(request.orderID) already filled")
+                case .cancelled: throw BrokerError(.permanent, "order \(request.orderID) was already cancelled")
+                }
             }
             let order = SimulatedOrder(id: request.orderID, symbol: request.symbol, side: request.side, type: request.type,
                                        quantity: request.quantity, filled: .zero, state: .live)

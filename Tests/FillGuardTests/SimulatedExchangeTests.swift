@@ -152,7 +152,7 @@ struct SimulatedExchangeTests {
         }
     }
 
-    @Test("a submit sent again is the same order; other terms under a held id are refused")
+    @Test("a submit sent again is the same order; other terms under a held id are refused; an ended order is not revived")
     func resentSubmitIsIdempotent() async throws {
         let exchange = exchange()
         try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
@@ -161,6 +161,16 @@ struct SimulatedExchangeTests {
         await #expect(throws: BrokerError(.permanent, "duplicate client order id S with other terms")) {
             try await exchange.submit(request("S", .sell, .stop(Price("90")!), 120))
         }
+        try await exchange.cancel(CancelOrderRequest(orderID: "S", symbol: "AAA"))
+        await #expect(throws: BrokerError(.permanent, "order S was already cancelled")) {
+            try await exchange.submit(request("S", .sell, .stop(Price("90")!), 100))
+        }
+        #expect(exchange.liveOrders(of: "AAA").isEmpty, "still cancelled")
+        try await exchange.submit(request("M", .buy, .market, 10))
+        await #expect(throws: BrokerError(.tooLate, "order M already filled")) {
+            try await exchange.submit(request("M", .buy, .market, 10))
+        }
+        #expect(exchange.netPosition(of: "AAA") == 10, "filled once")
     }
 
     @Test("without native modify, modify is refused")
