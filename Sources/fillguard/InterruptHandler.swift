@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import FillGuardSimulator
 #if canImport(Glibc)
 import Glibc
@@ -16,13 +17,18 @@ final class InterruptHandler {
     /// Takes over SIGINT and SIGTERM until it is released.
     init() {
         let stop = stop
+        let first = Mutex<ContinuousClock.Instant?>(nil)
         sources = [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
+                let now = ContinuousClock.now
                 if stop.request() {
+                    first.withLock { $0 = now }
                     writeToStandardError("\nfillguard: stopping: winding down and checking (interrupt again to quit at once)\n")
-                } else {
+                } else if let at = first.withLock({ $0 }), now - at > .milliseconds(200) {
+                    // The same interrupt can arrive twice at once (`timeout` signals the process
+                    // and then its group): only a later one is a second Ctrl-C.
                     exit(130)
                 }
             }
