@@ -100,8 +100,7 @@ public final class FIXSimulationSession: Sendable {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
-            // One position per symbol: none in progress, none whose orders are still winding down.
-            let busy = Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
+            let busy = SimulationSession.symbolsInProgress(positions)
             let due = symbols.filter { symbol in !busy.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true) }
             var fresh = opened == 0
             if !due.isEmpty, !fresh {

@@ -135,9 +135,7 @@ public final class SimulationSession: Sendable {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
-            // One position per symbol: none in progress, and none whose orders are still winding
-            // down (a late fill could reopen it); a late fill may have reopened an older one.
-            let busy = Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
+            let busy = Self.symbolsInProgress(positions)
             for (index, symbol) in symbols.enumerated() {
                 // With many symbols a pass of opens takes a while: trading time is kept, checked
                 // every 1,024 symbols (a run of a few symbols opens them all even on a loaded
@@ -215,6 +213,13 @@ public final class SimulationSession: Sendable {
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)
         }
         return report
+    }
+
+    /// Symbols that cannot take a new bracket yet (one position per symbol): a position in
+    /// progress, or a closed one whose orders are still winding down (a late fill of one could
+    /// reopen it). `open` refuses these; the sessions wait for them instead. Shared with FIX.
+    static func symbolsInProgress(_ positions: [PositionSnapshot]) -> Set<Symbol> {
+        Set(positions.filter { $0.status != .closed || !$0.liveOrders.isEmpty }.map(\.symbol))
     }
 
     /// A bracket around the current price: stop 1.5% away, target 1.5% the other way, one or two
