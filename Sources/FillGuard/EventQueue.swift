@@ -54,12 +54,30 @@ struct EventQueue: ~Copyable {
         return envelope
     }
 
-    /// Makes room for at least `minimum` envelopes.
-    mutating func reserve(_ minimum: Int) {
-        guard minimum > capacity else { return }
-        var size = Swift.max(4, capacity)
-        while size < minimum { size *= 2 }
-        grow(to: size)
+    /// Whether the queue holds a buffer (an idle lane's queues hold none).
+    var hasBuffer: Bool { buffer != nil }
+
+    /// Gives an empty queue with no buffer the empty `buffer` of `capacity` envelopes (a power of
+    /// two) from `EnvelopeBufferPool`.
+    mutating func install(_ buffer: UnsafeMutablePointer<SymbolLane.Envelope>, capacity: Int) {
+        precondition(self.buffer == nil && count == 0 && capacity > 0 && capacity & (capacity - 1) == 0,
+                     "EventQueue.install: the queue has a buffer, or the capacity is not a power of two")
+        self.buffer = buffer
+        self.capacity = capacity
+        head = 0
+    }
+
+    /// Drops every envelope and hands the buffer back when it has `capacity` envelopes (for
+    /// `EnvelopeBufferPool`); a buffer of another size is freed. The queue is left without one.
+    mutating func removeAllAndTakeBuffer(ifCapacity capacity: Int) -> UnsafeMutablePointer<SymbolLane.Envelope>? {
+        while popFirst() != nil {}
+        guard let buffer else { return nil }
+        let taken = self.capacity == capacity ? buffer : nil
+        if taken == nil { buffer.deallocate() }
+        self.buffer = nil
+        self.capacity = 0
+        head = 0
+        return taken
     }
 
     /// Exchanges contents (buffers) with another queue: O(1).
@@ -68,15 +86,6 @@ struct EventQueue: ~Copyable {
         swap(&capacity32, &other.capacity32)
         swap(&head32, &other.head32)
         swap(&count32, &other.count32)
-    }
-
-    /// Drops every envelope and frees the buffer.
-    mutating func removeAllAndRelease() {
-        while popFirst() != nil {}
-        buffer?.deallocate()
-        buffer = nil
-        capacity = 0
-        head = 0
     }
 
     private mutating func grow(to size: Int) {

@@ -75,6 +75,8 @@ final class RuntimeContext: Sendable {
     let journalFailure = Mutex<JournalError?>(nil)
     /// Runs the lanes that have events.
     let scheduler: LaneScheduler
+    /// Mailbox buffers for lanes waking up.
+    let envelopeBuffers = EnvelopeBufferPool()
     /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
     /// reaction observer); without a metrics backend or observer no clock is read per event.
     let timed: Bool

@@ -136,8 +136,11 @@ final class SymbolLane: @unchecked Sendable {
         // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
         // the lock is taken by hand so that no closure captures the event.
         mailboxLock.lock()
-        // A lane waking up starts with room for a few events (one allocation, not one per doubling).
-        if mailboxState.events.isEmpty { mailboxState.events.reserve(4) }
+        // A lane waking up starts with room for a few events: a pooled buffer (see
+        // `EnvelopeBufferPool`), not an allocation per wake-up and a free on another thread.
+        if !mailboxState.events.hasBuffer {
+            mailboxState.events.install(context.envelopeBuffers.take(), capacity: EnvelopeBufferPool.bufferCapacity)
+        }
         mailboxState.events.append(Envelope(event: event, enqueuedAt: now))
         let depth = mailboxState.events.count
         let start = !mailboxState.draining
@@ -170,8 +173,8 @@ final class SymbolLane: @unchecked Sendable {
             if !mailbox.events.isEmpty { return true }
             // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
             // `draining` is cleared: after that another runner may own the lane.
-            mailbox.events.removeAllAndRelease()
-            pending.removeAllAndRelease()
+            recycleBuffer(of: &mailbox.events)
+            recycleBuffer(of: &pending)
             mailbox.draining = false
             return false
         }
@@ -181,6 +184,13 @@ final class SymbolLane: @unchecked Sendable {
             context.scheduler.schedule(self, byRunner: true)
         }
         return fills.handled
+    }
+
+    /// Empties `queue` and returns its buffer to the pool (when it is a pooled size).
+    private func recycleBuffer(of queue: inout EventQueue) {
+        if let buffer = queue.removeAllAndTakeBuffer(ifCapacity: EnvelopeBufferPool.bufferCapacity) {
+            context.envelopeBuffers.give(buffer)
+        }
     }
 
     /// Processes up to `limit` pending events; one exclusive access to the machine for the whole
