@@ -48,11 +48,11 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange).")
     var journal: String?
 
-    @Option(help: "Journal durability: fsync (survives power loss) or off (survives a killed process).")
-    var durability = "fsync"
+    @Option(help: "With --journal: its durability, fsync (survives power loss) or off (survives a killed process). (default: fsync)")
+    var durability: String?
 
-    @Option(help: "Records per symbol between journal snapshots.")
-    var snapshotInterval = 1_000
+    @Option(help: "With --journal: records per symbol between journal snapshots. (default: 1000)")
+    var snapshotInterval: Int?
 
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -79,8 +79,11 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
-        guard JournalDurability(rawValue: durability) != nil else { throw ValidationError("--durability must be fsync or off") }
-        guard snapshotInterval >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
+        guard journal != nil || (durability == nil && snapshotInterval == nil) else {
+            throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
+        }
+        guard JournalDurability(rawValue: durability ?? "fsync") != nil else { throw ValidationError("--durability must be fsync or off") }
+        guard (snapshotInterval ?? 1) >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
         guard (0...256).contains(runnerThreads) else { throw ValidationError("--runner-threads must be between 0 and 256") }
         guard runnerSpinUs >= 0, runnerSpinUs <= 1_000_000 else { throw ValidationError("--runner-spin-us must be between 0 and 1000000") }
@@ -146,8 +149,8 @@ struct SimulateCommand: AsyncParsableCommand {
         options.stop = interrupts.stop
         if let journal {
             do {
-                let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability) ?? .fsync)
-                options.journal = Journal(store: store, snapshotInterval: snapshotInterval)
+                let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
+                options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
                 options.exchangeStatePath = journal + ".exchange"
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
