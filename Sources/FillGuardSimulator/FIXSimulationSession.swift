@@ -132,13 +132,23 @@ public final class FIXSimulationSession: Sendable {
         }
 
         // Wind down: end the subscriptions (the test exchange's prices then hold still), then
-        // compare with the broker until both sides agree or stop changing.
-        let unsubscribeDeadline = clock.now + fix.settleTimeout
-        while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < unsubscribeDeadline {
+        // compare with the broker until both sides agree or stop changing; all of it within one
+        // settle timeout (an exchange that is down costs that long once, not twice).
+        let windDownDeadline = clock.now + fix.settleTimeout
+        if let progress {
+            let positions = await manager.positions()
+            progress(SimulationProgress(
+                elapsed: clock.now - start, fills: manager.statistics.fills,
+                openPositions: positions.filter { $0.status == .open }.count,
+                closedPositions: positions.filter { $0.status == .closed }.count,
+                operations: manager.statistics.operations.values.reduce(0, +), settlingWithin: fix.settleTimeout))
+        }
+        while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < windDownDeadline {
             try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
         }
         let prefix = fix.runID + "-"
-        let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, clock: clock) { $0.rawValue.hasPrefix(prefix) }
+        let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, deadline: windDownDeadline,
+                                          clock: clock) { $0.rawValue.hasPrefix(prefix) }
         let tradingTime = clock.now - start
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
@@ -175,10 +185,12 @@ public final class FIXSimulationSession: Sendable {
     /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every
     /// report it sent before, in sequence order), wait until FillGuard took those reports, compare.
     /// Ends when they agree, when nothing changed since the last round (a real difference), or at
-    /// the settle timeout. Only the orders `counts` accepts are compared.
-    static func finalCheck(_ manager: FillManager, _ broker: FIXBroker, settleTimeout: Duration, clock: ContinuousClock,
+    /// the settle timeout (or `deadline`, when the caller's wind-down started the clock). Only the
+    /// orders `counts` accepts are compared.
+    static func finalCheck(_ manager: FillManager, _ broker: FIXBroker, settleTimeout: Duration, deadline: ContinuousClock.Instant? = nil,
+                           clock: ContinuousClock,
                            counts: @escaping @Sendable (OrderID) -> Bool) async -> (problems: [String], orders: Int, rounds: Int) {
-        let deadline = clock.now + settleTimeout
+        let deadline = deadline ?? clock.now + settleTimeout
         var previous: [String]?
         var rounds = 0
         var problems: [String] = []

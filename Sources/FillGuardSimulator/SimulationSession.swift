@@ -69,6 +69,9 @@ public struct SimulationProgress: Sendable {
     public var closedPositions: Int
     /// Broker operations sent so far.
     public var operations: Int
+    /// Set once trading has ended and the session waits for FillGuard and the broker to settle:
+    /// the most it will wait (nil while trading).
+    public var settlingWithin: Duration? = nil
 }
 
 /// Runs a multi-symbol session: FillManager against the simulated exchange, brackets with

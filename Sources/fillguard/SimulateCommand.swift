@@ -159,14 +159,7 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         let showProgress = isatty(STDERR_FILENO) == 1
         let session = SimulationSession(options: options)
-        let total = duration
-        let progressLine: @Sendable (SimulationProgress) -> Void = { progress in
-            let (seconds, attoseconds) = progress.elapsed.components
-            let tenths = attoseconds / 100_000_000_000_000_000
-            var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
-            line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
-            writeToStandardError(line)
-        }
+        let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
         do {
             report = try await session.run(progress: showProgress ? progressLine : nil)
@@ -183,6 +176,22 @@ struct SimulateCommand: AsyncParsableCommand {
 }
 
 extension SimulateCommand {
+    /// The progress line on a terminal, rewritten in place: the trading clock and counts, then
+    /// how long the wind-down may wait for the broker.
+    static func progressLine(total: Double) -> @Sendable (SimulationProgress) -> Void {
+        { progress in
+            let (seconds, attoseconds) = progress.elapsed.components
+            let tenths = attoseconds / 100_000_000_000_000_000
+            var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
+            line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
+            if let within = progress.settlingWithin {
+                let (whole, fraction) = within.components
+                line += "\n  trading ended; settling with the broker (at most \(Double(whole) + Double(fraction) / 1e18) s)"
+            }
+            writeToStandardError(line)
+        }
+    }
+
     /// The session against a FIX endpoint.
     private func runOverFIX() async throws {
         var options = SimulationOptions()
@@ -199,14 +208,7 @@ extension SimulateCommand {
         fixOptions.nativeModify = !noModify
         fixOptions.settleTimeout = fix.settleTimeout
         let showProgress = isatty(STDERR_FILENO) == 1
-        let total = duration
-        let progressLine: @Sendable (SimulationProgress) -> Void = { progress in
-            let (seconds, attoseconds) = progress.elapsed.components
-            let tenths = attoseconds / 100_000_000_000_000_000
-            var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
-            line += "  open \(progress.openPositions)  closed \(progress.closedPositions)  operations \(progress.operations)   "
-            writeToStandardError(line)
-        }
+        let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
         do {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)

@@ -120,6 +120,42 @@ struct SimulateOverFIXTests {
         #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
     }
 
+    @Test("the exchange going away mid-session: trading ends, the wind-down says how long it may wait, and waits that long once")
+    func exchangeGoneDuringSession() async throws {
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "4", "--quiet", "--no-log"])
+        defer { peer.stop() }
+        var settings = FIXSettings()
+        settings.port = peer.port
+        var fix = FIXSimulationOptions(settings: settings)
+        fix.settleTimeout = .seconds(3)
+        var options = SimulationOptions()
+        options.symbols = 4
+        options.duration = .seconds(2)
+        options.seed = 3
+        let stopped = Mutex(false)
+        let reports = Mutex<[SimulationProgress]>([])
+        let started = ContinuousClock.now
+        let report = try await FIXSimulationSession(options: options, fix: fix).run { progress in
+            reports.withLock { $0.append(progress) }
+            // The exchange quits one second into trading (its books are gone with it).
+            if progress.elapsed >= .seconds(1), progress.settlingWithin == nil, stopped.withLock({ done in defer { done = true }; return !done }) {
+                peer.stop()
+            }
+        }
+        let took = ContinuousClock.now - started
+        let seen = reports.withLock { $0 }
+        #expect(stopped.withLock { $0 }, "the exchange was stopped during trading")
+        let settling = seen.filter { $0.settlingWithin != nil }
+        #expect(settling.count == 1 && settling.first?.settlingWithin == .seconds(3), "one wind-down notice: \(settling)")
+        #expect(seen.last?.settlingWithin != nil, "the notice comes after every trading report")
+        #expect(report.invariantViolations > 0, "a check that could not reach the exchange fails the session")
+        #expect(report.finalViolations.contains { $0.contains("did not answer") || $0.contains("did not settle") || $0.contains("come to rest") },
+                "\(report.finalViolations)")
+        // The unsubscribe and the final check share one settle timeout: 2 s of trading and 3 s of
+        // wind-down, where two timeouts in a row would take 8 s.
+        #expect(took < .milliseconds(7_500), "the session took \(took)")
+    }
+
     @Test func refusesToRunWithoutMarketData() async throws {
         let binary = try fillguardBinary()
         let peer = try await FIXPeerProcess.launch()
