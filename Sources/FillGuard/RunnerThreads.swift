@@ -15,7 +15,9 @@ import Darwin
 /// Pass it in `FillGuardConfiguration.runnerThreads`; several managers may share one. Lanes keep
 /// every rule of the default scheduling (one pass at a time per lane, a busy lane queued behind
 /// the others). An idle thread polls for `spin` before it sleeps; a sleeping one is woken when a
-/// lane has events. You own the threads: call `shutdown()` when done (it lets them finish the
+/// lane has events. When the threads are bound and have a processor each (no more threads than
+/// `processors`), they poll without yielding (the processors are meant to be FillGuard's; see
+/// `IdlePolling`); otherwise a polling thread yields now and then to the others on its processor. You own the threads: call `shutdown()` when done (it lets them finish the
 /// lanes already queued). After that, lanes run on Swift's thread pool again.
 public final class RunnerThreads: @unchecked Sendable {
     /// How many threads run lanes.
@@ -31,6 +33,7 @@ public final class RunnerThreads: @unchecked Sendable {
     private let readyCount = Atomic<Int>(0)
     private let passes = Atomic<Int>(0)
     private let bound = Atomic<Int>(0)
+    private let owning = Atomic<Int>(0)
     private let startedThreads = Atomic<Int>(0)
     private let createdThreads = Atomic<Int>(0)
     /// Sleeping threads wait on `condition` (with `mutex`) for a wake token.
@@ -96,6 +99,10 @@ public final class RunnerThreads: @unchecked Sendable {
     /// Threads that have started and bound themselves to `processors` (a processor this process
     /// may not use, or a system without binding, leaves a thread unbound: compare with `count`).
     public var threadsBound: Int { bound.load(ordering: .acquiring) }
+
+    /// Threads that poll without yielding their processor: bound, with no more threads than
+    /// processors (read after `waitUntilStarted()`).
+    public var threadsPollingWithoutYielding: Int { owning.load(ordering: .acquiring) }
 
     /// Waits until every thread has started and tried its binding (at most a second); for callers
     /// that check `threadsBound` right after creating the threads.
@@ -175,7 +182,11 @@ public final class RunnerThreads: @unchecked Sendable {
 
     /// One thread's loop: run ready lanes; when none, poll for `spin`, then sleep until woken.
     private func serve(index: Int) {
-        if !processors.isEmpty, ProcessorAffinity.pinCurrentThread(to: processors) { bound.add(1, ordering: .releasing) }
+        let pinned = !processors.isEmpty && ProcessorAffinity.pinCurrentThread(to: processors)
+        if pinned { bound.add(1, ordering: .releasing) }
+        // Bound, and no more threads than processors: nothing of ours waits for this processor.
+        let ownsProcessor = pinned && count <= processors.count
+        if ownsProcessor { owning.add(1, ordering: .relaxed) }
         startedThreads.add(1, ordering: .releasing)
         ThreadName.set("\(name)-\(index)")
         var scratch = SymbolLane.Scratch()
@@ -187,7 +198,7 @@ public final class RunnerThreads: @unchecked Sendable {
                 passes.add(1, ordering: .relaxed)
                 polled = false
             case .poll:
-                poll()
+                poll(yielding: !ownsProcessor)
                 lock.lock()
                 state.spinning -= 1
                 lock.unlock()
@@ -226,9 +237,10 @@ public final class RunnerThreads: @unchecked Sendable {
         return .sleep
     }
 
-    /// Polls the ready count, without the lock, until a lane is queued or `spin` is up.
-    private func poll() {
-        _ = IdlePolling.waitForWork(readyCount, atMost: spinNanos)
+    /// Polls the ready count, without the lock, until a lane is queued or `spin` is up; an
+    /// unbound thread (`yielding`) lets other threads on its processor run now and then.
+    private func poll(yielding: Bool) {
+        _ = IdlePolling.waitForWork(readyCount, atMost: spinNanos, yielding: yielding)
     }
 }
 

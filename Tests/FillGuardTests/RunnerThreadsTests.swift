@@ -44,6 +44,24 @@ struct RunnerThreadsTests {
         #expect(threads.passesRun > 0, "the lanes ran on the dedicated threads")
     }
 
+    @Test("a thread with a processor of its own polls without yielding, and fills from several producers still land exactly")
+    func ownProcessorLandsExactly() async throws {
+        let target = try #require(ProcessorAffinity.allowed().first)
+        let threads = RunnerThreads(count: 1, processors: [target], spin: .milliseconds(2), name: "test-own")
+        defer { threads.shutdown() }
+        threads.waitUntilStarted()
+        #expect(threads.threadsPollingWithoutYielding == 1)
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.runnerThreads = threads
+        let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        let scaleIns = try await openPositions(manager, count: 6, fills: &fills)
+        await sendConcurrently(to: manager, orders: scaleIns, producers: 3, rounds: 20, prefix: "O")
+        await manager.waitUntilIdle()
+        try await expectCovered(manager, positions: scaleIns.count, net: Quantity(100 + 3 * 20))
+        #expect(threads.passesRun > 0)
+    }
+
     @Test("journaled lanes on dedicated threads: fills land exactly, and a restart from the journal rebuilds the same state")
     func journaledLanesOnRunnerThreads() async throws {
         let threads = RunnerThreads(count: 2, spin: .microseconds(20), name: "test-runner")
@@ -120,7 +138,12 @@ struct RunnerThreadsTests {
         let bound = RunnerThreads(count: 2, processors: [target], name: "test-bound")
         bound.waitUntilStarted()
         #expect(bound.threadsBound == 2)
+        #expect(bound.threadsPollingWithoutYielding == 0, "two threads on one processor yield to each other")
         bound.shutdown()
+        let own = RunnerThreads(count: 1, processors: [target], name: "test-own")
+        own.waitUntilStarted()
+        #expect(own.threadsBound == 1 && own.threadsPollingWithoutYielding == 1, "a processor of its own: it polls without yielding")
+        own.shutdown()
         let outside = (0..<1_024).first { !allowed.contains($0) } ?? 1_023
         let unbound = RunnerThreads(count: 1, processors: [outside], name: "test-unbound")
         unbound.waitUntilStarted()
@@ -129,6 +152,7 @@ struct RunnerThreadsTests {
         let anywhere = RunnerThreads(count: 1, name: "test-anywhere")
         anywhere.waitUntilStarted()
         #expect(anywhere.threadsBound == 0, "no processors asked for")
+        #expect(anywhere.threadsPollingWithoutYielding == 0, "unbound threads share their processors: they yield")
         anywhere.shutdown()
     }
 }
