@@ -20,10 +20,11 @@ enum IdlePolling {
 
     /// Polls `ready` until it is above zero (true) or `nanoseconds` have passed (false). Every 64
     /// polls it checks the time and, when `yielding`, yields the processor to any thread with work
-    /// on it. A thread on a processor of its own does not yield: Linux's scheduler (EEVDF) moves a
-    /// yielding thread's deadline back by a whole time slice per yield, so a thread that polls and
-    /// yields lets any intruder (a kernel worker, a host agent) keep the processor for as long as it
-    /// wants, where one that does not yield gets its fair share back after a slice.
+    /// on it. A thread on a processor of its own does not yield: under Linux's EEVDF scheduler a
+    /// yield forfeits the rest of the thread's time slice and moves its deadline a slice ahead, so
+    /// a thread that polls and yields leaves an intruder (a kernel worker, a host agent) nearly all
+    /// of the processor for as long as the intruder runs, where one that does not yield gets its
+    /// fair share back after a slice.
     static func waitForWork(_ ready: borrowing Atomic<Int>, atMost nanoseconds: Int64, yielding: Bool = true) -> Bool {
         let deadline = nanosecondsNow + nanoseconds
         var polls = 0
