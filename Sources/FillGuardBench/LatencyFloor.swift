@@ -2,8 +2,8 @@ import Histogram
 import Synchronization
 
 /// The reaction-latency floor of this machine and method: the latency workload's pacing thread
-/// hands each fill to a thread that does nothing but notice it (polling as FillGuard's idle runner
-/// does). No rules, no broker, no allocation: what is left is the hand-off between two threads and
+/// hands each fill to a thread that does nothing but notice it (polling without yielding, as
+/// FillGuard's bound runner thread does in the dedicated row). No rules, no broker, no allocation: what is left is the hand-off between two threads and
 /// every moment either is not running (another thread, the kernel, a hypervisor taking the vCPU).
 /// FillGuard's latency cannot be lower; on a shared 2-vCPU machine its tail is set by these stalls.
 enum LatencyFloor {
@@ -21,14 +21,10 @@ enum LatencyFloor {
         async let seen = FeedThread.run(name: "bench-floor-taker", besidePacer: true) { () -> Histogram<UInt64> in
             var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000_000, numberOfSignificantValueDigits: .three)
             var taken = 0
-            var polls = 0
             while taken < sends {
                 let available = sent.load(ordering: .acquiring)
-                if available == taken {
-                    polls &+= 1
-                    if polls & 63 == 0 { BenchClock.yieldThread() }
-                    continue
-                }
+                // Polling without yielding, as a bound runner thread with a processor of its own does.
+                if available == taken { continue }
                 let now = BenchClock.now()
                 while taken < available {
                     let intended = start + Int64(Double(taken) * interval)
