@@ -60,6 +60,9 @@ struct ManagedOrder: Sendable, Codable {
     /// A submit timed out: the broker may hold the order. It is resent unchanged while wanted and
     /// cancelled (never just forgotten) when not, until an answer settles where it stands.
     var mayBeLive = false
+    /// A cancel timed out: it may have taken effect, so the order is never made current again
+    /// (a failed replacement does not bring it back); only a cancel settles it.
+    var cancelMayHaveTakenEffect = false
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
@@ -123,7 +126,7 @@ struct ManagedOrder: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case id, role, side, type, timeInForce, quantity, filled, maxCumulative, fillValue, phase, target, inFlight,
-             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh
+             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh, cancelMayHaveTakenEffect
     }
 
     init(from decoder: any Decoder) throws {
@@ -147,6 +150,7 @@ struct ManagedOrder: Sendable, Codable {
         successor = try container.decode(Int32.self, forKey: .successor)
         firstFillSerial = try container.decode(UInt64.self, forKey: .firstFillSerial)
         mayBeLive = try container.decodeIfPresent(Bool.self, forKey: .mayBeLive) ?? false
+        cancelMayHaveTakenEffect = try container.decodeIfPresent(Bool.self, forKey: .cancelMayHaveTakenEffect) ?? false
         uncertainLow = try container.decodeIfPresent(Quantity.self, forKey: .uncertainLow) ?? .zero
         uncertainHigh = try container.decodeIfPresent(Quantity.self, forKey: .uncertainHigh) ?? .zero
     }
@@ -175,6 +179,7 @@ struct ManagedOrder: Sendable, Codable {
         try container.encode(workSequence, forKey: .workSequence)
         try container.encode(firstFillSerial, forKey: .firstFillSerial)
         if mayBeLive { try container.encode(mayBeLive, forKey: .mayBeLive) }
+        if cancelMayHaveTakenEffect { try container.encode(cancelMayHaveTakenEffect, forKey: .cancelMayHaveTakenEffect) }
         if hasUncertainSize {
             try container.encode(uncertainLow, forKey: .uncertainLow)
             try container.encode(uncertainHigh, forKey: .uncertainHigh)

@@ -417,6 +417,7 @@ public struct SymbolStateMachine: Sendable {
             }
             // A cancel that timed out may have taken effect: the order is never resized again,
             // only cancelled (even if the position wants it back); the role gets a new order.
+            if case .timedOut = failure, operation.kind == .cancel { orders[s].cancelMayHaveTakenEffect = true }
             let mayBeCancelled: Bool
             if case .timedOut = failure, operation.kind == .cancel, !orders[s].retiring || orders[s].target != .cancelled {
                 mayBeCancelled = true
@@ -787,13 +788,16 @@ public struct SymbolStateMachine: Sendable {
         let role = orders[s].role
         let positionID = positions[p].id
         if emitsChangeActions { actions.append(.orderChanged(id)) }
-        // A replacement that could not be placed: keep the order it was replacing.
+        // A replacement that could not be placed: keep the order it was replacing, unless a cancel
+        // of it is in flight or timed out (it may be gone): that one keeps being cancelled until
+        // an answer settles it, and the role gets a new order once re-armed.
         if operation.kind == .submit {
             for slot in positions[p].orderSlots {
                 let other = Int(slot)
                 guard orders[other].successor == Int32(s), orders[other].isLive else { continue }
-                orders[other].retiring = false
                 orders[other].successor = -1
+                if orders[other].cancelMayHaveTakenEffect || orders[other].inFlight?.kind == .cancel { continue }
+                orders[other].retiring = false
                 orders[other].target = .open(orders[other].openQuantity)
             }
         }

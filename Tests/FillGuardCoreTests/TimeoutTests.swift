@@ -143,6 +143,41 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
+    @Test("a replacement refused for good does not bring back the order it replaced when that order's cancel timed out (it may be gone)")
+    func refusedReplacementKeepsAMaybeCancelledOrderRetired() throws {
+        var model = try filledWithProtectionInFlight(.init(replaceStrategy: .createThenCancel))
+        model.settle()
+        let target = try #require(model.live("P1", .takeProfit))
+        // The stop fills whole; the target's cancel goes out and times out (it took effect).
+        try model.fill("P1", .stopLoss, 300, at: "95")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
+        model.complete(cancel, failing: .timedOut("no answer"), applied: true)
+        // The position opens again; the new target's submit is refused for good.
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        let submit = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .submit })
+        let replacement = model.inFlight[submit].orderID
+        model.complete(submit, failing: .permanent("refused"))
+        #expect(model.alerts.contains { $0.orderID == replacement }, "the refusal is alerted")
+        // The old target is not taken as the position's target again: FillGuard keeps cancelling it
+        // (the answer settles it: the broker no longer has it) and never resizes it.
+        model.fireRetries()
+        model.settle()
+        #expect(!model.sent.contains { $0.orderID == target.id && $0.kind == .modify }, "no modify of an order that may be cancelled")
+        #expect(model.machine.snapshot(of: "P1")?.orders.first { $0.id == target.id }?.status == .cancelled)
+        #expect(model.live("P1", .takeProfit) == nil, "FillGuard believes no target is live, as at the broker")
+        #expect(model.brokerLive("P1", .takeProfit).isEmpty)
+        // Re-armed after the cool-down, the position gets a new target of its size.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        let atBroker = model.brokerLive("P1", .takeProfit)
+        #expect(atBroker.count == 1 && atBroker.first?.0 != target.id && atBroker.first?.1.open == 300)
+        #expect(model.live("P1", .takeProfit)?.id == atBroker.first?.0)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     @Test("a submit that times out on every try is cancelled to settle, never taken as rejected; a new one follows",
           arguments: [false, true])
     func exhaustedTimeoutsSettleByCancelling(lastTookEffect: Bool) throws {
