@@ -122,19 +122,26 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
-    @Test("an order whose cancel timed out is never resized again; the role gets a new order",
-          arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
-    func timedOutCancelIsNotResurrected(strategy: SymbolStateMachine.ReplaceStrategy) throws {
+    /// A position whose stop filled whole while the target's cancel timed out (and took effect),
+    /// then opened again by a scale-in fill of 300: returns the model (the new work not yet pulled)
+    /// and the old target.
+    private func reopenedAfterTargetCancelTimedOut(_ strategy: SymbolStateMachine.ReplaceStrategy) throws -> (ModelBroker, OrderSnapshot) {
         var model = try filledWithProtectionInFlight(.init(replaceStrategy: strategy))
         model.settle()
         let target = try #require(model.live("P1", .takeProfit))
-        // The stop fills whole; the target's cancel goes out and times out (it took effect).
         try model.fill("P1", .stopLoss, 300, at: "95")
         model.pull()
         let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
         model.complete(cancel, failing: .timedOut("no answer"), applied: true)
-        // A scale-in fills: the position is open again and needs a target.
         try model.fill("P1", .scaleIn(0), 300, at: "98")
+        return (model, target)
+    }
+
+    @Test("an order whose cancel timed out is never resized again; the role gets a new order",
+          arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
+    func timedOutCancelIsNotResurrected(strategy: SymbolStateMachine.ReplaceStrategy) throws {
+        // The target's cancel timed out (it took effect); the position is open again and needs a target.
+        var (model, target) = try reopenedAfterTargetCancelTimedOut(strategy)
         model.settle()
         #expect(!model.sent.contains { $0.orderID == target.id && $0.kind == .modify }, "no modify of an order that may be cancelled")
         let targets = model.brokerLive("P1", .takeProfit)
@@ -145,16 +152,9 @@ struct TimeoutTests {
 
     @Test("a replacement refused for good does not bring back the order it replaced when that order's cancel timed out (it may be gone)")
     func refusedReplacementKeepsAMaybeCancelledOrderRetired() throws {
-        var model = try filledWithProtectionInFlight(.init(replaceStrategy: .createThenCancel))
-        model.settle()
-        let target = try #require(model.live("P1", .takeProfit))
-        // The stop fills whole; the target's cancel goes out and times out (it took effect).
-        try model.fill("P1", .stopLoss, 300, at: "95")
-        model.pull()
-        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
-        model.complete(cancel, failing: .timedOut("no answer"), applied: true)
-        // The position opens again; the new target's submit is refused for good.
-        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        // The target's cancel timed out (it took effect); the position is open again, and the new
+        // target's submit is refused for good.
+        var (model, target) = try reopenedAfterTargetCancelTimedOut(.createThenCancel)
         model.pull()
         let submit = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .submit })
         let replacement = model.inFlight[submit].orderID

@@ -81,17 +81,7 @@ struct EnvelopeBufferPoolTests {
     func lanesReuseBuffers() async throws {
         let manager = FillManager(broker: TestBroker(), configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
-        var scaleIns: [OrderSnapshot] = []
-        let symbols = 6
-        for index in 0..<symbols {
-            let id = PositionID("P\(index)")
-            try await manager.open(.long(id, Symbol("S\(index)")))
-            await manager.waitUntilIdle()
-            let entry = try #require(await manager.position(id)?.liveOrder(.entry))
-            manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
-            await manager.waitUntilIdle()
-            scaleIns.append(try #require(await manager.position(id)?.liveOrder(.scaleIn(0))))
-        }
+        let scaleIns = try await manager.openLongPositions(count: 6, fills: &fills)
         let pool = manager.context.envelopeBuffers
         let afterSetUp = pool.spareCount
         #expect(afterSetUp >= 1, "idle lanes gave their buffers back")

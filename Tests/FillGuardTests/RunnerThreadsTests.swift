@@ -9,21 +9,6 @@ import Testing
 /// Swift's thread pool, lanes in parallel across threads, and a clean hand-back after shutdown.
 @Suite("Runner threads")
 struct RunnerThreadsTests {
-    /// Opens `count` positions on their own symbols with the entry filled; returns their scale-ins.
-    private func openPositions(_ manager: FillManager, count: Int, fills: inout FillMaker) async throws -> [OrderSnapshot] {
-        var scaleIns: [OrderSnapshot] = []
-        for index in 0..<count {
-            let id = PositionID("P\(index)")
-            try await manager.open(.long(id, Symbol("S\(index)")))
-            await manager.waitUntilIdle()
-            let entry = try #require(await manager.position(id)?.liveOrder(.entry))
-            manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
-            await manager.waitUntilIdle()
-            scaleIns.append(try #require(await manager.position(id)?.liveOrder(.scaleIn(0))))
-        }
-        return scaleIns
-    }
-
     @Test("fills from several producers at once land exactly on dedicated threads, polling or sleeping when idle",
           arguments: [(1, Duration.zero), (2, .zero), (1, .microseconds(100)), (2, .microseconds(100))])
     func producersLandExactly(threads count: Int, spin: Duration) async throws {
@@ -34,7 +19,7 @@ struct RunnerThreadsTests {
         let broker = TestBroker()
         let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
-        let scaleIns = try await openPositions(manager, count: 8, fills: &fills)
+        let scaleIns = try await manager.openLongPositions( count: 8, fills: &fills)
         let producers = 4
         let rounds = 20
         await sendConcurrently(to: manager, orders: scaleIns, producers: producers, rounds: rounds, prefix: "R")
@@ -55,7 +40,7 @@ struct RunnerThreadsTests {
         configuration.runnerThreads = threads
         let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
         var fills = FillMaker()
-        let scaleIns = try await openPositions(manager, count: 6, fills: &fills)
+        let scaleIns = try await manager.openLongPositions( count: 6, fills: &fills)
         await sendConcurrently(to: manager, orders: scaleIns, producers: 3, rounds: 20, prefix: "O")
         await manager.waitUntilIdle()
         try await expectCovered(manager, positions: scaleIns.count, net: Quantity(100 + 3 * 20))
@@ -72,7 +57,7 @@ struct RunnerThreadsTests {
         let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), configuration: configuration, logger: .quiet)
         _ = try await manager.recover()
         var fills = FillMaker()
-        let scaleIns = try await openPositions(manager, count: 4, fills: &fills)
+        let scaleIns = try await manager.openLongPositions( count: 4, fills: &fills)
         await sendConcurrently(to: manager, orders: scaleIns, producers: 3, rounds: 15, prefix: "J")
         await manager.waitUntilIdle()
         let before = await manager.positions()
@@ -103,7 +88,7 @@ struct RunnerThreadsTests {
         configuration.runnerThreads = threads
         let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
         var fills = FillMaker()
-        let scaleIns = try await openPositions(manager, count: 3, fills: &fills)
+        let scaleIns = try await manager.openLongPositions( count: 3, fills: &fills)
         threads.shutdown()
         let passes = threads.passesRun
         #expect(passes > 0)

@@ -235,3 +235,21 @@ func expectTwoSymbolsRunAtOnce(configure: (inout FillGuardConfiguration) -> Void
     #expect(met.withLock { $0 } == 1, "lane AAA and lane BBB were inside processing at the same time", sourceLocation: sourceLocation)
     #expect(await manager.invariantViolations().isEmpty, sourceLocation: sourceLocation)
 }
+
+extension FillManager {
+    /// Opens `count` long brackets (positions P0, P1, ... on symbols S0, S1, ...) with the entry
+    /// filled, one at a time to quiescence; returns their working scale-ins.
+    func openLongPositions(count: Int, fills: inout FillMaker) async throws -> [OrderSnapshot] {
+        var scaleIns: [OrderSnapshot] = []
+        for index in 0..<count {
+            let id = PositionID("P\(index)")
+            try await open(.long(id, Symbol("S\(index)")))
+            await waitUntilIdle()
+            let entry = try #require(await position(id)?.liveOrder(.entry))
+            receive(fills.fill(entry, entry.openQuantity, at: "100"))
+            await waitUntilIdle()
+            scaleIns.append(try #require(await position(id)?.liveOrder(.scaleIn(0))))
+        }
+        return scaleIns
+    }
+}
