@@ -17,8 +17,9 @@ import Darwin
 /// the others). An idle thread polls for `spin` before it sleeps; a sleeping one is woken when a
 /// lane has events. When the threads are bound and have a processor each (no more threads than
 /// `processors`), they poll without yielding (the processors are meant to be FillGuard's; see
-/// `IdlePolling`); otherwise a polling thread yields now and then to the others on its processor. You own the threads: call `shutdown()` when done (it lets them finish the
-/// lanes already queued). After that, lanes run on Swift's thread pool again.
+/// `IdlePolling`); otherwise a polling thread yields now and then to the others on its processor.
+/// You own the threads: call `shutdown()` when done (it lets them finish the lanes already
+/// queued). After that, lanes run on Swift's thread pool again.
 public final class RunnerThreads: @unchecked Sendable {
     /// How many threads run lanes.
     public let count: Int

@@ -3,8 +3,9 @@ import Synchronization
 
 /// The reaction-latency floor of this machine and method: the latency workload's pacing thread
 /// hands each fill to a thread that does nothing but notice it (polling without yielding, as
-/// FillGuard's bound runner thread does in the dedicated row). No rules, no broker, no allocation: what is left is the hand-off between two threads and
-/// every moment either is not running (another thread, the kernel, a hypervisor taking the vCPU).
+/// FillGuard's bound runner thread does in the dedicated row). No rules, no broker, no allocation:
+/// what is left is the hand-off between two threads and every moment either is not running
+/// (another thread, the kernel, a hypervisor taking the vCPU).
 /// FillGuard's latency cannot be lower; on a shared 2-vCPU machine its tail is set by these stalls.
 enum LatencyFloor {
     /// Paces `fills` hand-offs at `rate` per second, exactly as `FillGuardWorkloads.latency` paces
