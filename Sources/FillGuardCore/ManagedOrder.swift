@@ -60,8 +60,9 @@ struct ManagedOrder: Sendable, Codable {
     /// A submit timed out: the broker may hold the order. It is resent unchanged while wanted and
     /// cancelled (never just forgotten) when not, until an answer settles where it stands.
     var mayBeLive = false
-    /// A cancel timed out: it may have taken effect, so the order is never made current again
-    /// (a failed replacement does not bring it back); only a cancel settles it.
+    /// A cancel timed out and no answer has settled it: the order may be gone, so it shows as
+    /// pending cancel and is never made current again (a failed replacement does not bring it
+    /// back). A cancel's answer settles it; a refusal (the broker has the order) clears it.
     var cancelMayHaveTakenEffect = false
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
@@ -241,6 +242,8 @@ struct ManagedOrder: Sendable, Codable {
             case .modify: return .pendingModify
             case .cancel: return .pendingCancel
             case .submit: return .pendingNew
+            // A cancel that timed out and is not settled yet: asked to cancel, not confirmed.
+            case nil where cancelMayHaveTakenEffect: return .pendingCancel
             case nil: return filled.isZero ? .working : .partiallyFilled
             }
         }

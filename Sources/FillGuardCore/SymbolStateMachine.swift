@@ -434,7 +434,7 @@ public struct SymbolStateMachine: Sendable {
                 if mayBeCancelled { plan(p, emitting: &actions) }
                 return
             }
-            failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) times, last: \(message)", emitting: &actions)
+            failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) \(attempts == 1 ? "time" : "times"), last: \(message)", emitting: &actions)
         case .unknownOrder(let message):
             guard operation.kind == .cancel else {
                 failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
@@ -450,6 +450,9 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
         case .permanent(let message):
+            // The broker knows the order and will not cancel it: an earlier cancel that timed out
+            // did not take effect.
+            if operation.kind == .cancel { orders[s].cancelMayHaveTakenEffect = false }
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
         case .tooLate(let message):
             if operation.kind == .submit {

@@ -79,6 +79,7 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
+        guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
         }
@@ -89,7 +90,7 @@ struct SimulateCommand: AsyncParsableCommand {
         guard runnerSpinUs >= 0, runnerSpinUs <= 1_000_000 else { throw ValidationError("--runner-spin-us must be between 0 and 1000000") }
         guard parsedProcessors != nil else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
         guard runnerThreads > 0 || (runnerProcessors.isEmpty && runnerSpinUs == 0) else {
-            throw ValidationError("--runner-processors and --runner-spin-us need --runner-threads")
+            throw ValidationError("--runner-processors and --runner-spin-us need --runner-threads 1 or more")
         }
         if broker == "simulated" {
             guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }

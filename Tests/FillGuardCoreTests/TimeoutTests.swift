@@ -178,6 +178,28 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
+    @Test("an order whose cancel timed out shows as pending cancel until an answer settles it; a refusal shows it is still there")
+    func timedOutCancelShowsPendingUntilSettled() throws {
+        var model = try filledWithProtectionInFlight()
+        model.settle()
+        let target = try #require(model.live("P1", .takeProfit))
+        // The stop fills whole; the target's cancel goes out and times out (it did not take effect).
+        try model.fill("P1", .stopLoss, 300, at: "95")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
+        model.complete(cancel, failing: .timedOut("no answer"), applied: false)
+        #expect(model.machine.snapshot(of: target.id)?.status == .pendingCancel, "asked to cancel, not confirmed")
+        // The retried cancel is refused: the broker has the order, still working.
+        model.fireRetries()
+        model.pull()
+        let retried = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
+        model.complete(retried, failing: .permanent("order cannot be cancelled"))
+        let order = try #require(model.machine.snapshot(of: target.id))
+        #expect(order.status == .working && order.failure != nil, "\(order)")
+        #expect(model.alerts.contains { $0.orderID == target.id })
+        #expect(model.brokerLive("P1", .takeProfit).first?.0 == target.id)
+    }
+
     @Test("a submit that times out on every try is cancelled to settle, never taken as rejected; a new one follows",
           arguments: [false, true])
     func exhaustedTimeoutsSettleByCancelling(lastTookEffect: Bool) throws {

@@ -219,6 +219,27 @@ struct ReplayTests {
         #expect(report.alerts.isEmpty && report.violations.isEmpty && report.unsettled.isEmpty)
     }
 
+    @Test("a stop whose cancels all timed out (they took effect) shows as pending cancel, not working; unused faults are named",
+          arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
+    func timedOutCancelsShowAsPendingCancel(strategy: SymbolStateMachine.ReplaceStrategy) throws {
+        let lines = [Self.openLong, Self.fill("entry", "300", "E1"),
+                     "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"timedOut\",\"position\":\"P\",\"role\":\"stopLoss\"}",
+                     "{\"type\":\"brokerFault\",\"operation\":\"submit\",\"count\":2,\"kind\":\"permanent\",\"position\":\"P9\",\"role\":\"stopLoss\"}",
+                     Self.fill("scaleIn", "100", "E2", index: 0)]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false, strategy: strategy))
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 400)
+        let stops = position.liveOrders.filter { $0.role == .stopLoss }
+        // The old stop (300) may be gone at the broker: never reported working.
+        #expect(stops.contains { $0.openQuantity == 300 && $0.status == .pendingCancel }, "\(stops)")
+        #expect(!stops.contains { $0.openQuantity == 300 && $0.status == .working })
+        #expect(report.alerts.contains { $0.kind == .operationFailed && $0.role == .stopLoss && $0.message.contains("cancel failed 3 times") })
+        #expect(report.json.contains("\"status\":\"pendingCancel\""))
+        #expect(report.unusedFaults == ["line 4: 2 of 2 scripted submit permanent faults (position P9, role stopLoss) never met an operation"])
+        #expect(report.notices.contains { $0.hasPrefix("unused: line 4:") })
+        #expect(!report.json.contains("unused"), "the contract JSON keeps its fields")
+    }
+
     @Test("faults that never run out are cut off and reported as unsettled, not passed off as a final state")
     func endlessFaultsAreReported() throws {
         let lines = [Self.openLong, "{\"type\":\"brokerFault\",\"operation\":\"submit\",\"count\":999999999,\"kind\":\"transient\"}",

@@ -57,7 +57,7 @@ struct FieldReader {
         case "takeProfit": return .takeProfit
         case "scaleIn":
             // Which scale-in is never guessed: a bracket may have several.
-            guard has("index") else { throw InputError(.malformed, "a scaleIn fill needs field 'index' (0 for the first scale-in)") }
+            guard has("index") else { throw InputError(.malformed, "role scaleIn needs field 'index' (0 for the first scale-in)") }
             let index = try integer("index")
             guard index >= 0 else { throw InputError(.malformed, "field 'index' must not be negative") }
             return .scaleIn(index)

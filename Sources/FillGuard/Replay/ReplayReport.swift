@@ -14,22 +14,25 @@ public struct ReplayReport: Sendable {
     public var violations: [InvariantViolation]
     /// Broker work a replay cut off unfinished, per symbol (see `TraceReplayer.operationLimit`).
     public var unsettled: [String]
+    /// Scripted broker faults left over at the end (their operation never came), one line each.
+    public var unusedFaults: [String]
 
     /// A report from its parts (replay builds one; so does `fillguard recover`).
     public init(positions: [PositionSnapshot], rejected: [RejectedLine], operations: [OrderOperation.Kind: Int],
-                alerts: [Alert], violations: [InvariantViolation], unsettled: [String] = []) {
+                alerts: [Alert], violations: [InvariantViolation], unsettled: [String] = [], unusedFaults: [String] = []) {
         self.positions = positions
         self.rejected = rejected
         self.operations = operations
         self.alerts = alerts
         self.violations = violations
         self.unsettled = unsettled
+        self.unusedFaults = unusedFaults
     }
 
-    /// What the contract JSON has no field for, one line each: alerts and unfinished work
-    /// (`fillguard replay --json` writes them to standard error).
+    /// What the contract JSON has no field for, one line each: alerts, unfinished work and unused
+    /// scripted faults (`fillguard replay --json` writes them to standard error).
     public var notices: [String] {
-        alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" }
+        alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" } + unusedFaults.map { "unused: \($0)" }
     }
 
     /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.

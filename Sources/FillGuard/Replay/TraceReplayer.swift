@@ -32,6 +32,8 @@ public struct TraceReplayer: Sendable {
     private struct PendingFault: Sendable {
         var script: BrokerFaultScript
         var remaining: Int
+        /// The trace line that scripted it.
+        var line: Int
     }
 
     private let options: ReplayOptions
@@ -98,7 +100,7 @@ public struct TraceReplayer: Sendable {
             switch try TraceLine.parse(trimmed) {
             case .open(let spec): try open(spec)
             case .fill(let fill): try apply(fill)
-            case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count))
+            case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count, line: lineNumber))
             }
         } catch {
             rejected.append(RejectedLine(line: lineNumber, error: error))
@@ -116,8 +118,15 @@ public struct TraceReplayer: Sendable {
             guard let machine = machines[symbol] else { continue }
             violations += machine.invariantViolations(atQuiescence: machine.isQuiescent)
         }
+        // Scripted faults that never met their operation (a position or role the trace never
+        // had, or fewer operations than the count): said, so that a trace's author sees it.
+        let unused = faults.map { fault in
+            let target = [fault.script.position.map { "position \($0)" }, fault.script.role.map { "role \($0)" }].compactMap { $0 }
+            return "line \(fault.line): \(fault.remaining) of \(fault.script.count) scripted \(fault.script.operation.rawValue) \(fault.script.kind.rawValue) faults"
+                + (target.isEmpty ? "" : " (\(target.joined(separator: ", ")))") + " never met an operation"
+        }
         return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations,
-                            unsettled: unsettled)
+                            unsettled: unsettled, unusedFaults: unused)
     }
 
     private mutating func open(_ spec: BracketSpec) throws(InputError) {
