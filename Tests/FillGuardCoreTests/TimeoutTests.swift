@@ -122,17 +122,24 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
-    /// A position whose stop filled whole while the target's cancel timed out (and took effect),
-    /// then opened again by a scale-in fill of 300: returns the model (the new work not yet pulled)
-    /// and the old target.
-    private func reopenedAfterTargetCancelTimedOut(_ strategy: SymbolStateMachine.ReplaceStrategy) throws -> (ModelBroker, OrderSnapshot) {
+    /// A position whose stop filled whole while the target's cancel timed out (`applied`: it took
+    /// effect at the broker): returns the model and the target.
+    private func targetCancelTimedOut(_ strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate,
+                                      applied: Bool) throws -> (ModelBroker, OrderSnapshot) {
         var model = try filledWithProtectionInFlight(.init(replaceStrategy: strategy))
         model.settle()
         let target = try #require(model.live("P1", .takeProfit))
         try model.fill("P1", .stopLoss, 300, at: "95")
         model.pull()
         let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
-        model.complete(cancel, failing: .timedOut("no answer"), applied: true)
+        model.complete(cancel, failing: .timedOut("no answer"), applied: applied)
+        return (model, target)
+    }
+
+    /// `targetCancelTimedOut` (the cancel took effect), then the position opened again by a
+    /// scale-in fill of 300; the new work is not yet pulled.
+    private func reopenedAfterTargetCancelTimedOut(_ strategy: SymbolStateMachine.ReplaceStrategy) throws -> (ModelBroker, OrderSnapshot) {
+        var (model, target) = try targetCancelTimedOut(strategy, applied: true)
         try model.fill("P1", .scaleIn(0), 300, at: "98")
         return (model, target)
     }
@@ -180,14 +187,8 @@ struct TimeoutTests {
 
     @Test("an order whose cancel timed out shows as pending cancel until an answer settles it; a refusal shows it is still there")
     func timedOutCancelShowsPendingUntilSettled() throws {
-        var model = try filledWithProtectionInFlight()
-        model.settle()
-        let target = try #require(model.live("P1", .takeProfit))
         // The stop fills whole; the target's cancel goes out and times out (it did not take effect).
-        try model.fill("P1", .stopLoss, 300, at: "95")
-        model.pull()
-        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
-        model.complete(cancel, failing: .timedOut("no answer"), applied: false)
+        var (model, target) = try targetCancelTimedOut(applied: false)
         #expect(model.machine.snapshot(of: target.id)?.status == .pendingCancel, "asked to cancel, not confirmed")
         // The retried cancel is refused: the broker has the order, still working.
         model.fireRetries()
