@@ -24,16 +24,16 @@ struct SimulateCommand: AsyncParsableCommand {
             --fault-rate and --latency-ms apply to the simulated exchange only; --journal is not supported over FIX.
             """)
 
-    @Option(help: "Symbols traded in parallel.")
+    @Option(parsing: .unconditional, help: "Symbols traded in parallel.")
     var symbols = 20
 
-    @Option(help: "Seconds of trading.")
+    @Option(parsing: .unconditional, help: "Seconds of trading.")
     var duration = 10.0
 
-    @Option(help: "Seed for prices, sizes and faults.")
+    @Option(parsing: .unconditional, help: "Seed for prices, sizes and faults.")
     var seed: UInt64 = 1
 
-    @Option(help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it.")
+    @Option(parsing: .unconditional, help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it.")
     var faultRate = 0.02
 
     @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
@@ -51,7 +51,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "With --journal: its durability, fsync (survives power loss) or off (survives a killed process). (default: fsync)")
     var durability: String?
 
-    @Option(help: "With --journal: records per symbol between journal snapshots. (default: 1000)")
+    @Option(parsing: .unconditional, help: "With --journal: records per symbol between journal snapshots. (default: 1000)")
     var snapshotInterval: Int?
 
     @Flag(help: "Print the report as JSON.")
@@ -60,13 +60,13 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "The broker: simulated (the in-process exchange) or fix (a FIX 4.4 endpoint).")
     var broker = "simulated"
 
-    @Option(help: "Dedicated threads for the lanes (0: Swift's thread pool).")
+    @Option(parsing: .unconditional, help: "Dedicated threads for the lanes (0: Swift's thread pool).")
     var runnerThreads = 0
 
     @Option(help: "With --runner-threads: processors to bind them to, comma separated (default: none).")
     var runnerProcessors = ""
 
-    @Option(help: "With --runner-threads: microseconds an idle runner thread polls before it sleeps.")
+    @Option(parsing: .unconditional, help: "With --runner-threads: microseconds an idle runner thread polls before it sleeps.")
     var runnerSpinUs = 0
 
     @OptionGroup var fix: FIXCommandOptions
