@@ -213,7 +213,11 @@ final class SymbolLane: @unchecked Sendable {
         var batch = withMailbox { mailbox -> [Envelope] in
             var batch: [Envelope] = []
             while batch.count < limit, let envelope = mailbox.events.popFirst() { batch.append(envelope) }
-            if batch.isEmpty && !hasPending { mailbox.draining = false }
+            if batch.isEmpty && !hasPending {
+                // Idle, as in `runPass`: the lane keeps no buffer.
+                recycleBuffer(of: &mailbox.events)
+                mailbox.draining = false
+            }
             return batch
         }
         if batch.isEmpty && !hasPending { return }

@@ -77,9 +77,12 @@ struct EnvelopeBufferPoolTests {
         #expect(emptied)
     }
 
-    @Test("lanes going idle return their buffers, and the next wave of fills reuses them instead of allocating")
-    func lanesReuseBuffers() async throws {
-        let manager = FillManager(broker: TestBroker(), configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+    @Test("lanes going idle return their buffers, and the next wave of fills reuses them instead of allocating",
+          arguments: [false, true])
+    func lanesReuseBuffers(journaled: Bool) async throws {
+        let journal = journaled ? Journal(store: InMemoryJournalStore()) : nil
+        let manager = FillManager(broker: TestBroker(), journal: journal, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+        if journaled { _ = try await manager.recover() }
         var fills = FillMaker()
         let scaleIns = try await manager.openLongPositions(count: 6, fills: &fills)
         let pool = manager.context.envelopeBuffers
