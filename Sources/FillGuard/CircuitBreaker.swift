@@ -51,6 +51,16 @@ public final class CircuitBreaker: Sendable {
 
     private let policy: CircuitBreakerPolicy
     private let inner = Mutex(Inner())
+    /// `inner.state == .closed`, published after every change under the lock.
+    private let isClosed = Atomic<Bool>(true)
+    /// Closed with no failure counted: a success changes nothing.
+    private let isHealthy = Atomic<Bool>(true)
+
+    /// Publishes what the lock-free paths read; called under the lock after every change.
+    private func publish(_ inner: Inner) {
+        isClosed.store(inner.state == .closed, ordering: .releasing)
+        isHealthy.store(inner.state == .closed && inner.failures == 0, ordering: .releasing)
+    }
 
     /// A closed breaker.
     public init(policy: CircuitBreakerPolicy = CircuitBreakerPolicy()) {
@@ -62,9 +72,14 @@ public final class CircuitBreaker: Sendable {
     /// How many times it has opened.
     public var trips: Int { inner.withLock { $0.trips } }
 
-    /// Asks to send one request now.
-    public func acquire(now: ContinuousClock.Instant) -> Permission {
-        inner.withLock { inner in
+    /// Asks to send one request now (`now` is read only when the breaker is not closed).
+    public func acquire(now: @autoclosure () -> ContinuousClock.Instant) -> Permission {
+        // The common case, without the lock: a closed breaker grants (as it would under the lock
+        // at the moment of this load).
+        if isClosed.load(ordering: .acquiring) { return .granted }
+        let now = now()
+        return inner.withLock { inner in
+            defer { publish(inner) }
             switch inner.state {
             case .closed:
                 return .granted
@@ -88,10 +103,14 @@ public final class CircuitBreaker: Sendable {
 
     /// Records a request's outcome: `transientFailure` counts toward opening; anything the
     /// broker answered (success, refusal, too late) shows the connection works.
-    /// Returns true if this outcome opened the breaker.
+    /// Returns true if this outcome opened the breaker. `now` is read only for a failure.
     @discardableResult
-    public func record(transientFailure: Bool, wasProbe: Bool, now: ContinuousClock.Instant) -> Bool {
-        inner.withLock { inner in
+    public func record(transientFailure: Bool, wasProbe: Bool, now: @autoclosure () -> ContinuousClock.Instant) -> Bool {
+        // The common case, without the lock: a success while closed with no failures counted
+        // changes nothing.
+        if !transientFailure && !wasProbe && isHealthy.load(ordering: .acquiring) { return false }
+        return inner.withLock { inner in
+            defer { publish(inner) }
             if wasProbe { inner.probeOut = false }
             if !transientFailure {
                 inner.failures = 0
@@ -101,7 +120,7 @@ public final class CircuitBreaker: Sendable {
             inner.failures += 1
             if inner.state == .halfOpen || (inner.state == .closed && inner.failures >= policy.failureThreshold) {
                 inner.state = .open
-                inner.openUntil = now + policy.openDuration
+                inner.openUntil = now() + policy.openDuration
                 inner.trips += 1
                 return true
             }

@@ -57,6 +57,7 @@ final class SymbolLane: @unchecked Sendable {
     private struct PendingSend: Sendable {
         var operation: OrderOperation
         var isProbe: Bool
+        /// For the broker-latency metric (the epoch when metrics are off).
         var takenAt: ContinuousClock.Instant
     }
 
@@ -411,16 +412,19 @@ final class SymbolLane: @unchecked Sendable {
     /// The fill path never waits: each operation runs in its own task and reports back here.
     private func dispatchOperations(reactionFrom fillTime: Int64?, machine: inout SymbolStateMachine) {
         while true {
-            let now = ContinuousClock.now
-            let permission = context.breaker.acquire(now: now)
+            // The clock is read once per operation, and only when something uses it (an open
+            // breaker, a rate limit, metrics, a journal): not on every send of a plain setup.
+            var clock = LazyInstant()
+            let permission = context.breaker.acquire(now: clock.now)
             if case .denied(let until) = permission {
                 if !machine.isQuiescent { scheduleWake(at: until) }
                 return
             }
-            let isProbe = permission == .probe
-            if let wait = context.bucket?.take(now: now) {
+            let isProbe: Bool
+            if case .probe = permission { isProbe = true } else { isProbe = false }
+            if let bucket = context.bucket, let wait = bucket.take(now: clock.now) {
                 if isProbe { context.breaker.releaseProbe() }
-                if !machine.isQuiescent { scheduleWake(at: now + wait) }
+                if !machine.isQuiescent { scheduleWake(at: clock.now + wait) }
                 return
             }
             guard let operation = machine.nextOperation() else {
@@ -429,10 +433,11 @@ final class SymbolLane: @unchecked Sendable {
                 return
             }
             if let fillTime, operation.role.isProtective {
-                let reaction = Duration.nanoseconds((now - Self.epoch).nanoseconds - fillTime)
+                let reaction = Duration.nanoseconds((clock.now - Self.epoch).nanoseconds - fillTime)
                 if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
                 context.configuration.reactionObserver?(reaction)
             }
+            let now = context.metrics.enabled ? clock.now : Self.epoch
             if context.journal != nil {
                 // Sent once its intent is durable (next pass).
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
@@ -451,8 +456,9 @@ final class SymbolLane: @unchecked Sendable {
     /// (its outcome is queued as the lane's next event) with no task switch; one that waits for
     /// the network suspends and resumes elsewhere, as a task would. Either way the lane does not
     /// wait for it. (Before macOS 26, where `Task.immediate` is missing, a plain task.)
+    /// `sentAt` feeds the broker-latency metric only (read only with metrics enabled).
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
-        context.metrics.operations[operation.kind]?.increment()
+        if context.metrics.enabled { context.metrics.operations[operation.kind]?.increment() }
         context.counters.operationSent(operation.kind)
         context.work.begin()
         let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
@@ -537,6 +543,21 @@ extension Result where Failure == BrokerError {
     fileprivate var brokerErrorKind: BrokerError.Kind? {
         if case .failure(let error) = self { return error.kind }
         return nil
+    }
+}
+
+/// A clock reading taken on first use and then kept: one read per decision, none when unused.
+struct LazyInstant {
+    private var instant: ContinuousClock.Instant?
+
+    /// The instant of the first read.
+    var now: ContinuousClock.Instant {
+        mutating get {
+            if let instant { return instant }
+            let now = ContinuousClock.now
+            instant = now
+            return now
+        }
     }
 }
 

@@ -1,0 +1,69 @@
+import FillGuard
+import Testing
+
+/// The breaker's rules, driven with explicit instants (no clock, no broker).
+@Suite("Circuit breaker")
+struct CircuitBreakerTests {
+    let start = ContinuousClock.now
+    let policy = CircuitBreakerPolicy(failureThreshold: 3, openDuration: .seconds(1), probeWait: .milliseconds(20))
+
+    @Test("a success resets the count: only consecutive failures open it")
+    func onlyConsecutiveFailuresOpen() {
+        let breaker = CircuitBreaker(policy: policy)
+        for round in 0..<3 {
+            #expect(!breaker.record(transientFailure: true, wasProbe: false, now: start))
+            #expect(!breaker.record(transientFailure: true, wasProbe: false, now: start))
+            #expect(breaker.acquire(now: start) == .granted, "round \(round)")
+            #expect(!breaker.record(transientFailure: false, wasProbe: false, now: start))
+        }
+        #expect(breaker.state == .closed)
+        #expect(breaker.trips == 0)
+        // Three in a row do.
+        for _ in 0..<2 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        #expect(breaker.record(transientFailure: true, wasProbe: false, now: start))
+        #expect(breaker.state == .open)
+        #expect(breaker.trips == 1)
+    }
+
+    @Test("open: denies until its time, then lets one probe through; the probe's outcome decides")
+    func openProbesOnce() {
+        let breaker = CircuitBreaker(policy: policy)
+        for _ in 0..<3 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        let reopen = start + .seconds(1)
+        #expect(breaker.acquire(now: start + .milliseconds(500)) == .denied(until: reopen))
+        #expect(breaker.acquire(now: reopen) == .probe)
+        #expect(breaker.state == .halfOpen)
+        // While the probe is out, others wait.
+        #expect(breaker.acquire(now: reopen) == .denied(until: reopen + .milliseconds(20)))
+        // The probe fails: open again, for another period.
+        #expect(breaker.record(transientFailure: true, wasProbe: true, now: reopen))
+        #expect(breaker.state == .open)
+        #expect(breaker.trips == 2)
+        let second = reopen + .seconds(1)
+        #expect(breaker.acquire(now: reopen + .milliseconds(999)) == .denied(until: second))
+        #expect(breaker.acquire(now: second) == .probe)
+        #expect(!breaker.record(transientFailure: false, wasProbe: true, now: second))
+        #expect(breaker.state == .closed)
+        #expect(breaker.acquire(now: second) == .granted)
+    }
+
+    @Test("a probe given back lets the next request probe")
+    func releasedProbe() {
+        let breaker = CircuitBreaker(policy: policy)
+        for _ in 0..<3 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        let reopen = start + .seconds(1)
+        #expect(breaker.acquire(now: reopen) == .probe)
+        breaker.releaseProbe()
+        #expect(breaker.acquire(now: reopen) == .probe)
+    }
+
+    @Test("while half open, any answer (not a transient failure) closes it")
+    func answerWhileHalfOpenCloses() {
+        let breaker = CircuitBreaker(policy: policy)
+        for _ in 0..<3 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        #expect(breaker.acquire(now: start + .seconds(1)) == .probe)
+        #expect(!breaker.record(transientFailure: false, wasProbe: false, now: start + .seconds(1)))
+        #expect(breaker.state == .closed)
+        #expect(breaker.acquire(now: start + .seconds(1)) == .granted)
+    }
+}
