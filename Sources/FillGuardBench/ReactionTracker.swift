@@ -20,6 +20,18 @@ final class ReactionTracker: BrokerObserver, Sendable {
     private struct State {
         var armed = false
         var roles: [OrderID: Role] = [:]
+        /// `roles` by symbol index (stop, target): found without hashing an order id, so the
+        /// measurement adds as little as possible to what it measures.
+        var protective: [(stop: OrderID?, target: OrderID?)] = []
+
+        /// The role of `orderID` on `symbol`, if it is one of the named protective orders.
+        func role(of orderID: OrderID, symbol: Symbol) -> Role? {
+            let index = BenchUniverse.index(of: symbol)
+            guard protective.indices.contains(index) else { return nil }
+            if protective[index].stop == orderID { return Role(symbol: index, isStop: true) }
+            if protective[index].target == orderID { return Role(symbol: index, isStop: false) }
+            return nil
+        }
         var stopCovered: [Int]
         var targetCovered: [Int]
         var fills = 0
@@ -48,6 +60,10 @@ final class ReactionTracker: BrokerObserver, Sendable {
         self.start.store(start, ordering: .relaxed)
         state.withLock { state in
             state.roles = roles ?? [:]
+            state.protective = Array(repeating: (nil, nil), count: symbols)
+            for (id, role) in state.roles where role.symbol < symbols {
+                if role.isStop { state.protective[role.symbol].stop = id } else { state.protective[role.symbol].target = id }
+            }
             state.fills = fills
             state.measuredFrom = max(0, warmup)
             state.armed = true
@@ -73,7 +89,7 @@ final class ReactionTracker: BrokerObserver, Sendable {
         state.withLock { state in
             guard state.armed else { return }
             let role: Role
-            if let known = state.roles[orderID] {
+            if let known = state.role(of: orderID, symbol: symbol) {
                 role = known
             } else if state.roles.isEmpty, let type {
                 let index = BenchUniverse.index(of: symbol)
