@@ -33,6 +33,9 @@ public struct BenchPlan: Sendable {
     public var latencyDedicatedSpinMicros = 5_000
     /// Latency: seconds of offered load for FillGuard.
     public var latencySeconds = 2.0
+    /// Latency: waves of the catch-up row (one fill per latency symbol per wave), which measures
+    /// what a fill costs while a runner works off a backlog in the sparse pattern.
+    public var catchUpWaves = 200
     /// Latency: seconds of offered load for the seed, and how long its backlog may drain.
     public var seedLatencySeconds = 0.5
     /// Latency: the seed's drain cut-off.
@@ -86,6 +89,7 @@ public struct BenchPlan: Sendable {
         plan.rates = [10_000]
         plan.latencySymbols = 10
         plan.latencySeconds = 0.2
+        plan.catchUpWaves = 5
         plan.seedLatencySeconds = 0.05
         plan.seedCutoff = .milliseconds(500)
         plan.callSymbols = 10
@@ -172,6 +176,10 @@ public struct BenchSuite: Sendable {
                     if let measurement = await runChild(child) { note(measurement) }
                 }
             }
+            // What sets the tail: the cost per fill of working off a backlog in the same pattern.
+            if let measurement = await runChild(["catchup", "fillguard", "\(plan.latencySymbols)", "\(plan.catchUpWaves)"]) {
+                note(measurement)
+            }
         }
         if workloads.contains("calls") {
             for latency in plan.callLatencies {
@@ -229,7 +237,8 @@ public struct BenchSuite: Sendable {
     /// Runs one workload in this process: `kind implementation size [more]` (what a child does;
     /// `core fillguard N` is the single-threaded core loop, for profiling; `latency fillguard
     /// FILLS RATE SYMBOLS [IDLE-SPIN-µs]`, `latency fillguard-dedicated FILLS RATE SYMBOLS SPIN-µs` (lanes on
-    /// `RunnerThreads` bound to every processor but the pacer's), `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run).
+    /// `RunnerThreads` bound to every processor but the pacer's), `latency floor FILLS RATE SYMBOLS` and `latency seed FILLS RATE SYMBOLS CUTOFF-MS` one latency run;
+    /// `catchup fillguard SYMBOLS WAVES` the catch-up cost per fill).
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
         guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
         let more = arguments.dropFirst(3).compactMap { Int($0) }
@@ -254,6 +263,9 @@ public struct BenchSuite: Sendable {
             default:
                 return nil
             }
+        }
+        if arguments[0] == "catchup", arguments[1] == "fillguard", more.count == 1 {
+            return await CatchUpWorkload.run(symbols: size, waves: more[0])
         }
         guard more.isEmpty else { return nil }
         switch (arguments[0], arguments[1]) {

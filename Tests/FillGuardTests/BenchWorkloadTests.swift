@@ -23,6 +23,17 @@ struct BenchWorkloadTests {
         #expect(result.metrics["violations"] == 0)
     }
 
+    @Test("catch-up: one fill per symbol per wave, each costing exactly its two protective modifies, no violation")
+    func catchUpCountsEveryFill() async throws {
+        let result = try #require(await BenchSuite.runChildWorkload(["catchup", "fillguard", "20", "4"]))
+        #expect(result.workload == "catchup")
+        #expect(result.metrics["fills"] == 80)
+        #expect(result.metrics["brokerCallsPerFill"] == 2)
+        #expect(result.metrics["violations"] == 0)
+        #expect((result.metrics["microsPerFill"] ?? 0) > 0)
+        #expect(await BenchSuite.runChildWorkload(["catchup", "fillguard", "20"]) == nil, "no wave count: refused")
+    }
+
     @Test("the latency floor hands over every paced fill and lines up with FillGuard's latency row")
     func latencyFloorCountsEveryFill() async throws {
         let floor = await LatencyFloor.run(symbols: 4, rate: 20_000, fills: 400)
