@@ -81,6 +81,10 @@ final class SymbolLane: @unchecked Sendable {
     /// an order the rebuilt state has as unsent may already be at the broker.
     @exclusivity(unchecked) private var operationsHeld: Bool
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
+    /// The thread inside `send` on this lane (0: none). A callback broker that answers on that
+    /// thread before `send` returns (a broker that needs no wait) has its answer put straight in
+    /// `pending`, handled later in the same pass: no mailbox lock, no second pass.
+    private let sendingThread = Atomic<UInt>(0)
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
     /// so that an idle lane without one stays small.
     private final class JournalState {
@@ -463,11 +467,20 @@ final class SymbolLane: @unchecked Sendable {
         context.work.begin()
         let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
         if let broker = context.callbackBroker {
+            // Only this thread ever stores its own id here, and it clears it before leaving, so
+            // another thread never reads its own id: a relaxed load is enough.
+            let answersInline = context.journal == nil
+            if answersInline { sendingThread.store(ThreadIdentity.current, ordering: .relaxed) }
             broker.send(operation.request) { result in
                 latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
-                self.enqueue(.completed(operation, result, wasProbe: isProbe))
+                if self.sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
+                    self.takeAnswerInline(.completed(operation, result, wasProbe: isProbe))
+                } else {
+                    self.enqueue(.completed(operation, result, wasProbe: isProbe))
+                }
                 self.context.work.end()
             }
+            if answersInline { sendingThread.store(0, ordering: .relaxed) }
             return
         }
         let broker = context.broker
@@ -492,6 +505,15 @@ final class SymbolLane: @unchecked Sendable {
         } else {
             Task { await body() }
         }
+    }
+
+    /// A broker's answer given on the drainer's own thread, inside `send`: queued behind the
+    /// events this pass has taken (the lane is running, so it needs no wake-up). Events still in
+    /// the mailbox come after it, as if the answer had arrived just before them, which a broker's
+    /// answer racing a fill may always do.
+    private func takeAnswerInline(_ event: consuming Event) {
+        context.work.begin()
+        pending.append(Envelope(event: event, enqueuedAt: context.timed ? Self.nanosecondsNow : 0))
     }
 
     private func scheduleWake(at instant: ContinuousClock.Instant) {

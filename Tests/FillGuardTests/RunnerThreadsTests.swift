@@ -47,6 +47,39 @@ struct RunnerThreadsTests {
         #expect(threads.passesRun > 0)
     }
 
+    @Test("a broker that answers on the runner's own thread has its answers handled in the same pass: one pass per fill")
+    func inlineAnswersNeedNoSecondPass() async throws {
+        let threads = RunnerThreads(count: 1, spin: .zero, name: "test-inline")
+        defer { threads.shutdown() }
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.runnerThreads = threads
+        let broker = CallbackTestBroker(answer: .inline)
+        // One refused modify on the way: its retry still goes out and lands.
+        broker.fail(1, .modify, with: BrokerError(.transient, "busy"))
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "INL"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
+        await manager.waitUntilIdle()
+        let scaleIn = try #require(await manager.position("P1")?.liveOrder(.scaleIn(0)))
+        manager.receive(fills.fill(scaleIn, 1, at: "98"))
+        await manager.waitUntilIdle()
+        let before = threads.passesRun
+        for _ in 0..<10 {
+            manager.receive(fills.fill(scaleIn, 1, at: "98"))
+            await manager.waitUntilIdle()
+        }
+        #expect(threads.passesRun - before == 10, "each fill, its two modifies and their answers: one pass")
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 111)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 111)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 111)
+        #expect(manager.statistics.retries == 1)
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
     @Test("journaled lanes on dedicated threads: fills land exactly, and a restart from the journal rebuilds the same state")
     func journaledLanesOnRunnerThreads() async throws {
         let threads = RunnerThreads(count: 2, spin: .microseconds(20), name: "test-runner")
