@@ -624,6 +624,7 @@ public struct SymbolStateMachine: Sendable {
 
     /// The slot of an order, by id: the active orders first (a fill almost always names one),
     /// then the index or a scan.
+    @inline(__always)
     func slot(of id: OrderID) -> Int? {
         for slot in activeOrders where orders[Int(slot)].id == id { return Int(slot) }
         if let orderIndex { return orderIndex[id].map(Int.init) }
@@ -632,6 +633,7 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The slot of the order an operation was sent for, if that operation is still its one in flight.
+    @inline(__always)
     private func inFlightSlot(of operation: OrderOperation) -> Int? {
         for slot in activeOrders {
             let s = Int(slot)
@@ -720,6 +722,7 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The class of work the order needs now, or nil if none can be sent.
+    @inline(__always)
     private func pendingPriority(of s: Int) -> OrderOperation.Priority? {
         guard orders[s].inFlight == nil, !orders[s].retryPending, !orders[s].awaitingFill, orders[s].failure == nil else { return nil }
         switch (orders[s].phase, orders[s].target) {
@@ -906,6 +909,7 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// One pass over the position's live orders of a protective role (by kind), oldest first, without copying them.
+    @inline(__always)
     private func summarize(_ p: Int, _ kind: UInt8, side: Side) -> RoleSummary {
         var summary = RoleSummary()
         for index in positions[p].liveSlots.indices {
