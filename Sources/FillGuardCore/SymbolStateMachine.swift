@@ -450,9 +450,10 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
         case .permanent(let message):
-            // The broker knows the order and will not cancel it: an earlier cancel that timed out
-            // did not take effect.
-            if operation.kind == .cancel { orders[s].cancelMayHaveTakenEffect = false }
+            // A refusal does not say whether an earlier cancel that timed out took effect (a
+            // broker refuses for reasons of its own; one that no longer has the order says
+            // unknownOrder or tooLate): such an order stays maybe-cancelled, is cancelled again
+            // once re-armed, and the role gets a new order.
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
         case .tooLate(let message):
             if operation.kind == .submit {

@@ -185,20 +185,58 @@ struct TimeoutTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
-    @Test("an order whose cancel timed out shows as pending cancel until an answer settles it; a refusal shows it is still there")
+    @Test("an order whose cancel timed out shows as pending cancel until an answer settles it; a refusal does not settle it")
     func timedOutCancelShowsPendingUntilSettled() throws {
         // The stop fills whole; the target's cancel goes out and times out (it did not take effect).
         var (model, target) = try targetCancelTimedOut(applied: false)
         #expect(model.machine.snapshot(of: target.id)?.status == .pendingCancel, "asked to cancel, not confirmed")
-        // The retried cancel is refused: the broker has the order, still working.
+        // The retried cancel is refused for good: that does not say whether the first one took effect.
         model.fireRetries()
         model.pull()
         let retried = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
         model.complete(retried, failing: .permanent("order cannot be cancelled"))
         let order = try #require(model.machine.snapshot(of: target.id))
-        #expect(order.status == .working && order.failure != nil, "\(order)")
+        #expect(order.status == .pendingCancel && order.failure != nil, "\(order)")
         #expect(model.alerts.contains { $0.orderID == target.id })
-        #expect(model.brokerLive("P1", .takeProfit).first?.0 == target.id)
+        // Re-armed after the cool-down, it is cancelled again, and that answer settles it.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        #expect(model.machine.snapshot(of: target.id)?.status == .cancelled)
+        #expect(model.brokerLive("P1", .takeProfit).isEmpty)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a refused cancel does not show that an earlier timed-out cancel failed: a replacement refused for good still does not bring the order back")
+    func refusedCancelKeepsAMaybeCancelledOrderRetired() throws {
+        // The target's cancel timed out and took effect; the retried cancel is refused for good (a
+        // broker's own reason: it does not say the order is there).
+        var (model, target) = try targetCancelTimedOut(.createThenCancel, applied: true)
+        model.fireRetries()
+        model.pull()
+        let retried = try #require(model.inFlight.firstIndex { $0.orderID == target.id && $0.kind == .cancel })
+        model.complete(retried, failing: .permanent("refused"))
+        #expect(model.machine.snapshot(of: target.id)?.status == .pendingCancel)
+        // The position opens again; the new target's submit is refused for good too.
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        let submit = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .submit })
+        model.complete(submit, failing: .permanent("refused"))
+        // The old target is not taken as the position's target again, and never resized.
+        #expect(model.machine.snapshot(of: target.id)?.status == .pendingCancel, "still being cancelled, not the position's target")
+        model.fireRetries()
+        model.settle()
+        #expect(!model.sent.contains { $0.orderID == target.id && $0.kind == .modify }, "no modify of an order that may be cancelled")
+        // Re-armed after the cool-down: the old one is cancelled again (the answer settles it) and
+        // the position has a target of its size, at the broker too.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        #expect(model.machine.snapshot(of: target.id)?.status == .cancelled)
+        let atBroker = model.brokerLive("P1", .takeProfit)
+        #expect(atBroker.count == 1 && atBroker.first?.0 != target.id && atBroker.first?.1.open == 300)
+        #expect(model.live("P1", .takeProfit)?.id == atBroker.first?.0)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
     @Test("a submit that times out on every try is cancelled to settle, never taken as rejected; a new one follows",
