@@ -248,12 +248,29 @@ public struct SymbolStateMachine: Sendable {
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
 
         let p = Int(orders[s].position)
+        let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
-        positions[p].status = positions[p].ledger.net.isZero ? .closed : .open
+        let netAfter = positions[p].ledger.net
+        positions[p].status = netAfter.isZero ? .closed : .open
         positions[p].blockedRoles = 0
         rearmFailedOrders(of: p)
         if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
+        if (netBefore.units > 0 && netAfter.units < 0) || (netBefore.units < 0 && netAfter.units > 0) {
+            cancelOpeningOrders(p, emitting: &actions)
+        }
         plan(p, emitting: &actions)
+    }
+
+    /// The position went through flat to the other side in one fill (a protective order larger
+    /// than the position filled whole): its remaining entry and scale-ins would now add the wrong
+    /// way, so they go, as rule 5 cancels them at flat. The new side is protected by `plan`.
+    private mutating func cancelOpeningOrders(_ p: Int, emitting actions: inout [Action]) {
+        let live = positions[p].liveSlots
+        for slot in live {
+            let s = Int(slot)
+            guard orders[s].isLive, !orders[s].awaitingFill, orders[s].roleKind < ManagedOrder.stopLossKind else { continue }
+            setTarget(.cancelled, of: s, emitting: &actions)
+        }
     }
 
     /// Checks a fill against its order; returns the order's slot. Changes nothing.

@@ -133,6 +133,24 @@ struct RuleTests {
         #expect(model.live("P1", .stopLoss)?.type.displayPrice == Price(side == .buy ? "95" : "105"), "at the bracket's price")
     }
 
+    @Test("a fill that takes the position through flat to the other side cancels the remaining entry and scale-ins; the new side is protected", arguments: sides)
+    func crossingFlatCancelsOpeningOrders(side: Side) throws {
+        var model = try opened(side, entryFill: 200) // entry remainder 100 and the scale-in still working
+        // The take-profit fills 100 (net 100), and before the stop's reduction goes out the stop
+        // fills whole at its old size, 200: net -100 in one fill.
+        try model.fill("P1", .takeProfit, 100, at: side == .buy ? "110" : "90")
+        try model.fill("P1", .stopLoss, 200, at: side == .buy ? "95" : "105")
+        let work = model.pull()
+        #expect(work.contains { $0.role == .entry && $0.kind == .cancel })
+        #expect(work.contains { $0.role == .scaleIn(0) && $0.kind == .cancel })
+        model.settle()
+        let snapshot = model.snapshot("P1")
+        #expect(snapshot.netQuantity == (side == .buy ? -100 : 100))
+        #expect(snapshot.liveOrders.allSatisfy { $0.role == .stopLoss || $0.role == .takeProfit }, "\(snapshot.liveOrders.map(\.role))")
+        #expect(model.brokerLive("P1", .entry).isEmpty && model.brokerLive("P1", .scaleIn(0)).isEmpty, "nothing left that adds the old way")
+        expectProtected(model)
+    }
+
     /// Answers the in-flight operation on the role's order "too late" without the broker having
     /// filled it (a claim whose fills never come), then lets the retry that follows come due.
     private func answerTooLate(_ model: inout ModelBroker, _ role: OrderRole) throws {
