@@ -10,6 +10,9 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         case entryRejected
         /// The broker kept answering "too late" for an order whose fills never came.
         case fillsOverdue
+        /// A fill took the position through flat to the other side (a protective order larger
+        /// than the position filled whole): it is protected again at the bracket's prices (rule 7).
+        case positionFlipped
     }
     /// What went wrong.
     public var kind: Kind

@@ -257,6 +257,8 @@ public struct SymbolStateMachine: Sendable {
         if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         if (netBefore.units > 0 && netAfter.units < 0) || (netBefore.units < 0 && netAfter.units > 0) {
             cancelOpeningOrders(p, emitting: &actions)
+            actions.append(.alert(Alert(kind: .positionFlipped, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                                        message: "a fill of \(report.lastQuantity) took the position from \(netBefore) to \(netAfter)")))
         }
         plan(p, emitting: &actions)
     }

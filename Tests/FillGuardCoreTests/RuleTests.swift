@@ -148,6 +148,7 @@ struct RuleTests {
         #expect(snapshot.netQuantity == (side == .buy ? -100 : 100))
         #expect(snapshot.liveOrders.allSatisfy { $0.role == .stopLoss || $0.role == .takeProfit }, "\(snapshot.liveOrders.map(\.role))")
         #expect(model.brokerLive("P1", .entry).isEmpty && model.brokerLive("P1", .scaleIn(0)).isEmpty, "nothing left that adds the old way")
+        #expect(model.alerts.map(\.kind) == [.positionFlipped] && model.alerts.first?.role == .stopLoss, "\(model.alerts)")
         expectProtected(model)
     }
 
