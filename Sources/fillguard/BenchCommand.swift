@@ -110,6 +110,9 @@ struct BenchCommand: AsyncParsableCommand {
     func validate() throws {
         if let runs, runs < 1 { throw ValidationError("--runs must be at least 1") }
         if let workloads {
+            if workloads.split(separator: ",").isEmpty {
+                throw ValidationError("--workloads needs at least one of \(BenchPlan.allWorkloads.joined(separator: ","))")
+            }
             for name in workloads.split(separator: ",") where !BenchPlan.allWorkloads.contains(String(name)) {
                 throw ValidationError("unknown workload '\(name)'; known: \(BenchPlan.allWorkloads.joined(separator: ","))")
             }

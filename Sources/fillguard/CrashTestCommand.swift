@@ -40,6 +40,7 @@ struct CrashTestCommand: AsyncParsableCommand {
         guard tearEvery >= 0 else { throw ValidationError("--tear-every must be 0 (never) or more") }
         guard ["off", "fsync"].contains(durability) else { throw ValidationError("--durability must be off or fsync") }
         var isDirectory: ObjCBool = false
+        if directory?.isEmpty == true { throw ValidationError("--directory needs a path (leave it out for a new temporary directory)") }
         if let directory, FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw ValidationError("--directory '\(directory)' is a file, not a directory")
         }

@@ -10,7 +10,7 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
     var fixHost: String?
 
-    @Option(help: "FIX: the acceptor's port.")
+    @Option(parsing: .unconditional, help: "FIX: the acceptor's port.")
     var fixPort: Int?
 
     @Option(help: "FIX: our SenderCompID (default FG).")
@@ -19,7 +19,7 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: the counterparty's CompID, our TargetCompID (default EX).")
     var fixTarget: String?
 
-    @Option(help: "FIX: heartbeat interval in seconds (default 30).")
+    @Option(parsing: .unconditional, help: "FIX: heartbeat interval in seconds (default 30).")
     var fixHeartbeat: Int?
 
     @Option(help: "FIX: send ResetSeqNumFlag on the first Logon, Y or N (default: Y without a store, N with one).")
@@ -31,7 +31,7 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: Account (1) on every order.")
     var fixAccount: String?
 
-    @Option(help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
+    @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
     var fixSettleTimeout = 30.0
 
     /// True when any session option (not the settle timeout) was given.

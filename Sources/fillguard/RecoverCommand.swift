@@ -67,7 +67,14 @@ struct RecoverCommand: AsyncParsableCommand {
         }
         let statePath = exchangeState ?? journal + ".exchange"
         let overFIX = broker == "fix"
-        let hasExchange = overFIX || FileManager.default.fileExists(atPath: statePath)
+        var isDirectory: ObjCBool = false
+        let stateExists = FileManager.default.fileExists(atPath: statePath, isDirectory: &isDirectory)
+        if let exchangeState, !overFIX, !stateExists || isDirectory.boolValue {
+            // Named explicitly: a mistyped path must not silently skip the reconciliation.
+            writeToStandardError("fillguard: --exchange-state '\(exchangeState)' \(stateExists ? "is a directory, not a state file" : "does not exist")\n")
+            throw ExitCode(2)
+        }
+        let hasExchange = overFIX || stateExists
         var logger = Logger(label: "fillguard.recover")
         logger.logLevel = .critical
         let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate

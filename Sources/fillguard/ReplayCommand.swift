@@ -8,7 +8,15 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Replay a JSON Lines trace deterministically against a scripted broker and print the final state.",
-        discussion: "Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file.")
+        discussion: """
+            One JSON object per line: {"type":"open",...}, {"type":"fill",...}, {"type":"brokerFault",...}; \
+            the fields of each are in README.md, "Replaying a trace". Alerts (an operation that failed \
+            for good, a flip) go to standard error.
+
+            Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file. \
+            A role left unprotected by an operation that failed for good is reported by its alert, not \
+            as a violation (a replay has no clock to re-arm it).
+            """)
 
     @Argument(help: "The trace file (JSON Lines).")
     var file: String

@@ -39,7 +39,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
     var noModify = false
 
-    @Option(help: "Replacement, cancelThenCreate or createThenCancel: every resize without native modify, and with it an order that must be replaced anyway (its cancel timed out).")
+    @Option(help: "How a protective order is replaced, cancelThenCreate or createThenCancel: at every resize without native modify, and with it for an order that must be replaced anyway (its cancel timed out).")
     var strategy = "cancelThenCreate"
 
     @Option(help: "Broker acknowledgement latency range in milliseconds, A-B.")
