@@ -9,16 +9,6 @@ import Testing
 
 @Suite("FillManager runtime")
 struct FillManagerTests {
-    private func openAndFillEntry(_ manager: FillManager, _ broker: TestBroker, _ id: PositionID, _ symbol: Symbol,
-                                  fills: inout FillMaker) async throws -> PositionSnapshot {
-        try await manager.open(.long(id, symbol))
-        await manager.waitUntilIdle()
-        let entry = try #require(await manager.position(id)?.liveOrder(.entry))
-        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
-        await manager.waitUntilIdle()
-        return try #require(await manager.position(id))
-    }
-
     @Test("same-symbol fills are handled one at a time, in arrival order, even while the broker is slow")
     func sameSymbolFillsAreSerializedWithSlowBroker() async throws {
         let broker = TestBroker()
@@ -67,7 +57,7 @@ struct FillManagerTests {
         var scaleIns: [OrderSnapshot] = []
         var fills = FillMaker()
         for (index, symbol) in symbols.enumerated() {
-            let position = try await openAndFillEntry(manager, broker, PositionID("P\(index)"), symbol, fills: &fills)
+            let position = try await manager.openLongAndFillEntry(PositionID("P\(index)"), symbol, fills: &fills)
             scaleIns.append(try #require(position.liveOrder(.scaleIn(0))))
         }
         // Four producers, each sending one share to every symbol's scale-in, 20 rounds, with
@@ -88,13 +78,8 @@ struct FillManagerTests {
         let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy), logger: .quiet)
         var fills = FillMaker()
-        try await manager.open(.long("P1", "CBK"))
-        await manager.waitUntilIdle()
-        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
-        await manager.waitUntilIdle()
+        let opened = try await manager.openLongAndFillEntry("P1", "CBK", fills: &fills)
         #expect(manager.statistics.retries == 2, "the two failed submits were retried")
-        let opened = try #require(await manager.position("P1"))
         let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
         for _ in 0..<40 { manager.receive(fills.fill(scaleIn, 1, at: "98")) }
         await manager.waitUntilIdle()
@@ -140,7 +125,7 @@ struct FillManagerTests {
         let policy = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: policy), logger: .quiet)
         var fills = FillMaker()
-        let position = try await openAndFillEntry(manager, broker, "P1", "IBM", fills: &fills)
+        let position = try await manager.openLongAndFillEntry("P1", "IBM", fills: &fills)
         #expect(manager.statistics.retries == 2)
         #expect(position.netQuantity == 100)
         #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
@@ -181,7 +166,7 @@ struct FillManagerTests {
             circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(5), probeWait: .milliseconds(1)))
         let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
-        let position = try await openAndFillEntry(manager, broker, "P1", "CVX", fills: &fills)
+        let position = try await manager.openLongAndFillEntry("P1", "CVX", fills: &fills)
         #expect(manager.statistics.breakerTrips >= 1)
         #expect(manager.breakerState == .closed)
         #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
@@ -215,7 +200,7 @@ struct FillManagerTests {
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
         for index in 0..<5 {
-            _ = try await openAndFillEntry(manager, broker, PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
+            _ = try await manager.openLongAndFillEntry(PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
         }
         for position in await manager.positions() {
             #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
@@ -228,7 +213,7 @@ struct FillManagerTests {
         let broker = TestBroker()
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
-        let before = try await openAndFillEntry(manager, broker, "P1", "GLD", fills: &fills)
+        let before = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
         let entry = try #require(before.orders.first { $0.role == .entry })
         // Duplicate execution id, overfill, unknown symbol, symbol mismatch.
         manager.receive(.execution(ExecutionReport(executionID: "X1", orderID: entry.id, symbol: "GLD", side: .buy, lastQuantity: 1, lastPrice: Price("1")!)))

@@ -58,12 +58,7 @@ struct RunnerThreadsTests {
         broker.fail(1, .modify, with: BrokerError(.transient, "busy"))
         let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
-        try await manager.open(.long("P1", "INL"))
-        await manager.waitUntilIdle()
-        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
-        await manager.waitUntilIdle()
-        let scaleIn = try #require(await manager.position("P1")?.liveOrder(.scaleIn(0)))
+        let scaleIn = try #require(try await manager.openLongAndFillEntry("P1", "INL", fills: &fills).liveOrder(.scaleIn(0)))
         manager.receive(fills.fill(scaleIn, 1, at: "98"))
         await manager.waitUntilIdle()
         let before = threads.passesRun

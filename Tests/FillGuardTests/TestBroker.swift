@@ -237,18 +237,24 @@ func expectTwoSymbolsRunAtOnce(configure: (inout FillGuardConfiguration) -> Void
 }
 
 extension FillManager {
+    /// Opens a long bracket (`BracketSpec.long`) and fills its entry whole at 100, each to
+    /// quiescence; returns the open position.
+    func openLongAndFillEntry(_ id: PositionID, _ symbol: Symbol, fills: inout FillMaker) async throws -> PositionSnapshot {
+        try await open(.long(id, symbol))
+        await waitUntilIdle()
+        let entry = try #require(await position(id)?.liveOrder(.entry))
+        receive(fills.fill(entry, entry.openQuantity, at: "100"))
+        await waitUntilIdle()
+        return try #require(await position(id))
+    }
+
     /// Opens `count` long brackets (positions P0, P1, ... on symbols S0, S1, ...) with the entry
     /// filled, one at a time to quiescence; returns their working scale-ins.
     func openLongPositions(count: Int, fills: inout FillMaker) async throws -> [OrderSnapshot] {
         var scaleIns: [OrderSnapshot] = []
         for index in 0..<count {
-            let id = PositionID("P\(index)")
-            try await open(.long(id, Symbol("S\(index)")))
-            await waitUntilIdle()
-            let entry = try #require(await position(id)?.liveOrder(.entry))
-            receive(fills.fill(entry, entry.openQuantity, at: "100"))
-            await waitUntilIdle()
-            scaleIns.append(try #require(await position(id)?.liveOrder(.scaleIn(0))))
+            let position = try await openLongAndFillEntry(PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
+            scaleIns.append(try #require(position.liveOrder(.scaleIn(0))))
         }
         return scaleIns
     }
