@@ -92,6 +92,12 @@ struct Scenario {
             }
             models[index].settle()
             problems += check(models[index])
+            // After the cool-down the runtime re-arms what failed for good; with the broker
+            // answering, every role is then protected again, alerted or not.
+            var actions: [SymbolStateMachine.Action] = []
+            for id in models[index].machine.positionIDs { models[index].machine.rearm(id, emitting: &actions) }
+            models[index].settle()
+            problems += check(models[index], afterRearm: true).map { "after re-arm: \($0)" }
         }
         return problems
     }
@@ -135,9 +141,10 @@ struct Scenario {
             case 2: models[index].complete(which, failing: .timedOut("timeout, request lost"))
             case 3: models[index].complete(which, failing: .timedOut("timeout, answer lost"), applied: true)
             default:
-                // A refusal of a resend after a timeout (the first try may have placed the order).
+                // A refusal of a resend after a timeout (the first try may have placed, or
+                // cancelled, the order): it says nothing about where that first try stands.
                 let operation = models[index].inFlight[which]
-                if operation.kind == .submit, operation.attempt > 1 {
+                if operation.kind != .modify, operation.attempt > 1 {
                     models[index].complete(which, failing: .permanent("refused"))
                 } else {
                     models[index].complete(which, failing: .transient("throttled"))
@@ -203,15 +210,24 @@ struct Scenario {
         do { try models[index].deliver(report) } catch { problems.append("held report \(report.executionID) refused: \(error)") }
     }
 
-    /// Rule 1 and rule 2 against the broker's truth.
-    private func check(_ model: ModelBroker) -> [String] {
+    /// Rule 1 and rule 2 against the broker's truth; roles alerted as failed for good are left
+    /// out until `afterRearm`. Nothing left at the broker adds to a position the wrong way.
+    private func check(_ model: ModelBroker, afterRearm: Bool = false) -> [String] {
         var problems = model.machine.invariantViolations(atQuiescence: true).map(\.description)
         if !model.machine.isQuiescent { problems.append("\(model.symbol) not quiescent") }
         for id in model.machine.positionIDs {
             let snapshot = model.snapshot(id)
             let net = snapshot.netQuantity
             if model.brokerNet(id) != net { problems.append("\(id): broker net \(model.brokerNet(id)) vs \(net)") }
-            let failed = Set(model.alerts.filter { $0.positionID == id }.compactMap(\.role))
+            let failed = afterRearm ? [] : Set(model.alerts.filter { $0.positionID == id && $0.kind != .positionFlipped }.compactMap(\.role))
+            if !net.isZero {
+                let adding: Side = net.units > 0 ? .buy : .sell
+                for order in snapshot.orders where !order.role.isProtective {
+                    if let truth = model.truth[order.id], truth.live, truth.side != adding {
+                        problems.append("\(id): \(order.id) (\(order.role)) live at broker on the wrong side for net \(net)")
+                    }
+                }
+            }
             for (role, price) in [(OrderRole.stopLoss, snapshot.stopLoss), (OrderRole.takeProfit, snapshot.takeProfit)] where !failed.contains(role) {
                 let atBroker = model.brokerLive(id, role)
                 if net.isZero || price == nil {
