@@ -10,8 +10,9 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         case entryRejected
         /// The broker kept answering "too late" for an order whose fills never came.
         case fillsOverdue
-        /// A fill took the position through flat to the other side (a protective order larger
-        /// than the position filled whole): it is protected again at the bracket's prices (rule 7).
+        /// A fill took the position to the side opposite its bracket's (a protective order larger
+        /// than the position filled whole, or a late one after it closed): it is protected again
+        /// at the bracket's prices (rule 7), which are then on the wrong side of the market.
         case positionFlipped
     }
     /// What went wrong.

@@ -255,7 +255,12 @@ public struct SymbolStateMachine: Sendable {
         positions[p].blockedRoles = 0
         rearmFailedOrders(of: p)
         if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
-        if (netBefore.units > 0 && netAfter.units < 0) || (netBefore.units < 0 && netAfter.units > 0) {
+        // Through flat to the side opposite the bracket's, from either side of flat or from flat
+        // itself (a late protective fill on a closed position).
+        let long = positions[p].side == .buy
+        let againstBefore = long ? netBefore.units < 0 : netBefore.units > 0
+        let againstAfter = long ? netAfter.units < 0 : netAfter.units > 0
+        if againstAfter && !againstBefore {
             cancelOpeningOrders(p, emitting: &actions)
             actions.append(.alert(Alert(kind: .positionFlipped, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
                                         message: "a fill of \(report.lastQuantity) took the position from \(netBefore) to \(netAfter)")))
@@ -263,9 +268,10 @@ public struct SymbolStateMachine: Sendable {
         plan(p, emitting: &actions)
     }
 
-    /// The position went through flat to the other side in one fill (a protective order larger
-    /// than the position filled whole): its remaining entry and scale-ins would now add the wrong
-    /// way, so they go, as rule 5 cancels them at flat. The new side is protected by `plan`.
+    /// The position went to the side opposite its bracket's (a protective order larger than the
+    /// position filled whole, or a late one after it closed): its remaining entry and scale-ins
+    /// would now add the wrong way, so they go, as rule 5 cancels them at flat. The new side is
+    /// protected by `plan`.
     private mutating func cancelOpeningOrders(_ p: Int, emitting actions: inout [Action]) {
         let live = positions[p].liveSlots
         for slot in live {

@@ -131,6 +131,8 @@ struct RuleTests {
         #expect(snapshot.status == .open)
         expectProtected(model)
         #expect(model.live("P1", .stopLoss)?.type.displayPrice == Price(side == .buy ? "95" : "105"), "at the bracket's price")
+        // Reopened on the side opposite the bracket's, from flat: a person should look.
+        #expect(model.alerts.map(\.kind) == [.positionFlipped], "\(model.alerts)")
     }
 
     @Test("a fill that takes the position through flat to the other side cancels the remaining entry and scale-ins; the new side is protected", arguments: sides)
