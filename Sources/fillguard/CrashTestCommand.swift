@@ -10,16 +10,16 @@ struct CrashTestCommand: AsyncParsableCommand {
         abstract: "Kill `fillguard simulate --journal` with SIGKILL at random points, restart, and check nothing was lost.",
         discussion: "After each kill, `fillguard recover` must find: net = sum of unique exchange fills, no fill counted twice, every open position protected, no order duplicated. Exit 1 if any check failed.")
 
-    @Option(help: "Kill points.")
+    @Option(parsing: .unconditional, help: "Kill points.")
     var points = 100
 
     @Option(help: "Seed of the kill instants and the sessions.")
     var seed: UInt64 = 1
 
-    @Option(help: "Symbols per session.")
+    @Option(parsing: .unconditional, help: "Symbols per session.")
     var symbols = 10
 
-    @Option(help: "Tear the journal's last record after every n-th kill (0: never).")
+    @Option(parsing: .unconditional, help: "Tear the journal's last record after every n-th kill (0: never).")
     var tearEvery = 10
 
     @Option(help: "Journal durability in the sessions: off (survives kill -9) or fsync.")
@@ -62,6 +62,11 @@ struct CrashTestCommand: AsyncParsableCommand {
         let progress: (@Sendable (String) -> Void)? = json ? nil : printLine
         let summary = try await harness.run(progress: progress)
         print(json ? summary.json : summary.text)
-        if !summary.passed { throw ExitCode(1) }
+        if !summary.passed {
+            writeToStandardError("the sessions' journals and logs are kept in \(workDirectory)\n")
+            throw ExitCode(1)
+        }
+        // A temporary directory of our own, all passed: nothing in it is needed any more.
+        if directory == nil { try? FileManager.default.removeItem(atPath: workDirectory) }
     }
 }

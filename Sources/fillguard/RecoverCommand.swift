@@ -65,6 +65,11 @@ struct RecoverCommand: AsyncParsableCommand {
             writeToStandardError("fillguard: no journal at '\(journal)'\n")
             throw ExitCode(2)
         }
+        // An empty file is no journal: opening it would create one, and recover nothing.
+        guard fileSize(journal) != 0 else {
+            writeToStandardError("fillguard: '\(journal)' is empty, not a journal\n")
+            throw ExitCode(2)
+        }
         let statePath = exchangeState ?? journal + ".exchange"
         let overFIX = broker == "fix"
         var isDirectory: ObjCBool = false
@@ -72,6 +77,11 @@ struct RecoverCommand: AsyncParsableCommand {
         if let exchangeState, !overFIX, !stateExists || isDirectory.boolValue {
             // Named explicitly: a mistyped path must not silently skip the reconciliation.
             writeToStandardError("fillguard: --exchange-state '\(exchangeState)' \(stateExists ? "is a directory, not a state file" : "does not exist")\n")
+            throw ExitCode(2)
+        }
+        if !overFIX, stateExists, !isDirectory.boolValue, fileSize(statePath) == 0 {
+            // Reconciling against an exchange that holds nothing would "correct" every position.
+            writeToStandardError("fillguard: the exchange state '\(statePath)' is empty\n")
             throw ExitCode(2)
         }
         let hasExchange = overFIX || stateExists
@@ -118,4 +128,9 @@ extension Duration {
         let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
         return "\(micros / 1000).\(micros % 1000 / 100) ms"
     }
+}
+
+/// The size of a file in bytes (nil if it cannot be read).
+private func fileSize(_ path: String) -> Int? {
+    (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
 }

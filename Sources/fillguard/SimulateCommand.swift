@@ -78,7 +78,7 @@ struct SimulateCommand: AsyncParsableCommand {
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
-        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds)") }
+        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds, at most 60000)") }
         guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
@@ -126,7 +126,10 @@ struct SimulateCommand: AsyncParsableCommand {
         // "A-B" or "A", both non-negative: a leading or doubled '-' is not a range.
         guard !latencyMs.hasPrefix("-"), !latencyMs.contains("--"), !latencyMs.hasSuffix("-") else { return nil }
         let parts = latencyMs.split(separator: "-").map { Double($0) }
-        guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low >= 0, high >= low else { return nil }
+        // At most a minute: a broker that takes longer is down, not slow (and the session would
+        // wait that long for every answer while it winds down).
+        guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low >= 0, high >= low,
+              high <= 60_000 else { return nil }
         return .microseconds(Int64(low * 1000)) ... .microseconds(Int64(high * 1000))
     }
 
