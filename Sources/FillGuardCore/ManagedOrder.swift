@@ -62,7 +62,8 @@ struct ManagedOrder: Sendable, Codable {
     var mayBeLive = false
     /// A cancel timed out and no answer has settled it: the order may be gone, so it shows as
     /// pending cancel and is never made current again (a failed replacement does not bring it
-    /// back). A cancel's answer settles it; a refusal (the broker has the order) clears it.
+    /// back). Only an answer that says where it stands settles it (success, unknown order, too
+    /// late, a fill); a refusal does not (a broker refuses for reasons of its own).
     var cancelMayHaveTakenEffect = false
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
