@@ -37,22 +37,19 @@ enum JournalFrame {
                 break
             }
             let sequence = read(UInt64.self, bytes, offset)
-            let kind = JournalRecord.Kind(rawValue: bytes[offset + 8]) ?? .input
-            let checksum = read(UInt32.self, bytes, offset + 9)
+            let kind = JournalRecord.Kind(rawValue: bytes[offset + 8])
+            let stored = read(UInt32.self, bytes, offset + 9)
             let length = Int(read(UInt32.self, bytes, offset + 13))
             let start = offset + headerSize
             let end = min(bytes.count, start + length)
-            records.append(JournalRecord(symbol: symbol, sequence: sequence, kind: kind, payload: Array(bytes[start..<end]), checksum: checksum))
+            let payload = Array(bytes[start..<end])
+            // A kind no FillGuard writes is damage: the record is kept with a checksum that fails.
+            let checksum = kind == nil ? ~CRC32.checksum(payload) : stored
+            records.append(JournalRecord(symbol: symbol, sequence: sequence, kind: kind ?? .input, payload: payload, checksum: checksum))
             offset = start + length
         }
         return records
     }
-
-    /// A record's append position for the load rules: its frame's row id, then its place in the frame.
-    static func position(frame: Int64, index: Int) -> Int64 { frame << 32 | Int64(index) }
-
-    /// The frame row id and the index in it of an append position.
-    static func split(_ position: Int64) -> (frame: Int64, index: Int) { (position >> 32, Int(position & 0xFFFF_FFFF)) }
 
     private static func read<Value: FixedWidthInteger>(_ type: Value.Type, _ bytes: [UInt8], _ offset: Int) -> Value {
         var value: Value = 0

@@ -16,14 +16,28 @@ public final class SQLiteJournalStore: JournalStore {
     /// The on-disk format this version writes and reads (1: a row per record; 2: frames).
     public static let formatVersion = 2
 
+    /// Whether opening may start a new journal.
+    public enum OpenMode: Sendable {
+        /// Creates the journal when the file is new or an empty database (a session's first start).
+        case createIfNeeded
+        /// The file must already hold a journal (recovery): nothing is created in it.
+        case existingJournal
+    }
+
     private let pool: DatabasePool
+    /// The lock that makes this store the journal's only writer, held until `close()`.
+    private let writerLock: WriterLock
     /// The file.
     public let path: String
 
-    /// Opens (creating if needed) the journal at `path`. Throws `unsupportedVersion` for a file
-    /// written by a newer FillGuard, `storage` when it cannot be opened.
-    public init(path: String, durability: JournalDurability = .fsync) throws(JournalError) {
+    /// Opens the journal at `path` (creating it only with `.createIfNeeded`) as its only writer.
+    /// Throws `inUse` while another store (in this or another process) has it open,
+    /// `unsupportedVersion` for a file written by a newer FillGuard, `corrupted` for a file that
+    /// is not a journal, `storage` when it cannot be opened.
+    public init(path: String, durability: JournalDurability = .fsync, mode: OpenMode = .createIfNeeded) throws(JournalError) {
         self.path = path
+        // Taken before anything reads or writes the file: a second writer is refused, never interleaved.
+        writerLock = try WriterLock(path: path)
         var configuration = Configuration()
         configuration.label = "fillguard-journal"
         configuration.prepareDatabase { db in
@@ -33,9 +47,15 @@ public final class SQLiteJournalStore: JournalStore {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             stored = try pool.write { db in
-                // Another application's database is refused, never written into.
+                // Another application's database is refused, never written into: a database with
+                // tables must have a journal's format row.
                 let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
-                if !tables.isEmpty, !tables.contains("meta") { throw ForeignDatabase(tables: tables) }
+                if !tables.isEmpty {
+                    let format = tables.contains("meta") ? try? String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") : nil
+                    if format == nil { throw ForeignDatabase(tables: tables) }
+                } else if mode == .existingJournal {
+                    throw ForeignDatabase(tables: [])
+                }
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                     CREATE TABLE IF NOT EXISTS frames (
@@ -50,7 +70,9 @@ public final class SQLiteJournalStore: JournalStore {
                 return stored
             }
         } catch let foreign as ForeignDatabase {
-            throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with tables \(foreign.tables.joined(separator: ", ")))")
+            throw JournalError(.corrupted, foreign.tables.isEmpty
+                ? "\(path) is not a FillGuard journal (an SQLite database with no tables)"
+                : "\(path) is not a FillGuard journal (an SQLite database with tables \(foreign.tables.joined(separator: ", ")) and no journal format)")
         } catch {
             throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
         }
@@ -69,12 +91,12 @@ public final class SQLiteJournalStore: JournalStore {
             let insert = try db.makeStatement(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)")
             let rows = try Row.fetchCursor(db, sql: "SELECT symbol, seq, kind, payload, crc FROM records ORDER BY id")
             while let row = try rows.next() {
-                let symbol: String = row[0]
-                let sequence: Int64 = row[1]
-                let payload: Data = row[3] ?? Data()
+                let symbol = try StoredValue.text(row, 0, "records.symbol")
+                let sequence = try StoredValue.integer(row, 1, "records.seq")
+                let payload = try StoredValue.blob(row, 3, "records.payload")
                 var body: [UInt8] = []
-                JournalFrame.append(sequence: UInt64(bitPattern: sequence), kind: UInt8(clamping: row[2] as Int64),
-                                    checksum: UInt32(truncatingIfNeeded: row[4] as Int64), payload: payload, to: &body)
+                JournalFrame.append(sequence: UInt64(bitPattern: sequence), kind: UInt8(clamping: try StoredValue.integer(row, 2, "records.kind")),
+                                    checksum: UInt32(truncatingIfNeeded: try StoredValue.integer(row, 4, "records.crc")), payload: payload, to: &body)
                 try insert.execute(arguments: [symbol, sequence, Data(body)])
             }
             try db.execute(sql: "DROP TABLE records")
@@ -121,40 +143,49 @@ public final class SQLiteJournalStore: JournalStore {
         }
     }
 
-    /// Loads per the contract; a torn tail is deleted from the file with a notice.
+    /// Loads per the contract; a torn tail is deleted from the file with a notice. A row whose
+    /// columns do not hold what a journal writes (a NULL, text for a number) is corruption.
     public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
         let rows: [JournalAssembly.Row]
         let snapshots: [JournalRecord]
+        // Records are numbered in append order (frame row id, then place in the frame); the
+        // numbers are the assembly's positions, and `places` maps them back to where they are.
+        var places: [(frame: Int64, index: Int)] = []
         var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
         do {
-            (rows, snapshots, frames) = try await pool.read { db in
+            (rows, snapshots, places, frames) = try await pool.read { db in
                 var rows: [JournalAssembly.Row] = []
+                var places: [(frame: Int64, index: Int)] = []
                 var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
-                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body FROM frames")
+                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body FROM frames ORDER BY id")
                 while let row = try cursor.next() {
-                    let id: Int64 = row[0]
-                    let symbol = Symbol(row[1] as String)
-                    let body: Data = row[2] ?? Data()
+                    let id = try StoredValue.integer(row, 0, "frames.id")
+                    let symbol = Symbol(try StoredValue.text(row, 1, "frames.symbol"))
+                    let body = try StoredValue.blob(row, 2, "frames.body")
                     let records = JournalFrame.records(in: body, symbol: symbol)
                     frames[id] = (symbol, records)
                     for (index, record) in records.enumerated() {
-                        rows.append(JournalAssembly.Row(position: JournalFrame.position(frame: id, index: index), record: record))
+                        rows.append(JournalAssembly.Row(position: Int64(places.count), record: record))
+                        places.append((id, index))
                     }
                 }
                 let snapshots = try Row.fetchAll(db, sql: "SELECT symbol, seq, payload, crc FROM snapshots").map { row in
-                    let payload: Data = row[2] ?? Data()
-                    return JournalRecord(symbol: Symbol(row[0]), sequence: UInt64(bitPattern: row[1]), kind: .snapshot,
-                                         payload: [UInt8](payload), checksum: UInt32(truncatingIfNeeded: row[3] as Int64))
+                    JournalRecord(symbol: Symbol(try StoredValue.text(row, 0, "snapshots.symbol")),
+                                  sequence: UInt64(bitPattern: try StoredValue.integer(row, 1, "snapshots.seq")), kind: .snapshot,
+                                  payload: [UInt8](try StoredValue.blob(row, 2, "snapshots.payload")),
+                                  checksum: UInt32(truncatingIfNeeded: try StoredValue.integer(row, 3, "snapshots.crc")))
                 }
-                return (rows, snapshots, frames)
+                return (rows, snapshots, places, frames)
             }
+        } catch let damaged as StoredValue.Damaged {
+            throw JournalError(.corrupted, "the journal at \(path) is damaged: \(damaged.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch {
             throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
         }
         let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
         if let cut = result.truncateFrom {
             // Frames after the cut go; the frame it falls in keeps the records before it.
-            let (frame, index) = JournalFrame.split(cut)
+            let (frame, index) = places[Int(cut)]
             let kept = frames[frame].map { (symbol: $0.symbol, records: Array($0.records.prefix(index))) }
             do {
                 try await pool.write { db in
@@ -193,9 +224,10 @@ public final class SQLiteJournalStore: JournalStore {
         try queue.close()
     }
 
-    /// Closes the file.
+    /// Closes the file, then gives up the writer's lock.
     public func close() async {
         try? pool.close()
+        writerLock.release()
     }
 }
 

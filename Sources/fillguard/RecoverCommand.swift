@@ -90,7 +90,7 @@ struct RecoverCommand: AsyncParsableCommand {
         let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         let outcome: RecoverySession.Outcome
         do {
-            let store = try SQLiteJournalStore(path: journal, durability: .fsync)
+            let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
             if overFIX {
                 var options = FIXSimulationOptions(settings: try fix.settings())
                 options.nativeModify = !noModify

@@ -144,6 +144,138 @@ struct JournalStoreTests {
         let store = try SQLiteJournalStore(path: empty)
         await store.close()
     }
+
+    @Test("SQLite refuses a database whose only table is a 'meta' of its own, and recovery refuses a database with no journal")
+    func sqliteForeignMetaAndExistingOnly() async throws {
+        let directory = try temporaryDirectory()
+        let foreign = directory + "/meta.sqlite"
+        let queue = try DatabaseQueue(path: foreign)
+        try await queue.write { try $0.execute(sql: "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('owner', 'someone')") }
+        try queue.close()
+        #expect(throws: JournalError.self) { _ = try SQLiteJournalStore(path: foreign) }
+        let check = try DatabaseQueue(path: foreign)
+        let tables = try await check.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
+        #expect(tables == ["meta"], "nothing added to it")
+        try check.close()
+
+        // An SQLite database with no tables: a new journal for a session, but nothing to recover.
+        let blank = directory + "/blank.sqlite"
+        let blankQueue = try DatabaseQueue(path: blank)
+        try await blankQueue.write { try $0.execute(sql: "PRAGMA user_version = 1") }
+        try blankQueue.close()
+        do {
+            _ = try SQLiteJournalStore(path: blank, mode: .existingJournal)
+            Issue.record("a database with no journal was opened for recovery")
+        } catch {
+            #expect(error.code == .corrupted)
+            #expect(error.message.contains("not a FillGuard journal"))
+        }
+        let after = try DatabaseQueue(path: blank)
+        #expect(try await after.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sqlite_master") } == 0, "recovery created nothing in it")
+        try after.close()
+    }
+
+    @Test("SQLite has one writer: a second store on the same file is refused (in use) until the first closes")
+    func sqliteOneWriter() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let first = try SQLiteJournalStore(path: path)
+        try await first.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        do {
+            _ = try SQLiteJournalStore(path: path)
+            Issue.record("a second writer opened the journal")
+        } catch {
+            #expect(error.code == .inUse)
+        }
+        do {
+            _ = try SQLiteJournalStore(path: path, mode: .existingJournal)
+            Issue.record("recovery opened a journal a session is writing")
+        } catch {
+            #expect(error.code == .inUse)
+        }
+        await first.close()
+        let second = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        let contents = try await second.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records.count == 1)
+        await second.close()
+    }
+
+    @Test("SQLite reports a row holding NULL or text where a journal writes a number as corruption, never stops the process",
+          arguments: ["INSERT INTO snapshots (symbol, seq, payload, crc) VALUES (NULL, 1, x'01', 0)",
+                      "INSERT INTO snapshots (symbol, seq, payload, crc) VALUES ('AAA', 'abc', x'01', 0)",
+                      "INSERT INTO snapshots (symbol, seq, payload, crc) VALUES ('AAA', 1, x'01', 'crc')",
+                      "UPDATE frames SET body = NULL",
+                      "UPDATE frames SET symbol = x'00ff'"])
+    func sqliteDamagedColumns(edit: String) async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        await store.close()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            // The schema says NOT NULL; a damaged or hand-edited file need not keep to it.
+            try db.execute(sql: "PRAGMA ignore_check_constraints = ON")
+            try db.execute(sql: "PRAGMA writable_schema = ON")
+            try db.execute(sql: "UPDATE sqlite_master SET sql = replace(sql, 'NOT NULL', '') WHERE name = 'frames'")
+            try db.execute(sql: "PRAGMA writable_schema = OFF")
+        }
+        try queue.close()
+        let edited = try DatabaseQueue(path: path)
+        try await edited.write { try $0.execute(sql: edit) }
+        try edited.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        do {
+            _ = try await reopened.load(notices: { _ in })
+            Issue.record("a damaged row was loaded: \(edit)")
+        } catch {
+            #expect(error.code == .corrupted, "\(error)")
+            #expect(error.message.contains("is damaged"))
+        }
+        await reopened.close()
+    }
+
+    @Test("SQLite repairs a torn tail after frame row ids pass 2^31 (ids only grow) and keeps every intact record")
+    func sqliteTornTailWithLargeRowIDs() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        let records = (1...4).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        for record in records { try await store.append([record]) }
+        await store.close()
+        for shift in [Int64(1) << 31, Int64(1) << 32, Int64(1) << 40] {
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { try $0.execute(sql: "UPDATE frames SET id = id + ?", arguments: [shift]) }
+            try queue.close()
+            try SQLiteTestAccess.tearLastRecord(path: path)
+            let reopened = try SQLiteJournalStore(path: path)
+            let notices = NoticeCollector()
+            let contents = try await reopened.load(notices: { notices.append($0) })
+            #expect(notices.all.count == 1, "the torn tail is reported (ids shifted by \(shift))")
+            #expect(contents.lanes["AAA"]?.records == records, "every intact record kept (ids shifted by \(shift))")
+            await reopened.close()
+            #expect(try SQLiteTestAccess.frameCount(path: path) == records.count, "only the torn frame was deleted (ids shifted by \(shift))")
+        }
+    }
+
+    @Test("a record kind no FillGuard writes is damage: in the middle of the journal it is corruption")
+    func sqliteUnknownKind() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        for number in 1...3 {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
+        }
+        await store.close()
+        let queue = try DatabaseQueue(path: path)
+        // The kind byte follows the 8-byte sequence at the start of the frame body.
+        try await queue.write { try $0.execute(sql: "UPDATE frames SET body = substr(body, 1, 8) || x'09' || substr(body, 10) WHERE id = (SELECT min(id) FROM frames)") }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        do {
+            _ = try await reopened.load(notices: { _ in })
+            Issue.record("a record of unknown kind was loaded as an input")
+        } catch {
+            #expect(error.code == .corrupted)
+        }
+        await reopened.close()
+    }
 }
 
 import GRDB

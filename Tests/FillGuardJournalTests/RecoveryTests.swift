@@ -303,6 +303,30 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
     }
 
+    @Test("records missing from the middle of the journal (an input, an intent) fail recovery loudly, never rebuild a wrong position",
+          arguments: [JournalRecord.Kind.input, .intent])
+    func missingMiddleRecordsAreCorruption(kind: JournalRecord.Kind) async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: Self.symbol) // a scale-in fill, and the resizes it causes
+        await first.settle()
+        let survivor = first.kill()
+        let sequences = survivor.rows.filter { $0.kind == kind }.map(\.sequence)
+        let newest = survivor.rows.map(\.sequence).max() ?? 0
+        // The first record of that kind with later records after it: a hole, not a lost tail.
+        let victim = try #require(sequences.first { $0 < newest })
+        survivor.removeRecords { $0.sequence == victim && $0.kind == kind }
+        do {
+            _ = try await Process(exchange: exchange, store: survivor)
+            Issue.record("recovery rebuilt a journal with a hole in it")
+        } catch let error as JournalError {
+            #expect(error.code == .corrupted)
+            #expect(error.message.contains("missing records"), "\(error)")
+        }
+    }
+
     @Test("a journal that cannot write stops the manager applying anything, with a clear error")
     func journalFailureRefusesInputs() async throws {
         let exchange = exchange()

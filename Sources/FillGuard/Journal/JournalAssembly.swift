@@ -151,6 +151,12 @@ public final class InMemoryJournalStore: JournalStore {
         state.withLock { state in state.rows.removeLast(min(count, state.rows.count)) }
     }
 
+    /// Deletes the records `predicate` picks wherever they are, as damage to the middle of a
+    /// journal would (for tests).
+    public func removeRecords(where predicate: (JournalRecord) -> Bool) {
+        state.withLock { state in state.rows.removeAll { predicate($0.record) } }
+    }
+
     /// Adds a record cut short at the end, as a crash in the middle of writing it would leave
     /// (nothing acted on it: nothing acts before a write completes). For tests.
     public func appendTornRecord() {

@@ -24,8 +24,11 @@ struct LaneReplay {
             replay = LaneReplay(machine: SymbolStateMachine(symbol: symbol, configuration: configuration))
         }
         var actions: [SymbolStateMachine.Action] = []
+        var previous = part.snapshot?.sequence
         for record in part.records {
             actions.removeAll(keepingCapacity: true)
+            try checkFollows(record, previous: previous, in: symbol)
+            previous = record.sequence
             switch record.kind {
             case .input:
                 let input = try JournalCodec.decodeInput(record.payload)
@@ -45,5 +48,33 @@ struct LaneReplay {
             replay.replayed += 1
         }
         return replay
+    }
+
+    /// Refuses a record that does not follow the one before it (the snapshot, or the start).
+    /// A lane numbers its inputs 1, 2, 3 ... and each input's intents 1, 2, ... after it
+    /// (`JournalPosition`), and a store loses records only at its very end (a torn or unsynced
+    /// last write), so a hole with records after it means records went missing from the middle
+    /// (or a sequence number was damaged): replaying around it would rebuild a wrong position.
+    /// A record repeating the one before it is let through (its fills are deduplicated).
+    private static func checkFollows(_ record: JournalRecord, previous: UInt64?, in symbol: Symbol) throws(JournalError) {
+        let sequence = record.sequence
+        if let previous, sequence == previous { return }
+        let input = JournalPosition.input(of: sequence)
+        let intent = sequence & ((1 << JournalPosition.intentBits) - 1)
+        let lastInput = previous.map(JournalPosition.input(of:)) ?? 0
+        let lastIntent = previous.map { $0 & ((1 << JournalPosition.intentBits) - 1) } ?? 0
+        let expected: String
+        switch record.kind {
+        case .input where intent == 0 && input == lastInput + 1: return
+        case .intent where intent != 0 && input == lastInput && intent == lastIntent + 1: return
+        case .input: expected = "input \(lastInput + 1)"
+        case .intent: expected = "intent \(lastIntent + 1) of input \(lastInput), or input \(lastInput + 1)"
+        case .snapshot: return
+        }
+        let found = intent == 0 ? "input \(input)" : "intent \(intent) of input \(input)"
+        throw JournalError(.corrupted, "the journal of \(symbol) is missing records: after \(previous == nil ? "the start" : "input \(lastInput)\(lastIntent == 0 ? "" : " intent \(lastIntent)")") "
+                           + "comes \(record.kind == .input ? "an input record" : "an intent record") numbered as \(found), where \(expected) was due; "
+                           + "records are gone from the middle of the journal (or a sequence number is damaged) and it cannot be trusted. "
+                           + "Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
     }
 }
