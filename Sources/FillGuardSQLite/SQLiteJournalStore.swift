@@ -29,6 +29,9 @@ public final class SQLiteJournalStore: JournalStore {
     private let writerLock: WriterLock
     /// The file.
     public let path: String
+    /// The journal's identity, made when the journal was created (companion files, such as the
+    /// simulated exchange's state, name it to say whose they are).
+    public let identity: String
 
     /// Opens the journal at `path` (creating it only with `.createIfNeeded`) as its only writer.
     /// Throws `inUse` while another store (in this or another process) has it open,
@@ -44,6 +47,7 @@ public final class SQLiteJournalStore: JournalStore {
             try db.execute(sql: durability == .fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF")
         }
         let stored: String?
+        var identity = ""
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             stored = try pool.write { db in
@@ -65,6 +69,8 @@ public final class SQLiteJournalStore: JournalStore {
                         symbol TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
                     INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '\(Self.formatVersion)');
                     """)
+                try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", arguments: [UUID().uuidString])
+                identity = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'id'") ?? ""
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'")
                 if stored == "1" { try Self.convertFormat1(db) }
                 return stored
@@ -76,6 +82,7 @@ public final class SQLiteJournalStore: JournalStore {
         } catch {
             throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
         }
+        self.identity = identity
         guard let stored, let version = Int(stored) else {
             throw JournalError(.corrupted, "the journal at \(path) has no readable format version")
         }

@@ -6,6 +6,7 @@ import Darwin
 import FillGuard
 import FillGuardCore
 import Foundation
+import Synchronization
 
 /// What the simulated exchange writes down so that it keeps its state across a restart of the
 /// process it runs in, as a real broker does: every order's state after each change, every
@@ -17,34 +18,87 @@ enum ExchangeLogEntry: Codable, Sendable {
     case execution(ExecutionReport, order: SimulatedOrder)
     /// Wall-clock time (Unix nanoseconds) and every symbol's price at that moment.
     case clock(Int64, prices: [Symbol: Price])
+    /// Whose state this is: the first entry of a file a journaled session started.
+    case session(ExchangeSession)
+}
+
+/// The session a saved exchange state belongs to: its journal, and the settings it traded with.
+/// Recovery checks them, so that a journal is never reconciled against another session's
+/// exchange (which would journal that exchange's fills as its own) or with other settings.
+public struct ExchangeSession: Codable, Sendable, Hashable {
+    /// The identity of the session's journal (`SQLiteJournalStore.identity`).
+    public var journalID: String
+    /// Whether the exchange had native modify.
+    public var nativeModify: Bool
+    /// FillGuard's replacement strategy without native modify.
+    public var strategy: String
+
+    /// A session's identity and settings.
+    public init(journalID: String, nativeModify: Bool, strategy: String) {
+        self.journalID = journalID
+        self.nativeModify = nativeModify
+        self.strategy = strategy
+    }
 }
 
 /// An append-only JSON Lines file. Each entry is written with one `write(2)` before the change
 /// it records is reported to anyone, so a killed process never loses an acknowledged change
 /// (the page cache outlives the process; power loss is not simulated). A torn last line is
-/// ignored on reading.
+/// ignored on reading and cut off when the file is opened again, so the next entry starts a
+/// line of its own. A write that fails (a full disk) is undone and ends the file's writing:
+/// a state with a hole in it would mislead a later recovery, so it is reported instead.
 final class ExchangeLog: Sendable {
     let path: String
     private let descriptor: Int32
+    private let failed = Mutex<String?>(nil)
 
     init(path: String) throws {
         self.path = path
-        descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        guard descriptor >= 0 else { throw ExchangeLogError(message: "cannot open \(path): errno \(errno)") }
+        descriptor = open(path, O_RDWR | O_CREAT | O_APPEND, 0o644)
+        guard descriptor >= 0 else { throw ExchangeLogError(message: "cannot open \(path): \(String(cString: strerror(errno)))") }
+        try cutTornLastLine()
     }
 
     deinit { close(descriptor) }
 
+    /// Why writing stopped, if it did.
+    var failure: String? { failed.withLock { $0 } }
+
     func write(_ entry: ExchangeLogEntry) {
         guard var line = try? JSONEncoder().encode(entry) else { return }
         line.append(0x0A)
-        line.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-                if written <= 0 { return }
-                offset += written
+        failed.withLock { failure in
+            guard failure == nil else { return }
+            let start = lseek(descriptor, 0, SEEK_END)
+            line.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written <= 0 {
+                        failure = "cannot write the simulated exchange's state to \(path): \(String(cString: strerror(errno))); it is saved only up to here"
+                        if start >= 0 { _ = ftruncate(descriptor, start) }
+                        return
+                    }
+                    offset += written
+                }
             }
+        }
+    }
+
+    /// Cuts off a last line a killed writer left without its newline (reading skips it; an
+    /// entry appended after it would be glued to it and spoil the file).
+    private func cutTornLastLine() throws {
+        let size = lseek(descriptor, 0, SEEK_END)
+        guard size > 0 else { return }
+        var keep = size
+        var byte: UInt8 = 0
+        while keep > 0 {
+            guard pread(descriptor, &byte, 1, keep - 1) == 1 else { break }
+            if byte == 0x0A { break }
+            keep -= 1
+        }
+        if keep != size, ftruncate(descriptor, keep) != 0 {
+            throw ExchangeLogError(message: "cannot cut the torn last line of \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -75,8 +129,10 @@ final class ExchangeLog: Sendable {
     }
 }
 
-/// The exchange's state file could not be opened.
-struct ExchangeLogError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+/// The exchange's state file could not be opened, or belongs to another session.
+public struct ExchangeLogError: Error, CustomStringConvertible {
+    /// What is wrong, for a person.
+    public var message: String
+    /// The message.
+    public var description: String { message }
 }

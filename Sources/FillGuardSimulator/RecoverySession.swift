@@ -20,6 +20,8 @@ public struct RecoverySession: Sendable {
     public var journal: Journal
     /// The exchange's state file; nil to rebuild without reconciling.
     public var exchangeStatePath: String?
+    /// The journal's identity, checked against the one the exchange state names.
+    public var journalID: String?
     /// Seed of the simulated exchange (as the session was run with).
     public var seed: UInt64
     /// Native modify at the exchange (as the session was run with).
@@ -28,9 +30,11 @@ public struct RecoverySession: Sendable {
     public var strategy: SymbolStateMachine.ReplaceStrategy
 
     /// A recovery of `journal`, reconciled against the exchange saved at `exchangeStatePath`.
+    /// With `journalID`, the state must be that journal's session's, traded with these settings.
     public init(journal: Journal, exchangeStatePath: String?, seed: UInt64 = 1, nativeModify: Bool = true,
-                strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate) {
+                strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, journalID: String? = nil) {
         self.journal = journal
+        self.journalID = journalID
         self.exchangeStatePath = exchangeStatePath
         self.seed = seed
         self.nativeModify = nativeModify
@@ -44,7 +48,8 @@ public struct RecoverySession: Sendable {
         configuration.volatilityBasisPoints = 0
         let exchange: SimulatedExchange
         if let exchangeStatePath {
-            exchange = try SimulatedExchange(configuration: configuration, symbols: [:], statePath: exchangeStatePath)
+            let session = journalID.map { ExchangeSession(journalID: $0, nativeModify: nativeModify, strategy: strategy.rawValue) }
+            exchange = try SimulatedExchange(configuration: configuration, symbols: [:], statePath: exchangeStatePath, session: session)
         } else {
             exchange = SimulatedExchange(configuration: configuration, symbols: [:])
         }
@@ -62,6 +67,7 @@ public struct RecoverySession: Sendable {
         let violations = await manager.invariantViolations()
         var problems = violations.map { $0.description }
         if exchangeStatePath != nil { problems += GroundTruth.problems(positions, exchange) }
+        if let failure = exchange.stateFailure { problems.append(failure) }
         feed.cancel()
         await journal.close()
         let statistics = manager.statistics

@@ -57,8 +57,10 @@ public final class SimulatedExchange: Broker, Sendable {
 
     /// An exchange trading `symbols`, each starting at its price. With `statePath`, the exchange
     /// keeps its state in that file: reopened, it has every order and fill it had (and its
-    /// prices), as a real broker would after the client restarted.
-    public init(configuration: SimulatorConfiguration, symbols: [Symbol: Price], statePath: String? = nil) throws {
+    /// prices), as a real broker would after the client restarted. With `session`, the file
+    /// must be that session's (a new file is marked as its); `ExchangeLogError` otherwise.
+    public init(configuration: SimulatorConfiguration, symbols: [Symbol: Price], statePath: String? = nil,
+                session: ExchangeSession? = nil) throws {
         self.configuration = configuration
         self.capabilities = BrokerCapabilities(nativeModify: configuration.nativeModify,
                                                requestsPerSecond: configuration.requestsPerSecond, burst: 100)
@@ -85,18 +87,38 @@ public final class SimulatedExchange: Broker, Sendable {
                 case .clock(let nanos, let prices):
                     lastSeen = nanos
                     for (symbol, price) in prices { initial.books[symbol]?.price = price }
+                case .session(let saved):
+                    if let session { try Self.check(saved, against: session, path: statePath) }
                 }
             }
             if !entries.isEmpty {
                 initial.random = SplitMix64(seed: configuration.seed &+ UInt64(entries.count) &* 0x9E37_79B9_7F4A_7C15)
             }
-            self.log = try ExchangeLog(path: statePath)
+            let log = try ExchangeLog(path: statePath)
+            if entries.isEmpty, let session { log.write(.session(session)) }
+            self.log = log
         } else {
             self.log = nil
         }
         self.lastSeenAlive = lastSeen
         self.state = Mutex(initial)
     }
+
+    /// Refuses a saved state whose session is not `session`.
+    private static func check(_ saved: ExchangeSession, against session: ExchangeSession, path: String) throws(ExchangeLogError) {
+        guard saved.journalID == session.journalID else {
+            throw ExchangeLogError(message: "\(path) is the exchange state of another journal's session (journal \(saved.journalID), not \(session.journalID)): reconciling against it would take another session's fills as this one's. Pass this journal's own state (JOURNAL.exchange)")
+        }
+        guard saved.nativeModify == session.nativeModify else {
+            throw ExchangeLogError(message: "the session in \(path) traded \(saved.nativeModify ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting")
+        }
+        guard saved.nativeModify || saved.strategy == session.strategy else {
+            throw ExchangeLogError(message: "the session in \(path) replaced orders with --strategy \(saved.strategy); run with the same setting")
+        }
+    }
+
+    /// Why the exchange stopped saving its state (a full disk), if it did.
+    public var stateFailure: String? { log?.failure }
 
     /// An exchange kept in memory only.
     public convenience init(configuration: SimulatorConfiguration, symbols: [Symbol: Price]) {

@@ -34,6 +34,8 @@ public struct SimulationOptions: Sendable {
     public var journal: Journal?
     /// Where the exchange keeps its state, so that it outlives the process like a real broker.
     public var exchangeStatePath: String?
+    /// With `exchangeStatePath`: whose state it is (a file of another session is refused).
+    public var exchangeSession: ExchangeSession?
     /// The most market time simulated for the time the manager was down.
     public var maximumDowntime: Duration = .seconds(2)
     /// Dedicated threads for the manager's lanes (nil: Swift's thread pool). The caller owns them.
@@ -101,7 +103,8 @@ public final class SimulationSession: Sendable {
         configuration.duplicateRate = options.faultRate / 4
         configuration.reorderRate = options.faultRate / 4
         configuration.volatilityBasisPoints = options.volatilityBasisPoints
-        let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath)
+        let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath,
+                                             session: options.exchangeSession)
         var downtime = Duration.zero
         if let last = exchange.lastSeenAlive {
             // The market went on while the manager was down: orders filled, nobody was told.
@@ -190,6 +193,8 @@ public final class SimulationSession: Sendable {
         // Protection at the exchange too: after the re-arm, every open position has exactly one
         // stop and one target of |net| there.
         finalViolations += GroundTruth.problems(positions, exchange)
+        // Its saved state is what a later recovery checks against: a hole in it must be known.
+        if let failure = exchange.stateFailure { finalViolations.append(failure) }
         feed.cancel()
         manager.finishSubscriptions()
 

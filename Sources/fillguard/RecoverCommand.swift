@@ -101,7 +101,7 @@ struct RecoverCommand: AsyncParsableCommand {
                 outcome = try await FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy).run(logger: logger)
             } else {
                 let session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
-                                              nativeModify: !noModify, strategy: replaceStrategy)
+                                              nativeModify: !noModify, strategy: replaceStrategy, journalID: store.identity)
                 outcome = try await session.run(logger: logger)
             }
         } catch {

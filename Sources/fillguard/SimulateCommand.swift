@@ -156,6 +156,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
                 options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
                 options.exchangeStatePath = journal + ".exchange"
+                options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
                 throw ExitCode(2)

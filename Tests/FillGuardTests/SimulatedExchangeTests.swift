@@ -97,6 +97,48 @@ struct SimulatedExchangeTests {
         }
     }
 
+    @Test("a torn last line is cut off on reopening, so what is written next reads back (it was glued to the torn line)")
+    func tornLastLineIsCut() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/run.exchange"
+        do {
+            let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+            try await first.submit(request("M1", .buy, .market, 10))
+        }
+        let torn = try #require(FileManager.default.contents(atPath: path)) + Data("{\"order\":".utf8)
+        _ = FileManager.default.createFile(atPath: path, contents: torn)
+        do {
+            let second = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+            try await second.submit(request("M2", .buy, .market, 5))
+        }
+        let third = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
+        #expect(third.netPosition(of: "AAA") == 15, "both sessions' fills read back")
+    }
+
+    @Test("a saved state is its session's: another journal's, or other settings, are refused before anything is read into it")
+    func stateFileBelongsToItsSession() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/run.exchange"
+        let mine = ExchangeSession(journalID: "J1", nativeModify: false, strategy: "createThenCancel")
+        do {
+            let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path, session: mine)
+            try await first.submit(request("M1", .buy, .market, 10))
+        }
+        let size = try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        for other in [ExchangeSession(journalID: "J2", nativeModify: false, strategy: "createThenCancel"),
+                      ExchangeSession(journalID: "J1", nativeModify: true, strategy: "createThenCancel"),
+                      ExchangeSession(journalID: "J1", nativeModify: false, strategy: "cancelThenCreate")] {
+            #expect(throws: ExchangeLogError.self, "\(other)") {
+                _ = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: [:], statePath: path, session: other)
+            }
+        }
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == size, "nothing written into it")
+        let same = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: [:], statePath: path, session: mine)
+        #expect(same.netPosition(of: "AAA") == 10)
+    }
+
     @Test("limits and stops fill when the price crosses, on both sides")
     func limitsAndStops() async throws {
         let exchange = exchange()
