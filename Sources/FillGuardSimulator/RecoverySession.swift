@@ -41,7 +41,8 @@ public struct RecoverySession: Sendable {
         self.strategy = strategy
     }
 
-    /// Recovers, reconciles, settles, checks.
+    /// Recovers, reconciles, settles, checks. Throws when the journal cannot be read, or cannot
+    /// be written (the corrections were then not applied), or the exchange state is not the journal's.
     public func run(logger: Logger) async throws -> Outcome {
         var configuration = SimulatorConfiguration(seed: seed)
         configuration.nativeModify = nativeModify
@@ -63,6 +64,13 @@ public struct RecoverySession: Sendable {
         let recovery = try await manager.recover()
         let feed = Task { await manager.run(events) }
         await exchange.settle(manager)
+        if let failure = manager.journalFailure {
+            // Corrections that could not be journaled were not applied: a storage failure, not
+            // a disagreement with the broker.
+            feed.cancel()
+            await journal.close()
+            throw failure
+        }
         let positions = await manager.positions()
         let violations = await manager.invariantViolations()
         var problems = violations.map { $0.description }

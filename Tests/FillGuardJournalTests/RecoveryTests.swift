@@ -327,6 +327,31 @@ struct RecoveryTests {
         }
     }
 
+    @Test("recover reports a journal it cannot write (a full disk) as a failure, never as corrections it did not apply")
+    func recoveryThatCannotJournalFails() async throws {
+        let directory = try temporaryDirectory()
+        let store = InMemoryJournalStore()
+        var options = SimulationOptions()
+        options.symbols = 3
+        options.duration = .milliseconds(300)
+        options.faultRate = 0
+        options.journal = Journal(store: store)
+        options.exchangeStatePath = directory + "/run.exchange"
+        _ = try await SimulationSession(options: options).run()
+        store.reopen()
+        // The journal lost its last writes (durability off, a power cut): recovery has
+        // corrections to journal, and the disk is full.
+        store.dropNewestRecords(10)
+        store.failNextAppend(with: JournalError(.storage, "disk full"))
+        let recovery = RecoverySession(journal: Journal(store: store), exchangeStatePath: directory + "/run.exchange")
+        do {
+            _ = try await recovery.run(logger: .quiet)
+            Issue.record("a recovery whose journal failed reported an outcome")
+        } catch let error as JournalError {
+            #expect(error.code == .storage)
+        }
+    }
+
     @Test("a journal that cannot write stops the manager applying anything, with a clear error")
     func journalFailureRefusesInputs() async throws {
         let exchange = exchange()
