@@ -163,10 +163,13 @@ public final class PostgresJournalStore: JournalStore {
                         "SELECT id, symbol, seq, kind, payload, crc FROM fillguard_journal_records WHERE namespace = \(namespace)",
                         logger: logger)
                     for try await (id, symbol, sequence, kind, payload, crc) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64).self) {
-                        let kind = JournalRecord.Kind(rawValue: UInt8(clamping: kind)) ?? .input
+                        let known = JournalRecord.Kind(rawValue: UInt8(clamping: kind))
+                        let bytes = Array(payload.readableBytesView)
+                        // A kind no FillGuard writes is damage: kept with a checksum that fails.
+                        let checksum = known == nil ? ~CRC32.checksum(bytes) : UInt32(truncatingIfNeeded: crc)
                         rows.append(JournalAssembly.Row(position: id, record: JournalRecord(
-                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: kind,
-                            payload: Array(payload.readableBytesView), checksum: UInt32(truncatingIfNeeded: crc))))
+                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: known ?? .input,
+                            payload: bytes, checksum: checksum)))
                     }
                     var snapshots: [JournalRecord] = []
                     let snapshotRows = try await connection.query(
