@@ -122,11 +122,17 @@ public struct FIXSessionStateMachine: Sendable {
     /// The highest MsgSeqNum our outstanding ResendRequest must reach; nil when none is out.
     private var resendTarget: Int?
 
-    /// A session starting from stored sequence numbers.
+    /// The highest MsgSeqNum, NewSeqNo, BeginSeqNo or EndSeqNo the session accepts (15 digits): far
+    /// beyond any real session, and far enough below `Int.max` that no sequence arithmetic overflows.
+    /// A counterparty's MsgSeqNum above it ends the session (Logout); a NewSeqNo, BeginSeqNo or
+    /// EndSeqNo above it is answered with a Reject (3, value out of range).
+    public static let maximumSeqNum = 999_999_999_999_999
+
+    /// A session starting from stored sequence numbers (each kept within 1...`maximumSeqNum`).
     public init(configuration: FIXSessionConfiguration, nextSenderSeqNum: Int = 1, nextTargetSeqNum: Int = 1) {
         self.configuration = configuration
-        self.nextSenderSeqNum = max(1, nextSenderSeqNum)
-        self.nextTargetSeqNum = max(1, nextTargetSeqNum)
+        self.nextSenderSeqNum = min(max(1, nextSenderSeqNum), Self.maximumSeqNum)
+        self.nextTargetSeqNum = min(max(1, nextTargetSeqNum), Self.maximumSeqNum)
     }
 
     /// True while a ResendRequest of ours is outstanding.
@@ -290,6 +296,7 @@ public struct FIXSessionStateMachine: Sendable {
     private mutating func receivedInvalid(_ error: FIXDecodeError, now: Int64) -> [FIXSessionAction] {
         if error.isGarbled { return [.ignored("garbled message: \(error)")] }
         guard let seq = error.msgSeqNum else { return [.ignored("invalid message without MsgSeqNum: \(error)")] }
+        if seq > Self.maximumSeqNum { return seqNumOutOfRange(seq, now: now) }
         if state == .logonSent {
             state = .disconnected
             return [.close(.protocolViolation("invalid first message: \(error)"))]
@@ -317,6 +324,7 @@ public struct FIXSessionStateMachine: Sendable {
             actions.append(.close(.protocolViolation("CompID problem: \(message[49] ?? "")->\(message[56] ?? "")")))
             return actions
         }
+        if seq > Self.maximumSeqNum { return seqNumOutOfRange(seq, now: now) }
         switch state {
         case .disconnected:
             return [.ignored("not connected")]
@@ -404,6 +412,10 @@ public struct FIXSessionStateMachine: Sendable {
                 return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
                                text: "attempt to lower sequence number, invalid value NewSeqNo=\(newSeqNo)", now: now)]
             }
+            if newSeqNo > Self.maximumSeqNum {
+                return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
+                               text: "NewSeqNo=\(newSeqNo) out of range (at most \(Self.maximumSeqNum))", now: now)]
+            }
             nextTargetSeqNum = newSeqNo
             return []
         case FIXMsgType.logout:
@@ -417,8 +429,12 @@ public struct FIXSessionStateMachine: Sendable {
     }
 
     private mutating func resendRequested(_ message: FIXMessage, seq: Int, now: Int64) -> [FIXSessionAction] {
-        guard let begin = message.int(7), let end = message.int(16), begin >= 1 else {
+        guard let begin = message.int(7), let end = message.int(16), begin >= 1, end >= 0 else {
             return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 7, text: "bad BeginSeqNo/EndSeqNo", now: now)]
+        }
+        guard begin <= Self.maximumSeqNum, end <= Self.maximumSeqNum else {
+            return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: begin > Self.maximumSeqNum ? 7 : 16,
+                           text: "BeginSeqNo/EndSeqNo \(begin)/\(end) out of range (at most \(Self.maximumSeqNum))", now: now)]
         }
         let through = end == 0 ? nextSenderSeqNum - 1 : min(end, nextSenderSeqNum - 1)
         return [.resend(from: begin, through: max(through, begin - 1))]
@@ -445,9 +461,28 @@ public struct FIXSessionStateMachine: Sendable {
             return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
                            text: "attempt to lower sequence number, invalid value NewSeqNo=\(newSeqNo)", now: now)]
         }
+        if newSeqNo > Self.maximumSeqNum {
+            return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
+                           text: "NewSeqNo=\(newSeqNo) out of range (at most \(Self.maximumSeqNum))", now: now)]
+        }
         nextTargetSeqNum = newSeqNo
         queued = queued.filter { $0.key >= newSeqNo }
         return drainQueue(now: now)
+    }
+
+    /// A counterparty MsgSeqNum above `maximumSeqNum`: it can never be brought into sequence (and
+    /// one past it would overflow), so the session ends: Logout when logged on, then close.
+    private mutating func seqNumOutOfRange(_ seq: Int, now: Int64) -> [FIXSessionAction] {
+        let text = "MsgSeqNum \(seq) out of range (at most \(Self.maximumSeqNum))"
+        var actions: [FIXSessionAction] = []
+        if state == .active || state == .logoutSent {
+            var logoutMessage = FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logout)
+            logoutMessage.append(58, text)
+            actions.append(sendAdmin(logoutMessage, now: now))
+        }
+        state = .disconnected
+        actions.append(.close(.protocolViolation(text)))
+        return actions
     }
 
     /// Processes queued messages that are now in sequence; ends the resend when the gap is closed.

@@ -151,8 +151,9 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         while index < bytes.count {
             guard let newline = bytes[index...].firstIndex(of: UInt8(ascii: "\n")) else { break }
             let header = String(decoding: bytes[index..<newline], as: UTF8.self).split(separator: " ")
+            // Compared as a remainder: a corrupt length near Int.max must not overflow.
             guard header.count == 2, let seq = Int(header[0]), let length = Int(header[1]), length >= 0,
-                  newline + 1 + length <= bytes.count else { break }
+                  length <= bytes.count - (newline + 1) else { break }
             result[seq] = Array(bytes[(newline + 1)..<(newline + 1 + length)])
             index = newline + 1 + length
         }

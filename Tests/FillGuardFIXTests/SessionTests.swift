@@ -256,6 +256,71 @@ struct SessionTests {
         #expect(lower.first?[373] == "5")
     }
 
+    @Test("a SequenceReset to Int64.max, then a Heartbeat at Int64.max: Reject, then Logout; no overflow")
+    func sequenceResetToInt64MaxThenHeartbeat() throws {
+        var machine = loggedOn()
+        let reset = sent(machine.received(peer("4", 2, [FIXField(36, String(Int.max))]), now: 1))
+        #expect(reset.map(\.msgType) == ["3"])
+        #expect(reset.first?[373] == "5" && reset.first?[371] == "36")
+        #expect(machine.nextTargetSeqNum == 2)
+        let heartbeat = machine.received(peer("0", Int.max), now: 1)
+        #expect(sent(heartbeat).map(\.msgType) == ["5"])
+        guard case .protocolViolation(let text)? = closeReason(heartbeat) else {
+            Issue.record("expected a protocol violation: \(heartbeat)")
+            return
+        }
+        #expect(text.contains("out of range"))
+        #expect(machine.state == .disconnected)
+    }
+
+    @Test("a Heartbeat at Int64.max alone, then a GapFill to it: Logout; a GapFill or ResendRequest beyond the range: Reject")
+    func int64MaxHeartbeatAndGapFill() throws {
+        var machine = loggedOn()
+        let heartbeat = machine.received(peer("0", Int.max), now: 1)
+        #expect(sent(heartbeat).map(\.msgType) == ["5"])
+        #expect(closeReason(heartbeat) != nil && machine.state == .disconnected)
+
+        var gapFill = loggedOn()
+        let fill = sent(gapFill.received(peer("4", 2, [FIXField(123, "Y"), FIXField(36, String(Int.max))]), now: 1))
+        #expect(fill.map(\.msgType) == ["3"])
+        #expect(fill.first?[373] == "5" && fill.first?[371] == "36")
+        #expect(gapFill.nextTargetSeqNum == 3)
+        // A gap fill queued ahead of a gap, processed once the gap closes.
+        var queued = loggedOn()
+        _ = queued.received(peer("4", 5, [FIXField(123, "Y"), FIXField(36, String(Int.max))], possDup: true), now: 1)
+        let drained = sent(queued.received(peer("4", 2, [FIXField(123, "Y"), FIXField(36, "5")], possDup: true), now: 1))
+        #expect(drained.map(\.msgType) == ["3"])
+        #expect(queued.nextTargetSeqNum == 6)
+
+        var resend = loggedOn()
+        let answer = sent(resend.received(peer("2", 2, [FIXField(7, String(Int.max)), FIXField(16, "0")]), now: 1))
+        #expect(answer.map(\.msgType) == ["3"])
+        #expect(answer.first?[371] == "7")
+        let end = sent(resend.received(peer("2", 3, [FIXField(7, "1"), FIXField(16, String(Int.max))]), now: 1))
+        #expect(end.map(\.msgType) == ["3"])
+        #expect(end.first?[371] == "16")
+        #expect(resend.state == .active && resend.nextTargetSeqNum == 4)
+    }
+
+    @Test("an invalid message or a Logon at Int64.max ends the session instead of overflowing")
+    func int64MaxOnInvalidMessageAndLogon() throws {
+        var machine = loggedOn()
+        let bad = frame("35=8|49=EX|56=FG|34=\(Int.max)|52=20240101-00:00:00.000|17=E1|17=E2|")
+        let actions = machine.received(bad, now: 1)
+        #expect(sent(actions).map(\.msgType) == ["5"])
+        #expect(closeReason(actions) != nil)
+
+        var logon = FIXSessionStateMachine(configuration: configuration)
+        _ = logon.connected(now: 0)
+        let answer = logon.received(peer("A", Int.max, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
+        #expect(!answer.contains(.loggedOn))
+        #expect(closeReason(answer) != nil)
+        // Stored sequence numbers beyond the range are brought back within it.
+        let restored = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: Int.max, nextTargetSeqNum: Int.max)
+        #expect(restored.nextSenderSeqNum == FIXSessionStateMachine.maximumSeqNum)
+        #expect(restored.nextTargetSeqNum == FIXSessionStateMachine.maximumSeqNum)
+    }
+
     @Test func malformedMessageInSequenceIsRejected() throws {
         var machine = loggedOn()
         let bad = frame("35=8|49=EX|56=FG|34=2|52=20240101-00:00:00.000|17=E1|17=E2|")
@@ -346,6 +411,8 @@ struct SessionSupportTests {
     @Test func truncatedLogKeepsCompleteRecords() {
         let log = Array("1 3\nabc2 10\nxy".utf8)
         #expect(FileFIXSessionStore.parseLog(log) == [1: Array("abc".utf8)])
+        // A corrupt record length near Int.max ends the log; it must not overflow.
+        #expect(FileFIXSessionStore.parseLog(Array("1 3\nabc2 \(Int.max)\nxy".utf8)) == [1: Array("abc".utf8)])
     }
 
     @Test func timestampsFormatAndParse() {
