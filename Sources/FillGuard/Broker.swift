@@ -68,12 +68,17 @@ public enum BrokerEvent: Sendable, Hashable {
     case execution(ExecutionReport)
     /// An order ended without being asked to (exchange cancel, expiry).
     case orderStatus(OrderStatusReport)
+    /// A report the adapter refused before it became a fill or an order end (a malformed or
+    /// out-of-range field, an order id FillGuard never issued): nothing was applied, and the
+    /// runtime records the refusal with its other refused inputs. `symbol` is the report's, as sent.
+    case refused(InputError, context: String, symbol: Symbol)
 
     /// The instrument the event is about: it picks the symbol lane.
     public var symbol: Symbol {
         switch self {
         case .execution(let report): return report.symbol
         case .orderStatus(let report): return report.symbol
+        case .refused(_, _, let symbol): return symbol
         }
     }
 }

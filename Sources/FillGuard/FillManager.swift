@@ -53,14 +53,20 @@ public final class FillManager: Sendable {
     }
 
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
-    /// position is refused (unknown order) without creating state.
+    /// position is refused (unknown order) without creating state, and one the adapter refused
+    /// is recorded as refused without reaching a lane.
     public func receive(_ event: consuming BrokerEvent) {
         defer { received.add(1, ordering: .sequentiallyConsistent) }
+        if case .refused(let error, let refusedContext, _) = event {
+            context.reject(error, context: refusedContext)
+            return
+        }
         guard let lane = lane(for: event.symbol, create: false) else {
             let orderID: OrderID
             switch event {
             case .execution(let report): orderID = report.orderID
             case .orderStatus(let report): orderID = report.orderID
+            case .refused: return
             }
             context.reject(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),
                            context: "report for \(event.symbol)")

@@ -340,6 +340,9 @@ final class SymbolLane: @unchecked Sendable {
             } catch {
                 context.reject(error, context: "status of order \(report.orderID) on \(symbol)")
             }
+        case .broker(.refused(let error, let refusedContext, _)):
+            // FillManager.receive records these without a lane; one reaching a lane changes nothing either.
+            context.reject(error, context: refusedContext)
         case .completed(let operation, let result, let wasProbe):
             let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
                                                 wasProbe: wasProbe, now: ContinuousClock.now)
@@ -547,6 +550,7 @@ extension SymbolLane.Event {
         case .open(let spec, _): return .open(spec)
         case .broker(.execution(let report)): return .execution(report)
         case .broker(.orderStatus(let report)): return .orderStatus(report)
+        case .broker(.refused): return nil
         case .completed(let operation, let result, _):
             switch result {
             case .success: return .completed(operation, failure: nil)

@@ -226,6 +226,24 @@ struct FillManagerTests {
         #expect(await manager.position("P1") == before)
     }
 
+    @Test("a report the broker adapter refused is recorded as a refused input and changes nothing")
+    func adapterRefusalIsRecorded() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+        var fills = FillMaker()
+        let before = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
+        manager.receive(.refused(InputError(.malformed, "CumQty \"NaN\" is not a number"), context: "FIX execution report X9", symbol: "GLD"))
+        // A symbol with no position: recorded all the same, no lane created.
+        manager.receive(.refused(InputError(.malformed, "ExecType Z"), context: "FIX execution report X10", symbol: "ZZZ"))
+        await manager.waitUntilIdle()
+        let refused = manager.recentRejections()
+        #expect(refused.map(\.error.code) == [.malformed, .malformed])
+        #expect(refused.first?.context == "FIX execution report X9")
+        #expect(manager.statistics.rejected[.malformed] == 2)
+        #expect(manager.symbolCount == 1)
+        #expect(await manager.position("P1") == before)
+    }
+
     @Test("after a permanent failure the runtime re-arms the stop after the cool-down")
     func runtimeRearmsAfterCoolDown() async throws {
         let broker = TestBroker()
