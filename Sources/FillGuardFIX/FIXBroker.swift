@@ -86,6 +86,11 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var requestTimeouts = 0
     /// Messages ignored (garbled, duplicates by sequence number, unknown orders).
     public var ignored = 0
+    /// Execution reports refused before they changed anything (a malformed or out-of-range field,
+    /// a ClOrdID never issued for the order it names), each passed to the runtime as refused.
+    public var refusedReports = 0
+    /// BusinessMessageRejects (j) we sent.
+    public var businessRejectsSent = 0
     /// The last reason the session closed.
     public var lastCloseReason: FIXSessionCloseReason?
 }
@@ -739,6 +744,29 @@ final class FIXBrokerCore: @unchecked Sendable {
             case .ignored(let reason):
                 statistics.ignored += 1
                 logger.debug("FIX: \(reason)")
+            case .refused(let error, let context, let symbol, let answer):
+                statistics.refusedReports += 1
+                logger.warning("FIX refused \(context): \(error)")
+                if let answer { sendRefusalAnswer(answer) }
+                statistics.eventsDelivered += 1
+                continuation.yield(.refused(error, context: "FIX \(context)", symbol: symbol))
+            }
+        }
+    }
+
+    /// Sends the Reject (3) or BusinessMessageReject (j) answering a refused report.
+    private func sendRefusalAnswer(_ answer: FIXRefusalAnswer) {
+        let now = Self.now()
+        switch answer {
+        case .sessionReject(let refSeqNum, let refMsgType, let refTagID, let reason, let text):
+            perform(session.rejectDelivered(refSeqNum: refSeqNum, refMsgType: refMsgType, refTagID: refTagID, reason: reason, text: text, now: now))
+        case .businessReject:
+            do {
+                let actions = try session.send(answer.message, now: now)
+                statistics.businessRejectsSent += 1
+                perform(actions)
+            } catch {
+                logger.warning("FIX: cannot send a business reject: \(error)")
             }
         }
     }

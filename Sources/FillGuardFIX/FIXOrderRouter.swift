@@ -111,6 +111,33 @@ public enum FIXMarketDataSubscription: String, Sendable, Hashable {
     case unsubscribe = "2"
 }
 
+/// How FIX answers an application message FillGuard refused.
+public enum FIXRefusalAnswer: Sendable, Hashable {
+    /// A session-level Reject (3): the value of `refTagID` has the wrong format (SessionRejectReason
+    /// 6) or is out of range (5).
+    case sessionReject(refSeqNum: Int, refMsgType: String, refTagID: Int, reason: Int, text: String)
+    /// A BusinessMessageReject (j): for instance a conditionally required field missing
+    /// (BusinessRejectReason 5); `refID` is the message's ExecID, sent as BusinessRejectRefID (379).
+    case businessReject(refSeqNum: Int, refMsgType: String, refID: String, reason: Int, text: String)
+
+    /// The answer as a message (without the standard header): Reject (3) or BusinessMessageReject (j).
+    public var message: FIXMessage {
+        switch self {
+        case .sessionReject(let refSeqNum, let refMsgType, let refTagID, let reason, let text):
+            return FIXMessage(msgType: FIXMsgType.reject, fields: [
+                FIXField(45, String(refSeqNum)), FIXField(371, String(refTagID)), FIXField(372, refMsgType), FIXField(373, String(reason)),
+                FIXField(58, text),
+            ])
+        case .businessReject(let refSeqNum, let refMsgType, let refID, let reason, let text):
+            var message = FIXMessage(msgType: FIXMsgType.businessMessageReject, fields: [FIXField(45, String(refSeqNum)), FIXField(372, refMsgType)])
+            if !refID.isEmpty { message.append(379, refID) }
+            message.append(380, String(reason))
+            message.append(58, text)
+            return message
+        }
+    }
+}
+
 /// Application-level settings of the FIX mapping.
 public struct FIXApplicationConfiguration: Sendable, Hashable {
     /// Account (1) on every order, if the broker wants one.
@@ -154,8 +181,13 @@ public struct FIXOrderRouter: Sendable {
         case positions(key: String, [Symbol: Quantity])
         /// A repeated ExecID: dropped.
         case duplicate(ExecutionID)
-        /// Not for us, informational or malformed; the reason is for logs.
+        /// Not for us or informational; the reason is for logs.
         case ignored(String)
+        /// A report refused before it changed anything (a malformed or out-of-range field, a
+        /// ClOrdID this router never issued for the order it names): `error` is the typed refusal
+        /// for the runtime's rejected inputs, `context` says which report, `symbol` is its Symbol
+        /// as sent, and `answer` is the Reject FIX calls for, if any.
+        case refused(InputError, context: String, symbol: Symbol, answer: FIXRefusalAnswer?)
     }
 
     private struct Order: Sendable {
@@ -502,16 +534,59 @@ public struct FIXOrderRouter: Sendable {
         }
     }
 
+    /// The ExecType (150) values of FIX 4.4; others (FIX 4.2's 1 and 2 among them) are refused.
+    static let executionTypes: Set<String> = ["0", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "G", "H", "I", "L"]
+    /// The Side (54) values of FIX 4.4; of these FillGuard trades only 1 (buy) and 2 (sell).
+    static let sideCodes: Set<String> = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "G"]
+
+    /// Why an execution report is refused, and what FIX answers.
+    private struct Refusal: Error {
+        var error: InputError
+        var answer: FIXRefusalAnswer?
+    }
+
+    /// The numbers an execution report carries, each read strictly: a field that is present must
+    /// read as what its tag holds, or the whole report is refused.
+    private struct ReportFields {
+        var side: Side
+        var cumulative: Quantity?
+        var leaves: Quantity?
+        var lastQuantity: Quantity?
+        var lastPrice: Price?
+        var orderQuantity: Quantity?
+        var commission: Money?
+        var transactTime: Int64?
+    }
+
     private mutating func executionReport(_ message: FIXMessage) -> [Output] {
         let execType = message[150] ?? ""
-        if execType == "I" { return statusReport(message) }
         let execID = message[17] ?? ""
+        let symbolText = message[55] ?? ""
+        let described = "execution report \(execID) (ExecType \(execType)) for ClOrdID \(message[11] ?? "-") on \(symbolText)"
+        func refused(_ refusal: Refusal) -> [Output] {
+            [.refused(refusal.error, context: described, symbol: Symbol(symbolText), answer: refusal.answer)]
+        }
+        guard Self.executionTypes.contains(execType) else {
+            return refused(Refusal(error: InputError(.malformed, "ExecType \(execType) is not a FIX 4.4 execution type"),
+                                   answer: Self.sessionReject(message, tag: 150, reason: 5, "ExecType \(execType) is not a FIX 4.4 value")))
+        }
+        if execType == "I" { return statusReport(message) }
         guard let clOrdID = message[11] else { return [.ignored("execution report \(execID) without ClOrdID")] }
+        let known = resolve(clOrdID) ?? message[41].flatMap(resolve)
+        if known == nil, let root = Self.root(of: clOrdID), orders[root] != nil {
+            // The id names one of our orders but is not one this router issued for it.
+            return refused(Refusal(error: InputError(.unknownOrder, "ClOrdID \(clOrdID) was never issued for order \(root)"), answer: nil))
+        }
         // A fill for an order this router does not know (after a restart, say) still goes to the
         // runtime under the ClOrdID chain's root: the runtime decides, and records a refusal.
-        let known = resolve(clOrdID) ?? message[41].flatMap(resolve)
         guard let orderID = known ?? (execType == "F" ? Self.root(of: clOrdID) : nil) else {
             return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
+        }
+        let fields: ReportFields
+        do {
+            fields = try Self.readFields(message, execType: execType, order: orders[orderID], orderID: orderID)
+        } catch {
+            return refused(error)
         }
         if !seenExecIDs.insert(execID).inserted { return [.duplicate(ExecutionID(execID))] }
         if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
@@ -524,7 +599,7 @@ public struct FIXOrderRouter: Sendable {
         case "5": // Replaced
             if case .modify(let quantity)? = pending[clOrdID]?.kind {
                 orders[orderID]?.quantity = quantity
-            } else if let quantity = message[38].flatMap({ Quantity($0) }) {
+            } else if let quantity = fields.orderQuantity {
                 orders[orderID]?.quantity = quantity
             }
             orders[orderID]?.clOrdID = clOrdID
@@ -561,28 +636,124 @@ public struct FIXOrderRouter: Sendable {
                 }
             }
         case "F": // Trade
-            guard let side = message[54].flatMap(Self.side(code:)) ?? orders[orderID]?.side,
-                  let symbol = message[55].map({ Symbol($0) }) ?? orders[orderID]?.symbol else {
-                return [.ignored("fill \(execID) without a valid Side/Symbol")]
-            }
-            guard let lastQty = message[32].flatMap({ Quantity($0) }), let lastPx = message[31].flatMap({ Price($0) }) else {
-                return [.ignored("fill \(execID) with malformed LastQty/LastPx \(message[32] ?? "-")/\(message[31] ?? "-")")]
+            guard let lastQty = fields.lastQuantity, let lastPx = fields.lastPrice else {
+                return [.ignored("fill \(execID) without LastQty/LastPx")]  // readFields refuses these first
             }
             let report = ExecutionReport(
-                executionID: ExecutionID(execID), orderID: orderID, symbol: symbol, side: side,
-                lastQuantity: lastQty, lastPrice: lastPx,
-                cumulativeQuantity: message[14].flatMap { Quantity($0) }, leavesQuantity: message[151].flatMap { Quantity($0) },
-                transactTime: message[60].flatMap(FIXTimestamp.parse), commission: message[12].flatMap { Money($0) } ?? .zero)
+                executionID: ExecutionID(execID), orderID: orderID, symbol: Symbol(symbolText), side: fields.side,
+                lastQuantity: lastQty, lastPrice: lastPx, cumulativeQuantity: fields.cumulative, leavesQuantity: fields.leaves,
+                transactTime: fields.transactTime, commission: fields.commission ?? .zero)
             orders[orderID]?.acknowledged = true
             if pending[clOrdID]?.kind == .submit { outputs += complete(key: clOrdID, expecting: .submit) }
             outputs.append(.event(.execution(report)))
-            if message[39] == "2" || report.leavesQuantity == .zero { orders[orderID]?.done = true }
+            // The order is not marked done here: the runtime may still refuse this fill (an
+            // overfill, say), and the router must not act on a report the runtime did not take.
+            // A request for an order the fills did end is answered by the broker (too late).
         case "A", "E", "6": // Pending New / Replace / Cancel: the answer comes later.
             outputs.append(.ignored("pending (\(execType)) for \(clOrdID)"))
         default:
             outputs.append(.ignored("execution report type \(execType) for \(clOrdID)"))
         }
         return outputs
+    }
+
+    /// Reads an execution report's Side and numbers strictly. Refuses: a field present but not
+    /// readable (SessionRejectReason 6) or out of range (5); a fill without LastQty or LastPx
+    /// (BusinessRejectReason 5); a Side or Symbol other than the known order's.
+    private static func readFields(_ message: FIXMessage, execType: String, order: Order?, orderID: OrderID) throws(Refusal) -> ReportFields {
+        let sideCode = message[54] ?? ""
+        guard sideCodes.contains(sideCode) else {
+            throw Refusal(error: InputError(.malformed, "Side \(sideCode) is not a FIX 4.4 value"),
+                          answer: sessionReject(message, tag: 54, reason: 5, "Side \(sideCode) is not a FIX 4.4 value"))
+        }
+        guard let side = side(code: sideCode) else {
+            let name = order.map { " (order \(orderID) is a \($0.side.rawValue))" } ?? ""
+            throw Refusal(error: InputError(order == nil ? .malformed : .sideMismatch, "Side \(sideCode) is neither buy (1) nor sell (2)\(name)"),
+                          answer: nil)
+        }
+        if let order {
+            guard side == order.side else {
+                throw Refusal(error: InputError(.sideMismatch, "report says \(side.rawValue) but order \(orderID) is a \(order.side.rawValue)"), answer: nil)
+            }
+            guard message[55].map({ Symbol($0) }) == order.symbol else {
+                throw Refusal(error: InputError(.symbolMismatch, "report says \(message[55] ?? "-") but order \(orderID) is for \(order.symbol)"),
+                              answer: nil)
+            }
+        }
+        var fields = ReportFields(side: side)
+        fields.cumulative = try quantity(message, 14, "CumQty", allowZero: true)
+        fields.leaves = try quantity(message, 151, "LeavesQty", allowZero: true)
+        _ = try price(message, 6, "AvgPx", allowZero: true)
+        fields.orderQuantity = try quantity(message, 38, "OrderQty", allowZero: false)
+        if let text = message[12] {
+            guard let commission = Money(text) else {
+                throw Refusal(error: InputError(.malformed, "Commission \"\(text)\" is not an amount"),
+                              answer: sessionReject(message, tag: 12, reason: 6, "Commission is not an amount"))
+            }
+            fields.commission = commission
+        }
+        if let text = message[60] {
+            guard let time = FIXTimestamp.parse(text) else {
+                throw Refusal(error: InputError(.malformed, "TransactTime \"\(text)\" is not a UTC timestamp"),
+                              answer: sessionReject(message, tag: 60, reason: 6, "TransactTime is not a UTCTimestamp"))
+            }
+            fields.transactTime = time
+        }
+        if execType == "F" {
+            for (tag, name) in [(32, "LastQty"), (31, "LastPx")] where message[tag] == nil {
+                throw Refusal(error: InputError(.malformed, "fill without \(name) (\(tag))"),
+                              answer: .businessReject(refSeqNum: message.int(34) ?? 0, refMsgType: message.msgType, refID: message[17] ?? "",
+                                                      reason: 5, text: "conditionally required field missing: \(name) (\(tag))"))
+            }
+            fields.lastQuantity = try quantity(message, 32, "LastQty", allowZero: false)
+            fields.lastPrice = try price(message, 31, "LastPx", allowZero: false)
+        }
+        return fields
+    }
+
+    /// True when `text` has the syntax of a FIX Qty/Price/float: an optional minus, digits, at most one point.
+    private static func isFIXDecimal(_ text: String) -> Bool {
+        var body = Substring(text)
+        if body.first == "-" { body = body.dropFirst() }
+        let parts = body.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, parts.contains(where: { !$0.isEmpty }) else { return false }
+        return parts.allSatisfy { $0.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+    }
+
+    /// The quantity in `tag`, nil when absent. Refused when present and unreadable (malformed,
+    /// SessionRejectReason 6), or out of range, too precise, negative, or zero when not allowed
+    /// (invalid quantity, SessionRejectReason 5).
+    private static func quantity(_ message: FIXMessage, _ tag: Int, _ name: String, allowZero: Bool) throws(Refusal) -> Quantity? {
+        guard let text = message[tag] else { return nil }
+        guard isFIXDecimal(text) else {
+            throw Refusal(error: InputError(.malformed, "\(name) \"\(text.prefix(40))\" is not a number"),
+                          answer: sessionReject(message, tag: tag, reason: 6, "\(name) is not a number"))
+        }
+        guard let value = Quantity(text), value.units > 0 || (allowZero && value.isZero) else {
+            let rule = allowZero ? "zero or positive" : "positive"
+            throw Refusal(error: InputError(.invalidQuantity, "\(name) must be \(rule), at most \(Quantity.maximum) with at most \(Quantity.decimalPlaces) decimals, got \(text.prefix(40))"),
+                          answer: sessionReject(message, tag: tag, reason: 5, "\(name) out of range"))
+        }
+        return value
+    }
+
+    /// The price in `tag`, nil when absent; refused like `quantity`.
+    private static func price(_ message: FIXMessage, _ tag: Int, _ name: String, allowZero: Bool) throws(Refusal) -> Price? {
+        guard let text = message[tag] else { return nil }
+        guard isFIXDecimal(text) else {
+            throw Refusal(error: InputError(.malformed, "\(name) \"\(text.prefix(40))\" is not a number"),
+                          answer: sessionReject(message, tag: tag, reason: 6, "\(name) is not a number"))
+        }
+        guard let value = Price(text), value.units > 0 || (allowZero && value.units == 0), value <= .maximum else {
+            let rule = allowZero ? "zero or positive" : "positive"
+            throw Refusal(error: InputError(.invalidPrice, "\(name) must be \(rule) and at most \(Price.maximum), got \(text.prefix(40))"),
+                          answer: sessionReject(message, tag: tag, reason: 5, "\(name) out of range"))
+        }
+        return value
+    }
+
+    private static func sessionReject(_ message: FIXMessage, tag: Int, reason: Int, _ text: String) -> FIXRefusalAnswer {
+        .sessionReject(refSeqNum: message.int(34) ?? 0, refMsgType: message.msgType, refTagID: tag, reason: reason, text: text)
     }
 
     private mutating func marketDataSnapshot(_ message: FIXMessage) -> [Output] {
@@ -742,10 +913,16 @@ public struct FIXOrderRouter: Sendable {
         pending.orderKeys(of: orderID).first.flatMap { key in pending[key].map { (key, $0) } }
     }
 
+    /// The order a ClOrdID belongs to: only an id of the order's chain maps, one this router issued
+    /// (or, for an order learnt from a status answer, one up to the learnt ClOrdID's number). An id
+    /// that merely starts with an order's id ("O7~9" when O7 went no further than "O7~2") maps to nothing.
     private func resolve(_ clOrdID: String) -> OrderID? {
         if let known = byClOrdID[clOrdID] { return known }
-        if let root = Self.root(of: clOrdID), orders[root] != nil { return root }
-        return nil
+        guard let root = Self.root(of: clOrdID), let order = orders[root] else { return nil }
+        if clOrdID == root.rawValue { return root }
+        guard let tilde = clOrdID.lastIndex(of: "~"), let number = Int(clOrdID[clOrdID.index(after: tilde)...]),
+              String(number) == clOrdID[clOrdID.index(after: tilde)...], number >= 1, number <= order.requests else { return nil }
+        return root
     }
 
     /// The FillGuard order id a ClOrdID of ours belongs to ("O7~2" -> "O7").

@@ -291,6 +291,15 @@ public struct FIXSessionStateMachine: Sendable {
         return actions
     }
 
+    /// Answers an application message already delivered (and so in sequence) with a session
+    /// Reject (3), for a field the application found malformed (SessionRejectReason 6) or out of
+    /// range (5). Nothing when not logged on.
+    public mutating func rejectDelivered(refSeqNum: Int, refMsgType: String, refTagID: Int, reason: Int, text: String,
+                                         now: Int64) -> [FIXSessionAction] {
+        guard state == .active || state == .logoutSent else { return [] }
+        return [reject(refSeqNum: refSeqNum, refMsgType: refMsgType, reason: reason, refTagID: refTagID, text: text, now: now)]
+    }
+
     // MARK: Receiving
 
     private mutating func receivedInvalid(_ error: FIXDecodeError, now: Int64) -> [FIXSessionAction] {

@@ -216,11 +216,12 @@ struct RouterTests {
         #expect(router.received(business) == [.completed(key: "O2", error: BrokerError(.permanent, "business reject (3): unsupported"))])
     }
 
-    @Test func malformedFillIsIgnoredNotCrashed() {
+    @Test func malformedFillIsRefusedNotCrashed() {
         var router = FIXOrderRouter()
         _ = router.submit(buy, transactTime: 0)
         let outputs = router.received(fill("O1", execID: "F1", last: "abc", price: "248", cum: "1", leaves: "1"))
-        guard case .ignored? = outputs.first else { Issue.record("expected ignored: \(outputs)"); return }
+        guard case .refused(let error, _, _, _)? = outputs.first, outputs.count == 1 else { Issue.record("expected a refusal: \(outputs)"); return }
+        #expect(error.code == .malformed)
         #expect(router.received(report("ZZ", execType: "0", execID: "Q")).count == 1)
     }
 
@@ -299,13 +300,13 @@ struct RouterResubmitTests {
     @Test func resubmitAtAnotherSizeAfterTheAckIsAReplace() throws {
         var router = FIXOrderRouter()
         _ = router.submit(stop, transactTime: 0)
-        _ = router.received(report("S1", execType: "0", execID: "X1"))
+        _ = router.received(report("S1", execType: "0", execID: "X1", extra: [FIXField(54, "2")]))
         #expect(router.submit(stop, transactTime: 0) == .succeeded)
         var bigger = stop
         bigger.quantity = 850
         let replace = try #require(sentMessage(router.submit(bigger, transactTime: 0)))
         #expect(replace.msgType == "G" && replace[41] == "S1" && replace[11] == "S1~1" && replace[38] == "850")
-        _ = router.received(report("S1~1", execType: "5", execID: "X2"))
+        _ = router.received(report("S1~1", execType: "5", execID: "X2", extra: [FIXField(54, "2")]))
         #expect(router.submit(bigger, transactTime: 0) == .succeeded)
         var otherType = bigger
         otherType.type = .market
@@ -366,5 +367,157 @@ struct RouterQueryTests {
                                                                          FIXField(729, "2"), FIXField(58, "not supported")]))
         guard case .completed(refused, let error?)? = outputs.first else { Issue.record("not refused: \(outputs)"); return }
         #expect(error.kind == .permanent && error.message.contains("not supported"))
+    }
+}
+
+/// The refusal in `outputs` when it is the only output; nil otherwise.
+func refusal(_ outputs: [FIXOrderRouter.Output]) -> (error: InputError, answer: FIXRefusalAnswer?)? {
+    guard outputs.count == 1, case .refused(let error, _, _, let answer) = outputs[0] else { return nil }
+    return (error, answer)
+}
+
+/// The (tag, SessionRejectReason) of a session Reject answer.
+func sessionRejectOf(_ answer: FIXRefusalAnswer?) -> (tag: Int, reason: Int)? {
+    guard case .sessionReject(_, "8", let tag, let reason, _)? = answer else { return nil }
+    return (tag, reason)
+}
+
+@Suite("FIX order routing: refused execution reports change nothing")
+struct RouterRefusalTests {
+    /// A live sell stop for 680, acknowledged as B4.
+    func liveStop() -> FIXOrderRouter {
+        var router = FIXOrderRouter()
+        let stop = NewOrderRequest(orderID: "P1-sl4", symbol: "GLD", side: .sell, type: .stop(Price("101.5")!), quantity: 680,
+                                   timeInForce: .goodTillCancel)
+        _ = router.submit(stop, transactTime: 0)
+        let ack = router.received(report("P1-sl4", execType: "0", execID: "X1", extra: [FIXField(54, "2"), FIXField(37, "B4"), FIXField(151, "680")]))
+        precondition(ack == [.completed(key: "P1-sl4", error: nil)])
+        return router
+    }
+
+    /// The stop's fill "done" (39=2, 151=0) with `fields` on top.
+    func doneFill(_ execID: String, _ fields: [FIXField]) -> FIXMessage {
+        var message = fill("P1-sl4", execID: execID, last: "10", price: "100", cum: "10", leaves: "0", status: "2")
+        message[54] = "2"
+        message[37] = "B4"
+        for field in fields { message[field.tag] = field.value }
+        return message
+    }
+
+    /// The stop can still be resized: the router sends the replace instead of failing it as too late.
+    func expectReplaceable(_ router: inout FIXOrderRouter, sourceLocation: SourceLocation = #_sourceLocation) {
+        let plan = router.modify(ModifyOrderRequest(orderID: "P1-sl4", symbol: "GLD", newQuantity: 1020), transactTime: 0)
+        #expect(sentMessage(plan)?.msgType == "G", "after the refused report: \(plan)", sourceLocation: sourceLocation)
+    }
+
+    @Test("finding 2: a refused 'done' fill (negative LastQty, wrong Symbol) leaves the stop live in the router")
+    func refusedDoneFillLeavesTheOrderLive() {
+        var negative = liveStop()
+        let refused = refusal(negative.received(doneFill("N1", [FIXField(32, "-10")])))
+        #expect(refused?.error.code == .invalidQuantity)
+        #expect(sessionRejectOf(refused?.answer)?.tag == 32 && sessionRejectOf(refused?.answer)?.reason == 5)
+        expectReplaceable(&negative)
+
+        var symbol = liveStop()
+        #expect(refusal(symbol.received(doneFill("N2", [FIXField(55, "XYZ")])))?.error.code == .symbolMismatch)
+        expectReplaceable(&symbol)
+    }
+
+    @Test("finding 2: a 'done' fill the runtime refuses as an overfill does not end the order in the router")
+    func overfillingDoneFillLeavesTheOrderLive() {
+        var router = liveStop()
+        let outputs = router.received(doneFill("N3", [FIXField(32, "1000"), FIXField(14, "1000")]))
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("expected the fill for the runtime: \(outputs)"); return }
+        #expect(execution.lastQuantity == 1000)
+        expectReplaceable(&router)
+    }
+
+    @Test("finding 3: a fill with Side 7 is refused, not applied with the order's side")
+    func invalidSideIsRefused() {
+        var router = liveStop()
+        #expect(refusal(router.received(doneFill("S1", [FIXField(54, "7")])))?.error.code == .sideMismatch)
+        #expect(refusal(router.received(doneFill("S2", [FIXField(54, "1")])))?.error.code == .sideMismatch)
+        let outOfEnum = refusal(router.received(doneFill("S3", [FIXField(54, "X")])))
+        #expect(outOfEnum?.error.code == .malformed)
+        #expect(sessionRejectOf(outOfEnum?.answer)?.tag == 54 && sessionRejectOf(outOfEnum?.answer)?.reason == 5)
+        // An order the router does not know: an unusable side is malformed, not replaced by a guess.
+        var empty = FIXOrderRouter()
+        var unknown = fill("P9-sl1", execID: "S4", last: "1", price: "100", cum: "1", leaves: "0")
+        unknown[54] = "7"
+        #expect(refusal(empty.received(unknown))?.error.code == .malformed)
+        expectReplaceable(&router)
+    }
+
+    @Test("finding 4: a present but unreadable number in an execution report is a refusal, never 'absent'")
+    func malformedNumbersAreRefused() {
+        var router = liveStop()
+        let cases: [(FIXField, Int, InputError.Code, Int)] = [
+            (FIXField(14, "NaN"), 14, .malformed, 6), (FIXField(151, "NaN"), 151, .malformed, 6), (FIXField(6, "abc"), 6, .malformed, 6),
+            (FIXField(14, "-5"), 14, .invalidQuantity, 5), (FIXField(151, "-1"), 151, .invalidQuantity, 5),
+            (FIXField(38, "1e3"), 38, .malformed, 6), (FIXField(38, "0"), 38, .invalidQuantity, 5), (FIXField(6, "-1"), 6, .invalidPrice, 5),
+            (FIXField(12, "x"), 12, .malformed, 6), (FIXField(60, "yesterday"), 60, .malformed, 6),
+        ]
+        for (index, (field, tag, code, reason)) in cases.enumerated() {
+            let refused = refusal(router.received(doneFill("M\(index)", [field])))
+            #expect(refused?.error.code == code, "\(field)")
+            #expect(sessionRejectOf(refused?.answer)?.tag == tag && sessionRejectOf(refused?.answer)?.reason == reason, "\(field)")
+        }
+        // A Replaced report with an unreadable OrderQty changes nothing either.
+        _ = router.modify(ModifyOrderRequest(orderID: "P1-sl4", symbol: "GLD", newQuantity: 700), transactTime: 0)
+        var replaced = report("P1-sl4~1", execType: "5", execID: "R1", extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(38, "NaN")])
+        #expect(refusal(router.received(replaced))?.error.code == .malformed)
+        // Nothing was consumed: the same ExecID, well formed, is taken.
+        replaced[38] = "700"
+        #expect(router.received(replaced) == [.completed(key: "P1-sl4~1", error: nil)])
+        #expect(router.currentClOrdID(of: "P1-sl4") == "P1-sl4~1")
+    }
+
+    @Test("finding 5: end-of-order reports and fills for a ClOrdID never issued do not map to the order by prefix")
+    func foreignClOrdIDsDoNotMapByPrefix() {
+        for (execType, status) in [("4", "4"), ("8", "8"), ("C", "C"), ("F", "2")] {
+            var router = liveStop()
+            var message = execType == "F" ? doneFill("T\(execType)", []) : report("P1-sl4", execType: execType, execID: "T\(execType)", ordStatus: status,
+                                                                                 extra: [FIXField(54, "2")])
+            message[11] = "P1-sl4~9"
+            message[37] = "B999"
+            let refused = refusal(router.received(message))
+            #expect(refused?.error.code == .unknownOrder, "ExecType \(execType)")
+            #expect(refused?.answer == nil)
+            // Not a padded or signed spelling of an issued number either.
+            message[11] = "P1-sl4~+0"
+            #expect(refusal(router.received(message))?.error.code == .unknownOrder)
+            expectReplaceable(&router)
+            // The ids it did issue still map: the replace's answer completes it.
+            let answer = router.received(report("P1-sl4~1", execType: "5", execID: "OK\(execType)", extra: [FIXField(54, "2"), FIXField(41, "P1-sl4")]))
+            #expect(answer == [.completed(key: "P1-sl4~1", error: nil)])
+        }
+    }
+
+    @Test("finding 7: malformed LastQty/LastPx, a fill without LastQty, an unknown ExecType are refused and answered")
+    func malformedFillFieldsAreRefusedAndAnswered() {
+        var router = liveStop()
+        let fields: [(FIXField, Int, InputError.Code, Int)] = [
+            (FIXField(32, "NaN"), 32, .malformed, 6), (FIXField(32, "1e9999"), 32, .malformed, 6),
+            (FIXField(32, String(repeating: "9", count: 40)), 32, .invalidQuantity, 5), (FIXField(31, "abc"), 31, .malformed, 6),
+            (FIXField(31, "0"), 31, .invalidPrice, 5),
+        ]
+        for (index, (field, tag, code, reason)) in fields.enumerated() {
+            let refused = refusal(router.received(doneFill("L\(index)", [field])))
+            #expect(refused?.error.code == code, "\(field)")
+            #expect(sessionRejectOf(refused?.answer)?.tag == tag && sessionRejectOf(refused?.answer)?.reason == reason, "\(field)")
+        }
+        var missing = doneFill("L9", [])
+        missing[32] = nil
+        let refused = refusal(router.received(missing))
+        #expect(refused?.error.code == .malformed)
+        guard case .businessReject(_, "8", "L9", 5, _)? = refused?.answer else { Issue.record("expected a business reject: \(String(describing: refused))"); return }
+        for execType in ["Z", "2", "1"] {
+            let unknown = refusal(router.received(doneFill("E\(execType)", [FIXField(150, execType)])))
+            #expect(unknown?.error.code == .malformed, "ExecType \(execType)")
+            #expect(sessionRejectOf(unknown?.answer)?.tag == 150 && sessionRejectOf(unknown?.answer)?.reason == 5)
+        }
+        expectReplaceable(&router)
+        // The answers encode as valid messages.
+        #expect(throws: Never.self) { try FIXCodec.encode(FIXRefusalAnswer.businessReject(refSeqNum: 3, refMsgType: "8", refID: "L9", reason: 5, text: "x").message) }
     }
 }
