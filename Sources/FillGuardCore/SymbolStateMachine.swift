@@ -718,6 +718,28 @@ public struct SymbolStateMachine: Sendable {
         return s
     }
 
+    /// The position an order id was made for, by the grammar `makeOrder` writes ids in:
+    /// "<position>-en<n>", "-sl<n>", "-tp<n>" or "-si<index>-<n>". Nil for an id of another form.
+    /// Position ids may contain '-' themselves ("S000-1-si0-2" is position S000-1's scale-in 0).
+    public static func positionID(ofOrder id: OrderID) -> PositionID? {
+        func isNumber(_ text: Substring) -> Bool { !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+        let text = id.rawValue[...]
+        guard let lastDash = text.lastIndex(of: "-") else { return nil }
+        let last = text[text.index(after: lastDash)...]
+        var positionEnd = lastDash
+        if isNumber(last) {
+            // A scale-in: "-si<index>-<n>".
+            guard let dash = text[..<lastDash].lastIndex(of: "-") else { return nil }
+            let tag = text[text.index(after: dash)..<lastDash]
+            guard tag.hasPrefix("si"), isNumber(tag.dropFirst(2)) else { return nil }
+            positionEnd = dash
+        } else {
+            guard ["en", "sl", "tp"].contains(last.prefix(2)), isNumber(last.dropFirst(2)) else { return nil }
+        }
+        let position = text[..<positionEnd]
+        return position.isEmpty ? nil : PositionID(String(position))
+    }
+
     // MARK: - Internals
 
     private mutating func makeOrder(in p: Int, role: OrderRole, side: Side, type: OrderType,

@@ -39,6 +39,14 @@ public struct FIXRecoverySession: Sendable {
         self.strategy = strategy
     }
 
+    /// True when the broker's order `id` is one of the recovered positions' orders: one they hold,
+    /// or one whose id the core made for one of them (an order placed after the restart, or one
+    /// FillGuard lost track of, which the check must then report).
+    public static func counts(_ id: OrderID, positions: Set<PositionID>, orders: Set<OrderID>) -> Bool {
+        if orders.contains(id) { return true }
+        return SymbolStateMachine.positionID(ofOrder: id).map(positions.contains) ?? false
+    }
+
     /// Logs on, recovers, reconciles, settles, checks, logs out. Throws when the endpoint cannot
     /// be reached or refuses the logon, and when the journal cannot be read.
     public func run(logger: Logger) async throws(FIXRecoveryError) -> RecoverySession.Outcome {
@@ -69,11 +77,12 @@ public struct FIXRecoverySession: Sendable {
             throw .journal(error)
         }
         let feed = Task { await manager.run(events) }
-        // The journal's positions' orders, including those placed after the restart ("POSITION-tagN").
-        let positionIDs = Set(await manager.positions().map(\.id.rawValue))
+        // The journal's positions' orders, including those placed after the restart.
+        let recovered = await manager.positions()
+        let positionIDs = Set(recovered.map(\.id))
+        let orderIDs = Set(recovered.flatMap { $0.orders.map(\.id) })
         let check = await FIXSimulationSession.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, clock: ContinuousClock()) { id in
-            guard let dash = id.rawValue.lastIndex(of: "-") else { return false }
-            return positionIDs.contains(String(id.rawValue[..<dash]))
+            Self.counts(id, positions: positionIDs, orders: orderIDs)
         }
         let positions = await manager.positions()
         let violations = await manager.invariantViolations()

@@ -1,5 +1,6 @@
 import FillGuard
 import FillGuardCore
+import FillGuardSimulator
 import FillGuardSQLite
 import Foundation
 import Testing
@@ -227,12 +228,16 @@ struct RecoverCommandOverFIXTests {
         let events = broker.events()
         _ = try await manager.recover()
         let feed = Task { await manager.run(events) }
-        try await manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 200, entryType: .market,
-                                           stopLoss: Price("245"), takeProfit: Price("250")))
+        // A position id with a dash, and a scale-in that stays live: its id "P-1-si0-N" once lost its
+        // order in the check ("P-1-si0" taken for the position).
+        try await manager.open(BracketSpec(positionID: "P-1", symbol: "GLD", side: .buy, quantity: 200, entryType: .market,
+                                           stopLoss: Price("245"), takeProfit: Price("250"),
+                                           scaleIns: [BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("240")!))]))
         await manager.waitUntilIdle()
-        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        let entry = try #require(await manager.position("P-1")?.liveOrder(.entry))
+        let scaleIn = try #require(await manager.position("P-1")?.liveOrder(.scaleIn(0))).id
         try await peer.command("fill \(entry.id) 200 248")
-        let open = try await settle(manager, "P1") { $0.netQuantity == 200 && $0.liveOrder(.takeProfit)?.openQuantity == 200 }
+        let open = try await settle(manager, "P-1") { $0.netQuantity == 200 && $0.liveOrder(.takeProfit)?.openQuantity == 200 }
         await journal.flush()
         let target = try #require(open.liveOrder(.takeProfit)).id
         let mark = peer.lines.count
@@ -250,10 +255,31 @@ struct RecoverCommandOverFIXTests {
         #expect(run.standardError.contains("corrected: adoptedFill GLD \(target)"), "\(run.standardError)")
         #expect(!run.standardError.contains("check failed"), "\(run.standardError)")
         let orders = try await peer.orders()
-        let live = orders.values.filter(\.isLive)
+        let live = orders.filter { $0.value.isLive && $0.key != scaleIn.rawValue }.map(\.value)
         #expect(Set(live.map(\.leaves)) == ["150"], "stop and target cover the 150 left: \(live)")
         #expect(live.count == 2)
+        #expect(orders[scaleIn.rawValue]?.isLive == true && orders[scaleIn.rawValue]?.leaves == "100")
         #expect(try await peer.positions().nets["GLD"] == "150")
         #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
+    }
+}
+
+@Suite("the recovery check's order filter")
+struct RecoveryOrderFilterTests {
+    @Test("an order counts by the core's id grammar or by FillGuard's own orders, never by cutting at the last dash")
+    func scaleInOrdersOfDashedPositionsCount() {
+        #expect(SymbolStateMachine.positionID(ofOrder: "S000-1-si0-2") == "S000-1")
+        #expect(SymbolStateMachine.positionID(ofOrder: "S000-1-sl4") == "S000-1")
+        #expect(SymbolStateMachine.positionID(ofOrder: "P1-en1") == "P1")
+        #expect(SymbolStateMachine.positionID(ofOrder: "P1-tp12") == "P1")
+        for foreign: OrderID in ["P1", "P1-xx1", "P1-sl", "P1-si-2", "-sl1", "P1-sl1a", "P1-si0-"] {
+            #expect(SymbolStateMachine.positionID(ofOrder: foreign) == nil, "\(foreign)")
+        }
+        let positions: Set<PositionID> = ["S000-1"]
+        #expect(FIXRecoverySession.counts("S000-1-si0-2", positions: positions, orders: []))
+        #expect(FIXRecoverySession.counts("S000-1-sl9", positions: positions, orders: []))
+        #expect(!FIXRecoverySession.counts("S000-2-si0-2", positions: positions, orders: []))
+        #expect(!FIXRecoverySession.counts("S000-1-si0", positions: positions, orders: []))
+        #expect(FIXRecoverySession.counts("adopted-7", positions: positions, orders: ["adopted-7"]))
     }
 }
