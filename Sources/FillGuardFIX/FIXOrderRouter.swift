@@ -582,13 +582,16 @@ public struct FIXOrderRouter: Sendable {
         guard let orderID = known ?? (execType == "F" ? Self.root(of: clOrdID) : nil) else {
             return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
         }
+        // A repeat of a report already taken is dropped whatever it carries; a refused report's
+        // ExecID is not taken, so a well-formed report with it still counts.
+        if seenExecIDs.contains(execID) { return [.duplicate(ExecutionID(execID))] }
         let fields: ReportFields
         do {
             fields = try Self.readFields(message, execType: execType, order: orders[orderID], orderID: orderID)
         } catch {
             return refused(error)
         }
-        if !seenExecIDs.insert(execID).inserted { return [.duplicate(ExecutionID(execID))] }
+        seenExecIDs.insert(execID)
         if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
         let text = message[58] ?? ""
         var outputs: [Output] = []

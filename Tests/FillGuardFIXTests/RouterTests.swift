@@ -521,3 +521,24 @@ struct RouterRefusalTests {
         #expect(throws: Never.self) { try FIXCodec.encode(FIXRefusalAnswer.businessReject(refSeqNum: 3, refMsgType: "8", refID: "L9", reason: 5, text: "x").message) }
     }
 }
+
+@Suite("FIX order routing: duplicates")
+struct RouterDuplicateTests {
+    @Test("a repeat of a taken fill is a duplicate even when the repeat lacks fields; a refused report's ExecID is not taken")
+    func duplicatesAreCheckedBeforeFields() {
+        var router = FIXOrderRouter()
+        _ = router.submit(NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .market, quantity: 100, timeInForce: .day), transactTime: 0)
+        let taken = fill("O1", execID: "F1", last: "40", price: "248", cum: "40", leaves: "60")
+        guard case .event? = router.received(taken).last else { Issue.record("fill not taken"); return }
+        var bare = taken
+        bare[32] = nil
+        bare[31] = nil
+        #expect(router.received(bare) == [.duplicate("F1")])
+        #expect(refusal(router.received(fill("O1", execID: "F2", last: "NaN", price: "248", cum: "80", leaves: "20"))) != nil)
+        guard case .event(.execution(let second))? = router.received(fill("O1", execID: "F2", last: "40", price: "248", cum: "80", leaves: "20")).first else {
+            Issue.record("the well-formed F2 was not taken")
+            return
+        }
+        #expect(second.lastQuantity == 40)
+    }
+}
