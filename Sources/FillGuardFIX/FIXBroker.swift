@@ -275,6 +275,8 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var stopPromise: EventLoopPromise<Void>?
     private var waiters: [String: [EventLoopPromise<[FIXOrderStatus]>]] = [:]
     private var collected: [String: [FIXOrderStatus]] = [:]
+    /// The first malformed status report of each status request, by key.
+    private var malformedStatuses: [String: String] = [:]
     private var prices: [String: [Symbol: Price]] = [:]
     private var positionNets: [String: [Symbol: Quantity]] = [:]
     private var executionLog: [Symbol: ExecutionRing] = [:]
@@ -737,7 +739,11 @@ final class FIXBrokerCore: @unchecked Sendable {
                 resolve(key, .success([]))
             case .status(let key, let status, let last):
                 if let status { collected[key, default: []].append(status) }
-                if last { resolve(key, .success(collected.removeValue(forKey: key) ?? [])) }
+                if last { finishStatus(key) }
+            case .malformedStatus(let key, let reason, let last):
+                logger.warning("FIX: \(reason)")
+                if malformedStatuses[key] == nil { malformedStatuses[key] = reason }
+                if last { finishStatus(key) }
             case .duplicate(let execID):
                 statistics.duplicateReports += 1
                 logger.debug("FIX duplicate execution report \(execID) dropped")
@@ -768,6 +774,17 @@ final class FIXBrokerCore: @unchecked Sendable {
             } catch {
                 logger.warning("FIX: cannot send a business reject: \(error)")
             }
+        }
+    }
+
+    /// Completes a status request once its last report came: with the statuses, or failed
+    /// (permanent) with the first malformed report's reason.
+    private func finishStatus(_ key: String) {
+        let statuses = collected.removeValue(forKey: key) ?? []
+        if let reason = malformedStatuses.removeValue(forKey: key) {
+            resolve(key, .failure(BrokerError(.permanent, reason)))
+        } else {
+            resolve(key, .success(statuses))
         }
     }
 

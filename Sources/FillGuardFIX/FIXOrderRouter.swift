@@ -175,6 +175,10 @@ public struct FIXOrderRouter: Sendable {
         case event(BrokerEvent)
         /// An order status answering the status request keyed `key`; `last` ends a mass status.
         case status(key: String, FIXOrderStatus?, last: Bool)
+        /// A status report answering the request keyed `key` that cannot be read (a Side other
+        /// than buy or sell, a missing, unreadable or negative CumQty or LeavesQty...): the
+        /// request fails with `reason` once its last report came; nothing is learnt from it.
+        case malformedStatus(key: String, String, last: Bool)
         /// Last-trade prices answering the market-data request keyed `key`, once every symbol answered.
         case prices(key: String, [Symbol: Price])
         /// Net positions answering the RequestForPositions keyed `key`, once every PositionReport came.
@@ -789,17 +793,36 @@ public struct FIXOrderRouter: Sendable {
         // broker does not have: no status.
         let unknownOrder = message[39] == "8" && message[103] == "5"
         if message[911] != "0", !unknownOrder, let clOrdID = message[11], let orderID = resolve(clOrdID) ?? Self.root(of: clOrdID),
-           let side = message[54].flatMap(Self.side(code:)), let symbol = message[55], let status39 = message[39] {
-            status = FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: Symbol(symbol), side: side,
-                                    ordStatus: status39, cumulativeQuantity: message[14].flatMap { Quantity($0) } ?? .zero,
-                                    leavesQuantity: message[151].flatMap { Quantity($0) } ?? .zero,
-                                    averagePrice: message[6].flatMap { Price($0) }.flatMap { $0.units > 0 ? $0 : nil }, ordType: message[40],
-                                    orderQuantity: message[38].flatMap { Quantity($0) }, price: message[44].flatMap { Price($0) },
-                                    stopPrice: message[99].flatMap { Price($0) }, timeInForce: message[59])
+           let symbol = message[55], let status39 = message[39] {
+            do {
+                status = try Self.readStatus(message, orderID: orderID, clOrdID: clOrdID, symbol: Symbol(symbol), ordStatus: status39)
+            } catch {
+                if last { pending[key] = nil }
+                return [.malformedStatus(key: key, "malformed status report for order \(orderID) (\(clOrdID)): \(error.error.message)", last: last)]
+            }
         }
         if let status { learn(status) }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
+    }
+
+    /// An order status read strictly: Side buy or sell, CumQty and LeavesQty present, readable and
+    /// not negative, every other number present readable and in range; else the reason.
+    private static func readStatus(_ message: FIXMessage, orderID: OrderID, clOrdID: String, symbol: Symbol,
+                                   ordStatus: String) throws(Refusal) -> FIXOrderStatus {
+        guard let side = message[54].flatMap(side(code:)) else {
+            throw Refusal(error: InputError(.malformed, "Side \(message[54] ?? "-") is neither buy (1) nor sell (2)"), answer: nil)
+        }
+        guard let cumulative = try quantity(message, 14, "CumQty", allowZero: true),
+              let leaves = try quantity(message, 151, "LeavesQty", allowZero: true) else {
+            throw Refusal(error: InputError(.malformed, "CumQty and LeavesQty are required"), answer: nil)
+        }
+        return FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: symbol, side: side,
+                              ordStatus: ordStatus, cumulativeQuantity: cumulative, leavesQuantity: leaves,
+                              averagePrice: try price(message, 6, "AvgPx", allowZero: true).flatMap { $0.units > 0 ? $0 : nil },
+                              ordType: message[40], orderQuantity: try quantity(message, 38, "OrderQty", allowZero: false),
+                              price: try price(message, 44, "Price", allowZero: false), stopPrice: try price(message, 99, "StopPx", allowZero: false),
+                              timeInForce: message[59])
     }
 
     /// Takes in an order the broker reports that this router does not know (after a restart): its

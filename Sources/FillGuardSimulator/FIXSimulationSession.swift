@@ -204,6 +204,8 @@ public final class FIXSimulationSession: Sendable {
             do {
                 statuses = try await broker.massStatus().filter { counts($0.orderID) }
             } catch {
+                // A status report that cannot be read is a finding, reported as such, not waited out.
+                if error.kind == .permanent { return ([error.message], orders, rounds) }
                 if clock.now >= deadline { return (["the broker did not answer the order mass status: \(error.message)"], orders, rounds) }
                 try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
                 continue

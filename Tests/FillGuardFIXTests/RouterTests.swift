@@ -542,3 +542,29 @@ struct RouterDuplicateTests {
         #expect(second.lastQuantity == 40)
     }
 }
+
+@Suite("FIX order routing: malformed status reports are typed errors")
+struct RouterStatusRefusalTests {
+    @Test("finding 7: CumQty/LeavesQty NaN, a negative CumQty, Side 7 in a mass status fail it with the order named")
+    func malformedMassStatusReports() {
+        let cases: [(FIXField, String)] = [
+            (FIXField(14, "NaN"), "CumQty"), (FIXField(151, "NaN"), "LeavesQty"), (FIXField(14, "-5"), "CumQty"), (FIXField(54, "7"), "Side"),
+            (FIXField(38, "abc"), "OrderQty"), (FIXField(99, "x"), "StopPx"),
+        ]
+        for (field, name) in cases {
+            var router = FIXOrderRouter()
+            guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+            let first = router.received(report("O1", execType: "I", execID: "S", extra: [FIXField(584, key), FIXField(911, "2"), FIXField(912, "N"), field]))
+            guard case .malformedStatus(key, let reason, false)? = first.first, first.count == 1 else {
+                Issue.record("expected a malformed status for \(field): \(first)")
+                continue
+            }
+            #expect(reason.hasPrefix("malformed status report for order O1") && reason.contains(name), "\(reason)")
+            // Nothing learnt from it: the order stays unknown to the router.
+            #expect(router.side(of: "O1") == nil)
+            let end = router.received(report("O2", execType: "I", execID: "S", extra: [FIXField(584, key), FIXField(911, "2"), FIXField(912, "Y")]))
+            guard case .status(key, _, true)? = end.first else { Issue.record("expected the last status: \(end)"); continue }
+            #expect(router.pendingCount == 0)
+        }
+    }
+}
