@@ -243,6 +243,8 @@ struct RecoverCommandOverFIXTests {
         let mark = peer.lines.count
         await broker.abort()
         feed.cancel()
+        // The process is gone: the kernel would drop its lock on the journal file.
+        await journal.close()
         try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
 
         // While down, the target partly fills.
