@@ -89,6 +89,9 @@ public struct FIXRecoverySession: Sendable {
         feed.cancel()
         await journal.close()
         await broker.stop()
+        // Corrections that could not be journaled were not applied: a storage failure, not a
+        // disagreement with the broker.
+        if let failure = manager.journalFailure { throw .journal(failure) }
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
         return RecoverySession.Outcome(state: state, recovery: recovery, problems: violations.map(\.description) + check.problems)
