@@ -2,6 +2,7 @@ import FillGuard
 import FillGuardCore
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded journal store: one SQLite file in WAL mode (GRDB). Each appended batch is one
 /// transaction; with `fsync` durability SQLite syncs the WAL on every commit (`synchronous=FULL`),
@@ -25,6 +26,9 @@ public final class SQLiteJournalStore: JournalStore {
     }
 
     private let pool: DatabasePool
+    /// Per symbol, the last sequence of the newest frame written: each new frame names it
+    /// (`prev_seq`), so a frame missing from the middle of a symbol's chain is found on load.
+    private let lastWritten = Mutex<[String: Int64]>([:])
     /// The lock that makes this store the journal's only writer, held until `close()`.
     private let writerLock: WriterLock
     /// The file.
@@ -46,24 +50,22 @@ public final class SQLiteJournalStore: JournalStore {
         configuration.prepareDatabase { db in
             try db.execute(sql: durability == .fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF")
         }
+        // Look first without writing: a database that is not a journal is left exactly as it was
+        // (opening the pool would already switch it to WAL).
+        try Self.checkIsJournal(path: path, mode: mode)
         let stored: String?
         var identity = ""
+        var chain: [String: Int64] = [:]
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             stored = try pool.write { db in
                 // Another application's database is refused, never written into: a database with
                 // tables must have a journal's format row.
-                let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'")
-                if !tables.isEmpty {
-                    let format = tables.contains("meta") ? try? String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") : nil
-                    if format == nil { throw ForeignDatabase(tables: tables) }
-                } else if mode == .existingJournal {
-                    throw ForeignDatabase(tables: [])
-                }
+                try Self.checkIsJournal(db, path: path, mode: mode)
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                     CREATE TABLE IF NOT EXISTS frames (
-                        id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL);
+                        id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL, prev_seq INTEGER);
                     CREATE INDEX IF NOT EXISTS frames_by_symbol ON frames (symbol, last_seq);
                     CREATE TABLE IF NOT EXISTS snapshots (
                         symbol TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
@@ -73,22 +75,90 @@ public final class SQLiteJournalStore: JournalStore {
                 identity = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'id'") ?? ""
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'")
                 if stored == "1" { try Self.convertFormat1(db) }
+                // Files written before frames named their predecessor get the column (NULL: unchecked).
+                if try !db.columns(in: "frames").contains(where: { $0.name == "prev_seq" }) {
+                    try db.execute(sql: "ALTER TABLE frames ADD COLUMN prev_seq INTEGER")
+                }
+                chain = try Self.lastWrittenSequences(db)
                 return stored
             }
-        } catch let foreign as ForeignDatabase {
-            throw JournalError(.corrupted, foreign.tables.isEmpty
-                ? "\(path) is not a FillGuard journal (an SQLite database with no tables)"
-                : "\(path) is not a FillGuard journal (an SQLite database with tables \(foreign.tables.joined(separator: ", ")) and no journal format)")
+        } catch let error as JournalError {
+            throw error
         } catch {
             throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
         }
         self.identity = identity
+        lastWritten.withLock { $0 = chain }
         guard let stored, let version = Int(stored) else {
             throw JournalError(.corrupted, "the journal at \(path) has no readable format version")
         }
         guard version <= Self.formatVersion else {
             throw JournalError(.unsupportedVersion, "the journal at \(path) has format \(version), newer than this FillGuard reads (\(Self.formatVersion)); upgrade FillGuard")
         }
+    }
+
+    /// Refuses, without writing anything, a file that holds an SQLite database that is not a
+    /// journal (or, for `.existingJournal`, holds no journal at all). A file that does not exist
+    /// or is empty is left to the pool (it creates the journal, where the mode allows).
+    private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
+        guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        do {
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? queue.close() }
+            try queue.read { db in try checkIsJournal(db, path: path, mode: mode) }
+        } catch let error as JournalError {
+            throw error
+        } catch {
+            throw JournalError(.storage, "cannot open the journal at \(path): \(error)")
+        }
+    }
+
+    /// The tables of a journal: `meta` with a format row, and the tables of that format
+    /// (frames and snapshots; records for format 1). Nothing at all is a new journal, unless
+    /// the mode asks for an existing one.
+    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode) throws(JournalError) {
+        do {
+            let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+            if tables.isEmpty {
+                guard mode == .createIfNeeded else {
+                    throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with no tables)")
+                }
+                return
+            }
+            let format = tables.contains("meta") ? try? String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") : nil
+            guard let format else {
+                throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with tables \(tables.sorted().joined(separator: ", ")) and no journal format)")
+            }
+            let needed: Set<String> = format == "1" ? ["records"] : ["frames", "snapshots"]
+            let missing = needed.subtracting(tables)
+            guard missing.isEmpty else {
+                throw JournalError(.corrupted, "the journal at \(path) has lost its table\(missing.count == 1 ? "" : "s") \(missing.sorted().joined(separator: ", ")) (or is another application's database); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            }
+        } catch let error as JournalError {
+            throw error
+        } catch {
+            throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
+        }
+    }
+
+    /// Per symbol, the newest frame's last sequence, or the snapshot's when it is later (its
+    /// frames were deleted): what the next frame of the symbol names as its predecessor.
+    private static func lastWrittenSequences(_ db: Database) throws -> [String: Int64] {
+        var chain: [String: Int64] = [:]
+        // Damaged rows are skipped here (typed reads would stop the process); loading reports them.
+        for row in try Row.fetchAll(db, sql: """
+            SELECT symbol, last_seq FROM frames WHERE id IN (SELECT max(id) FROM frames GROUP BY symbol)
+            AND typeof(symbol) = 'text' AND typeof(last_seq) = 'integer'
+            """) {
+            chain[row[0] as String] = row[1] as Int64
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT symbol, seq FROM snapshots WHERE typeof(symbol) = 'text' AND typeof(seq) = 'integer'") {
+            let symbol: String = row[0]
+            chain[symbol] = max(chain[symbol] ?? .min, row[1] as Int64)
+        }
+        return chain
     }
 
     /// Rewrites a format-1 file's records (a row each) as frames of one record, in the same
@@ -115,14 +185,18 @@ public final class SQLiteJournalStore: JournalStore {
     /// closes the frames before it, replaces the symbol's snapshot and deletes the frames it covers).
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
         do {
-            try await pool.write { db in
-                let insert = try db.cachedStatement(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)")
+            let committed = try await pool.write { db in
+                let insert = try db.cachedStatement(sql: "INSERT INTO frames (symbol, last_seq, body, prev_seq) VALUES (?, ?, ?, ?)")
                 var open: [Symbol: (last: UInt64, body: [UInt8])] = [:]
                 var order: [Symbol] = []
+                // The chain as this transaction leaves it; kept only once it has committed.
+                var chain = self.lastWritten.withLock { $0 }
                 func flush() throws {
                     for symbol in order {
                         guard let frame = open[symbol] else { continue }
-                        try insert.execute(arguments: [symbol.name, Int64(bitPattern: frame.last), Data(frame.body)])
+                        let last = Int64(bitPattern: frame.last)
+                        try insert.execute(arguments: [symbol.name, last, Data(frame.body), chain[symbol.name] ?? 0])
+                        chain[symbol.name] = last
                     }
                     open.removeAll(keepingCapacity: true)
                     order.removeAll(keepingCapacity: true)
@@ -144,7 +218,9 @@ public final class SQLiteJournalStore: JournalStore {
                     JournalFrame.append(record, to: &open[record.symbol]!.body)
                 }
                 try flush()
+                return chain
             }
+            lastWritten.withLock { $0 = committed }
         } catch {
             throw JournalError(.storage, "cannot write to the journal at \(path): \(error)")
         }
@@ -158,19 +234,23 @@ public final class SQLiteJournalStore: JournalStore {
         // Records are numbered in append order (frame row id, then place in the frame); the
         // numbers are the assembly's positions, and `places` maps them back to where they are.
         var places: [(frame: Int64, index: Int)] = []
-        var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
+        var frames: [Int64: (symbol: Symbol, records: [JournalRecord], previous: Int64?)] = [:]
         do {
             (rows, snapshots, places, frames) = try await pool.read { db in
                 var rows: [JournalAssembly.Row] = []
                 var places: [(frame: Int64, index: Int)] = []
-                var frames: [Int64: (symbol: Symbol, records: [JournalRecord])] = [:]
-                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body FROM frames ORDER BY id")
+                var frames: [Int64: (symbol: Symbol, records: [JournalRecord], previous: Int64?)] = [:]
+                let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body, last_seq, prev_seq FROM frames ORDER BY id")
+                var chain = FrameChain()
                 while let row = try cursor.next() {
                     let id = try StoredValue.integer(row, 0, "frames.id")
                     let symbol = Symbol(try StoredValue.text(row, 1, "frames.symbol"))
                     let body = try StoredValue.blob(row, 2, "frames.body")
                     let records = JournalFrame.records(in: body, symbol: symbol)
-                    frames[id] = (symbol, records)
+                    let previous = try StoredValue.optionalInteger(row, 4, "frames.prev_seq")
+                    try chain.add(frame: id, symbol: symbol, records: records, last: try StoredValue.integer(row, 3, "frames.last_seq"),
+                                  previous: previous)
+                    frames[id] = (symbol, records, previous)
                     for (index, record) in records.enumerated() {
                         rows.append(JournalAssembly.Row(position: Int64(places.count), record: record))
                         places.append((id, index))
@@ -182,8 +262,11 @@ public final class SQLiteJournalStore: JournalStore {
                                   payload: [UInt8](try StoredValue.blob(row, 2, "snapshots.payload")),
                                   checksum: UInt32(truncatingIfNeeded: try StoredValue.integer(row, 3, "snapshots.crc")))
                 }
+                try chain.check(snapshots: snapshots)
                 return (rows, snapshots, places, frames)
             }
+        } catch let broken as FrameChain.Broken {
+            throw JournalError(.corrupted, "the journal at \(path) is missing records: \(broken.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch let damaged as StoredValue.Damaged {
             throw JournalError(.corrupted, "the journal at \(path) is damaged: \(damaged.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch {
@@ -193,16 +276,18 @@ public final class SQLiteJournalStore: JournalStore {
         if let cut = result.truncateFrom {
             // Frames after the cut go; the frame it falls in keeps the records before it.
             let (frame, index) = places[Int(cut)]
-            let kept = frames[frame].map { (symbol: $0.symbol, records: Array($0.records.prefix(index))) }
+            let kept = frames[frame].map { (symbol: $0.symbol, records: Array($0.records.prefix(index)), previous: $0.previous) }
             do {
                 try await pool.write { db in
                     try db.execute(sql: "DELETE FROM frames WHERE id >= ?", arguments: [frame])
                     if let kept, let last = kept.records.map(\.sequence).max() {
                         var body: [UInt8] = []
                         for record in kept.records { JournalFrame.append(record, to: &body) }
-                        try db.execute(sql: "INSERT INTO frames (id, symbol, last_seq, body) VALUES (?, ?, ?, ?)",
-                                       arguments: [frame, kept.symbol.name, Int64(bitPattern: last), Data(body)])
+                        try db.execute(sql: "INSERT INTO frames (id, symbol, last_seq, body, prev_seq) VALUES (?, ?, ?, ?, ?)",
+                                       arguments: [frame, kept.symbol.name, Int64(bitPattern: last), Data(body), kept.previous])
                     }
+                    let chain = try Self.lastWrittenSequences(db)
+                    self.lastWritten.withLock { $0 = chain }
                 }
             } catch {
                 throw JournalError(.storage, "cannot drop the torn tail of the journal at \(path): \(error)")
@@ -238,7 +323,3 @@ public final class SQLiteJournalStore: JournalStore {
     }
 }
 
-/// An SQLite file that holds tables but no journal's.
-private struct ForeignDatabase: Error {
-    var tables: [String]
-}

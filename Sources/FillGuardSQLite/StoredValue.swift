@@ -24,6 +24,13 @@ enum StoredValue {
         return integer
     }
 
+    /// The integer in column `index`, or nil for NULL.
+    static func optionalInteger(_ row: Row, _ index: Int, _ column: String) throws(Damaged) -> Int64? {
+        let value: DatabaseValue = row[index]
+        if value.isNull { return nil }
+        return try integer(row, index, column)
+    }
+
     /// The bytes in column `index`.
     static func blob(_ row: Row, _ index: Int, _ column: String) throws(Damaged) -> Data {
         let value: DatabaseValue = row[index]

@@ -152,11 +152,18 @@ struct JournalStoreTests {
         let queue = try DatabaseQueue(path: foreign)
         try await queue.write { try $0.execute(sql: "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('owner', 'someone')") }
         try queue.close()
+        let before = try #require(FileManager.default.contents(atPath: foreign))
         #expect(throws: JournalError.self) { _ = try SQLiteJournalStore(path: foreign) }
-        let check = try DatabaseQueue(path: foreign)
-        let tables = try await check.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") }
-        #expect(tables == ["meta"], "nothing added to it")
-        try check.close()
+        #expect(FileManager.default.contents(atPath: foreign) == before, "not a byte changed (not even switched to WAL)")
+
+        // A 'meta' that happens to hold a format row, beside tables no journal has.
+        let lookalike = directory + "/lookalike.sqlite"
+        let lookalikeQueue = try DatabaseQueue(path: lookalike)
+        try await lookalikeQueue.write { try $0.execute(sql: "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('format', '2'); CREATE TABLE users (x)") }
+        try lookalikeQueue.close()
+        let lookalikeBefore = try #require(FileManager.default.contents(atPath: lookalike))
+        #expect(throws: JournalError.self) { _ = try SQLiteJournalStore(path: lookalike) }
+        #expect(FileManager.default.contents(atPath: lookalike) == lookalikeBefore)
 
         // An SQLite database with no tables: a new journal for a session, but nothing to recover.
         let blank = directory + "/blank.sqlite"
@@ -173,6 +180,26 @@ struct JournalStoreTests {
         let after = try DatabaseQueue(path: blank)
         #expect(try await after.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sqlite_master") } == 0, "recovery created nothing in it")
         try after.close()
+    }
+
+    @Test("SQLite refuses a journal that lost its frames or snapshots table instead of recreating it empty")
+    func sqliteLostTable() async throws {
+        for table in ["frames", "snapshots"] {
+            let path = try temporaryDirectory() + "/journal.sqlite"
+            let store = try SQLiteJournalStore(path: path)
+            try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+            await store.close()
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { try $0.execute(sql: "DROP TABLE \(table)") }
+            try queue.close()
+            do {
+                _ = try SQLiteJournalStore(path: path, mode: .existingJournal)
+                Issue.record("a journal without its \(table) table was opened")
+            } catch {
+                #expect(error.code == .corrupted)
+                #expect(error.message.contains("lost its table"), "\(error)")
+            }
+        }
     }
 
     @Test("SQLite has one writer: a second store on the same file is refused (in use) until the first closes")
@@ -253,6 +280,67 @@ struct JournalStoreTests {
             await reopened.close()
             #expect(try SQLiteTestAccess.frameCount(path: path) == records.count, "only the torn frame was deleted (ids shifted by \(shift))")
         }
+    }
+
+    @Test("SQLite finds a frame missing from the middle of a symbol's chain, even one holding only intents")
+    func sqliteMissingFrame() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        let batches: [[JournalRecord]] = [
+            [JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])],
+            [JournalRecord(symbol: "AAA", sequence: 1 << 20 | 1, kind: .intent, payload: [1, 2]),
+             JournalRecord(symbol: "BBB", sequence: 1 << 20, kind: .input, payload: [1, 3])],
+            [JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .input, payload: [1, 4])],
+        ]
+        for batch in batches { try await store.append(batch) }
+        await store.close()
+        // Intact, it loads, and keeps loading after more appends by a new store.
+        let again = try SQLiteJournalStore(path: path)
+        _ = try await again.load(notices: { _ in })
+        try await again.append([JournalRecord(symbol: "AAA", sequence: 3 << 20, kind: .input, payload: [1, 5])])
+        await again.close()
+        let check = try SQLiteJournalStore(path: path)
+        #expect(try await check.load(notices: { _ in }).lanes["AAA"]?.records.count == 4)
+        await check.close()
+
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { try $0.execute(sql: "DELETE FROM frames WHERE symbol = 'AAA' AND last_seq = ?", arguments: [Int64(1 << 20 | 1)]) }
+        try queue.close()
+        let damaged = try SQLiteJournalStore(path: path)
+        do {
+            _ = try await damaged.load(notices: { _ in })
+            Issue.record("a journal with a frame gone from the middle loaded")
+        } catch {
+            #expect(error.code == .corrupted)
+            #expect(error.message.contains("missing records"), "\(error)")
+        }
+        await damaged.close()
+    }
+
+    @Test("SQLite's frame chain holds across snapshots that delete frames, and across a torn tail's repair")
+    func sqliteChainAcrossSnapshotsAndRepairs() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        for number in 1...3 {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
+        }
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .snapshot, payload: [1, 9])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 4 << 20, kind: .input, payload: [1, 4])])
+        await store.close()
+        try SQLiteTestAccess.tearLastRecord(path: path)
+        let reopened = try SQLiteJournalStore(path: path)
+        let first = try await reopened.load(notices: { _ in })
+        #expect(first.lanes["AAA"]?.records.map(\.sequence) == [3 << 20, 4 << 20])
+        try await reopened.append([JournalRecord(symbol: "AAA", sequence: 5 << 20, kind: .input, payload: [1, 5])])
+        try await reopened.append([JournalRecord(symbol: "AAA", sequence: 5 << 20, kind: .snapshot, payload: [1, 9])])
+        try await reopened.append([JournalRecord(symbol: "AAA", sequence: 6 << 20, kind: .input, payload: [1, 6])])
+        await reopened.close()
+        let last = try SQLiteJournalStore(path: path)
+        let notices = NoticeCollector()
+        let contents = try await last.load(notices: { notices.append($0) })
+        #expect(notices.all.isEmpty)
+        #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [6 << 20])
+        await last.close()
     }
 
     @Test("a record kind no FillGuard writes is damage: in the middle of the journal it is corruption")

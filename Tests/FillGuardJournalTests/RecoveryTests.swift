@@ -327,6 +327,42 @@ struct RecoveryTests {
         }
     }
 
+    @Test("a record renumbered onto another's number, or filed under another symbol, fails recovery (it was taken as a duplicate, or refused and skipped)")
+    func renumberedOrMovedRecordsAreCorruption() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: Self.symbol)
+        await first.settle()
+        let survivor = first.kill()
+        // An intent's number damaged into its predecessor's.
+        let renumbered = survivor.fork()
+        let intents = renumbered.rows.filter { $0.kind == .intent }.map(\.sequence).sorted()
+        // The last intent of its input: its number hides in its predecessor's, and no hole shows.
+        let victim = try #require(intents.first { intents.contains($0 - 1) && !intents.contains($0 + 1) })
+        renumbered.rewriteRecords { if $0.sequence == victim && $0.kind == .intent { $0.sequence = victim - 1 } }
+        do {
+            _ = try await Process(exchange: exchange, store: renumbered)
+            Issue.record("a record renumbered onto another's was dropped as a duplicate")
+        } catch let error as JournalError {
+            #expect(error.code == .corrupted, "\(error)")
+        }
+        // A record filed under another symbol, numbered as that symbol's first: only what it
+        // says gives it away (GLD's own journal stays whole).
+        let moved = survivor.fork()
+        let open = try #require(moved.rows.first { $0.kind == .input && $0.sequence == 1 << 20 })
+        var copy = open
+        copy.symbol = "SLV"
+        try await moved.append([copy])
+        do {
+            _ = try await Process(exchange: exchange, store: moved)
+            Issue.record("a record moved to another symbol's journal was replayed there")
+        } catch let error as JournalError {
+            #expect(error.code == .corrupted, "\(error)")
+        }
+    }
+
     @Test("recover reports a journal it cannot write (a full disk) as a failure, never as corrections it did not apply")
     func recoveryThatCannotJournalFails() async throws {
         let directory = try temporaryDirectory()

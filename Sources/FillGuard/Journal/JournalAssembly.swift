@@ -157,6 +157,13 @@ public final class InMemoryJournalStore: JournalStore {
         state.withLock { state in state.rows.removeAll { predicate($0.record) } }
     }
 
+    /// Changes stored records in place, as damage would (for tests).
+    public func rewriteRecords(_ change: (inout JournalRecord) -> Void) {
+        state.withLock { state in
+            for index in state.rows.indices { change(&state.rows[index].record) }
+        }
+    }
+
     /// Adds a record cut short at the end, as a crash in the middle of writing it would leave
     /// (nothing acted on it: nothing acts before a write completes). For tests.
     public func appendTornRecord() {

@@ -21,6 +21,17 @@ public enum JournalInput: Sendable, Hashable {
     case adopt(OrderID, Side, OrderType, quantity: Quantity)
 
     /// Applies the input to a machine, as the lane does. Errors are the machine's own refusals
+    /// The instrument the input names, if it names one (timers and adoptions name orders only).
+    public var symbol: Symbol? {
+        switch self {
+        case .open(let spec): spec.symbol
+        case .execution(let report): report.symbol
+        case .orderStatus(let report): report.symbol
+        case .completed(let operation, _): operation.symbol
+        case .retryDue, .rearm, .brokerQuantity, .adopt: nil
+        }
+    }
+
     /// (a refused input changes nothing, live or in replay).
     func apply(to machine: inout SymbolStateMachine, emitting actions: inout [SymbolStateMachine.Action]) throws(InputError) {
         switch self {

@@ -25,17 +25,29 @@ struct LaneReplay {
         }
         var actions: [SymbolStateMachine.Action] = []
         var previous = part.snapshot?.sequence
+        var previousRecord: JournalRecord?
         for record in part.records {
             actions.removeAll(keepingCapacity: true)
+            if let previousRecord, previousRecord.sequence == record.sequence, previousRecord != record {
+                throw JournalError(.corrupted, "the journal of \(symbol) holds two different records numbered \(describe(record.sequence)); one of them is damaged (or was moved) and it cannot be trusted. "
+                                   + "Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            }
             try checkFollows(record, previous: previous, in: symbol)
             previous = record.sequence
+            previousRecord = record
             switch record.kind {
             case .input:
                 let input = try JournalCodec.decodeInput(record.payload)
+                if let named = input.symbol, named != symbol {
+                    throw JournalError(.corrupted, "record \(describe(record.sequence)) of \(symbol)'s journal is about \(named); it was damaged or moved and the journal cannot be trusted")
+                }
                 // A refused input was refused live too; it changes nothing either way.
                 try? input.apply(to: &replay.machine, emitting: &actions)
             case .intent:
                 let operation = try JournalCodec.decodeOperation(record.payload)
+                guard operation.symbol == symbol else {
+                    throw JournalError(.corrupted, "record \(describe(record.sequence)) of \(symbol)'s journal is an operation on \(operation.symbol); it was damaged or moved and the journal cannot be trusted")
+                }
                 guard replay.machine.restoreSent(operation) else {
                     throw JournalError(.inconsistent, "intent \(record.sequence) of \(symbol) names order \(operation.orderID), which the journal never created; "
                                        + "a journal replays only with the replacement settings it was written with (native modify: \(configuration.nativeModify), "
@@ -48,6 +60,13 @@ struct LaneReplay {
             replay.replayed += 1
         }
         return replay
+    }
+
+    /// "input 7" or "intent 2 of input 7".
+    private static func describe(_ sequence: UInt64) -> String {
+        let input = JournalPosition.input(of: sequence)
+        let intent = sequence & ((1 << JournalPosition.intentBits) - 1)
+        return intent == 0 ? "input \(input)" : "intent \(intent) of input \(input)"
     }
 
     /// Refuses a record that does not follow the one before it (the snapshot, or the start).

@@ -1,0 +1,54 @@
+import FillGuard
+import FillGuardCore
+
+/// The load-time check that no frame is missing from the middle of a symbol's journal.
+///
+/// Each frame names the last sequence of the symbol's frame written before it (`prev_seq`; 0
+/// for the symbol's first). Read in row order, every intact frame must name the frame before it;
+/// the first frame left may name one a snapshot deleted (at or below the snapshot's sequence).
+/// A whole frame lost from the middle (say, one holding only an input's intents, which the
+/// lanes' own numbering cannot see) breaks the chain. Frames from before the column existed
+/// (NULL) restart it unchecked.
+struct FrameChain {
+    /// A frame that does not follow the one before it.
+    struct Broken: Error, CustomStringConvertible {
+        /// What is missing, for a person.
+        var description: String
+    }
+
+    private var last: [Symbol: Int64] = [:]
+    private var first: [Symbol: (frame: Int64, previous: Int64)] = [:]
+
+    /// Takes the next frame in row order; throws when an intact frame does not follow its
+    /// symbol's previous one, or its stored last sequence is not its records'.
+    mutating func add(frame: Int64, symbol: Symbol, records: [JournalRecord], last stored: Int64, previous: Int64?) throws(Broken) {
+        // A damaged frame is the assembly's to judge (a torn tail, or corruption); the chain
+        // goes on from what it says it held.
+        let intact = records.allSatisfy { $0.isIntact && !$0.payload.isEmpty }
+        if intact, let newest = records.map(\.sequence).max(), Int64(bitPattern: newest) != stored {
+            throw Broken(description: "frame \(frame) of \(symbol) says it ends at \(stored) but its records end at \(Int64(bitPattern: newest))")
+        }
+        if let previous {
+            if let before = last[symbol] {
+                if intact, previous != before {
+                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(previous), but the frame before it ends at \(before): a frame between them is gone")
+                }
+            } else {
+                first[symbol] = (frame, previous)
+            }
+        }
+        last[symbol] = stored
+    }
+
+    /// Checks each symbol's first frame against its snapshot: it must follow the start (0) or a
+    /// frame the snapshot covered.
+    func check(snapshots: [JournalRecord]) throws(Broken) {
+        var covered: [Symbol: Int64] = [:]
+        for snapshot in snapshots { covered[snapshot.symbol] = Int64(bitPattern: snapshot.sequence) }
+        for (symbol, start) in first where start.previous != 0 {
+            guard let snapshot = covered[symbol], start.previous <= snapshot else {
+                throw Broken(description: "the first frame of \(symbol) (frame \(start.frame)) follows a frame ending at \(start.previous), which neither the journal nor a snapshot holds: the frames before it are gone")
+            }
+        }
+    }
+}
