@@ -316,6 +316,27 @@ public final class SQLiteJournalStore: JournalStore {
         try queue.close()
     }
 
+    /// A value the application keeps with the journal under `key` (see `setSetting`), if any.
+    public func setting(_ key: String) throws(JournalError) -> String? {
+        do {
+            return try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: ["setting." + key]) }
+        } catch {
+            throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
+        }
+    }
+
+    /// Keeps `value` with the journal under `key`: settings a later recovery must use, such as
+    /// whether the broker had native modify. Kept apart from the journal's own rows.
+    public func setSetting(_ key: String, _ value: String) throws(JournalError) {
+        do {
+            try pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: ["setting." + key, value])
+            }
+        } catch {
+            throw JournalError(.storage, "cannot write to the journal at \(path): \(error)")
+        }
+    }
+
     /// Closes the file, then gives up the writer's lock.
     public func close() async {
         try? pool.close()

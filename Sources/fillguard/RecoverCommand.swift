@@ -91,6 +91,9 @@ struct RecoverCommand: AsyncParsableCommand {
         let outcome: RecoverySession.Outcome
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
+            if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: replaceStrategy.rawValue, record: false) {
+                throw SettingsMismatch(description: mismatch)
+            }
             if overFIX {
                 var options = FIXSimulationOptions(settings: try fix.settings())
                 options.nativeModify = !noModify
@@ -133,4 +136,10 @@ extension Duration {
 /// The size of a file in bytes (nil if it cannot be read).
 private func fileSize(_ path: String) -> Int? {
     (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
+}
+
+/// Recovery was asked for other replacement settings than the journal's session used.
+private struct SettingsMismatch: Error, CustomStringConvertible {
+    /// Which setting differs.
+    var description: String
 }

@@ -151,16 +151,22 @@ struct SimulateCommand: AsyncParsableCommand {
         options.runnerThreads = runners
         let interrupts = InterruptHandler()
         options.stop = interrupts.stop
+        var settingsMismatch: String?
         if let journal {
             do {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
                 options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
                 options.exchangeStatePath = journal + ".exchange"
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
+                settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: true)
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
                 throw ExitCode(2)
             }
+        }
+        if let settingsMismatch {
+            writeToStandardError("fillguard: \(settingsMismatch)\n")
+            throw ExitCode(2)
         }
         let showProgress = isatty(STDERR_FILENO) == 1
         let session = SimulationSession(options: options)

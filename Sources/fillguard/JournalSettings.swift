@@ -1,0 +1,27 @@
+import FillGuardSQLite
+
+/// The replacement settings a journal's session traded with, kept in the journal itself: a
+/// journal replays only with the settings it was written with, so `simulate` (resuming) and
+/// `recover` refuse other ones, even without the exchange's state file.
+enum JournalSettings {
+    /// Records the settings in a journal that has none; returns why the given ones do not match
+    /// the recorded ones, or nil when they do. `record` is false for recovery, which never
+    /// starts a session's settings (a journal from before settings were kept is not checked).
+    static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, record: Bool) throws -> String? {
+        let given = (modify: nativeModify ? "native" : "replace", strategy: strategy)
+        guard let modify = try store.setting("modify"), let saved = try store.setting("strategy") else {
+            if record {
+                try store.setSetting("modify", given.modify)
+                try store.setSetting("strategy", given.strategy)
+            }
+            return nil
+        }
+        if modify != given.modify {
+            return "the journal's session traded \(modify == "native" ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting"
+        }
+        if saved != given.strategy {
+            return "the journal's session replaced orders with --strategy \(saved); run with the same setting"
+        }
+        return nil
+    }
+}
