@@ -121,6 +121,13 @@ public struct FIXSessionStateMachine: Sendable {
     private var queued: [Int: FIXMessage] = [:]
     /// The highest MsgSeqNum our outstanding ResendRequest must reach; nil when none is out.
     private var resendTarget: Int?
+    /// Progress of the outstanding ResendRequest: where the gap stood, since when, and how often
+    /// it was asked for again. A counterparty that never fills a gap (or fills it with something
+    /// refused) must not leave the messages queued behind it undelivered forever.
+    private var resendWatch: (nextTarget: Int, since: Int64, repeats: Int)?
+    /// How often a ResendRequest that makes no progress is sent again before the session is
+    /// closed (the next Logon asks again from scratch).
+    public static let resendRepeats = 3
 
     /// The highest MsgSeqNum, NewSeqNo, BeginSeqNo or EndSeqNo the session accepts (15 digits): far
     /// beyond any real session, and far enough below `Int.max` that no sequence arithmetic overflows.
@@ -154,6 +161,7 @@ public struct FIXSessionStateMachine: Sendable {
         }
         queued = [:]
         resendTarget = nil
+        resendWatch = nil
         testRequest = nil
         state = .logonSent
         stateSince = now
@@ -168,6 +176,7 @@ public struct FIXSessionStateMachine: Sendable {
         state = .disconnected
         queued = [:]
         resendTarget = nil
+        resendWatch = nil
         testRequest = nil
     }
 
@@ -218,6 +227,20 @@ public struct FIXSessionStateMachine: Sendable {
             return []
         case .active:
             var actions: [FIXSessionAction] = []
+            if resendTarget != nil, let watch = resendWatch {
+                // No progress on the gap for a while: ask again, then give up on the connection.
+                let patience = min(max(interval, 1_000_000_000), 10_000_000_000)
+                if nextTargetSeqNum != watch.nextTarget {
+                    resendWatch = (nextTargetSeqNum, now, 0)
+                } else if now - watch.since >= patience {
+                    if watch.repeats >= Self.resendRepeats {
+                        state = .disconnected
+                        return [.close(.protocolViolation("the resend of \(nextTargetSeqNum) on was asked for \(watch.repeats + 1) times and never came"))]
+                    }
+                    resendWatch = (nextTargetSeqNum, now, watch.repeats + 1)
+                    actions.append(resendRequestMessage(now: now))
+                }
+            }
             if let testRequest {
                 if now - testRequest.sentAt >= interval {
                     state = .disconnected
@@ -502,7 +525,11 @@ public struct FIXSessionStateMachine: Sendable {
             guard let next = queued.removeValue(forKey: nextTargetSeqNum) else { break }
             actions += process(next, now: now)
         }
-        if let target = resendTarget, nextTargetSeqNum > target { resendTarget = nil }
+        if let target = resendTarget, nextTargetSeqNum > target {
+            resendTarget = nil
+            resendWatch = nil
+        }
+        if let watch = resendWatch, watch.nextTarget != nextTargetSeqNum { resendWatch = (nextTargetSeqNum, now, 0) }
         return actions
     }
 
@@ -513,8 +540,14 @@ public struct FIXSessionStateMachine: Sendable {
             return []
         }
         resendTarget = seq
-        return [sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.resendRequest,
-                                     fields: [FIXField(7, String(nextTargetSeqNum)), FIXField(16, "0")]), now: now)]
+        resendWatch = (nextTargetSeqNum, now, 0)
+        return [resendRequestMessage(now: now)]
+    }
+
+    /// A ResendRequest for everything from the next expected MsgSeqNum on.
+    private mutating func resendRequestMessage(now: Int64) -> FIXSessionAction {
+        sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.resendRequest,
+                             fields: [FIXField(7, String(nextTargetSeqNum)), FIXField(16, "0")]), now: now)
     }
 
     private mutating func reject(refSeqNum: Int, refMsgType: String?, reason: Int, refTagID: Int?, text: String, now: Int64) -> FIXSessionAction {

@@ -166,6 +166,28 @@ struct SessionTests {
         #expect(!machine.isResending)
     }
 
+    @Test("a gap the counterparty never fills (or fills with something refused) is asked for again, then the session is closed; never left waiting")
+    func unansweredResendIsRepeatedThenClosed() throws {
+        var machine = loggedOn()
+        #expect(sent(machine.received(peer("8", 5, execReport("E5")), now: 1)).map(\.msgType) == ["2"])
+        // Ten seconds without progress: asked again, from where the gap starts.
+        #expect(sent(machine.tick(now: 1 + 9 * second)).filter { $0.msgType == "2" }.isEmpty)
+        let again = try #require(sent(machine.tick(now: 1 + 10 * second)).first { $0.msgType == "2" })
+        #expect(again[7] == "2")
+        // Progress (2 arrives) restarts the wait; the rest of the gap still missing is asked for again later.
+        _ = machine.received(peer("8", 2, execReport("E2"), possDup: true), now: 15 * second)
+        #expect(sent(machine.tick(now: 20 * second)).filter { $0.msgType == "2" }.isEmpty)
+        #expect(sent(machine.tick(now: 21 * second)).filter { $0.msgType == "2" }.isEmpty, "the wait restarted at the progress")
+        #expect(try #require(sent(machine.tick(now: 26 * second)).first { $0.msgType == "2" })[7] == "3")
+        #expect(try #require(sent(machine.tick(now: 36 * second)).first { $0.msgType == "2" })[7] == "3")
+        #expect(try #require(sent(machine.tick(now: 46 * second)).first { $0.msgType == "2" })[7] == "3")
+        // Asked four times in all for 3 on: the connection is closed, so the next Logon asks afresh.
+        guard case .protocolViolation? = closeReason(machine.tick(now: 56 * second)) else {
+            Issue.record("a resend that never came left the session waiting")
+            return
+        }
+    }
+
     @Test func gapAtLogonIsRequested() throws {
         var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 1, nextTargetSeqNum: 3)
         _ = machine.connected(now: 0)
