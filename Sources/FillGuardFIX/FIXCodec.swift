@@ -262,7 +262,7 @@ public enum FIXCodec {
         }
         let msgType = raw.first?.tag == 35 ? raw.first?.value : nil
         let seqField = raw.first(where: { $0.tag == 34 })?.value
-        let msgSeqNum = seqField.flatMap { Int($0) }
+        let msgSeqNum = seqField.flatMap(FIXMessage.integer)
         func fail(_ kind: FIXDecodeError.Kind) -> FIXDecodeError { FIXDecodeError(kind, msgSeqNum: msgSeqNum, msgType: msgType) }
         if let rawError { throw fail(rawError) }
         guard let msgType, !msgType.isEmpty else { throw fail(.missingMsgType) }

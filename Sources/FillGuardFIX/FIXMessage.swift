@@ -47,8 +47,23 @@ public struct FIXMessage: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The first value of `tag` as an integer, nil if absent or not an integer.
-    public func int(_ tag: Int) -> Int? { self[tag].flatMap { Int($0) } }
+    /// The first value of `tag` as an integer, nil if absent or not a FIX `int` (digits, with
+    /// an optional leading minus; no plus sign). A valid integer beyond `Int`'s range comes back
+    /// as `Int.max` (or `Int.min`), so range checks refuse it as out of range, not as missing.
+    public func int(_ tag: Int) -> Int? { self[tag].flatMap(Self.integer) }
+
+    /// Parses a FIX `int` (see `int(_:)`).
+    static func integer(_ text: String) -> Int? {
+        var digits = Substring(text)
+        var negative = false
+        if digits.first == "-" {
+            negative = true
+            digits = digits.dropFirst()
+        }
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        guard let magnitude = Int(digits) else { return negative ? .min : .max }
+        return negative ? -magnitude : magnitude
+    }
 
     /// True when `tag` is present with value "Y".
     public func flag(_ tag: Int) -> Bool { self[tag] == "Y" }

@@ -188,6 +188,27 @@ struct SessionTests {
         }
     }
 
+    @Test("sequence numbers are FIX ints: no plus sign; one beyond Int64 is out of range (Logout, Reject 373=5), not missing or ignored")
+    func sequenceNumbersParseStrictly() throws {
+        #expect(FIXMessage.integer("009") == 9)
+        #expect(FIXMessage.integer("-5") == -5)
+        #expect(FIXMessage.integer("+9") == nil)
+        #expect(FIXMessage.integer("-") == nil)
+        #expect(FIXMessage.integer("9223372036854775808") == .max)
+        #expect(FIXMessage.integer("-99999999999999999999") == .min)
+
+        var machine = loggedOn()
+        let reset = machine.received(peer("4", 2, [FIXField(36, "9223372036854775808")]), now: 1)
+        let reject = try #require(sent(reset).first)
+        #expect(reject.msgType == "3")
+        #expect(reject[373] == "5", "out of range, not 'NewSeqNo missing'")
+        var other = loggedOn()
+        let heartbeat = FIXMessage(msgType: "0", fields: [FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "9223372036854775808"),
+                                                         FIXField(52, "20240101-00:00:00.000")])
+        let beyond = other.received(try FIXCodec.encode(heartbeat), now: 1)
+        #expect(sent(beyond).map(\.msgType).contains("5"), "a MsgSeqNum beyond Int64 ends the session")
+    }
+
     @Test func gapAtLogonIsRequested() throws {
         var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 1, nextTargetSeqNum: 3)
         _ = machine.connected(now: 0)
