@@ -689,6 +689,14 @@ final class FIXBrokerCore: @unchecked Sendable {
             case .deliver(let message):
                 if message.msgType == FIXMsgType.reject { statistics.rejectsReceived += 1 }
                 handle(router.received(message))
+            case .refusedApplication(let msgType, let seq, let reason):
+                // Answered with a Reject already; recorded as the runtime's refused input too, so a
+                // report that never became a fill is counted and visible, not only logged.
+                statistics.refusedReports += 1
+                logger.warning("FIX refused message \(seq) (\(msgType)): \(reason)")
+                statistics.eventsDelivered += 1
+                continuation.yield(.refused(InputError(.malformed, "FIX message \(seq) (MsgType \(msgType)) refused by the session: \(reason)"),
+                                            context: "FIX message \(seq)", symbol: Symbol("?")))
             case .loggedOn:
                 statistics.logons += 1
                 reconnectAttempt = 0

@@ -242,6 +242,12 @@ public enum FIXTag {
 
 /// FIX message types FillGuard sends or handles.
 public enum FIXMsgType {
+    /// True for the session layer's own messages (Heartbeat, TestRequest, ResendRequest, Reject,
+    /// SequenceReset, Logout, Logon); false for application messages.
+    public static func isAdmin(_ msgType: String) -> Bool {
+        [heartbeat, testRequest, resendRequest, reject, sequenceReset, logout, logon].contains(msgType)
+    }
+
     /// Heartbeat (0).
     public static let heartbeat = "0"
     /// TestRequest (1).

@@ -69,6 +69,9 @@ public enum FIXSessionAction: Sendable, Hashable {
     case close(FIXSessionCloseReason)
     /// A received message was discarded (garbled, duplicate); for logs.
     case ignored(String)
+    /// An application message (an execution report, say) failed the session's validation and was
+    /// answered with a Reject (3): it is not delivered, and the driver records it as a refused input.
+    case refusedApplication(msgType: String, seq: Int, reason: String)
 }
 
 /// Why an application message could not be sent.
@@ -340,6 +343,9 @@ public struct FIXSessionStateMachine: Sendable {
         nextTargetSeqNum += 1
         var actions = [reject(refSeqNum: seq, refMsgType: error.msgType, reason: error.sessionRejectReason, refTagID: error.refTagID,
                               text: error.description, now: now)]
+        if let msgType = error.msgType, !FIXMsgType.isAdmin(msgType) {
+            actions.append(.refusedApplication(msgType: msgType, seq: seq, reason: error.description))
+        }
         actions += drainQueue(now: now)
         return actions
     }

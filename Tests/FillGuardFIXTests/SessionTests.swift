@@ -209,6 +209,19 @@ struct SessionTests {
         #expect(sent(beyond).map(\.msgType).contains("5"), "a MsgSeqNum beyond Int64 ends the session")
     }
 
+    @Test("an execution report the session refuses (a required tag missing) is answered with a Reject and handed on as refused, never just dropped")
+    func sessionRefusedReportIsHandedOn() throws {
+        var machine = loggedOn()
+        let incomplete = execReport("E2").filter { $0.tag != 151 }
+        let actions = machine.received(peer("8", 2, incomplete), now: 1)
+        #expect(sent(actions).map(\.msgType) == ["3"])
+        #expect(delivered(actions).isEmpty)
+        #expect(actions.contains { if case .refusedApplication("8", 2, _) = $0 { return true } else { return false } })
+        // A session message that fails validation is only rejected: nothing for the application.
+        let badHeartbeat = machine.received(peer("1", 3, []), now: 1)
+        #expect(!badHeartbeat.contains { if case .refusedApplication = $0 { return true } else { return false } })
+    }
+
     @Test func gapAtLogonIsRequested() throws {
         var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 1, nextTargetSeqNum: 3)
         _ = machine.connected(now: 0)
