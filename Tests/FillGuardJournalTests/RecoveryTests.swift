@@ -285,15 +285,21 @@ struct RecoveryTests {
         #expect(exchange.order("HAND-BUY", of: Self.symbol)?.state == .live, "not protective: left working")
     }
 
-    @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
-    func tornTail() async throws {
+    /// A process that opened the bracket, saw its first scale-in fill and the resizes it
+    /// caused, then was killed: the exchange, and the journal as it survived.
+    private func scaledInAndKilled() async throws -> (SimulatedExchange, InMemoryJournalStore) {
         let exchange = exchange()
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(bracket())
         await first.settle()
         exchange.setPrice(Price("246")!, of: Self.symbol)
         await first.settle()
-        let survivor = first.kill()
+        return (exchange, first.kill())
+    }
+
+    @Test("a torn journal tail is dropped with a message, and reconciliation makes up for it")
+    func tornTail() async throws {
+        let (exchange, survivor) = try await scaledInAndKilled()
         survivor.appendTornRecord()
 
         let second = try await Process(exchange: exchange, store: survivor)
@@ -306,13 +312,7 @@ struct RecoveryTests {
     @Test("records missing from the middle of the journal (an input, an intent) fail recovery loudly, never rebuild a wrong position",
           arguments: [JournalRecord.Kind.input, .intent])
     func missingMiddleRecordsAreCorruption(kind: JournalRecord.Kind) async throws {
-        let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        try await first.manager.open(bracket())
-        await first.settle()
-        exchange.setPrice(Price("246")!, of: Self.symbol) // a scale-in fill, and the resizes it causes
-        await first.settle()
-        let survivor = first.kill()
+        let (exchange, survivor) = try await scaledInAndKilled()
         let sequences = survivor.rows.filter { $0.kind == kind }.map(\.sequence)
         let newest = survivor.rows.map(\.sequence).max() ?? 0
         // The first record of that kind with later records after it: a hole, not a lost tail.
@@ -329,13 +329,7 @@ struct RecoveryTests {
 
     @Test("a record renumbered onto another's number, or filed under another symbol, fails recovery (it was taken as a duplicate, or refused and skipped)")
     func renumberedOrMovedRecordsAreCorruption() async throws {
-        let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        try await first.manager.open(bracket())
-        await first.settle()
-        exchange.setPrice(Price("246")!, of: Self.symbol)
-        await first.settle()
-        let survivor = first.kill()
+        let (exchange, survivor) = try await scaledInAndKilled()
         // An intent's number damaged into its predecessor's.
         let renumbered = survivor.fork()
         let intents = renumbered.rows.filter { $0.kind == .intent }.map(\.sequence).sorted()

@@ -80,9 +80,7 @@ struct SimulatedExchangeTests {
 
     @Test("a state file that is not the exchange's is refused; a torn last line is skipped")
     func stateFileChecks() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/run.exchange"
+        let path = try temporaryStatePath()
         do {
             let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
             try await first.submit(request("M1", .buy, .market, 10))
@@ -99,9 +97,7 @@ struct SimulatedExchangeTests {
 
     @Test("a torn last line is cut off on reopening, so what is written next reads back (it was glued to the torn line)")
     func tornLastLineIsCut() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/run.exchange"
+        let path = try temporaryStatePath()
         do {
             let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path)
             try await first.submit(request("M1", .buy, .market, 10))
@@ -118,9 +114,7 @@ struct SimulatedExchangeTests {
 
     @Test("a saved state is its session's: another journal's, or other settings, are refused before anything is read into it")
     func stateFileBelongsToItsSession() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = directory + "/run.exchange"
+        let path = try temporaryStatePath()
         let mine = ExchangeSession(journalID: "J1", nativeModify: false, strategy: "createThenCancel")
         do {
             let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!], statePath: path, session: mine)
@@ -360,4 +354,11 @@ struct SimulationSessionTests {
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(runners.passesRun > 0, "the lanes ran on the runner threads")
     }
+}
+
+/// A state file path in a directory of its own.
+private func temporaryStatePath() throws -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    return directory + "/run.exchange"
 }
