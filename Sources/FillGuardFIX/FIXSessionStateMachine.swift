@@ -443,9 +443,7 @@ public struct FIXSessionStateMachine: Sendable {
         case FIXMsgType.resendRequest:
             return resendRequested(message, seq: seq, now: now)
         case FIXMsgType.sequenceReset:
-            guard let newSeqNo = message.int(36) else {
-                return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 36, text: "NewSeqNo missing", now: now)]
-            }
+            guard let newSeqNo = message.int(36) else { return [newSeqNoUnreadable(message, seq: seq, now: now)] }
             if newSeqNo <= seq {
                 return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
                                text: "attempt to lower sequence number, invalid value NewSeqNo=\(newSeqNo)", now: now)]
@@ -489,12 +487,20 @@ public struct FIXSessionStateMachine: Sendable {
         return [answer, .close(.loggedOut(text))]
     }
 
+    /// The Reject for a SequenceReset whose NewSeqNo is missing (SessionRejectReason 1) or not an
+    /// integer (6).
+    private mutating func newSeqNoUnreadable(_ message: FIXMessage, seq: Int, now: Int64) -> FIXSessionAction {
+        guard let text = message[36] else {
+            return reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 36, text: "NewSeqNo missing", now: now)
+        }
+        return reject(refSeqNum: seq, refMsgType: message.msgType, reason: 6, refTagID: 36,
+                      text: "NewSeqNo \(sanitized(String(text.prefix(40)))) is not an integer", now: now)
+    }
+
     /// SequenceReset in reset mode: MsgSeqNum is ignored; NewSeqNo may not go back.
     private mutating func sequenceReset(_ message: FIXMessage, now: Int64) -> [FIXSessionAction] {
         let seq = message.int(34) ?? 0
-        guard let newSeqNo = message.int(36) else {
-            return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 36, text: "NewSeqNo missing", now: now)]
-        }
+        guard let newSeqNo = message.int(36) else { return [newSeqNoUnreadable(message, seq: seq, now: now)] }
         if newSeqNo < nextTargetSeqNum {
             return [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 5, refTagID: 36,
                            text: "attempt to lower sequence number, invalid value NewSeqNo=\(newSeqNo)", now: now)]

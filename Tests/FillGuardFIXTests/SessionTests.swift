@@ -202,6 +202,9 @@ struct SessionTests {
         let reject = try #require(sent(reset).first)
         #expect(reject.msgType == "3")
         #expect(reject[373] == "5", "out of range, not 'NewSeqNo missing'")
+        let plus = try #require(sent(machine.received(peer("4", 2, [FIXField(36, "+30")]), now: 1)).first)
+        #expect(plus.msgType == "3")
+        #expect(plus[373] == "6", "a NewSeqNo that is there but not an integer is a format error, not missing")
         var other = loggedOn()
         let heartbeat = FIXMessage(msgType: "0", fields: [FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "9223372036854775808"),
                                                          FIXField(52, "20240101-00:00:00.000")])
