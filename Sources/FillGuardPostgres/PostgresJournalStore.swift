@@ -79,6 +79,9 @@ public final class PostgresJournalStore: JournalStore {
     private let closed = Mutex(false)
     private let lockConnection: PostgresConnection
     private let writing = Mutex(false)
+    /// Per symbol, the sequence of the newest record written: each new record names it
+    /// (`prev_seq`), so a record missing from the middle of a symbol's journal is found on load.
+    private let lastWritten = Mutex<[String: Int64]>([:])
 
     /// Connects, creates the tables if needed and checks the namespace's format. Throws `storage`
     /// when the server cannot be reached or used (the message names host, port and database),
@@ -91,6 +94,15 @@ public final class PostgresJournalStore: JournalStore {
         // (the pool would retry in the background and report only a tripped circuit breaker).
         try await Self.prepare(configuration, logger: self.logger)
         lockConnection = try await Self.lockNamespace(configuration, logger: self.logger)
+        let chain: [String: Int64]
+        do {
+            chain = try await Self.lastWrittenSequences(configuration.namespace, on: lockConnection, location: configuration.location, logger: self.logger)
+        } catch {
+            // Give the namespace's lock back: this store never opened.
+            try? await lockConnection.close()
+            throw error
+        }
+        lastWritten.withLock { $0 = chain }
         var clientConfiguration = PostgresClient.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: .disable)
@@ -121,23 +133,35 @@ public final class PostgresJournalStore: JournalStore {
         let namespace = configuration.namespace
         let durability = configuration.durability
         let logger = self.logger
+        // The chain as this transaction leaves it; kept only once it has committed.
+        var chain = lastWritten.withLock { $0 }
+        var pending: [(record: JournalRecord, previous: Int64)] = []
+        var steps: [(records: [(record: JournalRecord, previous: Int64)], snapshot: JournalRecord?)] = []
+        for record in batch {
+            if record.kind == .snapshot {
+                steps.append((pending, record))
+                pending.removeAll(keepingCapacity: true)
+            } else {
+                pending.append((record, chain[record.symbol.name] ?? 0))
+                chain[record.symbol.name] = Int64(bitPattern: record.sequence)
+            }
+        }
+        steps.append((pending, nil))
+        let plan = steps
         do {
             try await lockConnection.withTransaction(logger: logger) { connection in
                 if durability == .off {
                     try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
                 }
-                var pending: [JournalRecord] = []
-                for record in batch {
-                    if record.kind == .snapshot {
-                        try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
-                        pending.removeAll(keepingCapacity: true)
-                        try await Self.replaceSnapshot(record, namespace: namespace, on: connection, logger: logger)
-                    } else {
-                        pending.append(record)
+                for step in plan {
+                    try await Self.insert(step.records, namespace: namespace, on: connection, logger: logger)
+                    if let snapshot = step.snapshot {
+                        try await Self.replaceSnapshot(snapshot, namespace: namespace, on: connection, logger: logger)
                     }
                 }
-                try await Self.insert(pending, namespace: namespace, on: connection, logger: logger)
             }
+            let committed = chain
+            lastWritten.withLock { $0 = committed }
         } catch {
             if lockConnection.isClosed {
                 throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed while writing: the batch may or may not be stored); restart to recover: \(Self.describe(error))")
@@ -153,16 +177,19 @@ public final class PostgresJournalStore: JournalStore {
         let logger = self.logger
         let rows: [JournalAssembly.Row]
         let snapshots: [JournalRecord]
+        let links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)]
         do {
-            (rows, snapshots) = try await client.withConnection { connection in
+            (rows, snapshots, links) = try await client.withConnection { connection in
                 try await connection.withTransaction(logger: logger) { connection in
                     // One consistent view of both tables.
                     try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
                     var rows: [JournalAssembly.Row] = []
+                    var links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)] = []
                     let recordRows = try await connection.query(
-                        "SELECT id, symbol, seq, kind, payload, crc FROM fillguard_journal_records WHERE namespace = \(namespace)",
+                        "SELECT id, symbol, seq, kind, payload, crc, prev_seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY id",
                         logger: logger)
-                    for try await (id, symbol, sequence, kind, payload, crc) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64).self) {
+                    for try await (id, symbol, sequence, kind, payload, crc, previous) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64, Int64?).self) {
+                        links.append((id, Symbol(symbol), sequence, previous))
                         let known = JournalRecord.Kind(rawValue: UInt8(clamping: kind))
                         let bytes = Array(payload.readableBytesView)
                         // A kind no FillGuard writes is damage: kept with a checksum that fails.
@@ -180,11 +207,20 @@ public final class PostgresJournalStore: JournalStore {
                             symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: .snapshot,
                             payload: Array(payload.readableBytesView), checksum: UInt32(truncatingIfNeeded: crc)))
                     }
-                    return (rows, snapshots)
+                    return (rows, snapshots, links)
                 }
             }
         } catch {
             throw failure("cannot read", error)
+        }
+        do {
+            var chain = JournalChain()
+            for (index, link) in links.enumerated() {
+                try chain.add(frame: link.id, symbol: link.symbol, records: [rows[index].record], last: link.sequence, previous: link.previous)
+            }
+            try chain.check(snapshots: snapshots)
+        } catch {
+            throw JournalError(.corrupted, "the PostgreSQL journal at \(configuration.location) is missing records: \(error.description); it cannot be trusted. Restore it from a backup, or erase the namespace to start empty and let reconciliation rebuild from the broker")
         }
         let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
         if let cut = result.truncateFrom {
@@ -192,6 +228,8 @@ public final class PostgresJournalStore: JournalStore {
                 try await client.query(
                     "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND id >= \(cut)",
                     logger: logger)
+                let chain = try await Self.lastWrittenSequences(namespace, on: lockConnection, location: configuration.location, logger: logger)
+                lastWritten.withLock { $0 = chain }
             } catch {
                 throw failure("cannot drop the torn tail of", error)
             }
@@ -311,6 +349,8 @@ public final class PostgresJournalStore: JournalStore {
                 try await connection.query(
                     "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
                     logger: logger)
+                // Tables from before records named their predecessor get the column (NULL: unchecked).
+                try await connection.query("ALTER TABLE fillguard_journal_records ADD COLUMN IF NOT EXISTS prev_seq BIGINT", logger: logger)
                 try await connection.query("""
                     CREATE TABLE IF NOT EXISTS fillguard_journal_snapshots (
                         namespace TEXT NOT NULL, symbol TEXT NOT NULL, seq BIGINT NOT NULL,
@@ -340,12 +380,34 @@ public final class PostgresJournalStore: JournalStore {
         }
     }
 
+    /// Per symbol, the newest record's sequence, or the snapshot's when it is later (its records
+    /// were deleted): what the next record of the symbol names as its predecessor.
+    private static func lastWrittenSequences(_ namespace: String, on connection: PostgresConnection, location: String,
+                                             logger: Logger) async throws(JournalError) -> [String: Int64] {
+        var chain: [String: Int64] = [:]
+        do {
+            let newest = try await connection.query("""
+                SELECT DISTINCT ON (symbol) symbol, seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY symbol, id DESC
+                """, logger: logger)
+            for try await (symbol, sequence) in newest.decode((String, Int64).self) { chain[symbol] = sequence }
+            let snapshots = try await connection.query(
+                "SELECT symbol, seq FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
+            for try await (symbol, sequence) in snapshots.decode((String, Int64).self) { chain[symbol] = max(chain[symbol] ?? .min, sequence) }
+        } catch {
+            throw JournalError(.storage, "cannot read the PostgreSQL journal at \(location): \(describe(error))")
+        }
+        return chain
+    }
+
     /// The advisory lock key that serialises table creation ("FGJN").
     private static let schemaLock: Int64 = 0x4647_4A4E
 
     /// Inserts input and intent records with one statement, keeping their order in the ids.
-    private static func insert(_ records: [JournalRecord], namespace: String, on connection: PostgresConnection, logger: Logger) async throws {
-        guard !records.isEmpty else { return }
+    private static func insert(_ linked: [(record: JournalRecord, previous: Int64)], namespace: String, on connection: PostgresConnection,
+                               logger: Logger) async throws {
+        guard !linked.isEmpty else { return }
+        let records = linked.map(\.record)
+        let previous = linked.map(\.previous)
         var symbols: [String] = []
         var sequences: [Int64] = []
         var kinds: [Int16] = []
@@ -364,10 +426,10 @@ public final class PostgresJournalStore: JournalStore {
             checksums.append(Int64(record.checksum))
         }
         try await connection.query("""
-            INSERT INTO fillguard_journal_records (namespace, symbol, seq, kind, payload, crc)
-            SELECT \(namespace), r.symbol, r.seq, r.kind, r.payload, r.crc
-            FROM unnest(\(symbols)::text[], \(sequences)::int8[], \(kinds)::int2[], \(payloads)::bytea[], \(checksums)::int8[])
-                WITH ORDINALITY AS r(symbol, seq, kind, payload, crc, n)
+            INSERT INTO fillguard_journal_records (namespace, symbol, seq, kind, payload, crc, prev_seq)
+            SELECT \(namespace), r.symbol, r.seq, r.kind, r.payload, r.crc, r.prev
+            FROM unnest(\(symbols)::text[], \(sequences)::int8[], \(kinds)::int2[], \(payloads)::bytea[], \(checksums)::int8[], \(previous)::int8[])
+                WITH ORDINALITY AS r(symbol, seq, kind, payload, crc, prev, n)
             ORDER BY r.n
             """, logger: logger)
     }

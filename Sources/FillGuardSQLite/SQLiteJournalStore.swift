@@ -241,7 +241,7 @@ public final class SQLiteJournalStore: JournalStore {
                 var places: [(frame: Int64, index: Int)] = []
                 var frames: [Int64: (symbol: Symbol, records: [JournalRecord], previous: Int64?)] = [:]
                 let cursor = try Row.fetchCursor(db, sql: "SELECT id, symbol, body, last_seq, prev_seq FROM frames ORDER BY id")
-                var chain = FrameChain()
+                var chain = JournalChain()
                 while let row = try cursor.next() {
                     let id = try StoredValue.integer(row, 0, "frames.id")
                     let symbol = Symbol(try StoredValue.text(row, 1, "frames.symbol"))
@@ -265,7 +265,7 @@ public final class SQLiteJournalStore: JournalStore {
                 try chain.check(snapshots: snapshots)
                 return (rows, snapshots, places, frames)
             }
-        } catch let broken as FrameChain.Broken {
+        } catch let broken as JournalChain.Broken {
             throw JournalError(.corrupted, "the journal at \(path) is missing records: \(broken.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch let damaged as StoredValue.Damaged {
             throw JournalError(.corrupted, "the journal at \(path) is damaged: \(damaged.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")

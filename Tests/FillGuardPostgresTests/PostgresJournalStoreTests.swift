@@ -166,6 +166,42 @@ struct PostgresJournalStoreTests {
         }
     }
 
+    @Test("Postgres finds a record missing from the middle of a symbol's journal, even the last intent of an input; the chain holds across snapshots and reopening")
+    func missingMiddleRecord() async throws {
+        let configuration = try TestServer.configuration(label: "chain")
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20 | 1, kind: .intent, payload: [1, 2]),
+                                JournalRecord(symbol: "BBB", sequence: 1 << 20, kind: .input, payload: [1, 3])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .input, payload: [1, 4]),
+                                JournalRecord(symbol: "BBB", sequence: 1 << 20, kind: .snapshot, payload: [1, 9])])
+        await store.close()
+        // Intact: it loads, and a new store carries the chain on.
+        let again = try await PostgresJournalStore(configuration: configuration)
+        #expect(try await again.load(notices: { _ in }).lanes["AAA"]?.records.count == 3)
+        try await again.append([JournalRecord(symbol: "BBB", sequence: 2 << 20, kind: .input, payload: [1, 5]),
+                                JournalRecord(symbol: "AAA", sequence: 3 << 20, kind: .input, payload: [1, 6])])
+        await again.close()
+        let check = try await PostgresJournalStore(configuration: configuration)
+        let contents = try await check.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records.count == 4)
+        #expect(contents.lanes["BBB"]?.records.count == 1)
+        await check.close()
+
+        try await TestServer.execute(
+            "DELETE FROM fillguard_journal_records WHERE namespace = \(configuration.namespace) AND symbol = 'AAA' AND seq = \(Int64(1 << 20 | 1))",
+            on: configuration)
+        let damaged = try await PostgresJournalStore(configuration: configuration)
+        do {
+            _ = try await damaged.load(notices: { _ in })
+            Issue.record("a journal with a record gone from the middle loaded")
+        } catch {
+            #expect(error.code == .corrupted)
+            #expect(error.message.contains("missing records"), "\(error)")
+        }
+        await damaged.close()
+    }
+
     @Test("Postgres: appends after close fail with closed")
     func appendAfterClose() async throws {
         let store = try await PostgresJournalStore(configuration: TestServer.configuration(label: "closed"))

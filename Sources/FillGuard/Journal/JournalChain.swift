@@ -1,27 +1,30 @@
-import FillGuard
 import FillGuardCore
 
-/// The load-time check that no frame is missing from the middle of a symbol's journal.
+/// The load-time check, for stores, that no stored unit (a frame of records, or one record) is
+/// missing from the middle of a symbol's journal.
 ///
-/// Each frame names the last sequence of the symbol's frame written before it (`prev_seq`; 0
-/// for the symbol's first). Read in row order, every intact frame must name the frame before it;
-/// the first frame left may name one a snapshot deleted (at or below the snapshot's sequence).
-/// A whole frame lost from the middle (say, one holding only an input's intents, which the
-/// lanes' own numbering cannot see) breaks the chain. Frames from before the column existed
-/// (NULL) restart it unchecked.
-struct FrameChain {
-    /// A frame that does not follow the one before it.
-    struct Broken: Error, CustomStringConvertible {
+/// Each unit names the last sequence of the symbol's unit written before it (0 for the symbol's
+/// first). Read in append order, every intact unit must name the unit before it; the first unit
+/// left may name one a snapshot deleted (at or below the snapshot's sequence). A unit lost from
+/// the middle (say, one holding only an input's intents, which the lanes' own numbering cannot
+/// see) breaks the chain. Units stored before a store kept the link (nil) restart it unchecked.
+public struct JournalChain: Sendable {
+    /// A unit that does not follow the one before it.
+    public struct Broken: Error, CustomStringConvertible {
         /// What is missing, for a person.
-        var description: String
+        public var description: String
     }
 
     private var last: [Symbol: Int64] = [:]
     private var first: [Symbol: (frame: Int64, previous: Int64)] = [:]
 
-    /// Takes the next frame in row order; throws when an intact frame does not follow its
-    /// symbol's previous one, or its stored last sequence is not its records'.
-    mutating func add(frame: Int64, symbol: Symbol, records: [JournalRecord], last stored: Int64, previous: Int64?) throws(Broken) {
+    /// An empty chain.
+    public init() {}
+
+    /// Takes the next unit (`frame`: its position, for messages) in append order; throws when an
+    /// intact unit does not follow its symbol's previous one, or its stored last sequence is not
+    /// its records'.
+    public mutating func add(frame: Int64, symbol: Symbol, records: [JournalRecord], last stored: Int64, previous: Int64?) throws(Broken) {
         // A damaged frame is the assembly's to judge (a torn tail, or corruption); the chain
         // goes on from what it says it held.
         let intact = records.allSatisfy { $0.isIntact && !$0.payload.isEmpty }
@@ -40,9 +43,9 @@ struct FrameChain {
         last[symbol] = stored
     }
 
-    /// Checks each symbol's first frame against its snapshot: it must follow the start (0) or a
-    /// frame the snapshot covered.
-    func check(snapshots: [JournalRecord]) throws(Broken) {
+    /// Checks each symbol's first unit against its snapshot: it must follow the start (0) or a
+    /// unit the snapshot covered.
+    public func check(snapshots: [JournalRecord]) throws(Broken) {
         var covered: [Symbol: Int64] = [:]
         for snapshot in snapshots { covered[snapshot.symbol] = Int64(bitPattern: snapshot.sequence) }
         for (symbol, start) in first where start.previous != 0 {
