@@ -131,6 +131,13 @@ public final class SQLiteJournalStore: JournalStore {
             guard let format else {
                 throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with tables \(tables.sorted().joined(separator: ", ")) and no journal format)")
             }
+            // A newer format is refused before anything is changed in it (tables, columns).
+            guard let version = Int(format) else {
+                throw JournalError(.corrupted, "the journal at \(path) has no readable format version")
+            }
+            guard version <= formatVersion else {
+                throw JournalError(.unsupportedVersion, "the journal at \(path) has format \(version), newer than this FillGuard reads (\(formatVersion)); upgrade FillGuard")
+            }
             let needed: Set<String> = format == "1" ? ["records"] : ["frames", "snapshots"]
             let missing = needed.subtracting(tables)
             guard missing.isEmpty else {

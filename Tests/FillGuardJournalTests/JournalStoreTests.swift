@@ -112,7 +112,9 @@ struct JournalStoreTests {
         let raw = try SQLiteJournalStore(path: path)
         await raw.close()
         try SQLiteTestAccess.setFormat(99, path: path)
+        let before = try #require(FileManager.default.contents(atPath: path))
         #expect(throws: JournalError.self) { _ = try SQLiteJournalStore(path: path) }
+        #expect(FileManager.default.contents(atPath: path) == before, "nothing changed in a newer FillGuard's file")
         do {
             _ = try SQLiteJournalStore(path: path)
         } catch {
