@@ -60,6 +60,18 @@ public struct BracketSpec: Sendable, Hashable, Codable {
             }
             try Self.validate(scaleIn.type, what: "scaleIns[\(index)]")
         }
+        // The whole position the bracket can build must be a quantity too: every sum over its
+        // fills (net, protective sizes) stays in range.
+        var total = quantity.units
+        for scaleIn in scaleIns {
+            total += scaleIn.quantity.units
+            guard total <= Quantity.maximum.units else {
+                throw InputError(.invalidQuantity, "entry and scale-ins together must be at most \(Quantity.maximum), got more after \(scaleIns.count) scale-in\(scaleIns.count == 1 ? "" : "s")")
+            }
+        }
+        guard !positionID.rawValue.isEmpty, !symbol.name.isEmpty else {
+            throw InputError(.malformed, "a bracket needs a position id and a symbol")
+        }
         for (name, price) in [("stopLoss", stopLoss), ("takeProfit", takeProfit)] {
             if let price, price.units <= 0 || price > .maximum {
                 throw InputError(.invalidPrice, "\(name) must be positive, got \(price)")

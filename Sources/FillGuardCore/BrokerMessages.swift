@@ -59,6 +59,10 @@ public struct CancelOrderRequest: Sendable, Hashable, Codable {
 
 /// An execution report for a fill: what the broker says traded.
 public struct ExecutionReport: Sendable, Hashable, Codable {
+    /// The largest commission (or rebate) a fill may carry: 10^12, far beyond any real one, and
+    /// far enough below `Money`'s range that no sum of fills' commissions overflows.
+    public static let maximumCommission = Money(units: 1_000_000_000_000 * 10_000_000_000_000_000)
+
     /// Unique per fill; a repeat is a duplicate.
     public var executionID: ExecutionID
     /// The client order id that filled.

@@ -18,7 +18,8 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidPrice
         /// The fill would take the order's filled quantity above its quantity.
         case overfill
-        /// The cumulative quantity is below one already reported, or inconsistent with the fill.
+        /// The cumulative quantity went back below one already reported (one above what the
+        /// fills add up to is taken: a report in between may have been missed).
         case cumulativeWentBackwards
         /// The execution id was seen before; the repeat is acknowledged and ignored.
         case duplicateExecution
@@ -28,6 +29,8 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidBracket
         /// The write-ahead journal failed: nothing can be applied until it is repaired.
         case journalUnavailable
+        /// A fill's commission is beyond any real one (its magnitude above `ExecutionReport.maximumCommission`).
+        case invalidCommission
     }
 
     /// The kind of problem.

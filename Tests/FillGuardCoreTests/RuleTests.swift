@@ -252,6 +252,9 @@ struct RuleTests {
             (report("G", quantity: 101), .overfill),
             (report("H", quantity: 10, cumulative: 150), .cumulativeWentBackwards),
             (report(model.reports[0].executionID.rawValue), .duplicateExecution),
+            (report(""), .malformed),
+            ({ var huge = report("I"); huge.commission = Money(units: .max); return huge }(), .invalidCommission),
+            ({ var huge = report("J"); huge.commission = -ExecutionReport.maximumCommission - Money(units: 1); return huge }(), .invalidCommission),
         ]
         for (bad, code) in cases {
             var actions: [SymbolStateMachine.Action] = []
@@ -273,6 +276,15 @@ struct RuleTests {
         var other = ModelBroker("GLD")
         #expect { try other.open(inverted) } throws: { ($0 as? InputError)?.code == .invalidBracket }
         #expect { try model.open(.test(side, id: "P9")) } throws: { ($0 as? InputError)?.code == .positionExists }
+        // A bracket whose entry and scale-ins add up beyond a quantity: its net could not be held.
+        var fresh = ModelBroker("GLD")
+        var oversized = BracketSpec.test(side, id: "P4", symbol: "GLD")
+        oversized.quantity = .maximum
+        oversized.scaleIns = [BracketSpec.ScaleIn(quantity: .maximum, type: .limit(Price("100")!))]
+        #expect { try fresh.open(oversized) } throws: { ($0 as? InputError)?.code == .invalidQuantity }
+        var unnamed = BracketSpec.test(side, id: "P5", symbol: "GLD")
+        unnamed.positionID = PositionID("")
+        #expect { try fresh.open(unnamed) } throws: { ($0 as? InputError)?.code == .malformed }
     }
 
     @Test("one position per symbol: a new bracket waits until the closed one's orders are done at the broker", arguments: sides)
