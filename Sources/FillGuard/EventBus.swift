@@ -15,6 +15,8 @@ final class Channel<Value: Sendable>: Sendable {
     private struct Inner {
         var continuations: [Int: AsyncStream<Value>.Continuation] = [:]
         var nextID = 0
+        /// Set by `finish()`: later subscribers get a stream that has already ended.
+        var finished = false
     }
     private let inner = Mutex(Inner())
     /// The number of subscribers, readable without the lock (checked on every event).
@@ -27,11 +29,16 @@ final class Channel<Value: Sendable>: Sendable {
 
     func subscribe() -> AsyncStream<Value> {
         let (stream, continuation) = AsyncStream<Value>.makeStream(bufferingPolicy: .bufferingNewest(buffer))
-        let id = inner.withLock { inner in
+        let id = inner.withLock { inner -> Int? in
+            if inner.finished { return nil }
             inner.nextID += 1
             inner.continuations[inner.nextID] = continuation
             subscribers.store(inner.continuations.count, ordering: .releasing)
             return inner.nextID
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
         }
         continuation.onTermination = { [weak self] _ in
             guard let self else { return }
@@ -51,6 +58,7 @@ final class Channel<Value: Sendable>: Sendable {
     func finish() {
         let all = inner.withLock { inner in
             defer {
+                inner.finished = true
                 inner.continuations = [:]
                 subscribers.store(0, ordering: .releasing)
             }

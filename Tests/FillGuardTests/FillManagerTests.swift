@@ -194,6 +194,16 @@ struct FillManagerTests {
         #expect(kept.last == 500)
     }
 
+    @Test("a subscription taken after finishSubscriptions() has already ended (it waited for ever)")
+    func subscribingAfterFinishEnds() async throws {
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        manager.finishSubscriptions()
+        var received = 0
+        for await _ in manager.positionChanges() { received += 1 }
+        for await _ in manager.alerts() { received += 1 }
+        #expect(received == 0)
+    }
+
     @Test("a rate-limited broker still gets every operation, paced by the token bucket")
     func rateLimitPacesButDropsNothing() async throws {
         let broker = TestBroker(capabilities: BrokerCapabilities(nativeModify: true, requestsPerSecond: 2_000, burst: 1))
