@@ -18,6 +18,9 @@ struct JournalPosition: Sendable, Hashable {
 
     static func input(of sequence: UInt64) -> UInt64 { sequence >> intentBits }
 
+    /// The intent number in a sequence (0 for the input itself).
+    static func intent(of sequence: UInt64) -> UInt64 { sequence & ((1 << intentBits) - 1) }
+
     /// The sequence of the lane's state right now: what a snapshot taken now covers.
     var current: UInt64 { currentInput << Self.intentBits | intentIndex }
 
@@ -36,7 +39,7 @@ struct JournalPosition: Sendable, Hashable {
     /// Moves to a replayed record's place.
     mutating func replayed(_ sequence: UInt64) {
         currentInput = Self.input(of: sequence)
-        intentIndex = sequence & ((1 << Self.intentBits) - 1)
+        intentIndex = Self.intent(of: sequence)
         lastInput = max(lastInput, currentInput)
         sinceSnapshot += 1
     }

@@ -65,7 +65,7 @@ struct LaneReplay {
     /// "input 7" or "intent 2 of input 7".
     private static func describe(_ sequence: UInt64) -> String {
         let input = JournalPosition.input(of: sequence)
-        let intent = sequence & ((1 << JournalPosition.intentBits) - 1)
+        let intent = JournalPosition.intent(of: sequence)
         return intent == 0 ? "input \(input)" : "intent \(intent) of input \(input)"
     }
 
@@ -79,9 +79,9 @@ struct LaneReplay {
         let sequence = record.sequence
         if let previous, sequence == previous { return }
         let input = JournalPosition.input(of: sequence)
-        let intent = sequence & ((1 << JournalPosition.intentBits) - 1)
+        let intent = JournalPosition.intent(of: sequence)
         let lastInput = previous.map(JournalPosition.input(of:)) ?? 0
-        let lastIntent = previous.map { $0 & ((1 << JournalPosition.intentBits) - 1) } ?? 0
+        let lastIntent = previous.map(JournalPosition.intent(of:)) ?? 0
         let expected: String
         switch record.kind {
         case .input where intent == 0 && input == lastInput + 1: return
