@@ -1,4 +1,5 @@
 import FillGuardCore
+import CoreMetrics
 import Logging
 import Synchronization
 
@@ -474,15 +475,10 @@ final class SymbolLane: @unchecked Sendable {
             // another thread never reads its own id: a relaxed load is enough.
             let answersInline = context.journal == nil
             if answersInline { sendingThread.store(ThreadIdentity.current, ordering: .relaxed) }
-            broker.send(operation.request) { result in
-                latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
-                if self.sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
-                    self.takeAnswerInline(.completed(operation, result, wasProbe: isProbe))
-                } else {
-                    self.enqueue(.completed(operation, result, wasProbe: isProbe))
-                }
-                self.context.work.end()
-            }
+            // One object per send holds what the answer needs and takes only the first answer
+            // (the closure captures it alone, so it costs no more than the closure's own context).
+            let answer = CallbackAnswer(lane: self, operation: operation, isProbe: isProbe, sentAt: sentAt, latency: latency)
+            broker.send(operation.request) { answer.take($0) }
             if answersInline { sendingThread.store(0, ordering: .relaxed) }
             return
         }
@@ -508,6 +504,23 @@ final class SymbolLane: @unchecked Sendable {
         } else {
             Task { await body() }
         }
+    }
+
+    /// A `CallbackBroker`'s answer to one operation: queued as the lane's next event, or taken
+    /// inline when it comes on the sending thread. A broker that calls the completion again
+    /// breaks its contract; the repeat is logged and ignored, so the work count stays balanced.
+    fileprivate func takeAnswer(_ result: Result<Void, BrokerError>, to operation: OrderOperation, wasProbe: Bool) {
+        if sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
+            takeAnswerInline(.completed(operation, result, wasProbe: wasProbe))
+        } else {
+            enqueue(.completed(operation, result, wasProbe: wasProbe))
+        }
+        context.work.end()
+    }
+
+    fileprivate func ignoreRepeatedAnswer(to operation: OrderOperation) {
+        context.logger.error("broker answered an operation twice; the repeat is ignored",
+                             metadata: ["symbol": "\(symbol)", "operation": "\(operation)"])
     }
 
     /// A broker's answer given on the drainer's own thread, inside `send`: queued behind the
@@ -592,5 +605,33 @@ extension Duration {
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The completion of one operation sent to a `CallbackBroker`: the first answer reaches the
+/// lane, any later one is ignored (the protocol asks for exactly one).
+private final class CallbackAnswer: Sendable {
+    private let lane: SymbolLane
+    private let operation: OrderOperation
+    private let isProbe: Bool
+    private let sentAt: ContinuousClock.Instant
+    private let latency: Timer?
+    private let answered = Atomic<Bool>(false)
+
+    init(lane: SymbolLane, operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant, latency: Timer?) {
+        self.lane = lane
+        self.operation = operation
+        self.isProbe = isProbe
+        self.sentAt = sentAt
+        self.latency = latency
+    }
+
+    func take(_ result: Result<Void, BrokerError>) {
+        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else {
+            lane.ignoreRepeatedAnswer(to: operation)
+            return
+        }
+        latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
+        lane.takeAnswer(result, to: operation, wasProbe: isProbe)
     }
 }

@@ -92,6 +92,33 @@ struct FillManagerTests {
         #expect(await manager.invariantViolations().isEmpty)
     }
 
+    @Test("a callback broker that answers twice: the repeat is ignored, so no retry, no lost work count, and waitUntilIdle returns",
+          arguments: CallbackTestBroker.Answer.allCases)
+    func callbackBrokerAnsweringTwice(answer: CallbackTestBroker.Answer) async throws {
+        let broker = CallbackTestBroker(answer: answer, repeatAnswer: .failure(BrokerError(.transient, "echo")))
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "TWICE"))
+        try #require(await waitUntilIdle(manager), "the repeated answers left work counted as outstanding")
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, entry.openQuantity, at: "100"))
+        try #require(await waitUntilIdle(manager))
+        let scaleIn = try #require(await manager.position("P1")?.liveOrder(.scaleIn(0)))
+        for _ in 0..<10 { manager.receive(fills.fill(scaleIn, 3, at: "98")) }
+        try #require(await waitUntilIdle(manager))
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 130)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 130)
+        #expect(position.liveOrder(.takeProfit)?.openQuantity == 130)
+        #expect(manager.statistics.retries == 0, "the repeated failures were not taken as answers")
+        #expect(await manager.invariantViolations().isEmpty)
+        let sent = broker.count(.modify)
+        manager.receive(fills.fill(scaleIn, 1, at: "98"))
+        try #require(await waitUntilIdle(manager))
+        #expect(broker.count(.modify) == sent + 2, "the work count stayed balanced: the next fill's resizes went out and were waited for")
+        #expect(await manager.position("P1")?.liveOrder(.stopLoss)?.openQuantity == 131)
+    }
+
     @Test("a symbol's queue runs FIFO: commands and fills apply in the order they arrived")
     func queueRunsFIFO() async throws {
         let broker = TestBroker()

@@ -136,10 +136,15 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
         var asyncCalls = 0
     }
     let answer: Answer
+    /// A second answer this broker gives after the first, breaking the protocol's "exactly once".
+    let repeatAnswer: Result<Void, BrokerError>?
     let capabilities = BrokerCapabilities()
     private let inner = Mutex(Inner())
 
-    init(answer: Answer) { self.answer = answer }
+    init(answer: Answer, repeatAnswer: Result<Void, BrokerError>? = nil) {
+        self.answer = answer
+        self.repeatAnswer = repeatAnswer
+    }
 
     /// The next `times` requests of `kind` fail with `error`.
     func fail(_ times: Int, _ kind: OrderOperation.Kind, with error: BrokerError) {
@@ -164,9 +169,16 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
             return inner.failures.remove(at: index).error
         }
         let result: Result<Void, BrokerError> = failure.map { .failure($0) } ?? .success(())
+        let repeated = repeatAnswer
         switch answer {
-        case .inline: completion(result)
-        case .later: Task.detached { completion(result) }
+        case .inline:
+            completion(result)
+            if let repeated { completion(repeated) }
+        case .later:
+            Task.detached {
+                completion(result)
+                if let repeated { completion(repeated) }
+            }
         }
     }
 
@@ -258,4 +270,29 @@ extension FillManager {
         }
         return scaleIns
     }
+}
+
+/// Waits until `manager` is idle and returns true, or returns false after `limit` (a failure
+/// guard, not synchronisation): a test of lost work counts fails instead of hanging.
+func waitUntilIdle(_ manager: FillManager, failingAfter limit: Duration = .seconds(30)) async -> Bool {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+        let outcome = FirstOutcome(continuation)
+        Task {
+            await manager.waitUntilIdle()
+            outcome.resume(returning: true)
+        }
+        Task {
+            try? await Task.sleep(for: limit) // a failure guard, not synchronisation
+            outcome.resume(returning: false)
+        }
+    }
+}
+
+/// A continuation resumed by whichever of several racing tasks comes first.
+final class FirstOutcome<Value: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Value, Never>?>
+
+    init(_ continuation: CheckedContinuation<Value, Never>) { self.continuation = Mutex(continuation) }
+
+    func resume(returning value: Value) { continuation.withLock { $0.take() }?.resume(returning: value) }
 }
