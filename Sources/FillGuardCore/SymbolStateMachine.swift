@@ -529,6 +529,16 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
+    /// A live protective order of an open position, not being replaced, that covers more than
+    /// the position (its resize down failed).
+    private func overCovers(_ s: Int) -> Bool {
+        let p = Int(orders[s].position)
+        let net = positions[p].ledger.net
+        guard orders[s].role.isProtective, orders[s].isLive, !orders[s].retiring, !net.isZero,
+              positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy) else { return false }
+        return orders[s].openQuantity > net.magnitude
+    }
+
     /// Ends an order the broker never took and that is no longer wanted.
     private mutating func endUnplaced(_ s: Int, emitting actions: inout [Action]) {
         setPhase(s, .done(.cancelled))
@@ -833,6 +843,19 @@ public struct SymbolStateMachine: Sendable {
     private mutating func failPermanently(_ s: Int, operation: OrderOperation, message: String, emitting actions: inout [Action]) {
         let p = Int(orders[s].position)
         orders[s].attempts = 0
+        if operation.kind == .modify, overCovers(s) {
+            // A protective order left larger than the position could over-sell it (rule 6): it is
+            // cancelled instead (risk-reducing work goes first), and the role gets a new order of
+            // the right size: once the cancel is answered, or at once with createThenCancel (the
+            // over-coverage then lasts one round trip). Only a failed cancel leaves it alerted.
+            retire(s, successor: -1, emitting: &actions)
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+            actions.append(.alert(Alert(
+                kind: .operationFailed, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                message: "\(message); it covers \(orders[s].openQuantity) of \(positions[p].ledger.net.magnitude), so it is cancelled and replaced")))
+            plan(p, emitting: &actions)
+            return
+        }
         var unsent = false
         if case .unsent = orders[s].phase { unsent = true }
         if operation.kind == .submit, unsent, orders[s].mayBeLive {

@@ -117,6 +117,40 @@ struct RuleTests {
         #expect(model.live("P1", .stopLoss)?.openQuantity == 250)
     }
 
+    enum RefusedReduction: CaseIterable, Sendable { case permanent, retriesExhausted }
+
+    @Test("rule 6: a protective order whose resize down fails for good is cancelled and replaced, never left over-covering",
+          arguments: sides, RefusedReduction.allCases)
+    func refusedReductionIsCancelledAndReplaced(side: Side, refusal: RefusedReduction) throws {
+        var model = try opened(side)
+        let oversized = try #require(model.live("P1", .takeProfit))
+        try model.fill("P1", .stopLoss, 100, at: side == .buy ? "95" : "105") // net 200: the target must shrink to 200
+        var modify = model.pull()
+        #expect(modify.map(\.kind) == [.modify])
+        switch refusal {
+        case .permanent:
+            model.complete(0, failing: .permanent("refused"))
+        case .retriesExhausted:
+            for attempt in 1...3 {
+                model.complete(0, failing: .transient("busy"))
+                if attempt < 3 { model.fireRetries(); modify = model.pull(); #expect(modify.map(\.kind) == [.modify]) }
+            }
+        }
+        #expect(model.alerts.last?.kind == .operationFailed)
+        #expect(model.alerts.last?.message.hasSuffix("it covers 300 of 200, so it is cancelled and replaced") == true, "\(model.alerts)")
+        let cancel = model.pull()
+        #expect(cancel.map(\.kind) == [.cancel], "the oversized order is cancelled at once (nothing else first)")
+        #expect(cancel.first?.orderID == oversized.id)
+        model.complete(0)
+        let create = model.pull()
+        #expect(create.map(\.kind) == [.submit], "the replacement goes only once the cancel is answered")
+        #expect(model.brokerLive("P1", .takeProfit).isEmpty, "never two targets at once")
+        if case .submit(let request)? = create.first?.request { #expect(request.quantity == 200) } else { Issue.record("no submit: \(create)") }
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .takeProfit)?.id != oversized.id)
+    }
+
     @Test("rule 7: a fill after a confirmed cancel counts, and the reopened position is protected again", arguments: sides)
     func lateFillAfterCancelReprotects(side: Side) throws {
         var model = try opened(side)

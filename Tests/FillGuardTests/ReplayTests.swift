@@ -33,6 +33,21 @@ struct ReplayTests {
         #expect(report.operations == [.submit: 4, .modify: 3]) // entry, scale-in, stop, target; 2 up, 1 down
     }
 
+    @Test("a target whose resize down is refused is cancelled and replaced at the position's size: it never over-sells")
+    func refusedReduction() throws {
+        let report = try replay("refused-reduction.jsonl")
+        let position = try #require(report.positions.first)
+        // Entry 20, stop fills 5: the target (20) must shrink to 15; the modify is refused, so it is
+        // cancelled and a target of 15 placed. That target's fill of 15 closes the position flat.
+        #expect(position.status == .closed)
+        #expect(position.netQuantity == 0)
+        #expect(position.liveOrders.isEmpty)
+        #expect(position.realizedPnL == Money("25")) // 5 * (9 - 10) + 15 * (12 - 10)
+        #expect(report.alerts.count == 1 && report.alerts.first?.kind == .operationFailed)
+        #expect(report.operations == [.submit: 4, .modify: 1, .cancel: 3]) // entry, stop, target, new target; refused modify; old target, stop, entry remainder
+        #expect(report.rejected.isEmpty && report.violations.isEmpty)
+    }
+
     @Test("long lifecycle: partial entries, scale-in, partial target, stop closes, target cancelled")
     func longLifecycle() throws {
         let report = try replay("long-lifecycle.jsonl")
