@@ -103,6 +103,9 @@ public final class SimulationSession: Sendable {
         configuration.duplicateRate = options.faultRate / 4
         configuration.reorderRate = options.faultRate / 4
         configuration.volatilityBasisPoints = options.volatilityBasisPoints
+        // Exposure over wall-clock time, trading and settling alike: a position left without its
+        // stop while slow requests settle counts too (ticks stop with trading).
+        configuration.exposureInRealTime = true
         let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath,
                                              session: options.exchangeSession)
         var downtime = Duration.zero

@@ -321,6 +321,20 @@ struct SimulationSessionTests {
         #expect(report.retries > 0 && report.faultsInjected.values.reduce(0, +) > 0, "the faults were felt")
     }
 
+    @Test("exposure counts while the session settles: entries that fill after trading ends, with slow stops, are unprotected for a while")
+    func exposureWhileSettling() async throws {
+        var options = SimulationOptions()
+        options.symbols = 2
+        options.duration = .milliseconds(100)
+        options.faultRate = 0
+        options.latency = .milliseconds(300) ... .milliseconds(300)
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.invariantViolations == 0)
+        #expect(report.fills > 0, "the entries filled (after trading time, on arrival)")
+        let unprotected = try #require(Quantity(report.unprotectedShareSeconds))
+        #expect(unprotected > .zero, "each entry was unprotected for a stop's round trip, while settling: \(report.unprotectedShareSeconds)")
+    }
+
     @Test("a stop request ends trading early; the session still winds down, checks and says it was interrupted")
     func stopRequested() async throws {
         var options = SimulationOptions()
