@@ -323,6 +323,17 @@ public final class SQLiteJournalStore: JournalStore {
         try queue.close()
     }
 
+    /// Whether the journal holds anything a session wrote (a record or a snapshot).
+    public func holdsRecords() throws(JournalError) -> Bool {
+        do {
+            return try pool.read { db in
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM frames) OR EXISTS (SELECT 1 FROM snapshots)") ?? false
+            }
+        } catch {
+            throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
+        }
+    }
+
     /// A value the application keeps with the journal under `key` (see `setSetting`), if any.
     public func setting(_ key: String) throws(JournalError) -> String? {
         do {

@@ -1,3 +1,4 @@
+import FillGuardCore
 import FillGuardSQLite
 
 /// The replacement settings a journal's session traded with, kept in the journal itself: a
@@ -15,6 +16,9 @@ enum JournalSettings {
                 try store.setSetting("strategy", given.strategy)
             }
             return nil
+        }
+        guard ["native", "replace"].contains(modify), SymbolStateMachine.ReplaceStrategy(rawValue: saved) != nil else {
+            return "the journal's recorded settings are damaged (modify '\(modify)', strategy '\(saved)'); it cannot be resumed safely"
         }
         if modify != given.modify {
             return "the journal's session traded \(modify == "native" ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting"

@@ -159,6 +159,12 @@ struct SimulateCommand: AsyncParsableCommand {
                 options.exchangeStatePath = journal + ".exchange"
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
                 settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: true)
+                if settingsMismatch == nil, try store.holdsRecords(), access(journal + ".exchange", F_OK) != 0 {
+                    // The simulated exchange's truth (its orders and fills) is gone: a new, empty
+                    // exchange would contradict every open position and order in the journal.
+                    settingsMismatch = "the journal holds a session, but the simulated exchange's state next to it (\(journal).exchange) is missing; "
+                        + "the session cannot go on against a new, empty exchange (`fillguard recover --journal \(journal)` still rebuilds and shows its state)"
+                }
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
                 throw ExitCode(2)
