@@ -55,7 +55,7 @@ struct ReplayCommand: ParsableCommand {
         // The contract JSON has no field for these: they go beside it, not into it.
         if json { for notice in report.notices { writeToStandardError("\(notice)\n") } }
         if !report.violations.isEmpty {
-            for violation in report.violations { writeToStandardError("invariant violated: \(violation)\n") }
+            for violation in report.violations { writeToStandardError(ReplayReport.printable("invariant violated: \(violation)") + "\n") }
             throw ExitCode(1)
         }
     }

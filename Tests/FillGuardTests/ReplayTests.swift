@@ -48,6 +48,39 @@ struct ReplayTests {
         #expect(report.rejected.isEmpty && report.violations.isEmpty)
     }
 
+    @Test("a repeated execution id is a duplicate however many fills came between (a replay remembers them all)")
+    func duplicateLongAfter() {
+        var lines = [#"{"type":"open","position":"P1","symbol":"S","side":"buy","quantity":"5000","stopLoss":"9","takeProfit":"12"}"#]
+        for index in 1...2_100 { lines.append(#"{"type":"fill","position":"P1","role":"entry","quantity":"1","price":"10","execId":"E\#(index)"}"#) }
+        lines.append(#"{"type":"fill","position":"P1","role":"entry","quantity":"1","price":"10","execId":"E1"}"#)
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.positions.first?.netQuantity == 2_100)
+        #expect(report.rejected.map(\.line) == [2_102])
+        #expect(report.rejected.first?.error.code == .duplicateExecution)
+    }
+
+    @Test("ids are compared byte for byte: canonically equivalent texts are different ids and symbols")
+    func idsAreBytes() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"\u00c5","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}
+        {"type":"open","position":"P2","symbol":"\u212b","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"10","price":"10","execId":"\u00e9"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"10","price":"10","execId":"e\u0301"}
+        """#
+        let report = TraceReplayer.replay(trace)
+        #expect(report.rejected.isEmpty, "\(report.rejected)")
+        #expect(report.positions.count == 2)
+        #expect(report.positions.first?.netQuantity == 20, "two fills with different execution ids")
+    }
+
+    @Test("the text output shows control characters from a trace escaped: an id cannot forge a line")
+    func textEscapesControlCharacters() {
+        let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S\u001b[2J","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#
+        let text = TraceReplayer.replay(trace).text
+        #expect(text.contains(#"P1\u{A}P9 S open: net 1000 S\u{1B}[2J pending"#), "\(text)")
+        #expect(!text.contains("\u{1B}") && !text.contains("\nP9"))
+    }
+
     @Test("long lifecycle: partial entries, scale-in, partial target, stop closes, target cancelled")
     func longLifecycle() throws {
         let report = try replay("long-lifecycle.jsonl")

@@ -32,7 +32,27 @@ public struct ReplayReport: Sendable {
     /// What the contract JSON has no field for, one line each: alerts, unfinished work and unused
     /// scripted faults (`fillguard replay --json` writes them to standard error).
     public var notices: [String] {
-        alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" } + unusedFaults.map { "unused: \($0)" }
+        (alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" } + unusedFaults.map { "unused: \($0)" })
+            .map(Self.printable)
+    }
+
+    /// A line for a terminal: control characters a trace put in an id or a message (a line
+    /// break, an escape sequence) are shown escaped (`\u{1B}`), so they cannot forge a line.
+    public static func printable(_ line: String) -> String {
+        guard line.unicodeScalars.contains(where: isControl) else { return line }
+        var out = ""
+        for scalar in line.unicodeScalars {
+            if isControl(scalar) {
+                out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.
@@ -75,7 +95,7 @@ public struct ReplayReport: Sendable {
         lines += notices
         lines.append("broker operations: " + OrderOperation.Kind.allCases.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         for violation in violations { lines.append("INVARIANT VIOLATED: \(violation)") }
-        return lines.joined(separator: "\n")
+        return lines.map(Self.printable).joined(separator: "\n")
     }
 
     private func quote(_ text: String) -> String { JSONText.quote(text) }

@@ -29,6 +29,10 @@ public struct RejectedLine: Sendable, Hashable {
 /// scripted broker that acknowledges at once unless a scripted fault says otherwise. Retries
 /// happen in virtual time (immediately), so the result never depends on a clock.
 public struct TraceReplayer: Sendable {
+    /// A replay remembers every execution id of a symbol (a trace is finite): a repeat is a
+    /// duplicate however many fills came between, where the runtime keeps a bounded window.
+    static let executionWindow = Int(Int32.max)
+
     private struct PendingFault: Sendable {
         var script: BrokerFaultScript
         var remaining: Int
@@ -134,7 +138,8 @@ public struct TraceReplayer: Sendable {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
         var machine = machines[spec.symbol] ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
-            nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts))
+            nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts,
+            executionWindow: Self.executionWindow))
         var actions: [SymbolStateMachine.Action] = []
         try machine.open(spec, emitting: &actions)
         machines[spec.symbol] = machine
