@@ -8,12 +8,8 @@ public struct Symbol: Hashable, Sendable, CustomStringConvertible, ExpressibleBy
     public init(stringLiteral value: String) { self.name = value }
     /// The ticker text.
     public var description: String { name }
-    /// Equal when the UTF-8 bytes are (a broker's ids are byte strings: "é" and "e\u{301}" differ).
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.name.hasSameBytes(as: rhs.name) }
-    /// Hashes the UTF-8 bytes.
-    public func hash(into hasher: inout Hasher) { name.hashBytes(into: &hasher) }
     /// Orders symbols by ticker.
-    public static func < (lhs: Symbol, rhs: Symbol) -> Bool { lhs.name.utf8.lexicographicallyPrecedes(rhs.name.utf8) }
+    public static func < (lhs: Symbol, rhs: Symbol) -> Bool { lhs.name < rhs.name }
 }
 
 /// The caller's name for a position (a bracket): "P1".
@@ -26,10 +22,6 @@ public struct PositionID: Hashable, Sendable, CustomStringConvertible, Expressib
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
     public var description: String { rawValue }
-    /// Equal when the UTF-8 bytes are (a broker's ids are byte strings: "é" and "e\u{301}" differ).
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue.hasSameBytes(as: rhs.rawValue) }
-    /// Hashes the UTF-8 bytes.
-    public func hash(into hasher: inout Hasher) { rawValue.hashBytes(into: &hasher) }
 }
 
 /// A client order id: FillGuard's name for one order at the broker; stable across modifies.
@@ -42,10 +34,6 @@ public struct OrderID: Hashable, Sendable, CustomStringConvertible, ExpressibleB
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
     public var description: String { rawValue }
-    /// Equal when the UTF-8 bytes are (a broker's ids are byte strings: "é" and "e\u{301}" differ).
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue.hasSameBytes(as: rhs.rawValue) }
-    /// Hashes the UTF-8 bytes.
-    public func hash(into hasher: inout Hasher) { rawValue.hashBytes(into: &hasher) }
 }
 
 /// A broker's execution id: unique per fill; a repeat of one is a duplicate report.
@@ -58,27 +46,40 @@ public struct ExecutionID: Hashable, Sendable, CustomStringConvertible, Expressi
     public init(stringLiteral value: String) { self.rawValue = value }
     /// The identifier text.
     public var description: String { rawValue }
-    /// Equal when the UTF-8 bytes are (a broker's ids are byte strings: "é" and "e\u{301}" differ).
+    /// Equal when the UTF-8 bytes are: a broker's execution ids are byte strings, so "é" and
+    /// "e\u{301}" are two fills, not a repeat (`==` on strings would take them as one).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue.hasSameBytes(as: rhs.rawValue) }
-    /// Hashes the UTF-8 bytes.
-    public func hash(into hasher: inout Hasher) { rawValue.hashBytes(into: &hasher) }
 }
 
 extension String {
     /// Whether the two texts are the same bytes (`==` on strings also takes canonically
-    /// equivalent texts as equal). The string comparison goes first, being fast and ruling out
-    /// most; texts it finds equal then have their bytes compared.
+    /// equivalent texts as equal). The string comparison rules out all but equal texts, whose
+    /// UTF-8 buffers are then compared eight bytes at a time. The string hash stays valid: same
+    /// bytes, same string.
     @inline(__always)
     func hasSameBytes(as other: String) -> Bool {
         guard self == other else { return false }
-        return utf8.elementsEqual(other.utf8)
-    }
-
-    /// Feeds the UTF-8 bytes to `hasher`.
-    @inline(__always)
-    func hashBytes(into hasher: inout Hasher) {
-        var text = self
-        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        var lhs = self
+        var rhs = other
+        return lhs.withUTF8 { a in
+            rhs.withUTF8 { b in
+                guard a.count == b.count else { return false }
+                guard let x = a.baseAddress, let y = b.baseAddress else { return true }
+                let count = a.count
+                var index = 0
+                while index + 8 <= count {
+                    if UnsafeRawPointer(x + index).loadUnaligned(as: UInt64.self) != UnsafeRawPointer(y + index).loadUnaligned(as: UInt64.self) {
+                        return false
+                    }
+                    index += 8
+                }
+                while index < count {
+                    if x[index] != y[index] { return false }
+                    index += 1
+                }
+                return true
+            }
+        }
     }
 
     /// The same text, stored inline when it is short (up to 15 UTF-8 bytes). Text built by

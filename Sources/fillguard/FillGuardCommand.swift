@@ -6,6 +6,7 @@ struct FillGuardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fillguard",
         abstract: "Keeps positions exact and protective orders right while fills pour in.",
+        version: FillGuardVersion.current,
         subcommands: [SimulateCommand.self, ReplayCommand.self, RecoverCommand.self, CrashTestCommand.self, BenchCommand.self,
                       ProfileCoreCommand.self])
 

@@ -36,6 +36,20 @@ public struct ReplayReport: Sendable {
             .map(Self.printable)
     }
 
+    /// Live orders as the reports list them: entry, scale-ins by index, stop-loss, take-profit
+    /// (orders of one role oldest first), whatever order they were created in.
+    static func listed(_ orders: [OrderSnapshot]) -> [OrderSnapshot] {
+        func rank(_ role: OrderRole) -> Int {
+            switch role {
+            case .entry: return 0
+            case .scaleIn(let index): return 1 + index
+            case .stopLoss: return Int.max - 1
+            case .takeProfit: return Int.max
+            }
+        }
+        return orders.enumerated().sorted { (rank($0.element.role), $0.offset) < (rank($1.element.role), $1.offset) }.map(\.element)
+    }
+
     /// A line for a terminal: control characters a trace put in an id or a message (a line
     /// break, an escape sequence) are shown escaped (`\u{1B}`), so they cannot forge a line.
     public static func printable(_ line: String) -> String {
@@ -63,7 +77,7 @@ public struct ReplayReport: Sendable {
             text += ",\"status\":\(quote(position.status.rawValue)),\"netQuantity\":\(quote(position.netQuantity.description))"
             text += ",\"averagePrice\":\(quote(position.averagePrice?.description ?? "0"))"
             text += ",\"realizedPnL\":\(quote(position.realizedPnL.description)),\"orders\":["
-            text += position.liveOrders.map { order in
+            text += Self.listed(position.liveOrders).map { order in
                 var item = "{\"role\":\(quote(order.role.name)),\"index\":\(order.role.index.map(String.init) ?? "null")"
                 item += ",\"side\":\(quote(order.side.rawValue)),\"openQuantity\":\(quote(order.openQuantity.description))"
                 item += ",\"price\":\(order.type.displayPrice.map { quote($0.description) } ?? "null")"
@@ -86,7 +100,7 @@ public struct ReplayReport: Sendable {
         for position in positions {
             lines.append("\(position.id) \(position.symbol) \(position.status.rawValue): net \(position.netQuantity), average \(position.averagePrice?.description ?? "0"), realized P&L \(position.realizedPnL)"
                          + (position.commissions == .zero ? "" : " before commissions of \(position.commissions)"))
-            for order in position.liveOrders {
+            for order in Self.listed(position.liveOrders) {
                 let price = order.type.displayPrice.map { " @ \($0)" } ?? " market"
                 lines.append("    \(order.role) \(order.side.rawValue) \(order.openQuantity)\(price) \(order.status.rawValue)")
             }
