@@ -195,7 +195,7 @@ struct BenchCommand: AsyncParsableCommand {
             writeToStandardError(line + "\n")
         }
         let results = await suite.run()
-        print(json ? results.json : results.text)
+        try printResult(json ? results.json : results.text)
         // A run that found wrong state, or could not measure what was asked, must not look like a pass.
         let failures = results.runs.joined().filter { $0.implementation == "fillguard" && (($0.metrics["violations"] ?? 0) > 0 || $0.metrics.isEmpty) }
         for failure in failures {

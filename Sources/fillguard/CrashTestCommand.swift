@@ -61,7 +61,7 @@ struct CrashTestCommand: AsyncParsableCommand {
         let printLine: @Sendable (String) -> Void = { line in writeToStandardError(line + "\n") }
         let progress: (@Sendable (String) -> Void)? = json ? nil : printLine
         let summary = try await harness.run(progress: progress)
-        print(json ? summary.json : summary.text)
+        try printResult(json ? summary.json : summary.text)
         if !summary.passed {
             writeToStandardError("the sessions' journals and logs are kept in \(workDirectory)\n")
             throw ExitCode(1)

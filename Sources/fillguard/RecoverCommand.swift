@@ -116,7 +116,7 @@ struct RecoverCommand: AsyncParsableCommand {
         if !hasExchange { writeToStandardError("no exchange state at '\(statePath)': not reconciled\n") }
         for notice in recovery.notices { writeToStandardError("journal repaired: \(notice)\n") }
         for correction in recovery.corrections { writeToStandardError("corrected: \(correction)\n") }
-        print(json ? outcome.state.json : outcome.state.text)
+        try printResult(json ? outcome.state.json : outcome.state.text)
         if !outcome.problems.isEmpty {
             for problem in outcome.problems { writeToStandardError("check failed: \(problem)\n") }
             throw ExitCode(1)

@@ -14,11 +14,11 @@ struct ReplayCommand: ParsableCommand {
             for good, a flip) go to standard error.
 
             Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file. \
-            A role left unprotected by an operation that failed for good is reported by its alert, not \
-            as a violation (a replay has no clock to re-arm it).
+            A role the scripted broker kept from being right (an operation that failed for good) is \
+            reported by its alert, not as a violation (a replay has no clock to re-arm it).
             """)
 
-    @Argument(help: "The trace file (JSON Lines).")
+    @Argument(help: "The trace file (JSON Lines); - reads standard input.")
     var file: String
 
     @Flag(help: "Print the final state as JSON.")
@@ -41,17 +41,18 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
-              let data = FileManager.default.contents(atPath: file) else {
-            writeToStandardError("fillguard: cannot read trace file '\(file)' (missing, a directory or not readable)\n")
+        let data: [UInt8]
+        switch readInput(file) {
+        case .success(let bytes): data = bytes
+        case .failure(let error):
+            writeToStandardError("fillguard: trace file: \(error)\n")
             throw ExitCode(2)
         }
         let options = ReplayOptions(nativeModify: !noModify,
                                     strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate,
                                     maxAttempts: maxAttempts)
-        let report = TraceReplayer.replay(bytes: [UInt8](data), options: options)
-        print(json ? report.json : report.text)
+        let report = TraceReplayer.replay(bytes: data, options: options)
+        try printResult(json ? report.json : report.text)
         // The contract JSON has no field for these: they go beside it, not into it.
         if json { for notice in report.notices { writeToStandardError("\(notice)\n") } }
         if !report.violations.isEmpty {

@@ -185,7 +185,7 @@ struct SimulateCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         if showProgress { writeToStandardError("\n") }
-        print(json ? report.json : report.text)
+        try printResult(json ? report.json : report.text)
         withExtendedLifetime(interrupts) {}
         if report.invariantViolations > 0 { throw ExitCode(1) }
         if report.interrupted { throw ExitCode(130) }
@@ -234,7 +234,7 @@ extension SimulateCommand {
             throw ExitCode(2)
         }
         if showProgress { writeToStandardError("\n") }
-        print(json ? report.json : report.text)
+        try printResult(json ? report.json : report.text)
         withExtendedLifetime(interrupts) {}
         if report.invariantViolations > 0 { throw ExitCode(1) }
         if report.interrupted { throw ExitCode(130) }
