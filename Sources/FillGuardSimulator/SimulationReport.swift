@@ -84,7 +84,7 @@ public struct SimulationReport: Sendable {
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
-            ("rejectedInputs", object(rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key.rawValue, "\($0.value)") })),
+            ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
             ("faultsInjected", object(faultsInjected.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })),
             ("duplicatesInjected", "\(duplicatesInjected)"),
             ("reordersInjected", "\(reordersInjected)"),
@@ -97,6 +97,9 @@ public struct SimulationReport: Sendable {
             ("interrupted", "\(interrupted)"),
         ] + (journal.map { journal in
             [("journal", object([
+                // A resumed session: which counts span every session of the journal so far.
+                ("scope", object([("fills", string("allSessions")), ("fillsApplied", string("thisSession")),
+                                  ("positionsOpened", string("thisSession")), ("positionsClosed", string("allSessions"))])),
                 ("recordsReplayed", "\(journal.recovery.recordsReplayed)"),
                 ("snapshotsLoaded", "\(journal.recovery.snapshotsLoaded)"),
                 ("positionsRecovered", "\(journal.recovery.positions)"),
@@ -196,7 +199,7 @@ public struct SimulationReport: Sendable {
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
-            ("rejectedInputs", object(rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { ($0.key.rawValue, "\($0.value)") })),
+            ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
             ("reactionLatencyMicros", object([("count", "\(reaction.count)"), ("p50", "\(reaction.p50)"), ("p90", "\(reaction.p90)"),
                                               ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
             ("fix", object([
