@@ -72,6 +72,21 @@ struct ReplayTests {
         #expect(report.rejected.map(\.line) == [4], "the exact repeat is refused")
     }
 
+    @Test("a commission that is not a decimal, or beyond any real one, is refused as invalidCommission; a rebate is taken")
+    func commissions() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"S","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"10","price":"10","execId":"E1","commission":"NaN"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"10","price":"10","execId":"E2","commission":"1000000000001"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"10","price":"10","execId":"E3","commission":"-0.25"}
+        """#
+        let report = TraceReplayer.replay(trace)
+        #expect(report.rejected.map(\.line) == [2, 3])
+        #expect(report.rejected.allSatisfy { $0.error.code == .invalidCommission }, "\(report.rejected)")
+        #expect(report.positions.first?.netQuantity == 10)
+        #expect(report.positions.first?.commissions == Money("-0.25"))
+    }
+
     @Test("the text output shows control characters from a trace escaped: an id cannot forge a line")
     func textEscapesControlCharacters() {
         let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S\u001b[2J","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#

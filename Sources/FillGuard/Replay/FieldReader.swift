@@ -97,7 +97,7 @@ struct FieldReader {
     func optionalMoney(_ name: String) throws(InputError) -> Money? {
         guard has(name) else { return nil }
         let text = try decimalText(name)
-        guard let value = Money(text) else { throw InputError(.malformed, "'\(prefix)\(name)' \(Self.why(text, places: Money.decimalPlaces))") }
+        guard let value = Money(text) else { throw InputError(.invalidCommission, "'\(prefix)\(name)' \(Self.why(text, places: Money.decimalPlaces))") }
         return value
     }
 
