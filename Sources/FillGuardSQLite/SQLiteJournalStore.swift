@@ -34,7 +34,8 @@ public final class SQLiteJournalStore: JournalStore {
     /// The file.
     public let path: String
     /// The journal's identity, made when the journal was created (companion files, such as the
-    /// simulated exchange's state, name it to say whose they are).
+    /// simulated exchange's state, name it to say whose they are); empty for a journal that lost
+    /// it or is older than identities.
     public let identity: String
 
     /// Opens the journal at `path` (creating it only with `.createIfNeeded`) as its only writer.
@@ -71,7 +72,13 @@ public final class SQLiteJournalStore: JournalStore {
                         symbol TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL, crc INTEGER NOT NULL);
                     INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '\(Self.formatVersion)');
                     """)
-                try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", arguments: [UUID().uuidString])
+                // A journal gets its identity when it is created (while it holds nothing). One
+                // that lost it, or is older than identities, is not given a new one: its companion
+                // files could not be matched to it anyway, and a refused open changes nothing.
+                let isNew = try !(Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM frames) OR EXISTS (SELECT 1 FROM snapshots)") ?? false)
+                if mode == .createIfNeeded, isNew {
+                    try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", arguments: [UUID().uuidString])
+                }
                 identity = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'id'") ?? ""
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'")
                 if stored == "1" { try Self.convertFormat1(db) }

@@ -107,7 +107,7 @@ public final class SimulatedExchange: Broker, Sendable {
     /// Refuses a saved state whose session is not `session`.
     private static func check(_ saved: ExchangeSession, against session: ExchangeSession, path: String) throws(ExchangeLogError) {
         guard saved.journalID == session.journalID else {
-            throw ExchangeLogError(message: "\(path) is the exchange state of another journal's session (journal \(saved.journalID), not \(session.journalID)): reconciling against it would take another session's fills as this one's. Pass this journal's own state (JOURNAL.exchange); if this is it, the journal has lost the identity it was created with (its meta row 'id') and cannot be matched to it")
+            throw ExchangeLogError(message: "\(path) is the exchange state of another journal's session (journal \(saved.journalID), not \(session.journalID.isEmpty ? "this one, which has no identity" : session.journalID)): reconciling against it would take another session's fills as this one's. Pass this journal's own state (JOURNAL.exchange); if this is it, the journal has lost the identity it was created with (its meta row 'id') and cannot be matched to it")
         }
         guard saved.nativeModify == session.nativeModify else {
             throw ExchangeLogError(message: "the session in \(path) traded \(saved.nativeModify ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting")

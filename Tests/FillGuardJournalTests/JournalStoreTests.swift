@@ -228,6 +228,26 @@ struct JournalStoreTests {
         await second.close()
     }
 
+    @Test("SQLite gives a journal its identity when it is created, keeps it, and never makes a new one for a journal that lost it",
+          arguments: [SQLiteJournalStore.OpenMode.createIfNeeded, .existingJournal])
+    func sqliteIdentity(reopening mode: SQLiteJournalStore.OpenMode) async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let created = try SQLiteJournalStore(path: path)
+        let identity = created.identity
+        #expect(!identity.isEmpty)
+        try await created.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        await created.close()
+        let reopened = try SQLiteJournalStore(path: path, mode: mode)
+        #expect(reopened.identity == identity)
+        await reopened.close()
+        try await DatabaseQueue(path: path).write { try $0.execute(sql: "DELETE FROM meta WHERE key = 'id'") }
+        let lost = try SQLiteJournalStore(path: path, mode: mode)
+        #expect(lost.identity.isEmpty, "no new identity for a journal that holds records")
+        await lost.close()
+        let rows = try await DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: "SELECT count(*) FROM meta WHERE key = 'id'") }
+        #expect(rows == 0, "nothing written into it")
+    }
+
     @Test("SQLite reports a row holding NULL or text where a journal writes a number as corruption, never stops the process",
           arguments: ["INSERT INTO snapshots (symbol, seq, payload, crc) VALUES (NULL, 1, x'01', 0)",
                       "INSERT INTO snapshots (symbol, seq, payload, crc) VALUES ('AAA', 'abc', x'01', 0)",
