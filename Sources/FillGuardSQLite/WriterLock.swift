@@ -24,7 +24,17 @@ final class WriterLock: Sendable {
             let reason = String(cString: strerror(errno))
             throw JournalError(.storage, "cannot open the journal at \(path): \(reason)")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock just given up can still be held for a moment by a child process this process
+        // is starting (between its fork and its exec, the child shares the descriptor): a busy
+        // lock is tried again for up to 200 ms before the journal is called in use.
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        var tries = 0
+        while !locked, errno == EWOULDBLOCK, tries < 40 {
+            tries += 1
+            usleep(5_000)
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard locked else {
             let busy = errno == EWOULDBLOCK
             let reason = String(cString: strerror(errno))
             closeDescriptor(fd)
