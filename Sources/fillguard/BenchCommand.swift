@@ -153,6 +153,13 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         if let child {
+            // A child measures for its parent only: it ends when the parent has gone (killed,
+            // say), instead of running on with nobody to read its result.
+            let parent = getppid()
+            Thread.detachNewThread {
+                while getppid() == parent { usleep(100_000) }
+                Foundation.exit(143)
+            }
             guard let measurement = await BenchSuite.runChildWorkload(child.split(separator: " ").map(String.init)) else {
                 writeToStandardError("fillguard bench: unknown child workload '\(child)'\n")
                 throw ExitCode(2)
