@@ -873,7 +873,10 @@ public struct SymbolStateMachine: Sendable {
         if emitsChangeActions { actions.append(.orderChanged(id)) }
         // A replacement that could not be placed: keep the order it was replacing, unless a cancel
         // of it is in flight or timed out (it may be gone): that one keeps being cancelled until
-        // an answer settles it, and the role gets a new order once re-armed.
+        // an answer settles it, and the role gets a new order once re-armed. Nor is one kept
+        // that covers more than the position (the replacement was a resize down): it could
+        // over-sell (rule 6), so it is cancelled and the role is left to the alert and re-arm.
+        var cancelledOversized: Quantity?
         if operation.kind == .submit {
             for slot in positions[p].orderSlots {
                 let other = Int(slot)
@@ -881,6 +884,11 @@ public struct SymbolStateMachine: Sendable {
                 orders[other].successor = -1
                 if orders[other].cancelMayHaveTakenEffect || orders[other].inFlight?.kind == .cancel { continue }
                 orders[other].retiring = false
+                if overCovers(other) {
+                    cancelledOversized = orders[other].openQuantity
+                    retire(other, successor: -1, emitting: &actions)
+                    continue
+                }
                 orders[other].target = .open(orders[other].openQuantity)
             }
         }
@@ -891,7 +899,8 @@ public struct SymbolStateMachine: Sendable {
             positions[p].status = .closed
             if emitsChangeActions { actions.append(.positionChanged(positionID)) }
         }
-        actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: message)))
+        let said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
+        actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
         plan(p, emitting: &actions)
     }

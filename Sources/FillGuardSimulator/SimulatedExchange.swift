@@ -58,9 +58,10 @@ public final class SimulatedExchange: Broker, Sendable {
     /// An exchange trading `symbols`, each starting at its price. With `statePath`, the exchange
     /// keeps its state in that file: reopened, it has every order and fill it had (and its
     /// prices), as a real broker would after the client restarted. With `session`, the file
-    /// must be that session's (a new file is marked as its); `ExchangeLogError` otherwise.
+    /// must be that session's (a new file is marked as its); `ExchangeLogError` otherwise, and
+    /// when `requiresSavedState` and the file holds nothing.
     public init(configuration: SimulatorConfiguration, symbols: [Symbol: Price], statePath: String? = nil,
-                session: ExchangeSession? = nil) throws {
+                session: ExchangeSession? = nil, requiresSavedState: Bool = false) throws {
         self.configuration = configuration
         self.capabilities = BrokerCapabilities(nativeModify: configuration.nativeModify,
                                                requestsPerSecond: configuration.requestsPerSecond, burst: 100)
@@ -73,6 +74,9 @@ public final class SimulatedExchange: Broker, Sendable {
         var lastSeen: Int64?
         if let statePath {
             let entries = try ExchangeLog.read(path: statePath)
+            if requiresSavedState, entries.isEmpty {
+                throw ExchangeLogError(message: "the exchange state \(statePath) is empty, but the journal holds a session: its exchange's orders and fills are lost, and a new, empty exchange would contradict every position in the journal")
+            }
             for entry in entries {
                 switch entry {
                 case .order(let order):

@@ -36,6 +36,9 @@ public struct SimulationOptions: Sendable {
     public var exchangeStatePath: String?
     /// With `exchangeStatePath`: whose state it is (a file of another session is refused).
     public var exchangeSession: ExchangeSession?
+    /// With `exchangeStatePath`: the journal holds a session, so the state must too (an empty
+    /// file is refused, as a missing one is: a new, empty exchange would contradict the journal).
+    public var exchangeStateRequired = false
     /// The most market time simulated for the time the manager was down.
     public var maximumDowntime: Duration = .seconds(2)
     /// Dedicated threads for the manager's lanes (nil: Swift's thread pool). The caller owns them.
@@ -107,7 +110,7 @@ public final class SimulationSession: Sendable {
         // stop while slow requests settle counts too (ticks stop with trading).
         configuration.exposureInRealTime = true
         let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath,
-                                             session: options.exchangeSession)
+                                             session: options.exchangeSession, requiresSavedState: options.exchangeStateRequired)
         var downtime = Duration.zero
         if let last = exchange.lastSeenAlive {
             // The market went on while the manager was down: orders filled, nobody was told.

@@ -5,9 +5,10 @@ import FillGuardSQLite
 /// journal replays only with the settings it was written with, so `simulate` (resuming) and
 /// `recover` refuse other ones, even without the exchange's state file.
 enum JournalSettings {
-    /// Records the settings in a journal that has none; returns why the given ones do not match
-    /// the recorded ones, or nil when they do. `record` is false for recovery, which never
-    /// starts a session's settings (a journal from before settings were kept is not checked).
+    /// Records the settings in a journal that has none (with `record`: a new journal); returns
+    /// why the given ones do not match the recorded ones, or nil when they do. A journal that
+    /// holds a session without them (older than settings, or damaged) is not checked here and
+    /// not written to (its exchange state, which names the settings too, is checked).
     static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, record: Bool) throws -> String? {
         let given = (modify: nativeModify ? "native" : "replace", strategy: strategy)
         guard let modify = try store.setting("modify"), let saved = try store.setting("strategy") else {

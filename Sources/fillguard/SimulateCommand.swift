@@ -158,8 +158,10 @@ struct SimulateCommand: AsyncParsableCommand {
                 options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
                 options.exchangeStatePath = journal + ".exchange"
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
-                settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: true)
-                if settingsMismatch == nil, try store.holdsRecords(), access(journal + ".exchange", F_OK) != 0 {
+                let holdsSession = try store.holdsRecords()
+                options.exchangeStateRequired = holdsSession
+                settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: !holdsSession)
+                if settingsMismatch == nil, holdsSession, access(journal + ".exchange", F_OK) != 0 {
                     // The simulated exchange's truth (its orders and fills) is gone: a new, empty
                     // exchange would contradict every open position and order in the journal.
                     settingsMismatch = "the journal holds a session, but the simulated exchange's state next to it (\(journal).exchange) is missing; "
@@ -181,7 +183,7 @@ struct SimulateCommand: AsyncParsableCommand {
         do {
             report = try await session.run(progress: showProgress ? progressLine : nil)
         } catch {
-            writeToStandardError("\nfillguard: \(error)\n")
+            writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
             throw ExitCode(2)
         }
         if showProgress { writeToStandardError("\n") }
@@ -230,7 +232,7 @@ extension SimulateCommand {
         do {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
         } catch {
-            writeToStandardError("\nfillguard: \(error)\n")
+            writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
             throw ExitCode(2)
         }
         if showProgress { writeToStandardError("\n") }

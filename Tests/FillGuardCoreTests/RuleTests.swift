@@ -151,6 +151,33 @@ struct RuleTests {
         #expect(model.live("P1", .takeProfit)?.id != oversized.id)
     }
 
+    @Test("rule 6, create-then-cancel: when the smaller replacement cannot be placed, the oversized order is cancelled, not kept",
+          arguments: sides)
+    func refusedSmallerReplacementCancelsTheOversized(side: Side) throws {
+        var model = ModelBroker("GLD", .init(nativeModify: false, replaceStrategy: .createThenCancel))
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        let oversized = try #require(model.live("P1", .takeProfit))
+        try model.fill("P1", .stopLoss, 100, at: side == .buy ? "95" : "105") // net 200: the target must shrink
+        let submit = model.pull()
+        #expect(submit.map(\.kind) == [.submit], "create first")
+        model.complete(0, failing: .permanent("refused"))
+        #expect(model.alerts.last?.message.hasSuffix("the order it replaced covers 300 of 200, so it is cancelled") == true, "\(model.alerts)")
+        let cancel = model.pull()
+        #expect(cancel.map(\.kind) == [.cancel])
+        #expect(cancel.first?.orderID == oversized.id)
+        model.settle()
+        #expect(model.brokerLive("P1", .takeProfit).isEmpty, "no order that could over-sell is left; the alert and re-arm take over")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .takeProfit)?.openQuantity == 200)
+    }
+
     @Test("rule 7: a fill after a confirmed cancel counts, and the reopened position is protected again", arguments: sides)
     func lateFillAfterCancelReprotects(side: Side) throws {
         var model = try opened(side)
