@@ -93,6 +93,8 @@ struct ReplayTests {
         let text = TraceReplayer.replay(trace).text
         #expect(text.contains(#"P1\u{A}P9 S open: net 1000 S\u{1B}[2J pending"#), "\(text)")
         #expect(!text.contains("\u{1B}") && !text.contains("\nP9"))
+        let bidi = TraceReplayer.replay(#"{"type":"open","position":"P\u202e1","symbol":"S","side":"buy","quantity":"100"}"#).text
+        #expect(bidi.hasPrefix(#"P\u{202E}1 S pending"#), "\(bidi)")
     }
 
     @Test("long lifecycle: partial entries, scale-in, partial target, stop closes, target cancelled")

@@ -51,7 +51,8 @@ public struct ReplayReport: Sendable {
     }
 
     /// A line for a terminal: control characters a trace put in an id or a message (a line
-    /// break, an escape sequence) are shown escaped (`\u{1B}`), so they cannot forge a line.
+    /// break, an escape sequence, a bidirectional override) are shown escaped (`\u{1B}`), so
+    /// they cannot forge a line or reorder one.
     public static func printable(_ line: String) -> String {
         guard line.unicodeScalars.contains(where: isControl) else { return line }
         var out = ""
@@ -66,7 +67,11 @@ public struct ReplayReport: Sendable {
     }
 
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
+        switch scalar.value {
+        case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029: return true // control characters, line and paragraph separators
+        case 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: return true // bidirectional controls: they reorder what is shown
+        default: return false
+        }
     }
 
     /// The contract JSON: positions (live orders only), rejected lines, broker operation counts.
