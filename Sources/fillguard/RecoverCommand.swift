@@ -134,7 +134,7 @@ extension Duration {
 }
 
 /// The size of a file in bytes (nil if it cannot be read).
-private func fileSize(_ path: String) -> Int? {
+func fileSize(_ path: String) -> Int? {
     (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
 }
 

@@ -160,7 +160,13 @@ struct SimulateCommand: AsyncParsableCommand {
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
                 let holdsSession = try store.holdsRecords()
                 options.exchangeStateRequired = holdsSession
-                settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: !holdsSession)
+                if !holdsSession, let size = fileSize(journal + ".exchange"), size > 0 {
+                    // A new journal's exchange state cannot exist yet: this one is another session's.
+                    // Refused before the journal records anything of this session.
+                    settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: it is another session's (remove it to start afresh)"
+                } else {
+                    settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: !holdsSession)
+                }
                 if settingsMismatch == nil, holdsSession, access(journal + ".exchange", F_OK) != 0 {
                     // The simulated exchange's truth (its orders and fills) is gone: a new, empty
                     // exchange would contradict every open position and order in the journal.
@@ -266,3 +272,4 @@ func writeToStandardError(_ text: String) {
         _ = write(STDERR_FILENO, base, bytes.count)
     }
 }
+

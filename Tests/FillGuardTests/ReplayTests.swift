@@ -95,6 +95,8 @@ struct ReplayTests {
         #expect(!text.contains("\u{1B}") && !text.contains("\nP9"))
         let bidi = TraceReplayer.replay(#"{"type":"open","position":"P\u202e1","symbol":"S","side":"buy","quantity":"100"}"#).text
         #expect(bidi.hasPrefix(#"P\u{202E}1 S pending"#), "\(bidi)")
+        let invisible = TraceReplayer.replay(#"{"type":"open","position":"P\u200b1","symbol":"S","side":"buy","quantity":"100"}"#).text
+        #expect(invisible.hasPrefix(#"P\u{200B}1 S pending"#), "\(invisible)")
     }
 
     @Test("long lifecycle: partial entries, scale-in, partial target, stop closes, target cancelled")

@@ -70,6 +70,7 @@ public struct ReplayReport: Sendable {
         switch scalar.value {
         case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029: return true // control characters, line and paragraph separators
         case 0x061C, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: return true // bidirectional controls: they reorder what is shown
+        case 0x00AD, 0x034F, 0x200B...0x200D, 0x2060...0x2064, 0xFEFF: return true // invisible: "P1" and "P\u{200B}1" would look alike
         default: return false
         }
     }
