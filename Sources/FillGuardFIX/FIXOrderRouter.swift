@@ -596,6 +596,11 @@ public struct FIXOrderRouter: Sendable {
             return refused(error)
         }
         seenExecIDs.insert(execID)
+        if known != nil, resolve(clOrdID) == nil, let root = Self.root(of: clOrdID), orders[root] == nil {
+            // A ClOrdID someone else gave our order (a desk's cancel/replace, mapped by
+            // OrigClOrdID): the order's later reports, its fills above all, carry it alone.
+            byClOrdID[clOrdID] = orderID
+        }
         if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
         let text = message[58] ?? ""
         var outputs: [Output] = []

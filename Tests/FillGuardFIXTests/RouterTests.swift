@@ -432,6 +432,38 @@ struct RouterRefusalTests {
         expectReplaceable(&router)
     }
 
+    @Test("a desk's replace under its own ClOrdID: the fills that carry only that id are the order's, and our next replace chains from it")
+    func deskReplaceKeepsItsFills() throws {
+        var router = liveStop()
+        // The broker's desk replaces the stop with a ClOrdID of its own; OrigClOrdID names ours.
+        let replaced = report("DESK-7", execType: "5", execID: "D1", ordStatus: "0",
+                              extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "680")])
+        #expect(refusal(router.received(replaced)) == nil)
+        // Fills report the desk's ClOrdID alone (no OrigClOrdID): they are the stop's fills.
+        var partial = fill("DESK-7", execID: "D2", last: "30", price: "100", cum: "30", leaves: "650")
+        partial[54] = "2"
+        partial[37] = "B4"
+        let outputs = router.received(partial)
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("the desk's fill was not taken: \(outputs)"); return }
+        #expect(execution.orderID == "P1-sl4" && execution.lastQuantity == 30)
+        // Our next replace names the desk's ClOrdID as the one it replaces.
+        let plan = router.modify(ModifyOrderRequest(orderID: "P1-sl4", symbol: "GLD", newQuantity: 650), transactTime: 0)
+        let message = try #require(sentMessage(plan))
+        #expect(message.msgType == "G" && message[41] == "DESK-7" && message[11] == "P1-sl4~1")
+        // A desk id that looks like one of another order of ours acts on the order OrigClOrdID
+        // names, but is not made that order's: a later fill under it is refused.
+        var other = FIXOrderRouter()
+        for order in ["P1-sl4", "P1-tp4"] {
+            _ = other.submit(NewOrderRequest(orderID: OrderID(order), symbol: "GLD", side: .sell, type: .limit(Price("120")!), quantity: 650,
+                                             timeInForce: .goodTillCancel), transactTime: 0)
+        }
+        let lookalike = report("P1-tp4~3", execType: "5", execID: "D3", extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(38, "650")])
+        #expect(refusal(other.received(lookalike)) == nil)
+        var lookalikeFill = fill("P1-tp4~3", execID: "D4", last: "1", price: "120", cum: "1", leaves: "649")
+        lookalikeFill[54] = "2"
+        #expect(refusal(other.received(lookalikeFill))?.error.code == .unknownOrder)
+    }
+
     @Test("finding 3: a fill with Side 7 is refused, not applied with the order's side")
     func invalidSideIsRefused() {
         var router = liveStop()
