@@ -32,6 +32,11 @@ public final class FillManager: Sendable {
     /// Opens a bracket; returns once its lane has placed the entry (and scale-ins) as desired
     /// state. Throws `InputError` for an invalid or duplicate bracket.
     public func open(_ spec: BracketSpec) async throws(InputError) {
+        if context.lifecycle.load(ordering: .sequentiallyConsistent) != .running {
+            let error = InputError(.shutDown, "position \(spec.positionID) not opened: the manager is shutting down")
+            context.reject(error, context: "open \(spec.positionID)")
+            throw error
+        }
         let reserved = positionSymbols.withLock { map -> Bool in
             guard map[spec.positionID] == nil else { return false }
             map[spec.positionID] = spec.symbol
@@ -54,11 +59,16 @@ public final class FillManager: Sendable {
 
     /// Hands one broker report to its symbol's lane. Never blocks; a report for a symbol with no
     /// position is refused (unknown order) without creating state, and one the adapter refused
-    /// is recorded as refused without reaching a lane.
+    /// is recorded as refused without reaching a lane. After `shutdown()` every report is
+    /// refused (`shutDown`).
     public func receive(_ event: consuming BrokerEvent) {
         defer { received.add(1, ordering: .sequentiallyConsistent) }
         if case .refused(let error, let refusedContext, _) = event {
             context.reject(error, context: refusedContext)
+            return
+        }
+        if context.lifecycle.load(ordering: .relaxed) == .stopped {
+            context.reject(InputError(.shutDown, "not applied: the manager was shut down"), context: "report for \(event.symbol)")
             return
         }
         guard let lane = lane(for: event.symbol, create: false) else {
@@ -92,6 +102,23 @@ public final class FillManager: Sendable {
     /// pending: the state is quiescent until the next input.
     public func waitUntilIdle() async {
         await context.work.waitUntilIdle()
+    }
+
+    /// Shuts the manager down for a clean exit. From the call on it opens no new bracket; reports
+    /// and broker answers still apply while the work in flight (queued events, operations, retries)
+    /// finishes, for up to `limit`. Then it stops: nothing more is applied or sent (a later report
+    /// is refused as `shutDown`, a late broker answer is dropped), reads still answer, and the
+    /// journal writes what it holds and closes. Returns false when `limit` passed with work still
+    /// in flight: with a journal, the next start's `recover()` learns from the broker how it ended.
+    /// A cool-down before a re-arm is not waited for (the next start re-arms). Call it once
+    /// the broker's event stream is no longer consumed or about to end; the broker stays yours.
+    @discardableResult
+    public func shutdown(waitingAtMost limit: Duration = .seconds(10)) async -> Bool {
+        _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
+        let idle = await context.work.waitUntilIdle(atMost: limit)
+        let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
+        if before != .stopped { await context.journal?.close() }
+        return idle
     }
 
     /// A copy of one position, read in order with the symbol's other events.

@@ -77,6 +77,8 @@ final class RuntimeContext: Sendable {
     let scheduler: LaneScheduler
     /// Mailbox buffers for lanes waking up.
     let envelopeBuffers = EnvelopeBufferPool()
+    /// Where `FillManager.shutdown()` has got to.
+    let lifecycle = Atomic<Lifecycle>(.running)
     /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
     /// reaction observer); without a metrics backend or observer no clock is read per event.
     let timed: Bool
@@ -106,9 +108,15 @@ final class RuntimeContext: Sendable {
         self.logger = logger
     }
 
-    /// Records a refused input: counted, logged, kept in the recent history, published.
-    /// The journal failed: from now on nothing is applied; a person must look.
+    /// The journal failed: from now on nothing is applied; a person must look. After a shutdown
+    /// the journal is closed on purpose: an event that comes later (a broker's late answer) is
+    /// not applied, and that is no failure (the next start asks the broker).
     func journalFailed(_ error: JournalError, symbol: Symbol) {
+        if error.code == .closed, lifecycle.load(ordering: .sequentiallyConsistent) == .stopped {
+            logger.notice("an event after shutdown was not applied; the next start learns it from the broker",
+                          metadata: ["symbol": "\(symbol)"])
+            return
+        }
         let first = journalFailure.withLock { failure -> Bool in
             guard failure == nil else { return false }
             failure = error
@@ -119,6 +127,7 @@ final class RuntimeContext: Sendable {
         }
     }
 
+    /// Records a refused input: counted, logged, kept in the recent history, published.
     func reject(_ error: InputError, context: String) {
         metrics.rejected[error.code]?.increment()
         counters.rejected(error.code)
@@ -136,4 +145,15 @@ final class RuntimeContext: Sendable {
         }
         bus.rejections.publish(record)
     }
+}
+
+/// The stages of a manager's life: `FillManager.shutdown()` drains, then stops.
+enum Lifecycle: UInt8, AtomicRepresentable {
+    /// Taking every input.
+    case running
+    /// Shutting down: no new bracket; reports and broker answers still apply while work in
+    /// flight finishes.
+    case draining
+    /// Shut down: nothing more is applied or sent; only reads are answered.
+    case stopped
 }

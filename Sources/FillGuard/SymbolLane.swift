@@ -137,6 +137,10 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Appends an event; has the lane run if it is not running. Never blocks on processing.
     func enqueue(_ event: consuming Event) {
+        if context.lifecycle.load(ordering: .relaxed) == .stopped, !event.isAnsweredAfterShutdown {
+            dropAfterShutdown(event)
+            return
+        }
         let now = context.timed ? Self.nanosecondsNow : 0
         context.work.begin()
         // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
@@ -154,6 +158,24 @@ final class SymbolLane: @unchecked Sendable {
         mailboxLock.unlock()
         if context.metrics.enabled { context.metrics.queueDepth.record(depth) }
         if start { context.scheduler.schedule(self) }
+    }
+
+    /// An event that comes after `FillManager.shutdown()` stopped the manager: a new bracket or a
+    /// report is refused (`shutDown`), a broker's answer is noted, anything else (a timer's
+    /// event) is dropped. None is applied; with a journal, the next start asks the broker.
+    private func dropAfterShutdown(_ event: consuming Event) {
+        let refusal = InputError(.shutDown, "not applied: the manager was shut down")
+        switch event {
+        case .open(let spec, let reply):
+            context.reject(refusal, context: "open \(spec.positionID) on \(symbol)")
+            reply(.failure(refusal))
+        case .broker(let report):
+            context.reject(refusal, context: "report for \(report.symbol)")
+        case .completed(let operation, _, _):
+            context.logger.notice("broker answer after shutdown not applied: \(operation)", metadata: ["symbol": "\(symbol)"])
+        default:
+            break
+        }
     }
 
     /// Runs one pass of the lane (called by the scheduler, by one runner at a time): handles up to
@@ -466,6 +488,10 @@ final class SymbolLane: @unchecked Sendable {
     /// wait for it. (Before macOS 26, where `Task.immediate` is missing, a plain task.)
     /// `sentAt` feeds the broker-latency metric only (read only with metrics enabled).
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
+        if context.lifecycle.load(ordering: .relaxed) == .stopped {
+            context.logger.notice("operation not sent: the manager was shut down: \(operation)", metadata: ["symbol": "\(symbol)"])
+            return
+        }
         if context.metrics.enabled { context.metrics.operations[operation.kind]?.increment() }
         context.counters.operationSent(operation.kind)
         context.work.begin()
@@ -557,6 +583,14 @@ final class SymbolLane: @unchecked Sendable {
 }
 
 extension SymbolLane.Event {
+    /// Taken after a shutdown as before: a read of the state, and the lane's own bookkeeping.
+    var isAnsweredAfterShutdown: Bool {
+        switch self {
+        case .read, .gateOpened, .reconciled: return true
+        default: return false
+        }
+    }
+
     /// What the journal records for this event; nil for events that change no state.
     var journalInput: JournalInput? {
         switch self {

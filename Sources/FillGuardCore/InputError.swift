@@ -31,6 +31,10 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case journalUnavailable
         /// A fill's commission is beyond any real one (its magnitude above `ExecutionReport.maximumCommission`).
         case invalidCommission
+        /// The manager is shutting down (`FillManager.shutdown()`): it takes no new bracket, and
+        /// after the shutdown nothing more. A journaled manager learns of a report it refused
+        /// this way at its next start, from the broker.
+        case shutDown
     }
 
     /// The kind of problem.

@@ -87,7 +87,7 @@ public struct FIXRecoverySession: Sendable {
         let positions = await manager.positions()
         let violations = await manager.invariantViolations()
         feed.cancel()
-        await journal.close()
+        await manager.shutdown()
         await broker.stop()
         // Corrections that could not be journaled were not applied: a storage failure, not a
         // disagreement with the broker.

@@ -68,7 +68,7 @@ public struct RecoverySession: Sendable {
             // Corrections that could not be journaled were not applied: a storage failure, not
             // a disagreement with the broker.
             feed.cancel()
-            await journal.close()
+            await manager.shutdown()
             throw failure
         }
         let positions = await manager.positions()
@@ -77,7 +77,7 @@ public struct RecoverySession: Sendable {
         if exchangeStatePath != nil { problems += GroundTruth.problems(positions, exchange) }
         if let failure = exchange.stateFailure { problems.append(failure) }
         feed.cancel()
-        await journal.close()
+        await manager.shutdown()
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
         return Outcome(state: state, recovery: recovery, problems: problems)

@@ -223,7 +223,7 @@ public final class SimulationSession: Sendable {
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
         report.interrupted = options.stop?.isRequested == true
         if let journal = options.journal {
-            await journal.close()
+            await manager.shutdown()
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)
         }
         return report

@@ -1,0 +1,108 @@
+import FillGuard
+import FillGuardCore
+import Logging
+import Synchronization
+import Testing
+
+/// Log levels a manager wrote, to check that a clean shutdown logs nothing critical.
+final class LevelRecorder: Sendable {
+    private let levels = Mutex<[Logger.Level]>([])
+
+    var recorded: [Logger.Level] { levels.withLock { $0 } }
+
+    func logger() -> Logger {
+        Logger(label: "test") { _ in Handler(recorder: self) }
+    }
+
+    fileprivate func record(_ level: Logger.Level) { levels.withLock { $0.append(level) } }
+
+    private struct Handler: LogHandler {
+        let recorder: LevelRecorder
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { recorder.record(event.level) }
+    }
+}
+
+@Suite("Shutdown")
+struct ShutdownTests {
+    /// A journaled manager with one long position whose entry filled (100 at 100).
+    private func journaledManager(_ broker: TestBroker, _ log: LevelRecorder) async throws -> (FillManager, Journal, PositionSnapshot, FillMaker) {
+        let journal = Journal(store: InMemoryJournalStore())
+        let manager = FillManager(broker: broker, journal: journal, logger: log.logger())
+        _ = try await manager.recover()
+        var fills = FillMaker()
+        let position = try await manager.openLongAndFillEntry("P1", "AAA", fills: &fills)
+        return (manager, journal, position, fills)
+    }
+
+    @Test("shutdown lets work in flight finish, then refuses new inputs, sends nothing more and closes the journal")
+    func drainsThenStops() async throws {
+        let broker = TestBroker()
+        let log = LevelRecorder()
+        let (manager, journal, position, madeFills) = try await journaledManager(broker, log)
+        var fills = madeFills
+        // The scale-in fills while the broker holds every request: the stop's and the target's
+        // resizes are in flight when the shutdown begins.
+        broker.hold()
+        let scaleIn = try #require(position.liveOrder(.scaleIn(0)))
+        manager.receive(fills.fill(scaleIn, 100, at: "98"))
+        await broker.waitForHeld(2)
+        // Started at once, on this thread, up to its first wait: it is draining from here on.
+        let shutdown = Task.immediate { await manager.shutdown() }
+        // Draining: no new bracket...
+        await #expect(throws: InputError(.shutDown, "position P2 not opened: the manager is shutting down")) {
+            try await manager.open(.long("P2", "BBB"))
+        }
+        // ...but the answers in flight still apply, and the shutdown waits for them.
+        broker.releaseAll()
+        #expect(await shutdown.value)
+        let drained = try #require(await manager.position("P1"))
+        #expect(drained.netQuantity == 200)
+        #expect(drained.liveOrder(.stopLoss)?.openQuantity == 200 && drained.liveOrder(.takeProfit)?.openQuantity == 200)
+        #expect(broker.requests.filter { $0.kind == .modify && $0.quantity == 200 }.count == 2)
+
+        // Stopped: a report is refused and changes nothing; reads still answer.
+        let requests = broker.requests.count
+        let stop = try #require(drained.liveOrder(.stopLoss))
+        manager.receive(fills.fill(stop, 50, at: "95"))
+        #expect(manager.statistics.rejected[.shutDown] == 2)
+        #expect(try #require(await manager.position("P1")).netQuantity == 200)
+        #expect(broker.requests.count == requests)
+        #expect(manager.journalFailure == nil)
+        #expect(journal.failure?.code == .closed)
+        #expect(!log.recorded.contains(.critical))
+        // A second call has nothing left to do.
+        #expect(await manager.shutdown())
+    }
+
+    @Test("a broker answer after the shutdown's limit is dropped: nothing applied or sent, no journal failure")
+    func lateAnswerAfterTheLimit() async throws {
+        let broker = TestBroker()
+        let log = LevelRecorder()
+        let (manager, journal, position, madeFills) = try await journaledManager(broker, log)
+        var fills = madeFills
+        broker.hold()
+        // The resizes fail when they are let through: a retry would follow, were it not stopped.
+        broker.fail(2, .modify, with: BrokerError(.transient, "busy"))
+        manager.receive(fills.fill(try #require(position.liveOrder(.scaleIn(0))), 100, at: "98"))
+        await broker.waitForHeld(2)
+        #expect(await manager.shutdown(waitingAtMost: .milliseconds(20)) == false)
+        let requests = broker.requests.count
+        broker.releaseAll()
+        // The answers were counted as work when sent: idle means they came and were dropped.
+        #expect(await waitUntilIdle(manager))
+        #expect(broker.requests.count == requests)
+        #expect(manager.statistics.retries == 0)
+        #expect(manager.journalFailure == nil)
+        #expect(journal.failure?.code == .closed)
+        #expect(!log.recorded.contains(.critical))
+        // The state is the one the shutdown stopped at: the fill applied, the resizes unanswered.
+        let stopped = try #require(await manager.position("P1"))
+        #expect(stopped.netQuantity == 200)
+    }
+}
