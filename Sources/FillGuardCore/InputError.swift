@@ -31,6 +31,10 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case journalUnavailable
         /// A fill's commission is beyond any real one (its magnitude above `ExecutionReport.maximumCommission`).
         case invalidCommission
+        /// The broker took back or changed on its own something it had reported: a fill it
+        /// cancelled or corrected (a trade bust), an order it restated to another size. FillGuard
+        /// does not undo a fill or adopt a size it did not ask for; a person must look.
+        case brokerCorrection
         /// The manager is shutting down (`FillManager.shutdown()`): it takes no new bracket, and
         /// after the shutdown nothing more. A journaled manager learns of a report it refused
         /// this way at its next start, from the broker.

@@ -33,8 +33,12 @@ public struct FIXOrderStatus: Sendable, Hashable {
     /// TimeInForce (59) as sent, if present.
     public var timeInForce: String?
 
-    /// True when the order can no longer trade (filled, canceled, rejected, expired, done).
-    public var isTerminal: Bool { ["2", "3", "4", "8", "C"].contains(ordStatus) }
+    /// True when the order can no longer trade: filled, canceled, rejected, expired, or done for
+    /// the day unless it is good till cancel or till a date (it trades again the next day).
+    public var isTerminal: Bool {
+        if ordStatus == "3" { return !FIXOrderRouter.outlivesTheDay(timeInForce) }
+        return ["2", "4", "8", "C"].contains(ordStatus)
+    }
 
     /// An order status.
     public init(orderID: OrderID, clOrdID: String, brokerOrderID: String, symbol: Symbol, side: Side, ordStatus: String,
@@ -70,11 +74,13 @@ public struct FIXOrderStatus: Sendable, Hashable {
         }
     }
 
-    /// OrdStatus (39) in FillGuard's terms. Done for day counts as expired; statuses FillGuard has
-    /// no name for (stopped, suspended, calculated, accepted for bidding) count as working or
-    /// partially filled by CumQty, since the order may still trade.
+    /// OrdStatus (39) in FillGuard's terms. Done for day counts as expired, except for an order
+    /// good till cancel or till a date; statuses FillGuard has no name for (stopped, suspended,
+    /// calculated, accepted for bidding) count as working or partially filled by CumQty, since the
+    /// order may still trade.
     public var orderStatus: OrderStatus {
         switch ordStatus {
+        case "3" where FIXOrderRouter.outlivesTheDay(timeInForce): return cumulativeQuantity.isZero ? .working : .partiallyFilled
         case "A": return .pendingNew
         case "0": return .working
         case "1": return .partiallyFilled
@@ -208,6 +214,8 @@ public struct FIXOrderRouter: Sendable {
         var brokerOrderID: String?
         /// Ended by a cancel (asked for or not): a cancel sent again succeeds.
         var cancelled = false
+        /// Ended by the broker's reject: a submit sent again fails.
+        var rejected = false
     }
 
     private enum RequestKind: Sendable, Hashable {
@@ -312,6 +320,10 @@ public struct FIXOrderRouter: Sendable {
                 var again = pendingRequest.message
                 again[97] = "Y"
                 return .send(again, key: request.orderID.rawValue)
+            }
+            if existing.rejected {
+                // A submit sent again after a timeout: the broker rejected the first.
+                return .failed(BrokerError(.permanent, "order \(request.orderID) was rejected"))
             }
             if existing.quantity == request.quantity, existing.acknowledged || existing.done { return .succeeded }
             if existing.done { return .failed(BrokerError(.tooLate, "order \(request.orderID) is done")) }
@@ -589,6 +601,13 @@ public struct FIXOrderRouter: Sendable {
         // A repeat of a report already taken is dropped whatever it carries; a refused report's
         // ExecID is not taken, so a well-formed report with it still counts.
         if seenExecIDs.contains(execID) { return [.duplicate(ExecutionID(execID))] }
+        if execType == "H" || execType == "G" {
+            // A trade bust or correction: FillGuard never takes back a fill it applied.
+            let what = execType == "H" ? "cancelled" : "corrected"
+            return refused(Refusal(error: InputError(.brokerCorrection, "the broker \(what) fill \(message[19] ?? "?") of order \(orderID): "
+                                                     + "FillGuard does not undo a fill it applied, so the position may be off by that fill; a person must look"),
+                                   answer: nil))
+        }
         let fields: ReportFields
         do {
             fields = try Self.readFields(message, execType: execType, order: orders[orderID], orderID: orderID)
@@ -596,10 +615,18 @@ public struct FIXOrderRouter: Sendable {
             return refused(error)
         }
         seenExecIDs.insert(execID)
-        if known != nil, resolve(clOrdID) == nil, let root = Self.root(of: clOrdID), orders[root] == nil {
-            // A ClOrdID someone else gave our order (a desk's cancel/replace, mapped by
-            // OrigClOrdID): the order's later reports, its fills above all, carry it alone.
-            byClOrdID[clOrdID] = orderID
+        if known != nil, resolve(clOrdID) == nil, let root = Self.root(of: clOrdID) {
+            if orders[root] == nil {
+                // A ClOrdID someone else gave our order (a desk's cancel/replace, mapped by
+                // OrigClOrdID): the order's later reports, its fills above all, carry it alone.
+                byClOrdID[clOrdID] = orderID
+            } else if root == orderID, let number = Self.chainNumber(of: clOrdID), number > orders[orderID]?.requests ?? 0 {
+                // One of ours sent before a restart, further along the chain than the status
+                // answer showed (a replace in flight then): its later reports carry it alone,
+                // and the chain goes on after it.
+                orders[orderID]?.requests = number
+                byClOrdID[clOrdID] = orderID
+            }
         }
         if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
         let text = message[58] ?? ""
@@ -625,27 +652,47 @@ public struct FIXOrderRouter: Sendable {
                 outputs += complete(key: clOrdID, expecting: .cancel)
                 outputs += finish(orderID, reason: "canceled")
             } else {
-                outputs += finish(orderID, reason: "canceled")
-                if let order = orders[orderID] {
-                    outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .cancelled, reason: text))))
-                }
+                outputs += end(orderID, .cancelled, reason: text)
             }
         case "C": // Expired
-            outputs += finish(orderID, reason: "expired")
-            if let order = orders[orderID] {
-                outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .expired, reason: text))))
+            outputs += end(orderID, .expired, reason: text)
+        case "3": // Done for day: a day order is over; one good till cancel trades again tomorrow.
+            if Self.outlivesTheDay(orders[orderID]?.timeInForce.map(Self.timeInForceCode)) {
+                outputs.append(.ignored("done for day (3) for \(clOrdID), an order that trades again the next day"))
+            } else {
+                outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
+            }
+        case "D": // Restated by the broker: an end is taken as such; a new size cannot be.
+            switch message[39] {
+            case "4": outputs += end(orderID, .cancelled, reason: text)
+            case "C": outputs += end(orderID, .expired, reason: text)
+            case "8": outputs += end(orderID, .rejected, reason: text)
+            case "3" where !Self.outlivesTheDay(orders[orderID]?.timeInForce.map(Self.timeInForceCode)):
+                outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
+            default:
+                if let quantity = fields.orderQuantity, let order = orders[orderID], quantity != order.quantity {
+                    // Not applied, so not taken: a repeat is refused again.
+                    seenExecIDs.remove(execID)
+                    return [.refused(InputError(.brokerCorrection, "the broker restated order \(orderID) from \(order.quantity) to \(quantity)"
+                                                + " (ExecRestatementReason \(message[378] ?? "?")): FillGuard keeps the size it asked for; a person must look"),
+                                     context: described, symbol: Symbol(symbolText), answer: nil)]
+                }
+                outputs.append(.ignored("restatement (D) for \(clOrdID) that changes nothing FillGuard tracks"))
             }
         case "8": // Rejected
             if pending[clOrdID]?.kind == .submit {
                 orders[orderID]?.done = true
+                orders[orderID]?.rejected = true
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
             } else if pending[clOrdID] != nil {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "request rejected" : text))
+            } else if orders[orderID]?.acknowledged == true {
+                // FIX 4.4 rejects only a new order this way: on one it accepted, this answers a
+                // repeat of the submit (PossResend after a timeout), and the order stays live.
+                outputs.append(.ignored("reject (8) for \(clOrdID), an order the broker accepted: \(text)"))
             } else {
-                outputs += finish(orderID, reason: "rejected")
-                if let order = orders[orderID] {
-                    outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .rejected, reason: text))))
-                }
+                orders[orderID]?.rejected = true
+                outputs += end(orderID, .rejected, reason: text)
             }
         case "F": // Trade
             guard let lastQty = fields.lastQuantity, let lastPx = fields.lastPrice else {
@@ -848,7 +895,7 @@ public struct FIXOrderRouter: Sendable {
                                        timeInForce: status.timeInForce.flatMap(Self.timeInForce(code:)),
                                        quantity: status.orderQuantity ?? status.cumulativeQuantity + status.leavesQuantity,
                                        clOrdID: status.clOrdID, acknowledged: true, requests: requests, done: status.isTerminal,
-                                       brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4")
+                                       brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4", rejected: status.ordStatus == "8")
         byClOrdID[status.clOrdID] = status.orderID
     }
 
@@ -930,6 +977,22 @@ public struct FIXOrderRouter: Sendable {
         return [.completed(key: key, error: error)]
     }
 
+    /// The broker ended the order without being asked (or before it answered what was asked):
+    /// requests in flight are too late, and the runtime hears how the order ended.
+    private mutating func end(_ orderID: OrderID, _ outcome: OrderStatusReport.Outcome, reason: String) -> [Output] {
+        let name: String
+        switch outcome {
+        case .cancelled: name = "canceled"
+        case .expired: name = "expired"
+        case .rejected: name = "rejected"
+        }
+        var outputs = finish(orderID, reason: name)
+        if let order = orders[orderID] {
+            outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: outcome, reason: reason))))
+        }
+        return outputs
+    }
+
     /// The order can trade no more: requests still in flight for it are too late.
     private mutating func finish(_ orderID: OrderID, reason: String) -> [Output] {
         orders[orderID]?.done = true
@@ -955,6 +1018,18 @@ public struct FIXOrderRouter: Sendable {
               String(number) == clOrdID[clOrdID.index(after: tilde)...], number >= 1, number <= order.requests else { return nil }
         return root
     }
+
+    /// The number of a ClOrdID of ours after the first ("O7~2" -> 2), written as FIX writes an int.
+    static func chainNumber(of clOrdID: String) -> Int? {
+        guard let tilde = clOrdID.lastIndex(of: "~") else { return nil }
+        let digits = clOrdID[clOrdID.index(after: tilde)...]
+        guard let number = Int(digits), String(number) == digits, number >= 1 else { return nil }
+        return number
+    }
+
+    /// True for a TimeInForce (59) code whose order trades on after a done for day: good till
+    /// cancel (1) or till a date (6). Absent is Day.
+    static func outlivesTheDay(_ timeInForce: String?) -> Bool { timeInForce == "1" || timeInForce == "6" }
 
     /// The FillGuard order id a ClOrdID of ours belongs to ("O7~2" -> "O7").
     static func root(of clOrdID: String) -> OrderID? {

@@ -1,0 +1,138 @@
+import FillGuard
+import FillGuardCore
+import Testing
+@testable import FillGuardFIX
+
+/// How the broker ends, keeps or changes an order on its own: rejects, done for day,
+/// restatements, trade busts, and a chain continued across a restart.
+@Suite("FIX order routing: the broker's own endings and corrections")
+struct RouterLifecycleTests {
+    let stop = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .stop(Price("250")!), quantity: 100, timeInForce: .goodTillCancel)
+
+    /// The router's outputs that tell the runtime an order ended, by outcome.
+    private func endings(_ outputs: [FIXOrderRouter.Output]) -> [OrderStatusReport.Outcome] {
+        outputs.compactMap { output in
+            if case .event(.orderStatus(let status)) = output { return status.outcome }
+            return nil
+        }
+    }
+
+    private func isIgnored(_ outputs: [FIXOrderRouter.Output]) -> Bool {
+        guard outputs.count == 1, case .ignored = outputs[0] else { return false }
+        return true
+    }
+
+    @Test("a submit rejected after it timed out fails when sent again; it never 'succeeds'")
+    func rejectedSubmitSentAgainFails() {
+        var router = FIXOrderRouter()
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[11] == "O1")
+        // FillGuard stopped waiting (a timeout); the broker's reject comes afterwards.
+        let rejected = router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "3")]))
+        #expect(rejected == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (3)"))])
+        #expect(router.submit(stop, transactTime: 0) == .failed(BrokerError(.permanent, "order O1 was rejected")))
+        // Learnt rejected from a status answer after a restart: the same.
+        var restarted = FIXOrderRouter()
+        guard case .send(_, let key) = restarted.massStatusRequest() else { Issue.record("no AF"); return }
+        _ = restarted.received(report("O1", execType: "I", execID: "S", ordStatus: "8", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(40, "3"), FIXField(99, "250"), FIXField(59, "1"),
+            FIXField(38, "100"), FIXField(151, "0"),
+        ]))
+        #expect(restarted.submit(stop, transactTime: 0) == .failed(BrokerError(.permanent, "order O1 was rejected")))
+    }
+
+    @Test("a reject of a submit's repeat, after the order was accepted, leaves the order live")
+    func rejectOfARepeatKeepsTheOrder() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        // Sent again after a timeout (PossResend), then the first is accepted...
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[97] == "Y")
+        #expect(router.received(report("O1", execType: "0", execID: "A1")) == [.completed(key: "O1", error: nil)])
+        // ...and the repeat is rejected as a duplicate ClOrdID.
+        #expect(isIgnored(router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "6")]))))
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 150), transactTime: 0)))
+        #expect(replace.msgType == "G" && replace[41] == "O1")
+        #expect(router.submit(stop, transactTime: 0) != .failed(BrokerError(.permanent, "order O1 was rejected")))
+    }
+
+    @Test("a replace in flight at a restart: its answer and later fills map, and the chain goes on after it")
+    func chainContinuesPastARestart() throws {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        // The status shows O7~1 pending replace: the process died with O7~2 in flight.
+        _ = router.received(report("O7~1", execType: "I", execID: "S", ordStatus: "E", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(40, "3"), FIXField(99, "245"),
+            FIXField(59, "1"), FIXField(38, "300"), FIXField(151, "300"),
+        ]))
+        let replaced = router.received(report("O7~2", execType: "5", execID: "P1", extra: [FIXField(41, "O7~1"), FIXField(54, "2"), FIXField(38, "400")]))
+        #expect(refusal(replaced) == nil)
+        var later = fill("O7~2", execID: "P2", last: "40", price: "245", cum: "40", leaves: "360")
+        later[54] = "2"
+        guard case .event(.execution(let execution))? = router.received(later).first else { Issue.record("the fill was not taken"); return }
+        #expect(execution.orderID == "O7" && execution.lastQuantity == 40)
+        let next = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O7", symbol: "GLD", newQuantity: 360), transactTime: 0)))
+        #expect(next[41] == "O7~2" && next[11] == "O7~3")
+        // An id further on than anything sent or shown is still refused.
+        var unknown = fill("O7~9", execID: "P3", last: "1", price: "245", cum: "41", leaves: "359")
+        unknown[54] = "2"
+        #expect(refusal(router.received(unknown))?.error.code == .unknownOrder)
+    }
+
+    @Test("done for day ends a day order and not one good till cancel; a status answer reads it the same way")
+    func doneForDayByTimeInForce() throws {
+        var router = FIXOrderRouter()
+        var day = stop
+        day.orderID = "D1"
+        day.timeInForce = .day
+        for request in [stop, day] {
+            _ = router.submit(request, transactTime: 0)
+            _ = router.received(report(request.orderID.rawValue, execType: "0", execID: "A-\(request.orderID)"))
+        }
+        #expect(endings(router.received(report("D1", execType: "3", execID: "E1", ordStatus: "3"))) == [.expired])
+        #expect(router.cancel(CancelOrderRequest(orderID: "D1", symbol: "GLD"), transactTime: 0) == .failed(BrokerError(.tooLate, "order D1 is done")))
+        #expect(isIgnored(router.received(report("O1", execType: "3", execID: "E2", ordStatus: "3"))))
+        #expect(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0))?.msgType == "F")
+
+        func status(_ timeInForce: String?) -> FIXOrderStatus {
+            FIXOrderStatus(orderID: "O1", clOrdID: "O1", brokerOrderID: "B", symbol: "GLD", side: .buy, ordStatus: "3",
+                           cumulativeQuantity: 10, leavesQuantity: 90, averagePrice: nil, timeInForce: timeInForce)
+        }
+        #expect(!status("1").isTerminal && status("1").orderStatus == .partiallyFilled)
+        #expect(!status("6").isTerminal)
+        #expect(status("0").isTerminal && status("0").orderStatus == .expired)
+        #expect(status(nil).isTerminal, "TimeInForce absent is Day")
+    }
+
+    @Test("a trade cancel or correct is refused as a broker correction, and its ExecID is not used up")
+    func tradeBustIsRefused() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "A1"))
+        guard case .event(.execution)? = router.received(fill("O1", execID: "F1", last: "40", price: "250", cum: "40", leaves: "60")).first else {
+            Issue.record("the fill was not taken"); return
+        }
+        for execType in ["H", "G"] {
+            let bust = report("O1", execType: execType, execID: "B\(execType)", ordStatus: "0", extra: [FIXField(19, "F1"), FIXField(14, "0"), FIXField(151, "100")])
+            let refused = try #require(refusal(router.received(bust)))
+            #expect(refused.error.code == .brokerCorrection && refused.error.message.contains("fill F1 of order O1"))
+            #expect(refused.answer == nil, "a valid message: no reject is sent")
+            #expect(refusal(router.received(bust))?.error.code == .brokerCorrection, "refused again, not a duplicate")
+        }
+    }
+
+    @Test("a restatement: an end is taken; a new size is refused as a broker correction and changes nothing")
+    func restatements() throws {
+        var router = FIXOrderRouter()
+        var second = stop
+        second.orderID = "O2"
+        for request in [stop, second] {
+            _ = router.submit(request, transactTime: 0)
+            _ = router.received(report(request.orderID.rawValue, execType: "0", execID: "A-\(request.orderID)"))
+        }
+        let resized = report("O1", execType: "D", execID: "D1", extra: [FIXField(38, "60"), FIXField(151, "60"), FIXField(378, "5")])
+        let refused = try #require(refusal(router.received(resized)))
+        #expect(refused.error.code == .brokerCorrection && refused.error.message.contains("from 100 to 60"))
+        #expect(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0))?[38] == "100")
+        #expect(isIgnored(router.received(report("O2", execType: "D", execID: "D2", extra: [FIXField(38, "100")]))))
+        #expect(endings(router.received(report("O2", execType: "D", execID: "D3", ordStatus: "4", extra: [FIXField(151, "0")]))) == [.cancelled])
+    }
+}
