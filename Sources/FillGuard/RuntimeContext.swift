@@ -140,6 +140,9 @@ final class RuntimeContext: Sendable {
         }
         if error.code == .duplicateExecution {
             logger.debug("\(error)", metadata: ["input": "\(context)"])
+        } else if error.code == .brokerCorrection {
+            // Not bad input: the broker's record and FillGuard's now differ.
+            logger.error("not applied \(context): \(error)")
         } else {
             logger.warning("refused \(context): \(error)")
         }
