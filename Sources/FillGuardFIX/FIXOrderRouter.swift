@@ -986,7 +986,13 @@ public struct FIXOrderRouter: Sendable {
         case .expired: name = "expired"
         case .rejected: name = "rejected"
         }
-        var outputs = finish(orderID, reason: name)
+        var outputs: [Output] = []
+        if outcome != .rejected, pending[orderID.rawValue]?.kind == .submit {
+            // Ended before its New came (an IOC that found nothing, say): it was accepted.
+            orders[orderID]?.acknowledged = true
+            outputs += complete(key: orderID.rawValue, expecting: .submit)
+        }
+        outputs += finish(orderID, reason: name)
         if let order = orders[orderID] {
             outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: outcome, reason: reason))))
         }

@@ -102,6 +102,20 @@ struct RouterLifecycleTests {
         #expect(status(nil).isTerminal, "TimeInForce absent is Day")
     }
 
+    @Test("an order ended before its New came (an IOC that found nothing): the submit succeeded, then the order ended")
+    func endedBeforeItsNew() {
+        for (execType, outcome) in [("4", OrderStatusReport.Outcome.cancelled), ("C", .expired)] {
+            var router = FIXOrderRouter()
+            var ioc = stop
+            ioc.type = .market
+            ioc.timeInForce = .immediateOrCancel
+            _ = router.submit(ioc, transactTime: 0)
+            let outputs = router.received(report("O1", execType: execType, execID: "E1", ordStatus: execType, extra: [FIXField(151, "0")]))
+            #expect(outputs.first == .completed(key: "O1", error: nil), "ExecType \(execType): \(outputs)")
+            #expect(endings(outputs) == [outcome])
+        }
+    }
+
     @Test("a trade cancel or correct is refused as a broker correction, and its ExecID is not used up")
     func tradeBustIsRefused() throws {
         var router = FIXOrderRouter()
