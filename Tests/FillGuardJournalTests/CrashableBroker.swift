@@ -17,6 +17,9 @@ final class CrashableBroker: Broker, BrokerQueries {
         var timeOutSubmits: (text: String, count: Int)?
         var timedOut = 0
         var timeOutWaiters: [(Int, CheckedContinuation<Void, Never>)] = []
+        var forwarded = 0
+        var forwardedBeforePositions: Int?
+        var beforeFirstPositions: (@Sendable () -> Void)?
     }
 
     let exchange: SimulatedExchange
@@ -55,6 +58,7 @@ final class CrashableBroker: Broker, BrokerQueries {
 
     private func forward(_ body: () async throws(BrokerError) -> Void) async throws(BrokerError) {
         if state.withLock({ $0.killed }) { throw BrokerError(.transient, "connection is dead") }
+        state.withLock { $0.forwarded += 1 }
         try await body()
         let hold = state.withLock { state -> Bool in
             guard state.holding, !state.killed else { return false }
@@ -125,5 +129,20 @@ final class CrashableBroker: Broker, BrokerQueries {
     func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { try await exchange.orderState(id, symbol: symbol) }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { try await exchange.openOrders() }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] { try await exchange.executions(of: symbol) }
-    func positions() async throws(BrokerError) -> [Symbol: Quantity] { try await exchange.positions() }
+    func positions() async throws(BrokerError) -> [Symbol: Quantity] {
+        let action = state.withLock { state -> (@Sendable () -> Void)? in
+            if state.forwardedBeforePositions == nil { state.forwardedBeforePositions = state.forwarded }
+            defer { state.beforeFirstPositions = nil }
+            return state.beforeFirstPositions
+        }
+        action?()
+        return try await exchange.positions()
+    }
+
+    /// Runs `action` when positions are first asked for, before answering (the market moving
+    /// while recovery reconciles).
+    func beforeFirstPositions(_ action: @escaping @Sendable () -> Void) { state.withLock { $0.beforeFirstPositions = action } }
+
+    /// Requests sent to the exchange before positions were first asked for (recovery's net check).
+    var requestsBeforeNetCheck: Int? { state.withLock { $0.forwardedBeforePositions } }
 }

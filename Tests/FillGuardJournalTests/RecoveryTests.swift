@@ -23,7 +23,8 @@ final class Process: Sendable {
 
     /// Starts a process on `store`: recover, then consume the exchange's reports.
     init(exchange: SimulatedExchange, store: InMemoryJournalStore, snapshotInterval: Int = 1_000,
-         unknownOrders: UnknownOrderPolicy = .leave, configure: (inout FillGuardConfiguration) -> Void = { _ in }) async throws {
+         unknownOrders: UnknownOrderPolicy = .leave, configure: (inout FillGuardConfiguration) -> Void = { _ in },
+         prepare: (CrashableBroker) -> Void = { _ in }) async throws {
         self.store = store
         connection = CrashableBroker(exchange)
         journal = Journal(store: store, snapshotInterval: snapshotInterval)
@@ -33,6 +34,7 @@ final class Process: Sendable {
         configure(&configuration)
         let manager = FillManager(broker: connection, journal: journal, configuration: configuration, logger: .quiet)
         self.manager = manager
+        prepare(connection)
         // Connect first (reports wait in the stream), then reconcile, as with a real broker.
         let events = connection.events()
         report = try await manager.recover()
@@ -442,6 +444,60 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
         #expect(exchange.statistics.requests["submit"] == 5, "no id was submitted twice")
         #expect(!second.report.corrections.contains { $0.kind == .endedOrderLiveAtBroker })
+    }
+
+    @Test("an entry the journal has as not yet sent goes out only after the net check: its fill is no position mismatch")
+    func heldWorkGoesOutAfterTheNetCheck() async throws {
+        // Journals that hold the opens and nothing after them: everything later was lost (the
+        // requests went to another exchange, which stays out of this). Several symbols, so that
+        // the first lane is reconciled well before the net check.
+        let symbols: [Symbol] = [Self.symbol, "HHH", "III", "JJJ", "KKK", "LLL"]
+        func exchange() -> SimulatedExchange {
+            var configuration = SimulatorConfiguration(seed: 7)
+            configuration.partialFillAbove = nil
+            configuration.volatilityBasisPoints = 0
+            return SimulatedExchange(configuration: configuration, symbols: Dictionary(uniqueKeysWithValues: symbols.map { ($0, Price("248")!) }))
+        }
+        let elsewhere = try await Process(exchange: exchange(), store: InMemoryJournalStore())
+        elsewhere.connection.holdAcknowledgements()
+        for (index, symbol) in symbols.enumerated() {
+            var spec = bracket(PositionID("P\(index)"))
+            spec.symbol = symbol
+            try await elsewhere.manager.open(spec)
+        }
+        await elsewhere.connection.waitForHeldRequests(3 * symbols.count)
+        await elsewhere.journal.flush()
+        let survivor = elsewhere.kill()
+        let firsts = Dictionary(grouping: survivor.rows, by: \.symbol).mapValues { $0.map(\.sequence).min() }
+        survivor.removeRecords { $0.sequence != firsts[$0.symbol] ?? nil }
+        #expect(survivor.rows.count == symbols.count && survivor.rows.allSatisfy { $0.kind == .input }, "each symbol's open alone")
+
+        // Here each market entry fills the moment it is submitted; its report waits in the
+        // stream, which is read only once recover() returns.
+        let exchange = exchange()
+        let second = try await Process(exchange: exchange, store: survivor)
+        #expect(!second.report.corrections.contains { $0.kind == .positionMismatch }, "\(second.report.corrections)")
+        #expect(second.connection.requestsBeforeNetCheck == 0, "nothing goes out before the net check")
+        await second.settle()
+        for symbol in symbols { #expect(exchange.netPosition(of: symbol) == 300) }
+        #expect(await second.manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a resting order that fills while recovery reconciles is adopted, not reported as a position mismatch")
+    func fillDuringReconciliationIsNoMismatch() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        // The first scale-in (a buy limit at 246) fills just as the net positions are read.
+        let second = try await Process(exchange: exchange, store: first.kill(), prepare: { connection in
+            connection.beforeFirstPositions { exchange.setPrice(Price("246")!, of: Self.symbol) }
+        })
+        #expect(exchange.netPosition(of: Self.symbol) == 600)
+        #expect(!second.report.corrections.contains { $0.kind == .positionMismatch }, "\(second.report.corrections)")
+        #expect(second.report.corrections.filter { $0.kind == .adoptedFill }.compactMap(\.orderID) == ["P1-si0-2"], "\(second.report.corrections)")
+        await second.settle()
+        try await expectProtectedAndExact(second, exchange)
     }
 
     @Test("a stop whose submits all timed out (each taking effect) is cancelled to settle; after a restart one stop protects")

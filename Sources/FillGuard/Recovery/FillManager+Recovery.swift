@@ -57,7 +57,16 @@ extension FillManager {
         var net: Quantity
     }
 
+    /// Reconciles every lane, then lets each send what it holds: only once the net check is
+    /// done, so that nothing FillGuard sends (a market entry never sent before, which fills at
+    /// once) moves the broker's positions while they are compared with the journal's.
     private func reconcile() async -> [ReconciliationCorrection] {
+        let corrections = await reconcileHoldingOperations()
+        for lane in allLanes() { lane.enqueue(.reconciled) }
+        return corrections
+    }
+
+    private func reconcileHoldingOperations() async -> [ReconciliationCorrection] {
         var corrections: [ReconciliationCorrection] = []
         func correct(_ correction: ReconciliationCorrection) {
             corrections.append(correction)
@@ -120,35 +129,7 @@ extension FillManager {
                 lane.enqueue(.brokerQuantity(order.id, state.quantity))
             }
             // 3. Fills made at the broker that the journal does not hold.
-            var adopted: [OrderID: Quantity] = [:]
-            var executionsRead = false
-            do throws(BrokerError) {
-                let executions = try await broker.executions(of: symbol)
-                // Booked or not is decided by the machine: remembered ids, the broker's
-                // cumulative quantities, and for orders whose old ids left the window, quantities.
-                let sorted = await read(lane) { machine in machine.reconcile(brokerExecutions: executions) }
-                executionsRead = true
-                for execution in sorted.missing {
-                    adopted[execution.orderID, default: .zero] += execution.lastQuantity
-                    correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
-                                                     message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while FillGuard was down; applied"))
-                    lane.enqueue(.broker(.execution(execution)))
-                }
-                for execution in sorted.unknownOrder {
-                    correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
-                                                     message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
-                }
-                for retired in sorted.retiredOrder {
-                    let execution = retired.report
-                    correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
-                                                     message: "fill \(execution.executionID) of \(execution.lastQuantity) is for an order retired with closed position \(retired.positionID) and was never booked; not applied, a person must look"))
-                }
-                for ambiguity in sorted.ambiguous {
-                    correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: ambiguity.orderID, message: ambiguity.message))
-                }
-            } catch {
-                correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
-            }
+            let (adopted, executionsRead) = await adoptMissingFills(on: lane, from: broker, correct: correct)
             // 3b. Filled quantity at the broker that neither the journal nor the reports account for
             // (the broker did not keep or resend them): reported, never made up.
             for order in view.live where executionsRead {
@@ -245,29 +226,88 @@ extension FillManager {
             }
         }
 
-        // 5. Net positions, once everything above has been applied.
-        await waitUntilApplied()
+        // 5. Net positions, once everything above has been applied. A resting order may fill
+        //    while reconciliation runs (its report waits in the stream until recover() returns):
+        //    a symbol whose nets differ has its fills read again, and only a difference that
+        //    stays after that is a mismatch.
         do throws(BrokerError) {
-            let positions = try await broker.positions()
-            var symbols = Set(positions.keys)
-            for lane in lanes { symbols.insert(lane.symbol) }
-            for symbol in symbols.sorted() {
-                let ours: Quantity
-                if let lane = lane(for: symbol, create: false) {
-                    ours = await read(lane) { $0.netQuantity }
-                } else {
-                    ours = .zero
+            var differing = try await netDifferences(among: lanes.map(\.symbol), from: broker)
+            if !differing.isEmpty {
+                for symbol in differing.keys.sorted() {
+                    if let lane = lane(for: symbol, create: false) {
+                        _ = await adoptMissingFills(on: lane, from: broker, madeWhile: "reconciliation ran", correct: correct)
+                    }
                 }
-                let theirs = positions[symbol] ?? .zero
-                if ours != theirs {
-                    correct(ReconciliationCorrection(kind: .positionMismatch, symbol: symbol,
-                                                     message: "the broker's net is \(theirs), FillGuard's \(ours) after reconciliation; a person must look"))
-                }
+                differing = try await netDifferences(among: Array(differing.keys), from: broker, only: true)
+            }
+            for (symbol, nets) in differing.sorted(by: { $0.key < $1.key }) {
+                correct(ReconciliationCorrection(kind: .positionMismatch, symbol: symbol,
+                                                 message: "the broker's net is \(nets.theirs), FillGuard's \(nets.ours) after reconciliation; a person must look"))
             }
         } catch {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "positions could not be read: \(error)"))
         }
         return corrections
+    }
+
+    /// Reads the broker's fills of the lane's symbol and applies those the journal does not hold
+    /// (booked or not is decided by the machine: remembered ids, the broker's cumulative
+    /// quantities, and for orders whose old ids left the window, quantities). Returns what was
+    /// adopted per order, and whether the fills could be read.
+    private func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, madeWhile when: String = "FillGuard was down",
+                                   correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool) {
+        let symbol = lane.symbol
+        var adopted: [OrderID: Quantity] = [:]
+        let executions: [ExecutionReport]
+        do throws(BrokerError) {
+            executions = try await broker.executions(of: symbol)
+        } catch {
+            correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
+            return (adopted, false)
+        }
+        let sorted = await read(lane) { machine in machine.reconcile(brokerExecutions: executions) }
+        for execution in sorted.missing {
+            adopted[execution.orderID, default: .zero] += execution.lastQuantity
+            correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
+                                             message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while \(when); applied"))
+            lane.enqueue(.broker(.execution(execution)))
+        }
+        for execution in sorted.unknownOrder {
+            correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
+                                             message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
+        }
+        for retired in sorted.retiredOrder {
+            let execution = retired.report
+            correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
+                                             message: "fill \(execution.executionID) of \(execution.lastQuantity) is for an order retired with closed position \(retired.positionID) and was never booked; not applied, a person must look"))
+        }
+        for ambiguity in sorted.ambiguous {
+            correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: ambiguity.orderID, message: ambiguity.message))
+        }
+        return (adopted, true)
+    }
+
+    /// Symbols whose net at the broker differs from FillGuard's, once every lane has applied
+    /// what is queued: `symbols` plus every symbol the broker has a position in, or (`only`)
+    /// just `symbols`.
+    private func netDifferences(among symbols: [Symbol], from broker: any BrokerQueries,
+                                only: Bool = false) async throws(BrokerError) -> [Symbol: (ours: Quantity, theirs: Quantity)] {
+        await waitUntilApplied()
+        let positions = try await broker.positions()
+        var checked = Set(symbols)
+        if !only { checked.formUnion(positions.keys) }
+        var differing: [Symbol: (ours: Quantity, theirs: Quantity)] = [:]
+        for symbol in checked.sorted() {
+            let ours: Quantity
+            if let lane = lane(for: symbol, create: false) {
+                ours = await read(lane) { $0.netQuantity }
+            } else {
+                ours = .zero
+            }
+            let theirs = positions[symbol] ?? .zero
+            if ours != theirs { differing[symbol] = (ours, theirs) }
+        }
+        return differing
     }
 
     /// An order FillGuard's record has ended is still live at the broker (a cancel or rejection
@@ -333,9 +373,9 @@ extension FillManager {
             correct(ReconciliationCorrection(kind: .resumedWork, symbol: lane.symbol, message: "position \(id) re-armed after restart"))
             lane.enqueue(.rearm(id))
         }
-        // Anything the replayed state still wants sent goes now, not before: an order it has as
-        // unsent may have been at the broker already (step 2 took those as placed).
-        lane.enqueue(.reconciled)
+        // Anything the replayed state still wants sent waits for the end of reconciliation
+        // (`reconcile()`): an order it has as unsent may have been at the broker already (step 2
+        // took those as placed), and what goes out must not move the positions being compared.
     }
 
     /// Waits until every lane has applied what is queued (operations may still be in flight).
