@@ -274,7 +274,7 @@ public struct FIXOrderRouter: Sendable {
     private var byClOrdID: [String: OrderID] = [:]
     private var pending = PendingRequests()
     private var keyBySeq: [Int: String] = [:]
-    private var seenExecIDs = Set<String>()
+    private var seenExecIDs = RecentExecIDs()
     private var everSent = Set<String>()
     private var statusCounter = 0
     private var quotes: [String: (waiting: Set<Symbol>, prices: [Symbol: Price])] = [:]
@@ -1086,4 +1086,37 @@ public struct FIXOrderRouter: Sendable {
             message.append(99, stop.description)
         }
     }
+}
+
+/// The ExecIDs of reports the router took, so a repeat (a resend after a gap, PossDup) is not
+/// acted on twice: the newest `generationSize` at least, never more than twice that, so memory
+/// stays flat in a session that runs for days (FIX promises ExecIDs unique within a trading day,
+/// so an id may come back much later). A repeat older than that reaches the runtime, which has
+/// its own duplicate check; acting on it again changes nothing in the router.
+struct RecentExecIDs: Sendable {
+    /// Ids per generation.
+    static let generationSize = 100_000
+    private var current = Set<String>()
+    private var previous = Set<String>()
+
+    /// True if `id` was taken recently.
+    func contains(_ id: String) -> Bool { current.contains(id) || previous.contains(id) }
+
+    /// Remembers `id`; the older generation is forgotten when the newer one is full.
+    mutating func insert(_ id: String) {
+        if current.count >= Self.generationSize {
+            previous = current
+            current = []
+        }
+        current.insert(id)
+    }
+
+    /// Forgets `id` (a report that was not taken after all).
+    mutating func remove(_ id: String) {
+        current.remove(id)
+        previous.remove(id)
+    }
+
+    /// The number of ids held.
+    var count: Int { current.count + previous.count }
 }

@@ -116,6 +116,18 @@ struct RouterLifecycleTests {
         }
     }
 
+    @Test("the ExecIDs remembered against repeats are bounded: the newest generation at least, never more than two")
+    func execIDMemoryIsBounded() {
+        var ids = RecentExecIDs()
+        let size = RecentExecIDs.generationSize
+        for number in 0..<(2 * size + 10) { ids.insert("E\(number)") }
+        #expect(ids.count <= 2 * size)
+        #expect(ids.contains("E\(2 * size + 9)") && ids.contains("E\(size + 10)"), "the newest generation is kept")
+        #expect(!ids.contains("E0"), "the oldest is forgotten")
+        ids.remove("E\(2 * size + 9)")
+        #expect(!ids.contains("E\(2 * size + 9)"))
+    }
+
     @Test("a trade cancel or correct is refused as a broker correction, and its ExecID is not used up")
     func tradeBustIsRefused() throws {
         var router = FIXOrderRouter()
