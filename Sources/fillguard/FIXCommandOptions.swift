@@ -31,18 +31,21 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: Account (1) on every order.")
     var fixAccount: String?
 
-    @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree.")
-    var fixSettleTimeout = 30.0
+    @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree (default 30).")
+    var fixSettleTimeout: Double?
 
-    /// True when any session option (not the settle timeout) was given.
+    /// True when any `--fix-*` option was given.
     var given: Bool {
         fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil || fixHeartbeat != nil
-            || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil
+            || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil || fixSettleTimeout != nil
     }
+
+    /// The settle timeout in seconds, given or the default.
+    private var settleSeconds: Double { fixSettleTimeout ?? 30 }
 
     /// Checks what `--broker fix` needs: a port, a sane settle timeout, readable settings.
     func validateForFIX() throws {
-        guard fixSettleTimeout > 0, fixSettleTimeout <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
+        guard settleSeconds > 0, settleSeconds <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
         let settings = try self.settings()
         guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
     }
@@ -74,5 +77,5 @@ struct FIXCommandOptions: ParsableArguments {
     }
 
     /// The settle timeout as a duration.
-    var settleTimeout: Duration { .milliseconds(Int64(fixSettleTimeout * 1000)) }
+    var settleTimeout: Duration { .milliseconds(Int64(settleSeconds * 1000)) }
 }
