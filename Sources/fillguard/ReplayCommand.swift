@@ -30,7 +30,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
     var strategy = "cancelThenCreate"
 
-    @Option(help: "Tries per broker operation before it fails for good.")
+    @Option(parsing: .unconditional, help: "Tries per broker operation before it fails for good.")
     var maxAttempts = 3
 
     func validate() throws {
