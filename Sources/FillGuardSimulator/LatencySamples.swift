@@ -36,3 +36,16 @@ public struct LatencySummary: Sendable, Hashable, Codable {
     /// Largest.
     public var max: Int
 }
+
+extension LatencySummary {
+    /// The JSON members: the count, then each percentile, null when there is no sample.
+    var jsonFields: [(String, String)] {
+        let values = [("p50", p50), ("p90", p90), ("p99", p99), ("p999", p999), ("max", max)]
+        return [("count", "\(count)")] + values.map { ($0.0, count == 0 ? "null" : "\($0.1)") }
+    }
+
+    /// One line for people: the percentiles, or that there was no sample.
+    var text: String {
+        count == 0 ? "no samples" : "p50 \(p50), p90 \(p90), p99 \(p99), p99.9 \(p999), max \(max) (\(count) samples)"
+    }
+}

@@ -90,8 +90,7 @@ public struct SimulationReport: Sendable {
             ("reordersInjected", "\(reordersInjected)"),
             ("unprotectedShareSeconds", string(unprotectedShareSeconds)),
             ("overCoveredShareSeconds", string(overCoveredShareSeconds)),
-            ("reactionLatencyMicros", object([("count", "\(reaction.count)"), ("p50", "\(reaction.p50)"), ("p90", "\(reaction.p90)"),
-                                              ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
+            ("reactionLatencyMicros", object(reaction.jsonFields)),
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
             ("interrupted", "\(interrupted)"),
@@ -140,7 +139,7 @@ public struct SimulationReport: Sendable {
         lines.append("  faults injected       " + (faultsInjected.isEmpty ? "0" : faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + ", duplicates \(duplicatesInjected), reorders \(reordersInjected)")
         lines.append("  unprotected           \(unprotectedShareSeconds) share-seconds")
         lines.append("  over-covered          \(overCoveredShareSeconds) share-seconds")
-        lines.append("  reaction (µs)         p50 \(reaction.p50), p90 \(reaction.p90), p99 \(reaction.p99), p99.9 \(reaction.p999), max \(reaction.max) (\(reaction.count) samples)")
+        lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
         if let journal {
@@ -200,8 +199,7 @@ public struct SimulationReport: Sendable {
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
             ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
-            ("reactionLatencyMicros", object([("count", "\(reaction.count)"), ("p50", "\(reaction.p50)"), ("p90", "\(reaction.p90)"),
-                                              ("p99", "\(reaction.p99)"), ("p999", "\(reaction.p999)"), ("max", "\(reaction.max)")])),
+            ("reactionLatencyMicros", object(reaction.jsonFields)),
             ("fix", object([
                 ("endpoint", string(fix.endpoint)), ("senderCompID", string(fix.senderCompID)), ("targetCompID", string(fix.targetCompID)),
                 ("runID", string(fix.runID)), ("logons", "\(fix.logons)"), ("disconnections", "\(fix.disconnections)"),
@@ -229,7 +227,7 @@ public struct SimulationReport: Sendable {
         lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
         lines.append("  FIX session           logons \(fix.logons), disconnections \(fix.disconnections), duplicate reports \(fix.duplicateReports), session rejects sent \(fix.rejectsSent) / received \(fix.rejectsReceived), request timeouts \(fix.requestTimeouts)")
         lines.append("  final check           \(fix.ordersChecked) orders of the run from OrderMassStatus, \(fix.checkRounds) round\(fix.checkRounds == 1 ? "" : "s")")
-        lines.append("  reaction (µs)         p50 \(reaction.p50), p90 \(reaction.p90), p99 \(reaction.p99), p99.9 \(reaction.p999), max \(reaction.max) (\(reaction.count) samples)")
+        lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
         return lines.joined(separator: "\n")

@@ -1,7 +1,7 @@
 import Foundation
 import FillGuard
 import FillGuardCore
-import FillGuardSimulator
+@testable import FillGuardSimulator
 import Testing
 
 @Suite("Simulated exchange")
@@ -375,4 +375,16 @@ private func temporaryStatePath() throws -> String {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     return directory + "/run.exchange"
+}
+
+@Suite("Simulation report")
+struct SimulationReportTests {
+    @Test("reaction percentiles are null without samples, numbers with them")
+    func reactionWithoutSamples() {
+        var samples = LatencySamples()
+        #expect(samples.summary().jsonFields.map(\.1) == ["0", "null", "null", "null", "null", "null"])
+        #expect(samples.summary().text == "no samples")
+        samples.record(.microseconds(40))
+        #expect(samples.summary().jsonFields.map(\.1) == ["1", "40", "40", "40", "40", "40"])
+    }
 }
