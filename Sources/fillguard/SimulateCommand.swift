@@ -71,6 +71,14 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @OptionGroup var fix: FIXCommandOptions
 
+    /// Closes the journal of a refused run, and removes its files if this run created it (nil
+    /// `path`: it existed before, and stays as it was).
+    private static func discard(_ journal: Journal?, createdAt path: String?) async {
+        await journal?.close()
+        guard let path else { return }
+        for file in [path, path + "-wal", path + "-shm"] { unlink(file) }
+    }
+
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
         guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds, at most 86400 (a day)") }
@@ -152,6 +160,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let interrupts = InterruptHandler()
         options.stop = interrupts.stop
         var settingsMismatch: String?
+        // A journal this run creates is removed again if the run is refused before it starts.
+        let journalIsNew = journal.map { access($0, F_OK) != 0 } ?? false
         if let journal {
             do {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
@@ -175,11 +185,13 @@ struct SimulateCommand: AsyncParsableCommand {
                 }
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
+                await Self.discard(options.journal, createdAt: journalIsNew ? journal : nil)
                 throw ExitCode(2)
             }
         }
         if let settingsMismatch {
             writeToStandardError("fillguard: \(settingsMismatch)\n")
+            await Self.discard(options.journal, createdAt: journalIsNew ? journal : nil)
             throw ExitCode(2)
         }
         let showProgress = isatty(STDERR_FILENO) == 1
