@@ -899,7 +899,12 @@ public struct SymbolStateMachine: Sendable {
             positions[p].status = .closed
             if emitsChangeActions { actions.append(.positionChanged(positionID)) }
         }
-        let said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
+        var said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
+        let net = positions[p].ledger.net.magnitude
+        if operation.kind == .cancel, role.isProtective, orders[s].isLive, orders[s].openQuantity > net {
+            // The one case that leaves a protective order larger than the position live: say so.
+            said += "; it stays live and covers \(orders[s].openQuantity) of \(net), more than the position"
+        }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
         plan(p, emitting: &actions)

@@ -178,6 +178,22 @@ struct RuleTests {
         #expect(model.live("P1", .takeProfit)?.openQuantity == 200)
     }
 
+    @Test("a refused cancel of an oversized protective order says that it stays live and over-covers", arguments: sides)
+    func refusedCancelOfTheOversizedSaysSo(side: Side) throws {
+        var model = ModelBroker("GLD", .init(nativeModify: false, replaceStrategy: .createThenCancel))
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        try model.fill("P1", .stopLoss, 100, at: side == .buy ? "95" : "105") // net 200: the target must shrink
+        #expect(model.pull().map(\.kind) == [.submit], "create first")
+        model.complete(0)
+        let cancel = model.pull()
+        #expect(cancel.map(\.kind) == [.cancel], "then cancel the old, larger one")
+        model.complete(0, failing: .permanent("refused"))
+        #expect(model.alerts.last?.message.hasSuffix("it stays live and covers 300 of 200, more than the position") == true, "\(model.alerts)")
+    }
+
     @Test("rule 7: a fill after a confirmed cancel counts, and the reopened position is protected again", arguments: sides)
     func lateFillAfterCancelReprotects(side: Side) throws {
         var model = try opened(side)
