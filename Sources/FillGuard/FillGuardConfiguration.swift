@@ -11,8 +11,15 @@ public struct FillGuardConfiguration: Sendable {
     /// Use native modify when the broker offers it (default true). False forces the replace strategy.
     public var preferNativeModify: Bool
     /// After an operation failed for good, how long until the position's orders are tried
-    /// again (the alert stays raised). Default 5 s; nil never re-arms (only the next fill does).
+    /// again (the alert stays raised). Default 1 s; nil never re-arms (only the next fill does).
     public var rearmDelay: Duration?
+    /// How long a broker call may go unanswered before FillGuard counts it as timed out
+    /// (`BrokerError.Kind.timedOut`: it may have taken effect) and goes on: retried, resent,
+    /// or settled like any timeout; an answer that comes later is ignored. A backstop for a
+    /// broker whose own deadline failed (a call that never returns would otherwise hold its order's
+    /// work for good). Checked every half timeout, so a call expires between one and one and a
+    /// half timeouts after it was sent. Default 120 s; nil waits for every answer however long.
+    public var brokerAnswerTimeout: Duration? = .seconds(120)
     /// Events a lane handles before yielding its thread to other symbols (fairness).
     public var lanePassLimit: Int
     /// How long a runner with nothing to do keeps polling for the next event before it gives its

@@ -26,6 +26,8 @@ final class SymbolLane: @unchecked Sendable {
         case brokerQuantity(OrderID, Quantity)
         case adopt(OrderID, Side, OrderType, Quantity)
         case gateOpened
+        /// Time to look for broker calls unanswered past `brokerAnswerTimeout`.
+        case checkAnswers
         /// Recovery has reconciled this lane with the broker: operations may go out.
         case reconciled
         case read(@Sendable (SymbolStateMachine) -> Void)
@@ -82,6 +84,9 @@ final class SymbolLane: @unchecked Sendable {
     /// an order the rebuilt state has as unsent may already be at the broker.
     @exclusivity(unchecked) private var operationsHeld: Bool
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
+    /// Calls sent and watched for their answer deadline (drainer-owned); nil while none is
+    /// (an idle lane holds nothing).
+    @exclusivity(unchecked) private var answerWatch: AnswerWatch?
     /// The thread inside `send` on this lane (0: none). A callback broker that answers on that
     /// thread before `send` returns (a broker that needs no wait) has its answer put straight in
     /// `pending`, handled later in the same pass: no mailbox lock, no second pass.
@@ -392,6 +397,8 @@ final class SymbolLane: @unchecked Sendable {
             machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         case .gateOpened:
             wakeScheduled = false
+        case .checkAnswers:
+            checkAnswers()
         case .reconciled:
             operationsHeld = false
         case .read(let reader):
@@ -496,14 +503,19 @@ final class SymbolLane: @unchecked Sendable {
         context.counters.operationSent(operation.kind)
         context.work.begin()
         let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
+        // One object per send holds what the answer needs and takes only the first answer (the
+        // closure captures it alone, so it costs no more than the closure's own context).
+        let answer = OperationAnswer(lane: self, operation: operation, isProbe: isProbe, sentAt: sentAt, latency: latency)
+        // Watched for its deadline only if it was not answered by the time the call returned
+        // (a broker that needs no wait answers at once, and costs nothing here).
+        defer {
+            if let timeout = context.configuration.brokerAnswerTimeout, !answer.isSettled { watch(answer, timeout: timeout) }
+        }
         if let broker = context.callbackBroker {
             // Only this thread ever stores its own id here, and it clears it before leaving, so
             // another thread never reads its own id: a relaxed load is enough.
             let answersInline = context.journal == nil
             if answersInline { sendingThread.store(ThreadIdentity.current, ordering: .relaxed) }
-            // One object per send holds what the answer needs and takes only the first answer
-            // (the closure captures it alone, so it costs no more than the closure's own context).
-            let answer = CallbackAnswer(lane: self, operation: operation, isProbe: isProbe, sentAt: sentAt, latency: latency)
             broker.send(operation.request) { answer.take($0) }
             if answersInline { sendingThread.store(0, ordering: .relaxed) }
             return
@@ -512,7 +524,7 @@ final class SymbolLane: @unchecked Sendable {
         let body: @Sendable () async -> Void = {
             let result: Result<Void, BrokerError>
             do throws(BrokerError) {
-                switch operation.request {
+                switch answer.operation.request {
                 case .submit(let request): try await broker.submit(request)
                 case .modify(let request): try await broker.modify(request)
                 case .cancel(let request): try await broker.cancel(request)
@@ -521,9 +533,7 @@ final class SymbolLane: @unchecked Sendable {
             } catch {
                 result = .failure(error)
             }
-            latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
-            self.enqueue(.completed(operation, result, wasProbe: isProbe))
-            self.context.work.end()
+            answer.take(result)
         }
         if #available(macOS 26.0, *) {
             Task.immediate { await body() }
@@ -532,9 +542,9 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    /// A `CallbackBroker`'s answer to one operation: queued as the lane's next event, or taken
-    /// inline when it comes on the sending thread. A broker that calls the completion again
-    /// breaks its contract; the repeat is logged and ignored, so the work count stays balanced.
+    /// A broker's answer to one operation: queued as the lane's next event, or taken inline when
+    /// a `CallbackBroker` gives it on the sending thread. A broker that answers again breaks its
+    /// contract; the repeat is logged and ignored, so the work count stays balanced.
     fileprivate func takeAnswer(_ result: Result<Void, BrokerError>, to operation: OrderOperation, wasProbe: Bool) {
         if sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
             takeAnswerInline(.completed(operation, result, wasProbe: wasProbe))
@@ -547,6 +557,61 @@ final class SymbolLane: @unchecked Sendable {
     fileprivate func ignoreRepeatedAnswer(to operation: OrderOperation) {
         context.logger.error("broker answered an operation twice; the repeat is ignored",
                              metadata: ["symbol": "\(symbol)", "operation": "\(operation)"])
+    }
+
+    fileprivate func ignoreLateAnswer(to operation: OrderOperation, _ result: Result<Void, BrokerError>) {
+        context.logger.warning("broker answered after the answer timeout, when the call already counted as timed out; the answer is ignored",
+                               metadata: ["symbol": "\(symbol)", "operation": "\(operation)", "answer": "\(result)"])
+    }
+
+    /// Watches a call for its answer deadline. No clock is read per call: the lane checks its
+    /// watched calls every half timeout while it has any, and a call still unanswered three
+    /// checks after it was sent (between one and one and a half timeouts) has expired. Answered
+    /// calls are dropped as the list grows (amortised).
+    private func watch(_ answer: OperationAnswer, timeout: Duration) {
+        let watch: AnswerWatch
+        if let existing = answerWatch {
+            watch = existing
+        } else {
+            watch = AnswerWatch()
+            answerWatch = watch
+            scheduleAnswerCheck(after: timeout / 2)
+        }
+        if watch.calls.count >= watch.compactAt {
+            watch.calls.removeAll { $0.answer.isSettled }
+            watch.compactAt = max(AnswerWatch.initialCompactAt, 2 * watch.calls.count)
+        }
+        watch.calls.append(AnswerWatch.Call(answer: answer, sentInCheck: watch.checks))
+    }
+
+    /// Counts every call unanswered past its deadline as timed out (its answer, if it ever
+    /// comes, is ignored); checks again while calls are unanswered.
+    private func checkAnswers() {
+        guard let watch = answerWatch, let timeout = context.configuration.brokerAnswerTimeout else { return }
+        watch.checks += 1
+        watch.calls.removeAll { call in
+            if call.answer.isSettled { return true }
+            guard watch.checks >= call.sentInCheck + 3 else { return false }
+            if call.answer.expire(after: timeout) {
+                context.logger.error("broker call unanswered after \(timeout): counted as timed out",
+                                     metadata: ["symbol": "\(symbol)", "operation": "\(call.answer.operation)"])
+            }
+            return true
+        }
+        if watch.calls.isEmpty {
+            answerWatch = nil
+        } else {
+            scheduleAnswerCheck(after: timeout / 2)
+        }
+    }
+
+    /// A check of the watched calls after `delay`. Maintenance, not work: it does not hold up
+    /// `waitUntilIdle()` (a call in flight does, until it is answered or expires).
+    private func scheduleAnswerCheck(after delay: Duration) {
+        Task {
+            try? await Task.sleep(for: delay)
+            self.enqueue(.checkAnswers)
+        }
     }
 
     /// A broker's answer given on the drainer's own thread, inside `send`: queued behind the
@@ -607,7 +672,7 @@ extension SymbolLane.Event {
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
-        case .gateOpened, .reconciled, .read: return nil
+        case .gateOpened, .checkAnswers, .reconciled, .read: return nil
         }
     }
 }
@@ -642,15 +707,20 @@ extension Duration {
     }
 }
 
-/// The completion of one operation sent to a `CallbackBroker`: the first answer reaches the
-/// lane, any later one is ignored (the protocol asks for exactly one).
-private final class CallbackAnswer: Sendable {
+/// The answer to one operation sent to the broker: the first answer reaches the lane, any later
+/// one is ignored (the protocol asks for exactly one). Past `brokerAnswerTimeout` the call is
+/// settled as timed out instead, and its answer ignored when it comes.
+private final class OperationAnswer: Sendable {
+    private static let waiting: UInt8 = 0
+    private static let answered: UInt8 = 1
+    private static let expired: UInt8 = 2
+
     private let lane: SymbolLane
-    private let operation: OrderOperation
+    let operation: OrderOperation
     private let isProbe: Bool
     private let sentAt: ContinuousClock.Instant
     private let latency: Timer?
-    private let answered = Atomic<Bool>(false)
+    private let state = Atomic<UInt8>(OperationAnswer.waiting)
 
     init(lane: SymbolLane, operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant, latency: Timer?) {
         self.lane = lane
@@ -660,12 +730,47 @@ private final class CallbackAnswer: Sendable {
         self.latency = latency
     }
 
+    /// True once answered or expired.
+    var isSettled: Bool { state.load(ordering: .relaxed) != Self.waiting }
+
+    /// The broker's answer.
     func take(_ result: Result<Void, BrokerError>) {
-        guard !answered.exchange(true, ordering: .acquiringAndReleasing) else {
-            lane.ignoreRepeatedAnswer(to: operation)
+        let (taken, before) = state.compareExchange(expected: Self.waiting, desired: Self.answered, ordering: .acquiringAndReleasing)
+        guard taken else {
+            if before == Self.expired {
+                lane.ignoreLateAnswer(to: operation, result)
+            } else {
+                lane.ignoreRepeatedAnswer(to: operation)
+            }
             return
         }
         latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
         lane.takeAnswer(result, to: operation, wasProbe: isProbe)
     }
+
+    /// Stops waiting: the call counts as timed out. False when it was answered first.
+    func expire(after timeout: Duration) -> Bool {
+        guard state.compareExchange(expected: Self.waiting, desired: Self.expired, ordering: .acquiringAndReleasing).exchanged else { return false }
+        lane.takeAnswer(.failure(BrokerError(.timedOut, "no answer within \(timeout)")), to: operation, wasProbe: isProbe)
+        return true
+    }
+}
+
+/// A lane's calls watched for their answer deadline, oldest first. It exists while calls are
+/// watched, and one check is scheduled at a time for as long as it does.
+private final class AnswerWatch {
+    struct Call {
+        let answer: OperationAnswer
+        /// The number of checks done when the call was sent.
+        let sentInCheck: Int
+    }
+
+    static let initialCompactAt = 16
+    // Touched only by the lane's current drainer, like the lane's own state: no dynamic
+    // exclusivity checks.
+    @exclusivity(unchecked) var calls: [Call] = []
+    /// The list is cleared of answered calls when it reaches this size.
+    @exclusivity(unchecked) var compactAt = AnswerWatch.initialCompactAt
+    /// Checks done so far, every half timeout.
+    @exclusivity(unchecked) var checks = 0
 }

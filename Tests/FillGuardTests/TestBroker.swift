@@ -134,6 +134,8 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
         var requests: [OrderOperation.Kind] = []
         var failures: [(kind: OrderOperation.Kind, error: BrokerError)] = []
         var asyncCalls = 0
+        var unanswered = 0
+        var withheld: [@Sendable (Result<Void, BrokerError>) -> Void] = []
     }
     let answer: Answer
     /// A second answer this broker gives after the first, breaking the protocol's "exactly once".
@@ -141,9 +143,21 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
     let capabilities = BrokerCapabilities()
     private let inner = Mutex(Inner())
 
-    init(answer: Answer, repeatAnswer: Result<Void, BrokerError>? = nil) {
+    /// A broker answering as `answer` says; the first `unanswered` requests get no answer until
+    /// `answerWithheld` (a broker whose call hangs).
+    init(answer: Answer, repeatAnswer: Result<Void, BrokerError>? = nil, unanswered: Int = 0) {
         self.answer = answer
         self.repeatAnswer = repeatAnswer
+        inner.withLock { $0.unanswered = unanswered }
+    }
+
+    /// Answers, with success, the requests held back so far.
+    func answerWithheld() {
+        let completions = inner.withLock { inner in
+            defer { inner.withheld = [] }
+            return inner.withheld
+        }
+        for completion in completions { completion(.success(())) }
     }
 
     /// The next `times` requests of `kind` fail with `error`.
@@ -163,8 +177,15 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
         case .modify: kind = .modify
         case .cancel: kind = .cancel
         }
-        let failure = inner.withLock { inner -> BrokerError? in
+        let withhold = inner.withLock { inner -> Bool in
             inner.requests.append(kind)
+            guard inner.unanswered > 0 else { return false }
+            inner.unanswered -= 1
+            inner.withheld.append(completion)
+            return true
+        }
+        if withhold { return }
+        let failure = inner.withLock { inner -> BrokerError? in
             guard let index = inner.failures.firstIndex(where: { $0.kind == kind }) else { return nil }
             return inner.failures.remove(at: index).error
         }

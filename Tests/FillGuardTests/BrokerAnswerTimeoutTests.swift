@@ -1,0 +1,49 @@
+import FillGuard
+import FillGuardCore
+import Logging
+import Testing
+
+@Suite("Broker answer timeout")
+struct BrokerAnswerTimeoutTests {
+    private func configuration() -> FillGuardConfiguration {
+        var configuration = FillGuardConfiguration(retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)))
+        configuration.brokerAnswerTimeout = .milliseconds(50)
+        return configuration
+    }
+
+    @Test("an async broker call that does not return is counted as timed out and sent again; its late answer is ignored")
+    func hangingAsyncCall() async throws {
+        let broker = TestBroker()
+        let log = LevelRecorder()
+        let manager = FillManager(broker: broker, configuration: configuration(), logger: log.logger())
+        broker.hold()
+        try await manager.open(.long("P1", "AAA"))
+        // The entry's and the scale-in's submits hang; past the timeout both are sent again.
+        await broker.waitForHeld(4)
+        #expect(broker.count(.submit) == 4)
+        broker.releaseAll()
+        #expect(await waitUntilIdle(manager))
+        let position = try #require(await manager.position("P1"))
+        #expect(position.liveOrder(.entry)?.status == .working)
+        #expect(manager.statistics.retries >= 2)
+        #expect(log.recorded.contains(.warning), "the late answers are noted")
+        #expect(!log.recorded.contains(.critical))
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a callback broker that never calls back is counted as timed out; answering later changes nothing", arguments: CallbackTestBroker.Answer.allCases)
+    func silentCallbackBroker(answer: CallbackTestBroker.Answer) async throws {
+        let broker = CallbackTestBroker(answer: answer, unanswered: 2)
+        let manager = FillManager(broker: broker, configuration: configuration(), logger: .quiet)
+        try await manager.open(.long("P1", "AAA"))
+        // Idle only once the two silent calls expired and their resends were answered.
+        #expect(await waitUntilIdle(manager))
+        #expect(broker.count(.submit) == 4)
+        let position = try #require(await manager.position("P1"))
+        #expect(position.liveOrder(.entry)?.status == .working && position.liveOrder(.scaleIn(0))?.status == .working)
+        broker.answerWithheld()
+        #expect(await waitUntilIdle(manager))
+        #expect(broker.count(.submit) == 4, "the late answers send nothing")
+        #expect(manager.statistics.retries == 2)
+    }
+}
