@@ -169,18 +169,10 @@ final class SymbolLane: @unchecked Sendable {
     /// report is refused (`shutDown`), a broker's answer is noted, anything else (a timer's
     /// event) is dropped. None is applied; with a journal, the next start asks the broker.
     private func dropAfterShutdown(_ event: consuming Event) {
-        let refusal = InputError(.shutDown, "not applied: the manager was shut down")
-        switch event {
-        case .open(let spec, let reply):
-            context.reject(refusal, context: "open \(spec.positionID) on \(symbol)")
-            reply(.failure(refusal))
-        case .broker(let report):
-            context.reject(refusal, context: "report for \(report.symbol)")
-        case .completed(let operation, _, _):
+        if case .completed(let operation, _, _) = event {
             context.logger.notice("broker answer after shutdown not applied: \(operation)", metadata: ["symbol": "\(symbol)"])
-        default:
-            break
         }
+        refuse(event, as: InputError(.shutDown, "not applied: the manager was shut down"))
     }
 
     /// Runs one pass of the lane (called by the scheduler, by one runner at a time): handles up to
@@ -317,7 +309,12 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     private func refuse(_ event: Event, because error: JournalError) {
-        let refusal = InputError(.journalUnavailable, "not applied: \(error)")
+        refuse(event, as: InputError(.journalUnavailable, "not applied: \(error)"))
+    }
+
+    /// An event that is not applied: a new bracket or a report is recorded as refused (and the
+    /// open answered); any other event is dropped.
+    private func refuse(_ event: Event, as refusal: InputError) {
         switch event {
         case .open(let spec, let reply):
             context.reject(refusal, context: "open \(spec.positionID) on \(symbol)")

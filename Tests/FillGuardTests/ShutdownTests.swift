@@ -30,28 +30,30 @@ final class LevelRecorder: Sendable {
 
 @Suite("Shutdown")
 struct ShutdownTests {
-    /// A journaled manager with one long position whose entry filled (100 at 100).
-    private func journaledManager(_ broker: TestBroker, _ log: LevelRecorder) async throws -> (FillManager, Journal, PositionSnapshot, FillMaker) {
+    /// A journaled manager with one long position (entry filled, 100 at 100) whose scale-in
+    /// then filled while the broker holds every request: the stop's and the target's resizes are
+    /// in flight (failing with `failure` once let through, if given).
+    private func resizesInFlight(_ broker: TestBroker, _ log: LevelRecorder,
+                                 failing failure: BrokerError? = nil) async throws -> (FillManager, Journal, FillMaker) {
         let journal = Journal(store: InMemoryJournalStore())
         let manager = FillManager(broker: broker, journal: journal, logger: log.logger())
         _ = try await manager.recover()
         var fills = FillMaker()
         let position = try await manager.openLongAndFillEntry("P1", "AAA", fills: &fills)
-        return (manager, journal, position, fills)
+        broker.hold()
+        if let failure { broker.fail(2, .modify, with: failure) }
+        manager.receive(fills.fill(try #require(position.liveOrder(.scaleIn(0))), 100, at: "98"))
+        await broker.waitForHeld(2)
+        return (manager, journal, fills)
     }
 
     @Test("shutdown lets work in flight finish, then refuses new inputs, sends nothing more and closes the journal")
     func drainsThenStops() async throws {
         let broker = TestBroker()
         let log = LevelRecorder()
-        let (manager, journal, position, madeFills) = try await journaledManager(broker, log)
+        // The stop's and the target's resizes are in flight when the shutdown begins.
+        let (manager, journal, madeFills) = try await resizesInFlight(broker, log)
         var fills = madeFills
-        // The scale-in fills while the broker holds every request: the stop's and the target's
-        // resizes are in flight when the shutdown begins.
-        broker.hold()
-        let scaleIn = try #require(position.liveOrder(.scaleIn(0)))
-        manager.receive(fills.fill(scaleIn, 100, at: "98"))
-        await broker.waitForHeld(2)
         // Started at once, on this thread, up to its first wait: it is draining from here on.
         let shutdown = Task.immediate { await manager.shutdown() }
         // Draining: no new bracket...
@@ -84,13 +86,8 @@ struct ShutdownTests {
     func lateAnswerAfterTheLimit() async throws {
         let broker = TestBroker()
         let log = LevelRecorder()
-        let (manager, journal, position, madeFills) = try await journaledManager(broker, log)
-        var fills = madeFills
-        broker.hold()
         // The resizes fail when they are let through: a retry would follow, were it not stopped.
-        broker.fail(2, .modify, with: BrokerError(.transient, "busy"))
-        manager.receive(fills.fill(try #require(position.liveOrder(.scaleIn(0))), 100, at: "98"))
-        await broker.waitForHeld(2)
+        let (manager, journal, _) = try await resizesInFlight(broker, log, failing: BrokerError(.transient, "busy"))
         #expect(await manager.shutdown(waitingAtMost: .milliseconds(20)) == false)
         let requests = broker.requests.count
         broker.releaseAll()
