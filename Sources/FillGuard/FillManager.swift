@@ -110,8 +110,9 @@ public final class FillManager: Sendable {
     /// is refused as `shutDown`, a late broker answer is dropped), reads still answer, and the
     /// journal writes what it holds and closes. Returns false when `limit` passed with work still
     /// in flight: with a journal, the next start's `recover()` learns from the broker how it ended.
-    /// A cool-down before a re-arm is not waited for (the next start re-arms). Call it once
-    /// the broker's event stream is no longer consumed or about to end; the broker stays yours.
+    /// A cool-down before a re-arm is not waited for (the next start re-arms). Keep feeding the
+    /// broker's reports until it returns (they apply while it drains), then stop; the broker
+    /// stays yours to disconnect.
     @discardableResult
     public func shutdown(waitingAtMost limit: Duration = .seconds(10)) async -> Bool {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
