@@ -500,6 +500,24 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
     }
 
+    @Test("a fill no journal record knows leaves a mismatch, reported once, with its fill reported once")
+    func lastingMismatchIsReportedOnce() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let survivor = first.kill()
+        // Someone else's market order on the account fills while FillGuard is down.
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-1", symbol: Self.symbol, side: .buy, type: .market, quantity: 5,
+                                                  timeInForce: .immediateOrCancel))
+        let second = try await Process(exchange: exchange, store: survivor)
+        let kinds = second.report.corrections.map(\.kind)
+        #expect(kinds.filter { $0 == .unknownExecution }.count == 1, "\(second.report.corrections)")
+        #expect(kinds.filter { $0 == .positionMismatch }.count == 1, "\(second.report.corrections)")
+        let mismatch = try #require(second.report.corrections.first { $0.kind == .positionMismatch })
+        #expect(mismatch.message.contains("the broker's net is 305, FillGuard's 300"))
+    }
+
     @Test("a stop whose submits all timed out (each taking effect) is cancelled to settle; after a restart one stop protects")
     func exhaustedTimeoutsAcrossARestart() async throws {
         let exchange = exchange()

@@ -235,7 +235,7 @@ extension FillManager {
             if !differing.isEmpty {
                 for symbol in differing.keys.sorted() {
                     if let lane = lane(for: symbol, create: false) {
-                        _ = await adoptMissingFills(on: lane, from: broker, madeWhile: "reconciliation ran", correct: correct)
+                        _ = await adoptMissingFills(on: lane, from: broker, again: true, correct: correct)
                     }
                 }
                 differing = try await netDifferences(among: Array(differing.keys), from: broker, only: true)
@@ -253,9 +253,11 @@ extension FillManager {
     /// Reads the broker's fills of the lane's symbol and applies those the journal does not hold
     /// (booked or not is decided by the machine: remembered ids, the broker's cumulative
     /// quantities, and for orders whose old ids left the window, quantities). Returns what was
-    /// adopted per order, and whether the fills could be read.
-    private func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, madeWhile when: String = "FillGuard was down",
+    /// adopted per order, and whether the fills could be read. Read `again` (after the net
+    /// check), only new fills are reported: what could not be applied was reported the first time.
+    private func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, again: Bool = false,
                                    correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool) {
+        let when = again ? "reconciliation ran" : "FillGuard was down"
         let symbol = lane.symbol
         var adopted: [OrderID: Quantity] = [:]
         let executions: [ExecutionReport]
@@ -272,6 +274,7 @@ extension FillManager {
                                              message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while \(when); applied"))
             lane.enqueue(.broker(.execution(execution)))
         }
+        if again { return (adopted, true) }
         for execution in sorted.unknownOrder {
             correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
                                              message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
