@@ -1091,8 +1091,9 @@ public struct FIXOrderRouter: Sendable {
 /// The ExecIDs of reports the router took, so a repeat (a resend after a gap, PossDup) is not
 /// acted on twice: the newest `generationSize` at least, never more than twice that, so memory
 /// stays flat in a session that runs for days (FIX promises ExecIDs unique within a trading day,
-/// so an id may come back much later). A repeat older than that reaches the runtime, which has
-/// its own duplicate check; acting on it again changes nothing in the router.
+/// so an id may come back much later). A repeat older than that is taken again: a fill reaches
+/// the runtime, which has its own duplicate check; an old end or replace is applied again (at
+/// worst a later request names a stale ClOrdID, which the broker refuses).
 struct RecentExecIDs: Sendable {
     /// Ids per generation.
     static let generationSize = 100_000
