@@ -118,6 +118,7 @@ public final class FillManager: Sendable {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
         let idle = await context.work.waitUntilIdle(atMost: limit)
         let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
+        context.answerWatchdog?.stop()
         if before != .stopped { await context.journal?.close() }
         return idle
     }

@@ -77,6 +77,8 @@ final class RuntimeContext: Sendable {
     let scheduler: LaneScheduler
     /// Mailbox buffers for lanes waking up.
     let envelopeBuffers = EnvelopeBufferPool()
+    /// Has lanes check their unanswered broker calls (nil without `brokerAnswerTimeout`).
+    let answerWatchdog: AnswerWatchdog?
     /// Where `FillManager.shutdown()` has got to.
     let lifecycle = Atomic<Lifecycle>(.running)
     /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
@@ -105,6 +107,7 @@ final class RuntimeContext: Sendable {
         self.scheduler = LaneScheduler(passLimit: configuration.lanePassLimit, idleSpin: configuration.idleSpin,
                                        threads: configuration.runnerThreads)
         self.bus = EventBus(buffer: configuration.subscriberBuffer)
+        self.answerWatchdog = configuration.brokerAnswerTimeout.map { AnswerWatchdog(interval: $0 / 2) }
         self.logger = logger
     }
 

@@ -506,7 +506,7 @@ final class SymbolLane: @unchecked Sendable {
         // Watched for its deadline only if it was not answered by the time the call returned
         // (a broker that needs no wait answers at once, and costs nothing here).
         defer {
-            if let timeout = context.configuration.brokerAnswerTimeout, !answer.isSettled { watch(answer, timeout: timeout) }
+            if context.answerWatchdog != nil, !answer.isSettled { watch(answer) }
         }
         if let broker = context.callbackBroker {
             // Only this thread ever stores its own id here, and it clears it before leaving, so
@@ -561,18 +561,18 @@ final class SymbolLane: @unchecked Sendable {
                                metadata: ["symbol": "\(symbol)", "operation": "\(operation)", "answer": "\(result)"])
     }
 
-    /// Watches a call for its answer deadline. No clock is read per call: the lane checks its
-    /// watched calls every half timeout while it has any, and a call still unanswered three
-    /// checks after it was sent (between one and one and a half timeouts) has expired. Answered
-    /// calls are dropped as the list grows (amortised).
-    private func watch(_ answer: OperationAnswer, timeout: Duration) {
+    /// Watches a call for its answer deadline. No clock is read per call: while the lane has
+    /// calls to watch, the runtime's watchdog has it check them every half timeout, and a call
+    /// still unanswered three checks after it was sent (between one and one and a half timeouts)
+    /// has expired. Answered calls are dropped as the list grows (amortised).
+    private func watch(_ answer: OperationAnswer) {
         let watch: AnswerWatch
         if let existing = answerWatch {
             watch = existing
         } else {
             watch = AnswerWatch()
             answerWatch = watch
-            scheduleAnswerCheck(after: timeout / 2)
+            context.answerWatchdog?.enroll(self)
         }
         if watch.calls.count >= watch.compactAt {
             watch.calls.removeAll { $0.answer.isSettled }
@@ -597,17 +597,7 @@ final class SymbolLane: @unchecked Sendable {
         }
         if watch.calls.isEmpty {
             answerWatch = nil
-        } else {
-            scheduleAnswerCheck(after: timeout / 2)
-        }
-    }
-
-    /// A check of the watched calls after `delay`. Maintenance, not work: it does not hold up
-    /// `waitUntilIdle()` (a call in flight does, until it is answered or expires).
-    private func scheduleAnswerCheck(after delay: Duration) {
-        Task {
-            try? await Task.sleep(for: delay)
-            self.enqueue(.checkAnswers)
+            context.answerWatchdog?.leave(self)
         }
     }
 
@@ -762,7 +752,7 @@ private final class AnswerWatch {
         let sentInCheck: Int
     }
 
-    static let initialCompactAt = 16
+    static let initialCompactAt = 4
     // Touched only by the lane's current drainer, like the lane's own state: no dynamic
     // exclusivity checks.
     @exclusivity(unchecked) var calls: [Call] = []
