@@ -237,8 +237,13 @@ public struct FIXSessionStateMachine: Sendable {
                     resendWatch = (nextTargetSeqNum, now, 0)
                 } else if now - watch.since >= patience {
                     if watch.repeats >= Self.resendRepeats {
+                        // Said with a Logout, as for any session ended on a protocol problem.
+                        let reason = "the resend of \(nextTargetSeqNum) on was asked for \(watch.repeats + 1) times and never came"
+                        var logoutMessage = FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logout)
+                        logoutMessage.append(58, reason)
+                        let logout = sendAdmin(logoutMessage, now: now)
                         state = .disconnected
-                        return [.close(.protocolViolation("the resend of \(nextTargetSeqNum) on was asked for \(watch.repeats + 1) times and never came"))]
+                        return [logout, .close(.protocolViolation(reason))]
                     }
                     resendWatch = (nextTargetSeqNum, now, watch.repeats + 1)
                     actions.append(resendRequestMessage(now: now))

@@ -181,11 +181,15 @@ struct SessionTests {
         #expect(try #require(sent(machine.tick(now: 26 * second)).first { $0.msgType == "2" })[7] == "3")
         #expect(try #require(sent(machine.tick(now: 36 * second)).first { $0.msgType == "2" })[7] == "3")
         #expect(try #require(sent(machine.tick(now: 46 * second)).first { $0.msgType == "2" })[7] == "3")
-        // Asked four times in all for 3 on: the connection is closed, so the next Logon asks afresh.
-        guard case .protocolViolation? = closeReason(machine.tick(now: 56 * second)) else {
+        // Asked four times in all for 3 on: a Logout says why, the connection is closed, and the
+        // next Logon asks afresh.
+        let end = machine.tick(now: 56 * second)
+        guard case .protocolViolation? = closeReason(end) else {
             Issue.record("a resend that never came left the session waiting")
             return
         }
+        let logout = try #require(sent(end).first { $0.msgType == "5" })
+        #expect(logout[58]?.contains("never came") == true)
     }
 
     @Test("sequence numbers are FIX ints: no plus sign; one beyond Int64 is out of range (Logout, Reject 373=5), not missing or ignored")
