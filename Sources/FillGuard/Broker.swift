@@ -72,6 +72,11 @@ public enum BrokerEvent: Sendable, Hashable {
     /// out-of-range field, an order id FillGuard never issued): nothing was applied, and the
     /// runtime records the refusal with its other refused inputs. `symbol` is the report's, as sent.
     case refused(InputError, context: String, symbol: Symbol)
+    /// The broker took back or changed, on its own, something it had reported about an order: a
+    /// fill it cancelled or corrected (a trade bust), a size it restated. FillGuard does not apply
+    /// it (it never undoes a fill, nor adopts a size it did not ask for): the runtime records it
+    /// as refused (`brokerCorrection`) and raises an `Alert` (`brokerCorrection`) for a person.
+    case correction(OrderID, symbol: Symbol, message: String)
 
     /// The instrument the event is about: it picks the symbol lane.
     public var symbol: Symbol {
@@ -79,6 +84,7 @@ public enum BrokerEvent: Sendable, Hashable {
         case .execution(let report): return report.symbol
         case .orderStatus(let report): return report.symbol
         case .refused(_, _, let symbol): return symbol
+        case .correction(_, let symbol, _): return symbol
         }
     }
 }

@@ -76,6 +76,9 @@ public final class FillManager: Sendable {
             switch event {
             case .execution(let report): orderID = report.orderID
             case .orderStatus(let report): orderID = report.orderID
+            case .correction(let id, _, let message):
+                context.reject(InputError(.brokerCorrection, message), context: "correction for order \(id) on \(event.symbol) (no position there)")
+                return
             case .refused: return
             }
             context.reject(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),

@@ -365,6 +365,14 @@ final class SymbolLane: @unchecked Sendable {
             } catch {
                 context.reject(error, context: "status of order \(report.orderID) on \(symbol)")
             }
+        case .broker(.correction(let orderID, _, let message)):
+            // Not applied: recorded as refused, and alerted for a person.
+            context.reject(InputError(.brokerCorrection, message), context: "correction for order \(orderID) on \(symbol)")
+            let order = machine.snapshot(of: orderID)
+            if let positionID = order?.positionID ?? SymbolStateMachine.positionID(ofOrder: orderID) {
+                actions.append(.alert(Alert(kind: .brokerCorrection, positionID: positionID, symbol: symbol, orderID: orderID,
+                                            role: order?.role, message: message)))
+            }
         case .broker(.refused(let error, let refusedContext, _)):
             // FillManager.receive records these without a lane; one reaching a lane changes nothing either.
             context.reject(error, context: refusedContext)
@@ -649,7 +657,7 @@ extension SymbolLane.Event {
         case .open(let spec, _): return .open(spec)
         case .broker(.execution(let report)): return .execution(report)
         case .broker(.orderStatus(let report)): return .orderStatus(report)
-        case .broker(.refused): return nil
+        case .broker(.refused), .broker(.correction): return nil
         case .completed(let operation, let result, _):
             switch result {
             case .success: return .completed(operation, failure: nil)

@@ -14,6 +14,10 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// than the position filled whole, or a late one after it closed): it is protected again
         /// at the bracket's prices (rule 7), which are then on the wrong side of the market.
         case positionFlipped
+        /// The broker took back or changed a fill or an order on its own (a trade bust or
+        /// correction, a restated size). FillGuard does not apply it, so its record of the
+        /// position or the order may now differ from the broker's.
+        case brokerCorrection
     }
     /// What went wrong.
     public var kind: Kind

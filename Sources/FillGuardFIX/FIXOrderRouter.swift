@@ -602,11 +602,13 @@ public struct FIXOrderRouter: Sendable {
         // ExecID is not taken, so a well-formed report with it still counts.
         if seenExecIDs.contains(execID) { return [.duplicate(ExecutionID(execID))] }
         if execType == "H" || execType == "G" {
-            // A trade bust or correction: FillGuard never takes back a fill it applied.
+            // A trade bust or correction: FillGuard never takes back a fill it applied; the
+            // runtime records and alerts it. Taken once: a repeat is a duplicate.
+            seenExecIDs.insert(execID)
             let what = execType == "H" ? "cancelled" : "corrected"
-            return refused(Refusal(error: InputError(.brokerCorrection, "the broker \(what) fill \(message[19] ?? "?") of order \(orderID): "
-                                                     + "FillGuard does not undo a fill it applied, so the position may be off by that fill; a person must look"),
-                                   answer: nil))
+            return [.event(.correction(orderID, symbol: Symbol(symbolText),
+                                       message: "the broker \(what) fill \(message[19] ?? "?") of order \(orderID) (ExecID \(execID)): "
+                                           + "FillGuard does not undo a fill it applied, so the position may be off by that fill; a person must look"))]
         }
         let fields: ReportFields
         do {
@@ -671,11 +673,10 @@ public struct FIXOrderRouter: Sendable {
                 outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
             default:
                 if let quantity = fields.orderQuantity, let order = orders[orderID], quantity != order.quantity {
-                    // Not applied, so not taken: a repeat is refused again.
-                    seenExecIDs.remove(execID)
-                    return [.refused(InputError(.brokerCorrection, "the broker restated order \(orderID) from \(order.quantity) to \(quantity)"
-                                                + " (ExecRestatementReason \(message[378] ?? "?")): FillGuard keeps the size it asked for; a person must look"),
-                                     context: described, symbol: Symbol(symbolText), answer: nil)]
+                    // FillGuard keeps the size it asked for: the runtime records and alerts it.
+                    return [.event(.correction(orderID, symbol: Symbol(symbolText),
+                                               message: "the broker restated order \(orderID) from \(order.quantity) to \(quantity)"
+                                                   + " (ExecRestatementReason \(message[378] ?? "?")): FillGuard keeps the size it asked for; a person must look"))]
                 }
                 outputs.append(.ignored("restatement (D) for \(clOrdID) that changes nothing FillGuard tracks"))
             }

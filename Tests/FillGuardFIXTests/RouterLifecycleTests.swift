@@ -128,8 +128,14 @@ struct RouterLifecycleTests {
         #expect(!ids.contains("E\(2 * size + 9)"))
     }
 
-    @Test("a trade cancel or correct is refused as a broker correction, and its ExecID is not used up")
-    func tradeBustIsRefused() throws {
+    /// The message of the single broker correction in `outputs`, if that is what they are.
+    private func correction(_ outputs: [FIXOrderRouter.Output]) -> (orderID: OrderID, message: String)? {
+        guard outputs.count == 1, case .event(.correction(let orderID, _, let message)) = outputs[0] else { return nil }
+        return (orderID, message)
+    }
+
+    @Test("a trade cancel or correct reaches the runtime as a broker correction (not a fill), once")
+    func tradeBustIsACorrection() throws {
         var router = FIXOrderRouter()
         _ = router.submit(stop, transactTime: 0)
         _ = router.received(report("O1", execType: "0", execID: "A1"))
@@ -138,14 +144,13 @@ struct RouterLifecycleTests {
         }
         for execType in ["H", "G"] {
             let bust = report("O1", execType: execType, execID: "B\(execType)", ordStatus: "0", extra: [FIXField(19, "F1"), FIXField(14, "0"), FIXField(151, "100")])
-            let refused = try #require(refusal(router.received(bust)))
-            #expect(refused.error.code == .brokerCorrection && refused.error.message.contains("fill F1 of order O1"))
-            #expect(refused.answer == nil, "a valid message: no reject is sent")
-            #expect(refusal(router.received(bust))?.error.code == .brokerCorrection, "refused again, not a duplicate")
+            let taken = try #require(correction(router.received(bust)))
+            #expect(taken.orderID == "O1" && taken.message.contains("fill F1 of order O1"))
+            #expect(router.received(bust) == [.duplicate(ExecutionID("B\(execType)"))], "a repeat is a duplicate")
         }
     }
 
-    @Test("a restatement: an end is taken; a new size is refused as a broker correction and changes nothing")
+    @Test("a restatement: an end is taken; a new size reaches the runtime as a broker correction and changes nothing")
     func restatements() throws {
         var router = FIXOrderRouter()
         var second = stop
@@ -155,8 +160,8 @@ struct RouterLifecycleTests {
             _ = router.received(report(request.orderID.rawValue, execType: "0", execID: "A-\(request.orderID)"))
         }
         let resized = report("O1", execType: "D", execID: "D1", extra: [FIXField(38, "60"), FIXField(151, "60"), FIXField(378, "5")])
-        let refused = try #require(refusal(router.received(resized)))
-        #expect(refused.error.code == .brokerCorrection && refused.error.message.contains("from 100 to 60"))
+        let taken = try #require(correction(router.received(resized)))
+        #expect(taken.orderID == "O1" && taken.message.contains("from 100 to 60"))
         #expect(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0))?[38] == "100")
         #expect(isIgnored(router.received(report("O2", execType: "D", execID: "D2", extra: [FIXField(38, "100")]))))
         #expect(endings(router.received(report("O2", execType: "D", execID: "D3", ordStatus: "4", extra: [FIXField(151, "0")]))) == [.cancelled])

@@ -281,6 +281,28 @@ struct FillManagerTests {
         #expect(await manager.position("P1") == before)
     }
 
+    @Test("a broker correction (a trade bust) is not applied: recorded as refused and alerted with its position and role")
+    func brokerCorrectionIsAlerted() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+        let alerts = manager.alerts()
+        var fills = FillMaker()
+        let before = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
+        let entry = try #require(before.orders.first { $0.role == .entry })
+        manager.receive(.correction(entry.id, symbol: "GLD", message: "the broker cancelled fill X1 of order \(entry.id)"))
+        // A symbol with no position: recorded all the same, no lane created, no alert.
+        manager.receive(.correction("P9-sl4", symbol: "ZZZ", message: "the broker cancelled fill X7 of order P9-sl4"))
+        await manager.waitUntilIdle()
+        #expect(manager.statistics.rejected[.brokerCorrection] == 2)
+        #expect(manager.symbolCount == 1)
+        #expect(await manager.position("P1") == before, "nothing applied")
+        var iterator = alerts.makeAsyncIterator()
+        let alert = try #require(await iterator.next())
+        #expect(alert.kind == .brokerCorrection && alert.positionID == "P1" && alert.role == .entry && alert.orderID == entry.id)
+        #expect(alert.message.contains("cancelled fill X1"))
+        #expect(manager.statistics.alerts == 1)
+    }
+
     @Test("after a permanent failure the runtime re-arms the stop after the cool-down")
     func runtimeRearmsAfterCoolDown() async throws {
         let broker = TestBroker()
