@@ -75,7 +75,8 @@ public enum BrokerEvent: Sendable, Hashable {
     /// The broker took back or changed, on its own, something it had reported about an order: a
     /// fill it cancelled or corrected (a trade bust), a size it restated. FillGuard does not apply
     /// it (it never undoes a fill, nor adopts a size it did not ask for): the runtime records it
-    /// as refused (`brokerCorrection`) and raises an `Alert` (`brokerCorrection`) for a person.
+    /// as refused (`brokerCorrection`) and raises an `Alert` (`brokerCorrection`) for a person,
+    /// whenever the order id names a position (an id FillGuard issued).
     case correction(OrderID, symbol: Symbol, message: String)
 
     /// The instrument the event is about: it picks the symbol lane.

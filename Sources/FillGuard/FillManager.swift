@@ -76,8 +76,11 @@ public final class FillManager: Sendable {
             switch event {
             case .execution(let report): orderID = report.orderID
             case .orderStatus(let report): orderID = report.orderID
-            case .correction(let id, _, let message):
-                context.reject(InputError(.brokerCorrection, message), context: "correction for order \(id) on \(event.symbol) (no position there)")
+            case .correction(let id, let symbol, let message):
+                context.reject(InputError(.brokerCorrection, message), context: "correction for order \(id) on \(symbol) (no position there)")
+                if let positionID = SymbolStateMachine.positionID(ofOrder: id) {
+                    context.raise(Alert(kind: .brokerCorrection, positionID: positionID, symbol: symbol, orderID: id, role: nil, message: message))
+                }
                 return
             case .refused: return
             }

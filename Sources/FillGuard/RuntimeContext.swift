@@ -130,6 +130,14 @@ final class RuntimeContext: Sendable {
         }
     }
 
+    /// Raises an alert: counted, logged, published.
+    func raise(_ alert: Alert) {
+        metrics.alerts.increment()
+        counters.alerts.add(1, ordering: .relaxed)
+        logger.error("\(alert)", metadata: ["symbol": "\(alert.symbol)"])
+        bus.alerts.publish(alert)
+    }
+
     /// Records a refused input: counted, logged, kept in the recent history, published.
     func reject(_ error: InputError, context: String) {
         metrics.rejected[error.code]?.increment()

@@ -442,10 +442,7 @@ final class SymbolLane: @unchecked Sendable {
             case .orderChanged(let id):
                 if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
             case .alert(let alert):
-                context.metrics.alerts.increment()
-                context.counters.alerts.add(1, ordering: .relaxed)
-                context.logger.error("\(alert)", metadata: ["symbol": "\(symbol)"])
-                context.bus.alerts.publish(alert)
+                context.raise(alert)
             }
         }
     }

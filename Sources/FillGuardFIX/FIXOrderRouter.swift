@@ -216,6 +216,11 @@ public struct FIXOrderRouter: Sendable {
         var cancelled = false
         /// Ended by the broker's reject: a submit sent again fails.
         var rejected = false
+        /// Trades on after a done for day (good till cancel or till a date, as sent or as the
+        /// broker's status gave TimeInForce).
+        var outlivesTheDay = false
+        /// Learnt from a status answer as pending new: the broker has not accepted it yet.
+        var learntPendingNew = false
     }
 
     private enum RequestKind: Sendable, Hashable {
@@ -347,7 +352,8 @@ public struct FIXOrderRouter: Sendable {
         Self.appendType(request.type, to: &message)
         message.append(59, Self.timeInForceCode(request.timeInForce))
         orders[request.orderID] = Order(symbol: request.symbol, side: request.side, type: request.type, timeInForce: request.timeInForce,
-                                        quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: 0, done: false, brokerOrderID: nil)
+                                        quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: 0, done: false, brokerOrderID: nil,
+                                        outlivesTheDay: Self.outlivesTheDay(Self.timeInForceCode(request.timeInForce)))
         byClOrdID[clOrdID] = request.orderID
         pending[clOrdID] = Pending(kind: .submit, orderID: request.orderID, message: message)
         return .send(message, key: clOrdID)
@@ -593,9 +599,9 @@ public struct FIXOrderRouter: Sendable {
             // The id names one of our orders but is not one this router issued for it.
             return refused(Refusal(error: InputError(.unknownOrder, "ClOrdID \(clOrdID) was never issued for order \(root)"), answer: nil))
         }
-        // A fill for an order this router does not know (after a restart, say) still goes to the
+        // A fill (or a trade bust) for an order this router does not know (after a restart, say) goes to the
         // runtime under the ClOrdID chain's root: the runtime decides, and records a refusal.
-        guard let orderID = known ?? (execType == "F" ? Self.root(of: clOrdID) : nil) else {
+        guard let orderID = known ?? (["F", "H", "G"].contains(execType) ? Self.root(of: clOrdID) : nil) else {
             return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
         }
         // A repeat of a report already taken is dropped whatever it carries; a refused report's
@@ -636,6 +642,7 @@ public struct FIXOrderRouter: Sendable {
         switch execType {
         case "0": // New
             orders[orderID]?.acknowledged = true
+            orders[orderID]?.learntPendingNew = false
             outputs += complete(key: clOrdID, expecting: .submit)
         case "5": // Replaced
             if case .modify(let quantity)? = pending[clOrdID]?.kind {
@@ -645,6 +652,7 @@ public struct FIXOrderRouter: Sendable {
             }
             orders[orderID]?.clOrdID = clOrdID
             orders[orderID]?.acknowledged = true
+            orders[orderID]?.learntPendingNew = false
             if pending[clOrdID] != nil { outputs += complete(key: clOrdID, expecting: nil) }
             if message[39] == "2" { outputs += finish(orderID, reason: "filled") }
         case "4": // Canceled
@@ -659,7 +667,7 @@ public struct FIXOrderRouter: Sendable {
         case "C": // Expired
             outputs += end(orderID, .expired, reason: text)
         case "3": // Done for day: a day order is over; one good till cancel trades again tomorrow.
-            if Self.outlivesTheDay(orders[orderID]?.timeInForce.map(Self.timeInForceCode)) {
+            if orders[orderID]?.outlivesTheDay == true {
                 outputs.append(.ignored("done for day (3) for \(clOrdID), an order that trades again the next day"))
             } else {
                 outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
@@ -669,7 +677,7 @@ public struct FIXOrderRouter: Sendable {
             case "4": outputs += end(orderID, .cancelled, reason: text)
             case "C": outputs += end(orderID, .expired, reason: text)
             case "8": outputs += end(orderID, .rejected, reason: text)
-            case "3" where !Self.outlivesTheDay(orders[orderID]?.timeInForce.map(Self.timeInForceCode)):
+            case "3" where orders[orderID]?.outlivesTheDay != true:
                 outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
             default:
                 if let quantity = fields.orderQuantity, let order = orders[orderID], quantity != order.quantity {
@@ -687,7 +695,7 @@ public struct FIXOrderRouter: Sendable {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
             } else if pending[clOrdID] != nil {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "request rejected" : text))
-            } else if orders[orderID]?.acknowledged == true {
+            } else if let order = orders[orderID], order.acknowledged, !order.learntPendingNew {
                 // FIX 4.4 rejects only a new order this way: on one it accepted, this answers a
                 // repeat of the submit (PossResend after a timeout), and the order stays live.
                 outputs.append(.ignored("reject (8) for \(clOrdID), an order the broker accepted: \(text)"))
@@ -704,6 +712,7 @@ public struct FIXOrderRouter: Sendable {
                 lastQuantity: lastQty, lastPrice: lastPx, cumulativeQuantity: fields.cumulative, leavesQuantity: fields.leaves,
                 transactTime: fields.transactTime, commission: fields.commission ?? .zero)
             orders[orderID]?.acknowledged = true
+            orders[orderID]?.learntPendingNew = false
             if pending[clOrdID]?.kind == .submit { outputs += complete(key: clOrdID, expecting: .submit) }
             outputs.append(.event(.execution(report)))
             // The order is not marked done here: the runtime may still refuse this fill (an
@@ -896,7 +905,8 @@ public struct FIXOrderRouter: Sendable {
                                        timeInForce: status.timeInForce.flatMap(Self.timeInForce(code:)),
                                        quantity: status.orderQuantity ?? status.cumulativeQuantity + status.leavesQuantity,
                                        clOrdID: status.clOrdID, acknowledged: true, requests: requests, done: status.isTerminal,
-                                       brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4", rejected: status.ordStatus == "8")
+                                       brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4", rejected: status.ordStatus == "8",
+                                       outlivesTheDay: Self.outlivesTheDay(status.timeInForce), learntPendingNew: status.ordStatus == "A")
         byClOrdID[status.clOrdID] = status.orderID
     }
 

@@ -116,6 +116,39 @@ struct RouterLifecycleTests {
         }
     }
 
+    /// A router that learnt, from a mass status after a restart, order O7 (a sell stop for 300)
+    /// with this OrdStatus and TimeInForce.
+    private func learnt(ordStatus: String, timeInForce: String?) -> FIXOrderRouter {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { return router }
+        var fields = [FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(40, "3"), FIXField(99, "245"),
+                      FIXField(38, "300"), FIXField(151, "300")]
+        if let timeInForce { fields.append(FIXField(59, timeInForce)) }
+        _ = router.received(report("O7", execType: "I", execID: "S", ordStatus: ordStatus, extra: fields))
+        return router
+    }
+
+    @Test("after a restart: a reject of an order learnt pending new ends it; a learnt good-till-date order outlives a done for day")
+    func learntOrders() {
+        var pending = learnt(ordStatus: "A", timeInForce: "1")
+        let rejected = pending.received(report("O7", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(54, "2"), FIXField(103, "3")]))
+        #expect(endings(rejected) == [.rejected], "the broker never accepted it: the reject ends it")
+        var accepted = learnt(ordStatus: "0", timeInForce: "1")
+        #expect(isIgnored(accepted.received(report("O7", execType: "8", execID: "R2", ordStatus: "8", extra: [FIXField(54, "2"), FIXField(103, "6")]))))
+
+        var tillDate = learnt(ordStatus: "0", timeInForce: "6")
+        #expect(isIgnored(tillDate.received(report("O7", execType: "3", execID: "D1", ordStatus: "3", extra: [FIXField(54, "2")]))))
+        var day = learnt(ordStatus: "0", timeInForce: nil)
+        #expect(endings(day.received(report("O7", execType: "3", execID: "D2", ordStatus: "3", extra: [FIXField(54, "2")]))) == [.expired])
+    }
+
+    @Test("a trade bust for an order the router does not know (after a restart) still reaches the runtime, under its root")
+    func bustOfAnUnknownOrder() {
+        var router = FIXOrderRouter()
+        let bust = report("P1-en1", execType: "H", execID: "B1", extra: [FIXField(19, "F1")])
+        #expect(correction(router.received(bust))?.orderID == "P1-en1")
+    }
+
     @Test("the ExecIDs remembered against repeats are bounded: the newest generation at least, never more than two")
     func execIDMemoryIsBounded() {
         var ids = RecentExecIDs()

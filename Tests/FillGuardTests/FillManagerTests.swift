@@ -290,17 +290,22 @@ struct FillManagerTests {
         let before = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
         let entry = try #require(before.orders.first { $0.role == .entry })
         manager.receive(.correction(entry.id, symbol: "GLD", message: "the broker cancelled fill X1 of order \(entry.id)"))
-        // A symbol with no position: recorded all the same, no lane created, no alert.
+        // A symbol with no position: recorded and alerted all the same (the id names its
+        // position), no lane created.
         manager.receive(.correction("P9-sl4", symbol: "ZZZ", message: "the broker cancelled fill X7 of order P9-sl4"))
         await manager.waitUntilIdle()
         #expect(manager.statistics.rejected[.brokerCorrection] == 2)
         #expect(manager.symbolCount == 1)
         #expect(await manager.position("P1") == before, "nothing applied")
         var iterator = alerts.makeAsyncIterator()
-        let alert = try #require(await iterator.next())
-        #expect(alert.kind == .brokerCorrection && alert.positionID == "P1" && alert.role == .entry && alert.orderID == entry.id)
-        #expect(alert.message.contains("cancelled fill X1"))
-        #expect(manager.statistics.alerts == 1)
+        var raised: [Alert] = []
+        for _ in 0..<2 { raised.append(try #require(await iterator.next())) }
+        let onPosition = try #require(raised.first { $0.positionID == "P1" })
+        #expect(onPosition.kind == .brokerCorrection && onPosition.role == .entry && onPosition.orderID == entry.id)
+        #expect(onPosition.message.contains("cancelled fill X1"))
+        let elsewhere = try #require(raised.first { $0.positionID == "P9" })
+        #expect(elsewhere.kind == .brokerCorrection && elsewhere.symbol == "ZZZ" && elsewhere.role == nil)
+        #expect(manager.statistics.alerts == 2)
     }
 
     @Test("after a permanent failure the runtime re-arms the stop after the cool-down")
