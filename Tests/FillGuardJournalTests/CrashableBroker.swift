@@ -20,6 +20,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var forwarded = 0
         var forwardedBeforePositions: Int?
         var beforeFirstPositions: (@Sendable () -> Void)?
+        var forgedExecutions: [ExecutionReport] = []
     }
 
     let exchange: SimulatedExchange
@@ -128,7 +129,14 @@ final class CrashableBroker: Broker, BrokerQueries {
 
     func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { try await exchange.orderState(id, symbol: symbol) }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { try await exchange.openOrders() }
-    func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] { try await exchange.executions(of: symbol) }
+    func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
+        let forged = state.withLock { $0.forgedExecutions.filter { $0.symbol == symbol } }
+        return try await exchange.executions(of: symbol) + forged
+    }
+
+    /// Has the broker report `execution` too, in its executions and its net position: a fill
+    /// the exchange never made (for a report FillGuard must refuse).
+    func forge(_ execution: ExecutionReport) { state.withLock { $0.forgedExecutions.append(execution) } }
     func positions() async throws(BrokerError) -> [Symbol: Quantity] {
         let action = state.withLock { state -> (@Sendable () -> Void)? in
             if state.forwardedBeforePositions == nil { state.forwardedBeforePositions = state.forwarded }
@@ -136,7 +144,12 @@ final class CrashableBroker: Broker, BrokerQueries {
             return state.beforeFirstPositions
         }
         action?()
-        return try await exchange.positions()
+        var positions = try await exchange.positions()
+        for execution in state.withLock({ $0.forgedExecutions }) {
+            let signed = execution.side == .buy ? execution.lastQuantity : Quantity.zero - execution.lastQuantity
+            positions[execution.symbol, default: .zero] += signed
+        }
+        return positions
     }
 
     /// Runs `action` when positions are first asked for, before answering (the market moving

@@ -518,6 +518,24 @@ struct RecoveryTests {
         #expect(mismatch.message.contains("the broker's net is 305, FillGuard's 300"))
     }
 
+    @Test("a fill the broker reports but the journal's state refuses (an overfill) is reported once, with one mismatch")
+    func refusedAdoptionIsReportedOnce() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let entry = try #require(await first.manager.position("P1")?.orders.first { $0.role == .entry })
+        let survivor = first.kill()
+        let second = try await Process(exchange: exchange, store: survivor, prepare: { connection in
+            connection.forge(ExecutionReport(executionID: "FORGED-1", orderID: entry.id, symbol: Self.symbol, side: .buy,
+                                             lastQuantity: 5_000, lastPrice: Price("248")!))
+        })
+        let kinds = second.report.corrections.map(\.kind)
+        #expect(kinds.filter { $0 == .adoptedFill }.count == 1, "\(second.report.corrections)")
+        #expect(kinds.filter { $0 == .positionMismatch }.count == 1, "\(second.report.corrections)")
+        #expect(second.manager.statistics.rejected[.overfill] == 1, "refused once, not again")
+    }
+
     @Test("a stop whose submits all timed out (each taking effect) is cancelled to settle; after a restart one stop protects")
     func exhaustedTimeoutsAcrossARestart() async throws {
         let exchange = exchange()

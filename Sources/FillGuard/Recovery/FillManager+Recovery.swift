@@ -68,6 +68,9 @@ extension FillManager {
 
     private func reconcileHoldingOperations() async -> [ReconciliationCorrection] {
         var corrections: [ReconciliationCorrection] = []
+        // The fills step 3 adopted, per symbol: read again after the net check, they are not
+        // adopted (nor reported) a second time, even where the machine refused one.
+        var adoptedBefore: [Symbol: Set<ExecutionID>] = [:]
         func correct(_ correction: ReconciliationCorrection) {
             corrections.append(correction)
             context.metrics.corrections[correction.kind]?.increment()
@@ -129,7 +132,8 @@ extension FillManager {
                 lane.enqueue(.brokerQuantity(order.id, state.quantity))
             }
             // 3. Fills made at the broker that the journal does not hold.
-            let (adopted, executionsRead) = await adoptMissingFills(on: lane, from: broker, correct: correct)
+            let (adopted, executionsRead, adoptedIDs) = await adoptMissingFills(on: lane, from: broker, correct: correct)
+            adoptedBefore[symbol] = adoptedIDs
             // 3b. Filled quantity at the broker that neither the journal nor the reports account for
             // (the broker did not keep or resend them): reported, never made up.
             for order in view.live where executionsRead {
@@ -235,7 +239,7 @@ extension FillManager {
             if !differing.isEmpty {
                 for symbol in differing.keys.sorted() {
                     if let lane = lane(for: symbol, create: false) {
-                        _ = await adoptMissingFills(on: lane, from: broker, again: true, correct: correct)
+                        _ = await adoptMissingFills(on: lane, from: broker, again: true, skipping: adoptedBefore[symbol] ?? [], correct: correct)
                     }
                 }
                 differing = try await netDifferences(among: Array(differing.keys), from: broker, only: true)
@@ -253,10 +257,12 @@ extension FillManager {
     /// Reads the broker's fills of the lane's symbol and applies those the journal does not hold
     /// (booked or not is decided by the machine: remembered ids, the broker's cumulative
     /// quantities, and for orders whose old ids left the window, quantities). Returns what was
-    /// adopted per order, and whether the fills could be read. Read `again` (after the net
-    /// check), only new fills are reported: what could not be applied was reported the first time.
+    /// adopted per order, whether the fills could be read, and the ids adopted. Read `again`
+    /// (after the net check), only new fills are adopted and reported: those in `skipping` were
+    /// adopted the first time, and what could not be applied was reported then.
     private func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, again: Bool = false,
-                                   correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool) {
+                                   skipping earlier: Set<ExecutionID> = [],
+                                   correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool, ids: Set<ExecutionID>) {
         let when = again ? "reconciliation ran" : "FillGuard was down"
         let symbol = lane.symbol
         var adopted: [OrderID: Quantity] = [:]
@@ -265,16 +271,18 @@ extension FillManager {
             executions = try await broker.executions(of: symbol)
         } catch {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
-            return (adopted, false)
+            return (adopted, false, [])
         }
         let sorted = await read(lane) { machine in machine.reconcile(brokerExecutions: executions) }
-        for execution in sorted.missing {
+        var ids = Set<ExecutionID>()
+        for execution in sorted.missing where !earlier.contains(execution.executionID) {
+            ids.insert(execution.executionID)
             adopted[execution.orderID, default: .zero] += execution.lastQuantity
             correct(ReconciliationCorrection(kind: .adoptedFill, symbol: symbol, orderID: execution.orderID,
                                              message: "fill \(execution.executionID) of \(execution.lastQuantity) at \(execution.lastPrice) was made while \(when); applied"))
             lane.enqueue(.broker(.execution(execution)))
         }
-        if again { return (adopted, true) }
+        if again { return (adopted, true, ids) }
         for execution in sorted.unknownOrder {
             correct(ReconciliationCorrection(kind: .unknownExecution, symbol: symbol, orderID: execution.orderID,
                                              message: "fill \(execution.executionID) is for an order no journal record knows; not applied"))
@@ -287,7 +295,7 @@ extension FillManager {
         for ambiguity in sorted.ambiguous {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: ambiguity.orderID, message: ambiguity.message))
         }
-        return (adopted, true)
+        return (adopted, true, ids)
     }
 
     /// Symbols whose net at the broker differs from FillGuard's, once every lane has applied
