@@ -7,6 +7,7 @@ final class AnswerWatchdog: Sendable {
     private struct State {
         var lanes: [ObjectIdentifier: SymbolLane] = [:]
         var running = false
+        var stopped = false
     }
 
     private let interval: Duration
@@ -18,6 +19,7 @@ final class AnswerWatchdog: Sendable {
     /// Has `lane` checked at every tick from now on (until it leaves).
     func enroll(_ lane: SymbolLane) {
         let start = state.withLock { state -> Bool in
+            guard !state.stopped else { return false }
             state.lanes[ObjectIdentifier(lane)] = lane
             guard !state.running else { return false }
             state.running = true
@@ -31,9 +33,14 @@ final class AnswerWatchdog: Sendable {
         _ = state.withLock { $0.lanes.removeValue(forKey: ObjectIdentifier(lane)) }
     }
 
-    /// Lets every lane go (the manager shut down): the timer ends at its next tick.
-    func stop() {
-        state.withLock { $0.lanes.removeAll() }
+    /// Lets every lane go and takes no more (the manager shut down): the timer ends at its next
+    /// tick. Returns the lanes that were enrolled, for them to drop what they watch.
+    func stop() -> [SymbolLane] {
+        state.withLock { state in
+            state.stopped = true
+            defer { state.lanes.removeAll() }
+            return Array(state.lanes.values)
+        }
     }
 
     /// Ticks while any lane is enrolled. Maintenance, not work: it does not hold up

@@ -18,7 +18,8 @@ public struct FillGuardConfiguration: Sendable {
     /// or settled like any timeout; an answer that comes later is ignored. A backstop for a
     /// broker whose own deadline failed (a call that never returns would otherwise hold its order's
     /// work for good). Checked every half timeout, so a call expires between one and one and a
-    /// half timeouts after it was sent. Default 120 s; nil waits for every answer however long.
+    /// half timeouts after it was sent. Default 120 s; nil (or a duration that is not positive)
+    /// waits for every answer however long.
     public var brokerAnswerTimeout: Duration? = .seconds(120)
     /// Events a lane handles before yielding its thread to other symbols (fairness).
     public var lanePassLimit: Int

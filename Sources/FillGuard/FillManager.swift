@@ -115,7 +115,8 @@ public final class FillManager: Sendable {
     /// finishes, for up to `limit`. Then it stops: nothing more is applied or sent (a later report
     /// is refused as `shutDown`, a late broker answer is dropped), reads still answer, and the
     /// journal writes what it holds and closes. Returns false when `limit` passed with work still
-    /// in flight: with a journal, the next start's `recover()` learns from the broker how it ended.
+    /// in flight: broker calls still unanswered are given up (their answers are ignored), and with
+    /// a journal the next start's `recover()` learns from the broker how they ended.
     /// A cool-down before a re-arm is not waited for (the next start re-arms). Keep feeding the
     /// broker's reports until it returns (they apply while it drains), then stop; the broker
     /// stays yours to disconnect.
@@ -124,7 +125,9 @@ public final class FillManager: Sendable {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
         let idle = await context.work.waitUntilIdle(atMost: limit)
         let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
-        context.answerWatchdog?.stop()
+        // Calls still unanswered are given up: each lane drops what it watched (their answers,
+        // should they come, are not applied), so nothing is kept alive or counted as work.
+        for lane in context.answerWatchdog?.stop() ?? [] { lane.enqueue(.checkAnswers) }
         if before != .stopped { await context.journal?.close() }
         return idle
     }

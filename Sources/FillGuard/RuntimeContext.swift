@@ -107,7 +107,7 @@ final class RuntimeContext: Sendable {
         self.scheduler = LaneScheduler(passLimit: configuration.lanePassLimit, idleSpin: configuration.idleSpin,
                                        threads: configuration.runnerThreads)
         self.bus = EventBus(buffer: configuration.subscriberBuffer)
-        self.answerWatchdog = configuration.brokerAnswerTimeout.map { AnswerWatchdog(interval: $0 / 2) }
+        self.answerWatchdog = configuration.brokerAnswerTimeout.flatMap { $0 > .zero ? AnswerWatchdog(interval: $0 / 2) : nil }
         self.logger = logger
     }
 

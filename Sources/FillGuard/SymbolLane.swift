@@ -587,12 +587,18 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// Counts every call unanswered past its deadline as timed out (its answer, if it ever
-    /// comes, is ignored); checks again while calls are unanswered.
+    /// comes, is ignored); checks again while calls are unanswered. After a shutdown every call
+    /// still watched is given up at once (nothing more is applied anyway).
     private func checkAnswers() {
         guard let watch = answerWatch, let timeout = context.configuration.brokerAnswerTimeout else { return }
+        let stopped = context.lifecycle.load(ordering: .relaxed) == .stopped
         watch.checks += 1
         watch.calls.removeAll { call in
             if call.answer.isSettled { return true }
+            if stopped {
+                _ = call.answer.expire(after: timeout)
+                return true
+            }
             guard watch.checks >= call.sentInCheck + 3 else { return false }
             if call.answer.expire(after: timeout) {
                 context.logger.error("broker call unanswered after \(timeout): counted as timed out",
@@ -643,7 +649,7 @@ extension SymbolLane.Event {
     /// Taken after a shutdown as before: a read of the state, and the lane's own bookkeeping.
     var isAnsweredAfterShutdown: Bool {
         switch self {
-        case .read, .gateOpened, .reconciled: return true
+        case .read, .gateOpened, .reconciled, .checkAnswers: return true
         default: return false
         }
     }

@@ -6,15 +6,39 @@ import Testing
 
 /// Log levels a manager wrote, to check that a clean shutdown logs nothing critical.
 final class LevelRecorder: Sendable {
-    private let levels = Mutex<[Logger.Level]>([])
+    private struct State {
+        var levels: [Logger.Level] = []
+        var waiters: [(Logger.Level, Int, CheckedContinuation<Void, Never>)] = []
+    }
+    private let state = Mutex(State())
 
-    var recorded: [Logger.Level] { levels.withLock { $0 } }
+    var recorded: [Logger.Level] { state.withLock { $0.levels } }
+
+    /// Waits until `count` entries at `level` were logged.
+    func waitFor(_ count: Int, at level: Logger.Level) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.levels.filter({ $0 == level }).count >= count { return true }
+                state.waiters.append((level, count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
 
     func logger() -> Logger {
         Logger(label: "test") { _ in Handler(recorder: self) }
     }
 
-    fileprivate func record(_ level: Logger.Level) { levels.withLock { $0.append(level) } }
+    fileprivate func record(_ level: Logger.Level) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.levels.append(level)
+            let done = state.waiters.filter { waiter in state.levels.filter { $0 == waiter.0 }.count >= waiter.1 }
+            state.waiters.removeAll { waiter in state.levels.filter { $0 == waiter.0 }.count >= waiter.1 }
+            return done.map(\.2)
+        }
+        for continuation in ready { continuation.resume() }
+    }
 
     private struct Handler: LogHandler {
         let recorder: LevelRecorder
@@ -89,9 +113,13 @@ struct ShutdownTests {
         // The resizes fail when they are let through: a retry would follow, were it not stopped.
         let (manager, journal, _) = try await resizesInFlight(broker, log, failing: BrokerError(.transient, "busy"))
         #expect(await manager.shutdown(waitingAtMost: .milliseconds(20)) == false)
+        // The calls still unanswered were given up at the stop: nothing is left counted as work.
+        #expect(await waitUntilIdle(manager))
         let requests = broker.requests.count
+        let warnings = log.recorded.filter { $0 == .warning }.count
         broker.releaseAll()
-        // The answers were counted as work when sent: idle means they came and were dropped.
+        // Their answers, when they come, are ignored (a warning each): nothing applied or sent.
+        await log.waitFor(warnings + 2, at: .warning)
         #expect(await waitUntilIdle(manager))
         #expect(broker.requests.count == requests)
         #expect(manager.statistics.retries == 0)
