@@ -12,6 +12,11 @@ final class AnswerWatchdog: Sendable {
 
     private let interval: Duration
     private let state = Mutex(State())
+    private let ticks = Atomic<Int>(0)
+
+    /// Ticks so far. A call sent when this read `n` has been waiting a whole timeout once it
+    /// reads `n + 3`, however late a lane gets to a tick's check.
+    var tickCount: Int { ticks.load(ordering: .acquiring) }
 
     /// A watchdog ticking every `interval`.
     init(interval: Duration) { self.interval = interval }
@@ -56,6 +61,7 @@ final class AnswerWatchdog: Sendable {
                 return Array(state.lanes.values)
             }
             guard let lanes else { return }
+            ticks.add(1, ordering: .releasing)
             for lane in lanes { lane.enqueue(.checkAnswers) }
         }
     }

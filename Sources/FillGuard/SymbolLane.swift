@@ -567,9 +567,9 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// Watches a call for its answer deadline. No clock is read per call: while the lane has
-    /// calls to watch, the runtime's watchdog has it check them every half timeout, and a call
-    /// still unanswered three checks after it was sent (between one and one and a half timeouts)
-    /// has expired. Answered calls are dropped as the list grows (amortised).
+    /// calls to watch, the runtime's watchdog ticks every half timeout and has it check them, and
+    /// a call still unanswered three ticks after it was sent (between one and one and a half
+    /// timeouts) has expired. Answered calls are dropped as the list grows (amortised).
     private func watch(_ answer: OperationAnswer) {
         let watch: AnswerWatch
         if let existing = answerWatch {
@@ -583,7 +583,7 @@ final class SymbolLane: @unchecked Sendable {
             watch.calls.removeAll { $0.answer.isSettled }
             watch.compactAt = max(AnswerWatch.initialCompactAt, 2 * watch.calls.count)
         }
-        watch.calls.append(AnswerWatch.Call(answer: answer, sentInCheck: watch.checks))
+        watch.calls.append(AnswerWatch.Call(answer: answer, sentAtTick: context.answerWatchdog?.tickCount ?? 0))
     }
 
     /// Counts every call unanswered past its deadline as timed out (its answer, if it ever
@@ -592,14 +592,14 @@ final class SymbolLane: @unchecked Sendable {
     private func checkAnswers() {
         guard let watch = answerWatch, let timeout = context.configuration.brokerAnswerTimeout else { return }
         let stopped = context.lifecycle.load(ordering: .relaxed) == .stopped
-        watch.checks += 1
+        let tick = context.answerWatchdog?.tickCount ?? 0
         watch.calls.removeAll { call in
             if call.answer.isSettled { return true }
             if stopped {
                 _ = call.answer.expire(after: timeout)
                 return true
             }
-            guard watch.checks >= call.sentInCheck + 3 else { return false }
+            guard tick >= call.sentAtTick + 3 else { return false }
             if call.answer.expire(after: timeout) {
                 context.logger.error("broker call unanswered after \(timeout): counted as timed out",
                                      metadata: ["symbol": "\(symbol)", "operation": "\(call.answer.operation)"])
@@ -759,8 +759,8 @@ private final class OperationAnswer: Sendable {
 private final class AnswerWatch {
     struct Call {
         let answer: OperationAnswer
-        /// The number of checks done when the call was sent.
-        let sentInCheck: Int
+        /// The watchdog's tick count when the call was sent.
+        let sentAtTick: Int
     }
 
     static let initialCompactAt = 4
@@ -769,6 +769,4 @@ private final class AnswerWatch {
     @exclusivity(unchecked) var calls: [Call] = []
     /// The list is cleared of answered calls when it reaches this size.
     @exclusivity(unchecked) var compactAt = AnswerWatch.initialCompactAt
-    /// Checks done so far, every half timeout.
-    @exclusivity(unchecked) var checks = 0
 }
