@@ -296,10 +296,17 @@ extension FillManager {
 /// Waits until `manager` is idle and returns true, or returns false after `limit` (a failure
 /// guard, not synchronisation): a test of lost work counts fails instead of hanging.
 func waitUntilIdle(_ manager: FillManager, failingAfter limit: Duration = .seconds(30)) async -> Bool {
+    await finishes(failingAfter: limit) { await manager.waitUntilIdle() }
+}
+
+/// Runs `wait` (a wait on a real signal) and returns true when it ends, or false after `limit`
+/// (a failure guard, not synchronisation): a signal that never comes fails the test instead of
+/// hanging it.
+func finishes(failingAfter limit: Duration = .seconds(30), _ wait: @escaping @Sendable () async -> Void) async -> Bool {
     await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
         let outcome = FirstOutcome(continuation)
         Task {
-            await manager.waitUntilIdle()
+            await wait()
             outcome.resume(returning: true)
         }
         Task {
