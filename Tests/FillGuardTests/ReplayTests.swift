@@ -255,6 +255,22 @@ struct ReplayTests {
         #expect(marked.positions.first?.netQuantity == 5)
     }
 
+    @Test("a key named twice in one object is refused, not settled by whichever the decoder keeps")
+    func duplicateKeys() {
+        let twice = Self.fill("entry", "100", "E2").replacingOccurrences(of: "\"quantity\":\"100\"", with: "\"quantity\":\"100\",\"quantity\":\"1\"")
+        let escaped = Self.fill("entry", "100", "E3").replacingOccurrences(of: "\"execId\"", with: "\"\\u0071uantity\":\"2\",\"execId\"")
+        let nested = Self.openLong.replacingOccurrences(of: "\"limit\":\"246\"", with: "\"limit\":\"246\",\"limit\":\"1\"").replacingOccurrences(of: "\"P\"", with: "\"Q\"")
+        let apart = "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"7\",\"price\":\"248\",\"execId\":\"E4\",\"note\":[{\"a\":1},{\"a\":2}],\"x\":{\"type\":\"quantity\"}}"
+        let report = TraceReplayer.replay([Self.openLong, Self.fill("entry", "10", "E1"), twice, escaped, nested, apart].joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [3, 4, 5])
+        #expect(report.rejected.map(\.error.code) == [.malformed, .malformed, .malformed])
+        #expect(report.rejected.first?.error.message == "the key 'quantity' appears twice in one object")
+        #expect(report.rejected[1].error.message.contains("'quantity'"), "an escaped spelling is the same key")
+        #expect(report.rejected[2].error.message.contains("'limit'"), "nested objects are checked too")
+        #expect(report.positions.map(\.id) == ["P"], "the refused open changed nothing")
+        #expect(report.positions.first?.netQuantity == 17, "equal keys in different objects are fine")
+    }
+
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
     func scaleInIndexAndRanges() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),

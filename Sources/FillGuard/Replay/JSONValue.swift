@@ -22,10 +22,15 @@ enum JSONValue: Decodable, Sendable {
 
     /// Parses one line of JSON text.
     static func parse(_ text: String) throws(InputError) -> JSONValue {
+        let value: JSONValue
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
         } catch {
             throw InputError(.malformed, "not valid JSON")
         }
+        if let key = DuplicateKeys.first(in: text) {
+            throw InputError(.malformed, "the key '\(key)' appears twice in one object")
+        }
+        return value
     }
 }
