@@ -85,7 +85,8 @@ struct ManagedOrder: Sendable, Codable {
     var position: Int32
     /// Being replaced (no native modify): the slot of the order that replaces it, or -1.
     var successor: Int32 = -1
-    /// Failed tries of the current work (reset by a success).
+    /// Failed tries of the current work (reset by a success, and when the work turns from keeping
+    /// the order to cancelling it or back).
     var attempts: Int32 = 0
     var target: Target
     /// The scale-in index (0 for other roles).

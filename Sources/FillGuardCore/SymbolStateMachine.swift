@@ -816,6 +816,10 @@ public struct SymbolStateMachine: Sendable {
 
     private mutating func setTarget(_ target: ManagedOrder.Target, of s: Int, emitting actions: inout [Action]) {
         guard orders[s].target != target else { return }
+        // Tries count per operation: a cancel after failed modifies (or a resize after a failed
+        // cancel) is other work and gets its own tries, so a position gone flat is not left with a
+        // protective order alerted after one failure of its cancel.
+        if (orders[s].target == .cancelled) != (target == .cancelled), !orders[s].awaitingFill { orders[s].attempts = 0 }
         orders[s].target = target
         sequence += 1
         orders[s].workSequence = sequence

@@ -134,6 +134,33 @@ struct KnownFailuresTests {
         expectProtected(model)
     }
 
+    @Test("tries count per operation: a cancel after two failed modifies gets its own tries, not the modify's last")
+    func cancelAfterFailedModifiesGetsItsOwnTries() throws {
+        var model = try opened(.init(maxAttempts: 3))
+        try model.fill("P1", .scaleIn(0), 100, at: "98")
+        for round in 1...2 {
+            model.pull()
+            let stop = try #require(model.inFlight.firstIndex { $0.role == .stopLoss && $0.kind == .modify })
+            model.complete(stop, failing: .transient("busy"))
+            while let other = model.inFlight.firstIndex(where: { $0.role != .stopLoss }) { model.complete(other) }
+            #expect(model.retries.count == 1)
+            if round == 1 { model.fireRetries() }
+        }
+        // The target fills whole while the stop's modify waits for its third try: the position is
+        // flat and the stop's work is now a cancel.
+        try model.fill("P1", .takeProfit, 400, at: "110")
+        model.fireRetries()
+        let cancel = try #require(model.pull().first { $0.role == .stopLoss })
+        #expect(cancel.kind == .cancel)
+        #expect(cancel.attempt == 1, "the cancel's first try")
+        model.complete(try #require(model.inFlight.firstIndex(of: cancel)), failing: .transient("busy"))
+        #expect(model.alerts.isEmpty, "one transient failure of the cancel is retried, not alerted")
+        model.settle()
+        #expect(model.alerts.isEmpty)
+        #expect(model.snapshot("P1").status == .closed)
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "the stop is cancelled at the broker")
+    }
+
     @Test("small fills never vanish: exact fixed-point, no float tolerance")
     func tinyFillsAddUp() throws {
         var model = ModelBroker("BTC")
