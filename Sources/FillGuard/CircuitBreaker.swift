@@ -2,18 +2,21 @@ import Synchronization
 
 /// When the breaker opens and how it probes.
 public struct CircuitBreakerPolicy: Sendable, Hashable {
-    /// Consecutive transient failures that open the breaker (default 5).
-    public var failureThreshold: Int
-    /// How long it stays open before letting one probe through (default 1 s).
-    public var openDuration: Duration
-    /// How often a held lane asks again while a probe is out (default 20 ms).
-    public var probeWait: Duration
+    /// Consecutive transient failures that open the breaker (default 5; at least 1).
+    public var failureThreshold: Int { didSet { if failureThreshold < 1 { failureThreshold = 1 } } }
+    /// How long it stays open before letting one probe through (default 1 s; a negative one is zero).
+    public var openDuration: Duration { didSet { if openDuration < .zero { openDuration = .zero } } }
+    /// How often a held lane asks again while a probe is out (default 20 ms; at least 1 ms).
+    public var probeWait: Duration { didSet { if probeWait < Self.shortestProbeWait { probeWait = Self.shortestProbeWait } } }
+
+    /// The shortest `probeWait`: a held lane never asks in a busy loop.
+    public static let shortestProbeWait: Duration = .milliseconds(1)
 
     /// A breaker policy.
     public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(1), probeWait: Duration = .milliseconds(20)) {
         self.failureThreshold = max(1, failureThreshold)
-        self.openDuration = openDuration
-        self.probeWait = probeWait
+        self.openDuration = max(.zero, openDuration)
+        self.probeWait = max(Self.shortestProbeWait, probeWait)
     }
 }
 

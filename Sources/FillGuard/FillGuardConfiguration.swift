@@ -11,8 +11,13 @@ public struct FillGuardConfiguration: Sendable {
     /// Use native modify when the broker offers it (default true). False forces the replace strategy.
     public var preferNativeModify: Bool
     /// After an operation failed for good, how long until the position's orders are tried
-    /// again (the alert stays raised). Default 1 s; nil never re-arms (only the next fill does).
-    public var rearmDelay: Duration?
+    /// again (the alert stays raised). Default 1 s, at least 10 ms; nil never re-arms (only the
+    /// next fill does).
+    public var rearmDelay: Duration? {
+        didSet { if let delay = rearmDelay, delay < Self.shortestRearmDelay { rearmDelay = Self.shortestRearmDelay } }
+    }
+    /// The shortest `rearmDelay`: work the broker refuses for good is not sent again in a loop.
+    public static let shortestRearmDelay: Duration = .milliseconds(10)
     /// How long a broker call may go unanswered before FillGuard counts it as timed out
     /// (`BrokerError.Kind.timedOut`: it may have taken effect) and goes on: retried, resent,
     /// or settled like any timeout; an answer that comes later is ignored. A backstop for a
@@ -21,34 +26,37 @@ public struct FillGuardConfiguration: Sendable {
     /// half timeouts after it was sent. Default 120 s; nil (or a duration that is not positive)
     /// waits for every answer however long.
     public var brokerAnswerTimeout: Duration? = .seconds(120)
-    /// Events a lane handles before yielding its thread to other symbols (fairness).
-    public var lanePassLimit: Int
+    /// Events a lane handles before yielding its thread to other symbols (fairness; at least 1).
+    public var lanePassLimit: Int { didSet { if lanePassLimit < 1 { lanePassLimit = 1 } } }
     /// How long a runner with nothing to do keeps polling for the next event before it gives its
     /// thread back (default zero: never). Set it (e.g. 100 µs) where a processor is to spare:
     /// sparse events then skip a thread wake-up (tens of microseconds) at the cost of a busy core
     /// meanwhile. Where the cores are all needed (a network adapter's threads on 2 cores), polling
     /// takes time from them and costs more than it saves. Ignored on a single processor.
-    public var idleSpin: Duration = .zero
+    public var idleSpin: Duration = .zero { didSet { if idleSpin < .zero { idleSpin = .zero } } }
     /// Dedicated threads (optionally bound to processors of their own) that run the lanes instead
     /// of Swift's shared thread pool; nil (default): the pool. `idleSpin` then does not apply (the
     /// threads' own `spin` does). You own them: shut them down when done.
     public var runnerThreads: RunnerThreads?
-    /// Newest events kept per subscriber of the event bus; a slow subscriber loses the oldest, never blocks.
-    public var subscriberBuffer: Int
-    /// Rejected inputs kept for `recentRejections()`.
-    public var rejectionHistory: Int
+    /// Newest events kept per subscriber of the event bus (at least 1); a slow subscriber loses the
+    /// oldest, never blocks.
+    public var subscriberBuffer: Int { didSet { if subscriberBuffer < 1 { subscriberBuffer = 1 } } }
+    /// Rejected inputs kept for `recentRejections()` (0: none).
+    public var rejectionHistory: Int { didSet { if rejectionHistory < 0 { rejectionHistory = 0 } } }
     /// After a restart: what to do with live broker orders no journal record knows (default leave).
     public var unknownOrders: UnknownOrderPolicy = .leave
     /// Called with each reaction latency: fill received to protective operation handed to the broker.
     public var reactionObserver: (@Sendable (Duration) -> Void)?
     /// Applied execution ids remembered per symbol for duplicate detection (the newest this many
     /// always, up to twice as many); older repeats are caught by quantity checks (docs/dedupe.md).
-    public var executionWindow: Int = 1_024
+    public var executionWindow: Int = 1_024 { didSet { if executionWindow < 1 { executionWindow = 1 } } }
     /// Closed positions kept in full per symbol; older ones whose orders are all done are retired
     /// (they leave `positions()`; a late report for their orders is refused). nil: never retire.
-    public var retainedClosedPositions: Int?
+    public var retainedClosedPositions: Int? {
+        didSet { if let keep = retainedClosedPositions, keep < 0 { retainedClosedPositions = 0 } }
+    }
     /// Retired orders remembered per symbol, so that recovery and late reports recognise them.
-    public var retiredOrderMemory: Int = 4_096
+    public var retiredOrderMemory: Int = 4_096 { didSet { if retiredOrderMemory < 0 { retiredOrderMemory = 0 } } }
 
     /// A configuration with the brief's defaults.
     public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),
@@ -60,7 +68,7 @@ public struct FillGuardConfiguration: Sendable {
         self.circuitBreaker = circuitBreaker
         self.replaceStrategy = replaceStrategy
         self.preferNativeModify = preferNativeModify
-        self.rearmDelay = rearmDelay
+        self.rearmDelay = rearmDelay.map { max(Self.shortestRearmDelay, $0) }
         self.lanePassLimit = max(1, lanePassLimit)
         self.subscriberBuffer = max(1, subscriberBuffer)
         self.rejectionHistory = max(0, rejectionHistory)

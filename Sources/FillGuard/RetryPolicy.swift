@@ -1,25 +1,31 @@
 /// How transient broker failures are retried: a bounded number of attempts with exponentially
 /// growing, jittered, capped delays.
 public struct RetryPolicy: Sendable, Hashable {
-    /// Tries per operation, the first included (default 3).
-    public var maxAttempts: Int
-    /// Delay before the first retry (default 0.5 s).
-    public var baseDelay: Duration
-    /// Growth factor per retry (default 2).
-    public var multiplier: Int
-    /// Longest delay (default 10 s).
-    public var maxDelay: Duration
+    /// Tries per operation, the first included (default 3; at least 1).
+    public var maxAttempts: Int { didSet { if maxAttempts < 1 { maxAttempts = 1 } } }
+    /// Delay before the first retry (default 0.5 s; a negative one is zero).
+    public var baseDelay: Duration { didSet { if baseDelay < .zero { baseDelay = .zero } } }
+    /// Growth factor per retry (default 2; at least 1).
+    public var multiplier: Int { didSet { if multiplier < 1 { multiplier = 1 } } }
+    /// Longest delay (default 10 s; a negative one is zero).
+    public var maxDelay: Duration { didSet { if maxDelay < .zero { maxDelay = .zero } } }
     /// Fraction of each delay that is randomised, 0 (none) to 1 (full jitter); default 0.5.
-    public var jitter: Double
+    /// Values outside are brought to the nearer end (NaN: none).
+    public var jitter: Double { didSet { if !(0...1).contains(jitter) { jitter = Self.clamped(jitter) } } }
 
     /// A retry policy; defaults: 3 attempts, 0.5 s base, doubling, 10 s cap, half jitter.
     public init(maxAttempts: Int = 3, baseDelay: Duration = .milliseconds(500), multiplier: Int = 2,
                 maxDelay: Duration = .seconds(10), jitter: Double = 0.5) {
         self.maxAttempts = max(1, maxAttempts)
-        self.baseDelay = baseDelay
+        self.baseDelay = max(.zero, baseDelay)
         self.multiplier = max(1, multiplier)
-        self.maxDelay = maxDelay
-        self.jitter = min(1, max(0, jitter))
+        self.maxDelay = max(.zero, maxDelay)
+        self.jitter = Self.clamped(jitter)
+    }
+
+    /// A fraction brought into 0...1 (NaN: 0).
+    private static func clamped(_ fraction: Double) -> Double {
+        fraction.isNaN ? 0 : min(1, max(0, fraction))
     }
 
     /// Retries immediately: for deterministic replays and tests.
@@ -27,13 +33,13 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// The delay before retry number `attempt` (1 = first retry); `unit` in 0..<1 draws the jitter.
     public func delay(beforeRetry attempt: Int, unit: Double) -> Duration {
-        var delay = baseDelay
+        var delay = min(baseDelay, maxDelay)
         for _ in 1..<max(1, attempt) {
+            // Compared before multiplying, so that no policy can overflow `Duration`.
+            if delay >= maxDelay / multiplier { delay = maxDelay; break }
             delay = delay * multiplier
-            if delay >= maxDelay { break }
         }
-        if delay > maxDelay { delay = maxDelay }
-        let kept = 1 - jitter * min(max(unit, 0), 1)
-        return delay * kept
+        let kept = 1 - jitter * Self.clamped(unit)
+        return kept == 1 ? delay : delay * kept
     }
 }

@@ -11,11 +11,16 @@ public final class TokenBucket: Sendable {
     private let capacity: Int64
     private let inner: Mutex<Inner>
 
-    /// A full bucket refilling at `rate` tokens per second, holding at most `capacity`.
+    /// The most tokens per second and the largest capacity (a billion each: far beyond any broker);
+    /// larger values are brought down to it, so the arithmetic cannot overflow.
+    public static let largest = 1_000_000_000
+
+    /// A full bucket refilling at `rate` tokens per second, holding at most `capacity` (each from 1
+    /// to `largest`).
     public init(rate: Int, capacity: Int, now: ContinuousClock.Instant = .now) {
-        self.rate = Int64(max(1, rate))
-        self.capacity = Int64(max(1, capacity))
-        self.inner = Mutex(Inner(nanoTokens: Int64(max(1, capacity)) * Self.nanosPerToken, last: now))
+        self.rate = Int64(min(Self.largest, max(1, rate)))
+        self.capacity = Int64(min(Self.largest, max(1, capacity)))
+        self.inner = Mutex(Inner(nanoTokens: self.capacity * Self.nanosPerToken, last: now))
     }
 
     /// Takes a token: nil when granted, else how long until one is available.
@@ -23,9 +28,11 @@ public final class TokenBucket: Sendable {
         inner.withLock { inner in
             let elapsed = now - inner.last
             if elapsed > .zero {
+                // In 128 bits: a long idle gap times a high rate does not fit in 64.
                 let (seconds, attoseconds) = elapsed.components
-                let nanos = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-                inner.nanoTokens = min(capacity * Self.nanosPerToken, inner.nanoTokens + min(nanos, 60_000_000_000) * rate)
+                let nanos = Int128(seconds) * 1_000_000_000 + Int128(attoseconds / 1_000_000_000)
+                let full = Int128(capacity * Self.nanosPerToken)
+                inner.nanoTokens = Int64(min(full, Int128(inner.nanoTokens) + nanos * Int128(rate)))
                 inner.last = now
             }
             if inner.nanoTokens >= Self.nanosPerToken {

@@ -16,19 +16,21 @@ public struct SymbolStateMachine: Sendable {
         public var nativeModify: Bool
         /// How to resize a protective order when there is no native modify.
         public var replaceStrategy: ReplaceStrategy
-        /// Tries per operation before it fails for good (first try included).
-        public var maxAttempts: Int
+        /// Tries per operation before it fails for good (first try included; at least 1).
+        public var maxAttempts: Int { didSet { if maxAttempts < 1 { maxAttempts = 1 } } }
         /// Applied execution ids remembered per symbol for duplicate detection: the newest
         /// `executionWindow` are always remembered (up to twice as many are). An older repeat is
         /// still refused when counting it would overfill its order or contradict the broker's
         /// cumulative quantity (see docs/dedupe.md).
-        public var executionWindow: Int
+        public var executionWindow: Int { didSet { if executionWindow < 1 { executionWindow = 1 } } }
         /// Closed positions kept in full per symbol; older closed positions whose orders are all
         /// done are retired (only a compact record of their orders stays). nil: never retire.
-        public var retainedClosedPositions: Int?
+        public var retainedClosedPositions: Int? {
+            didSet { if let keep = retainedClosedPositions, keep < 0 { retainedClosedPositions = 0 } }
+        }
         /// Retired orders remembered (id, position, booked quantity), oldest forgotten first: a
         /// late report for one is refused as an unknown order, and recovery knows it was booked.
-        public var retiredOrderMemory: Int
+        public var retiredOrderMemory: Int { didSet { if retiredOrderMemory < 0 { retiredOrderMemory = 0 } } }
 
         /// A configuration; defaults: native modify, cancel-then-create fallback, 3 attempts,
         /// a window of 1,024 execution ids, closed positions kept, 4,096 retired orders remembered.
