@@ -79,7 +79,8 @@ final class SymbolLane: @unchecked Sendable {
     @exclusivity(unchecked) private var machine: SymbolStateMachine
     /// Events taken from the mailbox (all of them, in one swap) and not yet processed.
     @exclusivity(unchecked) private var pending = EventQueue()
-    @exclusivity(unchecked) private var wakeScheduled = false
+    /// When the wake-up scheduled for held work comes (nanoseconds since `epoch`); 0: none is.
+    @exclusivity(unchecked) private var wakeAt: Int64 = 0
     /// A lane rebuilt from the journal sends nothing until recovery has reconciled it (`.reconciled`):
     /// an order the rebuilt state has as unsent may already be at the broker.
     @exclusivity(unchecked) private var operationsHeld: Bool
@@ -401,7 +402,7 @@ final class SymbolLane: @unchecked Sendable {
         case .adopt(let id, let side, let type, let quantity):
             machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         case .gateOpened:
-            wakeScheduled = false
+            wakeAt = 0
         case .checkAnswers:
             checkAnswers()
         case .reconciled:
@@ -461,6 +462,8 @@ final class SymbolLane: @unchecked Sendable {
             }
             let isProbe: Bool
             if case .probe = permission { isProbe = true } else { isProbe = false }
+            // The breaker went half open to let this probe through: shown now, not at its answer.
+            if isProbe, context.metrics.enabled { context.metrics.breakerState.record(CircuitBreaker.State.halfOpen.rawValue) }
             if let bucket = context.bucket, let wait = bucket.take(now: clock.now) {
                 if isProbe { context.breaker.releaseProbe() }
                 if !machine.isQuiescent { scheduleWake(at: clock.now + wait) }
@@ -622,8 +625,10 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     private func scheduleWake(at instant: ContinuousClock.Instant) {
-        guard !wakeScheduled else { return }
-        wakeScheduled = true
+        // One coming no later does; a shorter wait (the rate limit's, after the breaker's) needs its own.
+        let nanos = max(1, (instant - Self.epoch).nanoseconds)
+        guard wakeAt == 0 || nanos < wakeAt else { return }
+        wakeAt = nanos
         schedule(at: instant, .gateOpened)
     }
 
