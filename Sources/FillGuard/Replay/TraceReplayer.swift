@@ -137,21 +137,32 @@ public struct TraceReplayer: Sendable {
         guard positionSymbols[spec.positionID] == nil else {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
-        var machine = machines[spec.symbol] ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
+        // Each machine is taken out of the table while it changes, so that its storage is not
+        // shared with the table's copy: a change then copies nothing (it copied every execution
+        // id so far, making a long trace of one symbol quadratic).
+        let existing = machines.removeValue(forKey: spec.symbol)
+        var machine = existing ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
             nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts,
             executionWindow: Self.executionWindow))
         var actions: [SymbolStateMachine.Action] = []
-        try machine.open(spec, emitting: &actions)
-        machines[spec.symbol] = machine
+        do {
+            try machine.open(spec, emitting: &actions)
+        } catch {
+            if let existing { machines[spec.symbol] = existing }
+            throw error
+        }
         positionSymbols[spec.positionID] = spec.symbol
         positionOrder.append(spec.positionID)
-        settle(spec.symbol, actions)
+        settle(&machine, actions)
+        machines[spec.symbol] = machine
     }
 
     private mutating func apply(_ fill: TraceFill) throws(InputError) {
-        guard let symbol = positionSymbols[fill.position], var machine = machines[symbol] else {
+        guard let symbol = positionSymbols[fill.position], var machine = machines.removeValue(forKey: symbol) else {
             throw InputError(.unknownPosition, "position \(fill.position) is not open in this trace")
         }
+        // A refused fill changes nothing in the machine, which goes back as it is.
+        defer { machines[symbol] = machine }
         guard let orderID = machine.orderID(of: fill.position, role: fill.role), let order = machine.snapshot(of: orderID) else {
             throw InputError(.unknownOrder, "position \(fill.position) has no \(fill.role) order")
         }
@@ -161,13 +172,12 @@ public struct TraceReplayer: Sendable {
             leavesQuantity: fill.leavesQuantity, commission: fill.commission)
         var actions: [SymbolStateMachine.Action] = []
         try machine.apply(report, emitting: &actions)
-        machines[symbol] = machine
-        settle(symbol, actions)
+        settle(&machine, actions)
     }
 
     /// Runs the scripted broker until the symbol has no work left.
-    private mutating func settle(_ symbol: Symbol, _ initial: [SymbolStateMachine.Action]) {
-        guard var machine = machines[symbol] else { return }
+    private mutating func settle(_ machine: inout SymbolStateMachine, _ initial: [SymbolStateMachine.Action]) {
+        let symbol = machine.symbol
         var retries: [OrderID] = []
         var actions = initial
         collect(&actions, into: &retries)
@@ -196,7 +206,6 @@ public struct TraceReplayer: Sendable {
                 break
             }
         }
-        machines[symbol] = machine
     }
 
     private mutating func collect(_ actions: inout [SymbolStateMachine.Action], into retries: inout [OrderID]) {
