@@ -255,16 +255,23 @@ struct ReplayTests {
         #expect(marked.positions.first?.netQuantity == 5)
     }
 
-    @Test("a key named twice in one object is refused, not settled by whichever the decoder keeps")
-    func duplicateKeys() {
+    @Test("what the decoder lets through is refused: a key named twice in one object, a trailing comma, a byte-order mark inside the file")
+    func strictJSON() {
         let twice = Self.fill("entry", "100", "E2").replacingOccurrences(of: "\"quantity\":\"100\"", with: "\"quantity\":\"100\",\"quantity\":\"1\"")
         let escaped = Self.fill("entry", "100", "E3").replacingOccurrences(of: "\"execId\"", with: "\"\\u0071uantity\":\"2\",\"execId\"")
         let nested = Self.openLong.replacingOccurrences(of: "\"limit\":\"246\"", with: "\"limit\":\"246\",\"limit\":\"1\"").replacingOccurrences(of: "\"P\"", with: "\"Q\"")
         let apart = "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"7\",\"price\":\"248\",\"execId\":\"E4\",\"note\":[{\"a\":1},{\"a\":2}],\"x\":{\"type\":\"quantity\"}}"
-        let report = TraceReplayer.replay([Self.openLong, Self.fill("entry", "10", "E1"), twice, escaped, nested, apart].joined(separator: "\n"))
-        #expect(report.rejected.map(\.line) == [3, 4, 5])
-        #expect(report.rejected.map(\.error.code) == [.malformed, .malformed, .malformed])
-        #expect(report.rejected.first?.error.message == "the key 'quantity' appears twice in one object")
+        let trailing = Self.fill("entry", "100", "E5").replacingOccurrences(of: "}", with: ",}")
+        let inArray = Self.openLong.replacingOccurrences(of: "}]}", with: "},]}").replacingOccurrences(of: "\"P\"", with: "\"R\"")
+        let marked = "\u{FEFF}" + Self.fill("entry", "100", "E6")
+        let report = TraceReplayer.replay([Self.openLong, Self.fill("entry", "10", "E1"), twice, escaped, nested, apart, trailing, inArray, marked]
+            .joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [3, 4, 5, 7, 8, 9])
+        #expect(report.rejected.allSatisfy { $0.error.code == .malformed })
+        #expect(report.rejected.first?.error.message == "not valid JSON: the key 'quantity' appears twice in one object")
+        #expect(report.rejected[3].error.message == "not valid JSON: a comma before '}'")
+        #expect(report.rejected[4].error.message == "not valid JSON: a comma before ']'")
+        #expect(report.rejected[5].error.message.contains("byte-order mark"))
         #expect(report.rejected[1].error.message.contains("'quantity'"), "an escaped spelling is the same key")
         #expect(report.rejected[2].error.message.contains("'limit'"), "nested objects are checked too")
         #expect(report.positions.map(\.id) == ["P"], "the refused open changed nothing")

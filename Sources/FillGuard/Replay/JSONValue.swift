@@ -28,8 +28,8 @@ enum JSONValue: Decodable, Sendable {
         } catch {
             throw InputError(.malformed, "not valid JSON")
         }
-        if let key = DuplicateKeys.first(in: text) {
-            throw InputError(.malformed, "the key '\(key)' appears twice in one object")
+        if let problem = StrictJSON.problem(in: text) {
+            throw InputError(.malformed, "not valid JSON: \(problem)")
         }
         return value
     }

@@ -1,19 +1,24 @@
 import Foundation
 
-/// Finds a key named twice in one JSON object, which `JSONDecoder` would silently settle (the first wins).
+/// What `JSONDecoder` lets through that a trace line must not have: a key named twice in one
+/// object (the decoder silently keeps the first) and a comma before a closing bracket.
 ///
-/// A trace line such as `{"quantity":"100","quantity":"1"}` is ambiguous, so replay refuses it rather
-/// than guess. The scan runs on text the decoder has already accepted, so it only follows the structure.
-enum DuplicateKeys {
-    /// The first key that appears twice within one object of `text` (valid JSON), or nil.
-    static func first(in text: String) -> String? {
+/// `{"quantity":"100","quantity":"1"}` is ambiguous and `{"quantity":"100",}` is not JSON, so
+/// replay refuses both rather than guess. The scan runs on text the decoder has already accepted,
+/// so it only follows the structure.
+enum StrictJSON {
+    /// Why `text` (which the decoder accepted) is still not a well-formed trace line; nil if it is.
+    static func problem(in text: String) -> String? {
         let bytes = Array(text.utf8)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return "a byte-order mark starts the line (only the file may start with one)" }
         // One entry per open container: the keys seen so far for an object, nil for an array.
         var containers: [Set<String>?] = []
         var expectingKey = false
+        var previous: UInt8 = 0 // the last byte outside strings that is not white space
         var index = 0
         while index < bytes.count {
-            switch bytes[index] {
+            let byte = bytes[index]
+            switch byte {
             case UInt8(ascii: "{"):
                 containers.append([])
                 expectingKey = true
@@ -21,6 +26,7 @@ enum DuplicateKeys {
                 containers.append(nil)
                 expectingKey = false
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if previous == UInt8(ascii: ",") { return "a comma before '\(Character(Unicode.Scalar(byte)))'" }
                 if !containers.isEmpty { containers.removeLast() }
                 expectingKey = false
             case UInt8(ascii: ","):
@@ -37,13 +43,16 @@ enum DuplicateKeys {
                     containers.removeLast()
                     let raw = bytes[start..<min(end, bytes.count)]
                     let key = escaped ? unescaped(raw) : String(decoding: raw, as: UTF8.self)
-                    if !keys.insert(key).inserted { return key }
+                    if !keys.insert(key).inserted { return "the key '\(key)' appears twice in one object" }
                     containers.append(keys)
                 }
                 expectingKey = false
                 index = end
             default:
                 break
+            }
+            if byte != UInt8(ascii: " "), byte != UInt8(ascii: "\t"), byte != UInt8(ascii: "\n"), byte != UInt8(ascii: "\r") {
+                previous = byte
             }
             index += 1
         }
