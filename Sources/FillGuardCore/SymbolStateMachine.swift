@@ -469,15 +469,25 @@ public struct SymbolStateMachine: Sendable {
             }
             failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) failed \(attempts) \(attempts == 1 ? "time" : "times"), last: \(message)", emitting: &actions)
         case .unknownOrder(let message):
-            guard operation.kind == .cancel else {
+            guard operation.kind != .submit else {
                 failPermanently(s, operation: operation, message: "\(operation.kind.rawValue) refused: \(message)", emitting: &actions)
                 return
             }
-            // Nothing of the order works at the broker: what the cancel wanted is so.
+            // Nothing of the order works at the broker: what a cancel wanted is so. A modify's
+            // order is gone as well: keeping it as working would leave the role unprotected while
+            // showing a stop; it ends, and the role gets a new order (a late fill of the old one
+            // still counts, rule 7).
             orders[s].mayBeLive = false
             if orders[s].isLive {
                 orders[s].attempts = 0
+                let wanted = operation.kind == .modify && orders[s].target != .cancelled
+                orders[s].sizeIsKnown()
                 setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled))
+                if wanted, orders[s].role.isProtective {
+                    actions.append(.alert(Alert(
+                        kind: .protectiveEndedByBroker, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                        message: "the broker does not know \(orders[s].role) \(orders[s].id) (modify answered: \(message)); it is taken as ended, re-protecting \(positions[p].ledger.net.magnitude)")))
+                }
             }
             deactivateIfFinished(s)
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
@@ -872,6 +882,20 @@ public struct SymbolStateMachine: Sendable {
             orders[s].failure = message
             if operation.kind == .submit, unsent { setPhase(s, .done(.rejected)) }
         }
+        // create-then-cancel: the old order's cancel was refused, so it stays live beside the
+        // order created to replace it, and the two would cover the role twice (a triggered stop
+        // selling the position twice: rule 6). The replacement, which can be cancelled, goes; the
+        // role is left to the old order, the alert and the re-arm. Not when an earlier cancel of
+        // the old order timed out: that one may be gone, and the replacement is then all there is.
+        var cancelledSuccessor: (id: OrderID, open: Quantity)?
+        if operation.kind == .cancel, orders[s].isLive, orders[s].hasSuccessor, !orders[s].cancelMayHaveTakenEffect {
+            let next = Int(orders[s].successor)
+            orders[s].successor = -1
+            if orders[next].isLive, orders[next].target != .cancelled {
+                cancelledSuccessor = (orders[next].id, orders[next].openQuantity)
+                retire(next, successor: -1, emitting: &actions)
+            }
+        }
         deactivateIfFinished(s)
         let id = orders[s].id
         let role = orders[s].role
@@ -910,6 +934,9 @@ public struct SymbolStateMachine: Sendable {
         if operation.kind == .cancel, role.isProtective, orders[s].isLive, orders[s].openQuantity > net {
             // The one case that leaves a protective order larger than the position live: say so.
             said += "; it stays live and covers \(orders[s].openQuantity) of \(net), more than the position"
+        }
+        if let cancelledSuccessor {
+            said += "; it stays live (\(orders[s].openQuantity)), so \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }

@@ -161,6 +161,48 @@ struct KnownFailuresTests {
         #expect(model.brokerLive("P1", .stopLoss).isEmpty, "the stop is cancelled at the broker")
     }
 
+    @Test("create-then-cancel: when the old stop's cancel is refused, its replacement is cancelled, so the role is never covered twice")
+    func refusedCancelNeverLeavesTwoStops() throws {
+        var model = try opened(.init(nativeModify: false, replaceStrategy: .createThenCancel))
+        let old = try #require(model.live("P1", .stopLoss)).id
+        try model.fill("P1", .scaleIn(0), 100, at: "98")
+        // The replacement (400) is placed first; then the old stop's cancel is refused.
+        model.pull()
+        while let submit = model.inFlight.firstIndex(where: { $0.kind == .submit }) { model.complete(submit) }
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == old && $0.kind == .cancel })
+        model.complete(cancel, failing: .permanent("not now"))
+        model.settle()
+        let stops = model.brokerLive("P1", .stopLoss)
+        #expect(stops.map(\.0) == [old], "only the stop that could not be cancelled is live")
+        #expect(stops.reduce(Quantity.zero) { $0 + $1.1.open } == 300, "300 of 400 covered, never 700")
+        let alert = try #require(model.alerts.last)
+        #expect(alert.kind == .operationFailed && alert.message.contains("is cancelled: the role is not covered twice"))
+        // Re-armed, the old stop's cancel goes through and one stop of the whole position follows.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).count == 1)
+        expectProtected(model)
+    }
+
+    @Test("a modify answered 'unknown order': the stop is taken as gone and the role gets a new one, not left showing as working")
+    func modifyOfAnOrderTheBrokerDoesNotKnow() throws {
+        var model = try opened()
+        let old = try #require(model.live("P1", .stopLoss)).id
+        try model.fill("P1", .scaleIn(0), 100, at: "98")
+        model.pull()
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == old && $0.kind == .modify })
+        model.truth[old]?.live = false // the broker lost it
+        model.complete(modify, failing: .unknownOrder("unknown order"))
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        #expect(stop.id != old && stop.openQuantity == 400)
+        #expect(model.alerts.map(\.kind) == [.protectiveEndedByBroker])
+        #expect(model.brokerLive("P1", .stopLoss).map(\.0) == [stop.id])
+        expectProtected(model)
+    }
+
     @Test("small fills never vanish: exact fixed-point, no float tolerance")
     func tinyFillsAddUp() throws {
         var model = ModelBroker("BTC")

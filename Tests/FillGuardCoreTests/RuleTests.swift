@@ -191,7 +191,9 @@ struct RuleTests {
         let cancel = model.pull()
         #expect(cancel.map(\.kind) == [.cancel], "then cancel the old, larger one")
         model.complete(0, failing: .permanent("refused"))
-        #expect(model.alerts.last?.message.hasSuffix("it stays live and covers 300 of 200, more than the position") == true, "\(model.alerts)")
+        #expect(model.alerts.last?.message.contains("it stays live and covers 300 of 200, more than the position") == true, "\(model.alerts)")
+        model.settle()
+        #expect(model.brokerLive("P1", .takeProfit).map(\.1.open) == [300], "its replacement is cancelled: 300 live, not 500")
     }
 
     @Test("rule 7: a fill after a confirmed cancel counts, and the reopened position is protected again", arguments: sides)
