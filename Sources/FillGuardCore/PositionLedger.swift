@@ -10,8 +10,6 @@ public struct PositionLedger: Sendable, Hashable, Codable {
     public private(set) var realizedPnL: Money = .zero
     /// Commissions charged on the position's fills.
     public private(set) var commissions: Money = .zero
-    /// Total quantity of unique fills (both sides).
-    public private(set) var filledVolume: Quantity = .zero
 
     /// An empty ledger.
     public init() {}
@@ -23,7 +21,6 @@ public struct PositionLedger: Sendable, Hashable, Codable {
     public mutating func record(side: Side, quantity: Quantity, price: Price, commission: Money = .zero) {
         let signed = side == .buy ? quantity : -quantity
         commissions += commission
-        filledVolume += quantity
         if net.isZero || (net.units > 0) == (signed.units > 0) {
             net += signed
             costBasis += Money.value(of: signed, at: price)

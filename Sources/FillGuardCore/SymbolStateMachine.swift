@@ -235,7 +235,11 @@ public struct SymbolStateMachine: Sendable {
         if orders[s].isLive, filledAfter >= orders[s].fillLimit || brokerSaysDone {
             setPhase(s, .done(.filled))
             // Done at the broker at its cumulative quantity; earlier reports may still arrive late.
-            orders[s].quantity = max(filledAfter, maxCumulative)
+            // A report without a cumulative quantity does not say how much was filled in all (an
+            // earlier report may come after it): the size it was placed at stays the limit.
+            if report.cumulativeQuantity != nil || filledAfter >= orders[s].quantity {
+                orders[s].quantity = max(filledAfter, maxCumulative)
+            }
         } else if !orders[s].isLive, filledAfter >= orders[s].quantity {
             // A late fill that completes a cancelled order.
             setPhase(s, .done(.filled))
@@ -283,6 +287,10 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
+    /// The largest net a position may reach, either way: ten times the largest order, far below
+    /// where the fixed-point arithmetic could overflow.
+    static let largestNet = Quantity(units: Quantity.maximum.units * 10)
+
     /// Checks a fill against its order; returns the order's slot. Changes nothing.
     private func validate(_ report: ExecutionReport) throws(InputError) -> Int {
         guard let s = slot(of: report.orderID) else {
@@ -316,6 +324,13 @@ public struct SymbolStateMachine: Sendable {
         let filledAfter = orders[s].filled + report.lastQuantity
         guard filledAfter <= fillLimit else {
             throw InputError(.overfill, "fill of \(report.lastQuantity) would take order \(orders[s].id) to \(filledAfter) filled of \(fillLimit)")
+        }
+        // Each fill fits its order, but orders replaced again and again as a position flips could
+        // add up without end; a net beyond ten times the largest order is refused, not let overflow.
+        let p = Int(orders[s].position)
+        let netAfter = positions[p].ledger.net + (report.side == .buy ? report.lastQuantity : -report.lastQuantity)
+        guard netAfter.magnitude <= Self.largestNet else {
+            throw InputError(.invalidQuantity, "fill of \(report.lastQuantity) would take position \(positions[p].id) to a net of \(netAfter), beyond \(Self.largestNet) either way")
         }
         if let leaves = report.leavesQuantity, leaves.units < 0 {
             throw InputError(.invalidQuantity, "leaves quantity must not be negative, got \(leaves)")

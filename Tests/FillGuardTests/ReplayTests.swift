@@ -278,6 +278,37 @@ struct ReplayTests {
         #expect(report.positions.first?.netQuantity == 17, "equal keys in different objects are fine")
     }
 
+    @Test("hundreds of full-size flips of one position: no sum overflows (one did, after about 92, and the process trapped)")
+    func longFlipHistoryDoesNotOverflow() {
+        var lines = ["{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"X\",\"side\":\"buy\",\"quantity\":\"1000000000\",\"stopLoss\":\"245\",\"takeProfit\":\"250\"}",
+                     "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"1000000000\",\"price\":\"248\",\"execId\":\"E0\"}"]
+        for cycle in 1...200 {
+            // The target's cancel is answered "too late" (it filled), so the stop's fill (flat) is
+            // followed by the target's (a flip); the bracket then protects the new side.
+            lines.append("{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"tooLate\",\"position\":\"P1\",\"role\":\"takeProfit\"}")
+            lines.append("{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"1000000000\",\"price\":\"245\",\"execId\":\"S\(cycle)\"}")
+            lines.append("{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"1000000000\",\"price\":\"250\",\"execId\":\"T\(cycle)\"}")
+        }
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.isEmpty, "\(report.rejected.prefix(3))")
+        let position = report.positions.first
+        #expect(position?.netQuantity.magnitude == 1_000_000_000, "each cycle ends one full size from flat")
+        #expect(position?.liveOrder(.stopLoss)?.openQuantity == 1_000_000_000)
+    }
+
+    @Test("a report without a cumulative quantity that says nothing is left does not shrink the order: an earlier report arriving after it still counts")
+    func leavesWithoutCumulativeOutOfOrder() {
+        let lines = [Self.openLong,
+                     "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"200\",\"price\":\"248\",\"execId\":\"E2\",\"leavesQuantity\":\"0\"}",
+                     "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"248\",\"execId\":\"E1\",\"leavesQuantity\":\"200\"}",
+                     "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"1\",\"price\":\"248\",\"execId\":\"E3\"}"]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [4], "only a fill beyond the order's 300 is an overfill")
+        #expect(report.rejected.first?.error.code == .overfill)
+        #expect(report.positions.first?.netQuantity == 300)
+        #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
+    }
+
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
     func scaleInIndexAndRanges() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),
