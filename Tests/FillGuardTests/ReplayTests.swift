@@ -309,6 +309,26 @@ struct ReplayTests {
         #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
     }
 
+    @Test("a field a line's type does not read is named (a misspelt 'takeProfitt' would open a bracket without a target, unsaid)")
+    func unknownFieldsAreNamed() {
+        let misspelt = Self.openLong.replacingOccurrences(of: "\"takeProfit\"", with: "\"takeProfitt\"")
+            .replacingOccurrences(of: "\"limit\":\"246\"", with: "\"limit\":\"246\",\"lmt\":\"1\"")
+        let lines = [misspelt, Self.fill("entry", "10", "E1").replacingOccurrences(of: "}", with: ",\"note\":\"x\"}"),
+                     "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1,\"kind\":\"transient\",\"postion\":\"P\"}",
+                     Self.fill("entry", "-1", "E2").replacingOccurrences(of: "}", with: ",\"other\":1}")]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [4], "an unknown field does not refuse a line")
+        let expected: [String] = [
+            "line 1: 'takeProfitt' is not a field of an open line; it was ignored",
+            "line 1: 'scaleIns[0].lmt' is not a field of an open line; it was ignored",
+            "line 2: 'note' is not a field of a fill line; it was ignored",
+            "line 3: 'postion' is not a field of a brokerFault line; it was ignored",
+        ]
+        #expect(report.ignoredFields == expected)
+        #expect(report.notices.contains("ignored: line 2: 'note' is not a field of a fill line; it was ignored"))
+        #expect(report.positions.first?.liveOrder(.takeProfit) == nil, "still ignored: said, not guessed")
+    }
+
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
     func scaleInIndexAndRanges() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),

@@ -16,10 +16,13 @@ public struct ReplayReport: Sendable {
     public var unsettled: [String]
     /// Scripted broker faults left over at the end (their operation never came), one line each.
     public var unusedFaults: [String]
+    /// Fields of accepted trace lines that their type does not read (a misspelt name?), one line each.
+    public var ignoredFields: [String]
 
     /// A report from its parts (replay builds one; so does `fillguard recover`).
     public init(positions: [PositionSnapshot], rejected: [RejectedLine], operations: [OrderOperation.Kind: Int],
-                alerts: [Alert], violations: [InvariantViolation], unsettled: [String] = [], unusedFaults: [String] = []) {
+                alerts: [Alert], violations: [InvariantViolation], unsettled: [String] = [], unusedFaults: [String] = [],
+                ignoredFields: [String] = []) {
         self.positions = positions
         self.rejected = rejected
         self.operations = operations
@@ -27,12 +30,14 @@ public struct ReplayReport: Sendable {
         self.violations = violations
         self.unsettled = unsettled
         self.unusedFaults = unusedFaults
+        self.ignoredFields = ignoredFields
     }
 
-    /// What the contract JSON has no field for, one line each: alerts, unfinished work and unused
-    /// scripted faults (`fillguard replay --json` writes them to standard error).
+    /// What the contract JSON has no field for, one line each: alerts, unfinished work, unused
+    /// scripted faults and ignored fields (`fillguard replay --json` writes them to standard error).
     public var notices: [String] {
-        (alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" } + unusedFaults.map { "unused: \($0)" })
+        (alerts.map { "alert: \($0)" } + unsettled.map { "unsettled: \($0)" } + unusedFaults.map { "unused: \($0)" }
+            + ignoredFields.map { "ignored: \($0)" })
             .map(Self.printable)
     }
 

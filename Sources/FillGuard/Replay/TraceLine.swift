@@ -11,16 +11,52 @@ public enum TraceLine: Sendable, Hashable {
 
     /// Parses one line; throws `InputError` (malformed, invalidQuantity, invalidPrice, ...).
     public static func parse(_ text: String) throws(InputError) -> TraceLine {
+        var unknown: [String] = []
+        return try parse(text, unknownFields: &unknown)
+    }
+
+    /// Parses one line and lists the fields it has that its type does not read (a misspelt
+    /// `"takeProfitt"` would otherwise open a bracket without a target, unsaid).
+    public static func parse(_ text: String, unknownFields: inout [String]) throws(InputError) -> TraceLine {
         let value = try JSONValue.parse(text)
         guard case .object(let fields) = value else { throw InputError(.malformed, "a trace line must be a JSON object") }
         let reader = FieldReader(fields: fields)
         let type = try reader.string("type")
+        let line: TraceLine
         switch type {
-        case "open": return .open(try parseOpen(reader))
-        case "fill": return .fill(try parseFill(reader))
-        case "brokerFault": return .brokerFault(try parseFault(reader))
+        case "open": line = .open(try parseOpen(reader))
+        case "fill": line = .fill(try parseFill(reader))
+        case "brokerFault": line = .brokerFault(try parseFault(reader))
         default: throw InputError(.malformed, "unknown line type '\(type)' (expected open, fill or brokerFault)")
         }
+        unknownFields = Self.unknownFields(of: type, in: fields)
+        return line
+    }
+
+    /// The fields each line type reads (nested objects by their path).
+    private static let knownFields: [String: Set<String>] = [
+        "open": ["type", "position", "symbol", "side", "quantity", "entry", "stopLoss", "takeProfit", "scaleIns"],
+        "fill": ["type", "position", "role", "index", "quantity", "price", "execId", "cumQuantity", "leavesQuantity", "symbol", "side", "commission"],
+        "brokerFault": ["type", "operation", "kind", "count", "position", "role", "index"],
+        "entry": ["type", "limit", "stop"],
+        "scaleIns": ["quantity", "limit", "stop"],
+    ]
+
+    private static func unknownFields(of type: String, in fields: [String: JSONValue]) -> [String] {
+        func unknown(_ fields: [String: JSONValue], known: String, prefix: String) -> [String] {
+            let names = knownFields[known] ?? []
+            return fields.keys.filter { !names.contains($0) }.sorted().map { prefix + $0 }
+        }
+        var found = unknown(fields, known: type, prefix: "")
+        if type == "open" {
+            if case .object(let entry)? = fields["entry"] { found += unknown(entry, known: "entry", prefix: "entry.") }
+            if case .array(let items)? = fields["scaleIns"] {
+                for (index, item) in items.enumerated() {
+                    if case .object(let scaleIn) = item { found += unknown(scaleIn, known: "scaleIns", prefix: "scaleIns[\(index)].") }
+                }
+            }
+        }
+        return found
     }
 
     private static func parseOpen(_ reader: FieldReader) throws(InputError) -> BracketSpec {

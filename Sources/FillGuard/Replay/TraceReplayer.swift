@@ -53,6 +53,8 @@ public struct TraceReplayer: Sendable {
     public private(set) var alerts: [Alert] = []
     /// Symbols whose broker work was cut off at `operationLimit` steps after a line, and why.
     public private(set) var unsettled: [String] = []
+    /// Fields of accepted lines that their type does not read, one line each (a misspelt name?).
+    public private(set) var ignoredFields: [String] = []
     /// Broker steps (operations and retries) a line's work may take before it is cut off.
     public static let operationLimit = 100_000
 
@@ -101,11 +103,20 @@ public struct TraceReplayer: Sendable {
         let trimmed = text.trimmingCharacters(in: [" ", "\t", "\r"])
         guard !trimmed.isEmpty else { return }
         do throws(InputError) {
-            switch try TraceLine.parse(trimmed) {
+            var unknown: [String] = []
+            let parsed = try TraceLine.parse(trimmed, unknownFields: &unknown)
+            switch parsed {
             case .open(let spec): try open(spec)
             case .fill(let fill): try apply(fill)
             case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count, line: lineNumber))
             }
+            let type: String
+            switch parsed {
+            case .open: type = "an open"
+            case .fill: type = "a fill"
+            case .brokerFault: type = "a brokerFault"
+            }
+            for field in unknown { ignoredFields.append("line \(lineNumber): '\(field)' is not a field of \(type) line; it was ignored") }
         } catch {
             rejected.append(RejectedLine(line: lineNumber, error: error))
         }
@@ -130,7 +141,7 @@ public struct TraceReplayer: Sendable {
                 + (target.isEmpty ? "" : " (\(target.joined(separator: ", ")))") + " never met an operation"
         }
         return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations,
-                            unsettled: unsettled, unusedFaults: unused)
+                            unsettled: unsettled, unusedFaults: unused, ignoredFields: ignoredFields)
     }
 
     private mutating func open(_ spec: BracketSpec) throws(InputError) {
