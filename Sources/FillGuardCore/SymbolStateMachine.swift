@@ -988,7 +988,7 @@ public struct SymbolStateMachine: Sendable {
             if summary.awaiting { continue }
             if summary.wrongSide {
                 let live = positions[p].liveSlots
-                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side {
+                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side && !orders[Int(slot)].awaitingFill {
                     setTarget(.cancelled, of: Int(slot), emitting: &actions)
                 }
                 // Again: an order never sent was just cancelled locally and is no longer live.
@@ -1054,6 +1054,10 @@ public struct SymbolStateMachine: Sendable {
         for index in positions[p].liveSlots.indices {
             let s = Int(positions[p].liveSlots[index])
             guard orders[s].roleKind == kind else { continue }
+            // An order on the other side waiting for its fills after a "too late" has ended at the
+            // broker; those fills can only take the position further this way, so it does not
+            // hold up the role's order for the side the position is on now.
+            if orders[s].awaitingFill, orders[s].side != side { continue }
             summary.live = true
             if orders[s].awaitingFill { summary.awaiting = true }
             if orders[s].side != side {

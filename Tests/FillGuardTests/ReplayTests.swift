@@ -329,6 +329,29 @@ struct ReplayTests {
         #expect(report.positions.first?.liveOrder(.takeProfit) == nil, "still ignored: said, not guessed")
     }
 
+    @Test("a stop of the old side waiting for its fills after 'too late' does not keep the position's new side from its own stop")
+    func awaitingOrderOfTheOtherSideDoesNotBlock() throws {
+        let lines = [
+            #"{"type":"open","position":"P0","symbol":"S","side":"buy","quantity":"300","stopLoss":"90","takeProfit":"110","scaleIns":[{"quantity":"2","limit":"100"}]}"#,
+            #"{"type":"fill","position":"P0","role":"entry","quantity":"1","price":"105","execId":"E1"}"#,
+            #"{"type":"fill","position":"P0","role":"takeProfit","quantity":"1","price":"95","execId":"E2"}"#,
+            #"{"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","role":"stopLoss"}"#,
+            // Flat, then a late stop fill flips it short: a buy stop is placed, and its cancel is
+            // answered "too late" three times with no fill (fillsOverdue): it waits for its fills.
+            #"{"type":"fill","position":"P0","role":"stopLoss","quantity":"1","price":"100.25","execId":"E3"}"#,
+            // The rest of the entry takes the position long 99: it needs a sell stop.
+            #"{"type":"fill","position":"P0","role":"entry","quantity":"100","price":"100","execId":"E4"}"#,
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.isEmpty)
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 99)
+        let stops = position.orders.filter { $0.role == .stopLoss && $0.status.isLive }
+        #expect(stops.filter { $0.side == .sell }.map(\.openQuantity) == [99], "the long is protected")
+        #expect(stops.filter { $0.side == .buy }.count == 1, "the buy stop still waits for its fills")
+        #expect(report.alerts.contains { $0.kind == .fillsOverdue })
+    }
+
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
     func scaleInIndexAndRanges() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),
