@@ -308,7 +308,20 @@ package enum FastHash {
             return hash ^ (hash >> 32)
         }
         if let hash { return hash }
-        return UInt64(truncatingIfNeeded: text.hashValue)
+        // Three characters are canonically equivalent to ASCII ones (U+037E ';', U+1FEF '`', and
+        // the Kelvin sign U+212A 'K'): text that is ASCII but for them equals the ASCII text, so it
+        // must hash as that text does. Any other non-ASCII text equals only non-ASCII text.
+        var ascii = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0..<0x80: ascii.unicodeScalars.append(scalar)
+            case 0x037E: ascii.append(";")
+            case 0x1FEF: ascii.append("`")
+            case 0x212A: ascii.append("K")
+            default: return UInt64(truncatingIfNeeded: text.hashValue)
+            }
+        }
+        return of(ascii)
     }
 
     private static let seed = UInt64.random(in: 1...UInt64.max)

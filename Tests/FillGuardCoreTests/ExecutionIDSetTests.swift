@@ -96,3 +96,16 @@ struct ExecutionIDSetTests {
         #expect(set.count == number)
     }
 }
+
+@Suite("The runtime's fast hash agrees with string equality")
+struct FastHashTests {
+    @Test("text equal as Unicode hashes equal, even when one spelling is ASCII (the Kelvin sign is 'K')")
+    func canonicallyEquivalentSpellings() {
+        let pairs: [(String, String)] = [("K", "\u{212A}"), ("AK-47;`", "A\u{212A}-47\u{037E}\u{1FEF}"), ("é", "e\u{301}"), ("Å", "\u{212B}")]
+        for (one, other) in pairs {
+            #expect(one == other, "Swift calls \(one.debugDescription) and \(other.debugDescription) equal")
+            #expect(FastHash.of(one) == FastHash.of(other), "\(one.debugDescription) and \(other.debugDescription) must hash alike")
+        }
+        #expect(FastHash.of("K") != FastHash.of("k"))
+    }
+}
