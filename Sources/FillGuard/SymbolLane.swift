@@ -231,9 +231,24 @@ final class SymbolLane: @unchecked Sendable {
         return (handled, fills)
     }
 
-    /// One journaled pass: write, then (in the callback) send and apply. See the type's notes.
+    /// Journaled passes: write, then (in the callback) send and apply. See the type's notes. A
+    /// pass with nothing to write (after the journal failed, or events that are not inputs) is
+    /// completed here and the next one taken in a loop, not by recursion: a flood of reports
+    /// refused after a journal failure must not grow the stack.
     private func drainJournaled() {
         guard let journal = context.journal else { return }
+        // Events of passes completed here: they stop counting as work once the next write (which
+        // holds the sends they produced) counts, as in `finishPass`.
+        var completed = 0
+        defer { if completed > 0 { context.work.end(completed) } }
+        while true {
+            if takeJournaledPass(journal, completed: &completed) { return }
+        }
+    }
+
+    /// Takes one journaled pass: true when it is done for now (idle, or a write is in flight
+    /// that will continue in `finishPass`), false when it completed a pass that wrote nothing.
+    private func takeJournaledPass(_ journal: Journal, completed: inout Int) -> Bool {
         let limit = context.configuration.lanePassLimit
         let hasPending = !pendingRecords.isEmpty || !pendingSends.isEmpty
         var batch = withMailbox { mailbox -> [Envelope] in
@@ -246,7 +261,7 @@ final class SymbolLane: @unchecked Sendable {
             }
             return batch
         }
-        if batch.isEmpty && !hasPending { return }
+        if batch.isEmpty && !hasPending { return true }
         var records = pendingRecords
         pendingRecords = []
         if halted == nil {
@@ -261,8 +276,9 @@ final class SymbolLane: @unchecked Sendable {
         let sends = pendingSends
         pendingSends = []
         if records.isEmpty || halted != nil {
-            finishPass(.success(()), sends: sends, batch: batch)
-            return
+            completePass(.success(()), sends: sends, batch: batch)
+            completed += batch.count
+            return false
         }
         let ready = batch
         // The write in flight is work: waitUntilIdle() waits for it and what follows it.
@@ -273,9 +289,22 @@ final class SymbolLane: @unchecked Sendable {
                 self.context.work.end()
             }
         }
+        return true
     }
 
+    /// A write is done: complete its pass and take the next ones.
     private func finishPass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
+        completePass(result, sends: sends, batch: batch)
+        drainJournaled()
+        // The batch's events stop counting as work only now: the operations they produced wait
+        // in `pendingSends` for their intents' write, which drainJournaled() has just counted.
+        // Ending them in the loop let waitUntilIdle() return in between, before those sends.
+        context.work.end(batch.count)
+    }
+
+    /// Sends what the pass's write made durable (or refuses it all, once the journal failed) and
+    /// applies its events.
+    private func completePass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
         if case .failure(let error) = result, halted == nil {
             halted = error
             context.journalFailed(error, symbol: symbol)
@@ -296,11 +325,6 @@ final class SymbolLane: @unchecked Sendable {
         if halted == nil, let journal = context.journal, position.sinceSnapshot >= journal.snapshotInterval {
             takeSnapshot()
         }
-        drainJournaled()
-        // The batch's events stop counting as work only now: the operations they produced wait
-        // in `pendingSends` for their intents' write, which drainJournaled() has just counted.
-        // Ending them in the loop let waitUntilIdle() return in between, before those sends.
-        context.work.end(batch.count)
     }
 
     private func takeSnapshot() {

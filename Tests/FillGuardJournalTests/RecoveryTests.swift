@@ -399,6 +399,26 @@ struct RecoveryTests {
         #expect(process.manager.recentRejections().contains { $0.error.code == .journalUnavailable })
     }
 
+    @Test("after the journal failed, a flood of reports is refused pass after pass in a loop, not by recursion that grows the stack")
+    func floodAfterJournalFailure() async throws {
+        let exchange = exchange()
+        let store = InMemoryJournalStore()
+        // One event per pass: the most passes, each of which used to call the next.
+        let process = try await Process(exchange: exchange, store: store, configure: { $0.lanePassLimit = 1 })
+        try await process.manager.open(bracket())
+        await process.settle()
+        let entry = try #require(await process.manager.position("P1")?.orders.first { $0.role == .entry })
+        store.failNextAppend(with: JournalError(.storage, "disk full"))
+        let count = 200_000
+        for index in 0..<count {
+            process.manager.receive(.execution(ExecutionReport(executionID: ExecutionID("FLOOD-\(index)"), orderID: entry.id, symbol: Self.symbol,
+                                                                side: .buy, lastQuantity: 1, lastPrice: Price("248")!)))
+        }
+        await process.manager.waitUntilIdle()
+        #expect(process.manager.journalFailure?.code == .storage)
+        #expect(process.manager.statistics.rejected[.journalUnavailable] == count, "every report refused, none lost track of")
+    }
+
     @Test("an order FillGuard has ended but the broker still works is cancelled on restart (here: a resubmitted id the broker already had)")
     func endedOrdersLiveAtTheBrokerAreCancelled() async throws {
         let exchange = exchange()
