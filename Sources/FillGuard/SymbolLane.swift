@@ -60,8 +60,6 @@ final class SymbolLane: @unchecked Sendable {
     private struct PendingSend: Sendable {
         var operation: OrderOperation
         var isProbe: Bool
-        /// For the broker-latency metric (the epoch when metrics are off).
-        var takenAt: ContinuousClock.Instant
     }
 
     private struct Mailbox: ~Copyable {
@@ -310,7 +308,10 @@ final class SymbolLane: @unchecked Sendable {
             context.journalFailed(error, symbol: symbol)
         }
         if halted == nil {
-            for send in sends { self.send(send.operation, isProbe: send.isProbe, sentAt: send.takenAt) }
+            // The broker's latency counts from now, when the operation goes out, not from when it
+            // was taken (its intent's write came between).
+            let now = context.metrics.enabled && !sends.isEmpty ? ContinuousClock.now : Self.epoch
+            for send in sends { self.send(send.operation, isProbe: send.isProbe, sentAt: now) }
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
         }
@@ -479,6 +480,9 @@ final class SymbolLane: @unchecked Sendable {
             // The clock is read once per operation, and only when something uses it (an open
             // breaker, a rate limit, metrics, a journal): not on every send of a plain setup.
             var clock = LazyInstant()
+            // With a rate limit, a token is not taken (and given back) when nothing is ready to
+            // send: meanwhile another symbol could find the bucket empty and wait for nothing.
+            if context.bucket != nil, !machine.hasOperationReady { return }
             let permission = context.breaker.acquire(now: clock.now)
             if case .denied(let until) = permission {
                 if !machine.isQuiescent { scheduleWake(at: until) }
@@ -508,7 +512,7 @@ final class SymbolLane: @unchecked Sendable {
                 // Sent once its intent is durable (next pass).
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
                                                     payload: JournalCodec.encode(operation)))
-                pendingSends.append(PendingSend(operation: operation, isProbe: isProbe, takenAt: now))
+                pendingSends.append(PendingSend(operation: operation, isProbe: isProbe))
             } else {
                 send(operation, isProbe: isProbe, sentAt: now)
             }
