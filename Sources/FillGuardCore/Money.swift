@@ -54,14 +54,19 @@ public struct Money: Hashable, Comparable, Sendable, CustomStringConvertible {
         return Price(units: Int64(clamping: rounded.magnitude))
     }
 
-    /// The share of this amount that `part` of `whole` represents, truncated to 10^-16
-    /// (`self * part / whole` without overflow). Used to release cost basis on a partial close.
+    /// The share of this amount that `part` of `whole` represents, rounded to the nearest 10^-16,
+    /// half away from zero (`self * part / whole` without overflow). Used to release cost basis on
+    /// a partial close: truncating biased the realized P&L by up to 10^-16 one way.
     public func proportion(_ part: Quantity, of whole: Quantity) -> Money {
         precondition(whole.units != 0, "proportion of a zero whole")
-        let divisor = Int128(whole.units)
-        let multiplier = Int128(part.units)
-        let quotient = units / divisor
-        let remainder = units % divisor
-        return Money(units: quotient * multiplier + (remainder * multiplier) / divisor)
+        let divisor = Int128(whole.units).magnitude
+        let negative = ((units < 0) != (part.units < 0)) != (whole.units < 0)
+        let multiplier = UInt128(Int128(part.units).magnitude)
+        let magnitude = units.magnitude
+        let quotient = magnitude / divisor
+        let product = (magnitude % divisor) * multiplier
+        var share = quotient * multiplier + product / divisor
+        if (product % divisor) * 2 >= divisor { share += 1 }
+        return Money(units: negative ? -Int128(share) : Int128(share))
     }
 }

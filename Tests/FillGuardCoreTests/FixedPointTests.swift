@@ -40,6 +40,26 @@ struct FixedPointTests {
         #expect(ledger.averagePrice == nil)
     }
 
+    @Test("a partial close releases the cost basis rounded to the nearest 10^-16, not truncated: the realized P&L is the nearest value either way")
+    func partialCloseRounds() {
+        var long = PositionLedger()
+        long.record(side: .buy, quantity: 1, price: Price("1")!)
+        long.record(side: .buy, quantity: 2, price: Price("2")!)
+        long.record(side: .sell, quantity: 1, price: Price("2")!) // 2 - 5/3 = 1/3
+        #expect(long.realizedPnL == Money("0.3333333333333333"))
+        var short = PositionLedger()
+        short.record(side: .sell, quantity: 1, price: Price("1")!)
+        short.record(side: .sell, quantity: 2, price: Price("2")!)
+        short.record(side: .buy, quantity: 1, price: Price("2")!) // 5/3 - 2 = -1/3
+        #expect(short.realizedPnL == Money("-0.3333333333333333"))
+        short.record(side: .buy, quantity: 2, price: Price("1")!)
+        #expect(short.realizedPnL == Money("1"), "flat: exactly the cash, 5 - 4")
+        #expect(Money("5")!.proportion(2, of: 3) == Money("3.3333333333333333"))
+        #expect(Money("-5")!.proportion(2, of: 3) == Money("-3.3333333333333333"))
+        #expect(Money("0.0000000000000005")!.proportion(1, of: 2) == Money("0.0000000000000003"), "half away from zero")
+        #expect(Money("-0.0000000000000005")!.proportion(1, of: 2) == Money("-0.0000000000000003"))
+    }
+
     @Test("short positions and flips account correctly")
     func shortAndFlip() {
         var ledger = PositionLedger()
