@@ -984,8 +984,30 @@ public struct SymbolStateMachine: Sendable {
             guard let price = roleIndex == 0 ? positions[p].stopLoss : positions[p].takeProfit else { continue }
             // One pass over the role's live orders gives what planning needs.
             var summary = summarize(p, kind, side: side)
-            // The broker said too late: wait for those fills before touching the role.
-            if summary.awaiting { continue }
+            if summary.older {
+                // One order per role (rule 2): any older one beside the current goes.
+                for slot in positions[p].liveSlots {
+                    let s = Int(slot)
+                    guard s != summary.current, orders[s].roleKind == kind, orders[s].side == side, !orders[s].retiring,
+                          !orders[s].awaitingFill else { continue }
+                    retire(s, successor: -1, emitting: &actions)
+                }
+                summary = summarize(p, kind, side: side)
+            }
+            // The broker said too late: wait for those fills before adding to the role. But an
+            // order of the role that covers more than the position is brought down meanwhile
+            // (rule 6): a cancel, or a smaller size, never over-sells.
+            if summary.awaiting {
+                let s = summary.current
+                if s >= 0, !orders[s].awaitingFill, orders[s].failure == nil, orders[s].isLive, orders[s].openQuantity > size {
+                    if configuration.nativeModify, orders[s].isAccepted {
+                        setTarget(.open(size), of: s, emitting: &actions)
+                    } else {
+                        retire(s, successor: -1, emitting: &actions)
+                    }
+                }
+                continue
+            }
             if summary.wrongSide {
                 let live = positions[p].liveSlots
                 for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side && !orders[Int(slot)].awaitingFill {
@@ -1045,6 +1067,10 @@ public struct SymbolStateMachine: Sendable {
         var current = -1
         /// Some live order of the role is being replaced and has no successor yet.
         var retiringWithoutSuccessor = false
+        /// Another live order of the role on the right side, older than `current`, is not being
+        /// replaced either (two replacements that could not be placed each kept what they
+        /// replaced): the role has one order, so it goes.
+        var older = false
     }
 
     /// One pass over the position's live orders of a protective role (by kind), oldest first, without copying them.
@@ -1064,6 +1090,7 @@ public struct SymbolStateMachine: Sendable {
                 summary.wrongSide = true
                 summary.liveWrongSide = true
             } else if !orders[s].retiring {
+                if summary.current >= 0 { summary.older = true }
                 summary.current = s
             }
             if orders[s].retiring, !orders[s].hasSuccessor { summary.retiringWithoutSuccessor = true }

@@ -352,6 +352,40 @@ struct ReplayTests {
         #expect(report.alerts.contains { $0.kind == .fillsOverdue })
     }
 
+    @Test("create-then-cancel: two refused cancels, then a refused replacement, never leave two orders of one role live")
+    func refusedReplacementsKeepOneOrderPerRole() throws {
+        let lines = [
+            #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"50","price":"100","execId":"E1"}"#,
+            #"{"type":"brokerFault","operation":"cancel","count":2,"kind":"permanent","position":"P1","role":"takeProfit"}"#,
+            #"{"type":"fill","position":"P1","role":"stopLoss","quantity":"10","price":"90","execId":"E2"}"#,
+            #"{"type":"brokerFault","operation":"submit","count":1,"kind":"permanent","position":"P1","role":"takeProfit"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"20","price":"100","execId":"E3"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"30","price":"100","execId":"E4"}"#,
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
+        #expect(report.violations.isEmpty, "\(report.violations)")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 90)
+        #expect(position.orders.filter { $0.role == .takeProfit && $0.status.isLive }.map(\.openQuantity) == [90])
+    }
+
+    @Test("while a stop waits for its fills after 'too late', another stop of the role larger than the position is brought down")
+    func awaitingRoleStillShrinks() throws {
+        let lines = [
+            #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"10","price":"100","execId":"E1"}"#,
+            #"{"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","position":"P1","role":"stopLoss"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"90","price":"100","execId":"E2"}"#,
+            #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"90","price":"120","execId":"E3"}"#,
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 10)
+        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity) == [10],
+                "the stop of 100 placed before the target filled is gone; the one awaiting its fills (10) stays")
+    }
+
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
     func scaleInIndexAndRanges() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"), Self.fill("scaleIn", "10", "E2"),
