@@ -168,14 +168,16 @@ public struct SymbolStateMachine: Sendable {
         guard positionSlot(of: spec.positionID) == nil, !retired.contains(position: spec.positionID) else {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
-        if let active = positions.first(where: { $0.status != .closed }) {
-            throw InputError(.positionExists, "\(symbol) already has position \(active.id) in progress (one position per symbol)")
+        // (By index: iterating the positions themselves copied each one, which made opening the
+        // thousandth bracket of a symbol slow.)
+        for p in positions.indices where positions[p].status != .closed {
+            throw InputError(.positionExists, "\(symbol) already has position \(positions[p].id) in progress (one position per symbol)")
         }
         // A closed bracket whose orders are still being wound down (a cancel not yet confirmed,
         // or refused) could still fill and reopen it beside the new one: two positions on one
         // netting symbol. The new one waits until they are done.
-        if let winding = positions.first(where: { position in position.liveSlots.contains { orders[Int($0)].isLive } }) {
-            throw InputError(.positionExists, "\(symbol) still has orders of closed position \(winding.id) working at the broker; open again once they are done (one position per symbol)")
+        for p in positions.indices where positions[p].liveSlots.contains(where: { orders[Int($0)].isLive }) {
+            throw InputError(.positionExists, "\(symbol) still has orders of closed position \(positions[p].id) working at the broker; open again once they are done (one position per symbol)")
         }
         retireClosedPositions(sparing: nil)
         let p = positions.count

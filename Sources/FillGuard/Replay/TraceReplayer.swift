@@ -151,15 +151,18 @@ public struct TraceReplayer: Sendable {
         // Each machine is taken out of the table while it changes, so that its storage is not
         // shared with the table's copy: a change then copies nothing (it copied every execution
         // id so far, making a long trace of one symbol quadratic).
-        let existing = machines.removeValue(forKey: spec.symbol)
-        var machine = existing ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
+        // (Not even kept aside for a refusal: a second reference would make the change copy
+        // everything. A refused open changes nothing, so the machine goes back as it is.)
+        var taken = machines.removeValue(forKey: spec.symbol)
+        let existed = taken != nil
+        var machine = taken.take() ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
             nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts,
             executionWindow: Self.executionWindow))
         var actions: [SymbolStateMachine.Action] = []
         do {
             try machine.open(spec, emitting: &actions)
         } catch {
-            if let existing { machines[spec.symbol] = existing }
+            if existed { machines[spec.symbol] = machine }
             throw error
         }
         positionSymbols[spec.positionID] = spec.symbol
