@@ -953,7 +953,8 @@ public struct SymbolStateMachine: Sendable {
             said += "; it stays live and covers \(orders[s].openQuantity) of \(net), more than the position"
         }
         if let cancelledSuccessor {
-            said += "; it stays live (\(orders[s].openQuantity)), so \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
+            let stays = said.hasSuffix("more than the position") ? "" : "; it stays live (\(orders[s].openQuantity))"
+            said += "\(stays); \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
