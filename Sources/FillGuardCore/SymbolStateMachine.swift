@@ -292,6 +292,8 @@ public struct SymbolStateMachine: Sendable {
     /// The largest net a position may reach, either way: ten times the largest order, far below
     /// where the fixed-point arithmetic could overflow.
     static let largestNet = Quantity(units: Quantity.maximum.units * 10)
+    /// The largest realized P&L a position may reach, either way, in Money's units (10^21).
+    static let largestRealizedPnLUnits: UInt128 = 1_000_000_000_000_000_000_000 * 10_000_000_000_000_000
 
     /// Checks a fill against its order; returns the order's slot. Changes nothing.
     private func validate(_ report: ExecutionReport) throws(InputError) -> Int {
@@ -333,6 +335,11 @@ public struct SymbolStateMachine: Sendable {
         let netAfter = positions[p].ledger.net + (report.side == .buy ? report.lastQuantity : -report.lastQuantity)
         guard netAfter.magnitude <= Self.largestNet else {
             throw InputError(.invalidQuantity, "fill of \(report.lastQuantity) would take position \(positions[p].id) to a net of \(netAfter), beyond \(Self.largestNet) either way")
+        }
+        // Likewise the realized P&L: one fill moves it by at most 10^18 (the largest quantity at
+        // the largest price), far from where Money overflows; a position past 10^21 takes no more.
+        guard positions[p].ledger.realizedPnL.units.magnitude <= Self.largestRealizedPnLUnits else {
+            throw InputError(.invalidQuantity, "position \(positions[p].id) has realized \(positions[p].ledger.realizedPnL), beyond what it can book exactly; no more fills are applied to it")
         }
         if let leaves = report.leavesQuantity, leaves.units < 0 {
             throw InputError(.invalidQuantity, "leaves quantity must not be negative, got \(leaves)")
@@ -498,7 +505,7 @@ public struct SymbolStateMachine: Sendable {
             if orders[s].isLive {
                 orders[s].attempts = 0
                 let wanted = operation.kind == .modify && orders[s].target != .cancelled
-                orders[s].sizeIsKnown()
+                // (A size a timed-out modify may have set stays possible: fills up to it still count.)
                 setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled))
                 if wanted, orders[s].role.isProtective {
                     actions.append(.alert(Alert(
@@ -906,8 +913,15 @@ public struct SymbolStateMachine: Sendable {
         // the old order timed out: that one may be gone, and the replacement is then all there is.
         var cancelledSuccessor: (id: OrderID, open: Quantity)?
         if operation.kind == .cancel, orders[s].isLive, orders[s].hasSuccessor, !orders[s].cancelMayHaveTakenEffect {
-            let next = Int(orders[s].successor)
+            // The newest order of the chain of replacements (a replacement may itself have been
+            // replaced already, when the position changed again while it was placed).
+            var next = Int(orders[s].successor)
             orders[s].successor = -1
+            var steps = 0
+            while orders[next].retiring, orders[next].hasSuccessor, steps < orders.count {
+                next = Int(orders[next].successor)
+                steps += 1
+            }
             if orders[next].isLive, orders[next].target != .cancelled {
                 cancelledSuccessor = (orders[next].id, orders[next].openQuantity)
                 retire(next, successor: -1, emitting: &actions)
@@ -1003,11 +1017,17 @@ public struct SymbolStateMachine: Sendable {
             if summary.awaiting {
                 let s = summary.current
                 if s >= 0, !orders[s].awaitingFill, orders[s].failure == nil, orders[s].isLive, orders[s].openQuantity > size {
-                    if configuration.nativeModify, orders[s].isAccepted {
+                    if configuration.nativeModify || !orders[s].isAccepted || orders[s].inFlight != nil {
                         setTarget(.open(size), of: s, emitting: &actions)
-                    } else {
-                        retire(s, successor: -1, emitting: &actions)
+                    } else if configuration.replaceStrategy == .createThenCancel, !positions[p].isBlocked(role) {
+                        // Replaced by a smaller one; the role is never left without an order that
+                        // is live (the one waiting for its fills has ended at the broker).
+                        let successor = createProtective(p, role: role, side: side, price: price, size: size, emitting: &actions)
+                        retire(s, successor: successor, emitting: &actions)
                     }
+                    // cancelThenCreate cannot bring it down here: its cancel would leave the
+                    // role with no live order until the awaited fills come (the fillsOverdue alert
+                    // says they are late), so it stays.
                 }
                 continue
             }

@@ -382,8 +382,61 @@ struct ReplayTests {
         let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
         let position = try #require(report.positions.first)
         #expect(position.netQuantity == 10)
-        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity) == [10],
-                "the stop of 100 placed before the target filled is gone; the one awaiting its fills (10) stays")
+        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity) == [10, 10],
+                "the stop of 100 placed before the target filled is replaced by one of 10; the one awaiting its fills (10, ended at the broker) stays")
+    }
+
+    @Test("a stop the broker says it does not know keeps the size a timed-out modify may have given it: its late fill still counts")
+    func unknownOrderKeepsTheUncertainSize() throws {
+        let lines = [
+            #"{"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"110","scaleIns":[{"quantity":"100","limit":"99"}]}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"100","price":"100","execId":"E1"}"#,
+            #"{"type":"brokerFault","operation":"modify","count":3,"kind":"timedOut","position":"P1","role":"stopLoss"}"#,
+            #"{"type":"fill","position":"P1","role":"scaleIn","index":0,"quantity":"100","price":"99","execId":"E2"}"#,
+            #"{"type":"brokerFault","operation":"cancel","count":1,"kind":"unknownOrder","position":"P1","role":"stopLoss"}"#,
+            #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"200","price":"110","execId":"E3"}"#,
+            // The stop had been enlarged to 200 (the modify's answers were lost) and filled whole.
+            #"{"type":"fill","position":"P1","role":"stopLoss","quantity":"200","price":"90","execId":"E4"}"#,
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.isEmpty, "\(report.rejected)")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == -200, "the late fill is booked: the position flipped")
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
+    }
+
+    @Test("create-then-cancel: while an old stop waits for its fills, a stop larger than the position is replaced by a smaller one, not just cancelled")
+    func awaitingRoleIsReplacedSmaller() throws {
+        let lines = [
+            #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"10","price":"100","execId":"E1"}"#,
+            #"{"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","position":"P1","role":"stopLoss"}"#,
+            #"{"type":"fill","position":"P1","role":"entry","quantity":"90","price":"100","execId":"E2"}"#,
+            #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"50","price":"120","execId":"E3"}"#,
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 50)
+        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity).sorted() == [10, 50],
+                "the stop of 100 is replaced by one of 50; the one of 10 still waits for its fills")
+    }
+
+    @Test("a realized P&L beyond 10^21 refuses further fills of the position rather than overflow")
+    func realizedPnLIsBounded() {
+        var lines = [#"{"type":"open","position":"P1","symbol":"X","side":"buy","quantity":"1000000000","stopLoss":"90","takeProfit":"110"}"#,
+                     #"{"type":"fill","position":"P1","role":"entry","quantity":"1000000000","price":"0.00000001","execId":"E0"}"#]
+        // Each pair of fills closes a billion bought at 10^-8 at 10^9, then opens the other way.
+        for cycle in 0..<1_100 {
+            let (high, low) = ("1000000000", "0.00000001")
+            let (close, open) = cycle % 2 == 0 ? (high, high) : (low, low)
+            lines.append("{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"1000000000\",\"price\":\"\(close)\",\"execId\":\"S\(cycle)\"}")
+            lines.append("{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"1000000000\",\"price\":\"\(open)\",\"execId\":\"T\(cycle)\"}")
+        }
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.first?.error.code == .invalidQuantity)
+        #expect(report.rejected.first?.error.message.contains("beyond what it can book exactly") == true)
+        let bound: UInt128 = 1_000_000_000_000_000_000_000 * 10_000_000_000_000_000
+        #expect((report.positions.first?.realizedPnL.units.magnitude ?? 0) > bound)
     }
 
     @Test("a scaleIn fill must say which scale-in; numbers out of range say so")
