@@ -326,6 +326,15 @@ struct ReplayTests {
         ]
         #expect(report.ignoredFields == expected)
         #expect(report.notices.contains("ignored: line 2: 'note' is not a field of a fill line; it was ignored"))
+        // Known fields that the line's other fields make meaningless are named too.
+        let meaningless = TraceReplayer.replay([
+            #"{"type":"open","position":"M","symbol":"M","side":"buy","quantity":"1","entry":{"type":"market","limit":"95"}}"#,
+            #"{"type":"fill","position":"M","role":"entry","index":3,"quantity":"1","price":"95","execId":"X"}"#,
+            #"{"type":"brokerFault","operation":"modify","count":1,"kind":"transient","index":2}"#,
+        ].joined(separator: "\n"))
+        #expect(meaningless.ignoredFields == ["line 1: 'entry.limit' means nothing for a market entry; it was ignored",
+                                              "line 2: 'index' means nothing for role entry; it was ignored",
+                                              "line 3: 'index' means nothing without role scaleIn; it was ignored"])
         #expect(report.positions.first?.liveOrder(.takeProfit) == nil, "still ignored: said, not guessed")
     }
 

@@ -15,8 +15,9 @@ public enum TraceLine: Sendable, Hashable {
         return try parse(text, unknownFields: &unknown)
     }
 
-    /// Parses one line and lists the fields it has that its type does not read (a misspelt
-    /// `"takeProfitt"` would otherwise open a bracket without a target, unsaid).
+    /// Parses one line and says which of its fields it ignores, one phrase each: those its type
+    /// does not read (a misspelt `"takeProfitt"` would otherwise open a bracket without a target,
+    /// unsaid) and those its other fields make meaningless (an `index` for the entry).
     public static func parse(_ text: String, unknownFields: inout [String]) throws(InputError) -> TraceLine {
         let value = try JSONValue.parse(text)
         guard case .object(let fields) = value else { throw InputError(.malformed, "a trace line must be a JSON object") }
@@ -29,7 +30,9 @@ public enum TraceLine: Sendable, Hashable {
         case "brokerFault": line = .brokerFault(try parseFault(reader))
         default: throw InputError(.malformed, "unknown line type '\(type)' (expected open, fill or brokerFault)")
         }
-        unknownFields = Self.unknownFields(of: type, in: fields)
+        let article = type == "open" ? "an" : "a"
+        unknownFields = Self.unknownFields(of: type, in: fields).map { "'\($0)' is not a field of \(article) \(type) line" }
+            + Self.unusedFields(of: line, in: fields)
         return line
     }
 
@@ -41,6 +44,33 @@ public enum TraceLine: Sendable, Hashable {
         "entry": ["type", "limit", "stop"],
         "scaleIns": ["quantity", "limit", "stop"],
     ]
+
+    /// Fields a line's type knows that this line's other fields make meaningless: an `index` for
+    /// a role other than scaleIn, a price the entry's declared type does not use.
+    private static func unusedFields(of line: TraceLine, in fields: [String: JSONValue]) -> [String] {
+        func has(_ name: String, in object: [String: JSONValue]) -> Bool {
+            if case .null? = object[name] { return false }
+            return object[name] != nil
+        }
+        switch line {
+        case .fill(let fill):
+            if case .scaleIn = fill.role { return [] }
+            return has("index", in: fields) ? ["'index' means nothing for role \(fill.role)"] : []
+        case .brokerFault(let fault):
+            if case .scaleIn? = fault.role { return [] }
+            return has("index", in: fields) ? ["'index' means nothing without role scaleIn"] : []
+        case .open(let spec):
+            guard case .object(let entry)? = fields["entry"] else { return [] }
+            let unused: [String]
+            switch spec.entryType {
+            case .market: unused = ["limit", "stop"]
+            case .limit: unused = ["stop"]
+            case .stop: unused = ["limit"]
+            case .stopLimit: unused = []
+            }
+            return unused.filter { has($0, in: entry) }.map { "'entry.\($0)' means nothing for \(spec.entryType.kindName) entry" }
+        }
+    }
 
     private static func unknownFields(of type: String, in fields: [String: JSONValue]) -> [String] {
         func unknown(_ fields: [String: JSONValue], known: String, prefix: String) -> [String] {
@@ -182,4 +212,16 @@ public struct BrokerFaultScript: Sendable, Hashable {
     public var position: PositionID?
     /// Only operations on this role, if given.
     public var role: OrderRole?
+}
+
+extension OrderType {
+    /// "a market", "a limit", ... for messages.
+    fileprivate var kindName: String {
+        switch self {
+        case .market: return "a market"
+        case .limit: return "a limit"
+        case .stop: return "a stop"
+        case .stopLimit: return "a stop-limit"
+        }
+    }
 }

@@ -110,13 +110,7 @@ public struct TraceReplayer: Sendable {
             case .fill(let fill): try apply(fill)
             case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count, line: lineNumber))
             }
-            let type: String
-            switch parsed {
-            case .open: type = "an open"
-            case .fill: type = "a fill"
-            case .brokerFault: type = "a brokerFault"
-            }
-            for field in unknown { ignoredFields.append("line \(lineNumber): '\(field)' is not a field of \(type) line; it was ignored") }
+            for field in unknown { ignoredFields.append("line \(lineNumber): \(field); it was ignored") }
         } catch {
             rejected.append(RejectedLine(line: lineNumber, error: error))
         }
