@@ -17,8 +17,12 @@ public enum FIXGroundTruth {
         var mineNet: [Symbol: Quantity] = [:]
         var mineFilled: [Symbol: Quantity] = [:]
         var mineLive: [OrderID: Quantity] = [:]
+        // Entries and scale-ins by FillGuard's ids (it named them): a pending short bracket's
+        // scale-ins are sell limits, which a check by type alone would take for targets.
+        var opening: Set<OrderID> = []
         for position in positions {
             plans[position.symbol] = position
+            for order in position.orders where !order.role.isProtective { opening.insert(order.id) }
             mineNet[position.symbol, default: .zero] += position.netQuantity
             for order in position.orders {
                 mineFilled[position.symbol, default: .zero] += order.filledQuantity
@@ -42,13 +46,14 @@ public enum FIXGroundTruth {
             if filled != (mineFilled[symbol] ?? .zero) {
                 problems.append("\(symbol): the broker executed \(filled), FillGuard booked \(mineFilled[symbol] ?? .zero) (a fill lost or counted twice)")
             }
-            let orders = live[symbol] ?? []
-            for order in orders {
+            let allLive = live[symbol] ?? []
+            for order in allLive {
                 let mineOpen = mineLive.removeValue(forKey: order.orderID)
                 if mineOpen != order.leavesQuantity {
                     problems.append("\(symbol): order \(order.orderID) open \(order.leavesQuantity) at the broker, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
                 }
             }
+            let orders = allLive.filter { !opening.contains($0.orderID) }
             let protective: Side = net.units >= 0 ? .sell : .buy
             let stops = orders.filter { $0.ordType == "3" || $0.ordType == "4" }
             let targets = orders.filter { $0.ordType == "2" && $0.side == protective }

@@ -49,11 +49,17 @@ public enum GroundTruth {
     static func protectionProblems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
         var problems: [String] = []
         var plans: [Symbol: PositionSnapshot] = [:]
-        for position in positions { plans[position.symbol] = position }
+        // Entries and scale-ins by FillGuard's ids (it named them): a pending short bracket's
+        // scale-ins are sell limits, which a check by type alone would take for targets.
+        var opening: Set<OrderID> = []
+        for position in positions {
+            plans[position.symbol] = position
+            for order in position.orders where !order.role.isProtective { opening.insert(order.id) }
+        }
         for symbol in exchange.symbols {
             let net = exchange.netPosition(of: symbol)
             let protective: Side = net.units >= 0 ? .sell : .buy
-            let live = exchange.liveOrders(of: symbol)
+            let live = exchange.liveOrders(of: symbol).filter { !opening.contains($0.id) }
             let stops = live.filter { order in
                 switch order.type {
                 case .stop, .stopLimit: return true

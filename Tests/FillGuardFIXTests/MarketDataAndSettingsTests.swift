@@ -106,5 +106,16 @@ struct MarketDataAndSettingsTests {
         #expect(doubled.contains("GLD: order R1-P-sl9 open 100 at the broker, not live in FillGuard"))
         let missing = FIXGroundTruth.problems([position], [agreeing[0]], orderPrefix: "R1-")
         #expect(missing.contains("order R1-P-sl1 live with 100 in FillGuard but not at the broker"))
+
+        // A pending short bracket: nothing filled, its entry and a scale-in (a sell limit, like a
+        // flat long's target) working. Not a flat position with protective orders live.
+        let shortEntry = OrderSnapshot(id: "R1-S-en0", positionID: "R1-S", symbol: "GLD", role: .entry, side: .sell, type: .limit(Price("10")!),
+                                       quantity: 100, filledQuantity: 0, openQuantity: 100, averageFillPrice: nil, status: .working, failure: nil)
+        let shortScaleIn = OrderSnapshot(id: "R1-S-si0", positionID: "R1-S", symbol: "GLD", role: .scaleIn(0), side: .sell, type: .limit(Price("11")!),
+                                         quantity: 50, filledQuantity: 0, openQuantity: 50, averageFillPrice: nil, status: .working, failure: nil)
+        let pending = PositionSnapshot(id: "R1-S", symbol: "GLD", side: .sell, status: .pending, netQuantity: 0, averagePrice: nil,
+                                       realizedPnL: .zero, commissions: .zero, orders: [shortEntry, shortScaleIn], stopLoss: Price("12"), takeProfit: Price("8"))
+        let working = [status("R1-S-en0", .sell, "2", cum: 0, leaves: 100, "0"), status("R1-S-si0", .sell, "2", cum: 0, leaves: 50, "0")]
+        #expect(FIXGroundTruth.problems([pending], working, orderPrefix: "R1-").isEmpty, "\(FIXGroundTruth.problems([pending], working, orderPrefix: "R1-"))")
     }
 }
