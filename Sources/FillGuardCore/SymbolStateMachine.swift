@@ -969,6 +969,20 @@ public struct SymbolStateMachine: Sendable {
         if let cancelledSuccessor {
             let stays = said.hasSuffix("more than the position") ? "" : "; it stays live (\(orders[s].openQuantity))"
             said += "\(stays); \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
+        } else if operation.kind == .cancel, role.isProtective, orders[s].isLive {
+            // Other orders of the role still live beside this one (a replacement whose own cancel
+            // was refused too): the role's cover is their sum, which is what a person must see.
+            var total = Quantity.zero
+            var others = 0
+            for slot in positions[p].liveSlots {
+                let other = Int(slot)
+                guard orders[other].isLive, orders[other].role == role, orders[other].side == orders[s].side else { continue }
+                total += orders[other].openQuantity
+                if other != s { others += 1 }
+            }
+            if others > 0, total > net {
+                said += "; with \(others) other live \(role) \(others == 1 ? "order" : "orders") the role covers \(total) of \(net), more than the position"
+            }
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }

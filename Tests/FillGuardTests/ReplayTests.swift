@@ -377,6 +377,8 @@ struct ReplayTests {
         let position = try #require(report.positions.first)
         #expect(position.netQuantity == 90)
         #expect(position.orders.filter { $0.role == .takeProfit && $0.status.isLive }.map(\.openQuantity) == [90])
+        #expect(report.alerts.contains { $0.message.hasSuffix("with 1 other live takeProfit order the role covers 90 of 40, more than the position") },
+                "the second refusal says what the role then covers in all")
     }
 
     @Test("while a stop waits for its fills after 'too late', another stop of the role larger than the position is brought down")
