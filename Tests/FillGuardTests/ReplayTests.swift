@@ -381,20 +381,22 @@ struct ReplayTests {
                 "the second refusal says what the role then covers in all")
     }
 
-    @Test("while a stop waits for its fills after 'too late', another stop of the role larger than the position is brought down")
-    func awaitingRoleStillShrinks() throws {
+    @Test("create-then-cancel: while an old stop waits for its fills after 'too late', a stop larger than the position is replaced by a smaller one",
+          arguments: [("90", 10, [10, 10]), ("50", 50, [10, 50])] as [(String, Quantity, [Quantity])])
+    func awaitingRoleStillShrinks(targetFill: String, net: Quantity, stops: [Quantity]) throws {
         let lines = [
             #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
             #"{"type":"fill","position":"P1","role":"entry","quantity":"10","price":"100","execId":"E1"}"#,
             #"{"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","position":"P1","role":"stopLoss"}"#,
             #"{"type":"fill","position":"P1","role":"entry","quantity":"90","price":"100","execId":"E2"}"#,
-            #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"90","price":"120","execId":"E3"}"#,
+            // The target fills: the stop of 100 placed before covers more than the position.
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"\(targetFill)\",\"price\":\"120\",\"execId\":\"E3\"}",
         ]
         let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
         let position = try #require(report.positions.first)
-        #expect(position.netQuantity == 10)
-        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity) == [10, 10],
-                "the stop of 100 placed before the target filled is replaced by one of 10; the one awaiting its fills (10, ended at the broker) stays")
+        #expect(position.netQuantity == net)
+        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity).sorted() == stops,
+                "the stop of 100 is replaced by one of the net; the one of 10 still waits for its fills (it ended at the broker)")
     }
 
     @Test("a stop the broker says it does not know keeps the size a timed-out modify may have given it: its late fill still counts")
@@ -414,22 +416,6 @@ struct ReplayTests {
         let position = try #require(report.positions.first)
         #expect(position.netQuantity == -200, "the late fill is booked: the position flipped")
         #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
-    }
-
-    @Test("create-then-cancel: while an old stop waits for its fills, a stop larger than the position is replaced by a smaller one, not just cancelled")
-    func awaitingRoleIsReplacedSmaller() throws {
-        let lines = [
-            #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
-            #"{"type":"fill","position":"P1","role":"entry","quantity":"10","price":"100","execId":"E1"}"#,
-            #"{"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","position":"P1","role":"stopLoss"}"#,
-            #"{"type":"fill","position":"P1","role":"entry","quantity":"90","price":"100","execId":"E2"}"#,
-            #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"50","price":"120","execId":"E3"}"#,
-        ]
-        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: .init(nativeModify: false, strategy: .createThenCancel))
-        let position = try #require(report.positions.first)
-        #expect(position.netQuantity == 50)
-        #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity).sorted() == [10, 50],
-                "the stop of 100 is replaced by one of 50; the one of 10 still waits for its fills")
     }
 
     @Test("a realized P&L beyond 10^21 refuses further fills of the position rather than overflow")
