@@ -13,6 +13,8 @@ public struct FillManagerStatistics: Sendable, Hashable {
     public var retries = 0
     /// Alerts raised.
     public var alerts = 0
+    /// Alerts raised, by kind (kinds never raised are absent).
+    public var alertsByKind: [Alert.Kind: Int] = [:]
     /// Inputs refused, by error code.
     public var rejected: [InputError.Code: Int] = [:]
     /// Times the circuit breaker opened.
@@ -20,11 +22,12 @@ public struct FillManagerStatistics: Sendable, Hashable {
 }
 
 /// The counters behind `FillManagerStatistics`: atomics, so that lanes on different threads do
-/// not serialise on a lock for every event (refused inputs, rare, keep a dictionary under a lock).
+/// not serialise on a lock for every event (refused inputs and alerts, rare, keep dictionaries under
+/// a lock).
 final class RuntimeCounters: Sendable {
     let fills = Atomic<Int>(0)
     let retries = Atomic<Int>(0)
-    let alerts = Atomic<Int>(0)
+    private let alertKinds = Mutex<[Alert.Kind: Int]>([:])
     private let submits = Atomic<Int>(0)
     private let modifies = Atomic<Int>(0)
     private let cancels = Atomic<Int>(0)
@@ -38,6 +41,10 @@ final class RuntimeCounters: Sendable {
         }
     }
 
+    func alerted(_ kind: Alert.Kind) {
+        alertKinds.withLock { $0[kind, default: 0] += 1 }
+    }
+
     func rejected(_ code: InputError.Code) {
         rejected.withLock { $0[code, default: 0] += 1 }
     }
@@ -46,7 +53,8 @@ final class RuntimeCounters: Sendable {
         var stats = FillManagerStatistics()
         stats.fills = fills.load(ordering: .relaxed)
         stats.retries = retries.load(ordering: .relaxed)
-        stats.alerts = alerts.load(ordering: .relaxed)
+        stats.alertsByKind = alertKinds.withLock { $0 }
+        stats.alerts = stats.alertsByKind.values.reduce(0, +)
         let sent: [(OrderOperation.Kind, Int)] = [(.submit, submits.load(ordering: .relaxed)),
                                                   (.modify, modifies.load(ordering: .relaxed)),
                                                   (.cancel, cancels.load(ordering: .relaxed))]
@@ -133,7 +141,7 @@ final class RuntimeContext: Sendable {
     /// Raises an alert: counted, logged, published.
     func raise(_ alert: Alert) {
         metrics.alerts.increment()
-        counters.alerts.add(1, ordering: .relaxed)
+        counters.alerted(alert.kind)
         logger.error("\(alert)", metadata: ["symbol": "\(alert.symbol)"])
         bus.alerts.publish(alert)
     }

@@ -1,7 +1,7 @@
 /// Something a person must look at: FillGuard could not keep a position's orders right.
 public struct Alert: Sendable, Hashable, CustomStringConvertible {
     /// What went wrong.
-    public enum Kind: String, Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
         /// A broker operation failed for good (permanent error or retries exhausted).
         case operationFailed
         /// The broker ended a protective order on its own; FillGuard re-protects.

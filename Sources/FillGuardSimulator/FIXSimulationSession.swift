@@ -87,6 +87,7 @@ public final class FIXSimulationSession: Sendable {
         let reactions = Mutex(LatencySamples())
         let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
         let manager = FillManager(broker: broker, configuration: managerConfiguration, logger: logger)
+        let alertSamples = AlertSamples(manager)
         let feed = Task { await manager.run(broker.events()) }
         let clock = ContinuousClock()
         let start = clock.now
@@ -173,6 +174,8 @@ public final class FIXSimulationSession: Sendable {
             reaction: samples.summary(),
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
         report.interrupted = options.stop?.isRequested == true
+        report.alertsByKind = statistics.alertsByKind
+        report.alertSamples = await alertSamples.collected()
         report.fix = SimulationReport.FIXSummary(
             endpoint: endpoint, senderCompID: configuration.session.senderCompID, targetCompID: configuration.session.targetCompID,
             runID: fix.runID, logons: connection.logons, disconnections: connection.disconnections,

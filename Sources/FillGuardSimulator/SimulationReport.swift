@@ -32,6 +32,12 @@ public struct SimulationReport: Sendable {
     public var breakerTrips: Int
     /// Alerts raised.
     public var alerts: Int
+    /// Alerts raised, by kind (kinds never raised are absent).
+    public var alertsByKind: [Alert.Kind: Int] = [:]
+    /// The first alerts raised (at most `alertSampleLimit`), as "kind position role: message".
+    public var alertSamples: [String] = []
+    /// How many alerts `alertSamples` keeps.
+    public static let alertSampleLimit = 10
     /// Inputs refused, by code.
     public var rejected: [InputError.Code: Int]
     /// Request faults the exchange injected, by kind.
@@ -84,6 +90,8 @@ public struct SimulationReport: Sendable {
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
+            ("alertsByKind", alertsByKindJSON(object)),
+            ("alertSamples", "[" + alertSamples.map(string).joined(separator: ",") + "]"),
             ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
             ("faultsInjected", object(faultsInjected.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })),
             ("duplicatesInjected", "\(duplicatesInjected)"),
@@ -134,7 +142,7 @@ public struct SimulationReport: Sendable {
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")
-        lines.append("  alerts                \(alerts)")
+        appendAlerts(to: &lines)
         lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
         lines.append("  faults injected       " + (faultsInjected.isEmpty ? "0" : faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + ", duplicates \(duplicatesInjected), reorders \(reordersInjected)")
         lines.append("  unprotected           \(unprotectedShareSeconds) share-seconds")
@@ -198,6 +206,8 @@ public struct SimulationReport: Sendable {
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
+            ("alertsByKind", alertsByKindJSON(object)),
+            ("alertSamples", "[" + alertSamples.map(string).joined(separator: ",") + "]"),
             ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
             ("reactionLatencyMicros", object(reaction.jsonFields)),
             ("fix", object([
@@ -223,7 +233,7 @@ public struct SimulationReport: Sendable {
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")
-        lines.append("  alerts                \(alerts)")
+        appendAlerts(to: &lines)
         lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
         lines.append("  FIX session           logons \(fix.logons), disconnections \(fix.disconnections), duplicate reports \(fix.duplicateReports), session rejects sent \(fix.rejectsSent) / received \(fix.rejectsReceived), request timeouts \(fix.requestTimeouts)")
         lines.append("  final check           \(fix.ordersChecked) orders of the run from OrderMassStatus, \(fix.checkRounds) round\(fix.checkRounds == 1 ? "" : "s")")
@@ -231,6 +241,18 @@ public struct SimulationReport: Sendable {
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
         return lines.joined(separator: "\n")
+    }
+
+    private func alertsByKindJSON(_ object: ([(String, String)]) -> String) -> String {
+        object(Alert.Kind.allCases.compactMap { kind in alertsByKind[kind].map { (kind.rawValue, "\($0)") } })
+    }
+
+    /// "alerts 3: operationFailed 2, fillsOverdue 1", then the first ones, one line each.
+    private func appendAlerts(to lines: inout [String]) {
+        let kinds = Alert.Kind.allCases.compactMap { kind in alertsByKind[kind].map { "\(kind.rawValue) \($0)" } }
+        lines.append("  alerts                \(alerts)" + (kinds.isEmpty ? "" : ": " + kinds.joined(separator: ", ")))
+        for sample in alertSamples { lines.append("    ! \(sample)") }
+        if alerts > alertSamples.count, !alertSamples.isEmpty { lines.append("    ! ... \(alerts - alertSamples.count) more") }
     }
 
     /// What the journal did in a session.

@@ -125,6 +125,7 @@ public final class SimulationSession: Sendable {
         logger.logLevel = .critical
         let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
         let manager = FillManager(broker: exchange, journal: options.journal, configuration: managerConfiguration, logger: logger)
+        let alertSamples = AlertSamples(manager)
 
         let events = exchange.events()
         let recovery = try await manager.recover()
@@ -222,6 +223,8 @@ public final class SimulationSession: Sendable {
             reaction: samples.summary(),
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
         report.interrupted = options.stop?.isRequested == true
+        report.alertsByKind = statistics.alertsByKind
+        report.alertSamples = await alertSamples.collected()
         if let journal = options.journal {
             await manager.shutdown()
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)

@@ -181,6 +181,7 @@ struct FillManagerTests {
         let position = try #require(await manager.position("P1"))
         #expect(position.orders.contains { $0.role == .stopLoss && $0.status == .rejected && $0.failure != nil })
         #expect(manager.statistics.alerts == 1)
+        #expect(manager.statistics.alertsByKind == [.operationFailed: 1])
         #expect(try metrics.expectCounter("fillguard_alerts").totalValue == 1)
     }
 
@@ -306,6 +307,7 @@ struct FillManagerTests {
         let elsewhere = try #require(raised.first { $0.positionID == "P9" })
         #expect(elsewhere.kind == .brokerCorrection && elsewhere.symbol == "ZZZ" && elsewhere.role == nil)
         #expect(manager.statistics.alerts == 2)
+        #expect(manager.statistics.alertsByKind == [.brokerCorrection: 2])
     }
 
     @Test("after a permanent failure the runtime re-arms the stop after the cool-down")

@@ -319,6 +319,14 @@ struct SimulationSessionTests {
         #expect(report.invariantViolations == 0, "\(report.continuousViolations + report.finalViolations)")
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(report.retries > 0 && report.faultsInjected.values.reduce(0, +) > 0, "the faults were felt")
+        // Alerts are counted by kind, and the first ones are shown, in text and JSON alike.
+        #expect(report.alerts > 0, "some faults are permanent refusals")
+        #expect(report.alertsByKind.values.reduce(0, +) == report.alerts)
+        #expect(report.alertSamples.count == min(report.alerts, SimulationReport.alertSampleLimit))
+        if let first = report.alertSamples.first {
+            #expect(report.text.contains("    ! \(first)"))
+            #expect(report.json.contains("\"alertSamples\":[" + JSONText.quote(first)))
+        }
     }
 
     @Test("exposure counts while the session settles: entries that fill after trading ends, with slow stops, are unprotected for a while")
