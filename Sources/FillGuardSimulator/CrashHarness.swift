@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FillGuard
 import Foundation
 import Synchronization
 
@@ -36,6 +37,9 @@ public struct CrashHarness: Sendable {
         /// Fills made at the exchange over the whole run.
         public var fills = 0
 
+        /// An empty summary, before the first kill.
+        public init() {}
+
         /// True when every recovery passed every check.
         public var passed: Bool { kills > 0 && failures.isEmpty && problems.isEmpty }
 
@@ -53,11 +57,12 @@ public struct CrashHarness: Sendable {
             """ + problems.prefix(20).map { "\n  - \($0)" }.joined() + failures.prefix(5).map { "\n  ! \($0)" }.joined()
         }
 
-        /// The figures as a JSON object.
+        /// The figures as a JSON object, with every failed check and failed recovery in full.
         public var json: String {
             "{\"kills\":\(kills),\"tornTails\":\(tornTails),\"tornTailsRepaired\":\(tornTailsRepaired),\"cleanRecoveries\":\(cleanRecoveries),"
                 + "\"lostOrDoubleFills\":\(fillProblems),\"unprotectedPositions\":\(protectionProblems),\"duplicatedOrders\":\(duplicateOrders),"
-                + "\"failedRecoveries\":\(failures.count),\"corrections\":\(corrections),\"fills\":\(fills),\"passed\":\(passed)}"
+                + "\"failedRecoveries\":\(failures.count),\"corrections\":\(corrections),\"fills\":\(fills),\"passed\":\(passed),"
+                + "\"problems\":[\(problems.map(JSONText.quote).joined(separator: ","))],\"failures\":[\(failures.map(JSONText.quote).joined(separator: ","))]}"
         }
     }
 

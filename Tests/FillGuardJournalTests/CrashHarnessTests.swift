@@ -28,4 +28,17 @@ struct CrashHarnessTests {
         #expect(summary.cleanRecoveries == points)
         #expect(summary.fills > 0, "the sessions traded")
     }
+
+    @Test("the JSON summary carries every failed check and failed recovery in full, not only their counts")
+    func summaryJSONHasTheDetail() throws {
+        var summary = CrashHarness.Summary()
+        summary.kills = 2
+        summary.problems = ["after kill 1 at 40 ms: P1 has \"2\" live stops (want exactly 1)"]
+        summary.failures = ["kill 2: recover exited 2: journal failed"]
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(summary.json.utf8)) as? [String: Any])
+        #expect(object["problems"] as? [String] == summary.problems)
+        #expect(object["failures"] as? [String] == summary.failures)
+        #expect(object["failedRecoveries"] as? Int == 1)
+        #expect(object["passed"] as? Bool == false)
+    }
 }
