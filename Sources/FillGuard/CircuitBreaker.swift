@@ -1,5 +1,11 @@
 import Synchronization
 
+/// One that a breaker held back and tells when it closes.
+protocol CircuitBreakerWaiter: AnyObject, Sendable {
+    /// The breaker closed: send what it held.
+    func breakerClosed()
+}
+
 /// When the breaker opens and how it probes.
 public struct CircuitBreakerPolicy: Sendable, Hashable {
     /// Consecutive transient failures that open the breaker (default 5; at least 1).
@@ -50,6 +56,8 @@ public final class CircuitBreaker: Sendable {
         var openUntil = ContinuousClock.now
         var probeOut = false
         var trips = 0
+        /// Those denied since the breaker last closed, told when it closes.
+        var held: [ObjectIdentifier: any CircuitBreakerWaiter] = [:]
     }
 
     private let policy: CircuitBreakerPolicy
@@ -77,25 +85,40 @@ public final class CircuitBreaker: Sendable {
 
     /// Asks to send one request now (`now` is read only when the breaker is not closed).
     public func acquire(now: @autoclosure () -> ContinuousClock.Instant) -> Permission {
+        acquire(now: now(), wakingOnClose: nil)
+    }
+
+    /// Asks to send one request now; if denied, `waiter` is also told as soon as the breaker
+    /// closes (a late success or the probe's), whatever the `until` it was told: once, however
+    /// often it was denied.
+    func acquire(now: @autoclosure () -> ContinuousClock.Instant, wakingOnClose waiter: (any CircuitBreakerWaiter)?) -> Permission {
         // The common case, without the lock: a closed breaker grants (as it would under the lock
         // at the moment of this load).
         if isClosed.load(ordering: .acquiring) { return .granted }
         let now = now()
         return inner.withLock { inner in
             defer { publish(inner) }
+            let permission: Permission
             switch inner.state {
             case .closed:
                 return .granted
             case .open:
-                guard now >= inner.openUntil else { return .denied(until: inner.openUntil) }
+                guard now >= inner.openUntil else {
+                    permission = .denied(until: inner.openUntil)
+                    break
+                }
                 inner.state = .halfOpen
                 inner.probeOut = true
                 return .probe
             case .halfOpen:
-                if inner.probeOut { return .denied(until: now + policy.probeWait) }
-                inner.probeOut = true
-                return .probe
+                guard inner.probeOut else {
+                    inner.probeOut = true
+                    return .probe
+                }
+                permission = .denied(until: now + policy.probeWait)
             }
+            if let waiter { inner.held[ObjectIdentifier(waiter)] = waiter }
+            return permission
         }
     }
 
@@ -109,25 +132,37 @@ public final class CircuitBreaker: Sendable {
     /// Returns true if this outcome opened the breaker. `now` is read only for a failure.
     @discardableResult
     public func record(transientFailure: Bool, wasProbe: Bool, now: @autoclosure () -> ContinuousClock.Instant) -> Bool {
+        let outcome = recordOutcome(transientFailure: transientFailure, wasProbe: wasProbe, now: now())
+        for waiter in outcome.held { waiter.breakerClosed() }
+        return outcome.opened
+    }
+
+    /// `record`, returning instead of telling those it held (non-empty only when this outcome
+    /// closed the breaker), for the caller to tell outside its own critical section.
+    func recordOutcome(transientFailure: Bool, wasProbe: Bool, now: @autoclosure () -> ContinuousClock.Instant)
+        -> (opened: Bool, held: [any CircuitBreakerWaiter]) {
         // The common case, without the lock: a success while closed with no failures counted
         // changes nothing.
-        if !transientFailure && !wasProbe && isHealthy.load(ordering: .acquiring) { return false }
+        if !transientFailure && !wasProbe && isHealthy.load(ordering: .acquiring) { return (false, []) }
         return inner.withLock { inner in
             defer { publish(inner) }
             if wasProbe { inner.probeOut = false }
             if !transientFailure {
                 inner.failures = 0
+                guard inner.state != .closed else { return (false, []) }
                 inner.state = .closed
-                return false
+                let held = Array(inner.held.values)
+                inner.held = [:]
+                return (false, held)
             }
             inner.failures += 1
             if inner.state == .halfOpen || (inner.state == .closed && inner.failures >= policy.failureThreshold) {
                 inner.state = .open
                 inner.openUntil = now() + policy.openDuration
                 inner.trips += 1
-                return true
+                return (true, [])
             }
-            return false
+            return (false, [])
         }
     }
 }

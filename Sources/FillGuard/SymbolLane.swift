@@ -79,6 +79,9 @@ final class SymbolLane: @unchecked Sendable {
     @exclusivity(unchecked) private var pending = EventQueue()
     /// When the wake-up scheduled for held work comes (nanoseconds since `epoch`); 0: none is.
     @exclusivity(unchecked) private var wakeAt: Int64 = 0
+    /// The timer of that wake-up: cancelled (it then never fires) when the gate opens sooner, so
+    /// that a wait no longer needed does not hold up `waitUntilIdle()`.
+    @exclusivity(unchecked) private var wakeTimer: Task<Void, Never>?
     /// A lane rebuilt from the journal sends nothing until recovery has reconciled it (`.reconciled`):
     /// an order the rebuilt state has as unsent may already be at the broker.
     @exclusivity(unchecked) private var operationsHeld: Bool
@@ -403,8 +406,11 @@ final class SymbolLane: @unchecked Sendable {
             // FillManager.receive records these without a lane; one reaching a lane changes nothing either.
             context.reject(error, context: refusedContext)
         case .completed(let operation, let result, let wasProbe):
-            let opened = context.breaker.record(transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
-                                                wasProbe: wasProbe, now: ContinuousClock.now)
+            let (opened, held) = context.breaker.recordOutcome(
+                transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
+                wasProbe: wasProbe, now: ContinuousClock.now)
+            // It closed: the lanes it held send now, not when they were told to ask again.
+            for lane in held { lane.breakerClosed() }
             if opened {
                 context.metrics.breakerTrips.increment()
                 context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
@@ -428,6 +434,8 @@ final class SymbolLane: @unchecked Sendable {
             machine.adopt(id, side: side, type: type, quantity: quantity, filled: .zero, emitting: &actions)
         case .gateOpened:
             wakeAt = 0
+            wakeTimer?.cancel()
+            wakeTimer = nil
         case .checkAnswers:
             checkAnswers()
         case .reconciled:
@@ -483,7 +491,7 @@ final class SymbolLane: @unchecked Sendable {
             // With a rate limit, a token is not taken (and given back) when nothing is ready to
             // send: meanwhile another symbol could find the bucket empty and wait for nothing.
             if context.bucket != nil, !machine.hasOperationReady { return }
-            let permission = context.breaker.acquire(now: clock.now)
+            let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
             if case .denied(let until) = permission {
                 if !machine.isQuiescent { scheduleWake(at: until) }
                 return
@@ -657,7 +665,9 @@ final class SymbolLane: @unchecked Sendable {
         let nanos = max(1, (instant - Self.epoch).nanoseconds)
         guard wakeAt == 0 || nanos < wakeAt else { return }
         wakeAt = nanos
-        schedule(at: instant, .gateOpened)
+        // The later wake-up this one replaces is not needed.
+        wakeTimer?.cancel()
+        wakeTimer = schedule(at: instant, .gateOpened)
     }
 
     private func schedule(after delay: Duration, _ event: Event) {
@@ -668,12 +678,18 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    private func schedule(at instant: ContinuousClock.Instant, _ event: Event) {
+    @discardableResult
+    /// Enqueues `event` at `instant`; cancelling the task drops the event (only wake-ups are).
+    private func schedule(at instant: ContinuousClock.Instant, _ event: Event) -> Task<Void, Never> {
         context.work.begin()
-        Task {
-            try? await Task.sleep(until: instant, clock: .continuous)
+        return Task {
+            defer { self.context.work.end() }
+            do {
+                try await Task.sleep(until: instant, clock: .continuous)
+            } catch {
+                return
+            }
             self.enqueue(event)
-            self.context.work.end()
         }
     }
 }
@@ -802,4 +818,9 @@ private final class AnswerWatch {
     @exclusivity(unchecked) var calls: [Call] = []
     /// The list is cleared of answered calls when it reaches this size.
     @exclusivity(unchecked) var compactAt = AnswerWatch.initialCompactAt
+}
+
+extension SymbolLane: CircuitBreakerWaiter {
+    /// The breaker closed: the lane sends what it held now, not when it was told to ask again.
+    func breakerClosed() { enqueue(.gateOpened) }
 }

@@ -202,6 +202,39 @@ struct FillManagerTests {
         #expect(await manager.invariantViolations().isEmpty)
     }
 
+    @Test("a late success that closes the breaker sends the work it held at once, not at the end of its open time",
+          .timeLimit(.minutes(1)))
+    func lateSuccessClosingTheBreakerWakesHeldLanes() async throws {
+        let broker = CallbackTestBroker(answer: .inline)
+        // One transient failure opens it, for an hour: without the wake-up, the held work (and
+        // so waitUntilIdle below) would wait that long.
+        let configuration = FillGuardConfiguration(
+            retry: RetryPolicy(maxAttempts: 1),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1, openDuration: .seconds(3_600)))
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        let held = try await manager.openLongAndFillEntry("C", "CCC", fills: &fills)
+        let stop = try #require(held.liveOrder(.stopLoss))
+        // B's entry goes out and gets no answer yet; then A's entry and scale-in fail and open the breaker.
+        broker.withholdNext(1)
+        try await manager.open(.long("B", "BBB"))
+        broker.fail(2, .submit, with: BrokerError(.transient, "connection reset"))
+        try await manager.open(.long("A", "AAA"))
+        _ = await manager.position("A") // read in order after A's failed submit
+        #expect(manager.breakerState == .open)
+        // C's stop fills in part: its target's shrink is held by the open breaker.
+        manager.receive(fills.fill(stop, 40, at: "95"))
+        _ = await manager.position("C")
+        #expect(broker.count(.modify) == 0, "held")
+        // B's answer comes, a success: the broker works again, the breaker closes, C sends now.
+        broker.answerWithheld()
+        await manager.waitUntilIdle()
+        #expect(manager.breakerState == .closed)
+        #expect(broker.count(.modify) == 1)
+        #expect(await manager.position("C")?.liveOrder(.takeProfit)?.openQuantity == 60)
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
     @Test("a slow subscriber never blocks the fill path")
     func slowSubscriberDoesNotBlock() async throws {
         let broker = TestBroker()

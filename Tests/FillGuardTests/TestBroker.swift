@@ -165,6 +165,11 @@ final class CallbackTestBroker: CallbackBroker, Sendable {
         inner.withLock { inner in for _ in 0..<times { inner.failures.append((kind, error)) } }
     }
 
+    /// The next `count` requests get no answer until `answerWithheld`.
+    func withholdNext(_ count: Int) {
+        inner.withLock { $0.unanswered = count }
+    }
+
     func count(_ kind: OrderOperation.Kind) -> Int { inner.withLock { $0.requests.filter { $0 == kind }.count } }
 
     /// Calls that came through the async methods instead of `send` (the runtime should make none).
