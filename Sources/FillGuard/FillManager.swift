@@ -20,7 +20,8 @@ public final class FillManager: Sendable {
     public var eventsReceived: Int { received.load(ordering: .sequentiallyConsistent) }
 
     /// A manager for one broker connection. With a journal, every input is journaled before it
-    /// applies; call `recover()` before anything else to rebuild the state the journal holds.
+    /// applies; call `recover()` before anything else to rebuild the state the journal holds
+    /// (until it has, every bracket and report is refused as `journalUnavailable`).
     public init(broker: some Broker, journal: Journal? = nil, configuration: FillGuardConfiguration = FillGuardConfiguration(),
                 logger: Logger = Logger(label: "fillguard"), metricsFactory: MetricsFactory = MetricsSystem.factory) {
         self.context = RuntimeContext(broker: broker, journal: journal, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
@@ -32,8 +33,18 @@ public final class FillManager: Sendable {
     /// Opens a bracket; returns once its lane has placed the entry (and scale-ins) as desired
     /// state. Throws `InputError` for an invalid or duplicate bracket.
     public func open(_ spec: BracketSpec) async throws(InputError) {
-        if context.lifecycle.load(ordering: .sequentiallyConsistent) != .running {
-            let error = InputError(.shutDown, "position \(spec.positionID) not opened: the manager is shutting down")
+        let stage = context.lifecycle.load(ordering: .sequentiallyConsistent)
+        if stage != .running {
+            let error = stage == .awaitingRecovery || stage == .recovering
+                ? Self.notRecovered("position \(spec.positionID) not opened")
+                : InputError(.shutDown, "position \(spec.positionID) not opened: the manager is shutting down")
+            context.reject(error, context: "open \(spec.positionID)")
+            throw error
+        }
+        // Checked here too, so that a refused bracket leaves nothing behind (no lane for its symbol).
+        do {
+            try spec.validate()
+        } catch {
             context.reject(error, context: "open \(spec.positionID)")
             throw error
         }
@@ -67,8 +78,10 @@ public final class FillManager: Sendable {
             context.reject(error, context: refusedContext)
             return
         }
-        if context.lifecycle.load(ordering: .relaxed) == .stopped {
-            context.reject(InputError(.shutDown, "not applied: the manager was shut down"), context: "report for \(event.symbol)")
+        let stage = context.lifecycle.load(ordering: .relaxed)
+        if stage != .running && stage != .draining {
+            let error = stage == .stopped ? InputError(.shutDown, "not applied: the manager was shut down") : Self.notRecovered("not applied")
+            context.reject(error, context: "report for \(event.symbol)")
             return
         }
         guard let lane = lane(for: event.symbol, create: false) else {
@@ -89,6 +102,11 @@ public final class FillManager: Sendable {
             return
         }
         lane.enqueue(.broker(event))
+    }
+
+    /// The refusal of an input that comes before `recover()` has rebuilt the journal's state.
+    private static func notRecovered(_ what: String) -> InputError {
+        InputError(.journalUnavailable, "\(what): with a journal, call recover() first (it rebuilds what the journal holds)")
     }
 
     /// Consumes the broker's event stream until it ends or the task is cancelled.

@@ -88,7 +88,7 @@ final class RuntimeContext: Sendable {
     /// Has lanes check their unanswered broker calls (nil without `brokerAnswerTimeout`).
     let answerWatchdog: AnswerWatchdog?
     /// Where `FillManager.shutdown()` has got to.
-    let lifecycle = Atomic<Lifecycle>(.running)
+    let lifecycle: Atomic<Lifecycle>
     /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
     /// reaction observer); without a metrics backend or observer no clock is read per event.
     let timed: Bool
@@ -105,6 +105,7 @@ final class RuntimeContext: Sendable {
         self.broker = broker
         self.callbackBroker = broker as? any CallbackBroker
         self.journal = journal
+        self.lifecycle = Atomic(journal == nil ? .running : .awaitingRecovery)
         self.configuration = configuration
         let capabilities = broker.capabilities
         self.nativeModify = capabilities.nativeModify && configuration.preferNativeModify
@@ -171,6 +172,11 @@ final class RuntimeContext: Sendable {
 
 /// The stages of a manager's life: `FillManager.shutdown()` drains, then stops.
 enum Lifecycle: UInt8, AtomicRepresentable {
+    /// With a journal, until `recover()`: no input is taken (it would be journaled over what
+    /// the journal holds without knowing it).
+    case awaitingRecovery
+    /// `recover()` is rebuilding and reconciling: no input is taken yet.
+    case recovering
     /// Taking every input.
     case running
     /// Shutting down: no new bracket; reports and broker answers still apply while work in

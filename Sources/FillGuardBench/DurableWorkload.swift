@@ -58,6 +58,7 @@ public enum DurableWorkload {
         let broker = BenchBroker()
         let manager = FillManager(broker: broker, journal: journal, configuration: FillGuardConfiguration(rearmDelay: nil),
                                   logger: BenchUniverse.quietLogger)
+        _ = try await manager.recover() // a new journal: nothing to rebuild, but inputs wait for it
         let perSymbol = (fills + symbols - 1) / symbols
         let universe = await BenchUniverse.setUp(manager, symbols: symbols, scaleInShares: perSymbol + 1)
         let startFills = manager.statistics.fills

@@ -391,6 +391,53 @@ struct FillManagerTests {
         }
     }
 
+    @Test("with a journal, nothing is taken before recover(): a bracket or report is refused and the journal is left as it was; recover() runs once")
+    func journalNeedsRecoveryFirst() async throws {
+        let store = InMemoryJournalStore()
+        let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await first.recover()
+        try await first.open(.long("P1", "KO"))
+        await first.shutdown()
+        let survivor = store.fork() // what the next process finds
+        let written = survivor.rows.count
+        #expect(written > 0)
+
+        // The next process forgets recover(): it must not write over what the journal holds.
+        let second = FillManager(broker: TestBroker(), journal: Journal(store: survivor), logger: .quiet)
+        await #expect(throws: InputError.self) { try await second.open(.long("P2", "PEP")) }
+        second.receive(.execution(ExecutionReport(executionID: "X1", orderID: "P1-en1", symbol: "KO", side: .buy,
+                                                  lastQuantity: 1, lastPrice: Price("60")!)))
+        await second.waitUntilIdle()
+        #expect(second.recentRejections().map(\.error.code) == [.journalUnavailable, .journalUnavailable])
+        #expect(second.recentRejections().allSatisfy { $0.error.message.contains("call recover() first") })
+        #expect(survivor.rows.count == written, "nothing journaled")
+        #expect(second.symbolCount == 0)
+
+        // Once recovered, it carries on from the journal; recover() is not run twice.
+        let report = try await second.recover()
+        #expect(report.positions == 1)
+        #expect(await second.position("P1")?.status == .pending)
+        try await second.open(.long("P2", "PEP"))
+        await #expect(throws: JournalError.self) { _ = try await second.recover() }
+        await second.shutdown()
+    }
+
+    @Test("a refused bracket leaves nothing behind: no lane for its symbol")
+    func refusedBracketLeavesNoLane() async throws {
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        for index in 0..<5 {
+            await #expect(throws: InputError.self) {
+                try await manager.open(BracketSpec(positionID: PositionID("P\(index)"), symbol: Symbol("S\(index)"), side: .buy, quantity: 100,
+                                                   stopLoss: Price("110"), takeProfit: Price("90")))
+            }
+        }
+        #expect(manager.symbolCount == 0)
+        #expect(manager.statistics.rejected[.invalidBracket] == 5)
+        // The ids were not taken either.
+        try await manager.open(.long("P0", "S0"))
+        #expect(manager.symbolCount == 1)
+    }
+
     @Test("rearmNow re-arms at once what waits for a cool-down (none configured here)")
     func rearmNowWithoutCoolDown() async throws {
         let broker = TestBroker()

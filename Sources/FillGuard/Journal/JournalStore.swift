@@ -98,6 +98,8 @@ public struct JournalError: Error, Sendable, Hashable, CustomStringConvertible {
         case closed
         /// Another writer has the journal open (one writer per journal).
         case inUse
+        /// `recover()` was called a second time: it runs once, before any other input.
+        case alreadyRecovered
     }
     /// The kind of failure.
     public var code: Code

@@ -7,22 +7,34 @@ extension FillManager {
     /// it), then reconciles it with the broker: adopts fills made while down, resolves operations
     /// whose outcome is unknown by asking (never by blindly resending), applies orders that ended
     /// at the broker, resumes retries, handles unknown live orders per the configuration, and
-    /// checks net positions. Every correction is reported. Call once, before any other input.
+    /// checks net positions. Every correction is reported. Call once, before any other input:
+    /// with a journal, brackets and reports are refused (`journalUnavailable`) until it has
+    /// rebuilt the state; a second call throws `alreadyRecovered`. When it throws because the
+    /// journal cannot be read, nothing was rebuilt, and it may be called again.
     public func recover() async throws(JournalError) -> RecoveryReport {
         var report = RecoveryReport()
         guard let journal = context.journal else { return report }
+        let (began, stage) = context.lifecycle.compareExchange(expected: .awaitingRecovery, desired: .recovering, ordering: .sequentiallyConsistent)
+        guard began else {
+            throw stage == .stopped ? JournalError(.closed, "the manager was shut down") : JournalError(.alreadyRecovered, "recover() runs once, before any other input")
+        }
         let clock = ContinuousClock()
         let started = clock.now
         let notices = NoticeList()
-        let contents = try await journal.store.load(notices: { notices.append($0) })
-        report.notices = notices.all
-        for notice in report.notices { context.logger.warning("journal repaired: \(notice)") }
-
         let configuration = context.machineConfiguration
         var rebuilt: [(Symbol, LaneReplay)] = []
-        for (symbol, part) in contents.lanes.sorted(by: { $0.key < $1.key }) {
-            rebuilt.append((symbol, try LaneReplay.rebuild(symbol, from: part, configuration: configuration)))
+        do throws(JournalError) {
+            let contents = try await journal.store.load(notices: { notices.append($0) })
+            for (symbol, part) in contents.lanes.sorted(by: { $0.key < $1.key }) {
+                rebuilt.append((symbol, try LaneReplay.rebuild(symbol, from: part, configuration: configuration)))
+            }
+        } catch {
+            // Nothing was rebuilt: still awaiting recovery (unless shut down meanwhile).
+            _ = context.lifecycle.compareExchange(expected: .recovering, desired: .awaitingRecovery, ordering: .sequentiallyConsistent)
+            throw error
         }
+        report.notices = notices.all
+        for notice in report.notices { context.logger.warning("journal repaired: \(notice)") }
         for (symbol, replay) in rebuilt {
             report.symbols += 1
             report.snapshotsLoaded += replay.snapshotLoaded ? 1 : 0
@@ -41,6 +53,8 @@ extension FillManager {
         let reconcileStarted = clock.now
         report.corrections = await reconcile()
         report.reconcileDuration = clock.now - reconcileStarted
+        // Inputs are taken from now on (unless the manager was shut down meanwhile).
+        _ = context.lifecycle.compareExchange(expected: .recovering, desired: .running, ordering: .sequentiallyConsistent)
         context.logger.info("recovered", metadata: [
             "symbols": "\(report.symbols)", "records": "\(report.recordsReplayed)", "snapshots": "\(report.snapshotsLoaded)",
             "corrections": "\(report.corrections.count)",
