@@ -962,14 +962,22 @@ public struct SymbolStateMachine: Sendable {
         }
         var said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
         let net = positions[p].ledger.net.magnitude
-        if operation.kind == .cancel, role.isProtective, orders[s].isLive, orders[s].openQuantity > net {
+        var saidStaysLive = false
+        let signedNet = positions[p].ledger.net
+        let onWrongSide = role.isProtective && !signedNet.isZero && orders[s].side != (signedNet.units > 0 ? Side.sell : .buy)
+        if operation.kind == .cancel, orders[s].isLive, onWrongSide {
+            // The position went through flat: this order covers nothing, it would add to the position.
+            said += "; it stays live on the wrong side: a \(orders[s].side.rawValue) of \(orders[s].openQuantity) that would add to the \(signedNet.units > 0 ? "long" : "short") of \(net)"
+            saidStaysLive = true
+        } else if operation.kind == .cancel, role.isProtective, orders[s].isLive, orders[s].openQuantity > net {
             // The one case that leaves a protective order larger than the position live: say so.
             said += "; it stays live and covers \(orders[s].openQuantity) of \(net), more than the position"
+            saidStaysLive = true
         }
         if let cancelledSuccessor {
-            let stays = said.hasSuffix("more than the position") ? "" : "; it stays live (\(orders[s].openQuantity))"
+            let stays = saidStaysLive ? "" : "; it stays live (\(orders[s].openQuantity))"
             said += "\(stays); \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
-        } else if operation.kind == .cancel, role.isProtective, orders[s].isLive {
+        } else if operation.kind == .cancel, role.isProtective, orders[s].isLive, !onWrongSide {
             // Other orders of the role still live beside this one (a replacement whose own cancel
             // was refused too): the role's cover is their sum, which is what a person must see.
             var total = Quantity.zero
@@ -1077,9 +1085,11 @@ public struct SymbolStateMachine: Sendable {
                 continue
             }
             guard !positions[p].isBlocked(role) else { continue }
-            // No current order. Wait while an old one is still being cancelled, unless the
-            // strategy creates first and the old one is on the right side.
-            if summary.liveWrongSide || (summary.live && configuration.replaceStrategy == .cancelThenCreate) { continue }
+            // No current order. With cancel-then-create, wait while an old one on the right side
+            // is still being cancelled. One on the wrong side (the position went through flat) is
+            // no cover, whether its cancel goes through or is refused: the right side's order is
+            // placed at once, beside it (rule 6: never left without protection).
+            if summary.retiringRightSide && configuration.replaceStrategy == .cancelThenCreate { continue }
             let successor = createProtective(p, role: role, side: side, price: price, size: size, emitting: &actions)
             if summary.retiringWithoutSuccessor {
                 for index in positions[p].liveSlots.indices {
@@ -1096,10 +1106,8 @@ public struct SymbolStateMachine: Sendable {
         var awaiting = false
         /// Some live order of the role is on the wrong side (found before any cancel).
         var wrongSide = false
-        /// Some live order of the role is on the wrong side.
-        var liveWrongSide = false
-        /// The role has a live order.
-        var live = false
+        /// Some live order of the role on the right side is being replaced.
+        var retiringRightSide = false
         /// The newest live order of the role on the right side and not being replaced, or -1.
         var current = -1
         /// Some live order of the role is being replaced and has no successor yet.
@@ -1121,12 +1129,12 @@ public struct SymbolStateMachine: Sendable {
             // broker; those fills can only take the position further this way, so it does not
             // hold up the role's order for the side the position is on now.
             if orders[s].awaitingFill, orders[s].side != side { continue }
-            summary.live = true
             if orders[s].awaitingFill { summary.awaiting = true }
             if orders[s].side != side {
                 summary.wrongSide = true
-                summary.liveWrongSide = true
-            } else if !orders[s].retiring {
+            } else if orders[s].retiring {
+                summary.retiringRightSide = true
+            } else {
                 if summary.current >= 0 { summary.older = true }
                 summary.current = s
             }

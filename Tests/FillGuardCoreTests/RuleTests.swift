@@ -214,6 +214,42 @@ struct RuleTests {
         #expect(model.alerts.map(\.kind) == [.positionFlipped], "\(model.alerts)")
     }
 
+    @Test("rule 6 after a flip: a protective order left on the wrong side (its cancel refused) does not keep the new side unprotected",
+          arguments: sides, [OrderRole.stopLoss, .takeProfit])
+    func wrongSideOrderDoesNotHoldUpTheRightOne(side: Side, role: OrderRole) throws {
+        var model = try opened(side) // net 300 either way, stop and target 300
+        let stuck = try #require(model.live("P1", role))
+        let other: OrderRole = role == .stopLoss ? .takeProfit : .stopLoss
+        let bracketPrice = role == .stopLoss ? (side == .buy ? "95" : "105") : (side == .buy ? "110" : "90")
+        let otherPrice = role == .stopLoss ? (side == .buy ? "110" : "90") : (side == .buy ? "95" : "105")
+        // The other protective fills whole: flat, and the broker refuses to cancel this one.
+        try model.fill("P1", other, 300, at: otherPrice)
+        let atFlat = model.pull()
+        let first = try #require(atFlat.firstIndex { $0.kind == .cancel && $0.orderID == stuck.id })
+        model.complete(first, failing: .permanent("refused"))
+        model.settle()
+        // The order the broker kept fills 100: the position is now 100 the other way, and this
+        // order, still live, is on the wrong side; its cancel is refused again.
+        try model.fill(stuck.id, 100, at: Price(bracketPrice)!)
+        let work = model.pull()
+        let cancel = try #require(work.firstIndex { $0.kind == .cancel && $0.orderID == stuck.id })
+        model.complete(cancel, failing: .permanent("refused again"))
+        model.settle()
+        let net = model.snapshot("P1").netQuantity
+        #expect(net == (side == .buy ? -100 : 100))
+        let rightSide: Side = net.units > 0 ? .sell : .buy
+        // Both roles cover the new side at the bracket's prices; the stuck order is alerted.
+        for protective in [OrderRole.stopLoss, .takeProfit] {
+            let covering = model.brokerLive("P1", protective).filter { $0.1.side == rightSide }
+            #expect(covering.map(\.1.open) == [100], "\(protective): \(model.brokerLive("P1", protective))")
+        }
+        #expect(model.brokerLive("P1", role).contains { $0.0 == stuck.id && $0.1.side != rightSide }, "the broker kept it")
+        let alert = try #require(model.alerts.last { $0.kind == .operationFailed })
+        #expect(alert.message.contains("it stays live on the wrong side: a \(stuck.side.rawValue) of 200 that would add to the \(net.units > 0 ? "long" : "short") of 100"),
+                "\(alert.message)")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     @Test("a fill that takes the position through flat to the other side cancels the remaining entry and scale-ins; the new side is protected", arguments: sides)
     func crossingFlatCancelsOpeningOrders(side: Side) throws {
         var model = try opened(side, entryFill: 200) // entry remainder 100 and the scale-in still working
