@@ -1,5 +1,5 @@
 /// What a caller asks for when opening a position: an entry, optional scale-ins, and the
-/// protective prices. Validated by `BracketSpec.validated()`.
+/// protective prices. Validated by `BracketSpec.validate()`.
 public struct BracketSpec: Sendable, Hashable, Codable {
     /// One scale-in ("double down") order.
     public struct ScaleIn: Sendable, Hashable, Codable {
@@ -35,7 +35,7 @@ public struct BracketSpec: Sendable, Hashable, Codable {
 
     /// A bracket specification.
     public init(positionID: PositionID, symbol: Symbol, side: Side, quantity: Quantity, entryType: OrderType = .market,
-                stopLoss: Price?, takeProfit: Price?, scaleIns: [ScaleIn] = [], timeInForce: TimeInForce = .goodTillCancel) {
+                stopLoss: Price? = nil, takeProfit: Price? = nil, scaleIns: [ScaleIn] = [], timeInForce: TimeInForce = .goodTillCancel) {
         self.positionID = positionID
         self.symbol = symbol
         self.side = side

@@ -7,7 +7,9 @@ import Testing
 struct ReadmeExampleTests {
     @Test("the library example in the README works as written")
     func libraryExample() async throws {
-        let exchange = SimulatedExchange(configuration: SimulatorConfiguration(seed: 7), symbols: ["GLD": Price("248.00")!])
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = nil
+        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248.00")!])
         let manager = FillManager(broker: exchange)
         let feed = Task { await manager.run() }
         let alerts = manager.alerts()
@@ -17,14 +19,12 @@ struct ReadmeExampleTests {
             stopLoss: Price("245.00"), takeProfit: Price("250.00"),
             scaleIns: [.init(quantity: Quantity("300")!, type: .limit(Price("246.00")!))]))
 
-        // The market entry fills at once at the exchange; wait for its report to be applied.
         await exchange.settle(manager)
-        let position = try #require(await manager.position("P1"))
-        // The exchange may split the market fill (the rest fills on later price ticks).
-        #expect(position.netQuantity.isPositive && position.netQuantity <= 300)
-        #expect(position.netQuantity == exchange.netPosition(of: "GLD"))
-        #expect(position.liveOrder(.stopLoss)?.openQuantity == position.netQuantity)
-        #expect(position.liveOrder(.takeProfit)?.openQuantity == position.netQuantity)
+        let position = await manager.position("P1")
+        // What the README's print shows: "300 300", every time.
+        #expect("\(position?.netQuantity ?? 0) \(position?.liveOrder(.stopLoss)?.openQuantity ?? 0)" == "300 300")
+        #expect(position?.liveOrder(.takeProfit)?.openQuantity == 300)
+        #expect(exchange.netPosition(of: "GLD") == 300)
         feed.cancel()
         manager.finishSubscriptions()
         var alertCount = 0
