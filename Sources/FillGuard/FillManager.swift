@@ -11,7 +11,6 @@ import Synchronization
 public final class FillManager: Sendable {
     let context: RuntimeContext
     let lanes = Mutex(LaneTable())
-    let positionSymbols = Mutex<[PositionID: Symbol]>([:])
     private let received = Atomic<Int>(0)
 
     /// Broker events handed to `receive(_:)` so far (valid or not). An event is counted once it
@@ -48,7 +47,7 @@ public final class FillManager: Sendable {
             context.reject(error, context: "open \(spec.positionID)")
             throw error
         }
-        let reserved = positionSymbols.withLock { map -> Bool in
+        let reserved = context.positionSymbols.withLock { map -> Bool in
             guard map[spec.positionID] == nil else { return false }
             map[spec.positionID] = spec.symbol
             return true
@@ -63,7 +62,7 @@ public final class FillManager: Sendable {
             lane.enqueue(.open(spec, reply: { continuation.resume(returning: $0) }))
         }
         if case .failure(let error) = result {
-            positionSymbols.withLock { _ = $0.removeValue(forKey: spec.positionID) }
+            context.positionSymbols.withLock { _ = $0.removeValue(forKey: spec.positionID) }
             throw error
         }
     }
@@ -97,7 +96,8 @@ public final class FillManager: Sendable {
                 return
             case .refused: return
             }
-            context.reject(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),
+            context.reject(context.refined(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),
+                                           orderID: orderID, reportedSymbol: event.symbol),
                            context: "report for \(event.symbol)")
             return
         }
@@ -152,7 +152,7 @@ public final class FillManager: Sendable {
 
     /// A copy of one position, read in order with the symbol's other events.
     public func position(_ id: PositionID) async -> PositionSnapshot? {
-        guard let symbol = positionSymbols.withLock({ $0[id] }), let lane = lane(for: symbol, create: false) else { return nil }
+        guard let symbol = context.positionSymbols.withLock({ $0[id] }), let lane = lane(for: symbol, create: false) else { return nil }
         return await read(lane) { $0.snapshot(of: id) }
     }
 

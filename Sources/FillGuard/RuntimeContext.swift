@@ -87,6 +87,8 @@ final class RuntimeContext: Sendable {
     let envelopeBuffers = EnvelopeBufferPool()
     /// Has lanes check their unanswered broker calls (nil without `brokerAnswerTimeout`).
     let answerWatchdog: AnswerWatchdog?
+    /// The symbol of every position opened (or recovered), by id.
+    let positionSymbols = Mutex<[PositionID: Symbol]>([:])
     /// Where `FillManager.shutdown()` has got to.
     let lifecycle: Atomic<Lifecycle>
     /// Events are timestamped when queued (for the queue-wait and reaction metrics, or the
@@ -145,6 +147,14 @@ final class RuntimeContext: Sendable {
         counters.alerted(alert.kind)
         logger.error("\(alert)", metadata: ["symbol": "\(alert.symbol)"])
         bus.alerts.publish(alert)
+    }
+
+    /// A report refused as naming an order its symbol does not hold: when the order's id names
+    /// a position on another symbol, the report has the wrong symbol (`symbolMismatch`).
+    func refined(_ error: InputError, orderID: OrderID, reportedSymbol: Symbol) -> InputError {
+        guard error.code == .unknownOrder, let positionID = SymbolStateMachine.positionID(ofOrder: orderID),
+              let actual = positionSymbols.withLock({ $0[positionID] }), actual != reportedSymbol else { return error }
+        return InputError(.symbolMismatch, "the report says \(reportedSymbol) but order \(orderID) is of position \(positionID) on \(actual)")
     }
 
     /// Records a refused input: counted, logged, kept in the recent history, published.

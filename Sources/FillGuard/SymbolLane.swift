@@ -386,13 +386,15 @@ final class SymbolLane: @unchecked Sendable {
                 if timed { context.metrics.fills.increment() }
                 isFill = true
             } catch {
-                context.reject(error, context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
+                context.reject(context.refined(error, orderID: report.orderID, reportedSymbol: symbol),
+                               context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
             }
         case .broker(.orderStatus(let report)):
             do throws(InputError) {
                 try machine.apply(report, emitting: &actions)
             } catch {
-                context.reject(error, context: "status of order \(report.orderID) on \(symbol)")
+                context.reject(context.refined(error, orderID: report.orderID, reportedSymbol: symbol),
+                               context: "status of order \(report.orderID) on \(symbol)")
             }
         case .broker(.correction(let orderID, _, let message)):
             // Not applied: recorded as refused, and alerted for a person.

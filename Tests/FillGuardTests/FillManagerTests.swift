@@ -422,6 +422,29 @@ struct FillManagerTests {
         await second.shutdown()
     }
 
+    @Test("a report naming an order of another symbol's position is refused as symbolMismatch, with or without a position on its own symbol")
+    func reportOnTheWrongSymbol() async throws {
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        var fills = FillMaker()
+        let gold = try await manager.openLongAndFillEntry("G1", "GLD", fills: &fills)
+        _ = try await manager.openLongAndFillEntry("X1", "XOM", fills: &fills)
+        let stop = try #require(gold.liveOrder(.stopLoss))
+        for symbol: Symbol in ["AAPL", "XOM"] { // no lane there; a lane that does not hold the order
+            manager.receive(.execution(ExecutionReport(executionID: ExecutionID("W-\(symbol)"), orderID: stop.id, symbol: symbol,
+                                                       side: .sell, lastQuantity: 10, lastPrice: Price("95")!)))
+            manager.receive(.orderStatus(OrderStatusReport(orderID: stop.id, symbol: symbol, outcome: .cancelled)))
+        }
+        // An id that names no position anywhere stays an unknown order.
+        manager.receive(.execution(ExecutionReport(executionID: "W-none", orderID: "Q9-sl1", symbol: "XOM", side: .sell,
+                                                   lastQuantity: 10, lastPrice: Price("95")!)))
+        await manager.waitUntilIdle()
+        let codes = manager.recentRejections().map(\.error.code)
+        #expect(codes == [.symbolMismatch, .symbolMismatch, .symbolMismatch, .symbolMismatch, .unknownOrder], "\(manager.recentRejections())")
+        #expect(manager.recentRejections().first?.error.message.contains("is of position G1 on GLD") == true)
+        #expect(await manager.position("G1") == gold, "nothing applied")
+        #expect(manager.symbolCount == 2)
+    }
+
     @Test("a refused bracket leaves nothing behind: no lane for its symbol")
     func refusedBracketLeavesNoLane() async throws {
         let manager = FillManager(broker: TestBroker(), logger: .quiet)

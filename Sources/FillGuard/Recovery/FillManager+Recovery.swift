@@ -43,7 +43,7 @@ extension FillManager {
             let lane = SymbolLane(symbol: symbol, context: context, machine: replay.machine, position: replay.position,
                                   holdingOperations: true)
             lanes.withLock { $0.set(lane, for: symbol) }
-            positionSymbols.withLock { map in
+            context.positionSymbols.withLock { map in
                 for id in replay.machine.positionIDs { map[id] = symbol }
             }
         }
