@@ -309,6 +309,16 @@ struct ReplayTests {
         #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
     }
 
+    @Test("a negative leaves quantity is refused, and the error says zero is allowed")
+    func negativeLeaves() {
+        let lines = [Self.openLong,
+                     "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"1\",\"price\":\"248\",\"execId\":\"E1\",\"leavesQuantity\":\"-1\"}",
+                     "{\"type\":\"fill\",\"position\":\"P\",\"role\":\"entry\",\"quantity\":\"0\",\"price\":\"248\",\"execId\":\"E2\"}"]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.error.message) == ["'leavesQuantity' must be zero or more, got -1", "'quantity' must be positive, got 0"])
+        #expect(report.positions.first?.netQuantity == 0)
+    }
+
     @Test("a field a line's type does not read is named (a misspelt 'takeProfitt' would open a bracket without a target, unsaid)")
     func unknownFieldsAreNamed() {
         let misspelt = Self.openLong.replacingOccurrences(of: "\"takeProfit\"", with: "\"takeProfitt\"")

@@ -72,7 +72,7 @@ struct FieldReader {
             throw InputError(.invalidQuantity, "'\(prefix)\(name)' \(Self.why(text, places: Quantity.decimalPlaces))")
         }
         if value.units < 0 || (value.isZero && !allowZero) {
-            throw InputError(.invalidQuantity, "'\(prefix)\(name)' must be positive, got \(text)")
+            throw InputError(.invalidQuantity, "'\(prefix)\(name)' must be \(allowZero ? "zero or more" : "positive"), got \(text)")
         }
         return value
     }
