@@ -688,9 +688,15 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The order a trace means by "position P, role R": the role's newest order (live or not,
-    /// so that a late fill after a cancel still finds it).
+    /// so that a late fill after a cancel still finds it), or the one waiting for the fills a
+    /// "too late" answer announced, if any.
     public func orderID(of positionID: PositionID, role: OrderRole) -> OrderID? {
         guard let p = positionSlot(of: positionID) else { return nil }
+        // The broker answered "too late" for an order of the role (it filled): that order's
+        // fills are the ones to come, even when a replacement created first is newer.
+        if let awaiting = positions[p].orderSlots.first(where: { orders[Int($0)].role == role && orders[Int($0)].awaitingFill }) {
+            return orders[Int(awaiting)].id
+        }
         return positions[p].orderSlots.last { orders[Int($0)].role == role }.map { orders[Int($0)].id }
     }
 

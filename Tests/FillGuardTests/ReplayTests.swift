@@ -309,6 +309,26 @@ struct ReplayTests {
         #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 300)
     }
 
+    @Test("a fill line for a role goes to the order waiting for the fills a 'too late' answer announced, even when a replacement created first is newer")
+    func fillGoesToTheOrderThatWasTooLate() throws {
+        let lines = [
+            "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"10\",\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"4\",\"price\":\"100\",\"execId\":\"E1\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"tooLate\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+            // Net 6: a target of 6 is created, then the old one's cancel is answered too late.
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"2\",\"price\":\"100\",\"execId\":\"E2\"}",
+            // Its fill: the old target of 4, not the new one of 6.
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"4\",\"price\":\"110\",\"execId\":\"E3\"}",
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false, strategy: .createThenCancel))
+        #expect(report.rejected.isEmpty)
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 2)
+        let targets = position.liveOrders.filter { $0.role == .takeProfit }
+        #expect(targets.map(\.openQuantity) == [2], "one target of |net|, not the new 6 filled in part beside the old 4: \(targets)")
+        #expect(position.orders.contains { $0.role == .takeProfit && $0.status == .filled && $0.filledQuantity == 4 })
+    }
+
     @Test("a negative leaves quantity is refused, and the error says zero is allowed")
     func negativeLeaves() {
         let lines = [Self.openLong,
