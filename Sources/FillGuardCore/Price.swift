@@ -28,3 +28,8 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Orders prices.
     public static func < (lhs: Price, rhs: Price) -> Bool { lhs.units < rhs.units }
 }
+
+extension Price: ExpressibleByIntegerLiteral {
+    /// A whole price from a literal (`stopLoss: 245`); fractional prices are parsed from text.
+    public init(integerLiteral value: Int64) { self.init(units: value * Self.unitsPerWhole) }
+}
