@@ -553,7 +553,7 @@ public struct SymbolStateMachine: Sendable {
                     } else {
                         actions.append(.alert(Alert(
                             kind: .fillsOverdue, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                            message: "\(operation.kind.rawValue) answered too late \(attempts) times, but the fills of \(orders[s].id) have not come; waiting for them")))
+                            message: "\(operation.kind.rawValue) answered too late \(attempts) time\(attempts == 1 ? "" : "s"), but the fills of \(orders[s].id) have not come; waiting for them")))
                     }
                 }
             } else {
@@ -687,17 +687,18 @@ public struct SymbolStateMachine: Sendable {
         return orders[s].snapshot(symbol: symbol, positionID: positions[Int(orders[s].position)].id)
     }
 
-    /// The order a trace means by "position P, role R": the role's newest order (live or not,
-    /// so that a late fill after a cancel still finds it), or the one waiting for the fills a
-    /// "too late" answer announced, if any.
-    public func orderID(of positionID: PositionID, role: OrderRole) -> OrderID? {
+    /// The order a trace means by "position P, role R" (on `side`, when given): the role's
+    /// newest order (live or not, so that a late fill after a cancel still finds it), or the one
+    /// waiting for the fills a "too late" answer announced, if any.
+    public func orderID(of positionID: PositionID, role: OrderRole, side: Side? = nil) -> OrderID? {
         guard let p = positionSlot(of: positionID) else { return nil }
+        func matches(_ slot: Int32) -> Bool { orders[Int(slot)].role == role && (side == nil || orders[Int(slot)].side == side) }
         // The broker answered "too late" for an order of the role (it filled): that order's
         // fills are the ones to come, even when a replacement created first is newer.
-        if let awaiting = positions[p].orderSlots.first(where: { orders[Int($0)].role == role && orders[Int($0)].awaitingFill }) {
+        if let awaiting = positions[p].orderSlots.first(where: { matches($0) && orders[Int($0)].awaitingFill }) {
             return orders[Int(awaiting)].id
         }
-        return positions[p].orderSlots.last { orders[Int($0)].role == role }.map { orders[Int($0)].id }
+        return positions[p].orderSlots.last(where: matches).map { orders[Int($0)].id }
     }
 
     /// True if the execution id is remembered as applied: the newest `executionWindow` applied
@@ -928,7 +929,7 @@ public struct SymbolStateMachine: Sendable {
                 next = Int(orders[next].successor)
                 steps += 1
             }
-            if orders[next].isLive, orders[next].target != .cancelled {
+            if orders[next].isLive, orders[next].target != .cancelled, orders[next].side == orders[s].side {
                 cancelledSuccessor = (orders[next].id, orders[next].openQuantity)
                 retire(next, successor: -1, emitting: &actions)
             }
@@ -959,7 +960,12 @@ public struct SymbolStateMachine: Sendable {
                 orders[other].target = .open(orders[other].openQuantity)
             }
         }
-        if role.isProtective { positions[p].blockedRoles |= PositionState.bit(role) }
+        let signedNet = positions[p].ledger.net
+        // The position went through flat: this order is on the wrong side, no cover at all.
+        let onWrongSide = role.isProtective && !signedNet.isZero && orders[s].side != (signedNet.units > 0 ? Side.sell : .buy)
+        // The role waits for the re-arm, but not for an order on the wrong side: its failed
+        // cancel must not keep the right side from its own order (the failure itself re-arms).
+        if role.isProtective, !onWrongSide { positions[p].blockedRoles |= PositionState.bit(role) }
         var kind = Alert.Kind.operationFailed
         if role == .entry, operation.kind == .submit, positions[p].ledger.net.isZero, positions[p].status == .pending {
             kind = .entryRejected
@@ -969,11 +975,10 @@ public struct SymbolStateMachine: Sendable {
         var said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
         let net = positions[p].ledger.net.magnitude
         var saidStaysLive = false
-        let signedNet = positions[p].ledger.net
-        let onWrongSide = role.isProtective && !signedNet.isZero && orders[s].side != (signedNet.units > 0 ? Side.sell : .buy)
         if operation.kind == .cancel, orders[s].isLive, onWrongSide {
             // The position went through flat: this order covers nothing, it would add to the position.
-            said += "; it stays live on the wrong side: a \(orders[s].side.rawValue) of \(orders[s].openQuantity) that would add to the \(signedNet.units > 0 ? "long" : "short") of \(net)"
+            let stays = orders[s].cancelMayHaveTakenEffect ? "it may still be live" : "it stays live"
+            said += "; \(stays) on the wrong side: a \(orders[s].side.rawValue) of \(orders[s].openQuantity) that would add to the \(signedNet.units > 0 ? "long" : "short") of \(net)"
             saidStaysLive = true
         } else if operation.kind == .cancel, role.isProtective, orders[s].isLive, orders[s].openQuantity > net {
             // The one case that leaves a protective order larger than the position live: say so.
@@ -1100,7 +1105,9 @@ public struct SymbolStateMachine: Sendable {
             if summary.retiringWithoutSuccessor {
                 for index in positions[p].liveSlots.indices {
                     let s = Int(positions[p].liveSlots[index])
-                    if s != successor, orders[s].roleKind == kind, orders[s].retiring, !orders[s].hasSuccessor { orders[s].successor = Int32(successor) }
+                    if s != successor, orders[s].roleKind == kind, orders[s].side == side, orders[s].retiring, !orders[s].hasSuccessor {
+                        orders[s].successor = Int32(successor)
+                    }
                 }
             }
         }
@@ -1116,7 +1123,7 @@ public struct SymbolStateMachine: Sendable {
         var retiringRightSide = false
         /// The newest live order of the role on the right side and not being replaced, or -1.
         var current = -1
-        /// Some live order of the role is being replaced and has no successor yet.
+        /// Some live order of the role on the right side is being replaced and has no successor yet.
         var retiringWithoutSuccessor = false
         /// Another live order of the role on the right side, older than `current`, is not being
         /// replaced either (two replacements that could not be placed each kept what they
@@ -1140,11 +1147,11 @@ public struct SymbolStateMachine: Sendable {
                 summary.wrongSide = true
             } else if orders[s].retiring {
                 summary.retiringRightSide = true
+                if !orders[s].hasSuccessor { summary.retiringWithoutSuccessor = true }
             } else {
                 if summary.current >= 0 { summary.older = true }
                 summary.current = s
             }
-            if orders[s].retiring, !orders[s].hasSuccessor { summary.retiringWithoutSuccessor = true }
         }
         return summary
     }

@@ -329,6 +329,77 @@ struct ReplayTests {
         #expect(position.orders.contains { $0.role == .takeProfit && $0.status == .filled && $0.filledQuantity == 4 })
     }
 
+    /// Flips with a protective order the broker would not cancel (left on the wrong side): found by a QA pass.
+    static let flipsWithAStuckOrder: [(lines: [String], nativeModify: Bool)] = [
+            ([
+                "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":2,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"80\",\"price\":\"90\",\"execId\":\"E2\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E3\"}",
+            ], nativeModify: false),
+            ([
+                "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"sell\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"110\",\"takeProfit\":\"90\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"stopLoss\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":2,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"stopLoss\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"80\",\"price\":\"90\",\"execId\":\"E2\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E3\"}",
+            ], nativeModify: true),
+            ([
+                "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"100\",\"price\":\"90\",\"execId\":\"E2\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E3\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"20\",\"price\":\"90\",\"execId\":\"E4\"}",
+            ], nativeModify: false),
+            ([
+                "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"100\",\"price\":\"90\",\"execId\":\"E2\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E3\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"20\",\"price\":\"90\",\"execId\":\"E4\"}",
+            ], nativeModify: true)
+    ]
+
+    @Test("after a flip, an order the broker kept on the wrong side never costs the right side its order: not cancelled as a double, not dropped on a resize",
+          arguments: 0..<flipsWithAStuckOrder.count)
+    func flipBesideAStuckOrder(index: Int) throws {
+        let trace = Self.flipsWithAStuckOrder[index]
+        let report = TraceReplayer.replay(trace.lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: trace.nativeModify))
+        #expect(report.rejected.isEmpty)
+        let position = try #require(report.positions.first)
+        let net = position.netQuantity
+        #expect(net.magnitude == 30, "the flip left 30 the other way")
+        let rightSide: Side = net.units > 0 ? .sell : .buy
+        for role in [OrderRole.stopLoss, .takeProfit] {
+            let covering = position.liveOrders.filter { $0.role == role && $0.side == rightSide }
+            #expect(covering.map(\.openQuantity) == [30], "\(role): \(position.liveOrders)")
+        }
+        #expect(report.alerts.contains { $0.message.contains("on the wrong side") })
+        #expect(!report.alerts.contains { $0.message.contains("is cancelled: the role is not covered twice") })
+    }
+
+    @Test("a fill line with a side fills the role's order on that side: the old order the broker kept after a flip")
+    func sideNamesTheStuckOrder() throws {
+        let lines = [
+                "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+                "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":2,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"100\",\"price\":\"90\",\"execId\":\"E2\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E3\"}",
+                "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"50\",\"price\":\"110\",\"execId\":\"E4\",\"side\":\"sell\"}",
+            ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false))
+        #expect(report.rejected.isEmpty, "\(report.rejected)")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == -100, "the stuck sell filled too")
+        #expect(position.liveOrders.filter { $0.role == .takeProfit }.map(\.openQuantity) == [100])
+    }
+
     @Test("a negative leaves quantity is refused, and the error says zero is allowed")
     func negativeLeaves() {
         let lines = [Self.openLong,

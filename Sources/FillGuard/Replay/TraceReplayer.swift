@@ -171,7 +171,11 @@ public struct TraceReplayer: Sendable {
         }
         // A refused fill changes nothing in the machine, which goes back as it is.
         defer { machines[symbol] = machine }
-        guard let orderID = machine.orderID(of: fill.position, role: fill.role), let order = machine.snapshot(of: orderID) else {
+        // A fill that gives its side names the role's order on that side (after a flip, an old
+        // order the broker kept on the other side; without the side, the newest one).
+        let orderID = machine.orderID(of: fill.position, role: fill.role, side: fill.side)
+            ?? machine.orderID(of: fill.position, role: fill.role)
+        guard let orderID, let order = machine.snapshot(of: orderID) else {
             throw InputError(.unknownOrder, "position \(fill.position) has no \(fill.role) order")
         }
         let report = ExecutionReport(
