@@ -141,7 +141,14 @@ public final class FillManager: Sendable {
     @discardableResult
     public func shutdown(waitingAtMost limit: Duration = .seconds(10)) async -> Bool {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
-        let idle = await context.work.waitUntilIdle(atMost: limit)
+        var idle = await context.work.waitUntilIdle(atMost: limit)
+        if idle, context.journal != nil, context.journalFailure.withLock({ $0 == nil }) {
+            // Quiet: every symbol with records since its last snapshot writes one, so the next
+            // start replays none (a newer FillGuard, whose rules may differ, then re-derives
+            // nothing; see README, "Upgrading with a journal").
+            for lane in allLanes() { lane.enqueue(.snapshotNow) }
+            idle = await context.work.waitUntilIdle(atMost: limit)
+        }
         let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
         // Calls still unanswered are given up: each lane drops what it watched (their answers,
         // should they come, are not applied), so nothing is kept alive or counted as work.

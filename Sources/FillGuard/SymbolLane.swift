@@ -30,6 +30,10 @@ final class SymbolLane: @unchecked Sendable {
         case checkAnswers
         /// Recovery has reconciled this lane with the broker: operations may go out.
         case reconciled
+        /// A clean shutdown: snapshot the state now if records came since the last snapshot, so
+        /// that the next start replays no record (and a newer build, whose rules may differ,
+        /// need not re-derive them).
+        case snapshotNow
         case read(@Sendable (SymbolStateMachine) -> Void)
     }
 
@@ -85,6 +89,8 @@ final class SymbolLane: @unchecked Sendable {
     /// A lane rebuilt from the journal sends nothing until recovery has reconciled it (`.reconciled`):
     /// an order the rebuilt state has as unsent may already be at the broker.
     @exclusivity(unchecked) private var operationsHeld: Bool
+    /// A `.snapshotNow` came in this pass (journaled lanes take it at the pass's end).
+    @exclusivity(unchecked) private var snapshotRequested = false
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
     /// Calls sent and watched for their answer deadline (drainer-owned); nil while none is
     /// (an idle lane holds nothing).
@@ -326,9 +332,11 @@ final class SymbolLane: @unchecked Sendable {
                 context.counters.fills.add(1, ordering: .relaxed)
             }
         }
-        if halted == nil, let journal = context.journal, position.sinceSnapshot >= journal.snapshotInterval {
+        if halted == nil, let journal = context.journal,
+           position.sinceSnapshot >= journal.snapshotInterval || (snapshotRequested && position.sinceSnapshot > 0) {
             takeSnapshot()
         }
+        snapshotRequested = false
     }
 
     private func takeSnapshot() {
@@ -442,6 +450,8 @@ final class SymbolLane: @unchecked Sendable {
             checkAnswers()
         case .reconciled:
             operationsHeld = false
+        case .snapshotNow:
+            snapshotRequested = context.journal != nil
         case .read(let reader):
             reader(machine)
         }
@@ -721,7 +731,7 @@ extension SymbolLane.Event {
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
-        case .gateOpened, .checkAnswers, .reconciled, .read: return nil
+        case .gateOpened, .checkAnswers, .reconciled, .snapshotNow, .read: return nil
         }
     }
 }

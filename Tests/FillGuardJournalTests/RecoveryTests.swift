@@ -2,6 +2,7 @@ import FillGuard
 import FillGuardCore
 import FillGuardSimulator
 import Logging
+import Synchronization
 import Testing
 
 extension Logger {
@@ -369,13 +370,18 @@ struct RecoveryTests {
         options.faultRate = 0
         options.journal = Journal(store: store)
         options.exchangeStatePath = directory + "/run.exchange"
-        _ = try await SimulationSession(options: options).run()
-        store.reopen()
-        // The journal lost its last writes (durability off, a power cut): recovery has
-        // corrections to journal, and the disk is full.
-        store.dropNewestRecords(10)
-        store.failNextAppend(with: JournalError(.storage, "disk full"))
-        let recovery = RecoverySession(journal: Journal(store: store), exchangeStatePath: directory + "/run.exchange")
+        // What the journal held at the last progress report while trading, as if the process
+        // were killed there (a clean end would snapshot everything).
+        let killedHere = Mutex<InMemoryJournalStore?>(nil)
+        _ = try await SimulationSession(options: options).run { progress in
+            if progress.settlingWithin == nil, progress.fills > 0 { killedHere.withLock { $0 = store.fork() } }
+        }
+        let survivor = try #require(killedHere.withLock { $0 })
+        // And it lost its last writes (durability off, a power cut): recovery has corrections to
+        // journal, and the disk is full.
+        survivor.dropNewestRecords(10)
+        survivor.failNextAppend(with: JournalError(.storage, "disk full"))
+        let recovery = RecoverySession(journal: Journal(store: survivor), exchangeStatePath: directory + "/run.exchange")
         do {
             _ = try await recovery.run(logger: .quiet)
             Issue.record("a recovery whose journal failed reported an outcome")

@@ -397,10 +397,10 @@ struct FillManagerTests {
         let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
         _ = try await first.recover()
         try await first.open(.long("P1", "KO"))
-        await first.shutdown()
-        let survivor = store.fork() // what the next process finds
+        let survivor = store.fork() // what the next process finds, had this one been killed now
         let written = survivor.rows.count
         #expect(written > 0)
+        await first.shutdown()
 
         // The next process forgets recover(): it must not write over what the journal holds.
         let second = FillManager(broker: TestBroker(), journal: Journal(store: survivor), logger: .quiet)
@@ -443,6 +443,23 @@ struct FillManagerTests {
         #expect(manager.recentRejections().first?.error.message.contains("is of position G1 on GLD") == true)
         #expect(await manager.position("G1") == gold, "nothing applied")
         #expect(manager.symbolCount == 2)
+    }
+
+    @Test("a clean shutdown snapshots every symbol with records since its last snapshot: the next start replays no record")
+    func cleanShutdownSnapshotsEverySymbol() async throws {
+        let store = InMemoryJournalStore()
+        let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await first.recover()
+        var fills = FillMaker()
+        for index in 0..<3 { _ = try await first.openLongAndFillEntry(PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills) }
+        let before = await first.positions()
+        #expect(await first.shutdown())
+        let second = FillManager(broker: TestBroker(), journal: Journal(store: store.fork()), logger: .quiet)
+        let report = try await second.recover()
+        #expect(report.snapshotsLoaded == 3)
+        #expect(report.recordsReplayed == 0, "everything is in the snapshots")
+        #expect(await second.positions() == before)
+        await second.shutdown()
     }
 
     @Test("a refused bracket leaves nothing behind: no lane for its symbol")
