@@ -295,13 +295,18 @@ public final class PostgresJournalStore: JournalStore {
         let connection = try await connect(configuration, id: 1, logger: logger)
         let namespace = configuration.namespace
         var acquired = false
-        do {
-            let rows = try await connection.query(
-                "SELECT pg_try_advisory_lock(\(Self.namespaceLockClass), hashtext(\(namespace)))", logger: logger)
-            for try await value in rows.decode(Bool.self) { acquired = value }
-        } catch {
-            try? await connection.close()
-            throw JournalError(.storage, "cannot lock the PostgreSQL journal at \(configuration.location): \(describe(error))")
+        // A store closed a moment ago holds the lock until the server has ended its session,
+        // which comes after the close returns: asked again a few times over half a second.
+        for attempt in 0..<Self.lockAttempts where !acquired {
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(50)) }
+            do {
+                let rows = try await connection.query(
+                    "SELECT pg_try_advisory_lock(\(Self.namespaceLockClass), hashtext(\(namespace)))", logger: logger)
+                for try await value in rows.decode(Bool.self) { acquired = value }
+            } catch {
+                try? await connection.close()
+                throw JournalError(.storage, "cannot lock the PostgreSQL journal at \(configuration.location): \(describe(error))")
+            }
         }
         guard acquired else {
             try? await connection.close()
@@ -309,6 +314,9 @@ public final class PostgresJournalStore: JournalStore {
         }
         return connection
     }
+
+    /// How many times opening asks for the namespace's lock before it reports `inUse`.
+    static let lockAttempts = 10
 
     /// The advisory lock class of namespace locks ("FGNS"); the key is the namespace's hash.
     private static let namespaceLockClass: Int32 = 0x4647_4E53
