@@ -481,6 +481,10 @@ final class SymbolLane: @unchecked Sendable {
                 let instant = ContinuousClock.now + delay
                 Task {
                     try? await Task.sleep(until: instant, clock: .continuous)
+                    // Once shutting down, a cool-down is left to the next start (README): a
+                    // re-arm now would journal a record after the shutdown's snapshot.
+                    let stage = self.context.lifecycle.load(ordering: .relaxed)
+                    guard stage != .draining, stage != .stopped else { return }
                     self.enqueue(.rearm(positionID))
                 }
             case .positionChanged(let id):

@@ -462,6 +462,33 @@ struct FillManagerTests {
         await second.shutdown()
     }
 
+    @Test("records written under earlier rules (an older record format) are not replayed: a clear unsupportedVersion, nothing rebuilt")
+    func recordsOfEarlierRulesAreNotReplayed() async throws {
+        let store = InMemoryJournalStore()
+        let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await first.recover()
+        try await first.open(.long("P1", "KO"))
+        await first.waitUntilIdle()
+        let killed = store.fork() // records, no snapshot
+        await first.shutdown()
+        #expect(!killed.rows.isEmpty)
+        // As an earlier FillGuard wrote them: format 1, the same bytes.
+        killed.rewriteRecords { record in
+            var payload = record.payload
+            payload[0] = 1
+            record = JournalRecord(symbol: record.symbol, sequence: record.sequence, kind: record.kind, payload: payload)
+        }
+        let second = FillManager(broker: TestBroker(), journal: Journal(store: killed), logger: .quiet)
+        do {
+            _ = try await second.recover()
+            Issue.record("records of earlier rules were replayed")
+        } catch {
+            #expect(error.code == .unsupportedVersion)
+            #expect(error.message.contains("written by an earlier FillGuard"), "\(error.message)")
+        }
+        #expect(await second.positions().isEmpty)
+    }
+
     @Test("a refused bracket leaves nothing behind: no lane for its symbol")
     func refusedBracketLeavesNoLane() async throws {
         let manager = FillManager(broker: TestBroker(), logger: .quiet)

@@ -51,8 +51,15 @@ public enum JournalInput: Sendable, Hashable {
 
 /// The journal's binary encoding of inputs and intents. The first byte of every payload is the
 /// format version; a newer version is refused with a clear error, never guessed at.
+///
+/// The version also names the core's rules: recovery re-derives records with them, so it goes up
+/// whenever a change to the rules could derive a journal's records differently (version 2: the
+/// rules of 2026-11-27; the bytes are those of version 1). Records of an older version are not
+/// replayed (snapshots, which hold state, are read whatever wrote them).
 enum JournalCodec {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
+    /// The oldest version whose bytes this build decodes (for the check that names it).
+    static let oldestDecodable: UInt8 = 1
 
     static func encode(_ input: JournalInput) -> [UInt8] {
         var writer = ByteWriter()
@@ -175,7 +182,17 @@ enum JournalCodec {
     }
 
     private static func checkVersion(_ reader: inout ByteReader) throws(ByteReader.Damaged) {
-        guard try reader.byte() == version else { throw ByteReader.Damaged() }
+        guard (oldestDecodable...version).contains(try reader.byte()) else { throw ByteReader.Damaged() }
+    }
+
+    /// Throws `unsupportedVersion` for a record written under earlier rules: replaying it with
+    /// these could derive a state its writer never had.
+    static func checkSameRules(_ record: JournalRecord) throws(JournalError) {
+        guard let first = record.payload.first, first < version else { return }
+        throw JournalError(.unsupportedVersion, "record \(record.sequence) of \(record.symbol) was written by an earlier FillGuard (record format \(first), this one writes \(version)), "
+                           + "whose rules may derive it differently, so it is not replayed. Recover this journal with the FillGuard that wrote it and stop that cleanly "
+                           + "with a snapshot of every symbol (for example `fillguard simulate --journal J --snapshot-interval 1 --duration 0.1`, or a library shutdown() of this build's kind); "
+                           + "this one then starts from the snapshots")
     }
 
     // MARK: - Pieces

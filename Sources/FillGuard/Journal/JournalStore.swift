@@ -90,7 +90,8 @@ public struct JournalError: Error, Sendable, Hashable, CustomStringConvertible {
         case storage
         /// A record failed its checksum or could not be decoded where it cannot be a torn tail.
         case corrupted
-        /// The store was written by a newer FillGuard with a format this one does not read.
+        /// The store was written by another FillGuard with a format this one does not read (a
+        /// newer one), or with records an earlier one's rules would have to re-derive.
         case unsupportedVersion
         /// Replaying the records did not rebuild a consistent state.
         case inconsistent

@@ -37,6 +37,7 @@ struct LaneReplay {
             previousRecord = record
             switch record.kind {
             case .input:
+                try JournalCodec.checkSameRules(record)
                 let input = try JournalCodec.decodeInput(record.payload)
                 if let named = input.symbol, named != symbol {
                     throw JournalError(.corrupted, "record \(describe(record.sequence)) of \(symbol)'s journal is about \(named); it was damaged or moved and the journal cannot be trusted")
@@ -44,6 +45,7 @@ struct LaneReplay {
                 // A refused input was refused live too; it changes nothing either way.
                 try? input.apply(to: &replay.machine, emitting: &actions)
             case .intent:
+                try JournalCodec.checkSameRules(record)
                 let operation = try JournalCodec.decodeOperation(record.payload)
                 guard operation.symbol == symbol else {
                     throw JournalError(.corrupted, "record \(describe(record.sequence)) of \(symbol)'s journal is an operation on \(operation.symbol); it was damaged or moved and the journal cannot be trusted")
