@@ -21,6 +21,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var forwardedBeforePositions: Int?
         var beforeFirstPositions: (@Sendable () -> Void)?
         var forgedExecutions: [ExecutionReport] = []
+        var throttledCancels = 0
     }
 
     let exchange: SimulatedExchange
@@ -125,7 +126,18 @@ final class CrashableBroker: Broker, BrokerQueries {
     }
 
     func modify(_ request: ModifyOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.modify(request) } }
-    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await forward { () async throws(BrokerError) in try await exchange.cancel(request) } }
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {
+        let throttle = state.withLock { state -> Bool in
+            guard state.throttledCancels > 0 else { return false }
+            state.throttledCancels -= 1
+            return true
+        }
+        if throttle { throw BrokerError(.transient, "throttled by the test") }
+        try await forward { () async throws(BrokerError) in try await exchange.cancel(request) }
+    }
+
+    /// The next `count` cancels are refused as transient (not forwarded).
+    func throttleNextCancels(_ count: Int) { state.withLock { $0.throttledCancels = count } }
 
     func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { try await exchange.orderState(id, symbol: symbol) }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { try await exchange.openOrders() }

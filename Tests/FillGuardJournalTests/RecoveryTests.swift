@@ -441,7 +441,8 @@ struct RecoveryTests {
         #expect(!stop.status.isLive, "FillGuard's record: the stop was refused")
         #expect(exchange.order("P1-sl4", of: Self.symbol)?.state == .live, "the exchange still works it")
 
-        let second = try await Process(exchange: exchange, store: first.kill())
+        // The broker throttles the first two cancels: reconciliation tries again (5 attempts).
+        let second = try await Process(exchange: exchange, store: first.kill(), prepare: { $0.throttleNextCancels(2) })
         let ended = second.report.corrections.filter { $0.kind == .endedOrderLiveAtBroker }
         #expect(ended.map(\.orderID) == ["P1-sl4"], "\(second.report.corrections)")
         #expect(ended.first?.message.contains("cancelled") == true)

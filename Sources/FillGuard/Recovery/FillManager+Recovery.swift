@@ -337,19 +337,37 @@ extension FillManager {
 
     /// An order FillGuard's record has ended is still live at the broker (a cancel or rejection
     /// the broker never applied, e.g. a resubmitted id it already had): asked again, then cancelled.
+    /// A failure the broker may not repeat (transient, timed out) is tried again, as the retry
+    /// policy says; an order the broker no longer has is done.
     private func cancelEndedOrder(_ state: BrokerOrderState, correct: (ReconciliationCorrection) -> Void) async {
         let what = "live at the broker (\(state.side.rawValue) \(state.quantity - state.filled)), but ended in FillGuard's record"
-        do throws(BrokerError) {
-            if let broker = context.broker as? any BrokerQueries,
-               let now = try await broker.orderState(state.orderID, symbol: state.symbol), !now.status.isLive {
+        let retry = context.configuration.retry
+        var attempt = 1
+        while true {
+            do throws(BrokerError) {
+                if let broker = context.broker as? any BrokerQueries,
+                   let now = try await broker.orderState(state.orderID, symbol: state.symbol), !now.status.isLive {
+                    return
+                }
+                try await context.broker.cancel(CancelOrderRequest(orderID: state.orderID, symbol: state.symbol))
+                correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
+                                                 message: "\(what); cancelled"))
+                return
+            } catch {
+                if error.kind == .unknownOrder {
+                    correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
+                                                     message: "\(what); the broker no longer has it"))
+                    return
+                }
+                if error.kind.isRetryable, attempt < retry.maxAttempts {
+                    try? await Task.sleep(for: retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1)))
+                    attempt += 1
+                    continue
+                }
+                correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
+                                                 message: "\(what); cancel failed\(attempt > 1 ? " \(attempt) times" : ""): \(error); a person must look"))
                 return
             }
-            try await context.broker.cancel(CancelOrderRequest(orderID: state.orderID, symbol: state.symbol))
-            correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
-                                             message: "\(what); cancelled"))
-        } catch {
-            correct(ReconciliationCorrection(kind: .endedOrderLiveAtBroker, symbol: state.symbol, orderID: state.orderID,
-                                             message: "\(what); cancel failed: \(error); a person must look"))
         }
     }
 
