@@ -26,7 +26,8 @@ struct FieldReader {
             throw InputError(.malformed, "field '\(prefix)\(name)' must be a whole number")
         }
         guard abs(number) < 1e9 else {
-            throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (at most 999999999 either way), got \(number)")
+            let shown = abs(number) < 9e18 ? String(Int64(number)) : "\(number)"
+            throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (at most 999999999 either way), got \(shown)")
         }
         return Int(number)
     }
