@@ -1003,9 +1003,27 @@ public struct SymbolStateMachine: Sendable {
                 said += "; with \(others) other live \(role) \(others == 1 ? "order" : "orders") the role covers \(total) of \(net), more than the position"
             }
         }
-        actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
         if kind == .operationFailed { actions.append(.scheduleRearm(positionID)) }
         plan(p, emitting: &actions)
+        // Said once planning has done what it can: a role left short of the position says by how
+        // much (an order whose cancel may have gone through is not counted as cover).
+        if role.isProtective, kind == .operationFailed, positions[p].status != .closed, !positions[p].ledger.net.isZero, !said.contains(" covers ") {
+            let position = positions[p].ledger.net
+            let side: Side = position.units > 0 ? .sell : .buy
+            var covered = Quantity.zero
+            for slot in positions[p].liveSlots {
+                let o = Int(slot)
+                // Not one being cancelled (unless its cancel failed: then it stays), nor one whose
+                // cancel may have gone through.
+                guard orders[o].isLive, orders[o].role == role, orders[o].side == side, !orders[o].cancelMayHaveTakenEffect,
+                      orders[o].target != .cancelled || orders[o].failure != nil else { continue }
+                covered += orders[o].openQuantity
+            }
+            if covered < position.magnitude {
+                said += "; the role's orders known to be live cover \(covered) of \(position.magnitude)"
+            }
+        }
+        actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
     }
 
     /// Derives every order's desired state from the position (rules 2-7) and records the work.

@@ -400,6 +400,22 @@ struct ReplayTests {
         #expect(position.liveOrders.filter { $0.role == .takeProfit }.map(\.openQuantity) == [100])
     }
 
+    @Test("an operation that fails for good and leaves a role short of the position says how much its live orders cover")
+    func shortRoleAlertSaysHowShort() {
+        let lines = [
+            "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"50\",\"price\":\"100\",\"execId\":\"E1\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":1,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"stopLoss\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"submit\",\"count\":1,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"50\",\"price\":\"100\",\"execId\":\"E2\"}",
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false))
+        #expect(report.alerts.map(\.message) == [
+            "cancel refused: scripted permanent fault; the role's orders known to be live cover 50 of 100",
+            "submit refused: scripted permanent fault; the role's orders known to be live cover 0 of 100",
+        ])
+    }
+
     @Test("a negative leaves quantity is refused, and the error says zero is allowed")
     func negativeLeaves() {
         let lines = [Self.openLong,
