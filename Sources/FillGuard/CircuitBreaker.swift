@@ -91,7 +91,8 @@ public final class CircuitBreaker: Sendable {
     /// Asks to send one request now; if denied, `waiter` is also told as soon as the breaker
     /// closes (a late success or the probe's), whatever the `until` it was told: once, however
     /// often it was denied.
-    func acquire(now: @autoclosure () -> ContinuousClock.Instant, wakingOnClose waiter: (any CircuitBreakerWaiter)?) -> Permission {
+    func acquire(now: @autoclosure () -> ContinuousClock.Instant,
+                 wakingOnClose waiter: @autoclosure () -> (any CircuitBreakerWaiter)?) -> Permission {
         // The common case, without the lock: a closed breaker grants (as it would under the lock
         // at the moment of this load).
         if isClosed.load(ordering: .acquiring) { return .granted }
@@ -117,7 +118,8 @@ public final class CircuitBreaker: Sendable {
                 }
                 permission = .denied(until: now + policy.probeWait)
             }
-            if let waiter { inner.held[ObjectIdentifier(waiter)] = waiter }
+            // Asked for only here: a closed breaker's grant takes no reference to the waiter.
+            if let waiter = waiter() { inner.held[ObjectIdentifier(waiter)] = waiter }
             return permission
         }
     }
