@@ -135,6 +135,8 @@ public final class FillManager: Sendable {
     /// journal writes what it holds and closes. Returns false when `limit` passed with work still
     /// in flight: broker calls still unanswered are given up (their answers are ignored), and with
     /// a journal the next start's `recover()` learns from the broker how they ended.
+    /// With a journal, once quiet, every symbol with records since its last snapshot writes one
+    /// (waited for up to `limit` again), so the next start replays none.
     /// A cool-down before a re-arm is not waited for (the next start re-arms). Keep feeding the
     /// broker's reports until it returns (they apply while it drains), then stop; the broker
     /// stays yours to disconnect.

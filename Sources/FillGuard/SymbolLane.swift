@@ -694,8 +694,8 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    @discardableResult
     /// Enqueues `event` at `instant`; cancelling the task drops the event (only wake-ups are).
+    @discardableResult
     private func schedule(at instant: ContinuousClock.Instant, _ event: Event) -> Task<Void, Never> {
         context.work.begin()
         return Task {

@@ -53,9 +53,7 @@ struct LaneReplay {
                 guard replay.machine.restoreSent(operation) else {
                     throw JournalError(.inconsistent, "intent \(record.sequence) of \(symbol) names order \(operation.orderID), which the journal never created; "
                                        + "a journal replays only with the replacement settings it was written with (native modify: \(configuration.nativeModify), "
-                                       + "strategy: \(configuration.replaceStrategy.rawValue) now): recover with the same ones (fillguard: --no-modify, --strategy); "
-                                       + "and by a FillGuard of the same rules: one whose last stop was not clean (records after the last snapshots) may "
-                                       + "only be recovered by the version that wrote it (recover it with that one and shut it down cleanly before upgrading)")
+                                       + "strategy: \(configuration.replaceStrategy.rawValue) now): recover with the same ones (fillguard: --no-modify, --strategy)")
                 }
             case .snapshot:
                 continue
