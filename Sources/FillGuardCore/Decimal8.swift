@@ -12,27 +12,27 @@ enum DecimalText {
     }
 
     /// Parses `text` ("-12.345") into integer units of 10^-scale, exactly.
+    ///
+    /// The form is strict: an optional "-", digits, and optionally "." and more digits. Spaces, a
+    /// "+", a bare ".5" or "5.", and exponents are refused (a report in an odd form is not guessed
+    /// at). Zeros beyond `scale` places are allowed: "1.000000000" is 1.
     static func parse(_ text: some StringProtocol, scale: Int) -> Result<Int128, Failure> {
-        let trimmed = text.trimmingSpaces()
-        if trimmed.isEmpty { return .failure(.empty) }
-        let lower = trimmed.lowercased()
+        if text.isEmpty { return .failure(.empty) }
+        let lower = text.lowercased()
         if ["nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"].contains(lower) {
             return .failure(.notFinite)
         }
-        var negative = false
         var digitsBefore: [UInt8] = []
         var digitsAfter: [UInt8] = []
         var seenPoint = false
-        var index = trimmed.utf8.startIndex
-        let bytes = trimmed.utf8
-        if let first = bytes.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") {
-            negative = first == UInt8(ascii: "-")
-            index = bytes.index(after: index)
-        }
+        let bytes = text.utf8
+        var index = bytes.startIndex
+        let negative = bytes.first == UInt8(ascii: "-")
+        if negative { index = bytes.index(after: index) }
         while index < bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: ".") {
-                if seenPoint { return .failure(.notANumber) }
+                if seenPoint || digitsBefore.isEmpty { return .failure(.notANumber) }
                 seenPoint = true
             } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
                 if seenPoint { digitsAfter.append(byte - 48) } else { digitsBefore.append(byte - 48) }
@@ -41,7 +41,7 @@ enum DecimalText {
             }
             index = bytes.index(after: index)
         }
-        if digitsBefore.isEmpty && digitsAfter.isEmpty { return .failure(.notANumber) }
+        if digitsBefore.isEmpty || (seenPoint && digitsAfter.isEmpty) { return .failure(.notANumber) }
         while let last = digitsAfter.last, last == 0, digitsAfter.count > scale { digitsAfter.removeLast() }
         if digitsAfter.count > scale { return .failure(.tooManyDecimals(max: scale)) }
         // 38 significant digits fit in Int128; refuse anything longer before it can overflow.
@@ -71,14 +71,5 @@ enum DecimalText {
             text += "." + String(repeating: "0", count: digits - fractionText.count) + fractionText
         }
         return text
-    }
-}
-
-extension StringProtocol {
-    fileprivate func trimmingSpaces() -> Substring {
-        var slice = Substring(self)
-        while let first = slice.first, first == " " || first == "\t" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice.removeLast() }
-        return slice
     }
 }

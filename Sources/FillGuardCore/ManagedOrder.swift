@@ -244,6 +244,8 @@ struct ManagedOrder: Sendable, Codable {
             case .modify: return .pendingModify
             case .cancel: return .pendingCancel
             case .submit: return .pendingNew
+            // The broker said it filled or ended first ("too late"); its fills are awaited.
+            case nil where awaitingFill: return .awaitingFills
             // A cancel that timed out and is not settled yet: asked to cancel, not confirmed.
             case nil where cancelMayHaveTakenEffect: return .pendingCancel
             case nil: return filled.isZero ? .working : .partiallyFilled

@@ -99,6 +99,9 @@ public enum OrderStatus: String, Sendable, Hashable, CaseIterable, Codable {
     case pendingModify
     /// A cancel is in flight.
     case pendingCancel
+    /// The broker answered "too late" (the order filled or ended first) and its fills have not
+    /// all come: it is kept, and its role waits for them.
+    case awaitingFills
     /// Cancelled; late fills still count.
     case cancelled
     /// Refused by the broker.
@@ -109,7 +112,7 @@ public enum OrderStatus: String, Sendable, Hashable, CaseIterable, Codable {
     /// True while the order may still fill or be changed.
     public var isLive: Bool {
         switch self {
-        case .pendingNew, .working, .partiallyFilled, .pendingModify, .pendingCancel: return true
+        case .pendingNew, .working, .partiallyFilled, .pendingModify, .pendingCancel, .awaitingFills: return true
         case .filled, .cancelled, .rejected, .expired: return false
         }
     }

@@ -11,13 +11,19 @@ struct FixedPointTests {
         #expect(Price("248.10")?.description == "248.1")
         #expect(Money("-250.0000000000000001")?.description == "-250.0000000000000001")
         #expect(Quantity("-3")?.units == -300_000_000)
+        // Zeros beyond the eighth place change nothing, so they are allowed.
+        #expect(Quantity("1.000000000") == Quantity(1))
+        #expect(Price("248.1000000000") == Price("248.1"))
+        #expect(Quantity("-0.5")?.units == -50_000_000)
         // Whole prices as literals, as whole quantities are.
         let stop: Price = 245
         #expect(stop == Price("245.00"))
         #expect(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, stopLoss: 245, takeProfit: 250).takeProfit == Price("250"))
     }
 
-    @Test("bad decimals are refused", arguments: ["", "abc", "1.2.3", "NaN", "inf", "-Infinity", "1e5", "0.000000001", "1,5", "1000000000.00000001", "92233720368.54775807"])
+    @Test("bad decimals are refused", arguments: ["", "abc", "1.2.3", "NaN", "inf", "-Infinity", "1e5", "0.000000001", "1,5", "1000000000.00000001", "92233720368.54775807",
+                                                     // An odd form is not guessed at (a space, a plus, a bare point).
+                                                     " 1", "1 ", "\t1", "+1", ".5", "5.", "-.5", "-", "1. 5", "--1"])
     func refused(text: String) {
         #expect(Quantity(text) == nil)
         #expect(Price(text) == nil)

@@ -573,6 +573,31 @@ struct ReplayTests {
         #expect(report.positions.first?.netQuantity == 310, "only the scale-in fill that names its index counts")
     }
 
+    @Test("an order the broker answered 'too late' for shows as awaiting its fills, not as working")
+    func tooLateOrderShowsAsAwaitingFills() throws {
+        let lines = [Self.openLong, Self.fill("entry", "300", "E1"),
+                     "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"tooLate\",\"role\":\"takeProfit\"}",
+                     Self.fill("stopLoss", "100", "E2")]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false, strategy: .createThenCancel))
+        let targets = report.positions.first?.orders.filter { $0.role == .takeProfit } ?? []
+        #expect(targets.map(\.openQuantity) == [300, 200], "\(targets)")
+        #expect(targets.map(\.status) == [.awaitingFills, .working], "the old target filled at the broker, its fills are awaited")
+        #expect(report.json.contains("\"status\":\"awaitingFills\""))
+        #expect(report.alerts.map(\.kind) == [.fillsOverdue])
+    }
+
+    @Test("a decimal in an odd form is refused, not guessed at; zeros past the eighth place are not an odd form")
+    func oddDecimalForms() throws {
+        let odd = [" 1", "+1", ".5", "5.", "1 "]
+        let lines = [Self.openLong] + odd.enumerated().map { Self.fill("entry", $0.element, "E\($0.offset)") }
+            + [Self.fill("entry", "1.000000000", "E9")]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [2, 3, 4, 5, 6])
+        #expect(report.rejected.allSatisfy { $0.error.code == .invalidQuantity && $0.error.message.contains("plain decimal") })
+        #expect(report.rejected[1].error.message.hasSuffix("got '+1'"))
+        #expect(report.positions.first?.netQuantity == 1)
+    }
+
     @Test("a 'too late' answer whose fills never come: the replay's retry sends the work again and the stop ends right-sized")
     func tooLateWithoutFills() throws {
         let lines = [Self.openLong, Self.fill("entry", "100", "E1"),
@@ -612,9 +637,9 @@ struct ReplayTests {
                      Self.fill("entry", "100", "E1")]
         let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(maxAttempts: 2_000_000_000))
         #expect(report.unsettled.count == 1)
-        #expect(report.unsettled.first?.hasPrefix("GLD: stopped after 100000 broker steps") == true)
-        #expect(report.notices.contains { $0.hasPrefix("unsettled: GLD") })
-        #expect(report.text.contains("unsettled: GLD"))
+        #expect(report.unsettled.first?.hasPrefix("line 3: GLD: stopped after 100000 broker steps") == true, "the fill's line")
+        #expect(report.notices.contains { $0.hasPrefix("unsettled: line 3: GLD") })
+        #expect(report.text.contains("unsettled: line 3: GLD"))
         #expect(!report.json.contains("unsettled"), "the contract JSON keeps its fields")
     }
 }

@@ -114,13 +114,13 @@ struct FieldReader {
         let lower = text.lowercased()
         if lower.contains("nan") || lower.contains("inf") { return "must be a finite number, got \(text)" }
         // A plain decimal ("-12.5") that did not convert has too many places or is too large.
-        let unsigned = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
+        let unsigned = text.first == "-" ? text.dropFirst() : Substring(text)
         let parts = unsigned.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let isDigits = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0 >= "0" && $0 <= "9" } }
         if let whole = parts.first, isDigits(whole), parts.count == 1 || isDigits(parts[1]) {
             if parts.count == 2, parts[1].count > places { return "must have at most \(places) decimal places, got '\(text)'" }
             return "is out of range (at most 1000000000), got \(text)"
         }
-        return "must be an exact decimal with at most \(places) decimal places, got '\(text)'"
+        return "must be a plain decimal such as \"12.5\" (digits on both sides of the point; no spaces, '+' or exponent), with at most \(places) decimal places, got '\(text)'"
     }
 }

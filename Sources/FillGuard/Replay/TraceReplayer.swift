@@ -53,6 +53,8 @@ public struct TraceReplayer: Sendable {
     public private(set) var alerts: [Alert] = []
     /// Symbols whose broker work was cut off at `operationLimit` steps after a line, and why.
     public private(set) var unsettled: [String] = []
+    /// The line being applied, to name it in an `unsettled` notice.
+    private var currentLine = 0
     /// Fields of accepted lines that their type does not read, one line each (a misspelt name?).
     public private(set) var ignoredFields: [String] = []
     /// Broker steps (operations and retries) a line's work may take before it is cut off.
@@ -102,6 +104,7 @@ public struct TraceReplayer: Sendable {
     public mutating func apply(_ text: String, lineNumber: Int) {
         let trimmed = text.trimmingCharacters(in: [" ", "\t", "\r"])
         guard !trimmed.isEmpty else { return }
+        currentLine = lineNumber
         do throws(InputError) {
             var unknown: [String] = []
             let parsed = try TraceLine.parse(trimmed, unknownFields: &unknown)
@@ -199,7 +202,7 @@ public struct TraceReplayer: Sendable {
             guard guardrail <= Self.operationLimit else {
                 // Faults that never run out (a huge count with as many attempts allowed): stop
                 // and say so, rather than loop for ever or pass the state off as settled.
-                unsettled.append("\(symbol): stopped after \(Self.operationLimit) broker steps with work left (scripted faults that never run out?)")
+                unsettled.append("line \(currentLine): \(symbol): stopped after \(Self.operationLimit) broker steps with work left (scripted faults that never run out?)")
                 break
             }
             if let operation = machine.nextOperation() {
