@@ -277,6 +277,8 @@ public struct FIXOrderRouter: Sendable {
     public let configuration: FIXApplicationConfiguration
     private var orders: [OrderID: Order] = [:]
     private var byClOrdID: [String: OrderID] = [:]
+    /// Orders by the broker's OrderID (37): a report may leave out ClOrdID (optional in FIX 4.4).
+    private var byBrokerOrderID: [String: OrderID] = [:]
     private var pending = PendingRequests()
     private var keyBySeq: [Int: String] = [:]
     private var seenExecIDs = RecentExecIDs()
@@ -593,11 +595,26 @@ public struct FIXOrderRouter: Sendable {
                                    answer: Self.sessionReject(message, tag: 150, reason: 5, "ExecType \(execType) is not a FIX 4.4 value")))
         }
         if execType == "I" { return statusReport(message) }
-        guard let clOrdID = message[11] else { return [.ignored("execution report \(execID) without ClOrdID")] }
+        let clOrdID: String
+        if let given = message[11] {
+            clOrdID = given
+        } else if let brokerOrderID = message[37], let orderID = byBrokerOrderID[brokerOrderID], let current = orders[orderID]?.clOrdID {
+            // ClOrdID is optional in an execution report; the broker's OrderID (37), which it
+            // gave the order in an earlier report, names the order as well.
+            clOrdID = current
+        } else if execType == "F" {
+            // A fill must never vanish: refused (recorded, answered) when it names no order we know.
+            let text = "a fill without ClOrdID (11) whose OrderID (37) \(message[37] ?? "-") names no order FillGuard knows"
+            return refused(Refusal(error: InputError(.unknownOrder, text),
+                                   answer: Self.businessReject(message, reason: 1, "unknown OrderID \(message[37] ?? "-") and no ClOrdID")))
+        } else {
+            return [.ignored("execution report \(execID) without ClOrdID, for OrderID \(message[37] ?? "-") that names no known order")]
+        }
         let known = resolve(clOrdID) ?? message[41].flatMap(resolve)
         if known == nil, let root = Self.root(of: clOrdID), orders[root] != nil {
             // The id names one of our orders but is not one this router issued for it.
-            return refused(Refusal(error: InputError(.unknownOrder, "ClOrdID \(clOrdID) was never issued for order \(root)"), answer: nil))
+            return refused(Refusal(error: InputError(.unknownOrder, "ClOrdID \(clOrdID) was never issued for order \(root)"),
+                                   answer: Self.businessReject(message, reason: 1, "ClOrdID \(clOrdID) was never issued")))
         }
         // A fill (or a trade bust) for an order this router does not know (after a restart, say) goes to the
         // runtime under the ClOrdID chain's root: the runtime decides, and records a refusal.
@@ -636,7 +653,10 @@ public struct FIXOrderRouter: Sendable {
                 byClOrdID[clOrdID] = orderID
             }
         }
-        if let brokerOrderID = message[37], brokerOrderID != "NONE" { orders[orderID]?.brokerOrderID = brokerOrderID }
+        if let brokerOrderID = message[37], brokerOrderID != "NONE", orders[orderID] != nil {
+            orders[orderID]?.brokerOrderID = brokerOrderID
+            byBrokerOrderID[brokerOrderID] = orderID
+        }
         let text = message[58] ?? ""
         var outputs: [Output] = []
         switch execType {
@@ -738,15 +758,16 @@ public struct FIXOrderRouter: Sendable {
         guard let side = side(code: sideCode) else {
             let name = order.map { " (order \(orderID) is a \($0.side.rawValue))" } ?? ""
             throw Refusal(error: InputError(order == nil ? .malformed : .sideMismatch, "Side \(sideCode) is neither buy (1) nor sell (2)\(name)"),
-                          answer: nil)
+                          answer: businessReject(message, reason: 0, "Side \(sideCode) is not the order's side"))
         }
         if let order {
             guard side == order.side else {
-                throw Refusal(error: InputError(.sideMismatch, "report says \(side.rawValue) but order \(orderID) is a \(order.side.rawValue)"), answer: nil)
+                throw Refusal(error: InputError(.sideMismatch, "report says \(side.rawValue) but order \(orderID) is a \(order.side.rawValue)"),
+                              answer: businessReject(message, reason: 0, "Side \(sideCode) is not the order's side"))
             }
             guard message[55].map({ Symbol($0) }) == order.symbol else {
                 throw Refusal(error: InputError(.symbolMismatch, "report says \(message[55] ?? "-") but order \(orderID) is for \(order.symbol)"),
-                              answer: nil)
+                              answer: businessReject(message, reason: 0, "Symbol \(message[55] ?? "-") is not the order's symbol"))
             }
         }
         var fields = ReportFields(side: side)
@@ -789,6 +810,17 @@ public struct FIXOrderRouter: Sendable {
         return parts.allSatisfy { $0.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
     }
 
+    /// A FIX float in the plain form `Quantity` and `Price` read: FIX allows a bare point on
+    /// either side (".5", "5."), which the core refuses as an odd form in a trace.
+    static func plainDecimal(_ text: String) -> String {
+        var body = Substring(text)
+        let sign = body.first == "-" ? "-" : ""
+        if !sign.isEmpty { body = body.dropFirst() }
+        if body.hasPrefix(".") { body = "0" + body }
+        if body.hasSuffix(".") { body = body.dropLast() }
+        return sign + body
+    }
+
     /// The quantity in `tag`, nil when absent. Refused when present and unreadable (malformed,
     /// SessionRejectReason 6), or out of range, too precise, negative, or zero when not allowed
     /// (invalid quantity, SessionRejectReason 5).
@@ -798,7 +830,7 @@ public struct FIXOrderRouter: Sendable {
             throw Refusal(error: InputError(.malformed, "\(name) \"\(text.prefix(40))\" is not a number"),
                           answer: sessionReject(message, tag: tag, reason: 6, "\(name) is not a number"))
         }
-        guard let value = Quantity(text), value.units > 0 || (allowZero && value.isZero) else {
+        guard let value = Quantity(plainDecimal(text)), value.units > 0 || (allowZero && value.isZero) else {
             let rule = allowZero ? "zero or positive" : "positive"
             throw Refusal(error: InputError(.invalidQuantity, "\(name) must be \(rule), at most \(Quantity.maximum) with at most \(Quantity.decimalPlaces) decimals, got \(text.prefix(40))"),
                           answer: sessionReject(message, tag: tag, reason: 5, "\(name) out of range"))
@@ -813,12 +845,18 @@ public struct FIXOrderRouter: Sendable {
             throw Refusal(error: InputError(.malformed, "\(name) \"\(text.prefix(40))\" is not a number"),
                           answer: sessionReject(message, tag: tag, reason: 6, "\(name) is not a number"))
         }
-        guard let value = Price(text), value.units > 0 || (allowZero && value.units == 0), value <= .maximum else {
+        guard let value = Price(plainDecimal(text)), value.units > 0 || (allowZero && value.units == 0), value <= .maximum else {
             let rule = allowZero ? "zero or positive" : "positive"
             throw Refusal(error: InputError(.invalidPrice, "\(name) must be \(rule) and at most \(Price.maximum), got \(text.prefix(40))"),
                           answer: sessionReject(message, tag: tag, reason: 5, "\(name) out of range"))
         }
         return value
+    }
+
+    /// A BusinessMessageReject (j) of an execution report that is valid FIX but names the wrong
+    /// order, side or symbol (BusinessRejectReason 1, unknown id, or 0, other).
+    private static func businessReject(_ message: FIXMessage, reason: Int, _ text: String) -> FIXRefusalAnswer {
+        .businessReject(refSeqNum: message.int(34) ?? 0, refMsgType: message.msgType, refID: message[17] ?? "", reason: reason, text: text)
     }
 
     private static func sessionReject(_ message: FIXMessage, tag: Int, reason: Int, _ text: String) -> FIXRefusalAnswer {
@@ -830,7 +868,7 @@ public struct FIXOrderRouter: Sendable {
         guard var request = quotes[key], pending[key] != nil else { return [.ignored("market data for unknown request \(key)")] }
         guard let symbol = message[55].map({ Symbol($0) }) else { return [.ignored("market data without Symbol")] }
         let entries = message.groups(268)
-        func price(_ entry: [FIXField]) -> Price? { entry.first(where: { $0.tag == 270 }).flatMap { Price($0.value) } }
+        func price(_ entry: [FIXField]) -> Price? { entry.first(where: { $0.tag == 270 }).flatMap { Price(Self.plainDecimal($0.value)) } }
         let trade = entries.first { $0.first?.tag == 269 && $0.first?.value == "2" }.flatMap(price)
         guard let last = trade ?? entries.lazy.compactMap(price).first, last.units > 0 else {
             return [.ignored("market data for \(symbol) without a price")]
@@ -892,6 +930,7 @@ public struct FIXOrderRouter: Sendable {
     /// about again. The ClOrdID chain continues after the broker's current ClOrdID's number.
     private mutating func learn(_ status: FIXOrderStatus) {
         let brokerOrderID = status.brokerOrderID.isEmpty || status.brokerOrderID == "NONE" ? nil : status.brokerOrderID
+        if let brokerOrderID { byBrokerOrderID[brokerOrderID] = status.orderID }
         guard orders[status.orderID] == nil else {
             if let brokerOrderID, orders[status.orderID]?.brokerOrderID == nil { orders[status.orderID]?.brokerOrderID = brokerOrderID }
             return
@@ -933,7 +972,7 @@ public struct FIXOrderRouter: Sendable {
         collection.received += 1
         if let symbol = message[55] {
             let entries = message.groups(702)
-            func value(_ entry: [FIXField], _ tag: Int) -> Quantity { entry.first { $0.tag == tag }.flatMap { Quantity($0.value) } ?? .zero }
+            func value(_ entry: [FIXField], _ tag: Int) -> Quantity { entry.first { $0.tag == tag }.flatMap { Quantity(Self.plainDecimal($0.value)) } ?? .zero }
             let final = entries.filter { $0.first?.tag == 703 && $0.first?.value == "FIN" }
             var net = Quantity.zero
             for entry in final.isEmpty ? entries : final { net = net + value(entry, 704) - value(entry, 705) }

@@ -103,6 +103,42 @@ struct RouterTests {
         #expect(router.received(fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60")) == [.duplicate("F1")])
     }
 
+    @Test("a fill without ClOrdID maps by the broker's OrderID; one naming no known order is refused and answered, never dropped")
+    func fillWithoutClOrdIDMapsByOrderID() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))   // OrderID (37) B-O1
+        var known = fill("O1", execID: "F1", last: "40", price: "248", cum: "40", leaves: "60.5")
+        known[11] = nil
+        let outputs = router.received(known)
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("no fill: \(outputs)"); return }
+        #expect(execution.orderID == "O1" && execution.lastQuantity == 40)
+        var unknown = fill("O1", execID: "F2", last: "40", price: "248", cum: "80", leaves: "20.5")
+        unknown[11] = nil
+        unknown[37] = "B-ELSEWHERE"
+        guard case .refused(let error, _, _, let answer)? = router.received(unknown).first else { Issue.record("not refused"); return }
+        #expect(error.code == .unknownOrder && error.message.contains("B-ELSEWHERE"))
+        #expect(answer?.message.msgType == "j" && answer?.message[380] == "1" && answer?.message[379] == "F2")
+        // Refused, so its ExecID is not used up.
+        unknown[37] = "B-O1"
+        guard case .event(.execution)? = router.received(unknown).first else { Issue.record("the good report with F2 was not taken"); return }
+    }
+
+    @Test("a FIX float with a bare point (.5, 5.) is read as FIX allows; a plus sign is not a FIX float")
+    func fixFloatsWithABarePoint() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        let outputs = router.received(fill("O1", execID: "F1", last: ".5", price: "248.", cum: "0.5", leaves: "100."))
+        guard case .event(.execution(let execution))? = outputs.first else { Issue.record("no fill: \(outputs)"); return }
+        #expect(execution.lastQuantity == Quantity("0.5") && execution.lastPrice == 248 && execution.leavesQuantity == 100)
+        guard case .refused(let error, _, _, _)? = router.received(fill("O1", execID: "F2", last: "+1", price: "248", cum: "1.5", leaves: "99")).first else {
+            Issue.record("a plus sign was taken")
+            return
+        }
+        #expect(error.code == .malformed)
+    }
+
     @Test func fillOnAnOlderClOrdIDStillMapsToTheOrder() {
         var router = FIXOrderRouter()
         _ = router.submit(buy, transactTime: 0)
@@ -419,7 +455,9 @@ struct RouterRefusalTests {
         expectReplaceable(&negative)
 
         var symbol = liveStop()
-        #expect(refusal(symbol.received(doneFill("N2", [FIXField(55, "XYZ")])))?.error.code == .symbolMismatch)
+        let wrongSymbol = refusal(symbol.received(doneFill("N2", [FIXField(55, "XYZ")])))
+        #expect(wrongSymbol?.error.code == .symbolMismatch)
+        #expect(wrongSymbol?.answer?.message.msgType == "j" && wrongSymbol?.answer?.message[379] == "N2")
         expectReplaceable(&symbol)
     }
 
@@ -461,14 +499,18 @@ struct RouterRefusalTests {
         #expect(refusal(other.received(lookalike)) == nil)
         var lookalikeFill = fill("P1-tp4~3", execID: "D4", last: "1", price: "120", cum: "1", leaves: "649")
         lookalikeFill[54] = "2"
-        #expect(refusal(other.received(lookalikeFill))?.error.code == .unknownOrder)
+        let lookalikeRefusal = refusal(other.received(lookalikeFill))
+        #expect(lookalikeRefusal?.error.code == .unknownOrder)
+        #expect(lookalikeRefusal?.answer?.message.msgType == "j" && lookalikeRefusal?.answer?.message[380] == "1")
     }
 
     @Test("finding 3: a fill with Side 7 is refused, not applied with the order's side")
     func invalidSideIsRefused() {
         var router = liveStop()
         #expect(refusal(router.received(doneFill("S1", [FIXField(54, "7")])))?.error.code == .sideMismatch)
-        #expect(refusal(router.received(doneFill("S2", [FIXField(54, "1")])))?.error.code == .sideMismatch)
+        let wrongSide = refusal(router.received(doneFill("S2", [FIXField(54, "1")])))
+        #expect(wrongSide?.error.code == .sideMismatch)
+        #expect(wrongSide?.answer?.message.msgType == "j" && wrongSide?.answer?.message[380] == "0", "the counterparty is told")
         let outOfEnum = refusal(router.received(doneFill("S3", [FIXField(54, "X")])))
         #expect(outOfEnum?.error.code == .malformed)
         #expect(sessionRejectOf(outOfEnum?.answer)?.tag == 54 && sessionRejectOf(outOfEnum?.answer)?.reason == 5)
@@ -514,7 +556,7 @@ struct RouterRefusalTests {
             message[37] = "B999"
             let refused = refusal(router.received(message))
             #expect(refused?.error.code == .unknownOrder, "ExecType \(execType)")
-            #expect(refused?.answer == nil)
+            #expect(refused?.answer?.message.msgType == "j" && refused?.answer?.message[380] == "1", "the counterparty is told")
             // Not a padded or signed spelling of an issued number either.
             message[11] = "P1-sl4~+0"
             #expect(refusal(router.received(message))?.error.code == .unknownOrder)
