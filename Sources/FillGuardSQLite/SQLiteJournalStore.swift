@@ -362,8 +362,11 @@ public final class SQLiteJournalStore: JournalStore {
         }
     }
 
-    /// Closes the file, then gives up the writer's lock.
+    /// Closes the file, then gives up the writer's lock. Everything written is moved from the
+    /// write-ahead log into the database file first, so that the file alone (a copy of it, say)
+    /// holds the whole journal after a clean close.
     public func close() async {
+        _ = try? await pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try? pool.close()
         writerLock.release()
     }

@@ -71,12 +71,22 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @OptionGroup var fix: FIXCommandOptions
 
-    /// Closes the journal of a refused run, and removes its files if this run created it (nil
-    /// `path`: it existed before, and stays as it was).
-    private static func discard(_ journal: Journal?, createdAt path: String?) async {
+    /// Closes the journal of a refused run, and removes the files this run created (`created`),
+    /// only while it holds the journal's writer lock and the journal holds no records: a file
+    /// another run created meanwhile, or one that existed before (a `-wal` left beside a moved
+    /// database file holds a whole session), is never removed.
+    private static func discard(_ journal: Journal?, store: SQLiteJournalStore?, created: [String]) async {
+        if let store, !created.isEmpty, (try? store.holdsRecords()) == false {
+            // Removed while the lock is held: a run opening the path meanwhile gets a new file.
+            for file in created { unlink(file) }
+        }
         await journal?.close()
-        guard let path else { return }
-        for file in [path, path + "-wal", path + "-shm"] { unlink(file) }
+        if journal == nil { await store?.close() }
+    }
+
+    /// The journal's files that do not exist yet (those this run would create).
+    private static func missingFiles(of path: String) -> [String] {
+        [path, path + "-wal", path + "-shm"].filter { access($0, F_OK) != 0 }
     }
 
     func validate() throws {
@@ -161,10 +171,12 @@ struct SimulateCommand: AsyncParsableCommand {
         options.stop = interrupts.stop
         var settingsMismatch: String?
         // A journal this run creates is removed again if the run is refused before it starts.
-        let journalIsNew = journal.map { access($0, F_OK) != 0 } ?? false
+        let created = journal.map(Self.missingFiles(of:)) ?? []
+        var openedStore: SQLiteJournalStore?
         if let journal {
             do {
                 let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
+                openedStore = store
                 options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
                 options.exchangeStatePath = journal + ".exchange"
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
@@ -185,13 +197,13 @@ struct SimulateCommand: AsyncParsableCommand {
                 }
             } catch {
                 writeToStandardError("fillguard: \(error)\n")
-                await Self.discard(options.journal, createdAt: journalIsNew ? journal : nil)
+                await Self.discard(options.journal, store: openedStore, created: created)
                 throw ExitCode(2)
             }
         }
         if let settingsMismatch {
             writeToStandardError("fillguard: \(settingsMismatch)\n")
-            await Self.discard(options.journal, createdAt: journalIsNew ? journal : nil)
+            await Self.discard(options.journal, store: openedStore, created: created)
             throw ExitCode(2)
         }
         let showProgress = isatty(STDERR_FILENO) == 1

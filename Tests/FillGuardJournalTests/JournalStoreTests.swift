@@ -103,6 +103,25 @@ struct JournalStoreTests {
         await third.close()
     }
 
+    @Test("SQLite: after a clean close the database file alone holds the whole journal (a copy without its -wal is complete)")
+    func sqliteCloseCheckpoints() async throws {
+        let directory = try temporaryDirectory()
+        let path = directory + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        _ = try await store.load(notices: { _ in })   // as a recovery does first
+        _ = try store.holdsRecords()
+        let records = (1...50).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        try await store.append(records)
+        await store.close()
+        let copy = directory + "/copy.sqlite"
+        try FileManager.default.copyItem(atPath: path, toPath: copy)
+        #expect(!FileManager.default.fileExists(atPath: copy + "-wal"))
+        let reopened = try SQLiteJournalStore(path: copy, mode: .existingJournal)
+        let contents = try await reopened.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records == records)
+        await reopened.close()
+    }
+
     @Test("SQLite refuses a file from a newer FillGuard")
     func sqliteNewerFile() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"
