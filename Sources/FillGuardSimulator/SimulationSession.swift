@@ -112,13 +112,16 @@ public final class SimulationSession: Sendable {
         let exchange = try SimulatedExchange(configuration: configuration, symbols: startPrices, statePath: options.exchangeStatePath,
                                              session: options.exchangeSession, requiresSavedState: options.exchangeStateRequired)
         var downtime = Duration.zero
-        if let last = exchange.lastSeenAlive {
-            // The market went on while the manager was down: orders filled, nobody was told.
-            let away = Duration.nanoseconds(max(0, ExchangeLog.wallClockNanos() - last))
-            downtime = min(away, options.maximumDowntime)
-            exchange.runDisconnected(for: downtime, tick: options.tick)
+        /// The market went on while the manager was down: orders filled, nobody was told. Run
+        /// only once the journal was read: a refused journal leaves the exchange as it was.
+        func catchUp() {
+            if let last = exchange.lastSeenAlive {
+                let away = Duration.nanoseconds(max(0, ExchangeLog.wallClockNanos() - last))
+                downtime = min(away, options.maximumDowntime)
+                exchange.runDisconnected(for: downtime, tick: options.tick)
+            }
+            exchange.recordClock()
         }
-        exchange.recordClock()
 
         let reactions = Mutex(LatencySamples())
         var logger = Logger(label: "fillguard.simulate")
@@ -128,7 +131,7 @@ public final class SimulationSession: Sendable {
         let alertSamples = AlertSamples(manager)
 
         let events = exchange.events()
-        let recovery = try await manager.recover()
+        let recovery = try await manager.recover(beforeReconciling: catchUp)
         let feed = Task { await manager.run(events) }
         let ticker = Task { await exchange.run(tick: options.tick) }
         let clock = ContinuousClock()

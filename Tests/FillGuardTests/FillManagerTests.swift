@@ -422,6 +422,39 @@ struct FillManagerTests {
         await second.shutdown()
     }
 
+    @Test("recover(beforeReconciling:) runs its work after the journal is rebuilt, and not at all when the journal cannot be read")
+    func workBeforeReconcilingNeedsAReadableJournal() async throws {
+        /// A store whose journal cannot be read.
+        struct Unreadable: JournalStore {
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {}
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+                throw JournalError(.corrupted, "damaged")
+            }
+            func close() async {}
+        }
+        let ran = Mutex(0)
+        let refused = FillManager(broker: TestBroker(), journal: Journal(store: Unreadable()), logger: .quiet)
+        await #expect(throws: JournalError.self) { _ = try await refused.recover(beforeReconciling: { ran.withLock { $0 += 1 } }) }
+        #expect(ran.withLock { $0 } == 0, "nothing may act as if the journal were read")
+        await refused.shutdown()
+
+        let store = InMemoryJournalStore()
+        let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await first.recover()
+        try await first.open(.long("P1", "KO"))
+        let survivor = store.fork()
+        await first.shutdown()
+        let second = FillManager(broker: TestBroker(), journal: Journal(store: survivor), logger: .quiet)
+        let positionsSeen = Mutex(-1)
+        let report = try await second.recover(beforeReconciling: {
+            ran.withLock { $0 += 1 }
+            positionsSeen.withLock { $0 = second.symbolCount }
+        })
+        #expect(ran.withLock { $0 } == 1 && positionsSeen.withLock { $0 } == 1, "run once, with the journal's state rebuilt")
+        #expect(report.positions == 1)
+        await second.shutdown()
+    }
+
     @Test("a report naming an order of another symbol's position is refused as symbolMismatch, with or without a position on its own symbol")
     func reportOnTheWrongSymbol() async throws {
         let manager = FillManager(broker: TestBroker(), logger: .quiet)

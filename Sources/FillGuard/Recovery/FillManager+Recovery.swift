@@ -12,8 +12,18 @@ extension FillManager {
     /// rebuilt the state; a second call throws `alreadyRecovered`. When it throws because the
     /// journal cannot be read, nothing was rebuilt, and it may be called again.
     public func recover() async throws(JournalError) -> RecoveryReport {
+        try await recover(beforeReconciling: {})
+    }
+
+    /// `recover()`, running `work` once the journal has been read and rebuilt and before the
+    /// broker is asked anything: for work that must not happen when the journal cannot be read
+    /// (a test exchange catching up on the time the manager was down, say).
+    public func recover(beforeReconciling work: () async -> Void) async throws(JournalError) -> RecoveryReport {
         var report = RecoveryReport()
-        guard let journal = context.journal else { return report }
+        guard let journal = context.journal else {
+            await work()
+            return report
+        }
         let (began, stage) = context.lifecycle.compareExchange(expected: .awaitingRecovery, desired: .recovering, ordering: .sequentiallyConsistent)
         guard began else {
             throw stage == .stopped ? JournalError(.closed, "the manager was shut down") : JournalError(.alreadyRecovered, "recover() runs once, before any other input")
@@ -49,6 +59,7 @@ extension FillManager {
         }
         context.metrics.journalRecords.increment(by: Int64(report.recordsReplayed))
         report.rebuildDuration = clock.now - started
+        await work()
 
         let reconcileStarted = clock.now
         report.corrections = await reconcile()
