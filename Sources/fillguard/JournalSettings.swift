@@ -9,14 +9,28 @@ enum JournalSettings {
     /// why the given ones do not match the recorded ones, or nil when they do. A journal that
     /// holds a session without them (older than settings, or damaged) is not checked here and
     /// not written to (its exchange state, which names the settings too, is checked).
-    static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, record: Bool) throws -> String? {
+    ///
+    /// `broker` is the broker the journal's orders are at: `simulated` for every journal
+    /// `simulate` writes (it keeps no journal over FIX), so `recover --broker fix` refuses one:
+    /// reconciling it with a FIX endpoint would place its orders there.
+    static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, broker: String = "simulated",
+                         record: Bool) throws -> String? {
         let given = (modify: nativeModify ? "native" : "replace", strategy: strategy)
         guard let modify = try store.setting("modify"), let saved = try store.setting("strategy") else {
             if record {
+                try store.setSetting("broker", broker)
                 try store.setSetting("modify", given.modify)
                 try store.setSetting("strategy", given.strategy)
             }
             return nil
+        }
+        // Settings without a broker were written by a `simulate` of an earlier version: simulated.
+        let tradedWith = try store.setting("broker") ?? "simulated"
+        if tradedWith != broker {
+            return tradedWith == "simulated"
+                ? "the journal's orders are at the simulated exchange (its session was `fillguard simulate --journal`), not at a FIX endpoint: "
+                    + "reconciling it there would place its orders on that market; recover it without --broker fix"
+                : "the journal's orders are at a \(tradedWith) broker, not the \(broker) one; recover it with --broker \(tradedWith)"
         }
         guard ["native", "replace"].contains(modify), SymbolStateMachine.ReplaceStrategy(rawValue: saved) != nil else {
             return "the journal's recorded settings are damaged (modify '\(modify)', strategy '\(saved)'); it cannot be resumed safely"

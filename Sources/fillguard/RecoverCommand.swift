@@ -91,7 +91,8 @@ struct RecoverCommand: AsyncParsableCommand {
         let outcome: RecoverySession.Outcome
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
-            if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: replaceStrategy.rawValue, record: false) {
+            if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: replaceStrategy.rawValue,
+                                                           broker: overFIX ? "fix" : "simulated", record: false) {
                 throw SettingsMismatch(description: mismatch)
             }
             if overFIX {
