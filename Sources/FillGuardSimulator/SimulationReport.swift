@@ -120,6 +120,7 @@ public struct SimulationReport: Sendable {
                 ("batchesWritten", "\(journal.written.batches)"),
                 ("snapshotsWritten", "\(journal.written.snapshots)"),
                 ("downtimeSimulatedMillis", "\(journal.downtime.milliseconds)"),
+                ("failure", journal.failure.map(string) ?? "null"),
             ]))]
         } ?? []))
     }
@@ -154,6 +155,7 @@ public struct SimulationReport: Sendable {
             let recovery = journal.recovery
             lines.append("  journal               recovered \(recovery.positions) positions from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.milliseconds) ms; wrote \(journal.written.records) records in \(journal.written.batches) batches")
             if journal.downtime > .zero { lines.append("  downtime              \(journal.downtime.milliseconds) ms of market while the manager was down") }
+            if let failure = journal.failure { lines.append("    ! the journal failed: \(failure); FillGuard stopped applying events and trading ended") }
             for notice in recovery.notices { lines.append("    ! \(notice)") }
             for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
             if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
@@ -263,6 +265,9 @@ public struct SimulationReport: Sendable {
         public var written: Journal.Statistics
         /// Market time simulated while the manager was down (since the state file's last clock).
         public var downtime: Duration
+        /// Why the journal failed during the session (FillGuard then stops applying events and
+        /// trading ends); nil when it did not.
+        public var failure: String? = nil
     }
 
     static func format(_ duration: Duration) -> String {

@@ -147,7 +147,9 @@ public final class SimulationSession: Sendable {
         }
 
         // Trading: keep one bracket per symbol, opening a new one when the last one closed.
-        while clock.now - start < options.duration, options.stop?.isRequested != true {
+        // A failed journal ends trading: FillGuard applies nothing more, so new brackets would
+        // only trade unprotected.
+        while clock.now - start < options.duration, options.stop?.isRequested != true, options.journal?.failure == nil {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
@@ -205,6 +207,11 @@ public final class SimulationSession: Sendable {
         finalViolations += GroundTruth.problems(positions, exchange)
         // Its saved state is what a later recovery checks against: a hole in it must be known.
         if let failure = exchange.stateFailure { finalViolations.append(failure) }
+        // Read before the shutdown below, which closes the journal (a closed journal says so).
+        let journalFailure = options.journal?.failure
+        if let failure = journalFailure {
+            finalViolations.append("the journal failed (\(failure)): FillGuard stopped applying events, so its state stopped following the exchange")
+        }
         feed.cancel()
         manager.finishSubscriptions()
 
@@ -230,7 +237,8 @@ public final class SimulationSession: Sendable {
         report.alertSamples = await alertSamples.collected()
         if let journal = options.journal {
             await manager.shutdown()
-            report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime)
+            report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime,
+                                                             failure: journalFailure.map { "\($0)" })
         }
         return report
     }

@@ -2,6 +2,7 @@ import Foundation
 import FillGuard
 import FillGuardCore
 @testable import FillGuardSimulator
+import Synchronization
 import Testing
 
 @Suite("Simulated exchange")
@@ -306,6 +307,35 @@ struct SimulationSessionTests {
         #expect(report.fills > 0)
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(report.positionsOpened >= 8)
+    }
+
+    @Test("a journal that fails mid-session ends trading at once, and the report says why")
+    func journalFailureEndsTrading() async throws {
+        /// Takes a few batches, then fails as a full disk does.
+        final class FillsUp: JournalStore {
+            let inner = InMemoryJournalStore()
+            let batches = Mutex(0)
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                guard batches.withLock({ count in count += 1; return count <= 5 }) else {
+                    throw JournalError(.storage, "disk is full")
+                }
+                try await inner.append(batch)
+            }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+                try await inner.load(notices: notices)
+            }
+            func close() async { await inner.close() }
+        }
+        var options = SimulationOptions()
+        options.symbols = 4
+        options.duration = .seconds(600)   // ended by the failure, long before
+        options.journal = Journal(store: FillsUp())
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.seconds < .seconds(300), "trading ended when the journal failed")
+        #expect(report.journal?.failure?.contains("disk is full") == true)
+        #expect(report.finalViolations.contains { $0.hasPrefix("the journal failed") })
+        #expect(report.text.contains("the journal failed: journal storage: disk is full"))
+        #expect(report.json.contains("\"failure\":\"journal storage: disk is full\""))
     }
 
     @Test("a session where nearly every request fails still converges once the broker recovers: no fill lost, one position per symbol, every order as the exchange has it", arguments: [0.9, 1.0])
