@@ -521,11 +521,21 @@ final class FIXBrokerCore: @unchecked Sendable {
         }
     }
 
+    /// The error for a request made while not logged on, with why the session last closed.
+    private func notLoggedOn() -> BrokerError {
+        guard let reason = statistics.lastCloseReason else { return BrokerError(.transient, "FIX session not logged on") }
+        var text = "FIX session not logged on (it last closed: \(reason)"
+        if case .sequenceTooLow = reason {
+            text += "; the counterparty's sequence numbers went back, as when it restarts without its store: reset both sides' sequence numbers (ResetOnLogon) if it lost them"
+        }
+        return BrokerError(.transient, text + ")")
+    }
+
     /// The order's state by OrderStatusRequest; none when the broker does not know it. An order this
     /// session has not seen is looked up by mass status first (which teaches the router its side
     /// and ClOrdID chain); one the mass status of all orders does not list is unknown to the broker.
     func orderState(_ orderID: OrderID) -> EventLoopFuture<[BrokerOrderState]> {
-        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
         if router.side(of: orderID) != nil { return askStatus(orderID, symbol: nil, side: nil) }
         return massStatus().flatMap { statuses in
             guard let listed = statuses.first(where: { $0.orderID == orderID }) else { return self.loop.makeSucceededFuture([]) }
@@ -546,7 +556,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     func positions() -> EventLoopFuture<[Symbol: Quantity]> {
-        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
         let now = Self.now()
         let account = configuration.application.account ?? configuration.session.senderCompID
         let plan = router.positionsRequest(account: account, clearingBusinessDate: String(FIXTimestamp.format(epochNanoseconds: now).prefix(8)),
@@ -561,7 +571,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     /// Fails when not logged on, or when the resend does not complete within the request timeout.
     func synchronized() -> EventLoopFuture<Void> {
         if stopped { return loop.makeFailedFuture(BrokerError(.transient, "broker stopped")) }
-        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
         if !session.isResending { return loop.makeSucceededVoidFuture() }
         let promise = loop.makePromise(of: Void.self)
         synchronizedWaiters.append(promise)
@@ -582,7 +592,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     func marketData(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> EventLoopFuture<[Symbol: Price]> {
-        guard session.state == .active else { return loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on")) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
         let plan = router.marketDataRequest(symbols, subscription: subscription)
         guard case .send(_, let key) = plan else { return dispatch(plan).map { _ in [:] } }
         // The answer's prices are parked under the key; the waiter's success reads them at once, on this loop.
@@ -601,7 +611,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     private func notLoggedOn() -> EventLoopFuture<[FIXOrderStatus]> {
-        loop.makeFailedFuture(BrokerError(.transient, "FIX session not logged on"))
+        loop.makeFailedFuture(notLoggedOn())
     }
 
     private func dispatch(_ plan: FIXOrderRouter.Plan) -> EventLoopFuture<[FIXOrderStatus]> {
@@ -710,7 +720,11 @@ final class FIXBrokerCore: @unchecked Sendable {
                 for waiter in reached { waiter.promise.succeed() }
             case .close(let reason):
                 statistics.lastCloseReason = reason
-                logger.info("FIX session closing: \(reason)")
+                if case .sequenceTooLow = reason {
+                    logger.error("FIX session closing: \(reason); the counterparty's sequence numbers went back (did it restart without its store?)")
+                } else {
+                    logger.info("FIX session closing: \(reason)")
+                }
                 if wrote { channel?.flush() }
                 wrote = false
                 channel?.close(promise: nil)

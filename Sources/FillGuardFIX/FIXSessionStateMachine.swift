@@ -382,8 +382,13 @@ public struct FIXSessionStateMachine: Sendable {
             }
             if message.flag(141) { nextTargetSeqNum = 1 }
             if seq < nextTargetSeqNum {
+                // The counterparty lost its sequence numbers (or this is not its session): said in
+                // a Logout, as FIX asks, so that its operators see why the session is refused.
                 state = .disconnected
-                return [.close(.sequenceTooLow(expected: nextTargetSeqNum, received: seq))]
+                let reason = FIXSessionCloseReason.sequenceTooLow(expected: nextTargetSeqNum, received: seq)
+                var logoutMessage = FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logout)
+                logoutMessage.append(58, reason.description)
+                return [sendAdmin(logoutMessage, now: now), .close(reason)]
             }
             state = .active
             hasLoggedOn = true

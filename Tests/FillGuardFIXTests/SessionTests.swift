@@ -118,6 +118,9 @@ struct SessionTests {
         _ = machine.connected(now: 0)
         let actions = machine.received(peer("A", 3, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
         #expect(closeReason(actions) == .sequenceTooLow(expected: 5, received: 3))
+        // The counterparty is told why, in a Logout sent before the connection closes.
+        let logout = sent(actions).first
+        #expect(logout?.msgType == "5" && logout?[58] == "MsgSeqNum too low, expecting 5 but received 3")
     }
 
     @Test func heartbeatsWhenIdleAndAnswersTestRequests() throws {
