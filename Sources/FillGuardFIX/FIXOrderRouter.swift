@@ -623,7 +623,19 @@ public struct FIXOrderRouter: Sendable {
         }
         // A repeat of a report already taken is dropped whatever it carries; a refused report's
         // ExecID is not taken, so a well-formed report with it still counts.
-        if seenExecIDs.contains(execID) { return [.duplicate(ExecutionID(execID))] }
+        if seenExecIDs.contains(execID) {
+            // A fill repeated with other numbers is not a repeat: the broker contradicts itself.
+            // The first one stands (it may have been applied); the runtime records and alerts it.
+            if execType == "F", let first = seenExecIDs.fillContent(of: execID),
+               let quantity = message[32].flatMap({ Quantity(Self.plainDecimal($0)) }), let price = message[31].flatMap({ Price(Self.plainDecimal($0)) }),
+               quantity != first.lastQuantity || price != first.lastPrice {
+                return [.event(.correction(orderID, symbol: Symbol(symbolText),
+                                           message: "the broker reported fill ExecID \(execID) of order \(orderID) again as \(quantity) at \(price), "
+                                               + "after \(first.lastQuantity) at \(first.lastPrice): FillGuard keeps the first report (an ExecID names one fill), "
+                                               + "so the position may be off by the difference; a person must look"))]
+            }
+            return [.duplicate(ExecutionID(execID))]
+        }
         if execType == "H" || execType == "G" {
             // A trade bust or correction: FillGuard never takes back a fill it applied; the
             // runtime records and alerts it. Taken once: a repeat is a duplicate.
@@ -639,7 +651,9 @@ public struct FIXOrderRouter: Sendable {
         } catch {
             return refused(error)
         }
-        seenExecIDs.insert(execID)
+        seenExecIDs.insert(execID, fill: fields.lastQuantity.flatMap { quantity in
+            fields.lastPrice.map { RecentExecIDs.FillContent(lastQuantity: quantity, lastPrice: $0) }
+        })
         if known != nil, resolve(clOrdID) == nil, let root = Self.root(of: clOrdID) {
             if orders[root] == nil {
                 // A ClOrdID someone else gave our order (a desk's cancel/replace, mapped by
@@ -1145,27 +1159,36 @@ public struct FIXOrderRouter: Sendable {
 /// the runtime, which has its own duplicate check; an old end or replace is applied again (at
 /// worst a later request names a stale ClOrdID, which the broker refuses).
 struct RecentExecIDs: Sendable {
+    /// What a fill said, so that a repeat saying something else is seen (nil for other reports).
+    struct FillContent: Sendable, Hashable {
+        var lastQuantity: Quantity
+        var lastPrice: Price
+    }
+
     /// Ids per generation.
     static let generationSize = 100_000
-    private var current = Set<String>()
-    private var previous = Set<String>()
+    private var current: [String: FillContent?] = [:]
+    private var previous: [String: FillContent?] = [:]
 
     /// True if `id` was taken recently.
-    func contains(_ id: String) -> Bool { current.contains(id) || previous.contains(id) }
+    func contains(_ id: String) -> Bool { current[id] != nil || previous[id] != nil }
 
-    /// Remembers `id`; the older generation is forgotten when the newer one is full.
-    mutating func insert(_ id: String) {
+    /// What the fill taken under `id` said; nil if `id` was not taken recently or was no fill.
+    func fillContent(of id: String) -> FillContent? { (current[id] ?? previous[id]) ?? nil }
+
+    /// Remembers `id` (with what its fill said); the older generation is forgotten when the newer one is full.
+    mutating func insert(_ id: String, fill: FillContent? = nil) {
         if current.count >= Self.generationSize {
             previous = current
-            current = []
+            current = [:]
         }
-        current.insert(id)
+        current[id] = .some(fill)
     }
 
     /// Forgets `id` (a report that was not taken after all).
     mutating func remove(_ id: String) {
-        current.remove(id)
-        previous.remove(id)
+        current[id] = nil
+        previous[id] = nil
     }
 
     /// The number of ids held.

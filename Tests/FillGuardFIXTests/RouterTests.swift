@@ -101,6 +101,15 @@ struct RouterTests {
                                        transactTime: 1_709_210_096_789_000_000, commission: Money("1.25")!)
         #expect(outputs == [.event(.execution(expected))])
         #expect(router.received(fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60")) == [.duplicate("F1")])
+        // The same ExecID with other numbers is the broker contradicting itself, not a repeat to drop quietly.
+        for (last, price) in [("100.5", "248.1"), ("40.5", "249")] {
+            let outputs = router.received(fill("O1", execID: "F1", last: last, price: price, cum: "100.5", leaves: "0", status: "2"))
+            guard case .event(.correction(let order, _, let message))? = outputs.first, outputs.count == 1 else {
+                Issue.record("not a correction: \(outputs)")
+                continue
+            }
+            #expect(order == "O1" && message.contains("again as \(Quantity(last)!) at \(Price(price)!), after 40.5 at 248.1"), "\(message)")
+        }
     }
 
     @Test("a fill without ClOrdID maps by the broker's OrderID; one naming no known order is refused and answered, never dropped")
