@@ -18,6 +18,10 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// correction, a restated size). FillGuard does not apply it, so its record of the
         /// position or the order may now differ from the broker's.
         case brokerCorrection
+        /// The broker reported a fill FillGuard refused as impossible (more than the order's size,
+        /// or a cumulative quantity going back). The broker may have traded it all the same, so
+        /// the position may differ from the broker's.
+        case fillRefused
     }
     /// What went wrong.
     public var kind: Kind

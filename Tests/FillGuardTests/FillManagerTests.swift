@@ -455,6 +455,27 @@ struct FillManagerTests {
         await second.shutdown()
     }
 
+    @Test("a broker's fill refused as impossible (an overfill) is recorded, changes nothing, and is alerted: the broker may have traded it")
+    func refusedFillIsAlerted() async throws {
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        var fills = FillMaker()
+        let position = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
+        let stop = try #require(position.liveOrder(.stopLoss))
+        manager.receive(fills.fill(stop, stop.openQuantity + stop.openQuantity, at: "95"))
+        await manager.waitUntilIdle()
+        #expect(manager.recentRejections().map(\.error.code) == [.overfill])
+        #expect(manager.statistics.alertsByKind == [.fillRefused: 1])
+        #expect(await manager.position("P1")?.netQuantity == position.netQuantity, "nothing applied")
+        // A duplicate is no cause for alarm.
+        manager.receive(fills.fill(stop, 10, at: "95"))
+        await manager.waitUntilIdle()
+        let repeated = ExecutionReport(executionID: "X3", orderID: stop.id, symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("95")!)
+        manager.receive(.execution(repeated))
+        await manager.waitUntilIdle()
+        #expect(manager.recentRejections().map(\.error.code) == [.overfill, .duplicateExecution])
+        #expect(manager.statistics.alertsByKind == [.fillRefused: 1])
+    }
+
     @Test("a report naming an order of another symbol's position is refused as symbolMismatch, with or without a position on its own symbol")
     func reportOnTheWrongSymbol() async throws {
         let manager = FillManager(broker: TestBroker(), logger: .quiet)
