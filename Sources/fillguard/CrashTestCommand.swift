@@ -46,12 +46,43 @@ struct CrashTestCommand: AsyncParsableCommand {
         }
     }
 
+    /// Creates `path` and its missing parents (as `mkdir -p`); the system's reason when it cannot.
+    private static func makeDirectory(_ path: String) -> String? {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component + "/"
+            if mkdir(prefix, 0o755) != 0, errno != EEXIST { return "\(prefix): \(String(cString: strerror(errno)))" }
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            return "it is not a directory"
+        }
+        return nil
+    }
+
     func run() async throws {
         // The running executable itself (also when it was found on PATH), to start the sessions.
         let binary = Bundle.main.executablePath ?? (CommandLine.arguments[0].hasPrefix("/")
             ? CommandLine.arguments[0]
             : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0])
         let workDirectory = directory ?? NSTemporaryDirectory() + "fillguard-crash-\(UUID().uuidString)"
+        if let directory {
+            // The test starts from an empty journal: one already there (another test's, or a
+            // session's) is never replaced without a word.
+            let existing = ["journal.sqlite", "journal.sqlite.exchange"].filter { FileManager.default.fileExists(atPath: directory + "/" + $0) }
+            if !existing.isEmpty {
+                writeToStandardError("fillguard: --directory '\(directory)' already holds \(existing.joined(separator: " and ")); the crash test starts afresh and would replace it: give an empty or new directory\n")
+                throw ExitCode(2)
+            }
+            if let reason = Self.makeDirectory(directory) {
+                writeToStandardError("fillguard: cannot create --directory '\(directory)': \(reason)\n")
+                throw ExitCode(2)
+            }
+            guard access(directory, W_OK | X_OK) == 0 else {
+                writeToStandardError("fillguard: --directory '\(directory)' is not writable\n")
+                throw ExitCode(2)
+            }
+        }
         var harness = CrashHarness(binary: binary, directory: workDirectory, points: points, seed: seed,
                                    tearTail: { try SQLiteJournalStore.simulateTornWrite(path: $0) })
         harness.symbols = symbols
@@ -60,7 +91,14 @@ struct CrashTestCommand: AsyncParsableCommand {
         harness.stopOnFailure = stopOnFailure
         let printLine: @Sendable (String) -> Void = { line in writeToStandardError(line + "\n") }
         let progress: (@Sendable (String) -> Void)? = json ? nil : printLine
-        let summary = try await harness.run(progress: progress)
+        let summary: CrashHarness.Summary
+        do {
+            summary = try await harness.run(progress: progress)
+        } catch {
+            // The harness could not run a session (a directory it cannot write, a binary it cannot start).
+            writeToStandardError("fillguard: the crash test could not run: \((error as NSError).localizedFailureReason ?? error.localizedDescription)\n")
+            throw ExitCode(2)
+        }
         try printResult(json ? summary.json : summary.text)
         if !summary.passed {
             writeToStandardError("the sessions' journals and logs are kept in \(workDirectory)\n")
