@@ -573,6 +573,15 @@ struct ReplayTests {
         #expect(report.positions.first?.netQuantity == 310, "only the scale-in fill that names its index counts")
     }
 
+    @Test("JSON nested past the decoder's limit is refused saying so, not as merely invalid")
+    func deeplyNestedLine() {
+        let deep = "{\"type\":\"fill\",\"x\":" + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}"
+        let report = TraceReplayer.replay([Self.openLong, deep].joined(separator: "\n"))
+        #expect(report.rejected.first?.error == InputError(.malformed, "JSON nested more than 511 levels deep"))
+        let broken = TraceReplayer.replay([Self.openLong, "{\"type\":\"fill\",\"x\":[[\"]]\""].joined(separator: "\n"))
+        #expect(broken.rejected.first?.error == InputError(.malformed, "not valid JSON"), "brackets inside a string do not count")
+    }
+
     @Test("an order the broker answered 'too late' for shows as awaiting its fills, not as working")
     func tooLateOrderShowsAsAwaitingFills() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"),

@@ -26,11 +26,34 @@ enum JSONValue: Decodable, Sendable {
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
         } catch {
+            // The decoder refuses nesting past 512 levels: say so rather than call it invalid.
+            if nestingDepth(of: text) >= 512 { throw InputError(.malformed, "JSON nested more than 511 levels deep") }
             throw InputError(.malformed, "not valid JSON")
         }
         if let problem = StrictJSON.problem(in: text) {
             throw InputError(.malformed, "not valid JSON: \(problem)")
         }
         return value
+    }
+
+    /// The deepest nesting of arrays and objects in `text`, outside strings.
+    private static func nestingDepth(of text: String) -> Int {
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
+        for byte in text.utf8 {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
     }
 }
