@@ -29,7 +29,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print the results as JSON.")
     var json = false
 
-    @Option(help: "Repetitions of the whole plan (medians are reported).")
+    @Option(parsing: .unconditional, help: "Repetitions of the whole plan (medians are reported).")
     var runs: Int?
 
     @Option(help: "Workloads to run, comma separated: throughput,latency,calls,memory,safety,durable,fix (default: all).")
@@ -38,10 +38,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Throughput: symbol counts, comma separated.")
     var symbols: String?
 
-    @Option(help: "Throughput: fills per FillGuard run.")
+    @Option(parsing: .unconditional, help: "Throughput: fills per FillGuard run.")
     var fills: Int?
 
-    @Option(help: "Throughput: fills per seed run.")
+    @Option(parsing: .unconditional, help: "Throughput: fills per seed run.")
     var seedFills: Int?
 
     @Option(help: "Throughput: mixes, comma separated: scalein,standard.")
@@ -53,16 +53,16 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Latency: offered loads in fills/s, comma separated.")
     var rates: String?
 
-    @Option(help: "Latency: symbols.")
+    @Option(parsing: .unconditional, help: "Latency: symbols.")
     var latencySymbols: Int?
 
-    @Option(help: "Latency: microseconds the dedicated row's runner thread polls before it sleeps (default 5000).")
+    @Option(parsing: .unconditional, help: "Latency: microseconds the dedicated row's runner thread polls before it sleeps (default 5000).")
     var dedicatedSpinUs: Int?
 
-    @Option(help: "Memory: idle symbols.")
+    @Option(parsing: .unconditional, help: "Memory: idle symbols.")
     var idleSymbols: Int?
 
-    @Option(help: "Memory: fills on the hot symbol.")
+    @Option(parsing: .unconditional, help: "Memory: fills on the hot symbol.")
     var hotFills: Int?
 
     @Option(help: "Durable: journal stores, comma separated: sqlite,postgres (default: sqlite, and postgres when FILLGUARD_PG_HOST is set).")
@@ -71,28 +71,28 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Durable: durability of the journal: fsync or off.")
     var durability = "fsync"
 
-    @Option(help: "Durable: fills per run.")
+    @Option(parsing: .unconditional, help: "Durable: fills per run.")
     var durableFills: Int?
 
-    @Option(help: "Durable: symbols.")
+    @Option(parsing: .unconditional, help: "Durable: symbols.")
     var durableSymbols: Int?
 
-    @Option(help: "Durable: records per symbol between journal snapshots.")
+    @Option(parsing: .unconditional, help: "Durable: records per symbol between journal snapshots.")
     var snapshotInterval: Int?
 
-    @Option(help: "FIX: brackets opened at once (one per symbol).")
+    @Option(parsing: .unconditional, help: "FIX: brackets opened at once (one per symbol).")
     var fixPositions: Int?
 
-    @Option(help: "FIX: executions each entry is filled in.")
+    @Option(parsing: .unconditional, help: "FIX: executions each entry is filled in.")
     var fixFillsPerPosition: Int?
 
-    @Option(help: "FIX: brackets opened in the paced phase (0: none).")
+    @Option(parsing: .unconditional, help: "FIX: brackets opened in the paced phase (0: none).")
     var fixPacedPositions: Int?
 
-    @Option(help: "FIX: brackets per second in the paced phase.")
+    @Option(parsing: .unconditional, help: "FIX: brackets per second in the paced phase.")
     var fixPacedRate: Int?
 
-    @Option(help: "FIX: a running test exchange (auto market) on this port instead of starting one.")
+    @Option(parsing: .unconditional, help: "FIX: a running test exchange (auto market) on this port instead of starting one.")
     var fixPort: Int?
 
     @Option(help: "FIX: its host.")

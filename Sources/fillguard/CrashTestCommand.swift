@@ -13,7 +13,7 @@ struct CrashTestCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Kill points.")
     var points = 100
 
-    @Option(help: "Seed of the kill instants and the sessions.")
+    @Option(parsing: .unconditional, help: "Seed of the kill instants and the sessions.")
     var seed: UInt64 = 1
 
     @Option(parsing: .unconditional, help: "Symbols per session.")

@@ -30,7 +30,7 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "The simulated exchange's state file (default: JOURNAL.exchange).")
     var exchangeState: String?
 
-    @Option(help: "Seed of the simulated exchange. Recovery runs it without faults and with prices still, so the result does not depend on it; any value recovers any session.")
+    @Option(parsing: .unconditional, help: "Seed of the simulated exchange. Recovery runs it without faults and with prices still, so the result does not depend on it; any value recovers any session.")
     var seed: UInt64 = 1
 
     @Flag(help: "The exchange has no native modify.")

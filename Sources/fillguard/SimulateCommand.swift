@@ -42,7 +42,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "How a protective order is replaced, cancelThenCreate or createThenCancel: at every resize without native modify, and with it for an order that must be replaced anyway (its cancel timed out).")
     var strategy = "cancelThenCreate"
 
-    @Option(help: "Broker acknowledgement latency range in milliseconds, A-B.")
+    @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B.")
     var latencyMs = "0.2-1"
 
     @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange).")
@@ -96,7 +96,7 @@ struct SimulateCommand: AsyncParsableCommand {
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
-        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1 (milliseconds, at most 60000)") }
+        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1: A-B milliseconds, 0 <= A <= B <= 60000") }
         guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
