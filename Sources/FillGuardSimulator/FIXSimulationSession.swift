@@ -33,9 +33,14 @@ public struct FIXSimulationOptions: Sendable {
 public struct FIXSimulationError: Error, Sendable, CustomStringConvertible {
     /// What went wrong, for a person.
     public var description: String
+    /// True when the session was stopped on request before it traded (Ctrl-C while logging on).
+    public var interrupted = false
 
     /// An error with a readable reason.
-    public init(_ description: String) { self.description = description }
+    public init(_ description: String, interrupted: Bool = false) {
+        self.description = description
+        self.interrupted = interrupted
+    }
 }
 
 /// Runs the `simulate` job against a FIX endpoint instead of the in-process exchange: the market
@@ -69,10 +74,32 @@ public final class FIXSimulationSession: Sendable {
         }
         let endpoint = "\(configuration.host):\(configuration.port)"
         let broker = FIXBroker(configuration: configuration, store: store, logger: logger)
+        // A stop requested while the Logon is awaited ends the wait: nothing was traded yet.
+        let stop = options.stop
+        let watcher = Task {
+            while !Task.isCancelled {
+                if stop?.isRequested == true {
+                    await broker.stop()
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let logonFailure: (any Error)?
         do {
             try await broker.start()
+            logonFailure = nil
         } catch {
-            throw FIXSimulationError("cannot log on to the FIX endpoint \(endpoint) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
+            logonFailure = error
+        }
+        watcher.cancel()
+        await watcher.value
+        if stop?.isRequested == true {
+            await broker.stop()
+            throw FIXSimulationError("interrupted while logging on to the FIX endpoint \(endpoint): nothing was traded", interrupted: true)
+        }
+        if let logonFailure {
+            throw FIXSimulationError("cannot log on to the FIX endpoint \(endpoint) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(logonFailure)")
         }
         let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
         var prices: [Symbol: Price]

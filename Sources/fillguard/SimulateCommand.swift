@@ -263,7 +263,7 @@ extension SimulateCommand {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
         } catch {
             writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
-            throw ExitCode(2)
+            throw ExitCode((error as? FIXSimulationError)?.interrupted == true ? 130 : 2)
         }
         if showProgress { writeToStandardError("\n") }
         try printResult(json ? report.json : report.text)

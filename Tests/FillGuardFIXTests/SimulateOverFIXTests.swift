@@ -120,6 +120,35 @@ struct SimulateOverFIXTests {
         #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
     }
 
+    @Test("a stop requested while the Logon is awaited ends the wait at once, as an interruption, with nothing traded")
+    func stopWhileLoggingOn() async throws {
+        // An endpoint that takes the connection (the kernel's backlog) and never answers.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 4) == 0 && getsockname(listener, $0, &length) == 0 }
+        }
+        try #require(bound)
+        var settings = FIXSettings()
+        settings.port = Int(UInt16(bigEndian: address.sin_port))
+        settings.logonTimeout = 600   // the wait the stop must cut short
+        var options = SimulationOptions()
+        options.symbols = 2
+        options.stop = SimulationStop()
+        options.stop?.request()
+        do {
+            _ = try await FIXSimulationSession(options: options, fix: FIXSimulationOptions(settings: settings)).run()
+            Issue.record("the session ran")
+        } catch let error as FIXSimulationError {
+            #expect(error.interrupted, "\(error)")
+            #expect(error.description.contains("nothing was traded"))
+        }
+    }
+
     @Test("the exchange going away mid-session: trading ends, the wind-down says how long it may wait, and waits that long once")
     func exchangeGoneDuringSession() async throws {
         let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "4", "--quiet", "--no-log"])
