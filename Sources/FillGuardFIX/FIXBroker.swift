@@ -522,7 +522,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     /// The error for a request made while not logged on, with why the session last closed.
-    private func notLoggedOn() -> BrokerError {
+    private func notLoggedOnError() -> BrokerError {
         guard let reason = statistics.lastCloseReason else { return BrokerError(.transient, "FIX session not logged on") }
         var text = "FIX session not logged on (it last closed: \(reason)"
         if case .sequenceTooLow = reason {
@@ -535,7 +535,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     /// session has not seen is looked up by mass status first (which teaches the router its side
     /// and ClOrdID chain); one the mass status of all orders does not list is unknown to the broker.
     func orderState(_ orderID: OrderID) -> EventLoopFuture<[BrokerOrderState]> {
-        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOnError()) }
         if router.side(of: orderID) != nil { return askStatus(orderID, symbol: nil, side: nil) }
         return massStatus().flatMap { statuses in
             guard let listed = statuses.first(where: { $0.orderID == orderID }) else { return self.loop.makeSucceededFuture([]) }
@@ -556,7 +556,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     func positions() -> EventLoopFuture<[Symbol: Quantity]> {
-        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOnError()) }
         let now = Self.now()
         let account = configuration.application.account ?? configuration.session.senderCompID
         let plan = router.positionsRequest(account: account, clearingBusinessDate: String(FIXTimestamp.format(epochNanoseconds: now).prefix(8)),
@@ -571,7 +571,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     /// Fails when not logged on, or when the resend does not complete within the request timeout.
     func synchronized() -> EventLoopFuture<Void> {
         if stopped { return loop.makeFailedFuture(BrokerError(.transient, "broker stopped")) }
-        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOnError()) }
         if !session.isResending { return loop.makeSucceededVoidFuture() }
         let promise = loop.makePromise(of: Void.self)
         synchronizedWaiters.append(promise)
@@ -592,7 +592,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     func marketData(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> EventLoopFuture<[Symbol: Price]> {
-        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOn()) }
+        guard session.state == .active else { return loop.makeFailedFuture(notLoggedOnError()) }
         let plan = router.marketDataRequest(symbols, subscription: subscription)
         guard case .send(_, let key) = plan else { return dispatch(plan).map { _ in [:] } }
         // The answer's prices are parked under the key; the waiter's success reads them at once, on this loop.
@@ -611,7 +611,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     }
 
     private func notLoggedOn() -> EventLoopFuture<[FIXOrderStatus]> {
-        loop.makeFailedFuture(notLoggedOn())
+        loop.makeFailedFuture(notLoggedOnError())
     }
 
     private func dispatch(_ plan: FIXOrderRouter.Plan) -> EventLoopFuture<[FIXOrderStatus]> {

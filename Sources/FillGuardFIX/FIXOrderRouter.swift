@@ -621,8 +621,9 @@ public struct FIXOrderRouter: Sendable {
         guard let orderID = known ?? (["F", "H", "G"].contains(execType) ? Self.root(of: clOrdID) : nil) else {
             return [.ignored("execution report \(execID) for unknown ClOrdID \(clOrdID)")]
         }
-        // A repeat of a report already taken is dropped whatever it carries; a refused report's
-        // ExecID is not taken, so a well-formed report with it still counts.
+        // A repeat of a report already taken is dropped (a fill's repeat with other numbers is
+        // alerted, below); a refused report's ExecID is not taken, so a well-formed report with
+        // it still counts.
         if seenExecIDs.contains(execID) {
             // A fill repeated with other numbers is not a repeat: the broker contradicts itself.
             // The first one stands (it may have been applied); the runtime records and alerts it.
