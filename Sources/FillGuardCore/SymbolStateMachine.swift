@@ -1062,6 +1062,16 @@ public struct SymbolStateMachine: Sendable {
                 }
                 summary = summarize(p, kind, side: side)
             }
+            // An order of the role on the position's own side would add to it: it goes, whether
+            // or not the role waits for fills (a flip and back can leave one while it waits).
+            if summary.wrongSide {
+                let live = positions[p].liveSlots
+                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side && !orders[Int(slot)].awaitingFill {
+                    setTarget(.cancelled, of: Int(slot), emitting: &actions)
+                }
+                // Again: an order never sent was just cancelled locally and is no longer live.
+                summary = summarize(p, kind, side: side)
+            }
             // The broker said too late: wait for those fills before adding to the role. But an
             // order of the role that covers more than the position is brought down meanwhile
             // (rule 6): a cancel, or a smaller size, never over-sells.
@@ -1081,14 +1091,6 @@ public struct SymbolStateMachine: Sendable {
                     // says they are late), so it stays.
                 }
                 continue
-            }
-            if summary.wrongSide {
-                let live = positions[p].liveSlots
-                for slot in live where orders[Int(slot)].roleKind == kind && orders[Int(slot)].side != side && !orders[Int(slot)].awaitingFill {
-                    setTarget(.cancelled, of: Int(slot), emitting: &actions)
-                }
-                // Again: an order never sent was just cancelled locally and is no longer live.
-                summary = summarize(p, kind, side: side)
             }
             // The role's current order: the newest live one on the right side not being replaced.
             if summary.current >= 0 {

@@ -582,6 +582,27 @@ struct ReplayTests {
         #expect(broken.rejected.first?.error == InputError(.malformed, "not valid JSON"), "brackets inside a string do not count")
     }
 
+    @Test("a protective order left on the position's own side is cancelled while its role waits for fills (a flip and back)",
+          arguments: [ReplayOptions(), ReplayOptions(nativeModify: false), ReplayOptions(nativeModify: false, strategy: .createThenCancel)])
+    func sameSideOrderGoesWhileTheRoleWaits(options: ReplayOptions) throws {
+        // Short 30; the target's resizes and cancels are answered "too late"; a stop fill and a
+        // target fill take it to long 2 (a sell target of 2 is placed), an entry fill back to short 18.
+        let lines = [
+            "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"SPY\",\"side\":\"sell\",\"quantity\":\"100\",\"stopLoss\":\"484\",\"takeProfit\":\"437\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"30\",\"price\":\"450\",\"execId\":\"E1\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":3,\"kind\":\"tooLate\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":3,\"kind\":\"tooLate\",\"position\":\"P1\",\"role\":\"takeProfit\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"10\",\"price\":\"484\",\"execId\":\"E2\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"22\",\"price\":\"437\",\"execId\":\"E3\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"20\",\"price\":\"440\",\"execId\":\"E4\"}",
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: options)
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == -18)
+        #expect(!position.orders.contains { $0.status.isLive && $0.role.isProtective && $0.side == .sell }, "a sell would add to the short: \(position.orders)")
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 18)
+    }
+
     @Test("an order the broker answered 'too late' for shows as awaiting its fills, not as working")
     func tooLateOrderShowsAsAwaitingFills() throws {
         let lines = [Self.openLong, Self.fill("entry", "300", "E1"),
