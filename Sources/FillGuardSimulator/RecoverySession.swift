@@ -78,6 +78,10 @@ public struct RecoverySession: Sendable {
         if let failure = exchange.stateFailure { problems.append(failure) }
         feed.cancel()
         await manager.shutdown()
+        // The stop writes a snapshot of every symbol: a journal that fails then is said, not hidden.
+        if let failure = manager.journalFailure {
+            problems.append("the journal failed while stopping (\(failure)): the stop's snapshots were not all written, so the next start replays records instead (nothing is lost)")
+        }
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
         return Outcome(state: state, recovery: recovery, problems: problems)

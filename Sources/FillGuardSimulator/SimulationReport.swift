@@ -155,7 +155,7 @@ public struct SimulationReport: Sendable {
             let recovery = journal.recovery
             lines.append("  journal               recovered \(recovery.positions) positions from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.milliseconds) ms; wrote \(journal.written.records) records in \(journal.written.batches) batches")
             if journal.downtime > .zero { lines.append("  downtime              \(journal.downtime.milliseconds) ms of market while the manager was down") }
-            if let failure = journal.failure { lines.append("    ! the journal failed: \(failure); FillGuard stopped applying events and trading ended") }
+            if let failure = journal.failure { lines.append("    ! the journal failed: \(failure)") }
             for notice in recovery.notices { lines.append("    ! \(notice)") }
             for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
             if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }

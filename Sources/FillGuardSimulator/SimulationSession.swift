@@ -149,7 +149,7 @@ public final class SimulationSession: Sendable {
         // Trading: keep one bracket per symbol, opening a new one when the last one closed.
         // A failed journal ends trading: FillGuard applies nothing more, so new brackets would
         // only trade unprotected.
-        while clock.now - start < options.duration, options.stop?.isRequested != true, options.journal?.failure == nil {
+        while clock.now - start < options.duration, options.stop?.isRequested != true, manager.journalFailure == nil {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
@@ -207,8 +207,8 @@ public final class SimulationSession: Sendable {
         finalViolations += GroundTruth.problems(positions, exchange)
         // Its saved state is what a later recovery checks against: a hole in it must be known.
         if let failure = exchange.stateFailure { finalViolations.append(failure) }
-        // Read before the shutdown below, which closes the journal (a closed journal says so).
-        let journalFailure = options.journal?.failure
+        // The runtime's record of a failed write (a journal closed on purpose is no failure).
+        let journalFailure = manager.journalFailure
         if let failure = journalFailure {
             finalViolations.append("the journal failed (\(failure)): FillGuard stopped applying events, so its state stopped following the exchange")
         }
@@ -237,8 +237,14 @@ public final class SimulationSession: Sendable {
         report.alertSamples = await alertSamples.collected()
         if let journal = options.journal {
             await manager.shutdown()
+            // The clean stop writes too (a snapshot of every symbol): a failure then is said as well.
+            let failedAtStop = journalFailure == nil ? manager.journalFailure : nil
+            if let failure = failedAtStop {
+                report.finalViolations.append("the journal failed while stopping (\(failure)): the stop's snapshots were not all written, "
+                                              + "so the next start replays records instead (nothing is lost)")
+            }
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime,
-                                                             failure: journalFailure.map { "\($0)" })
+                                                             failure: (journalFailure ?? failedAtStop).map { "\($0)" })
         }
         return report
     }

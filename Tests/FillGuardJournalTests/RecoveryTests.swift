@@ -390,6 +390,39 @@ struct RecoveryTests {
         }
     }
 
+    @Test("recover reports a journal that fails while its stop writes the snapshots: a problem, not a clean stop")
+    func recoveryWhoseStopCannotJournal() async throws {
+        /// Takes every record but the snapshots (a disk that fills up at the end).
+        final class FailsSnapshots: JournalStore {
+            let inner: InMemoryJournalStore
+            init(_ inner: InMemoryJournalStore) { self.inner = inner }
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                if batch.contains(where: { $0.kind == .snapshot }) { throw JournalError(.storage, "disk full") }
+                try await inner.append(batch)
+            }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+                try await inner.load(notices: notices)
+            }
+            func close() async { await inner.close() }
+        }
+        let directory = try temporaryDirectory()
+        let store = InMemoryJournalStore()
+        var options = SimulationOptions()
+        options.symbols = 3
+        options.duration = .milliseconds(300)
+        options.faultRate = 0
+        options.journal = Journal(store: store)
+        options.exchangeStatePath = directory + "/run.exchange"
+        let killedHere = Mutex<InMemoryJournalStore?>(nil)
+        _ = try await SimulationSession(options: options).run { progress in
+            if progress.settlingWithin == nil, progress.fills > 0 { killedHere.withLock { $0 = store.fork() } }
+        }
+        let survivor = try #require(killedHere.withLock { $0 })
+        let outcome = try await RecoverySession(journal: Journal(store: FailsSnapshots(survivor)), exchangeStatePath: directory + "/run.exchange")
+            .run(logger: .quiet)
+        #expect(outcome.problems.contains { $0.hasPrefix("the journal failed while stopping") }, "\(outcome.problems)")
+    }
+
     @Test("a journal that cannot write stops the manager applying anything, with a clear error")
     func journalFailureRefusesInputs() async throws {
         let exchange = exchange()

@@ -338,6 +338,31 @@ struct SimulationSessionTests {
         #expect(report.json.contains("\"failure\":\"journal storage: disk is full\""))
     }
 
+    @Test("a journal that fails while the clean stop writes its snapshots is said too: the stop was not clean")
+    func journalFailureAtTheStopIsReported() async throws {
+        /// Takes every record, and fails the first batch with a snapshot (the stop's, in a short session).
+        final class FailsSnapshots: JournalStore {
+            let inner = InMemoryJournalStore()
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                if batch.contains(where: { $0.kind == .snapshot }) { throw JournalError(.storage, "disk is full") }
+                try await inner.append(batch)
+            }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+                try await inner.load(notices: notices)
+            }
+            func close() async { await inner.close() }
+        }
+        var options = SimulationOptions()
+        options.symbols = 3
+        options.duration = .milliseconds(300)
+        options.faultRate = 0
+        options.journal = Journal(store: FailsSnapshots(), snapshotInterval: 1_000_000)
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.journal?.failure?.contains("disk is full") == true, "\(report.text)")
+        #expect(report.finalViolations.contains { $0.hasPrefix("the journal failed while stopping") })
+        #expect(report.invariantViolations == 1)
+    }
+
     @Test("a session where nearly every request fails still converges once the broker recovers: no fill lost, one position per symbol, every order as the exchange has it", arguments: [0.9, 1.0])
     func sessionUnderHeavyFaults(faultRate: Double) async throws {
         var options = SimulationOptions()
