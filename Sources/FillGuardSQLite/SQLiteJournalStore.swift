@@ -44,6 +44,13 @@ public final class SQLiteJournalStore: JournalStore {
     /// is not a journal, `storage` when it cannot be opened.
     public init(path: String, durability: JournalDurability = .fsync, mode: OpenMode = .createIfNeeded) throws(JournalError) {
         self.path = path
+        // A write-ahead log without its database file (moved away, say) holds a session that
+        // SQLite would wipe on opening a new file there: refused, and nothing is created.
+        if !FileManager.default.fileExists(atPath: path),
+           let size = (try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int, size > 0 {
+            throw JournalError(.corrupted, "\(path)-wal holds a journal's latest writes, but its database file \(path) is missing: "
+                               + "put the file back (the two belong together), or move the -wal aside to start a new journal")
+        }
         // Taken before anything reads or writes the file: a second writer is refused, never interleaved.
         writerLock = try WriterLock(path: path)
         var configuration = Configuration()

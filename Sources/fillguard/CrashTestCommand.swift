@@ -69,7 +69,7 @@ struct CrashTestCommand: AsyncParsableCommand {
         if let directory {
             // The test starts from an empty journal: one already there (another test's, or a
             // session's) is never replaced without a word.
-            let existing = ["journal.sqlite", "journal.sqlite.exchange"].filter { FileManager.default.fileExists(atPath: directory + "/" + $0) }
+            let existing = ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite.exchange"].filter { FileManager.default.fileExists(atPath: directory + "/" + $0) }
             if !existing.isEmpty {
                 writeToStandardError("fillguard: --directory '\(directory)' already holds \(existing.joined(separator: " and ")); the crash test starts afresh and would replace it: give an empty or new directory\n")
                 throw ExitCode(2)

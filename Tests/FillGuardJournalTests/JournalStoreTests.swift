@@ -122,6 +122,23 @@ struct JournalStoreTests {
         await reopened.close()
     }
 
+    @Test("SQLite: a write-ahead log without its database file is refused, never wiped by a new journal there")
+    func sqliteOrphanedLogIsRefused() async throws {
+        let directory = try temporaryDirectory()
+        let store = try SQLiteJournalStore(path: directory + "/journal.sqlite")
+        let records = (1...20).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        try await store.append(records)
+        // As after a crash: the latest writes are in the log; the database file is moved away.
+        let elsewhere = try temporaryDirectory()
+        try FileManager.default.copyItem(atPath: directory + "/journal.sqlite-wal", toPath: elsewhere + "/journal.sqlite-wal")
+        await store.close()
+        let size = try FileManager.default.attributesOfItem(atPath: elsewhere + "/journal.sqlite-wal")[.size] as? Int
+        #expect((size ?? 0) > 0)
+        #expect(throws: JournalError.self) { _ = try SQLiteJournalStore(path: elsewhere + "/journal.sqlite") }
+        #expect(!FileManager.default.fileExists(atPath: elsewhere + "/journal.sqlite"), "nothing created")
+        #expect(try FileManager.default.attributesOfItem(atPath: elsewhere + "/journal.sqlite-wal")[.size] as? Int == size, "the log is left as it was")
+    }
+
     @Test("SQLite refuses a file from a newer FillGuard")
     func sqliteNewerFile() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"
