@@ -35,7 +35,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Workloads to run, comma separated: throughput,latency,calls,memory,safety,durable,fix (default: all).")
     var workloads: String?
 
-    @Option(help: "Throughput: symbol counts, comma separated.")
+    @Option(parsing: .unconditional, help: "Throughput: symbol counts, comma separated.")
     var symbols: String?
 
     @Option(parsing: .unconditional, help: "Throughput: fills per FillGuard run.")
@@ -47,10 +47,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Throughput: mixes, comma separated: scalein,standard.")
     var mix: String?
 
-    @Option(help: "Throughput at 1,000 symbols: broker latencies in microseconds, comma separated.")
+    @Option(parsing: .unconditional, help: "Throughput at 1,000 symbols: broker latencies in microseconds, comma separated.")
     var latencyUs: String?
 
-    @Option(help: "Latency: offered loads in fills/s, comma separated.")
+    @Option(parsing: .unconditional, help: "Latency: offered loads in fills/s, comma separated.")
     var rates: String?
 
     @Option(parsing: .unconditional, help: "Latency: symbols.")

@@ -63,7 +63,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Dedicated threads for the lanes (0: Swift's thread pool).")
     var runnerThreads = 0
 
-    @Option(help: "With --runner-threads: processors to bind them to, comma separated (default: none).")
+    @Option(parsing: .unconditional, help: "With --runner-threads: processors to bind them to, comma separated (default: none).")
     var runnerProcessors = ""
 
     @Option(parsing: .unconditional, help: "With --runner-threads: microseconds an idle runner thread polls before it sleeps.")
