@@ -600,8 +600,14 @@ public struct FIXOrderRouter: Sendable {
             clOrdID = given
         } else if let brokerOrderID = message[37], let orderID = byBrokerOrderID[brokerOrderID], let current = orders[orderID]?.clOrdID {
             // ClOrdID is optional in an execution report; the broker's OrderID (37), which it
-            // gave the order in an earlier report, names the order as well.
-            clOrdID = current
+            // gave the order in an earlier report, names the order as well. A Replaced or
+            // Canceled answers the order's request in flight, whose ClOrdID it then stands for.
+            if execType == "5" || execType == "4", let (key, request) = inFlight(for: orderID),
+               execType == "4" ? request.kind == .cancel : { if case .modify = request.kind { return true } else { return false } }() {
+                clOrdID = key
+            } else {
+                clOrdID = current
+            }
         } else if execType == "F" {
             // A fill must never vanish: refused (recorded, answered) when it names no order we know.
             let text = "a fill without ClOrdID (11) whose OrderID (37) \(message[37] ?? "-") names no order FillGuard knows"

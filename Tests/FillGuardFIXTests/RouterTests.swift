@@ -133,6 +133,21 @@ struct RouterTests {
         guard case .event(.execution)? = router.received(unknown).first else { Issue.record("the good report with F2 was not taken"); return }
     }
 
+    @Test("a Replaced or Canceled without ClOrdID answers the order's request in flight, found by the broker's OrderID")
+    func replacedAndCanceledWithoutClOrdID() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))   // OrderID (37) B-O1
+        _ = router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 150), transactTime: 0)
+        var replaced = report("O1", execType: "5", execID: "X2", extra: [FIXField(38, "150")])
+        replaced[11] = nil
+        #expect(router.received(replaced) == [.completed(key: "O1~1", error: nil)])
+        _ = router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)
+        var canceled = report("O1", execType: "4", execID: "X3", ordStatus: "4")
+        canceled[11] = nil
+        #expect(router.received(canceled).first == .completed(key: "O1~2", error: nil))
+    }
+
     @Test("a FIX float with a bare point (.5, 5.) is read as FIX allows; a plus sign is not a FIX float")
     func fixFloatsWithABarePoint() {
         var router = FIXOrderRouter()
