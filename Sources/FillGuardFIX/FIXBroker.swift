@@ -91,7 +91,7 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var refusedReports = 0
     /// BusinessMessageRejects (j) we sent.
     public var businessRejectsSent = 0
-    /// The last reason the session closed.
+    /// Why the session last closed, since the last Logon (nil while logged on, or never closed).
     public var lastCloseReason: FIXSessionCloseReason?
 }
 
@@ -467,6 +467,8 @@ final class FIXBrokerCore: @unchecked Sendable {
     func closed(generation: Int) {
         guard generation == self.generation else { return }
         let wasUp = session.state != .disconnected || channel != nil
+        // A session that ends without saying why (no Logout, nothing we closed it for) was lost.
+        if session.state == .active, statistics.lastCloseReason == nil { statistics.lastCloseReason = .connectionLost }
         channel = nil
         session.disconnected()
         persistSequenceNumbers()
@@ -709,6 +711,8 @@ final class FIXBrokerCore: @unchecked Sendable {
                                             context: "FIX message \(seq)", symbol: Symbol("?")))
             case .loggedOn:
                 statistics.logons += 1
+                // Why an earlier session closed no longer explains anything.
+                statistics.lastCloseReason = nil
                 reconnectAttempt = 0
                 if let promise = startPromise {
                     startPromise = nil

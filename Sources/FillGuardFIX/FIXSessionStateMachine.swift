@@ -40,6 +40,8 @@ public enum FIXSessionCloseReason: Sendable, Hashable, CustomStringConvertible {
     case sequenceTooLow(expected: Int, received: Int)
     /// Wrong CompIDs, a first message that is not a Logon, or a similar violation.
     case protocolViolation(String)
+    /// The connection closed without a Logout (the counterparty or the network dropped it).
+    case connectionLost
 
     /// A readable reason.
     public var description: String {
@@ -50,6 +52,7 @@ public enum FIXSessionCloseReason: Sendable, Hashable, CustomStringConvertible {
         case .heartbeatTimeout: return "test request unanswered"
         case .sequenceTooLow(let expected, let received): return "MsgSeqNum too low, expecting \(expected) but received \(received)"
         case .protocolViolation(let text): return "protocol violation: \(text)"
+        case .connectionLost: return "the connection was lost without a Logout"
         }
     }
 }

@@ -51,6 +51,21 @@ struct BrokerIntegrationTests {
     let limitBuy = NewOrderRequest(orderID: "T1", symbol: "GLD", side: .buy, type: .limit(Price("248.10")!), quantity: Quantity("100.5")!,
                                    timeInForce: .goodTillCancel)
 
+    @Test("why the session last closed is the latest reason: a new Logon clears it")
+    func lastCloseReasonIsCurrent() async throws {
+        let harness = try await Harness.start()
+        #expect(await harness.broker.statistics.lastCloseReason == nil)
+        // The connection drops and the next Logon is refused (a reason); the one after succeeds.
+        try await harness.peer.command("reject-logon on")
+        let mark = harness.peer.lines.count
+        try await harness.peer.command("drop")
+        try await harness.peer.waitFor(from: mark) { $0 == "EVENT logon-rejected" }
+        try await harness.peer.command("reject-logon off")
+        try await harness.broker.waitForLogons(2)
+        #expect(await harness.broker.statistics.lastCloseReason == nil, "a new session has not closed")
+        await harness.stop()
+    }
+
     @Test func submitModifyCancelAndStatus() async throws {
         let harness = try await Harness.start()
         let broker = harness.broker
