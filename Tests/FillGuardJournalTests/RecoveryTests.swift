@@ -360,23 +360,28 @@ struct RecoveryTests {
         }
     }
 
-    @Test("recover reports a journal it cannot write (a full disk) as a failure, never as corrections it did not apply")
-    func recoveryThatCannotJournalFails() async throws {
-        let directory = try temporaryDirectory()
+    /// A short simulated session's journal as it stood at its last progress report while
+    /// trading, as if the process were killed there (a clean end would snapshot everything); the
+    /// exchange's state is left at `exchangeStatePath`.
+    private static func journalKilledWhileTrading(exchangeStatePath: String) async throws -> InMemoryJournalStore {
         let store = InMemoryJournalStore()
         var options = SimulationOptions()
         options.symbols = 3
         options.duration = .milliseconds(300)
         options.faultRate = 0
         options.journal = Journal(store: store)
-        options.exchangeStatePath = directory + "/run.exchange"
-        // What the journal held at the last progress report while trading, as if the process
-        // were killed there (a clean end would snapshot everything).
+        options.exchangeStatePath = exchangeStatePath
         let killedHere = Mutex<InMemoryJournalStore?>(nil)
         _ = try await SimulationSession(options: options).run { progress in
             if progress.settlingWithin == nil, progress.fills > 0 { killedHere.withLock { $0 = store.fork() } }
         }
-        let survivor = try #require(killedHere.withLock { $0 })
+        return try #require(killedHere.withLock { $0 })
+    }
+
+    @Test("recover reports a journal it cannot write (a full disk) as a failure, never as corrections it did not apply")
+    func recoveryThatCannotJournalFails() async throws {
+        let directory = try temporaryDirectory()
+        let survivor = try await Self.journalKilledWhileTrading(exchangeStatePath: directory + "/run.exchange")
         // And it lost its last writes (durability off, a power cut): recovery has corrections to
         // journal, and the disk is full.
         survivor.dropNewestRecords(10)
@@ -406,18 +411,7 @@ struct RecoveryTests {
             func close() async { await inner.close() }
         }
         let directory = try temporaryDirectory()
-        let store = InMemoryJournalStore()
-        var options = SimulationOptions()
-        options.symbols = 3
-        options.duration = .milliseconds(300)
-        options.faultRate = 0
-        options.journal = Journal(store: store)
-        options.exchangeStatePath = directory + "/run.exchange"
-        let killedHere = Mutex<InMemoryJournalStore?>(nil)
-        _ = try await SimulationSession(options: options).run { progress in
-            if progress.settlingWithin == nil, progress.fills > 0 { killedHere.withLock { $0 = store.fork() } }
-        }
-        let survivor = try #require(killedHere.withLock { $0 })
+        let survivor = try await Self.journalKilledWhileTrading(exchangeStatePath: directory + "/run.exchange")
         let outcome = try await RecoverySession(journal: Journal(store: FailsSnapshots(survivor)), exchangeStatePath: directory + "/run.exchange")
             .run(logger: .quiet)
         #expect(outcome.problems.contains { $0.hasPrefix("the journal failed while stopping") }, "\(outcome.problems)")
