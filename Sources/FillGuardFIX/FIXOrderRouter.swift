@@ -231,6 +231,16 @@ public struct FIXOrderRouter: Sendable {
         case massStatus
         case marketData
         case positions
+
+        /// True when an execution report of `execType` answers a request of this kind: Replaced
+        /// (5) a modify, Canceled (4) a cancel.
+        func isAnswered(by execType: String) -> Bool {
+            switch self {
+            case .modify: return execType == "5"
+            case .cancel: return execType == "4"
+            default: return false
+            }
+        }
     }
 
     private struct Pending: Sendable {
@@ -602,8 +612,7 @@ public struct FIXOrderRouter: Sendable {
             // ClOrdID is optional in an execution report; the broker's OrderID (37), which it
             // gave the order in an earlier report, names the order as well. A Replaced or
             // Canceled answers the order's request in flight, whose ClOrdID it then stands for.
-            if execType == "5" || execType == "4", let (key, request) = inFlight(for: orderID),
-               execType == "4" ? request.kind == .cancel : { if case .modify = request.kind { return true } else { return false } }() {
+            if let (key, request) = inFlight(for: orderID), request.kind.isAnswered(by: execType) {
                 clOrdID = key
             } else {
                 clOrdID = current

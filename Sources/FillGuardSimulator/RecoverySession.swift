@@ -80,7 +80,7 @@ public struct RecoverySession: Sendable {
         await manager.shutdown()
         // The stop writes a snapshot of every symbol: a journal that fails then is said, not hidden.
         if let failure = manager.journalFailure {
-            problems.append("the journal failed while stopping (\(failure)): the stop's snapshots were not all written, so the next start replays records instead (nothing is lost)")
+            problems.append(SimulationReport.journalFailedWhileStopping(failure))
         }
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)

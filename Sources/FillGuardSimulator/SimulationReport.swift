@@ -270,6 +270,12 @@ public struct SimulationReport: Sendable {
         public var failure: String? = nil
     }
 
+    /// The violation a journal that failed while a clean stop wrote its snapshots is reported as
+    /// (by `simulate` and `recover` alike).
+    static func journalFailedWhileStopping(_ failure: JournalError) -> String {
+        "the journal failed while stopping (\(failure)): the stop's snapshots were not all written, so the next start replays records instead (nothing is lost)"
+    }
+
     static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let millis = attoseconds / 1_000_000_000_000_000

@@ -240,8 +240,7 @@ public final class SimulationSession: Sendable {
             // The clean stop writes too (a snapshot of every symbol): a failure then is said as well.
             let failedAtStop = journalFailure == nil ? manager.journalFailure : nil
             if let failure = failedAtStop {
-                report.finalViolations.append("the journal failed while stopping (\(failure)): the stop's snapshots were not all written, "
-                                              + "so the next start replays records instead (nothing is lost)")
+                report.finalViolations.append(SimulationReport.journalFailedWhileStopping(failure))
             }
             report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: downtime,
                                                              failure: (journalFailure ?? failedAtStop).map { "\($0)" })
