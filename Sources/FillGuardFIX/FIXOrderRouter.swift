@@ -639,18 +639,8 @@ public struct FIXOrderRouter: Sendable {
         // A repeat of a report already taken is dropped (a fill's repeat with other numbers is
         // alerted, below); a refused report's ExecID is not taken, so a well-formed report with
         // it still counts.
-        if seenExecIDs.contains(execID) {
-            // A fill repeated with other numbers is not a repeat: the broker contradicts itself.
-            // The first one stands (it may have been applied); the runtime records and alerts it.
-            if execType == "F", let first = seenExecIDs.fillContent(of: execID),
-               let quantity = message[32].flatMap({ Quantity(Self.plainDecimal($0)) }), let price = message[31].flatMap({ Price(Self.plainDecimal($0)) }),
-               quantity != first.lastQuantity || price != first.lastPrice {
-                return [.event(.correction(orderID, symbol: Symbol(symbolText),
-                                           message: "the broker reported fill ExecID \(execID) of order \(orderID) again as \(quantity) at \(price), "
-                                               + "after \(first.lastQuantity) at \(first.lastPrice): FillGuard keeps the first report (an ExecID names one fill), "
-                                               + "so the position may be off by the difference; a person must look"))]
-            }
-            return [.duplicate(ExecutionID(execID))]
+        if let repeated = repeatOfATakenReport(message, execID: execID, execType: execType, orderID: orderID, symbol: symbolText) {
+            return repeated
         }
         if execType == "H" || execType == "G" {
             // A trade bust or correction: FillGuard never takes back a fill it applied; the
@@ -1165,6 +1155,29 @@ public struct FIXOrderRouter: Sendable {
             message.append(44, limit.description)
             message.append(99, stop.description)
         }
+    }
+}
+
+extension FIXOrderRouter {
+    /// What to do with a report whose ExecID was taken already: nil when it is to be read as new.
+    ///
+    /// An exact repeat is a duplicate. A fill repeated with other numbers is the broker
+    /// contradicting itself: the first report stands (it may have been applied) and the runtime
+    /// records and alerts it. A fill under an ExecID that a report of another kind took (a New,
+    /// say) repeats nothing: it is read as new, never dropped. A repeat of a fill that lacks its
+    /// numbers is a duplicate (the fill under that ExecID is in already).
+    fileprivate func repeatOfATakenReport(_ message: FIXMessage, execID: String, execType: String,
+                                          orderID: OrderID, symbol: String) -> [Output]? {
+        guard seenExecIDs.contains(execID) else { return nil }
+        guard execType == "F" else { return [.duplicate(ExecutionID(execID))] }
+        guard let first = seenExecIDs.fillContent(of: execID) else { return nil }
+        guard let quantity = message[32].flatMap({ Quantity(Self.plainDecimal($0)) }),
+              let price = message[31].flatMap({ Price(Self.plainDecimal($0)) }),
+              quantity != first.lastQuantity || price != first.lastPrice else { return [.duplicate(ExecutionID(execID))] }
+        return [.event(.correction(orderID, symbol: Symbol(symbol),
+                                   message: "the broker reported fill ExecID \(execID) of order \(orderID) again as \(quantity) at \(price), "
+                                       + "after \(first.lastQuantity) at \(first.lastPrice): FillGuard keeps the first report (an ExecID names one fill), "
+                                       + "so the position may be off by the difference; a person must look"))]
     }
 }
 

@@ -112,6 +112,21 @@ struct RouterTests {
         }
     }
 
+    @Test("a fill under the ExecID of an earlier report of another kind is a new fill, never dropped as a repeat")
+    func fillReusingTheExecIDOfANewIsApplied() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        let outputs = router.received(fill("O1", execID: "X1", last: "40", price: "248", cum: "40", leaves: "60.5"))
+        guard case .event(.execution(let report))? = outputs.first else {
+            Issue.record("the fill was not passed on: \(outputs)")
+            return
+        }
+        #expect(report.executionID == "X1" && report.lastQuantity == 40 && report.cumulativeQuantity == 40)
+        // Now a fill took X1: its exact repeat is a duplicate.
+        #expect(router.received(fill("O1", execID: "X1", last: "40", price: "248", cum: "40", leaves: "60.5")) == [.duplicate("X1")])
+    }
+
     @Test("a fill without ClOrdID maps by the broker's OrderID; one naming no known order is refused and answered, never dropped")
     func fillWithoutClOrdIDMapsByOrderID() {
         var router = FIXOrderRouter()
