@@ -5,12 +5,15 @@ import Foundation
 public final class FIXTestExchange: Sendable {
     private let process: Process
     private let input: FileHandle
+    /// Its store and logs, a temporary directory of its own, removed when it stops.
+    private let work: URL
     /// The FIX port it listens on (loopback).
     public let port: Int
 
-    private init(process: Process, input: FileHandle, port: Int) {
+    private init(process: Process, input: FileHandle, work: URL, port: Int) {
         self.process = process
         self.input = input
+        self.work = work
         self.port = port
     }
 
@@ -65,6 +68,7 @@ public final class FIXTestExchange: Sendable {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             try process.run()
         } catch {
+            try? FileManager.default.removeItem(at: work)
             throw FIXSimulationError("cannot start the FIX test exchange \(binary): \(error)")
         }
         let ready = DispatchSemaphore(value: 0)
@@ -90,16 +94,19 @@ public final class FIXTestExchange: Sendable {
         guard ready.wait(timeout: .now() + 30) == .success, let line = readyLine.get(), line.hasPrefix("READY "),
               let port = Int(line.dropFirst("READY ".count)) else {
             process.terminate()
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(at: work)
             throw FIXSimulationError("the FIX test exchange did not start (\(readyLine.get() ?? "no output"))")
         }
-        return FIXTestExchange(process: process, input: stdin.fileHandleForWriting, port: port)
+        return FIXTestExchange(process: process, input: stdin.fileHandleForWriting, work: work, port: port)
     }
 
-    /// Asks it to quit and waits for it.
+    /// Asks it to quit, waits for it and removes its directory.
     public func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
         process.waitUntilExit()
+        try? FileManager.default.removeItem(at: work)
     }
 }
 

@@ -12,6 +12,8 @@ struct FIXPeerError: Error, CustomStringConvertible {
 final class FIXPeerProcess: Sendable {
     private let process: Process
     private let input: FileHandle
+    /// Its store and logs, removed when it stops.
+    private let work: URL
     private let state = Mutex<State>(State())
 
     private struct Waiter {
@@ -61,7 +63,7 @@ final class FIXPeerProcess: Sendable {
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
         try process.run()
-        let peer = FIXPeerProcess(process: process, input: stdin.fileHandleForWriting)
+        let peer = FIXPeerProcess(process: process, input: stdin.fileHandleForWriting, work: work)
         peer.startReading(stdout.fileHandleForReading)
         let ready = try await peer.waitFor { $0.hasPrefix("READY ") }
         guard let port = Int(ready.dropFirst("READY ".count)) else { throw FIXPeerError(description: "bad READY line \(ready)") }
@@ -69,9 +71,10 @@ final class FIXPeerProcess: Sendable {
         return peer
     }
 
-    private init(process: Process, input: FileHandle) {
+    private init(process: Process, input: FileHandle, work: URL) {
         self.process = process
         self.input = input
+        self.work = work
     }
 
     /// The FIX port the peer listens on (loopback).
@@ -227,11 +230,12 @@ final class FIXPeerProcess: Sendable {
         return (nets, fills)
     }
 
-    /// Stops the peer and waits for it to exit.
+    /// Stops the peer, waits for it to exit and removes its directory.
     func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
         process.waitUntilExit()
+        try? FileManager.default.removeItem(at: work)
     }
 }
 
