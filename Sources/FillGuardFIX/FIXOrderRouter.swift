@@ -604,7 +604,12 @@ public struct FIXOrderRouter: Sendable {
             return refused(Refusal(error: InputError(.malformed, "ExecType \(execType) is not a FIX 4.4 execution type"),
                                    answer: Self.sessionReject(message, tag: 150, reason: 5, "ExecType \(execType) is not a FIX 4.4 value")))
         }
-        if execType == "I" { return statusReport(message) }
+        if execType == "I" {
+            if message[790] == nil, message[584] == nil, let clOrdID = message[11], pending[clOrdID]?.kind == .submit {
+                return statusAnsweringASubmit(message, clOrdID: clOrdID)
+            }
+            return statusReport(message)
+        }
         let clOrdID: String
         if let given = message[11] {
             clOrdID = given
@@ -924,6 +929,38 @@ public struct FIXOrderRouter: Sendable {
         if let status { learn(status) }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
+    }
+
+    /// An Order Status report (ExecType I) that answers no status request but names a submit in
+    /// flight: how FIX 4.4 lets a broker answer a NewOrderSingle resent with PossResend=Y that it
+    /// had received already. The order exists, so the submit is acknowledged (rejected, when the
+    /// status says so; an order the broker has since cancelled or expired has ended). Fills come in
+    /// their own reports. One whose Side or Symbol does not fit the order is not taken as an answer.
+    private mutating func statusAnsweringASubmit(_ message: FIXMessage, clOrdID: String) -> [Output] {
+        guard let orderID = resolve(clOrdID), let order = orders[orderID],
+              message[54].flatMap(Self.side(code:)) == order.side, message[55].map({ Symbol($0) }) == order.symbol else {
+            return [.ignored("order status for submit \(clOrdID) that does not fit the order")]
+        }
+        if let brokerOrderID = message[37], brokerOrderID != "NONE" {
+            orders[orderID]?.brokerOrderID = brokerOrderID
+            byBrokerOrderID[brokerOrderID] = orderID
+        }
+        let text = message[58] ?? ""
+        switch message[39] {
+        case "8":
+            orders[orderID]?.done = true
+            orders[orderID]?.rejected = true
+            return fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
+        case "4":
+            orders[orderID]?.cancelled = true
+            return end(orderID, .cancelled, reason: text)
+        case "C":
+            return end(orderID, .expired, reason: text)
+        default:
+            orders[orderID]?.acknowledged = true
+            orders[orderID]?.learntPendingNew = false
+            return complete(key: clOrdID, expecting: .submit)
+        }
     }
 
     /// An order status read strictly: Side buy or sell, CumQty and LeavesQty present, readable and

@@ -112,6 +112,39 @@ struct RouterTests {
         }
     }
 
+    @Test("an Order Status (ExecType I) answering a resent NewOrderSingle settles the submit: accepted, rejected or ended")
+    func statusAnswersAResentSubmit() {
+        for (ordStatus, expected) in [("0", "accepted"), ("1", "accepted"), ("8", "rejected"), ("4", "ended"), ("C", "ended")] {
+            var router = FIXOrderRouter()
+            _ = router.submit(buy, transactTime: 0)
+            let again = router.submit(buy, transactTime: 0)
+            #expect(sentMessage(again)?[97] == "Y", "the repeat is resent with PossResend")
+            // No status request (790/584): the broker answering the resend with the order's status.
+            let outputs = router.received(report("O1", execType: "I", execID: "S1", ordStatus: ordStatus, extra: [FIXField(37, "B-7")]))
+            switch expected {
+            case "accepted":
+                #expect(outputs == [.completed(key: "O1", error: nil)], "OrdStatus \(ordStatus): \(outputs)")
+                #expect(router.submit(buy, transactTime: 0) == .succeeded, "the order is acknowledged")
+            case "rejected":
+                guard case .completed("O1", let error?)? = outputs.first else { Issue.record("OrdStatus 8: \(outputs)"); continue }
+                #expect(error.kind == .permanent)
+            default:
+                #expect(outputs.first == .completed(key: "O1", error: nil), "OrdStatus \(ordStatus): \(outputs)")
+                #expect(outputs.contains { if case .event(.orderStatus) = $0 { true } else { false } }, "OrdStatus \(ordStatus): the end is reported")
+            }
+            // The order is known by the broker's OrderID from then on.
+            let bare = { var message = fill("O1", execID: "F\(ordStatus)", last: "1", price: "248", cum: "1", leaves: "99.5"); message[11] = nil; message[37] = "B-7"; return message }()
+            if expected == "accepted" {
+                guard case .event(.execution)? = router.received(bare).first else { Issue.record("not mapped by OrderID"); continue }
+            }
+        }
+        // A status whose Side does not fit the order answers nothing.
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        let outputs = router.received(report("O1", execType: "I", execID: "S1", extra: [FIXField(54, "2")]))
+        guard case .ignored? = outputs.first else { Issue.record("a sell status answered a buy: \(outputs)"); return }
+    }
+
     @Test("a fill under the ExecID of an earlier report of another kind is a new fill, never dropped as a repeat")
     func fillReusingTheExecIDOfANewIsApplied() {
         var router = FIXOrderRouter()
