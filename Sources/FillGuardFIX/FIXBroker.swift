@@ -22,7 +22,7 @@ public struct FIXBrokerConfiguration: Sendable {
     public var application: FIXApplicationConfiguration
     /// Backoff between reconnection attempts.
     public var reconnect: FIXReconnectPolicy
-    /// How long a request waits for its answer before failing as transient, nanoseconds.
+    /// How long a request waits for its answer before failing as `.timedOut`, nanoseconds.
     public var requestTimeoutNanoseconds: Int64
     /// What the connection can do; FIX has a native modify.
     public var capabilities: BrokerCapabilities
