@@ -1,6 +1,7 @@
 import FillGuard
 import FillGuardCore
 import FillGuardSimulator
+import Foundation
 import Testing
 
 @Suite("README")
@@ -30,5 +31,38 @@ struct ReadmeExampleTests {
         var alertCount = 0
         for await _ in alerts { alertCount += 1 }
         #expect(alertCount == 0)
+    }
+}
+
+@Suite("README: replay")
+struct ReadmeReplayExampleTests {
+    /// The README, read from the checkout these tests were built from.
+    static func readme() throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+    }
+
+    /// The body of the first fenced block after `marker`.
+    static func block(after marker: String, in text: String) throws -> String {
+        let start = try #require(text.range(of: marker)).upperBound
+        let open = try #require(text.range(of: "```", range: start..<text.endIndex))
+        let bodyStart = try #require(text.range(of: "\n", range: open.upperBound..<text.endIndex)).upperBound
+        let close = try #require(text.range(of: "\n```", range: bodyStart..<text.endIndex))
+        return String(text[bodyStart..<close.lowerBound])
+    }
+
+    @Test("the README's example trace replays to the JSON it shows (the parts it does not elide)")
+    func traceExampleGivesTheShownJSON() throws {
+        let readme = try Self.readme()
+        let trace = try Self.block(after: "The trace format is JSON Lines", in: readme)
+        let shown = try Self.block(after: "`replay --json` prints the state below", in: readme)
+        let actual = TraceReplayer.replay(trace + "\n").json
+        // The shown JSON spans lines and elides with "…": every piece between the elisions must be in the output.
+        let joined = shown.split(separator: "\n").map { $0.drop { $0 == " " } }.joined()
+        let pieces = joined.split(separator: "…").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ", ")) }.filter { !$0.isEmpty }
+        #expect(pieces.count >= 3)
+        for piece in pieces {
+            #expect(actual.contains(piece), "README shows \(piece)\nreplay printed \(actual)")
+        }
     }
 }
