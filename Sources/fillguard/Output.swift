@@ -30,9 +30,10 @@ func printResult(_ text: String) throws {
     }
 }
 
-/// Reads a whole input file: a path, or `-` for standard input. Pipes, devices and process
-/// substitutions are read like files. The error names why not (missing, a directory, denied).
-func readInput(_ path: String) -> Result<[UInt8], InputFileError> {
+/// Reads `path` (`-`: standard input) to its end in chunks, handing each to `chunk` as it comes,
+/// so an input of any length is never held whole (pipes, devices and process substitutions are read
+/// like files); a directory, or a read that fails, is an error.
+func readInput(_ path: String, _ chunk: (UnsafeRawBufferPointer) -> Void) -> Result<Void, InputFileError> {
     let descriptor = path == "-" ? STDIN_FILENO : open(path, O_RDONLY)
     guard descriptor >= 0 else { return .failure(InputFileError(path: path, reason: String(cString: strerror(errno)))) }
     defer { if descriptor != STDIN_FILENO { close(descriptor) } }
@@ -40,7 +41,6 @@ func readInput(_ path: String) -> Result<[UInt8], InputFileError> {
     if fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR {
         return .failure(InputFileError(path: path, reason: "it is a directory"))
     }
-    var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 1 << 16)
     while true {
         let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
@@ -48,10 +48,9 @@ func readInput(_ path: String) -> Result<[UInt8], InputFileError> {
             if errno == EINTR { continue }
             return .failure(InputFileError(path: path, reason: String(cString: strerror(errno))))
         }
-        if count == 0 { break }
-        bytes.append(contentsOf: buffer[0..<count])
+        if count == 0 { return .success(()) }
+        buffer.withUnsafeBytes { chunk(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
     }
-    return .success(bytes)
 }
 
 /// Why an input file could not be read.

@@ -41,17 +41,16 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        let data: [UInt8]
-        switch readInput(file) {
-        case .success(let bytes): data = bytes
-        case .failure(let error):
-            writeToStandardError("fillguard: trace file: \(error)\n")
-            throw ExitCode(2)
-        }
         let options = ReplayOptions(nativeModify: !noModify,
                                     strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate,
                                     maxAttempts: maxAttempts)
-        let report = TraceReplayer.replay(bytes: data, options: options)
+        // Replayed as it is read: a long trace (or an endless one) is never held whole.
+        var stream = TraceStream(options: options)
+        if case .failure(let error) = readInput(file, { stream.feed($0) }) {
+            writeToStandardError("fillguard: trace file: \(error)\n")
+            throw ExitCode(2)
+        }
+        let report = stream.finish()
         try printResult(json ? report.json : report.text)
         // The contract JSON has no field for these: they go beside it, not into it.
         if json { for notice in report.notices { writeToStandardError("\(notice)\n") } }

@@ -255,6 +255,43 @@ struct ReplayTests {
         #expect(marked.positions.first?.netQuantity == 5)
     }
 
+    @Test("a trace fed in chunks, split anywhere (a \\r\\n pair and a multi-byte character included), replays as the whole does")
+    func chunkedTraceReplaysAsTheWhole() {
+        var bytes = [0xEF, 0xBB, 0xBF] + Array((Self.openLong + "\r\n" + Self.fill("entry", "100", "E1") + "\r\n\r\n").utf8)
+        bytes += Array((Self.fill("entry", "100", "E\u{e9}") + "\r" + Self.fill("scaleIn", "40", "E3", index: 0) + "\n").utf8)
+        bytes += Array(Self.fill("entry", "100", "E1").utf8) // a duplicate, on line 6, without a line end
+        let whole = TraceReplayer.replay(bytes: bytes)
+        #expect(whole.rejected.map(\.line) == [6] && whole.positions.first?.netQuantity == 240)
+        for cut in 1..<bytes.count {
+            var stream = TraceStream()
+            stream.feed(bytes[..<cut])
+            stream.feed(bytes[cut...])
+            let report = stream.finish()
+            #expect(report.json == whole.json, "split at byte \(cut)")
+        }
+        var byteByByte = TraceStream()
+        for byte in bytes { byteByByte.feed(CollectionOfOne(byte)) }
+        #expect(byteByByte.finish().json == whole.json)
+    }
+
+    @Test("a line longer than the limit is refused without being kept, and the lines after it count")
+    func overlongLineIsRefused() {
+        var stream = TraceStream()
+        stream.feed(Array((Self.openLong + "\n").utf8))
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 16)
+        for _ in 0..<(TraceStream.maximumLineLength / chunk.count + 2) { stream.feed(chunk) }
+        stream.feed(Array(("\r\n" + Self.fill("entry", "100", "E1") + "\n").utf8))
+        let report = stream.finish()
+        #expect(report.rejected.map(\.line) == [2])
+        #expect(report.rejected.first?.error.code == .malformed)
+        #expect(report.rejected.first?.error.message.contains("longer than") == true)
+        #expect(report.positions.first?.netQuantity == 100, "line 3 counts")
+        // A line of exactly the limit is read (and refused only for what it says).
+        var atLimit = TraceStream()
+        atLimit.feed([UInt8](repeating: UInt8(ascii: " "), count: TraceStream.maximumLineLength))
+        #expect(atLimit.finish().rejected.isEmpty, "a blank line of the longest length is skipped")
+    }
+
     @Test("what the decoder lets through is refused: a key named twice in one object, a trailing comma, a byte-order mark inside the file")
     func strictJSON() {
         let twice = Self.fill("entry", "100", "E2").replacingOccurrences(of: "\"quantity\":\"100\"", with: "\"quantity\":\"100\",\"quantity\":\"1\"")

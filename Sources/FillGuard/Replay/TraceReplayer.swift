@@ -73,31 +73,14 @@ public struct TraceReplayer: Sendable {
     /// Replays a trace file's bytes: lines end at "\n", "\r\n" or "\r"; a line that is not valid
     /// UTF-8 is refused as malformed, like any other bad line, and the replay goes on.
     public static func replay(bytes: [UInt8], options: ReplayOptions = ReplayOptions()) -> ReplayReport {
-        var replayer = TraceReplayer(options: options)
-        var number = 0
-        var start = 0
-        var index = 0
-        func line(_ range: Range<Int>) {
-            number += 1
-            var slice = bytes[range]
-            if number == 1, slice.starts(with: [0xEF, 0xBB, 0xBF]) { slice = slice.dropFirst(3) } // a byte-order mark
-            guard let text = String(validating: slice, as: UTF8.self) else {
-                replayer.rejected.append(RejectedLine(line: number, error: InputError(.malformed, "the line is not valid UTF-8")))
-                return
-            }
-            replayer.apply(text, lineNumber: number)
-        }
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == 0x0A || byte == 0x0D {
-                line(start..<index)
-                if byte == 0x0D, index + 1 < bytes.count, bytes[index + 1] == 0x0A { index += 1 }
-                start = index + 1
-            }
-            index += 1
-        }
-        if start < bytes.count { line(start..<bytes.count) }
-        return replayer.report()
+        var stream = TraceStream(options: options)
+        stream.feed(bytes)
+        return stream.finish()
+    }
+
+    /// Records line `line` as refused with `error` (a line the stream could not hand over).
+    mutating func refuse(line: Int, _ error: InputError) {
+        rejected.append(RejectedLine(line: line, error: error))
     }
 
     /// Applies one trace line (blank lines are skipped) and lets the broker work settle.
