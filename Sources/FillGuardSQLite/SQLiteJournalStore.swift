@@ -44,6 +44,12 @@ public final class SQLiteJournalStore: JournalStore {
     /// is not a journal, `storage` when it cannot be opened.
     public init(path: String, durability: JournalDurability = .fsync, mode: OpenMode = .createIfNeeded) throws(JournalError) {
         self.path = path
+        // A device, a directory or a pipe is no place for a journal: SQLite would create its
+        // companion files beside it (/dev/null-journal) and fail at the first write.
+        var status = stat()
+        if stat(path, &status) == 0, (status.st_mode & S_IFMT) != S_IFREG {
+            throw JournalError(.storage, "\(path) is not a regular file: a journal is a file (SQLite keeps its -wal and -shm beside it)")
+        }
         // A write-ahead log without its database file (moved away, say) holds a session that
         // SQLite would wipe on opening a new file there: refused, and nothing is created.
         if !FileManager.default.fileExists(atPath: path),

@@ -139,6 +139,25 @@ struct JournalStoreTests {
         #expect(try FileManager.default.attributesOfItem(atPath: elsewhere + "/journal.sqlite-wal")[.size] as? Int == size, "the log is left as it was")
     }
 
+    @Test("SQLite: a device or a directory is refused as a journal, and nothing is created beside it")
+    func sqliteNeedsARegularFile() throws {
+        let directory = try temporaryDirectory() + "/journal.sqlite"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let nullLeftovers = ["-journal", "-wal", "-shm"].filter { FileManager.default.fileExists(atPath: "/dev/null" + $0) }
+        for path in [directory, "/dev/null"] {
+            do {
+                _ = try SQLiteJournalStore(path: path)
+                Issue.record("\(path) was opened as a journal")
+            } catch {
+                #expect(error.code == .storage && error.message.contains("not a regular file"), "\(error)")
+            }
+        }
+        for suffix in ["-journal", "-wal", "-shm"] {
+            #expect(!FileManager.default.fileExists(atPath: directory + suffix))
+        }
+        #expect(["-journal", "-wal", "-shm"].filter { FileManager.default.fileExists(atPath: "/dev/null" + $0) } == nullLeftovers)
+    }
+
     @Test("SQLite refuses a file from a newer FillGuard")
     func sqliteNewerFile() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"
