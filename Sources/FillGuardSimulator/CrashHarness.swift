@@ -12,6 +12,10 @@ import Synchronization
 /// open position is protected at the exchange. Every few kills it also tears the journal's last
 /// record, as a crash in the middle of a write would.
 public struct CrashHarness: Sendable {
+    /// The environment variable through which the harness gives its sessions its process id: a
+    /// `fillguard` that finds it set ends when that process is no longer its parent.
+    public static let parentVariable = "FILLGUARD_EXIT_WITH_PARENT"
+
     /// What a run found.
     public struct Summary: Sendable {
         /// Kill points exercised.
@@ -187,6 +191,10 @@ private final class Child: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        // The session ends with the harness: a crash test stopped by a signal leaves none running.
+        var environment = ProcessInfo.processInfo.environment
+        environment[CrashHarness.parentVariable] = String(getpid())
+        process.environment = environment
         process.standardOutput = FileHandle(forWritingAtPath: outputPath)
         process.standardError = FileHandle(forWritingAtPath: errorPath)
         process.terminationHandler = { [exited] _ in

@@ -155,11 +155,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let child {
             // A child measures for its parent only: it ends when the parent has gone (killed,
             // say), instead of running on with nobody to read its result.
-            let parent = getppid()
-            Thread.detachNewThread {
-                while getppid() == parent { usleep(100_000) }
-                Foundation.exit(143)
-            }
+            ParentWatch.watch(parent: getppid())
             guard let measurement = await BenchSuite.runChildWorkload(child.split(separator: " ").map(String.init)) else {
                 writeToStandardError("fillguard bench: unknown child workload '\(child)'\n")
                 throw ExitCode(2)

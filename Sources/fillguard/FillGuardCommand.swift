@@ -12,6 +12,7 @@ struct FillGuardCommand: AsyncParsableCommand {
 
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {
+        ParentWatch.startIfAsked()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

@@ -41,4 +41,48 @@ struct CrashHarnessTests {
         #expect(object["failedRecoveries"] as? Int == 1)
         #expect(object["passed"] as? Bool == false)
     }
+
+    @Test("a session given its parent's id (as the harness gives it) ends once that parent is killed")
+    func sessionEndsWithItsParent() async throws {
+        // sh starts a 2-minute session in the background, as the harness would, and prints its pid.
+        let shell = Foundation.Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "\(CrashHarness.parentVariable)=$$ \"$0\" simulate --duration 120 --symbols 1 & echo $!; wait", Self.binary]
+        let output = Pipe()
+        shell.standardOutput = output
+        shell.standardError = FileHandle.nullDevice
+        try shell.run()
+        let reading = output.fileHandleForReading
+        var firstLine = Data()
+        while !firstLine.contains(UInt8(ascii: "\n")) {
+            let chunk = reading.availableData
+            if chunk.isEmpty { break }
+            firstLine += chunk
+        }
+        let session = try #require(Int32(String(decoding: firstLine, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        // Not waited for: Foundation hears of its end only when the session, which inherited its
+        // descriptors, has ended too.
+        kill(shell.processIdentifier, SIGKILL)
+        // The session alone holds the pipe now: its end is the end of the pipe.
+        let ended = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    DispatchQueue.global().async {
+                        _ = reading.readDataToEndOfFile()
+                        continuation.resume()
+                    }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(30)) // a failure guard, not synchronisation
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first { kill(session, SIGKILL) } // let the reader finish, and leave nothing running
+            return first
+        }
+        #expect(ended, "the session ran on after its parent was killed")
+    }
 }
