@@ -274,6 +274,20 @@ struct ReplayTests {
         #expect(byteByByte.finish().json == whole.json)
     }
 
+    @Test("a refusal quotes a huge value by its start and length; an empty symbol on a fill is malformed, as on an open")
+    func refusalsQuoteLongValuesShortly() {
+        let huge = String(repeating: "9", count: 100_000)
+        let trace = [Self.openLong, Self.fill("entry", huge, "E1"), Self.fill("entry", "1", "E2").replacingOccurrences(of: "}", with: ",\"symbol\":\"\"}"),
+                     Self.fill("entry", "1", "E3").replacingOccurrences(of: "\"entry\"", with: "\"" + String(repeating: "x", count: 5_000) + "\"")]
+        let report = TraceReplayer.replay(trace.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [2, 3, 4])
+        #expect(report.rejected.map(\.error.code) == [.invalidQuantity, .malformed, .malformed])
+        #expect(report.rejected.allSatisfy { $0.error.message.utf8.count < 200 }, "\(report.rejected.map(\.error.message.utf8.count))")
+        #expect(report.rejected.first?.error.message.hasSuffix("(100000 characters)") == true)
+        #expect(report.rejected[1].error.message == "field 'symbol' must not be empty")
+        #expect(report.positions.first?.netQuantity == 0)
+    }
+
     @Test("a line longer than the limit is refused without being kept, and the lines after it count")
     func overlongLineIsRefused() {
         var stream = TraceStream()

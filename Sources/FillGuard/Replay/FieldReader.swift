@@ -46,7 +46,7 @@ struct FieldReader {
 
     func side(_ name: String) throws(InputError) -> Side {
         let text = try string(name)
-        guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field '\(prefix)\(name)' must be buy or sell, got '\(text)'") }
+        guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field '\(prefix)\(name)' must be buy or sell, got '\(Self.shown(text))'") }
         return side
     }
 
@@ -62,7 +62,7 @@ struct FieldReader {
             let index = try integer("index")
             guard index >= 0 else { throw InputError(.malformed, "field 'index' must not be negative") }
             return .scaleIn(index)
-        default: throw InputError(.malformed, "field 'role' must be entry, scaleIn, stopLoss or takeProfit, got '\(text)'")
+        default: throw InputError(.malformed, "field 'role' must be entry, scaleIn, stopLoss or takeProfit, got '\(Self.shown(text))'")
         }
     }
 
@@ -87,7 +87,7 @@ struct FieldReader {
         guard let value = Price(text) else {
             throw InputError(.invalidPrice, "'\(prefix)\(name)' \(Self.why(text, places: Price.decimalPlaces))")
         }
-        guard value.units > 0 else { throw InputError(.invalidPrice, "'\(prefix)\(name)' must be positive, got \(text)") }
+        guard value.units > 0 else { throw InputError(.invalidPrice, "'\(prefix)\(name)' must be positive, got \(Self.shown(text))") }
         return value
     }
 
@@ -110,11 +110,20 @@ struct FieldReader {
         return text
     }
 
-    private static func why(_ text: String, places: Int) -> String {
-        let lower = text.lowercased()
+    /// `text` as an error message quotes it: whole when short, else its start and its length (a
+    /// line may hold a number of a million digits, which is not worth repeating).
+    static func shown(_ text: String) -> String {
+        let length = text.utf8.count
+        guard length > 64 else { return text }
+        return "\(text.prefix(32))… (\(length) characters)"
+    }
+
+    private static func why(_ original: String, places: Int) -> String {
+        let text = shown(original)
+        let lower = original.lowercased()
         if lower.contains("nan") || lower.contains("inf") { return "must be a finite number, got \(text)" }
         // A plain decimal ("-12.5") that did not convert has too many places or is too large.
-        let unsigned = text.first == "-" ? text.dropFirst() : Substring(text)
+        let unsigned = original.first == "-" ? original.dropFirst() : Substring(original)
         let parts = unsigned.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         let isDigits = { (part: Substring) in !part.isEmpty && part.allSatisfy { $0 >= "0" && $0 <= "9" } }
         if let whole = parts.first, isDigits(whole), parts.count == 1 || isDigits(parts[1]) {

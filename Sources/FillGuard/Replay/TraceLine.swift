@@ -28,10 +28,10 @@ public enum TraceLine: Sendable, Hashable {
         case "open": line = .open(try parseOpen(reader))
         case "fill": line = .fill(try parseFill(reader))
         case "brokerFault": line = .brokerFault(try parseFault(reader))
-        default: throw InputError(.malformed, "unknown line type '\(type)' (expected open, fill or brokerFault)")
+        default: throw InputError(.malformed, "unknown line type '\(FieldReader.shown(type))' (expected open, fill or brokerFault)")
         }
         let article = type == "open" ? "an" : "a"
-        unknownFields = Self.unknownFields(of: type, in: fields).map { "'\($0)' is not a field of \(article) \(type) line" }
+        unknownFields = Self.unknownFields(of: type, in: fields).map { "'\(FieldReader.shown($0))' is not a field of \(article) \(type) line" }
             + Self.unusedFields(of: line, in: fields)
         return line
     }
@@ -136,7 +136,7 @@ public enum TraceLine: Sendable, Hashable {
             case (let stop?, let limit?): return .stopLimit(stop: stop, limit: limit)
             }
         case let other?:
-            throw InputError(.malformed, "\(field) has unknown type '\(other)' (expected market, limit, stop or stopLimit)")
+            throw InputError(.malformed, "\(field) has unknown type '\(FieldReader.shown(other))' (expected market, limit, stop or stopLimit)")
         }
     }
 
@@ -144,6 +144,9 @@ public enum TraceLine: Sendable, Hashable {
         let role = try reader.role()
         let execID = try reader.string("execId")
         guard !execID.isEmpty else { throw InputError(.malformed, "field 'execId' must not be empty") }
+        if reader.has("symbol"), try reader.string("symbol").isEmpty {
+            throw InputError(.malformed, "field 'symbol' must not be empty") // as on an open line
+        }
         return TraceFill(
             position: PositionID(try reader.string("position")), role: role,
             quantity: try reader.quantity("quantity", mustBePositive: true), price: try reader.price("price"),
@@ -152,7 +155,7 @@ public enum TraceLine: Sendable, Hashable {
             leavesQuantity: try reader.optionalQuantity("leavesQuantity", allowZero: true),
             symbol: try reader.optionalString("symbol").map { Symbol($0) },
             side: try reader.optionalString("side").map { text throws(InputError) in
-                guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field 'side' must be buy or sell, got '\(text)'") }
+                guard let side = Side(rawValue: text) else { throw InputError(.malformed, "field 'side' must be buy or sell, got '\(FieldReader.shown(text))'") }
                 return side
             },
             commission: try reader.optionalMoney("commission") ?? .zero)
