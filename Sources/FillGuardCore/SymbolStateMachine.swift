@@ -987,7 +987,7 @@ public struct SymbolStateMachine: Sendable {
         }
         if let cancelledSuccessor {
             let stays = saidStaysLive ? "" : "; it stays live (\(orders[s].openQuantity))"
-            said += "\(stays); \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is cancelled: the role is not covered twice"
+            said += "\(stays); \(cancelledSuccessor.id), created to replace it (\(cancelledSuccessor.open)), is being cancelled so that the role is not covered twice"
         } else if operation.kind == .cancel, role.isProtective, orders[s].isLive, !onWrongSide {
             // Other orders of the role still live beside this one (a replacement whose own cancel
             // was refused too): the role's cover is their sum, which is what a person must see.

@@ -177,7 +177,7 @@ struct KnownFailuresTests {
         #expect(stops.map(\.0) == [old], "only the stop that could not be cancelled is live")
         #expect(stops.reduce(Quantity.zero) { $0 + $1.1.open } == 300, "300 of 400 covered, never 700")
         let alert = try #require(model.alerts.last)
-        #expect(alert.kind == .operationFailed && alert.message.contains("is cancelled: the role is not covered twice"))
+        #expect(alert.kind == .operationFailed && alert.message.contains("is being cancelled so that the role is not covered twice"))
         // Re-armed, the old stop's cancel goes through and one stop of the whole position follows.
         var actions: [SymbolStateMachine.Action] = []
         model.machine.rearm("P1", emitting: &actions)

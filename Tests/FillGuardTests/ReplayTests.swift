@@ -431,7 +431,7 @@ struct ReplayTests {
             #expect(covering.map(\.openQuantity) == [30], "\(role): \(position.liveOrders)")
         }
         #expect(report.alerts.contains { $0.message.contains("on the wrong side") })
-        #expect(!report.alerts.contains { $0.message.contains("is cancelled: the role is not covered twice") })
+        #expect(!report.alerts.contains { $0.message.contains("is being cancelled so that the role is not covered twice") })
     }
 
     @Test("a fill line with a side fills the role's order on that side: the old order the broker kept after a flip")
