@@ -397,11 +397,7 @@ final class SymbolLane: @unchecked Sendable {
                 context.reject(context.refined(error, orderID: report.orderID, reportedSymbol: symbol),
                                context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
                 // A fill of a known order refused as impossible may still be a trade at the broker.
-                if error.code == .overfill || error.code == .cumulativeWentBackwards, let order = machine.snapshot(of: report.orderID) {
-                    actions.append(.alert(Alert(
-                        kind: .fillRefused, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
-                        message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")))
-                }
+                if let alert = machine.alert(forRefused: report, error) { actions.append(.alert(alert)) }
             }
         case .broker(.orderStatus(let report)):
             do throws(InputError) {

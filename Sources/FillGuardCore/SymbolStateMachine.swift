@@ -681,6 +681,15 @@ public struct SymbolStateMachine: Sendable {
             stopLoss: position.stopLoss, takeProfit: position.takeProfit)
     }
 
+    /// The alert a fill refused with `error` raises when the refusal says it may still be a trade
+    /// at the broker (an overfill, a cumulative quantity going back) of an order this machine
+    /// knows; nil for other refusals.
+    public func alert(forRefused report: ExecutionReport, _ error: InputError) -> Alert? {
+        guard error.code == .overfill || error.code == .cumulativeWentBackwards, let order = snapshot(of: report.orderID) else { return nil }
+        return Alert(kind: .fillRefused, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
+                     message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
+    }
+
     /// A copy of one order.
     public func snapshot(of orderID: OrderID) -> OrderSnapshot? {
         guard let s = slot(of: orderID) else { return nil }

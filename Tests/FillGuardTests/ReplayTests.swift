@@ -288,6 +288,19 @@ struct ReplayTests {
         #expect(report.positions.first?.netQuantity == 0)
     }
 
+    @Test("an overfill or a cumulative quantity going back is refused and alerted as fillRefused, as the runtime does; other refusals are not")
+    func refusedFillsAreAlerted() {
+        let backwards = Self.fill("entry", "10", "E3").replacingOccurrences(of: "}", with: ",\"cumQuantity\":\"50\"}")
+        let trace = [Self.openLong, Self.fill("entry", "100", "E1").replacingOccurrences(of: "}", with: ",\"cumQuantity\":\"100\"}"),
+                     Self.fill("entry", "250", "E2"), backwards, Self.fill("entry", "1", "E1")]
+        let report = TraceReplayer.replay(trace.joined(separator: "\n"))
+        #expect(report.rejected.map(\.error.code) == [.overfill, .cumulativeWentBackwards, .duplicateExecution])
+        let refused = report.alerts.filter { $0.kind == .fillRefused }
+        #expect(refused.count == 2, "\(report.alerts)")
+        #expect(refused.first?.message.hasPrefix("fill E2 refused") == true && refused.first?.role == .entry && refused.first?.positionID == "P")
+        #expect(report.notices.contains { $0.hasPrefix("alert: fillRefused") })
+    }
+
     @Test("a line longer than the limit is refused without being kept, and the lines after it count")
     func overlongLineIsRefused() {
         var stream = TraceStream()

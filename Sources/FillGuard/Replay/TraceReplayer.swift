@@ -169,7 +169,13 @@ public struct TraceReplayer: Sendable {
             lastQuantity: fill.quantity, lastPrice: fill.price, cumulativeQuantity: fill.cumulativeQuantity,
             leavesQuantity: fill.leavesQuantity, commission: fill.commission)
         var actions: [SymbolStateMachine.Action] = []
-        try machine.apply(report, emitting: &actions)
+        do throws(InputError) {
+            try machine.apply(report, emitting: &actions)
+        } catch {
+            // As the runtime does: a fill refused as impossible may still be a trade at the broker.
+            if let alert = machine.alert(forRefused: report, error) { alerts.append(alert) }
+            throw error
+        }
         settle(&machine, actions)
     }
 
