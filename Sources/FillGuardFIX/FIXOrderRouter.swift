@@ -934,7 +934,8 @@ public struct FIXOrderRouter: Sendable {
     /// An Order Status report (ExecType I) that answers no status request but names a submit in
     /// flight: how FIX 4.4 lets a broker answer a NewOrderSingle resent with PossResend=Y that it
     /// had received already. The order exists, so the submit is acknowledged (rejected, when the
-    /// status says so; an order the broker has since cancelled or expired has ended). Fills come in
+    /// status says so; an order the broker has since cancelled or expired has ended; one still
+    /// pending new waits for its New). Fills come in
     /// their own reports. One whose Side or Symbol does not fit the order is not taken as an answer.
     private mutating func statusAnsweringASubmit(_ message: FIXMessage, clOrdID: String) -> [Output] {
         guard let orderID = resolve(clOrdID), let order = orders[orderID],
@@ -956,6 +957,9 @@ public struct FIXOrderRouter: Sendable {
             return end(orderID, .cancelled, reason: text)
         case "C":
             return end(orderID, .expired, reason: text)
+        case "A":
+            // Pending New: the broker has it but has not accepted it yet; its New comes later.
+            return [.ignored("order status pending new (A) for submit \(clOrdID)")]
         default:
             orders[orderID]?.acknowledged = true
             orders[orderID]?.learntPendingNew = false

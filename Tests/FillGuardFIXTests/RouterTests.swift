@@ -138,11 +138,16 @@ struct RouterTests {
                 guard case .event(.execution)? = router.received(bare).first else { Issue.record("not mapped by OrderID"); continue }
             }
         }
-        // A status whose Side does not fit the order answers nothing.
+        // A status whose Side does not fit the order answers nothing; nor does Pending New (its New comes later).
         var router = FIXOrderRouter()
         _ = router.submit(buy, transactTime: 0)
         let outputs = router.received(report("O1", execType: "I", execID: "S1", extra: [FIXField(54, "2")]))
         guard case .ignored? = outputs.first else { Issue.record("a sell status answered a buy: \(outputs)"); return }
+        guard case .ignored? = router.received(report("O1", execType: "I", execID: "S2", ordStatus: "A")).first else {
+            Issue.record("pending new settled the submit")
+            return
+        }
+        #expect(router.received(report("O1", execType: "0", execID: "X1")) == [.completed(key: "O1", error: nil)], "the New still settles it")
     }
 
     @Test("a fill under the ExecID of an earlier report of another kind is a new fill, never dropped as a repeat")
