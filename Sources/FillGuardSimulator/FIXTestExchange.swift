@@ -5,7 +5,8 @@ import Foundation
 public final class FIXTestExchange: Sendable {
     private let process: Process
     private let input: FileHandle
-    /// Its store and logs, a temporary directory of its own, removed when it stops.
+    /// Its store and logs, a temporary directory of its own: the exchange removes it when it ends
+    /// (also when this process died and its standard input closed), and `stop()` does too.
     private let work: URL
     /// The FIX port it listens on (loopback).
     public let port: Int
@@ -59,7 +60,7 @@ public final class FIXTestExchange: Sendable {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("fix-peer-\(UUID().uuidString)")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--spec", spec, "--dir", work.path] + arguments
+        process.arguments = ["--spec", spec, "--dir", work.path, "--remove-dir"] + arguments
         let stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin

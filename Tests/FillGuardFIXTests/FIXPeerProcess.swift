@@ -56,7 +56,7 @@ final class FIXPeerProcess: Sendable {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--spec", spec, "--dir", work.path] + arguments
+        process.arguments = ["--spec", spec, "--dir", work.path, "--remove-dir"] + arguments
         let stdin = Pipe()
         let stdout = Pipe()
         process.standardInput = stdin

@@ -15,7 +15,7 @@
 //
 // Usage: fix-peer --spec FIX44.xml --dir WORKDIR [--port N] [--sender EX] [--target FG]
 //                 [--auto-market SEED] [--tick-ms N] [--volatility-bp N] [--partial-above QTY]
-//                 [--partial-percent P] [--market-fills K] [--quiet] [--no-log]
+//                 [--partial-percent P] [--market-fills K] [--quiet] [--no-log] [--keep-running] [--remove-dir]
 
 #include <quickfix/Application.h>
 #include <quickfix/FileLog.h>
@@ -33,6 +33,7 @@
 #include <quickfix/Group.h>
 
 #include <arpa/inet.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -789,13 +790,14 @@ std::string command(Exchange& exchange, FIX::SessionID& id, const std::vector<st
 int main(int argc, char** argv) {
   std::string spec, dir, sender = "EX", target = "FG";
   int port = 0, tickMicros = 1000;
-  bool noLog = false, keepRunning = false, usage = false;
+  bool noLog = false, keepRunning = false, removeDir = false, usage = false;
   Exchange exchange;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--quiet") { exchange.quiet = true; continue; }
     if (flag == "--no-log") { noLog = true; continue; }
     if (flag == "--keep-running") { keepRunning = true; continue; }
+    if (flag == "--remove-dir") { removeDir = true; continue; }
     if (i + 1 >= argc) { usage = true; break; }
     std::string value = argv[++i];
     if (flag == "--spec") spec = value;
@@ -817,7 +819,7 @@ int main(int argc, char** argv) {
   if (usage || spec.empty() || dir.empty() || tickMicros < 1) {
     std::cerr << "usage: fix-peer --spec FIX44.xml --dir WORKDIR [--port N] [--sender EX] [--target FG]\n"
                  "                [--auto-market SEED] [--tick-ms N] [--volatility-bp N] [--partial-above QTY]\n"
-                 "                [--partial-percent P] [--market-fills K] [--quiet] [--no-log] [--keep-running]" << std::endl;
+                 "                [--partial-percent P] [--market-fills K] [--quiet] [--no-log] [--keep-running] [--remove-dir]" << std::endl;
     return 2;
   }
   std::mt19937 random(std::random_device{}());
@@ -894,6 +896,12 @@ int main(int argc, char** argv) {
   running = false;
   if (ticker.joinable()) ticker.join();
   acceptor->stop(true);
+  // A work directory of its own (a launcher's temporary one): gone with it, also when the launcher
+  // died and standard input ended without "quit".
+  if (removeDir) {
+    nftw(dir.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { ::remove(path); return 0; },
+         16, FTW_DEPTH | FTW_PHYS);
+  }
   say("BYE");
   return 0;
 }
