@@ -415,12 +415,16 @@ public struct FIXOrderRouter: Sendable {
         guard var order = orders[request.orderID] else {
             return .failed(BrokerError(.unknownOrder, "unknown order \(request.orderID)"))
         }
-        if let (key, inFlight) = inFlight(for: request.orderID) {
-            if inFlight.kind == .cancel {
-                var again = inFlight.message
-                again[97] = "Y"
-                return .send(again, key: key)
-            }
+        let inFlight = pending.orderKeys(of: request.orderID).compactMap { key in pending[key].map { (key: key, request: $0) } }
+        if let cancelling = inFlight.first(where: { $0.request.kind == .cancel }) {
+            var again = cancelling.request.message
+            again[97] = "Y"
+            return .send(again, key: cancelling.key)
+        }
+        // A cancel may go beside a submit still unanswered (FIX cancels an order by the ClOrdID it
+        // was sent with, before its acknowledgement): a broker that never answers the submit must
+        // not keep a stop live on a flat position. Any other request in flight goes first.
+        if !inFlight.isEmpty, !(inFlight.count == 1 && inFlight[0].request.kind == .submit && !order.acknowledged) {
             return .failed(BrokerError(.transient, "order \(request.orderID) has a request in flight"))
         }
         if order.done {
@@ -704,6 +708,11 @@ public struct FIXOrderRouter: Sendable {
             orders[orderID]?.clOrdID = clOrdID
             orders[orderID]?.cancelled = true
             if pending[clOrdID]?.kind == .cancel {
+                // A cancel sent beside an unanswered submit: the broker had the order, so the submit took.
+                if pending[orderID.rawValue]?.kind == .submit {
+                    orders[orderID]?.acknowledged = true
+                    outputs += complete(key: orderID.rawValue, expecting: .submit)
+                }
                 outputs += complete(key: clOrdID, expecting: .cancel)
                 outputs += finish(orderID, reason: "canceled")
             } else {
@@ -1063,15 +1072,24 @@ public struct FIXOrderRouter: Sendable {
             if request.kind == .cancel { return complete(key: clOrdID, expecting: .cancel) }
         }
         let error: BrokerError
+        var outputs: [Output] = []
         if message[102] == "1", (message[39] ?? "8") == "8" {
             // Unknown order (CxlRejReason 1, OrdStatus rejected): the broker does not hold it.
             error = BrokerError(.unknownOrder, text.isEmpty ? "unknown order" : text)
+            if let orderID = request.orderID, pending[orderID.rawValue]?.kind == .submit, orders[orderID]?.acknowledged == false {
+                // A cancel sent beside an unanswered submit, on the same sequenced session after
+                // it: the broker never took the submit. The order is over; a late answer to the
+                // submit is a report for an ended order.
+                orders[orderID]?.done = true
+                orders[orderID]?.rejected = true
+                outputs += fail(key: orderID.rawValue, BrokerError(.permanent, "the broker does not know order \(orderID): its NewOrderSingle was never taken"))
+            }
         } else if message[102] == "0" || terminal {
             error = BrokerError(.tooLate, text.isEmpty ? "too late to cancel" : text)
         } else {
             error = BrokerError(.permanent, text.isEmpty ? "cancel rejected (\(message[102] ?? "?"))" : text)
         }
-        return fail(key: clOrdID, error)
+        return fail(key: clOrdID, error) + outputs
     }
 
     /// Completes `key` successfully if it is pending (of the expected kind, when given).

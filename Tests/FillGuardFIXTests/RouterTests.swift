@@ -150,6 +150,35 @@ struct RouterTests {
         #expect(router.received(report("O1", execType: "0", execID: "X1")) == [.completed(key: "O1", error: nil)], "the New still settles it")
     }
 
+    @Test("a cancel goes beside a submit the broker never answered; its answer settles both (cancelled: the submit took; unknown: it never did)")
+    func cancelBesideAnUnansweredSubmit() throws {
+        for answer in ["canceled", "unknown"] {
+            var router = FIXOrderRouter()
+            _ = router.submit(buy, transactTime: 0)
+            #expect(router.modify(ModifyOrderRequest(orderID: "O1", symbol: "GLD", newQuantity: 50), transactTime: 0)
+                    == .failed(BrokerError(.transient, "order O1 has a request in flight")), "a modify still waits for the submit")
+            let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)))
+            #expect(cancel.msgType == "F" && cancel[41] == "O1" && cancel[11] == "O1~1" && cancel[37] == nil)
+            // Asked again (a timeout), the same cancel is resent, not a third request.
+            #expect(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0))?[97] == "Y")
+            if answer == "canceled" {
+                let outputs = router.received(report("O1~1", execType: "4", execID: "X1", ordStatus: "4", extra: [FIXField(41, "O1")]))
+                #expect(outputs.prefix(2) == [.completed(key: "O1", error: nil), .completed(key: "O1~1", error: nil)], "\(outputs)")
+                #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .succeeded)
+            } else {
+                var reject = FIXMessage(msgType: "9", fields: [
+                    FIXField(37, "NONE"), FIXField(11, "O1~1"), FIXField(41, "O1"), FIXField(39, "8"), FIXField(434, "1"), FIXField(102, "1"),
+                ])
+                reject[58] = "unknown order"
+                let outputs = router.received(reject)
+                #expect(outputs.first == .completed(key: "O1~1", error: BrokerError(.unknownOrder, "unknown order")), "\(outputs)")
+                guard case .completed("O1", let error?)? = outputs.dropFirst().first else { Issue.record("the submit stays pending: \(outputs)"); continue }
+                #expect(error.kind == .permanent)
+                #expect(router.submit(buy, transactTime: 0) == .failed(BrokerError(.permanent, "order O1 was rejected")))
+            }
+        }
+    }
+
     @Test("a fill under the ExecID of an earlier report of another kind is a new fill, never dropped as a repeat")
     func fillReusingTheExecIDOfANewIsApplied() {
         var router = FIXOrderRouter()
