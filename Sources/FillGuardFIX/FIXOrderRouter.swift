@@ -746,7 +746,7 @@ public struct FIXOrderRouter: Sendable {
             if pending[clOrdID]?.kind == .submit {
                 orders[orderID]?.done = true
                 orders[orderID]?.rejected = true
-                outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
+                outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? (message[103].map { "order rejected (OrdRejReason \($0))" } ?? "order rejected (no reason given)") : text))
             } else if pending[clOrdID] != nil {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "request rejected" : text))
             } else if let order = orders[orderID], order.acknowledged, !order.learntPendingNew {
@@ -947,9 +947,18 @@ public struct FIXOrderRouter: Sendable {
     /// pending new waits for its New). Fills come in
     /// their own reports. One whose Side or Symbol does not fit the order is not taken as an answer.
     private mutating func statusAnsweringASubmit(_ message: FIXMessage, clOrdID: String) -> [Output] {
-        guard let orderID = resolve(clOrdID), let order = orders[orderID],
-              message[54].flatMap(Self.side(code:)) == order.side, message[55].map({ Symbol($0) }) == order.symbol else {
-            return [.ignored("order status for submit \(clOrdID) that does not fit the order")]
+        guard let orderID = resolve(clOrdID), let order = orders[orderID] else {
+            return [.ignored("order status for submit \(clOrdID) of no known order")]
+        }
+        let symbol = message[55] ?? ""
+        guard message[54].flatMap(Self.side(code:)) == order.side, Symbol(symbol) == order.symbol else {
+            // Not taken as the answer (the submit waits on), but refused and answered, as any report that does not fit its order.
+            let sideFits = message[54].flatMap(Self.side(code:)) == order.side
+            let error = sideFits
+                ? InputError(.symbolMismatch, "order status says \(symbol) but order \(orderID) is for \(order.symbol)")
+                : InputError(.sideMismatch, "order status says Side \(message[54] ?? "-") but order \(orderID) is a \(order.side.rawValue)")
+            return [.refused(error, context: "order status (ExecType I) for submit \(clOrdID)", symbol: Symbol(symbol),
+                             answer: Self.businessReject(message, reason: 0, sideFits ? "Symbol \(symbol) is not the order's symbol" : "Side \(message[54] ?? "-") is not the order's side"))]
         }
         if let brokerOrderID = message[37], brokerOrderID != "NONE" {
             orders[orderID]?.brokerOrderID = brokerOrderID
@@ -960,7 +969,7 @@ public struct FIXOrderRouter: Sendable {
         case "8":
             orders[orderID]?.done = true
             orders[orderID]?.rejected = true
-            return fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "order rejected (\(message[103] ?? "?"))" : text))
+            return fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? (message[103].map { "order rejected (OrdRejReason \($0))" } ?? "order rejected (no reason given)") : text))
         case "4":
             orders[orderID]?.cancelled = true
             return end(orderID, .cancelled, reason: text)
@@ -1223,11 +1232,14 @@ extension FIXOrderRouter {
     /// An exact repeat is a duplicate. A fill repeated with other numbers is the broker
     /// contradicting itself: the first report stands (it may have been applied) and the runtime
     /// records and alerts it. A fill under an ExecID that a report of another kind took (a New,
-    /// say) repeats nothing: it is read as new, never dropped. A repeat of a fill that lacks its
-    /// numbers is a duplicate (the fill under that ExecID is in already).
+    /// say) repeats nothing: it is read as new, never dropped; nor is a trade bust or correction
+    /// under a fill's ExecID. A repeat of a fill that lacks its numbers is a duplicate (the fill
+    /// under that ExecID is in already).
     fileprivate func repeatOfATakenReport(_ message: FIXMessage, execID: String, execType: String,
                                           orderID: OrderID, symbol: String) -> [Output]? {
         guard seenExecIDs.contains(execID) else { return nil }
+        // A trade bust or correction under the ExecID of the fill it names is not that fill's repeat.
+        if execType == "H" || execType == "G", seenExecIDs.fillContent(of: execID) != nil { return nil }
         guard execType == "F" else { return [.duplicate(ExecutionID(execID))] }
         guard let first = seenExecIDs.fillContent(of: execID) else { return nil }
         guard let quantity = message[32].flatMap({ Quantity(Self.plainDecimal($0)) }),

@@ -28,7 +28,7 @@ struct RouterLifecycleTests {
         #expect(sentMessage(router.submit(stop, transactTime: 0))?[11] == "O1")
         // FillGuard stopped waiting (a timeout); the broker's reject comes afterwards.
         let rejected = router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "3")]))
-        #expect(rejected == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (3)"))])
+        #expect(rejected == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (OrdRejReason 3)"))])
         #expect(router.submit(stop, transactTime: 0) == .failed(BrokerError(.permanent, "order O1 was rejected")))
         // Learnt rejected from a status answer after a restart: the same.
         var restarted = FIXOrderRouter()

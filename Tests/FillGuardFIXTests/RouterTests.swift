@@ -142,7 +142,16 @@ struct RouterTests {
         var router = FIXOrderRouter()
         _ = router.submit(buy, transactTime: 0)
         let outputs = router.received(report("O1", execType: "I", execID: "S1", extra: [FIXField(54, "2")]))
-        guard case .ignored? = outputs.first else { Issue.record("a sell status answered a buy: \(outputs)"); return }
+        guard case .refused(let error, _, _, .businessReject(_, "8", _, 0, _)?)? = outputs.first, outputs.count == 1 else {
+            Issue.record("a sell status was not refused and answered: \(outputs)")
+            return
+        }
+        #expect(error.code == .sideMismatch)
+        guard case .refused(let other, _, _, _)? = router.received(report("O1", execType: "I", execID: "S3", extra: [FIXField(55, "SLV")])).first else {
+            Issue.record("a status for another symbol was not refused")
+            return
+        }
+        #expect(other.code == .symbolMismatch)
         guard case .ignored? = router.received(report("O1", execType: "I", execID: "S2", ordStatus: "A")).first else {
             Issue.record("pending new settled the submit")
             return
@@ -185,13 +194,18 @@ struct RouterTests {
         _ = router.submit(buy, transactTime: 0)
         _ = router.received(report("O1", execType: "0", execID: "X1"))
         let outputs = router.received(fill("O1", execID: "X1", last: "40", price: "248", cum: "40", leaves: "60.5"))
-        guard case .event(.execution(let report))? = outputs.first else {
+        guard case .event(.execution(let execution))? = outputs.first else {
             Issue.record("the fill was not passed on: \(outputs)")
             return
         }
-        #expect(report.executionID == "X1" && report.lastQuantity == 40 && report.cumulativeQuantity == 40)
+        #expect(execution.executionID == "X1" && execution.lastQuantity == 40 && execution.cumulativeQuantity == 40)
         // Now a fill took X1: its exact repeat is a duplicate.
         #expect(router.received(fill("O1", execID: "X1", last: "40", price: "248", cum: "40", leaves: "60.5")) == [.duplicate("X1")])
+        // A bust under the fill's own ExecID is not its repeat: a broker correction, alerted (once).
+        let bust = report("O1", execType: "H", execID: "X1", extra: [FIXField(19, "X1")])
+        guard case .event(.correction(let order, _, _))? = router.received(bust).first else { Issue.record("the bust was dropped"); return }
+        #expect(order == "O1")
+        #expect(router.received(bust) == [.duplicate("X1")])
     }
 
     @Test("a fill without ClOrdID maps by the broker's OrderID; one naming no known order is refused and answered, never dropped")
