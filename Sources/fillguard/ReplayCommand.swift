@@ -11,7 +11,7 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             One JSON object per line: {"type":"open",...}, {"type":"fill",...}, {"type":"brokerFault",...}; \
             the fields of each are in README.md, "Replaying a trace". Alerts (an operation that failed \
-            for good, a flip) are listed after the state; with --json they go to standard error.
+            for good, overdue fills, a flip, a fill refused that the broker may have traded) are listed after the state; with --json they go to standard error.
 
             Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file. \
             A role the scripted broker kept from being right (an operation that failed for good) is \
