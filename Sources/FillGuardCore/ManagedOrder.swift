@@ -227,6 +227,11 @@ struct ManagedOrder: Sendable, Codable {
         isDone ? .zero : quantity - filled
     }
 
+    /// The most the broker may hold open: a modify that timed out may have set a larger size.
+    var largestOpenQuantity: Quantity {
+        isDone ? .zero : (quantity > uncertainHigh ? quantity : uncertainHigh) - filled
+    }
+
     /// The most a fill may take the filled quantity to: the larger of the accepted quantity and
     /// any modify in flight (the broker may have applied either).
     var fillLimit: Quantity {

@@ -96,6 +96,9 @@ public struct SymbolStateMachine: Sendable {
         /// Protective roles whose last operation failed for good (bit 0: stop-loss, bit 1:
         /// take-profit); not retried until the next fill.
         var blockedRoles: UInt8 = 0
+        /// Protective roles (same bits) whose order the broker ended on its own since the
+        /// position's last fill: a second end waits for the re-arm instead of a new order at once.
+        var rolesEndedByBroker: UInt8 = 0
         var ledger = PositionLedger()
         /// Every order of the bracket, oldest first.
         var orderSlots: [Int32] = []
@@ -112,7 +115,23 @@ public struct SymbolStateMachine: Sendable {
         }
 
         private enum CodingKeys: String, CodingKey {
-            case id, side, stopLoss, takeProfit, timeInForce, status, blockedRoles, ledger, orderSlots, nextOrderNumber
+            case id, side, stopLoss, takeProfit, timeInForce, status, blockedRoles, rolesEndedByBroker, ledger, orderSlots, nextOrderNumber
+        }
+
+        /// Decodes a position; images written before `rolesEndedByBroker` existed have none.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            id = try container.decode(PositionID.self, forKey: .id)
+            side = try container.decode(Side.self, forKey: .side)
+            stopLoss = try container.decodeIfPresent(Price.self, forKey: .stopLoss)
+            takeProfit = try container.decodeIfPresent(Price.self, forKey: .takeProfit)
+            timeInForce = try container.decode(TimeInForce.self, forKey: .timeInForce)
+            status = try container.decode(PositionStatus.self, forKey: .status)
+            blockedRoles = try container.decode(UInt8.self, forKey: .blockedRoles)
+            rolesEndedByBroker = try container.decodeIfPresent(UInt8.self, forKey: .rolesEndedByBroker) ?? 0
+            ledger = try container.decode(PositionLedger.self, forKey: .ledger)
+            orderSlots = try container.decode([Int32].self, forKey: .orderSlots)
+            nextOrderNumber = try container.decode(Int.self, forKey: .nextOrderNumber)
         }
 
         static func bit(_ role: OrderRole) -> UInt8 {
@@ -261,6 +280,7 @@ public struct SymbolStateMachine: Sendable {
         let netAfter = positions[p].ledger.net
         positions[p].status = netAfter.isZero ? .closed : .open
         positions[p].blockedRoles = 0
+        positions[p].rolesEndedByBroker = 0
         rearmFailedOrders(of: p)
         if emitsChangeActions { actions.append(.positionChanged(positions[p].id)) }
         // Through flat to the side opposite the bracket's, from either side of flat or from flat
@@ -398,8 +418,21 @@ public struct SymbolStateMachine: Sendable {
         let role = orders[s].role
         if role.isProtective, orders[s].target != .cancelled {
             let id = orders[s].id
-            actions.append(.alert(Alert(kind: .protectiveEndedByBroker, positionID: positions[p].id, symbol: symbol, orderID: id, role: role,
-                                        message: "broker ended \(role) \(id) (\(status.rawValue)\(report.reason.isEmpty ? "" : ": \(report.reason)")); re-protecting \(positions[p].ledger.net.magnitude)")))
+            let ended = "broker ended \(role) \(id) (\(status.rawValue)\(report.reason.isEmpty ? "" : ": \(report.reason)"))"
+            let bit = PositionState.bit(role)
+            if positions[p].rolesEndedByBroker & bit != 0, positions[p].status == .open {
+                // The broker ended this role's order before, with no fill since: a broker that
+                // ends every new order (a price band, a closed market) is not sent one after
+                // another at its own pace; the role waits for the re-arm, as after a refusal.
+                positions[p].blockedRoles |= bit
+                actions.append(.alert(Alert(kind: .protectiveEndedByBroker, positionID: positions[p].id, symbol: symbol, orderID: id, role: role,
+                                            message: "\(ended), again since the last fill; re-protecting \(positions[p].ledger.net.magnitude) after the re-arm")))
+                actions.append(.scheduleRearm(positions[p].id))
+            } else {
+                positions[p].rolesEndedByBroker |= bit
+                actions.append(.alert(Alert(kind: .protectiveEndedByBroker, positionID: positions[p].id, symbol: symbol, orderID: id, role: role,
+                                            message: "\(ended); re-protecting \(positions[p].ledger.net.magnitude)")))
+            }
         }
         if role == .entry, orders[s].filled.isZero, positions[p].ledger.net.isZero, positions[p].status == .pending {
             positions[p].status = .closed
@@ -565,14 +598,14 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
-    /// A live protective order of an open position, not being replaced, that covers more than
-    /// the position (its resize down failed).
+    /// A live protective order of an open position, not being replaced, that covers (or may, after
+    /// a modify up that timed out) more than the position (its resize down failed).
     private func overCovers(_ s: Int) -> Bool {
         let p = Int(orders[s].position)
         let net = positions[p].ledger.net
         guard orders[s].role.isProtective, orders[s].isLive, !orders[s].retiring, !net.isZero,
               positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy) else { return false }
-        return orders[s].openQuantity > net.magnitude
+        return orders[s].largestOpenQuantity > net.magnitude
     }
 
     /// Ends an order the broker never took and that is no longer wanted.
@@ -862,7 +895,9 @@ public struct SymbolStateMachine: Sendable {
         case (.accepted, .open(let size)):
             let open = orders[s].openQuantity
             guard configuration.nativeModify, size != open || orders[s].hasUncertainSize else { return nil }
-            return size < open ? .reduce : .increase
+            // A size the broker may hold after a modify up that timed out counts too: bringing it
+            // down is risk-reducing work even when the size last confirmed is already right.
+            return size < orders[s].largestOpenQuantity ? .reduce : .increase
         }
     }
 
@@ -904,11 +939,12 @@ public struct SymbolStateMachine: Sendable {
             // cancelled instead (risk-reducing work goes first), and the role gets a new order of
             // the right size: once the cancel is answered, or at once with createThenCancel (the
             // over-coverage then lasts one round trip). Only a failed cancel leaves it alerted.
+            let covers = orders[s].largestOpenQuantity
             retire(s, successor: -1, emitting: &actions)
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             actions.append(.alert(Alert(
                 kind: .operationFailed, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                message: "\(message); it covers \(orders[s].openQuantity) of \(positions[p].ledger.net.magnitude), so it is cancelled and replaced")))
+                message: "\(message); it covers \(covers) of \(positions[p].ledger.net.magnitude), so it is cancelled and replaced")))
             plan(p, emitting: &actions)
             return
         }
@@ -962,7 +998,7 @@ public struct SymbolStateMachine: Sendable {
                 if orders[other].cancelMayHaveTakenEffect || orders[other].inFlight?.kind == .cancel { continue }
                 orders[other].retiring = false
                 if overCovers(other) {
-                    cancelledOversized = orders[other].openQuantity
+                    cancelledOversized = orders[other].largestOpenQuantity
                     retire(other, successor: -1, emitting: &actions)
                     continue
                 }

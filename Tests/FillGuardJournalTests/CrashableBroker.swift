@@ -22,6 +22,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var beforeFirstPositions: (@Sendable () -> Void)?
         var forgedExecutions: [ExecutionReport] = []
         var throttledCancels = 0
+        var lost: Set<OrderID> = []
     }
 
     let exchange: SimulatedExchange
@@ -139,8 +140,17 @@ final class CrashableBroker: Broker, BrokerQueries {
     /// The next `count` cancels are refused as transient (not forwarded).
     func throttleNextCancels(_ count: Int) { state.withLock { $0.throttledCancels = count } }
 
-    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { try await exchange.orderState(id, symbol: symbol) }
-    func openOrders() async throws(BrokerError) -> [BrokerOrderState] { try await exchange.openOrders() }
+    /// From now on the broker's queries do not know `id` (a broker that lost the order).
+    func lose(_ id: OrderID) { state.withLock { _ = $0.lost.insert(id) } }
+
+    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
+        if state.withLock({ $0.lost.contains(id) }) { return nil }
+        return try await exchange.orderState(id, symbol: symbol)
+    }
+    func openOrders() async throws(BrokerError) -> [BrokerOrderState] {
+        let lost = state.withLock { $0.lost }
+        return try await exchange.openOrders().filter { !lost.contains($0.orderID) }
+    }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
         let forged = state.withLock { $0.forgedExecutions.filter { $0.symbol == symbol } }
         return try await exchange.executions(of: symbol) + forged

@@ -186,6 +186,14 @@ extension FillManager {
                 }
                 let (result, outcome) = Self.outcome(of: operation, given: state)
                 correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: operation.orderID, message: outcome))
+                // An order the broker took and then ended while FillGuard was down (a day order
+                // expired, an exchange cancel): its end goes first, so the answer finds it ended
+                // and the role gets a new order (it is not kept as working, nor left waiting for fills).
+                // (A submit the broker rejected is answered as refused instead.)
+                if operation.kind != .cancel, let state, state.status != .rejected || operation.kind == .modify,
+                   let ended = Self.ending(state.status) {
+                    endedWhileDown(operation.orderID, ended, on: lane, correct: correct)
+                }
                 lane.enqueue(.completed(operation, result, wasProbe: false))
             }
             // 5. Orders believed live that ended at the broker, or that it does not know.
@@ -197,17 +205,8 @@ extension FillManager {
                     lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: order.id, symbol: symbol, outcome: .cancelled, reason: "missing at the broker after restart"))))
                     continue
                 }
-                let outcome: OrderStatusReport.Outcome?
-                switch state.status {
-                case .cancelled: outcome = .cancelled
-                case .expired: outcome = .expired
-                case .rejected: outcome = .rejected
-                default: outcome = nil
-                }
-                if let outcome {
-                    correct(ReconciliationCorrection(kind: .orderEndedAtBroker, symbol: symbol, orderID: order.id,
-                                                     message: "ended at the broker (\(outcome.rawValue)) while FillGuard was down"))
-                    lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: order.id, symbol: symbol, outcome: outcome, reason: "found ended after restart"))))
+                if let outcome = Self.ending(state.status) {
+                    endedWhileDown(order.id, outcome, on: lane, correct: correct)
                 }
             }
             await resumeWork(on: lane, view: view, correct: correct)
@@ -382,18 +381,39 @@ extension FillManager {
         }
     }
 
+    /// How an order the broker holds has ended, unless it is live or filled.
+    static func ending(_ status: OrderStatus) -> OrderStatusReport.Outcome? {
+        switch status {
+        case .cancelled: .cancelled
+        case .expired: .expired
+        case .rejected: .rejected
+        default: nil
+        }
+    }
+
+    /// Books the end at the broker of an order FillGuard has as live, found while reconciling.
+    private func endedWhileDown(_ orderID: OrderID, _ outcome: OrderStatusReport.Outcome, on lane: SymbolLane,
+                                correct: (ReconciliationCorrection) -> Void) {
+        correct(ReconciliationCorrection(kind: .orderEndedAtBroker, symbol: lane.symbol, orderID: orderID,
+                                         message: "ended at the broker (\(outcome.rawValue)) while FillGuard was down"))
+        lane.enqueue(.broker(.orderStatus(OrderStatusReport(orderID: orderID, symbol: lane.symbol, outcome: outcome, reason: "found ended after restart"))))
+    }
+
     /// The outcome of an operation whose answer was lost, from the order's state at the broker.
     static func outcome(of operation: OrderOperation, given state: BrokerOrderState?) -> (Result<Void, BrokerError>, String) {
         let name = "\(operation.kind.rawValue) \(operation.orderID)"
         switch operation.request {
         case .submit:
-            guard state != nil else {
+            guard let state else {
                 return (.failure(BrokerError(.transient, "not at the broker after restart")), "\(name): the broker never got it; it will be sent again")
+            }
+            if state.status == .rejected {
+                return (.failure(BrokerError(.permanent, "rejected by the broker")), "\(name): the broker rejected it")
             }
             return (.success(()), "\(name): the broker has it; accepted")
         case .modify(let request):
             guard let state else {
-                return (.failure(BrokerError(.permanent, "order unknown to the broker")), "\(name): the broker does not know the order")
+                return (.failure(BrokerError(.unknownOrder, "order unknown to the broker")), "\(name): the broker does not know the order; it is taken as ended")
             }
             if !state.status.isLive {
                 return (.failure(BrokerError(.tooLate, "order ended")), "\(name): the order had ended (\(state.status.rawValue)); too late")

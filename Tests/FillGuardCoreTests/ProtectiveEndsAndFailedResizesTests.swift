@@ -1,0 +1,113 @@
+import FillGuardCore
+import Testing
+
+/// A protective order the broker may hold larger than the position, and one the broker keeps
+/// ending on its own: rule 6 (never over-sell, never left without cover longer than needed)
+/// and a bounded pace of new orders.
+@Suite("Protective ends and failed resizes")
+struct ProtectiveEndsAndFailedResizesTests {
+    enum LastFailure: String, CaseIterable, Sendable { case refused, retriesUsedUp }
+
+    /// Long 300; a scale-in fill makes it 600 and the stop's modify to 600 times out after the
+    /// broker applied it; the target then fills 300 (net 300) and the stop's resize back down
+    /// fails for good. The broker may hold the stop at 600, twice the position: it is cancelled
+    /// and replaced, as for any protective order whose resize down failed.
+    @Test("a stop that may hold a timed-out increase is cancelled and replaced when its resize down fails for good",
+          arguments: LastFailure.allCases)
+    func timedOutIncreaseThenFailedReduction(last: LastFailure) throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        let stopModify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        model.complete(stopModify, failing: .timedOut("no answer"), applied: true)
+        #expect(model.truth[stop.id]?.quantity == 600)
+        let targetModify = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .modify })
+        model.complete(targetModify)
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        #expect(model.snapshot("P1").netQuantity == 300)
+        // The settling modify of the stop (to 300) brings down what the broker may hold: it is
+        // risk-reducing work.
+        model.fireRetries()
+        let retried = model.pull()
+        #expect(retried.first { $0.orderID == stop.id }?.priority == .reduce)
+        let retry = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        switch last {
+        case .refused:
+            model.complete(retry, failing: .permanent("order pending replace"))
+        case .retriesUsedUp:
+            model.complete(retry, failing: .transient("connection down"))
+            model.fireRetries()
+            model.pull()
+            let again = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+            model.complete(again, failing: .transient("connection down"))
+        }
+        #expect(model.alerts.contains { $0.kind == .operationFailed && $0.message.contains("covers 600 of 300, so it is cancelled and replaced") },
+                "\(model.alerts.map(\.message))")
+        model.settle()
+        let stops = model.brokerLive("P1", .stopLoss)
+        #expect(model.truth[stop.id]?.live == false, "the stop that may hold 600 is cancelled at the broker")
+        #expect(stops.map(\.1.open) == [300], "one stop of the position's 300 at the broker: \(stops.map(\.1.open))")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    /// The broker takes each new stop and then ends it on its own (a late reject: a price band,
+    /// a closed market). The first end gets a new stop at once; another before any fill waits
+    /// for the re-arm, as a refused submit does, instead of a new order at the broker's pace.
+    @Test("a broker that keeps ending the stop gets a new one at once the first time, then after each re-arm")
+    func repeatedEndsWaitForTheRearm() throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        func endStop(_ model: inout ModelBroker) throws -> [SymbolStateMachine.Action] {
+            let stop = try #require(model.live("P1", .stopLoss))
+            model.truth[stop.id]?.live = false
+            var actions: [SymbolStateMachine.Action] = []
+            try model.machine.apply(OrderStatusReport(orderID: stop.id, symbol: "GLD", outcome: .rejected, reason: "price band"), emitting: &actions)
+            return actions
+        }
+        func stopSubmits(_ model: ModelBroker) -> Int { model.sent.filter { $0.role == .stopLoss && $0.kind == .submit }.count }
+        func rearms(_ actions: [SymbolStateMachine.Action]) -> Int {
+            actions.filter { if case .scheduleRearm = $0 { return true } else { return false } }.count
+        }
+        #expect(stopSubmits(model) == 1)
+        // First end: re-protected at once.
+        #expect(rearms(try endStop(&model)) == 0)
+        model.settle()
+        #expect(stopSubmits(model) == 2)
+        #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [300])
+        // Second end with no fill between: the role waits for the re-arm.
+        let second = try endStop(&model)
+        #expect(rearms(second) == 1)
+        let said = second.compactMap { if case .alert(let alert) = $0 { return alert.message } else { return nil } }
+        #expect(said.count == 1 && said[0].hasSuffix("again since the last fill; re-protecting 300 after the re-arm"), "\(said)")
+        model.settle()
+        #expect(stopSubmits(model) == 2, "no new stop before the re-arm")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty, "a role waiting for its re-arm is not a violation")
+        #expect(model.machine.positionsAwaitingRearm == ["P1"])
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        #expect(stopSubmits(model) == 3)
+        // And after each re-arm, the next end waits again.
+        #expect(rearms(try endStop(&model)) == 1)
+        model.settle()
+        #expect(stopSubmits(model) == 3)
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        #expect(stopSubmits(model) == 4)
+        // A fill starts afresh: the next end is re-protected at once.
+        try model.fill("P1", .scaleIn(0), 100, at: "98")
+        model.settle()
+        #expect(rearms(try endStop(&model)) == 0)
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [400])
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+}

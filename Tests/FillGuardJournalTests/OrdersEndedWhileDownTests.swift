@@ -1,0 +1,111 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import Testing
+
+/// Orders whose operation was unanswered when the process died, and that the broker ended (or
+/// lost) before the restart: recovery books the end, so the role gets a new order, rather than
+/// showing a stop the broker no longer has.
+@Suite("Recovery: orders ended while down")
+struct OrdersEndedWhileDownTests {
+    static let symbol: Symbol = "GLD"
+
+    private func exchange() -> SimulatedExchange {
+        var configuration = SimulatorConfiguration(seed: 7)
+        configuration.partialFillAbove = nil
+        configuration.volatilityBasisPoints = 0
+        return SimulatedExchange(configuration: configuration, symbols: [Self.symbol: Price("248")!])
+    }
+
+    private func bracket() -> BracketSpec {
+        BracketSpec(positionID: "P1", symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
+                    stopLoss: Price("240"), takeProfit: Price("260"),
+                    scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("246")!)),
+                               BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("244")!))])
+    }
+
+    private static func isStop(_ order: SimulatedOrder) -> Bool {
+        if case .stop = order.type { return true } else { return false }
+    }
+
+    /// The stop's submit reached the exchange and the process died before its answer; while it
+    /// was down the exchange ended the stop (a day order expiring, an exchange cancel).
+    @Test("a stop whose submit was unanswered and that the broker ended while down gets a new stop")
+    func endedAfterAnUnansweredSubmit() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        first.connection.holdAcknowledgements()
+        try await first.manager.open(bracket())
+        await first.connection.waitForHeldRequests(5)
+        await first.journal.flush()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
+        let survivor = first.kill()
+        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        await second.settle()
+        let position = try #require(await second.manager.position("P1"))
+        #expect(position.netQuantity == 300)
+        #expect(second.report.corrections.contains { $0.kind == .orderEndedAtBroker && $0.orderID == stop.id })
+        #expect(position.orders.first { $0.id == stop.id }?.status == .cancelled)
+        let newStop = try #require(position.liveOrder(.stopLoss))
+        #expect(newStop.id != stop.id && newStop.openQuantity == 300)
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).map(\.id) == [newStop.id])
+        #expect(await second.manager.invariantViolations().isEmpty)
+    }
+
+    /// The stop's modify (up, after a scale-in fill) was unanswered at the crash, and the exchange
+    /// cancelled the stop while the process was down: it is not left waiting for fills.
+    @Test("a stop whose modify was unanswered and that the broker cancelled while down gets a new stop")
+    func cancelledAfterAnUnansweredModify() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
+        first.connection.holdAcknowledgements()
+        exchange.setPrice(Price("246")!, of: Self.symbol)
+        exchange.step()
+        await first.connection.waitForHeldRequests(2) // the stop's and the target's modifies to 600
+        await first.journal.flush()
+        let survivor = first.kill()
+        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        await second.settle()
+        let position = try #require(await second.manager.position("P1"))
+        #expect(position.netQuantity == 600 && exchange.netPosition(of: Self.symbol) == 600)
+        let newStop = try #require(position.liveOrder(.stopLoss))
+        #expect(newStop.id != stop.id && newStop.openQuantity == 600 && newStop.failure == nil)
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).map(\.openQuantity) == [600])
+        #expect(await second.manager.invariantViolations().isEmpty)
+    }
+
+    /// The stop's modify was unanswered at the crash and the broker, asked after the restart, does
+    /// not know the order: as when a live modify is answered so, the order is taken as ended and
+    /// the role gets a new one at once (not blocked as refused until a re-arm, which this
+    /// configuration never does).
+    @Test("a stop whose modify was unanswered and that the broker no longer knows is replaced at once")
+    func unknownAfterAnUnansweredModify() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
+        first.connection.holdAcknowledgements()
+        exchange.setPrice(Price("246")!, of: Self.symbol)
+        exchange.step()
+        await first.connection.waitForHeldRequests(2)
+        await first.journal.flush()
+        let survivor = first.kill()
+        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
+
+        let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.lose(stop.id) })
+        await second.settle()
+        #expect(second.report.corrections.contains { $0.kind == .resolvedOperation && $0.orderID == stop.id && $0.message.contains("does not know the order") })
+        let position = try #require(await second.manager.position("P1"))
+        let newStop = try #require(position.liveOrder(.stopLoss))
+        #expect(newStop.id != stop.id && newStop.openQuantity == 600 && newStop.failure == nil)
+        #expect(await second.manager.invariantViolations().isEmpty)
+    }
+}
