@@ -72,6 +72,11 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         guard !positionID.rawValue.isEmpty, !symbol.name.isEmpty else {
             throw InputError(.malformed, "a bracket needs a position id and a symbol")
         }
+        // A control character (a NUL, a line break) is no ticker, and a journal's storage or a
+        // protocol could cut the symbol there, mixing it up with another.
+        guard !symbol.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw InputError(.malformed, "symbol \(symbol.name.debugDescription) contains a control character")
+        }
         for (name, price) in [("stopLoss", stopLoss), ("takeProfit", takeProfit)] {
             if let price, price.units <= 0 || price > .maximum {
                 throw InputError(.invalidPrice, "\(name) must be positive, got \(price)")

@@ -58,7 +58,7 @@ enum DecimalText {
     /// Formats integer units of 10^-scale as the shortest exact decimal ("300", "-12.5").
     static func format(_ units: Int128, scale: Int) -> String {
         let negative = units < 0
-        let magnitude = negative ? UInt128(-units) : UInt128(units)
+        let magnitude = units.magnitude // Int128.min too: it has no positive counterpart
         var divisor: UInt128 = 1
         for _ in 0..<scale { divisor *= 10 }
         let whole = magnitude / divisor

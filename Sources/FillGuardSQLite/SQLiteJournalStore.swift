@@ -31,6 +31,8 @@ public final class SQLiteJournalStore: JournalStore {
     private let lastWritten = Mutex<[String: Int64]>([:])
     /// The lock that makes this store the journal's only writer, held until `close()`.
     private let writerLock: WriterLock
+    /// Set by the first `close()`: the connections are gone, so nothing may touch them again.
+    private let closed = Mutex(false)
     /// The file.
     public let path: String
     /// The journal's identity, made when the journal was created (companion files, such as the
@@ -211,6 +213,7 @@ public final class SQLiteJournalStore: JournalStore {
     /// Appends a batch in one transaction: a frame per symbol, in the batch's order (a snapshot
     /// closes the frames before it, replaces the symbol's snapshot and deletes the frames it covers).
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
+        try refuseIfClosed()
         do {
             let committed = try await pool.write { db in
                 let insert = try db.cachedStatement(sql: "INSERT INTO frames (symbol, last_seq, body, prev_seq) VALUES (?, ?, ?, ?)")
@@ -256,6 +259,7 @@ public final class SQLiteJournalStore: JournalStore {
     /// Loads per the contract; a torn tail is deleted from the file with a notice. A row whose
     /// columns do not hold what a journal writes (a NULL, text for a number) is corruption.
     public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
+        try refuseIfClosed()
         let rows: [JournalAssembly.Row]
         let snapshots: [JournalRecord]
         // Records are numbered in append order (frame row id, then place in the frame); the
@@ -345,6 +349,7 @@ public final class SQLiteJournalStore: JournalStore {
 
     /// Whether the journal holds anything a session wrote (a record or a snapshot).
     public func holdsRecords() throws(JournalError) -> Bool {
+        try refuseIfClosed()
         do {
             return try pool.read { db in
                 try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM frames) OR EXISTS (SELECT 1 FROM snapshots)") ?? false
@@ -356,6 +361,7 @@ public final class SQLiteJournalStore: JournalStore {
 
     /// A value the application keeps with the journal under `key` (see `setSetting`), if any.
     public func setting(_ key: String) throws(JournalError) -> String? {
+        try refuseIfClosed()
         do {
             return try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: ["setting." + key]) }
         } catch {
@@ -366,6 +372,7 @@ public final class SQLiteJournalStore: JournalStore {
     /// Keeps `value` with the journal under `key`: settings a later recovery must use, such as
     /// whether the broker had native modify. Kept apart from the journal's own rows.
     public func setSetting(_ key: String, _ value: String) throws(JournalError) {
+        try refuseIfClosed()
         do {
             try pool.write { db in
                 try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: ["setting." + key, value])
@@ -379,9 +386,19 @@ public final class SQLiteJournalStore: JournalStore {
     /// write-ahead log into the database file first, so that the file alone (a copy of it, say)
     /// holds the whole journal after a clean close.
     public func close() async {
+        let first = closed.withLock { closed -> Bool in
+            defer { closed = true }
+            return !closed
+        }
+        guard first else { return }
         _ = try? await pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         try? pool.close()
         writerLock.release()
+    }
+
+    /// Throws `closed` once the store is closed: a closed SQLite connection must not be used.
+    private func refuseIfClosed() throws(JournalError) {
+        if closed.withLock({ $0 }) { throw JournalError(.closed, "the journal at \(path) is closed") }
     }
 }
 

@@ -21,6 +21,14 @@ struct FixedPointTests {
         #expect(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, stopLoss: 245, takeProfit: 250).takeProfit == Price("250"))
     }
 
+    @Test("the extremes of each type print exactly, the most negative too")
+    func extremesPrint() {
+        #expect(Money(units: .min).description == "-17014118346046923173168.7303715884105728")
+        #expect(Money(units: .max).description == "17014118346046923173168.7303715884105727")
+        #expect(Quantity(units: .min).description == "-92233720368.54775808")
+        #expect(Price(units: .min).description == "-92233720368.54775808")
+    }
+
     @Test("bad decimals are refused", arguments: ["", "abc", "1.2.3", "NaN", "inf", "-Infinity", "1e5", "0.000000001", "1,5", "1000000000.00000001", "92233720368.54775807",
                                                      // An odd form is not guessed at (a space, a plus, a bare point).
                                                      " 1", "1 ", "\t1", "+1", ".5", "5.", "-.5", "-", "1. 5", "--1"])

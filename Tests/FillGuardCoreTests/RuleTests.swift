@@ -370,6 +370,8 @@ struct RuleTests {
             (report(""), .malformed),
             ({ var huge = report("I"); huge.commission = Money(units: .max); return huge }(), .invalidCommission),
             ({ var huge = report("J"); huge.commission = -ExecutionReport.maximumCommission - Money(units: 1); return huge }(), .invalidCommission),
+            // The most negative amount has no positive counterpart: its message must still print it.
+            ({ var huge = report("K"); huge.commission = Money(units: .min); return huge }(), .invalidCommission),
         ]
         for (bad, code) in cases {
             var actions: [SymbolStateMachine.Action] = []
@@ -400,6 +402,12 @@ struct RuleTests {
         var unnamed = BracketSpec.test(side, id: "P5", symbol: "GLD")
         unnamed.positionID = PositionID("")
         #expect { try fresh.open(unnamed) } throws: { ($0 as? InputError)?.code == .malformed }
+        // A symbol with a control character in it: a store or a protocol could cut it there.
+        for symbol in ["B\u{0}B", "A\nB", "\u{1}X"] {
+            var model = ModelBroker(Symbol(symbol))
+            #expect { try model.open(.test(side, id: "P6", symbol: Symbol(symbol))) } throws: { ($0 as? InputError)?.code == .malformed }
+            #expect(model.machine.snapshot(of: PositionID("P6")) == nil)
+        }
     }
 
     @Test("one position per symbol: a new bracket waits until the closed one's orders are done at the broker", arguments: sides)

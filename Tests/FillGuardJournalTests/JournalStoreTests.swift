@@ -2,6 +2,7 @@
 import FillGuardCore
 import FillGuardJournalContract
 import FillGuardSQLite
+import FillGuardSimulator
 import Foundation
 import GRDB
 import Synchronization
@@ -281,6 +282,48 @@ struct JournalStoreTests {
         let contents = try await second.load(notices: { _ in })
         #expect(contents.lanes["AAA"]?.records.count == 1)
         await second.close()
+    }
+
+    @Test("SQLite: a second close does nothing, and a closed store refuses its work as closed instead of touching a closed connection")
+    func sqliteClosedStore() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        await store.close()
+        await store.close()
+        await #expect { try await store.append([JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .input, payload: [1, 2])]) } throws: {
+            ($0 as? JournalError)?.code == .closed
+        }
+        await #expect { _ = try await store.load(notices: { _ in }) } throws: { ($0 as? JournalError)?.code == .closed }
+        #expect { _ = try store.holdsRecords() } throws: { ($0 as? JournalError)?.code == .closed }
+        #expect { _ = try store.setting("x") } throws: { ($0 as? JournalError)?.code == .closed }
+        #expect { try store.setSetting("x", "y") } throws: { ($0 as? JournalError)?.code == .closed }
+        // Its lock went with the first close: the file opens again, with what was written.
+        let again = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        #expect(try await again.load(notices: { _ in }).lanes["AAA"]?.records.count == 1)
+        await again.close()
+    }
+
+    @Test("a journal closed by hand, then the manager shut down, closes once; a Journal serves one manager (a second one's recover() is refused as in use)")
+    func journalClosedByHandAndSharedJournal() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let journal = Journal(store: try SQLiteJournalStore(path: path))
+        let exchange = SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["GLD": Price("248")!])
+        let manager = FillManager(broker: exchange, journal: journal)
+        _ = try await manager.recover()
+        let other = FillManager(broker: exchange, journal: journal)
+        await #expect { _ = try await other.recover() } throws: { ($0 as? JournalError)?.code == .inUse }
+        // Refused, not started: the second manager still takes nothing.
+        await #expect { try await other.open(BracketSpec(positionID: "P2", symbol: "GLD", side: .buy, quantity: 1, entryType: .market)) } throws: {
+            ($0 as? InputError)?.code == .journalUnavailable
+        }
+        await journal.close()
+        await journal.close()
+        #expect(journal.failure?.code == .closed)
+        _ = await manager.shutdown()
+        // The file was closed once, cleanly: it opens again.
+        let reopened = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        await reopened.close()
     }
 
     @Test("SQLite gives a journal its identity when it is created, keeps it, and never makes a new one for a journal that lost it",

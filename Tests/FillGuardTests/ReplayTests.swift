@@ -89,10 +89,14 @@ struct ReplayTests {
 
     @Test("the text output shows control characters from a trace escaped: an id cannot forge a line")
     func textEscapesControlCharacters() {
-        let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S\u001b[2J","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#
+        let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#
         let text = TraceReplayer.replay(trace).text
-        #expect(text.contains(#"P1\u{A}P9 S open: net 1000 S\u{1B}[2J pending"#), "\(text)")
-        #expect(!text.contains("\u{1B}") && !text.contains("\nP9"))
+        #expect(text.contains(#"P1\u{A}P9 S open: net 1000 S pending"#), "\(text)")
+        #expect(!text.contains("\nP9"))
+        // A symbol with a control character is refused, and the refusal shows it escaped.
+        let terminal = TraceReplayer.replay(#"{"type":"open","position":"P1","symbol":"S\u001b[2J","side":"buy","quantity":"100"}"#).text
+        #expect(terminal.contains(#"malformed: symbol "S\u{1B}[2J" contains a control character"#), "\(terminal)")
+        #expect(!terminal.contains("\u{1B}"))
         let bidi = TraceReplayer.replay(#"{"type":"open","position":"P\u202e1","symbol":"S","side":"buy","quantity":"100"}"#).text
         #expect(bidi.hasPrefix(#"P\u{202E}1 S pending"#), "\(bidi)")
         let invisible = TraceReplayer.replay(#"{"type":"open","position":"P\u200b1","symbol":"S","side":"buy","quantity":"100"}"#).text

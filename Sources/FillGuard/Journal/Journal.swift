@@ -24,6 +24,8 @@ public final class Journal: Sendable {
         var failure: JournalError?
         var statistics = Statistics()
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        var closing = false
+        var owner: ObjectIdentifier?
     }
 
     /// Where records go.
@@ -116,12 +118,24 @@ public final class Journal: Sendable {
         }
     }
 
-    /// Writes what is queued, then closes the store.
+    /// Writes what is queued, then closes the store (once: a second call does nothing).
     public func close() async {
         await flush()
-        pending.withLock { state in
+        let first = pending.withLock { state -> Bool in
             if state.failure == nil { state.failure = JournalError(.closed, "the journal is closed") }
+            defer { state.closing = true }
+            return !state.closing
         }
-        await store.close()
+        if first { await store.close() }
+    }
+
+    /// Makes `owner` the journal's one manager; false if another already is (two managers
+    /// writing one journal would interleave their records).
+    func claim(for owner: ObjectIdentifier) -> Bool {
+        pending.withLock { state in
+            if let current = state.owner { return current == owner }
+            state.owner = owner
+            return true
+        }
     }
 }

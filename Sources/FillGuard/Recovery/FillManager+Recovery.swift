@@ -28,6 +28,10 @@ extension FillManager {
         guard began else {
             throw stage == .stopped ? JournalError(.closed, "the manager was shut down") : JournalError(.alreadyRecovered, "recover() runs once, before any other input")
         }
+        guard journal.claim(for: ObjectIdentifier(context)) else {
+            _ = context.lifecycle.compareExchange(expected: .recovering, desired: .awaitingRecovery, ordering: .sequentiallyConsistent)
+            throw JournalError(.inUse, "this Journal belongs to another FillManager; give each manager a journal of its own")
+        }
         let clock = ContinuousClock()
         let started = clock.now
         let notices = NoticeList()
