@@ -32,7 +32,8 @@ public struct FillGuardConfiguration: Sendable {
     /// thread back (default zero: never). Set it (e.g. 100 µs) where a processor is to spare:
     /// sparse events then skip a thread wake-up (tens of microseconds) at the cost of a busy core
     /// meanwhile. Where the cores are all needed (a network adapter's threads on 2 cores), polling
-    /// takes time from them and costs more than it saves. Ignored on a single processor.
+    /// takes time from them and costs more than it saves. Ignored on a single processor. At most
+    /// 1 s (a longer spin polls 1 s).
     public var idleSpin: Duration = .zero { didSet { if idleSpin < .zero { idleSpin = .zero } } }
     /// Dedicated threads (optionally bound to processors of their own) that run the lanes instead
     /// of Swift's shared thread pool; nil (default): the pool. `idleSpin` then does not apply (the

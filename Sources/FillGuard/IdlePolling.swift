@@ -1,3 +1,4 @@
+import FillGuardCore
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,15 @@ import Darwin
 /// up its thread: it polls a count of ready lanes, without a lock, and lets a thread with work on
 /// the same processor run now and then.
 enum IdlePolling {
+    /// The longest an idle runner polls before it sleeps, whatever spin it was given: polling
+    /// longer saves no wake-up worth a processor held that long.
+    static let longestSpin = Duration.seconds(1)
+
+    /// A spin setting in nanoseconds, held to 0...`longestSpin`.
+    static func spinNanoseconds(_ spin: Duration) -> Int64 {
+        min(spin, longestSpin).clampedNanoseconds
+    }
+
     /// Monotonic time in nanoseconds (read without `ContinuousClock`'s overhead).
     static var nanosecondsNow: Int64 {
         var spec = timespec()
@@ -26,7 +36,8 @@ enum IdlePolling {
     /// of the processor for as long as the intruder runs, where one that does not yield gets its
     /// fair share back after a slice.
     static func waitForWork(_ ready: borrowing Atomic<Int>, atMost nanoseconds: Int64, yielding: Bool = true) -> Bool {
-        let deadline = nanosecondsNow + nanoseconds
+        let now = nanosecondsNow
+        let deadline = nanoseconds > .max - now ? .max : now + nanoseconds
         var polls = 0
         while ready.load(ordering: .acquiring) == 0 {
             polls &+= 1

@@ -48,8 +48,7 @@ final class LaneScheduler: @unchecked Sendable {
         self.threads = threads
         self.width = max(1, Self.processors)
         // On a single processor a polling runner would only hold up the tasks it waits for.
-        let (seconds, attoseconds) = idleSpin.components
-        self.idleSpinNanos = Self.processors > 1 ? max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000) : 0
+        self.idleSpinNanos = Self.processors > 1 ? IdlePolling.spinNanoseconds(idleSpin) : 0
     }
 
     /// Queues a lane that has events and no runner (its mailbox's `draining` is set). A runner

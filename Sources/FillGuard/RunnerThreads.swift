@@ -57,15 +57,14 @@ public final class RunnerThreads: @unchecked Sendable {
     }
 
     /// Starts `count` threads named `name-N`, each bound to `processors` when given (Linux), that
-    /// poll for `spin` when idle before they sleep (ignored on a single processor).
+    /// poll for `spin` (at most 1 s) when idle before they sleep (ignored on a single processor).
     public init(count: Int = 1, processors: [Int] = [], spin: Duration = .zero, name: String = "fillguard-runner") {
         self.count = max(1, count)
         self.processors = processors
         self.name = name
         // On a single processor a polling thread would only hold up the threads it waits for.
-        let (seconds, attoseconds) = spin.components
         let single = ProcessorAffinity.allowed().count == 1
-        self.spinNanos = single ? 0 : max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        self.spinNanos = single ? 0 : IdlePolling.spinNanoseconds(spin)
         mutex = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         condition = .allocate(capacity: 1)

@@ -702,6 +702,10 @@ public struct SymbolStateMachine: Sendable {
     /// Every position of this symbol, in the order they were opened (retired ones excluded).
     public var positionIDs: [PositionID] { positions.map(\.id) }
 
+    /// The positions of the retired orders still remembered (see `retiredOrderMemory`): ids a
+    /// manager must not give a new position after a restart, on any symbol.
+    public var retiredPositionIDs: Set<PositionID> { Set(retired.ordered.map(\.positionID)) }
+
     /// A copy of one position and its orders.
     public func snapshot(of positionID: PositionID) -> PositionSnapshot? {
         guard let p = positionSlot(of: positionID) else { return nil }

@@ -257,9 +257,9 @@ public final class SimulatedExchange: Broker, Sendable {
 
     /// One tick: every price moves, resting orders that are crossed fill, exposure accrues.
     public func step(tick: Duration = .milliseconds(1)) {
-        let nanos = max(0, tick.components.seconds * 1_000_000_000 + tick.components.attoseconds / 1_000_000_000)
+        let nanos = tick.clampedNanoseconds
         state.withLock { state in
-            state.clockNanos += nanos
+            state.clockNanos = state.clockNanos > .max - nanos ? .max : state.clockNanos + nanos
             for symbol in state.symbols {
                 guard var book = state.books[symbol] else { continue }
                 let bound = Int64(configuration.volatilityBasisPoints)
@@ -368,8 +368,8 @@ public final class SimulatedExchange: Broker, Sendable {
             state.statistics.requests[kind, default: 0] += 1
             let range = configuration.latency
             guard range.upperBound > range.lowerBound else { return range.lowerBound }
-            let low = range.lowerBound.components.seconds * 1_000_000_000 + range.lowerBound.components.attoseconds / 1_000_000_000
-            let high = range.upperBound.components.seconds * 1_000_000_000 + range.upperBound.components.attoseconds / 1_000_000_000
+            let low = range.lowerBound.clampedNanoseconds
+            let high = range.upperBound.clampedNanoseconds
             return .nanoseconds(Int64.random(in: low...high, using: &state.random))
         }
         if delay > .zero { try? await Task.sleep(for: delay) }

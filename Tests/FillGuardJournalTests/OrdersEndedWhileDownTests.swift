@@ -109,3 +109,46 @@ struct OrdersEndedWhileDownTests {
         #expect(await second.manager.invariantViolations().isEmpty)
     }
 }
+
+@Suite("Recovery: retired position ids")
+struct RetiredPositionIDsAfterRestartTests {
+    /// A retired position's id, reused after a restart on another symbol, would give the new
+    /// position the old one's order ids, which the broker still holds (and would take a submit of
+    /// as the old, filled order: nothing placed).
+    @Test("after a restart a retired position's id is refused on another symbol too")
+    func retiredIDIsRefusedEverywhere() async throws {
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = nil
+        market.volatilityBasisPoints = 0
+        let exchange = SimulatedExchange(configuration: market, symbols: ["AAA": Price("248")!, "BBB": Price("50")!])
+        let retireAtOnce: (inout FillGuardConfiguration) -> Void = { $0.retainedClosedPositions = 0 }
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore(), configure: retireAtOnce)
+        try await first.manager.open(BracketSpec(positionID: "P1", symbol: "AAA", side: .buy, quantity: 100, entryType: .market,
+                                                 stopLoss: Price("240"), takeProfit: Price("250")))
+        await first.settle()
+        exchange.setPrice(Price("251")!, of: "AAA")
+        exchange.step()
+        await first.settle()
+        #expect(await first.manager.position("P1")?.status == .closed)
+        // The next input on AAA retires P1.
+        try await first.manager.open(BracketSpec(positionID: "P2", symbol: "AAA", side: .buy, quantity: 100, entryType: .market,
+                                                 stopLoss: Price("240"), takeProfit: Price("260")))
+        await first.settle()
+        #expect(await first.manager.position("P1") == nil, "retired")
+        await #expect { try await first.manager.open(BracketSpec(positionID: "P1", symbol: "BBB", side: .sell, quantity: 10, entryType: .market)) } throws: {
+            ($0 as? InputError)?.code == .positionExists
+        }
+        let survivor = first.kill()
+
+        let second = try await Process(exchange: exchange, store: survivor, configure: retireAtOnce)
+        await #expect { try await second.manager.open(BracketSpec(positionID: "P1", symbol: "BBB", side: .sell, quantity: 10, entryType: .market)) } throws: {
+            ($0 as? InputError)?.code == .positionExists
+        }
+        await #expect { try await second.manager.open(BracketSpec(positionID: "P1", symbol: "AAA", side: .sell, quantity: 10, entryType: .market)) } throws: {
+            ($0 as? InputError)?.code == .positionExists
+        }
+        try await second.manager.open(BracketSpec(positionID: "P3", symbol: "BBB", side: .sell, quantity: 10, entryType: .market))
+        await second.settle()
+        #expect(await second.manager.position("P3")?.netQuantity == -10)
+    }
+}

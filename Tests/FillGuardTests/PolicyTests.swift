@@ -68,6 +68,22 @@ struct PolicyTests {
         #expect(core.maxAttempts == 1 && core.executionWindow == 1 && core.retiredOrderMemory == 0 && core.retainedClosedPositions == 0)
     }
 
+    @Test("a spin of any length is held in range (at most 1 s), never an overflow: a manager and runner threads start with one of ten billion seconds")
+    func hugeSpinsAreClamped() async throws {
+        #expect(Duration.seconds(10_000_000_000).clampedNanoseconds == .max)
+        #expect(Duration.seconds(Int64.max).clampedNanoseconds == .max)
+        #expect(Duration.seconds(-5).clampedNanoseconds == 0 && Duration.nanoseconds(-1).clampedNanoseconds == 0)
+        #expect(Duration.milliseconds(5).clampedNanoseconds == 5_000_000)
+        var configuration = FillGuardConfiguration(retry: .immediate)
+        configuration.idleSpin = .seconds(10_000_000_000)
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"), takeProfit: Price("65")))
+        #expect(await manager.position("P1")?.liveOrder(.entry) != nil)
+        let runners = RunnerThreads(count: 1, spin: .seconds(10_000_000_000))
+        runners.shutdown()
+    }
+
     @Test("a lane pass limit set to zero after creation still lets every lane work")
     func zeroPassLimitStillWorks() async throws {
         var configuration = FillGuardConfiguration(retry: .immediate)

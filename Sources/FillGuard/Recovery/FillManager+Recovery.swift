@@ -58,6 +58,9 @@ extension FillManager {
                                   holdingOperations: true)
             lanes.withLock { $0.set(lane, for: symbol) }
             context.positionSymbols.withLock { map in
+                // Retired ones too: a new position under one of their ids would reuse its order
+                // ids, which the broker may still hold (and take a submit of as the old order).
+                for id in replay.machine.retiredPositionIDs where map[id] == nil { map[id] = symbol }
                 for id in replay.machine.positionIDs { map[id] = symbol }
             }
         }
