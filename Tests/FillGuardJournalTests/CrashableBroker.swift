@@ -23,6 +23,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var forgedExecutions: [ExecutionReport] = []
         var throttledCancels = 0
         var lost: Set<OrderID> = []
+        var failingQueries: [String: Int] = [:]
     }
 
     let exchange: SimulatedExchange
@@ -140,18 +141,36 @@ final class CrashableBroker: Broker, BrokerQueries {
     /// The next `count` cancels are refused as transient (not forwarded).
     func throttleNextCancels(_ count: Int) { state.withLock { $0.throttledCancels = count } }
 
+    /// The next `count` queries of each kind (open orders, an order's state, executions,
+    /// positions) fail as transient, as on a connection reset at start-up.
+    func failNextQueries(_ count: Int) {
+        state.withLock { $0.failingQueries = ["openOrders": count, "orderState": count, "executions": count, "positions": count] }
+    }
+
+    private func failIfAsked(_ query: String) throws(BrokerError) {
+        let fail = state.withLock { state -> Bool in
+            guard let left = state.failingQueries[query], left > 0 else { return false }
+            state.failingQueries[query] = left - 1
+            return true
+        }
+        if fail { throw BrokerError(.transient, "connection reset (the test)") }
+    }
+
     /// From now on the broker's queries do not know `id` (a broker that lost the order).
     func lose(_ id: OrderID) { state.withLock { _ = $0.lost.insert(id) } }
 
     func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
+        try failIfAsked("orderState")
         if state.withLock({ $0.lost.contains(id) }) { return nil }
         return try await exchange.orderState(id, symbol: symbol)
     }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] {
+        try failIfAsked("openOrders")
         let lost = state.withLock { $0.lost }
         return try await exchange.openOrders().filter { !lost.contains($0.orderID) }
     }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
+        try failIfAsked("executions")
         let forged = state.withLock { $0.forgedExecutions.filter { $0.symbol == symbol } }
         return try await exchange.executions(of: symbol) + forged
     }
@@ -160,6 +179,7 @@ final class CrashableBroker: Broker, BrokerQueries {
     /// the exchange never made (for a report FillGuard must refuse).
     func forge(_ execution: ExecutionReport) { state.withLock { $0.forgedExecutions.append(execution) } }
     func positions() async throws(BrokerError) -> [Symbol: Quantity] {
+        try failIfAsked("positions")
         let action = state.withLock { state -> (@Sendable () -> Void)? in
             if state.forwardedBeforePositions == nil { state.forwardedBeforePositions = state.forwarded }
             defer { state.beforeFirstPositions = nil }

@@ -152,3 +152,33 @@ struct RetiredPositionIDsAfterRestartTests {
         #expect(await second.manager.position("P3")?.netQuantity == -10)
     }
 }
+
+@Suite("Recovery: a broker that fails a query")
+struct ReconcilingThroughTransientFailuresTests {
+    /// Every query fails once as transient (a connection reset at start-up): each is asked again,
+    /// as the retry policy says, and the fill the broker made while FillGuard was down is found.
+    @Test("queries that fail once as transient are asked again: reconciliation still finds the stop's fill made while down")
+    func transientQueryFailuresAreRetried() async throws {
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = nil
+        market.volatilityBasisPoints = 0
+        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market,
+                                                 stopLoss: Price("240"), takeProfit: Price("260")))
+        await first.settle()
+        let survivor = first.kill()
+        // While down: the stop fills.
+        exchange.setPrice(Price("239")!, of: "GLD")
+        exchange.step()
+        #expect(exchange.netPosition(of: "GLD") == 0)
+
+        let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.failNextQueries(1) })
+        await second.settle()
+        #expect(!second.report.corrections.contains { $0.kind == .notReconciled }, "\(second.report.corrections)")
+        #expect(second.report.corrections.contains { $0.kind == .adoptedFill }, "\(second.report.corrections)")
+        let position = try #require(await second.manager.position("P1"))
+        #expect(position.netQuantity == 0 && position.status == .closed)
+        #expect(exchange.liveOrders(of: "GLD").isEmpty, "the target is cancelled once the position is flat")
+    }
+}

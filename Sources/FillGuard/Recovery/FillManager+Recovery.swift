@@ -120,7 +120,7 @@ extension FillManager {
         }
         let openOrders: [OrderID: BrokerOrderState]
         do throws(BrokerError) {
-            openOrders = Dictionary(try await broker.openOrders().map { ($0.orderID, $0) }, uniquingKeysWith: { $1 })
+            openOrders = Dictionary(try await asking { () async throws(BrokerError) in try await broker.openOrders() }.map { ($0.orderID, $0) }, uniquingKeysWith: { $1 })
         } catch {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "open orders could not be read: \(error)"))
             for lane in lanes { await resumeWork(on: lane, correct: correct) }
@@ -142,7 +142,7 @@ extension FillManager {
                     continue
                 }
                 do throws(BrokerError) {
-                    states[order.id] = try await broker.orderState(order.id, symbol: symbol)
+                    states[order.id] = try await asking { () async throws(BrokerError) in try await broker.orderState(order.id, symbol: symbol) }
                 } catch {
                     correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: order.id, message: "the order could not be read: \(error)"))
                 }
@@ -183,7 +183,7 @@ extension FillManager {
                     state = known
                 } else {
                     do throws(BrokerError) {
-                        state = try await broker.orderState(operation.orderID, symbol: symbol)
+                        state = try await asking { () async throws(BrokerError) in try await broker.orderState(operation.orderID, symbol: symbol) }
                     } catch {
                         correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
                                                          message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); treated as a timeout"))
@@ -299,7 +299,7 @@ extension FillManager {
         var adopted: [OrderID: Quantity] = [:]
         let executions: [ExecutionReport]
         do throws(BrokerError) {
-            executions = try await broker.executions(of: symbol)
+            executions = try await asking { () async throws(BrokerError) in try await broker.executions(of: symbol) }
         } catch {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, message: "executions could not be read: \(error)"))
             return (adopted, false, [])
@@ -335,7 +335,7 @@ extension FillManager {
     private func netDifferences(among symbols: [Symbol], from broker: any BrokerQueries,
                                 only: Bool = false) async throws(BrokerError) -> [Symbol: (ours: Quantity, theirs: Quantity)] {
         await waitUntilApplied()
-        let positions = try await broker.positions()
+        let positions = try await asking { () async throws(BrokerError) in try await broker.positions() }
         var checked = Set(symbols)
         if !only { checked.formUnion(positions.keys) }
         var differing: [Symbol: (ours: Quantity, theirs: Quantity)] = [:]
@@ -350,6 +350,23 @@ extension FillManager {
             if ours != theirs { differing[symbol] = (ours, theirs) }
         }
         return differing
+    }
+
+    /// Asks the broker a reconciliation question; a failure it may not repeat (transient, timed
+    /// out: a connection reset at start-up) is asked again as the retry policy says, so that one
+    /// such error does not leave the journal's state unreconciled.
+    private func asking<Answer>(_ question: () async throws(BrokerError) -> Answer) async throws(BrokerError) -> Answer {
+        let retry = context.configuration.retry
+        var attempt = 1
+        while true {
+            do throws(BrokerError) {
+                return try await question()
+            } catch {
+                guard error.kind.isRetryable, attempt < retry.maxAttempts else { throw error }
+                try? await Task.sleep(for: retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1)))
+                attempt += 1
+            }
+        }
     }
 
     /// An order FillGuard's record has ended is still live at the broker (a cancel or rejection
