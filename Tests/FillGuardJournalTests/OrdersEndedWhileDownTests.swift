@@ -182,3 +182,47 @@ struct ReconcilingThroughTransientFailuresTests {
         #expect(exchange.liveOrders(of: "GLD").isEmpty, "the target is cancelled once the position is flat")
     }
 }
+
+@Suite("Recovery: a journal that lost its tail")
+struct LostTailTests {
+    /// The journal lost everything after the entry was placed (a torn write-ahead log): it knows
+    /// neither the entry's fill nor the stop and target placed after it. While down, the scale-in
+    /// filled too, so the broker's stop and target (300) are half the position (600).
+    /// Reconciliation adopts both fills and plans the stop and target again, under the ids the
+    /// broker already works: they are taken as placed at the broker's 300 and resized to 600,
+    /// not resubmitted as if new.
+    @Test("orders planned again under ids the broker already works are taken as placed at the broker's size, then resized")
+    func replannedOrdersTakeTheBrokersSize() async throws {
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = nil
+        market.volatilityBasisPoints = 0
+        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .limit(Price("247")!),
+                                                 stopLoss: Price("240"), takeProfit: Price("260"),
+                                                 scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("245")!))]))
+        await first.settle()
+        let beforeTheFill = first.store.fork()
+        exchange.setPrice(Price("247")!, of: "GLD")
+        exchange.step()
+        await first.settle()
+        let stop = try #require(await first.manager.position("P1")?.liveOrder(.stopLoss))
+        #expect(stop.openQuantity == 300)
+        _ = first.kill()
+        exchange.setPrice(Price("245")!, of: "GLD")
+        exchange.step()
+        #expect(exchange.netPosition(of: "GLD") == 600)
+
+        let second = try await Process(exchange: exchange, store: beforeTheFill)
+        await second.settle()
+        #expect(second.report.corrections.contains { $0.kind == .resolvedOperation && $0.orderID == stop.id && $0.message.contains("taken as placed") },
+                "\(second.report.corrections)")
+        let position = try #require(await second.manager.position("P1"))
+        #expect(position.netQuantity == 600)
+        #expect(position.liveOrder(.stopLoss)?.id == stop.id && position.liveOrder(.stopLoss)?.openQuantity == 600)
+        #expect(position.liveOrder(.stopLoss)?.failure == nil && position.liveOrder(.takeProfit)?.failure == nil)
+        let live = exchange.liveOrders(of: "GLD")
+        #expect(live.count == 2 && live.allSatisfy { $0.openQuantity == 600 }, "\(live.map { "\($0.id) \($0.openQuantity)" })")
+        #expect(await second.manager.invariantViolations().isEmpty)
+    }
+}

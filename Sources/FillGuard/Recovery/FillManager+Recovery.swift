@@ -223,16 +223,30 @@ extension FillManager {
         for state in openOrders.values.sorted(by: { $0.orderID.rawValue < $1.orderID.rawValue }) {
             var known = false
             var ended = false
-            if let lane = lane(for: state.symbol, create: false) {
-                (known, ended) = await read(lane) { machine in
-                    guard machine.knows(state.orderID) else { return (false, false) }
+            var unsent = false
+            let stateLane = lane(for: state.symbol, create: false)
+            if let stateLane {
+                (known, ended, unsent) = await read(stateLane) { machine in
+                    guard machine.knows(state.orderID) else { return (false, false, false) }
+                    let order = machine.snapshot(of: state.orderID)
+                    let inFlight = machine.unresolvedOperations.contains { $0.orderID == state.orderID }
                     // Retired (no snapshot) or in a final state, with nothing in flight for it.
-                    let finished = machine.snapshot(of: state.orderID).map { !$0.status.isLive } ?? true
-                    return (true, finished && !machine.unresolvedOperations.contains { $0.orderID == state.orderID })
+                    let finished = order.map { !$0.status.isLive } ?? true
+                    let unsent = order.map { $0.status == .pendingNew && $0.side == state.side } ?? false
+                    return (true, finished && !inFlight, unsent && !inFlight)
                 }
             }
             if known {
                 if ended { await cancelEndedOrder(state, correct: correct) }
+                if unsent, let stateLane {
+                    // Planned during this reconciliation (from fills adopted above) under an id the
+                    // broker already works: the journal lost that order's records (a torn log), and
+                    // the ids are derived alike. It is the broker's order, at the broker's size: never
+                    // submitted again (a broker takes a resend as the same order and keeps its size).
+                    correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: state.symbol, orderID: state.orderID,
+                                                     message: "the broker already works this order (\(state.quantity), \(state.filled) filled), planned again after the journal lost its record; taken as placed, not submitted again"))
+                    stateLane.enqueue(.brokerQuantity(state.orderID, state.quantity))
+                }
                 continue
             }
             switch context.configuration.unknownOrders {
