@@ -24,6 +24,7 @@ final class CrashableBroker: Broker, BrokerQueries {
         var throttledCancels = 0
         var lost: Set<OrderID> = []
         var failingQueries: [String: Int] = [:]
+        var executionsWithoutQuantities = false
     }
 
     let exchange: SimulatedExchange
@@ -171,9 +172,20 @@ final class CrashableBroker: Broker, BrokerQueries {
     }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
         try failIfAsked("executions")
-        let forged = state.withLock { $0.forgedExecutions.filter { $0.symbol == symbol } }
-        return try await exchange.executions(of: symbol) + forged
+        let (forged, bare) = state.withLock { ($0.forgedExecutions.filter { $0.symbol == symbol }, $0.executionsWithoutQuantities) }
+        var executions = try await exchange.executions(of: symbol) + forged
+        if bare {
+            for index in executions.indices {
+                executions[index].cumulativeQuantity = nil
+                executions[index].leavesQuantity = nil
+            }
+        }
+        return executions
     }
+
+    /// The broker's executions come without cumulative and leaves quantities (a broker that
+    /// keeps only each fill's own quantity).
+    func answerExecutionsWithoutQuantities() { state.withLock { $0.executionsWithoutQuantities = true } }
 
     /// Has the broker report `execution` too, in its executions and its net position: a fill
     /// the exchange never made (for a report FillGuard must refuse).

@@ -226,3 +226,52 @@ struct LostTailTests {
         #expect(await second.manager.invariantViolations().isEmpty)
     }
 }
+
+@Suite("Recovery: a modify that took before its order filled")
+struct ModifyThenFilledTests {
+    /// Long 200 (stop and target 200). The target fills 100, and the stop's resize to 100
+    /// reaches the broker, which applies it, but its answer never comes; the process dies, and
+    /// the stop fills its 100 while it is down (the position is flat). The broker says the stop
+    /// is filled at 100 (its fills carry no cumulative or leaves quantity): the modify took, and
+    /// no more fills are coming. The stop is done, not left waiting for fills for ever (which
+    /// kept the symbol from any new position).
+    @Test("an unanswered resize down whose order then filled at the new size is settled as done")
+    func modifyThatTookBeforeTheFill() async throws {
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = Quantity(100)
+        market.partialFillChance = 1
+        market.volatilityBasisPoints = 0
+        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 100, entryType: .market,
+                                                 stopLoss: Price("240"), takeProfit: Price("260"),
+                                                 scaleIns: [BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("246")!))]))
+        await first.settle()
+        exchange.setPrice(Price("246")!, of: "GLD")
+        await first.settle()
+        let stop = try #require(await first.manager.position("P1")?.liveOrder(.stopLoss))
+        #expect(stop.openQuantity == 200)
+        first.connection.holdAcknowledgements()
+        exchange.setPrice(Price("260")!, of: "GLD") // the target fills 100 of 200
+        await first.connection.waitForHeldRequests(1) // the stop's resize to 100, applied, unanswered
+        #expect(exchange.order(stop.id, of: "GLD")?.quantity == 100)
+        await first.journal.flush()
+        let survivor = first.kill()
+        exchange.setPrice(Price("239")!, of: "GLD") // while down, the stop fills its 100: flat
+        #expect(exchange.netPosition(of: "GLD") == 0)
+
+        let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.answerExecutionsWithoutQuantities() })
+        await second.settle()
+        #expect(second.report.corrections.contains { $0.kind == .resolvedOperation && $0.orderID == stop.id && $0.message.contains("accepted") },
+                "\(second.report.corrections)")
+        let position = try #require(await second.manager.position("P1"))
+        #expect(position.netQuantity == 0 && position.status == .closed)
+        let settled = try #require(position.orders.first { $0.id == stop.id })
+        #expect(settled.status == .filled && settled.quantity == 100 && settled.filledQuantity == 100, "\(settled)")
+        #expect(exchange.liveOrders(of: "GLD").isEmpty, "the target is cancelled")
+        // The symbol takes a new position.
+        try await second.manager.open(BracketSpec(positionID: "P2", symbol: "GLD", side: .buy, quantity: 10, entryType: .market))
+        await second.settle()
+        #expect(await second.manager.position("P2")?.netQuantity == 10)
+    }
+}

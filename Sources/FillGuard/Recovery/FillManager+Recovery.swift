@@ -453,6 +453,11 @@ extension FillManager {
             guard let state else {
                 return (.failure(BrokerError(.unknownOrder, "order unknown to the broker")), "\(name): the broker does not know the order; it is taken as ended")
             }
+            if !state.status.isLive, state.quantity == request.newQuantity {
+                // The modify took, then the order ended (filled at its new size, say): its fills
+                // were adopted above, and none beyond them are to come.
+                return (.success(()), "\(name): the broker had the new size \(request.newQuantity) when the order ended (\(state.status.rawValue)); accepted")
+            }
             if !state.status.isLive {
                 return (.failure(BrokerError(.tooLate, "order ended")), "\(name): the order had ended (\(state.status.rawValue)); too late")
             }
