@@ -550,6 +550,15 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             plan(p, emitting: &actions)
         case .permanent(let message):
+            guard orders[s].isLive || operation.kind == .submit else {
+                // The order ended meanwhile (the broker's own report of it came first, and the
+                // role has been seen to): a refusal to change it changes nothing, and is no
+                // reason to hold the role back or alert.
+                deactivateIfFinished(s)
+                if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+                plan(p, emitting: &actions)
+                return
+            }
             // A refusal does not say whether an earlier cancel that timed out took effect (a
             // broker refuses for reasons of its own; one that no longer has the order says
             // unknownOrder or tooLate): such an order stays maybe-cancelled, is cancelled again

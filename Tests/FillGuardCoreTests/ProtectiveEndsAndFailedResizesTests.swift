@@ -110,4 +110,35 @@ struct ProtectiveEndsAndFailedResizesTests {
         #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [400])
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
+
+    /// The stop's resize is in flight when the broker ends the stop on its own; the role gets a
+    /// new stop, and the broker then refuses the resize of the ended one. That refusal changes
+    /// nothing: the role is not held back for a re-arm, and nothing is alerted as failed.
+    @Test("a refused resize of a stop the broker had already ended neither blocks the role nor alerts")
+    func refusalForAnEndedOrderChangesNothing() throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        model.truth[stop.id]?.live = false
+        var actions: [SymbolStateMachine.Action] = []
+        try model.machine.apply(OrderStatusReport(orderID: stop.id, symbol: "GLD", outcome: .cancelled, reason: "exchange cancel"), emitting: &actions)
+        model.complete(modify, failing: .permanent("order is cancelled"))
+        model.settle()
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "\(model.alerts.map(\.message))")
+        #expect(model.rearms.isEmpty)
+        #expect(model.machine.positionsAwaitingRearm.isEmpty)
+        let stops = model.brokerLive("P1", .stopLoss)
+        #expect(stops.count == 1 && stops[0].0 != stop.id && stops[0].1.open == 600)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+        // The new stop follows the position, as any: a target fill resizes it.
+        try model.fill("P1", .takeProfit, 100, at: "110")
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [500])
+    }
 }
