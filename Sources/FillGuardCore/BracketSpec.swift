@@ -47,13 +47,21 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         self.timeInForce = timeInForce
     }
 
+    /// The most scale-in orders one bracket may have: each is an order at the broker, and
+    /// the protective orders are placed after the bracket's orders (beyond a few hundred, a
+    /// filled entry would wait for them without cover).
+    public static let maximumScaleIns = 100
+
     /// Checks quantities, prices and their order (for a long: stop < take-profit; for a short:
-    /// stop > take-profit). Throws the first problem found.
+    /// stop > take-profit), and the number of scale-ins. Throws the first problem found.
     public func validate() throws(InputError) {
         guard quantity.isPositive, quantity <= .maximum else {
             throw InputError(.invalidQuantity, "entry quantity must be positive and at most \(Quantity.maximum), got \(quantity)")
         }
         try Self.validate(entryType, what: "entry")
+        guard scaleIns.count <= Self.maximumScaleIns else {
+            throw InputError(.invalidBracket, "a bracket has at most \(Self.maximumScaleIns) scale-ins, got \(scaleIns.count)")
+        }
         for (index, scaleIn) in scaleIns.enumerated() {
             guard scaleIn.quantity.isPositive, scaleIn.quantity <= .maximum else {
                 throw InputError(.invalidQuantity, "scaleIns[\(index)] quantity must be positive, got \(scaleIn.quantity)")

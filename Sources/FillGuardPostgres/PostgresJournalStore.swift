@@ -255,6 +255,16 @@ public final class PostgresJournalStore: JournalStore {
         }
     }
 
+    /// A store let go without `close()`: its connections are closed all the same (the
+    /// namespace's lock goes with them), never leaked.
+    deinit {
+        guard !closed.withLock({ $0 }) else { return }
+        runner.cancel()
+        // The connection is kept until its channel has closed: it may not go before that.
+        let connection = lockConnection
+        connection.close().whenComplete { _ in _ = connection }
+    }
+
     /// Stops the pool and closes its connections. Appends after closing fail with `closed`.
     public func close() async {
         let wasClosed = closed.withLock { closed in

@@ -402,6 +402,13 @@ struct RuleTests {
         var unnamed = BracketSpec.test(side, id: "P5", symbol: "GLD")
         unnamed.positionID = PositionID("")
         #expect { try fresh.open(unnamed) } throws: { ($0 as? InputError)?.code == .malformed }
+        // More scale-ins than a bracket may have; the most it may have is taken.
+        var crowded = BracketSpec.test(side, id: "P7", symbol: "GLD")
+        crowded.scaleIns = Array(repeating: BracketSpec.ScaleIn(quantity: 1, type: .limit(Price(side == .buy ? "98" : "102")!)), count: BracketSpec.maximumScaleIns + 1)
+        #expect { try fresh.open(crowded) } throws: { ($0 as? InputError)?.code == .invalidBracket }
+        crowded.scaleIns.removeLast()
+        var roomy = ModelBroker("GLD")
+        try roomy.open(crowded)
         // A symbol with a control character in it: a store or a protocol could cut it there.
         for symbol in ["B\u{0}B", "A\nB", "\u{1}X"] {
             var model = ModelBroker(Symbol(symbol))

@@ -135,6 +135,19 @@ struct PostgresJournalStoreTests {
         await next.close()
     }
 
+    @Test("Postgres: a store let go without close() closes its connections: no assertion, and the namespace is free again")
+    func storeLetGoWithoutClose() async throws {
+        let configuration = try TestServer.configuration(label: "dropped")
+        do {
+            let dropped = try await PostgresJournalStore(configuration: configuration)
+            try await dropped.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        }
+        let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked after its store was let go")
+        #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.count == 1)
+        try await next.erase()
+        await next.close()
+    }
+
     /// Opens a store on the namespace once its lock is free: the server frees it when it has
     /// ended the holder's backend, so `inUse` is retried, a bounded number of times.
     private static func openOnceFree(_ configuration: PostgresJournalStore.Configuration) async throws -> PostgresJournalStore? {

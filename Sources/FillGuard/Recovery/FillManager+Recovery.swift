@@ -196,9 +196,9 @@ extension FillManager {
                 // An order the broker took and then ended while FillGuard was down (a day order
                 // expired, an exchange cancel): its end goes first, so the answer finds it ended
                 // and the role gets a new order (it is not kept as working, nor left waiting for fills).
-                // (A submit the broker rejected is answered as refused instead.)
-                if operation.kind != .cancel, let state, state.status != .rejected || operation.kind == .modify,
-                   let ended = Self.ending(state.status) {
+                // (A cancel's answer settles it anyway; a submit the broker rejected is answered as refused.)
+                if let state, let ended = Self.ending(state.status),
+                   operation.kind == .modify || (operation.kind == .submit && ended != .rejected) {
                     endedWhileDown(operation.orderID, ended, on: lane, correct: correct)
                 }
                 lane.enqueue(.completed(operation, result, wasProbe: false))
