@@ -8,13 +8,9 @@ import Testing
 struct ProtectiveEndsAndFailedResizesTests {
     enum LastFailure: String, CaseIterable, Sendable { case refused, retriesUsedUp }
 
-    /// Long 300; a scale-in fill makes it 600 and the stop's modify to 600 times out after the
-    /// broker applied it; the target then fills 300 (net 300) and the stop's resize back down
-    /// fails for good. The broker may hold the stop at 600, twice the position: it is cancelled
-    /// and replaced, as for any protective order whose resize down failed.
-    @Test("a stop that may hold a timed-out increase is cancelled and replaced when its resize down fails for good",
-          arguments: LastFailure.allCases)
-    func timedOutIncreaseThenFailedReduction(last: LastFailure) throws {
+    /// Long 300 with its stop and target live; the scale-in fills 300 more and the stop's resize
+    /// to 600 is in flight. Returns the model, the stop and the in-flight index of its modify.
+    private static func stopResizeInFlight() throws -> (ModelBroker, OrderSnapshot, Int) {
         var model = ModelBroker("GLD")
         try model.open(.test(.buy))
         model.settle()
@@ -23,7 +19,18 @@ struct ProtectiveEndsAndFailedResizesTests {
         let stop = try #require(model.live("P1", .stopLoss))
         try model.fill("P1", .scaleIn(0), 300, at: "98")
         model.pull()
-        let stopModify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        return (model, stop, modify)
+    }
+
+    /// Long 300; a scale-in fill makes it 600 and the stop's modify to 600 times out after the
+    /// broker applied it; the target then fills 300 (net 300) and the stop's resize back down
+    /// fails for good. The broker may hold the stop at 600, twice the position: it is cancelled
+    /// and replaced, as for any protective order whose resize down failed.
+    @Test("a stop that may hold a timed-out increase is cancelled and replaced when its resize down fails for good",
+          arguments: LastFailure.allCases)
+    func timedOutIncreaseThenFailedReduction(last: LastFailure) throws {
+        var (model, stop, stopModify) = try Self.stopResizeInFlight()
         model.complete(stopModify, failing: .timedOut("no answer"), applied: true)
         #expect(model.truth[stop.id]?.quantity == 600)
         let targetModify = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .modify })
@@ -116,15 +123,7 @@ struct ProtectiveEndsAndFailedResizesTests {
     /// nothing: the role is not held back for a re-arm, and nothing is alerted as failed.
     @Test("a refused resize of a stop the broker had already ended neither blocks the role nor alerts")
     func refusalForAnEndedOrderChangesNothing() throws {
-        var model = ModelBroker("GLD")
-        try model.open(.test(.buy))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: "98")
-        model.pull()
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        var (model, stop, modify) = try Self.stopResizeInFlight()
         model.truth[stop.id]?.live = false
         var actions: [SymbolStateMachine.Action] = []
         try model.machine.apply(OrderStatusReport(orderID: stop.id, symbol: "GLD", outcome: .cancelled, reason: "exchange cancel"), emitting: &actions)

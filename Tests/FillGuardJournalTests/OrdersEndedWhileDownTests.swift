@@ -3,6 +3,16 @@ import FillGuardCore
 import FillGuardSimulator
 import Testing
 
+/// A simulated exchange whose prices move only when a test sets them; orders fill whole unless
+/// `partialFillAbove` is given (then every fill above it is split in half).
+private func calmExchange(_ prices: [Symbol: Price], partialFillAbove: Quantity? = nil) -> SimulatedExchange {
+    var market = SimulatorConfiguration(seed: 7)
+    market.partialFillAbove = partialFillAbove
+    market.partialFillChance = 1
+    market.volatilityBasisPoints = 0
+    return SimulatedExchange(configuration: market, symbols: prices)
+}
+
 /// Orders whose operation was unanswered when the process died, and that the broker ended (or
 /// lost) before the restart: recovery books the end, so the role gets a new order, rather than
 /// showing a stop the broker no longer has.
@@ -10,12 +20,7 @@ import Testing
 struct OrdersEndedWhileDownTests {
     static let symbol: Symbol = "GLD"
 
-    private func exchange() -> SimulatedExchange {
-        var configuration = SimulatorConfiguration(seed: 7)
-        configuration.partialFillAbove = nil
-        configuration.volatilityBasisPoints = 0
-        return SimulatedExchange(configuration: configuration, symbols: [Self.symbol: Price("248")!])
-    }
+    private func exchange() -> SimulatedExchange { calmExchange([Self.symbol: Price("248")!]) }
 
     private func bracket() -> BracketSpec {
         BracketSpec(positionID: "P1", symbol: Self.symbol, side: .buy, quantity: 300, entryType: .market,
@@ -26,6 +31,23 @@ struct OrdersEndedWhileDownTests {
 
     private static func isStop(_ order: SimulatedOrder) -> Bool {
         if case .stop = order.type { return true } else { return false }
+    }
+
+    /// Long 300 with stop and target; the scale-in fills (600) and the stop's and the target's
+    /// modifies to 600 reach the exchange, unanswered; the process dies; while it is down the
+    /// exchange cancels the stop. Returns the stop and what the journal kept.
+    private func modifyUnansweredThenStopCancelled(on exchange: SimulatedExchange) async throws -> (SimulatedOrder, InMemoryJournalStore) {
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
+        first.connection.holdAcknowledgements()
+        exchange.setPrice(Price("246")!, of: Self.symbol)
+        await first.connection.waitForHeldRequests(2) // the stop's and the target's modifies to 600
+        await first.journal.flush()
+        let survivor = first.kill()
+        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
+        return (stop, survivor)
     }
 
     /// The stop's submit reached the exchange and the process died before its answer; while it
@@ -59,18 +81,7 @@ struct OrdersEndedWhileDownTests {
     @Test("a stop whose modify was unanswered and that the broker cancelled while down gets a new stop")
     func cancelledAfterAnUnansweredModify() async throws {
         let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        try await first.manager.open(bracket())
-        await first.settle()
-        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
-        first.connection.holdAcknowledgements()
-        exchange.setPrice(Price("246")!, of: Self.symbol)
-        exchange.step()
-        await first.connection.waitForHeldRequests(2) // the stop's and the target's modifies to 600
-        await first.journal.flush()
-        let survivor = first.kill()
-        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
-
+        let (stop, survivor) = try await modifyUnansweredThenStopCancelled(on: exchange)
         let second = try await Process(exchange: exchange, store: survivor)
         await second.settle()
         let position = try #require(await second.manager.position("P1"))
@@ -88,18 +99,7 @@ struct OrdersEndedWhileDownTests {
     @Test("a stop whose modify was unanswered and that the broker no longer knows is replaced at once")
     func unknownAfterAnUnansweredModify() async throws {
         let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        try await first.manager.open(bracket())
-        await first.settle()
-        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
-        first.connection.holdAcknowledgements()
-        exchange.setPrice(Price("246")!, of: Self.symbol)
-        exchange.step()
-        await first.connection.waitForHeldRequests(2)
-        await first.journal.flush()
-        let survivor = first.kill()
-        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
-
+        let (stop, survivor) = try await modifyUnansweredThenStopCancelled(on: exchange)
         let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.lose(stop.id) })
         await second.settle()
         #expect(second.report.corrections.contains { $0.kind == .resolvedOperation && $0.orderID == stop.id && $0.message.contains("does not know the order") })
@@ -117,17 +117,13 @@ struct RetiredPositionIDsAfterRestartTests {
     /// as the old, filled order: nothing placed).
     @Test("after a restart a retired position's id is refused on another symbol too")
     func retiredIDIsRefusedEverywhere() async throws {
-        var market = SimulatorConfiguration(seed: 7)
-        market.partialFillAbove = nil
-        market.volatilityBasisPoints = 0
-        let exchange = SimulatedExchange(configuration: market, symbols: ["AAA": Price("248")!, "BBB": Price("50")!])
+        let exchange = calmExchange(["AAA": Price("248")!, "BBB": Price("50")!])
         let retireAtOnce: (inout FillGuardConfiguration) -> Void = { $0.retainedClosedPositions = 0 }
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore(), configure: retireAtOnce)
         try await first.manager.open(BracketSpec(positionID: "P1", symbol: "AAA", side: .buy, quantity: 100, entryType: .market,
                                                  stopLoss: Price("240"), takeProfit: Price("250")))
         await first.settle()
         exchange.setPrice(Price("251")!, of: "AAA")
-        exchange.step()
         await first.settle()
         #expect(await first.manager.position("P1")?.status == .closed)
         // The next input on AAA retires P1.
@@ -159,10 +155,7 @@ struct ReconcilingThroughTransientFailuresTests {
     /// as the retry policy says, and the fill the broker made while FillGuard was down is found.
     @Test("queries that fail once as transient are asked again: reconciliation still finds the stop's fill made while down")
     func transientQueryFailuresAreRetried() async throws {
-        var market = SimulatorConfiguration(seed: 7)
-        market.partialFillAbove = nil
-        market.volatilityBasisPoints = 0
-        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let exchange = calmExchange(["GLD": Price("248")!])
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market,
                                                  stopLoss: Price("240"), takeProfit: Price("260")))
@@ -170,7 +163,6 @@ struct ReconcilingThroughTransientFailuresTests {
         let survivor = first.kill()
         // While down: the stop fills.
         exchange.setPrice(Price("239")!, of: "GLD")
-        exchange.step()
         #expect(exchange.netPosition(of: "GLD") == 0)
 
         let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.failNextQueries(1) })
@@ -193,10 +185,7 @@ struct LostTailTests {
     /// not resubmitted as if new.
     @Test("orders planned again under ids the broker already works are taken as placed at the broker's size, then resized")
     func replannedOrdersTakeTheBrokersSize() async throws {
-        var market = SimulatorConfiguration(seed: 7)
-        market.partialFillAbove = nil
-        market.volatilityBasisPoints = 0
-        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let exchange = calmExchange(["GLD": Price("248")!])
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .limit(Price("247")!),
                                                  stopLoss: Price("240"), takeProfit: Price("260"),
@@ -204,13 +193,11 @@ struct LostTailTests {
         await first.settle()
         let beforeTheFill = first.store.fork()
         exchange.setPrice(Price("247")!, of: "GLD")
-        exchange.step()
         await first.settle()
         let stop = try #require(await first.manager.position("P1")?.liveOrder(.stopLoss))
         #expect(stop.openQuantity == 300)
         _ = first.kill()
         exchange.setPrice(Price("245")!, of: "GLD")
-        exchange.step()
         #expect(exchange.netPosition(of: "GLD") == 600)
 
         let second = try await Process(exchange: exchange, store: beforeTheFill)
@@ -237,11 +224,7 @@ struct ModifyThenFilledTests {
     /// kept the symbol from any new position).
     @Test("an unanswered resize down whose order then filled at the new size is settled as done")
     func modifyThatTookBeforeTheFill() async throws {
-        var market = SimulatorConfiguration(seed: 7)
-        market.partialFillAbove = Quantity(100)
-        market.partialFillChance = 1
-        market.volatilityBasisPoints = 0
-        let exchange = SimulatedExchange(configuration: market, symbols: ["GLD": Price("248")!])
+        let exchange = calmExchange(["GLD": Price("248")!], partialFillAbove: Quantity(100))
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 100, entryType: .market,
                                                  stopLoss: Price("240"), takeProfit: Price("260"),
