@@ -645,18 +645,22 @@ public struct SymbolStateMachine: Sendable {
     // MARK: - Pulling work
 
     /// The most urgent operation that can be sent now, marked in flight; nil when there is none.
-    /// Cancels first, then reductions, increases and new orders; FIFO within a class.
+    /// Cancels first, then reductions, increases and new orders (a new protective order before
+    /// a new entry or scale-in: it reduces the risk they add); FIFO within a class.
     public mutating func nextOperation() -> OrderOperation? {
         var bestSlot = -1
         var bestPriority = OrderOperation.Priority.new
+        var bestRank = 0
         var bestSequence: UInt64 = 0
         for slot in activeOrders {
             let s = Int(slot)
             guard let priority = pendingPriority(of: s) else { continue }
+            let rank = priority == .new && !orders[s].role.isProtective ? 1 : 0
             let workSequence = orders[s].workSequence
-            if bestSlot >= 0, (bestPriority, bestSequence) <= (priority, workSequence) { continue }
+            if bestSlot >= 0, (bestPriority, bestRank, bestSequence) <= (priority, rank, workSequence) { continue }
             bestSlot = s
             bestPriority = priority
+            bestRank = rank
             bestSequence = workSequence
         }
         guard bestSlot >= 0 else { return nil }

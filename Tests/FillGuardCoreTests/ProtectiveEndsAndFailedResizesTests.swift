@@ -140,4 +140,24 @@ struct ProtectiveEndsAndFailedResizesTests {
         model.settle()
         #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [500])
     }
+
+    /// The entry fills while the bracket's scale-ins still wait to be sent (a rate limit holds
+    /// them back): the new stop and target go before them, since they reduce the risk the
+    /// scale-ins would add; new orders of one kind keep their order.
+    @Test("a new protective order is sent before scale-ins still waiting to be sent")
+    func protectiveOrdersGoBeforeWaitingScaleIns() throws {
+        var spec = BracketSpec.test(.buy)
+        spec.scaleIns = (0..<3).map { BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("\(97 - $0)")!)) }
+        var model = ModelBroker("GLD")
+        try model.open(spec)
+        let next = model.machine.nextOperation()
+        let entry = try #require(next)
+        #expect(entry.role == .entry)
+        model.inFlight.append(entry)
+        model.complete(0)
+        try model.fill("P1", .entry, 300, at: "100")
+        var order: [OrderRole] = []
+        while let operation = model.machine.nextOperation() { order.append(operation.role) }
+        #expect(order == [.stopLoss, .takeProfit, .scaleIn(0), .scaleIn(1), .scaleIn(2)], "\(order)")
+    }
 }
