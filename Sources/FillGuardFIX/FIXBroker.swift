@@ -776,6 +776,11 @@ final class FIXBrokerCore: @unchecked Sendable {
             case .ignored(let reason):
                 statistics.ignored += 1
                 logger.debug("FIX: \(reason)")
+            case .cancelOrphan(let request):
+                logger.warning("FIX: order \(request.orderID), taken as never placed, is live at the broker after all; cancelling it")
+                dispatch(router.cancel(request, transactTime: Self.now())).whenFailure { [logger] error in
+                    logger.error("FIX: the cancel of order \(request.orderID), live at the broker though given up, failed: \(error); a person must look")
+                }
             case .refused(let error, let context, let symbol, let answer):
                 statistics.refusedReports += 1
                 logger.warning("FIX refused \(context): \(error)")

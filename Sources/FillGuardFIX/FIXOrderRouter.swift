@@ -198,6 +198,10 @@ public struct FIXOrderRouter: Sendable {
         /// for the runtime's rejected inputs, `context` says which report, `symbol` is its Symbol
         /// as sent, and `answer` is the Reject FIX calls for, if any.
         case refused(InputError, context: String, symbol: Symbol, answer: FIXRefusalAnswer?)
+        /// An order the router had told the runtime the broker never took (its cancel was
+        /// refused as unknown while the submit went unanswered) turns out live at the broker:
+        /// nobody wants it, so it is to be cancelled (`cancel(_:transactTime:)` sends it).
+        case cancelOrphan(CancelOrderRequest)
     }
 
     private struct Order: Sendable {
@@ -221,6 +225,9 @@ public struct FIXOrderRouter: Sendable {
         var outlivesTheDay = false
         /// Learnt from a status answer as pending new: the broker has not accepted it yet.
         var learntPendingNew = false
+        /// Ended here as never taken by the broker (a cancel beside its unanswered submit was
+        /// refused as unknown); a later New or fill shows it live, unwanted.
+        var presumedNeverTaken = false
     }
 
     private enum RequestKind: Sendable, Hashable {
@@ -247,6 +254,8 @@ public struct FIXOrderRouter: Sendable {
         var kind: RequestKind
         var orderID: OrderID?
         var message: FIXMessage
+        /// Status reports received so far for a mass status request.
+        var reports = 0
     }
 
     /// Requests in flight by key, with an index of each order's order requests (submit, modify,
@@ -422,9 +431,18 @@ public struct FIXOrderRouter: Sendable {
             return .send(again, key: cancelling.key)
         }
         // A cancel may go beside a submit still unanswered (FIX cancels an order by the ClOrdID it
-        // was sent with, before its acknowledgement): a broker that never answers the submit must
-        // not keep a stop live on a flat position. Any other request in flight goes first.
-        if !inFlight.isEmpty, !(inFlight.count == 1 && inFlight[0].request.kind == .submit && !order.acknowledged) {
+        // was sent with, before its acknowledgement), or beside a replace still unanswered (by the
+        // ClOrdID last accepted): the runtime sends a cancel only once it has given up waiting for
+        // them, and a broker that never answers one must not keep a stop live on a flat position.
+        // Any other request in flight goes first.
+        let cancellableBeside = inFlight.allSatisfy { request in
+            switch request.request.kind {
+            case .submit: return !order.acknowledged
+            case .modify: return true
+            default: return false
+            }
+        }
+        if !inFlight.isEmpty, !cancellableBeside {
             return .failed(BrokerError(.transient, "order \(request.orderID) has a request in flight"))
         }
         if order.done {
@@ -688,6 +706,15 @@ public struct FIXOrderRouter: Sendable {
         }
         let text = message[58] ?? ""
         var outputs: [Output] = []
+        if orders[orderID]?.presumedNeverTaken == true, execType == "0" || execType == "F" {
+            // Taken after all (the venue booked it after refusing the cancel as unknown): the
+            // runtime has it as refused, so it is cancelled here. Its fills still count.
+            orders[orderID]?.presumedNeverTaken = false
+            orders[orderID]?.done = false
+            orders[orderID]?.rejected = false
+            orders[orderID]?.acknowledged = true
+            if let order = orders[orderID] { outputs.append(.cancelOrphan(CancelOrderRequest(orderID: orderID, symbol: order.symbol))) }
+        }
         switch execType {
         case "0": // New
             orders[orderID]?.acknowledged = true
@@ -761,9 +788,15 @@ public struct FIXOrderRouter: Sendable {
             guard let lastQty = fields.lastQuantity, let lastPx = fields.lastPrice else {
                 return [.ignored("fill \(execID) without LastQty/LastPx")]  // readFields refuses these first
             }
+            // LeavesQty 0 says the order is done; a working OrdStatus (new, partially filled,
+            // pending) says it is not. The two disagree: neither is taken, and the order's size
+            // stays as FillGuard knows it (taking the 0 would end it short of its real size, and
+            // its next fill would be refused as an overfill).
+            var leaves = fields.leaves
+            if leaves?.isZero == true, let status = message[39], Self.workingOrdStatus.contains(status) { leaves = nil }
             let report = ExecutionReport(
                 executionID: ExecutionID(execID), orderID: orderID, symbol: Symbol(symbolText), side: fields.side,
-                lastQuantity: lastQty, lastPrice: lastPx, cumulativeQuantity: fields.cumulative, leavesQuantity: fields.leaves,
+                lastQuantity: lastQty, lastPrice: lastPx, cumulativeQuantity: fields.cumulative, leavesQuantity: leaves,
                 transactTime: fields.transactTime, commission: fields.commission ?? .zero)
             orders[orderID]?.acknowledged = true
             orders[orderID]?.learntPendingNew = false
@@ -807,7 +840,7 @@ public struct FIXOrderRouter: Sendable {
         var fields = ReportFields(side: side)
         fields.cumulative = try quantity(message, 14, "CumQty", allowZero: true)
         fields.leaves = try quantity(message, 151, "LeavesQty", allowZero: true)
-        _ = try price(message, 6, "AvgPx", allowZero: true)
+        _ = try averagePrice(message)
         fields.orderQuantity = try quantity(message, 38, "OrderQty", allowZero: false)
         if let text = message[12] {
             guard let commission = Money(text) else {
@@ -887,6 +920,31 @@ public struct FIXOrderRouter: Sendable {
         return value
     }
 
+    /// OrdStatus (39) values of an order still working: new, partially filled, pending cancel,
+    /// pending new, pending replace.
+    static let workingOrdStatus: Set<String> = ["0", "1", "6", "A", "E"]
+
+    /// AvgPx (6), nil when absent, cut to `Price`'s 8 places: an average of fills at different
+    /// prices seldom ends (10 at 245 and 20 at 244.5 average 244.666...), and brokers print it
+    /// with more places than that. FillGuard books each fill at its LastPx; the average is only
+    /// read for what it says, so its extra places never refuse the report (and its fill with it).
+    private static func averagePrice(_ message: FIXMessage) throws(Refusal) -> Price? {
+        guard let text = message[6] else { return nil }
+        guard isFIXDecimal(text) else {
+            throw Refusal(error: InputError(.malformed, "AvgPx \"\(text.prefix(40))\" is not a number"),
+                          answer: sessionReject(message, tag: 6, reason: 6, "AvgPx is not a number"))
+        }
+        var plain = plainDecimal(text)
+        if let point = plain.firstIndex(of: "."), plain.distance(from: point, to: plain.endIndex) > Price.decimalPlaces + 1 {
+            plain = String(plain[..<plain.index(point, offsetBy: Price.decimalPlaces + 1)])
+        }
+        guard let value = Price(plain), value.units >= 0, value <= .maximum else {
+            throw Refusal(error: InputError(.invalidPrice, "AvgPx must be zero or positive and at most \(Price.maximum), got \(text.prefix(40))"),
+                          answer: sessionReject(message, tag: 6, reason: 5, "AvgPx out of range"))
+        }
+        return value
+    }
+
     /// A BusinessMessageReject (j) of an execution report that is valid FIX but names the wrong
     /// order, side or symbol (BusinessRejectReason 1, unknown id, or 0, other).
     private static func businessReject(_ message: FIXMessage, reason: Int, _ text: String) -> FIXRefusalAnswer {
@@ -920,8 +978,22 @@ public struct FIXOrderRouter: Sendable {
 
     private mutating func statusReport(_ message: FIXMessage) -> [Output] {
         let key = message[790] ?? message[584] ?? ""
-        guard let request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
-        let last = request.kind == .status || message[912] == "Y" || message[912] == nil
+        guard var request = pending[key] else { return [.ignored("status report for unknown request \(key)")] }
+        request.reports += 1
+        pending[key] = request
+        // The last of a mass status answer says so (LastRptRequested 912=Y); a counterparty that
+        // sets 912 on the last report only is read by TotNumReports (911) on the others. A report
+        // with neither ends the answer.
+        let last: Bool
+        if request.kind == .status {
+            last = true
+        } else if let flag = message[912] {
+            last = flag == "Y"
+        } else if let total = message.int(911), total > 0 {
+            last = request.reports >= total
+        } else {
+            last = true
+        }
         var status: FIXOrderStatus?
         // OrdStatus Rejected with OrdRejReason 5 (unknown order) is the answer for an order the
         // broker does not have: no status.
@@ -998,7 +1070,7 @@ public struct FIXOrderRouter: Sendable {
         }
         return FIXOrderStatus(orderID: orderID, clOrdID: clOrdID, brokerOrderID: message[37] ?? "", symbol: symbol, side: side,
                               ordStatus: ordStatus, cumulativeQuantity: cumulative, leavesQuantity: leaves,
-                              averagePrice: try price(message, 6, "AvgPx", allowZero: true).flatMap { $0.units > 0 ? $0 : nil },
+                              averagePrice: try averagePrice(message).flatMap { $0.units > 0 ? $0 : nil },
                               ordType: message[40], orderQuantity: try quantity(message, 38, "OrderQty", allowZero: false),
                               price: try price(message, 44, "Price", allowZero: false), stopPrice: try price(message, 99, "StopPx", allowZero: false),
                               timeInForce: message[59])
@@ -1051,11 +1123,25 @@ public struct FIXOrderRouter: Sendable {
         collection.received += 1
         if let symbol = message[55] {
             let entries = message.groups(702)
-            func value(_ entry: [FIXField], _ tag: Int) -> Quantity { entry.first { $0.tag == tag }.flatMap { Quantity(Self.plainDecimal($0.value)) } ?? .zero }
             let final = entries.filter { $0.first?.tag == 703 && $0.first?.value == "FIN" }
-            var net = Quantity.zero
-            for entry in final.isEmpty ? entries : final { net = net + value(entry, 704) - value(entry, 705) }
-            collection.nets[Symbol(symbol), default: .zero] = collection.nets[Symbol(symbol), default: .zero] + net
+            // Summed wide, each quantity read strictly: a quantity that is unreadable, negative or
+            // out of range, or a net beyond any quantity, fails the request (the net would be a
+            // guess, and a guess compared with the journal's is worse than none).
+            var units: Int128 = Int128(collection.nets[Symbol(symbol)]?.units ?? 0)
+            for entry in final.isEmpty ? entries : final {
+                for (tag, sign) in [(704, Int128(1)), (705, Int128(-1))] {
+                    guard let field = entry.first(where: { $0.tag == tag }) else { continue }
+                    guard Self.isFIXDecimal(field.value), let quantity = Quantity(Self.plainDecimal(field.value)),
+                          quantity.units >= 0, quantity <= .maximum else {
+                        return fail(key: key, BrokerError(.permanent, "position report for \(symbol): \(tag == 704 ? "LongQty" : "ShortQty") \"\(field.value.prefix(40))\" is not a quantity"))
+                    }
+                    units += sign * Int128(quantity.units)
+                }
+            }
+            guard units.magnitude <= UInt128(Quantity.maximum.units) else {
+                return fail(key: key, BrokerError(.permanent, "position report for \(symbol): a net beyond \(Quantity.maximum)"))
+            }
+            collection.nets[Symbol(symbol)] = Quantity(units: Int64(units))
         }
         positionReports[key] = collection
         guard let expected = collection.expected, collection.received >= expected else { return [] }
@@ -1073,7 +1159,10 @@ public struct FIXOrderRouter: Sendable {
             return [.ignored("cancel reject for unknown request \(message[11] ?? "?")")]
         }
         let text = message[58] ?? ""
-        let terminal = ["2", "3", "4", "8", "C"].contains(message[39] ?? "")
+        // Done for day (3) ends a day order, not one that outlives the day (it works again
+        // tomorrow): as for an execution report saying so.
+        let doneForDay = message[39] == "3" && !(request.orderID.flatMap { orders[$0]?.outlivesTheDay } ?? false)
+        let terminal = ["2", "4", "8", "C"].contains(message[39] ?? "") || doneForDay
         if let orderID = request.orderID, terminal { orders[orderID]?.done = true }
         if let orderID = request.orderID, message[39] == "4" {
             orders[orderID]?.cancelled = true
@@ -1091,6 +1180,7 @@ public struct FIXOrderRouter: Sendable {
                 // submit is a report for an ended order.
                 orders[orderID]?.done = true
                 orders[orderID]?.rejected = true
+                orders[orderID]?.presumedNeverTaken = true
                 outputs += fail(key: orderID.rawValue, BrokerError(.permanent, "the broker does not know order \(orderID): its NewOrderSingle was never taken"))
             }
         } else if message[102] == "0" || terminal {

@@ -433,6 +433,11 @@ public struct FIXSessionStateMachine: Sendable {
                 nextTargetSeqNum = seq + 1
                 var actions = [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 122,
                                       text: "PossDupFlag=Y without OrigSendingTime", now: now)]
+                // Refused like any other invalid application message: the runtime hears of it
+                // (an execution report refused here may be a fill it never gets).
+                if !FIXMsgType.isAdmin(message.msgType) {
+                    actions.append(.refusedApplication(msgType: message.msgType, seq: seq, reason: "PossDupFlag=Y without OrigSendingTime (122)"))
+                }
                 actions += drainQueue(now: now)
                 return actions
             }

@@ -1,0 +1,213 @@
+import FillGuard
+import FillGuardCore
+import Testing
+@testable import FillGuardFIX
+
+/// Reports and answers from a white-box review of the router: each once lost a fill, stuck an
+/// order, or trapped; each test states what must hold.
+@Suite("FIX router: reports that were lost or stuck")
+struct RouterHardeningTests {
+    let stop = NewOrderRequest(orderID: "P1-sl1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 100,
+                               timeInForce: .goodTillCancel)
+
+    func sellReport(_ clOrdID: String, execType: String, execID: String, ordStatus: String = "0", extra: [FIXField] = []) -> FIXMessage {
+        report(clOrdID, execType: execType, execID: execID, ordStatus: ordStatus,
+               extra: [FIXField(54, "2"), FIXField(37, "B1"), FIXField(151, "100")] + extra)
+    }
+
+    /// A cancel beside an unanswered submit is rejected "unknown order" (the venue had not booked
+    /// the order yet), then the broker's New for the submit arrives: the order is live, and the
+    /// runtime has it as never taken. The router asks for it to be cancelled, and can cancel it.
+    @Test func lateNewAfterAnUnknownOrderCancelRejectIsCancelled() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
+        let reject = FIXMessage(msgType: "9", fields: [
+            FIXField(37, "NONE"), FIXField(11, "P1-sl1~1"), FIXField(41, "P1-sl1"), FIXField(39, "8"), FIXField(434, "1"),
+            FIXField(102, "1"), FIXField(58, "unknown order"),
+        ])
+        _ = router.received(reject)
+        // The venue's acknowledgement of the NewOrderSingle comes after all: the stop is working.
+        let late = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        #expect(late.contains(.cancelOrphan(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"))), "\(late)")
+        // A fill of it is still passed on (the stop triggers): the runtime counts it.
+        var stopFill = fill("P1-sl1", execID: "F1", last: "10", price: "245", cum: "10", leaves: "90")
+        stopFill[54] = "2"
+        stopFill[37] = "B1"
+        let filled = router.received(stopFill)
+        #expect(filled.contains { if case .event(.execution) = $0 { return true } else { return false } }, "\(filled)")
+        // The position is flat / the runtime wants the stop gone: a cancel must go out.
+        let plan = router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)
+        #expect(sentMessage(plan)?.msgType == "F", "the live order cannot be cancelled: \(plan)")
+    }
+
+    /// A PositionReport quantity that is unreadable (5e2) or negative fails the request: the net
+    /// would be a guess.
+    @Test func unreadablePositionQuantitiesFailTheRequest() {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+        _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
+        let outputs = router.received(FIXMessage(msgType: "AP", fields: [
+            FIXField(721, "R"), FIXField(710, key), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "1"),
+            FIXField(703, "FIN"), FIXField(704, "5e2"), FIXField(705, "-40"),
+        ]))
+        if case .positions(_, let nets)? = outputs.first {
+            Issue.record("an unreadable LongQty / a negative ShortQty was trusted: nets \(nets)")
+        }
+    }
+
+    /// A PositionReport whose entries add up beyond any quantity fails the request (it trapped).
+    @Test func hugePositionReportsFailTheRequest() async {
+        await #expect(processExitsWith: .success) {
+            var router = FIXOrderRouter()
+            guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+            _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
+            var fields = [FIXField(721, "R"), FIXField(710, key), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "50")]
+            for _ in 0..<50 { fields += [FIXField(703, "TQ"), FIXField(704, "1000000000"), FIXField(705, "-1000000000")] }
+            _ = router.received(FIXMessage(msgType: "AP", fields: fields))
+        }
+    }
+
+    /// A fill whose AvgPx (6) is the average of fills at different prices, printed with more than
+    /// 8 places as brokers do, is taken (it was refused whole, and its fill lost).
+    @Test func fillsWithALongAvgPxAreTaken() {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        for (execID, last, price, cum, leaves, avg) in [("E1", "10", "245", "10", "90", "245"),
+                                                         ("E2", "20", "244.5", "30", "70", "244.66666666666666")] {
+            var message = fill("P1-sl1", execID: execID, last: last, price: price, cum: cum, leaves: leaves)
+            message[54] = "2"
+            message[37] = "B1"
+            message[6] = avg
+            let outputs = router.received(message)
+            guard case .event(.execution(let execution))? = outputs.first else {
+                Issue.record("fill \(execID) (LastQty \(last) at \(price)) was not passed on: \(outputs)")
+                continue
+            }
+            #expect(execution.lastQuantity == Quantity(last)!)
+        }
+    }
+
+    /// A modify whose answer never comes (the counterparty gap-filled its Replaced, or answered
+    /// its PossResend repeat with an Order Status): a cancel still goes out (it was refused as
+    /// "request in flight" for ever, keeping a stop live on a flat position).
+    @Test func cancelGoesBesideAnUnansweredModify() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let modify = ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60)
+        _ = try #require(sentMessage(router.modify(modify, transactTime: 0)))
+        // Timed out; the runtime asks again: the same G goes with PossResend=Y.
+        let again = try #require(sentMessage(router.modify(modify, transactTime: 0)))
+        #expect(again[97] == "Y")
+        // The broker had it and answers the repeat with the order's status (ExecType I, no 790/584).
+        _ = router.received(sellReport("P1-sl1~1", execType: "I", execID: "S1", ordStatus: "0",
+                                                extra: [FIXField(41, "P1-sl1"), FIXField(38, "60"), FIXField(151, "60")]))
+        // The position went flat: the stop must be cancelled.
+        var plans: [FIXOrderRouter.Plan] = []
+        for _ in 0..<3 { plans.append(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)) }
+        #expect(plans.contains { sentMessage($0)?.msgType == "F" }, "no cancel can ever go out: \(plans)")
+    }
+
+    /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
+    /// read to its end by TotNumReports (911) (it ended at the first report).
+    @Test func massStatusEndsAtTotNumReports() {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { return }
+        func status(_ clOrdID: String, _ last: String?) -> FIXMessage {
+            var message = report(clOrdID, execType: "I", execID: "I-\(clOrdID)", ordStatus: "0", extra: [
+                FIXField(584, key), FIXField(911, "2"), FIXField(40, "3"), FIXField(99, "245"), FIXField(38, "100"), FIXField(54, "2"),
+            ])
+            if let last { message[912] = last }
+            return message
+        }
+        let first = router.received(status("P1-sl1", nil))
+        let second = router.received(status("P2-sl1", "Y"))
+        #expect(first.count == 1 && { if case .status(_, _, last: false) = first[0] { return true } else { return false } }(),
+                "the first of two reports (TotNumReports 2) ended the mass status: \(first)")
+        #expect(second.count == 1 && { if case .status(_, _?, last: true) = second[0] { return true } else { return false } }(),
+                "the second order is lost: \(second)")
+    }
+
+    /// A replace of a good-till-cancel stop refused after the close (OrderCancelReject with
+    /// OrdStatus 3, done for day) leaves the order live for the next session, as the router's
+    /// own done-for-day handling does (it was marked done for good).
+    @Test func doneForDayCancelRejectKeepsAGoodTillCancelOrder() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)  // TimeInForce GTC
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        // The broker's own done-for-day report keeps the GTC order live (control).
+        #expect(router.received(sellReport("P1-sl1", execType: "3", execID: "D1", ordStatus: "3")).count == 1)
+        _ = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)))
+        let reject = FIXMessage(msgType: "9", fields: [
+            FIXField(37, "B1"), FIXField(11, "P1-sl1~1"), FIXField(41, "P1-sl1"), FIXField(39, "3"), FIXField(434, "2"),
+            FIXField(102, "2"), FIXField(58, "market closed"),
+        ])
+        let refused = router.received(reject)
+        #expect(refused.count == 1, "\(refused)")
+        // Next morning the stop works again: it must still be resizable and cancellable.
+        let modify = router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)
+        let cancel = router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)
+        #expect(sentMessage(modify)?.msgType == "G", "\(modify)")
+        #expect(sentMessage(cancel)?.msgType == "F" || sentMessage(modify) != nil, "\(cancel)")
+    }
+
+    /// A fill whose LeavesQty is 0 while OrdStatus says the order still works (1): the 0 is not
+    /// taken (the runtime ended the order short, and refused its next fill as an overfill).
+    @Test func leavesZeroWithAWorkingOrdStatusIsNotTaken() async throws {
+        let broker = AcceptingBroker()
+        let manager = FillManager(broker: broker, logger: quietLogger)
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 100, entryType: .market,
+                                           stopLoss: Price("245"), takeProfit: nil))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        var router = FIXOrderRouter()
+        _ = router.submit(NewOrderRequest(orderID: entry.id, symbol: "GLD", side: .buy, type: .market, quantity: 100, timeInForce: .day),
+                          transactTime: 0)
+        _ = router.received(report(entry.id.rawValue, execType: "0", execID: "N1"))
+        // 40 of 100, OrdStatus 1 (partially filled, working) but LeavesQty 0.
+        for message in [fill(entry.id.rawValue, execID: "E1", last: "40", price: "248", cum: "40", leaves: "0", status: "1"),
+                        fill(entry.id.rawValue, execID: "E2", last: "60", price: "248", cum: "100", leaves: "0", status: "2")] {
+            let outputs = router.received(message)
+            for case .event(let event) in outputs { manager.receive(event) }
+            await manager.waitUntilIdle()
+        }
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 100, "the broker filled 100; FillGuard booked \(position.netQuantity)")
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
+    }
+}
+
+/// A fill the counterparty resends (PossDupFlag=Y) without OrigSendingTime (122) is refused
+/// with a session Reject, and reported as a refused application message, so the runtime hears of
+/// it (it vanished without a word).
+@Suite("FIX session: refused resends")
+struct SessionRefusedResendTests {
+    @Test func possDupWithoutOrigSendingTimeIsReportedRefused() {
+        var machine = FIXSessionStateMachine(configuration: FIXSessionConfiguration(senderCompID: "FG", targetCompID: "EX", heartbeatInterval: 30))
+        _ = machine.connected(now: 0)
+        let logon = machine.received(peer("A", 1, [FIXField(98, "0"), FIXField(108, "30")]), now: 0)
+        #expect(logon.contains(.loggedOn))
+        var fields = [FIXField(43, "Y")]
+        fields += [FIXField(37, "B1"), FIXField(11, "O1"), FIXField(17, "E1"), FIXField(150, "F"), FIXField(39, "2"), FIXField(55, "GLD"),
+                   FIXField(54, "1"), FIXField(151, "0"), FIXField(14, "10"), FIXField(6, "100"), FIXField(32, "10"), FIXField(31, "100")]
+        let actions = machine.received(peer("8", 2, fields), now: 0)
+        let deliveredOrRefused = actions.contains {
+            switch $0 {
+            case .deliver, .refusedApplication: return true
+            default: return false
+            }
+        }
+        #expect(deliveredOrRefused, "the fill was neither delivered nor reported as refused: \(actions)")
+    }
+}
+
+/// A broker that accepts every request at once and reports nothing by itself.
+final class AcceptingBroker: Broker {
+    let capabilities = BrokerCapabilities(nativeModify: true)
+    func submit(_ request: NewOrderRequest) async throws(BrokerError) {}
+    func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {}
+    func cancel(_ request: CancelOrderRequest) async throws(BrokerError) {}
+    func events() -> AsyncStream<BrokerEvent> { AsyncStream { _ in } }
+}
