@@ -666,6 +666,7 @@ final class FIXBrokerCore: @unchecked Sendable {
             list.remove(at: index)
             self.waiters[key] = list.isEmpty ? nil : list
             self.statistics.requestTimeouts += 1
+            self.router.queryTimedOut(key: key)
             self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
             // The request went out: the broker may have acted on it.
             promise.fail(BrokerError(.timedOut, "no answer to \(key) in \(timeout / 1_000_000) ms"))

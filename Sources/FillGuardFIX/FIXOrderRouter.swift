@@ -266,6 +266,9 @@ public struct FIXOrderRouter: Sendable {
 
         var count: Int { byKey.count }
 
+        /// Every request's key.
+        var keys: Dictionary<String, Pending>.Keys { byKey.keys }
+
         subscript(key: String) -> Pending? {
             get { byKey[key] }
             set {
@@ -558,6 +561,31 @@ public struct FIXOrderRouter: Sendable {
         if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
             orders[orderID] = nil
             byClOrdID[key] = nil
+        }
+    }
+
+    /// Forgets a query (status, mass status, market data, positions) whose answer did not come in
+    /// time: its caller has given up, and a late answer is then ignored. Order requests stay
+    /// pending: their answers still say what the broker did.
+    public mutating func queryTimedOut(key: String) {
+        guard let request = pending[key] else { return }
+        switch request.kind {
+        case .status, .massStatus, .marketData, .positions:
+            pending.removeValue(forKey: key)
+            quotes[key] = nil
+            positionReports[key] = nil
+        case .submit, .modify, .cancel:
+            break
+        }
+    }
+
+    /// Queries waiting for their answer (status, mass status, market data, positions).
+    public var queriesInFlight: Int {
+        pending.keys.count { key in
+            switch pending[key]?.kind {
+            case .status?, .massStatus?, .marketData?, .positions?: true
+            default: false
+            }
         }
     }
 

@@ -110,6 +110,24 @@ struct RouterHardeningTests {
         #expect(plans.contains { sentMessage($0)?.msgType == "F" }, "no cancel can ever go out: \(plans)")
     }
 
+    /// A status query whose answer did not come in time is forgotten (the table of requests in
+    /// flight grew with every one over a long session); its late answer is ignored. An order
+    /// request stays: its answer still says what the broker did.
+    @Test func timedOutQueriesAreForgotten() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        guard case .send(_, let key) = router.statusRequest("P1-sl1") else { Issue.record("no status request"); return }
+        #expect(router.queriesInFlight == 1)
+        router.queryTimedOut(key: key)
+        router.queryTimedOut(key: "P1-sl1") // the submit: not a query
+        #expect(router.queriesInFlight == 0)
+        let late = router.received(sellReport("P1-sl1", execType: "I", execID: "S1", ordStatus: "0", extra: [FIXField(790, key)]))
+        #expect(late.allSatisfy { if case .ignored = $0 { return true } else { return false } }, "\(late)")
+        // The submit is still answered.
+        let new = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        #expect(new.contains(.completed(key: "P1-sl1", error: nil)), "\(new)")
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
