@@ -228,6 +228,9 @@ public struct FIXOrderRouter: Sendable {
         /// Ended here as never taken by the broker (a cancel beside its unanswered submit was
         /// refused as unknown); a later New or fill shows it live, unwanted.
         var presumedNeverTaken = false
+        /// Submits sent again (PossResend=Y) whose own answer has not come: a broker that took
+        /// the first answers each with a Rejected (duplicate ClOrdID), which ends nothing.
+        var resentSubmits = 0
     }
 
     private enum RequestKind: Sendable, Hashable {
@@ -348,6 +351,7 @@ public struct FIXOrderRouter: Sendable {
                 }
                 var again = pendingRequest.message
                 again[97] = "Y"
+                orders[request.orderID]?.resentSubmits += 1
                 return .send(again, key: request.orderID.rawValue)
             }
             if existing.rejected {
@@ -804,11 +808,16 @@ public struct FIXOrderRouter: Sendable {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? (message[103].map { "order rejected (OrdRejReason \($0))" } ?? "order rejected (no reason given)") : text))
             } else if pending[clOrdID] != nil {
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? "request rejected" : text))
-            } else if let order = orders[orderID], order.acknowledged, !order.learntPendingNew {
-                // FIX 4.4 rejects only a new order this way: on one it accepted, this answers a
-                // repeat of the submit (PossResend after a timeout), and the order stays live.
-                outputs.append(.ignored("reject (8) for \(clOrdID), an order the broker accepted: \(text)"))
+            } else if let order = orders[orderID], order.acknowledged, !order.learntPendingNew,
+                      order.resentSubmits > 0 || message[103] == "6" {
+                // FIX 4.4 rejects a new order this way: on one it accepted, this answers a repeat
+                // of the submit (PossResend after a timeout, a duplicate ClOrdID: OrdRejReason 6
+                // says so, also for a resend made before a restart), and the order stays live.
+                orders[orderID]?.resentSubmits = max(0, order.resentSubmits - 1)
+                outputs.append(.ignored("reject (8) for \(clOrdID), an order the broker accepted, answering its resent submit: \(text)"))
             } else {
+                // Unsolicited (no resend of it waits for an answer): the broker ended the order
+                // (a late reject by the venue, a risk check), accepted or not.
                 orders[orderID]?.rejected = true
                 outputs += end(orderID, .rejected, reason: text)
             }

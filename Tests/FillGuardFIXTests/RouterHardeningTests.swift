@@ -128,6 +128,28 @@ struct RouterHardeningTests {
         #expect(new.contains(.completed(key: "P1-sl1", error: nil)), "\(new)")
     }
 
+    /// A Rejected (8) of an order the broker accepted ends it when nothing asked for it (a late
+    /// reject by the venue: the stop is gone, and the runtime re-protects); it answers a resent
+    /// submit (a duplicate ClOrdID) only when one was resent, or when OrdRejReason says so (6).
+    @Test func unsolicitedRejectOfAnAcceptedOrderEndsIt() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let late = router.received(sellReport("P1-sl1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "99")]))
+        #expect(late.contains { if case .event(.orderStatus(let status)) = $0 { return status.outcome == .rejected } else { return false } }, "\(late)")
+
+        var resent = FIXOrderRouter()
+        _ = resent.submit(stop, transactTime: 0)
+        let again = try #require(sentMessage(resent.submit(stop, transactTime: 0)))
+        #expect(again[97] == "Y")
+        _ = resent.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let duplicate = resent.received(sellReport("P1-sl1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "99")]))
+        #expect(duplicate.allSatisfy { if case .ignored = $0 { return true } else { return false } }, "the resend's answer: \(duplicate)")
+        // Once the resend is answered, the next one is the broker's own.
+        let own = resent.received(sellReport("P1-sl1", execType: "8", execID: "R2", ordStatus: "8"))
+        #expect(own.contains { if case .event(.orderStatus(let status)) = $0 { return status.outcome == .rejected } else { return false } }, "\(own)")
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
