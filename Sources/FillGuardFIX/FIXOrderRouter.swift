@@ -259,6 +259,8 @@ public struct FIXOrderRouter: Sendable {
         var message: FIXMessage
         /// Status reports received so far for a mass status request.
         var reports = 0
+        /// For a cancel sent beside an unanswered replace: the replace's ClOrdID.
+        var besideReplace: String?
     }
 
     /// Requests in flight by key, with an index of each order's order requests (submit, modify,
@@ -471,7 +473,9 @@ public struct FIXOrderRouter: Sendable {
         message.append(38, order.quantity.description)
         orders[request.orderID] = order
         byClOrdID[clOrdID] = request.orderID
-        pending[clOrdID] = Pending(kind: .cancel, orderID: request.orderID, message: message)
+        var cancel = Pending(kind: .cancel, orderID: request.orderID, message: message)
+        cancel.besideReplace = inFlight.first { if case .modify = $0.request.kind { true } else { false } }?.key
+        pending[clOrdID] = cancel
         return .send(message, key: clOrdID)
     }
 
@@ -1026,7 +1030,13 @@ public struct FIXOrderRouter: Sendable {
             last = true
         } else if let flag = message[912] {
             last = flag == "Y"
-        } else if let total = message.int(911), total > 0 {
+        } else if let text = message[911] {
+            guard let total = Int(text), total >= 0 else {
+                // A count that cannot be read cannot say where the answer ends: it fails, rather
+                // than being cut short at this report.
+                pending[key] = nil
+                return [.malformedStatus(key: key, "TotNumReports \"\(text.prefix(40))\" is not a count", last: true)]
+            }
             last = request.reports >= total
         } else {
             last = true
@@ -1208,6 +1218,17 @@ public struct FIXOrderRouter: Sendable {
         }
         let error: BrokerError
         var outputs: [Output] = []
+        if message[102] == "1", !terminal, let replaceKey = request.besideReplace, let orderID = request.orderID,
+           case .modify(let quantity)? = pending[replaceKey]?.kind {
+            // Sent beside an unanswered replace under the ClOrdID last accepted, and the broker
+            // does not know that one while the order works: the replace took (its Replaced never
+            // came). The order goes on under the replace's ClOrdID, and the cancel again under it.
+            orders[orderID]?.clOrdID = replaceKey
+            orders[orderID]?.quantity = quantity
+            orders[orderID]?.acknowledged = true
+            outputs += complete(key: replaceKey, expecting: nil)
+            return fail(key: clOrdID, BrokerError(.transient, "the broker knows order \(orderID) by its replace's ClOrdID \(replaceKey) (\(text.isEmpty ? "unknown order" : text)); cancel again under it")) + outputs
+        }
         if message[102] == "1", (message[39] ?? "8") == "8" {
             // Unknown order (CxlRejReason 1, OrdStatus rejected): the broker does not hold it.
             error = BrokerError(.unknownOrder, text.isEmpty ? "unknown order" : text)

@@ -150,6 +150,30 @@ struct RouterHardeningTests {
         #expect(own.contains { if case .event(.orderStatus(let status)) = $0 { return status.outcome == .rejected } else { return false } }, "\(own)")
     }
 
+    /// The venue applied the replace, but its Replaced never came, and it takes a cancel only under
+    /// the order's current ClOrdID: the cancel beside the replace (under the ClOrdID last
+    /// accepted) is refused as unknown while the order works. The router then takes the replace
+    /// as done and the next cancel names the replace's ClOrdID (it named the old one for ever,
+    /// keeping a stop live on a flat position).
+    @Test func cancelRefusedAsNotCurrentGoesAgainUnderTheReplace() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)))
+        let replaceID = try #require(replace[11])
+        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
+        #expect(cancel[41] == "P1-sl1")
+        let refused = router.received(FIXMessage(msgType: "9", fields: [
+            FIXField(37, "B1"), FIXField(11, cancel[11]!), FIXField(41, "P1-sl1"), FIXField(39, "0"), FIXField(434, "1"),
+            FIXField(102, "1"), FIXField(58, "not current"),
+        ]))
+        #expect(refused.contains { if case .completed(let key, let error?) = $0 { return key == cancel[11] && error.kind == .transient } else { return false } },
+                "\(refused)")
+        #expect(router.currentClOrdID(of: "P1-sl1") == replaceID)
+        let again = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
+        #expect(again[41] == replaceID && again[38] == "60", "\(again)")
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
@@ -168,6 +192,17 @@ struct RouterHardeningTests {
                 "the first of two reports (TotNumReports 2) ended the mass status: \(first)")
         #expect(second.count == 1 && { if case .status(_, _?, last: true) = second[0] { return true } else { return false } }(),
                 "the second order is lost: \(second)")
+    }
+
+    /// A TotNumReports (911) that cannot be read fails the mass status (it cut the answer short at
+    /// its first report, and the orders after it were missing from `openOrders()`).
+    @Test func unreadableTotNumReportsFailsTheMassStatus() {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
+        let first = router.received(report("P1-sl1", execType: "I", execID: "I1", ordStatus: "0", extra: [
+            FIXField(584, key), FIXField(911, "x3"), FIXField(40, "3"), FIXField(99, "245"), FIXField(38, "100"), FIXField(54, "2"),
+        ]))
+        #expect(first.count == 1 && { if case .malformedStatus(key, _, last: true) = first[0] { return true } else { return false } }(), "\(first)")
     }
 
     /// A replace of a good-till-cancel stop refused after the close (OrderCancelReject with
