@@ -58,6 +58,9 @@ public struct FillGuardConfiguration: Sendable {
     }
     /// Retired orders remembered per symbol, so that recovery and late reports recognise them.
     public var retiredOrderMemory: Int = 4_096 { didSet { if retiredOrderMemory < 0 { retiredOrderMemory = 0 } } }
+    /// How a position a late fill flipped against its bracket is covered: the bracket's two orders
+    /// (default, rules 2 and 7 as written) or its stop-loss alone (see `FlippedPositionCover`).
+    public var flippedPositionCover: FlippedPositionCover = .bracket
 
     /// A configuration with the brief's defaults.
     public init(retry: RetryPolicy = RetryPolicy(), circuitBreaker: CircuitBreakerPolicy = CircuitBreakerPolicy(),

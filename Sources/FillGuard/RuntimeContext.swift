@@ -100,7 +100,8 @@ final class RuntimeContext: Sendable {
         SymbolStateMachine.Configuration(nativeModify: nativeModify, replaceStrategy: configuration.replaceStrategy,
                                          maxAttempts: configuration.retry.maxAttempts, executionWindow: configuration.executionWindow,
                                          retainedClosedPositions: configuration.retainedClosedPositions,
-                                         retiredOrderMemory: configuration.retiredOrderMemory)
+                                         retiredOrderMemory: configuration.retiredOrderMemory,
+                                         flippedPositionCover: configuration.flippedPositionCover)
     }
 
     init(broker: any Broker, journal: Journal?, configuration: FillGuardConfiguration, logger: Logger, metricsFactory: MetricsFactory) {

@@ -40,11 +40,11 @@ extension SymbolStateMachine {
                 continue
             }
             let side = net.units > 0 ? Side.sell : Side.buy
-            for (role, price) in [(OrderRole.stopLoss, position.stopLoss), (OrderRole.takeProfit, position.takeProfit)] {
+            for (role, price) in [(OrderRole.stopLoss, position.protectivePrice(.stopLoss, cover: configuration.flippedPositionCover)), (OrderRole.takeProfit, position.protectivePrice(.takeProfit, cover: configuration.flippedPositionCover))] {
                 let live = bracket.filter { $0.role == role && $0.isLive }
                 if live.contains(where: { $0.awaitingFill || $0.failure != nil }) || position.isBlocked(role) { continue }
                 guard let price else {
-                    if !live.isEmpty { found.append(InvariantViolation(rule: 2, positionID: positionID, message: "\(role) is not in the bracket but \(live.count) are live")) }
+                    if !live.isEmpty { found.append(InvariantViolation(rule: 2, positionID: positionID, message: "no \(role) is wanted for net \(net) but \(live.count) are live")) }
                     continue
                 }
                 guard live.count == 1, let order = live.first else {

@@ -421,7 +421,7 @@ extension SymbolStateMachine {
         case .market: return false
         }
         let hasLive = positions[p].liveSlots.contains { orders[Int($0)].role == role && orders[Int($0)].side == side }
-        let wanted = role == .stopLoss ? positions[p].stopLoss != nil : positions[p].takeProfit != nil
+        let wanted = positions[p].protectivePrice(role, cover: configuration.flippedPositionCover) != nil
         sequence += 1
         var order = ManagedOrder(id: orderID, position: Int32(p), role: role, side: side, type: type,
                                  timeInForce: positions[p].timeInForce, quantity: quantity,

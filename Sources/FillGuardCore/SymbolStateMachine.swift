@@ -31,21 +31,27 @@ public struct SymbolStateMachine: Sendable {
         /// Retired orders remembered (id, position, booked quantity), oldest forgotten first: a
         /// late report for one is refused as an unknown order, and recovery knows it was booked.
         public var retiredOrderMemory: Int { didSet { if retiredOrderMemory < 0 { retiredOrderMemory = 0 } } }
+        /// How a position flipped against its bracket by a late fill is covered (default: the
+        /// bracket's two orders, as rules 2 and 7 say; see `FlippedPositionCover`).
+        public var flippedPositionCover: FlippedPositionCover
 
         /// A configuration; defaults: native modify, cancel-then-create fallback, 3 attempts,
-        /// a window of 1,024 execution ids, closed positions kept, 4,096 retired orders remembered.
+        /// a window of 1,024 execution ids, closed positions kept, 4,096 retired orders remembered,
+        /// a flipped position covered by the bracket's two orders.
         public init(nativeModify: Bool = true, replaceStrategy: ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3,
-                    executionWindow: Int = 1_024, retainedClosedPositions: Int? = nil, retiredOrderMemory: Int = 4_096) {
+                    executionWindow: Int = 1_024, retainedClosedPositions: Int? = nil, retiredOrderMemory: Int = 4_096,
+                    flippedPositionCover: FlippedPositionCover = .bracket) {
             self.nativeModify = nativeModify
             self.replaceStrategy = replaceStrategy
             self.maxAttempts = max(1, maxAttempts)
             self.executionWindow = max(1, executionWindow)
             self.retainedClosedPositions = retainedClosedPositions.map { max(0, $0) }
             self.retiredOrderMemory = max(0, retiredOrderMemory)
+            self.flippedPositionCover = flippedPositionCover
         }
 
         private enum CodingKeys: String, CodingKey {
-            case nativeModify, replaceStrategy, maxAttempts, executionWindow, retainedClosedPositions, retiredOrderMemory
+            case nativeModify, replaceStrategy, maxAttempts, executionWindow, retainedClosedPositions, retiredOrderMemory, flippedPositionCover
         }
 
         /// Decodes a configuration; fields added later take their defaults when absent.
@@ -56,7 +62,8 @@ public struct SymbolStateMachine: Sendable {
                       maxAttempts: try container.decode(Int.self, forKey: .maxAttempts),
                       executionWindow: try container.decodeIfPresent(Int.self, forKey: .executionWindow) ?? 1_024,
                       retainedClosedPositions: try container.decodeIfPresent(Int.self, forKey: .retainedClosedPositions),
-                      retiredOrderMemory: try container.decodeIfPresent(Int.self, forKey: .retiredOrderMemory) ?? 4_096)
+                      retiredOrderMemory: try container.decodeIfPresent(Int.self, forKey: .retiredOrderMemory) ?? 4_096,
+                      flippedPositionCover: try container.decodeIfPresent(FlippedPositionCover.self, forKey: .flippedPositionCover) ?? .bracket)
         }
     }
 
@@ -143,6 +150,11 @@ public struct SymbolStateMachine: Sendable {
         }
 
         func isBlocked(_ role: OrderRole) -> Bool { blockedRoles & Self.bit(role) != 0 }
+
+        /// The price the role's protective order is kept at now (see `ProtectiveCover`).
+        func protectivePrice(_ role: OrderRole, cover: FlippedPositionCover) -> Price? {
+            ProtectiveCover.price(of: role, bracketSide: side, net: ledger.net, stopLoss: stopLoss, takeProfit: takeProfit, cover: cover)
+        }
     }
 
     /// The symbol this machine owns.
@@ -291,7 +303,9 @@ public struct SymbolStateMachine: Sendable {
         if againstAfter && !againstBefore {
             cancelOpeningOrders(p, emitting: &actions)
             actions.append(.alert(Alert(kind: .positionFlipped, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                                        message: "a fill of \(report.lastQuantity) took the position from \(netBefore) to \(netAfter)")))
+                                        message: "a fill of \(report.lastQuantity) took the position from \(netBefore) to \(netAfter)"
+                                            + (positions[p].protectivePrice(.takeProfit, cover: configuration.flippedPositionCover) == nil && positions[p].takeProfit != nil
+                                               ? "; it is covered by its stop-loss alone (the bracket's take-profit would execute at once beside it)" : ""))))
         }
         plan(p, emitting: &actions)
     }
@@ -1111,7 +1125,14 @@ public struct SymbolStateMachine: Sendable {
         for roleIndex in 0..<2 {
             let role: OrderRole = roleIndex == 0 ? .stopLoss : .takeProfit
             let kind = roleIndex == 0 ? ManagedOrder.stopLossKind : ManagedOrder.takeProfitKind
-            guard let price = roleIndex == 0 ? positions[p].stopLoss : positions[p].takeProfit else { continue }
+            guard let price = positions[p].protectivePrice(role, cover: configuration.flippedPositionCover) else {
+                // Not covered now: a flipped position's take-profit goes (see `ProtectiveCover`).
+                for slot in positions[p].liveSlots where orders[Int(slot)].roleKind == kind {
+                    let s = Int(slot)
+                    if orders[s].isLive, !orders[s].awaitingFill { setTarget(.cancelled, of: s, emitting: &actions) }
+                }
+                continue
+            }
             // One pass over the role's live orders gives what planning needs.
             var summary = summarize(p, kind, side: side)
             if summary.older {

@@ -9,8 +9,10 @@ public enum FIXGroundTruth {
     /// Every problem found: per symbol the net (signed sum of the broker's cumulative quantities)
     /// and the filled total, each live order's open quantity on both sides, and protection (one
     /// stop and one target of |net| on the opposite side; nothing protective left when flat).
-    /// Only orders whose id starts with `orderPrefix` count (the broker may hold other runs' orders).
-    public static func problems(_ positions: [PositionSnapshot], _ statuses: [FIXOrderStatus], orderPrefix: String) -> [String] {
+    /// Only orders whose id starts with `orderPrefix` count (the broker may hold other runs' orders);
+    /// `cover` says which roles a position flipped against its bracket keeps.
+    public static func problems(_ positions: [PositionSnapshot], _ statuses: [FIXOrderStatus], orderPrefix: String,
+                                cover: FlippedPositionCover = .bracket) -> [String] {
         let broker = statuses.filter { $0.orderID.rawValue.hasPrefix(orderPrefix) }
         var problems: [String] = []
         var plans: [Symbol: PositionSnapshot] = [:]
@@ -63,13 +65,17 @@ public enum FIXGroundTruth {
                 }
                 continue
             }
-            if plans[symbol]?.stopLoss != nil {
+            let plan = positions.last { $0.symbol == symbol && !$0.netQuantity.isZero } ?? plans[symbol]
+            if plan?.protectivePrice(.stopLoss, cover: cover) != nil {
                 if stops.count != 1 { problems.append("\(symbol): \(stops.count) live stops at the broker for net \(net) (want exactly 1): \(stops.map(\.orderID))") }
                 if let stop = stops.first, stop.side != protective || stop.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): stop \(stop.orderID) is \(stop.side.rawValue) \(stop.leavesQuantity), net is \(net)")
                 }
             }
-            if plans[symbol]?.takeProfit != nil {
+            if plan?.takeProfit != nil, plan?.protectivePrice(.takeProfit, cover: cover) == nil, !targets.isEmpty {
+                problems.append("\(symbol): targets are live at the broker for a position flipped against its bracket (net \(net)): \(targets.map(\.orderID))")
+            }
+            if plan?.protectivePrice(.takeProfit, cover: cover) != nil {
                 if targets.count != 1 { problems.append("\(symbol): \(targets.count) live targets at the broker for net \(net) (want exactly 1): \(targets.map(\.orderID))") }
                 if let target = targets.first, target.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): target \(target.orderID) is \(target.leavesQuantity), net is \(net)")

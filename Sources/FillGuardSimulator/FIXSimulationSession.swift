@@ -176,7 +176,7 @@ public final class FIXSimulationSession: Sendable {
         }
         let prefix = fix.runID + "-"
         let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, deadline: windDownDeadline,
-                                          clock: clock) { $0.rawValue.hasPrefix(prefix) }
+                                          clock: clock, cover: options.flippedPositionCover) { $0.rawValue.hasPrefix(prefix) }
         let tradingTime = clock.now - start
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
@@ -218,7 +218,7 @@ public final class FIXSimulationSession: Sendable {
     /// the settle timeout (or `deadline`, when the caller's wind-down started the clock). Only the
     /// orders `counts` accepts are compared.
     static func finalCheck(_ manager: FillManager, _ broker: FIXBroker, settleTimeout: Duration, deadline: ContinuousClock.Instant? = nil,
-                           clock: ContinuousClock,
+                           clock: ContinuousClock, cover: FlippedPositionCover = .bracket,
                            counts: @escaping @Sendable (OrderID) -> Bool) async -> (problems: [String], orders: Int, rounds: Int) {
         let deadline = deadline ?? clock.now + settleTimeout
         var previous: [String]?
@@ -246,7 +246,7 @@ public final class FIXSimulationSession: Sendable {
                 return (problems + ["FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"], orders, rounds)
             }
             let positions = await manager.positions()
-            problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: "")
+            problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: "", cover: cover)
             orders = statuses.count
             let statistics = manager.statistics
             let marker = statuses.map { "\($0.clOrdID) \($0.ordStatus) \($0.cumulativeQuantity) \($0.leavesQuantity)" }.sorted()

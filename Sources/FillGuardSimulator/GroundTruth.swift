@@ -6,10 +6,12 @@ import FillGuardCore
 public enum GroundTruth {
     /// Every problem found: nets, live orders, unique fills and, with `protection`, that every
     /// open position has exactly one stop and one target of |net| at the exchange (leave it out
-    /// where injected permanent rejections may leave a role blocked until its re-arm).
-    public static func problems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange, protection: Bool = true) -> [String] {
+    /// where injected permanent rejections may leave a role blocked until its re-arm); `cover`
+    /// says which roles a position flipped against its bracket keeps.
+    public static func problems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange, protection: Bool = true,
+                                cover: FlippedPositionCover = .bracket) -> [String] {
         liveOrderMismatches(positions, exchange) + executionProblems(positions, exchange)
-            + (protection ? protectionProblems(positions, exchange) : [])
+            + (protection ? protectionProblems(positions, exchange, cover: cover) : [])
     }
 
     /// Each execution at the exchange counted exactly once: per symbol, FillGuard's filled
@@ -46,7 +48,7 @@ public enum GroundTruth {
 
     /// Every open position protected per the rules, at the exchange: one stop and one target on
     /// the opposite side, each for exactly |net|; nothing protective left when flat.
-    static func protectionProblems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange) -> [String] {
+    static func protectionProblems(_ positions: [PositionSnapshot], _ exchange: SimulatedExchange, cover: FlippedPositionCover) -> [String] {
         var problems: [String] = []
         var plans: [Symbol: PositionSnapshot] = [:]
         // Entries and scale-ins by FillGuard's ids (it named them): a pending short bracket's
@@ -74,20 +76,25 @@ public enum GroundTruth {
             if open.count > 1 {
                 // A late fill reopened a closed position beside a newer one (README, "One position
                 // per symbol"): each covers its own net, so each is checked on its own.
-                problems += protectionProblems(of: open, live: live)
+                problems += protectionProblems(of: open, live: live, cover: cover)
                 continue
             }
             if net.isZero {
                 if !stops.isEmpty || !targets.isEmpty { problems.append("\(symbol): flat but protective orders are live at the exchange: \((stops + targets).map(\.id))") }
                 continue
             }
-            if plans[symbol]?.stopLoss != nil {
+            // The open position (a flipped one is covered by its stop alone: README, "Flips").
+            let plan = open.first ?? plans[symbol]
+            if plan?.protectivePrice(.stopLoss, cover: cover) != nil {
                 if stops.count != 1 { problems.append("\(symbol): \(stops.count) live stops at the exchange for net \(net) (want exactly 1): \(stops.map(\.id))") }
                 if let stop = stops.first, stop.side != protective || stop.openQuantity != net.magnitude {
                     problems.append("\(symbol): stop \(stop.id) is \(stop.side.rawValue) \(stop.openQuantity), net is \(net)")
                 }
             }
-            if plans[symbol]?.takeProfit != nil {
+            if plan?.takeProfit != nil, plan?.protectivePrice(.takeProfit, cover: cover) == nil, !targets.isEmpty {
+                problems.append("\(symbol): targets are live at the exchange for a position flipped against its bracket (net \(net)): \(targets.map(\.id))")
+            }
+            if plan?.protectivePrice(.takeProfit, cover: cover) != nil {
                 if targets.count != 1 { problems.append("\(symbol): \(targets.count) live targets at the exchange for net \(net) (want exactly 1): \(targets.map(\.id))") }
                 if let target = targets.first, target.openQuantity != net.magnitude {
                     problems.append("\(symbol): target \(target.id) is \(target.openQuantity), net is \(net)")
@@ -101,7 +108,7 @@ public enum GroundTruth {
     /// one stop and one target per position (as its bracket has them), each on the side opposite
     /// that position's net and for its |net|; none belongs to no open position (`live`: the
     /// symbol's live orders at the exchange, entries and scale-ins left out).
-    private static func protectionProblems(of open: [PositionSnapshot], live: [SimulatedOrder]) -> [String] {
+    private static func protectionProblems(of open: [PositionSnapshot], live: [SimulatedOrder], cover: FlippedPositionCover) -> [String] {
         var problems: [String] = []
         var claimed: Set<OrderID> = []
         for position in open {
@@ -109,8 +116,14 @@ public enum GroundTruth {
             let mine = live.filter { ids.contains($0.id) }
             claimed.formUnion(mine.map(\.id))
             let side: Side = position.netQuantity.units > 0 ? .sell : .buy
-            for (role, wanted) in [(OrderRole.stopLoss, position.stopLoss != nil), (.takeProfit, position.takeProfit != nil)] where wanted {
+            for role in [OrderRole.stopLoss, .takeProfit] {
                 let orders = mine.filter { order in position.orders.contains { $0.id == order.id && $0.role == role } }
+                guard position.protectivePrice(role, cover: cover) != nil else {
+                    if !orders.isEmpty {
+                        problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): no \(role) is wanted, but \(orders.map(\.id)) are live at the exchange")
+                    }
+                    continue
+                }
                 if orders.count != 1 || orders[0].side != side || orders[0].openQuantity != position.netQuantity.magnitude {
                     problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): \(role) at the exchange is "
                                     + "\(orders.map { "\($0.id) \($0.side.rawValue) \($0.openQuantity)" }), want one \(side.rawValue) of \(position.netQuantity.magnitude)")

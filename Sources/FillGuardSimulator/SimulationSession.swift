@@ -43,6 +43,8 @@ public struct SimulationOptions: Sendable {
     public var maximumDowntime: Duration = .seconds(2)
     /// Dedicated threads for the manager's lanes (nil: Swift's thread pool). The caller owns them.
     public var runnerThreads: RunnerThreads?
+    /// How a position a late fill flipped against its bracket is covered (and checked).
+    public var flippedPositionCover: FlippedPositionCover = .bracket
 
     /// The defaults: 20 symbols for 10 s with 2% faults.
     public init() {}
@@ -58,6 +60,7 @@ public struct SimulationOptions: Sendable {
             rearmDelay: .milliseconds(200),
             reactionObserver: reactionObserver)
         configuration.runnerThreads = runnerThreads
+        configuration.flippedPositionCover = flippedPositionCover
         return configuration
     }
 }
@@ -204,7 +207,7 @@ public final class SimulationSession: Sendable {
         var finalViolations = (await manager.invariantViolations()).map(\.description)
         // Protection at the exchange too: after the re-arm, every open position has exactly one
         // stop and one target of |net| there.
-        finalViolations += GroundTruth.problems(positions, exchange)
+        finalViolations += GroundTruth.problems(positions, exchange, cover: options.flippedPositionCover)
         // Its saved state is what a later recovery checks against: a hole in it must be known.
         if let failure = exchange.stateFailure { finalViolations.append(failure) }
         // The runtime's record of a failed write (a journal closed on purpose is no failure).

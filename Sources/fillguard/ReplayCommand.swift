@@ -33,17 +33,24 @@ struct ReplayCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Tries per broker operation before it fails for good.")
     var maxAttempts = 3
 
+    @Option(help: "How a position a late fill flipped against its bracket is covered: bracket (its stop-loss and take-profit, as rules 2 and 7 say) or stopLossOnly (its stop-loss alone: never a double exit).")
+    var flippedCover = "bracket"
+
     func validate() throws {
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        guard FlippedPositionCover(rawValue: flippedCover) != nil else {
+            throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
+        }
     }
 
     func run() throws {
         let options = ReplayOptions(nativeModify: !noModify,
                                     strategy: SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate,
-                                    maxAttempts: maxAttempts)
+                                    maxAttempts: maxAttempts,
+                                    flippedPositionCover: FlippedPositionCover(rawValue: flippedCover) ?? .bracket)
         // Replayed as it is read: a long trace (or an endless one) is never held whole.
         var stream = TraceStream(options: options)
         if case .failure(let error) = readInput(file, { stream.feed($0) }) {

@@ -42,6 +42,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "How a protective order is replaced, cancelThenCreate or createThenCancel: at every resize without native modify, and with it for an order that must be replaced anyway (its cancel timed out).")
     var strategy = "cancelThenCreate"
 
+    @Option(help: "How a position a late fill flipped against its bracket is covered: bracket (its stop-loss and take-profit, as rules 2 and 7 say) or stopLossOnly (its stop-loss alone: never a double exit).")
+    var flippedCover = "bracket"
+
     @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B.")
     var latencyMs = "0.2-1"
 
@@ -95,6 +98,9 @@ struct SimulateCommand: AsyncParsableCommand {
         guard faultRate >= 0, faultRate <= 1 else { throw ValidationError("--fault-rate must be between 0 and 1") }
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
+        }
+        guard FlippedPositionCover(rawValue: flippedCover) != nil else {
+            throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
         }
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1: A-B milliseconds, 0 <= A <= B <= 60000") }
         guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
@@ -163,6 +169,7 @@ struct SimulateCommand: AsyncParsableCommand {
         options.faultRate = faultRate
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        options.flippedPositionCover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
         options.latency = parsedLatency ?? options.latency
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
@@ -248,6 +255,7 @@ extension SimulateCommand {
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        options.flippedPositionCover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }
         options.runnerThreads = runners

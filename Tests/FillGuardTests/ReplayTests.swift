@@ -740,4 +740,24 @@ struct ReplayTests {
         #expect(report.text.contains("unsettled: line 3: GLD"))
         #expect(!report.json.contains("unsettled"), "the contract JSON keeps its fields")
     }
+
+    @Test("replay's flipped-position cover: bracket re-places both orders on the new side, stopLossOnly the stop alone",
+          arguments: [FlippedPositionCover.bracket, .stopLossOnly])
+    func flippedPositionCover(cover: FlippedPositionCover) throws {
+        let lines = [
+            "{\"type\":\"open\",\"position\":\"P1\",\"symbol\":\"AAA\",\"side\":\"buy\",\"quantity\":\"100\",\"entry\":{\"type\":\"market\"},\"stopLoss\":\"90\",\"takeProfit\":\"110\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"entry\",\"quantity\":\"100\",\"price\":\"100\",\"execId\":\"E1\"}",
+            "{\"type\":\"brokerFault\",\"operation\":\"cancel\",\"count\":1,\"kind\":\"permanent\",\"position\":\"P1\",\"role\":\"stopLoss\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"takeProfit\",\"quantity\":\"100\",\"price\":\"110\",\"execId\":\"E2\"}",
+            "{\"type\":\"fill\",\"position\":\"P1\",\"role\":\"stopLoss\",\"quantity\":\"40\",\"price\":\"90\",\"execId\":\"E3\"}",
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(flippedPositionCover: cover))
+        #expect(report.rejected.isEmpty && report.violations.isEmpty, "\(report.rejected) \(report.violations)")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == -40, "the stop its cancel missed filled 40: short 40")
+        let buys = position.liveOrders.filter { $0.side == .buy }
+        #expect(buys.filter { $0.role == .stopLoss }.map(\.openQuantity) == [40], "\(position.liveOrders)")
+        #expect(buys.filter { $0.role == .takeProfit }.map(\.openQuantity) == (cover == .bracket ? [40] : []), "\(position.liveOrders)")
+        #expect(report.alerts.contains { $0.kind == .positionFlipped })
+    }
 }

@@ -8,12 +8,17 @@ public struct ReplayOptions: Sendable, Hashable {
     public var strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate
     /// Tries per operation before it fails for good.
     public var maxAttempts = 3
+    /// How a position a late fill flipped against its bracket is covered.
+    public var flippedPositionCover: FlippedPositionCover = .bracket
 
-    /// Defaults: native modify, cancel-then-create fallback, 3 attempts.
-    public init(nativeModify: Bool = true, strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3) {
+    /// Defaults: native modify, cancel-then-create fallback, 3 attempts, a flipped position
+    /// covered by the bracket's two orders.
+    public init(nativeModify: Bool = true, strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate, maxAttempts: Int = 3,
+                flippedPositionCover: FlippedPositionCover = .bracket) {
         self.nativeModify = nativeModify
         self.strategy = strategy
         self.maxAttempts = maxAttempts
+        self.flippedPositionCover = flippedPositionCover
     }
 }
 
@@ -137,7 +142,7 @@ public struct TraceReplayer: Sendable {
         let existed = taken != nil
         var machine = taken.take() ?? SymbolStateMachine(symbol: spec.symbol, configuration: SymbolStateMachine.Configuration(
             nativeModify: options.nativeModify, replaceStrategy: options.strategy, maxAttempts: options.maxAttempts,
-            executionWindow: Self.executionWindow))
+            executionWindow: Self.executionWindow, flippedPositionCover: options.flippedPositionCover))
         var actions: [SymbolStateMachine.Action] = []
         do {
             try machine.open(spec, emitting: &actions)
