@@ -31,6 +31,8 @@ public struct FIXRecoverySession: Sendable {
     public var fix: FIXSimulationOptions
     /// Replacement strategy without native modify.
     public var strategy: SymbolStateMachine.ReplaceStrategy
+    /// How a position flipped against its bracket is covered (as the journal's session was run with).
+    public var flippedPositionCover: FlippedPositionCover = .bracket
 
     /// A recovery of `journal`, reconciled against the FIX endpoint `fix` describes.
     public init(journal: Journal, fix: FIXSimulationOptions, strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate) {
@@ -64,9 +66,10 @@ public struct FIXRecoverySession: Sendable {
         } catch {
             throw .broker("cannot log on to the FIX endpoint \(configuration.host):\(configuration.port) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
         }
-        let managerConfiguration = FillGuardConfiguration(
+        var managerConfiguration = FillGuardConfiguration(
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
             replaceStrategy: strategy, rearmDelay: nil)
+        managerConfiguration.flippedPositionCover = flippedPositionCover
         let manager = FillManager(broker: broker, journal: journal, configuration: managerConfiguration, logger: logger)
         let events = broker.events()
         let recovery: RecoveryReport
@@ -81,7 +84,8 @@ public struct FIXRecoverySession: Sendable {
         let recovered = await manager.positions()
         let positionIDs = Set(recovered.map(\.id))
         let orderIDs = Set(recovered.flatMap { $0.orders.map(\.id) })
-        let check = await FIXSimulationSession.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, clock: ContinuousClock()) { id in
+        let check = await FIXSimulationSession.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, clock: ContinuousClock(),
+                                                             cover: flippedPositionCover) { id in
             Self.counts(id, positions: positionIDs, orders: orderIDs)
         }
         let positions = await manager.positions()

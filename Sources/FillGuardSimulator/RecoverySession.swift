@@ -28,6 +28,8 @@ public struct RecoverySession: Sendable {
     public var nativeModify: Bool
     /// Replacement strategy without native modify.
     public var strategy: SymbolStateMachine.ReplaceStrategy
+    /// How a position flipped against its bracket is covered (as the session was run with).
+    public var flippedPositionCover: FlippedPositionCover = .bracket
 
     /// A recovery of `journal`, reconciled against the exchange saved at `exchangeStatePath`.
     /// With `journalID`, the state must be that journal's session's, traded with these settings.
@@ -54,9 +56,10 @@ public struct RecoverySession: Sendable {
         } else {
             exchange = SimulatedExchange(configuration: configuration, symbols: [:])
         }
-        let managerConfiguration = FillGuardConfiguration(
+        var managerConfiguration = FillGuardConfiguration(
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
             replaceStrategy: strategy, rearmDelay: nil)
+        managerConfiguration.flippedPositionCover = flippedPositionCover
         let manager = exchangeStatePath == nil
             ? FillManager(broker: NoQueriesBroker(exchange), journal: journal, configuration: managerConfiguration, logger: logger)
             : FillManager(broker: exchange, journal: journal, configuration: managerConfiguration, logger: logger)
@@ -74,7 +77,7 @@ public struct RecoverySession: Sendable {
         let positions = await manager.positions()
         let violations = await manager.invariantViolations()
         var problems = violations.map { $0.description }
-        if exchangeStatePath != nil { problems += GroundTruth.problems(positions, exchange) }
+        if exchangeStatePath != nil { problems += GroundTruth.problems(positions, exchange, cover: flippedPositionCover) }
         if let failure = exchange.stateFailure { problems.append(failure) }
         feed.cancel()
         await manager.shutdown()

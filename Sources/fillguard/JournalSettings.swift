@@ -13,14 +13,19 @@ enum JournalSettings {
     /// `broker` is the broker the journal's orders are at: `simulated` for every journal
     /// `simulate` writes (it keeps no journal over FIX), so `recover --broker fix` refuses one:
     /// reconciling it with a FIX endpoint would place its orders there.
-    static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, broker: String = "simulated",
-                         record: Bool) throws -> String? {
+    ///
+    /// `flippedCover` (`FlippedPositionCover`) is checked too: recovery derives the work of the
+    /// records after a snapshot again, and a flip derives other orders under another cover. A
+    /// journal written before the setting existed was written under `bracket`.
+    static func mismatch(in store: SQLiteJournalStore, nativeModify: Bool, strategy: String, flippedCover: String = "bracket",
+                         broker: String = "simulated", record: Bool) throws -> String? {
         let given = (modify: nativeModify ? "native" : "replace", strategy: strategy)
         guard let modify = try store.setting("modify"), let saved = try store.setting("strategy") else {
             if record {
                 try store.setSetting("broker", broker)
                 try store.setSetting("modify", given.modify)
                 try store.setSetting("strategy", given.strategy)
+                try store.setSetting("flippedCover", flippedCover)
             }
             return nil
         }
@@ -40,6 +45,13 @@ enum JournalSettings {
         }
         if saved != given.strategy {
             return "the journal's session replaced orders with --strategy \(saved); run with the same setting"
+        }
+        let cover = try store.setting("flippedCover") ?? "bracket"
+        guard FlippedPositionCover(rawValue: cover) != nil else {
+            return "the journal's recorded settings are damaged (flippedCover '\(cover)'); it cannot be resumed safely"
+        }
+        if cover != flippedCover {
+            return "the journal's session covered flipped positions with --flipped-cover \(cover); run with the same setting"
         }
         return nil
     }

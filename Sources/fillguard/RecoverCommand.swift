@@ -39,6 +39,9 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "Replacement without native modify: cancelThenCreate or createThenCancel.")
     var strategy = "cancelThenCreate"
 
+    @Option(help: "How a position flipped against its bracket is covered, as the journal's session did: bracket or stopLossOnly.")
+    var flippedCover = "bracket"
+
     @Flag(help: "Print the state as JSON (the replay shape).")
     var json = false
 
@@ -50,6 +53,9 @@ struct RecoverCommand: AsyncParsableCommand {
     func validate() throws {
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
+        }
+        guard FlippedPositionCover(rawValue: flippedCover) != nil else {
+            throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
         }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
         if broker == "simulated" {
@@ -88,11 +94,12 @@ struct RecoverCommand: AsyncParsableCommand {
         var logger = Logger(label: "fillguard.recover")
         logger.logLevel = .critical
         let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
+        let cover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
         let outcome: RecoverySession.Outcome
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
             if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: replaceStrategy.rawValue,
-                                                           broker: overFIX ? "fix" : "simulated", record: false) {
+                                                           flippedCover: flippedCover, broker: overFIX ? "fix" : "simulated", record: false) {
                 throw SettingsMismatch(description: mismatch)
             }
             if overFIX {
@@ -102,10 +109,13 @@ struct RecoverCommand: AsyncParsableCommand {
                 if options.settings.storePath == nil {
                     writeToStandardError("warning: no FIX session store (--fix-store): the session starts afresh, so reports sent while FillGuard was down cannot be resent; fills only the broker's order statuses show are reported, not applied\n")
                 }
-                outcome = try await FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy).run(logger: logger)
+                var session = FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy)
+                session.flippedPositionCover = cover
+                outcome = try await session.run(logger: logger)
             } else {
-                let session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
+                var session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
                                               nativeModify: !noModify, strategy: replaceStrategy, journalID: store.identity)
+                session.flippedPositionCover = cover
                 outcome = try await session.run(logger: logger)
             }
         } catch {

@@ -194,7 +194,8 @@ struct SimulateCommand: AsyncParsableCommand {
                     // Refused before the journal records anything of this session.
                     settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: it is another session's (remove it to start afresh)"
                 } else {
-                    settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue, record: !holdsSession)
+                    settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue,
+                                                                     flippedCover: options.flippedPositionCover.rawValue, record: !holdsSession)
                 }
                 if settingsMismatch == nil, holdsSession, access(journal + ".exchange", F_OK) != 0 {
                     // The simulated exchange's truth (its orders and fills) is gone: a new, empty
