@@ -118,4 +118,42 @@ struct MarketDataAndSettingsTests {
         let working = [status("R1-S-en0", .sell, "2", cum: 0, leaves: 100, "0"), status("R1-S-si0", .sell, "2", cum: 0, leaves: 50, "0")]
         #expect(FIXGroundTruth.problems([pending], working, orderPrefix: "R1-").isEmpty, "\(FIXGroundTruth.problems([pending], working, orderPrefix: "R1-"))")
     }
+
+    @Test("the FIX ground truth checks each open position of a symbol on its own, and follows the flipped-position cover")
+    func groundTruthWithTwoOpenPositionsAndAFlip() {
+        func status(_ id: String, _ side: Side, _ type: String, cum: Quantity, leaves: Quantity, _ ordStatus: String = "0") -> FIXOrderStatus {
+            FIXOrderStatus(orderID: OrderID(id), clOrdID: id, brokerOrderID: "B", symbol: "GLD", side: side, ordStatus: ordStatus,
+                           cumulativeQuantity: cum, leavesQuantity: leaves, averagePrice: nil, ordType: type)
+        }
+        func order(_ id: String, _ position: PositionID, _ role: OrderRole, _ side: Side, _ type: OrderType, quantity: Quantity, filled: Quantity) -> OrderSnapshot {
+            OrderSnapshot(id: OrderID(id), positionID: position, symbol: "GLD", role: role, side: side, type: type, quantity: quantity,
+                          filledQuantity: filled, openQuantity: quantity - filled, averageFillPrice: filled.isZero ? nil : Price("10"),
+                          status: filled == quantity ? .filled : .working, failure: nil)
+        }
+        // A: a short bracket, long 300 after a late fill of its stop (flipped against it).
+        let a = PositionSnapshot(id: "R1-A", symbol: "GLD", side: .sell, status: .open, netQuantity: 300, averagePrice: Price("10"),
+                                 realizedPnL: .zero, commissions: .zero,
+                                 orders: [order("R1-A-en1", "R1-A", .entry, .sell, .market, quantity: 300, filled: 300),
+                                          order("R1-A-tp2", "R1-A", .takeProfit, .buy, .limit(Price("8")!), quantity: 300, filled: 300),
+                                          order("R1-A-sl3", "R1-A", .stopLoss, .buy, .stop(Price("12")!), quantity: 300, filled: 300),
+                                          order("R1-A-sl4", "R1-A", .stopLoss, .sell, .stop(Price("12")!), quantity: 300, filled: 0)],
+                                 stopLoss: Price("12"), takeProfit: Price("8"))
+        // B: a newer long bracket of 100, covered as usual.
+        let b = PositionSnapshot(id: "R1-B", symbol: "GLD", side: .buy, status: .open, netQuantity: 100, averagePrice: Price("10"),
+                                 realizedPnL: .zero, commissions: .zero,
+                                 orders: [order("R1-B-en1", "R1-B", .entry, .buy, .market, quantity: 100, filled: 100),
+                                          order("R1-B-sl2", "R1-B", .stopLoss, .sell, .stop(Price("9")!), quantity: 100, filled: 0),
+                                          order("R1-B-tp3", "R1-B", .takeProfit, .sell, .limit(Price("11")!), quantity: 100, filled: 0)],
+                                 stopLoss: Price("9"), takeProfit: Price("11"))
+        let broker = [status("R1-A-en1", .sell, "1", cum: 300, leaves: 0, "2"), status("R1-A-tp2", .buy, "2", cum: 300, leaves: 0, "2"),
+                      status("R1-A-sl3", .buy, "3", cum: 300, leaves: 0, "2"), status("R1-A-sl4", .sell, "3", cum: 0, leaves: 300),
+                      status("R1-B-en1", .buy, "1", cum: 100, leaves: 0, "2"), status("R1-B-sl2", .sell, "3", cum: 0, leaves: 100),
+                      status("R1-B-tp3", .sell, "2", cum: 0, leaves: 100)]
+        #expect(a.isFlippedAgainstBracket && !b.isFlippedAgainstBracket)
+        let stopOnly = FIXGroundTruth.problems([a, b], broker, orderPrefix: "R1-", cover: .stopLossOnly)
+        #expect(stopOnly.isEmpty, "each position covered as it should be: \(stopOnly)")
+        let bracket = FIXGroundTruth.problems([a, b], broker, orderPrefix: "R1-", cover: .bracket)
+        #expect(bracket.contains { $0.hasPrefix("GLD R1-A (net 300): takeProfit at the broker is []") }, "\(bracket)")
+        #expect(bracket.count == 1, "\(bracket)")
+    }
 }
