@@ -631,6 +631,17 @@ public struct SymbolStateMachine: Sendable {
         return orders[s].largestOpenQuantity > net.magnitude
     }
 
+    /// The position's size when `s` is its role's live protective order, on the right side and
+    /// not being replaced, and covers less of it than it should (a resize up failed); else nil.
+    private func undercoveredSize(_ s: Int) -> Quantity? {
+        let p = Int(orders[s].position)
+        let net = positions[p].ledger.net
+        guard orders[s].role.isProtective, orders[s].isLive, orders[s].isAccepted, !orders[s].retiring, !orders[s].awaitingFill,
+              !net.isZero, positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy),
+              orders[s].openQuantity < net.magnitude else { return nil }
+        return net.magnitude
+    }
+
     /// Ends an order the broker never took and that is no longer wanted.
     private mutating func endUnplaced(_ s: Int, emitting actions: inout [Action]) {
         setPhase(s, .done(.cancelled))
@@ -979,6 +990,25 @@ public struct SymbolStateMachine: Sendable {
             plan(p, emitting: &actions)
             return
         }
+        if operation.kind == .modify, let size = undercoveredSize(s) {
+            // A resize up the broker would not make (refused, or its tries used up: a venue that
+            // never answers a replace) left the position partly unprotected, and re-arming would
+            // only ask for the same modify again. The order is replaced instead: a new one of the
+            // position's size first, the old one cancelled once it is live (never without cover;
+            // the two over-cover for that one round trip, rule 6). A replacement refused too
+            // keeps the old order (below, `.submit`), alerted, until the re-arm.
+            let covers = orders[s].openQuantity
+            let role = orders[s].role
+            let price = positions[p].protectivePrice(role, cover: configuration.flippedPositionCover)
+            if let price, !positions[p].isBlocked(role) {
+                let successor = createProtective(p, role: role, side: orders[s].side, price: price, size: size, emitting: &actions)
+                retire(s, successor: successor, emitting: &actions)
+                actions.append(.alert(Alert(
+                    kind: .operationFailed, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: role,
+                    message: "\(message); it covers \(covers) of \(size), so a new order of \(size) replaces it")))
+                return
+            }
+        }
         var unsent = false
         if case .unsent = orders[s].phase { unsent = true }
         if operation.kind == .submit, unsent, orders[s].mayBeLive {
@@ -1034,6 +1064,9 @@ public struct SymbolStateMachine: Sendable {
                     continue
                 }
                 orders[other].target = .open(orders[other].openQuantity)
+                // It replaced a resize up the broker would not make: asking for that modify again
+                // at once would only go round the loop; it waits for the re-arm, as failed work does.
+                if configuration.nativeModify, undercoveredSize(other) != nil { orders[other].failure = message }
             }
         }
         let signedNet = positions[p].ledger.net

@@ -160,4 +160,74 @@ struct ProtectiveEndsAndFailedResizesTests {
         while let operation = model.machine.nextOperation() { order.append(operation.role) }
         #expect(order == [.stopLoss, .takeProfit, .scaleIn(0), .scaleIn(1), .scaleIn(2)], "\(order)")
     }
+
+    /// The stop's resize up (300 to 600) fails for good, refused or its tries used up.
+    private static func failIncrease(_ model: inout ModelBroker, _ modify: Int, _ stop: OrderSnapshot, _ last: LastFailure) throws {
+        switch last {
+        case .refused:
+            model.complete(modify, failing: .permanent("replace not supported for this order"))
+        case .retriesUsedUp:
+            model.complete(modify, failing: .transient("no answer"))
+            for _ in 2...3 {
+                model.fireRetries()
+                model.pull()
+                let again = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+                model.complete(again, failing: .transient("no answer"))
+            }
+        }
+    }
+
+    @Test("a resize up that fails for good: a new order of the position's size replaces the short one, which goes only once the new one is live",
+          arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel], LastFailure.allCases)
+    func failedIncreaseIsReplaced(strategy: SymbolStateMachine.ReplaceStrategy, last: LastFailure) throws {
+        var model = ModelBroker("GLD", .init(replaceStrategy: strategy))
+        try model.open(.test(.buy))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        try model.fill("P1", .scaleIn(0), 300, at: "98")
+        model.pull()
+        while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        try Self.failIncrease(&model, modify, stop, last)
+        let alert = try #require(model.alerts.last { $0.kind == .operationFailed })
+        #expect(alert.message.contains("it covers 300 of 600, so a new order of 600 replaces it"), "\(alert.message)")
+        // Whatever the strategy, the new order goes first: the short stop is still cover.
+        let work = model.pull()
+        let submit = try #require(work.first { $0.role == .stopLoss && $0.kind == .submit }, "\(work)")
+        #expect(!work.contains { $0.orderID == stop.id && $0.kind == .cancel }, "the old stop stays until the new one is live: \(work)")
+        #expect(model.truth[stop.id]?.live == true)
+        model.complete(try #require(model.inFlight.firstIndex(of: submit)))
+        let cancel = model.pull()
+        #expect(cancel.contains { $0.orderID == stop.id && $0.kind == .cancel }, "then the old one goes: \(cancel)")
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.id == submit.orderID)
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
+        #expect(model.alerts.filter { $0.kind == .operationFailed }.count == 1)
+    }
+
+    @Test("a resize up that fails for good, and its replacement refused too: the short stop is kept (never cancelled for nothing), alerted, and re-armed")
+    func failedIncreaseAndRefusedReplacementKeepTheOldStop() throws {
+        var (model, stop, modify) = try Self.stopResizeInFlight()
+        while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
+        try Self.failIncrease(&model, modify, stop, .refused)
+        model.pull()
+        let submit = try #require(model.inFlight.firstIndex { $0.role == .stopLoss && $0.kind == .submit })
+        model.complete(submit, failing: .permanent("stop price outside band"))
+        model.settle()
+        #expect(model.truth[stop.id]?.live == true, "the short stop still covers 300")
+        #expect(model.live("P1", .stopLoss)?.id == stop.id)
+        #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [300])
+        #expect(!model.sent.contains { $0.orderID == stop.id && $0.kind == .cancel })
+        #expect(model.alerts.filter { $0.kind == .operationFailed }.count == 2, "\(model.alerts.map(\.message))")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty, "a failed role is alerted, not a violation")
+        // The re-arm asks again (the modify first): this time the broker takes it.
+        var actions: [SymbolStateMachine.Action] = []
+        model.machine.rearm("P1", emitting: &actions)
+        model.settle()
+        expectProtected(model)
+        #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 600)
+    }
 }

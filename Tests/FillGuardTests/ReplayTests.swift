@@ -161,10 +161,13 @@ struct ReplayTests {
     func faults() throws {
         let report = try replay("faults.jsonl")
         #expect(live(report, .stopLoss)?.openQuantity == 200)
-        #expect(live(report, .takeProfit)?.openQuantity == 150, "its modify was refused for good")
+        #expect(live(report, .takeProfit)?.openQuantity == 200, "its modify was refused for good: a new order of 200 replaced it")
         #expect(report.alerts.count == 1)
         #expect(report.alerts.first?.role == .takeProfit)
+        #expect(report.alerts.first?.message.contains("so a new order of 200 replaces it") == true, "\(report.alerts)")
         #expect(report.operations[.modify] == 6)
+        #expect(report.operations[.submit] == 5, "entry, scale-in, stop, target and the target's replacement")
+        #expect(report.operations[.cancel] == 1, "the short target, once its replacement was live")
         #expect(report.violations.isEmpty)
     }
 
