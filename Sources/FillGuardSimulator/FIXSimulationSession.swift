@@ -222,6 +222,7 @@ public final class FIXSimulationSession: Sendable {
                            counts: @escaping @Sendable (OrderID) -> Bool) async -> (problems: [String], orders: Int, rounds: Int) {
         let deadline = deadline ?? clock.now + settleTimeout
         var previous: [String]?
+        var rearmRounds = 0
         var rounds = 0
         var problems: [String] = []
         var orders = 0
@@ -251,7 +252,14 @@ public final class FIXSimulationSession: Sendable {
             let statistics = manager.statistics
             let marker = statuses.map { "\($0.clOrdID) \($0.ordStatus) \($0.cumulativeQuantity) \($0.leavesQuantity)" }.sorted()
                 + ["fills \(statistics.fills)", "operations \(statistics.operations.values.reduce(0, +))", "events \(delivered)"]
-            if problems.isEmpty || marker == previous { return (problems, orders, rounds) }
+            if problems.isEmpty { return (problems, orders, rounds) }
+            if marker == previous {
+                // At rest but not right: roles that wait for their re-arm after an operation
+                // failed for good (a venue that refused or never answered) are tried again now,
+                // a few times, as the end of a simulated session does; what still fails is reported.
+                guard rearmRounds < 3, await manager.rearmNow() > 0 else { return (problems, orders, rounds) }
+                rearmRounds += 1
+            }
             if clock.now >= deadline {
                 return (problems + ["FillGuard and the broker did not settle within \(settleTimeout)"], orders, rounds)
             }
