@@ -516,8 +516,9 @@ struct FillManagerTests {
         await second.shutdown()
     }
 
-    @Test("records written under earlier rules (an older record format) are not replayed: a clear unsupportedVersion, nothing rebuilt")
-    func recordsOfEarlierRulesAreNotReplayed() async throws {
+    @Test("records written under earlier rules (an older record format) are not replayed: a clear unsupportedVersion, nothing rebuilt",
+          arguments: [UInt8(1), 2])
+    func recordsOfEarlierRulesAreNotReplayed(format: UInt8) async throws {
         let store = InMemoryJournalStore()
         let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
         _ = try await first.recover()
@@ -526,10 +527,10 @@ struct FillManagerTests {
         let killed = store.fork() // records, no snapshot
         await first.shutdown()
         #expect(!killed.rows.isEmpty)
-        // As an earlier FillGuard wrote them: format 1, the same bytes.
+        // As an earlier FillGuard wrote them: an older format, the same bytes.
         killed.rewriteRecords { record in
             var payload = record.payload
-            payload[0] = 1
+            payload[0] = format
             record = JournalRecord(symbol: record.symbol, sequence: record.sequence, kind: record.kind, payload: payload)
         }
         let second = FillManager(broker: TestBroker(), journal: Journal(store: killed), logger: .quiet)

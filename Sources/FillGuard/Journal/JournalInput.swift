@@ -54,10 +54,12 @@ public enum JournalInput: Sendable, Hashable {
 ///
 /// The version also names the core's rules: recovery re-derives records with them, so it goes up
 /// whenever a change to the rules could derive a journal's records differently (version 2: the
-/// rules of 2026-11-27; the bytes are those of version 1). Records of an older version are not
-/// replayed (snapshots, which hold state, are read whatever wrote them).
+/// rules of 2026-11-27; version 3: later that day, a protective order whose resize up fails for
+/// good is replaced, and a flipped position's cover is configurable; the bytes are those of
+/// version 1). Records of an older version are not replayed (snapshots, which hold state, are
+/// read whatever wrote them).
 enum JournalCodec {
-    static let version: UInt8 = 2
+    static let version: UInt8 = 3
     /// The oldest version whose bytes this build decodes (for the check that names it).
     static let oldestDecodable: UInt8 = 1
 
