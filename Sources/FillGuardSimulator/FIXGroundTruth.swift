@@ -63,7 +63,8 @@ public enum FIXGroundTruth {
             if open.count > 1 {
                 // A late fill reopened a closed position beside a newer one (README, "One position
                 // per symbol"): each covers its own net, so each is checked on its own.
-                problems += protectionProblems(of: open, live: orders, cover: cover)
+                problems += OpenPositionsCheck.problems(of: open, live: orders.map { LiveProtectiveOrder(id: $0.orderID, side: $0.side, open: $0.leavesQuantity) },
+                                                       cover: cover, at: "the broker")
                 continue
             }
             if net.isZero {
@@ -92,36 +93,6 @@ public enum FIXGroundTruth {
         for (id, open) in mineLive.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             problems.append("order \(id) live with \(open) in FillGuard but not at the broker")
         }
-        return problems
-    }
-
-    /// Several open positions of one symbol: the broker's live protective orders are exactly the
-    /// roles each position is to have (one order each, on the side opposite its net, for |net|);
-    /// none belongs to no open position (`live`: the symbol's live orders, entries and scale-ins
-    /// left out).
-    private static func protectionProblems(of open: [PositionSnapshot], live: [FIXOrderStatus], cover: FlippedPositionCover) -> [String] {
-        var problems: [String] = []
-        var claimed: Set<OrderID> = []
-        for position in open {
-            let side: Side = position.netQuantity.units > 0 ? .sell : .buy
-            for role in [OrderRole.stopLoss, .takeProfit] {
-                let ids = Set(position.orders.filter { $0.role == role }.map(\.id))
-                let orders = live.filter { ids.contains($0.orderID) }
-                claimed.formUnion(orders.map(\.orderID))
-                guard position.protectivePrice(role, cover: cover) != nil else {
-                    if !orders.isEmpty {
-                        problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): no \(role) is wanted, but \(orders.map(\.orderID)) are live at the broker")
-                    }
-                    continue
-                }
-                if orders.count != 1 || orders[0].side != side || orders[0].leavesQuantity != position.netQuantity.magnitude {
-                    problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): \(role) at the broker is "
-                                    + "\(orders.map { "\($0.orderID) \($0.side.rawValue) \($0.leavesQuantity)" }), want one \(side.rawValue) of \(position.netQuantity.magnitude)")
-                }
-            }
-        }
-        let strays = live.filter { !claimed.contains($0.orderID) }
-        if !strays.isEmpty { problems.append("\(open[0].symbol): protective orders of no open position are live at the broker: \(strays.map(\.orderID))") }
         return problems
     }
 }

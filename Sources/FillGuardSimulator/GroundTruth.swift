@@ -76,7 +76,8 @@ public enum GroundTruth {
             if open.count > 1 {
                 // A late fill reopened a closed position beside a newer one (README, "One position
                 // per symbol"): each covers its own net, so each is checked on its own.
-                problems += protectionProblems(of: open, live: live, cover: cover)
+                problems += OpenPositionsCheck.problems(of: open, live: live.map { LiveProtectiveOrder(id: $0.id, side: $0.side, open: $0.openQuantity) },
+                                                       cover: cover, at: "the exchange")
                 continue
             }
             if net.isZero {
@@ -101,38 +102,6 @@ public enum GroundTruth {
                 }
             }
         }
-        return problems
-    }
-
-    /// Several open positions of one symbol: the exchange's live protective orders are exactly
-    /// one stop and one target per position (as its bracket has them), each on the side opposite
-    /// that position's net and for its |net|; none belongs to no open position (`live`: the
-    /// symbol's live orders at the exchange, entries and scale-ins left out).
-    private static func protectionProblems(of open: [PositionSnapshot], live: [SimulatedOrder], cover: FlippedPositionCover) -> [String] {
-        var problems: [String] = []
-        var claimed: Set<OrderID> = []
-        for position in open {
-            let ids = Set(position.orders.filter { $0.role.isProtective }.map(\.id))
-            let mine = live.filter { ids.contains($0.id) }
-            claimed.formUnion(mine.map(\.id))
-            let side: Side = position.netQuantity.units > 0 ? .sell : .buy
-            for role in [OrderRole.stopLoss, .takeProfit] {
-                let orders = mine.filter { order in position.orders.contains { $0.id == order.id && $0.role == role } }
-                guard position.protectivePrice(role, cover: cover) != nil else {
-                    if !orders.isEmpty {
-                        problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): no \(role) is wanted, but \(orders.map(\.id)) are live at the exchange")
-                    }
-                    continue
-                }
-                if orders.count != 1 || orders[0].side != side || orders[0].openQuantity != position.netQuantity.magnitude {
-                    problems.append("\(position.symbol) \(position.id) (net \(position.netQuantity)): \(role) at the exchange is "
-                                    + "\(orders.map { "\($0.id) \($0.side.rawValue) \($0.openQuantity)" }), want one \(side.rawValue) of \(position.netQuantity.magnitude)")
-                }
-            }
-        }
-        // (`live` holds no entries or scale-ins: FillGuard named those.)
-        let strays = live.filter { !claimed.contains($0.id) }
-        if !strays.isEmpty { problems.append("\(open[0].symbol): protective orders of no open position are live at the exchange: \(strays.map(\.id))") }
         return problems
     }
 

@@ -10,8 +10,8 @@ struct ProtectiveEndsAndFailedResizesTests {
 
     /// Long 300 with its stop and target live; the scale-in fills 300 more and the stop's resize
     /// to 600 is in flight. Returns the model, the stop and the in-flight index of its modify.
-    private static func stopResizeInFlight() throws -> (ModelBroker, OrderSnapshot, Int) {
-        var model = ModelBroker("GLD")
+    private static func stopResizeInFlight(_ configuration: SymbolStateMachine.Configuration = .init()) throws -> (ModelBroker, OrderSnapshot, Int) {
+        var model = ModelBroker("GLD", configuration)
         try model.open(.test(.buy))
         model.settle()
         try model.fill("P1", .entry, 300, at: "100")
@@ -180,14 +180,7 @@ struct ProtectiveEndsAndFailedResizesTests {
     @Test("a resize up that fails for good: a new order of the position's size replaces the short one, which goes only once the new one is live",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel], LastFailure.allCases)
     func failedIncreaseIsReplaced(strategy: SymbolStateMachine.ReplaceStrategy, last: LastFailure) throws {
-        var model = ModelBroker("GLD", .init(replaceStrategy: strategy))
-        try model.open(.test(.buy))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: "98")
-        model.pull()
+        var (model, stop, _) = try Self.stopResizeInFlight(.init(replaceStrategy: strategy))
         while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
         let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
         try Self.failIncrease(&model, modify, stop, last)
