@@ -24,6 +24,9 @@ public final class FillManager: Sendable {
     public init(broker: some Broker, journal: Journal? = nil, configuration: FillGuardConfiguration = FillGuardConfiguration(),
                 logger: Logger = Logger(label: "fillguard"), metricsFactory: MetricsFactory = MetricsSystem.factory) {
         self.context = RuntimeContext(broker: broker, journal: journal, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
+        if broker is any BrokerQueries {
+            context.fillsOverdueHandler.withLock { $0 = { [weak self] symbol in self?.reconcileOverdueFills(of: symbol) } }
+        }
     }
 
     /// The journal failure that stopped the manager applying events, if any.

@@ -76,6 +76,10 @@ final class RuntimeContext: Sendable {
     let metrics: FillGuardMetrics
     let bus: EventBus
     let work = WorkTracker()
+    /// Symbols whose fills are being reconciled after a `fillsOverdue` alert (one at a time each).
+    let overdueReconciliations = Mutex<Set<Symbol>>([])
+    /// Called by a lane that raised `fillsOverdue` (set by the manager: it asks the broker).
+    let fillsOverdueHandler = Mutex<(@Sendable (Symbol) -> Void)?>(nil)
     let logger: Logger
     let counters = RuntimeCounters()
     let rejections = Mutex<[RejectedInput]>([])
@@ -148,6 +152,8 @@ final class RuntimeContext: Sendable {
         counters.alerted(alert.kind)
         logger.error("\(alert)", metadata: ["symbol": "\(alert.symbol)"])
         bus.alerts.publish(alert)
+        // Fills a "too late" answer announced have not come: the broker is asked for them.
+        if alert.kind == .fillsOverdue, let handler = fillsOverdueHandler.withLock({ $0 }) { handler(alert.symbol) }
     }
 
     /// A report refused as naming an order its symbol does not hold: when the order's id names

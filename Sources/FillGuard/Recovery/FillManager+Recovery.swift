@@ -305,10 +305,10 @@ extension FillManager {
     /// adopted per order, whether the fills could be read, and the ids adopted. Read `again`
     /// (after the net check), only new fills are adopted and reported: those in `skipping` were
     /// adopted the first time, and what could not be applied was reported then.
-    private func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, again: Bool = false,
-                                   skipping earlier: Set<ExecutionID> = [],
-                                   correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool, ids: Set<ExecutionID>) {
-        let when = again ? "reconciliation ran" : "FillGuard was down"
+    func adoptMissingFills(on lane: SymbolLane, from broker: any BrokerQueries, again: Bool = false,
+                           skipping earlier: Set<ExecutionID> = [], live: Bool = false,
+                           correct: (ReconciliationCorrection) -> Void) async -> (adopted: [OrderID: Quantity], read: Bool, ids: Set<ExecutionID>) {
+        let when = live ? "FillGuard was running, and its report never came" : again ? "reconciliation ran" : "FillGuard was down"
         let symbol = lane.symbol
         var adopted: [OrderID: Quantity] = [:]
         let executions: [ExecutionReport]
@@ -369,7 +369,7 @@ extension FillManager {
     /// Asks the broker a reconciliation question; a failure it may not repeat (transient, timed
     /// out: a connection reset at start-up) is asked again as the retry policy says, so that one
     /// such error does not leave the journal's state unreconciled.
-    private func asking<Answer>(_ question: () async throws(BrokerError) -> Answer) async throws(BrokerError) -> Answer {
+    func asking<Answer>(_ question: () async throws(BrokerError) -> Answer) async throws(BrokerError) -> Answer {
         let retry = context.configuration.retry
         var attempt = 1
         while true {

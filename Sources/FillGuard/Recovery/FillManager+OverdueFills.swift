@@ -1,0 +1,36 @@
+import FillGuardCore
+
+extension FillManager {
+    /// Asks the broker for `symbol`'s executions and applies those FillGuard has not booked, as
+    /// recovery does (by execution id, the broker's cumulative quantities, and per order by
+    /// quantity once old ids left the window): fills a "too late" answer announced whose reports
+    /// never came, or reports a session lost. Returns the corrections made, which also go to
+    /// `corrections()`; none when the broker answers no queries (`BrokerQueries`), the symbol has
+    /// no lane, or the manager is not running. The manager does this on its own for a symbol
+    /// whose order's fills are overdue (the `fillsOverdue` alert).
+    public func reconcileFills(of symbol: Symbol) async -> [ReconciliationCorrection] {
+        guard context.lifecycle.load(ordering: .relaxed) == .running, let broker = context.broker as? any BrokerQueries,
+              let lane = lane(for: symbol, create: false) else { return [] }
+        var corrections: [ReconciliationCorrection] = []
+        _ = await adoptMissingFills(on: lane, from: broker, live: true) { correction in
+            corrections.append(correction)
+            context.metrics.corrections[correction.kind]?.increment()
+            context.logger.notice("reconciliation: \(correction)")
+            context.bus.corrections.publish(correction)
+        }
+        return corrections
+    }
+
+    /// The lane's hook for a `fillsOverdue` alert: one reconciliation of the symbol's fills at a
+    /// time, counted as work (so `waitUntilIdle()` waits for it and for the fills it applies).
+    func reconcileOverdueFills(of symbol: Symbol) {
+        guard context.broker is any BrokerQueries, context.lifecycle.load(ordering: .relaxed) == .running,
+              context.overdueReconciliations.withLock({ $0.insert(symbol).inserted }) else { return }
+        context.work.begin()
+        Task {
+            _ = await self.reconcileFills(of: symbol)
+            self.context.overdueReconciliations.withLock { _ = $0.remove(symbol) }
+            self.context.work.end()
+        }
+    }
+}
