@@ -638,7 +638,9 @@ public struct SymbolStateMachine: Sendable {
         let net = positions[p].ledger.net
         guard orders[s].role.isProtective, orders[s].isLive, orders[s].isAccepted, !orders[s].retiring, !orders[s].awaitingFill,
               !net.isZero, positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy),
-              orders[s].openQuantity < net.magnitude else { return nil }
+              orders[s].largestOpenQuantity < net.magnitude else { return nil }
+        // (The largest size it may hold: a modify up that timed out may have taken effect, and a
+        // new order beside it would then cover the position twice.)
         return net.magnitude
     }
 
@@ -976,6 +978,14 @@ public struct SymbolStateMachine: Sendable {
     private mutating func failPermanently(_ s: Int, operation: OrderOperation, message: String, emitting actions: inout [Action]) {
         let p = Int(orders[s].position)
         orders[s].attempts = 0
+        if operation.kind == .submit, orders[s].isAccepted {
+            // A resend of a submit the broker had taken already (a report of the order came
+            // since the first try timed out): its refusal, a duplicate id, changes nothing. The
+            // order is live; the order it replaces goes on being cancelled.
+            deactivateIfFinished(s)
+            plan(p, emitting: &actions)
+            return
+        }
         if operation.kind == .modify, overCovers(s) {
             // A protective order left larger than the position could over-sell it (rule 6): it is
             // cancelled instead (risk-reducing work goes first), and the role gets a new order of
@@ -1038,6 +1048,13 @@ public struct SymbolStateMachine: Sendable {
             if orders[next].isLive, orders[next].target != .cancelled, orders[next].side == orders[s].side {
                 cancelledSuccessor = (orders[next].id, orders[next].openQuantity)
                 retire(next, successor: -1, emitting: &actions)
+                if configuration.nativeModify {
+                    // The old order is the role's order again (a short one, after a resize up the
+                    // broker would not make), not one still being cancelled: the re-arm resizes or
+                    // replaces it without first taking it away (never without cover).
+                    orders[s].retiring = false
+                    orders[s].target = .open(orders[s].openQuantity)
+                }
             }
         }
         deactivateIfFinished(s)
@@ -1059,6 +1076,12 @@ public struct SymbolStateMachine: Sendable {
                 if orders[other].cancelMayHaveTakenEffect || orders[other].inFlight?.kind == .cancel { continue }
                 orders[other].retiring = false
                 if overCovers(other) {
+                    if configuration.nativeModify {
+                        // Brought down by a modify (the broker refused the new order, not a
+                        // resize down): cancelling it would leave the role with nothing.
+                        orders[other].target = .open(positions[p].ledger.net.magnitude)
+                        continue
+                    }
                     cancelledOversized = orders[other].largestOpenQuantity
                     retire(other, successor: -1, emitting: &actions)
                     continue
