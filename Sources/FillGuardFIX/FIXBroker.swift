@@ -663,10 +663,15 @@ final class FIXBrokerCore: @unchecked Sendable {
         let timeout = configuration.requestTimeoutNanoseconds
         loop.scheduleTask(in: .nanoseconds(timeout)) { [self] in
             guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            if self.router.queryTimedOut(key: key) {
+                // A mass status answer that never says which report is last: complete now.
+                self.logger.notice("FIX mass status \(key): its reports carry neither LastRptRequested nor TotNumReports; taken whole after \(timeout / 1_000_000) ms")
+                self.finishStatus(key)
+                return
+            }
             list.remove(at: index)
             self.waiters[key] = list.isEmpty ? nil : list
             self.statistics.requestTimeouts += 1
-            self.router.queryTimedOut(key: key)
             self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
             // The request went out: the broker may have acted on it.
             promise.fail(BrokerError(.timedOut, "no answer to \(key) in \(timeout / 1_000_000) ms"))

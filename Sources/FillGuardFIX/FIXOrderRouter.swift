@@ -259,6 +259,10 @@ public struct FIXOrderRouter: Sendable {
         var message: FIXMessage
         /// Status reports received so far for a mass status request.
         var reports = 0
+        /// A mass status answer whose reports carry neither LastRptRequested (912) nor
+        /// TotNumReports (911): nothing says which is last, so it is complete when the request's
+        /// time is up (`queryTimedOut`), never cut short at a report.
+        var openEnded = false
         /// For a cancel sent beside an unanswered replace: the replace's ClOrdID.
         var besideReplace: String?
     }
@@ -574,9 +578,16 @@ public struct FIXOrderRouter: Sendable {
 
     /// Forgets a query (status, mass status, market data, positions) whose answer did not come in
     /// time: its caller has given up, and a late answer is then ignored. Order requests stay
-    /// pending: their answers still say what the broker did.
-    public mutating func queryTimedOut(key: String) {
-        guard let request = pending[key] else { return }
+    /// pending: their answers still say what the broker did. Returns true for a mass status
+    /// whose reports carry neither 912 nor 911: its answer is then complete with what came.
+    @discardableResult
+    public mutating func queryTimedOut(key: String) -> Bool {
+        guard let request = pending[key] else { return false }
+        if request.kind == .massStatus, request.openEnded {
+            // Reports without 912 or 911: what came by now is the answer.
+            pending.removeValue(forKey: key)
+            return true
+        }
         switch request.kind {
         case .status, .massStatus, .marketData, .positions:
             pending.removeValue(forKey: key)
@@ -585,6 +596,7 @@ public struct FIXOrderRouter: Sendable {
         case .submit, .modify, .cancel:
             break
         }
+        return false
     }
 
     /// Queries waiting for their answer (status, mass status, market data, positions).
@@ -1023,8 +1035,10 @@ public struct FIXOrderRouter: Sendable {
         request.reports += 1
         pending[key] = request
         // The last of a mass status answer says so (LastRptRequested 912=Y); a counterparty that
-        // sets 912 on the last report only is read by TotNumReports (911) on the others. A report
-        // with neither ends the answer.
+        // sets 912 on the last report only is read by TotNumReports (911) on the others. With
+        // neither (both are optional), nothing says where the answer ends: it is taken whole when
+        // the request's time is up. Ending it at the first report left the others "missing", and
+        // recovery placed their orders again beside them.
         let last: Bool
         if request.kind == .status {
             last = true
@@ -1039,7 +1053,9 @@ public struct FIXOrderRouter: Sendable {
             }
             last = request.reports >= total
         } else {
-            last = true
+            request.openEnded = true
+            pending[key] = request
+            last = false
         }
         var status: FIXOrderStatus?
         // OrdStatus Rejected with OrdRejReason 5 (unknown order) is the answer for an order the

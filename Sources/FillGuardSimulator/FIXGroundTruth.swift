@@ -13,7 +13,12 @@ public enum FIXGroundTruth {
     /// `cover` says which roles a position flipped against its bracket keeps.
     public static func problems(_ positions: [PositionSnapshot], _ statuses: [FIXOrderStatus], orderPrefix: String,
                                 cover: FlippedPositionCover = .bracket) -> [String] {
-        let broker = statuses.filter { $0.orderID.rawValue.hasPrefix(orderPrefix) }
+        // One status per order, the last one given (a broker may list an order twice).
+        var broker: [FIXOrderStatus] = []
+        var index: [OrderID: Int] = [:]
+        for status in statuses where status.orderID.rawValue.hasPrefix(orderPrefix) {
+            if let at = index[status.orderID] { broker[at] = status } else { index[status.orderID] = broker.count; broker.append(status) }
+        }
         var problems: [String] = []
         var plans: [Symbol: PositionSnapshot] = [:]
         var mineNet: [Symbol: Quantity] = [:]

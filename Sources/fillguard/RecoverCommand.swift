@@ -90,6 +90,13 @@ struct RecoverCommand: AsyncParsableCommand {
             writeToStandardError("fillguard: the exchange state '\(statePath)' is empty\n")
             throw ExitCode(2)
         }
+        if overFIX, stateExists {
+            // A journal whose settings were never recorded (an older `simulate`, or damaged) still
+            // says where its orders are by the exchange state beside it.
+            writeToStandardError("fillguard: '\(statePath)' holds a simulated exchange's state: the journal's orders are at the simulated exchange, not at a FIX endpoint; "
+                                 + "reconciling it there would place them on that market. Recover it without --broker fix\n")
+            throw ExitCode(2)
+        }
         let hasExchange = overFIX || stateExists
         var logger = Logger(label: "fillguard.recover")
         logger.logLevel = .critical

@@ -95,6 +95,7 @@ struct MarketDataAndSettingsTests {
         let agreeing = [status("R1-P-en0", .buy, "1", cum: 100, leaves: 0, "2"), status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0"),
                         status("R0-OLD-en0", .buy, "1", cum: 500, leaves: 0, "2")]
         #expect(FIXGroundTruth.problems([position], agreeing, orderPrefix: "R1-").isEmpty, "another run's orders do not count")
+        #expect(FIXGroundTruth.problems([position], agreeing + agreeing, orderPrefix: "R1-").isEmpty, "an order listed twice counts once")
         let lostFill = [status("R1-P-en0", .buy, "1", cum: 150, leaves: 0, "2"), status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0")]
         let problems = FIXGroundTruth.problems([position], lostFill, orderPrefix: "R1-")
         #expect(problems.contains("GLD: broker net 150, FillGuard net 100"))

@@ -194,6 +194,33 @@ struct RouterHardeningTests {
                 "the second order is lost: \(second)")
     }
 
+    /// A mass status answer whose reports carry neither 912 nor 911 (both optional) is not cut
+    /// short at its first report (recovery took the other orders as missing at the broker and
+    /// placed them again beside them): every report is collected, and the answer is complete when
+    /// the request's time is up. Other queries that time out are forgotten, not completed.
+    @Test func massStatusWithoutCountsIsTakenWholeWhenTimeIsUp() {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
+        var outputs: [FIXOrderRouter.Output] = []
+        for id in ["P1-sl1", "P2-sl1", "P3-sl1"] {
+            outputs += router.received(report(id, execType: "I", execID: "I-\(id)", ordStatus: "0", extra: [
+                FIXField(584, key), FIXField(40, "3"), FIXField(99, "245"), FIXField(38, "100"), FIXField(54, "2"),
+            ]))
+        }
+        let statuses = outputs.compactMap { output -> (FIXOrderStatus?, Bool)? in
+            if case .status(key, let status, let last) = output { return (status, last) }
+            return nil
+        }
+        #expect(statuses.count == 3 && statuses.allSatisfy { $0.0 != nil && !$0.1 }, "no report ended the answer: \(outputs)")
+        #expect(router.queriesInFlight == 1)
+        let complete = router.queryTimedOut(key: key)
+        #expect(complete, "complete with what came")
+        #expect(router.queriesInFlight == 0)
+        guard case .send(_, let statusKey) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
+        let answered = router.queryTimedOut(key: statusKey)
+        #expect(!answered, "no report came: a timeout, not an answer")
+    }
+
     /// A TotNumReports (911) that cannot be read fails the mass status (it cut the answer short at
     /// its first report, and the orders after it were missing from `openOrders()`).
     @Test func unreadableTotNumReportsFailsTheMassStatus() {
