@@ -393,12 +393,19 @@ public struct FIXOrderRouter: Sendable {
         return .send(message, key: clOrdID)
     }
 
+    /// A modify or cancel of an order this session has neither sent nor learnt from the broker (its
+    /// mass status, or a status answer, after a restart): its current ClOrdID is unknown, so
+    /// nothing can be sent. That says nothing of the broker, which may well work the order (a
+    /// mass status that failed): not `unknownOrder`, which would have the runtime take it as gone
+    /// and place its role's order again beside it, but transient (tried again; alerted if it stays so).
+    static func notKnownToThisSession(_ orderID: OrderID) -> BrokerError {
+        BrokerError(.transient, "order \(orderID) is not known to this FIX session (not sent by it, nor listed by the broker since it logged on); nothing sent")
+    }
+
     /// Plans an OrderCancelReplaceRequest (G) to a new total quantity: a new ClOrdID chained to
     /// the current one by OrigClOrdID.
     public mutating func modify(_ request: ModifyOrderRequest, transactTime: Int64) -> Plan {
-        guard var order = orders[request.orderID] else {
-            return .failed(BrokerError(.permanent, "unknown order \(request.orderID)"))
-        }
+        guard var order = orders[request.orderID] else { return .failed(Self.notKnownToThisSession(request.orderID)) }
         guard request.newQuantity.isPositive, request.newQuantity.isWithinRange else {
             return .failed(BrokerError(.permanent, "order \(request.orderID): quantity \(request.newQuantity) is not positive"))
         }
@@ -434,9 +441,7 @@ public struct FIXOrderRouter: Sendable {
     /// Plans an OrderCancelRequest (F): a new ClOrdID chained to the current one.
     public mutating func cancel(_ request: CancelOrderRequest, transactTime: Int64) -> Plan {
         // Never sent by this router, nor listed by the broker's mass status after a restart.
-        guard var order = orders[request.orderID] else {
-            return .failed(BrokerError(.unknownOrder, "unknown order \(request.orderID)"))
-        }
+        guard var order = orders[request.orderID] else { return .failed(Self.notKnownToThisSession(request.orderID)) }
         let inFlight = pending.orderKeys(of: request.orderID).compactMap { key in pending[key].map { (key: key, request: $0) } }
         if let cancelling = inFlight.first(where: { $0.request.kind == .cancel }) {
             var again = cancelling.request.message
