@@ -1178,10 +1178,14 @@ public struct SymbolStateMachine: Sendable {
 
         let side = net.units > 0 ? Side.sell : Side.buy
         let size = net.magnitude
+        // Read once, from the stored fields (the fill path: no call per role).
+        let stopLoss = positions[p].stopLoss
+        let takeProfit = configuration.flippedPositionCover == .stopLossOnly && stopLoss != nil
+            && ProtectiveCover.isAgainst(bracketSide: positions[p].side, net: net) ? nil : positions[p].takeProfit
         for roleIndex in 0..<2 {
             let role: OrderRole = roleIndex == 0 ? .stopLoss : .takeProfit
             let kind = roleIndex == 0 ? ManagedOrder.stopLossKind : ManagedOrder.takeProfitKind
-            guard let price = positions[p].protectivePrice(role, cover: configuration.flippedPositionCover) else {
+            guard let price = roleIndex == 0 ? stopLoss : takeProfit else {
                 // Not covered now: a flipped position's take-profit goes (see `ProtectiveCover`).
                 for slot in positions[p].liveSlots where orders[Int(slot)].roleKind == kind {
                     let s = Int(slot)
