@@ -4,25 +4,10 @@ import Testing
 /// A protective order whose resize up failed for good is replaced: what must hold around the replacement.
 @Suite("A failed resize up replaced: probes around the replacement")
 struct FailedResizeUpProbesTests {
-    private static func stopResizeInFlight(_ side: Side = .buy, _ configuration: SymbolStateMachine.Configuration = .init())
-        throws -> (ModelBroker, OrderSnapshot, Int) {
-        var model = ModelBroker("GLD", configuration)
-        try model.open(.test(side))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: side == .buy ? "98" : "102")
-        model.pull()
-        while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
-        return (model, stop, modify)
-    }
-
     @Test("a venue refusing every stop modify and every new stop: each re-arm costs at most a modify and a submit; the old stop is never cancelled",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
     func pacedByRearm(strategy: SymbolStateMachine.ReplaceStrategy) throws {
-        var (model, stop, _) = try Self.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
+        var (model, stop, _) = try ModelBroker.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
         func drain(_ model: inout ModelBroker) {
             for _ in 0..<100 {
                 model.pull()
@@ -45,7 +30,7 @@ struct FailedResizeUpProbesTests {
 
     @Test("replacement live, the old stop fills whole while its cancel travels (too late): the replacement is brought to the new net", arguments: [Side.buy, .sell])
     func oldStopFillsDuringCancel(side: Side) throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight(side)
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
         model.complete(modify, failing: .permanent("replace not supported"))
         let submit = try #require(model.pull().first { $0.role == .stopLoss && $0.kind == .submit })
         model.complete(try #require(model.inFlight.firstIndex(of: submit)))
@@ -59,7 +44,7 @@ struct FailedResizeUpProbesTests {
 
     @Test("replacement in flight, the position goes flat: nothing is left live", arguments: [Side.buy, .sell])
     func flatWhileReplacementTravels(side: Side) throws {
-        var (model, _, modify) = try Self.stopResizeInFlight(side)
+        var (model, _, modify) = try ModelBroker.stopResizeInFlight(side)
         model.complete(modify, failing: .permanent("replace not supported"))
         _ = try #require(model.pull().first { $0.role == .stopLoss && $0.kind == .submit })
         try model.fill("P1", .takeProfit, 600, at: side == .buy ? "110" : "90")

@@ -5,23 +5,6 @@ import Testing
 /// are the interleavings around that replacement (each failed before its fix).
 @Suite("A failed resize up replaced: refusals, shrinks and timeouts around the replacement")
 struct FailedResizeUpReplacementTests {
-    /// Long 300 (stop and target live at 300); the scale-in fills 300 more; the target's resize
-    /// to 600 goes through; the stop's modify to 600 is in flight (returned as its in-flight index).
-    private static func stopResizeInFlight(_ configuration: SymbolStateMachine.Configuration = .init())
-        throws -> (ModelBroker, OrderSnapshot, Int) {
-        var model = ModelBroker("GLD", configuration)
-        try model.open(.test(.buy))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: "98")
-        model.pull()
-        while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
-        return (model, stop, modify)
-    }
-
     private static func stopCoverAtBroker(_ model: ModelBroker) -> Quantity {
         model.brokerLive("P1", .stopLoss).filter { $0.1.side == .sell }.reduce(Quantity.zero) { $0 + $1.1.open }
     }
@@ -33,7 +16,7 @@ struct FailedResizeUpReplacementTests {
     @Test("replacement refused after a fill shrank the position: the old stop is brought down by a modify, not cancelled (it was, leaving no stop until the re-arm)",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
     func refusedReplacementAfterShrinkLeavesNoStop(strategy: SymbolStateMachine.ReplaceStrategy) throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight(.init(replaceStrategy: strategy))
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
         model.complete(modify, failing: .permanent("replace not supported for this order"))
         let submit = try #require(model.pull().first { $0.role == .stopLoss && $0.kind == .submit })
         // The target (600 at the broker) fills 400 while the replacement travels.
@@ -54,7 +37,7 @@ struct FailedResizeUpReplacementTests {
     @Test("a modify up that timed out after it was applied, then refused: no replacement beside a stop that may already cover the position (it doubled the cover)",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
     func appliedTimeoutThenRefusalDoublesCover(strategy: SymbolStateMachine.ReplaceStrategy) throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight(.init(replaceStrategy: strategy))
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
         model.complete(modify, failing: .timedOut("no answer"), applied: true)
         #expect(model.truth[stop.id]?.quantity == 600, "the broker holds the stop at 600")
         model.fireRetries()
@@ -81,7 +64,7 @@ struct FailedResizeUpReplacementTests {
     @Test("old stop's cancel refused: the replacement goes, the short stop stays the role's order, and the re-arm never leaves the role without a stop",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel])
     func refusedCancelOfOldStop(strategy: SymbolStateMachine.ReplaceStrategy) throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight(.init(replaceStrategy: strategy))
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
         model.complete(modify, failing: .permanent("replace not supported for this order"))
         let submit = try #require(model.pull().first { $0.role == .stopLoss && $0.kind == .submit })
         model.complete(try #require(model.inFlight.firstIndex(of: submit)))

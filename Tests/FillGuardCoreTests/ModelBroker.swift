@@ -201,3 +201,25 @@ extension BracketSpec {
                            scaleIns: [ScaleIn(quantity: quantity, type: .limit(Price(long ? "98" : "102")!))])
     }
 }
+
+extension ModelBroker {
+    /// Long (or short) 300 with its stop and target live; the scale-in fills 300 more and both
+    /// protective orders' resizes to 600 go out; with `answeringTheTarget`, the target's is
+    /// answered. Returns the model, the stop and the in-flight index of the stop's modify.
+    static func stopResizeInFlight(_ side: Side = .buy, _ configuration: SymbolStateMachine.Configuration = .init(),
+                                   answeringTheTarget: Bool = true) throws -> (ModelBroker, OrderSnapshot, Int) {
+        var model = ModelBroker("GLD", configuration)
+        try model.open(.test(side))
+        model.settle()
+        try model.fill("P1", .entry, 300, at: "100")
+        model.settle()
+        let stop = try #require(model.live("P1", .stopLoss))
+        try model.fill("P1", .scaleIn(0), 300, at: side == .buy ? "98" : "102")
+        model.pull()
+        if answeringTheTarget {
+            while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
+        }
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        return (model, stop, modify)
+    }
+}

@@ -8,21 +8,6 @@ import Testing
 struct ProtectiveEndsAndFailedResizesTests {
     enum LastFailure: String, CaseIterable, Sendable { case refused, retriesUsedUp }
 
-    /// Long 300 with its stop and target live; the scale-in fills 300 more and the stop's resize
-    /// to 600 is in flight. Returns the model, the stop and the in-flight index of its modify.
-    private static func stopResizeInFlight(_ configuration: SymbolStateMachine.Configuration = .init()) throws -> (ModelBroker, OrderSnapshot, Int) {
-        var model = ModelBroker("GLD", configuration)
-        try model.open(.test(.buy))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: "98")
-        model.pull()
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
-        return (model, stop, modify)
-    }
-
     /// Long 300; a scale-in fill makes it 600 and the stop's modify to 600 times out after the
     /// broker applied it; the target then fills 300 (net 300) and the stop's resize back down
     /// fails for good. The broker may hold the stop at 600, twice the position: it is cancelled
@@ -30,7 +15,7 @@ struct ProtectiveEndsAndFailedResizesTests {
     @Test("a stop that may hold a timed-out increase is cancelled and replaced when its resize down fails for good",
           arguments: LastFailure.allCases)
     func timedOutIncreaseThenFailedReduction(last: LastFailure) throws {
-        var (model, stop, stopModify) = try Self.stopResizeInFlight()
+        var (model, stop, stopModify) = try ModelBroker.stopResizeInFlight(answeringTheTarget: false)
         model.complete(stopModify, failing: .timedOut("no answer"), applied: true)
         #expect(model.truth[stop.id]?.quantity == 600)
         let targetModify = try #require(model.inFlight.firstIndex { $0.role == .takeProfit && $0.kind == .modify })
@@ -123,7 +108,7 @@ struct ProtectiveEndsAndFailedResizesTests {
     /// nothing: the role is not held back for a re-arm, and nothing is alerted as failed.
     @Test("a refused resize of a stop the broker had already ended neither blocks the role nor alerts")
     func refusalForAnEndedOrderChangesNothing() throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight()
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(answeringTheTarget: false)
         model.truth[stop.id]?.live = false
         var actions: [SymbolStateMachine.Action] = []
         try model.machine.apply(OrderStatusReport(orderID: stop.id, symbol: "GLD", outcome: .cancelled, reason: "exchange cancel"), emitting: &actions)
@@ -180,7 +165,7 @@ struct ProtectiveEndsAndFailedResizesTests {
     @Test("a resize up that fails for good: a new order of the position's size replaces the short one, which goes only once the new one is live",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel], LastFailure.allCases)
     func failedIncreaseIsReplaced(strategy: SymbolStateMachine.ReplaceStrategy, last: LastFailure) throws {
-        var (model, stop, _) = try Self.stopResizeInFlight(.init(replaceStrategy: strategy))
+        var (model, stop, _) = try ModelBroker.stopResizeInFlight(.buy, .init(replaceStrategy: strategy))
         while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
         let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
         try Self.failIncrease(&model, modify, stop, last)
@@ -203,7 +188,7 @@ struct ProtectiveEndsAndFailedResizesTests {
 
     @Test("a resize up that fails for good, and its replacement refused too: the short stop is kept (never cancelled for nothing), alerted, and re-armed")
     func failedIncreaseAndRefusedReplacementKeepTheOldStop() throws {
-        var (model, stop, modify) = try Self.stopResizeInFlight()
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(answeringTheTarget: false)
         while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
         try Self.failIncrease(&model, modify, stop, .refused)
         model.pull()
