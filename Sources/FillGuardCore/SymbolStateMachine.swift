@@ -1187,6 +1187,7 @@ public struct SymbolStateMachine: Sendable {
             let kind = roleIndex == 0 ? ManagedOrder.stopLossKind : ManagedOrder.takeProfitKind
             guard let price = roleIndex == 0 ? stopLoss : takeProfit else {
                 // Not covered now: a flipped position's take-profit goes (see `ProtectiveCover`).
+                guard roleIndex == 1, positions[p].takeProfit != nil else { continue }
                 for slot in positions[p].liveSlots where orders[Int(slot)].roleKind == kind {
                     let s = Int(slot)
                     if orders[s].isLive, !orders[s].awaitingFill { setTarget(.cancelled, of: s, emitting: &actions) }
