@@ -1025,6 +1025,10 @@ public struct SymbolStateMachine: Sendable {
             // An earlier try timed out and may have placed the order: it is cancelled to settle
             // where it stands (not marked failed, so the cancel goes at once), never forgotten.
             retire(s, successor: -1, emitting: &actions)
+        } else if operation.kind == .modify, orders[s].target == .cancelled {
+            // The order is to be cancelled now (the position went flat, or through it, while the
+            // resize was out): a failed resize says nothing of a cancel, which goes at once, not
+            // after the re-arm (a stop live on a flat position meanwhile).
         } else {
             orders[s].failure = message
             if operation.kind == .submit, unsent { setPhase(s, .done(.rejected)) }

@@ -208,4 +208,23 @@ struct ProtectiveEndsAndFailedResizesTests {
         expectProtected(model)
         #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 600)
     }
+
+    /// The stop's resize up is in flight when the target fills the whole position (flat: the stop
+    /// is to be cancelled); then the resize fails for good. A failed resize says nothing of a
+    /// cancel: the stop's cancel goes at once (it waited for the re-arm: a stop live on a flat
+    /// position meanwhile).
+    @Test("a resize that fails for good after its order is to be cancelled does not hold up the cancel", arguments: [Side.buy, .sell])
+    func failedResizeDoesNotHoldUpTheCancel(side: Side) throws {
+        var (model, stop, _) = try ModelBroker.stopResizeInFlight(side)
+        let open = try #require(model.live("P1", .takeProfit)).openQuantity
+        try model.fill("P1", .takeProfit, open, at: side == .buy ? "110" : "90")
+        #expect(model.snapshot("P1").netQuantity.isZero)
+        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        model.complete(modify, failing: .permanent("replace rejected"))
+        let work = model.pull()
+        #expect(work.contains { $0.orderID == stop.id && $0.kind == .cancel }, "the cancel goes at once: \(work)")
+        model.settle()
+        #expect(model.truth[stop.id]?.live == false, "no stop left live on a flat position")
+        expectProtected(model)
+    }
 }
