@@ -14,9 +14,7 @@ extension FillManager {
         var corrections: [ReconciliationCorrection] = []
         _ = await adoptMissingFills(on: lane, from: broker, live: true) { correction in
             corrections.append(correction)
-            context.metrics.corrections[correction.kind]?.increment()
-            context.logger.notice("reconciliation: \(correction)")
-            context.bus.corrections.publish(correction)
+            publish(correction)
         }
         return corrections
     }

@@ -105,9 +105,7 @@ extension FillManager {
         var adoptedBefore: [Symbol: Set<ExecutionID>] = [:]
         func correct(_ correction: ReconciliationCorrection) {
             corrections.append(correction)
-            context.metrics.corrections[correction.kind]?.increment()
-            context.logger.notice("reconciliation: \(correction)")
-            context.bus.corrections.publish(correction)
+            publish(correction)
         }
         let lanes = allLanes()
         guard let broker = context.broker as? any BrokerQueries else {
@@ -364,6 +362,13 @@ extension FillManager {
             if ours != theirs { differing[symbol] = (ours, theirs) }
         }
         return differing
+    }
+
+    /// Counts, logs and publishes a reconciliation's correction.
+    func publish(_ correction: ReconciliationCorrection) {
+        context.metrics.corrections[correction.kind]?.increment()
+        context.logger.notice("reconciliation: \(correction)")
+        context.bus.corrections.publish(correction)
     }
 
     /// Asks the broker a reconciliation question; a failure it may not repeat (transient, timed
