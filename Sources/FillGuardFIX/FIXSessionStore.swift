@@ -71,10 +71,14 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// Opens (or creates) the store in `directory`, loading what a previous run left.
     public init(directory: String) throws(FIXStoreError) {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw FIXStoreError("\(directory) is a file, not a directory: the store is a directory of its own (seqnums, messages)")
+        }
         do {
             try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
         } catch {
-            throw FIXStoreError("cannot create \(directory): \(error)")
+            throw FIXStoreError("cannot create the directory \(directory): \(error.localizedDescription)")
         }
         let seqURL = self.directory.appendingPathComponent("seqnums")
         if let text = try? String(contentsOf: seqURL, encoding: .utf8) {

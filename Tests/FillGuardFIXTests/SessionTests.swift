@@ -466,6 +466,17 @@ struct SessionSupportTests {
         #expect(afterReset.messages(in: 1...100).isEmpty)
     }
 
+    @Test("a store path that is a file, not a directory, is refused in words, not with a raw system error")
+    func storePathThatIsAFileIsRefused() throws {
+        do {
+            _ = try FileFIXSessionStore(directory: "/dev/null")
+            Issue.record("a file was taken as the store's directory")
+        } catch {
+            #expect(error.description.contains("/dev/null is a file, not a directory"), "\(error)")
+            #expect(!error.description.contains("NSCocoaErrorDomain"), "\(error)")
+        }
+    }
+
     @Test func corruptSequenceFileIsATypedError() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
