@@ -263,6 +263,9 @@ public struct FIXOrderRouter: Sendable {
         /// TotNumReports (911): nothing says which is last, so it is complete when the request's
         /// time is up (`queryTimedOut`), never cut short at a report.
         var openEnded = false
+        /// The TotNumReports (911) of a mass status answer whose reports all say 912=N: when that
+        /// many have come and the request's time is up, the answer is complete.
+        var expected: Int?
         /// For a cancel sent beside an unanswered replace: the replace's ClOrdID.
         var besideReplace: String?
     }
@@ -584,12 +587,14 @@ public struct FIXOrderRouter: Sendable {
     /// Forgets a query (status, mass status, market data, positions) whose answer did not come in
     /// time: its caller has given up, and a late answer is then ignored. Order requests stay
     /// pending: their answers still say what the broker did. Returns true for a mass status
-    /// whose reports carry neither 912 nor 911: its answer is then complete with what came.
+    /// whose reports carry neither 912 nor 911, or 912=N on every one but as many as 911 said:
+    /// its answer is then complete with what came.
     @discardableResult
     public mutating func queryTimedOut(key: String) -> Bool {
         guard let request = pending[key] else { return false }
-        if request.kind == .massStatus, request.openEnded {
-            // Reports without 912 or 911: what came by now is the answer.
+        if request.kind == .massStatus, request.openEnded || request.expected.map({ request.reports >= $0 }) == true {
+            // Reports without 912 or 911, or 912=N on every report but as many as TotNumReports
+            // said: what came by now is the answer.
             pending.removeValue(forKey: key)
             return true
         }
@@ -1049,6 +1054,10 @@ public struct FIXOrderRouter: Sendable {
             last = true
         } else if let flag = message[912] {
             last = flag == "Y"
+            if !last, let total = message[911].flatMap({ Int($0) }), total >= 0 {
+                request.expected = total
+                pending[key] = request
+            }
         } else if let text = message[911] {
             guard let total = Int(text), total >= 0 else {
                 // A count that cannot be read cannot say where the answer ends: it fails, rather

@@ -219,6 +219,19 @@ struct RouterHardeningTests {
         guard case .send(_, let statusKey) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
         let answered = router.queryTimedOut(key: statusKey)
         #expect(!answered, "no report came: a timeout, not an answer")
+
+        // 912=N on every report: complete when as many as TotNumReports said have come, not before.
+        for (count, sent) in [(2, 2), (3, 2)] {
+            guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
+            for index in 0..<sent {
+                let outputs = router.received(report("Q\(index)-sl1", execType: "I", execID: "I-\(count)-\(index)", ordStatus: "0", extra: [
+                    FIXField(584, key), FIXField(911, "\(count)"), FIXField(912, "N"), FIXField(40, "3"), FIXField(99, "245"), FIXField(38, "100"), FIXField(54, "2"),
+                ]))
+                #expect(outputs.allSatisfy { if case .status(_, _, last: false) = $0 { return true } else { return false } }, "\(outputs)")
+            }
+            let complete = router.queryTimedOut(key: key)
+            #expect(complete == (sent >= count), "\(sent) of \(count) reports with 912=N")
+        }
     }
 
     /// A TotNumReports (911) that cannot be read fails the mass status (it cut the answer short at
