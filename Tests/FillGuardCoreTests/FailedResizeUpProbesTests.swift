@@ -55,17 +55,9 @@ struct FailedResizeUpProbesTests {
 
     @Test("replacement in flight, more fills grow the position: the replacement follows, the old goes", arguments: [Side.buy, .sell])
     func growWhileReplacementTravels(side: Side) throws {
-        var model = ModelBroker("GLD")
         var spec = BracketSpec.test(side)
         spec.scaleIns.append(.init(quantity: 200, type: .limit(Price(side == .buy ? "97" : "103")!)))
-        try model.open(spec)
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: side == .buy ? "98" : "102")
-        model.pull()
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        var (model, _, modify) = try ModelBroker.stopResizeInFlight(side, spec: spec, answeringTheTarget: false)
         model.complete(modify, failing: .permanent("replace not supported"))
         _ = model.pull()
         try model.fill("P1", .scaleIn(1), 200, at: side == .buy ? "97" : "103")

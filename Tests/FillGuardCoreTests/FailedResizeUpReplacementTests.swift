@@ -121,16 +121,7 @@ struct FailedResizeUpReplacementTests {
     @Test("replacement placed (its fill proves it) and its resend refused: the refusal changes nothing, the old stop goes (both stayed: double cover)",
           arguments: [SymbolStateMachine.ReplaceStrategy.cancelThenCreate, .createThenCancel], [Side.buy, .sell])
     func placedReplacementWithRefusedResendKeepsBoth(strategy: SymbolStateMachine.ReplaceStrategy, side: Side) throws {
-        var model = ModelBroker("GLD", .init(replaceStrategy: strategy))
-        try model.open(.test(side))
-        model.settle()
-        try model.fill("P1", .entry, 300, at: "100")
-        model.settle()
-        let stop = try #require(model.live("P1", .stopLoss))
-        try model.fill("P1", .scaleIn(0), 300, at: side == .buy ? "98" : "102")
-        model.pull()
-        while let target = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(target) }
-        let modify = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
+        var (model, _, modify) = try ModelBroker.stopResizeInFlight(side, .init(replaceStrategy: strategy))
         model.complete(modify, failing: .permanent("replace not supported for this order"))
         let submit = try #require(model.pull().first { $0.role == .stopLoss && $0.kind == .submit })
         model.complete(try #require(model.inFlight.firstIndex(of: submit)), failing: .timedOut("no answer"), applied: true)

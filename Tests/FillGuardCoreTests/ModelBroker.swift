@@ -205,11 +205,11 @@ extension BracketSpec {
 extension ModelBroker {
     /// Long (or short) 300 with its stop and target live; the scale-in fills 300 more and both
     /// protective orders' resizes to 600 go out; with `answeringTheTarget`, the target's is
-    /// answered. Returns the model, the stop and the in-flight index of the stop's modify.
+    /// answered. `spec` replaces the bracket (its first scale-in must be 300 at 98, or 102 short). Returns the model, the stop and the in-flight index of the stop's modify.
     static func stopResizeInFlight(_ side: Side = .buy, _ configuration: SymbolStateMachine.Configuration = .init(),
-                                   answeringTheTarget: Bool = true) throws -> (ModelBroker, OrderSnapshot, Int) {
+                                   spec: BracketSpec? = nil, answeringTheTarget: Bool = true) throws -> (ModelBroker, OrderSnapshot, Int) {
         var model = ModelBroker("GLD", configuration)
-        try model.open(.test(side))
+        try model.open(spec ?? .test(side))
         model.settle()
         try model.fill("P1", .entry, 300, at: "100")
         model.settle()
