@@ -191,10 +191,12 @@ public final class FIXBroker: CallbackBroker, BrokerQueries {
         try await request(core.loop.flatSubmit { self.core.orderState(id) }).first
     }
 
-    /// The execution reports of `symbol` received on this session since `start()`, oldest first
-    /// (the newest `executionsKeptPerSymbol`), returned once the session is synchronised: logged
-    /// on, and the resend of what the counterparty sent meanwhile complete. FIX 4.4 has no query
-    /// for past executions; the reports missed while down come back through that resend.
+    /// The fills of `symbol` this broker has received, oldest first (the newest
+    /// `executionsKeptPerSymbol`): those the session store kept from earlier runs, then those of
+    /// this session since `start()`. Returned once the session is synchronised: logged on, and the
+    /// resend of what the counterparty sent meanwhile complete. FIX 4.4 has no query for past
+    /// executions; the reports missed while down come back through that resend, and those received
+    /// but not journaled before a kill come from the store.
     public func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
         try await request(core.loop.flatSubmit { self.core.executions(of: symbol) })
     }
@@ -280,6 +282,8 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var prices: [String: [Symbol: Price]] = [:]
     private var positionNets: [String: [Symbol: Quantity]] = [:]
     private var executionLog: [Symbol: ExecutionRing] = [:]
+    /// The ids of the fills an earlier run's store kept: a resend of one is not kept twice.
+    private let storedExecutionIDs: Set<ExecutionID>
     private var synchronizedWaiters: [EventLoopPromise<Void>] = []
     private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
     private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
@@ -295,6 +299,13 @@ final class FIXBrokerCore: @unchecked Sendable {
         self.session = FIXSessionStateMachine(configuration: configuration.session, nextSenderSeqNum: store.nextSenderSeqNum,
                                               nextTargetSeqNum: store.nextTargetSeqNum)
         self.router = FIXOrderRouter(configuration: configuration.application)
+        let stored = store.storedExecutions
+        self.storedExecutionIDs = Set(stored.map(\.executionID))
+        if configuration.executionsKeptPerSymbol > 0 {
+            for report in stored {
+                executionLog[report.symbol, default: ExecutionRing(limit: configuration.executionsKeptPerSymbol)].append(report)
+            }
+        }
     }
 
     // MARK: Lifecycle
@@ -551,8 +562,8 @@ final class FIXBrokerCore: @unchecked Sendable {
         }
     }
 
-    /// The execution reports of `symbol` received since `start()` (the newest
-    /// `executionsKeptPerSymbol`), once the session is synchronised.
+    /// The fills of `symbol` the store kept from earlier runs and those received since `start()`
+    /// (the newest `executionsKeptPerSymbol`), once the session is synchronised.
     func executions(of symbol: Symbol) -> EventLoopFuture<[ExecutionReport]> {
         synchronized().map { self.executionLog[symbol]?.ordered ?? [] }
     }
@@ -757,8 +768,17 @@ final class FIXBrokerCore: @unchecked Sendable {
             case .event(let event):
                 if case .execution(let report) = event {
                     statistics.fillsDelivered += 1
-                    if configuration.executionsKeptPerSymbol > 0 {
-                        executionLog[report.symbol, default: ExecutionRing(limit: configuration.executionsKeptPerSymbol)].append(report)
+                    // Kept in the store before this message's sequence number is (at the end of
+                    // `perform`): a kill before the journal holds the fill leaves it for recovery.
+                    if !storedExecutionIDs.contains(report.executionID) {
+                        do {
+                            try store.storeExecution(report)
+                        } catch {
+                            logger.critical("FIX store: fill \(report.executionID) not kept (\(error)); a kill before the journal holds it loses it")
+                        }
+                        if configuration.executionsKeptPerSymbol > 0 {
+                            executionLog[report.symbol, default: ExecutionRing(limit: configuration.executionsKeptPerSymbol)].append(report)
+                        }
                     }
                 }
                 statistics.eventsDelivered += 1

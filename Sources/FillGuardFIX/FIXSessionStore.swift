@@ -1,3 +1,4 @@
+import FillGuardCore
 import Foundation
 
 /// Why the session store could not read or write.
@@ -25,6 +26,18 @@ public protocol FIXSessionStore: AnyObject, Sendable {
     func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]]
     /// Forgets every message and restarts both sequences at 1 (ResetSeqNumFlag).
     func reset() throws(FIXStoreError)
+    /// Keeps a fill received from the counterparty, before the sequence number that brought it is
+    /// recorded: a process killed before its journal held the fill still finds it on restart.
+    func storeExecution(_ report: ExecutionReport) throws(FIXStoreError)
+    /// The fills kept by earlier runs (and this one), oldest first; a bounded window of the newest.
+    var storedExecutions: [ExecutionReport] { get }
+}
+
+extension FIXSessionStore {
+    /// A store that keeps no fills: nothing to do.
+    public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) {}
+    /// A store that keeps no fills has none.
+    public var storedExecutions: [ExecutionReport] { [] }
 }
 
 /// A store in memory: for tests and sessions that reset on every logon.
@@ -33,6 +46,7 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
     private var sender = 1
     private var target = 1
     private var stored: [Int: [UInt8]] = [:]
+    private var executions = ExecutionGenerations(size: 10_000)
 
     /// An empty store starting both sequences at 1.
     public init() {}
@@ -50,16 +64,22 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
     public func storeMessage(seq: Int, bytes: [UInt8]) throws(FIXStoreError) { stored[seq] = bytes }
     /// The stored messages in `range`.
     public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] { stored.filter { range.contains($0.key) } }
-    /// Forgets everything.
+    /// Forgets the messages and sequence numbers; the fills are kept (they happened whatever the sequence).
     public func reset() throws(FIXStoreError) {
         sender = 1
         target = 1
         stored = [:]
     }
+    /// Keeps a received fill (the newest 10,000 to 20,000).
+    public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) { _ = executions.append(report) }
+    /// The kept fills, oldest first.
+    public var storedExecutions: [ExecutionReport] { executions.all }
 }
 
 /// A store in a directory: `seqnums` holds "sender target" (replaced atomically on each change),
-/// `messages` is an append-only log of sent messages ("seq length\n" then the bytes).
+/// `messages` is an append-only log of sent messages ("seq length\n" then the bytes), and
+/// `executions` (with `executions.old`, the generation before) the received fills, one JSON
+/// object per line, written before the sequence number that brought them.
 public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     // Guarded by the protocol's contract: one caller at a time (the session driver).
     private let directory: URL
@@ -67,9 +87,13 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     private var target = 1
     private var stored: [Int: [UInt8]] = [:]
     private var log: FileHandle
+    private var executions: ExecutionGenerations
+    private var executionLog: FileHandle
+    private let encoder = JSONEncoder()
 
-    /// Opens (or creates) the store in `directory`, loading what a previous run left.
-    public init(directory: String) throws(FIXStoreError) {
+    /// Opens (or creates) the store in `directory`, loading what a previous run left. At least the
+    /// newest `executionsKept` received fills are kept (at most twice that), for `storedExecutions`.
+    public init(directory: String, executionsKept: Int = 10_000) throws(FIXStoreError) {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -101,9 +125,18 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         } catch {
             throw FIXStoreError("cannot open \(logURL.path): \(error)")
         }
+        executions = ExecutionGenerations(size: executionsKept)
+        executions.previous = Self.readExecutions(at: self.directory.appendingPathComponent("executions.old")).reports
+        let currentURL = self.directory.appendingPathComponent("executions")
+        let (current, completeLength) = Self.readExecutions(at: currentURL)
+        executions.current = current
+        executionLog = try Self.openForAppending(currentURL, truncatingTo: completeLength)
     }
 
-    deinit { try? log.close() }
+    deinit {
+        try? log.close()
+        try? executionLog.close()
+    }
 
     /// MsgSeqNum of our next outgoing message.
     public var nextSenderSeqNum: Int { sender }
@@ -136,7 +169,39 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// The stored messages in `range`.
     public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] { stored.filter { range.contains($0.key) } }
 
-    /// Forgets every message and restarts both sequences at 1.
+    /// Appends a received fill to `executions`; a full generation becomes `executions.old`.
+    public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) {
+        let line: Data
+        do {
+            line = try encoder.encode(report) + Data([UInt8(ascii: "\n")])
+        } catch {
+            throw FIXStoreError("cannot encode fill \(report.executionID): \(error)")
+        }
+        if executions.isCurrentFull {
+            let currentURL = directory.appendingPathComponent("executions")
+            let oldURL = directory.appendingPathComponent("executions.old")
+            try? executionLog.close()
+            do {
+                _ = try? FileManager.default.removeItem(at: oldURL)
+                try FileManager.default.moveItem(at: currentURL, to: oldURL)
+            } catch {
+                throw FIXStoreError("cannot move \(currentURL.path) to \(oldURL.path): \(error)")
+            }
+            executionLog = try Self.openForAppending(currentURL, truncatingTo: 0)
+        }
+        _ = executions.append(report)
+        do {
+            try executionLog.write(contentsOf: line)
+        } catch {
+            throw FIXStoreError("cannot append to the execution log: \(error)")
+        }
+    }
+
+    /// The fills kept, oldest first: `executions.old`, then `executions`.
+    public var storedExecutions: [ExecutionReport] { executions.all }
+
+    /// Forgets the messages and restarts both sequences at 1; the fills are kept (they happened
+    /// whatever the sequence).
     public func reset() throws(FIXStoreError) {
         stored = [:]
         do {
@@ -146,6 +211,36 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         sender = 0
         try setSequenceNumbers(sender: 1, target: 1)
+    }
+
+    /// The fills in a JSON-lines file and the length of its complete lines. A line cut short by a
+    /// kill (no newline) is not a fill; a complete line that does not decode is skipped.
+    static func readExecutions(at url: URL) -> (reports: [ExecutionReport], completeLength: UInt64) {
+        guard let data = try? Data(contentsOf: url) else { return ([], 0) }
+        let bytes = [UInt8](data)
+        let decoder = JSONDecoder()
+        var reports: [ExecutionReport] = []
+        var start = 0
+        while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            if let report = try? decoder.decode(ExecutionReport.self, from: Data(bytes[start..<newline])) { reports.append(report) }
+            start = newline + 1
+        }
+        return (reports, UInt64(start))
+    }
+
+    /// A handle appending to `url` (created if missing) after its first `length` bytes.
+    private static func openForAppending(_ url: URL, truncatingTo length: UInt64) throws(FIXStoreError) -> FileHandle {
+        if !FileManager.default.fileExists(atPath: url.path), !FileManager.default.createFile(atPath: url.path, contents: nil) {
+            throw FIXStoreError("cannot create \(url.path)")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: length)
+            try handle.seekToEnd()
+            return handle
+        } catch {
+            throw FIXStoreError("cannot open \(url.path): \(error)")
+        }
     }
 
     /// Reads "seq length\n" + bytes records; stops at the first incomplete or corrupt record.
@@ -163,4 +258,34 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         return result
     }
+}
+
+/// The newest received fills in two generations: a full `current` becomes `previous` (the one
+/// before is forgotten), so between `size` and twice that are kept and memory stays bounded.
+struct ExecutionGenerations {
+    /// Fills per generation.
+    let size: Int
+    /// The older generation.
+    var previous: [ExecutionReport] = []
+    /// The newer generation.
+    var current: [ExecutionReport] = []
+
+    init(size: Int) { self.size = max(1, size) }
+
+    /// True when the next append starts a new generation.
+    var isCurrentFull: Bool { current.count >= size }
+
+    /// Adds a fill; true when it started a new generation.
+    mutating func append(_ report: ExecutionReport) -> Bool {
+        let rotated = isCurrentFull
+        if rotated {
+            previous = current
+            current = []
+        }
+        current.append(report)
+        return rotated
+    }
+
+    /// Every kept fill, oldest first.
+    var all: [ExecutionReport] { previous + current }
 }

@@ -92,7 +92,9 @@ struct ReconciliationOverFIXTests {
         #expect(!corrections.contains { [.notReconciled, .positionMismatch, .unreportedFill, .orderMissingAtBroker].contains($0.kind) },
                 "\(corrections)")
         let received = try await second.broker.executions(of: "GLD")
-        #expect(received.map(\.orderID) == [scaleIn, stop], "the resent fills, under FillGuard's order ids")
+        #expect(received.count == 3 && received.first?.orderID.rawValue.hasPrefix("P1-en") == true,
+                "the entry's fill, kept by the session store from the first run, comes first: \(received.map(\.orderID))")
+        #expect(Array(received.map(\.orderID).dropFirst()) == [scaleIn, stop], "then the resent fills, under FillGuard's order ids")
 
         // Long 600 - 100 = 500: the stop (100 of it filled) is resized to leave 500, a new target of 500 replaces the cancelled one.
         let position = try await settle(second.manager, "P1") { position in
@@ -110,6 +112,73 @@ struct ReconciliationOverFIXTests {
         #expect(orders[stop.rawValue]?.clOrdID == "\(stop)~1", "the chain continued after the restart")
         #expect(await second.manager.invariantViolations().isEmpty)
         #expect(peer.events.allSatisfy { !$0.hasPrefix("sent-reject") && !$0.hasPrefix("sent-business-reject") }, "\(peer.events)")
+        second.feed.cancel()
+        await second.broker.stop()
+    }
+
+    /// A fill the session took in but the journal never got, the process killed in between: it is
+    /// found in the session store and applied once on restart. Killed after the store recorded the
+    /// message's sequence number, the exchange does not resend it; killed before, it does, and the
+    /// resent copy is neither kept nor applied a second time.
+    @Test("a fill the session took in but the journal never got is found in the session store on restart",
+          arguments: [false, true])
+    func fillTakenInButNotJournaledIsFoundInTheStore(killedBeforeTheSequenceNumber: Bool) async throws {
+        let peer = try await FIXPeerProcess.launch()
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-store-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await FIXProcess.start(peer: peer, store: try FileFIXSessionStore(directory: directory), journalStore: InMemoryJournalStore())
+        try await first.manager.open(bracket)
+        await first.manager.waitUntilIdle()
+        let entry = try #require(await first.manager.position("P1")?.liveOrder(.entry))
+        try await peer.command("fill \(entry.id) 300 248.1")
+        let open = try await settle(first.manager, "P1") { position in
+            position.netQuantity == 300 && position.liveOrder(.stopLoss)?.openQuantity == 300 && position.liveOrder(.takeProfit)?.openQuantity == 300
+        }
+        let stop = try #require(open.liveOrder(.stopLoss)).id
+        let target = try #require(open.liveOrder(.takeProfit)).id
+        await first.journal.flush()
+        // The process stops taking reports off the stream, so the next fill reaches the FIX session
+        // (which records its sequence number) but never the journal: the window a kill -9 can hit.
+        first.feed.cancel()
+        await first.feed.value
+        let survivor = first.journalStore.fork()
+        let delivered = await first.broker.statistics.fillsDelivered
+        let sequenceNumbers = try String(contentsOfFile: directory + "/seqnums", encoding: .utf8)
+        try await peer.command("fill \(stop) 100 245")
+        try await first.broker.waitUntil { $0.fillsDelivered > delivered }
+        let mark = peer.lines.count
+        await first.broker.abort()
+        try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
+        if killedBeforeTheSequenceNumber {
+            try sequenceNumbers.write(toFile: directory + "/seqnums", atomically: true, encoding: .utf8)
+        }
+
+        let restart = peer.lines.count
+        let second = try await FIXProcess.start(peer: peer, store: try FileFIXSessionStore(directory: directory), journalStore: survivor)
+        #expect(peer.lines[restart...].contains { $0.hasPrefix("EVENT resend-request ") } == killedBeforeTheSequenceNumber)
+        let received = try await second.broker.executions(of: "GLD")
+        #expect(received.filter { $0.orderID == stop }.count == 1, "kept once, resent or not: \(received)")
+        let corrections = second.report.corrections
+        let adopted = corrections.filter { $0.kind == .adoptedFill }
+        #expect(adopted.map(\.orderID) == [stop], "\(corrections)")
+        #expect(adopted.first?.message.contains("of 100 at 245") == true, "\(adopted)")
+        #expect(!corrections.contains { [.notReconciled, .positionMismatch, .unreportedFill, .orderMissingAtBroker].contains($0.kind) },
+                "\(corrections)")
+        // Long 300 - 100 = 200: the stop has 200 left at the exchange, the target comes down to 200.
+        let position = try await settle(second.manager, "P1") { position in
+            position.netQuantity == 200 && position.liveOrder(.stopLoss)?.openQuantity == 200 && position.liveOrder(.takeProfit)?.openQuantity == 200
+        }
+        #expect(position.liveOrder(.takeProfit)?.id == target)
+        #expect(try await peer.positions().nets["GLD"] == "200", "FillGuard's net equals the exchange's")
+        let live = try await peer.orders().values.filter(\.isLive)
+        let protective = live.filter { $0.side == "2" }
+        #expect(protective.count == 2 && live.count == 3, "the stop, the target and the scale-in: \(live)")
+        #expect(Set(protective.map(\.leaves)) == ["200"], "the protective orders cover exactly the open quantity: \(live)")
+        #expect(await second.manager.invariantViolations().isEmpty)
+        #expect(position.liveOrder(.stopLoss)?.filledQuantity == 100, "applied once")
+        await second.manager.waitUntilIdle()
+        #expect(await second.manager.position("P1")?.netQuantity == 200, "the resent copy, if any, changed nothing")
         second.feed.cancel()
         await second.broker.stop()
     }
@@ -176,7 +245,8 @@ struct BrokerQueriesOverFIXTests {
                                           status: .working)])
         let filled = try #require(try await broker.orderState("C2", symbol: "GLD"))
         #expect(filled.status == .filled && filled.filled == 5)
-        #expect(try await broker.executions(of: "GLD").isEmpty, "the fill came on the first session, not this one")
+        #expect(try await broker.executions(of: "GLD").map(\.orderID) == ["C2"],
+                "the fill came on the first session; the store kept it, and it was not resent")
         try await broker.modify(ModifyOrderRequest(orderID: "C1", symbol: "GLD", newQuantity: 70))
         try await broker.cancel(CancelOrderRequest(orderID: "C1", symbol: "GLD"))
         let orders = try await second.peer.orders()

@@ -1,3 +1,4 @@
+import FillGuardCore
 import Foundation
 import Testing
 @testable import FillGuardFIX
@@ -464,6 +465,46 @@ struct SessionSupportTests {
         let afterReset = try FileFIXSessionStore(directory: directory)
         #expect(afterReset.nextSenderSeqNum == 1 && afterReset.nextTargetSeqNum == 1)
         #expect(afterReset.messages(in: 1...100).isEmpty)
+    }
+
+    @Test("the file store keeps received fills across a restart, in two bounded generations, past a torn last line and a sequence reset")
+    func fileStoreKeepsFills() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fills = (1...6).map { index in
+            ExecutionReport(executionID: ExecutionID("E\(index)"), orderID: "P1-sl", symbol: index % 2 == 0 ? "GLD" : "SLV", side: .sell,
+                            lastQuantity: Quantity(index * 10), lastPrice: Price("245.125")!, cumulativeQuantity: Quantity(index * 10),
+                            leavesQuantity: 5, transactTime: 1_709_210_096_789_000_000, commission: Money("1.25")!)
+        }
+        do {
+            let store = try FileFIXSessionStore(directory: directory, executionsKept: 2)
+            #expect(store.storedExecutions.isEmpty)
+            for fill in fills[0..<5] { try store.storeExecution(fill) }
+            #expect(store.storedExecutions == Array(fills[2..<5]), "generations of 2: the newest full one and the current one")
+        }
+        let reopened = try FileFIXSessionStore(directory: directory, executionsKept: 2)
+        #expect(reopened.storedExecutions == Array(fills[2..<5]), "every field read back exactly")
+        // A kill in the middle of a line leaves it without its newline: it is not a fill, and the
+        // next fill does not run into it.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/executions"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"executionID\":\"E9".utf8))
+        try handle.close()
+        let afterTear = try FileFIXSessionStore(directory: directory, executionsKept: 2)
+        #expect(afterTear.storedExecutions == Array(fills[2..<5]))
+        try afterTear.storeExecution(fills[5])
+        try afterTear.reset()
+        let afterReset = try FileFIXSessionStore(directory: directory, executionsKept: 2)
+        #expect(afterReset.storedExecutions == Array(fills[2..<6]), "a sequence reset does not undo fills")
+        #expect(afterReset.nextTargetSeqNum == 1)
+    }
+
+    @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
+        let store = InMemoryFIXSessionStore()
+        let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
+        try store.storeExecution(fill)
+        try store.reset()
+        #expect(store.storedExecutions == [fill])
     }
 
     @Test("a store path that is a file, not a directory, is refused in words, not with a raw system error")
