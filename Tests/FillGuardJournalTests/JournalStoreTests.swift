@@ -8,12 +8,23 @@ import GRDB
 import Synchronization
 import Testing
 
-/// A fresh directory under the system's temporary directory.
+/// A fresh directory in this test process's scratch directory.
 func temporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+    let path = scratchRoot + "/\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
+
+/// Where this process's test directories go: removed when the process exits, unless
+/// `scripts/test` runs it (its TMPDIR is a scratch directory it removes, or keeps after a failure).
+let scratchRoot: String = {
+    atexit {
+        let temporary = FileManager.default.temporaryDirectory.path
+        guard !temporary.contains("/fillguard-test.") else { return }
+        try? FileManager.default.removeItem(atPath: temporary + "/fillguard-journal-tests-\(getpid())")
+    }
+    return FileManager.default.temporaryDirectory.path + "/fillguard-journal-tests-\(getpid())"
+}()
 
 @Suite("Journal stores pass the contract")
 struct JournalStoreTests {

@@ -433,9 +433,20 @@ struct SimulationSessionTests {
     }
 }
 
+/// Where this process's state files go: removed when the process exits, unless `scripts/test`
+/// runs it (its TMPDIR is a scratch directory it removes, or keeps after a failure).
+private let stateScratchRoot: String = {
+    atexit {
+        let temporary = FileManager.default.temporaryDirectory.path
+        guard !temporary.contains("/fillguard-test.") else { return }
+        try? FileManager.default.removeItem(atPath: temporary + "/fillguard-exchange-tests-\(getpid())")
+    }
+    return FileManager.default.temporaryDirectory.path + "/fillguard-exchange-tests-\(getpid())"
+}()
+
 /// A state file path in a directory of its own.
 private func temporaryStatePath() throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-\(UUID().uuidString)").path
+    let directory = stateScratchRoot + "/\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     return directory + "/run.exchange"
 }
