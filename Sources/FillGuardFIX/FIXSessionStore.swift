@@ -46,7 +46,7 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
     private var sender = 1
     private var target = 1
     private var stored: [Int: [UInt8]] = [:]
-    private var executions = ExecutionGenerations(size: 10_000)
+    private var executions = ExecutionGenerations(size: 1_024)
 
     /// An empty store starting both sequences at 1.
     public init() {}
@@ -70,7 +70,7 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
         target = 1
         stored = [:]
     }
-    /// Keeps a received fill (the newest 10,000 to 20,000).
+    /// Keeps a received fill (the newest 1,024 to 2,048).
     public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) { _ = executions.append(report) }
     /// The kept fills, oldest first.
     public var storedExecutions: [ExecutionReport] { executions.all }
@@ -93,7 +93,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     /// Opens (or creates) the store in `directory`, loading what a previous run left. At least the
     /// newest `executionsKept` received fills are kept (at most twice that), for `storedExecutions`.
-    public init(directory: String, executionsKept: Int = 10_000) throws(FIXStoreError) {
+    public init(directory: String, executionsKept: Int = 1_024) throws(FIXStoreError) {
         self.directory = URL(fileURLWithPath: directory, isDirectory: true)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
