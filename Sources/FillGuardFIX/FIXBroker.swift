@@ -282,8 +282,9 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var prices: [String: [Symbol: Price]] = [:]
     private var positionNets: [String: [Symbol: Quantity]] = [:]
     private var executionLog: [Symbol: ExecutionRing] = [:]
-    /// The ids of the fills an earlier run's store kept: a resend of one is not kept twice.
-    private let storedExecutionIDs: Set<ExecutionID>
+    /// The fills an earlier run's store kept, by symbol, order and execution id: a resend of one
+    /// is not kept twice (a venue that reuses execution ids on other orders still has those kept).
+    private let storedExecutionKeys: Set<StoredExecutionKey>
     private var synchronizedWaiters: [EventLoopPromise<Void>] = []
     private var logonWaiters: [(count: Int, promise: EventLoopPromise<Void>)] = []
     private var statisticWaiters: [(predicate: @Sendable (FIXBrokerStatistics) -> Bool, promise: EventLoopPromise<Void>)] = []
@@ -300,7 +301,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                                               nextTargetSeqNum: store.nextTargetSeqNum)
         self.router = FIXOrderRouter(configuration: configuration.application)
         let stored = store.storedExecutions
-        self.storedExecutionIDs = Set(stored.map(\.executionID))
+        self.storedExecutionKeys = Set(stored.map(StoredExecutionKey.init))
         if configuration.executionsKeptPerSymbol > 0 {
             for report in stored {
                 executionLog[report.symbol, default: ExecutionRing(limit: configuration.executionsKeptPerSymbol)].append(report)
@@ -770,7 +771,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                     statistics.fillsDelivered += 1
                     // Kept in the store before this message's sequence number is (at the end of
                     // `perform`): a kill before the journal holds the fill leaves it for recovery.
-                    if !storedExecutionIDs.contains(report.executionID) {
+                    if !storedExecutionKeys.contains(StoredExecutionKey(report)) {
                         do {
                             try store.storeExecution(report)
                         } catch {
@@ -885,6 +886,19 @@ struct ExecutionRing {
 
     /// Oldest first.
     var ordered: [ExecutionReport] { head == 0 ? items : Array(items[head...]) + Array(items[..<head]) }
+}
+
+/// What identifies a fill among those a session store kept.
+struct StoredExecutionKey: Hashable {
+    let symbol: Symbol
+    let orderID: OrderID
+    let executionID: ExecutionID
+
+    init(_ report: ExecutionReport) {
+        symbol = report.symbol
+        orderID = report.orderID
+        executionID = report.executionID
+    }
 }
 
 /// Feeds a connection's bytes and its end to the broker core.
