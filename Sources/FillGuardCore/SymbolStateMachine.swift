@@ -773,9 +773,10 @@ public struct SymbolStateMachine: Sendable {
         return orders[s].snapshot(symbol: symbol, positionID: positions[Int(orders[s].position)].id)
     }
 
-    /// The order a trace means by "position P, role R" (on `side`, when given): the role's
-    /// newest order (live or not, so that a late fill after a cancel still finds it), or the one
-    /// waiting for the fills a "too late" answer announced, if any.
+    /// The order a trace means by "position P, role R" (on `side`, when given): the one waiting
+    /// for the fills a "too late" answer announced, if any; else the role's live order (the newest,
+    /// if a replacement is live beside it); else its newest order, so that a late fill after a
+    /// cancel still finds it.
     public func orderID(of positionID: PositionID, role: OrderRole, side: Side? = nil) -> OrderID? {
         guard let p = positionSlot(of: positionID) else { return nil }
         func matches(_ slot: Int32) -> Bool { orders[Int(slot)].role == role && (side == nil || orders[Int(slot)].side == side) }
@@ -783,6 +784,11 @@ public struct SymbolStateMachine: Sendable {
         // fills are the ones to come, even when a replacement created first is newer.
         if let awaiting = positions[p].orderSlots.first(where: { matches($0) && orders[Int($0)].awaitingFill }) {
             return orders[Int(awaiting)].id
+        }
+        // A replacement the role gave up (its old order's cancel was refused, so the old one
+        // stays the role's order) is newer but done: the live one is the one that can fill.
+        if let live = positions[p].orderSlots.last(where: { matches($0) && orders[Int($0)].isLive }) {
+            return orders[Int(live)].id
         }
         return positions[p].orderSlots.last(where: matches).map { orders[Int($0)].id }
     }

@@ -48,6 +48,24 @@ struct ReplayTests {
         #expect(report.rejected.isEmpty && report.violations.isEmpty)
     }
 
+    @Test("a fill naming a role goes to the role's live order: here the old stop, kept when its cancel was refused, not its cancelled replacement")
+    func fillNamesTheRolesLiveOrder() throws {
+        let report = try replay("kept-old-stop.jsonl", ReplayOptions(nativeModify: false, strategy: .createThenCancel))
+        let position = try #require(report.positions.first)
+        // Long 100 @ 10; the target sells 60 @ 12, so the stop should come down to 40: a new stop of
+        // 40 is created, the old one's cancel is refused, so the new one is cancelled and the old
+        // one (100) stays the role's order. It then fills 100 @ 9: long 40 to short 60.
+        #expect(report.rejected.isEmpty, "\(report.rejected)")
+        #expect(position.netQuantity == -60)
+        #expect(position.realizedPnL == Money("80")) // 60 * (12 - 10) + 40 * (9 - 10)
+        #expect(position.averagePrice == Price("9"))
+        #expect(live(report, .stopLoss)?.side == .buy && live(report, .stopLoss)?.openQuantity == 60)
+        #expect(live(report, .takeProfit)?.side == .buy && live(report, .takeProfit)?.openQuantity == 60)
+        #expect(report.alerts.map(\.kind) == [.operationFailed, .positionFlipped])
+        #expect(report.operations == [.submit: 6, .cancel: 3])
+        #expect(report.violations.isEmpty)
+    }
+
     @Test("a repeated execution id is a duplicate however many fills came between (a replay remembers them all)")
     func duplicateLongAfter() {
         var lines = [#"{"type":"open","position":"P1","symbol":"S","side":"buy","quantity":"5000","stopLoss":"9","takeProfit":"12"}"#]
