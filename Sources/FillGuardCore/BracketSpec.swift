@@ -71,10 +71,10 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         // The whole position the bracket can build must be a quantity too: every sum over its
         // fills (net, protective sizes) stays in range.
         var total = quantity.units
-        for scaleIn in scaleIns {
+        for (index, scaleIn) in scaleIns.enumerated() {
             total += scaleIn.quantity.units
             guard total <= Quantity.maximum.units else {
-                throw InputError(.invalidQuantity, "entry and scale-ins together must be at most \(Quantity.maximum), got more after \(scaleIns.count) scale-in\(scaleIns.count == 1 ? "" : "s")")
+                throw InputError(.invalidQuantity, "entry and scale-ins together must be at most \(Quantity.maximum), and scaleIns[\(index)] takes them beyond it")
             }
         }
         guard !positionID.rawValue.isEmpty, !symbol.name.isEmpty else {

@@ -397,8 +397,12 @@ struct RuleTests {
         var fresh = ModelBroker("GLD")
         var oversized = BracketSpec.test(side, id: "P4", symbol: "GLD")
         oversized.quantity = .maximum
-        oversized.scaleIns = [BracketSpec.ScaleIn(quantity: .maximum, type: .limit(Price("100")!))]
-        #expect { try fresh.open(oversized) } throws: { ($0 as? InputError)?.code == .invalidQuantity }
+        oversized.scaleIns = [BracketSpec.ScaleIn(quantity: .maximum, type: .limit(Price("100")!)),
+                              BracketSpec.ScaleIn(quantity: 1, type: .limit(Price("100")!))]
+        #expect { try fresh.open(oversized) } throws: { error in
+            // The message names the scale-in that goes beyond, the first, not the count.
+            (error as? InputError)?.code == .invalidQuantity && (error as? InputError)?.message.hasSuffix("and scaleIns[0] takes them beyond it") == true
+        }
         var unnamed = BracketSpec.test(side, id: "P5", symbol: "GLD")
         unnamed.positionID = PositionID("")
         #expect { try fresh.open(unnamed) } throws: { ($0 as? InputError)?.code == .malformed }

@@ -513,7 +513,7 @@ struct ReplayTests {
         let report = TraceReplayer.replay(lines.joined(separator: "\n"))
         #expect(report.rejected.map(\.error.message) == ["'leavesQuantity' must be zero or more, got -1", "'quantity' must be positive, got 0"])
         let tooMany = TraceReplayer.replay("{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1000000000,\"kind\":\"transient\"}")
-        #expect(tooMany.rejected.first?.error.message == "field 'count' is out of range (at most 999999999 either way), got 1000000000")
+        #expect(tooMany.rejected.first?.error.message == "field 'count' is out of range (more than 9 digits), got 1000000000")
         #expect(report.positions.first?.netQuantity == 0)
     }
 

@@ -27,7 +27,7 @@ struct FieldReader {
         }
         guard abs(number) < 1e9 else {
             let shown = abs(number) < 9e18 ? String(Int64(number)) : "\(number)"
-            throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (at most 999999999 either way), got \(shown)")
+            throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (more than 9 digits), got \(shown)")
         }
         return Int(number)
     }
