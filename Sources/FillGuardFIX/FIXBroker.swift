@@ -747,7 +747,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                 } else {
                     logger.info("FIX session closing: \(reason)")
                 }
-                if wrote { channel?.flush() }
+                if wrote { flushAfterPersisting() }
                 wrote = false
                 channel?.close(promise: nil)
             case .ignored(let reason):
@@ -755,8 +755,11 @@ final class FIXBrokerCore: @unchecked Sendable {
                 logger.debug("FIX ignored: \(reason)")
             }
         }
-        if wrote { channel?.flush() }
-        persistSequenceNumbers()
+        if wrote {
+            flushAfterPersisting()
+        } else {
+            persistSequenceNumbers()
+        }
         checkStatisticWaiters()
         checkSynchronizedWaiters()
     }
@@ -844,6 +847,14 @@ final class FIXBrokerCore: @unchecked Sendable {
         } else {
             resolve(key, .success(statuses))
         }
+    }
+
+    /// Sends what was written, once the store has the sequence numbers it used: a kill can then
+    /// leave the store ahead of what the counterparty got (a gap it fills), never behind (our next
+    /// Logon refused as MsgSeqNum too low).
+    private func flushAfterPersisting() {
+        persistSequenceNumbers()
+        channel?.flush()
     }
 
     private func persistSequenceNumbers() {

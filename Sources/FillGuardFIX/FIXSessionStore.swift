@@ -1,6 +1,12 @@
 import FillGuardCore
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Why the session store could not read or write.
 public struct FIXStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What failed.
@@ -116,6 +122,10 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         let logURL = self.directory.appendingPathComponent("messages")
         if let data = try? Data(contentsOf: logURL) {
             stored = Self.parseLog(Array(data))
+            // A message is logged before it is sent: one logged past the recorded number was sent
+            // by a process killed before it recorded the number (stores of builds that recorded it
+            // after sending), and reusing its number would have our next Logon refused.
+            if let last = stored.keys.max(), last >= sender { sender = last + 1 }
         } else if !FileManager.default.createFile(atPath: logURL.path, contents: nil) {
             throw FIXStoreError("cannot create \(logURL.path)")
         }
@@ -148,11 +158,18 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         guard sender != self.sender || target != self.target else { return }
         self.sender = sender
         self.target = target
+        // Written aside and renamed over the old file: a kill leaves the old numbers or the new,
+        // and at most this one file aside (Foundation's atomic write leaves a new temporary file
+        // behind at each kill that lands inside it).
         let url = directory.appendingPathComponent("seqnums")
+        let aside = directory.appendingPathComponent("seqnums.new")
         do {
-            try Data("\(sender) \(target)\n".utf8).write(to: url, options: .atomic)
+            try Data("\(sender) \(target)\n".utf8).write(to: aside)
         } catch {
-            throw FIXStoreError("cannot write \(url.path): \(error)")
+            throw FIXStoreError("cannot write \(aside.path): \(error)")
+        }
+        guard rename(aside.path, url.path) == 0 else {
+            throw FIXStoreError("cannot rename \(aside.path) to \(url.path): \(String(cString: strerror(errno)))")
         }
     }
 

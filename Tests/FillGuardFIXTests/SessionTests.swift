@@ -499,6 +499,24 @@ struct SessionSupportTests {
         #expect(afterReset.nextTargetSeqNum == 1)
     }
 
+    @Test("a message logged past the recorded sending number (a kill between sending and recording) moves the next number past it; no temporary files pile up")
+    func fileStoreSenderNumberCoversLoggedMessages() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let store = try FileFIXSessionStore(directory: directory)
+            try store.setSequenceNumbers(sender: 471, target: 90)
+            try store.storeMessage(seq: 470, bytes: [1])
+            try store.storeMessage(seq: 471, bytes: [2])
+            for sender in 472...480 { try store.setSequenceNumbers(sender: sender, target: 90) }
+            try store.setSequenceNumbers(sender: 471, target: 90)
+        }
+        let reopened = try FileFIXSessionStore(directory: directory)
+        #expect(reopened.nextSenderSeqNum == 472, "471 went out: the next is 472")
+        #expect(reopened.nextTargetSeqNum == 90)
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory)) == ["seqnums", "messages", "executions"])
+    }
+
     @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
         let store = InMemoryFIXSessionStore()
         let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
