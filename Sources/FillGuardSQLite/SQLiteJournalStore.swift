@@ -41,7 +41,8 @@ public final class SQLiteJournalStore: JournalStore {
     public let identity: String
 
     /// Opens the journal at `path` (creating it only with `.createIfNeeded`) as its only writer.
-    /// Throws `inUse` while another store (in this or another process) has it open,
+    /// Throws `storage` for a missing file and `corrupted` for an empty one with `.existingJournal`,
+    /// `inUse` while another store (in this or another process) has it open,
     /// `unsupportedVersion` for a file written by a newer FillGuard, `corrupted` for a file that
     /// is not a journal, `storage` when it cannot be opened.
     public init(path: String, durability: JournalDurability = .fsync, mode: OpenMode = .createIfNeeded) throws(JournalError) {
@@ -59,8 +60,16 @@ public final class SQLiteJournalStore: JournalStore {
             throw JournalError(.corrupted, "\(path)-wal holds a journal's latest writes, but its database file \(path) is missing: "
                                + "put the file back (the two belong together), or move the -wal aside to start a new journal")
         }
+        // Recovery opens a journal that exists: the lock (which creates its file) and the pool are
+        // not to make one where there is none.
+        if mode == .existingJournal, !FileManager.default.fileExists(atPath: path) {
+            throw JournalError(.storage, "there is no journal at \(path) (the file does not exist; opening an existing journal creates nothing)")
+        }
         // Taken before anything reads or writes the file: a second writer is refused, never interleaved.
         writerLock = try WriterLock(path: path)
+        if mode == .existingJournal, ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? 0) == 0 {
+            throw JournalError(.corrupted, "\(path) is empty, not a FillGuard journal (opening an existing journal creates nothing)")
+        }
         var configuration = Configuration()
         configuration.label = "fillguard-journal"
         configuration.prepareDatabase { db in

@@ -249,6 +249,22 @@ struct JournalStoreTests {
         let after = try DatabaseQueue(path: blank)
         #expect(try await after.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sqlite_master") } == 0, "recovery created nothing in it")
         try after.close()
+
+        // No file, or an empty one: nothing to recover, and nothing is created (the store once
+        // made an 8 KiB WAL database there and then called it a corrupt journal).
+        let missing = directory + "/missing.sqlite"
+        #expect { try SQLiteJournalStore(path: missing, mode: .existingJournal) } throws: { error in
+            (error as? JournalError)?.code == .storage && (error as? JournalError)?.message.contains("there is no journal at") == true
+        }
+        #expect(!FileManager.default.fileExists(atPath: missing), "recovery created no file")
+        let empty = directory + "/empty.sqlite"
+        #expect(FileManager.default.createFile(atPath: empty, contents: nil))
+        #expect { try SQLiteJournalStore(path: empty, mode: .existingJournal) } throws: { error in
+            (error as? JournalError)?.code == .corrupted && (error as? JournalError)?.message.contains("is empty") == true
+        }
+        #expect((try FileManager.default.attributesOfItem(atPath: empty)[.size] as? Int) == 0, "the empty file stays empty")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("missing") || $0.hasPrefix("empty.sqlite-") }.isEmpty,
+                "no -wal, -shm or other file beside them")
     }
 
     @Test("SQLite refuses a journal that lost its frames or snapshots table instead of recreating it empty")
