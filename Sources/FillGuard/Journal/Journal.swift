@@ -7,6 +7,10 @@ import Synchronization
 /// durable. A lane applies an input only after that callback, and sends an operation only after
 /// its intent is durable: durable before applied, with many events per fsync under load.
 public final class Journal: Sendable {
+    /// The format of the records this build writes and replays; it names the rules they are
+    /// derived under, so records of another format are not replayed (see README, "Upgrading").
+    public static let recordFormat = Int(JournalCodec.version)
+
     /// Counters of what the journal has written.
     public struct Statistics: Sendable, Hashable {
         /// Records written (inputs, intents, snapshots).
