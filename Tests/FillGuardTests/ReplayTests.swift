@@ -30,7 +30,8 @@ struct ReplayTests {
         #expect(live(report, .takeProfit)?.side == .sell)
         #expect(live(report, .scaleIn(0))?.openQuantity == 180)
         #expect(report.rejected.isEmpty && report.violations.isEmpty)
-        #expect(report.operations == [.submit: 4, .modify: 3]) // entry, scale-in, stop, target; 2 up, 1 down
+        #expect(report.operations == [.submit: 4, .modify: 5]) // entry, scale-in, stop, target; 2 up, 1 down in 3 tries (2 scripted faults)
+        #expect(report.unusedFaults.isEmpty)
     }
 
     @Test("a target whose resize down is refused is cancelled and replaced at the position's size: it never over-sells")
