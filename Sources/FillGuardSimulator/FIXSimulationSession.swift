@@ -202,6 +202,7 @@ public final class FIXSimulationSession: Sendable {
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
         report.interrupted = options.stop?.isRequested == true
         report.alertsByKind = statistics.alertsByKind
+        report.flippedPositionCover = options.flippedPositionCover
         report.alertSamples = await alertSamples.collected()
         report.fix = SimulationReport.FIXSummary(
             endpoint: endpoint, senderCompID: configuration.session.senderCompID, targetCompID: configuration.session.targetCompID,

@@ -16,6 +16,8 @@ public struct SimulationReport: Sendable {
     public var nativeModify: Bool
     /// Replacement strategy (used without native modify).
     public var strategy: SymbolStateMachine.ReplaceStrategy
+    /// How a position flipped against its bracket was covered.
+    public var flippedPositionCover: FlippedPositionCover = .bracket
     /// Fills the exchange produced (duplicates not counted).
     public var fills: Int
     /// Fills FillGuard applied.
@@ -82,6 +84,7 @@ public struct SimulationReport: Sendable {
             ("faultRate", "\(faultRate)"),
             ("nativeModify", "\(nativeModify)"),
             ("strategy", string(strategy.rawValue)),
+            ("flippedCover", string(flippedPositionCover.rawValue)),
             ("fills", "\(fills)"),
             ("fillsApplied", "\(fillsApplied)"),
             ("positionsOpened", "\(positionsOpened)"),
@@ -130,7 +133,7 @@ public struct SimulationReport: Sendable {
         if let fix { return fixText(fix) }
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         if journal != nil {
             // A resumed session: the exchange and FillGuard's memory span every session so far.
@@ -200,6 +203,7 @@ public struct SimulationReport: Sendable {
             ("seed", "\(seed)"),
             ("nativeModify", "\(nativeModify)"),
             ("strategy", string(strategy.rawValue)),
+            ("flippedCover", string(flippedPositionCover.rawValue)),
             ("fills", "\(fills)"),
             ("fillsApplied", "\(fillsApplied)"),
             ("positionsOpened", "\(positionsOpened)"),
@@ -228,7 +232,7 @@ public struct SimulationReport: Sendable {
     private func fixText(_ fix: FIXSummary) -> String {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")")
+        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")

@@ -415,6 +415,20 @@ struct SimulationSessionTests {
         #expect(report.text.contains("interrupted"))
     }
 
+    @Test("the report says how flipped positions were covered: in the JSON always, in the text when it is not the default")
+    func reportNamesTheFlippedCover() async throws {
+        var options = SimulationOptions()
+        options.symbols = 1
+        options.duration = .zero
+        let plain = try await SimulationSession(options: options).run()
+        #expect(plain.json.contains("\"strategy\":\"cancelThenCreate\",\"flippedCover\":\"bracket\""))
+        #expect(!plain.text.contains("flipped cover"))
+        options.flippedPositionCover = .stopLossOnly
+        let stopOnly = try await SimulationSession(options: options).run()
+        #expect(stopOnly.json.contains("\"flippedCover\":\"stopLossOnly\""))
+        #expect(stopOnly.text.contains("native modify, flipped cover stopLossOnly"))
+    }
+
     @Test("a short session with faults on two dedicated runner threads ends with zero invariant violations")
     func shortSessionOnRunnerThreads() async throws {
         let runners = RunnerThreads(count: 2, spin: .microseconds(50), name: "sim-runner")
