@@ -67,7 +67,8 @@ public final class SQLiteJournalStore: JournalStore {
         }
         // Taken before anything reads or writes the file: a second writer is refused, never interleaved.
         writerLock = try WriterLock(path: path)
-        if mode == .existingJournal, ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? 0) == 0 {
+        // (An empty file whose -wal holds pages is left to SQLite: those pages may be the journal.)
+        if mode == .existingJournal, Self.fileSize(path) == 0, Self.fileSize(path + "-wal") == 0 {
             throw JournalError(.corrupted, "\(path) is empty, not a FillGuard journal (opening an existing journal creates nothing)")
         }
         var configuration = Configuration()
@@ -126,6 +127,11 @@ public final class SQLiteJournalStore: JournalStore {
         guard version <= Self.formatVersion else {
             throw JournalError(.unsupportedVersion, "the journal at \(path) has format \(version), newer than this FillGuard reads (\(Self.formatVersion)); upgrade FillGuard")
         }
+    }
+
+    /// The size of a file in bytes, 0 when it is missing or unreadable.
+    private static func fileSize(_ path: String) -> Int {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? 0
     }
 
     /// Refuses, without writing anything, a file that holds an SQLite database that is not a
