@@ -9,6 +9,19 @@ struct FailedResizeUpReplacementTests {
         model.brokerLive("P1", .stopLoss).filter { $0.1.side == .sell }.reduce(Quantity.zero) { $0 + $1.1.open }
     }
 
+    /// Answers the broker's requests one at a time until none is left (at most 50), returning
+    /// the stop cover at the broker before the first answer and after each one.
+    private static func stopCoversAnsweringOneByOne(_ model: inout ModelBroker) -> [Quantity] {
+        var covers = [stopCoverAtBroker(model)]
+        for _ in 0..<50 {
+            model.pull()
+            if model.inFlight.isEmpty { break }
+            model.complete(0)
+            covers.append(stopCoverAtBroker(model))
+        }
+        return covers
+    }
+
     /// The stop's modify up (300 -> 600) fails for good; while the replacement (600) is being
     /// placed the target fills 400 (net 200). The replacement is refused. The old stop (300) now
     /// covers more than the position: it is brought down to 200 by a modify (the broker refused
@@ -44,14 +57,8 @@ struct FailedResizeUpReplacementTests {
         model.pull()
         let again = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .modify })
         model.complete(again, failing: .permanent("replace rejected: order pending"))
-        var worst = Self.stopCoverAtBroker(model)
         // Answer everything one at a time, watching the cover at the broker between answers.
-        for _ in 0..<50 {
-            model.pull()
-            if model.inFlight.isEmpty { break }
-            model.complete(0)
-            worst = max(worst, Self.stopCoverAtBroker(model))
-        }
+        let worst = Self.stopCoversAnsweringOneByOne(&model).max() ?? .zero
         // The design accepts, for one round trip, the old order's cover beside the new one's
         // (300 + 600 = 900 when the old stop is known short); here the old one may already hold 600.
         #expect(worst <= 900, "stop cover at the broker reached \(worst) for a long of 600: \(model.sent.filter { $0.role == .stopLoss }.map { "\($0)" })")
@@ -74,13 +81,7 @@ struct FailedResizeUpReplacementTests {
         #expect(Self.stopCoverAtBroker(model) == 300, "as designed: the replacement goes, the short stop stays until the re-arm")
         var actions: [SymbolStateMachine.Action] = []
         model.machine.rearm("P1", emitting: &actions)
-        var minimum = Self.stopCoverAtBroker(model)
-        for _ in 0..<50 {
-            model.pull()
-            if model.inFlight.isEmpty { break }
-            model.complete(0)
-            minimum = min(minimum, Self.stopCoverAtBroker(model))
-        }
+        let minimum = Self.stopCoversAnsweringOneByOne(&model).min() ?? .zero
         #expect(minimum > 0, "after the re-arm the stop cover at the broker fell to \(minimum) for a long of 600")
     }
 
