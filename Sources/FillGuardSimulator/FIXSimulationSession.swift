@@ -113,18 +113,36 @@ public final class FIXSimulationSession: Sendable {
         var random = SplitMix64(seed: options.seed &+ 0x5EED)
         let reactions = Mutex(LatencySamples())
         let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
-        let manager = FillManager(broker: broker, configuration: managerConfiguration, logger: logger)
+        let manager = FillManager(broker: broker, journal: options.journal, configuration: managerConfiguration, logger: logger)
         let alertSamples = AlertSamples(manager)
-        let feed = Task { await manager.run(broker.events()) }
+        let events = broker.events()
+        // With a journal: rebuild what an earlier (killed or stopped) session left and reconcile
+        // it with the broker (the session store had the counterparty resend what it sent while
+        // FillGuard was down), then carry on with those positions.
+        let recovery: RecoveryReport
+        do {
+            recovery = try await manager.recover()
+        } catch {
+            await manager.shutdown()
+            await broker.stop()
+            throw FIXSimulationError("cannot recover the journal: \(error)")
+        }
+        let feed = Task { await manager.run(events) }
         let clock = ContinuousClock()
         let start = clock.now
         var opened = 0
         var sequence = 0
         var continuousViolations: Set<String> = []
         var latest: [Symbol: PositionID] = [:]
+        let recovered = await manager.positions()
+        for position in recovered { latest[position.symbol] = position.id }
+        // The final check counts this run's orders and those of the positions it took over.
+        let recoveredPositions = Set(recovered.map(\.id))
+        let recoveredOrders = Set(recovered.flatMap { $0.orders.map(\.id) })
 
         // Trading: keep one bracket per symbol, opening a new one (at a fresh price) when the last one closed.
-        while clock.now - start < options.duration, options.stop?.isRequested != true {
+        // A failed journal ends trading: FillGuard applies nothing more, so new brackets would only trade unprotected.
+        while clock.now - start < options.duration, options.stop?.isRequested != true, manager.journalFailure == nil {
             let positions = await manager.positions()
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
@@ -176,13 +194,26 @@ public final class FIXSimulationSession: Sendable {
         }
         let prefix = fix.runID + "-"
         let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, deadline: windDownDeadline,
-                                          clock: clock, cover: options.flippedPositionCover) { $0.rawValue.hasPrefix(prefix) }
+                                          clock: clock, cover: options.flippedPositionCover) { id in
+            id.rawValue.hasPrefix(prefix) || FIXRecoverySession.counts(id, positions: recoveredPositions, orders: recoveredOrders)
+        }
         let tradingTime = clock.now - start
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)
         finalViolations += check.problems
+        let journalFailure = manager.journalFailure
+        if let failure = journalFailure {
+            finalViolations.append("the journal failed (\(failure)): FillGuard stopped applying events, so its state stopped following the broker")
+        }
         feed.cancel()
         manager.finishSubscriptions()
+        var failedAtStop: JournalError?
+        if options.journal != nil {
+            // The clean stop writes a snapshot of every symbol, while the session is still up.
+            await manager.shutdown()
+            failedAtStop = journalFailure == nil ? manager.journalFailure : nil
+            if let failure = failedAtStop { finalViolations.append(SimulationReport.journalFailedWhileStopping(failure)) }
+        }
         let connection = await broker.statistics
         await broker.stop()
 
@@ -204,6 +235,10 @@ public final class FIXSimulationSession: Sendable {
         report.alertsByKind = statistics.alertsByKind
         report.flippedPositionCover = options.flippedPositionCover
         report.alertSamples = await alertSamples.collected()
+        if let journal = options.journal {
+            report.journal = SimulationReport.JournalSummary(recovery: recovery, written: journal.statistics, downtime: .zero,
+                                                             failure: (journalFailure ?? failedAtStop).map { "\($0)" })
+        }
         report.fix = SimulationReport.FIXSummary(
             endpoint: endpoint, senderCompID: configuration.session.senderCompID, targetCompID: configuration.session.targetCompID,
             runID: fix.runID, logons: connection.logons, disconnections: connection.disconnections,

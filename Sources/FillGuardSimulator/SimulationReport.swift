@@ -105,27 +105,45 @@ public struct SimulationReport: Sendable {
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
             ("interrupted", "\(interrupted)"),
-        ] + (journal.map { journal in
-            [("journal", object([
-                // A resumed session: which counts span every session of the journal so far.
-                ("scope", object([("fills", string("allSessions")), ("fillsApplied", string("thisSession")),
-                                  ("positionsOpened", string("thisSession")), ("positionsClosed", string("allSessions"))])),
-                ("recordsReplayed", "\(journal.recovery.recordsReplayed)"),
-                ("snapshotsLoaded", "\(journal.recovery.snapshotsLoaded)"),
-                ("positionsRecovered", "\(journal.recovery.positions)"),
-                ("rebuildMillis", "\(journal.recovery.rebuildDuration.milliseconds)"),
-                ("corrections", object(ReconciliationCorrection.Kind.allCases.compactMap { kind in
-                    let count = journal.recovery.corrections.filter { $0.kind == kind }.count
-                    return count == 0 ? nil : (kind.rawValue, "\(count)")
-                })),
-                ("notices", "[" + journal.recovery.notices.map(string).joined(separator: ",") + "]"),
-                ("recordsWritten", "\(journal.written.records)"),
-                ("batchesWritten", "\(journal.written.batches)"),
-                ("snapshotsWritten", "\(journal.written.snapshots)"),
-                ("downtimeSimulatedMillis", "\(journal.downtime.milliseconds)"),
-                ("failure", journal.failure.map(string) ?? "null"),
-            ]))]
-        } ?? []))
+        ] + (journal.map { [journalJSON($0, string: string, object: object)] } ?? []))
+    }
+
+    /// The `journal` member of the JSON report: what recovery found, what the journal wrote, and
+    /// which counts span every session of the journal (a resumed session).
+    private func journalJSON(_ journal: JournalSummary, string: (String) -> String, object: ([(String, String)]) -> String) -> (String, String) {
+        // The simulated exchange's fills span every session; a FIX session counts what it received.
+        let fillsScope = fix == nil ? "allSessions" : "thisSession"
+        let downtime = fix == nil ? [("downtimeSimulatedMillis", "\(journal.downtime.milliseconds)")] : []
+        return ("journal", object([
+            ("scope", object([("fills", string(fillsScope)), ("fillsApplied", string("thisSession")),
+                              ("positionsOpened", string("thisSession")), ("positionsClosed", string("allSessions"))])),
+            ("recordsReplayed", "\(journal.recovery.recordsReplayed)"),
+            ("snapshotsLoaded", "\(journal.recovery.snapshotsLoaded)"),
+            ("positionsRecovered", "\(journal.recovery.positions)"),
+            ("rebuildMillis", "\(journal.recovery.rebuildDuration.milliseconds)"),
+            ("corrections", object(ReconciliationCorrection.Kind.allCases.compactMap { kind in
+                let count = journal.recovery.corrections.filter { $0.kind == kind }.count
+                return count == 0 ? nil : (kind.rawValue, "\(count)")
+            })),
+            ("notices", "[" + journal.recovery.notices.map(string).joined(separator: ",") + "]"),
+            ("recordsWritten", "\(journal.written.records)"),
+            ("batchesWritten", "\(journal.written.batches)"),
+            ("snapshotsWritten", "\(journal.written.snapshots)"),
+        ] + downtime + [
+            ("failure", journal.failure.map(string) ?? "null"),
+        ]))
+    }
+
+    /// The journal's lines of the text report.
+    private func journalLines(_ journal: JournalSummary) -> [String] {
+        let recovery = journal.recovery
+        var lines = ["  journal               recovered \(recovery.positions) positions from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.milliseconds) ms; wrote \(journal.written.records) records in \(journal.written.batches) batches"]
+        if journal.downtime > .zero { lines.append("  downtime              \(journal.downtime.milliseconds) ms of market while the manager was down") }
+        if let failure = journal.failure { lines.append("    ! the journal failed: \(failure)") }
+        for notice in recovery.notices { lines.append("    ! \(notice)") }
+        for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
+        if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
+        return lines
     }
 
     /// The report for a person.
@@ -154,15 +172,7 @@ public struct SimulationReport: Sendable {
         lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
-        if let journal {
-            let recovery = journal.recovery
-            lines.append("  journal               recovered \(recovery.positions) positions from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.milliseconds) ms; wrote \(journal.written.records) records in \(journal.written.batches) batches")
-            if journal.downtime > .zero { lines.append("  downtime              \(journal.downtime.milliseconds) ms of market while the manager was down") }
-            if let failure = journal.failure { lines.append("    ! the journal failed: \(failure)") }
-            for notice in recovery.notices { lines.append("    ! \(notice)") }
-            for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
-            if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
-        }
+        if let journal { lines += journalLines(journal) }
         return lines.joined(separator: "\n")
     }
 
@@ -226,7 +236,7 @@ public struct SimulationReport: Sendable {
             ("invariantViolations", "\(invariantViolations)"),
             ("violations", "[" + (continuousViolations + finalViolations).map(string).joined(separator: ",") + "]"),
             ("interrupted", "\(interrupted)"),
-        ])
+        ] + (journal.map { [journalJSON($0, string: string, object: object)] } ?? []))
     }
 
     private func fixText(_ fix: FIXSummary) -> String {
@@ -235,7 +245,8 @@ public struct SimulationReport: Sendable {
         lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
-        lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
+        // A resumed session: FillGuard's memory of closed positions spans every session so far.
+        lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed" + (journal == nil ? "" : " (all sessions of the journal)"))
         lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")
@@ -246,6 +257,7 @@ public struct SimulationReport: Sendable {
         lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
+        if let journal { lines += journalLines(journal) }
         return lines.joined(separator: "\n")
     }
 

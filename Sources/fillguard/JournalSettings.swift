@@ -10,9 +10,10 @@ enum JournalSettings {
     /// holds a session without them (older than settings, or damaged) is not checked here and
     /// not written to (its exchange state, which names the settings too, is checked).
     ///
-    /// `broker` is the broker the journal's orders are at: `simulated` for every journal
-    /// `simulate` writes (it keeps no journal over FIX), so `recover --broker fix` refuses one:
-    /// reconciling it with a FIX endpoint would place its orders there.
+    /// `broker` is the broker the journal's orders are at, `simulated` or `fix`: a journal of a
+    /// session with the simulated exchange is refused over FIX (reconciling it with a FIX
+    /// endpoint would place its orders there), and one written over FIX is refused against the
+    /// simulated exchange.
     ///
     /// `flippedCover` (`FlippedPositionCover`) is checked too: recovery derives the work of the
     /// records after a snapshot again, and a flip derives other orders under another cover. A
@@ -34,8 +35,8 @@ enum JournalSettings {
         if tradedWith != broker {
             return tradedWith == "simulated"
                 ? "the journal's orders are at the simulated exchange (its session was `fillguard simulate --journal`), not at a FIX endpoint: "
-                    + "reconciling it there would place its orders on that market; recover it without --broker fix"
-                : "the journal's orders are at a \(tradedWith) broker, not the \(broker) one; recover it with --broker \(tradedWith)"
+                    + "reconciling it there would place its orders on that market; use it without --broker fix"
+                : "the journal's orders are at a \(tradedWith) broker, not the \(broker) one; use it with --broker \(tradedWith)"
         }
         guard ["native", "replace"].contains(modify), SymbolStateMachine.ReplaceStrategy(rawValue: saved) != nil else {
             return "the journal's recorded settings are damaged (modify '\(modify)', strategy '\(saved)'); it cannot be resumed safely"
@@ -52,6 +53,23 @@ enum JournalSettings {
         }
         if cover != flippedCover {
             return "the journal's session covered flipped positions with --flipped-cover \(cover); run with the same setting"
+        }
+        return nil
+    }
+
+    /// For a journal written over FIX: records the FIX session (`SENDER->TARGET`) in a journal
+    /// that has none (with `record`: a new journal); returns why `session` is not the recorded
+    /// one, or nil when it is (or none is recorded: a journal a library `FillManager` wrote).
+    /// The journal's orders are at that counterparty: reconciling them with another one would
+    /// take every live order for gone and place new ones there.
+    static func fixSessionMismatch(in store: SQLiteJournalStore, session: String, record: Bool) throws -> String? {
+        guard let saved = try store.setting("fixSession") else {
+            if record { try store.setSetting("fixSession", session) }
+            return nil
+        }
+        guard saved == session else {
+            return "the journal's orders are at the FIX session \(saved) (SenderCompID->TargetCompID), not \(session): "
+                + "use it with --fix-sender and --fix-target of that session"
         }
         return nil
     }

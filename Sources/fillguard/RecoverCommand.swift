@@ -110,7 +110,12 @@ struct RecoverCommand: AsyncParsableCommand {
                 throw SettingsMismatch(description: mismatch)
             }
             if overFIX {
-                var options = FIXSimulationOptions(settings: try fix.settings())
+                let settings = try fix.settings()
+                if let mismatch = try JournalSettings.fixSessionMismatch(in: store, session: settings.senderCompID + "->" + settings.targetCompID,
+                                                                         record: false) {
+                    throw SettingsMismatch(description: mismatch)
+                }
+                var options = FIXSimulationOptions(settings: settings)
                 options.nativeModify = !noModify
                 options.settleTimeout = fix.settleTimeout
                 if options.settings.storePath == nil {

@@ -21,7 +21,10 @@ struct SimulateCommand: AsyncParsableCommand {
             Exits 1 if any invariant (net = sum of unique fills; protective orders = |net|) was violated.
             With --broker fix the session trades with a FIX 4.4 endpoint (for example tools/fix-peer with \
             --auto-market SEED): prices from its market data, ground truth from its order mass status. \
-            --fault-rate and --latency-ms apply to the simulated exchange only; --journal is not supported over FIX.
+            --fault-rate and --latency-ms apply to the simulated exchange only. --journal over FIX needs a \
+            session store (--fix-store DIR or FileStorePath): a restart recovers the journal, has the counterparty \
+            resend what it sent meanwhile, reconciles with the broker's order statuses and carries on; \
+            `fillguard recover --broker fix` takes such a journal too.
             """)
 
     @Option(parsing: .unconditional, help: "Symbols traded in parallel.")
@@ -48,7 +51,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B.")
     var latencyMs = "0.2-1"
 
-    @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange).")
+    @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange). Over FIX it needs --fix-store.")
     var journal: String?
 
     @Option(help: "With --journal: its durability, fsync (survives power loss) or off (survives a killed process). (default: fsync)")
@@ -120,8 +123,13 @@ struct SimulateCommand: AsyncParsableCommand {
             guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }
             return
         }
-        guard journal == nil else { throw ValidationError("--journal is not supported with --broker fix") }
         try fix.validateForFIX()
+        if journal != nil, try fix.settings().storePath == nil {
+            // Without a store the sequence numbers start afresh at every run: what the counterparty
+            // sent while FillGuard was down is never resent, so a restart could not recover it.
+            throw ValidationError("--journal with --broker fix needs a FIX session store (--fix-store DIR, or FileStorePath in --fix-config): "
+                                  + "without one a restart cannot have the counterparty resend the reports sent while FillGuard was down")
+        }
     }
 
     /// The processors named by --runner-processors (empty when not given); nil if malformed.
@@ -265,6 +273,40 @@ extension SimulateCommand {
         var fixOptions = FIXSimulationOptions(settings: try fix.settings())
         fixOptions.nativeModify = !noModify
         fixOptions.settleTimeout = fix.settleTimeout
+        // A journal this run creates is removed again if the run is refused, or cannot log on,
+        // before it records anything.
+        let created = journal.map(Self.missingFiles(of:)) ?? []
+        var openedStore: SQLiteJournalStore?
+        if let journal {
+            var refusal: String?
+            do {
+                let store = try SQLiteJournalStore(path: journal, durability: JournalDurability(rawValue: durability ?? "fsync") ?? .fsync)
+                openedStore = store
+                options.journal = Journal(store: store, snapshotInterval: snapshotInterval ?? 1_000)
+                let holdsSession = try store.holdsRecords()
+                if access(journal + ".exchange", F_OK) == 0 {
+                    refusal = "\(journal).exchange holds a simulated exchange's state: the journal is a session with the simulated exchange, "
+                        + "whose orders are not at a FIX endpoint; use it without --broker fix"
+                } else if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue,
+                                                                      flippedCover: options.flippedPositionCover.rawValue, broker: "fix",
+                                                                      record: !holdsSession) {
+                    refusal = mismatch
+                } else {
+                    let session = fixOptions.settings.senderCompID + "->" + fixOptions.settings.targetCompID
+                    refusal = try JournalSettings.fixSessionMismatch(in: store, session: session, record: !holdsSession)
+                }
+                if refusal == nil, holdsSession, fixOptions.settings.resetsOnLogon {
+                    writeToStandardError("warning: the FIX session resets its sequence numbers at Logon (ResetOnLogon=Y): reports sent while FillGuard was down are not resent; fills only the broker's order statuses show are reported, not applied\n")
+                }
+            } catch {
+                refusal = "\(error)"
+            }
+            if let refusal {
+                writeToStandardError("fillguard: \(refusal)\n")
+                await Self.discard(options.journal, store: openedStore, created: created)
+                throw ExitCode(2)
+            }
+        }
         let showProgress = isatty(STDERR_FILENO) == 1
         let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
@@ -272,6 +314,8 @@ extension SimulateCommand {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
         } catch {
             writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
+            // Nothing was recorded when the session could not log on: a journal it created goes again.
+            await Self.discard(options.journal, store: openedStore, created: created)
             throw ExitCode((error as? FIXSimulationError)?.interrupted == true ? 130 : 2)
         }
         if showProgress { writeToStandardError("\n") }

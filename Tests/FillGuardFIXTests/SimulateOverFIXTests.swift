@@ -101,23 +101,126 @@ struct SimulateOverFIXTests {
         let (nets, exchangeFills) = try await peer.positions()
         #expect(exchangeFills == fills, "the exchange made \(exchangeFills) fills, FillGuard received \(fills)")
         #expect(nets.count == 6)
+        try await Self.expectEveryPositionCovered(peer)
+        let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
+        #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
+    }
+
+    /// The exchange's books: every open position has exactly one stop and one target of |net| on
+    /// its protective side, and a flat symbol has no live order.
+    static func expectEveryPositionCovered(_ peer: FIXPeerProcess, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let (nets, _) = try await peer.positions()
         let live = try await peer.orders().values.filter { $0.isLive && $0.leaves != "0" }
         for (symbol, netText) in nets {
-            let net = try #require(Quantity(netText))
+            let net = try #require(Quantity(netText), sourceLocation: sourceLocation)
             let orders = live.filter { $0.symbol == symbol }
             if net.isZero {
-                #expect(orders.isEmpty, "\(symbol) is flat but has live orders: \(orders)")
+                #expect(orders.isEmpty, "\(symbol) is flat but has live orders: \(orders)", sourceLocation: sourceLocation)
                 continue
             }
             let protective = net.units > 0 ? "2" : "1"
             let stops = orders.filter { $0.ordType == "3" || $0.ordType == "4" }
             let targets = orders.filter { $0.ordType == "2" && $0.side == protective }
             #expect(stops.count == 1 && stops.first?.side == protective && stops.first.flatMap { Quantity($0.leaves) } == net.magnitude,
-                    "\(symbol) net \(net): stops \(stops)")
-            #expect(targets.count == 1 && targets.first.flatMap { Quantity($0.leaves) } == net.magnitude, "\(symbol) net \(net): targets \(targets)")
+                    "\(symbol) net \(net): stops \(stops)", sourceLocation: sourceLocation)
+            #expect(targets.count == 1 && targets.first.flatMap { Quantity($0.leaves) } == net.magnitude, "\(symbol) net \(net): targets \(targets)",
+                    sourceLocation: sourceLocation)
         }
+    }
+
+    @Test("a journaled session over FIX killed mid-trade: recover reconciles it with the exchange, and the next run resumes it")
+    func journaledSessionSurvivesAKill() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "6", "--no-log"])
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-journal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = directory.appendingPathComponent("session.sqlite").path
+        let store = directory.appendingPathComponent("fixstore").path
+        let session = ["--broker", "fix", "--fix-port", "\(peer.port)", "--fix-heartbeat", "5", "--journal", journal, "--fix-store", store]
+
+        // Killed once the session resized a protective order (a replace reached the exchange):
+        // fills were made and journaled, and more are coming.
+        let killed = Process()
+        killed.executableURL = URL(fileURLWithPath: binary)
+        killed.arguments = ["simulate", "--symbols", "5", "--duration", "120", "--seed", "4", "--durability", "off"] + session
+        killed.standardOutput = FileHandle.nullDevice
+        killed.standardError = FileHandle.nullDevice
+        try killed.run()
+        let resized = try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app G ") }
+        kill(killed.processIdentifier, SIGKILL)
+        killed.waitUntilExit()
+        #expect(killed.terminationReason == .uncaughtSignal, "the session was killed mid-trade (after \(resized))")
+        let (_, madeBeforeRecovery) = try await peer.positions()
+        #expect(madeBeforeRecovery > 0)
+
+        // recover: rebuilds the journal, has the store's session resent what it missed, and
+        // checks FillGuard against the exchange's order mass status.
+        let recovered = try await runChild(binary, ["recover", "--json"] + session)
+        #expect(recovered.status == 0, "recover failed (\(recovered.status)):\n\(recovered.standardError)")
+        #expect(recovered.standardError.contains("recovered "), "\(recovered.standardError)")
+        #expect(!recovered.standardError.contains("unreportedFill") && !recovered.standardError.contains("positionMismatch"),
+                "\(recovered.standardError)")
+        try await Self.expectEveryPositionCovered(peer)
+
+        // The next run carries the journal's positions on, trades, and agrees with the exchange.
+        let resumed = try await runChild(binary, ["simulate", "--symbols", "5", "--duration", "2", "--seed", "5", "--json"] + session)
+        #expect(resumed.status == 0, "the resumed session failed (\(resumed.status)):\n\(resumed.standardOutput)\n\(resumed.standardError)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(resumed.standardOutput.utf8)) as? [String: Any],
+                                "not a JSON report: \(resumed.standardOutput)\n\(resumed.standardError)")
+        #expect(json["invariantViolations"] as? Int == 0, "violations: \(json["violations"] ?? "-")")
+        let summary = try #require(json["journal"] as? [String: Any], "the report has the journal's part")
+        #expect((summary["positionsRecovered"] as? Int ?? 0) >= 5, "the killed session's positions, one per symbol at least: \(summary)")
+        #expect((summary["recordsWritten"] as? Int ?? 0) > 0)
+        #expect(summary["failure"] is NSNull)
+        #expect(summary["downtimeSimulatedMillis"] == nil, "no simulated downtime over FIX")
+        try await Self.expectEveryPositionCovered(peer)
         let rejects = peer.events.filter { $0.hasPrefix("sent-reject") || $0.hasPrefix("sent-business-reject") }
         #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
+    }
+
+    @Test("a journal over FIX is refused without a session store, against the simulated exchange, and with another FIX session")
+    func journalOverFIXRefusals() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "8", "--quiet", "--no-log"])
+        defer { peer.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-journal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let journal = directory.appendingPathComponent("session.sqlite").path
+        let store = directory.appendingPathComponent("fixstore").path
+        let endpoint = ["--broker", "fix", "--fix-port", "\(peer.port)", "--fix-heartbeat", "5"]
+
+        let storeless = try await runChild(binary, ["simulate", "--journal", journal, "--duration", "1"] + endpoint)
+        #expect(storeless.status == 64 || storeless.status == 2, "\(storeless.status)")
+        #expect(storeless.standardError.contains("needs a FIX session store"), "\(storeless.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: journal), "nothing was created")
+
+        // A logon that fails (another CompID, which the exchange refuses) records nothing and
+        // leaves no journal behind.
+        let refusedLogon = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--fix-sender", "NOBODY",
+                                                        "--duration", "1"] + endpoint)
+        #expect(refusedLogon.status == 2, "\(refusedLogon.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: journal), "the refused run's journal was removed")
+
+        let first = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--symbols", "2", "--duration", "1"] + endpoint)
+        #expect(first.status == 0, "\(first.standardOutput)\n\(first.standardError)")
+        let simulated = try await runChild(binary, ["simulate", "--journal", journal, "--duration", "1"])
+        #expect(simulated.status == 2 && simulated.standardError.contains("use it with --broker fix"), "\(simulated.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: journal + ".exchange"), "no simulated exchange was started beside it")
+        let otherSession = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store, "--fix-target", "OTHER"] + endpoint)
+        #expect(otherSession.status == 2 && otherSession.standardError.contains("FIX session FG->EX"), "\(otherSession.standardError)")
+        let otherSimulate = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--fix-sender", "X",
+                                                         "--duration", "1"] + endpoint)
+        #expect(otherSimulate.status == 2 && otherSimulate.standardError.contains("FIX session FG->EX"), "\(otherSimulate.standardError)")
+
+        // A journal of the simulated exchange is not taken over FIX.
+        let simulatedJournal = directory.appendingPathComponent("simulated.sqlite").path
+        let local = try await runChild(binary, ["simulate", "--journal", simulatedJournal, "--symbols", "2", "--duration", "0.5"])
+        #expect(local.status == 0, "\(local.standardError)")
+        let overFIX = try await runChild(binary, ["simulate", "--journal", simulatedJournal, "--fix-store", store, "--duration", "1"] + endpoint)
+        #expect(overFIX.status == 2 && overFIX.standardError.contains("simulated exchange"), "\(overFIX.standardError)")
     }
 
     @Test("a stop requested while the Logon is awaited ends the wait at once, as an interruption, with nothing traded")
