@@ -2,11 +2,14 @@ import FillGuard
 import FillGuardCore
 import FillGuardFIX
 import FillGuardSimulator
+import Foundation
 
 /// Throughput and reaction latency over FIX 4.4 to the QuickFIX test exchange (tools/fix-peer in
 /// auto-market mode, started here unless an endpoint is given): `FIXBench` in a burst (every
-/// bracket opened at once) and paced (brackets opened at a fixed rate, for the latencies of an
-/// unsaturated system). Each run is checked against the exchange's OrderMassStatus.
+/// bracket opened at once), the same burst with a `FileFIXSessionStore` (what keeping sequence
+/// numbers, sent messages and received fills on disk costs), and paced (brackets opened at a
+/// fixed rate, for the latencies of an unsaturated system). Each run is checked against the
+/// exchange's OrderMassStatus.
 public enum FIXWorkload {
     /// What the workload does and where the exchange is.
     public struct Options: Sendable {
@@ -20,6 +23,8 @@ public enum FIXWorkload {
         public var pacedPositions = 300
         /// Brackets per second in the paced phase.
         public var pacedRate = 100
+        /// Runs the burst a second time with a session store on disk (phase `burst-file-store`).
+        public var fileStorePhase = true
         /// A running exchange (auto-market, with --market-fills) instead of starting one.
         public var endpoint: (host: String, port: Int)?
         /// The test exchange binary to start (nil: $FILLGUARD_FIX_PEER or .build/fix-peer/fix-peer).
@@ -65,6 +70,9 @@ public enum FIXWorkload {
         } catch {
             return [failed("burst", options, "\(error)")]
         }
+        if options.fileStorePhase {
+            results.append(await fileStoreBurst(bench, options))
+        }
         if options.pacedPositions > 0, options.pacedRate > 0 {
             bench.positions = options.pacedPositions
             bench.positionsPerSecond = options.pacedRate
@@ -76,6 +84,23 @@ public enum FIXWorkload {
             }
         }
         return results
+    }
+
+    /// The burst again, with a new `FileFIXSessionStore` in a directory of its own (removed after):
+    /// every message sent is logged, every sequence number change replaces `seqnums`, every fill
+    /// received is appended to `executions`. The store is new, so the Logon resets the sequences.
+    private static func fileStoreBurst(_ bench: FIXBenchOptions, _ options: Options) async -> Measurement {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-bench-fix-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var stored = bench
+        stored.settings.storePath = directory.path
+        stored.settings.resetOnLogon = true
+        stored.runID = FIXSimulationOptions.makeRunID()
+        do {
+            return measurement("burst-file-store", options, try await FIXBench.run(stored))
+        } catch {
+            return failed("burst-file-store", options, "\(error)")
+        }
     }
 
     private static func parameters(_ phase: String, _ options: Options) -> [String: String] {

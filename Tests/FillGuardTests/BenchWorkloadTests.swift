@@ -141,6 +141,23 @@ struct BenchWorkloadTests {
         #expect(failed.notes.contains { $0.contains("disk gone") })
     }
 
+    @Test("the fix workload runs its burst twice, the second time with a session store on disk, and both count every fill")
+    func fixWorkloadMeasuresTheFileStore() async {
+        var options = FIXWorkload.Options()
+        options.positions = 30
+        options.fillsPerPosition = 3
+        options.quantity = 300
+        options.pacedPositions = 0
+        let results = await FIXWorkload.run(options)
+        #expect(results.map { $0.parameters["phase"] } == ["burst", "burst-file-store"])
+        for result in results {
+            #expect(result.notes.isEmpty, "\(result.parameters["phase"] ?? "?"): \(result.notes)")
+            #expect(result.metrics["fills"] == 90, "30 entries in 3 fills each")
+            #expect(result.metrics["violations"] == 0)
+            #expect((result.metrics["fillsPerSecond"] ?? 0) > 0)
+        }
+    }
+
     @Test("reaction latency runs from the intended send time to the later of the two protective requests; uncovered fills are censored")
     func reactionTrackerAccounting() {
         let tracker = ReactionTracker(symbols: 2, baseShares: 1_000, rate: 1_000)
