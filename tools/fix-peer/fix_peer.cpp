@@ -191,7 +191,15 @@ class Exchange : public FIX::Application {
     { std::lock_guard<std::recursive_mutex> lock(mutex); count = ++logons; }
     say("EVENT logon " + std::to_string(count));
   }
-  void onLogout(const FIX::SessionID&) override { say("EVENT logout"); }
+  void onLogout(const FIX::SessionID&) override {
+    // Market-data subscriptions belong to the session: a client that logs out, or is killed
+    // without a Logout, leaves none behind (its symbols stop moving until it subscribes again).
+    {
+      std::lock_guard<std::recursive_mutex> lock(mutex);
+      for (auto& entry : books) entry.second.subscriptions = 0;
+    }
+    say("EVENT logout");
+  }
   void toAdmin(FIX::Message& message, const FIX::SessionID&) override {
     const std::string type = message.getHeader().getField(FIX::FIELD::MsgType);
     if (type == "2") say("EVENT sent-resend-request " + message.getField(7) + " " + message.getField(16));
