@@ -87,7 +87,7 @@ public enum FIXWorkload {
     }
 
     /// The burst again, with a new `FileFIXSessionStore` in a directory of its own (removed after):
-    /// every message sent is logged, every sequence number change replaces `seqnums`, every fill
+    /// every message sent is logged, every sequence number change rewrites `seqnums`, every fill
     /// received is appended to `executions`. The store is new, so the Logon resets the sequences.
     private static func fileStoreBurst(_ bench: FIXBenchOptions, _ options: Options) async -> Measurement {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-bench-fix-store-\(UUID().uuidString)")

@@ -517,6 +517,30 @@ struct SessionSupportTests {
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory)) == ["seqnums", "messages", "executions"])
     }
 
+    @Test("seqnums is rewritten in place at one length: an earlier build's file is read and converted, a shorter number leaves no stale digits, and a file left aside goes")
+    func fileStoreRewritesSequenceNumbersInPlace() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // As earlier builds left it: "sender target", and the aside file of a replace a kill cut short.
+        try Data("12 34\n".utf8).write(to: URL(fileURLWithPath: directory + "/seqnums"))
+        try Data("13 34\n".utf8).write(to: URL(fileURLWithPath: directory + "/seqnums.new"))
+        func sequenceFile() throws -> String { try String(contentsOfFile: directory + "/seqnums", encoding: .utf8) }
+        do {
+            let store = try FileFIXSessionStore(directory: directory)
+            #expect(store.nextSenderSeqNum == 12 && store.nextTargetSeqNum == 34)
+            #expect(try sequenceFile() == "00000000000000000012 00000000000000000034\n")
+            #expect(!FileManager.default.fileExists(atPath: directory + "/seqnums.new"))
+            try store.setSequenceNumbers(sender: 123_456_789_012, target: 35)
+            try store.setSequenceNumbers(sender: 7, target: 36)
+            #expect(try sequenceFile() == "00000000000000000007 00000000000000000036\n")
+        }
+        let reopened = try FileFIXSessionStore(directory: directory)
+        #expect(reopened.nextSenderSeqNum == 7 && reopened.nextTargetSeqNum == 36)
+        try reopened.reset()
+        #expect(try sequenceFile() == "00000000000000000001 00000000000000000001\n")
+    }
+
     @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
         let store = InMemoryFIXSessionStore()
         let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
