@@ -84,7 +84,8 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
 
 /// A store in a directory: `seqnums` holds "sender target" (two 20-digit numbers, rewritten in
 /// place with one write on each change, as QuickFIX's file store does),
-/// `messages` is an append-only log of sent messages ("seq length\n" then the bytes), and
+/// `messages` is an append-only log of sent messages ("seq length\n" then the bytes; only where
+/// each one is, not its bytes, is kept in memory, read back for a resend), and
 /// `executions` (with `executions.old`, the generation before) the received fills, one JSON
 /// object per line, written before the sequence number that brought them.
 public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
@@ -92,8 +93,18 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     private let directory: URL
     private var sender = 1
     private var target = 1
-    private var stored: [Int: [UInt8]] = [:]
-    private var log: FileHandle
+    /// Where each logged message's bytes are in `messages`, by MsgSeqNum.
+    private var logged: [Int: LogEntry] = [:]
+    /// `messages`, open for appending and for reading back.
+    private let log: Int32
+    /// The length of `messages` (its complete records).
+    private var logLength: UInt64
+
+    /// A message's place in the log.
+    private struct LogEntry {
+        var offset: UInt64
+        var length: Int
+    }
     private var executions: ExecutionGenerations
     private var executionLog: FileHandle
     private let encoder = JSONEncoder()
@@ -127,21 +138,26 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         sequenceFile = open(seqURL.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard sequenceFile >= 0 else { throw FIXStoreError("cannot open \(seqURL.path): \(String(cString: strerror(errno)))") }
         let logURL = self.directory.appendingPathComponent("messages")
-        if let data = try? Data(contentsOf: logURL) {
-            stored = Self.parseLog(Array(data))
-            // A message is logged before it is sent: one logged past the recorded number was sent
-            // by a process killed before it recorded the number (stores of builds that recorded it
-            // after sending), and reusing its number would have our next Logon refused.
-            if let last = stored.keys.max(), last >= sender { sender = last + 1 }
-        } else if !FileManager.default.createFile(atPath: logURL.path, contents: nil) {
-            throw FIXStoreError("cannot create \(logURL.path)")
+        log = open(logURL.path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard log >= 0 else {
+            let reason = String(cString: strerror(errno))
+            close(sequenceFile)
+            throw FIXStoreError("cannot open \(logURL.path): \(reason)")
         }
-        do {
-            log = try FileHandle(forWritingTo: logURL)
-            try log.seekToEnd()
-        } catch {
-            throw FIXStoreError("cannot open \(logURL.path): \(error)")
+        let (index, logRecordsLength) = Self.indexLog((try? Data(contentsOf: logURL)).map { Array($0) } ?? [])
+        logged = index.mapValues { LogEntry(offset: UInt64($0.lowerBound), length: $0.count) }
+        // A record cut short by a kill goes: the next one must not run into it.
+        logLength = UInt64(logRecordsLength)
+        guard ftruncate(log, off_t(logRecordsLength)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(sequenceFile)
+            close(log)
+            throw FIXStoreError("cannot truncate \(logURL.path): \(reason)")
         }
+        // A message is logged before it is sent: one logged past the recorded number was sent
+        // by a process killed before it recorded the number (stores of builds that recorded it
+        // after sending), and reusing its number would have our next Logon refused.
+        if let last = logged.keys.max(), last >= sender { sender = last + 1 }
         executions = ExecutionGenerations(size: executionsKept)
         executions.previous = Self.readExecutions(at: self.directory.appendingPathComponent("executions.old")).reports
         let currentURL = self.directory.appendingPathComponent("executions")
@@ -156,7 +172,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     }
 
     deinit {
-        try? log.close()
+        close(log)
         try? executionLog.close()
         close(sequenceFile)
     }
@@ -202,16 +218,29 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     /// Appends a sent message to the log.
     public func storeMessage(seq: Int, bytes: [UInt8]) throws(FIXStoreError) {
-        stored[seq] = bytes
-        do {
-            try log.write(contentsOf: Data("\(seq) \(bytes.count)\n".utf8) + Data(bytes))
-        } catch {
-            throw FIXStoreError("cannot append to the message log: \(error)")
+        let record = Array("\(seq) \(bytes.count)\n".utf8) + bytes
+        let written = record.withUnsafeBytes { write(log, $0.baseAddress, $0.count) }
+        guard written == record.count else {
+            let reason = written < 0 ? String(cString: strerror(errno)) : "short write"
+            // A partial record would hide every later one from the next start: cut it off again.
+            _ = ftruncate(log, off_t(logLength))
+            throw FIXStoreError("cannot append to the message log: \(reason)")
         }
+        logged[seq] = LogEntry(offset: logLength + UInt64(record.count - bytes.count), length: bytes.count)
+        logLength += UInt64(record.count)
     }
 
-    /// The stored messages in `range`.
-    public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] { stored.filter { range.contains($0.key) } }
+    /// The stored messages in `range`, read back from the log (one that cannot be read is left
+    /// out: the session fills its place with a gap fill).
+    public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] {
+        var result: [Int: [UInt8]] = [:]
+        for (seq, entry) in logged where range.contains(seq) {
+            var bytes = [UInt8](repeating: 0, count: entry.length)
+            let read = bytes.withUnsafeMutableBytes { pread(log, $0.baseAddress, entry.length, off_t(entry.offset)) }
+            if read == entry.length { result[seq] = bytes }
+        }
+        return result
+    }
 
     /// Appends a received fill to `executions`; a full generation becomes `executions.old`.
     public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) {
@@ -247,12 +276,11 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// Forgets the messages and restarts both sequences at 1; the fills are kept (they happened
     /// whatever the sequence).
     public func reset() throws(FIXStoreError) {
-        stored = [:]
-        do {
-            try log.truncate(atOffset: 0)
-        } catch {
-            throw FIXStoreError("cannot truncate the message log: \(error)")
+        guard ftruncate(log, 0) == 0 else {
+            throw FIXStoreError("cannot truncate the message log: \(String(cString: strerror(errno)))")
         }
+        logged = [:]
+        logLength = 0
         sender = 0
         try setSequenceNumbers(sender: 1, target: 1)
     }
@@ -289,7 +317,13 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     /// Reads "seq length\n" + bytes records; stops at the first incomplete or corrupt record.
     static func parseLog(_ bytes: [UInt8]) -> [Int: [UInt8]] {
-        var result: [Int: [UInt8]] = [:]
+        indexLog(bytes).index.mapValues { Array(bytes[$0]) }
+    }
+
+    /// Where each record's bytes are in a log, by MsgSeqNum, and the length of its complete
+    /// records: reading stops at the first incomplete or corrupt record.
+    static func indexLog(_ bytes: [UInt8]) -> (index: [Int: Range<Int>], completeLength: Int) {
+        var result: [Int: Range<Int>] = [:]
         var index = 0
         while index < bytes.count {
             guard let newline = bytes[index...].firstIndex(of: UInt8(ascii: "\n")) else { break }
@@ -297,10 +331,10 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
             // Compared as a remainder: a corrupt length near Int.max must not overflow.
             guard header.count == 2, let seq = Int(header[0]), let length = Int(header[1]), length >= 0,
                   length <= bytes.count - (newline + 1) else { break }
-            result[seq] = Array(bytes[(newline + 1)..<(newline + 1 + length)])
+            result[seq] = (newline + 1)..<(newline + 1 + length)
             index = newline + 1 + length
         }
-        return result
+        return (result, index)
     }
 }
 

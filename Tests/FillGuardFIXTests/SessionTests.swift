@@ -541,6 +541,32 @@ struct SessionSupportTests {
         #expect(try sequenceFile() == "00000000000000000001 00000000000000000001\n")
     }
 
+    @Test("a message record cut short by a kill is cut off at the next start, so the messages logged after it can be resent too")
+    func fileStoreCutsATornMessageRecord() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let store = try FileFIXSessionStore(directory: directory)
+            try store.storeMessage(seq: 1, bytes: Array("first".utf8))
+            try store.setSequenceNumbers(sender: 2, target: 1)
+        }
+        // The kill: the header and part of message 2's bytes reached the file.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/messages"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("2 6\nsec".utf8))
+        try handle.close()
+        do {
+            let store = try FileFIXSessionStore(directory: directory)
+            #expect(store.messages(in: 1...10) == [1: Array("first".utf8)])
+            try store.storeMessage(seq: 2, bytes: Array("second".utf8))
+            try store.storeMessage(seq: 3, bytes: Array("third\n3 9\n".utf8))
+            #expect(store.messages(in: 2...3) == [2: Array("second".utf8), 3: Array("third\n3 9\n".utf8)], "read back from the log")
+        }
+        let reopened = try FileFIXSessionStore(directory: directory)
+        #expect(reopened.messages(in: 1...10) == [1: Array("first".utf8), 2: Array("second".utf8), 3: Array("third\n3 9\n".utf8)])
+        #expect(reopened.nextSenderSeqNum == 4, "3 was logged, so it went out: the next is 4")
+    }
+
     @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
         let store = InMemoryFIXSessionStore()
         let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
