@@ -267,6 +267,11 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var session: FIXSessionStateMachine
     private var router: FIXOrderRouter
     private var decoder = FIXFrameDecoder()
+    /// Above 0 while a read's messages are taken in: `perform` then leaves the persist and the
+    /// flush to the end of the read (`flushHeld`, `persistHeld`).
+    private var holdingFlush = 0
+    private var flushHeld = false
+    private var persistHeld = false
     private var channel: Channel?
     private var generation = 0
     private var started = false
@@ -461,6 +466,13 @@ final class FIXBrokerCore: @unchecked Sendable {
     func received(_ bytes: [UInt8], generation: Int) {
         guard generation == self.generation else { return }
         decoder.append(bytes)
+        // The messages of one read are taken in together: the store records the sequence numbers
+        // once, and what they made us send is flushed once, after it (not once per message).
+        holdingFlush += 1
+        defer {
+            holdingFlush -= 1
+            if holdingFlush == 0 { releaseHeldFlush() }
+        }
         while true {
             let frame: [UInt8]?
             do {
@@ -755,7 +767,10 @@ final class FIXBrokerCore: @unchecked Sendable {
                 logger.debug("FIX ignored: \(reason)")
             }
         }
-        if wrote {
+        if holdingFlush > 0 {
+            flushHeld = flushHeld || wrote
+            persistHeld = true
+        } else if wrote {
             flushAfterPersisting()
         } else {
             persistSequenceNumbers()
@@ -846,6 +861,19 @@ final class FIXBrokerCore: @unchecked Sendable {
             resolve(key, .failure(BrokerError(.permanent, reason)))
         } else {
             resolve(key, .success(statuses))
+        }
+    }
+
+    /// The persist and flush a read held back while it took its messages in.
+    private func releaseHeldFlush() {
+        let flush = flushHeld
+        let persist = persistHeld
+        flushHeld = false
+        persistHeld = false
+        if flush {
+            flushAfterPersisting()
+        } else if persist {
+            persistSequenceNumbers()
         }
     }
 
