@@ -7,7 +7,8 @@ import Foundation
 /// Throughput and reaction latency over FIX 4.4 to the QuickFIX test exchange (tools/fix-peer in
 /// auto-market mode, started here unless an endpoint is given): `FIXBench` in a burst (every
 /// bracket opened at once), the same burst with a `FileFIXSessionStore` (what keeping sequence
-/// numbers, sent messages and received fills on disk costs), and paced (brackets opened at a
+/// numbers, sent messages and received fills on disk costs) and with a synchronous one (fsync
+/// before each sequence number: what surviving a power loss costs), and paced (brackets opened at a
 /// fixed rate, for the latencies of an unsaturated system). Each run is checked against the
 /// exchange's OrderMassStatus.
 public enum FIXWorkload {
@@ -23,7 +24,8 @@ public enum FIXWorkload {
         public var pacedPositions = 300
         /// Brackets per second in the paced phase.
         public var pacedRate = 100
-        /// Runs the burst a second time with a session store on disk (phase `burst-file-store`).
+        /// Runs the burst again with a session store on disk (phase `burst-file-store`), and with
+        /// a synchronous one (`burst-file-store-sync`).
         public var fileStorePhase = true
         /// A running exchange (auto-market, with --market-fills) instead of starting one.
         public var endpoint: (host: String, port: Int)?
@@ -71,7 +73,8 @@ public enum FIXWorkload {
             return [failed("burst", options, "\(error)")]
         }
         if options.fileStorePhase {
-            results.append(await fileStoreBurst(bench, options))
+            results.append(await fileStoreBurst(bench, options, synchronous: false))
+            results.append(await fileStoreBurst(bench, options, synchronous: true))
         }
         if options.pacedPositions > 0, options.pacedRate > 0 {
             bench.positions = options.pacedPositions
@@ -88,18 +91,21 @@ public enum FIXWorkload {
 
     /// The burst again, with a new `FileFIXSessionStore` in a directory of its own (removed after):
     /// every message sent is logged, every sequence number change rewrites `seqnums`, every fill
-    /// received is appended to `executions`. The store is new, so the Logon resets the sequences.
-    private static func fileStoreBurst(_ bench: FIXBenchOptions, _ options: Options) async -> Measurement {
+    /// received is appended to `executions`; `synchronous`: with fsync before each sequence number
+    /// recorded. The store is new, so the Logon resets the sequences.
+    private static func fileStoreBurst(_ bench: FIXBenchOptions, _ options: Options, synchronous: Bool) async -> Measurement {
+        let phase = synchronous ? "burst-file-store-sync" : "burst-file-store"
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fillguard-bench-fix-store-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         var stored = bench
         stored.settings.storePath = directory.path
         stored.settings.resetOnLogon = true
+        stored.settings.storeSync = synchronous
         stored.runID = FIXSimulationOptions.makeRunID()
         do {
-            return measurement("burst-file-store", options, try await FIXBench.run(stored))
+            return measurement(phase, options, try await FIXBench.run(stored))
         } catch {
-            return failed("burst-file-store", options, "\(error)")
+            return failed(phase, options, "\(error)")
         }
     }
 

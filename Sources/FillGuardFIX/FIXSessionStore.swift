@@ -110,10 +110,21 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     private let encoder = JSONEncoder()
     /// `seqnums`, open for writing in place.
     private let sequenceFile: Int32
+    /// fsync before each sequence number is recorded (see `init`).
+    private let synchronous: Bool
+    /// Messages or fills were appended since the last fsync.
+    private var unsynced = false
+    /// fsync calls made (the synchronous store's cost, for tests and benchmarks).
+    public private(set) var syncs = 0
 
     /// Opens (or creates) the store in `directory`, loading what a previous run left. At least the
     /// newest `executionsKept` received fills are kept (at most twice that), for `storedExecutions`.
-    public init(directory: String, executionsKept: Int = 1_024) throws(FIXStoreError) {
+    /// `synchronous`: every change of the sequence numbers first makes the logged messages and
+    /// fills durable (fsync), then the numbers, so after a power loss the store never records a
+    /// message as received whose fill it lost, nor one as sent that it cannot resend. Without it
+    /// the store survives a killed process, not a power loss.
+    public init(directory: String, executionsKept: Int = 1_024, synchronous: Bool = false) throws(FIXStoreError) {
+        self.synchronous = synchronous
         self.directory = URL(fileURLWithPath: directory, isDirectory: true)
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), !isDirectory.boolValue {
@@ -169,6 +180,13 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         guard ftruncate(sequenceFile, off_t(Self.sequenceRecordLength)) == 0 else {
             throw FIXStoreError("cannot write \(seqURL.path): \(String(cString: strerror(errno)))")
         }
+        if synchronous {
+            // The files just created, and the directory entries naming them.
+            unsynced = true
+            try synchronize()
+            try sync(sequenceFile, seqURL.path)
+            try synchronizeDirectory()
+        }
     }
 
     deinit {
@@ -187,7 +205,31 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         guard sender != self.sender || target != self.target else { return }
         self.sender = sender
         self.target = target
+        if synchronous { try synchronize() }
         try writeSequenceNumbers()
+        if synchronous { try sync(sequenceFile, directory.appendingPathComponent("seqnums").path) }
+    }
+
+    /// Makes the messages and fills appended since the last call durable.
+    private func synchronize() throws(FIXStoreError) {
+        guard unsynced else { return }
+        try sync(log, directory.appendingPathComponent("messages").path)
+        try sync(executionLog.fileDescriptor, directory.appendingPathComponent("executions").path)
+        unsynced = false
+    }
+
+    /// fsync of one file.
+    private func sync(_ descriptor: Int32, _ path: String) throws(FIXStoreError) {
+        syncs += 1
+        guard fsync(descriptor) == 0 else { throw FIXStoreError("cannot fsync \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    /// fsync of the store's directory: its entries (a new or renamed file) survive a power loss.
+    private func synchronizeDirectory() throws(FIXStoreError) {
+        let descriptor = open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FIXStoreError("cannot open \(directory.path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        try sync(descriptor, directory.path)
     }
 
     /// The length of `seqnums`: two 20-digit numbers, a space and a newline.
@@ -228,6 +270,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         logged[seq] = LogEntry(offset: logLength + UInt64(record.count - bytes.count), length: bytes.count)
         logLength += UInt64(record.count)
+        unsynced = true
     }
 
     /// The stored messages in `range`, read back from the log (one that cannot be read is left
@@ -253,6 +296,8 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         if executions.isCurrentFull {
             let currentURL = directory.appendingPathComponent("executions")
             let oldURL = directory.appendingPathComponent("executions.old")
+            // The generation moved aside is durable first: its fills must not be lost with it.
+            if synchronous { try synchronize() }
             try? executionLog.close()
             do {
                 _ = try? FileManager.default.removeItem(at: oldURL)
@@ -261,6 +306,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
                 throw FIXStoreError("cannot move \(currentURL.path) to \(oldURL.path): \(error)")
             }
             executionLog = try Self.openForAppending(currentURL, truncatingTo: 0)
+            if synchronous { try synchronizeDirectory() }
         }
         _ = executions.append(report)
         do {
@@ -268,6 +314,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         } catch {
             throw FIXStoreError("cannot append to the execution log: \(error)")
         }
+        unsynced = true
     }
 
     /// The fills kept, oldest first: `executions.old`, then `executions`.
@@ -281,6 +328,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         logged = [:]
         logLength = 0
+        unsynced = true
         sender = 0
         try setSequenceNumbers(sender: 1, target: 1)
     }

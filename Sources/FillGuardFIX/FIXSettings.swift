@@ -12,7 +12,8 @@ public struct FIXSettingsError: Error, Sendable, Hashable, CustomStringConvertib
 /// The settings of one FIX initiator session as a person writes them, in a QuickFIX-style settings
 /// file (`Key=Value` lines; `[DEFAULT]`/`[SESSION]` headers and `#` comments are skipped) or on the
 /// command line. Keys: `SocketConnectHost`, `SocketConnectPort`, `SenderCompID`, `TargetCompID`,
-/// `HeartBtInt`, `ResetOnLogon` (Y/N), `FileStorePath`, `Account`, `LogonTimeout`, `BeginString`.
+/// `HeartBtInt`, `ResetOnLogon` (Y/N), `FileStorePath`, `FileStoreSync` (Y/N), `Account`,
+/// `LogonTimeout`, `BeginString`.
 public struct FIXSettings: Sendable, Hashable {
     /// The acceptor's host (SocketConnectHost).
     public var host = "127.0.0.1"
@@ -29,6 +30,10 @@ public struct FIXSettings: Sendable, Hashable {
     /// Directory that keeps sequence numbers and sent messages across restarts (FileStorePath);
     /// nil: in memory only.
     public var storePath: String?
+    /// With `storePath`: the store is made durable (fsync) before each sequence number it
+    /// records and before what it logged is sent, so a power loss cannot lose a received fill
+    /// (FileStoreSync); nil: not set (off, unless the application decides otherwise).
+    public var storeSync: Bool?
     /// Account (1) on every order.
     public var account: String?
     /// Seconds to wait for the Logon (and Logout) answer.
@@ -78,12 +83,8 @@ public struct FIXSettings: Sendable, Hashable {
         case "LogonTimeout": logonTimeout = try integer(1...600)
         case "FileStorePath": storePath = try nonEmpty()
         case "Account": account = try nonEmpty()
-        case "ResetOnLogon":
-            switch value.uppercased() {
-            case "Y", "YES", "TRUE": resetOnLogon = true
-            case "N", "NO", "FALSE": resetOnLogon = false
-            default: throw FIXSettingsError("ResetOnLogon must be Y or N, got \"\(value)\"")
-            }
+        case "ResetOnLogon": resetOnLogon = try Self.flag(key, value)
+        case "FileStoreSync": storeSync = try Self.flag(key, value)
         case "BeginString":
             guard value == FIXMessage.fix44 else { throw FIXSettingsError("BeginString must be \(FIXMessage.fix44), got \"\(value)\"") }
             beginString = value
@@ -91,6 +92,15 @@ public struct FIXSettings: Sendable, Hashable {
             guard value == "initiator" else { throw FIXSettingsError("ConnectionType must be initiator, got \"\(value)\"") }
         default:
             throw FIXSettingsError("unknown setting \(key)")
+        }
+    }
+
+    /// A Y/N setting's value.
+    private static func flag(_ key: String, _ value: String) throws(FIXSettingsError) -> Bool {
+        switch value.uppercased() {
+        case "Y", "YES", "TRUE": return true
+        case "N", "NO", "FALSE": return false
+        default: throw FIXSettingsError("\(key) must be Y or N, got \"\(value)\"")
         }
     }
 
@@ -115,7 +125,7 @@ public struct FIXSettings: Sendable, Hashable {
     public func makeStore() throws(FIXSettingsError) -> FIXSessionStore {
         guard let storePath else { return InMemoryFIXSessionStore() }
         do {
-            return try FileFIXSessionStore(directory: storePath)
+            return try FileFIXSessionStore(directory: storePath, synchronous: storeSync ?? false)
         } catch {
             throw FIXSettingsError("FIX store \(storePath): \(error.description)")
         }

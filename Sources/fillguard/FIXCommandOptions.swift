@@ -4,7 +4,7 @@ import FillGuardFIX
 /// The `--fix-*` options `simulate --broker fix` and `recover --broker fix` share: a settings
 /// file and per-setting overrides.
 struct FIXCommandOptions: ParsableArguments {
-    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, Account, LogonTimeout); the --fix-* options override it.")
+    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, FileStoreSync, Account, LogonTimeout); the --fix-* options override it.")
     var fixConfig: String?
 
     @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
@@ -28,6 +28,9 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: directory keeping sequence numbers and sent messages across runs (default: in memory).")
     var fixStore: String?
 
+    @Option(help: "FIX: with a store, fsync it before each sequence number it records, Y or N, so a power loss cannot lose a fill (default: Y with a journal whose durability is fsync, else N).")
+    var fixStoreSync: String?
+
     @Option(help: "FIX: Account (1) on every order.")
     var fixAccount: String?
 
@@ -37,7 +40,7 @@ struct FIXCommandOptions: ParsableArguments {
     /// True when any `--fix-*` option was given.
     var given: Bool {
         fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil || fixHeartbeat != nil
-            || fixResetOnLogon != nil || fixStore != nil || fixAccount != nil || fixSettleTimeout != nil
+            || fixResetOnLogon != nil || fixStore != nil || fixStoreSync != nil || fixAccount != nil || fixSettleTimeout != nil
     }
 
     /// The settle timeout in seconds, given or the default.
@@ -64,7 +67,7 @@ struct FIXCommandOptions: ParsableArguments {
         let overrides: [(String, String?)] = [
             ("SocketConnectHost", fixHost), ("SocketConnectPort", fixPort.map(String.init)), ("SenderCompID", fixSender),
             ("TargetCompID", fixTarget), ("HeartBtInt", fixHeartbeat.map(String.init)), ("ResetOnLogon", fixResetOnLogon),
-            ("FileStorePath", fixStore), ("Account", fixAccount),
+            ("FileStorePath", fixStore), ("FileStoreSync", fixStoreSync), ("Account", fixAccount),
         ]
         for case let (key, value?) in overrides {
             do {

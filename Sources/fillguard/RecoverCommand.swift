@@ -110,7 +110,9 @@ struct RecoverCommand: AsyncParsableCommand {
                 throw SettingsMismatch(description: mismatch)
             }
             if overFIX {
-                let settings = try fix.settings()
+                var settings = try fix.settings()
+                // The journal is written with fsync here: the store keeps up (see simulate).
+                if settings.storeSync == nil { settings.storeSync = true }
                 if let mismatch = try JournalSettings.fixSessionMismatch(in: store, session: settings.senderCompID + "->" + settings.targetCompID,
                                                                          record: false) {
                     throw SettingsMismatch(description: mismatch)

@@ -273,6 +273,11 @@ extension SimulateCommand {
         var fixOptions = FIXSimulationOptions(settings: try fix.settings())
         fixOptions.nativeModify = !noModify
         fixOptions.settleTimeout = fix.settleTimeout
+        if journal != nil, fixOptions.settings.storeSync == nil {
+            // A journal that survives a power loss has a store that does too: else a fill the
+            // store recorded as received, but lost, would be lost for good.
+            fixOptions.settings.storeSync = (JournalDurability(rawValue: durability ?? "fsync") ?? .fsync) == .fsync
+        }
         // A journal this run creates is removed again if the run is refused, or cannot log on,
         // before it records anything.
         let created = journal.map(Self.missingFiles(of:)) ?? []

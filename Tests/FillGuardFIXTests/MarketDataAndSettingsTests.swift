@@ -72,6 +72,10 @@ struct MarketDataAndSettingsTests {
         #expect(configuration.application.account == "ACC-1" && !configuration.capabilities.nativeModify)
         try settings.set("ResetOnLogon", "Y")
         #expect(settings.session.resetSeqNumOnLogon)
+        #expect(settings.storeSync == nil, "not set: the application decides")
+        try settings.set("FileStoreSync", "Y")
+        #expect(settings.storeSync == true)
+        #expect(throws: FIXSettingsError("FileStoreSync must be Y or N, got \"maybe\"")) { try settings.set("FileStoreSync", "maybe") }
         #expect(FIXSettings().resetsOnLogon, "in memory: nothing to resume, so reset")
         #expect(throws: FIXSettingsError.self) { try FIXSettings().brokerConfiguration() }
         #expect(throws: FIXSettingsError("line 2: unknown setting SocketConnectPrt")) { try FIXSettings.parse("[SESSION]\nSocketConnectPrt=1") }

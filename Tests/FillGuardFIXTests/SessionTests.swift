@@ -567,6 +567,39 @@ struct SessionSupportTests {
         #expect(reopened.nextSenderSeqNum == 4, "3 was logged, so it went out: the next is 4")
     }
 
+    @Test("a synchronous store makes the logged messages and fills durable before each sequence number it records, then the number; an ordinary one never syncs")
+    func synchronousStoreSyncsBeforeEachSequenceNumber() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
+        let store = try FileFIXSessionStore(directory: directory, executionsKept: 2, synchronous: true)
+        let opened = store.syncs
+        #expect(opened >= 4, "the new files and the directory: \(opened)")
+        try store.storeExecution(fill)
+        try store.setSequenceNumbers(sender: 1, target: 2)
+        #expect(store.syncs == opened + 3, "messages and executions, then seqnums")
+        try store.setSequenceNumbers(sender: 1, target: 3)
+        #expect(store.syncs == opened + 4, "nothing appended since: seqnums alone")
+        try store.storeMessage(seq: 1, bytes: [1])
+        try store.setSequenceNumbers(sender: 2, target: 3)
+        #expect(store.syncs == opened + 7)
+        try store.setSequenceNumbers(sender: 2, target: 3)
+        #expect(store.syncs == opened + 7, "unchanged numbers write nothing")
+        // A full generation moves aside: it is synced first, and the directory after.
+        try store.storeExecution(fill)
+        let beforeRotation = store.syncs
+        try store.storeExecution(fill)
+        #expect(store.syncs == beforeRotation + 3, "messages and executions before the move, the directory after it")
+        let reopened = try FileFIXSessionStore(directory: directory, executionsKept: 2, synchronous: true)
+        #expect(reopened.storedExecutions.count == 3 && reopened.nextSenderSeqNum == 2 && reopened.nextTargetSeqNum == 3)
+
+        let ordinary = try FileFIXSessionStore(directory: directory + "-plain")
+        defer { try? FileManager.default.removeItem(atPath: directory + "-plain") }
+        try ordinary.storeExecution(fill)
+        try ordinary.setSequenceNumbers(sender: 1, target: 2)
+        #expect(ordinary.syncs == 0)
+    }
+
     @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
         let store = InMemoryFIXSessionStore()
         let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
