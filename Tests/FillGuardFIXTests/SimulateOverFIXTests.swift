@@ -128,16 +128,20 @@ struct SimulateOverFIXTests {
         }
     }
 
+    /// A new directory for one test, and the journal and FIX store paths in it (the caller removes it).
+    static func journalAndStorePaths() throws -> (directory: URL, journal: String, store: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-journal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return (directory, directory.appendingPathComponent("session.sqlite").path, directory.appendingPathComponent("fixstore").path)
+    }
+
     @Test("a journaled session over FIX killed mid-trade: recover reconciles it with the exchange, and the next run resumes it")
     func journaledSessionSurvivesAKill() async throws {
         let binary = try fillguardBinary()
         let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "6", "--no-log"])
         defer { peer.stop() }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-journal-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, journal, store) = try Self.journalAndStorePaths()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = directory.appendingPathComponent("session.sqlite").path
-        let store = directory.appendingPathComponent("fixstore").path
         let session = ["--broker", "fix", "--fix-port", "\(peer.port)", "--fix-heartbeat", "5", "--journal", journal, "--fix-store", store]
 
         // Killed once the session resized a protective order (a replace reached the exchange):
@@ -185,11 +189,8 @@ struct SimulateOverFIXTests {
         let binary = try fillguardBinary()
         let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "8", "--quiet", "--no-log"])
         defer { peer.stop() }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fix-journal-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (directory, journal, store) = try Self.journalAndStorePaths()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let journal = directory.appendingPathComponent("session.sqlite").path
-        let store = directory.appendingPathComponent("fixstore").path
         let endpoint = ["--broker", "fix", "--fix-port", "\(peer.port)", "--fix-heartbeat", "5"]
 
         let storeless = try await runChild(binary, ["simulate", "--journal", journal, "--duration", "1"] + endpoint)
