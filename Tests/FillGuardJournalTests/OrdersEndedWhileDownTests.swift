@@ -76,6 +76,69 @@ struct OrdersEndedWhileDownTests {
         #expect(await second.manager.invariantViolations().isEmpty)
     }
 
+    /// Long 300 with stop and target; while the process is down someone else sells the 300 on the
+    /// account (the broker is flat) and the exchange cancels the stop. Returns the stop and what
+    /// the journal kept.
+    private func flattenedElsewhereWhileDown(on exchange: SimulatedExchange) async throws -> (SimulatedOrder, InMemoryJournalStore) {
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let stop = try #require(exchange.liveOrders(of: Self.symbol).first(where: Self.isStop))
+        let survivor = first.kill()
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-1", symbol: Self.symbol, side: .sell, type: .market, quantity: 300,
+                                                  timeInForce: .immediateOrCancel))
+        try await exchange.cancel(CancelOrderRequest(orderID: stop.id, symbol: Self.symbol))
+        #expect(exchange.netPosition(of: Self.symbol) == 0)
+        return (stop, survivor)
+    }
+
+    @Test("the broker flat where the journal holds a position: the new stop FillGuard plans is held, not sent, until a person releases it")
+    func mismatchThatOrdersCouldWorsenIsHeld() async throws {
+        let exchange = exchange()
+        let (stop, survivor) = try await flattenedElsewhereWhileDown(on: exchange)
+        let second = try await Process(exchange: exchange, store: survivor)
+        await second.settle()
+        #expect(second.report.heldSymbols == [Self.symbol])
+        let mismatch = try #require(second.report.corrections.first { $0.kind == .positionMismatch })
+        #expect(mismatch.message.contains("the broker's net is 0, FillGuard's 300") && mismatch.message.contains("nothing is sent for GLD"),
+                "\(mismatch.message)")
+        let position = try #require(await second.manager.position("P1"))
+        let newStop = try #require(position.liveOrder(.stopLoss), "the stop is planned again")
+        #expect(newStop.id != stop.id && newStop.status == .pendingNew, "and not sent: \(newStop)")
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).isEmpty, "no stop that would open a short on a flat account")
+        #expect(exchange.netPosition(of: Self.symbol) == 0)
+
+        #expect(second.manager.releaseHeldOperations(of: Self.symbol))
+        await second.settle()
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).map(\.id) == [newStop.id], "released: sent as FillGuard's state says")
+        #expect(!second.manager.releaseHeldOperations(of: "SLV"), "no such symbol")
+    }
+
+    @Test("with positionMismatch .proceed, and where the broker holds more on the same side, the work goes out as before")
+    func mismatchPolicyProceedAndLargerBrokerPosition() async throws {
+        let exchange = exchange()
+        let (stop, survivor) = try await flattenedElsewhereWhileDown(on: exchange)
+        let second = try await Process(exchange: exchange, store: survivor, configure: { $0.positionMismatch = .proceed })
+        await second.settle()
+        #expect(second.report.heldSymbols.isEmpty)
+        #expect(second.report.corrections.contains { $0.kind == .positionMismatch && !$0.message.contains("nothing is sent") })
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).count == 1 && exchange.liveOrders(of: Self.symbol).allSatisfy { $0.id != stop.id })
+
+        // The broker holds 305 where the journal has 300 (someone else bought 5): a stop of 300
+        // cannot over-cover it, so nothing is held.
+        let other = calmExchange([Self.symbol: Price("248")!])
+        let first = try await Process(exchange: other, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let kept = first.kill()
+        try await other.submit(NewOrderRequest(orderID: "MANUAL-2", symbol: Self.symbol, side: .buy, type: .market, quantity: 5,
+                                               timeInForce: .immediateOrCancel))
+        let third = try await Process(exchange: other, store: kept)
+        await third.settle()
+        #expect(third.report.corrections.contains { $0.kind == .positionMismatch })
+        #expect(third.report.heldSymbols.isEmpty)
+    }
+
     /// The stop's modify (up, after a scale-in fill) was unanswered at the crash, and the exchange
     /// cancelled the stop while the process was down: it is not left waiting for fills.
     @Test("a stop whose modify was unanswered and that the broker cancelled while down gets a new stop")

@@ -69,7 +69,7 @@ extension FillManager {
         await work()
 
         let reconcileStarted = clock.now
-        report.corrections = await reconcile()
+        (report.corrections, report.heldSymbols) = await reconcile()
         report.reconcileDuration = clock.now - reconcileStarted
         // Inputs are taken from now on (unless the manager was shut down meanwhile).
         _ = context.lifecycle.compareExchange(expected: .recovering, desired: .running, ordering: .sequentiallyConsistent)
@@ -91,14 +91,36 @@ extension FillManager {
 
     /// Reconciles every lane, then lets each send what it holds: only once the net check is
     /// done, so that nothing FillGuard sends (a market entry never sent before, which fills at
-    /// once) moves the broker's positions while they are compared with the journal's.
-    private func reconcile() async -> [ReconciliationCorrection] {
-        let corrections = await reconcileHoldingOperations()
-        for lane in allLanes() { lane.enqueue(.reconciled) }
-        return corrections
+    /// once) moves the broker's positions while they are compared with the journal's. A lane
+    /// whose position the broker contradicts in a way FillGuard's orders could make worse keeps
+    /// holding them (returned), until `releaseHeldOperations(of:)`.
+    private func reconcile() async -> (corrections: [ReconciliationCorrection], held: [Symbol]) {
+        var held: Set<Symbol> = []
+        let corrections = await reconcileHoldingOperations(held: &held)
+        for lane in allLanes() where !held.contains(lane.symbol) { lane.enqueue(.reconciled) }
+        return (corrections, held.sorted())
     }
 
-    private func reconcileHoldingOperations() async -> [ReconciliationCorrection] {
+    /// Lets a symbol whose operations recovery held after a `positionMismatch`
+    /// (`RecoveryReport.heldSymbols`) send them: for a person who has looked at the broker's
+    /// account and wants FillGuard's orders placed as its own state says. False when FillGuard
+    /// has no such symbol.
+    @discardableResult
+    public func releaseHeldOperations(of symbol: Symbol) -> Bool {
+        guard let lane = lane(for: symbol, create: false) else { return false }
+        lane.enqueue(.reconciled)
+        return true
+    }
+
+    /// True when protective orders sized to FillGuard's net `ours` can never cover more than the
+    /// broker's net `theirs`: both on one side, the broker's at least as large. Anything else
+    /// (the broker flat, on the other side, holding less, or FillGuard flat beside a broker's
+    /// position it may be the only protection of) is left to a person.
+    static func ordersCannotOvercover(ours: Quantity, theirs: Quantity) -> Bool {
+        !ours.isZero && (ours.units > 0) == (theirs.units > 0) && theirs.magnitude >= ours.magnitude
+    }
+
+    private func reconcileHoldingOperations(held: inout Set<Symbol>) async -> [ReconciliationCorrection] {
         var corrections: [ReconciliationCorrection] = []
         // The fills step 3 adopted, per symbol: read again after the net check, they are not
         // adopted (nor reported) a second time, even where the machine refused one.
@@ -288,8 +310,15 @@ extension FillManager {
                 differing = try await netDifferences(among: Array(differing.keys), from: broker, only: true)
             }
             for (symbol, nets) in differing.sorted(by: { $0.key < $1.key }) {
-                correct(ReconciliationCorrection(kind: .positionMismatch, symbol: symbol,
-                                                 message: "the broker's net is \(nets.theirs), FillGuard's \(nets.ours) after reconciliation; a person must look"))
+                var message = "the broker's net is \(nets.theirs), FillGuard's \(nets.ours) after reconciliation; a person must look"
+                if context.configuration.positionMismatch == .hold, !Self.ordersCannotOvercover(ours: nets.ours, theirs: nets.theirs),
+                   lane(for: symbol, create: false) != nil {
+                    // Orders sized to FillGuard's net could open or add to a position the broker
+                    // does not have (or cancel the only cover of one it has): nothing goes out.
+                    held.insert(symbol)
+                    message += "; FillGuard's orders could cover more than the broker's position, so nothing is sent for \(symbol) until releaseHeldOperations(of:)"
+                }
+                correct(ReconciliationCorrection(kind: .positionMismatch, symbol: symbol, message: message))
             }
         } catch {
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "positions could not be read: \(error)"))

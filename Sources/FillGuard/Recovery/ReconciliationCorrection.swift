@@ -75,9 +75,26 @@ public struct RecoveryReport: Sendable {
     public var notices: [String] = []
     /// Every difference reconciliation found and what it did.
     public var corrections: [ReconciliationCorrection] = []
+    /// Symbols whose operations stay held after a `positionMismatch` that FillGuard's orders could
+    /// make worse (the broker flat, on the other side, or holding less): nothing is sent for them
+    /// until `FillManager.releaseHeldOperations(of:)`.
+    public var heldSymbols: [Symbol] = []
 
     /// An empty report.
     public init() {}
+}
+
+/// What recovery does with a symbol whose net at the broker still differs from the journal's
+/// after reconciliation (`positionMismatch`), when orders sized to FillGuard's net could cover more
+/// than the broker's position: the broker flat, on the other side or holding less, or FillGuard
+/// flat beside a position at the broker. (A broker holding more on the same side, as when someone
+/// else trades the account too, is only reported: FillGuard's orders cannot over-cover it.)
+public enum PositionMismatchPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Send nothing for the symbol (new orders, resizes, cancels) until
+    /// `FillManager.releaseHeldOperations(of:)`: a person looks first.
+    case hold
+    /// Report it and carry on with FillGuard's state, as if they agreed.
+    case proceed
 }
 
 /// What to do with a live order at the broker that no journal record knows (placed by hand or
