@@ -64,7 +64,8 @@ public struct FIXRecoverySession: Sendable {
         do {
             try await broker.start()
         } catch {
-            throw .broker("cannot log on to the FIX endpoint \(configuration.host):\(configuration.port) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)")
+            throw .broker("cannot log on to the FIX endpoint \(configuration.host):\(configuration.port) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(error)"
+                          + FIXSimulationSession.logonHint(error, settings: fix.settings))
         }
         var managerConfiguration = FillGuardConfiguration(
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),

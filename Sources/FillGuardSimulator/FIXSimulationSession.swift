@@ -35,11 +35,15 @@ public struct FIXSimulationError: Error, Sendable, CustomStringConvertible {
     public var description: String
     /// True when the session was stopped on request before it traded (Ctrl-C while logging on).
     public var interrupted = false
+    /// True when the session never logged on (the endpoint unreachable, the Logon refused or
+    /// interrupted): nothing was traded or recorded, and a store created for it holds nothing of use.
+    public var beforeLogon = false
 
     /// An error with a readable reason.
-    public init(_ description: String, interrupted: Bool = false) {
+    public init(_ description: String, interrupted: Bool = false, beforeLogon: Bool = false) {
         self.description = description
         self.interrupted = interrupted
+        self.beforeLogon = beforeLogon
     }
 }
 
@@ -96,10 +100,12 @@ public final class FIXSimulationSession: Sendable {
         await watcher.value
         if stop?.isRequested == true {
             await broker.stop()
-            throw FIXSimulationError("interrupted while logging on to the FIX endpoint \(endpoint): nothing was traded", interrupted: true)
+            throw FIXSimulationError("interrupted while logging on to the FIX endpoint \(endpoint): nothing was traded", interrupted: true,
+                                     beforeLogon: true)
         }
         if let logonFailure {
-            throw FIXSimulationError("cannot log on to the FIX endpoint \(endpoint) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(logonFailure)")
+            throw FIXSimulationError("cannot log on to the FIX endpoint \(endpoint) as \(configuration.session.senderCompID) -> \(configuration.session.targetCompID): \(logonFailure)"
+                                     + Self.logonHint(logonFailure, settings: fix.settings), beforeLogon: true)
         }
         let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
         var prices: [Symbol: Price]
@@ -246,6 +252,17 @@ public final class FIXSimulationSession: Sendable {
             rejectsReceived: connection.rejectsReceived, requestTimeouts: connection.requestTimeouts,
             ordersChecked: check.orders, checkRounds: check.rounds)
         return report
+    }
+
+    /// What to do about a Logon the counterparty refused because our sequence number is behind
+    /// its own: a new (or reset) store against a session it kept. Empty for other failures.
+    static func logonHint(_ failure: any Error, settings: FIXSettings) -> String {
+        guard "\(failure)".contains("MsgSeqNum too low") else { return "" }
+        if settings.storePath == nil {
+            return " (the counterparty kept this session's sequence numbers: log on with ResetOnLogon=Y, --fix-reset-on-logon Y)"
+        }
+        return " (the store \(settings.storePath ?? "") is behind the counterparty's sequence numbers: a new store against a session the counterparty kept "
+            + "needs ResetOnLogon=Y (--fix-reset-on-logon Y) for its first run; for a store that was in use, that reset gives up the resend of what FillGuard missed)"
     }
 
     /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every

@@ -121,6 +121,12 @@ struct RecoverCommand: AsyncParsableCommand {
                 options.nativeModify = !noModify
                 options.settleTimeout = fix.settleTimeout
                 if options.settings.storePath == nil {
+                    if try store.setting("fixSession") != nil {
+                        // The session `simulate --broker fix --journal` ran kept a store: starting
+                        // afresh would reset the counterparty's numbering and leave that store behind it.
+                        throw SettingsMismatch(description: "the journal's session kept a FIX session store: give it (--fix-store DIR, or FileStorePath in --fix-config); "
+                                               + "without it the Logon resets the sequence numbers, the reports sent while FillGuard was down are not resent, and that store no longer matches the counterparty")
+                    }
                     writeToStandardError("warning: no FIX session store (--fix-store): the session starts afresh, so reports sent while FillGuard was down cannot be resent; fills only the broker's order statuses show are reported, not applied\n")
                 }
                 var session = FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy)
@@ -137,7 +143,8 @@ struct RecoverCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let recovery = outcome.recovery
-        writeToStandardError("recovered \(recovery.positions) positions on \(recovery.symbols) symbols from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.formatted)\n")
+        let open = outcome.state.positions.filter { $0.status != .closed }.count
+        writeToStandardError("recovered \(recovery.positions) positions (\(open) open) on \(recovery.symbols) symbols from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.formatted)\n")
         if !hasExchange { writeToStandardError("no exchange state at '\(statePath)': not reconciled\n") }
         for notice in recovery.notices { writeToStandardError("journal repaired: \(notice)\n") }
         for correction in recovery.corrections { writeToStandardError("corrected: \(correction)\n") }

@@ -90,6 +90,13 @@ struct SimulateCommand: AsyncParsableCommand {
         if journal == nil { await store?.close() }
     }
 
+    /// Removes a FIX store directory this run created and never logged on with: its files (the
+    /// sequence numbers, the Logon it sent, no fills) and the directory itself.
+    private static func removeNewStore(_ path: String) {
+        for file in ["seqnums", "messages", "executions", "executions.old"] { unlink(path + "/" + file) }
+        rmdir(path)
+    }
+
     /// The journal's files that do not exist yet (those this run would create).
     private static func missingFiles(of path: String) -> [String] {
         [path, path + "-wal", path + "-shm"].filter { access($0, F_OK) != 0 }
@@ -279,8 +286,9 @@ extension SimulateCommand {
             fixOptions.settings.storeSync = (JournalDurability(rawValue: durability ?? "fsync") ?? .fsync) == .fsync
         }
         // A journal this run creates is removed again if the run is refused, or cannot log on,
-        // before it records anything.
+        // before it records anything; so is a store it creates, if it never logs on.
         let created = journal.map(Self.missingFiles(of:)) ?? []
+        let newStore = fixOptions.settings.storePath.flatMap { access($0, F_OK) != 0 ? $0 : nil }
         var openedStore: SQLiteJournalStore?
         if let journal {
             var refusal: String?
@@ -321,6 +329,7 @@ extension SimulateCommand {
             writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
             // Nothing was recorded when the session could not log on: a journal it created goes again.
             await Self.discard(options.journal, store: openedStore, created: created)
+            if let newStore, (error as? FIXSimulationError)?.beforeLogon == true { Self.removeNewStore(newStore) }
             throw ExitCode((error as? FIXSimulationError)?.interrupted == true ? 130 : 2)
         }
         if showProgress { writeToStandardError("\n") }
