@@ -110,6 +110,10 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     private let encoder = JSONEncoder()
     /// `seqnums`, open for writing in place.
     private let sequenceFile: Int32
+    /// `lock`, whose record lock says this process uses the store.
+    private let lockFile: Int32
+    /// `closeFiles()` was called: the descriptors are no longer ours.
+    private var isClosed = false
     /// fsync before each sequence number is recorded (see `init`).
     private let synchronous: Bool
     /// Messages or fills were appended since the last fsync.
@@ -135,6 +139,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         } catch {
             throw FIXStoreError("cannot create the directory \(directory): \(error.localizedDescription)")
         }
+        lockFile = try Self.lockStore(self.directory.appendingPathComponent("lock").path, directory: directory)
         let seqURL = self.directory.appendingPathComponent("seqnums")
         if let text = try? String(contentsOf: seqURL, encoding: .utf8) {
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
@@ -189,10 +194,42 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
     }
 
-    deinit {
-        close(log)
+    deinit { closeFiles() }
+
+    /// Closes the store's files and gives up its lock, as the end of the process would; the store
+    /// is not used afterwards (its writes then fail). For a test that plays a killed process.
+    public func closeFiles() {
+        guard !isClosed else { return }
+        isClosed = true
+        Glibc.close(log)
         try? executionLog.close()
-        close(sequenceFile)
+        Glibc.close(sequenceFile)
+        Glibc.close(lockFile)
+    }
+
+    /// Takes a write lock on the store's `lock` file for this process, or throws when another
+    /// process holds it: two sessions writing one store would each record the other's sequence
+    /// numbers. A POSIX record lock, held per process (a store reopened in this process takes it
+    /// again, and the first of the two to close gives it up), dropped by the kernel when the
+    /// process dies.
+    private static func lockStore(_ path: String, directory: String) throws(FIXStoreError) -> Int32 {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FIXStoreError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var lock = Glibc.flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        guard fcntl(descriptor, F_SETLK, &lock) == 0 else {
+            let busy = errno == EAGAIN || errno == EACCES
+            let reason = String(cString: strerror(errno))
+            var holder = Glibc.flock()
+            holder.l_type = Int16(F_WRLCK)
+            holder.l_whence = Int16(SEEK_SET)
+            let pid = busy && fcntl(descriptor, F_GETLK, &holder) == 0 && holder.l_type != Int16(F_UNLCK) ? " (process \(holder.l_pid))" : ""
+            close(descriptor)
+            throw FIXStoreError(busy ? "the FIX store \(directory) is in use by another process\(pid): one session per store"
+                                     : "cannot lock \(path): \(reason)")
+        }
+        return descriptor
     }
 
     /// MsgSeqNum of our next outgoing message.

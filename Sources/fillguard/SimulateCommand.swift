@@ -93,7 +93,7 @@ struct SimulateCommand: AsyncParsableCommand {
     /// Removes a FIX store directory this run created and never logged on with: its files (the
     /// sequence numbers, the Logon it sent, no fills) and the directory itself.
     private static func removeNewStore(_ path: String) {
-        for file in ["seqnums", "messages", "executions", "executions.old"] { unlink(path + "/" + file) }
+        for file in ["seqnums", "messages", "executions", "executions.old", "lock"] { unlink(path + "/" + file) }
         rmdir(path)
     }
 

@@ -290,8 +290,8 @@ struct RecoverCommandOverFIXTests {
         let storePath = directory.appendingPathComponent("fix").path
 
         // A journaled manager over FIX trades a bracket, then dies without a Logout.
-        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port), store: try FileFIXSessionStore(directory: storePath),
-                               logger: quietLogger)
+        let fixStore = try FileFIXSessionStore(directory: storePath)
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port), store: fixStore, logger: quietLogger)
         try await broker.start()
         let journal = Journal(store: try SQLiteJournalStore(path: journalPath, durability: .fsync))
         let manager = FillManager(broker: broker, journal: journal, logger: quietLogger)
@@ -313,8 +313,9 @@ struct RecoverCommandOverFIXTests {
         let mark = peer.lines.count
         await broker.abort()
         feed.cancel()
-        // The process is gone: the kernel would drop its lock on the journal file.
+        // The process is gone: the kernel would drop its locks on the journal file and the store.
         await journal.close()
+        fixStore.closeFiles()
         try await peer.waitFor(from: mark) { $0 == "EVENT logout" }
 
         // While down, the target partly fills.

@@ -514,7 +514,7 @@ struct SessionSupportTests {
         let reopened = try FileFIXSessionStore(directory: directory)
         #expect(reopened.nextSenderSeqNum == 472, "471 went out: the next is 472")
         #expect(reopened.nextTargetSeqNum == 90)
-        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory)) == ["seqnums", "messages", "executions"])
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory)) == ["seqnums", "messages", "executions", "lock"])
     }
 
     @Test("seqnums is rewritten in place at one length: an earlier build's file is read and converted, a shorter number leaves no stale digits, and a file left aside goes")

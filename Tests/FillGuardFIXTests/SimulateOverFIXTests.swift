@@ -211,6 +211,13 @@ struct SimulateOverFIXTests {
         let simulated = try await runChild(binary, ["simulate", "--journal", journal, "--duration", "1"])
         #expect(simulated.status == 2 && simulated.standardError.contains("use it with --broker fix"), "\(simulated.standardError)")
         #expect(!FileManager.default.fileExists(atPath: journal + ".exchange"), "no simulated exchange was started beside it")
+        // The store in use by another process (this one): refused before the Logon.
+        do {
+            let held = try FileFIXSessionStore(directory: store)
+            let busy = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--duration", "1"] + endpoint)
+            #expect(busy.status == 2 && busy.standardError.contains("is in use by another process (process \(getpid()))"), "\(busy.standardError)")
+            #expect(held.nextSenderSeqNum > 1, "the store was left as it was")
+        }
         let storelessRecover = try await runChild(binary, ["recover", "--journal", journal] + endpoint)
         #expect(storelessRecover.status == 2 && storelessRecover.standardError.contains("kept a FIX session store: give it"), "\(storelessRecover.standardError)")
         // A new store against the session the exchange kept: refused at the Logon, with what to do.
