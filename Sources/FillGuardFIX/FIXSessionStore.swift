@@ -46,16 +46,25 @@ extension FIXSessionStore {
     public var storedExecutions: [ExecutionReport] { [] }
 }
 
-/// A store in memory: for tests and sessions that reset on every logon.
+/// A store in memory: for tests and sessions that reset on every logon. It keeps the sent
+/// messages of the newest `messagesKept` sequence numbers for a resend (the session gap-fills a
+/// request for older ones), so a long session's memory stays bounded.
 public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     // Guarded by the protocol's contract: one caller at a time (the session driver).
     private var sender = 1
     private var target = 1
     private var stored: [Int: [UInt8]] = [:]
     private var executions = ExecutionGenerations(size: 1_024)
+    /// How many of the newest sequence numbers keep their message.
+    public let messagesKept: Int
+    /// Every sequence number below this one has had its message forgotten.
+    private var forgottenBelow = 1
 
-    /// An empty store starting both sequences at 1.
-    public init() {}
+    /// An empty store starting both sequences at 1, keeping the messages of the newest
+    /// `messagesKept` sequence numbers (100,000 by default: at most a few tens of MB).
+    public init(messagesKept: Int = 100_000) {
+        self.messagesKept = max(1, messagesKept)
+    }
 
     /// MsgSeqNum of our next outgoing message.
     public var nextSenderSeqNum: Int { sender }
@@ -66,8 +75,16 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
         self.sender = sender
         self.target = target
     }
-    /// Keeps a sent message.
-    public func storeMessage(seq: Int, bytes: [UInt8]) throws(FIXStoreError) { stored[seq] = bytes }
+    /// Keeps a sent message, and forgets those `messagesKept` sequence numbers or more behind it.
+    public func storeMessage(seq: Int, bytes: [UInt8]) throws(FIXStoreError) {
+        stored[seq] = bytes
+        // Each number is passed once: forgetting costs nothing per message on average.
+        let keepFrom = seq - messagesKept + 1
+        while forgottenBelow < keepFrom {
+            stored.removeValue(forKey: forgottenBelow)
+            forgottenBelow += 1
+        }
+    }
     /// The stored messages in `range`.
     public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] { stored.filter { range.contains($0.key) } }
     /// Forgets the messages and sequence numbers; the fills are kept (they happened whatever the sequence).
@@ -75,6 +92,7 @@ public final class InMemoryFIXSessionStore: FIXSessionStore, @unchecked Sendable
         sender = 1
         target = 1
         stored = [:]
+        forgottenBelow = 1
     }
     /// Keeps a received fill (the newest 1,024 to 2,048).
     public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) { _ = executions.append(report) }

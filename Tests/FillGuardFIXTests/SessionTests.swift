@@ -600,6 +600,20 @@ struct SessionSupportTests {
         #expect(ordinary.syncs == 0)
     }
 
+    @Test("the in-memory store keeps the messages of its newest sequence numbers only, also across gaps and a reset")
+    func inMemoryStoreKeepsABoundedWindowOfMessages() throws {
+        let store = InMemoryFIXSessionStore(messagesKept: 3)
+        for seq in [1, 2, 4, 5] { try store.storeMessage(seq: seq, bytes: [UInt8(seq)]) }
+        #expect(store.messages(in: 1...10) == [4: [4], 5: [5]], "3 numbers back from 5: 3, 4, 5 (3 was an admin message, never stored)")
+        try store.storeMessage(seq: 9, bytes: [9])
+        #expect(store.messages(in: 1...10) == [9: [9]])
+        try store.reset()
+        try store.storeMessage(seq: 1, bytes: [1])
+        try store.storeMessage(seq: 2, bytes: [2])
+        #expect(store.messages(in: 1...10) == [1: [1], 2: [2]], "numbering starts again at 1 after a reset")
+        #expect(InMemoryFIXSessionStore().messagesKept == 100_000)
+    }
+
     @Test func inMemoryStoreKeepsFillsAcrossAReset() throws {
         let store = InMemoryFIXSessionStore()
         let fill = ExecutionReport(executionID: "E1", orderID: "P1-sl", symbol: "GLD", side: .sell, lastQuantity: 10, lastPrice: Price("245")!)
