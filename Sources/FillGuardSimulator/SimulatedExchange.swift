@@ -117,7 +117,7 @@ public final class SimulatedExchange: Broker, Sendable {
             throw ExchangeLogError(message: "the session in \(path) traded \(saved.nativeModify ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting")
         }
         guard saved.nativeModify || saved.strategy == session.strategy else {
-            throw ExchangeLogError(message: "the session in \(path) replaced orders with --strategy \(saved.strategy); run with the same setting")
+            throw ExchangeLogError(message: "the session in \(path) ran with --strategy \(saved.strategy); run with the same setting")
         }
     }
 

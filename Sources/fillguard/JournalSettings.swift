@@ -45,7 +45,7 @@ enum JournalSettings {
             return "the journal's session traded \(modify == "native" ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting"
         }
         if saved != given.strategy {
-            return "the journal's session replaced orders with --strategy \(saved); run with the same setting"
+            return "the journal's session ran with --strategy \(saved); run with the same setting"
         }
         let cover = try store.setting("flippedCover") ?? "bracket"
         guard FlippedPositionCover(rawValue: cover) != nil else {
