@@ -52,6 +52,8 @@ public struct FIXSimulationError: Error, Sendable, CustomStringConvertible {
 /// every symbol while trading, snapshots when a bracket opens), fills come as execution reports,
 /// and the final check compares FillGuard with the broker's own account of every order of the
 /// run (OrderMassStatusRequest): net per symbol, filled totals, live orders and protection.
+/// With a journal (`SimulationOptions.journal`) it first recovers what an earlier session left,
+/// reconciled with the broker, and carries those positions on.
 public final class FIXSimulationSession: Sendable {
     private let options: SimulationOptions
     private let fix: FIXSimulationOptions
