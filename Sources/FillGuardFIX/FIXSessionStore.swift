@@ -162,6 +162,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         if let text = try? String(contentsOf: seqURL, encoding: .utf8) {
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             guard parts.count == 2, let sender = Int(parts[0]), let target = Int(parts[1]), sender >= 1, target >= 1 else {
+                close(lockFile)
                 throw FIXStoreError("corrupt sequence file \(seqURL.path): \"\(text)\"")
             }
             self.sender = sender
@@ -170,12 +171,17 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         // Left by an earlier build, killed while it replaced `seqnums` by renaming this over it.
         unlink(self.directory.appendingPathComponent("seqnums.new").path)
         sequenceFile = open(seqURL.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard sequenceFile >= 0 else { throw FIXStoreError("cannot open \(seqURL.path): \(String(cString: strerror(errno)))") }
+        guard sequenceFile >= 0 else {
+            let reason = String(cString: strerror(errno))
+            close(lockFile)
+            throw FIXStoreError("cannot open \(seqURL.path): \(reason)")
+        }
         let logURL = self.directory.appendingPathComponent("messages")
         log = open(logURL.path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard log >= 0 else {
             let reason = String(cString: strerror(errno))
             close(sequenceFile)
+            close(lockFile)
             throw FIXStoreError("cannot open \(logURL.path): \(reason)")
         }
         let (index, logRecordsLength) = Self.indexLog((try? Data(contentsOf: logURL)).map { Array($0) } ?? [])
@@ -186,6 +192,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
             let reason = String(cString: strerror(errno))
             close(sequenceFile)
             close(log)
+            close(lockFile)
             throw FIXStoreError("cannot truncate \(logURL.path): \(reason)")
         }
         // A message is logged before it is sent: one logged past the recorded number was sent
@@ -197,7 +204,15 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         let currentURL = self.directory.appendingPathComponent("executions")
         let (current, completeLength) = Self.readExecutions(at: currentURL)
         executions.current = current
-        executionLog = try Self.openForAppending(currentURL, truncatingTo: completeLength)
+        do {
+            executionLog = try Self.openForAppending(currentURL, truncatingTo: completeLength)
+        } catch {
+            close(sequenceFile)
+            close(log)
+            close(lockFile)
+            throw error
+        }
+        // Every file is open from here on: a failure below closes them all (deinit).
         // In the fixed-width form from here on (a file of an earlier build, or a new one).
         try writeSequenceNumbers()
         guard ftruncate(sequenceFile, off_t(Self.sequenceRecordLength)) == 0 else {
