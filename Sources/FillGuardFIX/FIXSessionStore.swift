@@ -229,6 +229,11 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     deinit { closeFiles() }
 
+    /// Throws once `closeFiles()` was called: its descriptor numbers may name other files now.
+    private func refuseIfClosed() throws(FIXStoreError) {
+        if isClosed { throw FIXStoreError("the store in \(directory.path) is closed") }
+    }
+
     /// Closes the store's files and gives up its lock, as the end of the process would; the store
     /// is not used afterwards (its writes then fail). For a test that plays a killed process.
     public func closeFiles() {
@@ -273,6 +278,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// Records both sequence numbers (kept across a killed process; not fsynced).
     public func setSequenceNumbers(sender: Int, target: Int) throws(FIXStoreError) {
         guard sender != self.sender || target != self.target else { return }
+        try refuseIfClosed()
         self.sender = sender
         self.target = target
         if synchronous { try synchronize() }
@@ -330,6 +336,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     /// Appends a sent message to the log.
     public func storeMessage(seq: Int, bytes: [UInt8]) throws(FIXStoreError) {
+        try refuseIfClosed()
         let record = Array("\(seq) \(bytes.count)\n".utf8) + bytes
         let written = record.withUnsafeBytes { write(log, $0.baseAddress, $0.count) }
         guard written == record.count else {
@@ -347,6 +354,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// out: the session fills its place with a gap fill).
     public func messages(in range: ClosedRange<Int>) -> [Int: [UInt8]] {
         var result: [Int: [UInt8]] = [:]
+        guard !isClosed else { return result }
         for (seq, entry) in logged where range.contains(seq) {
             var bytes = [UInt8](repeating: 0, count: entry.length)
             let read = bytes.withUnsafeMutableBytes { pread(log, $0.baseAddress, entry.length, off_t(entry.offset)) }
@@ -357,6 +365,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
 
     /// Appends a received fill to `executions`; a full generation becomes `executions.old`.
     public func storeExecution(_ report: ExecutionReport) throws(FIXStoreError) {
+        try refuseIfClosed()
         let line: Data
         do {
             line = try encoder.encode(report) + Data([UInt8(ascii: "\n")])
@@ -393,6 +402,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// Forgets the messages and restarts both sequences at 1; the fills are kept (they happened
     /// whatever the sequence).
     public func reset() throws(FIXStoreError) {
+        try refuseIfClosed()
         guard ftruncate(log, 0) == 0 else {
             throw FIXStoreError("cannot truncate the message log: \(String(cString: strerror(errno)))")
         }

@@ -565,6 +565,11 @@ struct SessionSupportTests {
         let reopened = try FileFIXSessionStore(directory: directory)
         #expect(reopened.messages(in: 1...10) == [1: Array("first".utf8), 2: Array("second".utf8), 3: Array("third\n3 9\n".utf8)])
         #expect(reopened.nextSenderSeqNum == 4, "3 was logged, so it went out: the next is 4")
+        // Closed (a test playing a killed process): nothing more is written through its old descriptors.
+        reopened.closeFiles()
+        #expect(throws: FIXStoreError.self) { try reopened.storeMessage(seq: 4, bytes: [4]) }
+        #expect(throws: FIXStoreError.self) { try reopened.setSequenceNumbers(sender: 5, target: 5) }
+        #expect(reopened.messages(in: 1...10).isEmpty)
     }
 
     @Test("a synchronous store makes the logged messages and fills durable before each sequence number it records, then the number; an ordinary one never syncs")
