@@ -73,9 +73,8 @@ public final class SQLiteJournalStore: JournalStore {
         }
         var configuration = Configuration()
         configuration.label = "fillguard-journal"
-        configuration.prepareDatabase { db in
-            try db.execute(sql: durability == .fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF")
-        }
+        let synchronous = durability == .fsync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF"
+        configuration.prepareDatabase { db in try db.execute(sql: synchronous) }
         // Look first without writing: a database that is not a journal is left exactly as it was
         // (opening the pool would already switch it to WAL).
         try Self.checkIsJournal(path: path, mode: mode)
@@ -84,6 +83,11 @@ public final class SQLiteJournalStore: JournalStore {
         var chain: [String: Int64] = [:]
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // The pool switches its writer to WAL with synchronous=NORMAL after `prepareDatabase`
+            // ran (GRDB's setUpWALMode), and NORMAL syncs the WAL at checkpoints only: a power
+            // loss could take commits already acknowledged. The durability is set again here, on
+            // the writer, once the pool is open.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: synchronous) }
             stored = try pool.write { db in
                 // Another application's database is refused, never written into: a database with
                 // tables must have a journal's format row.
@@ -360,6 +364,11 @@ public final class SQLiteJournalStore: JournalStore {
                            arguments: [symbol, sequence + (1 << 20), Data(body)])
         }
         try queue.close()
+    }
+
+    /// The writer's `PRAGMA synchronous` (2 FULL: the WAL synced at every commit; 0 OFF), for tests.
+    func writerSynchronousSetting() throws -> Int {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     /// Whether the journal holds anything a session wrote (a record or a snapshot).

@@ -1,7 +1,7 @@
 @testable import FillGuard
 import FillGuardCore
 import FillGuardJournalContract
-import FillGuardSQLite
+@testable import FillGuardSQLite
 import FillGuardSimulator
 import Foundation
 import GRDB
@@ -42,6 +42,21 @@ struct JournalStoreTests {
             let path = try temporaryDirectory() + "/journal.sqlite"
             return { try SQLiteJournalStore(path: path, durability: .fsync) }
         }).run()
+    }
+
+    @Test("SQLite's durability is in effect on the writer: FULL (the WAL synced at every commit) with fsync, OFF with off, not the pool's WAL default NORMAL")
+    func sqliteDurabilityIsInEffect() async throws {
+        let directory = try temporaryDirectory()
+        let synced = try SQLiteJournalStore(path: directory + "/fsync.sqlite", durability: .fsync)
+        #expect(try synced.writerSynchronousSetting() == 2)
+        let unsynced = try SQLiteJournalStore(path: directory + "/off.sqlite", durability: .off)
+        #expect(try unsynced.writerSynchronousSetting() == 0)
+        // Reopened (an existing journal): the same.
+        await synced.close()
+        let reopened = try SQLiteJournalStore(path: directory + "/fsync.sqlite", durability: .fsync, mode: .existingJournal)
+        #expect(try reopened.writerSynchronousSetting() == 2)
+        await reopened.close()
+        await unsynced.close()
     }
 
     @Test("SQLite converts a format-1 file (a row per record) to frames on open, keeping every record and its damage")
