@@ -76,6 +76,8 @@ final class RuntimeContext: Sendable {
     let metrics: FillGuardMetrics
     let bus: EventBus
     let work = WorkTracker()
+    /// Symbols whose operations recovery left held after a `positionMismatch`, until released.
+    let heldSymbols = Mutex<Set<Symbol>>([])
     /// Symbols whose fills are being reconciled after a `fillsOverdue` alert (one at a time each).
     let overdueReconciliations = Mutex<Set<Symbol>>([])
     /// Called by a lane that raised `fillsOverdue` (set by the manager: it asks the broker).

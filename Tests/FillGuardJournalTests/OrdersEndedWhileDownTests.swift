@@ -1,6 +1,7 @@
 import FillGuard
 import FillGuardCore
 import FillGuardSimulator
+import Synchronization
 import Testing
 
 /// A simulated exchange whose prices move only when a test sets them; orders fill whole unless
@@ -111,7 +112,23 @@ struct OrdersEndedWhileDownTests {
         #expect(second.manager.releaseHeldOperations(of: Self.symbol))
         await second.settle()
         #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).map(\.id) == [newStop.id], "released: sent as FillGuard's state says")
+        #expect(!second.manager.releaseHeldOperations(of: Self.symbol), "released already")
         #expect(!second.manager.releaseHeldOperations(of: "SLV"), "no such symbol")
+    }
+
+    @Test("a release asked for while recovery still compares the positions releases nothing: the hold stands, and nothing goes out")
+    func releaseDuringRecoveryReleasesNothing() async throws {
+        let exchange = exchange()
+        let (_, survivor) = try await flattenedElsewhereWhileDown(on: exchange)
+        let released = Mutex<Bool?>(nil)
+        let second = try await Process(exchange: exchange, store: survivor, recoverBeforeReconciling: { manager in
+            released.withLock { $0 = manager.releaseHeldOperations(of: Self.symbol) }
+        })
+        await second.settle()
+        #expect(released.withLock { $0 } == false)
+        #expect(second.report.heldSymbols == [Self.symbol])
+        #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).isEmpty, "nothing sent onto the flat account")
+        #expect(second.manager.releaseHeldOperations(of: Self.symbol), "once recovered, the hold can be released")
     }
 
     @Test("with positionMismatch .proceed, and where the broker holds more on the same side, the work goes out as before")

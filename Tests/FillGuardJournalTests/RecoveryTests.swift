@@ -25,7 +25,7 @@ final class Process: Sendable {
     /// Starts a process on `store`: recover, then consume the exchange's reports.
     init(exchange: SimulatedExchange, store: InMemoryJournalStore, snapshotInterval: Int = 1_000,
          unknownOrders: UnknownOrderPolicy = .leave, configure: (inout FillGuardConfiguration) -> Void = { _ in },
-         prepare: (CrashableBroker) -> Void = { _ in }) async throws {
+         prepare: (CrashableBroker) -> Void = { _ in }, recoverBeforeReconciling: (FillManager) async -> Void = { _ in }) async throws {
         self.store = store
         connection = CrashableBroker(exchange)
         journal = Journal(store: store, snapshotInterval: snapshotInterval)
@@ -38,7 +38,7 @@ final class Process: Sendable {
         prepare(connection)
         // Connect first (reports wait in the stream), then reconcile, as with a real broker.
         let events = connection.events()
-        report = try await manager.recover()
+        report = try await manager.recover(beforeReconciling: { await recoverBeforeReconciling(manager) })
         feed = Task {
             for await event in events { manager.receive(event) }
         }

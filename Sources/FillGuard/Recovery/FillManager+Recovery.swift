@@ -97,17 +97,20 @@ extension FillManager {
     private func reconcile() async -> (corrections: [ReconciliationCorrection], held: [Symbol]) {
         var held: Set<Symbol> = []
         let corrections = await reconcileHoldingOperations(held: &held)
+        // Recorded before the other lanes are let go: only from now on can a hold be released.
+        context.heldSymbols.withLock { $0 = held }
         for lane in allLanes() where !held.contains(lane.symbol) { lane.enqueue(.reconciled) }
         return (corrections, held.sorted())
     }
 
     /// Lets a symbol whose operations recovery held after a `positionMismatch`
     /// (`RecoveryReport.heldSymbols`) send them: for a person who has looked at the broker's
-    /// account and wants FillGuard's orders placed as its own state says. False when FillGuard
-    /// has no such symbol.
+    /// account and wants FillGuard's orders placed as its own state says. False when the symbol
+    /// is not held (never was, was released already, or recovery has not finished: nothing goes
+    /// out while the positions are being compared).
     @discardableResult
     public func releaseHeldOperations(of symbol: Symbol) -> Bool {
-        guard let lane = lane(for: symbol, create: false) else { return false }
+        guard context.heldSymbols.withLock({ $0.remove(symbol) }) != nil, let lane = lane(for: symbol, create: false) else { return false }
         lane.enqueue(.reconciled)
         return true
     }
