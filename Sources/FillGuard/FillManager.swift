@@ -50,6 +50,13 @@ public final class FillManager: Sendable {
             context.reject(error, context: "open \(spec.positionID)")
             throw error
         }
+        // A held symbol would take the bracket and send none of it: refused, so the caller knows.
+        if context.heldSymbols.withLock({ $0.contains(spec.symbol) }) {
+            let error = InputError(.symbolHeld, "position \(spec.positionID) not opened: \(spec.symbol) is held, since recovery found its net at the broker "
+                                   + "different from the journal's (positionMismatch); releaseHeldOperations(of:) once a person has looked")
+            context.reject(error, context: "open \(spec.positionID)")
+            throw error
+        }
         let reserved = context.positionSymbols.withLock { map -> Bool in
             guard map[spec.positionID] == nil else { return false }
             map[spec.positionID] = spec.symbol

@@ -39,6 +39,10 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         /// after the shutdown nothing more. A journaled manager learns of a report it refused
         /// this way at its next start, from the broker.
         case shutDown
+        /// The symbol's work is held: recovery found its net at the broker different from the
+        /// journal's in a way FillGuard's orders could make worse (`positionMismatch`), and a
+        /// person has not released it yet (`FillManager.releaseHeldOperations(of:)`).
+        case symbolHeld
     }
 
     /// The kind of problem.

@@ -109,6 +109,12 @@ struct OrdersEndedWhileDownTests {
         #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).isEmpty, "no stop that would open a short on a flat account")
         #expect(exchange.netPosition(of: Self.symbol) == 0)
 
+        // A new bracket on the held symbol is refused, not taken and left unsent.
+        let spec = BracketSpec(positionID: "P2", symbol: Self.symbol, side: .buy, quantity: 100, entryType: .market,
+                               stopLoss: Price("240"), takeProfit: Price("260"))
+        await #expect(throws: InputError.self) { try await second.manager.open(spec) }
+        #expect(second.manager.statistics.rejected[.symbolHeld] == 1)
+
         #expect(second.manager.releaseHeldOperations(of: Self.symbol))
         await second.settle()
         #expect(exchange.liveOrders(of: Self.symbol).filter(Self.isStop).map(\.id) == [newStop.id], "released: sent as FillGuard's state says")
