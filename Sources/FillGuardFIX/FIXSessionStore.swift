@@ -157,7 +157,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         } catch {
             throw FIXStoreError("cannot create the directory \(directory): \(error.localizedDescription)")
         }
-        lockFile = try Self.lockStore(self.directory.appendingPathComponent("lock").path, directory: directory)
+        lockFile = try Self.lockStore(self.directory.appendingPathComponent("lock").path)
         let seqURL = self.directory.appendingPathComponent("seqnums")
         if let text = try? String(contentsOf: seqURL, encoding: .utf8) {
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
@@ -250,7 +250,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
     /// numbers. A POSIX record lock, held per process (a store reopened in this process takes it
     /// again, and the first of the two to close gives it up), dropped by the kernel when the
     /// process dies.
-    private static func lockStore(_ path: String, directory: String) throws(FIXStoreError) -> Int32 {
+    private static func lockStore(_ path: String) throws(FIXStoreError) -> Int32 {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw FIXStoreError("cannot open \(path): \(String(cString: strerror(errno)))") }
         var lock = Glibc.flock()
@@ -264,7 +264,7 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
             holder.l_whence = Int16(SEEK_SET)
             let pid = busy && fcntl(descriptor, F_GETLK, &holder) == 0 && holder.l_type != Int16(F_UNLCK) ? " (process \(holder.l_pid))" : ""
             close(descriptor)
-            throw FIXStoreError(busy ? "the FIX store \(directory) is in use by another process\(pid): one session per store"
+            throw FIXStoreError(busy ? "in use by another process\(pid): one session per store"
                                      : "cannot lock \(path): \(reason)")
         }
         return descriptor

@@ -215,7 +215,7 @@ struct SimulateOverFIXTests {
         do {
             let held = try FileFIXSessionStore(directory: store)
             let busy = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--duration", "1"] + endpoint)
-            #expect(busy.status == 2 && busy.standardError.contains("is in use by another process (process \(getpid()))"), "\(busy.standardError)")
+            #expect(busy.status == 2 && busy.standardError.contains("FIX store \(store): in use by another process (process \(getpid()))"), "\(busy.standardError)")
             #expect(held.nextSenderSeqNum > 1, "the store was left as it was")
         }
         let storelessRecover = try await runChild(binary, ["recover", "--journal", journal] + endpoint)
