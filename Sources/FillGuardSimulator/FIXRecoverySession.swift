@@ -33,6 +33,8 @@ public struct FIXRecoverySession: Sendable {
     public var strategy: SymbolStateMachine.ReplaceStrategy
     /// How a position flipped against its bracket is covered (as the journal's session was run with).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// Symbols whose work a person lets go if recovery holds it (`FillManager.releaseHeldOperations(of:)`).
+    public var release: Set<Symbol> = []
 
     /// A recovery of `journal`, reconciled against the FIX endpoint `fix` describes.
     public init(journal: Journal, fix: FIXSimulationOptions, strategy: SymbolStateMachine.ReplaceStrategy = .cancelThenCreate) {
@@ -73,6 +75,7 @@ public struct FIXRecoverySession: Sendable {
         managerConfiguration.flippedPositionCover = flippedPositionCover
         let manager = FillManager(broker: broker, journal: journal, configuration: managerConfiguration, logger: logger)
         let events = broker.events()
+        let alerts = AlertSamples(manager)
         let recovery: RecoveryReport
         do {
             recovery = try await manager.recover()
@@ -81,6 +84,7 @@ public struct FIXRecoverySession: Sendable {
             throw .journal(error)
         }
         let feed = Task { await manager.run(events) }
+        let notHeld = manager.releaseHeldOperations(of: release)
         // The journal's positions' orders, including those placed after the restart.
         let recovered = await manager.positions()
         let positionIDs = Set(recovered.map(\.id))
@@ -93,12 +97,15 @@ public struct FIXRecoverySession: Sendable {
         let violations = await manager.invariantViolations()
         feed.cancel()
         await manager.shutdown()
+        manager.finishSubscriptions()
+        let collectedAlerts = await alerts.collected()
         await broker.stop()
         // Corrections that could not be journaled were not applied: a storage failure, not a
         // disagreement with the broker.
         if let failure = manager.journalFailure { throw .journal(failure) }
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
-        return RecoverySession.Outcome(state: state, recovery: recovery, problems: violations.map(\.description) + check.problems)
+        return RecoverySession.Outcome(state: state, recovery: recovery, problems: violations.map(\.description) + check.problems,
+                                     notHeld: notHeld, alerts: collectedAlerts)
     }
 }

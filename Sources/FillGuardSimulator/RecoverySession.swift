@@ -14,6 +14,10 @@ public struct RecoverySession: Sendable {
         public var recovery: RecoveryReport
         /// Problems against the exchange's ground truth (empty when all is right).
         public var problems: [String]
+        /// Symbols of `release` that this recovery did not hold (so nothing was released for them).
+        public var notHeld: [Symbol] = []
+        /// The first alerts the manager raised (an operation that failed for good, overdue fills, ...).
+        public var alerts: [String] = []
     }
 
     /// The journal to recover from.
@@ -30,6 +34,8 @@ public struct RecoverySession: Sendable {
     public var strategy: SymbolStateMachine.ReplaceStrategy
     /// How a position flipped against its bracket is covered (as the session was run with).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// Symbols whose work a person lets go if recovery holds it (`FillManager.releaseHeldOperations(of:)`).
+    public var release: Set<Symbol> = []
 
     /// A recovery of `journal`, reconciled against the exchange saved at `exchangeStatePath`.
     /// With `journalID`, the state must be that journal's session's, traded with these settings.
@@ -64,8 +70,10 @@ public struct RecoverySession: Sendable {
             ? FillManager(broker: NoQueriesBroker(exchange), journal: journal, configuration: managerConfiguration, logger: logger)
             : FillManager(broker: exchange, journal: journal, configuration: managerConfiguration, logger: logger)
         let events = exchange.events()
+        let alerts = AlertSamples(manager)
         let recovery = try await manager.recover()
         let feed = Task { await manager.run(events) }
+        let notHeld = manager.releaseHeldOperations(of: release)
         await exchange.settle(manager)
         if let failure = manager.journalFailure {
             // Corrections that could not be journaled were not applied: a storage failure, not
@@ -81,13 +89,22 @@ public struct RecoverySession: Sendable {
         if let failure = exchange.stateFailure { problems.append(failure) }
         feed.cancel()
         await manager.shutdown()
+        manager.finishSubscriptions()
+        let collectedAlerts = await alerts.collected()
         // The stop writes a snapshot of every symbol: a journal that fails then is said, not hidden.
         if let failure = manager.journalFailure {
             problems.append(SimulationReport.journalFailedWhileStopping(failure))
         }
         let statistics = manager.statistics
         let state = ReplayReport(positions: positions, rejected: [], operations: statistics.operations, alerts: [], violations: violations)
-        return Outcome(state: state, recovery: recovery, problems: problems)
+        return Outcome(state: state, recovery: recovery, problems: problems, notHeld: notHeld, alerts: collectedAlerts)
+    }
+}
+
+extension FillManager {
+    /// Releases every symbol of `symbols` that recovery holds; returns the others, sorted.
+    func releaseHeldOperations(of symbols: Set<Symbol>) -> [Symbol] {
+        symbols.sorted().filter { !releaseHeldOperations(of: $0) }
     }
 }
 

@@ -19,6 +19,10 @@ struct RecoverCommand: AsyncParsableCommand {
             session store (--fix-store or FileStorePath) the journal's session used, so the counterparty resends \
             the execution reports sent while FillGuard was down; the check then compares FillGuard with the \
             broker's order mass status for the journal's orders. \
+            A symbol whose net at the broker differs from the journal's in a way FillGuard's orders could \
+            worsen (the broker flat, on the other side or holding less) is held: nothing is sent for it, and \
+            a `held:` line names it. Once a person has looked at the account, --release SYMBOL sends its work \
+            as the journal's state says. \
             Corrections and repairs go to standard error. Exit codes: 0 recovered and consistent, 1 a check \
             against the broker's ground truth or an invariant failed, 2 unusable arguments, an unreachable \
             endpoint or an unreadable, corrupted or newer journal.
@@ -48,6 +52,11 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "The broker: simulated (the exchange state saved next to the journal) or fix (a FIX 4.4 endpoint).")
     var broker = "simulated"
 
+    @Option(name: .customLong("release"),
+            help: ArgumentHelp("A symbol recovery holds after a position mismatch whose work is to be sent anyway, as the journal's state says (repeat for several). Look at the broker's account first.",
+                               valueName: "symbol"))
+    var release: [String] = []
+
     @OptionGroup var fix: FIXCommandOptions
 
     func validate() throws {
@@ -56,6 +65,9 @@ struct RecoverCommand: AsyncParsableCommand {
         }
         guard FlippedPositionCover(rawValue: flippedCover) != nil else {
             throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
+        }
+        for symbol in release where symbol.allSatisfy(\.isWhitespace) {
+            throw ValidationError("--release needs a symbol, not '\(symbol)'")
         }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
         if broker == "simulated" {
@@ -102,6 +114,7 @@ struct RecoverCommand: AsyncParsableCommand {
         logger.logLevel = .critical
         let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         let cover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
+        let releasing = Set(release.map { Symbol($0) })
         let outcome: RecoverySession.Outcome
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
@@ -131,11 +144,13 @@ struct RecoverCommand: AsyncParsableCommand {
                 }
                 var session = FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy)
                 session.flippedPositionCover = cover
+                session.release = releasing
                 outcome = try await session.run(logger: logger)
             } else {
                 var session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
                                               nativeModify: !noModify, strategy: replaceStrategy, journalID: store.identity)
                 session.flippedPositionCover = cover
+                session.release = releasing
                 outcome = try await session.run(logger: logger)
             }
         } catch {
@@ -148,11 +163,24 @@ struct RecoverCommand: AsyncParsableCommand {
         if !hasExchange { writeToStandardError("no exchange state at '\(statePath)': not reconciled\n") }
         for notice in recovery.notices { writeToStandardError("journal repaired: \(notice)\n") }
         for correction in recovery.corrections { writeToStandardError("corrected: \(correction)\n") }
+        for symbol in recovery.heldSymbols {
+            if releasing.contains(symbol) {
+                writeToStandardError("released: \(symbol): its work was sent as the journal's state says (--release)\n")
+            } else {
+                writeToStandardError("held: \(symbol): nothing is sent for it until a person has looked at the broker's account; "
+                                     + "recover again with --release \(symbol) to send its work as the journal's state says\n")
+            }
+        }
+        for alert in outcome.alerts { writeToStandardError("alert: \(alert)\n") }
+        for symbol in outcome.notHeld {
+            writeToStandardError("fillguard: --release \(symbol): this recovery did not hold \(symbol); nothing released\n")
+        }
         try printResult(json ? outcome.state.json : outcome.state.text)
         if !outcome.problems.isEmpty {
             for problem in outcome.problems { writeToStandardError("check failed: \(problem)\n") }
             throw ExitCode(1)
         }
+        if !outcome.notHeld.isEmpty { throw ExitCode(1) }
     }
 }
 

@@ -1,0 +1,153 @@
+import FillGuard
+import FillGuardCore
+import FillGuardSimulator
+import FillGuardSQLite
+import Foundation
+import Testing
+
+/// `fillguard recover --release SYMBOL`: a `RecoverySession` against a saved exchange state that
+/// lets a person send the work recovery held after a position mismatch, symbol by symbol.
+@Suite("Recovery: releasing held symbols")
+struct ReleaseHeldTests {
+    private static let market: SimulatorConfiguration = {
+        var market = SimulatorConfiguration(seed: 1)
+        market.volatilityBasisPoints = 0
+        market.partialFillAbove = nil
+        return market
+    }()
+
+    private static func bracket(_ position: PositionID, _ symbol: Symbol, price: Int) -> BracketSpec {
+        BracketSpec(positionID: position, symbol: symbol, side: .buy, quantity: 300, entryType: .market,
+                    stopLoss: Price(integerLiteral: Int64(price - 10)), takeProfit: Price(integerLiteral: Int64(price + 10)))
+    }
+
+    private static func isStop(_ order: SimulatedOrder) -> Bool {
+        if case .stop = order.type { return true } else { return false }
+    }
+
+    /// Long 300 of GLD and of SLV, each with its stop and target, journaled; the process dies;
+    /// while it is down someone flattens both at the exchange and cancels their orders. Returns
+    /// the journal that survived and the exchange state's path.
+    private static func bothFlattenedWhileDown() async throws -> (InMemoryJournalStore, String) {
+        let statePath = try temporaryDirectory() + "/run.exchange"
+        let exchange = try SimulatedExchange(configuration: market, symbols: ["GLD": 248, "SLV": 30], statePath: statePath)
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket("P1", "GLD", price: 248))
+        try await first.manager.open(bracket("P2", "SLV", price: 30))
+        await first.settle()
+        #expect(exchange.liveOrders(of: "GLD").count == 2 && exchange.liveOrders(of: "SLV").count == 2)
+        let survivor = first.kill()
+        for symbol: Symbol in ["GLD", "SLV"] {
+            try await exchange.submit(NewOrderRequest(orderID: OrderID("MANUAL-\(symbol)"), symbol: symbol, side: .sell, type: .market,
+                                                      quantity: 300, timeInForce: .immediateOrCancel))
+            for order in exchange.liveOrders(of: symbol) { try await exchange.cancel(CancelOrderRequest(orderID: order.id, symbol: symbol)) }
+            #expect(exchange.netPosition(of: symbol) == 0 && exchange.liveOrders(of: symbol).isEmpty)
+        }
+        return (survivor, statePath)
+    }
+
+    @Test("the named held symbol's work is sent, the other stays held, and a symbol that was not held is named back")
+    func releasesOnlyTheNamedHeldSymbols() async throws {
+        let (survivor, statePath) = try await Self.bothFlattenedWhileDown()
+        var session = RecoverySession(journal: Journal(store: survivor), exchangeStatePath: statePath)
+        session.release = ["GLD", "XYZ"]
+        let outcome = try await session.run(logger: .quiet)
+        #expect(outcome.recovery.heldSymbols == ["GLD", "SLV"])
+        #expect(outcome.notHeld == ["XYZ"])
+        #expect(outcome.alerts.contains { $0.contains("protectiveEndedByBroker P1 stopLoss") }, "the cancelled stop is told: \(outcome.alerts)")
+        #expect(!outcome.alerts.contains { $0.contains("operationFailed") }, "\(outcome.alerts)")
+
+        // The exchange as the session left it (its state file, read again).
+        let after = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: statePath)
+        #expect(after.liveOrders(of: "GLD").filter(Self.isStop).map(\.quantity) == [300], "released: placed as the journal's state says")
+        #expect(after.liveOrders(of: "SLV").isEmpty, "still held: nothing sent onto the flat account")
+        #expect(outcome.problems.contains { $0.contains("GLD") } && outcome.problems.contains { $0.contains("SLV") },
+                "the mismatch stays a problem for a person either way: \(outcome.problems)")
+
+        // Without --release, nothing is sent for either.
+        let (otherSurvivor, otherPath) = try await Self.bothFlattenedWhileDown()
+        let held = try await RecoverySession(journal: Journal(store: otherSurvivor), exchangeStatePath: otherPath).run(logger: .quiet)
+        #expect(held.recovery.heldSymbols == ["GLD", "SLV"] && held.notHeld.isEmpty)
+        let untouched = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: otherPath)
+        #expect(untouched.liveOrders(of: "GLD").isEmpty && untouched.liveOrders(of: "SLV").isEmpty)
+    }
+
+    @Test("an operation that fails for good after a release is reported as an alert, not lost in the state")
+    func releasedWorkThatFailsIsAlerted() async throws {
+        let (survivor, statePath) = try await Self.bothFlattenedWhileDown()
+        // A venue that no longer lists the symbols: its state keeps no order of them.
+        let kept = try String(contentsOfFile: statePath, encoding: .utf8).split(separator: "\n")
+            .filter { !$0.hasPrefix("{\"order\"") && !$0.hasPrefix("{\"execution\"") }
+        try (kept.joined(separator: "\n") + "\n").write(toFile: statePath, atomically: true, encoding: .utf8)
+        var session = RecoverySession(journal: Journal(store: survivor), exchangeStatePath: statePath)
+        session.release = ["GLD"]
+        let outcome = try await session.run(logger: .quiet)
+        #expect(outcome.notHeld.isEmpty)
+        #expect(outcome.alerts.contains { $0.contains("operationFailed") && $0.contains("GLD") && $0.contains("unknown symbol") },
+                "\(outcome.alerts)")
+        #expect(!outcome.alerts.contains { $0.contains("SLV") }, "SLV stays held: nothing was sent for it")
+    }
+
+    @Test("fillguard recover --release: the named held symbol's work goes out, the other is named as held, a symbol not held exits 1")
+    func recoverCommandReleases() async throws {
+        let journalPath = try temporaryDirectory() + "/run.journal"
+        let statePath = journalPath + ".exchange"
+        let exchange = try SimulatedExchange(configuration: Self.market, symbols: ["GLD": 248, "SLV": 30], statePath: statePath)
+        let manager = FillManager(broker: exchange, journal: Journal(store: try SQLiteJournalStore(path: journalPath, durability: .fsync)),
+                                  configuration: FillGuardConfiguration(rearmDelay: nil), logger: .quiet)
+        _ = try await manager.recover()
+        let feed = Task { await manager.run(exchange.events()) }
+        try await manager.open(Self.bracket("P1", "GLD", price: 248))
+        try await manager.open(Self.bracket("P2", "SLV", price: 30))
+        await exchange.settle(manager)
+        feed.cancel()
+        #expect(await manager.shutdown())
+        for symbol: Symbol in ["GLD", "SLV"] {
+            try await exchange.submit(NewOrderRequest(orderID: OrderID("MANUAL-\(symbol)"), symbol: symbol, side: .sell, type: .market,
+                                                      quantity: 300, timeInForce: .immediateOrCancel))
+            for order in exchange.liveOrders(of: symbol) { try await exchange.cancel(CancelOrderRequest(orderID: order.id, symbol: symbol)) }
+        }
+
+        let refused = try await runFillguard(["recover", "--journal", journalPath, "--release", " "])
+        #expect(refused.status == 2 && refused.standardError.contains("--release needs a symbol"), "\(refused)")
+
+        let released = try await runFillguard(["recover", "--journal", journalPath, "--release", "GLD", "--release", "XYZ"])
+        #expect(released.status == 1, "the mismatch stays, and XYZ was not held: \(released)")
+        #expect(released.standardError.contains("released: GLD:") && released.standardError.contains("held: SLV:"), "\(released.standardError)")
+        #expect(released.standardError.contains("--release XYZ: this recovery did not hold XYZ"), "\(released.standardError)")
+        let after = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: statePath)
+        #expect(after.liveOrders(of: "GLD").filter(Self.isStop).map(\.quantity) == [300], "sent as the journal's state says")
+        #expect(after.liveOrders(of: "SLV").isEmpty, "held: nothing sent")
+    }
+}
+
+/// A run of the debug `fillguard` binary that `swift build --build-tests` made beside the tests.
+private struct FillguardRun: Sendable, CustomStringConvertible {
+    var status: Int32
+    var standardOutput: String
+    var standardError: String
+    var description: String { "exit \(status)\n\(standardError)" }
+}
+
+/// Runs `fillguard` with `arguments` to its end, its output sent to files (read once it exited).
+private func runFillguard(_ arguments: [String]) async throws -> FillguardRun {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let directory = try temporaryDirectory()
+    let outputPath = directory + "/stdout", errorPath = directory + "/stderr"
+    for path in [outputPath, errorPath] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+    let process = Foundation.Process()
+    process.executableURL = root.appendingPathComponent(".build/debug/fillguard")
+    process.arguments = arguments
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+    process.standardError = FileHandle(forWritingAtPath: errorPath)
+    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+        do { try process.run() } catch {
+            process.terminationHandler = nil
+            continuation.resume(throwing: error)
+        }
+    }
+    return FillguardRun(status: status, standardOutput: try String(contentsOfFile: outputPath, encoding: .utf8),
+                        standardError: try String(contentsOfFile: errorPath, encoding: .utf8))
+}
