@@ -82,8 +82,15 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         }
         // A control character (a NUL, a line break) is no ticker, and a journal's storage or a
         // protocol could cut the symbol there, mixing it up with another.
-        guard !symbol.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw InputError(.malformed, "symbol \(symbol.name.debugDescription) contains a control character")
+        for (name, text) in [("symbol", symbol.name), ("position id", positionID.rawValue)] {
+            guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw InputError(.malformed, "\(name) \(text.debugDescription) contains a control character")
+            }
+            // "GLD " would be another symbol than "GLD", and a blank one names nothing.
+            guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last,
+                  !first.properties.isWhitespace, !last.properties.isWhitespace else {
+                throw InputError(.malformed, "\(name) \(text.debugDescription) starts or ends with white space")
+            }
         }
         for (name, price) in [("stopLoss", stopLoss), ("takeProfit", takeProfit)] {
             if let price, price.units <= 0 || price > .maximum {

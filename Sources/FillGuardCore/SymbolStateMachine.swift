@@ -350,7 +350,7 @@ public struct SymbolStateMachine: Sendable {
             throw InputError(.malformed, "a fill of order \(orders[s].id) has no execution id, so a repeat of it could not be told apart")
         }
         guard report.commission.units.magnitude <= ExecutionReport.maximumCommission.units.magnitude else {
-            throw InputError(.invalidCommission, "execution \(report.executionID) has a commission of \(report.commission), beyond \(ExecutionReport.maximumCommission)")
+            throw InputError(.invalidCommission, "execution \(report.executionID) has a commission of \(report.commission), beyond ±\(ExecutionReport.maximumCommission)")
         }
         if let reported = report.cumulativeQuantity, !reported.isWithinRange {
             throw InputError(.invalidQuantity, "reported quantity \(reported) is out of range")

@@ -110,7 +110,7 @@ struct ReplayTests {
     func textEscapesControlCharacters() {
         let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#
         let text = TraceReplayer.replay(trace).text
-        #expect(text.contains(#"P1\u{A}P9 S open: net 1000 S pending"#), "\(text)")
+        #expect(text.contains(#"malformed: position id "P1\nP9 S open: net 1000" contains a control character"#), "refused, and shown escaped: \(text)")
         #expect(!text.contains("\nP9"))
         // A symbol with a control character is refused, and the refusal shows it escaped.
         let terminal = TraceReplayer.replay(#"{"type":"open","position":"P1","symbol":"S\u001b[2J","side":"buy","quantity":"100"}"#).text
@@ -279,6 +279,34 @@ struct ReplayTests {
         let marked = TraceReplayer.replay(bytes: [0xEF, 0xBB, 0xBF] + Array((Self.openLong + "\n" + Self.fill("entry", "5", "E1")).utf8))
         #expect(marked.rejected.isEmpty, "a byte-order mark before the first line is skipped")
         #expect(marked.positions.first?.netQuantity == 5)
+    }
+
+    @Test("a line in UTF-16 or UTF-32, or with any raw control byte, is refused: the decoder must not guess another encoding")
+    func wideOrControlBytesAreRefused() {
+        let fill = Self.fill("entry", "100", "E1")
+        let trailingComma = String(fill.dropLast()) + ",}"
+        var bytes = Array((Self.openLong + "\n").utf8)
+        bytes += fill.utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] } + [0x0A]            // line 2: UTF-16LE
+        bytes += fill.unicodeScalars.flatMap { [0, 0, 0, UInt8($0.value)] } + [0x0A]           // line 3: UTF-32BE
+        bytes += trailingComma.utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } + [0x0A]   // line 4: UTF-16BE, not even JSON
+        bytes += Array(fill.utf8.prefix(5)) + [0x01] + Array(fill.utf8.dropFirst(5)) + [0x0A]    // line 5: a raw control byte
+        bytes += Array((Self.fill("entry", "40", "E2") + "\n").utf8)
+        let report = TraceReplayer.replay(bytes: bytes)
+        #expect(report.rejected.map(\.line) == [2, 3, 4, 5])
+        #expect(report.rejected.allSatisfy { $0.error.code == .malformed }, "\(report.rejected)")
+        #expect(report.rejected.prefix(3).allSatisfy { $0.error.message.contains("UTF-16 or UTF-32") }, "\(report.rejected)")
+        #expect(report.positions.first?.netQuantity == 40, "only the UTF-8 fill counts")
+    }
+
+    @Test("a symbol or position id with white space at either end, or a blank one, is refused: \"GLD \" would be another symbol")
+    func paddedIdentifiersAreRefused() {
+        for (symbol, position) in [(" ", "P"), ("GLD ", "P"), (" GLD", "P"), ("GLD", " "), ("GLD", "P\t"), ("GLD", "\u{A0}P")] {
+            let line = #"{"type":"open","position":"\#(position)","symbol":"\#(symbol)","side":"buy","quantity":"100"}"#
+            let report = TraceReplayer.replay(line)
+            #expect(report.rejected.first?.error.code == .malformed && report.positions.isEmpty, "\(line): \(report.rejected)")
+        }
+        let inner = TraceReplayer.replay(#"{"type":"open","position":"P 1","symbol":"BRK B","side":"buy","quantity":"100"}"#)
+        #expect(inner.rejected.isEmpty && inner.positions.count == 1, "white space inside is a name's own")
     }
 
     @Test("a trace fed in chunks, split anywhere (a \\r\\n pair and a multi-byte character included), replays as the whole does")

@@ -22,6 +22,13 @@ enum JSONValue: Decodable, Sendable {
 
     /// Parses one line of JSON text.
     static func parse(_ text: String) throws(InputError) -> JSONValue {
+        // JSON text never holds a raw control byte (white space aside). A NUL, above all, would
+        // make the decoder take the line for UTF-16 or UTF-32 and read it so: a trace is UTF-8.
+        if let byte = text.utf8.first(where: { $0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
+            let looksWide = text.utf8.count(where: { $0 == 0 }) * 4 >= text.utf8.count
+            let hint = looksWide ? " (a trace is UTF-8 text: is the line UTF-16 or UTF-32?)" : ""
+            throw InputError(.malformed, "not valid JSON: a raw control character (byte 0x\(String(byte, radix: 16, uppercase: true).leftPadded(to: 2)))\(hint)")
+        }
         let value: JSONValue
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
@@ -56,4 +63,9 @@ enum JSONValue: Decodable, Sendable {
         }
         return deepest
     }
+}
+
+private extension String {
+    /// The text with zeros in front, to `width` characters.
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
