@@ -46,6 +46,7 @@ public final class FillManager: Sendable {
         // Checked here too, so that a refused bracket leaves nothing behind (no lane for its symbol).
         do {
             try spec.validate()
+            try spec.validateNames()
         } catch {
             context.reject(error, context: "open \(spec.positionID)")
             throw error

@@ -297,6 +297,19 @@ struct FillManagerTests {
         #expect(await manager.position("P1") == before)
     }
 
+    @Test("a bracket whose symbol or position id has white space at either end, or a position id with a control character, is refused before it is taken")
+    func paddedNamesAreRefused() async throws {
+        let manager = FillManager(broker: TestBroker(), configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
+        for (position, symbol) in [("P1", "GLD "), ("P1", " GLD"), ("P1 ", "GLD"), ("P\u{0}1", "GLD")] {
+            await #expect(throws: InputError.self) { try await manager.open(.long(PositionID(position), Symbol(symbol))) }
+        }
+        #expect(manager.recentRejections().map(\.error.code) == Array(repeating: .malformed, count: 4))
+        let positions = await manager.positions()
+        #expect(manager.symbolCount == 0 && positions.isEmpty, "nothing taken, no lane made")
+        try await manager.open(.long("P 1", "BRK B"))
+        #expect(await manager.position("P 1")?.symbol == "BRK B")
+    }
+
     @Test("a report the broker adapter refused is recorded as a refused input and changes nothing")
     func adapterRefusalIsRecorded() async throws {
         let broker = TestBroker()
