@@ -134,6 +134,21 @@ struct BenchCommand: AsyncParsableCommand {
         for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--fix-paced-rate", fixPacedRate), ("--dedicated-spin-us", dedicatedSpinUs)] {
             if let value, value < 0 { throw ValidationError("\(name) must not be negative") }
         }
+        // Upper bounds: a count beyond them would make a position larger than a quantity may be
+        // (the brackets are sized from the fills), or a run no machine finishes.
+        for (name, value, limit) in [("--fills", fills, 100_000_000), ("--seed-fills", seedFills, 100_000_000),
+                                     ("--hot-fills", hotFills, 100_000_000), ("--durable-fills", durableFills, 100_000_000),
+                                     ("--latency-symbols", latencySymbols, 1_000_000), ("--idle-symbols", idleSymbols, 1_000_000),
+                                     ("--durable-symbols", durableSymbols, 1_000_000), ("--snapshot-interval", snapshotInterval, 1_000_000_000),
+                                     ("--runs", runs, 1_000), ("--dedicated-spin-us", dedicatedSpinUs, 1_000_000),
+                                     ("--fix-paced-positions", fixPacedPositions, 10_000), ("--fix-paced-rate", fixPacedRate, 100_000)] {
+            if let value, value > limit { throw ValidationError("\(name) must be at most \(limit)") }
+        }
+        for (name, list, limit) in [("--symbols", symbols, 1_000_000), ("--rates", rates, 10_000_000), ("--latency-us", latencyUs, 1_000_000)] {
+            if let list, let values = integers(list, allowZero: name == "--latency-us"), values.contains(where: { $0 > limit }) {
+                throw ValidationError("\(name) values must be at most \(limit)")
+            }
+        }
         if let fixPositions, fixPositions > 10_000 { throw ValidationError("--fix-positions must be at most 10000") }
         if let fixFillsPerPosition, fixFillsPerPosition > 1_000 { throw ValidationError("--fix-fills-per-position must be at most 1000 (the shares per entry)") }
         if let fixPort, !(1...65_535).contains(fixPort) { throw ValidationError("--fix-port must be a TCP port") }
@@ -146,7 +161,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     private func integers(_ text: String, allowZero: Bool = false) -> [Int]? {
-        let values = text.split(separator: ",").map { Int($0) }
+        let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
         guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= (allowZero ? 0 : 1) }) else { return nil }
         return values.compactMap { $0 }
     }
