@@ -136,6 +136,7 @@ public final class FIXSimulationSession: Sendable {
             throw FIXSimulationError("cannot recover the journal: \(error)")
         }
         let feed = Task { await manager.run(events) }
+        let held = Set(recovery.heldSymbols)
         let clock = ContinuousClock()
         let start = clock.now
         var opened = 0
@@ -155,7 +156,10 @@ public final class FIXSimulationSession: Sendable {
             var status: [PositionID: PositionStatus] = [:]
             for position in positions { status[position.id] = position.status }
             let busy = SimulationSession.symbolsInProgress(positions)
-            let due = symbols.filter { symbol in !busy.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true) }
+            // A symbol recovery held (a position mismatch) is left to a person: no new bracket.
+            let due = symbols.filter { symbol in
+                !busy.contains(symbol) && !held.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true)
+            }
             var fresh = opened == 0
             if !due.isEmpty, !fresh {
                 // No quote (the session is reconnecting, say): those symbols wait for the next round.

@@ -126,6 +126,7 @@ public struct SimulationReport: Sendable {
                 return count == 0 ? nil : (kind.rawValue, "\(count)")
             })),
             ("notices", "[" + journal.recovery.notices.map(string).joined(separator: ",") + "]"),
+            ("heldSymbols", "[" + journal.recovery.heldSymbols.map { string($0.name) }.joined(separator: ",") + "]"),
             ("recordsWritten", "\(journal.written.records)"),
             ("batchesWritten", "\(journal.written.batches)"),
             ("snapshotsWritten", "\(journal.written.snapshots)"),
@@ -143,6 +144,10 @@ public struct SimulationReport: Sendable {
         for notice in recovery.notices { lines.append("    ! \(notice)") }
         for correction in recovery.corrections.prefix(20) { lines.append("    ~ \(correction)") }
         if recovery.corrections.count > 20 { lines.append("    ~ ... \(recovery.corrections.count - 20) more corrections") }
+        if !recovery.heldSymbols.isEmpty {
+            lines.append("    held: \(recovery.heldSymbols.map(\.name).joined(separator: ", ")): nothing was sent or opened for "
+                         + (recovery.heldSymbols.count == 1 ? "it" : "them") + " (a position mismatch; see `fillguard recover --release`)")
+        }
         return lines
     }
 
