@@ -26,9 +26,12 @@ enum JournalFrame {
     }
 
     /// The records of a body, in order. A body cut short ends with one record whose payload is
-    /// what is left and whose checksum (the whole payload's) therefore fails: a torn record.
+    /// what is left and whose checksum (the whole payload's) therefore fails: a torn record. An
+    /// empty body (no frame is written without a record) is one such record too, so that the
+    /// load rules judge it rather than read nothing there.
     static func records(in body: Data, symbol: Symbol) -> [JournalRecord] {
         let bytes = [UInt8](body)
+        if bytes.isEmpty { return [JournalRecord(symbol: symbol, sequence: 0, kind: .input, payload: [], checksum: 1)] }
         var records: [JournalRecord] = []
         var offset = 0
         while offset < bytes.count {

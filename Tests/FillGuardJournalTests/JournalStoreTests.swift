@@ -505,6 +505,32 @@ struct JournalStoreTests {
         await last.close()
     }
 
+    @Test("an emptied frame body is damage: in the middle of the journal it is corruption, at the end a torn tail dropped with a notice")
+    func sqliteEmptiedFrame() async throws {
+        for (which, middle) in [("min", true), ("max", false)] {
+            let path = try temporaryDirectory() + "/journal.sqlite"
+            let store = try SQLiteJournalStore(path: path)
+            for number in 1...3 {
+                try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
+            }
+            await store.close()
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { try $0.execute(sql: "UPDATE frames SET body = x'' WHERE id = (SELECT \(which)(id) FROM frames)") }
+            try queue.close()
+            let reopened = try SQLiteJournalStore(path: path)
+            let notices = NoticeCollector()
+            do {
+                let contents = try await reopened.load(notices: { notices.append($0) })
+                #expect(!middle, "a frame emptied in the middle was read as if it held nothing")
+                #expect(notices.all.count == 1, "the emptied last frame is told: \(notices.all)")
+                #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [1 << 20, 2 << 20])
+            } catch {
+                #expect(middle && error.code == .corrupted, "\(error)")
+            }
+            await reopened.close()
+        }
+    }
+
     @Test("a record kind no FillGuard writes is damage: in the middle of the journal it is corruption")
     func sqliteUnknownKind() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"
