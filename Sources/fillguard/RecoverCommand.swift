@@ -20,11 +20,12 @@ struct RecoverCommand: AsyncParsableCommand {
             the execution reports sent while FillGuard was down; the check then compares FillGuard with the \
             broker's order mass status for the journal's orders. \
             A symbol whose net at the broker differs from the journal's in a way FillGuard's orders could \
-            worsen (the broker flat, on the other side or holding less) is held: nothing is sent for it, and \
+            worsen (the broker flat, on the other side or holding less; or FillGuard flat beside a broker position) is held: nothing is sent for it, and \
             a `held:` line names it. Once a person has looked at the account, --release SYMBOL sends its work \
             as the journal's state says. \
-            Corrections and repairs go to standard error. Exit codes: 0 recovered and consistent, 1 a check \
-            against the broker's ground truth or an invariant failed, 2 unusable arguments, an unreachable \
+            Corrections and repairs go to standard error. Exit codes: 0 recovered and consistent (or, with no \
+            exchange state to reconcile with, rebuilt only, which standard error says), 1 a check \
+            against the broker's ground truth or an invariant failed, or a --release named a symbol not held, 2 unusable arguments, an unreachable \
             endpoint or an unreadable, corrupted or newer journal.
             """)
 

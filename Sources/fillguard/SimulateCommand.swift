@@ -48,7 +48,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "How a position a late fill flipped against its bracket is covered: bracket (its stop-loss and take-profit, as rules 2 and 7 say) or stopLossOnly (its stop-loss alone: never a double exit).")
     var flippedCover = "bracket"
 
-    @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B.")
+    @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B (or A alone: A-A).")
     var latencyMs = "0.2-1"
 
     @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange). Over FIX it needs --fix-store.")
@@ -112,7 +112,7 @@ struct SimulateCommand: AsyncParsableCommand {
         guard FlippedPositionCover(rawValue: flippedCover) != nil else {
             throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
         }
-        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1: A-B milliseconds, 0 <= A <= B <= 60000") }
+        guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1: A-B milliseconds (or A alone), 0 <= A <= B <= 60000") }
         guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
