@@ -220,7 +220,7 @@ public final class PostgresJournalStore: JournalStore {
             }
             try chain.check(snapshots: snapshots)
         } catch {
-            throw JournalError(.corrupted, "the PostgreSQL journal at \(configuration.location) is missing records: \(error.description); it cannot be trusted. Restore it from a backup, or erase the namespace to start empty and let reconciliation rebuild from the broker")
+            throw JournalError(.corrupted, "the PostgreSQL journal at \(configuration.location) has a broken chain of records: \(error.description); it cannot be trusted. Restore it from a backup, or erase the namespace to start empty and let reconciliation rebuild from the broker")
         }
         let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
         if let cut = result.truncateFrom {

@@ -316,7 +316,7 @@ public final class SQLiteJournalStore: JournalStore {
                 return (rows, snapshots, places, frames)
             }
         } catch let broken as JournalChain.Broken {
-            throw JournalError(.corrupted, "the journal at \(path) is missing records: \(broken.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            throw JournalError(.corrupted, "the journal at \(path) has a broken chain of records: \(broken.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch let damaged as StoredValue.Damaged {
             throw JournalError(.corrupted, "the journal at \(path) is damaged: \(damaged.description); it cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
         } catch {

@@ -474,7 +474,7 @@ struct JournalStoreTests {
             Issue.record("a journal with a frame gone from the middle loaded")
         } catch {
             #expect(error.code == .corrupted)
-            #expect(error.message.contains("missing records"), "\(error)")
+            #expect(error.message.contains("is gone"), "\(error)")
         }
         await damaged.close()
     }
@@ -503,6 +503,29 @@ struct JournalStoreTests {
         #expect(notices.all.isEmpty)
         #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [6 << 20])
         await last.close()
+    }
+
+    @Test("a frame written twice (a copy at the end) is corruption, named as repeated, not as a frame gone")
+    func sqliteRepeatedFrame() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        for number in 1...3 {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
+        }
+        await store.close()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write {
+            try $0.execute(sql: "INSERT INTO frames (symbol, last_seq, body, prev_seq) SELECT symbol, last_seq, body, prev_seq FROM frames WHERE id = (SELECT min(id) FROM frames)")
+        }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        do {
+            _ = try await reopened.load(notices: { _ in })
+            Issue.record("a journal with a repeated frame loaded")
+        } catch {
+            #expect(error.code == .corrupted && error.message.contains("repeated or out of order"), "\(error)")
+        }
+        await reopened.close()
     }
 
     @Test("an emptied frame body is damage: in the middle of the journal it is corruption, at the end a torn tail dropped with a notice")

@@ -210,7 +210,7 @@ struct PostgresJournalStoreTests {
             Issue.record("a journal with a record gone from the middle loaded")
         } catch {
             #expect(error.code == .corrupted)
-            #expect(error.message.contains("missing records"), "\(error)")
+            #expect(error.message.contains("is gone"), "\(error)")
         }
         await damaged.close()
     }

@@ -33,8 +33,11 @@ public struct JournalChain: Sendable {
         }
         if let previous {
             if let before = last[symbol] {
-                if intact, previous != before {
+                if intact, previous > before {
                     throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(previous), but the frame before it ends at \(before): a frame between them is gone")
+                }
+                if intact, previous < before {
+                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(previous), but the frame before it already ends at \(before): frames are repeated or out of order")
                 }
             } else {
                 first[symbol] = (frame, previous)
