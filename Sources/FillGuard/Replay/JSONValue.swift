@@ -35,12 +35,29 @@ enum JSONValue: Decodable, Sendable {
         } catch {
             // The decoder refuses nesting past 512 levels: say so rather than call it invalid.
             if nestingDepth(of: text) >= 512 { throw InputError(.malformed, "JSON nested more than 511 levels deep") }
+            // Foundation's reason, where it gives one ("Invalid value around character 5.",
+            // "Number 1e999 is not representable in Swift.").
+            // The decoder keeps it to itself; the serialization parser, asked again, says it.
+            if let detail = Self.parserReason(Data(text.utf8)) {
+                throw InputError(.malformed, "not valid JSON (\(detail.hasSuffix(".") ? String(detail.dropLast()) : detail))")
+            }
             throw InputError(.malformed, "not valid JSON")
         }
         if let problem = StrictJSON.problem(in: text) {
             throw InputError(.malformed, "not valid JSON: \(problem)")
         }
         return value
+    }
+
+    /// Why Foundation's JSON parser refuses `data`, in its words (nil if it takes it).
+    private static func parserReason(_ data: Data) -> String? {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return nil
+        } catch {
+            let detail = (error as NSError).userInfo["NSDebugDescription"] as? String
+            return detail?.isEmpty == false ? detail : nil
+        }
     }
 
     /// The deepest nesting of arrays and objects in `text`, outside strings.
