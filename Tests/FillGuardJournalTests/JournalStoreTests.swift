@@ -505,8 +505,8 @@ struct JournalStoreTests {
         await last.close()
     }
 
-    @Test("a frame written twice (a copy at the end) is corruption, named as repeated, not as a frame gone")
-    func sqliteRepeatedFrame() async throws {
+    /// A journal of three frames of one AAA input each, then `sql` run on its file. Returns its path.
+    private static func threeFramesOfAAA(damagedBy sql: String) async throws -> String {
         let path = try temporaryDirectory() + "/journal.sqlite"
         let store = try SQLiteJournalStore(path: path)
         for number in 1...3 {
@@ -514,10 +514,14 @@ struct JournalStoreTests {
         }
         await store.close()
         let queue = try DatabaseQueue(path: path)
-        try await queue.write {
-            try $0.execute(sql: "INSERT INTO frames (symbol, last_seq, body, prev_seq) SELECT symbol, last_seq, body, prev_seq FROM frames WHERE id = (SELECT min(id) FROM frames)")
-        }
+        try await queue.write { try $0.execute(sql: sql) }
         try queue.close()
+        return path
+    }
+
+    @Test("a frame written twice (a copy at the end) is corruption, named as repeated, not as a frame gone")
+    func sqliteRepeatedFrame() async throws {
+        let path = try await Self.threeFramesOfAAA(damagedBy: "INSERT INTO frames (symbol, last_seq, body, prev_seq) SELECT symbol, last_seq, body, prev_seq FROM frames WHERE id = (SELECT min(id) FROM frames)")
         let reopened = try SQLiteJournalStore(path: path)
         do {
             _ = try await reopened.load(notices: { _ in })
@@ -531,15 +535,7 @@ struct JournalStoreTests {
     @Test("an emptied frame body is damage: in the middle of the journal it is corruption, at the end a torn tail dropped with a notice")
     func sqliteEmptiedFrame() async throws {
         for (which, middle) in [("min", true), ("max", false)] {
-            let path = try temporaryDirectory() + "/journal.sqlite"
-            let store = try SQLiteJournalStore(path: path)
-            for number in 1...3 {
-                try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
-            }
-            await store.close()
-            let queue = try DatabaseQueue(path: path)
-            try await queue.write { try $0.execute(sql: "UPDATE frames SET body = x'' WHERE id = (SELECT \(which)(id) FROM frames)") }
-            try queue.close()
+            let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = x'' WHERE id = (SELECT \(which)(id) FROM frames)")
             let reopened = try SQLiteJournalStore(path: path)
             let notices = NoticeCollector()
             do {
@@ -556,16 +552,8 @@ struct JournalStoreTests {
 
     @Test("a record kind no FillGuard writes is damage: in the middle of the journal it is corruption")
     func sqliteUnknownKind() async throws {
-        let path = try temporaryDirectory() + "/journal.sqlite"
-        let store = try SQLiteJournalStore(path: path)
-        for number in 1...3 {
-            try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(number) << 20, kind: .input, payload: [1, UInt8(number)])])
-        }
-        await store.close()
-        let queue = try DatabaseQueue(path: path)
         // The kind byte follows the 8-byte sequence at the start of the frame body.
-        try await queue.write { try $0.execute(sql: "UPDATE frames SET body = substr(body, 1, 8) || x'09' || substr(body, 10) WHERE id = (SELECT min(id) FROM frames)") }
-        try queue.close()
+        let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = substr(body, 1, 8) || x'09' || substr(body, 10) WHERE id = (SELECT min(id) FROM frames)")
         let reopened = try SQLiteJournalStore(path: path)
         do {
             _ = try await reopened.load(notices: { _ in })
