@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import FillGuardSimulator
 import FillGuardSQLite
 import Foundation
@@ -83,6 +84,21 @@ struct CrashTestCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
+        // Interrupted (Ctrl-C, SIGTERM): a temporary directory of our own is removed, a given one
+        // kept; its sessions end with this process (they watch it).
+        let ownDirectory = directory == nil
+        let interrupts = [Int32(SIGINT), Int32(SIGTERM)].map { (number: Int32) -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if ownDirectory { try? FileManager.default.removeItem(atPath: workDirectory) }
+                writeToStandardError("\nfillguard: crash test interrupted" + (ownDirectory ? "\n" : "; its sessions' journals are kept in \(workDirectory)\n"))
+                _exit(130) // at once: exit() would wait on locks the harness's threads hold
+            }
+            source.resume()
+            return source
+        }
+        defer { for source in interrupts { source.cancel() } }
         var harness = CrashHarness(binary: binary, directory: workDirectory, points: points, seed: seed,
                                    tearTail: { try SQLiteJournalStore.simulateTornWrite(path: $0) })
         harness.symbols = symbols
