@@ -1,5 +1,6 @@
 import FillGuardSimulator
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Crash harness: kill -9 and restart")
@@ -76,5 +77,37 @@ struct CrashHarnessTests {
         }
         if !ended { kill(session, SIGKILL) } // leave nothing running
         #expect(ended, "the session ran on after its parent was killed")
+    }
+
+    @Test("crash-test interrupted (SIGINT) exits 130 at once and removes its own temporary directory")
+    func interruptedCrashTestCleansUp() async throws {
+        let scratch = try temporaryDirectory()
+        let process = Foundation.Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["crash-test", "--points", "200"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch + "/"]) { $1 }
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        let status = Mutex<Int32?>(nil)
+        let ended = AsyncStream<Void>.makeStream()
+        process.terminationHandler = { finished in
+            status.withLock { $0 = finished.terminationStatus }
+            ended.continuation.finish()
+        }
+        try process.run()
+        // The first kill's line says the harness is at work, its directory made.
+        var text = ""
+        while !text.contains("kill 1/") {
+            let chunk = errors.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).contains { $0.hasPrefix("fillguard-crash-") }, "\(text)")
+        kill(process.processIdentifier, SIGINT)
+        for await _ in ended.stream {}
+        #expect(status.withLock { $0 } == 130)
+        let left = try FileManager.default.contentsOfDirectory(atPath: scratch).filter { $0.hasPrefix("fillguard-crash-") }
+        #expect(left.isEmpty, "left behind: \(left)")
     }
 }
