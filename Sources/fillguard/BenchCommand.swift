@@ -179,6 +179,16 @@ struct BenchCommand: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
+        // Every scratch file of the run (journals, FIX session stores, its children's) goes into
+        // one directory of its own, removed at the end or when the run is interrupted.
+        let scratch = NSTemporaryDirectory() + "fillguard-bench-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        setenv("TMPDIR", scratch + "/", 1)
+        let interrupt = InterruptExit(message: "bench interrupted") { try? FileManager.default.removeItem(atPath: scratch) }
+        defer {
+            interrupt.release()
+            try? FileManager.default.removeItem(atPath: scratch)
+        }
         var plan = smoke ? BenchPlan.smoke : BenchPlan()
         if let runs { plan.runs = runs }
         if let workloads { plan.workloads = workloads.split(separator: ",").map(String.init) }

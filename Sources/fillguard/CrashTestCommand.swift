@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import FillGuardSimulator
 import FillGuardSQLite
 import Foundation
@@ -87,18 +86,10 @@ struct CrashTestCommand: AsyncParsableCommand {
         // Interrupted (Ctrl-C, SIGTERM): a temporary directory of our own is removed, a given one
         // kept; its sessions end with this process (they watch it).
         let ownDirectory = directory == nil
-        let interrupts = [Int32(SIGINT), Int32(SIGTERM)].map { (number: Int32) -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                if ownDirectory { try? FileManager.default.removeItem(atPath: workDirectory) }
-                writeToStandardError("\nfillguard: crash test interrupted" + (ownDirectory ? "\n" : "; its sessions' journals are kept in \(workDirectory)\n"))
-                _exit(130) // at once: exit() would wait on locks the harness's threads hold
-            }
-            source.resume()
-            return source
+        let interrupt = InterruptExit(message: "crash test interrupted" + (ownDirectory ? "" : "; its sessions' journals are kept in \(workDirectory)")) {
+            if ownDirectory { try? FileManager.default.removeItem(atPath: workDirectory) }
         }
-        defer { for source in interrupts { source.cancel() } }
+        defer { interrupt.release() }
         var harness = CrashHarness(binary: binary, directory: workDirectory, points: points, seed: seed,
                                    tearTail: { try SQLiteJournalStore.simulateTornWrite(path: $0) })
         harness.symbols = symbols
