@@ -204,7 +204,11 @@ struct SimulateCommand: AsyncParsableCommand {
                 options.exchangeSession = ExchangeSession(journalID: store.identity, nativeModify: !noModify, strategy: options.strategy.rawValue)
                 let holdsSession = try store.holdsRecords()
                 options.exchangeStateRequired = holdsSession
-                if !holdsSession, let size = fileSize(journal + ".exchange"), size > 0 {
+                var exchangeFile = stat()
+                if stat(journal + ".exchange", &exchangeFile) == 0, exchangeFile.st_mode & S_IFMT == S_IFDIR {
+                    // Where the exchange keeps its state, a directory is in the way.
+                    settingsMismatch = "\(journal).exchange is a directory: the simulated exchange keeps its state in a file there (move the directory away)"
+                } else if !holdsSession, let size = fileSize(journal + ".exchange"), size > 0 {
                     // A new journal's exchange state cannot exist yet: this one is another session's.
                     // Refused before the journal records anything of this session.
                     settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: it is another session's (remove it to start afresh)"
