@@ -21,7 +21,8 @@ public struct BrokerCapabilities: Sendable, Hashable {
 public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// How the runtime should treat the failure.
     public enum Kind: String, Sendable, Hashable, CaseIterable {
-        /// Worth retrying (timeout, throttled, connection dropped).
+        /// Not applied, worth retrying (throttled, refused while busy, not sent: the connection
+        /// was down). A request that may have reached the broker is `timedOut`, never this.
         case transient
         /// Refused; retrying will not help.
         case permanent
@@ -58,7 +59,7 @@ public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// "transient: timeout".
+    /// "transient: throttled".
     public var description: String { "\(kind.rawValue): \(message)" }
 }
 

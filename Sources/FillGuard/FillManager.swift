@@ -134,7 +134,9 @@ public final class FillManager: Sendable {
     }
 
     /// Waits until no event is queued, no operation is in flight and no retry or wake-up is
-    /// pending: the state is quiescent until the next input.
+    /// pending: the state is quiescent until the next input. A re-arm after a permanent failure
+    /// (`rearmDelay`) is not waited for: the role shows its failure meanwhile (`rearmNow()`
+    /// brings the re-arm forward).
     public func waitUntilIdle() async {
         await context.work.waitUntilIdle()
     }
@@ -199,7 +201,9 @@ public final class FillManager: Sendable {
         return count
     }
 
-    /// Rule violations across all symbols; rule 2 is checked for symbols at quiescence.
+    /// Rule violations across all symbols; rule 2 is checked for symbols at quiescence. A role
+    /// whose operation failed for good (alerted, waiting for its re-arm) is not counted here:
+    /// its order's `failure` and the `operationFailed` alert show it.
     public func invariantViolations() async -> [InvariantViolation] {
         var result: [InvariantViolation] = []
         for lane in allLanes() {

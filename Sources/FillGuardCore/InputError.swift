@@ -2,7 +2,9 @@
 public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of problem: a stable, machine-readable code.
     public enum Code: String, Sendable, Hashable, CaseIterable {
-        /// The message could not be read (bad JSON, missing or mistyped field).
+        /// The input could not be read or names nothing usable (bad JSON, a missing or mistyped
+        /// field, an empty execution id, a symbol or position id that is empty, holds a control
+        /// character or starts or ends with white space).
         case malformed
         /// The position id is not known.
         case unknownPosition
@@ -25,7 +27,8 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         case duplicateExecution
         /// A position with this id exists, or the symbol already has an open position.
         case positionExists
-        /// The bracket's prices are inconsistent (stop on the wrong side of the target).
+        /// The bracket is inconsistent (its stop on the wrong side of its target) or too large
+        /// (more than `BracketSpec.maximumScaleIns` scale-ins).
         case invalidBracket
         /// The write-ahead journal failed: nothing can be applied until it is repaired.
         case journalUnavailable
