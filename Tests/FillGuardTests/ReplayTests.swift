@@ -106,6 +106,18 @@ struct ReplayTests {
         #expect(report.positions.first?.commissions == Money("-0.25"))
     }
 
+    @Test("the text output names each order's type: a stop-limit scale-in does not read as a limit")
+    func textNamesOrderTypes() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"300","stopLoss":"245","takeProfit":"250","scaleIns":[{"quantity":"100","limit":"246"},{"quantity":"100","stop":"251","limit":"251.5"}]}
+        {"type":"fill","position":"P1","role":"entry","quantity":"300","price":"248.1","execId":"E1"}
+        """#
+        let lines = TraceReplayer.replay(trace).text.split(separator: "\n").map(String.init)
+        #expect(lines.contains("    scaleIn[0] buy 100 @ 246 (limit) working"), "\(lines)")
+        #expect(lines.contains("    scaleIn[1] buy 100 @ 251 (stop, limit 251.5) working"), "\(lines)")
+        #expect(lines.contains("    stopLoss sell 300 @ 245 (stop) working") && lines.contains("    takeProfit sell 300 @ 250 (limit) working"), "\(lines)")
+    }
+
     @Test("the text output shows control characters from a trace escaped: an id cannot forge a line")
     func textEscapesControlCharacters() {
         let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#

@@ -112,7 +112,12 @@ public struct ReplayReport: Sendable {
             lines.append("\(position.id) \(position.symbol) \(position.status.rawValue): net \(position.netQuantity), average \(position.averagePrice?.description ?? "0"), realized P&L \(position.realizedPnL)"
                          + (position.commissions == .zero ? "" : " before commissions of \(position.commissions)"))
             for order in Self.listed(position.liveOrders) {
-                let price = order.type.displayPrice.map { " @ \($0)" } ?? " market"
+                let price = switch order.type {
+                case .market: " market"
+                case .limit(let limit): " @ \(limit) (limit)"
+                case .stop(let stop): " @ \(stop) (stop)"
+                case .stopLimit(let stop, let limit): " @ \(stop) (stop, limit \(limit))"
+                }
                 lines.append("    \(order.role) \(order.side.rawValue) \(order.openQuantity)\(price) \(order.status.rawValue)")
             }
         }
