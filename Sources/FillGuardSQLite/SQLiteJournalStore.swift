@@ -143,6 +143,18 @@ public final class SQLiteJournalStore: JournalStore {
     /// or is empty is left to the pool (it creates the journal, where the mode allows).
     private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
         guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else { return }
+        if fileSize(path + "-journal") > 0 {
+            // A rollback journal a process killed mid-transaction left beside the file (one killed
+            // while it created the journal, before the switch to WAL): SQLite rolls it back,
+            // putting the file back as it was, but only on a connection that may write.
+            do {
+                let queue = try DatabaseQueue(path: path)
+                defer { try? queue.close() }
+                try queue.read { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
+            } catch {
+                throw JournalError(.storage, "cannot open the journal at \(path) to roll back the interrupted write its \(path)-journal holds: \(error)")
+            }
+        }
         var configuration = Configuration()
         configuration.readonly = true
         do {

@@ -519,6 +519,36 @@ struct JournalStoreTests {
         return path
     }
 
+    @Test("a journal left with a hot rollback journal (a process killed mid-transaction) is rolled back and opens, not refused as read-only")
+    func sqliteHotRollbackJournal() async throws {
+        let directory = try temporaryDirectory()
+        let original = directory + "/original.sqlite", path = directory + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: original)
+        let records = (1...3).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) }
+        for record in records { try await store.append([record]) }
+        await store.close()
+        // A transaction in rollback-journal mode that spilled pages into the file, copied (file
+        // and -journal) before it ends: what a kill at that moment leaves.
+        let queue = try DatabaseQueue(path: original)
+        try await queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = DELETE")
+            try db.execute(sql: "PRAGMA cache_size = 1")
+            try db.execute(sql: "BEGIN")
+            for number in 0..<2_000 {
+                try db.execute(sql: "INSERT INTO meta (key, value) VALUES (?, ?)", arguments: ["k\(number)", String(repeating: "x", count: 100)])
+            }
+            try FileManager.default.copyItem(atPath: original, toPath: path)
+            try FileManager.default.copyItem(atPath: original + "-journal", toPath: path + "-journal")
+            try db.execute(sql: "ROLLBACK")
+        }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        let contents = try await reopened.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records == records, "the interrupted transaction rolled back, the journal intact")
+        await reopened.close()
+        #expect(!FileManager.default.fileExists(atPath: path + "-journal"))
+    }
+
     @Test("a frame written twice (a copy at the end) is corruption, named as repeated, not as a frame gone")
     func sqliteRepeatedFrame() async throws {
         let path = try await Self.threeFramesOfAAA(damagedBy: "INSERT INTO frames (symbol, last_seq, body, prev_seq) SELECT symbol, last_seq, body, prev_seq FROM frames WHERE id = (SELECT min(id) FROM frames)")
