@@ -260,15 +260,23 @@ public final class FIXSimulationSession: Sendable {
         return report
     }
 
-    /// What to do about a Logon the counterparty refused because our sequence number is behind
-    /// its own: a new (or reset) store against a session it kept. Empty for other failures.
+    /// What to do about a Logon that failed over sequence numbers; empty for other failures.
+    /// The counterparty refusing ours as too low (its Logout says so): our store is behind it, a
+    /// new (or reset) store against a session it kept. Ours refusing its Logon as too low
+    /// (`sequenceTooLow`): it went back, a counterparty that started over without its store.
     static func logonHint(_ failure: any Error, settings: FIXSettings) -> String {
+        if case FIXBrokerError.sessionClosed(.sequenceTooLow) = failure {
+            return " (the counterparty's sequence numbers are behind what \(settings.storePath.map { "the store \($0)" } ?? "this session") expects: "
+                + "it started over without its own store. Logging on with ResetOnLogon=Y (--fix-reset-on-logon Y) starts both sides afresh, "
+                + "and gives up the resend of what it sent while FillGuard was down)"
+        }
         guard "\(failure)".contains("MsgSeqNum too low") else { return "" }
         if settings.storePath == nil {
             return " (the counterparty kept this session's sequence numbers: log on with ResetOnLogon=Y, --fix-reset-on-logon Y)"
         }
         return " (the store \(settings.storePath ?? "") is behind the counterparty's sequence numbers: a new store against a session the counterparty kept "
-            + "needs ResetOnLogon=Y (--fix-reset-on-logon Y) for its first run; for a store that was in use, that reset gives up the resend of what FillGuard missed)"
+            + "needs ResetOnLogon=Y (--fix-reset-on-logon Y) for its first run; for a store that was in use, that reset gives up the resend of what FillGuard missed; "
+            + "a run of the same CompIDs without a store (which resets them by default) also leaves a store behind)"
     }
 
     /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every

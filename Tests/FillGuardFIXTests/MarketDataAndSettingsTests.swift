@@ -1,6 +1,6 @@
 import FillGuard
 @testable import FillGuardCore
-import FillGuardSimulator
+@testable import FillGuardSimulator
 import Testing
 @testable import FillGuardFIX
 
@@ -13,6 +13,19 @@ struct MarketDataAndSettingsTests {
             message.append(270, price)
         }
         return message
+    }
+
+    @Test("the Logon hint says which side's sequence numbers are behind")
+    func logonHintPointsTheRightWay() {
+        var settings = FIXSettings()
+        settings.storePath = "st"
+        // Our session refused the counterparty's Logon: it went back (started over without its store).
+        let theirsBehind = FIXSimulationSession.logonHint(FIXBrokerError.sessionClosed(.sequenceTooLow(expected: 20_881, received: 1)), settings: settings)
+        #expect(theirsBehind.contains("the counterparty's sequence numbers are behind what the store st expects") && theirsBehind.contains("started over"), "\(theirsBehind)")
+        // The counterparty refused ours: this store is behind what it kept.
+        let oursBehind = FIXSimulationSession.logonHint(FIXBrokerError.sessionClosed(.loggedOut("MsgSeqNum too low, expecting 40 but received 1")), settings: settings)
+        #expect(oursBehind.contains("the store st is behind the counterparty's sequence numbers"), "\(oursBehind)")
+        #expect(FIXSimulationSession.logonHint(FIXBrokerError.sessionClosed(.logonTimeout), settings: settings).isEmpty)
     }
 
     @Test func marketDataRequestFieldsAndAnswers() throws {
