@@ -134,6 +134,9 @@ struct RecoverCommand: AsyncParsableCommand {
                 var options = FIXSimulationOptions(settings: settings)
                 options.nativeModify = !noModify
                 options.settleTimeout = fix.settleTimeout
+                if options.settings.storePath != nil, options.settings.resetsOnLogon {
+                    writeToStandardError("warning: the FIX session resets its sequence numbers at Logon (ResetOnLogon=Y): reports sent while FillGuard was down are not resent; fills only the broker's order statuses show are reported, not applied\n")
+                }
                 if options.settings.storePath == nil {
                     if try store.setting("fixSession") != nil {
                         // The session `simulate --broker fix --journal` ran kept a store: starting

@@ -21,7 +21,7 @@ struct SimulateCommand: AsyncParsableCommand {
             Exits 1 if any invariant (net = sum of unique fills; protective orders = |net|) was violated.
             With --broker fix the session trades with a FIX 4.4 endpoint (for example tools/fix-peer with \
             --auto-market SEED): prices from its market data, ground truth from its order mass status. \
-            --fault-rate and --latency-ms apply to the simulated exchange only. --journal over FIX needs a \
+            --fault-rate and --latency-ms set up the simulated exchange (refused with --broker fix). --journal over FIX needs a \
             session store (--fix-store DIR or FileStorePath): a restart recovers the journal, has the counterparty \
             resend what it sent meanwhile, reconciles with the broker's order statuses and carries on; \
             `fillguard recover --broker fix` takes such a journal too.
@@ -36,8 +36,8 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Seed for prices, sizes and faults.")
     var seed: UInt64 = 1
 
-    @Option(parsing: .unconditional, help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it.")
-    var faultRate = 0.02
+    @Option(parsing: .unconditional, help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it (default 0.02; the simulated exchange only).")
+    var faultRate: Double?
 
     @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
     var noModify = false
@@ -48,8 +48,8 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "How a position a late fill flipped against its bracket is covered: bracket (its stop-loss and take-profit, as rules 2 and 7 say) or stopLossOnly (its stop-loss alone: never a double exit).")
     var flippedCover = "bracket"
 
-    @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B (or A alone: A-A).")
-    var latencyMs = "0.2-1"
+    @Option(parsing: .unconditional, help: "Broker acknowledgement latency range in milliseconds, A-B (or A alone: A-A) (default 0.2-1; the simulated exchange only).")
+    var latencyMs: String?
 
     @Option(help: "Write-ahead journal (SQLite file). An existing journal is recovered first and the session carries on; the simulated exchange keeps its state next to it (PATH.exchange). Over FIX it needs --fix-store.")
     var journal: String?
@@ -105,7 +105,7 @@ struct SimulateCommand: AsyncParsableCommand {
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
         guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds, at most 86400 (a day)") }
-        guard faultRate >= 0, faultRate <= 1 else { throw ValidationError("--fault-rate must be between 0 and 1") }
+        guard (0...1).contains(faultRate ?? 0.02) else { throw ValidationError("--fault-rate must be between 0 and 1") }
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
         }
@@ -125,6 +125,9 @@ struct SimulateCommand: AsyncParsableCommand {
         guard parsedProcessors != nil else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
         guard runnerThreads > 0 || (runnerProcessors.isEmpty && runnerSpinUs == 0) else {
             throw ValidationError("--runner-processors and --runner-spin-us need --runner-threads 1 or more")
+        }
+        if broker == "fix", faultRate != nil || latencyMs != nil {
+            throw ValidationError("--fault-rate and --latency-ms set up the simulated exchange: they do not apply with --broker fix")
         }
         if broker == "simulated" {
             guard !fix.given else { throw ValidationError("the --fix-* options need --broker fix") }
@@ -163,6 +166,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     private var parsedLatency: ClosedRange<Duration>? {
         // "A-B" or "A", both non-negative: a leading or doubled '-' is not a range.
+        let latencyMs = latencyMs ?? "0.2-1"
         guard !latencyMs.hasPrefix("-"), !latencyMs.contains("--"), !latencyMs.hasSuffix("-") else { return nil }
         let parts = latencyMs.split(separator: "-").map { Double($0) }
         // At most a minute: a broker that takes longer is down, not slow (and the session would
@@ -181,7 +185,7 @@ struct SimulateCommand: AsyncParsableCommand {
         options.symbols = symbols
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
-        options.faultRate = faultRate
+        options.faultRate = faultRate ?? 0.02
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.flippedPositionCover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
