@@ -47,8 +47,16 @@ public struct FIXSettings: Sendable, Hashable {
     /// Settings from a settings file's text.
     public static func parse(_ text: String) throws(FIXSettingsError) -> FIXSettings {
         var settings = FIXSettings()
+        var sessions = 0
         for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = rawLine.trimmed(" \t")
+            if line.uppercased().hasPrefix("[SESSION") {
+                sessions += 1
+                // The keys of a second session would override the first's without a word.
+                guard sessions == 1 else {
+                    throw FIXSettingsError("line \(number + 1): a second [SESSION]: FillGuard runs one session per settings file; give each session a file of its own")
+                }
+            }
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") || line.hasPrefix("[") { continue }
             guard let equals = line.firstIndex(of: "=") else {
                 throw FIXSettingsError("line \(number + 1): expected Key=Value, got \"\(line)\"")
@@ -74,15 +82,23 @@ public struct FIXSettings: Sendable, Hashable {
             guard !value.isEmpty else { throw FIXSettingsError("\(key) must not be empty") }
             return value
         }
+        /// A value sent in a FIX field: a control character (SOH, above all) would break the message.
+        func fieldValue() throws(FIXSettingsError) -> String {
+            let value = try nonEmpty()
+            guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw FIXSettingsError("\(key) must not hold a control character, got \(value.debugDescription)")
+            }
+            return value
+        }
         switch key {
         case "SocketConnectHost": host = try nonEmpty()
         case "SocketConnectPort": port = try integer(1...65_535)
-        case "SenderCompID": senderCompID = try nonEmpty()
-        case "TargetCompID": targetCompID = try nonEmpty()
+        case "SenderCompID": senderCompID = try fieldValue()
+        case "TargetCompID": targetCompID = try fieldValue()
         case "HeartBtInt": heartbeatInterval = try integer(1...3_600)
         case "LogonTimeout": logonTimeout = try integer(1...600)
         case "FileStorePath": storePath = try nonEmpty()
-        case "Account": account = try nonEmpty()
+        case "Account": account = try fieldValue()
         case "ResetOnLogon": resetOnLogon = try Self.flag(key, value)
         case "FileStoreSync": storeSync = try Self.flag(key, value)
         case "BeginString":

@@ -51,6 +51,9 @@ struct FIXCommandOptions: ParsableArguments {
         guard settleSeconds > 0, settleSeconds <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
         let settings = try self.settings()
         guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
+        guard settings.storeSync == nil || settings.storePath != nil else {
+            throw ValidationError("--fix-store-sync (FileStoreSync) is for a session store on disk: it needs --fix-store (or FileStorePath)")
+        }
     }
 
     /// The FIX settings: the settings file, then the command-line overrides.

@@ -96,6 +96,15 @@ struct MarketDataAndSettingsTests {
             try FIXSettings.parse("SocketConnectPort=x")
         }
         #expect(throws: FIXSettingsError("line 1: expected Key=Value, got \"HeartBtInt\"")) { try FIXSettings.parse("HeartBtInt") }
+        // A second session would silently override the first's keys; a control character (SOH)
+        // in a CompID or the account would break every message.
+        #expect(throws: FIXSettingsError("line 3: a second [SESSION]: FillGuard runs one session per settings file; give each session a file of its own")) {
+            try FIXSettings.parse("[SESSION]\nSenderCompID=A\n[SESSION]\nSenderCompID=B")
+        }
+        for key in ["SenderCompID", "TargetCompID", "Account"] {
+            #expect(throws: FIXSettingsError.self) { try settings.set(key, "A\u{1}B") }
+        }
+        #expect(try FIXSettings.parse("[DEFAULT]\nHeartBtInt=5\n[SESSION]\nSenderCompID=A").senderCompID == "A")
     }
 
     @Test func groundTruthFindsEveryKindOfDifference() {
