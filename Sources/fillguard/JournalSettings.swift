@@ -73,4 +73,24 @@ enum JournalSettings {
         }
         return nil
     }
+
+    /// The account a journaled session over FIX trades in: the given one (`--fix-account` or
+    /// `Account`), else the one the journal recorded, else, for a new journal, one of its own
+    /// (`J` and the start of its identity), recorded with `record`. With an account of its own,
+    /// the broker's positions a restart compares with the journal's are this session's, not those
+    /// of every run that shared the CompIDs (the test exchange keeps them per account). A journal
+    /// written before accounts were recorded keeps the default (nil: the SenderCompID). Returns
+    /// the account, or why the given one is not the journal's.
+    static func fixAccount(in store: SQLiteJournalStore, given: String?, record: Bool) throws -> (account: String?, refusal: String?) {
+        guard let saved = try store.setting("fixAccount") else {
+            guard record else { return (given, nil) }
+            let account = given ?? "J" + store.identity.filter { $0 != "-" }.prefix(12)
+            try store.setSetting("fixAccount", account)
+            return (account, nil)
+        }
+        if let given, given != saved {
+            return (nil, "the journal's orders are in the account \(saved), not \(given): use --fix-account \(saved) (or leave it out)")
+        }
+        return (saved, nil)
+    }
 }

@@ -131,6 +131,9 @@ struct RecoverCommand: AsyncParsableCommand {
                                                                          record: false) {
                     throw SettingsMismatch(description: mismatch)
                 }
+                let (account, accountRefusal) = try JournalSettings.fixAccount(in: store, given: settings.account, record: false)
+                if let accountRefusal { throw SettingsMismatch(description: accountRefusal) }
+                settings.account = account
                 var options = FIXSimulationOptions(settings: settings)
                 options.nativeModify = !noModify
                 options.settleTimeout = fix.settleTimeout

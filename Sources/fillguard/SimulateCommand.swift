@@ -315,6 +315,11 @@ extension SimulateCommand {
                 } else {
                     let session = fixOptions.settings.senderCompID + "->" + fixOptions.settings.targetCompID
                     refusal = try JournalSettings.fixSessionMismatch(in: store, session: session, record: !holdsSession)
+                    if refusal == nil {
+                        let (account, accountRefusal) = try JournalSettings.fixAccount(in: store, given: fixOptions.settings.account, record: !holdsSession)
+                        fixOptions.settings.account = account
+                        refusal = accountRefusal
+                    }
                 }
                 if refusal == nil, holdsSession, fixOptions.settings.resetsOnLogon {
                     writeToStandardError("warning: the FIX session resets its sequence numbers at Logon (ResetOnLogon=Y): reports sent while FillGuard was down are not resent; fills only the broker's order statuses show are reported, not applied\n")

@@ -184,6 +184,25 @@ struct SimulateOverFIXTests {
         #expect(rejects.isEmpty, "QuickFIX rejected: \(rejects)")
     }
 
+    @Test("a journaled session on an exchange other runs of its CompIDs traded on: its positions are its own account's, so a resume is not held")
+    func journaledSessionBesideOtherRuns() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "5", "--quiet", "--no-log"])
+        defer { peer.stop() }
+        let (directory, journal, store) = try Self.journalAndStorePaths()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let endpoint = ["--broker", "fix", "--fix-port", "\(peer.port)", "--symbols", "4", "--duration", "2"]
+        // Another run of the same CompIDs leaves positions at the exchange (in its default account).
+        let plain = try await runChild(binary, ["simulate"] + endpoint)
+        #expect(plain.status == 0, "\(plain.standardError)")
+        let first = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--fix-reset-on-logon", "Y"] + endpoint)
+        #expect(first.status == 0, "\(first.standardOutput)\n\(first.standardError)")
+        let resumed = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store] + endpoint)
+        #expect(resumed.status == 0 && !resumed.standardOutput.contains("held:"), "\(resumed.standardOutput)\n\(resumed.standardError)")
+        let recovered = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store] + endpoint.prefix(4))
+        #expect(recovered.status == 0 && !recovered.standardError.contains("positionMismatch"), "\(recovered.standardError)")
+    }
+
     @Test("a journal over FIX is refused without a session store, against the simulated exchange, and with another FIX session")
     func journalOverFIXRefusals() async throws {
         let binary = try fillguardBinary()
@@ -230,6 +249,9 @@ struct SimulateOverFIXTests {
         let otherSimulate = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--fix-sender", "X",
                                                          "--duration", "1"] + endpoint)
         #expect(otherSimulate.status == 2 && otherSimulate.standardError.contains("FIX session FG->EX"), "\(otherSimulate.standardError)")
+        // The journal trades in an account of its own (recorded); another one is refused.
+        let otherAccount = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store, "--fix-account", "SOMEONE"] + endpoint)
+        #expect(otherAccount.status == 2 && otherAccount.standardError.contains("the journal's orders are in the account J"), "\(otherAccount.standardError)")
 
         // A journal of the simulated exchange is not taken over FIX.
         let simulatedJournal = directory.appendingPathComponent("simulated.sqlite").path

@@ -112,6 +112,7 @@ struct Order {
   std::string clOrdID;   // the current ClOrdID
   std::string brokerID;  // our OrderID (37)
   std::string symbol, side, ordType, timeInForce, price, stopPx;
+  std::string account;   // Account (1) of the order, else the client's CompID
   int64_t quantity = 0, cumulative = 0;
   __int128 notional = 0;  // sum of lastQty * lastPx in 1e-16 units
   std::string status = "0";
@@ -165,6 +166,7 @@ class Exchange : public FIX::Application {
   std::string marketMode = "subscribed";  // which symbols move: subscribed, all, none
   bool quiet = false;            // no per-message EVENT lines
   std::map<std::string, Book> books;
+  std::map<std::string, std::map<std::string, int64_t>> accountNets;  // account -> symbol -> net
   long long fillsExecuted = 0;
   FIX::SessionID sessionID;
   bool haveSession = false;
@@ -283,6 +285,7 @@ class Exchange : public FIX::Application {
     order.status = order.cumulative == order.quantity ? "2" : "1";
     Book& symbolBook = book(order.symbol);
     symbolBook.net += order.side == "1" ? quantity : -quantity;
+    accountNets[order.account][order.symbol] += order.side == "1" ? quantity : -quantity;
     ++fillsExecuted;
     FIX::Message fill = report(order, "F", order.clOrdID);
     fill.setField(32, formatDecimal(quantity));
@@ -435,6 +438,7 @@ class Exchange : public FIX::Application {
     order.symbol = message.getField(55);
     order.side = message.getField(54);
     order.ordType = message.getField(40);
+    order.account = message.isSetField(1) ? message.getField(1) : sessionID.getTargetCompID().getValue();
     order.timeInForce = message.isSetField(59) ? message.getField(59) : "0";
     if (message.isSetField(44)) order.price = message.getField(44);
     if (message.isSetField(99)) order.stopPx = message.getField(99);
@@ -588,14 +592,16 @@ class Exchange : public FIX::Application {
   }
 
   // RequestForPositions (AN): a RequestForPositionsAck (AO) with the number of reports, then one
-  // PositionReport (AP) per symbol whose net (from every fill) is not zero, as a TQ (transaction
+  // PositionReport (AP) per symbol whose net in the request's Account (1) (from the fills of that
+  // account's orders; an order without Account is the client CompID's) is not zero, as a TQ (transaction
   // quantity) entry of LongQty or ShortQty. No positions: AO with PosReqResult 2. Settlement prices
   // are the symbol's current price, marked theoretical. Parties, Account and AccountType are echoed.
   void positionsRequest(const FIX::Message& message, std::vector<FIX::Message>& out) {
     const std::string requestID = message.getField(710);
     std::vector<std::pair<std::string, int64_t>> nets;
-    for (auto& entry : books)
-      if (entry.second.net != 0) nets.emplace_back(entry.first, entry.second.net);
+    const std::string account = message.isSetField(1) ? message.getField(1) : sessionID.getTargetCompID().getValue();
+    for (auto& entry : accountNets[account])
+      if (entry.second != 0) nets.emplace_back(entry.first, entry.second);
     auto echo = [&message](FIX::Message& answer) {
       if (message.isSetField(453)) {
         FIX::Group party(453, 448);
