@@ -257,6 +257,7 @@ public final class FIXSimulationSession: Sendable {
             duplicateReports: connection.duplicateReports, rejectsSent: connection.rejectsSent,
             rejectsReceived: connection.rejectsReceived, requestTimeouts: connection.requestTimeouts,
             ordersChecked: check.orders, checkRounds: check.rounds)
+        report.fix?.account = configuration.application.account
         return report
     }
 

@@ -191,6 +191,8 @@ public struct SimulationReport: Sendable {
         public var targetCompID: String
         /// Prefix of this run's position and order ids.
         public var runID: String
+        /// The account the orders carry (Account, 1), if one is set.
+        public var account: String? = nil
         /// Logons (the first one and every reconnection).
         public var logons: Int
         /// Connections lost while logged on.
@@ -233,7 +235,7 @@ public struct SimulationReport: Sendable {
             ("reactionLatencyMicros", object(reaction.jsonFields)),
             ("fix", object([
                 ("endpoint", string(fix.endpoint)), ("senderCompID", string(fix.senderCompID)), ("targetCompID", string(fix.targetCompID)),
-                ("runID", string(fix.runID)), ("logons", "\(fix.logons)"), ("disconnections", "\(fix.disconnections)"),
+                ("runID", string(fix.runID)), ("account", fix.account.map(string) ?? "null"), ("logons", "\(fix.logons)"), ("disconnections", "\(fix.disconnections)"),
                 ("duplicateReports", "\(fix.duplicateReports)"), ("rejectsSent", "\(fix.rejectsSent)"),
                 ("rejectsReceived", "\(fix.rejectsReceived)"), ("requestTimeouts", "\(fix.requestTimeouts)"),
                 ("ordersChecked", "\(fix.ordersChecked)"), ("checkRounds", "\(fix.checkRounds)"),
@@ -247,7 +249,7 @@ public struct SimulationReport: Sendable {
     private func fixText(_ fix: FIXSummary) -> String {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
+        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID)\(fix.account.map { ", account \($0)" } ?? ""), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         // A resumed session: FillGuard's memory of closed positions spans every session so far.

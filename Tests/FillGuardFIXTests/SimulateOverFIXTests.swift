@@ -199,6 +199,7 @@ struct SimulateOverFIXTests {
         #expect(first.status == 0, "\(first.standardOutput)\n\(first.standardError)")
         let resumed = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store] + endpoint)
         #expect(resumed.status == 0 && !resumed.standardOutput.contains("held:"), "\(resumed.standardOutput)\n\(resumed.standardError)")
+        #expect(resumed.standardOutput.contains(", account J"), "the report names the journal's account: \(resumed.standardOutput)")
         let recovered = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store] + endpoint.prefix(4))
         #expect(recovered.status == 0 && !recovered.standardError.contains("positionMismatch"), "\(recovered.standardError)")
     }
