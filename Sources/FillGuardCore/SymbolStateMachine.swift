@@ -1243,6 +1243,16 @@ public struct SymbolStateMachine: Sendable {
                     // cancelThenCreate cannot bring it down here: its cancel would leave the
                     // role with no live order until the awaited fills come (the fillsOverdue alert
                     // says they are late), so it stays.
+                } else if s >= 0, orders[s].awaitingFill, configuration.nativeModify, orders[s].isAccepted, !orders[s].retryPending,
+                          orders[s].inFlight == nil, orders[s].failure == nil, case .open(let asked) = orders[s].target, asked > size,
+                          orders[s].largestOpenQuantity > size {
+                    // The order that waits, its tries used up, was last asked for more than the
+                    // position now holds. Its "too late" may be wrong, and then it over-covers
+                    // (rule 6): it is asked once more, to come down to the position. A modify down
+                    // never over-sells; should the answer be "too late" again, it waits as before.
+                    orders[s].awaitingFill = false
+                    orders[s].attempts = 0
+                    setTarget(.open(size), of: s, emitting: &actions)
                 }
                 continue
             }

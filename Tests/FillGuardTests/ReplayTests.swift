@@ -106,6 +106,26 @@ struct ReplayTests {
         #expect(report.positions.first?.commissions == Money("-0.25"))
     }
 
+    @Test("a stop waiting for fills the broker announced ('too late'), its tries used up, is asked once more to come down when the position shrinks below it")
+    func awaitingOrderIsAskedToComeDown() throws {
+        let trace = #"""
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"20","price":"120","execId":"3"}
+        """#
+        let report = TraceReplayer.replay(trace, options: ReplayOptions(maxAttempts: 1))
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 40)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 40, "not left at 100 over a position of 40: \(report.text)")
+        #expect(report.operations[.modify] == 2, "the modify to 60 (too late), then the one to 40")
+        #expect(report.alerts.contains { $0.kind == .fillsOverdue })
+        // Asked once per shrink: a broker that answers "too late" again leaves it waiting, no loop.
+        let again = TraceReplayer.replay(trace.replacingOccurrences(of: #""count":1"#, with: #""count":5"#), options: ReplayOptions(maxAttempts: 1))
+        #expect(again.operations[.modify] == 2 && again.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(again.text)")
+    }
+
     @Test("the text output names each order's type: a stop-limit scale-in does not read as a limit")
     func textNamesOrderTypes() {
         let trace = #"""
