@@ -1178,8 +1178,16 @@ public struct SymbolStateMachine: Sendable {
             let live = positions[p].liveSlots
             for slot in live {
                 let s = Int(slot)
-                guard orders[s].isLive, !orders[s].awaitingFill else { continue }
-                if closed || orders[s].roleKind >= ManagedOrder.stopLossKind {
+                guard orders[s].isLive, closed || orders[s].roleKind >= ManagedOrder.stopLossKind else { continue }
+                if !orders[s].awaitingFill {
+                    setTarget(.cancelled, of: s, emitting: &actions)
+                } else if asksAgain(s), case .open = orders[s].target {
+                    // A protective order that waits, its tries used up, for the fills of a "too
+                    // late" to a resize: should that answer be wrong, it is live on a flat
+                    // position (rule 5). It is asked once to cancel (a cancel never over-sells);
+                    // should the answer be "too late" again, it waits as before.
+                    orders[s].awaitingFill = false
+                    orders[s].attempts = 0
                     setTarget(.cancelled, of: s, emitting: &actions)
                 }
             }
@@ -1243,9 +1251,8 @@ public struct SymbolStateMachine: Sendable {
                     // cancelThenCreate cannot bring it down here: its cancel would leave the
                     // role with no live order until the awaited fills come (the fillsOverdue alert
                     // says they are late), so it stays.
-                } else if s >= 0, orders[s].awaitingFill, configuration.nativeModify, orders[s].isAccepted, !orders[s].retryPending,
-                          orders[s].inFlight == nil, orders[s].failure == nil, case .open(let asked) = orders[s].target, asked > size,
-                          orders[s].largestOpenQuantity > size {
+                } else if s >= 0, orders[s].awaitingFill, configuration.nativeModify, asksAgain(s),
+                          case .open(let asked) = orders[s].target, asked > size, orders[s].largestOpenQuantity > size {
                     // The order that waits, its tries used up, was last asked for more than the
                     // position now holds. Its "too late" may be wrong, and then it over-covers
                     // (rule 6): it is asked once more, to come down to the position. A modify down
@@ -1295,6 +1302,12 @@ public struct SymbolStateMachine: Sendable {
                 }
             }
         }
+    }
+
+    /// An order waiting for the fills of a "too late" may be asked once more (its tries used up,
+    /// nothing in flight or failed): only when what it should be has changed since.
+    private func asksAgain(_ s: Int) -> Bool {
+        orders[s].isAccepted && !orders[s].retryPending && orders[s].inFlight == nil && orders[s].failure == nil
     }
 
     /// What planning needs to know about a protective role's live orders.

@@ -126,6 +126,33 @@ struct ReplayTests {
         #expect(again.operations[.modify] == 2 && again.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(again.text)")
     }
 
+    @Test("a stop waiting for fills the broker announced ('too late'), its tries used up, is asked once to cancel when the position goes flat")
+    func awaitingOrderIsAskedToCancelWhenFlat() throws {
+        let trace = #"""
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"60","price":"120","execId":"3"}
+        """#
+        let report = TraceReplayer.replay(trace, options: ReplayOptions(maxAttempts: 1))
+        let position = try #require(report.positions.first)
+        #expect(position.status == .closed)
+        #expect(position.liveOrders.isEmpty, "no stop of 100 left live on a flat position: \(report.text)")
+        #expect(report.operations[.cancel] == 1 && report.operations[.modify] == 1, "\(report.text)")
+        // Asked once: a broker that answers the cancel "too late" too leaves the stop waiting, no loop.
+        let faultFirst = #"""
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        {"type":"brokerFault","operation":"cancel","count":5,"kind":"tooLate","position":"P","role":"stopLoss"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"60","price":"120","execId":"3"}
+        """#
+        let waiting = TraceReplayer.replay(faultFirst, options: ReplayOptions(maxAttempts: 1))
+        #expect(waiting.operations[.cancel] == 1 && waiting.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(waiting.text)")
+    }
+
     @Test("the text output names each order's type: a stop-limit scale-in does not read as a limit")
     func textNamesOrderTypes() {
         let trace = #"""
