@@ -16,6 +16,18 @@ public struct CrashHarness: Sendable {
     /// `fillguard` that finds it set ends when that process is no longer its parent.
     public static let parentVariable = "FILLGUARD_EXIT_WITH_PARENT"
 
+    /// Kills the sessions (and checks) running now and returns once none of them can write any
+    /// more (dead, or after 2 s): for an interrupted harness, before its directory is removed
+    /// (a session still writing its journal there would leave files behind).
+    public static func killRunningSessions() {
+        let pids = Child.running.withLock { $0 }
+        for pid in pids { _ = Glibc.kill(pid, SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(2)
+        for pid in pids {
+            while Child.isAlive(pid), ContinuousClock.now < deadline { usleep(1_000) }
+        }
+    }
+
     /// What a run found.
     public struct Summary: Sendable {
         /// Kill points exercised.
@@ -183,6 +195,17 @@ private final class Child: @unchecked Sendable {
 
     private let exited = ExitState()
 
+    /// The process ids of the children started and not yet seen to exit.
+    static let running = Mutex<Set<Int32>>([])
+
+    /// True while `pid` runs: not gone, nor a zombie waiting to be reaped.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+        // "pid (name) S ...": the state follows the name's closing parenthesis.
+        guard let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[close...].dropFirst().trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
     init(binary: String, arguments: [String], directory: String) throws {
         let id = UUID().uuidString
         outputPath = directory + "/child-\(id).out"
@@ -197,7 +220,8 @@ private final class Child: @unchecked Sendable {
         process.environment = environment
         process.standardOutput = FileHandle(forWritingAtPath: outputPath)
         process.standardError = FileHandle(forWritingAtPath: errorPath)
-        process.terminationHandler = { [exited] _ in
+        process.terminationHandler = { [exited] finished in
+            _ = Child.running.withLock { $0.remove(finished.processIdentifier) }
             let waiters = exited.withLock { state -> [CheckedContinuation<Void, Never>] in
                 state.done = true
                 defer { state.waiters = [] }
@@ -205,7 +229,11 @@ private final class Child: @unchecked Sendable {
             }
             for waiter in waiters { waiter.resume() }
         }
-        try process.run()
+        try Child.running.withLock { running in
+            // Registered before the termination handler can run (it takes the same lock).
+            try process.run()
+            running.insert(process.processIdentifier)
+        }
     }
 
     deinit {

@@ -87,7 +87,14 @@ struct CrashTestCommand: AsyncParsableCommand {
         // kept; its sessions end with this process (they watch it).
         let ownDirectory = directory == nil
         let interrupt = InterruptExit(message: "crash test interrupted" + (ownDirectory ? "" : "; its sessions' journals are kept in \(workDirectory)")) {
-            if ownDirectory { try? FileManager.default.removeItem(atPath: workDirectory) }
+            // The session running now could still write there: it goes first (again, should the
+            // harness have started the next one meanwhile).
+            for _ in 0..<3 {
+                CrashHarness.killRunningSessions()
+                guard ownDirectory else { break }
+                try? FileManager.default.removeItem(atPath: workDirectory)
+                if !FileManager.default.fileExists(atPath: workDirectory) { break }
+            }
         }
         defer { interrupt.release() }
         var harness = CrashHarness(binary: binary, directory: workDirectory, points: points, seed: seed,
