@@ -22,6 +22,9 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// or a cumulative quantity going back). The broker may have traded it all the same, so
         /// the position may differ from the broker's.
         case fillRefused
+        /// The broker filled an order it had refused (or ended as rejected): it has the order
+        /// after all. FillGuard books the fill and holds the rest of the order as live again.
+        case refusedOrderFilled
     }
     /// What went wrong.
     public var kind: Kind

@@ -256,6 +256,8 @@ public struct SymbolStateMachine: Sendable {
             orders[s].phase = .accepted
             orders[s].mayBeLive = false
         }
+        let wasRefused = orders[s].phase == .done(.rejected)
+        if wasRefused { revive(s) }
         if filledAfter > orders[s].quantity, orders[s].uncertainHigh >= filledAfter,
            (orders[s].inFlight?.requestedQuantity ?? .zero) < filledAfter {
             // Only a modify that timed out explains this fill: the broker applied it. The size
@@ -287,6 +289,13 @@ public struct SymbolStateMachine: Sendable {
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
 
         let p = Int(orders[s].position)
+        if wasRefused {
+            let rest = orders[s].openQuantity
+            actions.append(.alert(Alert(
+                kind: .refusedOrderFilled, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                message: "the broker filled \(report.lastQuantity) of \(orders[s].id), which it had refused"
+                    + (rest.isZero ? "; the order is filled" : "; the rest, \(rest), is held as live again (cancelled when no longer wanted)"))))
+        }
         let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
         let netAfter = positions[p].ledger.net
@@ -308,6 +317,23 @@ public struct SymbolStateMachine: Sendable {
                                                ? "; it is covered by its stop-loss alone (the bracket's take-profit would execute at once beside it)" : ""))))
         }
         plan(p, emitting: &actions)
+    }
+
+    /// An order held as refused (its submit refused for good, or ended by the broker as rejected)
+    /// is filled all the same: the broker has it after all, so it is held live again, with its
+    /// fills and the rest of its size, and its work goes on (rule 5 cancels it at flat).
+    private mutating func revive(_ s: Int) {
+        let p = Int(orders[s].position)
+        orders[s].phase = .accepted
+        orders[s].failure = nil
+        orders[s].attempts = 0
+        // In the position's order of its orders, as its live orders are kept (a rare path: scans).
+        let orderSlots = positions[p].orderSlots
+        let rank = orderSlots.firstIndex(of: Int32(s)) ?? orderSlots.endIndex
+        let at = positions[p].liveSlots.firstIndex { (orderSlots.firstIndex(of: $0) ?? orderSlots.endIndex) > rank }
+            ?? positions[p].liveSlots.endIndex
+        positions[p].liveSlots.insert(Int32(s), at: at)
+        if !activeOrders.contains(Int32(s)) { activeOrders.append(Int32(s)) }
     }
 
     /// The position went to the side opposite its bracket's (a protective order larger than the

@@ -153,6 +153,38 @@ struct ReplayTests {
         #expect(waiting.operations[.cancel] == 1 && waiting.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(waiting.text)")
     }
 
+    @Test("an order the broker refused and then fills all the same is held live again with the rest of its size, and cancelled at flat")
+    func refusedOrderThatFillsIsTrackedAgain() throws {
+        let scaleIn = #"""
+        {"type":"brokerFault","operation":"submit","count":1,"kind":"permanent","position":"P","role":"scaleIn","index":0}
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120","scaleIns":[{"quantity":"50","limit":"95"}]}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"fill","position":"P","role":"scaleIn","index":0,"quantity":"20","price":"95","execId":"2"}
+        """#
+        let report = TraceReplayer.replay(scaleIn)
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 120)
+        #expect(position.liveOrder(.scaleIn(0))?.openQuantity == 30, "the rest of the refused scale-in is tracked: \(report.text)")
+        #expect(report.alerts.contains { $0.kind == .refusedOrderFilled && $0.role == .scaleIn(0) }, "\(report.text)")
+        // Flat: the scale-in's rest is cancelled with the stop.
+        let flat = TraceReplayer.replay(scaleIn + "\n" + #"{"type":"fill","position":"P","role":"takeProfit","quantity":"120","price":"120","execId":"3"}"#)
+        #expect(flat.positions.first?.status == .closed && flat.positions.first?.liveOrders.isEmpty == true, "\(flat.text)")
+        #expect(flat.operations[.cancel] == 2, "the stop and the scale-in's rest: \(flat.text)")
+
+        // A refused stop that fills: one stop covers the position, the refused one's rest, not a second beside it.
+        let stop = TraceReplayer.replay(#"""
+        {"type":"brokerFault","operation":"submit","count":1,"kind":"permanent","position":"P","role":"stopLoss"}
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"fill","position":"P","role":"stopLoss","quantity":"40","price":"90","execId":"2"}
+        """#)
+        let stopped = try #require(stop.positions.first)
+        #expect(stopped.netQuantity == 60)
+        #expect(stopped.liveOrders.filter { $0.role == .stopLoss }.map(\.openQuantity) == [Quantity("60")!], "\(stop.text)")
+        #expect(stopped.liveOrder(.takeProfit)?.openQuantity == 60)
+        #expect(stop.operations[.submit] == 3, "entry, stop, target: no second stop submitted beside the refused one's rest: \(stop.text)")
+    }
+
     @Test("the text output names each order's type: a stop-limit scale-in does not read as a limit")
     func textNamesOrderTypes() {
         let trace = #"""
