@@ -2,6 +2,7 @@ import FillGuard
 import FillGuardCore
 import FillGuardFIX
 import Logging
+import Metrics
 import Synchronization
 
 /// Where and how a simulated session reaches a FIX endpoint.
@@ -121,7 +122,8 @@ public final class FIXSimulationSession: Sendable {
         var random = SplitMix64(seed: options.seed &+ 0x5EED)
         let reactions = Mutex(LatencySamples())
         let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
-        let manager = FillManager(broker: broker, journal: options.journal, configuration: managerConfiguration, logger: logger)
+        let manager = FillManager(broker: broker, journal: options.journal, configuration: managerConfiguration, logger: logger,
+                                  metricsFactory: options.metricsFactory ?? MetricsSystem.factory)
         let alertSamples = AlertSamples(manager)
         let events = broker.events()
         // With a journal: rebuild what an earlier (killed or stopped) session left and reconcile

@@ -1,6 +1,7 @@
 import FillGuard
 import FillGuardCore
 import Logging
+import Metrics
 import Synchronization
 
 /// What a simulated trading session does.
@@ -45,6 +46,8 @@ public struct SimulationOptions: Sendable {
     public var runnerThreads: RunnerThreads?
     /// How a position a late fill flipped against its bracket is covered (and checked).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// Where the manager's metrics go (nil: the process's bootstrapped `MetricsSystem.factory`).
+    public var metricsFactory: (any MetricsFactory)?
 
     /// The defaults: 20 symbols for 10 s with 2% faults.
     public init() {}
@@ -130,7 +133,8 @@ public final class SimulationSession: Sendable {
         var logger = Logger(label: "fillguard.simulate")
         logger.logLevel = .critical
         let managerConfiguration = options.managerConfiguration { latency in reactions.withLock { $0.record(latency) } }
-        let manager = FillManager(broker: exchange, journal: options.journal, configuration: managerConfiguration, logger: logger)
+        let manager = FillManager(broker: exchange, journal: options.journal, configuration: managerConfiguration, logger: logger,
+                                  metricsFactory: options.metricsFactory ?? MetricsSystem.factory)
         let alertSamples = AlertSamples(manager)
 
         let events = exchange.events()

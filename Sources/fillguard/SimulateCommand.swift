@@ -75,6 +75,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --runner-threads: microseconds an idle runner thread polls before it sleeps.")
     var runnerSpinUs = 0
 
+    @Option(help: "Write the manager's metrics to PATH in Prometheus's text format: every second while the session runs, and at its end (node_exporter's textfile collector reads such a file).")
+    var metricsFile: String?
+
     @OptionGroup var fix: FIXCommandOptions
 
     /// Closes the journal of a refused run, and removes the files this run created (`created`),
@@ -114,6 +117,10 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         guard parsedLatency != nil else { throw ValidationError("--latency-ms must look like 0.2-1: A-B milliseconds (or A alone), 0 <= A <= B <= 60000") }
         guard journal?.isEmpty != true else { throw ValidationError("--journal needs a file path") }
+        guard metricsFile?.isEmpty != true else { throw ValidationError("--metrics-file needs a file path") }
+        if let metricsFile, let journal, ["", "-wal", "-shm", "-journal", ".exchange"].contains(where: { journal + $0 == metricsFile }) {
+            throw ValidationError("--metrics-file \(metricsFile) would overwrite the journal's files: give another path")
+        }
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
         }
@@ -176,12 +183,27 @@ struct SimulateCommand: AsyncParsableCommand {
         return .microseconds(Int64(low * 1000)) ... .microseconds(Int64(high * 1000))
     }
 
+    /// The metrics file asked for, written once now (empty) to find out early that it can be.
+    private func openMetricsFile() throws -> MetricsFile? {
+        guard let metricsFile else { return nil }
+        let file = MetricsFile(path: metricsFile)
+        do {
+            try file.write()
+        } catch {
+            writeToStandardError("fillguard: --metrics-file: \(error)\n")
+            throw ExitCode(2)
+        }
+        return file
+    }
+
     func run() async throws {
+        let metrics = try openMetricsFile()
         if broker == "fix" {
-            try await runOverFIX()
+            try await runOverFIX(metrics: metrics)
             return
         }
         var options = SimulationOptions()
+        options.metricsFactory = metrics?.factory
         options.symbols = symbols
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
@@ -241,6 +263,12 @@ struct SimulateCommand: AsyncParsableCommand {
         let session = SimulationSession(options: options)
         let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
+        let metricsWriter = metrics?.keepWriting()
+        defer {
+            // The session's last counts, whichever way it ended.
+            metricsWriter?.cancel()
+            try? metrics?.write()
+        }
         do {
             report = try await session.run(progress: showProgress ? progressLine : nil)
         } catch {
@@ -273,8 +301,9 @@ extension SimulateCommand {
     }
 
     /// The session against a FIX endpoint.
-    private func runOverFIX() async throws {
+    private func runOverFIX(metrics: MetricsFile?) async throws {
         var options = SimulationOptions()
+        options.metricsFactory = metrics?.factory
         options.symbols = symbols
         options.duration = .milliseconds(Int64(duration * 1000))
         options.seed = seed
@@ -336,6 +365,12 @@ extension SimulateCommand {
         let showProgress = isatty(STDERR_FILENO) == 1
         let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
+        let metricsWriter = metrics?.keepWriting()
+        defer {
+            // The session's last counts, whichever way it ended.
+            metricsWriter?.cancel()
+            try? metrics?.write()
+        }
         do {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
         } catch {
