@@ -90,7 +90,16 @@ public final class SimulatedExchange: Broker, Sendable {
                     initial.statistics.fills += 1
                 case .clock(let nanos, let prices):
                     lastSeen = nanos
-                    for (symbol, price) in prices { initial.books[symbol]?.price = price }
+                    for (symbol, price) in prices {
+                        // A symbol the exchange listed but had no order for yet is still listed
+                        // (a recovery with no symbols of its own would refuse its entry).
+                        if initial.books[symbol] == nil {
+                            initial.books[symbol] = Book(price: price)
+                            initial.symbols.append(symbol)
+                        } else {
+                            initial.books[symbol]?.price = price
+                        }
+                    }
                 case .session(let saved):
                     if let session { try Self.check(saved, against: session, path: statePath) }
                 }

@@ -96,6 +96,23 @@ struct SimulatedExchangeTests {
         }
     }
 
+    @Test("a symbol the saved exchange listed, with no order yet, is still listed when reopened with no symbols of its own (recover)")
+    func listedSymbolWithoutOrdersSurvivesReopening() async throws {
+        let path = try temporaryStatePath()
+        do {
+            let first = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: ["AAA": Price("100")!, "BBB": Price("42.5")!], statePath: path)
+            try await first.submit(request("M1", .buy, .market, 10))
+            first.recordClock()
+        }
+        // `fillguard recover` opens the exchange with no symbols: an entry on BBB that the killed
+        // session journaled but never sent is sent now, not refused as "unknown symbol".
+        let reopened = try SimulatedExchange(configuration: SimulatorConfiguration(seed: 1), symbols: [:], statePath: path)
+        #expect(reopened.price(of: "BBB") == Price("42.5"))
+        try await reopened.submit(NewOrderRequest(orderID: "B1", symbol: "BBB", side: .buy, type: .market, quantity: 5, timeInForce: .goodTillCancel))
+        #expect(reopened.netPosition(of: "BBB") == 5)
+        #expect(reopened.netPosition(of: "AAA") == 10)
+    }
+
     @Test("a torn last line is cut off on reopening, so what is written next reads back (it was glued to the torn line)")
     func tornLastLineIsCut() async throws {
         let path = try temporaryStatePath()
