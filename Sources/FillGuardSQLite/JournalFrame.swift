@@ -46,8 +46,9 @@ enum JournalFrame {
             let start = offset + headerSize
             let end = min(bytes.count, start + length)
             let payload = Array(bytes[start..<end])
-            // A kind no FillGuard writes is damage: the record is kept with a checksum that fails.
-            let checksum = kind == nil ? ~CRC32.checksum(payload) : stored
+            // A kind no FillGuard writes, or a length that runs past the body (a record cut short,
+            // or a damaged length), is damage: the record is kept with a checksum that fails.
+            let checksum = kind == nil || start + length > bytes.count ? ~CRC32.checksum(payload) : stored
             records.append(JournalRecord(symbol: symbol, sequence: sequence, kind: kind ?? .input, payload: payload, checksum: checksum))
             offset = start + length
         }

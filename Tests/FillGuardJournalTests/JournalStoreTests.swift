@@ -574,22 +574,87 @@ struct JournalStoreTests {
                 #expect(notices.all.count == 1, "the emptied last frame is told: \(notices.all)")
                 #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [1 << 20, 2 << 20])
             } catch {
-                #expect(middle && error.code == .corrupted, "\(error)")
+                #expect(middle && error.code == .corrupted, "\(error.message)")
             }
             await reopened.close()
         }
     }
 
+    @Test("damage to several records at the end is corruption, not a torn tail: committed records are not dropped")
+    func sqliteDamagedTailOfSeveralRecords() async throws {
+        // The payload's last byte of the last two frames changed: two committed records damaged.
+        let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = CAST(substr(body, 1, length(body) - 1) || x'ff' AS BLOB) WHERE id > (SELECT min(id) FROM frames)")
+        let reopened = try SQLiteJournalStore(path: path)
+        do {
+            _ = try await reopened.load(notices: { _ in })
+            Issue.record("two damaged records at the end were dropped as a torn tail")
+        } catch {
+            #expect(error.code == .corrupted && error.message.contains("a crash tears at most the last record"), "\(error.message)")
+        }
+        await reopened.close()
+        #expect(try SQLiteTestAccess.frameCount(path: path) == 3, "nothing was deleted")
+    }
+
+    @Test("a record whose length runs past its frame is damage: in the middle corruption, at the end a torn tail")
+    func sqliteLengthPastTheFrame() async throws {
+        // The payload length (4 bytes at offset 13) of the frame's only record, 2, made 3.
+        for (which, middle) in [("min", true), ("max", false)] {
+            let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = CAST(substr(body, 1, 13) || x'03' || substr(body, 15) AS BLOB) WHERE id = (SELECT \(which)(id) FROM frames)")
+            let reopened = try SQLiteJournalStore(path: path)
+            let notices = NoticeCollector()
+            do {
+                let contents = try await reopened.load(notices: { notices.append($0) })
+                #expect(!middle, "a damaged length in the middle was read as if nothing were wrong")
+                #expect(notices.all.count == 1, "\(notices.all)")
+                #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [1 << 20, 2 << 20])
+            } catch {
+                #expect(middle && error.code == .corrupted, "\(error.message)")
+            }
+            await reopened.close()
+        }
+    }
+
+    @Test("a snapshot's sequence is covered by its check: a changed seq is corruption; a snapshot written before (payload CRC alone) still loads")
+    func sqliteSnapshotSequenceIsChecked() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .snapshot, payload: [1, 9])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 3 << 20, kind: .input, payload: [1, 3])])
+        await store.close()
+        func load(after sql: String) async throws -> Result<JournalContents, JournalError> {
+            let queue = try DatabaseQueue(path: path)
+            try await queue.write { try $0.execute(sql: sql) }
+            try queue.close()
+            let reopened = try SQLiteJournalStore(path: path)
+            let result: Result<JournalContents, JournalError>
+            do { result = .success(try await reopened.load(notices: { _ in })) } catch { result = .failure(error) }
+            await reopened.close()
+            return result
+        }
+        // The snapshot made to cover the record after it: that record would be skipped unseen.
+        if case .failure(let error) = try await load(after: "UPDATE snapshots SET seq = seq + (2 << 20)") {
+            #expect(error.code == .corrupted && error.message.contains("snapshot of AAA fails its checksum"), "\(error)")
+        } else {
+            Issue.record("a snapshot whose seq changed was trusted")
+        }
+        // A journal written before the sequence was covered: the payload's CRC-32 alone.
+        let legacy = try await load(after: "UPDATE snapshots SET seq = seq - (2 << 20), crc = \(CRC32.checksum([1, 9]))")
+        let contents = try legacy.get()
+        #expect(contents.lanes["AAA"]?.snapshot?.sequence == 2 << 20)
+        #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [3 << 20])
+    }
+
     @Test("a record kind no FillGuard writes is damage: in the middle of the journal it is corruption")
     func sqliteUnknownKind() async throws {
         // The kind byte follows the 8-byte sequence at the start of the frame body.
-        let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = substr(body, 1, 8) || x'09' || substr(body, 10) WHERE id = (SELECT min(id) FROM frames)")
+        let path = try await Self.threeFramesOfAAA(damagedBy: "UPDATE frames SET body = CAST(substr(body, 1, 8) || x'09' || substr(body, 10) AS BLOB) WHERE id = (SELECT min(id) FROM frames)")
         let reopened = try SQLiteJournalStore(path: path)
         do {
             _ = try await reopened.load(notices: { _ in })
             Issue.record("a record of unknown kind was loaded as an input")
         } catch {
-            #expect(error.code == .corrupted)
+            #expect(error.code == .corrupted && error.message.contains("fails its checksum"), "\(error.message)")
         }
         await reopened.close()
     }

@@ -2,8 +2,9 @@ import FillGuardCore
 import Synchronization
 
 /// The load rules every store shares, so that they all behave alike: checksums are checked;
-/// damage at the very end of the journal (a torn last write) is dropped with a notice; damage
-/// followed by intact records is corruption and fails loudly; records a snapshot covers are
+/// damage to the very last record (a torn last write) is dropped with a notice; any other damage
+/// (followed by intact records, or spread over several records at the end) is corruption and
+/// fails loudly; records a snapshot covers are
 /// skipped; each symbol's records come back in sequence order.
 public enum JournalAssembly {
     /// A record as a store read it, with its append position.
@@ -33,15 +34,21 @@ public enum JournalAssembly {
         let ordered = rows.sorted { $0.position < $1.position }
         var truncateFrom: Int64?
         if let firstDamaged = ordered.firstIndex(where: { !$0.record.isIntact || !isReadable($0.record) }) {
-            let intactAfter = ordered[(firstDamaged + 1)...].filter { $0.record.isIntact && isReadable($0.record) }
-            // A torn write damages the last batch only: allow a few damaged trailing rows.
+            let after = ordered[(firstDamaged + 1)...]
+            let intactAfter = after.filter { $0.record.isIntact && isReadable($0.record) }
             guard intactAfter.isEmpty else {
                 let row = ordered[firstDamaged]
                 throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol) #\(row.record.sequence)) fails its checksum and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
             }
-            let dropped = ordered.count - firstDamaged
+            // A crash cuts the write it interrupts short: only the last record can be torn. Damage
+            // to several records at the end is damage, not a crash (dropping it would drop
+            // records that were committed).
+            guard after.isEmpty else {
+                let row = ordered[firstDamaged]
+                throw JournalError(.corrupted, "the journal's last \(after.count + 1) records (from record \(row.position), \(row.record.symbol)) all fail their checksums; a crash tears at most the last record written, so this is damage and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            }
             truncateFrom = ordered[firstDamaged].position
-            notices("the journal's last \(dropped) record\(dropped == 1 ? "" : "s") (from record \(ordered[firstDamaged].position)) were torn by a crash during a write; dropped. What they held is recovered from the broker by reconciliation")
+            notices("the journal's last record (record \(ordered[firstDamaged].position)) was torn by a crash during a write; dropped. What it held is recovered from the broker by reconciliation")
         }
         for snapshot in snapshots {
             if let version = snapshot.payload.first, version > SnapshotCodec.version {
