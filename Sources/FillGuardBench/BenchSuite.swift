@@ -145,7 +145,7 @@ public struct BenchSuite: Sendable {
             // First, so that nothing else has grown the process (they run in fresh processes anyway).
             for child in [["memory-hot", "fillguard", "\(plan.hotFills)"], ["memory-idle", "fillguard", "\(plan.idleSymbols)"],
                           ["memory-idle", "seed", "\(plan.idleSymbols)"]] {
-                if let measurement = await runChild(child) { note(measurement) }
+                note(await runChild(child))
             }
         }
         if workloads.contains("throughput") {
@@ -173,13 +173,11 @@ public struct BenchSuite: Sendable {
                               ["latency", "fillguard", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyIdleSpinMicros)"],
                               ["latency", "fillguard-dedicated", "\(fills)", "\(rate)", "\(plan.latencySymbols)", "\(plan.latencyDedicatedSpinMicros)"],
                               ["latency", "seed", "\(seedFills)", "\(rate)", "\(plan.latencySymbols)", "\(cutoff)"]] {
-                    if let measurement = await runChild(child) { note(measurement) }
+                    note(await runChild(child))
                 }
             }
             // What sets the tail: the cost per fill of working off a backlog in the same pattern.
-            if let measurement = await runChild(["catchup", "fillguard", "\(plan.latencySymbols)", "\(plan.catchUpWaves)"]) {
-                note(measurement)
-            }
+            note(await runChild(["catchup", "fillguard", "\(plan.latencySymbols)", "\(plan.catchUpWaves)"]))
         }
         if workloads.contains("calls") {
             for latency in plan.callLatencies {
@@ -210,10 +208,14 @@ public struct BenchSuite: Sendable {
         return results
     }
 
-    /// Runs one memory workload in a fresh process: `kind implementation size`.
-    private func runChild(_ arguments: [String]) async -> Measurement? {
+    /// Runs one workload in a fresh process: `kind implementation size [more]`. One that fails
+    /// is a row with no metrics and a note saying so (the command then exits 1): never left out.
+    private func runChild(_ arguments: [String]) async -> Measurement {
+        let failed = Measurement(workload: arguments[0], implementation: arguments[1].hasPrefix("fillguard") ? "fillguard" : arguments[1],
+                                 parameters: ["child": arguments.joined(separator: " ")], metrics: [:],
+                                 notes: [Self.childFailed + " (" + arguments.joined(separator: " ") + ")"])
         if !plan.memoryInChildProcess || childCommand.isEmpty {
-            return await Self.runChildWorkload(arguments)
+            return await Self.runChildWorkload(arguments) ?? failed
         }
         let command = childCommand
         let output = await FeedThread.run(name: "bench-child") { () -> Data? in
@@ -228,11 +230,14 @@ public struct BenchSuite: Sendable {
             return process.terminationStatus == 0 ? data : nil
         }
         guard let output, let measurement = try? JSONDecoder().decode(Measurement.self, from: output) else {
-            progress("  \(arguments.joined(separator: " ")): the child process failed")
-            return nil
+            progress("  \(arguments.joined(separator: " ")): \(Self.childFailed)")
+            return failed
         }
         return measurement
     }
+
+    /// The note of a row whose child process failed.
+    public static let childFailed = "the child process failed"
 
     /// Runs one workload in this process: `kind implementation size [more]` (what a child does;
     /// `core fillguard N` is the single-threaded core loop, for profiling; `latency fillguard
@@ -242,7 +247,10 @@ public struct BenchSuite: Sendable {
     public static func runChildWorkload(_ arguments: [String]) async -> Measurement? {
         guard arguments.count >= 3, let size = Int(arguments[2]), size > 0 else { return nil }
         let more = arguments.dropFirst(3).compactMap { Int($0) }
-        guard more.count == arguments.count - 3, more.allSatisfy({ $0 > 0 }) else { return nil }
+        // Counts and rates are positive; a latency row's idle spin (its fourth number) may be 0.
+        guard more.count == arguments.count - 3,
+              more.enumerated().allSatisfy({ $0.element > 0 || ($0.offset == 2 && $0.element == 0 && arguments[0] == "latency" && arguments[1] != "seed") })
+        else { return nil }
         if arguments[0] == "latency", !more.isEmpty {
             // FillGuard and the floor first run a quarter of a second at the same pace, not recorded.
             let warmup = more[0] / 4

@@ -23,7 +23,7 @@ struct BenchCommand: AsyncParsableCommand {
             .build/fix-peer unless --fix-port names a running one). Build with -c release.
             """)
 
-    @Flag(help: "Run every workload tiny (a few seconds in all), for CI.")
+    @Flag(help: "Run every workload tiny (about 10 to 15 seconds in all), for CI.")
     var smoke = false
 
     @Flag(help: "Print the results as JSON.")
@@ -131,7 +131,8 @@ struct BenchCommand: AsyncParsableCommand {
                               ("--fix-positions", fixPositions), ("--fix-fills-per-position", fixFillsPerPosition)] {
             if let value, value < 1 { throw ValidationError("\(name) must be at least 1") }
         }
-        for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--fix-paced-rate", fixPacedRate), ("--dedicated-spin-us", dedicatedSpinUs)] {
+        if let fixPacedRate, fixPacedRate < 1 { throw ValidationError("--fix-paced-rate must be at least 1 (no paced phase: --fix-paced-positions 0)") }
+        for (name, value) in [("--fix-paced-positions", fixPacedPositions), ("--dedicated-spin-us", dedicatedSpinUs)] {
             if let value, value < 0 { throw ValidationError("\(name) must not be negative") }
         }
         // Upper bounds: a count beyond them would make a position larger than a quantity may be
@@ -234,7 +235,10 @@ struct BenchCommand: AsyncParsableCommand {
         let results = await suite.run()
         try printResult(json ? results.json : results.text)
         // A run that found wrong state, or could not measure what was asked, must not look like a pass.
-        let failures = results.runs.joined().filter { $0.implementation == "fillguard" && (($0.metrics["violations"] ?? 0) > 0 || $0.metrics.isEmpty) }
+        let failures = results.runs.joined().filter { measurement in
+            measurement.metrics.isEmpty && measurement.notes.contains { $0.hasPrefix(BenchSuite.childFailed) }
+                || measurement.implementation == "fillguard" && ((measurement.metrics["violations"] ?? 0) > 0 || measurement.metrics.isEmpty)
+        }
         for failure in failures {
             writeToStandardError("fillguard bench: \(failure.workload) \(failure.implementation): \(failure.metrics.isEmpty ? "" : "invariant violations: ")\(failure.notes.joined(separator: "; "))\n")
         }
@@ -263,7 +267,9 @@ extension BenchCommand {
             let required = ["FILLGUARD_PG_HOST", "FILLGUARD_PG_PORT", "FILLGUARD_PG_USER", "FILLGUARD_PG_DATABASE"]
             let missing = required.filter { (environment[$0] ?? "").isEmpty }
             guard missing.isEmpty, let port = Int(environment["FILLGUARD_PG_PORT"] ?? "") else {
-                throw ValidationError("the postgres journal store needs \(missing.isEmpty ? "FILLGUARD_PG_PORT as a number" : missing.joined(separator: ", ")); start a server with: eval \"$(scripts/postgres-start)\"")
+                // Said plainly, without the usage text a ValidationError from here would print (the top command's).
+                writeToStandardError("fillguard bench: the postgres journal store needs \(missing.isEmpty ? "FILLGUARD_PG_PORT as a number" : missing.joined(separator: ", ")); start a server with: eval \"$(scripts/postgres-start)\"\n")
+                throw ExitCode(2)
             }
             let base = PostgresJournalStore.Configuration(
                 host: environment["FILLGUARD_PG_HOST"]!, port: port, username: environment["FILLGUARD_PG_USER"]!,

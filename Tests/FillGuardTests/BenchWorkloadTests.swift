@@ -59,6 +59,11 @@ struct BenchWorkloadTests {
         #expect(dedicated.metrics["warmupFills"] == 2_500, "a quarter of a second at the offered rate")
         #expect(dedicated.metrics["censored"] == 0)
         #expect(dedicated.parameters["strategy"]?.hasPrefix("runnerThreads=") == true, "a row of its own")
+        // --dedicated-spin-us 0 (no polling) is a measurement, not a refused child; a rate of 0 is refused.
+        let notPolling = try #require(await BenchSuite.runChildWorkload(["latency", "fillguard-dedicated", "100", "10000", "2", "0"]))
+        #expect(notPolling.metrics["samples"] == 100 && notPolling.parameters["strategy"]?.hasSuffix("spin=0") == true, "\(notPolling.parameters)")
+        #expect(await BenchSuite.runChildWorkload(["latency", "fillguard", "100", "0", "2", "50"]) == nil)
+        #expect(await BenchSuite.runChildWorkload(["latency", "seed", "100", "10000", "2", "0"]) == nil, "the seed's cutoff is positive")
     }
 
     @Test("safety: native modify is never naked and never below the round-trip floor; cancel-then-create is naked in between")
