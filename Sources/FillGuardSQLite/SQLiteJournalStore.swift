@@ -176,7 +176,7 @@ public final class SQLiteJournalStore: JournalStore {
             let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
             if tables.isEmpty {
                 guard mode == .createIfNeeded else {
-                    throw JournalError(.corrupted, "\(path) is not a FillGuard journal (an SQLite database with no tables)")
+                    throw JournalError(.corrupted, "\(path) holds no FillGuard journal: an SQLite database with no tables (a session killed while it created its journal leaves one; nothing was recorded in it)")
                 }
                 return
             }

@@ -80,7 +80,8 @@ struct RecoverCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard FileManager.default.fileExists(atPath: journal) else {
+        // (A -wal without its file is left to the store, which says what it holds.)
+        guard FileManager.default.fileExists(atPath: journal) || (fileSize(journal + "-wal") ?? 0) > 0 else {
             writeToStandardError("fillguard: no journal at '\(journal)'\n")
             throw ExitCode(2)
         }

@@ -237,7 +237,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 } else if !holdsSession, let size = fileSize(journal + ".exchange"), size > 0 {
                     // A new journal's exchange state cannot exist yet: this one is another session's.
                     // Refused before the journal records anything of this session.
-                    settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: it is another session's (remove it to start afresh)"
+                    settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: another session's, or the session of a journal moved aside or lost (a new journal is a new session: move \(journal).exchange aside too to start afresh)"
                 } else {
                     settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue,
                                                                      flippedCover: options.flippedPositionCover.rawValue, record: !holdsSession)

@@ -122,6 +122,17 @@ struct ReleaseHeldTests {
 }
 
 extension ReleaseHeldTests {
+    @Test("fillguard recover of a journal whose file is gone but whose -wal is there says so, not 'no journal'")
+    func recoverNamesAnOrphanedWAL() async throws {
+        let journal = try temporaryDirectory() + "/j.sqlite"
+        _ = FileManager.default.createFile(atPath: journal + "-wal", contents: Data(repeating: 7, count: 4096))
+        let run = try await runFillguard(["recover", "--journal", journal])
+        #expect(run.status == 2 && run.standardError.contains("-wal holds a journal's latest writes, but its database file"), "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: journal), "nothing created")
+        let missing = try await runFillguard(["recover", "--journal", journal + ".other"])
+        #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
+    }
+
     @Test("a resumed simulate session opens no bracket on a held symbol (no symbolHeld refusals counted as violations) and names it")
     func resumedSessionLeavesHeldSymbolsAlone() async throws {
         let statePath = try temporaryDirectory() + "/run.exchange"
