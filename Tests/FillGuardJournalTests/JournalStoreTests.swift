@@ -259,7 +259,7 @@ struct JournalStoreTests {
             Issue.record("a database with no journal was opened for recovery")
         } catch {
             #expect(error.code == .corrupted)
-            #expect(error.message.contains("not a FillGuard journal"))
+            #expect(error.message.contains("holds no FillGuard journal"))
         }
         let after = try DatabaseQueue(path: blank)
         #expect(try await after.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sqlite_master") } == 0, "recovery created nothing in it")

@@ -38,7 +38,7 @@ public enum JournalAssembly {
             let intactAfter = after.filter { $0.record.isIntact && isReadable($0.record) }
             guard intactAfter.isEmpty else {
                 let row = ordered[firstDamaged]
-                throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol) #\(row.record.sequence)) fails its checksum and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+                throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol), \(JournalPosition.describe(row.record.sequence))) fails its checksum and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
             }
             // A crash cuts the write it interrupts short: only the last record can be torn. Damage
             // to several records at the end is damage, not a crash (dropping it would drop

@@ -29,15 +29,15 @@ public struct JournalChain: Sendable {
         // goes on from what it says it held.
         let intact = records.allSatisfy { $0.isIntact && !$0.payload.isEmpty }
         if intact, let newest = records.map(\.sequence).max(), Int64(bitPattern: newest) != stored {
-            throw Broken(description: "frame \(frame) of \(symbol) says it ends at \(stored) but its records end at \(Int64(bitPattern: newest))")
+            throw Broken(description: "frame \(frame) of \(symbol) says it ends at \(JournalPosition.describe(stored: stored)) but its records end at \(JournalPosition.describe(newest))")
         }
         if let previous {
             if let before = last[symbol] {
                 if intact, previous > before {
-                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(previous), but the frame before it ends at \(before): a frame between them is gone")
+                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(JournalPosition.describe(stored: previous)), but the frame before it ends at \(JournalPosition.describe(stored: before)): a frame between them is gone")
                 }
                 if intact, previous < before {
-                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(previous), but the frame before it already ends at \(before): frames are repeated or out of order")
+                    throw Broken(description: "frame \(frame) of \(symbol) follows a frame ending at \(JournalPosition.describe(stored: previous)), but the frame before it already ends at \(JournalPosition.describe(stored: before)): frames are repeated or out of order")
                 }
             } else {
                 first[symbol] = (frame, previous)
@@ -53,7 +53,7 @@ public struct JournalChain: Sendable {
         for snapshot in snapshots { covered[snapshot.symbol] = Int64(bitPattern: snapshot.sequence) }
         for (symbol, start) in first where start.previous != 0 {
             guard let snapshot = covered[symbol], start.previous <= snapshot else {
-                throw Broken(description: "the first frame of \(symbol) (frame \(start.frame)) follows a frame ending at \(start.previous), which neither the journal nor a snapshot holds: the frames before it are gone")
+                throw Broken(description: "the first frame of \(symbol) (frame \(start.frame)) follows a frame ending at \(JournalPosition.describe(stored: start.previous)), which neither the journal nor a snapshot holds: the frames before it are gone")
             }
         }
     }

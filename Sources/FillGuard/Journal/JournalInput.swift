@@ -191,7 +191,7 @@ enum JournalCodec {
     /// these could derive a state its writer never had.
     static func checkSameRules(_ record: JournalRecord) throws(JournalError) {
         guard let first = record.payload.first, first < version else { return }
-        throw JournalError(.unsupportedVersion, "record \(record.sequence) of \(record.symbol) was written by an earlier FillGuard (record format \(first), this one writes \(version)), "
+        throw JournalError(.unsupportedVersion, "record \(JournalPosition.describe(record.sequence)) of \(record.symbol) was written by an earlier FillGuard (record format \(first), this one writes \(version)), "
                            + "whose rules may derive it differently, so it is not replayed. Recover this journal with the FillGuard that wrote it and stop that cleanly "
                            + "with a snapshot of every symbol (`fillguard simulate --journal J --snapshot-interval 1 --duration 0.1` with that build, or its library with `Journal(store:snapshotInterval: 1)` and a clean shutdown()); "
                            + "this one then starts from the snapshots")

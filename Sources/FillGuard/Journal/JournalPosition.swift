@@ -16,6 +16,16 @@ struct JournalPosition: Sendable, Hashable {
 
     static func sequence(input: UInt64) -> UInt64 { input << intentBits }
 
+    /// A sequence as a person reads it: "input 31", "intent 2 of input 31".
+    static func describe(_ sequence: UInt64) -> String {
+        let input = input(of: sequence)
+        let intent = intent(of: sequence)
+        return intent == 0 ? "input \(input)" : "intent \(intent) of input \(input)"
+    }
+
+    /// A sequence as a store keeps it (a signed 64-bit column), as a person reads it.
+    static func describe(stored: Int64) -> String { describe(UInt64(bitPattern: stored)) }
+
     static func input(of sequence: UInt64) -> UInt64 { sequence >> intentBits }
 
     /// The intent number in a sequence (0 for the input itself).

@@ -51,7 +51,7 @@ struct LaneReplay {
                     throw JournalError(.corrupted, "record \(describe(record.sequence)) of \(symbol)'s journal is an operation on \(operation.symbol); it was damaged or moved and the journal cannot be trusted")
                 }
                 guard replay.machine.restoreSent(operation) else {
-                    throw JournalError(.inconsistent, "intent \(record.sequence) of \(symbol) names order \(operation.orderID), which the journal never created; "
+                    throw JournalError(.inconsistent, "\(describe(record.sequence)) of \(symbol) names order \(operation.orderID), which the journal never created; "
                                        + "a journal replays only with the replacement settings it was written with (native modify: \(configuration.nativeModify), "
                                        + "strategy: \(configuration.replaceStrategy.rawValue) now): recover with the same ones (fillguard: --no-modify, --strategy)")
                 }
@@ -65,11 +65,7 @@ struct LaneReplay {
     }
 
     /// "input 7" or "intent 2 of input 7".
-    private static func describe(_ sequence: UInt64) -> String {
-        let input = JournalPosition.input(of: sequence)
-        let intent = JournalPosition.intent(of: sequence)
-        return intent == 0 ? "input \(input)" : "intent \(intent) of input \(input)"
-    }
+    private static func describe(_ sequence: UInt64) -> String { JournalPosition.describe(sequence) }
 
     /// Refuses a record that does not follow the one before it (the snapshot, or the start).
     /// A lane numbers its inputs 1, 2, 3 ... and each input's intents 1, 2, ... after it
