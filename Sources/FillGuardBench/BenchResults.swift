@@ -102,9 +102,10 @@ public struct BenchResults: Sendable {
         "calls": ["brokerCallsPerFill"],
         "memory-idle": ["bytesPerIdleSymbol", "rssMiB"],
         "memory-hot": ["fillsPerSecond", "peakRSSMiB", "peakGrowthMiB"],
-        "safety": ["unprotectedShareSecondsPer1000", "roundTripShareSecondsPer1000", "overCoveredShareSecondsPer1000", "nakedShareSecondsPer1000", "reactionP50Micros", "reactionP99Micros", "violations"],
+        "safety": ["unprotectedShareSecondsPer1000", "roundTripShareSecondsPer1000", "realisedRoundTripShareSecondsPer1000", "modifyTookMeanMicros",
+                   "overCoveredShareSecondsPer1000", "nakedShareSecondsPer1000", "reactionP50Micros", "reactionP99Micros", "violations"],
         "durable": ["fillsPerSecond", "cpuMicrosPerFill", "recordsPerCommit", "recoverySeconds", "recordsReplayed", "violations"],
-        "fix": ["fillsPerSecond", "reactionP50Micros", "reactionP99Micros", "protectionP50Micros", "protectionP99Micros", "brokerCallsPerFill", "violations"],
+        "fix": ["fillsPerSecond", "reactionP50Micros", "reactionP99Micros", "protectionP50Micros", "protectionP99Micros", "brokerCallsPerFill", "retries", "violations"],
     ]
 
     /// The results for a person: one line per row, medians, and ratios against the seed.
