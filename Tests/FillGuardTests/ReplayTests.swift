@@ -106,12 +106,17 @@ struct ReplayTests {
         #expect(report.positions.first?.commissions == Money("-0.25"))
     }
 
+    /// A long of 100 whose stop's next modify is answered "too late" (the stop filled, says the broker).
+    private static let stopAnsweredTooLate = #"""
+    {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
+    {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+    {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+
+    """#
+
     @Test("a stop waiting for fills the broker announced ('too late'), its tries used up, is asked once more to come down when the position shrinks below it")
     func awaitingOrderIsAskedToComeDown() throws {
-        let trace = #"""
-        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
-        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
-        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        let trace = Self.stopAnsweredTooLate + #"""
         {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
         {"type":"fill","position":"P","role":"takeProfit","quantity":"20","price":"120","execId":"3"}
         """#
@@ -128,27 +133,21 @@ struct ReplayTests {
 
     @Test("a stop waiting for fills the broker announced ('too late'), its tries used up, is asked once to cancel when the position goes flat")
     func awaitingOrderIsAskedToCancelWhenFlat() throws {
-        let trace = #"""
-        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
-        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
-        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        let targetFillsAll = #"""
         {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
         {"type":"fill","position":"P","role":"takeProfit","quantity":"60","price":"120","execId":"3"}
         """#
+        let trace = Self.stopAnsweredTooLate + targetFillsAll
         let report = TraceReplayer.replay(trace, options: ReplayOptions(maxAttempts: 1))
         let position = try #require(report.positions.first)
         #expect(position.status == .closed)
         #expect(position.liveOrders.isEmpty, "no stop of 100 left live on a flat position: \(report.text)")
         #expect(report.operations[.cancel] == 1 && report.operations[.modify] == 1, "\(report.text)")
         // Asked once: a broker that answers the cancel "too late" too leaves the stop waiting, no loop.
-        let faultFirst = #"""
-        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}
-        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
-        {"type":"brokerFault","operation":"modify","count":1,"kind":"tooLate","position":"P","role":"stopLoss"}
+        let faultFirst = Self.stopAnsweredTooLate + #"""
         {"type":"brokerFault","operation":"cancel","count":5,"kind":"tooLate","position":"P","role":"stopLoss"}
-        {"type":"fill","position":"P","role":"takeProfit","quantity":"40","price":"120","execId":"2"}
-        {"type":"fill","position":"P","role":"takeProfit","quantity":"60","price":"120","execId":"3"}
-        """#
+
+        """# + targetFillsAll
         let waiting = TraceReplayer.replay(faultFirst, options: ReplayOptions(maxAttempts: 1))
         #expect(waiting.operations[.cancel] == 1 && waiting.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(waiting.text)")
     }
