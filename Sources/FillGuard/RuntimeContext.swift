@@ -80,6 +80,9 @@ final class RuntimeContext: Sendable {
     let heldSymbols = Mutex<Set<Symbol>>([])
     /// Symbols whose fills are being reconciled after a `fillsOverdue` alert (one at a time each).
     let overdueReconciliations = Mutex<Set<Symbol>>([])
+    /// Orders the broker answered "too late" and then listed as live, taken as live once: a
+    /// broker that does so again for the same order is not asked again (no loop of both answers).
+    let liveAfterTooLate = Mutex<Set<OrderID>>([])
     /// Called by a lane that raised `fillsOverdue` (set by the manager: it asks the broker).
     let fillsOverdueHandler = Mutex<(@Sendable (Symbol) -> Void)?>(nil)
     let logger: Logger

@@ -196,6 +196,14 @@ extension SymbolStateMachine {
         activeOrders.filter { orders[Int($0)].retryPending }.map { orders[Int($0)].id }
     }
 
+    /// Live orders that wait, their tries used up, for the fills of a "too late" answer: the
+    /// broker is asked where they stand (`adoptBrokerQuantity(_:quantity:emitting:)` when it
+    /// still works one).
+    public var ordersAwaitingFills: [OrderID] {
+        activeOrders.filter { orders[Int($0)].awaitingFill && !orders[Int($0)].retryPending && orders[Int($0)].inFlight == nil }
+            .map { orders[Int($0)].id }
+    }
+
     /// Positions held back by a permanent failure (a role of an open position blocked, or a live
     /// order marked failed): after a restart the cool-down timer is gone, so `rearm(_:)` them.
     public var positionsAwaitingRearm: [PositionID] {
@@ -380,18 +388,25 @@ extension SymbolStateMachine {
 }
 
 extension SymbolStateMachine {
-    /// Reconciliation: the broker holds this order at `quantity` in total, not the size the
+    /// Reconciliation: the broker holds this order live at `quantity` in total, not the size the
     /// machine believes (a change it applied that no record holds, or a change by hand), or holds
     /// an order the machine has as not yet sent (its submit went out but the record of it was
-    /// lost). The broker's size is taken and the order counts as placed, so that its fills fit,
-    /// planning resizes from the truth, and the id is never submitted twice.
-    /// Ignored for unknown orders, ended orders and orders with an operation in flight (their
-    /// outcome is resolved separately).
+    /// lost), or works an order the machine waits on after a "too late" (its tries used up: that
+    /// answer was wrong, the order is live). The broker's size is taken and the order counts as
+    /// placed and live, so that its fills fit, planning resizes (or cancels) it from the truth,
+    /// and the id is never submitted twice.
+    /// Ignored for unknown orders, ended orders and orders with an operation in flight or a retry
+    /// due (their outcome is resolved separately).
     public mutating func adoptBrokerQuantity(_ orderID: OrderID, quantity: Quantity, emitting actions: inout [Action]) {
         guard let s = slot(of: orderID), orders[s].isLive, orders[s].inFlight == nil, quantity.isPositive else { return }
         let unsent: Bool
         if case .unsent = orders[s].phase { unsent = true } else { unsent = false }
-        guard unsent || quantity != orders[s].quantity else { return }
+        let waited = orders[s].awaitingFill && !orders[s].retryPending
+        guard unsent || waited || quantity != orders[s].quantity else { return }
+        if waited {
+            orders[s].awaitingFill = false
+            orders[s].attempts = 0
+        }
         orders[s].quantity = max(quantity, orders[s].filled)
         if case .unsent = orders[s].phase { orders[s].phase = .accepted }
         orders[s].mayBeLive = false

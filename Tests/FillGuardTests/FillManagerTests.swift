@@ -530,7 +530,7 @@ struct FillManagerTests {
     }
 
     @Test("records written under earlier rules (an older record format) are not replayed: a clear unsupportedVersion, nothing rebuilt",
-          arguments: [UInt8(1), 2])
+          arguments: [UInt8(1), 2, 3])
     func recordsOfEarlierRulesAreNotReplayed(format: UInt8) async throws {
         let store = InMemoryJournalStore()
         let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)

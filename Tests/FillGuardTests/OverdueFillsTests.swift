@@ -9,17 +9,29 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     let orders = TestBroker()
     private let made = Mutex<[ExecutionReport]>([])
     private let asked = Atomic<Int>(0)
-    private let tooLate = Mutex<Set<OrderID>>([])
+    /// Per order, how many more modifies are answered "too late".
+    private let tooLate = Mutex<[OrderID: Int]>([:])
+    private let works = Mutex<[OrderID: BrokerOrderState]>([:])
+    private let stateQueries = Atomic<Int>(0)
 
     var capabilities: BrokerCapabilities { orders.capabilities }
     func submit(_ request: NewOrderRequest) async throws(BrokerError) { try await orders.submit(request) }
     func modify(_ request: ModifyOrderRequest) async throws(BrokerError) {
-        if tooLate.withLock({ $0.contains(request.orderID) }) { throw BrokerError(.tooLate, "order already filled") }
+        let late = tooLate.withLock { answers -> Bool in
+            guard let left = answers[request.orderID], left > 0 else { return false }
+            answers[request.orderID] = left - 1
+            return true
+        }
+        if late { throw BrokerError(.tooLate, "order already filled") }
         try await orders.modify(request)
     }
 
-    /// Every modify of `id` is answered "too late" (the order filled at the broker).
-    func answerTooLate(_ id: OrderID) { tooLate.withLock { _ = $0.insert(id) } }
+    /// The next `times` modifies of `id` (every one by default) are answered "too late" (the order filled at the broker, it says).
+    func answerTooLate(_ id: OrderID, times: Int = .max) { tooLate.withLock { $0[id] = times } }
+    /// The broker lists this order as it says (`orderState`), whatever it answered before.
+    func lists(_ state: BrokerOrderState) { works.withLock { $0[state.orderID] = state } }
+    /// How many times `orderState(_:symbol:)` was asked.
+    var orderStateQueries: Int { stateQueries.load(ordering: .sequentiallyConsistent) }
     func cancel(_ request: CancelOrderRequest) async throws(BrokerError) { try await orders.cancel(request) }
     func events() -> AsyncStream<BrokerEvent> { orders.events() }
 
@@ -28,7 +40,10 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     /// How many times `executions(of:)` was asked.
     var executionQueries: Int { asked.load(ordering: .sequentiallyConsistent) }
 
-    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? { nil }
+    func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
+        stateQueries.add(1, ordering: .sequentiallyConsistent)
+        return works.withLock { $0[id] }
+    }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { [] }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
         asked.add(1, ordering: .sequentiallyConsistent)
@@ -82,6 +97,44 @@ struct OverdueFillsTests {
         let correction = try #require(await correctionIterator.next())
         #expect(correction.kind == .adoptedFill && correction.orderID == stop.id, "\(correction)")
         #expect(correction.message.contains("its report never came"), "\(correction.message)")
+    }
+
+    @Test("a stop answered 'too late' that the broker still works, with no fills: after the tries it is asked for, taken as live, and resized; once per order")
+    func wrongTooLateIsResolved() async throws {
+        for forever in [false, true] {
+            let broker = QueryingTestBroker()
+            let (manager, position) = try await Self.opened(broker)
+            let stop = try #require(position.liveOrder(.stopLoss))
+            let target = try #require(position.liveOrder(.takeProfit))
+            let corrections = manager.corrections()
+            // The stop's resize to 60 is answered "too late" for both tries (or for ever), yet the
+            // broker has no fill of it and lists it working at 100.
+            broker.answerTooLate(stop.id, times: forever ? .max : 2)
+            broker.lists(BrokerOrderState(orderID: stop.id, symbol: "KO", side: .sell, type: stop.type, quantity: 100, filled: 0, status: .working))
+            manager.receive(.execution(ExecutionReport(executionID: "TP-1", orderID: target.id, symbol: "KO", side: .sell, lastQuantity: 40,
+                                                       lastPrice: Price("110")!)))
+            await manager.waitUntilIdle()
+            let after = try #require(await manager.position("P1"))
+            #expect(after.netQuantity == 60)
+            #expect(broker.orderStateQueries == 1, "asked once: \(broker.orderStateQueries)")
+            if forever {
+                // A broker that answers "too late" again for the order it lists as live: not asked
+                // again (no loop), the stop waits and the alert says so.
+                #expect(after.liveOrder(.stopLoss)?.status == .awaitingFills)
+                #expect(manager.statistics.alertsByKind[.fillsOverdue] == 2)
+                #expect(broker.orders.count(.modify) == 0, "every modify answered 'too late' (four: two tries, twice)")
+            } else {
+                #expect(after.liveOrder(.stopLoss)?.openQuantity == 60, "resized once taken as live: \(after.orders)")
+                #expect(after.liveOrder(.stopLoss)?.status == .working)
+                #expect(broker.orders.count(.modify) == 1, "the third modify went through")
+                #expect(await manager.invariantViolations().isEmpty)
+            }
+            manager.finishSubscriptions()
+            var seen: [ReconciliationCorrection] = []
+            for await correction in corrections { seen.append(correction) }
+            #expect(seen.contains { $0.kind == .resolvedOperation && $0.orderID == stop.id && $0.message.contains("answered \"too late\"") }, "\(seen)")
+            await manager.shutdown()
+        }
     }
 
     @Test("reconcileFills(of:) applies a fill whose report was lost, once; a second call finds nothing")

@@ -55,11 +55,13 @@ public enum JournalInput: Sendable, Hashable {
 /// The version also names the core's rules: recovery re-derives records with them, so it goes up
 /// whenever a change to the rules could derive a journal's records differently (version 2: the
 /// rules of 2026-11-27; version 3: later that day, a protective order whose resize up fails for
-/// good is replaced, and a flipped position's cover is configurable; the bytes are those of
-/// version 1). Records of an older version are not replayed (snapshots, which hold state, are
-/// read whatever wrote them).
+/// good is replaced, and a flipped position's cover is configurable; version 4, 2026-11-28: an
+/// order waiting for the fills of a "too late" is asked again when the position shrinks or goes
+/// flat, and taken as live when the broker lists it so; a refused order that fills is held live
+/// again; the bytes are those of version 1). Records of an older version are not replayed
+/// (snapshots, which hold state, are read whatever wrote them).
 enum JournalCodec {
-    static let version: UInt8 = 3
+    static let version: UInt8 = 4
     /// The oldest version whose bytes this build decodes (for the check that names it).
     static let oldestDecodable: UInt8 = 1
 

@@ -16,6 +16,28 @@ extension FillManager {
             corrections.append(correction)
             publish(correction)
         }
+        // An order still waiting for the fills of a "too late" that the broker has none of: asked
+        // where it stands. One the broker still works was answered wrongly: it is live, and is
+        // resized, replaced or cancelled as the position needs (else it would stay beside its
+        // replacement, or over a position that shrank, until fills that never come). Once per
+        // order: a broker that answers "too late" again for it is left to the alert.
+        for id in await read(lane, { $0.ordersAwaitingFills }) where !context.liveAfterTooLate.withLock({ $0.contains(id) }) {
+            let state: BrokerOrderState?
+            do throws(BrokerError) {
+                state = try await asking { () async throws(BrokerError) in try await broker.orderState(id, symbol: symbol) }
+            } catch {
+                let correction = ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: id, message: "the order could not be read: \(error)")
+                corrections.append(correction)
+                publish(correction)
+                continue
+            }
+            guard let state, state.status.isLive, context.liveAfterTooLate.withLock({ $0.insert(id).inserted }) else { continue }
+            let correction = ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: id,
+                                                      message: "the broker works this order (\(state.quantity), \(state.filled) filled), which it had answered \"too late\"; it is live, and planned again")
+            corrections.append(correction)
+            publish(correction)
+            lane.enqueue(.brokerQuantity(id, state.quantity))
+        }
         return corrections
     }
 

@@ -178,6 +178,9 @@ extension FillManager {
                 if order.status == .pendingNew {
                     correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: order.id,
                                                      message: "the broker already works this order (\(state.quantity)), which the journal has as not yet sent; taken as placed, not submitted again"))
+                } else if order.status == .awaitingFills, state.status.isLive {
+                    correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: order.id,
+                                                     message: "the broker works this order (\(state.quantity), \(state.filled) filled), which it had answered \"too late\"; it is live, and planned again"))
                 } else if state.quantity != order.quantity {
                     correct(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: order.id,
                                                      message: "the broker has \(state.quantity), FillGuard had \(order.quantity); the broker's size is taken"))
