@@ -44,11 +44,16 @@ public final class PostgresJournalStore: JournalStore {
         public var maximumConnections: Int
         /// How long opening a TCP connection may take.
         public var connectTimeout: Duration
+        /// How long an append may wait for the server's answer. Past it (a hung server, a
+        /// half-open connection) the store gives up its lock's connection and fails the append
+        /// with `storage` (the batch may or may not be stored): the manager stops applying and
+        /// refuses inputs, instead of waiting without end; restart to recover.
+        public var writeTimeout: Duration
 
         /// A configuration; the password defaults to none, durability to `fsync`.
         public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
                     namespace: String, durability: JournalDurability = .fsync,
-                    maximumConnections: Int = 4, connectTimeout: Duration = .seconds(10)) {
+                    maximumConnections: Int = 4, connectTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10)) {
             self.host = host
             self.port = port
             self.username = username
@@ -58,6 +63,7 @@ public final class PostgresJournalStore: JournalStore {
             self.durability = durability
             self.maximumConnections = maximumConnections
             self.connectTimeout = connectTimeout
+            self.writeTimeout = writeTimeout
         }
 
         /// "user@host:port/database (journal namespace)", for messages.
@@ -90,12 +96,16 @@ public final class PostgresJournalStore: JournalStore {
         try Self.validate(namespace: configuration.namespace)
         self.configuration = configuration
         self.logger = logger ?? Logger(label: "fillguard.journal.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        guard (1...65_535).contains(configuration.port) else {
+            throw JournalError(.storage, "the PostgreSQL journal server's port \(configuration.port) is not a TCP port (1 to 65535)")
+        }
         // A direct first connection gives a prompt, specific error when the server is unreachable
         // (the pool would retry in the background and report only a tripped circuit breaker).
-        try await Self.prepare(configuration, logger: self.logger)
+        // The namespace's lock first: a store refused as `inUse` writes nothing, not even tables.
         lockConnection = try await Self.lockNamespace(configuration, logger: self.logger)
         let chain: [String: Int64]
         do {
+            try await Self.prepare(configuration, logger: self.logger)
             chain = try await Self.lastWrittenSequences(configuration.namespace, on: lockConnection, location: configuration.location, logger: self.logger)
         } catch {
             // Give the namespace's lock back: this store never opened.
@@ -148,31 +158,64 @@ public final class PostgresJournalStore: JournalStore {
         }
         steps.append((pending, nil))
         let plan = steps
+        let connection = lockConnection
+        let answered: Bool
         do {
-            try await lockConnection.withTransaction(logger: logger) { connection in
-                if durability == .off {
-                    try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-                }
-                for step in plan {
-                    try await Self.insert(step.records, namespace: namespace, on: connection, logger: logger)
-                    if let snapshot = step.snapshot {
-                        try await Self.replaceSnapshot(snapshot, namespace: namespace, on: connection, logger: logger)
+            answered = try await Self.answered(within: configuration.writeTimeout, closing: connection) {
+                try await connection.withTransaction(logger: logger) { connection in
+                    if durability == .off {
+                        try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
+                    }
+                    for step in plan {
+                        try await Self.insert(step.records, namespace: namespace, on: connection, logger: logger)
+                        if let snapshot = step.snapshot {
+                            try await Self.replaceSnapshot(snapshot, namespace: namespace, on: connection, logger: logger)
+                        }
                     }
                 }
             }
             let committed = chain
-            lastWritten.withLock { $0 = committed }
+            if answered { lastWritten.withLock { $0 = committed } }
         } catch {
             if lockConnection.isClosed {
                 throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed while writing: the batch may or may not be stored); restart to recover: \(Self.describe(error))")
             }
             throw failure("cannot write to", error)
         }
+        guard answered else {
+            throw JournalError(.storage, "no answer from the PostgreSQL journal at \(configuration.location) within \(configuration.writeTimeout) (a hung server or connection); the lock's connection is closed (the batch may or may not be stored): restart to recover")
+        }
+    }
+
+    /// Runs `work`; if it has not finished within `timeout`, closes `connection` (which ends the
+    /// work's queries) and returns false once it has.
+    private static func answered(within timeout: Duration, closing connection: PostgresConnection,
+                                 _ work: @escaping @Sendable () async throws -> Void) async throws -> Bool {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await work()
+                return true
+            }
+            group.addTask {
+                // Cancelled once the work is done: then its answer is not looked at.
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = try await group.next() ?? false
+            group.cancelAll()
+            if !first {
+                // The work's queries fail once their connection has gone; their errors are moot.
+                try? await connection.close()
+                while let _ = try? await group.next() {}
+            }
+            return first
+        }
     }
 
     /// Loads per the contract; a torn tail is deleted from the table with a notice.
     public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
         try checkOpen()
+        try checkLock("nothing is read")
         let namespace = configuration.namespace
         let logger = self.logger
         let rows: [JournalAssembly.Row]
@@ -203,9 +246,10 @@ public final class PostgresJournalStore: JournalStore {
                         "SELECT symbol, seq, payload, crc FROM fillguard_journal_snapshots WHERE namespace = \(namespace)",
                         logger: logger)
                     for try await (symbol, sequence, payload, crc) in snapshotRows.decode((String, Int64, ByteBuffer, Int64).self) {
+                        let bytes = Array(payload.readableBytesView)
                         snapshots.append(JournalRecord(
                             symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: .snapshot,
-                            payload: Array(payload.readableBytesView), checksum: UInt32(truncatingIfNeeded: crc)))
+                            payload: bytes, checksum: SnapshotCheck.checksum(stored: crc, payload: bytes, sequence: UInt64(bitPattern: sequence))))
                     }
                     return (rows, snapshots, links)
                 }
@@ -224,8 +268,10 @@ public final class PostgresJournalStore: JournalStore {
         }
         let result = try JournalAssembly.assemble(rows: rows, snapshots: snapshots, notices: notices)
         if let cut = result.truncateFrom {
+            // On the lock's connection: a store that lost its lock deletes nothing.
+            try checkLock("the torn tail is not dropped")
             do {
-                try await client.query(
+                try await lockConnection.query(
                     "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND id >= \(cut)",
                     logger: logger)
                 let chain = try await Self.lastWrittenSequences(namespace, on: lockConnection, location: configuration.location, logger: logger)
@@ -241,14 +287,15 @@ public final class PostgresJournalStore: JournalStore {
     /// untouched. The store stays open and usable, as if new.
     public func erase() async throws(JournalError) {
         try checkOpen()
+        // On the lock's connection, as appends are: a store that lost its lock (the rightful
+        // writer may be another store by now) erases nothing.
+        try checkLock("nothing is erased")
         let namespace = configuration.namespace
         let logger = self.logger
         do {
-            try await client.withConnection { connection in
-                try await connection.withTransaction(logger: logger) { connection in
-                    try await connection.query("DELETE FROM fillguard_journal_records WHERE namespace = \(namespace)", logger: logger)
-                    try await connection.query("DELETE FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
-                }
+            try await lockConnection.withTransaction(logger: logger) { connection in
+                try await connection.query("DELETE FROM fillguard_journal_records WHERE namespace = \(namespace)", logger: logger)
+                try await connection.query("DELETE FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
             }
         } catch {
             throw failure("cannot erase", error)
@@ -278,6 +325,14 @@ public final class PostgresJournalStore: JournalStore {
     }
 
     // MARK: - Helpers
+
+    /// Throws `storage` when the connection holding the namespace's lock has closed: the lock
+    /// is gone, and another store may be the namespace's writer now.
+    private func checkLock(_ consequence: String) throws(JournalError) {
+        if lockConnection.isClosed {
+            throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed); \(consequence): open a new store to recover")
+        }
+    }
 
     private func checkOpen() throws(JournalError) {
         if closed.withLock({ $0 }) {
@@ -311,7 +366,7 @@ public final class PostgresJournalStore: JournalStore {
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(50)) }
             do {
                 let rows = try await connection.query(
-                    "SELECT pg_try_advisory_lock(\(Self.namespaceLockClass), hashtext(\(namespace)))", logger: logger)
+                    "SELECT pg_try_advisory_lock(hashtextextended(\(namespace), \(Self.namespaceLockSeed)))", logger: logger)
                 for try await value in rows.decode(Bool.self) { acquired = value }
             } catch {
                 try? await connection.close()
@@ -328,8 +383,9 @@ public final class PostgresJournalStore: JournalStore {
     /// How many times opening asks for the namespace's lock before it reports `inUse`.
     static let lockAttempts = 10
 
-    /// The advisory lock class of namespace locks ("FGNS"); the key is the namespace's hash.
-    private static let namespaceLockClass: Int32 = 0x4647_4E53
+    /// The seed of a namespace lock's key ("FGNS"): the key is the namespace's 64-bit hash with
+    /// it (a 32-bit hash let two namespaces share a lock: the second was refused as in use).
+    private static let namespaceLockSeed: Int64 = 0x4647_4E53
 
     /// One direct connection to the configured server.
     private static func connect(_ configuration: Configuration, id: Int, logger: Logger) async throws(JournalError) -> PostgresConnection {
@@ -364,11 +420,25 @@ public final class PostgresJournalStore: JournalStore {
                         id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL, symbol TEXT NOT NULL,
                         seq BIGINT NOT NULL, kind SMALLINT NOT NULL, payload BYTEA NOT NULL, crc BIGINT NOT NULL)
                     """, logger: logger)
-                try await connection.query(
-                    "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
-                    logger: logger)
+                // The index and the column only when missing: even with IF NOT EXISTS, creating an
+                // index or altering the table takes a lock on it that waits behind any reader (a
+                // backup, say) and holds up every namespace's writes behind it.
+                let present = try await connection.query("""
+                    SELECT (SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'fillguard_journal_records_by_symbol'),
+                           (SELECT count(*) FROM information_schema.columns
+                            WHERE table_schema = current_schema() AND table_name = 'fillguard_journal_records' AND column_name = 'prev_seq')
+                    """, logger: logger)
+                var (hasIndex, hasColumn) = (false, false)
+                for try await (index, column) in present.decode((Int64, Int64).self) { (hasIndex, hasColumn) = (index > 0, column > 0) }
+                if !hasIndex {
+                    try await connection.query(
+                        "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
+                        logger: logger)
+                }
                 // Tables from before records named their predecessor get the column (NULL: unchecked).
-                try await connection.query("ALTER TABLE fillguard_journal_records ADD COLUMN IF NOT EXISTS prev_seq BIGINT", logger: logger)
+                if !hasColumn {
+                    try await connection.query("ALTER TABLE fillguard_journal_records ADD COLUMN IF NOT EXISTS prev_seq BIGINT", logger: logger)
+                }
                 try await connection.query("""
                     CREATE TABLE IF NOT EXISTS fillguard_journal_snapshots (
                         namespace TEXT NOT NULL, symbol TEXT NOT NULL, seq BIGINT NOT NULL,
@@ -457,7 +527,7 @@ public final class PostgresJournalStore: JournalStore {
         let symbol = record.symbol.name
         let sequence = Int64(bitPattern: record.sequence)
         let payload = ByteBuffer(bytes: record.payload)
-        let checksum = Int64(record.checksum)
+        let checksum = SnapshotCheck.stored(payload: record.payload, sequence: record.sequence)
         try await connection.query("""
             INSERT INTO fillguard_journal_snapshots (namespace, symbol, seq, payload, crc)
             VALUES (\(namespace), \(symbol), \(sequence), \(payload), \(checksum))

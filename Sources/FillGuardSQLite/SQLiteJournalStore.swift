@@ -268,7 +268,7 @@ public final class SQLiteJournalStore: JournalStore {
                         let sequence = Int64(bitPattern: record.sequence)
                         try db.execute(sql: "INSERT OR REPLACE INTO snapshots (symbol, seq, payload, crc) VALUES (?, ?, ?, ?)",
                                        arguments: [record.symbol.name, sequence, Data(record.payload),
-                                                   Self.snapshotCheck(payload: record.payload, sequence: record.sequence)])
+                                                   SnapshotCheck.stored(payload: record.payload, sequence: record.sequence)])
                         try db.execute(sql: "DELETE FROM frames WHERE symbol = ? AND last_seq <= ?", arguments: [record.symbol.name, sequence])
                         continue
                     }
@@ -286,23 +286,6 @@ public final class SQLiteJournalStore: JournalStore {
         } catch {
             throw JournalError(.storage, "cannot write to the journal at \(path): \(error)")
         }
-    }
-
-    /// A snapshot's `crc` column: bit 32 set, then the CRC-32 of its payload and its sequence, so
-    /// that damage to the `seq` column (which says which records the snapshot covers) is found.
-    /// (Journals written before hold the payload's CRC-32 alone, below 2^32: still read.)
-    static func snapshotCheck(payload: [UInt8], sequence: UInt64) -> Int64 {
-        var covered = payload
-        withUnsafeBytes(of: sequence.littleEndian) { covered.append(contentsOf: $0) }
-        return Int64(1) << 32 | Int64(CRC32.checksum(covered))
-    }
-
-    /// The checksum a snapshot read back is judged by (`JournalRecord.isIntact`): its payload's
-    /// own when the stored check holds for the payload and the sequence, one that fails if not.
-    static func snapshotChecksum(stored: Int64, payload: [UInt8], sequence: UInt64) -> UInt32 {
-        guard stored >> 32 != 0 else { return UInt32(truncatingIfNeeded: stored) } // written before the sequence was covered
-        let own = CRC32.checksum(payload)
-        return stored == snapshotCheck(payload: payload, sequence: sequence) ? own : ~own
     }
 
     /// Loads per the contract; a torn tail is deleted from the file with a notice. A row whose
@@ -341,7 +324,7 @@ public final class SQLiteJournalStore: JournalStore {
                     let payload = [UInt8](try StoredValue.blob(row, 2, "snapshots.payload"))
                     return JournalRecord(symbol: Symbol(try StoredValue.text(row, 0, "snapshots.symbol")), sequence: sequence, kind: .snapshot,
                                          payload: payload,
-                                         checksum: Self.snapshotChecksum(stored: try StoredValue.integer(row, 3, "snapshots.crc"),
+                                         checksum: SnapshotCheck.checksum(stored: try StoredValue.integer(row, 3, "snapshots.crc"),
                                                                          payload: payload, sequence: sequence))
                 }
                 try chain.check(snapshots: snapshots)

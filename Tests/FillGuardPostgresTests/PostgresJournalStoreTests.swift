@@ -3,6 +3,9 @@ import FillGuardCore
 import FillGuardJournalContract
 import FillGuardPostgres
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PostgresNIO
 import Synchronization
@@ -32,6 +35,28 @@ enum TestServer {
             host: environment["FILLGUARD_PG_HOST"]!, port: port, username: environment["FILLGUARD_PG_USER"]!,
             password: environment["FILLGUARD_PG_PASSWORD"], database: environment["FILLGUARD_PG_DATABASE"]!,
             namespace: "\(label)-\(UUID().uuidString.lowercased())", durability: durability)
+    }
+
+    /// The seed of a namespace lock's key (`PostgresJournalStore`'s, "FGNS").
+    static let namespaceLockSeed: Int64 = 0x4647_4E53
+
+    /// The first column of the first row of a query returning one integer, outside any store.
+    static func integer(_ query: PostgresQuery, on configuration: PostgresJournalStore.Configuration) async throws -> Int64 {
+        let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: configuration.host, port: configuration.port, username: configuration.username,
+                password: configuration.password, database: configuration.database, tls: .disable),
+            id: 1, logger: logger)
+        var value: Int64 = 0
+        do {
+            for try await number in try await connection.query(query, logger: logger).decode(Int64.self) { value = number }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+        return value
     }
 
     /// Runs one statement on the test server outside any store (to damage what tests need damaged).
@@ -118,8 +143,8 @@ struct PostgresJournalStoreTests {
         // lock, a new writer may take the namespace, and the old store refuses to write any more.
         try await TestServer.execute("""
             SELECT pg_terminate_backend(pid) FROM pg_locks
-            WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND granted
-              AND objid = (hashtext(\(configuration.namespace))::bigint & 4294967295)::text::oid
+            WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND granted AND objsubid = 1
+              AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(\(configuration.namespace), \(TestServer.namespaceLockSeed))
             """, on: configuration)
         let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked after its holder's connection died")
         do {
@@ -129,6 +154,14 @@ struct PostgresJournalStoreTests {
             #expect(error.code == .storage)
             #expect(error.message.contains("lost the lock"))
         }
+        // Nor does it erase (the namespace is another store's now) or read.
+        do {
+            try await reopened.erase()
+            Issue.record("a store that lost its lock erased the namespace")
+        } catch {
+            #expect(error.code == .storage && error.message.contains("lost the lock"), "\(error)")
+        }
+        await #expect(throws: JournalError.self) { _ = try await reopened.load(notices: { _ in }) }
         #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.count == 2)
         await reopened.close()
         try await next.erase()
@@ -159,6 +192,105 @@ struct PostgresJournalStoreTests {
             }
         }
         return nil
+    }
+
+    @Test("Postgres: two namespaces whose 32-bit hashes collide are separate journals; an open refused as in use writes nothing")
+    func namespaceLocksAreSeparate() async throws {
+        // hashtext() gives these two the same 32-bit value: one lock held the other.
+        var first = try TestServer.configuration(label: "collide")
+        var second = first
+        first.namespace = "ns23643"
+        second.namespace = "ns156407"
+        let one = try await PostgresJournalStore(configuration: first)
+        let two = try await PostgresJournalStore(configuration: second)
+        try await one.erase()
+        try await two.erase()
+        await two.close()
+        await one.close()
+
+        // A namespace held (here by a bare connection's lock, as another store would): refused,
+        // with nothing written for it, not even its format row.
+        let held = try TestServer.configuration(label: "held")
+        let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        let holder = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(host: held.host, port: held.port, username: held.username,
+                                                            password: held.password, database: held.database, tls: .disable),
+            id: 9, logger: logger)
+        try await holder.query("SELECT pg_advisory_lock(hashtextextended(\(held.namespace), \(TestServer.namespaceLockSeed)))", logger: logger)
+        do {
+            let store = try await PostgresJournalStore(configuration: held)
+            await store.close()
+            Issue.record("a held namespace was opened")
+        } catch {
+            #expect(error.code == .inUse, "\(error)")
+        }
+        try await holder.close()
+        #expect(try await TestServer.integer("SELECT count(*) FROM fillguard_journal_meta WHERE namespace = \(held.namespace)", on: held) == 0)
+    }
+
+    @Test("Postgres: a server that stops answering fails the append after writeTimeout instead of stalling for ever; nothing of it is stored")
+    func hungServerFailsTheAppend() async throws {
+        var configuration = try TestServer.configuration(label: "hung")
+        configuration.writeTimeout = .milliseconds(300)
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        // The server process that serves the store's lock connection stops (SIGSTOP), as a hung
+        // server or a half-open connection would look.
+        let backend = try await TestServer.integer("""
+            SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+              AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(\(configuration.namespace), \(TestServer.namespaceLockSeed))
+            """, on: configuration)
+        #expect(backend > 0)
+        #expect(kill(pid_t(backend), SIGSTOP) == 0)
+        do {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
+            Issue.record("an append to a stopped server returned")
+        } catch {
+            #expect(error.code == .storage && error.message.contains("no answer"), "\(error)")
+        }
+        #expect(kill(pid_t(backend), SIGCONT) == 0)
+        await #expect(throws: JournalError.self) {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: 3, kind: .input, payload: [1, 3])])
+        }
+        await store.close()
+        let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked")
+        #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.map(\.sequence) == [1], "the unanswered batch was not stored")
+        try await next.erase()
+        await next.close()
+    }
+
+    @Test("Postgres: a port that is no TCP port is refused, not wrapped round to another")
+    func portOutOfRange() async throws {
+        var configuration = try TestServer.configuration(label: "port")
+        for port in [0, 70_000, -1] {
+            configuration.port = port
+            do {
+                _ = try await PostgresJournalStore(configuration: configuration)
+                Issue.record("port \(port) was used")
+            } catch {
+                #expect(error.code == .storage && error.message.contains("not a TCP port"), "\(error)")
+            }
+        }
+    }
+
+    @Test("Postgres: a snapshot's check covers its seq: a changed seq is corruption")
+    func snapshotSequenceIsChecked() async throws {
+        let configuration = try TestServer.configuration(label: "snapseq")
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 2 << 20, kind: .snapshot, payload: [1, 9])])
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 3 << 20, kind: .input, payload: [1, 3])])
+        #expect(try await store.load(notices: { _ in }).lanes["AAA"]?.records.map(\.sequence) == [3 << 20])
+        try await TestServer.execute(
+            "UPDATE fillguard_journal_snapshots SET seq = seq + \(Int64(2 << 20)) WHERE namespace = \(configuration.namespace)", on: configuration)
+        do {
+            _ = try await store.load(notices: { _ in })
+            Issue.record("a snapshot whose seq changed was trusted")
+        } catch {
+            #expect(error.code == .corrupted && error.message.contains("snapshot of AAA fails its checksum"), "\(error)")
+        }
+        try await store.erase()
+        await store.close()
     }
 
     @Test("Postgres refuses a namespace written by a newer FillGuard")
