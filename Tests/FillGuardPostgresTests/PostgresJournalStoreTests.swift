@@ -42,38 +42,36 @@ enum TestServer {
 
     /// The first column of the first row of a query returning one integer, outside any store.
     static func integer(_ query: PostgresQuery, on configuration: PostgresJournalStore.Configuration) async throws -> Int64 {
-        let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
-        let connection = try await PostgresConnection.connect(
-            configuration: PostgresConnection.Configuration(
-                host: configuration.host, port: configuration.port, username: configuration.username,
-                password: configuration.password, database: configuration.database, tls: .disable),
-            id: 1, logger: logger)
-        var value: Int64 = 0
-        do {
+        try await withConnection(to: configuration) { connection, logger in
+            var value: Int64 = 0
             for try await number in try await connection.query(query, logger: logger).decode(Int64.self) { value = number }
-        } catch {
-            try? await connection.close()
-            throw error
+            return value
         }
-        try await connection.close()
-        return value
     }
 
     /// Runs one statement on the test server outside any store (to damage what tests need damaged).
     static func execute(_ query: PostgresQuery, on configuration: PostgresJournalStore.Configuration) async throws {
+        try await withConnection(to: configuration) { connection, logger in _ = try await connection.query(query, logger: logger) }
+    }
+
+    /// Runs `body` on a connection of its own to the test server, closed after it.
+    private static func withConnection<Result>(to configuration: PostgresJournalStore.Configuration,
+                                               _ body: (PostgresConnection, Logger) async throws -> Result) async throws -> Result {
         let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
         let connection = try await PostgresConnection.connect(
             configuration: PostgresConnection.Configuration(
                 host: configuration.host, port: configuration.port, username: configuration.username,
                 password: configuration.password, database: configuration.database, tls: .disable),
             id: 1, logger: logger)
+        let result: Result
         do {
-            try await connection.query(query, logger: logger)
+            result = try await body(connection, logger)
         } catch {
             try? await connection.close()
             throw error
         }
         try await connection.close()
+        return result
     }
 }
 
