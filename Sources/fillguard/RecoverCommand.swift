@@ -118,6 +118,9 @@ struct RecoverCommand: AsyncParsableCommand {
         let cover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
         let releasing = Set(release.map { Symbol($0) })
         let outcome: RecoverySession.Outcome
+        // A FIX store directory this run would create: removed again if it never logs on.
+        var newStore: String?
+        if overFIX, let settings = try? fix.settings(), let path = settings.storePath, access(path, F_OK) != 0 { newStore = path }
         do {
             let store = try SQLiteJournalStore(path: journal, durability: .fsync, mode: .existingJournal)
             if let mismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: replaceStrategy.rawValue,
@@ -163,6 +166,7 @@ struct RecoverCommand: AsyncParsableCommand {
             }
         } catch {
             writeToStandardError("fillguard: cannot recover: \(error)\n")
+            if let newStore, case FIXRecoveryError.broker = error { removeNewFIXStore(newStore) }
             throw ExitCode(2)
         }
         let recovery = outcome.recovery

@@ -93,12 +93,7 @@ struct SimulateCommand: AsyncParsableCommand {
         if journal == nil { await store?.close() }
     }
 
-    /// Removes a FIX store directory this run created and never logged on with: its files (the
-    /// sequence numbers, the Logon it sent, no fills) and the directory itself.
-    private static func removeNewStore(_ path: String) {
-        for file in ["seqnums", "messages", "executions", "executions.old", "lock"] { unlink(path + "/" + file) }
-        rmdir(path)
-    }
+    private static func removeNewStore(_ path: String) { removeNewFIXStore(path) }
 
     /// The journal's files that do not exist yet (those this run would create).
     private static func missingFiles(of path: String) -> [String] {
@@ -412,3 +407,9 @@ func writeToStandardError(_ text: String) {
     }
 }
 
+/// Removes a FIX store directory a run created and never logged on with: its files (the
+/// sequence numbers, the Logon it sent, no fills) and the directory itself.
+func removeNewFIXStore(_ path: String) {
+    for file in ["seqnums", "messages", "executions", "executions.old", "lock"] { unlink(path + "/" + file) }
+    rmdir(path)
+}

@@ -245,6 +245,10 @@ struct SimulateOverFIXTests {
         #expect(newStore.status == 2 && newStore.standardError.contains("MsgSeqNum too low")
                     && newStore.standardError.contains("--fix-reset-on-logon Y"), "\(newStore.standardError)")
         #expect(!FileManager.default.fileExists(atPath: store + "-2") && !FileManager.default.fileExists(atPath: journal + "-2"))
+        // recover too: a store it creates, refused at the Logon, is not left behind.
+        let newStoreRecover = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store + "-3"] + endpoint)
+        #expect(newStoreRecover.status == 2 && newStoreRecover.standardError.contains("MsgSeqNum too low"), "\(newStoreRecover.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: store + "-3"), "the store recover created was removed")
         let otherSession = try await runChild(binary, ["recover", "--journal", journal, "--fix-store", store, "--fix-target", "OTHER"] + endpoint)
         #expect(otherSession.status == 2 && otherSession.standardError.contains("FIX session FG->EX"), "\(otherSession.standardError)")
         let otherSimulate = try await runChild(binary, ["simulate", "--journal", journal, "--fix-store", store, "--fix-sender", "X",
