@@ -1265,13 +1265,21 @@ public struct SymbolStateMachine: Sendable {
             // (rule 6): a cancel, or a smaller size, never over-sells.
             if summary.awaiting {
                 let s = summary.current
-                if s >= 0, !orders[s].awaitingFill, orders[s].failure == nil, orders[s].isLive, orders[s].openQuantity > size {
-                    if configuration.nativeModify || !orders[s].isAccepted || orders[s].inFlight != nil {
-                        setTarget(.open(size), of: s, emitting: &actions)
+                // What the role's other order may cover: the position less what the waiting orders
+                // may still hold. Right in either case: if their "too late" is right they filled,
+                // and the position is that much smaller once their fills come; if it is wrong they
+                // are live, and cover that much of it.
+                let allowed = size > summary.awaitingCover ? size - summary.awaitingCover : .zero
+                if s >= 0, !orders[s].awaitingFill, orders[s].failure == nil, orders[s].isLive, orders[s].openQuantity > allowed {
+                    if allowed.isZero {
+                        // The waiting orders cover it all: this one is all excess, whatever the answer.
+                        retire(s, successor: -1, emitting: &actions)
+                    } else if configuration.nativeModify || !orders[s].isAccepted || orders[s].inFlight != nil {
+                        setTarget(.open(allowed), of: s, emitting: &actions)
                     } else if configuration.replaceStrategy == .createThenCancel, !positions[p].isBlocked(role) {
                         // Replaced by a smaller one; the role is never left without an order that
                         // is live (the one waiting for its fills has ended at the broker).
-                        let successor = createProtective(p, role: role, side: side, price: price, size: size, emitting: &actions)
+                        let successor = createProtective(p, role: role, side: side, price: price, size: allowed, emitting: &actions)
                         retire(s, successor: successor, emitting: &actions)
                     }
                     // cancelThenCreate cannot bring it down here: its cancel would leave the
@@ -1340,6 +1348,8 @@ public struct SymbolStateMachine: Sendable {
     private struct RoleSummary {
         /// Some live order of the role is waiting for fills after a "too late".
         var awaiting = false
+        /// The most the role's waiting orders on the right side, their tries used up, may still hold open.
+        var awaitingCover = Quantity.zero
         /// Some live order of the role is on the wrong side (found before any cancel).
         var wrongSide = false
         /// Some live order of the role on the right side is being replaced.
@@ -1365,7 +1375,12 @@ public struct SymbolStateMachine: Sendable {
             // broker; those fills can only take the position further this way, so it does not
             // hold up the role's order for the side the position is on now.
             if orders[s].awaitingFill, orders[s].side != side { continue }
-            if orders[s].awaitingFill { summary.awaiting = true }
+            if orders[s].awaitingFill {
+                summary.awaiting = true
+                // Once its tries are used up (while a retry is due, the work is asked again soon:
+                // counting it meanwhile would resize the role's other order back and forth).
+                if !orders[s].retryPending { summary.awaitingCover += orders[s].largestOpenQuantity }
+            }
             if orders[s].side != side {
                 summary.wrongSide = true
             } else if orders[s].retiring {

@@ -57,9 +57,17 @@ final class MetricsFile: Sendable {
         Task { [self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                try? write()
+                if !Task.isCancelled { try? write() }
             }
         }
+    }
+
+    /// Stops `writer` (from `keepWriting()`) and, once it has stopped, writes the last counts:
+    /// two writes at once could leave a temporary file behind.
+    func finish(_ writer: Task<Void, Never>) async {
+        writer.cancel()
+        await writer.value
+        try? write()
     }
 }
 

@@ -259,14 +259,12 @@ struct SimulateCommand: AsyncParsableCommand {
         let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
         let metricsWriter = metrics?.keepWriting()
-        defer {
-            // The session's last counts, whichever way it ended.
-            metricsWriter?.cancel()
-            try? metrics?.write()
-        }
         do {
             report = try await session.run(progress: showProgress ? progressLine : nil)
+            // The session's last counts, whichever way it ended.
+            if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
         } catch {
+            if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
             writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
             throw ExitCode(2)
         }
@@ -361,14 +359,12 @@ extension SimulateCommand {
         let progressLine = Self.progressLine(total: duration)
         let report: SimulationReport
         let metricsWriter = metrics?.keepWriting()
-        defer {
-            // The session's last counts, whichever way it ended.
-            metricsWriter?.cancel()
-            try? metrics?.write()
-        }
         do {
             report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
+            // The session's last counts, whichever way it ended.
+            if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
         } catch {
+            if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
             writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(error)\n")
             // Nothing was recorded when the session could not log on: a journal it created goes again.
             await Self.discard(options.journal, store: openedStore, created: created)

@@ -152,6 +152,28 @@ struct ReplayTests {
         #expect(waiting.operations[.cancel] == 1 && waiting.positions.first?.liveOrder(.stopLoss)?.status == .awaitingFills, "\(waiting.text)")
     }
 
+    @Test("while a stop waits for a 'too late''s fills, the role's other stop covers the position less what the waiting one may hold: never both in full (QA fuzz)")
+    func roleCoverLeavesOutTheWaitingOrder() throws {
+        // A short of 42; its stop's resize up to 49 is refused, so a stop of 49 replaces it, and
+        // the old one's cancel is answered "too late" (it filled, says the broker) every time.
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"S","side":"sell","quantity":"100","stopLoss":"110","takeProfit":"90"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"42","price":"100","execId":"X1"}
+        {"type":"brokerFault","operation":"modify","count":1,"kind":"permanent","position":"P1","role":"stopLoss"}
+        {"type":"brokerFault","operation":"cancel","count":3,"kind":"tooLate","position":"P1","role":"stopLoss"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"7","price":"100","execId":"X2"}
+        """#
+        let report = TraceReplayer.replay(trace)
+        let stops = try #require(report.positions.first).liveOrders.filter { $0.role == .stopLoss }
+        #expect(report.positions.first?.netQuantity == -49)
+        // Filled (the answer is right): the short is 7 once its fills come, and the new stop is 7.
+        // Live (wrong): 42 + 7 cover the 49. Before: 42 + 49 = 91 shares of buy stop.
+        #expect(stops.map(\.openQuantity) == [Quantity("42")!, Quantity("7")!] && stops.map(\.status) == [.awaitingFills, .working], "\(report.text)")
+        // The position shrinks below what the waiting stop may hold: the other stop goes.
+        let shrunk = TraceReplayer.replay(trace + "\n" + #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"9","price":"90","execId":"X3"}"#)
+        #expect(shrunk.positions.first?.liveOrders.filter { $0.role == .stopLoss }.map(\.status) == [.awaitingFills], "\(shrunk.text)")
+    }
+
     @Test("an order the broker refused and then fills all the same is held live again with the rest of its size, and cancelled at flat")
     func refusedOrderThatFillsIsTrackedAgain() throws {
         let scaleIn = #"""
@@ -709,7 +731,7 @@ struct ReplayTests {
     }
 
     @Test("create-then-cancel: while an old stop waits for its fills after 'too late', a stop larger than the position is replaced by a smaller one",
-          arguments: [("90", 10, [10, 10]), ("50", 50, [10, 50])] as [(String, Quantity, [Quantity])])
+          arguments: [("90", 10, [10]), ("50", 50, [10, 40])] as [(String, Quantity, [Quantity])])
     func awaitingRoleStillShrinks(targetFill: String, net: Quantity, stops: [Quantity]) throws {
         let lines = [
             #"{"type":"open","position":"P1","symbol":"AAPL","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"120"}"#,
@@ -723,7 +745,7 @@ struct ReplayTests {
         let position = try #require(report.positions.first)
         #expect(position.netQuantity == net)
         #expect(position.orders.filter { $0.role == .stopLoss && $0.status.isLive }.map(\.openQuantity).sorted() == stops,
-                "the stop of 100 is replaced by one of the net; the one of 10 still waits for its fills (it ended at the broker)")
+                "the stop of 100 is replaced by one of the net less the 10 of the one still waiting for its fills (if that filled, the position is 10 smaller; if not, it covers 10 of it); none when the waiting one covers it all")
     }
 
     @Test("a stop the broker says it does not know keeps the size a timed-out modify may have given it: its late fill still counts")
@@ -823,8 +845,10 @@ struct ReplayTests {
                      Self.fill("stopLoss", "100", "E2")]
         let report = TraceReplayer.replay(lines.joined(separator: "\n"), options: ReplayOptions(nativeModify: false, strategy: .createThenCancel))
         let targets = report.positions.first?.orders.filter { $0.role == .takeProfit } ?? []
-        #expect(targets.map(\.openQuantity) == [300, 200], "\(targets)")
-        #expect(targets.map(\.status) == [.awaitingFills, .working], "the old target filled at the broker, its fills are awaited")
+        #expect(targets.map(\.status) == [.awaitingFills, .cancelled], "the old target filled at the broker, its fills are awaited: \(targets)")
+        // Its replacement of 200 goes: the waiting 300 covers more than the position whichever
+        // way the answer is (filled: the position is short 100 once its fills come; not: it is live).
+        #expect(targets.map(\.openQuantity) == [300, 0], "\(targets)")
         #expect(report.json.contains("\"status\":\"awaitingFills\""))
         #expect(report.alerts.map(\.kind) == [.fillsOverdue])
     }
