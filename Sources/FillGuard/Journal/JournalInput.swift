@@ -57,8 +57,9 @@ public enum JournalInput: Sendable, Hashable {
 /// rules of 2026-11-27; version 3: later that day, a protective order whose resize up fails for
 /// good is replaced, and a flipped position's cover is configurable; version 4, 2026-11-28: an
 /// order waiting for the fills of a "too late" is asked again when the position shrinks or goes
-/// flat, and taken as live when the broker lists it so; a refused order that fills is held live
-/// again; the bytes are those of version 1). Records of an older version are not replayed
+/// flat, and taken as live when the broker lists it so, and its role's other order leaves out
+/// what it may hold; a refused order that fills is held live again; the bytes are those of
+/// version 1). Records of an older version are not replayed
 /// (snapshots, which hold state, are read whatever wrote them).
 enum JournalCodec {
     static let version: UInt8 = 4
