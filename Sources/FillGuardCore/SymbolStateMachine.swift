@@ -647,14 +647,36 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
+    /// ", beside W an order waiting for its fills may hold" when the role's waiting orders leave
+    /// `allowed` of the position `net` to the order an alert is about; "" otherwise.
+    private static func besideWaiting(net: Quantity, allowed: Quantity) -> String {
+        allowed < net ? ", beside \(net - allowed) that an order waiting for its fills may hold" : ""
+    }
+
     /// A live protective order of an open position, not being replaced, that covers (or may, after
-    /// a modify up that timed out) more than the position (its resize down failed).
+    /// a modify up that timed out) more than the position, less what the role's orders waiting
+    /// for their fills may hold (its resize down failed).
     private func overCovers(_ s: Int) -> Bool {
         let p = Int(orders[s].position)
         let net = positions[p].ledger.net
         guard orders[s].role.isProtective, orders[s].isLive, !orders[s].retiring, !net.isZero,
               positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy) else { return false }
-        return orders[s].largestOpenQuantity > net.magnitude
+        return orders[s].largestOpenQuantity > allowedCover(s)
+    }
+
+    /// The most `s` may cover: the position less what the role's other orders on its side that
+    /// wait for a "too late"'s fills, their tries used up, may still hold (see `plan`).
+    private func allowedCover(_ s: Int) -> Quantity {
+        let p = Int(orders[s].position)
+        let size = positions[p].ledger.net.magnitude
+        var waiting = Quantity.zero
+        for slot in positions[p].liveSlots {
+            let o = Int(slot)
+            guard o != s, orders[o].roleKind == orders[s].roleKind, orders[o].side == orders[s].side, orders[o].awaitingFill,
+                  !orders[o].retryPending else { continue }
+            waiting += orders[o].largestOpenQuantity
+        }
+        return size > waiting ? size - waiting : .zero
     }
 
     /// The position's size when `s` is its role's live protective order, on the right side and
@@ -663,11 +685,12 @@ public struct SymbolStateMachine: Sendable {
         let p = Int(orders[s].position)
         let net = positions[p].ledger.net
         guard orders[s].role.isProtective, orders[s].isLive, orders[s].isAccepted, !orders[s].retiring, !orders[s].awaitingFill,
-              !net.isZero, positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy),
-              orders[s].largestOpenQuantity < net.magnitude else { return nil }
+              !net.isZero, positions[p].status != .closed, orders[s].side == (net.units > 0 ? .sell : .buy) else { return nil }
         // (The largest size it may hold: a modify up that timed out may have taken effect, and a
-        // new order beside it would then cover the position twice.)
-        return net.magnitude
+        // new order beside it would then cover the position twice. Less what orders of the role
+        // waiting for their fills may hold: the role is not grown beside them.)
+        let allowed = allowedCover(s)
+        return orders[s].largestOpenQuantity < allowed ? allowed : nil
     }
 
     /// Ends an order the broker never took and that is no longer wanted.
@@ -1028,7 +1051,7 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             actions.append(.alert(Alert(
                 kind: .operationFailed, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                message: "\(message); it covers \(covers) of \(positions[p].ledger.net.magnitude), so it is cancelled and replaced")))
+                message: "\(message); it covers \(covers) of \(positions[p].ledger.net.magnitude)\(Self.besideWaiting(net: positions[p].ledger.net.magnitude, allowed: allowedCover(s))), so it is cancelled and replaced")))
             plan(p, emitting: &actions)
             return
         }
@@ -1112,10 +1135,11 @@ public struct SymbolStateMachine: Sendable {
                 if orders[other].cancelMayHaveTakenEffect || orders[other].inFlight?.kind == .cancel { continue }
                 orders[other].retiring = false
                 if overCovers(other) {
-                    if configuration.nativeModify {
+                    let allowed = allowedCover(other)
+                    if configuration.nativeModify, !allowed.isZero {
                         // Brought down by a modify (the broker refused the new order, not a
                         // resize down): cancelling it would leave the role with nothing.
-                        orders[other].target = .open(positions[p].ledger.net.magnitude)
+                        orders[other].target = .open(allowed)
                         continue
                     }
                     cancelledOversized = orders[other].largestOpenQuantity
