@@ -647,10 +647,12 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
-    /// ", beside W an order waiting for its fills may hold" when the role's waiting orders leave
-    /// `allowed` of the position `net` to the order an alert is about; "" otherwise.
+    /// The end of the alert for an over-covering order that is cancelled: beside what the role's
+    /// waiting orders may hold when they leave it `allowed` of the position `net`.
     private static func besideWaiting(net: Quantity, allowed: Quantity) -> String {
-        allowed < net ? ", beside \(net - allowed) that an order waiting for its fills may hold" : ""
+        allowed < net
+            ? ", beside \(net - allowed) that an order waiting for its fills may hold, so it is cancelled (the role grows again once those fills come)"
+            : ", so it is cancelled and replaced"
     }
 
     /// A live protective order of an open position, not being replaced, that covers (or may, after
@@ -1051,7 +1053,7 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
             actions.append(.alert(Alert(
                 kind: .operationFailed, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                message: "\(message); it covers \(covers) of \(positions[p].ledger.net.magnitude)\(Self.besideWaiting(net: positions[p].ledger.net.magnitude, allowed: allowedCover(s))), so it is cancelled and replaced")))
+                message: "\(message); it covers \(covers) of \(positions[p].ledger.net.magnitude)\(Self.besideWaiting(net: positions[p].ledger.net.magnitude, allowed: allowedCover(s)))")))
             plan(p, emitting: &actions)
             return
         }

@@ -172,6 +172,15 @@ struct ReplayTests {
         // The position shrinks below what the waiting stop may hold: the other stop goes.
         let shrunk = TraceReplayer.replay(trace + "\n" + #"{"type":"fill","position":"P1","role":"takeProfit","quantity":"9","price":"90","execId":"X3"}"#)
         #expect(shrunk.positions.first?.liveOrders.filter { $0.role == .stopLoss }.map(\.status) == [.awaitingFills], "\(shrunk.text)")
+        // The other stop's resize down (7 to 4, for a short of 46) is refused: beside the waiting
+        // 42 it over-covers, so it is cancelled, as one larger than the position is.
+        let refused = TraceReplayer.replay(trace + "\n" + #"""
+        {"type":"brokerFault","operation":"modify","count":1,"kind":"permanent","position":"P1","role":"stopLoss"}
+        {"type":"fill","position":"P1","role":"takeProfit","quantity":"3","price":"90","execId":"X3"}
+        """#)
+        #expect(refused.positions.first?.liveOrders.filter { $0.role == .stopLoss }.map(\.status) == [.awaitingFills], "\(refused.text)")
+        #expect(refused.alerts.contains { $0.message.contains("it covers 7 of 46, beside 42 that an order waiting for its fills may hold, so it is cancelled") },
+                "\(refused.text)")
     }
 
     @Test("an order the broker refused and then fills all the same is held live again with the rest of its size, and cancelled at flat")
