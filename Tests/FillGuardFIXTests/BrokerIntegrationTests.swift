@@ -46,7 +46,7 @@ let quietLogger: Logger = {
     return logger
 }()
 
-@Suite("FIXBroker against the QuickFIX test exchange", .serialized)
+@Suite("FIXBroker against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct BrokerIntegrationTests {
     let limitBuy = NewOrderRequest(orderID: "T1", symbol: "GLD", side: .buy, type: .limit(Price("248.10")!), quantity: Quantity("100.5")!,
                                    timeInForce: .goodTillCancel)
@@ -255,7 +255,7 @@ struct BrokerIntegrationTests {
     }
 }
 
-@Suite("QuickFIX's data-dictionary validation of what FillGuard sends", .serialized)
+@Suite("QuickFIX's data-dictionary validation of what FillGuard sends", .serialized, .timeLimit(.minutes(5)))
 struct PeerValidationTests {
     @Test func anInvalidMessageIsRefusedByQuickFIXAndSeenAsASessionReject() async throws {
         let harness = try await Harness.start()
@@ -276,7 +276,7 @@ struct PeerValidationTests {
     }
 }
 
-@Suite("FIXBroker with pending states and unsolicited ends", .serialized)
+@Suite("FIXBroker with pending states and unsolicited ends", .serialized, .timeLimit(.minutes(5)))
 struct PendingStatesIntegrationTests {
     @Test func pendingNewReplaceCancelThenTheFinalAnswer() async throws {
         let harness = try await Harness.start()

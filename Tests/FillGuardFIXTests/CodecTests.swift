@@ -15,7 +15,7 @@ func frame(_ inner: String, begin: String = "FIX.4.4") -> [UInt8] {
     return out
 }
 
-@Suite("FIX codec")
+@Suite("FIX codec", .timeLimit(.minutes(5)))
 struct CodecTests {
     let heartbeat = "35=0|49=FG|56=EX|34=2|52=20240101-00:00:00.000|"
 
@@ -134,7 +134,7 @@ struct CodecTests {
     }
 }
 
-@Suite("FIX frame decoder")
+@Suite("FIX frame decoder", .timeLimit(.minutes(5)))
 struct FrameDecoderTests {
     let one = frame("35=0|49=FG|56=EX|34=2|52=20240101-00:00:00.000|")
     let two = frame("35=1|49=FG|56=EX|34=3|52=20240101-00:00:00.000|112=T|")

@@ -19,7 +19,7 @@ struct StressRandom {
     mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
 }
 
-@Suite("Connection killed at random points against the QuickFIX test exchange", .serialized)
+@Suite("Connection killed at random points against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct DisconnectStressTests {
     @Test func randomDisconnectsLoseNoReportAndLeaveEveryPositionProtected() async throws {
         let environment = ProcessInfo.processInfo.environment

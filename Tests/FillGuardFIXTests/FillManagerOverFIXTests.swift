@@ -47,7 +47,7 @@ func manager(over harness: Harness) -> (FillManager, Task<Void, Never>) {
     return (manager, feed)
 }
 
-@Suite("FillManager over FIX against the QuickFIX test exchange", .serialized)
+@Suite("FillManager over FIX against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct FillManagerOverFIXTests {
     let bracket = BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("245"),
                               takeProfit: Price("250"), scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("246")!))])

@@ -4,7 +4,7 @@ import FillGuardFIX
 import Testing
 @testable import FillGuardSimulator
 
-@Suite("The FIX final check", .serialized)
+@Suite("The FIX final check", .serialized, .timeLimit(.minutes(5)))
 struct FinalCheckOverFIXTests {
     @Test("a role left waiting for its re-arm (the venue refused its stop) is re-armed before the check judges, not reported as unprotected")
     func rolesWaitingForTheRearmAreTriedAgain() async throws {

@@ -4,7 +4,7 @@ import FillGuard
 import Testing
 @testable import FillGuardFIX
 
-@Suite("FIX market data, settings files and the ground truth check")
+@Suite("FIX market data, settings files and the ground truth check", .timeLimit(.minutes(5)))
 struct MarketDataAndSettingsTests {
     func snapshot(_ key: String, _ symbol: String, _ entries: [(String, String)]) -> FIXMessage {
         var message = FIXMessage(msgType: "W", fields: [FIXField(262, key), FIXField(55, symbol), FIXField(268, String(entries.count))])

@@ -39,7 +39,7 @@ private struct FIXProcess {
     }
 }
 
-@Suite("Recovery reconciled over FIX against the QuickFIX test exchange", .serialized)
+@Suite("Recovery reconciled over FIX against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct ReconciliationOverFIXTests {
     let bracket = BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("245"),
                               takeProfit: Price("250"), scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("246")!))])
@@ -208,7 +208,7 @@ struct ReconciliationOverFIXTests {
     }
 }
 
-@Suite("FIXBroker's reconciliation queries against the QuickFIX test exchange", .serialized)
+@Suite("FIXBroker's reconciliation queries against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct BrokerQueriesOverFIXTests {
     @Test func orderStateIsNilForAnOrderTheExchangeDoesNotKnow() async throws {
         let harness = try await Harness.start()
@@ -277,7 +277,7 @@ struct BrokerQueriesOverFIXTests {
     }
 }
 
-@Suite("fillguard recover --broker fix against the QuickFIX test exchange", .serialized)
+@Suite("fillguard recover --broker fix against the QuickFIX test exchange", .serialized, .timeLimit(.minutes(5)))
 struct RecoverCommandOverFIXTests {
     @Test func recoverReconcilesAJournalAgainstTheFIXEndpoint() async throws {
         let binary = try fillguardBinary()
@@ -337,7 +337,7 @@ struct RecoverCommandOverFIXTests {
     }
 }
 
-@Suite("the recovery check's order filter")
+@Suite("the recovery check's order filter", .timeLimit(.minutes(5)))
 struct RecoveryOrderFilterTests {
     @Test("an order counts by the core's id grammar or by FillGuard's own orders, never by cutting at the last dash")
     func scaleInOrdersOfDashedPositionsCount() {

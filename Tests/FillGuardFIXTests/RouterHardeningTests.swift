@@ -5,7 +5,7 @@ import Testing
 
 /// Reports and answers from a white-box review of the router: each once lost a fill, stuck an
 /// order, or trapped; each test states what must hold.
-@Suite("FIX router: reports that were lost or stuck")
+@Suite("FIX router: reports that were lost or stuck", .timeLimit(.minutes(5)))
 struct RouterHardeningTests {
     let stop = NewOrderRequest(orderID: "P1-sl1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 100,
                                timeInForce: .goodTillCancel)
@@ -297,7 +297,7 @@ struct RouterHardeningTests {
 /// A fill the counterparty resends (PossDupFlag=Y) without OrigSendingTime (122) is refused
 /// with a session Reject, and reported as a refused application message, so the runtime hears of
 /// it (it vanished without a word).
-@Suite("FIX session: refused resends")
+@Suite("FIX session: refused resends", .timeLimit(.minutes(5)))
 struct SessionRefusedResendTests {
     @Test func possDupWithoutOrigSendingTimeIsReportedRefused() {
         var machine = FIXSessionStateMachine(configuration: FIXSessionConfiguration(senderCompID: "FG", targetCompID: "EX", heartbeatInterval: 30))

@@ -5,7 +5,7 @@ import Testing
 
 /// How the broker ends, keeps or changes an order on its own: rejects, done for day,
 /// restatements, trade busts, and a chain continued across a restart.
-@Suite("FIX order routing: the broker's own endings and corrections")
+@Suite("FIX order routing: the broker's own endings and corrections", .timeLimit(.minutes(5)))
 struct RouterLifecycleTests {
     let stop = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .stop(Price("250")!), quantity: 100, timeInForce: .goodTillCancel)
 

@@ -25,7 +25,7 @@ func sentMessage(_ plan: FIXOrderRouter.Plan) -> FIXMessage? {
     return nil
 }
 
-@Suite("FIX order routing")
+@Suite("FIX order routing", .timeLimit(.minutes(5)))
 struct RouterTests {
     let buy = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .limit(Price("248.10")!), quantity: Quantity("100.5")!,
                               timeInForce: .goodTillCancel)
@@ -407,7 +407,7 @@ struct RouterTests {
     }
 }
 
-@Suite("FIX order routing edge cases")
+@Suite("FIX order routing edge cases", .timeLimit(.minutes(5)))
 struct RouterEdgeTests {
     let buy = NewOrderRequest(orderID: "O1", symbol: "GLD", side: .buy, type: .market, quantity: 10, timeInForce: .day)
 
@@ -441,7 +441,7 @@ struct RouterEdgeTests {
     }
 }
 
-@Suite("FIX order routing: a submit repeated at another size")
+@Suite("FIX order routing: a submit repeated at another size", .timeLimit(.minutes(5)))
 struct RouterResubmitTests {
     let stop = NewOrderRequest(orderID: "S1", symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 50, timeInForce: .day)
 
@@ -475,7 +475,7 @@ struct RouterResubmitTests {
     }
 }
 
-@Suite("FIX order routing: reconciliation queries")
+@Suite("FIX order routing: reconciliation queries", .timeLimit(.minutes(5)))
 struct RouterQueryTests {
     @Test func unknownOrderStatusIsNoStatus() throws {
         var router = FIXOrderRouter()
@@ -542,7 +542,7 @@ func sessionRejectOf(_ answer: FIXRefusalAnswer?) -> (tag: Int, reason: Int)? {
     return (tag, reason)
 }
 
-@Suite("FIX order routing: refused execution reports change nothing")
+@Suite("FIX order routing: refused execution reports change nothing", .timeLimit(.minutes(5)))
 struct RouterRefusalTests {
     /// A live sell stop for 680, acknowledged as B4.
     func liveStop() -> FIXOrderRouter {
@@ -720,7 +720,7 @@ struct RouterRefusalTests {
     }
 }
 
-@Suite("FIX order routing: duplicates")
+@Suite("FIX order routing: duplicates", .timeLimit(.minutes(5)))
 struct RouterDuplicateTests {
     @Test("a repeat of a taken fill is a duplicate even when the repeat lacks fields; a refused report's ExecID is not taken")
     func duplicatesAreCheckedBeforeFields() {
@@ -741,7 +741,7 @@ struct RouterDuplicateTests {
     }
 }
 
-@Suite("FIX order routing: malformed status reports are typed errors")
+@Suite("FIX order routing: malformed status reports are typed errors", .timeLimit(.minutes(5)))
 struct RouterStatusRefusalTests {
     @Test("finding 7: CumQty/LeavesQty NaN, a negative CumQty, Side 7 in a mass status fail it with the order named")
     func malformedMassStatusReports() {

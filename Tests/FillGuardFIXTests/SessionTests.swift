@@ -40,7 +40,7 @@ func execReport(_ execID: String) -> [FIXField] {
      FIXField(151, "10"), FIXField(14, "0"), FIXField(6, "0")]
 }
 
-@Suite("FIX session state machine")
+@Suite("FIX session state machine", .timeLimit(.minutes(5)))
 struct SessionTests {
     let configuration = FIXSessionConfiguration(senderCompID: "FG", targetCompID: "EX", heartbeatInterval: 30)
 
@@ -446,7 +446,7 @@ struct SessionTests {
     }
 }
 
-@Suite("FIX session store, timestamps, reconnect policy")
+@Suite("FIX session store, timestamps, reconnect policy", .timeLimit(.minutes(5)))
 struct SessionSupportTests {
     @Test func fileStoreSurvivesARestart() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path

@@ -63,7 +63,11 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
         }
         group.addTask {
             try await Task.sleep(for: timeout) // a failure guard, not synchronisation
+            // SIGTERM first (a session winds down and reports), SIGKILL when even that hangs: the
+            // readers above end only once the child is gone.
             process.terminate()
+            try? await Task.sleep(for: .seconds(15))
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             throw FIXPeerError(description: "\(binary) \(arguments.joined(separator: " ")) did not finish in \(timeout)")
         }
         defer { group.cancelAll() }
@@ -71,7 +75,7 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
     }
 }
 
-@Suite("fillguard simulate --broker fix against the QuickFIX auto market", .serialized)
+@Suite("fillguard simulate --broker fix against the QuickFIX auto market", .serialized, .timeLimit(.minutes(5)))
 struct SimulateOverFIXTests {
     @Test func shortSessionTradesOnItsOwnAndAgreesWithTheExchange() async throws {
         let binary = try fillguardBinary()
@@ -343,7 +347,7 @@ struct SimulateOverFIXTests {
     }
 }
 
-@Suite("bench-fix against the QuickFIX auto market", .serialized)
+@Suite("bench-fix against the QuickFIX auto market", .serialized, .timeLimit(.minutes(5)))
 struct FIXBenchTests {
     @Test func burstAndPacedRunsCountEveryFillAndAgreeWithTheExchange() async throws {
         let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "3", "--market-fills", "5", "--quiet", "--no-log"])

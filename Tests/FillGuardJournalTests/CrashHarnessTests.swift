@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@Suite("Crash harness: kill -9 and restart")
+@Suite("Crash harness: kill -9 and restart", .timeLimit(.minutes(5)))
 struct CrashHarnessTests {
     /// The debug `fillguard` binary that `swift build --build-tests` made beside the tests.
     private static var binary: String {

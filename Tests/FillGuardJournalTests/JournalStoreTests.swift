@@ -26,7 +26,7 @@ let scratchRoot: String = {
     return FileManager.default.temporaryDirectory.path + "/fillguard-journal-tests-\(getpid())"
 }()
 
-@Suite("Journal stores pass the contract")
+@Suite("Journal stores pass the contract", .timeLimit(.minutes(5)))
 struct JournalStoreTests {
     @Test("in memory")
     func inMemory() async throws {
@@ -689,7 +689,7 @@ enum SQLiteTestAccess {
     }
 }
 
-@Suite("Journal codec")
+@Suite("Journal codec", .timeLimit(.minutes(5)))
 struct JournalCodecTests {
     @Test("every kind of operation outcome survives the journal's encoding", arguments: [
         nil, OperationFailure.transient("throttled"), .permanent("refused"), .tooLate("filled"), .timedOut("no answer"), .unknownOrder("unknown"),

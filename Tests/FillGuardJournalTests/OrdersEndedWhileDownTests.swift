@@ -17,7 +17,7 @@ private func calmExchange(_ prices: [Symbol: Price], partialFillAbove: Quantity?
 /// Orders whose operation was unanswered when the process died, and that the broker ended (or
 /// lost) before the restart: recovery books the end, so the role gets a new order, rather than
 /// showing a stop the broker no longer has.
-@Suite("Recovery: orders ended while down")
+@Suite("Recovery: orders ended while down", .timeLimit(.minutes(5)))
 struct OrdersEndedWhileDownTests {
     static let symbol: Symbol = "GLD"
 
@@ -196,7 +196,7 @@ struct OrdersEndedWhileDownTests {
     }
 }
 
-@Suite("Recovery: retired position ids")
+@Suite("Recovery: retired position ids", .timeLimit(.minutes(5)))
 struct RetiredPositionIDsAfterRestartTests {
     /// A retired position's id, reused after a restart on another symbol, would give the new
     /// position the old one's order ids, which the broker still holds (and would take a submit of
@@ -235,7 +235,7 @@ struct RetiredPositionIDsAfterRestartTests {
     }
 }
 
-@Suite("Recovery: a broker that fails a query")
+@Suite("Recovery: a broker that fails a query", .timeLimit(.minutes(5)))
 struct ReconcilingThroughTransientFailuresTests {
     /// Every query fails once as transient (a connection reset at start-up): each is asked again,
     /// as the retry policy says, and the fill the broker made while FillGuard was down is found.
@@ -261,7 +261,7 @@ struct ReconcilingThroughTransientFailuresTests {
     }
 }
 
-@Suite("Recovery: a journal that lost its tail")
+@Suite("Recovery: a journal that lost its tail", .timeLimit(.minutes(5)))
 struct LostTailTests {
     /// The journal lost everything after the entry was placed (a torn write-ahead log): it knows
     /// neither the entry's fill nor the stop and target placed after it. While down, the scale-in
@@ -300,7 +300,7 @@ struct LostTailTests {
     }
 }
 
-@Suite("Recovery: a modify that took before its order filled")
+@Suite("Recovery: a modify that took before its order filled", .timeLimit(.minutes(5)))
 struct ModifyThenFilledTests {
     /// Long 200 (stop and target 200). The target fills 100, and the stop's resize to 100
     /// reaches the broker, which applies it, but its answer never comes; the process dies, and

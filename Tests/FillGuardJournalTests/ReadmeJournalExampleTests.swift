@@ -4,7 +4,7 @@ import FillGuardSimulator
 import FillGuardSQLite
 import Testing
 
-@Suite("README: the journal example")
+@Suite("README: the journal example", .timeLimit(.minutes(5)))
 struct ReadmeJournalExampleTests {
     @Test("journal, recover, run, shutdown as the README writes them; a restart on the same file finds the position")
     func journalExample() async throws {

@@ -60,7 +60,7 @@ final class Process: Sendable {
     }
 }
 
-@Suite("Recovery and reconciliation")
+@Suite("Recovery and reconciliation", .timeLimit(.minutes(5)))
 struct RecoveryTests {
     static let symbol: Symbol = "GLD"
 

@@ -7,7 +7,7 @@ import Testing
 
 /// `fillguard recover --release SYMBOL`: a `RecoverySession` against a saved exchange state that
 /// lets a person send the work recovery held after a position mismatch, symbol by symbol.
-@Suite("Recovery: releasing held symbols")
+@Suite("Recovery: releasing held symbols", .timeLimit(.minutes(5)))
 struct ReleaseHeldTests {
     private static let market: SimulatorConfiguration = {
         var market = SimulatorConfiguration(seed: 1)

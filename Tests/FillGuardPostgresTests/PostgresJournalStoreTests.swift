@@ -75,7 +75,7 @@ enum TestServer {
     }
 }
 
-@Suite("PostgreSQL journal store")
+@Suite("PostgreSQL journal store", .timeLimit(.minutes(5)))
 struct PostgresJournalStoreTests {
     @Test("Postgres passes the journal contract (fsync)")
     func contractFsync() async throws {
@@ -238,7 +238,10 @@ struct PostgresJournalStoreTests {
             SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
               AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(\(configuration.namespace), \(TestServer.namespaceLockSeed))
             """, on: configuration)
-        #expect(backend > 0)
+        // Only ever a server process: kill(0, SIGSTOP) would stop this test process and its group.
+        try #require(backend > 0 && backend != Int64(getpid()), "the lock's server process was not found (\(backend))")
+        let command = (try? String(contentsOfFile: "/proc/\(backend)/cmdline", encoding: .utf8)) ?? ""
+        try #require(command.hasPrefix("postgres"), "process \(backend) is not a PostgreSQL backend: \(command)")
         #expect(kill(pid_t(backend), SIGSTOP) == 0)
         do {
             try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])

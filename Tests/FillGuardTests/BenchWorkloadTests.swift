@@ -6,7 +6,7 @@ import Testing
 
 /// The benchmark harness's own logic: what it counts must be right before any number it prints
 /// means anything. No timing is asserted here (speed is asserted only in benchmarks).
-@Suite("Benchmark harness")
+@Suite("Benchmark harness", .timeLimit(.minutes(5)))
 struct BenchWorkloadTests {
     @Test("the core loop resizes both protective orders on every scale-in fill: exactly 2 operations per fill")
     func coreCountsTwoOperationsPerFill() {

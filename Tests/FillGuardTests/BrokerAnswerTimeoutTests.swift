@@ -3,7 +3,7 @@ import FillGuardCore
 import Logging
 import Testing
 
-@Suite("Broker answer timeout")
+@Suite("Broker answer timeout", .timeLimit(.minutes(5)))
 struct BrokerAnswerTimeoutTests {
     private func configuration() -> FillGuardConfiguration {
         var configuration = FillGuardConfiguration(retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)))

@@ -2,7 +2,7 @@ import FillGuard
 import Testing
 
 /// The breaker's rules, driven with explicit instants (no clock, no broker).
-@Suite("Circuit breaker")
+@Suite("Circuit breaker", .timeLimit(.minutes(5)))
 struct CircuitBreakerTests {
     let start = ContinuousClock.now
     let policy = CircuitBreakerPolicy(failureThreshold: 3, openDuration: .seconds(1), probeWait: .milliseconds(20))

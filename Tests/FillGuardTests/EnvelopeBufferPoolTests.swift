@@ -4,7 +4,7 @@ import Testing
 
 /// Mailbox buffers go round a pool instead of being allocated by the delivering thread and freed
 /// by the runner; the lane queue keeps its order and hands back only pooled-size buffers.
-@Suite("Envelope buffer pool")
+@Suite("Envelope buffer pool", .timeLimit(.minutes(5)))
 struct EnvelopeBufferPoolTests {
     private func envelope(_ id: String) -> SymbolLane.Envelope {
         SymbolLane.Envelope(event: .retryDue(OrderID(id)), enqueuedAt: 0)

@@ -7,7 +7,7 @@ import Synchronization
 import Logging
 import Testing
 
-@Suite("FillManager runtime")
+@Suite("FillManager runtime", .timeLimit(.minutes(5)))
 struct FillManagerTests {
     @Test("same-symbol fills are handled one at a time, in arrival order, even while the broker is slow")
     func sameSymbolFillsAreSerializedWithSlowBroker() async throws {

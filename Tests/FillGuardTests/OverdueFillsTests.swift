@@ -52,7 +52,7 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     func positions() async throws(BrokerError) -> [Symbol: Quantity] { [:] }
 }
 
-@Suite("Overdue and lost fills are asked of the broker")
+@Suite("Overdue and lost fills are asked of the broker", .timeLimit(.minutes(5)))
 struct OverdueFillsTests {
     private static let retry = RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
 

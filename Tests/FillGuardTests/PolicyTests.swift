@@ -2,7 +2,7 @@ import FillGuard
 import FillGuardCore
 import Testing
 
-@Suite("Retry, breaker, rate-limit and configuration policies")
+@Suite("Retry, breaker, rate-limit and configuration policies", .timeLimit(.minutes(5)))
 struct PolicyTests {
     @Test("retry delays: the base first, then growth by the multiplier, capped; jitter takes off at most its fraction")
     func retryDelays() {

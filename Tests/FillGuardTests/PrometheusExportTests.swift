@@ -5,7 +5,7 @@ import Foundation
 import Prometheus
 import Testing
 
-@Suite("Metrics exported to Prometheus")
+@Suite("Metrics exported to Prometheus", .timeLimit(.minutes(5)))
 struct PrometheusExportTests {
     /// The value of an unlabelled or labelled sample line, `name{labels} value`, in an exposition.
     private func sample(_ name: String, in text: String) -> Double? {
@@ -44,13 +44,18 @@ struct PrometheusExportTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = arguments
-            let output = Pipe(), errors = Pipe()
+            // Standard error to a file, so a child writing much there cannot block on a pipe nobody reads yet.
+            let output = Pipe()
+            let errorsPath = directory + "/stderr-\(UUID().uuidString)"
+            _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
+            let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorsPath))
+            defer { try? errors.close() }
             process.standardOutput = output
             process.standardError = errors
             try process.run()
             let out = output.fileHandleForReading.readDataToEndOfFile()
-            let err = errors.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
+            let err = FileManager.default.contents(atPath: errorsPath) ?? Data()
             return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
         }
         let path = directory + "/fillguard.prom"

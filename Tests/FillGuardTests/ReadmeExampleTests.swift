@@ -4,7 +4,7 @@ import FillGuardSimulator
 import Foundation
 import Testing
 
-@Suite("README")
+@Suite("README", .timeLimit(.minutes(5)))
 struct ReadmeExampleTests {
     @Test("the library example in the README works as written")
     func libraryExample() async throws {
@@ -34,7 +34,7 @@ struct ReadmeExampleTests {
     }
 }
 
-@Suite("README: replay")
+@Suite("README: replay", .timeLimit(.minutes(5)))
 struct ReadmeReplayExampleTests {
     /// The README, read from the checkout these tests were built from.
     static func readme() throws -> String {

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 /// Replays of the checked-in traces (Tests/FillGuardTests/Traces), with expectations computed by hand.
-@Suite("Replay of trace files")
+@Suite("Replay of trace files", .timeLimit(.minutes(5)))
 struct ReplayTests {
     static let traces = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Traces")
 

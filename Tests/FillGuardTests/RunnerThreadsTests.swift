@@ -7,7 +7,7 @@ import Testing
 
 /// Lanes run on dedicated threads (`FillGuardConfiguration.runnerThreads`): the same rules as on
 /// Swift's thread pool, lanes in parallel across threads, and a clean hand-back after shutdown.
-@Suite("Runner threads")
+@Suite("Runner threads", .timeLimit(.minutes(5)))
 struct RunnerThreadsTests {
     @Test("fills from several producers at once land exactly on dedicated threads, polling or sleeping when idle",
           arguments: [(1, Duration.zero), (2, .zero), (1, .microseconds(100)), (2, .microseconds(100))])

@@ -52,7 +52,7 @@ final class LevelRecorder: Sendable {
     }
 }
 
-@Suite("Shutdown")
+@Suite("Shutdown", .timeLimit(.minutes(5)))
 struct ShutdownTests {
     /// A journaled manager with one long position (entry filled, 100 at 100) whose scale-in
     /// then filled while the broker holds every request: the stop's and the target's resizes are

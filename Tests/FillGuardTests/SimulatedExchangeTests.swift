@@ -5,7 +5,7 @@ import FillGuardCore
 import Synchronization
 import Testing
 
-@Suite("Simulated exchange")
+@Suite("Simulated exchange", .timeLimit(.minutes(5)))
 struct SimulatedExchangeTests {
     private func exchange(_ configure: (inout SimulatorConfiguration) -> Void = { _ in }) -> SimulatedExchange {
         var configuration = SimulatorConfiguration(seed: 42)
@@ -309,7 +309,7 @@ struct SimulatedExchangeTests {
     }
 }
 
-@Suite("Simulated session")
+@Suite("Simulated session", .timeLimit(.minutes(5)))
 struct SimulationSessionTests {
     @Test("a short session with faults and no native modify ends with zero invariant violations", arguments: [true, false])
     func shortSession(nativeModify: Bool) async throws {
@@ -482,7 +482,7 @@ private func temporaryStatePath() throws -> String {
     return directory + "/run.exchange"
 }
 
-@Suite("Simulation report")
+@Suite("Simulation report", .timeLimit(.minutes(5)))
 struct SimulationReportTests {
     @Test("reaction percentiles are null without samples, numbers with them")
     func reactionWithoutSamples() {
