@@ -1,4 +1,5 @@
 import FillGuardCore
+import FillGuardSimulator
 import Foundation
 
 /// What `fillguard bench` runs: every workload's parameters, and how many times.
@@ -224,9 +225,10 @@ public struct BenchSuite: Sendable {
             process.arguments = Array(command.dropFirst()) + [arguments.joined(separator: " ")]
             let pipe = Pipe()
             process.standardOutput = pipe
+            let exit = ChildExit(process)
             do { try process.run() } catch { return nil }
             let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
+            exit.wait()
             return process.terminationStatus == 0 ? data : nil
         }
         guard let output, let measurement = try? JSONDecoder().decode(Measurement.self, from: output) else {

@@ -186,14 +186,7 @@ private final class Child: @unchecked Sendable {
     private let process = Process()
     private let outputPath: String
     private let errorPath: String
-    private final class ExitState: Sendable {
-        let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-        func withLock<T>(_ body: (inout (done: Bool, waiters: [CheckedContinuation<Void, Never>])) -> T) -> T {
-            state.withLock { body(&$0) }
-        }
-    }
-
-    private let exited = ExitState()
+    private let exit: ChildExit
 
     /// The process ids of the children started and not yet seen to exit.
     static let running = Mutex<Set<Int32>>([])
@@ -220,14 +213,8 @@ private final class Child: @unchecked Sendable {
         process.environment = environment
         process.standardOutput = FileHandle(forWritingAtPath: outputPath)
         process.standardError = FileHandle(forWritingAtPath: errorPath)
-        process.terminationHandler = { [exited] finished in
+        exit = ChildExit(process) { finished in
             _ = Child.running.withLock { $0.remove(finished.processIdentifier) }
-            let waiters = exited.withLock { state -> [CheckedContinuation<Void, Never>] in
-                state.done = true
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
         }
         try Child.running.withLock { running in
             // Registered before the termination handler can run (it takes the same lock).
@@ -241,27 +228,21 @@ private final class Child: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: errorPath)
     }
 
-    func kill() { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
+    /// SIGKILL, unless it has already ended (its pid may be another process's by then).
+    func kill() {
+        guard !exit.hasExited else { return }
+        _ = Glibc.kill(process.processIdentifier, SIGKILL)
+    }
 
     /// Waits for the exit, or until `timeout` passes; true if it exited.
     func waitForExit(timeout: Duration?) async -> Bool {
-        let waiter = Task {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let done = exited.withLock { state -> Bool in
-                    if state.done { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if done { continuation.resume() }
-            }
-        }
         guard let timeout else {
-            await waiter.value
+            await exit.value()
             return true
         }
         // The kill instant is the experiment's random point, not a synchronisation.
         try? await Task.sleep(for: timeout)
-        return exited.withLock { $0.done }
+        return exit.hasExited
     }
 
     var status: Int32 { process.terminationStatus }

@@ -4,6 +4,7 @@ import Foundation
 /// its output drained, stopped with "quit". For benchmarks and runs that need a FIX endpoint.
 public final class FIXTestExchange: Sendable {
     private let process: Process
+    private let exit: ChildExit
     private let input: FileHandle
     /// Its store and logs, a temporary directory of its own: the exchange removes it when it ends
     /// (also when this process died and its standard input closed), and `stop()` does too.
@@ -11,8 +12,9 @@ public final class FIXTestExchange: Sendable {
     /// The FIX port it listens on (loopback).
     public let port: Int
 
-    private init(process: Process, input: FileHandle, work: URL, port: Int) {
+    private init(process: Process, exit: ChildExit, input: FileHandle, work: URL, port: Int) {
         self.process = process
+        self.exit = exit
         self.input = input
         self.work = work
         self.port = port
@@ -65,6 +67,7 @@ public final class FIXTestExchange: Sendable {
         let stdout = Pipe()
         process.standardInput = stdin
         process.standardOutput = stdout
+        let exit = ChildExit(process)
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             try process.run()
@@ -95,18 +98,25 @@ public final class FIXTestExchange: Sendable {
         guard ready.wait(timeout: .now() + 30) == .success, let line = readyLine.get(), line.hasPrefix("READY "),
               let port = Int(line.dropFirst("READY ".count)) else {
             process.terminate()
-            process.waitUntilExit()
+            if !exit.wait(timeout: .seconds(10)) {
+                kill(process.processIdentifier, SIGKILL)
+                exit.wait()
+            }
             try? FileManager.default.removeItem(at: work)
             throw FIXSimulationError("the FIX test exchange did not start (\(readyLine.get() ?? "no output"))")
         }
-        return FIXTestExchange(process: process, input: stdin.fileHandleForWriting, work: work, port: port)
+        return FIXTestExchange(process: process, exit: exit, input: stdin.fileHandleForWriting, work: work, port: port)
     }
 
-    /// Asks it to quit, waits for it and removes its directory.
+    /// Asks it to quit, waits for it (killed when it has not ended within 30 s) and removes its
+    /// directory.
     public func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
-        process.waitUntilExit()
+        if !exit.wait(timeout: .seconds(30)) {
+            kill(process.processIdentifier, SIGKILL)
+            exit.wait()
+        }
         try? FileManager.default.removeItem(at: work)
     }
 }

@@ -1,5 +1,7 @@
+import FillGuardSimulator
 import Foundation
 import Synchronization
+import Testing
 
 /// Why the test exchange could not be used.
 struct FIXPeerError: Error, CustomStringConvertible {
@@ -11,6 +13,7 @@ struct FIXPeerError: Error, CustomStringConvertible {
 /// channel. Every wait is on a real signal (a line the peer prints), with a timeout as a guard.
 final class FIXPeerProcess: Sendable {
     private let process: Process
+    private let exit: ChildExit
     private let input: FileHandle
     /// Its store and logs, removed when it stops.
     private let work: URL
@@ -62,8 +65,9 @@ final class FIXPeerProcess: Sendable {
         process.standardInput = stdin
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
+        let exit = ChildExit(process)
         try process.run()
-        let peer = FIXPeerProcess(process: process, input: stdin.fileHandleForWriting, work: work)
+        let peer = FIXPeerProcess(process: process, exit: exit, input: stdin.fileHandleForWriting, work: work)
         peer.startReading(stdout.fileHandleForReading)
         let ready = try await peer.waitFor { $0.hasPrefix("READY ") }
         guard let port = Int(ready.dropFirst("READY ".count)) else { throw FIXPeerError(description: "bad READY line \(ready)") }
@@ -71,8 +75,9 @@ final class FIXPeerProcess: Sendable {
         return peer
     }
 
-    private init(process: Process, input: FileHandle, work: URL) {
+    private init(process: Process, exit: ChildExit, input: FileHandle, work: URL) {
         self.process = process
+        self.exit = exit
         self.input = input
         self.work = work
     }
@@ -230,11 +235,16 @@ final class FIXPeerProcess: Sendable {
         return (nets, fills)
     }
 
-    /// Stops the peer, waits for it to exit and removes its directory.
+    /// Stops the peer, waits for it to exit (killed when it has not within 30 s, a failure guard)
+    /// and removes its directory.
     func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
-        process.waitUntilExit()
+        if !exit.wait(timeout: .seconds(30)) {
+            Issue.record("the FIX test exchange did not quit within 30 s; killed")
+            kill(process.processIdentifier, SIGKILL)
+            exit.wait()
+        }
         try? FileManager.default.removeItem(at: work)
     }
 }

@@ -39,6 +39,7 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
     process.standardOutput = output
     process.standardError = errors
     process.standardInput = FileHandle.nullDevice
+    let exit = ChildExit(process)
     try process.run()
     return try await withThrowingTaskGroup(of: ChildRun.self) { group in
         group.addTask {
@@ -53,7 +54,7 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
                     }
                     errorReader.start()
                     let standardOutput = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                    process.waitUntilExit()
+                    exit.wait()
                     errorDone.wait()
                     continuation.resume(returning: ChildRun(status: process.terminationStatus, standardOutput: standardOutput,
                                                             standardError: errorText.withLock { $0 }))
@@ -67,7 +68,7 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
             // readers above end only once the child is gone.
             process.terminate()
             try? await Task.sleep(for: .seconds(15))
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if !exit.hasExited { kill(process.processIdentifier, SIGKILL) }
             throw FIXPeerError(description: "\(binary) \(arguments.joined(separator: " ")) did not finish in \(timeout)")
         }
         defer { group.cancelAll() }
@@ -155,10 +156,11 @@ struct SimulateOverFIXTests {
         killed.arguments = ["simulate", "--symbols", "5", "--duration", "120", "--seed", "4", "--durability", "off"] + session
         killed.standardOutput = FileHandle.nullDevice
         killed.standardError = FileHandle.nullDevice
+        let killedExit = ChildExit(killed)
         try killed.run()
         let resized = try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app G ") }
         kill(killed.processIdentifier, SIGKILL)
-        killed.waitUntilExit()
+        await killedExit.value()
         #expect(killed.terminationReason == .uncaughtSignal, "the session was killed mid-trade (after \(resized))")
         let (_, madeBeforeRecovery) = try await peer.positions()
         #expect(madeBeforeRecovery > 0)

@@ -52,9 +52,10 @@ struct PrometheusExportTests {
             defer { try? errors.close() }
             process.standardOutput = output
             process.standardError = errors
+            let exit = ChildExit(process)
             try process.run()
             let out = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
+            exit.wait()
             let err = FileManager.default.contents(atPath: errorsPath) ?? Data()
             return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
         }
