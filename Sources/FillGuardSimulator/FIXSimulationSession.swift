@@ -183,11 +183,14 @@ public final class FIXSimulationSession: Sendable {
                 }
             }
             for violation in await manager.invariantViolations() { continuousViolations.insert(violation.description) }
-            progress?(SimulationProgress(
-                elapsed: clock.now - start, fills: manager.statistics.fills,
-                openPositions: positions.filter { $0.status == .open }.count,
-                closedPositions: positions.filter { $0.status == .closed }.count,
-                operations: manager.statistics.operations.values.reduce(0, +)))
+            if let progress {
+                let down = await broker.statistics.lastCloseReason
+                progress(SimulationProgress(
+                    elapsed: clock.now - start, fills: manager.statistics.fills,
+                    openPositions: positions.filter { $0.status == .open }.count,
+                    closedPositions: positions.filter { $0.status == .closed }.count,
+                    operations: manager.statistics.operations.values.reduce(0, +), brokerDown: down.map { "\($0)" }))
+            }
             try? await Task.sleep(for: options.checkInterval)
         }
 

@@ -83,6 +83,9 @@ public struct SimulationProgress: Sendable {
     /// Set once trading has ended and the session waits for FillGuard and the broker to settle:
     /// the most it will wait (nil while trading).
     public var settlingWithin: Duration? = nil
+    /// Set while the broker's session is down (over FIX: logged out, refused, or lost, and being
+    /// reconnected): why it last closed. Nil while it is up, and always with the simulated exchange.
+    public var brokerDown: String? = nil
 }
 
 /// Runs a multi-symbol session: FillManager against the simulated exchange, brackets with

@@ -4,6 +4,7 @@ import FillGuardCore
 import FillGuardFIX
 import FillGuardSimulator
 import FillGuardSQLite
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -256,11 +257,11 @@ struct SimulateCommand: AsyncParsableCommand {
         }
         let showProgress = isatty(STDERR_FILENO) == 1
         let session = SimulationSession(options: options)
-        let progressLine = Self.progressLine(total: duration)
+        let progressReport = Self.progressReport(total: duration, showProgress: showProgress)
         let report: SimulationReport
         let metricsWriter = metrics?.keepWriting()
         do {
-            report = try await session.run(progress: showProgress ? progressLine : nil)
+            report = try await session.run(progress: showProgress ? progressReport : nil)
             // The session's last counts, whichever way it ended.
             if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
         } catch {
@@ -277,10 +278,24 @@ struct SimulateCommand: AsyncParsableCommand {
 }
 
 extension SimulateCommand {
-    /// The progress line on a terminal, rewritten in place: the trading clock and counts, then
-    /// how long the wind-down may wait for the broker.
-    static func progressLine(total: Double) -> @Sendable (SimulationProgress) -> Void {
-        { progress in
+    /// What the session reports as it runs: on a terminal (`showProgress`), a progress line
+    /// rewritten in place (the trading clock and counts, then how long the wind-down may wait for
+    /// the broker); on a terminal or not, a line when the broker's session goes down and when it
+    /// is up again.
+    static func progressReport(total: Double, showProgress: Bool) -> @Sendable (SimulationProgress) -> Void {
+        let lastDown = Mutex<String?>(nil)
+        return { progress in
+            let change: String? = lastDown.withLock { last in
+                defer { last = progress.brokerDown }
+                switch (last, progress.brokerDown) {
+                case (nil, let reason?): return "the FIX session is down (\(reason)); reconnecting"
+                case (let before?, let reason?) where before != reason: return "the FIX session is still down (\(reason)); reconnecting"
+                case (_?, nil): return "the FIX session is up again"
+                default: return nil
+                }
+            }
+            if let change { writeToStandardError((showProgress ? "\n" : "") + "fillguard: \(change)\n") }
+            guard showProgress else { return }
             let (seconds, attoseconds) = progress.elapsed.components
             let tenths = attoseconds / 100_000_000_000_000_000
             var line = "\r[\(seconds).\(tenths)s/\(total)s] fills \(progress.fills)"
@@ -356,11 +371,11 @@ extension SimulateCommand {
             }
         }
         let showProgress = isatty(STDERR_FILENO) == 1
-        let progressLine = Self.progressLine(total: duration)
+        let progressReport = Self.progressReport(total: duration, showProgress: showProgress)
         let report: SimulationReport
         let metricsWriter = metrics?.keepWriting()
         do {
-            report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: showProgress ? progressLine : nil)
+            report = try await FIXSimulationSession(options: options, fix: fixOptions).run(progress: progressReport)
             // The session's last counts, whichever way it ended.
             if let metrics, let metricsWriter { await metrics.finish(metricsWriter) }
         } catch {

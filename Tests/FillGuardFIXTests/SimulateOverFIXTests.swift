@@ -337,6 +337,38 @@ struct SimulateOverFIXTests {
         #expect(took < .milliseconds(7_500), "the session took \(took)")
     }
 
+    @Test("a FIX session that drops and is refused its Logon mid-session is said on standard error as it happens, and so is its return")
+    func sessionDownIsSaidAsItHappens() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "4", "--no-log"])
+        defer { peer.stop() }
+        let child = Task {
+            try await runChild(binary, ["simulate", "--broker", "fix", "--fix-port", "\(peer.port)", "--symbols", "2", "--duration", "6",
+                                        "--fix-settle-timeout", "3"])
+        }
+        // Trading (an order reached the exchange): the exchange drops the connection and refuses
+        // four Logons in a row (with the reconnect backoff, the session is down and refused for
+        // most of a second, over several of its 100 ms checks); then it lets it back in.
+        try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app D ") }
+        try await peer.command("reject-logon on")
+        let dropped = peer.lines.count
+        try await peer.command("drop")
+        var from = dropped
+        for _ in 0..<4 {
+            try await peer.waitFor(from: from, timeout: .seconds(30)) { $0 == "EVENT logon-rejected" }
+            let lines = peer.lines
+            from = (lines.indices.first { $0 >= from && lines[$0] == "EVENT logon-rejected" } ?? lines.count - 1) + 1
+        }
+        try await peer.command("reject-logon off")
+        let back = try await peer.waitFor(from: dropped, timeout: .seconds(30)) { $0.hasPrefix("EVENT logon ") }
+        let run = try await child.value
+        let said = run.standardError
+        #expect(said.contains("fillguard: the FIX session is down ("), "\(said)")
+        #expect(said.contains("logon rejected: "), "the refused Logon is named (\(back)): \(said)")
+        #expect(said.contains("fillguard: the FIX session is up again"), "\(said)")
+        #expect(run.status == 0, "the session came back and settled: \(run.standardOutput)\n\(said)")
+    }
+
     @Test func refusesToRunWithoutMarketData() async throws {
         let binary = try fillguardBinary()
         let peer = try await FIXPeerProcess.launch()
