@@ -493,7 +493,13 @@ final class SymbolLane: @unchecked Sendable {
                 if context.bus.positions.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.positions.publish(snapshot) }
             case .orderChanged(let id):
                 if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
-            case .alert(let alert):
+            case .alert(var alert):
+                // What the alert says is done waits while the lane holds its operations (recovery
+                // compares the positions first, and keeps holding a symbol whose net differs from
+                // the broker's): said, so no one takes it as sent.
+                if operationsHeld {
+                    alert.message += " (held while recovery compares \(symbol)'s position with the broker's; if they differ, until releaseHeldOperations(of:))"
+                }
                 context.raise(alert)
             }
         }

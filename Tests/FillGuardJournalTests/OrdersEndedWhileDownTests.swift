@@ -97,9 +97,20 @@ struct OrdersEndedWhileDownTests {
     func mismatchThatOrdersCouldWorsenIsHeld() async throws {
         let exchange = exchange()
         let (stop, survivor) = try await flattenedElsewhereWhileDown(on: exchange)
-        let second = try await Process(exchange: exchange, store: survivor)
+        let alerts = Mutex<AsyncStream<Alert>?>(nil)
+        let second = try await Process(exchange: exchange, store: survivor, recoverBeforeReconciling: { manager in
+            alerts.withLock { $0 = manager.alerts() }
+        })
         await second.settle()
         #expect(second.report.heldSymbols == [Self.symbol])
+        // The stop cancelled while down is told, and so is that its replacement waits (it is not sent).
+        var ended: Alert?
+        for await alert in try #require(alerts.withLock { $0 }) where alert.kind == .protectiveEndedByBroker {
+            ended = alert
+            break
+        }
+        #expect(ended?.message.contains("re-protecting 300") == true && ended?.message.contains("held while recovery compares GLD's position") == true,
+                "\(ended?.message ?? "no alert")")
         let mismatch = try #require(second.report.corrections.first { $0.kind == .positionMismatch })
         #expect(mismatch.message.contains("the broker's net is 0, FillGuard's 300") && mismatch.message.contains("nothing is sent for GLD"),
                 "\(mismatch.message)")
