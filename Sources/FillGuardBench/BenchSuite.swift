@@ -223,10 +223,11 @@ public struct BenchSuite: Sendable {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: command[0])
             process.arguments = Array(command.dropFirst()) + [arguments.joined(separator: " ")]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            let exit = ChildExit(process)
-            do { try process.run() } catch { return nil }
+            guard let (exit, pipe) = try? ChildExit.spawn(process, {
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                return pipe
+            }) else { return nil }
             let data = pipe.fileHandleForReading.readDataToEndOfFile()
             exit.wait()
             return process.terminationStatus == 0 ? data : nil

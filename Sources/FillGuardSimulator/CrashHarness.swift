@@ -211,15 +211,18 @@ private final class Child: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment[CrashHarness.parentVariable] = String(getpid())
         process.environment = environment
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
-        exit = ChildExit(process) { finished in
-            _ = Child.running.withLock { $0.remove(finished.processIdentifier) }
-        }
-        try Child.running.withLock { running in
+        let process = process
+        let (outputPath, errorPath) = (outputPath, errorPath)
+        exit = try Child.running.withLock { running in
             // Registered before the termination handler can run (it takes the same lock).
-            try process.run()
+            let (exit, _) = try ChildExit.spawn(process, then: { finished in
+                _ = Child.running.withLock { $0.remove(finished.processIdentifier) }
+            }) {
+                process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+                process.standardError = FileHandle(forWritingAtPath: errorPath)
+            }
             running.insert(process.processIdentifier)
+            return exit
         }
     }
 

@@ -63,14 +63,16 @@ public final class FIXTestExchange: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--spec", spec, "--dir", work.path, "--remove-dir"] + arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        let exit = ChildExit(process)
+        let exit: ChildExit
+        let (stdin, stdout): (Pipe, Pipe)
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            try process.run()
+            (exit, (stdin, stdout)) = try ChildExit.spawn(process) {
+                let pipes = (Pipe(), Pipe())
+                process.standardInput = pipes.0
+                process.standardOutput = pipes.1
+                return pipes
+            }
         } catch {
             try? FileManager.default.removeItem(at: work)
             throw FIXSimulationError("cannot start the FIX test exchange \(binary): \(error)")
@@ -100,7 +102,7 @@ public final class FIXTestExchange: Sendable {
             process.terminate()
             if !exit.wait(timeout: .seconds(10)) {
                 kill(process.processIdentifier, SIGKILL)
-                exit.wait()
+                exit.wait(timeout: .seconds(10))
             }
             try? FileManager.default.removeItem(at: work)
             throw FIXSimulationError("the FIX test exchange did not start (\(readyLine.get() ?? "no output"))")
@@ -108,14 +110,14 @@ public final class FIXTestExchange: Sendable {
         return FIXTestExchange(process: process, exit: exit, input: stdin.fileHandleForWriting, work: work, port: port)
     }
 
-    /// Asks it to quit, waits for it (killed when it has not ended within 30 s) and removes its
-    /// directory.
+    /// Asks it to quit, waits for it (killed when it has not ended within 30 s; never longer
+    /// than 40 s in all) and removes its directory.
     public func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
         if !exit.wait(timeout: .seconds(30)) {
             kill(process.processIdentifier, SIGKILL)
-            exit.wait()
+            exit.wait(timeout: .seconds(10))
         }
         try? FileManager.default.removeItem(at: work)
     }

@@ -15,8 +15,6 @@ final class FIXPeerProcess: Sendable {
     private let process: Process
     private let exit: ChildExit
     private let input: FileHandle
-    /// Its store and logs, removed when it stops.
-    private let work: URL
     private let state = Mutex<State>(State())
 
     private struct Waiter {
@@ -60,14 +58,14 @@ final class FIXPeerProcess: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["--spec", spec, "--dir", work.path, "--remove-dir"] + arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
         process.standardError = FileHandle.standardError
-        let exit = ChildExit(process)
-        try process.run()
-        let peer = FIXPeerProcess(process: process, exit: exit, input: stdin.fileHandleForWriting, work: work)
+        let (exit, (stdin, stdout)) = try ChildExit.spawn(process) {
+            let pipes = (Pipe(), Pipe())
+            process.standardInput = pipes.0
+            process.standardOutput = pipes.1
+            return pipes
+        }
+        let peer = FIXPeerProcess(process: process, exit: exit, input: stdin.fileHandleForWriting)
         peer.startReading(stdout.fileHandleForReading)
         let ready = try await peer.waitFor { $0.hasPrefix("READY ") }
         guard let port = Int(ready.dropFirst("READY ".count)) else { throw FIXPeerError(description: "bad READY line \(ready)") }
@@ -75,11 +73,10 @@ final class FIXPeerProcess: Sendable {
         return peer
     }
 
-    private init(process: Process, exit: ChildExit, input: FileHandle, work: URL) {
+    private init(process: Process, exit: ChildExit, input: FileHandle) {
         self.process = process
         self.exit = exit
         self.input = input
-        self.work = work
     }
 
     /// The FIX port the peer listens on (loopback).
@@ -235,18 +232,20 @@ final class FIXPeerProcess: Sendable {
         return (nets, fills)
     }
 
-    /// Stops the peer, waits for it to exit (killed when it has not within 30 s, a failure guard)
-    /// and removes its directory.
+    /// Tells the peer to quit (it closes its sessions, removes its directory and exits), without
+    /// waiting for its end: a wait here would hold one of the few threads of the task pool, and
+    /// with several peers stopping at once all of them, while the ends they wait for may depend
+    /// on other tests going on (CI has 2 cores, so 2 such threads). A peer that will not quit is
+    /// killed after 30 s by a thread of its own.
     func stop() {
         try? input.write(contentsOf: Data("quit\n".utf8))
         try? input.close()
-        if !exit.wait(timeout: .seconds(30)) {
-            Issue.record("the FIX test exchange did not quit within 30 s; killed")
-            kill(process.processIdentifier, SIGKILL)
-            exit.wait()
-        }
-        try? FileManager.default.removeItem(at: work)
+        let (exit, process) = (self.exit, self.process)
+        Thread {
+            if !exit.wait(timeout: .seconds(30)) { kill(process.processIdentifier, SIGKILL) }
+        }.start()
     }
+
 }
 
 /// One order as the test exchange sees it.

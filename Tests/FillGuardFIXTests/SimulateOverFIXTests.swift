@@ -34,13 +34,13 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
     process.standardInput = FileHandle.nullDevice
-    let exit = ChildExit(process)
-    try process.run()
+    let (exit, (output, errors)) = try ChildExit.spawn(process) {
+        let pipes = (Pipe(), Pipe())
+        process.standardOutput = pipes.0
+        process.standardError = pipes.1
+        return pipes
+    }
     return try await withThrowingTaskGroup(of: ChildRun.self) { group in
         group.addTask {
             await withCheckedContinuation { continuation in
@@ -156,8 +156,7 @@ struct SimulateOverFIXTests {
         killed.arguments = ["simulate", "--symbols", "5", "--duration", "120", "--seed", "4", "--durability", "off"] + session
         killed.standardOutput = FileHandle.nullDevice
         killed.standardError = FileHandle.nullDevice
-        let killedExit = ChildExit(killed)
-        try killed.run()
+        let (killedExit, _) = try ChildExit.spawn(killed) {}
         let resized = try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app G ") }
         kill(killed.processIdentifier, SIGKILL)
         await killedExit.value()

@@ -49,10 +49,13 @@ struct CrashHarnessTests {
         let shell = Foundation.Process()
         shell.executableURL = URL(fileURLWithPath: "/bin/sh")
         shell.arguments = ["-c", "\(CrashHarness.parentVariable)=$$ \"$0\" simulate --duration 120 --symbols 1 & echo $!; wait", Self.binary]
-        let output = Pipe()
-        shell.standardOutput = output
         shell.standardError = FileHandle.nullDevice
-        try shell.run()
+        let output = try ChildExit.whileSpawning {
+            let output = Pipe()
+            shell.standardOutput = output
+            try shell.run()
+            return output
+        }
         let reading = output.fileHandleForReading
         var firstLine = Data()
         while !firstLine.contains(UInt8(ascii: "\n")) {
@@ -86,8 +89,6 @@ struct CrashHarnessTests {
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["crash-test", "--points", "200"]
         process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": scratch + "/"]) { $1 }
-        let errors = Pipe()
-        process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         let status = Mutex<Int32?>(nil)
         let ended = AsyncStream<Void>.makeStream()
@@ -95,7 +96,12 @@ struct CrashHarnessTests {
             status.withLock { $0 = finished.terminationStatus }
             ended.continuation.finish()
         }
-        try process.run()
+        let errors = try ChildExit.whileSpawning {
+            let errors = Pipe()
+            process.standardError = errors
+            try process.run()
+            return errors
+        }
         // The first kill's line says the harness is at work, its directory made.
         var text = ""
         while !text.contains("kill 1/") {

@@ -185,15 +185,12 @@ private func runFillguard(_ arguments: [String]) async throws -> FillguardRun {
     process.executableURL = root.appendingPathComponent(".build/debug/fillguard")
     process.arguments = arguments
     process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-    process.standardError = FileHandle(forWritingAtPath: errorPath)
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do { try process.run() } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-        }
+    let (exit, _) = try ChildExit.spawn(process) {
+        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
     }
+    await exit.value()
+    let status = process.terminationStatus
     return FillguardRun(status: status, standardOutput: try String(contentsOfFile: outputPath, encoding: .utf8),
                         standardError: try String(contentsOfFile: errorPath, encoding: .utf8))
 }

@@ -34,43 +34,39 @@ struct PrometheusExportTests {
     }
 
     @Test("simulate --metrics-file writes the exposition, refuses a path it cannot write or one of the journal's files")
-    func metricsFileOption() throws {
+    func metricsFileOption() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let binary = root.appendingPathComponent(".build/debug/fillguard").path
         let directory = NSTemporaryDirectory() + "fillguard-metrics-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        func run(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
+        // Output to files, and the end awaited (no pipe to fill up, no thread of the pool blocked).
+        func run(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
             process.arguments = arguments
-            // Standard error to a file, so a child writing much there cannot block on a pipe nobody reads yet.
-            let output = Pipe()
-            let errorsPath = directory + "/stderr-\(UUID().uuidString)"
-            _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
-            let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorsPath))
-            defer { try? errors.close() }
-            process.standardOutput = output
-            process.standardError = errors
-            let exit = ChildExit(process)
-            try process.run()
-            let out = output.fileHandleForReading.readDataToEndOfFile()
-            exit.wait()
-            let err = FileManager.default.contents(atPath: errorsPath) ?? Data()
-            return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+            let outputPath = directory + "/stdout-\(UUID().uuidString)", errorsPath = directory + "/stderr-\(UUID().uuidString)"
+            for path in [outputPath, errorsPath] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+            let (exit, _) = try ChildExit.spawn(process) {
+                process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+                process.standardError = FileHandle(forWritingAtPath: errorsPath)
+            }
+            await exit.value()
+            let text = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+            return (process.terminationStatus, text(outputPath), text(errorsPath))
         }
         let path = directory + "/fillguard.prom"
-        let session = try run(["simulate", "--symbols", "3", "--duration", "0.5", "--metrics-file", path, "--json"])
+        let session = try await run(["simulate", "--symbols", "3", "--duration", "0.5", "--metrics-file", path, "--json"])
         #expect(session.status == 0, "\(session.errors)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(session.output.utf8)) as? [String: Any])
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(sample("fillguard_fills", in: text) == (report["fillsApplied"] as? Double ?? (report["fillsApplied"] as? Int).map(Double.init)), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
 
-        let unwritable = try run(["simulate", "--duration", "0.1", "--metrics-file", directory + "/missing/fillguard.prom"])
+        let unwritable = try await run(["simulate", "--duration", "0.1", "--metrics-file", directory + "/missing/fillguard.prom"])
         #expect(unwritable.status == 2 && unwritable.errors.contains("--metrics-file: cannot write"), "\(unwritable.errors)")
         let journal = directory + "/j.sqlite"
-        let clash = try run(["simulate", "--duration", "0.1", "--journal", journal, "--metrics-file", journal + "-wal"])
+        let clash = try await run(["simulate", "--duration", "0.1", "--journal", journal, "--metrics-file", journal + "-wal"])
         #expect(clash.status == 2 && clash.errors.contains("would overwrite the journal's files"), "\(clash.errors)")
         #expect(!FileManager.default.fileExists(atPath: journal), "refused before the journal was made")
     }
