@@ -442,8 +442,10 @@ final class FIXBrokerCore: @unchecked Sendable {
                     if let promise = self.startPromise {
                         self.startPromise = nil
                         self.stopped = true
-                        self.timer?.cancel()
                         promise.fail(FIXBrokerError.connectionFailed("\(error)"))
+                        // Done for good: its waiters fail and events() ends (a loop over it would
+                        // otherwise wait for ever).
+                        self.finishStop()
                     } else {
                         self.scheduleReconnect()
                     }
@@ -503,11 +505,11 @@ final class FIXBrokerCore: @unchecked Sendable {
             return
         }
         if let promise = startPromise {
-            // The first logon failed: report why and do not keep trying.
+            // The first logon failed: report why and do not keep trying (and end events()).
             startPromise = nil
             stopped = true
-            timer?.cancel()
             promise.fail(FIXBrokerError.sessionClosed(statistics.lastCloseReason ?? .protocolViolation("connection closed before logon")))
+            finishStop()
             return
         }
         scheduleReconnect()

@@ -16,11 +16,16 @@ public struct CrashHarness: Sendable {
     /// `fillguard` that finds it set ends when that process is no longer its parent.
     public static let parentVariable = "FILLGUARD_EXIT_WITH_PARENT"
 
-    /// Kills the sessions (and checks) running now and returns once none of them can write any
-    /// more (dead, or after 2 s): for an interrupted harness, before its directory is removed
-    /// (a session still writing its journal there would leave files behind).
+    /// Kills the sessions (and checks) running now, and starts none after, and returns once none
+    /// of them can write any more (dead, or after 2 s): for an interrupted harness, before its
+    /// directory is removed (a session still writing its journal there, or the next one
+    /// starting, would leave files behind). The harness's thread that would start the next one
+    /// waits instead, for the process's exit.
     public static func killRunningSessions() {
-        let pids = Child.running.withLock { $0 }
+        let pids = Child.running.withLock { running in
+            running.stopped = true
+            return running.pids
+        }
         for pid in pids { _ = Glibc.kill(pid, SIGKILL) }
         let deadline = ContinuousClock.now + .seconds(2)
         for pid in pids {
@@ -188,8 +193,16 @@ private final class Child: @unchecked Sendable {
     private let errorPath: String
     private let exit: ChildExit
 
-    /// The process ids of the children started and not yet seen to exit.
-    static let running = Mutex<Set<Int32>>([])
+    /// The children started and not yet seen to exit, and whether more may start.
+    struct Running {
+        /// Their process ids.
+        var pids: Set<Int32> = []
+        /// Set by `CrashHarness.killRunningSessions()`: none starts any more.
+        var stopped = false
+    }
+
+    /// The children started and not yet seen to exit.
+    static let running = Mutex(Running())
 
     /// True while `pid` runs: not gone, nor a zombie waiting to be reaped.
     static func isAlive(_ pid: Int32) -> Bool {
@@ -203,8 +216,6 @@ private final class Child: @unchecked Sendable {
         let id = UUID().uuidString
         outputPath = directory + "/child-\(id).out"
         errorPath = directory + "/child-\(id).err"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         // The session ends with the harness: a crash test stopped by a signal leaves none running.
@@ -213,17 +224,28 @@ private final class Child: @unchecked Sendable {
         process.environment = environment
         let process = process
         let (outputPath, errorPath) = (outputPath, errorPath)
-        exit = try Child.running.withLock { running in
+        let started = try Child.running.withLock { running -> ChildExit? in
+            // Stopped (the process is being interrupted): no file made, nothing started.
+            guard !running.stopped else { return nil }
             // Registered before the termination handler can run (it takes the same lock).
             let (exit, _) = try ChildExit.spawn(process, then: { finished in
-                _ = Child.running.withLock { $0.remove(finished.processIdentifier) }
+                _ = Child.running.withLock { $0.pids.remove(finished.processIdentifier) }
             }) {
+                _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+                _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
                 process.standardOutput = FileHandle(forWritingAtPath: outputPath)
                 process.standardError = FileHandle(forWritingAtPath: errorPath)
             }
-            running.insert(process.processIdentifier)
+            running.pids.insert(process.processIdentifier)
             return exit
         }
+        guard let started else {
+            // The interrupt's clean-up ends the process in a moment: this thread waits for that,
+            // rather than report a failure to start that is none.
+            DispatchSemaphore(value: 0).wait()
+            fatalError("unreachable: the interrupted process has exited")
+        }
+        exit = started
     }
 
     deinit {
