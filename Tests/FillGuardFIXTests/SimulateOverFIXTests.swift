@@ -64,10 +64,8 @@ func runChild(_ binary: String, _ arguments: [String], timeout: Duration = .seco
         }
         group.addTask {
             try await Task.sleep(for: timeout) // a failure guard, not synchronisation
-            // SIGTERM first (a session winds down and reports), SIGKILL when even that hangs: the
-            // readers above end only once the child is gone.
-            process.terminate()
-            try? await Task.sleep(for: .seconds(15))
+            // Killed (SIGTERM could be ignored by a session that hangs): the readers above end
+            // only once the child is gone.
             if !exit.hasExited { kill(process.processIdentifier, SIGKILL) }
             throw FIXPeerError(description: "\(binary) \(arguments.joined(separator: " ")) did not finish in \(timeout)")
         }
