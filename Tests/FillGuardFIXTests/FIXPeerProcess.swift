@@ -1,7 +1,6 @@
 import FillGuardSimulator
 import Foundation
 import Synchronization
-import Testing
 
 /// Why the test exchange could not be used.
 struct FIXPeerError: Error, CustomStringConvertible {
@@ -245,7 +244,6 @@ final class FIXPeerProcess: Sendable {
             if !exit.wait(timeout: .seconds(30)) { kill(process.processIdentifier, SIGKILL) }
         }.start()
     }
-
 }
 
 /// One order as the test exchange sees it.

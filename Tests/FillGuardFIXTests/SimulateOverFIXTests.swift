@@ -158,6 +158,7 @@ struct SimulateOverFIXTests {
         let resized = try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app G ") }
         kill(killed.processIdentifier, SIGKILL)
         await killedExit.value()
+        try #require(killedExit.hasExited, "the killed session's end never came")
         #expect(killed.terminationReason == .uncaughtSignal, "the session was killed mid-trade (after \(resized))")
         let (_, madeBeforeRecovery) = try await peer.positions()
         #expect(madeBeforeRecovery > 0)

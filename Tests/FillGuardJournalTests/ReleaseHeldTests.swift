@@ -190,6 +190,7 @@ private func runFillguard(_ arguments: [String]) async throws -> FillguardRun {
         process.standardError = FileHandle(forWritingAtPath: errorPath)
     }
     await exit.value()
+    try #require(exit.hasExited, "fillguard \(arguments.joined(separator: " ")) did not end")
     let status = process.terminationStatus
     return FillguardRun(status: status, standardOutput: try String(contentsOfFile: outputPath, encoding: .utf8),
                         standardError: try String(contentsOfFile: errorPath, encoding: .utf8))

@@ -52,6 +52,7 @@ struct PrometheusExportTests {
                 process.standardError = FileHandle(forWritingAtPath: errorsPath)
             }
             await exit.value()
+            try #require(exit.hasExited, "fillguard \(arguments.joined(separator: " ")) did not end")
             let text = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
             return (process.terminationStatus, text(outputPath), text(errorsPath))
         }
