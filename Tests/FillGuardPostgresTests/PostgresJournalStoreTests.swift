@@ -243,8 +243,11 @@ struct PostgresJournalStoreTests {
         let command = (try? String(contentsOfFile: "/proc/\(backend)/cmdline", encoding: .utf8)) ?? ""
         try #require(command.hasPrefix("postgres"), "process \(backend) is not a PostgreSQL backend: \(command)")
         #expect(kill(pid_t(backend), SIGSTOP) == 0)
-        // Resumed whatever happens next (a stopped backend left behind would hold its lock for ever).
+        // Resumed whatever happens next (a stopped backend left behind would hold its lock for
+        // ever), and in 10 s at the latest even if the append below never returned (a failure
+        // guard: the server then answers, and the test fails instead of waiting for ever).
         defer { kill(pid_t(backend), SIGCONT) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { _ = kill(pid_t(backend), SIGCONT) }
         do {
             try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
             Issue.record("an append to a stopped server returned")
