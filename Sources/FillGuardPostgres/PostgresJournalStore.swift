@@ -4,8 +4,8 @@ import Logging
 import PostgresNIO
 import Synchronization
 
-/// The shared journal store: tables in a PostgreSQL database (postgres-nio's pooled client), so
-/// that several processes or machines can keep their journals in one server. Each store writes
+/// The shared journal store: tables in a PostgreSQL database (through postgres-nio), so that
+/// several processes or machines can keep their journals in one server. Each store writes
 /// under its own `namespace` (a column in every table), so two managers never mix records.
 ///
 /// It mirrors `SQLiteJournalStore`: each appended batch is one transaction; a
@@ -19,6 +19,9 @@ import Synchronization
 /// store holds, in this process or any other, fails with `inUse`. The server releases the lock
 /// when the holder closes or its connection dies (a killed process included). Batches are written
 /// on that same connection, so a store that lost its lock cannot write: two writers never interleave.
+/// Loads and erases run on it too, one call at a time, and every call waits for the server's
+/// answer for a bounded time (`writeTimeout`, `answerTimeout`): a hung server fails the call
+/// with `storage` instead of stalling the manager for ever.
 public final class PostgresJournalStore: JournalStore {
     /// The format this version writes and reads (per namespace, in the meta table).
     public static let formatVersion = 1
@@ -40,8 +43,6 @@ public final class PostgresJournalStore: JournalStore {
         public var namespace: String
         /// When an appended batch counts as written.
         public var durability: JournalDurability
-        /// The most connections the store's pool opens.
-        public var maximumConnections: Int
         /// How long opening a TCP connection may take.
         public var connectTimeout: Duration
         /// How long an append may wait for the server's answer. Past it (a hung server, a
@@ -49,11 +50,16 @@ public final class PostgresJournalStore: JournalStore {
         /// with `storage` (the batch may or may not be stored): the manager stops applying and
         /// refuses inputs, instead of waiting without end; restart to recover.
         public var writeTimeout: Duration
+        /// How long opening the store, a `load` or an `erase` may wait for the server's answers
+        /// (a load of a long journal has much to read). Past it the store gives up its connection
+        /// and the call fails with `storage`: open a new store to recover.
+        public var answerTimeout: Duration
 
         /// A configuration; the password defaults to none, durability to `fsync`.
         public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
                     namespace: String, durability: JournalDurability = .fsync,
-                    maximumConnections: Int = 4, connectTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10)) {
+                    connectTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10),
+                    answerTimeout: Duration = .seconds(60)) {
             self.host = host
             self.port = port
             self.username = username
@@ -61,9 +67,9 @@ public final class PostgresJournalStore: JournalStore {
             self.database = database
             self.namespace = namespace
             self.durability = durability
-            self.maximumConnections = maximumConnections
             self.connectTimeout = connectTimeout
             self.writeTimeout = writeTimeout
+            self.answerTimeout = answerTimeout
         }
 
         /// "user@host:port/database (journal namespace)", for messages.
@@ -79,12 +85,11 @@ public final class PostgresJournalStore: JournalStore {
 
     /// This store's configuration.
     public let configuration: Configuration
-    private let client: PostgresClient
-    private let runner: Task<Void, Never>
     private let logger: Logger
     private let closed = Mutex(false)
     private let lockConnection: PostgresConnection
-    private let writing = Mutex(false)
+    /// Whether a call (append, load or erase) is using the lock's connection: they never overlap.
+    private let busy = Mutex(false)
     /// Per symbol, the sequence of the newest record written: each new record names it
     /// (`prev_seq`), so a record missing from the middle of a symbol's journal is found on load.
     private let lastWritten = Mutex<[String: Int64]>([:])
@@ -102,25 +107,22 @@ public final class PostgresJournalStore: JournalStore {
         // A direct first connection gives a prompt, specific error when the server is unreachable
         // (the pool would retry in the background and report only a tripped circuit breaker).
         // The namespace's lock first: a store refused as `inUse` writes nothing, not even tables.
-        lockConnection = try await Self.lockNamespace(configuration, logger: self.logger)
+        let lockConnection = try await Self.lockNamespace(configuration, logger: self.logger)
+        self.lockConnection = lockConnection
         let chain: [String: Int64]
         do {
             try await Self.prepare(configuration, logger: self.logger)
-            chain = try await Self.lastWrittenSequences(configuration.namespace, on: lockConnection, location: configuration.location, logger: self.logger)
+            let namespace = configuration.namespace
+            let logger = self.logger
+            chain = try await Self.bounded(configuration, "reading where each symbol's journal ends", on: lockConnection) {
+                try await Self.lastWrittenSequences(namespace, on: lockConnection, logger: logger)
+            }
         } catch {
             // Give the namespace's lock back: this store never opened.
             try? await lockConnection.close()
             throw error
         }
         lastWritten.withLock { $0 = chain }
-        var clientConfiguration = PostgresClient.Configuration(
-            host: configuration.host, port: configuration.port, username: configuration.username,
-            password: configuration.password, database: configuration.database, tls: .disable)
-        clientConfiguration.options.maximumConnections = max(1, configuration.maximumConnections)
-        clientConfiguration.options.connectTimeout = configuration.connectTimeout
-        let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: self.logger)
-        self.client = client
-        runner = Task { await client.run() }
     }
 
     /// Appends a batch in one transaction, on the connection that holds the namespace's lock (so
@@ -129,14 +131,8 @@ public final class PostgresJournalStore: JournalStore {
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
         try checkOpen()
         guard !batch.isEmpty else { return }
-        let overlapping = writing.withLock { writing in
-            defer { writing = true }
-            return writing
-        }
-        if overlapping {
-            throw JournalError(.storage, "an append to the PostgreSQL journal at \(configuration.location) overlapped another; appends must come one at a time")
-        }
-        defer { writing.withLock { $0 = false } }
+        try beginCall("an append")
+        defer { endCall() }
         if lockConnection.isClosed {
             throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed); nothing more is written: restart to recover")
         }
@@ -191,72 +187,105 @@ public final class PostgresJournalStore: JournalStore {
     /// work's queries) and returns false once it has.
     private static func answered(within timeout: Duration, closing connection: PostgresConnection,
                                  _ work: @escaping @Sendable () async throws -> Void) async throws -> Bool {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await work()
-                return true
-            }
-            group.addTask {
-                // Cancelled once the work is done: then its answer is not looked at.
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = try await group.next() ?? false
-            group.cancelAll()
-            if !first {
-                // The work's queries fail once their connection has gone; their errors are moot.
+        try await answer(within: timeout, closing: connection, work) != nil
+    }
+
+    /// Runs `work` and returns its result; if it has not finished within `timeout`, closes
+    /// `connection` (which ends the work's queries) and returns nil. It returns then even if the
+    /// work has not ended yet (its end is not awaited: a query that the closed connection never
+    /// fails cannot hold the caller).
+    private static func answer<Result: Sendable>(within timeout: Duration, closing connection: PostgresConnection,
+                                                 _ work: @escaping @Sendable () async throws -> Result) async throws -> Result? {
+        let outcome = FirstOutcome<Result?>()
+        return try await withCheckedThrowingContinuation { continuation in
+            outcome.await(continuation)
+            let timer = Task {
+                // Cancelled once the work is done.
+                guard (try? await Task.sleep(for: timeout)) != nil, outcome.claim() else { return }
                 try? await connection.close()
-                while let _ = try? await group.next() {}
+                outcome.resume(with: .success(nil))
             }
-            return first
+            Task {
+                let result: Swift.Result<Result?, any Error>
+                do {
+                    result = .success(try await work())
+                } catch {
+                    result = .failure(error)
+                }
+                timer.cancel()
+                if outcome.claim() { outcome.resume(with: result) }
+            }
         }
+    }
+
+    /// Runs `work` on `connection` within the configuration's `answerTimeout`: a server that has
+    /// not answered by then fails it with `storage` (the connection closed); a failing query
+    /// with `storage` naming `what`.
+    private static func bounded<Result: Sendable>(_ configuration: Configuration, _ what: String, on connection: PostgresConnection,
+                                                  _ work: @escaping @Sendable () async throws -> Result) async throws(JournalError) -> Result {
+        let result: Result?
+        do {
+            result = try await answer(within: configuration.answerTimeout, closing: connection, work)
+        } catch let error as JournalError {
+            throw error
+        } catch {
+            throw JournalError(.storage, "the PostgreSQL journal at \(configuration.location) failed while \(what): \(describe(error))")
+        }
+        guard let result else {
+            throw JournalError(.storage, "no answer from the PostgreSQL journal at \(configuration.location) within \(configuration.answerTimeout) while \(what) (a hung server or connection); its connection is closed: open a new store to recover")
+        }
+        return result
+    }
+
+    /// What a load read from the two tables, in one consistent view.
+    private struct LoadedRows: Sendable {
+        var rows: [JournalAssembly.Row]
+        var snapshots: [JournalRecord]
+        var links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)]
     }
 
     /// Loads per the contract; a torn tail is deleted from the table with a notice.
     public func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents {
         try checkOpen()
         try checkLock("nothing is read")
+        try beginCall("a load")
+        defer { endCall() }
         let namespace = configuration.namespace
         let logger = self.logger
-        let rows: [JournalAssembly.Row]
-        let snapshots: [JournalRecord]
-        let links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)]
-        do {
-            (rows, snapshots, links) = try await client.withConnection { connection in
-                try await connection.withTransaction(logger: logger) { connection in
-                    // One consistent view of both tables.
-                    try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
-                    var rows: [JournalAssembly.Row] = []
-                    var links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)] = []
-                    let recordRows = try await connection.query(
-                        "SELECT id, symbol, seq, kind, payload, crc, prev_seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY id",
-                        logger: logger)
-                    for try await (id, symbol, sequence, kind, payload, crc, previous) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64, Int64?).self) {
-                        links.append((id, Symbol(symbol), sequence, previous))
-                        let known = JournalRecord.Kind(rawValue: UInt8(clamping: kind))
-                        let bytes = Array(payload.readableBytesView)
-                        // A kind no FillGuard writes is damage: kept with a checksum that fails.
-                        let checksum = known == nil ? ~CRC32.checksum(bytes) : UInt32(truncatingIfNeeded: crc)
-                        rows.append(JournalAssembly.Row(position: id, record: JournalRecord(
-                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: known ?? .input,
-                            payload: bytes, checksum: checksum)))
-                    }
-                    var snapshots: [JournalRecord] = []
-                    let snapshotRows = try await connection.query(
-                        "SELECT symbol, seq, payload, crc FROM fillguard_journal_snapshots WHERE namespace = \(namespace)",
-                        logger: logger)
-                    for try await (symbol, sequence, payload, crc) in snapshotRows.decode((String, Int64, ByteBuffer, Int64).self) {
-                        let bytes = Array(payload.readableBytesView)
-                        snapshots.append(JournalRecord(
-                            symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: .snapshot,
-                            payload: bytes, checksum: SnapshotCheck.checksum(stored: crc, payload: bytes, sequence: UInt64(bitPattern: sequence))))
-                    }
-                    return (rows, snapshots, links)
+        let connection = lockConnection
+        let read = try await Self.bounded(configuration, "loading", on: connection) {
+            try await connection.withTransaction(logger: logger) { connection in
+                // One consistent view of both tables.
+                try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", logger: logger)
+                var rows: [JournalAssembly.Row] = []
+                var links: [(id: Int64, symbol: Symbol, sequence: Int64, previous: Int64?)] = []
+                let recordRows = try await connection.query(
+                    "SELECT id, symbol, seq, kind, payload, crc, prev_seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY id",
+                    logger: logger)
+                for try await (id, symbol, sequence, kind, payload, crc, previous) in recordRows.decode((Int64, String, Int64, Int16, ByteBuffer, Int64, Int64?).self) {
+                    links.append((id, Symbol(symbol), sequence, previous))
+                    let known = JournalRecord.Kind(rawValue: UInt8(clamping: kind))
+                    let bytes = Array(payload.readableBytesView)
+                    // A kind no FillGuard writes is damage: kept with a checksum that fails.
+                    let checksum = known == nil ? ~CRC32.checksum(bytes) : UInt32(truncatingIfNeeded: crc)
+                    rows.append(JournalAssembly.Row(position: id, record: JournalRecord(
+                        symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: known ?? .input,
+                        payload: bytes, checksum: checksum)))
                 }
+                var snapshots: [JournalRecord] = []
+                let snapshotRows = try await connection.query(
+                    "SELECT symbol, seq, payload, crc FROM fillguard_journal_snapshots WHERE namespace = \(namespace)",
+                    logger: logger)
+                for try await (symbol, sequence, payload, crc) in snapshotRows.decode((String, Int64, ByteBuffer, Int64).self) {
+                    let bytes = Array(payload.readableBytesView)
+                    snapshots.append(JournalRecord(
+                        symbol: Symbol(symbol), sequence: UInt64(bitPattern: sequence), kind: .snapshot,
+                        payload: bytes, checksum: SnapshotCheck.checksum(stored: crc, payload: bytes, sequence: UInt64(bitPattern: sequence))))
+                }
+                return LoadedRows(rows: rows, snapshots: snapshots, links: links)
             }
-        } catch {
-            throw failure("cannot read", error)
         }
+        let (rows, snapshots, links) = (read.rows, read.snapshots, read.links)
         do {
             var chain = JournalChain()
             for (index, link) in links.enumerated() {
@@ -270,15 +299,13 @@ public final class PostgresJournalStore: JournalStore {
         if let cut = result.truncateFrom {
             // On the lock's connection: a store that lost its lock deletes nothing.
             try checkLock("the torn tail is not dropped")
-            do {
-                try await lockConnection.query(
+            let chain = try await Self.bounded(configuration, "dropping the torn tail", on: connection) {
+                try await connection.query(
                     "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND id >= \(cut)",
                     logger: logger)
-                let chain = try await Self.lastWrittenSequences(namespace, on: lockConnection, location: configuration.location, logger: logger)
-                lastWritten.withLock { $0 = chain }
-            } catch {
-                throw failure("cannot drop the torn tail of", error)
+                return try await Self.lastWrittenSequences(namespace, on: connection, logger: logger)
             }
+            lastWritten.withLock { $0 = chain }
         }
         return result.contents
     }
@@ -290,37 +317,37 @@ public final class PostgresJournalStore: JournalStore {
         // On the lock's connection, as appends are: a store that lost its lock (the rightful
         // writer may be another store by now) erases nothing.
         try checkLock("nothing is erased")
+        try beginCall("an erase")
+        defer { endCall() }
         let namespace = configuration.namespace
         let logger = self.logger
-        do {
-            try await lockConnection.withTransaction(logger: logger) { connection in
+        let connection = lockConnection
+        try await Self.bounded(configuration, "erasing", on: connection) {
+            try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("DELETE FROM fillguard_journal_records WHERE namespace = \(namespace)", logger: logger)
                 try await connection.query("DELETE FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
             }
-        } catch {
-            throw failure("cannot erase", error)
         }
+        lastWritten.withLock { $0 = [:] }
     }
 
     /// A store let go without `close()`: its connections are closed all the same (the
     /// namespace's lock goes with them), never leaked.
     deinit {
         guard !closed.withLock({ $0 }) else { return }
-        runner.cancel()
         // The connection is kept until its channel has closed: it may not go before that.
         let connection = lockConnection
         connection.close().whenComplete { _ in _ = connection }
     }
 
-    /// Stops the pool and closes its connections. Appends after closing fail with `closed`.
+    /// Closes the store's connection (the namespace's lock goes with it). Calls after closing
+    /// fail with `closed`.
     public func close() async {
         let wasClosed = closed.withLock { closed in
             defer { closed = true }
             return closed
         }
         guard !wasClosed else { return }
-        runner.cancel()
-        await runner.value
         try? await lockConnection.close()
     }
 
@@ -332,6 +359,23 @@ public final class PostgresJournalStore: JournalStore {
         if lockConnection.isClosed {
             throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed); \(consequence): open a new store to recover")
         }
+    }
+
+    /// Marks the lock's connection as used by `what` until `endCall()`; throws `storage` when
+    /// another call is using it (calls must come one at a time; `Journal` never overlaps them).
+    private func beginCall(_ what: String) throws(JournalError) {
+        let overlapping = busy.withLock { busy in
+            defer { busy = true }
+            return busy
+        }
+        if overlapping {
+            throw JournalError(.storage, "\(what) on the PostgreSQL journal at \(configuration.location) overlapped another call; appends, loads and erases must come one at a time")
+        }
+    }
+
+    /// Frees the lock's connection for the next call.
+    private func endCall() {
+        busy.withLock { $0 = false }
     }
 
     private func checkOpen() throws(JournalError) {
@@ -359,19 +403,25 @@ public final class PostgresJournalStore: JournalStore {
     private static func lockNamespace(_ configuration: Configuration, logger: Logger) async throws(JournalError) -> PostgresConnection {
         let connection = try await connect(configuration, id: 1, logger: logger)
         let namespace = configuration.namespace
-        var acquired = false
-        // A store closed a moment ago holds the lock until the server has ended its session,
-        // which comes after the close returns: asked again a few times over half a second.
-        for attempt in 0..<Self.lockAttempts where !acquired {
-            if attempt > 0 { try? await Task.sleep(for: .milliseconds(50)) }
-            do {
-                let rows = try await connection.query(
-                    "SELECT pg_try_advisory_lock(hashtextextended(\(namespace), \(Self.namespaceLockSeed)))", logger: logger)
-                for try await value in rows.decode(Bool.self) { acquired = value }
-            } catch {
-                try? await connection.close()
-                throw JournalError(.storage, "cannot lock the PostgreSQL journal at \(configuration.location): \(describe(error))")
+        let acquired: Bool
+        do {
+            acquired = try await bounded(configuration, "locking the namespace", on: connection) {
+                // A store closed a moment ago holds the lock until the server has ended its
+                // session, which comes after the close returns: asked again a few times over half
+                // a second.
+                for attempt in 0..<Self.lockAttempts {
+                    if attempt > 0 { try? await Task.sleep(for: .milliseconds(50)) }
+                    let rows = try await connection.query(
+                        "SELECT pg_try_advisory_lock(hashtextextended(\(namespace), \(Self.namespaceLockSeed)))", logger: logger)
+                    var acquired = false
+                    for try await value in rows.decode(Bool.self) { acquired = value }
+                    if acquired { return true }
+                }
+                return false
             }
+        } catch {
+            try? await connection.close()
+            throw error
         }
         guard acquired else {
             try? await connection.close()
@@ -407,57 +457,59 @@ public final class PostgresJournalStore: JournalStore {
         let namespace = configuration.namespace
         let stored: String?
         do {
-            stored = try await connection.withTransaction(logger: logger) { connection in
-                // Serialises processes creating the tables at once (CREATE ... IF NOT EXISTS races).
-                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: logger)
-                try await connection.query("""
-                    CREATE TABLE IF NOT EXISTS fillguard_journal_meta (
-                        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-                        PRIMARY KEY (namespace, key))
-                    """, logger: logger)
-                try await connection.query("""
-                    CREATE TABLE IF NOT EXISTS fillguard_journal_records (
-                        id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL, symbol TEXT NOT NULL,
-                        seq BIGINT NOT NULL, kind SMALLINT NOT NULL, payload BYTEA NOT NULL, crc BIGINT NOT NULL)
-                    """, logger: logger)
-                // The index and the column only when missing: even with IF NOT EXISTS, creating an
-                // index or altering the table takes a lock on it that waits behind any reader (a
-                // backup, say) and holds up every namespace's writes behind it.
-                let present = try await connection.query("""
-                    SELECT (SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'fillguard_journal_records_by_symbol'),
-                           (SELECT count(*) FROM information_schema.columns
-                            WHERE table_schema = current_schema() AND table_name = 'fillguard_journal_records' AND column_name = 'prev_seq')
-                    """, logger: logger)
-                var (hasIndex, hasColumn) = (false, false)
-                for try await (index, column) in present.decode((Int64, Int64).self) { (hasIndex, hasColumn) = (index > 0, column > 0) }
-                if !hasIndex {
-                    try await connection.query(
-                        "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
-                        logger: logger)
+            stored = try await bounded(configuration, "preparing its tables", on: connection) {
+                try await connection.withTransaction(logger: logger) { connection in
+                    // Serialises processes creating the tables at once (CREATE ... IF NOT EXISTS races).
+                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: logger)
+                    try await connection.query("""
+                        CREATE TABLE IF NOT EXISTS fillguard_journal_meta (
+                            namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                            PRIMARY KEY (namespace, key))
+                        """, logger: logger)
+                    try await connection.query("""
+                        CREATE TABLE IF NOT EXISTS fillguard_journal_records (
+                            id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL, symbol TEXT NOT NULL,
+                            seq BIGINT NOT NULL, kind SMALLINT NOT NULL, payload BYTEA NOT NULL, crc BIGINT NOT NULL)
+                        """, logger: logger)
+                    // The index and the column only when missing: even with IF NOT EXISTS, creating an
+                    // index or altering the table takes a lock on it that waits behind any reader (a
+                    // backup, say) and holds up every namespace's writes behind it.
+                    let present = try await connection.query("""
+                        SELECT (SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'fillguard_journal_records_by_symbol'),
+                               (SELECT count(*) FROM information_schema.columns
+                                WHERE table_schema = current_schema() AND table_name = 'fillguard_journal_records' AND column_name = 'prev_seq')
+                        """, logger: logger)
+                    var (hasIndex, hasColumn) = (false, false)
+                    for try await (index, column) in present.decode((Int64, Int64).self) { (hasIndex, hasColumn) = (index > 0, column > 0) }
+                    if !hasIndex {
+                        try await connection.query(
+                            "CREATE INDEX IF NOT EXISTS fillguard_journal_records_by_symbol ON fillguard_journal_records (namespace, symbol, seq)",
+                            logger: logger)
+                    }
+                    // Tables from before records named their predecessor get the column (NULL: unchecked).
+                    if !hasColumn {
+                        try await connection.query("ALTER TABLE fillguard_journal_records ADD COLUMN IF NOT EXISTS prev_seq BIGINT", logger: logger)
+                    }
+                    try await connection.query("""
+                        CREATE TABLE IF NOT EXISTS fillguard_journal_snapshots (
+                            namespace TEXT NOT NULL, symbol TEXT NOT NULL, seq BIGINT NOT NULL,
+                            payload BYTEA NOT NULL, crc BIGINT NOT NULL, PRIMARY KEY (namespace, symbol))
+                        """, logger: logger)
+                    let format = "\(Self.formatVersion)"
+                    try await connection.query("""
+                        INSERT INTO fillguard_journal_meta (namespace, key, value) VALUES (\(namespace), 'format', \(format))
+                        ON CONFLICT (namespace, key) DO NOTHING
+                        """, logger: logger)
+                    let rows = try await connection.query(
+                        "SELECT value FROM fillguard_journal_meta WHERE namespace = \(namespace) AND key = 'format'", logger: logger)
+                    var value: String?
+                    for try await (text) in rows.decode(String.self) { value = text }
+                    return value
                 }
-                // Tables from before records named their predecessor get the column (NULL: unchecked).
-                if !hasColumn {
-                    try await connection.query("ALTER TABLE fillguard_journal_records ADD COLUMN IF NOT EXISTS prev_seq BIGINT", logger: logger)
-                }
-                try await connection.query("""
-                    CREATE TABLE IF NOT EXISTS fillguard_journal_snapshots (
-                        namespace TEXT NOT NULL, symbol TEXT NOT NULL, seq BIGINT NOT NULL,
-                        payload BYTEA NOT NULL, crc BIGINT NOT NULL, PRIMARY KEY (namespace, symbol))
-                    """, logger: logger)
-                let format = "\(Self.formatVersion)"
-                try await connection.query("""
-                    INSERT INTO fillguard_journal_meta (namespace, key, value) VALUES (\(namespace), 'format', \(format))
-                    ON CONFLICT (namespace, key) DO NOTHING
-                    """, logger: logger)
-                let rows = try await connection.query(
-                    "SELECT value FROM fillguard_journal_meta WHERE namespace = \(namespace) AND key = 'format'", logger: logger)
-                var value: String?
-                for try await (text) in rows.decode(String.self) { value = text }
-                return value
             }
         } catch {
             try? await connection.close()
-            throw JournalError(.storage, "cannot prepare the PostgreSQL journal at \(configuration.location): \(describe(error))")
+            throw error
         }
         try? await connection.close()
         guard let stored, let version = Int(stored) else {
@@ -470,20 +522,16 @@ public final class PostgresJournalStore: JournalStore {
 
     /// Per symbol, the newest record's sequence, or the snapshot's when it is later (its records
     /// were deleted): what the next record of the symbol names as its predecessor.
-    private static func lastWrittenSequences(_ namespace: String, on connection: PostgresConnection, location: String,
-                                             logger: Logger) async throws(JournalError) -> [String: Int64] {
+    private static func lastWrittenSequences(_ namespace: String, on connection: PostgresConnection,
+                                             logger: Logger) async throws -> [String: Int64] {
         var chain: [String: Int64] = [:]
-        do {
-            let newest = try await connection.query("""
-                SELECT DISTINCT ON (symbol) symbol, seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY symbol, id DESC
-                """, logger: logger)
-            for try await (symbol, sequence) in newest.decode((String, Int64).self) { chain[symbol] = sequence }
-            let snapshots = try await connection.query(
-                "SELECT symbol, seq FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
-            for try await (symbol, sequence) in snapshots.decode((String, Int64).self) { chain[symbol] = max(chain[symbol] ?? .min, sequence) }
-        } catch {
-            throw JournalError(.storage, "cannot read the PostgreSQL journal at \(location): \(describe(error))")
-        }
+        let newest = try await connection.query("""
+            SELECT DISTINCT ON (symbol) symbol, seq FROM fillguard_journal_records WHERE namespace = \(namespace) ORDER BY symbol, id DESC
+            """, logger: logger)
+        for try await (symbol, sequence) in newest.decode((String, Int64).self) { chain[symbol] = sequence }
+        let snapshots = try await connection.query(
+            "SELECT symbol, seq FROM fillguard_journal_snapshots WHERE namespace = \(namespace)", logger: logger)
+        for try await (symbol, sequence) in snapshots.decode((String, Int64).self) { chain[symbol] = max(chain[symbol] ?? .min, sequence) }
         return chain
     }
 
@@ -536,6 +584,33 @@ public final class PostgresJournalStore: JournalStore {
         try await connection.query(
             "DELETE FROM fillguard_journal_records WHERE namespace = \(namespace) AND symbol = \(symbol) AND seq <= \(sequence)",
             logger: logger)
+    }
+
+    /// The first of two racing outcomes (the work's or the timer's): claimed once, then resumed.
+    private final class FirstOutcome<Value: Sendable>: Sendable {
+        private let state = Mutex<(claimed: Bool, continuation: CheckedContinuation<Value, any Error>?)>((false, nil))
+
+        /// Keeps the continuation the winner resumes.
+        func await(_ continuation: CheckedContinuation<Value, any Error>) {
+            state.withLock { $0.continuation = continuation }
+        }
+
+        /// True for the first caller only: the one that resumes.
+        func claim() -> Bool {
+            state.withLock { state in
+                defer { state.claimed = true }
+                return !state.claimed
+            }
+        }
+
+        /// Resumes the waiting caller (by the claimant, once).
+        func resume(with result: Swift.Result<Value, any Error>) {
+            let continuation = state.withLock { state in
+                defer { state.continuation = nil }
+                return state.continuation
+            }
+            continuation?.resume(with: result)
+        }
     }
 
     /// A readable account of a postgres-nio error (its own description hides every detail).

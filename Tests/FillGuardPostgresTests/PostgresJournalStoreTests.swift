@@ -226,14 +226,8 @@ struct PostgresJournalStoreTests {
         #expect(try await TestServer.integer("SELECT count(*) FROM fillguard_journal_meta WHERE namespace = \(held.namespace)", on: held) == 0)
     }
 
-    @Test("Postgres: a server that stops answering fails the append after writeTimeout instead of stalling for ever; nothing of it is stored")
-    func hungServerFailsTheAppend() async throws {
-        var configuration = try TestServer.configuration(label: "hung")
-        configuration.writeTimeout = .milliseconds(300)
-        let store = try await PostgresJournalStore(configuration: configuration)
-        try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
-        // The server process that serves the store's lock connection stops (SIGSTOP), as a hung
-        // server or a half-open connection would look.
+    /// The server process serving the namespace's lock connection (the store's only one).
+    private static func lockBackend(of configuration: PostgresJournalStore.Configuration) async throws -> pid_t {
         let backend = try await TestServer.integer("""
             SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
               AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(\(configuration.namespace), \(TestServer.namespaceLockSeed))
@@ -242,19 +236,63 @@ struct PostgresJournalStoreTests {
         try #require(backend > 0 && backend != Int64(getpid()), "the lock's server process was not found (\(backend))")
         let command = (try? String(contentsOfFile: "/proc/\(backend)/cmdline", encoding: .utf8)) ?? ""
         try #require(command.hasPrefix("postgres"), "process \(backend) is not a PostgreSQL backend: \(command)")
-        #expect(kill(pid_t(backend), SIGSTOP) == 0)
-        // Resumed whatever happens next (a stopped backend left behind would hold its lock for
-        // ever), and in 10 s at the latest even if the append below never returned (a failure
-        // guard: the server then answers, and the test fails instead of waiting for ever).
-        defer { kill(pid_t(backend), SIGCONT) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { _ = kill(pid_t(backend), SIGCONT) }
-        do {
-            try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
-            Issue.record("an append to a stopped server returned")
-        } catch {
-            #expect(error.code == .storage && error.message.contains("no answer"), "\(error)")
+        return pid_t(backend)
+    }
+
+    /// Runs `body` while the store's server process is stopped (SIGSTOP), as a hung server or a
+    /// half-open connection would look; resumes it after `body`, and in 10 s at the latest even if
+    /// `body` never returned (a failure guard: the server then answers, and the test fails
+    /// instead of waiting for ever; a stopped backend left behind would hold its lock for ever).
+    private static func whileServerHangs(_ configuration: PostgresJournalStore.Configuration, _ body: () async throws -> Void) async throws {
+        let backend = try await lockBackend(of: configuration)
+        #expect(kill(backend, SIGSTOP) == 0)
+        defer { kill(backend, SIGCONT) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { _ = kill(backend, SIGCONT) }
+        try await body()
+        #expect(kill(backend, SIGCONT) == 0)
+    }
+
+    /// Lets the tests with short answer timeouts run one at a time: the hung-open test holds the
+    /// lock that every store's opening takes, which would time out another one's open.
+    actor OneAtATime {
+        private var held = false
+        private var waiting: [CheckedContinuation<Void, Never>] = []
+
+        /// Runs `body` once no other caller's body is running.
+        func run(_ body: @Sendable () async throws -> Void) async throws {
+            if held {
+                await withCheckedContinuation { waiting.append($0) }
+            } else {
+                held = true
+            }
+            defer {
+                if waiting.isEmpty { held = false } else { waiting.removeFirst().resume() }
+            }
+            try await body()
         }
-        #expect(kill(pid_t(backend), SIGCONT) == 0)
+    }
+
+    /// The gate of the tests with short answer timeouts.
+    static let shortTimeouts = OneAtATime()
+
+    @Test("Postgres: a server that stops answering fails the append after writeTimeout instead of stalling for ever; nothing of it is stored")
+    func hungServerFailsTheAppend() async throws {
+        try await Self.shortTimeouts.run { try await Self.hungServerFailsTheAppend() }
+    }
+
+    private static func hungServerFailsTheAppend() async throws {
+        var configuration = try TestServer.configuration(label: "hung")
+        configuration.writeTimeout = .milliseconds(300)
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        try await Self.whileServerHangs(configuration) {
+            do {
+                try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
+                Issue.record("an append to a stopped server returned")
+            } catch let error as JournalError {
+                #expect(error.code == .storage && error.message.contains("no answer"), "\(error)")
+            }
+        }
         await #expect(throws: JournalError.self) {
             try await store.append([JournalRecord(symbol: "AAA", sequence: 3, kind: .input, payload: [1, 3])])
         }
@@ -264,6 +302,88 @@ struct PostgresJournalStoreTests {
         try await next.erase()
         await next.close()
     }
+
+    /// A store call that reads or deletes, for the hung-server tests.
+    enum UnansweredCall: String, CaseIterable, Sendable {
+        case load, erase
+    }
+
+    @Test("Postgres: a server that stops answering fails a load or an erase after answerTimeout instead of stalling for ever; the journal is kept",
+          arguments: UnansweredCall.allCases)
+    func hungServerFailsLoadAndErase(_ call: UnansweredCall) async throws {
+        try await Self.shortTimeouts.run { try await Self.hungServerFails(call) }
+    }
+
+    private static func hungServerFails(_ call: UnansweredCall) async throws {
+        var configuration = try TestServer.configuration(label: "hung-\(call.rawValue)")
+        configuration.answerTimeout = .milliseconds(300)
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        try await Self.whileServerHangs(configuration) {
+            do {
+                switch call {
+                case .load: _ = try await store.load(notices: { _ in })
+                case .erase: try await store.erase()
+                }
+                Issue.record("a \(call.rawValue) on a stopped server returned")
+            } catch let error as JournalError {
+                let doing = call == .load ? "while loading" : "while erasing"
+                #expect(error.code == .storage && error.message.contains("no answer") && error.message.contains(doing), "\(error)")
+            }
+        }
+        // The store gave up its connection, and with it the namespace's lock: it does nothing more.
+        await #expect(throws: JournalError.self) { _ = try await store.load(notices: { _ in }) }
+        await #expect(throws: JournalError.self) {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
+        }
+        await store.close()
+        let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked")
+        #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.map(\.sequence) == [1], "the journal was kept whole")
+        try await next.erase()
+        await next.close()
+    }
+
+    @Test("Postgres: opening a store that waits for ever on the server (another opener holds the tables' lock and hangs) fails after answerTimeout and leaves the namespace free")
+    func hungOpenFails() async throws {
+        try await Self.shortTimeouts.run { try await Self.hungOpenFails() }
+    }
+
+    private static func hungOpenFails() async throws {
+        var configuration = try TestServer.configuration(label: "hung-open")
+        configuration.answerTimeout = .milliseconds(300)
+        // Another process opening a store holds the lock that serialises table creation, and never
+        // ends its transaction.
+        let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        let holder = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: configuration.host, port: configuration.port, username: configuration.username,
+                password: configuration.password, database: configuration.database, tls: .disable),
+            id: 9, logger: logger)
+        do {
+            try await holder.query("BEGIN", logger: logger)
+            try await holder.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: logger)
+            do {
+                let store = try await PostgresJournalStore(configuration: configuration)
+                await store.close()
+                Issue.record("a store opened while its tables could not be prepared")
+            } catch {
+                #expect(error.code == .storage && error.message.contains("no answer") && error.message.contains("while preparing its tables"), "\(error)")
+            }
+            try await holder.query("ROLLBACK", logger: logger)
+        } catch {
+            try? await holder.close()
+            throw error
+        }
+        try await holder.close()
+        // The failed open gave the namespace's lock back: a store opens on it at once.
+        let store = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked")
+        #expect(try await store.load(notices: { _ in }).lanes.isEmpty)
+        try await store.erase()
+        await store.close()
+    }
+
+    /// The advisory lock key that serialises table creation (`PostgresJournalStore`'s, "FGJN").
+    static let schemaLock: Int64 = 0x4647_4A4E
 
     @Test("Postgres: a port that is no TCP port is refused, not wrapped round to another")
     func portOutOfRange() async throws {
