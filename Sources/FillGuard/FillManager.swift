@@ -136,9 +136,17 @@ public final class FillManager: Sendable {
     /// Waits until no event is queued, no operation is in flight and no retry or wake-up is
     /// pending: the state is quiescent until the next input. A re-arm after a permanent failure
     /// (`rearmDelay`) is not waited for: the role shows its failure meanwhile (`rearmNow()`
-    /// brings the re-arm forward).
+    /// brings the re-arm forward). Returns early if its task is cancelled; a broker that never
+    /// answers keeps it waiting (use `waitUntilIdle(atMost:)` to bound the wait).
     public func waitUntilIdle() async {
         await context.work.waitUntilIdle()
+    }
+
+    /// Waits as `waitUntilIdle()` does, for at most `limit`: true when the manager became idle,
+    /// false when `limit` passed (or the task was cancelled) with work still outstanding.
+    @discardableResult
+    public func waitUntilIdle(atMost limit: Duration) async -> Bool {
+        await context.work.waitUntilIdle(atMost: limit)
     }
 
     /// Shuts the manager down for a clean exit. From the call on it opens no new bracket; reports

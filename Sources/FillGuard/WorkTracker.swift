@@ -35,42 +35,56 @@ final class WorkTracker: Sendable {
 
     var outstanding: Int { count.load(ordering: .sequentiallyConsistent) }
 
-    func waitUntilIdle() async {
-        _ = await wait(deadline: nil)
+    /// Waits until the count is zero; false when its task was cancelled first.
+    @discardableResult
+    func waitUntilIdle() async -> Bool {
+        await wait(atMost: nil)
     }
 
-    /// Waits until the count is zero or `limit` has passed; true when it reached zero.
+    /// Waits until the count is zero or `limit` has passed; true when it reached zero (false
+    /// also when its task was cancelled first).
     func waitUntilIdle(atMost limit: Duration) async -> Bool {
-        let deadline = Deadline()
-        let id = nextWaiter.add(1, ordering: .relaxed).newValue
-        let timer = Task {
-            try? await Task.sleep(for: limit)
-            guard !Task.isCancelled else { return }
-            // Marked before the lock is taken: a waiter that registers after this sees it.
-            deadline.passed.store(true, ordering: .sequentiallyConsistent)
-            let expired = waiters.withLock { list -> Waiter? in
-                list.firstIndex { $0.id == id }.map { list.remove(at: $0) }
-            }
-            expired?.continuation.resume(returning: false)
-        }
-        defer { timer.cancel() }
-        return await wait(deadline: (id, deadline))
+        await wait(atMost: limit)
     }
 
-    private func wait(deadline: (id: Int, Deadline)?) async -> Bool {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let answer = waiters.withLock { list -> Bool? in
-                if count.load(ordering: .sequentiallyConsistent) == 0 { return true }
-                if let (_, passed) = deadline, passed.passed.load(ordering: .sequentiallyConsistent) { return false }
-                list.append(Waiter(id: deadline?.id ?? 0, continuation: continuation))
-                return nil
+    private func wait(atMost limit: Duration?) async -> Bool {
+        let ending = WaitEnding()
+        let id = nextWaiter.add(1, ordering: .relaxed).newValue
+        let timer = limit.map { limit in
+            Task {
+                try? await Task.sleep(for: limit)
+                guard !Task.isCancelled else { return }
+                giveUp(id, ending)
             }
-            if let answer { continuation.resume(returning: answer) }
         }
+        defer { timer?.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let answer = waiters.withLock { list -> Bool? in
+                    if count.load(ordering: .sequentiallyConsistent) == 0 { return true }
+                    if ending.ended.load(ordering: .sequentiallyConsistent) { return false }
+                    list.append(Waiter(id: id, continuation: continuation))
+                    return nil
+                }
+                if let answer { continuation.resume(returning: answer) }
+            }
+        } onCancel: {
+            giveUp(id, ending)
+        }
+    }
+
+    /// Ends waiter `id`'s wait with false (its time is up, or its task was cancelled).
+    private func giveUp(_ id: Int, _ ending: WaitEnding) {
+        // Marked before the lock is taken: a waiter that registers after this sees it.
+        ending.ended.store(true, ordering: .sequentiallyConsistent)
+        let expired = waiters.withLock { list -> Waiter? in
+            list.firstIndex { $0.id == id }.map { list.remove(at: $0) }
+        }
+        expired?.continuation.resume(returning: false)
     }
 }
 
-/// Whether a bounded wait's time is up.
-private final class Deadline: Sendable {
-    let passed = Atomic<Bool>(false)
+/// Whether a wait has been given up (its time is up, or its task was cancelled).
+private final class WaitEnding: Sendable {
+    let ended = Atomic<Bool>(false)
 }

@@ -71,6 +71,21 @@ struct ShutdownTests {
         return (manager, journal, fills)
     }
 
+    @Test("waitUntilIdle(atMost:) is false while the broker holds the resizes and true once it answers; a cancelled waitUntilIdle() returns")
+    func idleWaitsAreBoundedAndCancellable() async throws {
+        let broker = TestBroker()
+        let log = LevelRecorder()
+        let (manager, _, _) = try await resizesInFlight(broker, log)
+        #expect(await manager.waitUntilIdle(atMost: .milliseconds(50)) == false, "idle while two resizes are in flight")
+        let waiter = Task { await manager.waitUntilIdle() }
+        waiter.cancel()
+        // Without cancellation the wait would last as long as the broker holds the resizes.
+        #expect(await finishes { await waiter.value }, "a cancelled waitUntilIdle() kept waiting")
+        broker.releaseAll()
+        #expect(await manager.waitUntilIdle(atMost: .seconds(30)), "not idle after the broker answered")
+        #expect(await manager.shutdown())
+    }
+
     @Test("shutdown lets work in flight finish, then refuses new inputs, sends nothing more and closes the journal")
     func drainsThenStops() async throws {
         let broker = TestBroker()

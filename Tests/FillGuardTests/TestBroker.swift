@@ -301,7 +301,7 @@ extension FillManager {
 /// Waits until `manager` is idle and returns true, or returns false after `limit` (a failure
 /// guard, not synchronisation): a test of lost work counts fails instead of hanging.
 func waitUntilIdle(_ manager: FillManager, failingAfter limit: Duration = .seconds(30)) async -> Bool {
-    await finishes(failingAfter: limit) { await manager.waitUntilIdle() }
+    await manager.waitUntilIdle(atMost: limit)
 }
 
 /// Runs `wait` (a wait on a real signal) and returns true when it ends, or false after `limit`
