@@ -79,6 +79,27 @@ struct SimulatedExchangeTests {
         #expect(exchange.statistics.reorders == reorders && exchange.statistics.duplicates == duplicates)
     }
 
+    @Test("settling with nothing consuming the reports: settle(_:atMost:) gives up at its limit, a cancelled settle returns; once the manager runs, it settles")
+    func settleIsBoundedAndCancellable() async throws {
+        let exchange = exchange()
+        let manager = FillManager(broker: exchange)
+        let spec = BracketSpec(positionID: "P1", symbol: "AAA", side: .buy, quantity: 10, entryType: .market,
+                               stopLoss: Price("90"), takeProfit: Price("110"), scaleIns: [])
+        // The entry fills at once, but no `run()` takes the report to the manager.
+        try await manager.open(spec)
+        #expect(await manager.waitUntilIdle(atMost: .seconds(30)))
+        #expect(exchange.reportsOnCurrentConnection > manager.eventsReceived, "a report waits in the stream")
+        #expect(await exchange.settle(manager, atMost: .milliseconds(100)) == false)
+        let cancelled = Task { await exchange.settle(manager) }
+        cancelled.cancel()
+        #expect(await finishes { await cancelled.value }, "a cancelled settle kept waiting")
+        let feed = Task { await manager.run() }
+        defer { feed.cancel() }
+        #expect(await exchange.settle(manager, atMost: .seconds(30)))
+        #expect(await manager.position("P1")?.netQuantity == 10)
+        #expect(await manager.position("P1")?.liveOrders.count == 2)
+    }
+
     @Test("a state file that is not the exchange's is refused; a torn last line is skipped")
     func stateFileChecks() async throws {
         let path = try temporaryStatePath()
