@@ -99,19 +99,53 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         }
     }
 
-    /// Checks that the position id holds no control character and that neither it nor the
-    /// symbol starts or ends with white space ("GLD " would be another symbol than "GLD").
+    /// Checks that the symbol and the position id are not empty, hold no control or invisible
+    /// character (line and paragraph separators, zero-width and direction marks: "GLD" and
+    /// "G\u{200B}LD" would look alike but be two symbols) and do not start or end with white
+    /// space ("GLD " would be another symbol than "GLD").
     /// Called where a bracket comes in (`FillManager.open`, replay), not by the state machine: a
     /// journal that recorded such a bracket before this check existed still re-derives as it was.
     public func validateNames() throws(InputError) {
-        guard !positionID.rawValue.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw InputError(.malformed, "position id \(positionID.rawValue.debugDescription) contains a control character")
-        }
-        for (name, text) in [("symbol", symbol.name), ("position id", positionID.rawValue)] {
-            guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last,
-                  !first.properties.isWhitespace, !last.properties.isWhitespace else {
-                throw InputError(.malformed, "\(name) \(text.debugDescription) starts or ends with white space")
+        for (name, text) in [("position id", positionID.rawValue), ("symbol", symbol.name)] {
+            guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last else {
+                throw InputError(.malformed, "\(name) must not be empty")
             }
+            if let hidden = text.unicodeScalars.first(where: Self.isControlOrInvisible) {
+                let code = String(hidden.value, radix: 16, uppercase: true)
+                let kind = hidden.properties.generalCategory == .control ? "a control character" : "an invisible character"
+                throw InputError(.malformed, "\(name) \(Self.shown(text)) contains \(kind) (U+\(String(repeating: "0", count: max(0, 4 - code.count)) + code))")
+            }
+            guard !first.properties.isWhitespace, !last.properties.isWhitespace else {
+                throw InputError(.malformed, "\(name) \(Self.shown(text)) starts or ends with white space")
+            }
+        }
+    }
+
+    /// `text` quoted, with every control or invisible character written as `\u{HEX}`, so that a
+    /// message shows what the name holds.
+    private static func shown(_ text: String) -> String {
+        var shown = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": shown += "\\\""
+            case "\\": shown += "\\\\"
+            case "\n": shown += "\\n"
+            case "\r": shown += "\\r"
+            case "\t": shown += "\\t"
+            case "\0": shown += "\\0"
+            case _ where isControlOrInvisible(scalar): shown += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: shown.unicodeScalars.append(scalar)
+            }
+        }
+        return shown + "\""
+    }
+
+    /// A control character, a line or paragraph separator, or a format character (zero-width
+    /// spaces and joiners, direction marks and overrides): nothing a name should hold.
+    private static func isControlOrInvisible(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
         }
     }
 

@@ -430,6 +430,25 @@ struct ReplayTests {
         #expect(inner.rejected.isEmpty && inner.positions.count == 1, "white space inside is a name's own")
     }
 
+    @Test("a symbol or position id holding an invisible character (a line separator, a zero-width space, a direction override) is refused: it would look like another; an empty id says so")
+    func invisibleCharactersInNamesAreRefused() {
+        let cases: [(symbol: String, position: String, message: String)] = [
+            (#"A\u2028B"#, "P", #"symbol "A\u{2028}B" contains an invisible character (U+2028)"#),
+            (#"G\u200bLD"#, "P", #"symbol "G\u{200B}LD" contains an invisible character (U+200B)"#),
+            ("GLD", #"P\u202e5"#, #"position id "P\u{202E}5" contains an invisible character (U+202E)"#),
+            ("GLD", #"P\u00851"#, #"position id "P\u{85}1" contains a control character (U+0085)"#),
+            ("GLD", "", "position id must not be empty"),
+        ]
+        for (symbol, position, message) in cases {
+            let line = #"{"type":"open","position":"\#(position)","symbol":"\#(symbol)","side":"buy","quantity":"100"}"#
+            let report = TraceReplayer.replay(line)
+            #expect(report.rejected.first?.error.code == .malformed && report.positions.isEmpty, "\(line): \(report.rejected)")
+            #expect(report.rejected.first?.error.message == message, "\(line)")
+        }
+        let visible = TraceReplayer.replay(#"{"type":"open","position":"P-é 1","symbol":"BRK.B","side":"buy","quantity":"100"}"#)
+        #expect(visible.rejected.isEmpty && visible.positions.count == 1, "accented letters and punctuation are a name's own")
+    }
+
     @Test("a trace fed in chunks, split anywhere (a \\r\\n pair and a multi-byte character included), replays as the whole does")
     func chunkedTraceReplaysAsTheWhole() {
         var bytes = [0xEF, 0xBB, 0xBF] + Array((Self.openLong + "\r\n" + Self.fill("entry", "100", "E1") + "\r\n\r\n").utf8)
