@@ -177,7 +177,7 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
             let data = try JSONEncoder().encode(measurement)
-            print(String(decoding: data, as: UTF8.self))
+            try printResult(String(decoding: data, as: UTF8.self))
             return
         }
         // Every scratch file of the run (journals, FIX session stores, its children's) goes into
@@ -307,6 +307,6 @@ struct ProfileCoreCommand: ParsableCommand {
     func run() throws {
         let measurement = CoreWorkload.run(fills: max(1, fills))
         let data = try JSONEncoder().encode(measurement)
-        print(String(decoding: data, as: UTF8.self))
+        try printResult(String(decoding: data, as: UTF8.self))
     }
 }

@@ -13,6 +13,7 @@ struct FillGuardCommand: AsyncParsableCommand {
     /// Runs the command; unusable arguments exit with 2 (the replay contract), not 64.
     static func main() async {
         ParentWatch.startIfAsked()
+        reportClosedPipesAsErrors()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

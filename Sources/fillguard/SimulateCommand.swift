@@ -409,15 +409,6 @@ func readTextFile(_ path: String) -> String? {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// Writes text to standard error without buffering (progress lines, diagnostics).
-func writeToStandardError(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in
-        guard let base = bytes.baseAddress else { return }
-        _ = write(STDERR_FILENO, base, bytes.count)
-    }
-}
-
 /// Removes a FIX store directory a run created and never logged on with: its files (the
 /// sequence numbers, the Logon it sent, no fills) and the directory itself.
 func removeNewFIXStore(_ path: String) {
