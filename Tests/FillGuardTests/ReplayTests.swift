@@ -430,6 +430,20 @@ struct ReplayTests {
         #expect(inner.rejected.isEmpty && inner.positions.count == 1, "white space inside is a name's own")
     }
 
+    @Test("valid JSON numbers that are zero with an exponent (0e5, -0E1, 1e-400) are read as zero, as strict JSON allows; strings that look so are left alone")
+    func zeroNumbersWithExponents() {
+        let lines = [
+            Self.openLong.replacingOccurrences(of: #""side""#, with: #""note":1e-400,"side""#),
+            Self.fill("entry", "300", "1e-400"),
+            Self.fill("scaleIn", "40", "0e5", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":0e5"#),
+            Self.fill("scaleIn", "10", "E4", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":-0E1"#),
+            Self.fill("scaleIn", "10", "E5", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":00"#),
+        ]
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [5], "only the leading zero is invalid JSON: \(report.rejected)")
+        #expect(report.positions.first?.netQuantity == 350, "\(report.positions)")
+    }
+
     @Test("a symbol or position id holding an invisible character (a line separator, a zero-width space, a direction override) is refused: it would look like another; an empty id says so")
     func invisibleCharactersInNamesAreRefused() {
         let cases: [(symbol: String, position: String, message: String)] = [

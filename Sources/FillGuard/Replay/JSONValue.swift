@@ -31,7 +31,15 @@ enum JSONValue: Decodable, Sendable {
         }
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            do {
+                value = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            } catch {
+                // Foundation's decoder refuses two forms of valid JSON numbers that are zero: a
+                // zero with an exponent ("0e5") and one too small for a Double ("1e-400").
+                // Written as "0" they read as the zero they are.
+                guard let zeroed = Self.zeroingExponentNumbers(text) else { throw error }
+                value = try JSONDecoder().decode(JSONValue.self, from: Data(zeroed.utf8))
+            }
         } catch {
             // The decoder refuses nesting past 512 levels: say so rather than call it invalid.
             if nestingDepth(of: text) >= 512 { throw InputError(.malformed, "JSON nested more than 511 levels deep") }
@@ -58,6 +66,49 @@ enum JSONValue: Decodable, Sendable {
             let detail = (error as NSError).userInfo["NSDebugDescription"] as? String
             return detail?.isEmpty == false ? detail : nil
         }
+    }
+
+    /// `text` with every number outside strings that has an exponent and is zero as a Double
+    /// written as `0`; nil when there is none.
+    private static func zeroingExponentNumbers(_ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        var result: [UInt8] = []
+        result.reserveCapacity(bytes.count)
+        var changed = false
+        var inString = false
+        var escaped = false
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                result.append(byte)
+                index += 1
+                continue
+            }
+            if byte == UInt8(ascii: "\"") {
+                inString = true
+                result.append(byte)
+                index += 1
+                continue
+            }
+            guard byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else {
+                result.append(byte)
+                index += 1
+                continue
+            }
+            let start = index
+            while index < bytes.count, "+-.0123456789eE".utf8.contains(bytes[index]) { index += 1 }
+            let token = bytes[start..<index]
+            if token.contains(where: { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }),
+               let number = Double(String(decoding: token, as: UTF8.self)), number == 0 {
+                result.append(UInt8(ascii: "0"))
+                changed = true
+            } else {
+                result.append(contentsOf: token)
+            }
+        }
+        return changed ? String(decoding: result, as: UTF8.self) : nil
     }
 
     /// The deepest nesting of arrays and objects in `text`, outside strings.
