@@ -227,7 +227,7 @@ struct ReplayTests {
         #expect(lines.contains("    stopLoss sell 300 @ 245 (stop) working") && lines.contains("    takeProfit sell 300 @ 250 (limit) working"), "\(lines)")
     }
 
-    @Test("the text output shows control characters from a trace escaped: an id cannot forge a line")
+    @Test("the text output shows control and invisible characters from a trace escaped: an id cannot forge a line")
     func textEscapesControlCharacters() {
         let trace = #"{"type":"open","position":"P1\nP9 S open: net 1000","symbol":"S","side":"buy","quantity":"100","stopLoss":"9","takeProfit":"12"}"#
         let text = TraceReplayer.replay(trace).text
@@ -238,9 +238,10 @@ struct ReplayTests {
         #expect(terminal.contains(#"malformed: symbol "S\u{1B}[2J" contains a control character"#), "\(terminal)")
         #expect(!terminal.contains("\u{1B}"))
         let bidi = TraceReplayer.replay(#"{"type":"open","position":"P\u202e1","symbol":"S","side":"buy","quantity":"100"}"#).text
-        #expect(bidi.hasPrefix(#"P\u{202E}1 S pending"#), "\(bidi)")
+        #expect(bidi.hasPrefix(#"rejected line 1: malformed: position id "P\u{202E}1" contains an invisible character (U+202E)"#), "\(bidi)")
         let invisible = TraceReplayer.replay(#"{"type":"open","position":"P\u200b1","symbol":"S","side":"buy","quantity":"100"}"#).text
-        #expect(invisible.hasPrefix(#"P\u{200B}1 S pending"#), "\(invisible)")
+        #expect(invisible.hasPrefix(#"rejected line 1: malformed: position id "P\u{200B}1" contains an invisible character (U+200B)"#), "\(invisible)")
+        #expect(!bidi.contains("\u{202E}") && !invisible.contains("\u{200B}"), "shown escaped, never as they are")
     }
 
     @Test("long lifecycle: partial entries, scale-in, partial target, stop closes, target cancelled")

@@ -41,15 +41,23 @@ public struct TraceReplayer: Sendable {
     private struct PendingFault: Sendable {
         var script: BrokerFaultScript
         var remaining: Int
-        /// The trace line that scripted it.
+        /// The trace line that scripted it (one fault per line: it orders them too).
         var line: Int
+    }
+
+    /// Which operations a fault can meet: its kind, and its position (nil: any position).
+    private struct FaultKey: Hashable, Sendable {
+        var operation: OrderOperation.Kind
+        var position: PositionID?
     }
 
     private let options: ReplayOptions
     private var machines: [Symbol: SymbolStateMachine] = [:]
     private var positionSymbols: [PositionID: Symbol] = [:]
     private var positionOrder: [PositionID] = []
-    private var faults: [PendingFault] = []
+    /// Scripted faults still to meet an operation, by what they can meet, each list in trace
+    /// order (so that an operation finds its candidates without looking at every fault).
+    private var faults: [FaultKey: [PendingFault]] = [:]
     /// Lines refused so far.
     public private(set) var rejected: [RejectedLine] = []
     /// Broker operations sent so far, by kind (every attempt counts).
@@ -99,7 +107,9 @@ public struct TraceReplayer: Sendable {
             switch parsed {
             case .open(let spec): try open(spec)
             case .fill(let fill): try apply(fill)
-            case .brokerFault(let script): faults.append(PendingFault(script: script, remaining: script.count, line: lineNumber))
+            case .brokerFault(let script):
+                faults[FaultKey(operation: script.operation, position: script.position), default: []]
+                    .append(PendingFault(script: script, remaining: script.count, line: lineNumber))
             }
             for field in unknown { ignoredFields.append("line \(lineNumber): \(field); it was ignored") }
         } catch {
@@ -120,7 +130,7 @@ public struct TraceReplayer: Sendable {
         }
         // Scripted faults that never met their operation (a position or role the trace never
         // had, or fewer operations than the count): said, so that a trace's author sees it.
-        let unused = faults.map { fault in
+        let unused = faults.values.joined().sorted { $0.line < $1.line }.map { fault in
             let target = [fault.script.position.map { "position \($0)" }, fault.script.role.map { "role \($0)" }].compactMap { $0 }
             return "line \(fault.line): \(fault.remaining) of \(fault.script.count) scripted \(fault.script.operation.rawValue) \(fault.script.kind.rawValue) faults"
                 + (target.isEmpty ? "" : " (\(target.joined(separator: ", ")))") + " never met an operation"
@@ -230,15 +240,20 @@ public struct TraceReplayer: Sendable {
         actions.removeAll(keepingCapacity: true)
     }
 
+    /// The failure of the first fault in trace order that meets `operation` (its kind, its
+    /// position or any, its role or any), counted down; nil when none does.
     private mutating func scriptedFailure(for operation: OrderOperation) -> OperationFailure? {
-        guard let index = faults.firstIndex(where: { fault in
-            fault.remaining > 0 && fault.script.operation == operation.kind
-                && (fault.script.position == nil || fault.script.position == operation.positionID)
-                && (fault.script.role == nil || fault.script.role == operation.role)
-        }) else { return nil }
-        faults[index].remaining -= 1
-        let script = faults[index].script
-        if faults[index].remaining == 0 { faults.remove(at: index) }
+        var first: (key: FaultKey, index: Int, line: Int)?
+        for key in [FaultKey(operation: operation.kind, position: operation.positionID), FaultKey(operation: operation.kind, position: nil)] {
+            guard let candidates = faults[key],
+                  let index = candidates.firstIndex(where: { $0.script.role == nil || $0.script.role == operation.role }) else { continue }
+            if first.map({ candidates[index].line < $0.line }) ?? true { first = (key, index, candidates[index].line) }
+        }
+        guard let (key, index, _) = first, var candidates = faults.removeValue(forKey: key) else { return nil }
+        candidates[index].remaining -= 1
+        let script = candidates[index].script
+        if candidates[index].remaining <= 0 { candidates.remove(at: index) }
+        if !candidates.isEmpty { faults[key] = candidates }
         return BrokerError(script.kind, "scripted \(script.kind.rawValue) fault").operationFailure
     }
 }
