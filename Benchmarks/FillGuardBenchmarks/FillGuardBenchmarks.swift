@@ -2,6 +2,13 @@ import Benchmark
 import FillGuard
 import FillGuardBench
 import FillGuardCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Smoke mode (`FILLGUARD_BENCHMARKS_SMOKE=1`, what CI runs): every benchmark runs, tiny and
+/// briefly, to show that it still works; its numbers mean nothing.
+let smoke = getenv("FILLGUARD_BENCHMARKS_SMOKE").map { String(cString: $0) == "1" } ?? false
 
 /// Custom metrics reported by the whole-runtime benchmarks (measured by the workload itself,
 /// setup excluded).
@@ -46,10 +53,12 @@ func drain(_ machine: inout SymbolStateMachine, _ actions: inout [SymbolStateMac
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .cpuTotal, .mallocCountTotal, .throughput],
-                                           maxDuration: .seconds(2), maxIterations: 100)
+                                           maxDuration: smoke ? .milliseconds(200) : .seconds(2), maxIterations: smoke ? 3 : 100)
+    let runtimeFills = smoke ? 2_000 : 100_000
+    let seedFills = smoke ? 1_000 : 20_000
 
     // The rules alone: one scale-in fill booked, both protective modifies sent and acknowledged.
-    Benchmark("Core: scale-in fill, both protective orders resized", configuration: .init(scalingFactor: .kilo)) { benchmark in
+    Benchmark("Core: scale-in fill, both protective orders resized", configuration: .init(scalingFactor: smoke ? .one : .kilo)) { benchmark in
         var (machine, scaleIn) = preparedMachine(fills: benchmark.scaledIterations.count)
         var actions: [SymbolStateMachine.Action] = []
         actions.reserveCapacity(16)
@@ -71,15 +80,15 @@ let benchmarks: @Sendable () -> Void = {
     // The whole runtime: lanes, dispatch, tasks, an in-process zero-latency broker.
     let runtime = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal, RuntimeMetric.fillsPerSecond,
                                                     RuntimeMetric.cpuNanosPerFill, RuntimeMetric.callsPerThousandFills],
-                                          maxDuration: .seconds(10), maxIterations: 5)
+                                          maxDuration: smoke ? .seconds(1) : .seconds(10), maxIterations: smoke ? 1 : 5)
     for (name, symbols) in [("1,000 symbols", 1_000), ("one hot symbol", 1)] {
         Benchmark("Runtime: 100k scale-in fills, \(name)", configuration: runtime) { benchmark in
-            let result = await FillGuardWorkloads.throughput(symbols: symbols, fills: 100_000, latency: .zero, mix: .scalein)
+            let result = await FillGuardWorkloads.throughput(symbols: symbols, fills: runtimeFills, latency: .zero, mix: .scalein)
             report(result, to: benchmark)
         }
     }
     Benchmark("Seed baseline: 20k scale-in fills, 1,000 symbols", configuration: runtime) { benchmark in
-        let result = await SeedWorkloads.throughput(symbols: 1_000, fills: 20_000, latency: .zero, mix: .scalein)
+        let result = await SeedWorkloads.throughput(symbols: 1_000, fills: seedFills, latency: .zero, mix: .scalein)
         report(result, to: benchmark)
     }
 }
