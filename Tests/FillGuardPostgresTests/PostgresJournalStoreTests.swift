@@ -316,7 +316,8 @@ struct PostgresJournalStoreTests {
 
     private static func hungServerFails(_ call: UnansweredCall) async throws {
         var configuration = try TestServer.configuration(label: "hung-\(call.rawValue)")
-        configuration.answerTimeout = .milliseconds(300)
+        // Short, yet long enough for a busy machine's open (the same configuration opens the store).
+        configuration.answerTimeout = .seconds(2)
         let store = try await PostgresJournalStore(configuration: configuration)
         try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
         try await Self.whileServerHangs(configuration) {
@@ -337,6 +338,7 @@ struct PostgresJournalStoreTests {
             try await store.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
         }
         await store.close()
+        configuration.answerTimeout = .seconds(60)
         let next = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked")
         #expect(try await next.load(notices: { _ in }).lanes["AAA"]?.records.map(\.sequence) == [1], "the journal was kept whole")
         try await next.erase()
@@ -350,7 +352,8 @@ struct PostgresJournalStoreTests {
 
     private static func hungOpenFails() async throws {
         var configuration = try TestServer.configuration(label: "hung-open")
-        configuration.answerTimeout = .milliseconds(300)
+        // Short, yet long enough for a busy machine's open (the same configuration opens the store).
+        configuration.answerTimeout = .seconds(2)
         // Another process opening a store holds the lock that serialises table creation, and never
         // ends its transaction.
         let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -375,7 +378,9 @@ struct PostgresJournalStoreTests {
             throw error
         }
         try await holder.close()
-        // The failed open gave the namespace's lock back: a store opens on it at once.
+        // The failed open gave the namespace's lock back: a store opens on it at once (with the
+        // default timeout: the server may still be ending the failed open's session).
+        configuration.answerTimeout = .seconds(60)
         let store = try #require(await Self.openOnceFree(configuration), "the namespace stayed locked")
         #expect(try await store.load(notices: { _ in }).lanes.isEmpty)
         try await store.erase()
