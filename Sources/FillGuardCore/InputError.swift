@@ -4,7 +4,7 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Code: String, Sendable, Hashable, CaseIterable {
         /// The input could not be read or names nothing usable (bad JSON, a missing or mistyped
         /// field, an empty execution id, a symbol or position id that is empty, holds a control
-        /// character or starts or ends with white space).
+        /// or invisible character or starts or ends with white space).
         case malformed
         /// The position id is not known.
         case unknownPosition
@@ -53,10 +53,22 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A sentence a person can act on.
     public var message: String
 
-    /// An input error.
+    /// An input error. A message longer than `maximumMessageLength` (it quotes an input of
+    /// megabytes, say) keeps its start and its end, and says how much was cut: refused inputs
+    /// are remembered, and one cannot make the memory they take grow without bound.
     public init(_ code: Code, _ message: String) {
         self.code = code
-        self.message = message
+        self.message = message.utf8.count > Self.maximumMessageLength ? Self.shortened(message) : message
+    }
+
+    /// The longest message kept whole, in UTF-8 bytes.
+    public static let maximumMessageLength = 2_048
+
+    private static func shortened(_ message: String) -> String {
+        let characters = message.count
+        let head = message.prefix(1_000)
+        let tail = message.suffix(500)
+        return "\(head)… (\(characters - head.count - tail.count) characters cut) …\(tail)"
     }
 
     /// "overfill: ...".

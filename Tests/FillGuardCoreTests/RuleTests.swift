@@ -33,6 +33,18 @@ struct RuleTests {
         return model
     }
 
+    @Test("a refusal quoting a huge input keeps a bounded message: its start, its end, and how much was cut")
+    func hugeInputsGiveBoundedMessages() {
+        let id = String(repeating: "x", count: 1_000_000) + "END"
+        let error = InputError(.duplicateExecution, "execution \(id) was already applied; the repeat is ignored")
+        #expect(error.message.utf8.count < 4_000, "\(error.message.utf8.count) bytes")
+        #expect(error.message.hasPrefix("execution xxxx"))
+        #expect(error.message.hasSuffix("xxxEND was already applied; the repeat is ignored"))
+        #expect(error.message.contains("… (998556 characters cut) …"), "\(error.message.prefix(40))")
+        let longest = String(repeating: "y", count: InputError.maximumMessageLength)
+        #expect(InputError(.malformed, longest).message == longest, "a message up to the limit is kept whole")
+    }
+
     @Test("rule 1: net is the sum of unique fills; a repeated execution id changes nothing", arguments: sides)
     func duplicatesAreIgnored(side: Side) throws {
         var model = try opened(side)
