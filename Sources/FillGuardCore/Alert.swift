@@ -19,8 +19,8 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// position or the order may now differ from the broker's.
         case brokerCorrection
         /// The broker reported a fill FillGuard refused as impossible (more than the order's size,
-        /// or a cumulative quantity going back). The broker may have traded it all the same, so
-        /// the position may differ from the broker's.
+        /// a cumulative quantity going back, a net or realized P&L beyond what it books). The
+        /// broker may have traded it all the same, so the position may differ from the broker's.
         case fillRefused
         /// The broker filled an order it had refused (or ended as rejected): it has the order
         /// after all. FillGuard books the fill and holds the rest of the order as live again.

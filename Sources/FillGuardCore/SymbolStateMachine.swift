@@ -810,12 +810,28 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The alert a fill refused with `error` raises when the refusal says it may still be a trade
-    /// at the broker (an overfill, a cumulative quantity going back) of an order this machine
-    /// knows; nil for other refusals.
+    /// at the broker (an overfill, a cumulative quantity going back, a fill that fits its order
+    /// but would take the position's net or realized P&L past what it books) of an order this
+    /// machine knows; nil for other refusals.
     public func alert(forRefused report: ExecutionReport, _ error: InputError) -> Alert? {
-        guard error.code == .overfill || error.code == .cumulativeWentBackwards, let order = snapshot(of: report.orderID) else { return nil }
+        let mayBeTraded = switch error.code {
+        case .overfill, .cumulativeWentBackwards: true
+        case .invalidQuantity: isBeyondBookingLimits(report)
+        default: false
+        }
+        guard mayBeTraded, let order = snapshot(of: report.orderID) else { return nil }
         return Alert(kind: .fillRefused, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
                      message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
+    }
+
+    /// Whether `report`, a fill of a known order with a quantity in range, was refused only for
+    /// the limits of its position (a net beyond `largestNet`, a realized P&L beyond
+    /// `largestRealizedPnLUnits`): a trade the broker made that this machine cannot book.
+    private func isBeyondBookingLimits(_ report: ExecutionReport) -> Bool {
+        guard let s = slot(of: report.orderID), report.lastQuantity.isPositive, report.lastQuantity <= .maximum else { return false }
+        let p = Int(orders[s].position)
+        let netAfter = positions[p].ledger.net + (report.side == .buy ? report.lastQuantity : -report.lastQuantity)
+        return netAfter.magnitude > Self.largestNet || positions[p].ledger.realizedPnL.units.magnitude > Self.largestRealizedPnLUnits
     }
 
     /// A copy of one order.

@@ -810,7 +810,7 @@ struct ReplayTests {
         #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
     }
 
-    @Test("a realized P&L beyond 10^21 refuses further fills of the position rather than overflow")
+    @Test("a realized P&L beyond 10^21 refuses further fills of the position rather than overflow, and alerts each refused fill")
     func realizedPnLIsBounded() {
         var lines = [#"{"type":"open","position":"P1","symbol":"X","side":"buy","quantity":"1000000000","stopLoss":"90","takeProfit":"110"}"#,
                      #"{"type":"fill","position":"P1","role":"entry","quantity":"1000000000","price":"0.00000001","execId":"E0"}"#]
@@ -824,6 +824,9 @@ struct ReplayTests {
         let report = TraceReplayer.replay(lines.joined(separator: "\n"))
         #expect(report.rejected.first?.error.code == .invalidQuantity)
         #expect(report.rejected.first?.error.message.contains("beyond what it can book exactly") == true)
+        // The broker made those trades all the same: each refused one is alerted, as an overfill is.
+        let refusedFills = report.alerts.filter { $0.kind == .fillRefused }
+        #expect(refusedFills.count == report.rejected.count && refusedFills.first?.positionID == "P1", "\(report.alerts.prefix(2))")
         let bound: UInt128 = 1_000_000_000_000_000_000_000 * 10_000_000_000_000_000
         #expect((report.positions.first?.realizedPnL.units.magnitude ?? 0) > bound)
     }
