@@ -240,14 +240,14 @@ struct PostgresJournalStoreTests {
     }
 
     /// Runs `body` while the store's server process is stopped (SIGSTOP), as a hung server or a
-    /// half-open connection would look; resumes it after `body`, and in 10 s at the latest even if
+    /// half-open connection would look; resumes it after `body`, and in 20 s at the latest even if
     /// `body` never returned (a failure guard: the server then answers, and the test fails
     /// instead of waiting for ever; a stopped backend left behind would hold its lock for ever).
     private static func whileServerHangs(_ configuration: PostgresJournalStore.Configuration, _ body: () async throws -> Void) async throws {
         let backend = try await lockBackend(of: configuration)
         #expect(kill(backend, SIGSTOP) == 0)
         defer { kill(backend, SIGCONT) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 10) { _ = kill(backend, SIGCONT) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 20) { _ = kill(backend, SIGCONT) }
         try await body()
         #expect(kill(backend, SIGCONT) == 0)
     }
@@ -316,8 +316,9 @@ struct PostgresJournalStoreTests {
 
     private static func hungServerFails(_ call: UnansweredCall) async throws {
         var configuration = try TestServer.configuration(label: "hung-\(call.rawValue)")
-        // Short, yet long enough for a busy machine's open (the same configuration opens the store).
-        configuration.answerTimeout = .seconds(2)
+        // Short, yet long enough for a busy machine's open (the same configuration opens the
+        // store; 2 s was once too short with both cores taken); under the 20 s safety resume.
+        configuration.answerTimeout = .seconds(5)
         let store = try await PostgresJournalStore(configuration: configuration)
         try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
         try await Self.whileServerHangs(configuration) {
@@ -352,8 +353,9 @@ struct PostgresJournalStoreTests {
 
     private static func hungOpenFails() async throws {
         var configuration = try TestServer.configuration(label: "hung-open")
-        // Short, yet long enough for a busy machine's open (the same configuration opens the store).
-        configuration.answerTimeout = .seconds(2)
+        // Short, yet long enough for a busy machine's open (the same configuration opens the
+        // store; 2 s was once too short with both cores taken); under the 20 s safety resume.
+        configuration.answerTimeout = .seconds(5)
         // Another process opening a store holds the lock that serialises table creation, and never
         // ends its transaction.
         let logger = Logger(label: "fillguard.tests.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
