@@ -153,6 +153,8 @@ extension SymbolStateMachine {
         positions = image.positions
         orders = image.orders
         activeOrders = image.activeOrders
+        // Any of them may block an opening until the next one has looked (see `openBlockers`).
+        openBlockers = positions.indices.map { Int32($0) }
         sequence = image.sequence
         for record in image.retired { retired.insert(record) }
         executions.previous = ExecutionIDSet(image.previousExecutions, limit: executions.generationSize)
@@ -509,6 +511,7 @@ extension SymbolStateMachine {
         }
         activeOrders = activeOrders.compactMap { orderMap[Int($0)] >= 0 ? orderMap[Int($0)] : nil }
         positions = keptPositions
+        openBlockers = openBlockers.compactMap { positionMap[Int($0)] >= 0 ? positionMap[Int($0)] : nil }
         orders = keptOrders
         rebuildOrderIndex()
         rebuildPositionIndex()

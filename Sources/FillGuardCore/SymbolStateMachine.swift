@@ -167,6 +167,11 @@ public struct SymbolStateMachine: Sendable {
     var orders: [ManagedOrder] = []
     /// Orders that are live or have an operation in flight: the only ones with possible work.
     var activeOrders: [Int32] = []
+    /// Positions that may keep a new bracket from opening (not closed, or with an order live):
+    /// every one that does is here (a position is added when opened, filled or given an order;
+    /// `open` drops the ones it finds settled), so opening need not look at every position a
+    /// symbol ever had.
+    var openBlockers: [Int32] = []
     /// Id to slot, built once a symbol holds more than a few orders (a scan is cheaper below).
     var orderIndex: [OrderID: Int32]?
     /// Id to slot, built once a symbol holds more than a few positions.
@@ -199,20 +204,21 @@ public struct SymbolStateMachine: Sendable {
         guard positionSlot(of: spec.positionID) == nil, !retired.contains(position: spec.positionID) else {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
-        // (By index: iterating the positions themselves copied each one, which made opening the
-        // thousandth bracket of a symbol slow.)
-        for p in positions.indices where positions[p].status != .closed {
-            throw InputError(.positionExists, "\(symbol) already has position \(positions[p].id) in progress (one position per symbol)")
+        if let blocker = openingBlocker() {
+            if blocker.inProgress {
+                throw InputError(.positionExists, "\(symbol) already has position \(blocker.position) in progress (one position per symbol)")
+            }
+            // A closed bracket whose orders are still being wound down (a cancel not yet
+            // confirmed, or refused) could still fill and reopen it beside the new one: two
+            // positions on one netting symbol. The new one waits until they are done.
+            throw InputError(.positionExists, "\(symbol) still has orders of closed position \(blocker.position) working at the broker; open again once they are done (one position per symbol)")
         }
-        // A closed bracket whose orders are still being wound down (a cancel not yet confirmed,
-        // or refused) could still fill and reopen it beside the new one: two positions on one
-        // netting symbol. The new one waits until they are done.
-        for p in positions.indices where positions[p].liveSlots.contains(where: { orders[Int($0)].isLive }) {
-            throw InputError(.positionExists, "\(symbol) still has orders of closed position \(positions[p].id) working at the broker; open again once they are done (one position per symbol)")
-        }
+        // All of them closed and settled: none blocks until a fill or a new order changes it.
+        openBlockers.removeAll(keepingCapacity: true)
         retireClosedPositions(sparing: nil)
         let p = positions.count
         positions.append(PositionState(spec: spec))
+        openBlockers.append(Int32(p))
         if positionIndex != nil {
             positionIndex?[spec.positionID] = Int32(p)
         } else if positions.count > Self.indexThreshold {
@@ -300,6 +306,8 @@ public struct SymbolStateMachine: Sendable {
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
         let netAfter = positions[p].ledger.net
         positions[p].status = netAfter.isZero ? .closed : .open
+        // A fill may reopen a closed position, or bring back an order held as refused.
+        markMayBlockOpening(p)
         positions[p].blockedRoles = 0
         positions[p].rolesEndedByBroker = 0
         rearmFailedOrders(of: p)
@@ -926,6 +934,7 @@ public struct SymbolStateMachine: Sendable {
             rebuildOrderIndex()
         }
         activeOrders.append(Int32(s))
+        if order.isLive { markMayBlockOpening(p) }
         if atFront {
             positions[p].orderSlots.insert(Int32(s), at: 0)
             if order.isLive { positions[p].liveSlots.insert(Int32(s), at: 0) }
@@ -978,6 +987,27 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// Sets an order's phase, keeping its position's list of live orders in step.
+    /// The position that keeps a new bracket from opening: one in progress first, else a closed
+    /// one with an order still live; nil when none does. Looks at `openBlockers` only, or, with
+    /// `scanningAll` (for tests of that list), at every position.
+    func openingBlocker(scanningAll: Bool = false) -> (position: PositionID, inProgress: Bool)? {
+        let candidates = scanningAll ? positions.indices.map { Int32($0) } : openBlockers
+        if let p = candidates.first(where: { positions[Int($0)].status != .closed }) { return (positions[Int(p)].id, true) }
+        if let p = candidates.first(where: { hasLiveOrder(Int($0)) }) { return (positions[Int(p)].id, false) }
+        return nil
+    }
+
+    /// Notes that position `p` may now keep a new bracket from opening (see `openBlockers`).
+    mutating func markMayBlockOpening(_ p: Int) {
+        let position = Int32(p)
+        if !openBlockers.contains(position) { openBlockers.append(position) }
+    }
+
+    /// Whether any order of position `p` is live.
+    func hasLiveOrder(_ p: Int) -> Bool {
+        positions[p].liveSlots.contains { orders[Int($0)].isLive }
+    }
+
     mutating func setPhase(_ s: Int, _ phase: ManagedOrder.Phase) {
         let wasLive = orders[s].isLive
         orders[s].phase = phase

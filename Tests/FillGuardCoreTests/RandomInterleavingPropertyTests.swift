@@ -1,4 +1,4 @@
-import FillGuardCore
+@testable import FillGuardCore
 import PropertyBased
 import Testing
 
@@ -28,6 +28,15 @@ struct RandomInterleavingPropertyTests {
         #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
     }
 
+    @Test("new brackets opened on symbols mid-scenario: the opening guard (only the positions that may block) decides as a scan of every position does, at every step")
+    func openingGuardMatchesAFullScan() async {
+        await propertyCheck(count: max(1, Self.cases / 2), input: Gen.uint64(in: 0 ... .max)) { seed in
+            var scenario = Scenario(seed: seed, reopens: true)
+            let problems = scenario.run()
+            #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
+        }
+    }
+
     @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
     func invariantsHoldAtQuiescence() async {
         await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
@@ -51,11 +60,18 @@ struct Scenario {
     private var held: [[ExecutionReport]] = []
     /// Numbers the held reports: their execution ids must be unique, like a real broker's.
     private var heldCount = 0
+    /// Whether new brackets are opened mid-scenario (drawn from `reopenRandom`, apart from
+    /// `random`, so that the other scenarios stay as they were), checking the opening guard.
+    private let reopens: Bool
+    private var reopenRandom: TestRandom
+    private var reopened = 0
 
-    init(seed: UInt64, timeouts: Bool = true) {
+    init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false) {
         random = TestRandom(seed: seed)
         faultRandom = TestRandom(seed: seed ^ 0x5EED_F417)
+        reopenRandom = TestRandom(seed: seed ^ 0x0BE7_0BE7)
         self.timeouts = timeouts
+        self.reopens = reopens
     }
 
     mutating func run() -> [String] {
@@ -83,6 +99,14 @@ struct Scenario {
         for _ in 0..<random.int(10...120) {
             let index = random.int(0...(models.count - 1))
             step(index, &problems)
+            if reopens {
+                checkOpeningGuard(&problems)
+                switch reopenRandom.int(0...5) {
+                case 0: openAnother(on: index, &problems)
+                case 1: closeSomething(on: index, &problems)
+                default: break
+                }
+            }
         }
         // Quiesce: deliver everything held (out of order), answer everything, no new fills.
         for index in models.indices {
@@ -178,6 +202,55 @@ struct Scenario {
             for id in models[index].retries { models[index].machine.retryDue(id, emitting: &actions) }
             models[index].retries.removeAll()
             if !held[index].isEmpty { deliver(held[index].removeFirst(), to: index, &problems) }
+        }
+    }
+
+    /// Every position that would keep a new bracket from opening (in progress, or closed with
+    /// an order live) must be among those the opening guard looks at; and the guard must decide
+    /// as a scan of every position does.
+    private func checkOpeningGuard(_ problems: inout [String]) {
+        for model in models {
+            let machine = model.machine
+            for p in machine.positions.indices where machine.positions[p].status != .closed || machine.hasLiveOrder(p) {
+                if !machine.openBlockers.contains(Int32(p)) {
+                    problems.append("\(model.symbol): \(machine.positions[p].id) blocks an opening but the guard does not look at it")
+                }
+            }
+            let guarded = machine.openingBlocker()
+            let scanned = machine.openingBlocker(scanningAll: true)
+            if (guarded == nil) != (scanned == nil) || guarded?.inProgress != scanned?.inProgress {
+                problems.append("\(model.symbol): the opening guard finds \(String(describing: guarded)), a scan of every position \(String(describing: scanned))")
+            }
+        }
+    }
+
+    /// Fills the whole rest of a protective order live at the broker, which closes its position
+    /// (or flips it, when a report held back is still to come): positions close, settle and
+    /// give way to new brackets, and late reports reopen settled ones.
+    private mutating func closeSomething(on index: Int, _ problems: inout [String]) {
+        let protective = models[index].truth.filter { entry in
+            entry.value.live && entry.value.open.isPositive
+                && models[index].machine.snapshot(of: entry.key).map { $0.role.isProtective } == true
+        }.sorted { $0.key.rawValue < $1.key.rawValue }
+        guard !protective.isEmpty else { return }
+        let (id, order) = protective[reopenRandom.int(0...(protective.count - 1))]
+        do { try models[index].fill(id, order.open, at: Price("100")!) } catch { problems.append("closing fill of \(id) refused: \(error)") }
+    }
+
+    /// Opens a new bracket on the symbol: taken exactly when no position blocks it (by a scan
+    /// of every position).
+    private mutating func openAnother(on index: Int, _ problems: inout [String]) {
+        reopened += 1
+        let long = reopenRandom.int(0...1) == 0
+        let spec = BracketSpec(positionID: PositionID("R\(index)-\(reopened)"), symbol: models[index].symbol, side: long ? .buy : .sell,
+                               quantity: Quantity(units: Int64(reopenRandom.int(1...40)) * (Quantity.unitsPerShare / 2)),
+                               entryType: .market, stopLoss: Price(long ? "95" : "105"), takeProfit: Price(long ? "110" : "90"), scaleIns: [])
+        let blocked = models[index].machine.openingBlocker(scanningAll: true)
+        do {
+            try models[index].open(spec)
+            if let blocked { problems.append("\(spec.positionID) opened beside \(blocked.position), which blocks it") }
+        } catch {
+            if blocked == nil || error.code != .positionExists { problems.append("\(spec.positionID) refused with nothing blocking it: \(error)") }
         }
     }
 
