@@ -149,7 +149,8 @@ public final class FillManager: Sendable {
         await context.work.waitUntilIdle(atMost: limit)
     }
 
-    /// Shuts the manager down for a clean exit. From the call on it opens no new bracket; reports
+    /// Shuts the manager down for a clean exit (a cancelled caller does not cut it short). From
+    /// the call on it opens no new bracket; reports
     /// and broker answers still apply while the work in flight (queued events, operations, retries)
     /// finishes, for up to `limit`. Then it stops: nothing more is applied or sent (a later report
     /// is refused as `shutDown`, a late broker answer is dropped), reads still answer, and the
@@ -164,13 +165,13 @@ public final class FillManager: Sendable {
     @discardableResult
     public func shutdown(waitingAtMost limit: Duration = .seconds(10)) async -> Bool {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
-        var idle = await context.work.waitUntilIdle(atMost: limit)
+        var idle = await context.work.waitUntilIdle(atMost: limit, cancellable: false)
         if idle, context.journal != nil, context.journalFailure.withLock({ $0 == nil }) {
             // Quiet: every symbol with records since its last snapshot writes one, so the next
             // start replays none (a newer FillGuard, whose rules may differ, then re-derives
             // nothing; see README, "Upgrading with a journal").
             for lane in allLanes() { lane.enqueue(.snapshotNow) }
-            idle = await context.work.waitUntilIdle(atMost: limit)
+            idle = await context.work.waitUntilIdle(atMost: limit, cancellable: false)
         }
         let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
         // Calls still unanswered are given up: each lane drops what it watched (their answers,

@@ -38,16 +38,17 @@ final class WorkTracker: Sendable {
     /// Waits until the count is zero; false when its task was cancelled first.
     @discardableResult
     func waitUntilIdle() async -> Bool {
-        await wait(atMost: nil)
+        await wait(atMost: nil, cancellable: true)
     }
 
-    /// Waits until the count is zero or `limit` has passed; true when it reached zero (false
-    /// also when its task was cancelled first).
-    func waitUntilIdle(atMost limit: Duration) async -> Bool {
-        await wait(atMost: limit)
+    /// Waits until the count is zero or `limit` has passed; true when it reached zero. False
+    /// also when its task was cancelled first, unless not `cancellable` (a shutdown's drain,
+    /// which promises its wait whoever cancels its caller).
+    func waitUntilIdle(atMost limit: Duration, cancellable: Bool = true) async -> Bool {
+        await wait(atMost: limit, cancellable: cancellable)
     }
 
-    private func wait(atMost limit: Duration?) async -> Bool {
+    private func wait(atMost limit: Duration?, cancellable: Bool) async -> Bool {
         let ending = WaitEnding()
         let id = nextWaiter.add(1, ordering: .relaxed).newValue
         let timer = limit.map { limit in
@@ -69,7 +70,7 @@ final class WorkTracker: Sendable {
                 if let answer { continuation.resume(returning: answer) }
             }
         } onCancel: {
-            giveUp(id, ending)
+            if cancellable { giveUp(id, ending) }
         }
     }
 

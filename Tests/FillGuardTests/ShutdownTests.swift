@@ -77,13 +77,29 @@ struct ShutdownTests {
         let log = LevelRecorder()
         let (manager, _, _) = try await resizesInFlight(broker, log)
         #expect(await manager.waitUntilIdle(atMost: .milliseconds(50)) == false, "idle while two resizes are in flight")
-        let waiter = Task { await manager.waitUntilIdle() }
+        // Started at once, up to its wait: the cancellation ends a wait that has begun.
+        let waiter = Task.immediate { await manager.waitUntilIdle() }
         waiter.cancel()
         // Without cancellation the wait would last as long as the broker holds the resizes.
         #expect(await finishes { await waiter.value }, "a cancelled waitUntilIdle() kept waiting")
         broker.releaseAll()
         #expect(await manager.waitUntilIdle(atMost: .seconds(30)), "not idle after the broker answered")
         #expect(await manager.shutdown())
+    }
+
+    @Test("a shutdown whose task is cancelled still lets the work in flight finish: the cancellation does not cut its drain short")
+    func cancelledShutdownStillDrains() async throws {
+        let broker = TestBroker()
+        let log = LevelRecorder()
+        let (manager, _, _) = try await resizesInFlight(broker, log)
+        // Started at once, up to its drain's wait; then its task is cancelled (a task group
+        // cancelling its children, say) before the broker answers.
+        let shutdown = Task.immediate { await manager.shutdown(waitingAtMost: .seconds(30)) }
+        shutdown.cancel()
+        broker.releaseAll()
+        #expect(await shutdown.value, "the shutdown gave up before the resizes were answered")
+        let position = try #require(await manager.position("P1"))
+        #expect(position.liveOrder(.stopLoss)?.quantity == 200 && position.liveOrder(.takeProfit)?.quantity == 200, "\(position.orders)")
     }
 
     @Test("shutdown lets work in flight finish, then refuses new inputs, sends nothing more and closes the journal")

@@ -90,7 +90,8 @@ struct SimulatedExchangeTests {
         #expect(await manager.waitUntilIdle(atMost: .seconds(30)))
         #expect(exchange.reportsOnCurrentConnection > manager.eventsReceived, "a report waits in the stream")
         #expect(await exchange.settle(manager, atMost: .milliseconds(100)) == false)
-        let cancelled = Task { await exchange.settle(manager) }
+        // Started at once, up to its first wait: the cancellation ends a settle that has begun.
+        let cancelled = Task.immediate { await exchange.settle(manager) }
         cancelled.cancel()
         #expect(await finishes { await cancelled.value }, "a cancelled settle kept waiting")
         let feed = Task { await manager.run() }
