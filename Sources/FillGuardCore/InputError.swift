@@ -64,11 +64,26 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The longest message kept whole, in UTF-8 bytes.
     public static let maximumMessageLength = 2_048
 
+    /// The first 1,000 and the last 500 bytes of `message` (cut between Unicode scalars, so
+    /// that a huge grapheme cluster is cut too), with how many bytes were left out between.
     private static func shortened(_ message: String) -> String {
-        let characters = message.count
-        let head = message.prefix(1_000)
-        let tail = message.suffix(500)
-        return "\(head)… (\(characters - head.count - tail.count) characters cut) …\(tail)"
+        let scalars = message.unicodeScalars
+        var headEnd = scalars.startIndex
+        var headBytes = 0
+        while headEnd != scalars.endIndex, headBytes + UTF8.width(scalars[headEnd]) <= 1_000 {
+            headBytes += UTF8.width(scalars[headEnd])
+            headEnd = scalars.index(after: headEnd)
+        }
+        var tailStart = scalars.endIndex
+        var tailBytes = 0
+        while tailStart > headEnd {
+            let previous = scalars.index(before: tailStart)
+            guard tailBytes + UTF8.width(scalars[previous]) <= 500 else { break }
+            tailBytes += UTF8.width(scalars[previous])
+            tailStart = previous
+        }
+        let cut = message.utf8.count - headBytes - tailBytes
+        return String(scalars[..<headEnd]) + "… (\(cut) bytes cut) …" + String(scalars[tailStart...])
     }
 
     /// "overfill: ...".

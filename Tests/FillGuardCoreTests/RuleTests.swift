@@ -40,9 +40,16 @@ struct RuleTests {
         #expect(error.message.utf8.count < 4_000, "\(error.message.utf8.count) bytes")
         #expect(error.message.hasPrefix("execution xxxx"))
         #expect(error.message.hasSuffix("xxxEND was already applied; the repeat is ignored"))
-        #expect(error.message.contains("… (998556 characters cut) …"), "\(error.message.prefix(40))")
+        #expect(error.message.contains("… (998556 bytes cut) …"), "\(error.message.prefix(40))")
         let longest = String(repeating: "y", count: InputError.maximumMessageLength)
         #expect(InputError(.malformed, longest).message == longest, "a message up to the limit is kept whole")
+        // Wide characters (3 bytes each), and one grapheme cluster of a million combining marks:
+        // cut by bytes between scalars, never longer than the limit, never repeated.
+        for text in [String(repeating: "\u{6F22}", count: 700), "x" + String(repeating: "\u{301}", count: 1_000_000)] {
+            let message = InputError(.malformed, "id \(text) refused").message
+            #expect(message.utf8.count <= InputError.maximumMessageLength && message.contains(" bytes cut)"), "\(message.utf8.count) bytes")
+            #expect(message.hasPrefix("id ") && message.hasSuffix(" refused"))
+        }
     }
 
     @Test("rule 1: net is the sum of unique fills; a repeated execution id changes nothing", arguments: sides)
