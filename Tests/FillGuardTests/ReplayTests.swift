@@ -439,9 +439,14 @@ struct ReplayTests {
             Self.fill("scaleIn", "40", "0e5", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":0e5"#),
             Self.fill("scaleIn", "10", "E4", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":-0E1"#),
             Self.fill("scaleIn", "10", "E5", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":00"#),
+            // Zeros that Swift's Double reads but JSON does not write so: still refused.
+            Self.fill("scaleIn", "10", "E6", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":00e0"#),
+            Self.fill("scaleIn", "10", "E7", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":0.e5"#),
+            Self.fill("scaleIn", "10", "E8", index: 0).replacingOccurrences(of: #""index":0"#, with: #""index":-00.e-3"#),
         ]
         let report = TraceReplayer.replay(lines.joined(separator: "\n"))
-        #expect(report.rejected.map(\.line) == [5], "only the leading zero is invalid JSON: \(report.rejected)")
+        #expect(report.rejected.map(\.line) == [5, 6, 7, 8], "only what is not JSON is refused: \(report.rejected)")
+        #expect(report.rejected.allSatisfy { $0.error.code == .malformed })
         #expect(report.positions.first?.netQuantity == 350, "\(report.positions)")
     }
 

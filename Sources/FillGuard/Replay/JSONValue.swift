@@ -100,8 +100,7 @@ enum JSONValue: Decodable, Sendable {
             let start = index
             while index < bytes.count, "+-.0123456789eE".utf8.contains(bytes[index]) { index += 1 }
             let token = bytes[start..<index]
-            if token.contains(where: { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }),
-               let number = Double(String(decoding: token, as: UTF8.self)), number == 0 {
+            if Self.isJSONNumberWithExponent(token), let number = Double(String(decoding: token, as: UTF8.self)), number == 0 {
                 result.append(UInt8(ascii: "0"))
                 changed = true
             } else {
@@ -109,6 +108,32 @@ enum JSONValue: Decodable, Sendable {
             }
         }
         return changed ? String(decoding: result, as: UTF8.self) : nil
+    }
+
+    /// Whether `token` is a JSON number with an exponent: `-?(0|[1-9][0-9]*)(\.[0-9]+)?[eE][+-]?[0-9]+`
+    /// (what Swift's `Double` reads also takes `00e5` or `0.e5`, which JSON does not).
+    private static func isJSONNumberWithExponent(_ token: ArraySlice<UInt8>) -> Bool {
+        var index = token.startIndex
+        func digits() -> Int {
+            let start = index
+            while index < token.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(token[index]) { index += 1 }
+            return index - start
+        }
+        if index < token.endIndex, token[index] == UInt8(ascii: "-") { index += 1 }
+        guard index < token.endIndex else { return false }
+        if token[index] == UInt8(ascii: "0") {
+            index += 1
+        } else if digits() == 0 {
+            return false
+        }
+        if index < token.endIndex, token[index] == UInt8(ascii: ".") {
+            index += 1
+            guard digits() > 0 else { return false }
+        }
+        guard index < token.endIndex, token[index] == UInt8(ascii: "e") || token[index] == UInt8(ascii: "E") else { return false }
+        index += 1
+        if index < token.endIndex, token[index] == UInt8(ascii: "+") || token[index] == UInt8(ascii: "-") { index += 1 }
+        return digits() > 0 && index == token.endIndex
     }
 
     /// The deepest nesting of arrays and objects in `text`, outside strings.
