@@ -431,6 +431,18 @@ struct ReplayTests {
         #expect(inner.rejected.isEmpty && inner.positions.count == 1, "white space inside is a name's own")
     }
 
+    @Test("an operation meets the first fault given that fits it, in the order given, whatever line numbers the caller passes")
+    func faultsMeetOperationsInTheOrderGiven() {
+        var replayer = TraceReplayer()
+        // Both on "line 1": a caller numbering lines its own way (per file, say).
+        replayer.apply(#"{"type":"brokerFault","operation":"submit","count":1,"kind":"permanent"}"#, lineNumber: 1)
+        replayer.apply(#"{"type":"brokerFault","operation":"submit","count":1,"kind":"transient","position":"P"}"#, lineNumber: 1)
+        replayer.apply(Self.openLong, lineNumber: 1)
+        let report = replayer.report()
+        #expect(report.alerts.contains { $0.kind == .entryRejected }, "the entry met the first fault, a refusal: \(report.alerts)")
+        #expect(report.unusedFaults.count == 1 && report.unusedFaults.first?.contains("transient") == true, "\(report.unusedFaults)")
+    }
+
     @Test("valid JSON numbers that are zero with an exponent (0e5, -0E1, 1e-400) are read as zero, as strict JSON allows; strings that look so are left alone")
     func zeroNumbersWithExponents() {
         let lines = [

@@ -41,8 +41,11 @@ public struct TraceReplayer: Sendable {
     private struct PendingFault: Sendable {
         var script: BrokerFaultScript
         var remaining: Int
-        /// The trace line that scripted it (one fault per line: it orders them too).
+        /// The trace line that scripted it.
         var line: Int
+        /// Its place among the faults, in the order they were given (which the line numbers a
+        /// caller passes need not follow).
+        var order: Int
     }
 
     /// Which operations a fault can meet: its kind, and its position (nil: any position).
@@ -58,6 +61,7 @@ public struct TraceReplayer: Sendable {
     /// Scripted faults still to meet an operation, by what they can meet, each list in trace
     /// order (so that an operation finds its candidates without looking at every fault).
     private var faults: [FaultKey: [PendingFault]] = [:]
+    private var faultsGiven = 0
     /// Lines refused so far.
     public private(set) var rejected: [RejectedLine] = []
     /// Broker operations sent so far, by kind (every attempt counts).
@@ -108,8 +112,9 @@ public struct TraceReplayer: Sendable {
             case .open(let spec): try open(spec)
             case .fill(let fill): try apply(fill)
             case .brokerFault(let script):
+                faultsGiven += 1
                 faults[FaultKey(operation: script.operation, position: script.position), default: []]
-                    .append(PendingFault(script: script, remaining: script.count, line: lineNumber))
+                    .append(PendingFault(script: script, remaining: script.count, line: lineNumber, order: faultsGiven))
             }
             for field in unknown { ignoredFields.append("line \(lineNumber): \(field); it was ignored") }
         } catch {
@@ -130,7 +135,7 @@ public struct TraceReplayer: Sendable {
         }
         // Scripted faults that never met their operation (a position or role the trace never
         // had, or fewer operations than the count): said, so that a trace's author sees it.
-        let unused = faults.values.joined().sorted { $0.line < $1.line }.map { fault in
+        let unused = faults.values.joined().sorted { $0.order < $1.order }.map { fault in
             let target = [fault.script.position.map { "position \($0)" }, fault.script.role.map { "role \($0)" }].compactMap { $0 }
             return "line \(fault.line): \(fault.remaining) of \(fault.script.count) scripted \(fault.script.operation.rawValue) \(fault.script.kind.rawValue) faults"
                 + (target.isEmpty ? "" : " (\(target.joined(separator: ", ")))") + " never met an operation"
@@ -243,11 +248,11 @@ public struct TraceReplayer: Sendable {
     /// The failure of the first fault in trace order that meets `operation` (its kind, its
     /// position or any, its role or any), counted down; nil when none does.
     private mutating func scriptedFailure(for operation: OrderOperation) -> OperationFailure? {
-        var first: (key: FaultKey, index: Int, line: Int)?
+        var first: (key: FaultKey, index: Int, order: Int)?
         for key in [FaultKey(operation: operation.kind, position: operation.positionID), FaultKey(operation: operation.kind, position: nil)] {
             guard let candidates = faults[key],
                   let index = candidates.firstIndex(where: { $0.script.role == nil || $0.script.role == operation.role }) else { continue }
-            if first.map({ candidates[index].line < $0.line }) ?? true { first = (key, index, candidates[index].line) }
+            if first.map({ candidates[index].order < $0.order }) ?? true { first = (key, index, candidates[index].order) }
         }
         guard let (key, index, _) = first, var candidates = faults.removeValue(forKey: key) else { return nil }
         candidates[index].remaining -= 1
