@@ -282,7 +282,8 @@ struct PostgresJournalStoreTests {
 
     private static func hungServerFailsTheAppend() async throws {
         var configuration = try TestServer.configuration(label: "hung")
-        configuration.writeTimeout = .milliseconds(300)
+        // Short, yet long enough for the first append, an fsync commit, on a busy machine.
+        configuration.writeTimeout = .seconds(5)
         let store = try await PostgresJournalStore(configuration: configuration)
         try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
         try await Self.whileServerHangs(configuration) {

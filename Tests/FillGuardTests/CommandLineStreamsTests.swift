@@ -47,13 +47,28 @@ struct CommandLineStreamsTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        let (exit, _) = try ChildExit.spawn(process) {
-            process.standardInput = input.map { FileHandle(fileDescriptor: $0, closeOnDealloc: false) } ?? FileHandle.nullDevice
-            process.standardOutput = FileHandle(fileDescriptor: output, closeOnDealloc: false)
-            process.standardError = FileHandle(forWritingAtPath: errors)
+        let exit: ChildExit
+        do {
+            (exit, _) = try ChildExit.spawn(process) {
+                process.standardInput = input.map { FileHandle(fileDescriptor: $0, closeOnDealloc: false) } ?? FileHandle.nullDevice
+                process.standardOutput = FileHandle(fileDescriptor: output, closeOnDealloc: false)
+                process.standardError = FileHandle(forWritingAtPath: errors)
+            }
+        } catch {
+            close(output)
+            unlink(errors)
+            throw error
         }
         close(output)
         return (process, exit, errors)
+    }
+
+    /// Everything left to read on `descriptor`, then closes it; the blocking reads run on a
+    /// thread of their own, off Swift's task pool.
+    private static func readToEnd(_ descriptor: Int32) async -> [UInt8] {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: readAll(descriptor)) }.start()
+        }
     }
 
     /// Everything left to read on `descriptor` (blocking), then closes it.
@@ -80,7 +95,7 @@ struct CommandLineStreamsTests {
         _ = fcntl(output.write, 1031 /* F_SETPIPE_SZ */, 4096)
         let (process, exit, errors) = try Self.start(["replay", trace, "--json"], input: nil, output: output.write)
         defer { unlink(errors) }
-        let bytes = Self.readAll(output.read)
+        let bytes = await Self.readToEnd(output.read)
         await exit.value()
         let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
         #expect(process.terminationStatus == 0, "\(message)")
@@ -98,14 +113,20 @@ struct CommandLineStreamsTests {
         #expect(write(input.write, lines[0], lines[0].utf8.count) == lines[0].utf8.count)
         let (process, exit, errors) = try Self.start(["replay", "-", "--json"], input: input.read, output: output.write)
         defer { unlink(errors) }
-        var unread: Int32 = 1
-        while ioctl(input.write, UInt(FIONREAD), &unread) == 0, unread > 0, !exit.hasExited { sched_yield() }
+        // Off the task pool: this spins until the child has read the first line.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                var unread: Int32 = 1
+                while ioctl(input.write, UInt(FIONREAD), &unread) == 0, unread > 0, !exit.hasExited { sched_yield() }
+                continuation.resume()
+            }.start()
+        }
         // (This process keeps its copy of the read end, so that this write cannot raise SIGPIPE
         // here when the child has already ended, as it did.)
         _ = write(input.write, lines[1], lines[1].utf8.count)
         close(input.write)
         defer { close(input.read) }
-        let bytes = Self.readAll(output.read)
+        let bytes = await Self.readToEnd(output.read)
         await exit.value()
         let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
         #expect(process.terminationStatus == 0, "\(message)")
