@@ -193,27 +193,40 @@ public final class PostgresJournalStore: JournalStore {
     /// Runs `work` and returns its result; if it has not finished within `timeout`, closes
     /// `connection` (which ends the work's queries) and returns nil. It returns then even if the
     /// work has not ended yet (its end is not awaited: a query that the closed connection never
-    /// fails cannot hold the caller).
+    /// fails cannot hold the caller). A cancelled caller closes `connection` too, and gets a
+    /// `CancellationError` at once.
     private static func answer<Result: Sendable>(within timeout: Duration, closing connection: PostgresConnection,
                                                  _ work: @escaping @Sendable () async throws -> Result) async throws -> Result? {
         let outcome = FirstOutcome<Result?>()
-        return try await withCheckedThrowingContinuation { continuation in
-            outcome.await(continuation)
-            let timer = Task {
-                // Cancelled once the work is done.
-                guard (try? await Task.sleep(for: timeout)) != nil, outcome.claim() else { return }
-                try? await connection.close()
-                outcome.resume(with: .success(nil))
-            }
-            Task {
-                let result: Swift.Result<Result?, any Error>
-                do {
-                    result = .success(try await work())
-                } catch {
-                    result = .failure(error)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                outcome.await(continuation)
+                // Cancelled before it began: nothing is started.
+                guard !outcome.isClaimed else { return }
+                let timer = Task {
+                    // Cancelled once the work is done.
+                    guard (try? await Task.sleep(for: timeout)) != nil, outcome.claim() else { return }
+                    try? await connection.close()
+                    outcome.resume(with: .success(nil))
                 }
-                timer.cancel()
-                if outcome.claim() { outcome.resume(with: result) }
+                Task {
+                    let result: Swift.Result<Result?, any Error>
+                    do {
+                        result = .success(try await work())
+                    } catch {
+                        result = .failure(error)
+                    }
+                    timer.cancel()
+                    if outcome.claim() { outcome.resume(with: result) }
+                }
+            }
+        } onCancel: {
+            // The caller gave up: its work's connection goes (the work's queries end with it),
+            // and it is told so at once.
+            guard outcome.claim() else { return }
+            Task {
+                try? await connection.close()
+                outcome.resume(with: .failure(CancellationError()))
             }
         }
     }
@@ -588,12 +601,26 @@ public final class PostgresJournalStore: JournalStore {
 
     /// The first of two racing outcomes (the work's or the timer's): claimed once, then resumed.
     private final class FirstOutcome<Value: Sendable>: Sendable {
-        private let state = Mutex<(claimed: Bool, continuation: CheckedContinuation<Value, any Error>?)>((false, nil))
-
-        /// Keeps the continuation the winner resumes.
-        func await(_ continuation: CheckedContinuation<Value, any Error>) {
-            state.withLock { $0.continuation = continuation }
+        private struct State {
+            var claimed = false
+            var continuation: CheckedContinuation<Value, any Error>?
+            /// An outcome that came before the continuation was kept (a cancellation that came
+            /// first): handed to it as soon as it is.
+            var early: Swift.Result<Value, any Error>?
         }
+        private let state = Mutex(State())
+
+        /// Keeps the continuation the winner resumes (resumed at once if the outcome came first).
+        func await(_ continuation: CheckedContinuation<Value, any Error>) {
+            let early = state.withLock { state in
+                if state.early == nil { state.continuation = continuation }
+                return state.early
+            }
+            if let early { continuation.resume(with: early) }
+        }
+
+        /// Whether an outcome has been claimed.
+        var isClaimed: Bool { state.withLock { $0.claimed } }
 
         /// True for the first caller only: the one that resumes.
         func claim() -> Bool {
@@ -603,10 +630,11 @@ public final class PostgresJournalStore: JournalStore {
             }
         }
 
-        /// Resumes the waiting caller (by the claimant, once).
+        /// Resumes the waiting caller (by the claimant, once), or keeps the outcome for it.
         func resume(with result: Swift.Result<Value, any Error>) {
             let continuation = state.withLock { state in
                 defer { state.continuation = nil }
+                if state.continuation == nil { state.early = result }
                 return state.continuation
             }
             continuation?.resume(with: result)

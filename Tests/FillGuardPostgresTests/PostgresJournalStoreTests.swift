@@ -347,6 +347,35 @@ struct PostgresJournalStoreTests {
         await next.close()
     }
 
+    @Test("Postgres: a load waiting on a server that stops answering ends as soon as its task is cancelled, not at answerTimeout")
+    func cancelledLoadEndsAtOnce() async throws {
+        try await Self.shortTimeouts.run { try await Self.cancelledLoadEndsAtOnce() }
+    }
+
+    private static func cancelledLoadEndsAtOnce() async throws {
+        var configuration = try TestServer.configuration(label: "cancel-load")
+        // Far beyond the safety resume: a load that waited on would end with the server's
+        // answer, successfully, not with the cancellation's error.
+        configuration.answerTimeout = .seconds(3_600)
+        let store = try await PostgresJournalStore(configuration: configuration)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1, kind: .input, payload: [1, 1])])
+        try await Self.whileServerHangs(configuration) {
+            // Started at once, up to its wait for the server; then cancelled.
+            let load = Task.immediate { () -> JournalError? in
+                do throws(JournalError) {
+                    _ = try await store.load(notices: { _ in })
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            load.cancel()
+            let error = await load.value
+            #expect(error?.code == .storage, "the cancelled load waited for the server's answer: \(String(describing: error))")
+        }
+        await store.close()
+    }
+
     @Test("Postgres: opening a store that waits for ever on the server (another opener holds the tables' lock and hangs) fails after answerTimeout and leaves the namespace free")
     func hungOpenFails() async throws {
         try await Self.shortTimeouts.run { try await Self.hungOpenFails() }
