@@ -986,7 +986,6 @@ public struct SymbolStateMachine: Sendable {
         return insertOrder(order)
     }
 
-    /// Sets an order's phase, keeping its position's list of live orders in step.
     /// The position that keeps a new bracket from opening: one in progress first, else a closed
     /// one with an order still live; nil when none does. Looks at `openBlockers` only, or, with
     /// `scanningAll` (for tests of that list), at every position.
@@ -1008,6 +1007,7 @@ public struct SymbolStateMachine: Sendable {
         positions[p].liveSlots.contains { orders[Int($0)].isLive }
     }
 
+    /// Sets an order's phase, keeping its position's list of live orders in step.
     mutating func setPhase(_ s: Int, _ phase: ManagedOrder.Phase) {
         let wasLive = orders[s].isLive
         orders[s].phase = phase
