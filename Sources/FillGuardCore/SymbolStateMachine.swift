@@ -305,9 +305,10 @@ public struct SymbolStateMachine: Sendable {
         let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
         let netAfter = positions[p].ledger.net
+        // A fill on a closed position may reopen it, or bring back an order held as refused:
+        // it may block an opening again. (One not closed is among `openBlockers` already.)
+        if positions[p].status == .closed { markMayBlockOpening(p) }
         positions[p].status = netAfter.isZero ? .closed : .open
-        // A fill may reopen a closed position, or bring back an order held as refused.
-        markMayBlockOpening(p)
         positions[p].blockedRoles = 0
         positions[p].rolesEndedByBroker = 0
         rearmFailedOrders(of: p)
@@ -934,7 +935,8 @@ public struct SymbolStateMachine: Sendable {
             rebuildOrderIndex()
         }
         activeOrders.append(Int32(s))
-        if order.isLive { markMayBlockOpening(p) }
+        // (A position not closed is among `openBlockers` already.)
+        if order.isLive, positions[p].status == .closed { markMayBlockOpening(p) }
         if atFront {
             positions[p].orderSlots.insert(Int32(s), at: 0)
             if order.isLive { positions[p].liveSlots.insert(Int32(s), at: 0) }
