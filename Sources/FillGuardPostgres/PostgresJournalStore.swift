@@ -72,6 +72,25 @@ public final class PostgresJournalStore: JournalStore {
             self.answerTimeout = answerTimeout
         }
 
+        /// Kept so that code written for the pooled store still builds: the store now uses one
+        /// connection (the one holding the namespace's lock), so this is always 1 and setting it
+        /// does nothing.
+        @available(*, deprecated, message: "the store uses one connection, the one holding the namespace's lock")
+        public var maximumConnections: Int {
+            get { 1 }
+            set { _ = newValue }
+        }
+
+        /// A configuration, as the other initializer makes it, for code written for the pooled
+        /// store: `maximumConnections` is ignored (the store uses one connection).
+        @available(*, deprecated, message: "the store uses one connection, the one holding the namespace's lock: drop maximumConnections")
+        public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
+                    namespace: String, durability: JournalDurability = .fsync,
+                    maximumConnections: Int, connectTimeout: Duration = .seconds(10), writeTimeout: Duration = .seconds(10)) {
+            self.init(host: host, port: port, username: username, password: password, database: database, namespace: namespace,
+                      durability: durability, connectTimeout: connectTimeout, writeTimeout: writeTimeout)
+        }
+
         /// "user@host:port/database (journal namespace)", for messages.
         public var location: String { "\(username)@\(host):\(port)/\(database) (journal \"\(namespace)\")" }
     }
