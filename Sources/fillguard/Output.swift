@@ -15,9 +15,11 @@ func printResult(_ text: String) throws {
     }
 }
 
-/// Writes text to standard error (messages, alerts, progress), all of it if it can.
-func writeToStandardError(_ text: String) {
-    _ = writeAll(text, to: STDERR_FILENO)
+/// Writes text to standard error (messages, alerts, progress), all of it if it can; returns
+/// whether it all got there (a caller whose alerts matter turns false into an exit code).
+@discardableResult
+func writeToStandardError(_ text: String) -> Bool {
+    writeAll(text, to: STDERR_FILENO) == nil
 }
 
 /// Writes all of `text` to `descriptor`; returns the `errno` of a write that failed, nil when

@@ -13,7 +13,8 @@ struct ReplayCommand: ParsableCommand {
             the fields of each are in README.md, "Replaying a trace". Alerts (an operation that failed \
             for good, overdue fills, a flip, a fill refused that the broker may have traded) are listed after the state; with --json they go to standard error.
 
-            Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments or unreadable file. \
+            Exit codes: 0 processed, 1 an invariant was violated, 2 unusable arguments, an unreadable file, \
+            or a result or alert that could not be written. \
             A role the scripted broker kept from being right (an operation that failed for good) is \
             reported by its alert, not as a violation (a replay has no clock to re-arm it).
             """)
@@ -60,10 +61,16 @@ struct ReplayCommand: ParsableCommand {
         let report = stream.finish()
         try printResult(json ? report.json : report.text)
         // The contract JSON has no field for these: they go beside it, not into it.
-        if json { for notice in report.notices { writeToStandardError("\(notice)\n") } }
+        // An alert that could not be written (standard error closed or full) must not pass as a
+        // quiet run: the exit says so, as for the result.
+        var noticesWritten = true
+        if json {
+            for notice in report.notices where !writeToStandardError("\(notice)\n") { noticesWritten = false }
+        }
         if !report.violations.isEmpty {
             for violation in report.violations { writeToStandardError(ReplayReport.printable("invariant violated: \(violation)") + "\n") }
             throw ExitCode(1)
         }
+        if !noticesWritten { throw ExitCode(2) }
     }
 }

@@ -41,9 +41,9 @@ struct CommandLineStreamsTests {
 
     /// Starts `fillguard` with the given descriptors as its standard input and output (the
     /// output's closed here once the child has its copy), standard error to a file.
-    private static func start(_ arguments: [String], input: Int32?, output: Int32) throws -> (Process, ChildExit, errors: String) {
-        let errors = NSTemporaryDirectory() + "fillguard-streams-\(UUID().uuidString)"
-        _ = FileManager.default.createFile(atPath: errors, contents: nil)
+    private static func start(_ arguments: [String], input: Int32?, output: Int32,
+                              errors: String = NSTemporaryDirectory() + "fillguard-streams-\(UUID().uuidString)") throws -> (Process, ChildExit, errors: String) {
+        if !FileManager.default.fileExists(atPath: errors) { _ = FileManager.default.createFile(atPath: errors, contents: nil) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -146,5 +146,19 @@ struct CommandLineStreamsTests {
         #expect(process.terminationReason == .exit && process.terminationStatus == 2,
                 "\(process.terminationReason == .exit ? "exit" : "signal") \(process.terminationStatus): \(message)")
         #expect(message.contains("cannot write the result to standard output: Broken pipe"), "\(message)")
+    }
+
+    @Test("an alert that cannot be written to standard error (a full device) makes the exit 2, not a quiet 0; the result is still written")
+    func unwritableAlertsAreAnError() async throws {
+        let output = try Self.pipe()
+        // A refused resize leaves an alert, which `--json` writes to standard error.
+        let trace = Self.root.appendingPathComponent("Tests/FillGuardTests/Traces/refused-reduction.jsonl").path
+        let (process, exit, _) = try Self.start(["replay", trace, "--json"], input: nil, output: output.write, errors: "/dev/full")
+        let bytes = await Self.readToEnd(output.read)
+        await exit.value()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 2,
+                "\(process.terminationReason == .exit ? "exit" : "signal") \(process.terminationStatus)")
+        let result = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        #expect(result?["positions"] != nil, "\(String(decoding: bytes, as: UTF8.self))")
     }
 }
