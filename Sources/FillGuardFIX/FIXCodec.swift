@@ -245,7 +245,10 @@ public enum FIXCodec {
             }
             let valueStart = equals + 1
             let valueEnd: Int
-            if let length = pendingDataLength, FIXTag.dataLength[tag] != nil, valueStart + length < trailerStart, bytes[valueStart + length] == soh {
+            // A declared length is used only when it lands on a field's end inside the body;
+            // one that does not (negative, too long, wrong) is left to the value check below.
+            if let length = pendingDataLength, FIXTag.dataLength[tag] != nil, length >= 0, length < trailerStart - valueStart,
+               bytes[valueStart + length] == soh {
                 valueEnd = valueStart + length
             } else {
                 guard let end = bytes[valueStart..<trailerStart].firstIndex(of: soh) else {
@@ -256,7 +259,12 @@ public enum FIXCodec {
             }
             let value = text(bytes[valueStart..<valueEnd])
             if value.isEmpty { rawError = rawError ?? .emptyValue(tag: tag) }
-            pendingDataLength = FIXTag.dataLength.values.contains(tag) ? Int(value) : nil
+            if FIXTag.dataLength.values.contains(tag) {
+                pendingDataLength = FIXMessage.integer(value)
+                if (pendingDataLength ?? -1) < 0 { rawError = rawError ?? .incorrectValueFormat(tag: tag, value: value) }
+            } else {
+                pendingDataLength = nil
+            }
             raw.append(FIXField(tag, value))
             index = valueEnd + 1
         }
@@ -284,26 +292,24 @@ public enum FIXCodec {
             }
             if !seen.insert(field.tag).inserted { throw fail(.duplicateTag(field.tag)) }
             position += 1
-            if let members = groups.members[field.tag] {
-                guard let declaredCount = Int(field.value), declaredCount >= 0 else {
+            if groups.members(of: field.tag, in: msgType) != nil {
+                guard let declaredCount = FIXMessage.integer(field.value), declaredCount >= 0 else {
                     throw fail(.incorrectValueFormat(tag: field.tag, value: field.value))
                 }
-                var instances = 0
-                var instanceTags = Set<Int>()
-                while position < fields.count, members.contains(fields[position].tag) {
-                    let member = fields[position].tag
-                    if member == members[0] {
-                        instances += 1
-                        instanceTags = [member]
-                    } else if instances == 0 {
-                        throw fail(.incorrectGroupCount(tag: field.tag, declared: declaredCount, actual: 0))
-                    } else if !instanceTags.insert(member).inserted {
-                        throw fail(.duplicateTag(member))
+                switch groups.walkGroup(field.tag, in: msgType, fields: fields, from: position) {
+                case .end(let next, let instances):
+                    if instances != declaredCount {
+                        throw fail(.incorrectGroupCount(tag: field.tag, declared: declaredCount, actual: instances))
                     }
-                    position += 1
-                }
-                if instances != declaredCount {
-                    throw fail(.incorrectGroupCount(tag: field.tag, declared: declaredCount, actual: instances))
+                    position = next
+                case .duplicate(let member):
+                    throw fail(.duplicateTag(member))
+                case .undelimited(let countTag):
+                    throw fail(.incorrectGroupCount(tag: countTag, declared: declaredCount, actual: 0))
+                case .badCount(let countTag, let value):
+                    throw fail(.incorrectValueFormat(tag: countTag, value: value))
+                case .wrongCount(let countTag, let declared, let actual):
+                    throw fail(.incorrectGroupCount(tag: countTag, declared: declared, actual: actual))
                 }
             }
         }

@@ -71,16 +71,15 @@ public struct FIXMessage: Sendable, Hashable, CustomStringConvertible {
     /// Appends a field.
     public mutating func append(_ tag: Int, _ value: String) { fields.append(FIXField(tag, value)) }
 
-    /// The instances of the repeating group counted by `countTag`, each as its fields in order.
-    /// Uses `FIXGroupSpec.standard` to know which tags belong to the group.
+    /// The instances of the repeating group counted by `countTag`, each as its fields in order
+    /// (a nested group's fields included). Uses `spec` (the FIX 4.4 dictionary's groups for this
+    /// message type by default) to know which tags belong to the group.
     public func groups(_ countTag: Int, spec: FIXGroupSpec = .standard) -> [[FIXField]] {
-        guard let members = spec.members[countTag], let start = fields.firstIndex(where: { $0.tag == countTag }) else { return [] }
+        guard spec.members(of: countTag, in: msgType) != nil,
+              let start = fields.firstIndex(where: { $0.tag == countTag }) else { return [] }
         var instances: [[FIXField]] = []
-        var index = start + 1
-        while index < fields.count, members.contains(fields[index].tag) {
-            if fields[index].tag == members.first { instances.append([]) }
-            if !instances.isEmpty { instances[instances.count - 1].append(fields[index]) }
-            index += 1
+        _ = spec.walkGroup(countTag, in: msgType, fields: fields, from: start + 1) { instance in
+            instances.append(Array(fields[instance]))
         }
         return instances
     }
@@ -92,31 +91,110 @@ public struct FIXMessage: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Which tags make up each repeating group the codec knows, so repeated tags inside a group are
-/// not taken for duplicates. The first member of each group is its delimiter.
+/// not taken for duplicates. The first member of each group is its delimiter; a member that is
+/// itself a count tag starts a nested group (a party's sub-ids inside its party).
 public struct FIXGroupSpec: Sendable, Hashable {
-    /// Member tags by the group's count (NoXxx) tag; the first member starts each instance.
+    /// Member tags by the group's count (NoXxx) tag, for any message type (and for a count tag a
+    /// message type's own table lacks).
     public var members: [Int: [Int]]
+    /// Member tags by count tag for each message type whose groups are known exactly (the data
+    /// dictionary's): one count tag can hold different members in different messages.
+    public var byMessageType: [String: [Int: [Int]]]
 
     /// A group specification.
-    public init(members: [Int: [Int]]) { self.members = members }
+    public init(members: [Int: [Int]], byMessageType: [String: [Int: [Int]]] = [:]) {
+        self.members = members
+        self.byMessageType = byMessageType
+    }
 
-    /// The FIX 4.4 groups that session and order-routing messages use.
+    /// The member tags of the group `countTag` counts in a message of type `msgType`, nil when
+    /// `countTag` counts no group there.
+    public func members(of countTag: Int, in msgType: String) -> [Int]? {
+        byMessageType[msgType]?[countTag] ?? members[countTag]
+    }
+
+    /// Walks the instances of the group `countTag` counts, which start at `fields[start]`, nested
+    /// groups included; calls `instance` with each instance's range. Returns the index after the
+    /// group, or the first problem found: a repeated member within one instance (`duplicate`), or
+    /// a member before the first delimiter (`undelimited`). The declared count is not checked.
+    func walkGroup(_ countTag: Int, in msgType: String, fields: [FIXField], from start: Int,
+                   instance: (Range<Int>) -> Void = { _ in }) -> GroupWalk {
+        guard let members = members(of: countTag, in: msgType), let delimiter = members.first else {
+            return .end(start, instances: 0)
+        }
+        var position = start
+        var instances = 0
+        var instanceStart = start
+        var instanceTags = Set<Int>()
+        while position < fields.count, members.contains(fields[position].tag) {
+            let member = fields[position].tag
+            if member == delimiter {
+                if instances > 0 { instance(instanceStart..<position) }
+                instances += 1
+                instanceStart = position
+                instanceTags = [member]
+            } else if instances == 0 {
+                return .undelimited(countTag)
+            } else if !instanceTags.insert(member).inserted {
+                return .duplicate(member)
+            }
+            position += 1
+            if self.members(of: member, in: msgType) != nil {
+                guard let nestedCount = FIXMessage.integer(fields[position - 1].value), nestedCount >= 0 else {
+                    return .badCount(member, fields[position - 1].value)
+                }
+                switch walkGroup(member, in: msgType, fields: fields, from: position) {
+                case .end(let next, let nestedInstances):
+                    if nestedInstances != nestedCount { return .wrongCount(member, declared: nestedCount, actual: nestedInstances) }
+                    position = next
+                case .undelimited(member):
+                    return .wrongCount(member, declared: nestedCount, actual: 0)
+                case let problem:
+                    return problem
+                }
+            }
+        }
+        if instances > 0 { instance(instanceStart..<position) }
+        return .end(position, instances: instances)
+    }
+
+    /// How a walk over a group ended.
+    enum GroupWalk {
+        /// The group ends before `next`, with this many instances.
+        case end(_ next: Int, instances: Int)
+        /// A member repeated within one instance.
+        case duplicate(Int)
+        /// A member came before the group's first delimiter.
+        case undelimited(Int)
+        /// A nested count tag whose value is not a count.
+        case badCount(Int, String)
+        /// A nested group whose instances do not match its count.
+        case wrongCount(Int, declared: Int, actual: Int)
+    }
+
+    /// The FIX 4.4 groups: the data dictionary's for the message types FillGuard sends or reads,
+    /// and for any other type the common ones of session and order-routing messages.
     public static let standard = FIXGroupSpec(members: [
         384: [372, 385],                     // NoMsgTypes (Logon)
-        453: [448, 447, 452],                // NoPartyIDs
+        453: [448, 447, 452, 802],           // NoPartyIDs
+        802: [523, 803],                     // NoPartySubIDs
         136: [137, 138, 139, 891],           // NoMiscFees
         382: [375, 337, 437, 438, 655],      // NoContraBrokers
         454: [455, 456],                     // NoSecurityAltID
         232: [233, 234],                     // NoStipulations
         518: [519, 520, 521],                // NoContAmts
-        78: [79, 661, 736, 467, 80],         // NoAllocs
+        78: [79, 661, 736, 467, 539, 80],    // NoAllocs
+        539: [524, 525, 538, 804],           // NoNestedPartyIDs
+        804: [545, 805],                     // NoNestedPartySubIDs
+        768: [769, 770, 771],                // NoTrdRegTimestamps
+        864: [865, 866, 867, 868],           // NoEvents
         267: [269],                          // NoMDEntryTypes (MarketDataRequest)
         702: [703, 704, 705, 706],           // NoPositions (PositionReport's PositionQty)
         753: [707, 708],                     // NoPosAmt (PositionReport's PositionAmountData)
         146: [55, 65, 48, 22],               // NoRelatedSym (MarketDataRequest, Instrument's leading fields)
         268: [269, 270, 15, 271, 272, 273, 274, 275, 336, 625, 276, 277, 282, 283, 284, 286, 59, 432, 126, 110, 18,
               287, 37, 299, 288, 289, 346, 290, 546, 811, 58, 354, 355],  // NoMDEntries (MarketDataSnapshotFullRefresh)
-    ])
+    ], byMessageType: fix44ByMessageType)
 }
 
 /// Tag numbers used by FillGuard's FIX 4.4 messages.

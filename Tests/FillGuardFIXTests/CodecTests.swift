@@ -126,6 +126,42 @@ struct CodecTests {
         #expect(decodeError(frame(dupInInstance))?.kind == .duplicateTag(447))
     }
 
+    @Test("an execution report's nested and dictionary-only groups decode (they were refused, and the fill lost): parties' sub-ids, trade timestamps, legs with their own parties")
+    func nestedAndDictionaryGroups() throws {
+        let head = "35=8|49=EX|56=FG|34=4|52=20240101-00:00:00.000|37=B1|17=E1|150=F|39=1|55=GLD|54=1|151=10|14=5|6=100|32=5|31=100|"
+        let parties = "453=2|448=P1|447=D|452=1|802=2|523=S1|803=1|523=S2|803=2|448=P2|447=D|452=3|802=1|523=S3|803=1|"
+        let timestamps = "768=2|769=20240101-00:00:00.000|770=1|769=20240101-00:00:00.001|770=2|"
+        let legs = "555=2|600=L1|624=1|539=1|524=N1|525=D|538=1|600=L2|624=2|539=2|524=N2|525=D|524=N3|525=D|"
+        let message = try FIXCodec.decode(frame(head + parties + timestamps + legs))
+        #expect(message[17] == "E1" && message[32] == "5")
+        let partyGroups = message.groups(453)
+        #expect(partyGroups.count == 2)
+        #expect(partyGroups[0].map(\.tag) == [448, 447, 452, 802, 523, 803, 523, 803])
+        #expect(partyGroups[1].map(\.value) == ["P2", "D", "3", "1", "S3", "1"])
+        #expect(message.groups(768).count == 2)
+        #expect(message.groups(555).map(\.count) == [6, 7])
+        // The counts of nested groups are checked too.
+        let badNested = parties.replacingOccurrences(of: "802=2|", with: "802=3|")
+        #expect(decodeError(frame(head + badNested))?.kind == .incorrectGroupCount(tag: 802, declared: 3, actual: 2))
+        let undelimitedNested = "453=1|448=P1|447=D|452=1|802=1|803=1|"
+        #expect(decodeError(frame(head + undelimitedNested))?.kind == .incorrectGroupCount(tag: 802, declared: 1, actual: 0))
+        // A tag repeated outside every group is still a duplicate, and an instance too many is a wrong count.
+        #expect(decodeError(frame(head + parties + "17=E2|"))?.kind == .duplicateTag(17))
+        #expect(decodeError(frame(head + timestamps + "769=20240101-00:00:00.002|"))?.kind == .incorrectGroupCount(tag: 768, declared: 2, actual: 3))
+    }
+
+    @Test("a data field's length that is negative, past the message or beyond Int is refused, not a crash")
+    func impossibleDataLengths() {
+        let head = "35=0|49=FG|56=EX|34=2|52=20240101-00:00:00.000|"
+        #expect(decodeError(frame(head + "95=-100000|96=x|"))?.kind == .incorrectValueFormat(tag: 95, value: "-100000"))
+        #expect(decodeError(frame(head + "95=-4|96=abc|"))?.kind == .incorrectValueFormat(tag: 95, value: "-4"))
+        #expect(decodeError(frame(head + "212=-1|213=<a/>|"))?.kind == .incorrectValueFormat(tag: 212, value: "-1"))
+        // A length running past the body (however far: an overflow crashed) falls back to the field's end.
+        for length in ["50", "9223372036854775807", "99999999999999999999999"] {
+            #expect((try? FIXCodec.decode(frame(head + "95=\(length)|96=x|")))?[96] == "x", "95=\(length)")
+        }
+    }
+
     @Test func dataFieldsMayHoldSeparators() throws {
         let inner = "35=0|49=FG|56=EX|34=2|52=20240101-00:00:00.000|95=3|96=a|b|"
         let message = try FIXCodec.decode(frame(inner))
