@@ -764,9 +764,11 @@ public struct FIXOrderRouter: Sendable {
         }
         let text = message[58] ?? ""
         var outputs: [Output] = []
-        if orders[orderID]?.presumedNeverTaken == true, execType == "0" || execType == "F" {
-            // Taken after all (the venue booked it after refusing the cancel as unknown): the
-            // runtime has it as refused, so it is cancelled here. Its fills still count.
+        if let order = orders[orderID], order.presumedNeverTaken || (order.rejected && !order.acknowledged),
+           execType == "0" || execType == "F" {
+            // Taken after all (the venue booked it after refusing the cancel as unknown, or after
+            // its submit was answered with a reject): the runtime has it as refused, so it is
+            // cancelled here. Its fills still count.
             orders[orderID]?.presumedNeverTaken = false
             orders[orderID]?.done = false
             orders[orderID]?.rejected = false
@@ -828,7 +830,13 @@ public struct FIXOrderRouter: Sendable {
                 outputs.append(.ignored("restatement (D) for \(clOrdID) that changes nothing FillGuard tracks"))
             }
         case "8": // Rejected
-            if pending[clOrdID]?.kind == .submit {
+            if pending[clOrdID]?.kind == .submit, message[103] == "6", let order = orders[orderID], order.resentSubmits > 0 {
+                // A duplicate ClOrdID answering the resend (PossResend) of a submit whose own
+                // answer has not come (still on its way): the broker holds the first, whose
+                // answer settles the submit. Ending the order here would leave it live unseen.
+                orders[orderID]?.resentSubmits = order.resentSubmits - 1
+                outputs.append(.ignored("reject (8) for \(clOrdID) as a duplicate ClOrdID, answering its resent submit: the first is awaited (\(text))"))
+            } else if pending[clOrdID]?.kind == .submit {
                 orders[orderID]?.done = true
                 orders[orderID]?.rejected = true
                 outputs += fail(key: clOrdID, BrokerError(.permanent, text.isEmpty ? (message[103].map { "order rejected (OrdRejReason \($0))" } ?? "order rejected (no reason given)") : text))
@@ -1273,6 +1281,11 @@ public struct FIXOrderRouter: Sendable {
             }
         } else if message[102] == "0" || terminal {
             error = BrokerError(.tooLate, text.isEmpty ? "too late to cancel" : text)
+        } else if message[102] == "3" || message[102] == "6" {
+            // Already pending cancel or replace (3: another of our requests is there first, such as
+            // a replace this cancel was sent beside), or a duplicate ClOrdID (6: a number of the
+            // chain used before a restart): asked again later, under a new ClOrdID, it can take.
+            error = BrokerError(.transient, text.isEmpty ? "cancel rejected (\(message[102] == "3" ? "already pending" : "duplicate ClOrdID"))" : text)
         } else {
             error = BrokerError(.permanent, text.isEmpty ? "cancel rejected (\(message[102] ?? "?"))" : text)
         }

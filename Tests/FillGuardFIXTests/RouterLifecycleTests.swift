@@ -54,6 +54,34 @@ struct RouterLifecycleTests {
         #expect(router.submit(stop, transactTime: 0) != .failed(BrokerError(.permanent, "order O1 was rejected")))
     }
 
+    @Test("a duplicate-ClOrdID reject of a resent submit that comes before the first submit's New does not end the order: the New completes the submit")
+    func duplicateRejectBeforeTheFirstAnswer() throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[97] == "Y")
+        // The broker answers the resend first (it holds O1 already)...
+        #expect(isIgnored(router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "6")]))))
+        #expect(router.pendingCount == 1)
+        // ...then the first submit's New: the submit succeeds and the order is live.
+        #expect(router.received(report("O1", execType: "0", execID: "A1")) == [.completed(key: "O1", error: nil)])
+        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0)))
+        #expect(cancel.msgType == "F" && cancel[41] == "O1")
+        // Without a resend, a duplicate ClOrdID is an id the broker holds for another order: refused.
+        var fresh = FIXOrderRouter()
+        _ = fresh.submit(stop, transactTime: 0)
+        #expect(fresh.received(report("O1", execType: "8", execID: "R2", ordStatus: "8", extra: [FIXField(103, "6")]))
+            == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (OrdRejReason 6)"))])
+    }
+
+    @Test("an order whose submit was answered with a reject, then shown live (New) all the same, is cancelled: the runtime has it as refused")
+    func rejectedSubmitShownLiveIsCancelled() {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "0")]))
+        let outputs = router.received(report("O1", execType: "0", execID: "A1"))
+        #expect(outputs.contains { if case .cancelOrphan(let request) = $0 { request.orderID == "O1" } else { false } }, "\(outputs)")
+    }
+
     @Test("a replace in flight at a restart: its answer and later fills map, and the chain goes on after it")
     func chainContinuesPastARestart() throws {
         var router = FIXOrderRouter()

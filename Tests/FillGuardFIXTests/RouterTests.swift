@@ -293,6 +293,16 @@ struct RouterTests {
         let refused = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "0"),
                                                         FIXField(434, "2"), FIXField(102, "2"), FIXField(58, "market closed")])
         #expect(router.received(refused) == [.completed(key: "O2~1", error: BrokerError(.permanent, "market closed"))])
+        // Already pending cancel or replace (3) and a duplicate ClOrdID (6) can take when asked
+        // again (a new ClOrdID, the other request answered): transient, not refused for good.
+        for (index, reason) in ["3", "6"].enumerated() {
+            let id = "R\(index)"
+            cancelling(OrderID(id), in: &router)
+            #expect(router.received(cancelReject(id, ordStatus: "0", reason: reason, "busy"))
+                    == [.completed(key: "\(id)~1", error: BrokerError(.transient, "busy"))], "CxlRejReason \(reason)")
+            let again = sentMessage(router.cancel(CancelOrderRequest(orderID: OrderID(id), symbol: "GLD"), transactTime: 0))
+            #expect(again?[11] == "\(id)~2", "CxlRejReason \(reason)")
+        }
     }
 
     /// Places `id` (acknowledged) and sends a cancel for it: the cancel's ClOrdID is "\(id)~1".
