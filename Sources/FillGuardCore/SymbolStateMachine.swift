@@ -507,6 +507,10 @@ public struct SymbolStateMachine: Sendable {
             if orders[s].isLive {
                 orders[s].quantity = request.newQuantity
                 if orders[s].filled >= orders[s].quantity { setPhase(s, .done(.filled)) }
+            } else if request.newQuantity > orders[s].quantity {
+                // Ended before the answer came (an exchange cancel reported first): the broker
+                // held it at the new size, so its late fills (rule 7) may reach that size.
+                orders[s].quantity = request.newQuantity
             }
         case .cancel:
             if orders[s].isLive { setPhase(s, .done(orders[s].filled >= orders[s].quantity ? .filled : .cancelled)) }
@@ -544,6 +548,11 @@ public struct SymbolStateMachine: Sendable {
         }
         switch failure {
         case .transient(let message), .timedOut(let message):
+            if case .timedOut = failure, case .modify(let request) = operation.request, !orders[s].isLive {
+                // Ended meanwhile: the broker may have held it at the new size before it ended,
+                // so late fills up to the larger size are real (rule 7).
+                orders[s].sizeMayBe(request.newQuantity)
+            }
             guard orders[s].isLive else {
                 deactivateIfFinished(s)
                 plan(p, emitting: &actions)

@@ -47,6 +47,38 @@ struct ProtectiveEndsAndFailedResizesTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
+    /// Long 300; a scale-in makes it 600 and the stop's modify to 600 goes out. The broker applies
+    /// it, the stop fills 400 and the exchange cancels the rest; the reports come in another
+    /// order: the cancel, then the modify's acknowledgement, then the fill. The fill is real and
+    /// within the size the broker accepted: it counts (it was refused as an overfill of 300,
+    /// leaving FillGuard at 600 against the broker's 200).
+    @Test("a modify acknowledged after the broker ended the order still widens what its late fills may reach",
+          arguments: [false, true])
+    func modifyAnsweredAfterTheOrderEnded(timedOut: Bool) throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight()
+        let operation = model.inFlight.remove(at: modify)
+        model.truth[stop.id]?.quantity = 600
+        model.truth[stop.id]?.filled = 400
+        model.truth[stop.id]?.live = false
+        var actions: [SymbolStateMachine.Action] = []
+        try model.machine.apply(OrderStatusReport(orderID: stop.id, symbol: "GLD", outcome: .cancelled, reason: "exchange cancel"),
+                                emitting: &actions)
+        if timedOut {
+            // No answer at all: the broker may have applied it.
+            model.machine.operationFailed(operation, .timedOut("no answer"), emitting: &actions)
+        } else {
+            model.machine.operationSucceeded(operation, emitting: &actions)
+        }
+        let fill = ExecutionReport(executionID: "GLD-late", orderID: stop.id, symbol: "GLD", side: .sell,
+                                   lastQuantity: 400, lastPrice: Price("95")!, cumulativeQuantity: 400, leavesQuantity: .zero)
+        try model.deliver(fill)
+        #expect(model.snapshot("P1").netQuantity == 200)
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).map(\.1.open) == [200])
+        #expect(model.brokerLive("P1", .takeProfit).map(\.1.open) == [200])
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     /// The broker takes each new stop and then ends it on its own (a late reject: a price band,
     /// a closed market). The first end gets a new stop at once; another before any fill waits
     /// for the re-arm, as a refused submit does, instead of a new order at the broker's pace.
