@@ -23,6 +23,8 @@ struct ModelBroker {
     var rearms: [PositionID] = []
     var alerts: [Alert] = []
     var reports: [ExecutionReport] = []
+    /// In-flight operations the broker has carried out and not yet answered (`applyEarly`).
+    var appliedEarly: [OrderOperation] = []
     private var executions = 0
     var log: [String] = []
 
@@ -57,7 +59,15 @@ struct ModelBroker {
         let operation = inFlight.remove(at: index)
         log.append("complete \(operation) injected \(String(describing: injected)) applied \(applied)")
         var actions: [SymbolStateMachine.Action] = []
-        if let injected {
+        if let early = appliedEarly.firstIndex(of: operation) {
+            // Carried out already: its answer says so (or is lost: a timeout), whatever came since.
+            appliedEarly.remove(at: early)
+            if case .timedOut? = injected {
+                machine.operationFailed(operation, injected!, emitting: &actions)
+            } else {
+                machine.operationSucceeded(operation, emitting: &actions)
+            }
+        } else if let injected {
             if applied { _ = execute(operation) }
             machine.operationFailed(operation, injected, emitting: &actions)
         } else if let failure = execute(operation) {
@@ -65,6 +75,25 @@ struct ModelBroker {
         } else {
             machine.operationSucceeded(operation, emitting: &actions)
         }
+        record(actions)
+    }
+
+    /// The broker carries out in-flight operation `index` now and answers it only when it is
+    /// completed (fills and the broker's own ends can come between); one it would refuse is left.
+    mutating func applyEarly(_ index: Int) {
+        let operation = inFlight[index]
+        guard !appliedEarly.contains(operation), execute(operation) == nil else { return }
+        log.append("applied early \(operation)")
+        appliedEarly.append(operation)
+    }
+
+    /// The broker (an exchange cancel, an expiry) ends live order `id` on its own and reports it.
+    mutating func endAtTheBroker(_ id: OrderID, _ outcome: OrderStatusReport.Outcome) throws(InputError) {
+        guard truth[id]?.live == true else { return }
+        truth[id]?.live = false
+        log.append("broker ends \(id) \(outcome)")
+        var actions: [SymbolStateMachine.Action] = []
+        try machine.apply(OrderStatusReport(orderID: id, symbol: symbol, outcome: outcome, reason: "exchange"), emitting: &actions)
         record(actions)
     }
 

@@ -37,6 +37,15 @@ struct RandomInterleavingPropertyTests {
         }
     }
 
+    @Test("the broker ends orders on its own and answers requests it carried out late (after fills and ends): every fill still counts and the rules hold")
+    func brokerEndsAndLateAnswers() async {
+        await propertyCheck(count: max(1, Self.cases / 2), input: Gen.uint64(in: 0 ... .max)) { seed in
+            var scenario = Scenario(seed: seed, brokerEnds: true)
+            let problems = scenario.run()
+            #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
+        }
+    }
+
     @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
     func invariantsHoldAtQuiescence() async {
         await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
@@ -65,13 +74,19 @@ struct Scenario {
     private let reopens: Bool
     private var reopenRandom: TestRandom
     private var reopened = 0
+    /// Whether the broker carries out requests before it answers them and ends orders on its
+    /// own mid-scenario (drawn from `endRandom`, apart from `random`, as for `reopens`).
+    private let brokerEnds: Bool
+    private var endRandom: TestRandom
 
-    init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false) {
+    init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false, brokerEnds: Bool = false) {
         random = TestRandom(seed: seed)
         faultRandom = TestRandom(seed: seed ^ 0x5EED_F417)
         reopenRandom = TestRandom(seed: seed ^ 0x0BE7_0BE7)
+        endRandom = TestRandom(seed: seed ^ 0xE4D5_E4D5)
         self.timeouts = timeouts
         self.reopens = reopens
+        self.brokerEnds = brokerEnds
     }
 
     mutating func run() -> [String] {
@@ -104,6 +119,13 @@ struct Scenario {
                 switch reopenRandom.int(0...5) {
                 case 0: openAnother(on: index, &problems)
                 case 1: closeSomething(on: index, &problems)
+                default: break
+                }
+            }
+            if brokerEnds {
+                switch endRandom.int(0...5) {
+                case 0: if !models[index].inFlight.isEmpty { models[index].applyEarly(endRandom.int(0...(models[index].inFlight.count - 1))) }
+                case 1: endSomething(on: index, &problems)
                 default: break
                 }
             }
@@ -235,6 +257,32 @@ struct Scenario {
         guard !protective.isEmpty else { return }
         let (id, order) = protective[reopenRandom.int(0...(protective.count - 1))]
         do { try models[index].fill(id, order.open, at: Price("100")!) } catch { problems.append("closing fill of \(id) refused: \(error)") }
+    }
+
+    /// The broker ends a live scale-in or protective order on its own (an exchange cancel, an
+    /// expiry), sometimes after filling part of it with the fill's report held back.
+    private mutating func endSomething(on index: Int, _ problems: inout [String]) {
+        let endable = models[index].truth.filter { entry in
+            entry.value.live && models[index].machine.snapshot(of: entry.key).map { $0.role != .entry } == true
+        }.sorted { $0.key.rawValue < $1.key.rawValue }
+        guard !endable.isEmpty else { return }
+        let (id, order) = endable[endRandom.int(0...(endable.count - 1))]
+        if endRandom.int(0...1) == 0, order.open.units > 1 {
+            // Filled in part first, its report delivered after the end.
+            var truth = order
+            let fill = Quantity(units: max(1, order.open.units / 2))
+            truth.filled += fill
+            models[index].truth[id] = truth
+            heldCount += 1
+            let report = ExecutionReport(executionID: ExecutionID("\(models[index].symbol)-E\(heldCount)"), orderID: id, symbol: models[index].symbol,
+                                         side: order.side, lastQuantity: fill, lastPrice: Price("100")!,
+                                         cumulativeQuantity: truth.filled, leavesQuantity: .zero)
+            models[index].reports.append(report)
+            held[index].append(report)
+        }
+        do { try models[index].endAtTheBroker(id, endRandom.int(0...1) == 0 ? .cancelled : .expired) } catch {
+            problems.append("the broker's end of \(id) refused: \(error)")
+        }
     }
 
     /// Opens a new bracket on the symbol: taken exactly when no position blocks it (by a scan
