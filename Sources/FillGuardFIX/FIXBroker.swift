@@ -272,6 +272,9 @@ final class FIXBrokerCore: @unchecked Sendable {
     private var holdingFlush = 0
     private var flushHeld = false
     private var persistHeld = false
+    /// True while `perform` carries out a list; actions arising meanwhile wait in `deferredActions`.
+    private var performing = false
+    private var deferredActions: [FIXSessionAction] = []
     private var channel: Channel?
     private var generation = 0
     private var started = false
@@ -712,7 +715,28 @@ final class FIXBrokerCore: @unchecked Sendable {
 
     // MARK: Actions
 
+    /// Carries out the session's actions in order. Actions that arise while a list is being
+    /// carried out (a Reject answering a delivered report, a cancel of an orphan, a request the
+    /// runtime makes on a delivered fill) wait until the list is done: their sequence numbers come
+    /// after those already given out in it, so the wire stays in sequence order.
     private func perform(_ actions: [FIXSessionAction]) {
+        guard !actions.isEmpty else { return }
+        if performing {
+            deferredActions += actions
+            return
+        }
+        performing = true
+        defer { performing = false }
+        var batch = actions
+        while true {
+            performNow(batch)
+            guard !deferredActions.isEmpty else { return }
+            batch = deferredActions
+            deferredActions = []
+        }
+    }
+
+    private func performNow(_ actions: [FIXSessionAction]) {
         guard !actions.isEmpty else { return }
         var wrote = false
         for action in actions {
@@ -729,7 +753,8 @@ final class FIXBrokerCore: @unchecked Sendable {
                 }
             case .resend(let from, let through):
                 let stored = from <= through ? store.messages(in: from...through) : [:]
-                perform(session.resend(stored: stored, from: from, through: through, now: Self.now()))
+                // At once, before what follows: the messages asked for keep their own numbers.
+                performNow(session.resend(stored: stored, from: from, through: through, now: Self.now()))
             case .deliver(let message):
                 if message.msgType == FIXMsgType.reject { statistics.rejectsReceived += 1 }
                 handle(router.received(message))
