@@ -155,6 +155,8 @@ public struct FIXSessionStateMachine: Sendable {
     public var resetsOnNextLogon: Bool { configuration.resetSeqNumOnLogon && !hasLoggedOn }
 
     private var hasLoggedOn = false
+    /// The Logon last sent asked for ResetSeqNumFlag (141=Y).
+    private var logonAskedReset = false
 
     // MARK: Events
 
@@ -174,6 +176,7 @@ public struct FIXSessionStateMachine: Sendable {
         lastReceived = now
         var fields = [FIXField(98, "0"), FIXField(108, String(configuration.heartbeatInterval))]
         if reset { fields.append(FIXField(141, "Y")) }
+        logonAskedReset = reset
         return [sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logon, fields: fields), now: now)]
     }
 
@@ -382,6 +385,17 @@ public struct FIXSessionStateMachine: Sendable {
             guard message.msgType == FIXMsgType.logon else {
                 state = .disconnected
                 return [.close(.protocolViolation("first message is \(message.msgType), not Logon"))]
+            }
+            if message.flag(141), !logonAskedReset {
+                // The counterparty reset both sides' numbers unasked: it would take this side's
+                // next message as too high and ask for everything since 2 again, orders included,
+                // which it may no longer know. Refused, said in a Logout: the two sides' settings
+                // (ResetOnLogon) must agree.
+                state = .disconnected
+                let text = "the counterparty's Logon reset sequence numbers (ResetSeqNumFlag) that this side did not ask to reset; set ResetOnLogon on both sides or on neither"
+                var logoutMessage = FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logout)
+                logoutMessage.append(58, text)
+                return [sendAdmin(logoutMessage, now: now), .close(.protocolViolation(text))]
             }
             if message.flag(141) { nextTargetSeqNum = 1 }
             if seq < nextTargetSeqNum {

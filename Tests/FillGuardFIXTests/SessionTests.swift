@@ -92,6 +92,21 @@ struct SessionTests {
         #expect(machine.nextTargetSeqNum == 71)
     }
 
+    @Test("a Logon answer that resets sequence numbers this side did not ask to reset is refused with a Logout (it kept its own sender number and took theirs as 1: the counterparty would then ask for every old message, orders included)")
+    func unaskedResetIsRefused() throws {
+        var machine = FIXSessionStateMachine(configuration: configuration, nextSenderSeqNum: 50, nextTargetSeqNum: 70)
+        _ = machine.connected(now: 0)
+        let actions = machine.received(peer("A", 1, [FIXField(98, "0"), FIXField(108, "30"), FIXField(141, "Y")]), now: 0)
+        #expect(!actions.contains(.loggedOn))
+        #expect(machine.state == .disconnected)
+        let logout = try #require(sent(actions).first)
+        #expect(logout.msgType == "5" && (logout[58] ?? "").contains("ResetOnLogon"))
+        guard case .protocolViolation(let reason)? = closeReason(actions) else { Issue.record("not closed: \(actions)"); return }
+        #expect(reason.contains("did not ask"))
+        // The numbers stay as they were for the next Logon.
+        #expect(machine.nextTargetSeqNum == 70)
+    }
+
     @Test func logonRejectedByLogout() {
         var machine = FIXSessionStateMachine(configuration: configuration)
         _ = machine.connected(now: 0)
