@@ -784,6 +784,12 @@ public struct FIXOrderRouter: Sendable {
             if case .modify(let quantity)? = pending[clOrdID]?.kind {
                 orders[orderID]?.quantity = quantity
             } else if let quantity = fields.orderQuantity {
+                if pending[clOrdID] == nil, let order = orders[orderID], order.acknowledged, quantity != order.quantity {
+                    // Replaced by someone else (a desk, the broker): the broker now works it at
+                    // this size, which FillGuard did not ask for. Said as a restatement is.
+                    outputs.append(.event(.correction(orderID, symbol: Symbol(symbolText),
+                                                      message: "order \(orderID) was replaced at the broker from \(order.quantity) to \(quantity) by a request FillGuard did not send (ClOrdID \(clOrdID)): FillGuard keeps the size it asked for; a person must look")))
+                }
                 orders[orderID]?.quantity = quantity
             }
             orders[orderID]?.clOrdID = clOrdID

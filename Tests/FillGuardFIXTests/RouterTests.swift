@@ -604,6 +604,23 @@ struct RouterRefusalTests {
         expectReplaceable(&router)
     }
 
+    @Test("a replace FillGuard did not send that changes the order's size is passed on as a correction (a person must look); one at the same size is not")
+    func unaskedReplaceOfTheSizeIsACorrection() {
+        var router = liveStop()
+        let resized = report("DESK-8", execType: "5", execID: "D1", ordStatus: "0",
+                             extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "500")])
+        let outputs = router.received(resized)
+        let corrections = outputs.compactMap { output -> String? in
+            if case .event(.correction(let id, _, let message)) = output, id == "P1-sl4" { return message }
+            return nil
+        }
+        #expect(corrections.count == 1 && corrections[0].contains("from 680 to 500"), "\(outputs)")
+        // The same size again (a desk moving the price): nothing to correct.
+        let repriced = report("DESK-9", execType: "5", execID: "D2", ordStatus: "0",
+                              extra: [FIXField(54, "2"), FIXField(41, "DESK-8"), FIXField(37, "B4"), FIXField(38, "500")])
+        #expect(!router.received(repriced).contains { if case .event(.correction) = $0 { true } else { false } })
+    }
+
     @Test("a desk's replace under its own ClOrdID: the fills that carry only that id are the order's, and our next replace chains from it")
     func deskReplaceKeepsItsFills() throws {
         var router = liveStop()
