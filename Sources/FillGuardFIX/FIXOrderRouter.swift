@@ -1285,6 +1285,11 @@ public struct FIXOrderRouter: Sendable {
                 orders[orderID]?.presumedNeverTaken = true
                 outputs += fail(key: orderID.rawValue, BrokerError(.permanent, "the broker does not know order \(orderID): its NewOrderSingle was never taken"))
             }
+        } else if message[102] == "0", let status = message[39], Self.workingOrdStatus.contains(status) {
+            // "Too late" while the OrdStatus says the order still works (a venue refusing to
+            // change an order it is executing, or to go below what filled): not ended, so not
+            // "too late" to FillGuard (which would take the order as done). Asked again.
+            error = BrokerError(.transient, text.isEmpty ? "too late to cancel, though the order still works (OrdStatus \(status))" : text)
         } else if message[102] == "0" || terminal {
             error = BrokerError(.tooLate, text.isEmpty ? "too late to cancel" : text)
         } else if message[102] == "3" || message[102] == "6" {

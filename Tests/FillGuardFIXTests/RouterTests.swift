@@ -293,6 +293,11 @@ struct RouterTests {
         let refused = FIXMessage(msgType: "9", fields: [FIXField(37, "B"), FIXField(11, "O2~1"), FIXField(41, "O2"), FIXField(39, "0"),
                                                         FIXField(434, "2"), FIXField(102, "2"), FIXField(58, "market closed")])
         #expect(router.received(refused) == [.completed(key: "O2~1", error: BrokerError(.permanent, "market closed"))])
+        // "Too late" (0) while the OrdStatus says the order still works: it has not ended, so it
+        // is not "too late" to FillGuard (which would take the order as done); asked again.
+        cancelling("W1", in: &router)
+        #expect(router.received(cancelReject("W1", ordStatus: "1", reason: "0", "too late"))
+                == [.completed(key: "W1~1", error: BrokerError(.transient, "too late"))])
         // Already pending cancel or replace (3) and a duplicate ClOrdID (6) can take when asked
         // again (a new ClOrdID, the other request answered): transient, not refused for good.
         for (index, reason) in ["3", "6"].enumerated() {
