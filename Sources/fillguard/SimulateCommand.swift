@@ -182,14 +182,16 @@ struct SimulateCommand: AsyncParsableCommand {
     /// The metrics file asked for, written once now (empty) to find out early that it can be.
     private func openMetricsFile() throws -> MetricsFile? {
         guard let metricsFile else { return nil }
-        let file = MetricsFile(path: metricsFile)
+        // The journal's files, under any spelling, are never the metrics file.
+        let journalFiles = journal.map { path in ["", "-wal", "-shm", "-journal", ".exchange"].map { path + $0 } } ?? []
         do {
+            let file = try MetricsFile(path: metricsFile, sparing: journalFiles)
             try file.write()
+            return file
         } catch {
             writeToStandardError("fillguard: --metrics-file: \(error)\n")
             throw ExitCode(2)
         }
-        return file
     }
 
     func run() async throws {

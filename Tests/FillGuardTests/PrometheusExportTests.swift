@@ -62,7 +62,8 @@ struct PrometheusExportTests {
         let report = try #require(try JSONSerialization.jsonObject(with: Data(session.output.utf8)) as? [String: Any])
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(sample("fillguard_fills", in: text) == (report["fillsApplied"] as? Double ?? (report["fillsApplied"] as? Int).map(Double.init)), "\(text)")
-        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        // No temporary file is left beside it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(".") }.isEmpty)
 
         let unwritable = try await run(["simulate", "--duration", "0.1", "--metrics-file", directory + "/missing/fillguard.prom"])
         #expect(unwritable.status == 2 && unwritable.errors.contains("--metrics-file: cannot write"), "\(unwritable.errors)")
@@ -70,5 +71,61 @@ struct PrometheusExportTests {
         let clash = try await run(["simulate", "--duration", "0.1", "--journal", journal, "--metrics-file", journal + "-wal"])
         #expect(clash.status == 2 && clash.errors.contains("would overwrite the journal's files"), "\(clash.errors)")
         #expect(!FileManager.default.fileExists(atPath: journal), "refused before the journal was made")
+    }
+
+    @Test("simulate --metrics-file never replaces a journal under another spelling, a file that is not a metrics file, a FIFO or a directory; it follows a symbolic link")
+    func metricsFileSparesOtherFiles() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let binary = root.appendingPathComponent(".build/debug/fillguard").path
+        let directory = NSTemporaryDirectory() + "fillguard-metrics-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory + "/textfile", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func run(_ arguments: [String]) async throws -> (status: Int32, errors: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+            process.currentDirectoryURL = URL(fileURLWithPath: directory)
+            let errorsPath = directory + "/stderr-\(UUID().uuidString)"
+            _ = FileManager.default.createFile(atPath: errorsPath, contents: nil)
+            let (exit, _) = try ChildExit.spawn(process) {
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle(forWritingAtPath: errorsPath)
+            }
+            await exit.value()
+            defer { unlink(errorsPath) }
+            return (process.terminationStatus, String(decoding: FileManager.default.contents(atPath: errorsPath) ?? Data(), as: UTF8.self))
+        }
+        let first = try await run(["simulate", "--symbols", "2", "--duration", "0.3", "--journal", "j.sqlite"])
+        try #require(first.status == 0, "\(first.errors)")
+        let journal = try #require(FileManager.default.contents(atPath: directory + "/j.sqlite"))
+        let exchange = try #require(FileManager.default.contents(atPath: directory + "/j.sqlite.exchange"))
+        try FileManager.default.linkItem(atPath: directory + "/j.sqlite", toPath: directory + "/hard.db")
+        // The journal and its exchange state under other spellings (they were replaced, the journal lost).
+        for spelling in ["./j.sqlite", directory + "/textfile/../j.sqlite", "hard.db", "./j.sqlite.exchange"] {
+            let refused = try await run(["simulate", "--symbols", "2", "--duration", "0.3", "--journal", "j.sqlite", "--metrics-file", spelling])
+            #expect(refused.status == 2 && refused.errors.contains("is the journal's file"), "\(spelling): \(refused.errors)")
+        }
+        #expect(FileManager.default.contents(atPath: directory + "/j.sqlite") == journal)
+        #expect(FileManager.default.contents(atPath: directory + "/j.sqlite.exchange") == exchange)
+        // A file of a person's, a FIFO and a directory are not replaced. (No device here: as
+        // root, a regression would replace /dev/null itself, as the old code did.)
+        try "keep me\n".write(toFile: directory + "/notes.txt", atomically: true, encoding: .utf8)
+        #expect(mkfifo(directory + "/fifo.prom", 0o644) == 0)
+        for (path, reason) in [("notes.txt", "is not a metrics file"), ("fifo.prom", "is not a regular file"), ("textfile", "is not a regular file")] {
+            let refused = try await run(["simulate", "--duration", "0.1", "--metrics-file", path])
+            #expect(refused.status == 2 && refused.errors.contains(reason), "\(path): \(refused.errors)")
+        }
+        #expect(try String(contentsOfFile: directory + "/notes.txt", encoding: .utf8) == "keep me\n")
+        // A symbolic link into a textfile directory, its file not there yet: written through it.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/link.prom", withDestinationPath: "textfile/fillguard.prom")
+        let linked = try await run(["simulate", "--duration", "0.3", "--metrics-file", "link.prom"])
+        #expect(linked.status == 0, "\(linked.errors)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory + "/link.prom") == "textfile/fillguard.prom")
+        #expect(try String(contentsOfFile: directory + "/textfile/fillguard.prom", encoding: .utf8).hasPrefix("# "))
+        // A journal named like the old temporary file (PATH.tmp) is not touched by the writes.
+        let beside = try await run(["simulate", "--duration", "0.3", "--journal", "run.tmp", "--metrics-file", "run"])
+        #expect(beside.status == 0, "\(beside.errors)")
+        let header = try #require(FileManager.default.contents(atPath: directory + "/run.tmp")).prefix(15)
+        #expect(String(decoding: header, as: UTF8.self) == "SQLite format 3")
     }
 }
