@@ -151,11 +151,15 @@ public final class SimulatedExchange: Broker, Sendable {
 
     /// Runs the market for `duration` (in `tick` steps) with the client disconnected: orders
     /// fill, but no report is delivered; the client learns of them only by asking
-    /// (`BrokerQueries`). Simulates the time a crashed client was down.
-    public func runDisconnected(for duration: Duration, tick: Duration = .milliseconds(1)) {
+    /// (`BrokerQueries`). Simulates the time a crashed client was down. `going` is asked as it
+    /// runs: false ends the downtime there (a stop asked for: Ctrl-C during a long catch-up).
+    public func runDisconnected(for duration: Duration, tick: Duration = .milliseconds(1), while going: () -> Bool = { true }) {
         state.withLock { $0.connected = false }
         var elapsed = Duration.zero
-        while elapsed < duration {
+        // `going` is asked every 16 ticks.
+        var steps = 0
+        while elapsed < duration, steps % 16 != 0 || going() {
+            steps += 1
             step(tick: tick)
             elapsed += tick
         }

@@ -127,7 +127,7 @@ public final class SimulationSession: Sendable {
             if let last = exchange.lastSeenAlive {
                 let away = Duration.nanoseconds(max(0, ExchangeLog.wallClockNanos() - last))
                 downtime = min(away, options.maximumDowntime)
-                exchange.runDisconnected(for: downtime, tick: options.tick)
+                exchange.runDisconnected(for: downtime, tick: options.tick) { options.stop?.isRequested != true }
             }
             exchange.recordClock()
         }

@@ -28,6 +28,18 @@ struct SimulatedExchangeTests {
         return result
     }
 
+    @Test("a stop asked for during the downtime's catch-up ends it there (Ctrl-C waited for the whole catch-up: minutes at 100,000 symbols)")
+    func downtimeEndsWhenAStopIsAskedFor() {
+        let exchange = exchange()
+        let asked = Mutex(0)
+        // Ten seconds of ticks (10,000 steps); the stop comes at the second look.
+        exchange.runDisconnected(for: .seconds(10)) { asked.withLock { $0 += 1; return $0 < 2 } }
+        #expect(asked.withLock { $0 } == 2)
+        let whole = Mutex(0)
+        exchange.runDisconnected(for: .milliseconds(100)) { whole.withLock { $0 += 1 }; return true }
+        #expect(whole.withLock { $0 } == 7, "asked every 16 of the 100 ticks")
+    }
+
     @Test("a market order fills at once; the net position follows")
     func marketFills() async throws {
         let exchange = exchange()
