@@ -282,6 +282,7 @@ public enum FIXCodec {
         var inBody = false
         var position = 0
         let headerTags = Set(FIXTag.header)
+        let messageGroups = groups.groups(of: msgType)
         while position < fields.count {
             let field = fields[position]
             if [8, 9, 10, 35].contains(field.tag) { throw fail(.tagOutOfOrder(field.tag)) }
@@ -292,11 +293,11 @@ public enum FIXCodec {
             }
             if !seen.insert(field.tag).inserted { throw fail(.duplicateTag(field.tag)) }
             position += 1
-            if groups.members(of: field.tag, in: msgType) != nil {
+            if messageGroups.members(of: field.tag) != nil {
                 guard let declaredCount = FIXMessage.integer(field.value), declaredCount >= 0 else {
                     throw fail(.incorrectValueFormat(tag: field.tag, value: field.value))
                 }
-                switch groups.walkGroup(field.tag, in: msgType, fields: fields, from: position) {
+                switch messageGroups.walkGroup(field.tag, fields: fields, from: position) {
                 case .end(let next, let instances):
                     if instances != declaredCount {
                         throw fail(.incorrectGroupCount(tag: field.tag, declared: declaredCount, actual: instances))

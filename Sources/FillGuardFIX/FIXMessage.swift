@@ -78,7 +78,7 @@ public struct FIXMessage: Sendable, Hashable, CustomStringConvertible {
         guard spec.members(of: countTag, in: msgType) != nil,
               let start = fields.firstIndex(where: { $0.tag == countTag }) else { return [] }
         var instances: [[FIXField]] = []
-        _ = spec.walkGroup(countTag, in: msgType, fields: fields, from: start + 1) { instance in
+        _ = spec.groups(of: msgType).walkGroup(countTag, fields: fields, from: start + 1) { instance in
             instances.append(Array(fields[instance]))
         }
         return instances
@@ -113,49 +113,66 @@ public struct FIXGroupSpec: Sendable, Hashable {
         byMessageType[msgType]?[countTag] ?? members[countTag]
     }
 
-    /// Walks the instances of the group `countTag` counts, which start at `fields[start]`, nested
-    /// groups included; calls `instance` with each instance's range. Returns the index after the
-    /// group, or the first problem found: a repeated member within one instance (`duplicate`), or
-    /// a member before the first delimiter (`undelimited`). The declared count is not checked.
-    func walkGroup(_ countTag: Int, in msgType: String, fields: [FIXField], from start: Int,
-                   instance: (Range<Int>) -> Void = { _ in }) -> GroupWalk {
-        guard let members = members(of: countTag, in: msgType), let delimiter = members.first else {
-            return .end(start, instances: 0)
+    /// The groups of one message type, looked up once per message (not once per field).
+    func groups(of msgType: String) -> MessageGroups {
+        MessageGroups(typed: byMessageType[msgType], common: members)
+    }
+
+    /// The groups of one message type: its own table first, then the common one.
+    struct MessageGroups {
+        let typed: [Int: [Int]]?
+        let common: [Int: [Int]]
+
+        /// The member tags of the group `countTag` counts, nil when it counts none.
+        func members(of countTag: Int) -> [Int]? {
+            typed?[countTag] ?? common[countTag]
         }
-        var position = start
-        var instances = 0
-        var instanceStart = start
-        var instanceTags = Set<Int>()
-        while position < fields.count, members.contains(fields[position].tag) {
-            let member = fields[position].tag
-            if member == delimiter {
-                if instances > 0 { instance(instanceStart..<position) }
-                instances += 1
-                instanceStart = position
-                instanceTags = [member]
-            } else if instances == 0 {
-                return .undelimited(countTag)
-            } else if !instanceTags.insert(member).inserted {
-                return .duplicate(member)
+
+        /// Walks the instances of the group `countTag` counts, which start at `fields[start]`,
+        /// nested groups included; calls `instance` with each instance's range. Returns the
+        /// index after the group, or the first problem found: a repeated member within one
+        /// instance (`duplicate`), a member before the first delimiter (`undelimited`), a nested
+        /// group's count that is wrong. The group's own declared count is not checked.
+        func walkGroup(_ countTag: Int, fields: [FIXField], from start: Int,
+                       instance: (Range<Int>) -> Void = { _ in }) -> GroupWalk {
+            guard let members = members(of: countTag), let delimiter = members.first else {
+                return .end(start, instances: 0)
             }
-            position += 1
-            if self.members(of: member, in: msgType) != nil {
-                guard let nestedCount = FIXMessage.integer(fields[position - 1].value), nestedCount >= 0 else {
-                    return .badCount(member, fields[position - 1].value)
+            var position = start
+            var instances = 0
+            var instanceStart = start
+            var instanceTags = Set<Int>()
+            while position < fields.count, members.contains(fields[position].tag) {
+                let member = fields[position].tag
+                if member == delimiter {
+                    if instances > 0 { instance(instanceStart..<position) }
+                    instances += 1
+                    instanceStart = position
+                    instanceTags = [member]
+                } else if instances == 0 {
+                    return .undelimited(countTag)
+                } else if !instanceTags.insert(member).inserted {
+                    return .duplicate(member)
                 }
-                switch walkGroup(member, in: msgType, fields: fields, from: position) {
-                case .end(let next, let nestedInstances):
-                    if nestedInstances != nestedCount { return .wrongCount(member, declared: nestedCount, actual: nestedInstances) }
-                    position = next
-                case .undelimited(member):
-                    return .wrongCount(member, declared: nestedCount, actual: 0)
-                case let problem:
-                    return problem
+                position += 1
+                if self.members(of: member) != nil {
+                    guard let nestedCount = FIXMessage.integer(fields[position - 1].value), nestedCount >= 0 else {
+                        return .badCount(member, fields[position - 1].value)
+                    }
+                    switch walkGroup(member, fields: fields, from: position) {
+                    case .end(let next, let nestedInstances):
+                        if nestedInstances != nestedCount { return .wrongCount(member, declared: nestedCount, actual: nestedInstances) }
+                        position = next
+                    case .undelimited(member):
+                        return .wrongCount(member, declared: nestedCount, actual: 0)
+                    case let problem:
+                        return problem
+                    }
                 }
             }
+            if instances > 0 { instance(instanceStart..<position) }
+            return .end(position, instances: instances)
         }
-        if instances > 0 { instance(instanceStart..<position) }
-        return .end(position, instances: instances)
     }
 
     /// How a walk over a group ended.
