@@ -576,7 +576,16 @@ public struct FIXOrderRouter: Sendable {
     /// Forgets a request that could not be sent. A request that went out once (a retry of it
     /// failing to go out again) stays pending: its answer may still come.
     public mutating func abandon(key: String) {
-        guard !everSent.contains(key), let request = pending.removeValue(forKey: key) else { return }
+        if everSent.contains(key) {
+            // A submit's resend (PossResend) that did not go out: no reject will answer it, so it
+            // must not count as one awaited (a later reject of the order would be taken for it).
+            if let request = pending[key], request.kind == .submit, let orderID = request.orderID,
+               let resent = orders[orderID]?.resentSubmits, resent > 0 {
+                orders[orderID]?.resentSubmits = resent - 1
+            }
+            return
+        }
+        guard let request = pending.removeValue(forKey: key) else { return }
         quotes[key] = nil
         if request.kind == .submit, let orderID = request.orderID, orders[orderID]?.acknowledged == false {
             orders[orderID] = nil

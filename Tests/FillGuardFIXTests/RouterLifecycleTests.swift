@@ -73,6 +73,19 @@ struct RouterLifecycleTests {
             == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (OrdRejReason 6)"))])
     }
 
+    @Test("a submit's resend that could not go out (the session was down) is not awaited: a later reject of the accepted order ends it")
+    func resendNotSentIsNotAwaited() {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        router.sent(key: "O1", seq: 2)
+        // The runtime asks again after a timeout, but the session is down: nothing goes out.
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[97] == "Y")
+        router.abandon(key: "O1")
+        #expect(router.received(report("O1", execType: "0", execID: "A1")) == [.completed(key: "O1", error: nil)])
+        // The venue rejects the working order later (a risk check): it ends, not "a resend's answer".
+        #expect(endings(router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8"))) == [.rejected])
+    }
+
     @Test("an order whose submit was answered with a reject, then shown live (New) all the same, is cancelled: the runtime has it as refused")
     func rejectedSubmitShownLiveIsCancelled() {
         var router = FIXOrderRouter()
