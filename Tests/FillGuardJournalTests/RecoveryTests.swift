@@ -623,6 +623,28 @@ struct RecoveryTests {
         #expect(stops.map(\.id) == ["P1-sl4"], "the order the exchange already had")
     }
 
+    @Test("a stop whose submit timed out (taking effect) and that the broker ended while FillGuard was down gets a new stop; it was taken as working")
+    func timedOutSubmitEndedWhileDown() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore()) { configuration in
+            configuration.retry = RetryPolicy(maxAttempts: 5, baseDelay: .seconds(60), maxDelay: .seconds(60))
+        }
+        first.connection.timeOutSubmits(containing: "-sl", count: 1)
+        try await first.manager.open(bracket())
+        await first.connection.waitForTimeOuts(1)
+        await first.journal.flush()
+        let survivor = first.kill()
+        // While FillGuard is down the exchange cancels the stop it took.
+        try await exchange.cancel(CancelOrderRequest(orderID: "P1-sl4", symbol: Self.symbol))
+
+        let second = try await Process(exchange: exchange, store: survivor)
+        await second.settle()
+        #expect(second.report.corrections.contains { $0.kind == .orderEndedAtBroker && $0.orderID == "P1-sl4" }, "\(second.report.corrections)")
+        try await expectProtectedAndExact(second, exchange)
+        let stops = exchange.liveOrders(of: Self.symbol).filter { if case .stop = $0.type { return true } else { return false } }
+        #expect(stops.count == 1 && stops.first?.id != "P1-sl4", "\(stops.map(\.id))")
+    }
+
     @Test("unknown live orders at the broker are reported, or cancelled when configured")
     func unknownOrders() async throws {
         let exchange = exchange()

@@ -176,8 +176,9 @@ extension FillManager {
             for order in view.live where !inFlight.contains(order.id) {
                 guard let state = states[order.id] ?? nil else { continue }
                 if order.status == .pendingNew {
+                    let works = state.status.isLive ? "already works" : "took (and has since \(state.status.rawValue))"
                     correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: order.id,
-                                                     message: "the broker already works this order (\(state.quantity)), which the journal has as not yet sent; taken as placed, not submitted again"))
+                                                     message: "the broker \(works) this order (\(state.quantity)), which the journal has as not yet sent; taken as placed, not submitted again"))
                 } else if order.status == .awaitingFills, state.status.isLive {
                     correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: order.id,
                                                      message: "the broker works this order (\(state.quantity), \(state.filled) filled), which it had answered \"too late\"; it is live, and planned again"))
@@ -230,8 +231,18 @@ extension FillManager {
                 lane.enqueue(.completed(operation, result, wasProbe: false))
             }
             // 5. Orders believed live that ended at the broker, or that it does not know.
-            for order in view.live where !inFlight.contains(order.id) && order.status != .pendingNew {
+            for order in view.live where !inFlight.contains(order.id) {
                 guard let known = states[order.id] else { continue }
+                if order.status == .pendingNew {
+                    // Taken as placed in 2 when the broker has it; one it took and then ended
+                    // while FillGuard was down (rejected, expired, an exchange cancel) ends here,
+                    // after its fills, so the role gets a new order rather than one the broker
+                    // no longer works. One the broker does not know is sent again (resumed work).
+                    if let state = known, let outcome = Self.ending(state.status) {
+                        endedWhileDown(order.id, outcome, on: lane, correct: correct)
+                    }
+                    continue
+                }
                 guard let state = known else {
                     correct(ReconciliationCorrection(kind: .orderMissingAtBroker, symbol: symbol, orderID: order.id,
                                                      message: "the broker does not know this live order; treated as cancelled and re-planned"))
