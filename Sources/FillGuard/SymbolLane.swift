@@ -323,6 +323,9 @@ final class SymbolLane: @unchecked Sendable {
             for send in sends { self.send(send.operation, isProbe: send.isProbe, sentAt: now) }
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
+            // A probe among them never reaches the broker: given back, or the breaker would wait
+            // for its answer for good.
+            if sends.contains(where: \.isProbe) { context.breaker.releaseProbe() }
         }
         var actions: [SymbolStateMachine.Action] = []
         for envelope in batch {
@@ -358,8 +361,26 @@ final class SymbolLane: @unchecked Sendable {
             reply(.failure(refusal))
         case .broker(let event):
             context.reject(refusal, context: "report for \(event.symbol)")
+        case .completed(_, let result, true):
+            // The broker did answer the breaker's probe: its health counts (the probe is given
+            // back) though this lane cannot apply the answer; otherwise the breaker would stay
+            // half open, every lane held, for good.
+            recordBreakerOutcome(result, wasProbe: true)
         default:
             break
+        }
+    }
+
+    /// Feeds an answer's outcome to the circuit breaker; lanes it held send again if it closed.
+    private func recordBreakerOutcome(_ result: Result<Void, BrokerError>, wasProbe: Bool) {
+        let (opened, held) = context.breaker.recordOutcome(
+            transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
+            wasProbe: wasProbe, now: ContinuousClock.now)
+        // It closed: the lanes it held send now, not when they were told to ask again.
+        for lane in held { lane.breakerClosed() }
+        if opened {
+            context.metrics.breakerTrips.increment()
+            context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
         }
     }
 
@@ -418,15 +439,7 @@ final class SymbolLane: @unchecked Sendable {
             // FillManager.receive records these without a lane; one reaching a lane changes nothing either.
             context.reject(error, context: refusedContext)
         case .completed(let operation, let result, let wasProbe):
-            let (opened, held) = context.breaker.recordOutcome(
-                transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
-                wasProbe: wasProbe, now: ContinuousClock.now)
-            // It closed: the lanes it held send now, not when they were told to ask again.
-            for lane in held { lane.breakerClosed() }
-            if opened {
-                context.metrics.breakerTrips.increment()
-                context.logger.warning("circuit breaker opened", metadata: ["symbol": "\(symbol)"])
-            }
+            recordBreakerOutcome(result, wasProbe: wasProbe)
             if timed { context.metrics.breakerState.record(context.breaker.state.rawValue) }
             switch result {
             case .success:
@@ -508,6 +521,10 @@ final class SymbolLane: @unchecked Sendable {
     /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
     /// The fill path never waits: each operation runs in its own task and reports back here.
     private func dispatchOperations(reactionFrom fillTime: Int64?, machine: inout SymbolStateMachine) {
+        // After shutdown, or once the journal failed, nothing goes out (a wake-up's pass may
+        // still come): no operation is taken from the machine, no probe from the breaker, no new
+        // wake-up planned.
+        if context.lifecycle.load(ordering: .relaxed) == .stopped || halted != nil { return }
         while true {
             // The clock is read once per operation, and only when something uses it (an open
             // breaker, a rate limit, metrics, a journal): not on every send of a plain setup.
@@ -562,6 +579,7 @@ final class SymbolLane: @unchecked Sendable {
     private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
         if context.lifecycle.load(ordering: .relaxed) == .stopped {
             context.logger.notice("operation not sent: the manager was shut down: \(operation)", metadata: ["symbol": "\(symbol)"])
+            if isProbe { context.breaker.releaseProbe() }
             return
         }
         if context.metrics.enabled { context.metrics.operations[operation.kind]?.increment() }

@@ -42,6 +42,14 @@ final class TestBroker: Broker, Sendable {
         for continuation in held { continuation.resume() }
     }
 
+    /// Lets the oldest held request through; later ones are still held.
+    func releaseFirst() {
+        let first = inner.withLock { inner -> CheckedContinuation<Void, Never>? in
+            inner.held.isEmpty ? nil : inner.held.removeFirst()
+        }
+        first?.resume()
+    }
+
     /// Waits until at least `count` requests are being held.
     func waitForHeld(_ count: Int) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -72,29 +72,35 @@ public final class Journal: Sendable {
 
     private func writeBatches() async {
         while true {
-            let (records, callbacks, waiters) = pending.withLock { state -> ([JournalRecord], [@Sendable (Result<Void, JournalError>) -> Void], [CheckedContinuation<Void, Never>]) in
+            let (records, callbacks, waiters, failed) = pending.withLock { state -> ([JournalRecord], [@Sendable (Result<Void, JournalError>) -> Void], [CheckedContinuation<Void, Never>], JournalError?) in
                 if state.records.isEmpty && state.callbacks.isEmpty {
                     state.writing = false
                     let waiters = state.drainWaiters
                     state.drainWaiters = []
-                    return ([], [], waiters)
+                    return ([], [], waiters, nil)
                 }
                 defer {
                     state.records = []
                     state.callbacks = []
                 }
-                return (state.records, state.callbacks, [])
+                return (state.records, state.callbacks, [], state.failure)
             }
             if callbacks.isEmpty {
                 for waiter in waiters { waiter.resume() }
                 return
             }
             let result: Result<Void, JournalError>
-            do throws(JournalError) {
-                if !records.isEmpty { try await store.append(records) }
-                result = .success(())
-            } catch {
-                result = .failure(error)
+            if let failed {
+                // Queued while the write that failed was under way: after a failure nothing more
+                // is written, even should the store take it (a disk-full that cleared).
+                result = .failure(failed)
+            } else {
+                do throws(JournalError) {
+                    if !records.isEmpty { try await store.append(records) }
+                    result = .success(())
+                } catch {
+                    result = .failure(error)
+                }
             }
             pending.withLock { state in
                 switch result {
