@@ -52,6 +52,9 @@ public final class CircuitBreaker: Sendable {
 
     private struct Inner {
         var state = State.closed
+        /// How many times it has opened: requests let through before an opening belong to an
+        /// earlier period, and their late failures say nothing of the broker since.
+        var period: UInt32 = 0
         var failures = 0
         var openUntil = ContinuousClock.now
         var probeOut = false
@@ -66,12 +69,19 @@ public final class CircuitBreaker: Sendable {
     private let isClosed = Atomic<Bool>(true)
     /// Closed with no failure counted: a success changes nothing.
     private let isHealthy = Atomic<Bool>(true)
+    /// `inner.period`, published after every change under the lock.
+    private let currentPeriod = Atomic<UInt32>(0)
 
     /// Publishes what the lock-free paths read; called under the lock after every change.
     private func publish(_ inner: Inner) {
         isClosed.store(inner.state == .closed, ordering: .releasing)
         isHealthy.store(inner.state == .closed && inner.failures == 0, ordering: .releasing)
+        currentPeriod.store(inner.period, ordering: .releasing)
     }
+
+    /// The breaker's period: how many times it has opened. A request records it when it is let
+    /// through; its outcome is recorded with it (`recordOutcome(period:)`).
+    var period: UInt32 { currentPeriod.load(ordering: .acquiring) }
 
     /// A closed breaker.
     public init(policy: CircuitBreakerPolicy = CircuitBreakerPolicy()) {
@@ -141,7 +151,10 @@ public final class CircuitBreaker: Sendable {
 
     /// `record`, returning instead of telling those it held (non-empty only when this outcome
     /// closed the breaker), for the caller to tell outside its own critical section.
-    func recordOutcome(transientFailure: Bool, wasProbe: Bool, now: @autoclosure () -> ContinuousClock.Instant)
+    /// A failure of a request let through in an earlier `period` than the current one (sent
+    /// before the breaker last opened: an old call's timeout coming in late) is not counted: it
+    /// would reopen a breaker whose probe is out, or open one a probe has just closed.
+    func recordOutcome(transientFailure: Bool, wasProbe: Bool, period: UInt32? = nil, now: @autoclosure () -> ContinuousClock.Instant)
         -> (opened: Bool, held: [any CircuitBreakerWaiter]) {
         // The common case, without the lock: a success while closed with no failures counted
         // changes nothing.
@@ -149,6 +162,7 @@ public final class CircuitBreaker: Sendable {
         return inner.withLock { inner in
             defer { publish(inner) }
             if wasProbe { inner.probeOut = false }
+            if transientFailure, !wasProbe, let period, period < inner.period { return (false, []) }
             if !transientFailure {
                 inner.failures = 0
                 guard inner.state != .closed else { return (false, []) }
@@ -160,6 +174,7 @@ public final class CircuitBreaker: Sendable {
             inner.failures += 1
             if inner.state == .halfOpen || (inner.state == .closed && inner.failures >= policy.failureThreshold) {
                 inner.state = .open
+                inner.period &+= 1
                 inner.openUntil = now() + policy.openDuration
                 inner.trips += 1
                 return (true, [])

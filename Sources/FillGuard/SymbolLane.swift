@@ -20,7 +20,9 @@ final class SymbolLane: @unchecked Sendable {
     enum Event: Sendable {
         case open(BracketSpec, reply: @Sendable (Result<Void, InputError>) -> Void)
         case broker(BrokerEvent)
-        case completed(OrderOperation, Result<Void, BrokerError>, wasProbe: Bool)
+        /// A broker's answer, with the breaker's ticket of its request; nil for an answer the
+        /// runtime made itself (recovery's), which says nothing of the broker's health.
+        case completed(OrderOperation, Result<Void, BrokerError>, breaker: BreakerTicket?)
         case retryDue(OrderID)
         case rearm(PositionID)
         case brokerQuantity(OrderID, Quantity)
@@ -60,10 +62,19 @@ final class SymbolLane: @unchecked Sendable {
         var actions: [SymbolStateMachine.Action] = []
     }
 
+    /// What the circuit breaker gave a request: the period it was let through in, and whether
+    /// it was the probe. Its outcome is recorded with it.
+    struct BreakerTicket: Sendable, Hashable {
+        /// The breaker's period when the request was let through.
+        var period: UInt32
+        /// The request was the breaker's probe.
+        var isProbe: Bool
+    }
+
     /// An operation taken from the machine, sent once its intent is durable.
     private struct PendingSend: Sendable {
         var operation: OrderOperation
-        var isProbe: Bool
+        var ticket: BreakerTicket
     }
 
     private struct Mailbox: ~Copyable {
@@ -320,12 +331,12 @@ final class SymbolLane: @unchecked Sendable {
             // The broker's latency counts from now, when the operation goes out, not from when it
             // was taken (its intent's write came between).
             let now = context.metrics.enabled && !sends.isEmpty ? ContinuousClock.now : Self.epoch
-            for send in sends { self.send(send.operation, isProbe: send.isProbe, sentAt: now) }
+            for send in sends { self.send(send.operation, ticket: send.ticket, sentAt: now) }
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
             // A probe among them never reaches the broker: given back, or the breaker would wait
             // for its answer for good.
-            if sends.contains(where: \.isProbe) { context.breaker.releaseProbe() }
+            if sends.contains(where: \.ticket.isProbe) { context.breaker.releaseProbe() }
         }
         var actions: [SymbolStateMachine.Action] = []
         for envelope in batch {
@@ -361,21 +372,21 @@ final class SymbolLane: @unchecked Sendable {
             reply(.failure(refusal))
         case .broker(let event):
             context.reject(refusal, context: "report for \(event.symbol)")
-        case .completed(_, let result, true):
+        case .completed(_, let result, let ticket?) where ticket.isProbe:
             // The broker did answer the breaker's probe: its health counts (the probe is given
             // back) though this lane cannot apply the answer; otherwise the breaker would stay
             // half open, every lane held, for good.
-            recordBreakerOutcome(result, wasProbe: true)
+            recordBreakerOutcome(result, ticket: ticket)
         default:
             break
         }
     }
 
     /// Feeds an answer's outcome to the circuit breaker; lanes it held send again if it closed.
-    private func recordBreakerOutcome(_ result: Result<Void, BrokerError>, wasProbe: Bool) {
+    private func recordBreakerOutcome(_ result: Result<Void, BrokerError>, ticket: BreakerTicket) {
         let (opened, held) = context.breaker.recordOutcome(
             transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
-            wasProbe: wasProbe, now: ContinuousClock.now)
+            wasProbe: ticket.isProbe, period: ticket.period, now: ContinuousClock.now)
         // It closed: the lanes it held send now, not when they were told to ask again.
         for lane in held { lane.breakerClosed() }
         if opened {
@@ -438,8 +449,8 @@ final class SymbolLane: @unchecked Sendable {
         case .broker(.refused(let error, let refusedContext, _)):
             // FillManager.receive records these without a lane; one reaching a lane changes nothing either.
             context.reject(error, context: refusedContext)
-        case .completed(let operation, let result, let wasProbe):
-            recordBreakerOutcome(result, wasProbe: wasProbe)
+        case .completed(let operation, let result, let ticket):
+            if let ticket { recordBreakerOutcome(result, ticket: ticket) }
             if timed { context.metrics.breakerState.record(context.breaker.state.rawValue) }
             switch result {
             case .success:
@@ -539,6 +550,9 @@ final class SymbolLane: @unchecked Sendable {
             }
             let isProbe: Bool
             if case .probe = permission { isProbe = true } else { isProbe = false }
+            // Read after the grant: should the breaker have opened in between, the request counts
+            // in the new period (as it would have before periods were kept).
+            let ticket = BreakerTicket(period: context.breaker.period, isProbe: isProbe)
             // The breaker went half open to let this probe through: shown now, not at its answer.
             if isProbe, context.metrics.enabled { context.metrics.breakerState.record(CircuitBreaker.State.halfOpen.rawValue) }
             if let bucket = context.bucket, let wait = bucket.take(now: clock.now) {
@@ -561,9 +575,9 @@ final class SymbolLane: @unchecked Sendable {
                 // Sent once its intent is durable (next pass).
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
                                                     payload: JournalCodec.encode(operation)))
-                pendingSends.append(PendingSend(operation: operation, isProbe: isProbe))
+                pendingSends.append(PendingSend(operation: operation, ticket: ticket))
             } else {
-                send(operation, isProbe: isProbe, sentAt: now)
+                send(operation, ticket: ticket, sentAt: now)
             }
             if isProbe { return }
         }
@@ -576,10 +590,10 @@ final class SymbolLane: @unchecked Sendable {
     /// the network suspends and resumes elsewhere, as a task would. Either way the lane does not
     /// wait for it. (Before macOS 26, where `Task.immediate` is missing, a plain task.)
     /// `sentAt` feeds the broker-latency metric only (read only with metrics enabled).
-    private func send(_ operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant) {
+    private func send(_ operation: OrderOperation, ticket: BreakerTicket, sentAt: ContinuousClock.Instant) {
         if context.lifecycle.load(ordering: .relaxed) == .stopped {
             context.logger.notice("operation not sent: the manager was shut down: \(operation)", metadata: ["symbol": "\(symbol)"])
-            if isProbe { context.breaker.releaseProbe() }
+            if ticket.isProbe { context.breaker.releaseProbe() }
             return
         }
         if context.metrics.enabled { context.metrics.operations[operation.kind]?.increment() }
@@ -588,7 +602,7 @@ final class SymbolLane: @unchecked Sendable {
         let latency = context.metrics.enabled ? context.metrics.brokerLatency[operation.kind] : nil
         // One object per send holds what the answer needs and takes only the first answer (the
         // closure captures it alone, so it costs no more than the closure's own context).
-        let answer = OperationAnswer(lane: self, operation: operation, isProbe: isProbe, sentAt: sentAt, latency: latency)
+        let answer = OperationAnswer(lane: self, operation: operation, ticket: ticket, sentAt: sentAt, latency: latency)
         // Watched for its deadline only if it was not answered by the time the call returned
         // (a broker that needs no wait answers at once, and costs nothing here).
         defer {
@@ -628,11 +642,11 @@ final class SymbolLane: @unchecked Sendable {
     /// A broker's answer to one operation: queued as the lane's next event, or taken inline when
     /// a `CallbackBroker` gives it on the sending thread. A broker that answers again breaks its
     /// contract; the repeat is logged and ignored, so the work count stays balanced.
-    fileprivate func takeAnswer(_ result: Result<Void, BrokerError>, to operation: OrderOperation, wasProbe: Bool) {
+    fileprivate func takeAnswer(_ result: Result<Void, BrokerError>, to operation: OrderOperation, ticket: BreakerTicket) {
         if sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
-            takeAnswerInline(.completed(operation, result, wasProbe: wasProbe))
+            takeAnswerInline(.completed(operation, result, breaker: ticket))
         } else {
-            enqueue(.completed(operation, result, wasProbe: wasProbe))
+            enqueue(.completed(operation, result, breaker: ticket))
         }
         context.work.end()
     }
@@ -806,15 +820,15 @@ private final class OperationAnswer: Sendable {
 
     private let lane: SymbolLane
     let operation: OrderOperation
-    private let isProbe: Bool
+    private let ticket: SymbolLane.BreakerTicket
     private let sentAt: ContinuousClock.Instant
     private let latency: Timer?
     private let state = Atomic<UInt8>(OperationAnswer.waiting)
 
-    init(lane: SymbolLane, operation: OrderOperation, isProbe: Bool, sentAt: ContinuousClock.Instant, latency: Timer?) {
+    init(lane: SymbolLane, operation: OrderOperation, ticket: SymbolLane.BreakerTicket, sentAt: ContinuousClock.Instant, latency: Timer?) {
         self.lane = lane
         self.operation = operation
-        self.isProbe = isProbe
+        self.ticket = ticket
         self.sentAt = sentAt
         self.latency = latency
     }
@@ -834,13 +848,13 @@ private final class OperationAnswer: Sendable {
             return
         }
         latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
-        lane.takeAnswer(result, to: operation, wasProbe: isProbe)
+        lane.takeAnswer(result, to: operation, ticket: ticket)
     }
 
     /// Stops waiting: the call counts as timed out. False when it was answered first.
     func expire(after timeout: Duration) -> Bool {
         guard state.compareExchange(expected: Self.waiting, desired: Self.expired, ordering: .acquiringAndReleasing).exchanged else { return false }
-        lane.takeAnswer(.failure(BrokerError(.timedOut, "no answer within \(timeout)")), to: operation, wasProbe: isProbe)
+        lane.takeAnswer(.failure(BrokerError(.timedOut, "no answer within \(timeout)")), to: operation, ticket: ticket)
         return true
     }
 }

@@ -1,4 +1,4 @@
-import FillGuard
+@testable import FillGuard
 import Testing
 
 /// The breaker's rules, driven with explicit instants (no clock, no broker).
@@ -45,6 +45,28 @@ struct CircuitBreakerTests {
         #expect(!breaker.record(transientFailure: false, wasProbe: true, now: second))
         #expect(breaker.state == .closed)
         #expect(breaker.acquire(now: second) == .granted)
+    }
+
+    @Test("failures of requests let through before the breaker last opened (old calls timing out late) neither reopen it while its probe is out nor open it again once the probe closed it")
+    func lateFailuresOfAnEarlierPeriodDoNotCount() {
+        let breaker = CircuitBreaker(policy: policy)
+        let before = breaker.period
+        // Many calls out when the broker stalls: three time out and open it.
+        for _ in 0..<3 { _ = breaker.recordOutcome(transientFailure: true, wasProbe: false, period: before, now: start) }
+        #expect(breaker.state == .open && breaker.period == before + 1)
+        let reopen = start + .seconds(1)
+        #expect(breaker.acquire(now: reopen) == .probe)
+        // The other old calls time out while the probe is out: still half open, the probe still the one out.
+        #expect(!breaker.recordOutcome(transientFailure: true, wasProbe: false, period: before, now: reopen).opened)
+        #expect(breaker.state == .halfOpen)
+        #expect(breaker.acquire(now: reopen) == .denied(until: reopen + .milliseconds(20)))
+        // The probe succeeds; more old timeouts come in: it stays closed.
+        _ = breaker.recordOutcome(transientFailure: false, wasProbe: true, period: breaker.period, now: reopen)
+        for _ in 0..<5 { _ = breaker.recordOutcome(transientFailure: true, wasProbe: false, period: before, now: reopen) }
+        #expect(breaker.state == .closed && breaker.trips == 1)
+        // Failures of calls let through since count as before.
+        for _ in 0..<3 { _ = breaker.recordOutcome(transientFailure: true, wasProbe: false, period: breaker.period, now: reopen) }
+        #expect(breaker.state == .open && breaker.trips == 2)
     }
 
     @Test("a probe given back lets the next request probe")

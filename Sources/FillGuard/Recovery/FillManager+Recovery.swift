@@ -214,7 +214,7 @@ extension FillManager {
                     } catch {
                         correct(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: operation.orderID,
                                                          message: "\(operation.kind.rawValue) outcome unknown and the order could not be read: \(error); treated as a timeout"))
-                        lane.enqueue(.completed(operation, .failure(BrokerError(.timedOut, "outcome unknown after restart")), wasProbe: false))
+                        lane.enqueue(.completed(operation, .failure(BrokerError(.timedOut, "outcome unknown after restart")), breaker: nil))
                         continue
                     }
                 }
@@ -228,7 +228,8 @@ extension FillManager {
                    operation.kind == .modify || (operation.kind == .submit && ended != .rejected) {
                     endedWhileDown(operation.orderID, ended, on: lane, correct: correct)
                 }
-                lane.enqueue(.completed(operation, result, wasProbe: false))
+                // Made up from the order's state, not a broker's answer: no news of its health.
+                lane.enqueue(.completed(operation, result, breaker: nil))
             }
             // 5. Orders believed live that ended at the broker, or that it does not know.
             for order in view.live where !inFlight.contains(order.id) {
