@@ -2,7 +2,7 @@ import Synchronization
 
 /// One that a breaker held back and tells when it closes.
 protocol CircuitBreakerWaiter: AnyObject, Sendable {
-    /// The breaker closed: send what it held.
+    /// The breaker closed, or its probe was answered or given back: ask again.
     func breakerClosed()
 }
 
@@ -12,14 +12,15 @@ public struct CircuitBreakerPolicy: Sendable, Hashable {
     public var failureThreshold: Int { didSet { if failureThreshold < 1 { failureThreshold = 1 } } }
     /// How long it stays open before letting one probe through (default 1 s; a negative one is zero).
     public var openDuration: Duration { didSet { if openDuration < .zero { openDuration = .zero } } }
-    /// How often a held lane asks again while a probe is out (default 20 ms; at least 1 ms).
+    /// How long a held lane waits before it asks again while a probe is out, as a safety net:
+    /// it is told at once when the probe is answered or given back (default 1 s; at least 1 ms).
     public var probeWait: Duration { didSet { if probeWait < Self.shortestProbeWait { probeWait = Self.shortestProbeWait } } }
 
     /// The shortest `probeWait`: a held lane never asks in a busy loop.
     public static let shortestProbeWait: Duration = .milliseconds(1)
 
     /// A breaker policy.
-    public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(1), probeWait: Duration = .milliseconds(20)) {
+    public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(1), probeWait: Duration = .seconds(1)) {
         self.failureThreshold = max(1, failureThreshold)
         self.openDuration = max(.zero, openDuration)
         self.probeWait = max(Self.shortestProbeWait, probeWait)
@@ -134,9 +135,17 @@ public final class CircuitBreaker: Sendable {
         }
     }
 
-    /// Gives back a probe that was not used.
-    public func releaseProbe() {
-        inner.withLock { $0.probeOut = false }
+    /// Gives back a probe that was not used; those it held ask again now (one of them probes),
+    /// unless `tellingHeld` is false (the caller asks again itself soon: told now, they would
+    /// only find the probe taken back and give it back again, round and round).
+    public func releaseProbe(tellingHeld: Bool = true) {
+        let held = inner.withLock { inner -> [any CircuitBreakerWaiter] in
+            inner.probeOut = false
+            guard tellingHeld, inner.state == .halfOpen else { return [] }
+            defer { inner.held = [:] }
+            return Array(inner.held.values)
+        }
+        for waiter in held { waiter.breakerClosed() }
     }
 
     /// Records a request's outcome: `transientFailure` counts toward opening; anything the
@@ -149,8 +158,9 @@ public final class CircuitBreaker: Sendable {
         return outcome.opened
     }
 
-    /// `record`, returning instead of telling those it held (non-empty only when this outcome
-    /// closed the breaker), for the caller to tell outside its own critical section.
+    /// `record`, returning instead of telling those it held (non-empty when this outcome closed
+    /// the breaker, or opened it again on the probe's failure: they ask again, and wait for the
+    /// open time), for the caller to tell outside its own critical section.
     /// A failure of a request let through in an earlier `period` than the current one (sent
     /// before the breaker last opened: an old call's timeout coming in late) is not counted: it
     /// would reopen a breaker whose probe is out, or open one a probe has just closed.
@@ -173,11 +183,14 @@ public final class CircuitBreaker: Sendable {
             }
             inner.failures += 1
             if inner.state == .halfOpen || (inner.state == .closed && inner.failures >= policy.failureThreshold) {
+                // Those held while the probe was out are told: they were waiting for its answer.
+                let held = inner.state == .halfOpen ? Array(inner.held.values) : []
+                if inner.state == .halfOpen { inner.held = [:] }
                 inner.state = .open
                 inner.period &+= 1
                 inner.openUntil = now() + policy.openDuration
                 inner.trips += 1
-                return (true, [])
+                return (true, held)
             }
             return (false, [])
         }

@@ -556,7 +556,8 @@ final class SymbolLane: @unchecked Sendable {
             // The breaker went half open to let this probe through: shown now, not at its answer.
             if isProbe, context.metrics.enabled { context.metrics.breakerState.record(CircuitBreaker.State.halfOpen.rawValue) }
             if let bucket = context.bucket, let wait = bucket.take(now: clock.now) {
-                if isProbe { context.breaker.releaseProbe() }
+                // This lane takes the probe again once the bucket has a token.
+                if isProbe { context.breaker.releaseProbe(tellingHeld: false) }
                 if !machine.isQuiescent { scheduleWake(at: clock.now + wait) }
                 return
             }

@@ -69,6 +69,38 @@ struct CircuitBreakerTests {
         #expect(breaker.state == .open && breaker.trips == 2)
     }
 
+    /// Counts how often the breaker tells it to ask again.
+    private final class Waiter: CircuitBreakerWaiter, @unchecked Sendable {
+        var told = 0
+        func breakerClosed() { told += 1 }
+    }
+
+    @Test("those held while the probe is out are told when it is given back or fails, not left to poll: the default safety-net wait is a second")
+    func heldAreToldWhenTheProbeEnds() {
+        #expect(CircuitBreakerPolicy().probeWait == .seconds(1))
+        let breaker = CircuitBreaker(policy: policy)
+        for _ in 0..<3 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        let reopen = start + .seconds(1)
+        let held = Waiter()
+        #expect(breaker.acquire(now: reopen) == .probe)
+        #expect(breaker.acquire(now: reopen, wakingOnClose: held) == .denied(until: reopen + .milliseconds(20)))
+        // Given back: told at once, and the next ask probes.
+        breaker.releaseProbe()
+        #expect(held.told == 1)
+        #expect(breaker.acquire(now: reopen, wakingOnClose: held) == .probe)
+        // Held again behind that probe, which fails: told, and then held for the open time.
+        let other = Waiter()
+        #expect(breaker.acquire(now: reopen, wakingOnClose: other) == .denied(until: reopen + .milliseconds(20)))
+        #expect(breaker.record(transientFailure: true, wasProbe: true, now: reopen))
+        #expect(other.told == 1)
+        #expect(breaker.acquire(now: reopen, wakingOnClose: other) == .denied(until: reopen + .seconds(1)))
+        // A probe given back by one that asks again itself (its rate limit) tells no one.
+        #expect(breaker.acquire(now: reopen + .seconds(1)) == .probe)
+        #expect(breaker.acquire(now: reopen + .seconds(1), wakingOnClose: other) == .denied(until: reopen + .seconds(1) + .milliseconds(20)))
+        breaker.releaseProbe(tellingHeld: false)
+        #expect(other.told == 1)
+    }
+
     @Test("a probe given back lets the next request probe")
     func releasedProbe() {
         let breaker = CircuitBreaker(policy: policy)
