@@ -28,6 +28,25 @@ let scratchRoot: String = {
 
 @Suite("Journal stores pass the contract", .timeLimit(.minutes(5)))
 struct JournalStoreTests {
+    @Test("a snapshot whose format byte was damaged is reported as damage (corrupted), not as a newer FillGuard's (upgrade FillGuard); an intact newer one is")
+    func damagedSnapshotFormatIsDamage() throws {
+        var damaged = JournalRecord(symbol: "GLD", sequence: 5, kind: .snapshot, payload: [SnapshotCodec.version, 1, 2, 3])
+        damaged.payload[0] = 9
+        #expect(throws: JournalError.self) { _ = try JournalAssembly.assemble(rows: [], snapshots: [damaged], notices: { _ in }) }
+        do {
+            _ = try JournalAssembly.assemble(rows: [], snapshots: [damaged], notices: { _ in })
+        } catch {
+            #expect(error.code == .corrupted, "\(error)")
+        }
+        let newer = JournalRecord(symbol: "GLD", sequence: 5, kind: .snapshot, payload: [9, 1, 2, 3])
+        do {
+            _ = try JournalAssembly.assemble(rows: [], snapshots: [newer], notices: { _ in })
+            Issue.record("a newer snapshot was accepted")
+        } catch {
+            #expect(error.code == .unsupportedVersion, "\(error)")
+        }
+    }
+
     @Test("in memory")
     func inMemory() async throws {
         try await JournalStoreContract(newStorage: {

@@ -51,11 +51,13 @@ public enum JournalAssembly {
             notices("the journal's last record (record \(ordered[firstDamaged].position)) was torn by a crash during a write; dropped. What it held is recovered from the broker by reconciliation")
         }
         for snapshot in snapshots {
-            if let version = snapshot.payload.first, version > SnapshotCodec.version {
-                throw JournalError(.unsupportedVersion, "the snapshot of \(snapshot.symbol) has format \(version), newer than this FillGuard reads (\(SnapshotCodec.version)); upgrade FillGuard")
-            }
+            // The checksum first: a damaged format byte is damage, not a newer FillGuard's snapshot
+            // (said as "upgrade FillGuard", it would send a person the wrong way).
             guard snapshot.isIntact else {
                 throw JournalError(.corrupted, "the snapshot of \(snapshot.symbol) fails its checksum")
+            }
+            if let version = snapshot.payload.first, version > SnapshotCodec.version {
+                throw JournalError(.unsupportedVersion, "the snapshot of \(snapshot.symbol) has format \(version), newer than this FillGuard reads (\(SnapshotCodec.version)); upgrade FillGuard")
             }
         }
         var lanes: [Symbol: JournalContents.Lane] = [:]
