@@ -24,8 +24,17 @@ public struct FillGuardConfiguration: Sendable {
     /// broker whose own deadline failed (a call that never returns would otherwise hold its order's
     /// work for good). Checked every half timeout, so a call expires between one and one and a
     /// half timeouts after it was sent. Default 120 s; nil (or a duration that is not positive)
-    /// waits for every answer however long.
-    public var brokerAnswerTimeout: Duration? = .seconds(120)
+    /// waits for every answer however long; a positive one is at least `shortestBrokerAnswerTimeout`.
+    public var brokerAnswerTimeout: Duration? = .seconds(120) {
+        didSet {
+            if let timeout = brokerAnswerTimeout, timeout > .zero, timeout < Self.shortestBrokerAnswerTimeout {
+                brokerAnswerTimeout = Self.shortestBrokerAnswerTimeout
+            }
+        }
+    }
+    /// The shortest positive `brokerAnswerTimeout`: its check (every half timeout) never becomes
+    /// a busy loop.
+    public static let shortestBrokerAnswerTimeout: Duration = .milliseconds(10)
     /// Events a lane handles before yielding its thread to other symbols (fairness; at least 1).
     public var lanePassLimit: Int { didSet { if lanePassLimit < 1 { lanePassLimit = 1 } } }
     /// How long a runner with nothing to do keeps polling for the next event before it gives its

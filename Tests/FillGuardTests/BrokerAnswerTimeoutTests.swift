@@ -11,6 +11,19 @@ struct BrokerAnswerTimeoutTests {
         return configuration
     }
 
+    @Test("a positive answer timeout is at least 10 ms (checked every half timeout, a tiny one was a busy loop); nil and zero still wait for ever")
+    func answerTimeoutHasAFloor() {
+        var configuration = FillGuardConfiguration()
+        configuration.brokerAnswerTimeout = .nanoseconds(1)
+        #expect(configuration.brokerAnswerTimeout == FillGuardConfiguration.shortestBrokerAnswerTimeout)
+        configuration.brokerAnswerTimeout = .zero
+        #expect(configuration.brokerAnswerTimeout == .zero)
+        configuration.brokerAnswerTimeout = nil
+        #expect(configuration.brokerAnswerTimeout == nil)
+        configuration.brokerAnswerTimeout = .seconds(3)
+        #expect(configuration.brokerAnswerTimeout == .seconds(3))
+    }
+
     @Test("an async broker call that does not return is counted as timed out and sent again; its late answer is ignored")
     func hangingAsyncCall() async throws {
         let broker = TestBroker()
