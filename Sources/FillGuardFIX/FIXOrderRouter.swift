@@ -228,6 +228,9 @@ public struct FIXOrderRouter: Sendable {
         /// Ended here as never taken by the broker (a cancel beside its unanswered submit was
         /// refused as unknown); a later New or fill shows it live, unwanted.
         var presumedNeverTaken = false
+        /// Cancelled here as live though the runtime had it as refused (`cancelOrphan`): its
+        /// Canceled is passed on, since the runtime may have taken it back meanwhile (a fill).
+        var orphanCancelled = false
         /// Submits sent again (PossResend=Y) whose own answer has not come: a broker that took
         /// the first answers each with a Rejected (duplicate ClOrdID), which ends nothing.
         var resentSubmits = 0
@@ -776,13 +779,17 @@ public struct FIXOrderRouter: Sendable {
         if let order = orders[orderID], order.presumedNeverTaken || (order.rejected && !order.acknowledged),
            execType == "0" || execType == "F" {
             // Taken after all (the venue booked it after refusing the cancel as unknown, or after
-            // its submit was answered with a reject): the runtime has it as refused, so it is
-            // cancelled here. Its fills still count.
+            // its submit was answered with a reject). A New: the runtime has it as refused, so it
+            // is cancelled here. A fill: the runtime takes it back itself on that fill (it counts;
+            // the rest is held live as the runtime decides), so it is left to the runtime.
             orders[orderID]?.presumedNeverTaken = false
             orders[orderID]?.done = false
             orders[orderID]?.rejected = false
             orders[orderID]?.acknowledged = true
-            if let order = orders[orderID] { outputs.append(.cancelOrphan(CancelOrderRequest(orderID: orderID, symbol: order.symbol))) }
+            if execType == "0", let order = orders[orderID] {
+                orders[orderID]?.orphanCancelled = true
+                outputs.append(.cancelOrphan(CancelOrderRequest(orderID: orderID, symbol: order.symbol)))
+            }
         }
         switch execType {
         case "0": // New
@@ -793,7 +800,10 @@ public struct FIXOrderRouter: Sendable {
             if case .modify(let quantity)? = pending[clOrdID]?.kind {
                 orders[orderID]?.quantity = quantity
             } else if let quantity = fields.orderQuantity {
-                if pending[clOrdID] == nil, let order = orders[orderID], order.acknowledged, quantity != order.quantity {
+                // One of our own chain (`O7~2`) with nothing pending is a replace FillGuard sent
+                // before a restart (its answer comes now): asked for, not a correction.
+                let ours = Self.root(of: clOrdID) == orderID && Self.chainNumber(of: clOrdID) != nil
+                if pending[clOrdID] == nil, !ours, let order = orders[orderID], order.acknowledged, quantity != order.quantity {
                     // Replaced by someone else (a desk, the broker): the broker now works it at
                     // this size, which FillGuard did not ask for. Said as a restatement is.
                     outputs.append(.event(.correction(orderID, symbol: Symbol(symbolText),
@@ -817,6 +827,12 @@ public struct FIXOrderRouter: Sendable {
                 }
                 outputs += complete(key: clOrdID, expecting: .cancel)
                 outputs += finish(orderID, reason: "canceled")
+                if let order = orders[orderID], order.orphanCancelled {
+                    // The router's own cancel of an order the runtime had as refused: the runtime
+                    // is told, in case a fill made it take the order back meanwhile.
+                    outputs.append(.event(.orderStatus(OrderStatusReport(orderID: orderID, symbol: order.symbol, outcome: .cancelled,
+                                                                         reason: "live at the broker though refused; cancelled"))))
+                }
             } else {
                 outputs += end(orderID, .cancelled, reason: text)
             }

@@ -86,13 +86,26 @@ struct RouterLifecycleTests {
         #expect(endings(router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8"))) == [.rejected])
     }
 
-    @Test("an order whose submit was answered with a reject, then shown live (New) all the same, is cancelled: the runtime has it as refused")
-    func rejectedSubmitShownLiveIsCancelled() {
+    @Test("an order whose submit was answered with a reject, then shown live (New) all the same, is cancelled, and the runtime is told when it is; one shown live by a fill is left to the runtime, which takes it back on that fill")
+    func rejectedSubmitShownLiveIsCancelled() throws {
         var router = FIXOrderRouter()
         _ = router.submit(stop, transactTime: 0)
         _ = router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "0")]))
         let outputs = router.received(report("O1", execType: "0", execID: "A1"))
-        #expect(outputs.contains { if case .cancelOrphan(let request) = $0 { request.orderID == "O1" } else { false } }, "\(outputs)")
+        let orphan = try #require(outputs.compactMap { if case .cancelOrphan(let request) = $0 { request } else { nil } }.first, "\(outputs)")
+        #expect(orphan.orderID == "O1")
+        // The broker's own cancel goes out; its Canceled is passed on (a fill may have had the
+        // runtime take the order back meanwhile).
+        let cancel = try #require(sentMessage(router.cancel(orphan, transactTime: 0)))
+        let canceled = router.received(report(try #require(cancel[11]), execType: "4", execID: "C1", ordStatus: "4", extra: [FIXField(41, "O1")]))
+        #expect(endings(canceled) == [.cancelled], "\(canceled)")
+        // Shown live by a fill instead: passed on, not cancelled here.
+        var other = FIXOrderRouter()
+        _ = other.submit(stop, transactTime: 0)
+        _ = other.received(report("O1", execType: "8", execID: "R1", ordStatus: "8", extra: [FIXField(103, "0")]))
+        let filled = other.received(fill("O1", execID: "F1", last: "10", price: "250", cum: "10", leaves: "90"))
+        #expect(!filled.contains { if case .cancelOrphan = $0 { true } else { false } }, "\(filled)")
+        #expect(filled.contains { if case .event(.execution) = $0 { true } else { false } }, "\(filled)")
     }
 
     @Test("a replace in flight at a restart: its answer and later fills map, and the chain goes on after it")
@@ -106,6 +119,8 @@ struct RouterLifecycleTests {
         ]))
         let replaced = router.received(report("O7~2", execType: "5", execID: "P1", extra: [FIXField(41, "O7~1"), FIXField(54, "2"), FIXField(38, "400")]))
         #expect(refusal(replaced) == nil)
+        // FillGuard's own replace, sent before the restart: not a correction for a person.
+        #expect(!replaced.contains { if case .event(.correction) = $0 { true } else { false } }, "\(replaced)")
         var later = fill("O7~2", execID: "P2", last: "40", price: "245", cum: "40", leaves: "360")
         later[54] = "2"
         guard case .event(.execution(let execution))? = router.received(later).first else { Issue.record("the fill was not taken"); return }
