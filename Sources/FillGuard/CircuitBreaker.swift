@@ -171,8 +171,11 @@ public final class CircuitBreaker: Sendable {
         if !transientFailure && !wasProbe && isHealthy.load(ordering: .acquiring) { return (false, []) }
         return inner.withLock { inner in
             defer { publish(inner) }
-            if wasProbe { inner.probeOut = false }
-            if transientFailure, !wasProbe, let period, period < inner.period { return (false, []) }
+            // From before the breaker last opened: a probe of an earlier period is not the one
+            // out now, and a failure says nothing of the broker since.
+            let stale = period.map { $0 < inner.period } ?? false
+            if wasProbe, !stale { inner.probeOut = false }
+            if transientFailure, stale { return (false, []) }
             if !transientFailure {
                 inner.failures = 0
                 guard inner.state != .closed else { return (false, []) }

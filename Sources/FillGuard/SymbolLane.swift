@@ -373,10 +373,16 @@ final class SymbolLane: @unchecked Sendable {
         case .broker(let event):
             context.reject(refusal, context: "report for \(event.symbol)")
         case .completed(_, let result, let ticket?) where ticket.isProbe:
-            // The broker did answer the breaker's probe: its health counts (the probe is given
-            // back) though this lane cannot apply the answer; otherwise the breaker would stay
-            // half open, every lane held, for good.
-            recordBreakerOutcome(result, ticket: ticket)
+            if context.lifecycle.load(ordering: .relaxed) == .stopped {
+                // After shutdown (when the watchdog gives up every call it watches, an answer it
+                // makes itself): no news of the broker. The probe is given back.
+                context.breaker.releaseProbe()
+            } else {
+                // The broker did answer the breaker's probe: its health counts (the probe is
+                // given back) though this lane cannot apply the answer; otherwise the breaker
+                // would stay half open, every lane held, for good.
+                recordBreakerOutcome(result, ticket: ticket)
+            }
         default:
             break
         }
@@ -543,6 +549,10 @@ final class SymbolLane: @unchecked Sendable {
             // With a rate limit, a token is not taken (and given back) when nothing is ready to
             // send: meanwhile another symbol could find the bucket empty and wait for nothing.
             if context.bucket != nil, !machine.hasOperationReady { return }
+            // The period is read before asking: a request is never put in a later period than
+            // the one it was let through in (then its failure would count against a breaker
+            // that opened after it was sent).
+            let period = context.breaker.period
             let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
             if case .denied(let until) = permission {
                 if !machine.isQuiescent { scheduleWake(at: until) }
@@ -550,9 +560,10 @@ final class SymbolLane: @unchecked Sendable {
             }
             let isProbe: Bool
             if case .probe = permission { isProbe = true } else { isProbe = false }
-            // Read after the grant: should the breaker have opened in between, the request counts
-            // in the new period (as it would have before periods were kept).
-            let ticket = BreakerTicket(period: context.breaker.period, isProbe: isProbe)
+            // A probe is handed out under the breaker's lock in the current period, which only its
+            // own outcome can end: read now (an earlier read could be from before the breaker
+            // opened, and the probe's outcome would then be taken for a stale one's).
+            let ticket = BreakerTicket(period: isProbe ? context.breaker.period : period, isProbe: isProbe)
             // The breaker went half open to let this probe through: shown now, not at its answer.
             if isProbe, context.metrics.enabled { context.metrics.breakerState.record(CircuitBreaker.State.halfOpen.rawValue) }
             if let bucket = context.bucket, let wait = bucket.take(now: clock.now) {
