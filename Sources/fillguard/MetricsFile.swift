@@ -17,10 +17,16 @@ final class MetricsFile: Sendable {
     /// FillGuard's microsecond work. Refused, before anything is written: a path that is not a
     /// regular file (a FIFO, a device, a directory), an existing file that is not a metrics
     /// file (a journal, anything else a person keeps), and any of `sparing`'s paths under
-    /// another spelling (`./j.sqlite` for `j.sqlite`, a hard link).
-    init(path given: String, sparing: [String] = []) throws(MetricsFileError) {
+    /// another spelling (`./j.sqlite` for `j.sqlite`, a hard link), and any path inside one of
+    /// `sparingDirectories` (a FIX session store, whose files it must never replace).
+    init(path given: String, sparing: [String] = [], sparingDirectories: [String] = []) throws(MetricsFileError) {
         path = try Self.target(of: given)
         let canonical = Self.canonical(path)
+        for directory in sparingDirectories {
+            if canonical.hasPrefix(Self.resolved(directory: directory) + "/") {
+                throw MetricsFileError("\(given) is inside the FIX session store \(directory): give a path outside it")
+            }
+        }
         var own = stat()
         let exists = stat(path, &own) == 0
         for spared in sparing {
@@ -71,10 +77,14 @@ final class MetricsFile: Sendable {
     /// `path` with its directory resolved (symbolic links, `.`, `..`), for comparing spellings.
     private static func canonical(_ path: String) -> String {
         let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        guard let resolved = realpath(directory, nil) else { return url.standardizedFileURL.path }
+        return resolved(directory: url.deletingLastPathComponent().path) + "/" + url.lastPathComponent
+    }
+
+    /// `directory` with symbolic links, `.` and `..` resolved (as written when it does not exist).
+    private static func resolved(directory: String) -> String {
+        guard let resolved = realpath(directory, nil) else { return URL(fileURLWithPath: directory).standardizedFileURL.path }
         defer { free(resolved) }
-        return String(cString: resolved) + "/" + url.lastPathComponent
+        return String(cString: resolved)
     }
 
     /// Whether the regular file at `path` is empty or starts as Prometheus's text format does.

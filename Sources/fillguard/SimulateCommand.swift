@@ -185,7 +185,9 @@ struct SimulateCommand: AsyncParsableCommand {
         // The journal's files, under any spelling, are never the metrics file.
         let journalFiles = journal.map { path in ["", "-wal", "-shm", "-journal", ".exchange"].map { path + $0 } } ?? []
         do {
-            let file = try MetricsFile(path: metricsFile, sparing: journalFiles)
+            // Nor are the FIX session store's files (its lock is an empty file).
+            let storeDirectories = broker == "fix" ? [(try? fix.settings())?.storePath].compactMap { $0 } : []
+            let file = try MetricsFile(path: metricsFile, sparing: journalFiles, sparingDirectories: storeDirectories)
             try file.write()
             return file
         } catch {

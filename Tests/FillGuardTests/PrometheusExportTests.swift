@@ -116,6 +116,11 @@ struct PrometheusExportTests {
             #expect(refused.status == 2 && refused.errors.contains(reason), "\(path): \(refused.errors)")
         }
         #expect(try String(contentsOfFile: directory + "/notes.txt", encoding: .utf8) == "keep me\n")
+        // Nor a file in the FIX session store (its lock is an empty file): refused before any connection.
+        try FileManager.default.createDirectory(atPath: directory + "/store", withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: directory + "/store/lock", contents: nil)
+        let store = try await run(["simulate", "--broker", "fix", "--fix-port", "9", "--fix-store", "store", "--metrics-file", "./store/../store/lock"])
+        #expect(store.status == 2 && store.errors.contains("inside the FIX session store"), "\(store.errors)")
         // A symbolic link into a textfile directory, its file not there yet: written through it.
         try FileManager.default.createSymbolicLink(atPath: directory + "/link.prom", withDestinationPath: "textfile/fillguard.prom")
         let linked = try await run(["simulate", "--duration", "0.3", "--metrics-file", "link.prom"])
