@@ -786,6 +786,13 @@ final class FIXBrokerCore: @unchecked Sendable {
                 } else {
                     logger.info("FIX session closing: \(reason)")
                 }
+                // Answers that arose earlier in this list go out first, while there is a
+                // connection to write them to (a Reject of a report, say, before the Logout's close).
+                if !deferredActions.isEmpty {
+                    let earlier = deferredActions
+                    deferredActions = []
+                    performNow(earlier)
+                }
                 if wrote { flushAfterPersisting() }
                 wrote = false
                 channel?.close(promise: nil)

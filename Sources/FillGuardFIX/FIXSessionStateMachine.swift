@@ -155,7 +155,8 @@ public struct FIXSessionStateMachine: Sendable {
     public var resetsOnNextLogon: Bool { configuration.resetSeqNumOnLogon && !hasLoggedOn }
 
     private var hasLoggedOn = false
-    /// The Logon last sent asked for ResetSeqNumFlag (141=Y).
+    /// The Logon last sent asked for ResetSeqNumFlag (141=Y), or went out as number 1 (both
+    /// sides then start at 1 whatever the answer says).
     private var logonAskedReset = false
 
     // MARK: Events
@@ -176,7 +177,7 @@ public struct FIXSessionStateMachine: Sendable {
         lastReceived = now
         var fields = [FIXField(98, "0"), FIXField(108, String(configuration.heartbeatInterval))]
         if reset { fields.append(FIXField(141, "Y")) }
-        logonAskedReset = reset
+        logonAskedReset = reset || nextSenderSeqNum == 1
         return [sendAdmin(FIXMessage(beginString: configuration.beginString, msgType: FIXMsgType.logon, fields: fields), now: now)]
     }
 

@@ -105,6 +105,12 @@ struct SessionTests {
         #expect(reason.contains("did not ask"))
         // The numbers stay as they were for the next Logon.
         #expect(machine.nextTargetSeqNum == 70)
+        // A fresh session (this side's Logon was number 1): both sides are at the start, so a
+        // counterparty that always answers with the flag is in step.
+        var fresh = FIXSessionStateMachine(configuration: configuration)
+        _ = fresh.connected(now: 0)
+        #expect(fresh.received(peer("A", 1, [FIXField(98, "0"), FIXField(108, "30"), FIXField(141, "Y")]), now: 0) == [.loggedOn])
+        #expect(fresh.nextTargetSeqNum == 2 && fresh.nextSenderSeqNum == 2)
     }
 
     @Test func logonRejectedByLogout() {
