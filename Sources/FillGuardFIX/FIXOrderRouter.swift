@@ -1177,8 +1177,12 @@ public struct FIXOrderRouter: Sendable {
     /// not negative, every other number present readable and in range; else the reason.
     private static func readStatus(_ message: FIXMessage, orderID: OrderID, clOrdID: String, symbol: Symbol,
                                    ordStatus: String) throws(Refusal) -> FIXOrderStatus {
-        guard let side = message[54].flatMap(side(code:)) else {
-            throw Refusal(error: InputError(.malformed, "Side \(message[54] ?? "-") is neither buy (1) nor sell (2)"), answer: nil)
+        // A status report may be of another program's order on the account: one that buys
+        // (1, buy minus 3) or sells (2, sell plus 4, sell short 5 and 6) is read by its direction,
+        // so that it does not make the whole status answer unreadable. FillGuard's own orders are
+        // 1 or 2, and a fill's side is still checked strictly against its order.
+        guard let side = message[54].flatMap(Self.statusSide(code:)) else {
+            throw Refusal(error: InputError(.malformed, "Side \(message[54] ?? "-") is neither a buy (1, 3) nor a sell (2, 4, 5, 6)"), answer: nil)
         }
         guard let cumulative = try quantity(message, 14, "CumQty", allowZero: true),
               let leaves = try quantity(message, 151, "LeavesQty", allowZero: true) else {
@@ -1417,6 +1421,15 @@ public struct FIXOrderRouter: Sendable {
     public static func sideCode(_ side: Side) -> String { side == .buy ? "1" : "2" }
     /// Side from a FIX Side (54) code; nil for codes FillGuard does not use.
     public static func side(code: String) -> Side? { code == "1" ? .buy : code == "2" ? .sell : nil }
+    /// The direction of an order a status report shows: buy (1), buy minus (3), sell (2), sell
+    /// plus (4), sell short (5), sell short exempt (6); nil for the others (cross, undisclosed...).
+    static func statusSide(code: String) -> Side? {
+        switch code {
+        case "1", "3": return .buy
+        case "2", "4", "5", "6": return .sell
+        default: return nil
+        }
+    }
     /// TimeInForce from a FIX TimeInForce (59) code; nil for codes FillGuard does not use.
     public static func timeInForce(code: String) -> TimeInForce? {
         switch code {

@@ -517,6 +517,26 @@ struct RouterQueryTests {
         #expect(ask[11] == "O7~2" && ask[37] == "B-O7~2", "asked by its current ClOrdID and the broker's OrderID")
     }
 
+    @Test("a mass status listing another program's sell-short order (Side 5) is read, not refused whole (one such order cost the whole reconciliation)")
+    func sellShortInAStatusIsASell() throws {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        let listed = report("MANUAL-1", execType: "I", execID: "S", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "5"), FIXField(38, "50"), FIXField(40, "2"),
+            FIXField(44, "260"), FIXField(59, "1"), FIXField(151, "50"),
+        ])
+        let outputs = router.received(listed)
+        guard case .status(_, let status?, true)? = outputs.first else { Issue.record("not read: \(outputs)"); return }
+        #expect(status.side == .sell)
+        // Cross (8) and the like have no direction: still refused.
+        var other = FIXOrderRouter()
+        guard case .send(_, let otherKey) = other.massStatusRequest() else { Issue.record("no AF"); return }
+        var cross = listed
+        cross[584] = otherKey
+        cross[54] = "8"
+        guard case .malformedStatus? = other.received(cross).first else { Issue.record("a cross was read"); return }
+    }
+
     @Test func positionsComeFromTheAckAndEveryReport() throws {
         var router = FIXOrderRouter()
         let plan = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0)

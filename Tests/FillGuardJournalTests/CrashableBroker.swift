@@ -148,6 +148,10 @@ final class CrashableBroker: Broker, BrokerQueries {
         state.withLock { $0.failingQueries = ["openOrders": count, "orderState": count, "executions": count, "positions": count] }
     }
 
+    /// From now on the open orders cannot be read: refused for good (one order the adapter
+    /// cannot read fails the whole list, as FIX's mass status does).
+    func refuseOpenOrders() { state.withLock { $0.failingQueries["openOrdersForGood"] = 1 } }
+
     private func failIfAsked(_ query: String) throws(BrokerError) {
         let fail = state.withLock { state -> Bool in
             guard let left = state.failingQueries[query], left > 0 else { return false }
@@ -166,6 +170,9 @@ final class CrashableBroker: Broker, BrokerQueries {
         return try await exchange.orderState(id, symbol: symbol)
     }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] {
+        if state.withLock({ $0.failingQueries["openOrdersForGood"] != nil }) {
+            throw BrokerError(.permanent, "a status report could not be read (the test)")
+        }
         try failIfAsked("openOrders")
         let lost = state.withLock { $0.lost }
         return try await exchange.openOrders().filter { !lost.contains($0.orderID) }

@@ -154,6 +154,23 @@ struct RecoveryTests {
         try await expectProtectedAndExact(third, exchange)
     }
 
+    @Test("open orders that cannot be read (one unreadable order fails the list) cost only that list: fills made while down are still adopted, the nets compared, every order asked about on its own")
+    func unreadableOpenOrdersStillReconcileTheRest() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let survivor = first.kill()
+        exchange.setPrice(Price("245")!, of: Self.symbol) // scale-in 0 fills while nobody listens
+
+        let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.refuseOpenOrders() })
+        #expect(second.report.corrections.contains { $0.kind == .notReconciled && $0.message.contains("open orders could not be read") })
+        #expect(second.report.corrections.filter { $0.kind == .adoptedFill }.count == 1, "\(second.report.corrections)")
+        await second.settle()
+        #expect(await second.manager.position("P1")?.netQuantity == 600)
+        try await expectProtectedAndExact(second, exchange)
+    }
+
     @Test("retired positions and a window far smaller than the fills: a restart re-applies nothing, reports nothing spurious, adopts what was missed once")
     func retirementAndSmallWindowSurviveRestart() async throws {
         let exchange = exchange()

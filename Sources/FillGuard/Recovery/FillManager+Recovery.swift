@@ -141,13 +141,16 @@ extension FillManager {
             for lane in lanes { await resumeWork(on: lane, correct: correct) }
             return corrections
         }
-        let openOrders: [OrderID: BrokerOrderState]
+        var openOrders: [OrderID: BrokerOrderState] = [:]
         do throws(BrokerError) {
             openOrders = Dictionary(try await asking { () async throws(BrokerError) in try await broker.openOrders() }.map { ($0.orderID, $0) }, uniquingKeysWith: { $1 })
         } catch {
-            correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil, message: "open orders could not be read: \(error)"))
-            for lane in lanes { await resumeWork(on: lane, correct: correct) }
-            return corrections
+            // One order the broker reports that cannot be read (another program's, in a form
+            // FillGuard does not use) must not cost the rest: each order is then asked about on
+            // its own, and fills made while down and the nets are still reconciled. Only orders
+            // nobody here knows go unseen.
+            correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil,
+                                             message: "open orders could not be read: \(error); each order FillGuard knows is asked about on its own, and live orders it does not know are not looked for"))
         }
 
         for lane in lanes {
