@@ -1229,9 +1229,13 @@ public struct FIXOrderRouter: Sendable {
         guard result == "0", message[729] != "2" else {
             return fail(key: key, BrokerError(.permanent, "positions refused (PosReqResult \(result), PosReqStatus \(message[729] ?? "?")): \(message[58] ?? "")"))
         }
-        let expected = message.int(727) ?? 0
+        // TotalNumPosReports (727) is optional: without it the answer ends with a report marked
+        // LastRptRequested (912=Y), or not at all (the request then times out: no net is
+        // better than a broker taken as flat everywhere before its reports came).
+        let expected = message.int(727)
         collection.expected = expected
         positionReports[key] = collection
+        guard let expected else { return [] }
         return collection.received >= expected ? finishPositions(key: key, nets: collection.nets) : []
     }
 
@@ -1264,6 +1268,7 @@ public struct FIXOrderRouter: Sendable {
             collection.nets[Symbol(symbol)] = Quantity(units: Int64(units))
         }
         positionReports[key] = collection
+        if message[912] == "Y" { return finishPositions(key: key, nets: collection.nets) }
         guard let expected = collection.expected, collection.received >= expected else { return [] }
         return finishPositions(key: key, nets: collection.nets)
     }

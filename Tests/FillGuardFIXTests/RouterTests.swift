@@ -562,6 +562,17 @@ struct RouterQueryTests {
                                                                          FIXField(729, "2"), FIXField(58, "not supported")]))
         guard case .completed(refused, let error?)? = outputs.first else { Issue.record("not refused: \(outputs)"); return }
         #expect(error.kind == .permanent && error.message.contains("not supported"))
+
+        // An ack without TotalNumPosReports (727, optional): the answer is not taken as flat at
+        // once; it ends with the report marked LastRptRequested (912=Y).
+        guard case .send(_, let open) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+        #expect(router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "D"), FIXField(710, open), FIXField(728, "0"), FIXField(729, "0")])).isEmpty)
+        func report(_ symbol: String, long: String, last: Bool) -> FIXMessage {
+            FIXMessage(msgType: "AP", fields: [FIXField(721, "R-\(symbol)"), FIXField(710, open), FIXField(728, "0"), FIXField(55, symbol)]
+                       + (last ? [FIXField(912, "Y")] : []) + [FIXField(702, "1"), FIXField(703, "FIN"), FIXField(704, long), FIXField(705, "0")])
+        }
+        #expect(router.received(report("GLD", long: "10", last: false)).isEmpty)
+        #expect(router.received(report("SLV", long: "5", last: true)) == [.positions(key: open, ["GLD": 10, "SLV": 5])])
     }
 }
 
