@@ -321,6 +321,12 @@ public struct FIXOrderRouter: Sendable {
     private var seenExecIDs = RecentExecIDs()
     private var everSent = Set<String>()
     private var statusCounter = 0
+    /// Makes this router's query ids (`S1.x7k2p9qa`) its own: after a restart, answers to the
+    /// queries of an earlier process (resent by the counterparty) never match a new query's id.
+    private let queryNonce: String = {
+        let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<8).map { _ in letters.randomElement()! })
+    }()
     private var quotes: [String: (waiting: Set<Symbol>, prices: [Symbol: Price])] = [:]
     private var positionReports: [String: PositionCollection] = [:]
 
@@ -504,7 +510,7 @@ public struct FIXOrderRouter: Sendable {
             return .failed(BrokerError(.permanent, "unknown order \(orderID): symbol and side needed"))
         }
         statusCounter += 1
-        let key = "S\(statusCounter)"
+        let key = "S\(statusCounter).\(queryNonce)"
         var message = FIXMessage(msgType: FIXMsgType.orderStatusRequest)
         if let brokerOrderID = known?.brokerOrderID { message.append(37, brokerOrderID) }
         message.append(11, known?.clOrdID ?? orderID.rawValue)
@@ -518,7 +524,7 @@ public struct FIXOrderRouter: Sendable {
     /// Plans an OrderMassStatusRequest (AF) for all orders (MassStatusReqType 7).
     public mutating func massStatusRequest() -> Plan {
         statusCounter += 1
-        let key = "M\(statusCounter)"
+        let key = "M\(statusCounter).\(queryNonce)"
         let message = FIXMessage(msgType: FIXMsgType.orderMassStatusRequest, fields: [FIXField(584, key), FIXField(585, "7")])
         pending[key] = Pending(kind: .massStatus, orderID: nil, message: message)
         return .send(message, key: key)
@@ -531,7 +537,7 @@ public struct FIXOrderRouter: Sendable {
     public mutating func positionsRequest(account: String, clearingBusinessDate: String, transactTime: Int64) -> Plan {
         guard !account.isEmpty else { return .failed(BrokerError(.permanent, "RequestForPositions needs an account")) }
         statusCounter += 1
-        let key = "PR\(statusCounter)"
+        let key = "PR\(statusCounter).\(queryNonce)"
         var message = FIXMessage(msgType: FIXMsgType.requestForPositions)
         message.append(710, key)
         message.append(724, "0")
@@ -554,7 +560,7 @@ public struct FIXOrderRouter: Sendable {
     public mutating func marketDataRequest(_ symbols: [Symbol], subscription: FIXMarketDataSubscription) -> Plan {
         guard !symbols.isEmpty else { return subscription == .unsubscribe ? .succeeded : .failed(BrokerError(.permanent, "no symbols")) }
         statusCounter += 1
-        let key = "MD\(statusCounter)"
+        let key = "MD\(statusCounter).\(queryNonce)"
         var message = FIXMessage(msgType: FIXMsgType.marketDataRequest)
         message.append(262, key)
         message.append(263, subscription.rawValue)

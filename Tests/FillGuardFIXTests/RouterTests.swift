@@ -537,6 +537,23 @@ struct RouterQueryTests {
         guard case .malformedStatus? = other.received(cross).first else { Issue.record("a cross was read"); return }
     }
 
+    @Test("query ids differ from one process to the next: an earlier process's mass-status answer, resent after a restart, is not taken for the new query's")
+    func queryIdsAreThisProcesssOwn() {
+        var earlier = FIXOrderRouter()
+        var later = FIXOrderRouter()
+        guard case .send(_, let old) = earlier.massStatusRequest(), case .send(_, let new) = later.massStatusRequest() else {
+            Issue.record("no AF"); return
+        }
+        #expect(old != new)
+        let resent = report("O7", execType: "I", execID: "S", extra: [
+            FIXField(584, old), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(38, "300"), FIXField(40, "3"),
+            FIXField(99, "245"), FIXField(59, "1"), FIXField(151, "300"),
+        ])
+        let outputs = later.received(resent)
+        #expect(!outputs.contains { if case .status = $0 { true } else { false } }, "\(outputs)")
+        #expect(later.pendingCount == 1, "the new query still waits for its own answer")
+    }
+
     @Test func positionsComeFromTheAckAndEveryReport() throws {
         var router = FIXOrderRouter()
         let plan = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0)
