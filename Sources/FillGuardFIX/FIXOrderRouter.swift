@@ -1120,7 +1120,7 @@ public struct FIXOrderRouter: Sendable {
         // OrdStatus Rejected with OrdRejReason 5 (unknown order) is the answer for an order the
         // broker does not have: no status.
         let unknownOrder = message[39] == "8" && message[103] == "5"
-        if message[911] != "0", !unknownOrder, let clOrdID = message[11], let orderID = resolve(clOrdID) ?? Self.root(of: clOrdID),
+        if message[911] != "0", !unknownOrder, let clOrdID = message[11], let orderID = resolve(clOrdID) ?? statusOrderID(clOrdID, original: message[41]),
            let symbol = message[55], let status39 = message[39] {
             do {
                 status = try Self.readStatus(message, orderID: orderID, clOrdID: clOrdID, symbol: Symbol(symbol), ordStatus: status39)
@@ -1200,6 +1200,15 @@ public struct FIXOrderRouter: Sendable {
                               ordType: message[40], orderQuantity: try quantity(message, 38, "OrderQty", allowZero: false),
                               price: try price(message, 44, "Price", allowZero: false), stopPrice: try price(message, 99, "StopPx", allowZero: false),
                               timeInForce: message[59])
+    }
+
+    /// The order a status report is about when its ClOrdID maps to none known: the root of its
+    /// ClOrdID, unless OrigClOrdID (41) names another chain: then the order that one names. After
+    /// a restart a desk's cancel/replace of our stop is listed under the desk's ClOrdID, with ours
+    /// as its OrigClOrdID; taken by the desk's id it would be a stranger, and our stop "missing".
+    private func statusOrderID(_ clOrdID: String, original: String?) -> OrderID? {
+        guard let original, let root = Self.root(of: original), root != Self.root(of: clOrdID) else { return Self.root(of: clOrdID) }
+        return resolve(original) ?? root
     }
 
     /// Takes in an order the broker reports that this router does not know (after a restart): its

@@ -133,6 +133,29 @@ struct RouterLifecycleTests {
         #expect(refusal(router.received(unknown))?.error.code == .unknownOrder)
     }
 
+    @Test("after a restart, an order a desk replaced is listed under the desk's ClOrdID with ours as OrigClOrdID: it is our order (it was a stranger, ours 'missing' and placed again)")
+    func deskReplacedOrderIsOursAfterARestart() throws {
+        var router = FIXOrderRouter()
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        let listed = report("DESK-7", execType: "I", execID: "S", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(41, "P1-sl4"), FIXField(54, "2"), FIXField(40, "3"),
+            FIXField(99, "245"), FIXField(59, "1"), FIXField(38, "500"), FIXField(151, "500"),
+        ])
+        guard case .status(_, let status?, true)? = router.received(listed).first else { Issue.record("no status"); return }
+        #expect(status.orderID == "P1-sl4")
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl4", symbol: "GLD", newQuantity: 400), transactTime: 0)))
+        #expect(replace[41] == "DESK-7" && replace[11] == "P1-sl4~1")
+        // Our own chain listed under a later number of it is still its root's.
+        var other = FIXOrderRouter()
+        guard case .send(_, let otherKey) = other.massStatusRequest() else { Issue.record("no AF"); return }
+        var chained = listed
+        chained[584] = otherKey
+        chained[11] = "P1-sl4~2"
+        chained[41] = "P1-sl4~1"
+        guard case .status(_, let own?, true)? = other.received(chained).first else { Issue.record("no status"); return }
+        #expect(own.orderID == "P1-sl4")
+    }
+
     @Test("done for day ends a day order and not one good till cancel; a status answer reads it the same way")
     func doneForDayByTimeInForce() throws {
         var router = FIXOrderRouter()
