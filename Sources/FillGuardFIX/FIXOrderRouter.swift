@@ -1262,7 +1262,11 @@ public struct FIXOrderRouter: Sendable {
         collection.received += 1
         if let symbol = message[55] {
             let entries = message.groups(702)
-            let final = entries.filter { $0.first?.tag == 703 && $0.first?.value == "FIN" }
+            // One figure for the net: the end-of-day (FIN) entry, else the total (TOT), else the
+            // entries summed (start of day plus the day's transactions, say). Summing a total
+            // with the figures it totals counted the position twice.
+            func typed(_ type: String) -> [[FIXField]] { entries.filter { $0.first?.tag == 703 && $0.first?.value == type } }
+            let final = typed("FIN").isEmpty ? typed("TOT") : typed("FIN")
             // Summed wide, each quantity read strictly: a quantity that is unreadable, negative or
             // out of range, or a net beyond any quantity, fails the request (the net would be a
             // guess, and a guess compared with the journal's is worse than none).

@@ -590,6 +590,14 @@ struct RouterQueryTests {
         }
         #expect(router.received(report("GLD", long: "10", last: false)).isEmpty)
         #expect(router.received(report("SLV", long: "5", last: true)) == [.positions(key: open, ["GLD": 10, "SLV": 5])])
+
+        // A start-of-day figure beside the total it is part of: the total alone (it was summed, 400).
+        guard case .send(_, let totals) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+        _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "E"), FIXField(710, totals), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
+        let withTotal = FIXMessage(msgType: "AP", fields: [FIXField(721, "R-T"), FIXField(710, totals), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "2"),
+                                                           FIXField(703, "SOD"), FIXField(704, "150"), FIXField(705, "0"),
+                                                           FIXField(703, "TOT"), FIXField(704, "250"), FIXField(705, "0")])
+        #expect(router.received(withTotal) == [.positions(key: totals, ["GLD": 250])])
     }
 }
 
