@@ -700,6 +700,12 @@ final class FIXBrokerCore: @unchecked Sendable {
             }
             list.remove(at: index)
             self.waiters[key] = list.isEmpty ? nil : list
+            if list.isEmpty {
+                // What a query's answer had brought so far goes with it (its late reports are
+                // ignored: the router forgot the query).
+                self.collected[key] = nil
+                self.malformedStatuses[key] = nil
+            }
             self.statistics.requestTimeouts += 1
             self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
             // The request went out: the broker may have acted on it.

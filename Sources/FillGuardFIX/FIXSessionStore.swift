@@ -159,7 +159,11 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         lockFile = try Self.lockStore(self.directory.appendingPathComponent("lock").path)
         let seqURL = self.directory.appendingPathComponent("seqnums")
-        if let text = try? String(contentsOf: seqURL, encoding: .utf8) {
+        // An empty sequence file beside no logged message is a store a kill caught between
+        // creating the file and its first write: fresh (1, 1), not corrupt for good.
+        let freshlyCreated = (try? Data(contentsOf: seqURL))?.isEmpty == true
+            && ((try? FileManager.default.attributesOfItem(atPath: self.directory.appendingPathComponent("messages").path)[.size]) as? NSNumber)?.intValue ?? 0 == 0
+        if !freshlyCreated, let text = try? String(contentsOf: seqURL, encoding: .utf8) {
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             guard parts.count == 2, let sender = Int(parts[0]), let target = Int(parts[1]), sender >= 1, target >= 1 else {
                 close(lockFile)

@@ -667,6 +667,20 @@ struct SessionSupportTests {
         #expect(throws: FIXStoreError.self) { try FileFIXSessionStore(directory: directory) }
     }
 
+    @Test("a store a kill caught between creating its sequence file and writing it (empty, no message logged) opens fresh; an empty sequence file beside logged messages is still refused")
+    func emptySequenceFileOfANewStore() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fixstore-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: directory + "/seqnums", contents: Data())
+        let store = try FileFIXSessionStore(directory: directory)
+        #expect(store.nextSenderSeqNum == 1 && store.nextTargetSeqNum == 1)
+        try store.storeMessage(seq: 1, bytes: Array("logon".utf8))
+        store.closeFiles()
+        try Data().write(to: URL(fileURLWithPath: directory + "/seqnums"))
+        #expect(throws: FIXStoreError.self) { try FileFIXSessionStore(directory: directory) }
+    }
+
     @Test func truncatedLogKeepsCompleteRecords() {
         let log = Array("1 3\nabc2 10\nxy".utf8)
         #expect(FileFIXSessionStore.parseLog(log) == [1: Array("abc".utf8)])
