@@ -576,7 +576,12 @@ final class FIXBrokerCore: @unchecked Sendable {
 
     private func askStatus(_ orderID: OrderID, symbol: Symbol?, side: Side?) -> EventLoopFuture<[BrokerOrderState]> {
         status(orderID, symbol: symbol, side: side).flatMapThrowing { statuses in
-            try statuses.first.map { [try $0.brokerOrderState(knownType: self.router.type(of: orderID))] } ?? []
+            // Only the order asked about: an answer about another is no answer about this one.
+            guard let answer = statuses.first else { return [] }
+            guard answer.orderID == orderID else {
+                throw BrokerError(.transient, "the status answer for \(orderID) is about order \(answer.orderID)")
+            }
+            return [try answer.brokerOrderState(knownType: self.router.type(of: orderID))]
         }
     }
 
