@@ -148,6 +148,18 @@ public final class CircuitBreaker: Sendable {
         for waiter in held { waiter.breakerClosed() }
     }
 
+    /// Tells those it holds to ask again if the probe is free (given back with `tellingHeld:
+    /// false` by one that then had nothing to send): a free probe never waits for their safety net.
+    func offerFreeProbe() {
+        if isClosed.load(ordering: .acquiring) { return }
+        let held = inner.withLock { inner -> [any CircuitBreakerWaiter] in
+            guard inner.state == .halfOpen, !inner.probeOut else { return [] }
+            defer { inner.held = [:] }
+            return Array(inner.held.values)
+        }
+        for waiter in held { waiter.breakerClosed() }
+    }
+
     /// Records a request's outcome: `transientFailure` counts toward opening; anything the
     /// broker answered (success, refusal, too late) shows the connection works.
     /// Returns true if this outcome opened the breaker. `now` is read only for a failure.

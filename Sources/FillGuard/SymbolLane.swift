@@ -478,6 +478,9 @@ final class SymbolLane: @unchecked Sendable {
             wakeAt = 0
             wakeTimer?.cancel()
             wakeTimer = nil
+            // Woken to take back a probe it gave back (its rate limit), with nothing to send now:
+            // the lanes held behind it are told the probe is free.
+            if !machine.hasOperationReady || operationsHeld { context.breaker.offerFreeProbe() }
         case .checkAnswers:
             checkAnswers()
         case .reconciled:
@@ -541,14 +544,22 @@ final class SymbolLane: @unchecked Sendable {
         // After shutdown, or once the journal failed, nothing goes out (a wake-up's pass may
         // still come): no operation is taken from the machine, no probe from the breaker, no new
         // wake-up planned.
-        if context.lifecycle.load(ordering: .relaxed) == .stopped || halted != nil { return }
+        if context.lifecycle.load(ordering: .relaxed) == .stopped || halted != nil {
+            if halted != nil { context.breaker.offerFreeProbe() }
+            return
+        }
         while true {
             // The clock is read once per operation, and only when something uses it (an open
             // breaker, a rate limit, metrics, a journal): not on every send of a plain setup.
             var clock = LazyInstant()
             // With a rate limit, a token is not taken (and given back) when nothing is ready to
             // send: meanwhile another symbol could find the bucket empty and wait for nothing.
-            if context.bucket != nil, !machine.hasOperationReady { return }
+            if context.bucket != nil, !machine.hasOperationReady {
+                // This lane may have given the probe back to take it again later (its bucket was
+                // empty); with nothing to send now, the lanes held behind it are told it is free.
+                context.breaker.offerFreeProbe()
+                return
+            }
             // The period is read before asking: a request is never put in a later period than
             // the one it was let through in (then its failure would count against a breaker
             // that opened after it was sent).

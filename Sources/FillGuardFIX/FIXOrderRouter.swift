@@ -1120,6 +1120,14 @@ public struct FIXOrderRouter: Sendable {
         // OrdStatus Rejected with OrdRejReason 5 (unknown order) is the answer for an order the
         // broker does not have: no status.
         let unknownOrder = message[39] == "8" && message[103] == "5"
+        if request.kind == .massStatus, let code = message[54], Self.foreignSideCodes.contains(code) {
+            // Another program's order (FillGuard sends only buy and sell): counted, not read, so
+            // that it does not make the whole answer unreadable (that cost the whole
+            // reconciliation); FillGuard could neither resize nor book it on such a side.
+            if last { pending[key] = nil }
+            return [.ignored("status report for \(message[11] ?? "?") with Side \(code), another program's order: not read"),
+                    .status(key: key, nil, last: last)]
+        }
         if message[911] != "0", !unknownOrder, let clOrdID = message[11], let orderID = resolve(clOrdID) ?? statusOrderID(clOrdID, original: message[41]),
            let symbol = message[55], let status39 = message[39] {
             do {
@@ -1129,7 +1137,16 @@ public struct FIXOrderRouter: Sendable {
                 return [.malformedStatus(key: key, "malformed status report for order \(orderID) (\(clOrdID)): \(error.error.message)", last: last)]
             }
         }
-        if let status { learn(status) }
+        if let status {
+            learn(status)
+            // Listed under a desk's ClOrdID with one of ours as OrigClOrdID: our chain goes on
+            // after that one's number (numbers up to it were issued; reused, they are refused
+            // as duplicates).
+            if let original = message[41], Self.root(of: original) == status.orderID, let number = Self.chainNumber(of: original),
+               number > orders[status.orderID]?.requests ?? Int.max {
+                orders[status.orderID]?.requests = number
+            }
+        }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
     }
@@ -1183,12 +1200,8 @@ public struct FIXOrderRouter: Sendable {
     /// not negative, every other number present readable and in range; else the reason.
     private static func readStatus(_ message: FIXMessage, orderID: OrderID, clOrdID: String, symbol: Symbol,
                                    ordStatus: String) throws(Refusal) -> FIXOrderStatus {
-        // A status report may be of another program's order on the account: one that buys
-        // (1, buy minus 3) or sells (2, sell plus 4, sell short 5 and 6) is read by its direction,
-        // so that it does not make the whole status answer unreadable. FillGuard's own orders are
-        // 1 or 2, and a fill's side is still checked strictly against its order.
-        guard let side = message[54].flatMap(Self.statusSide(code:)) else {
-            throw Refusal(error: InputError(.malformed, "Side \(message[54] ?? "-") is neither a buy (1, 3) nor a sell (2, 4, 5, 6)"), answer: nil)
+        guard let side = message[54].flatMap(side(code:)) else {
+            throw Refusal(error: InputError(.malformed, "Side \(message[54] ?? "-") is neither buy (1) nor sell (2)"), answer: nil)
         }
         guard let cumulative = try quantity(message, 14, "CumQty", allowZero: true),
               let leaves = try quantity(message, 151, "LeavesQty", allowZero: true) else {
@@ -1244,10 +1257,11 @@ public struct FIXOrderRouter: Sendable {
         guard result == "0", message[729] != "2" else {
             return fail(key: key, BrokerError(.permanent, "positions refused (PosReqResult \(result), PosReqStatus \(message[729] ?? "?")): \(message[58] ?? "")"))
         }
-        // TotalNumPosReports (727) is optional: without it the answer ends with a report marked
-        // LastRptRequested (912=Y), or not at all (the request then times out: no net is
-        // better than a broker taken as flat everywhere before its reports came).
-        let expected = message.int(727)
+        // TotalNumPosReports (727) is optional in the ack: without it the reports' own count
+        // (or LastRptRequested, 912=Y, from brokers that send it) says where the answer ends, or
+        // nothing does (the request then times out: no net is better than a broker taken as
+        // flat everywhere before its reports came).
+        let expected = message.int(727) ?? collection.expected
         collection.expected = expected
         positionReports[key] = collection
         guard let expected else { return [] }
@@ -1260,13 +1274,19 @@ public struct FIXOrderRouter: Sendable {
         let key = message[710] ?? ""
         guard var collection = positionReports[key], pending[key] != nil else { return [.ignored("position report for unknown request \(key)")] }
         collection.received += 1
+        // FIX 4.4's PositionReport carries TotalNumPosReports (727) itself: the count, when the
+        // ack left it out.
+        if collection.expected == nil, let total = message.int(727), total >= 0 { collection.expected = total }
         if let symbol = message[55] {
             let entries = message.groups(702)
-            // One figure for the net: the end-of-day (FIN) entry, else the total (TOT), else the
-            // entries summed (start of day plus the day's transactions, say). Summing a total
-            // with the figures it totals counted the position twice.
-            func typed(_ type: String) -> [[FIXField]] { entries.filter { $0.first?.tag == 703 && $0.first?.value == type } }
-            let final = typed("FIN").isEmpty ? typed("TOT") : typed("FIN")
+            // The net: the end-of-day (FIN) entry; else the start of day (SOD) plus the day's
+            // total transaction quantity (TOT) when there is one (TOT totals the day's trades:
+            // summed with the transaction entries it totals, they would count twice); else the
+            // entries summed.
+            func typed(_ types: Set<String>) -> [[FIXField]] {
+                entries.filter { $0.first?.tag == 703 && $0.first.map { types.contains($0.value) } == true }
+            }
+            let final = !typed(["FIN"]).isEmpty ? typed(["FIN"]) : !typed(["TOT"]).isEmpty ? typed(["SOD", "TOT"]) : []
             // Summed wide, each quantity read strictly: a quantity that is unreadable, negative or
             // out of range, or a net beyond any quantity, fails the request (the net would be a
             // guess, and a guess compared with the journal's is worse than none).
@@ -1445,15 +1465,9 @@ public struct FIXOrderRouter: Sendable {
     public static func sideCode(_ side: Side) -> String { side == .buy ? "1" : "2" }
     /// Side from a FIX Side (54) code; nil for codes FillGuard does not use.
     public static func side(code: String) -> Side? { code == "1" ? .buy : code == "2" ? .sell : nil }
-    /// The direction of an order a status report shows: buy (1), buy minus (3), sell (2), sell
-    /// plus (4), sell short (5), sell short exempt (6); nil for the others (cross, undisclosed...).
-    static func statusSide(code: String) -> Side? {
-        switch code {
-        case "1", "3": return .buy
-        case "2", "4", "5", "6": return .sell
-        default: return nil
-        }
-    }
+    /// FIX 4.4 Side codes FillGuard never sends (buy minus, sell plus, sell short and the rest):
+    /// an order listed with one is another program's.
+    static let foreignSideCodes: Set<String> = ["3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "G"]
     /// TimeInForce from a FIX TimeInForce (59) code; nil for codes FillGuard does not use.
     public static func timeInForce(code: String) -> TimeInForce? {
         switch code {

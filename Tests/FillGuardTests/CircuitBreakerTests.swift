@@ -99,6 +99,14 @@ struct CircuitBreakerTests {
         #expect(breaker.acquire(now: reopen + .seconds(1), wakingOnClose: other) == .denied(until: reopen + .seconds(1) + .milliseconds(20)))
         breaker.releaseProbe(tellingHeld: false)
         #expect(other.told == 1)
+        // ...until that one finds it has nothing to send after all: those held are told the probe is free.
+        breaker.offerFreeProbe()
+        #expect(other.told == 2)
+        // Not while the probe is out.
+        #expect(breaker.acquire(now: reopen + .seconds(1)) == .probe)
+        #expect(breaker.acquire(now: reopen + .seconds(1), wakingOnClose: other) == .denied(until: reopen + .seconds(1) + .milliseconds(20)))
+        breaker.offerFreeProbe()
+        #expect(other.told == 2)
     }
 
     @Test("a probe given back lets the next request probe")

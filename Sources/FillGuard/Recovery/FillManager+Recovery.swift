@@ -150,7 +150,7 @@ extension FillManager {
             // its own, and fills made while down and the nets are still reconciled. Only orders
             // nobody here knows go unseen.
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil,
-                                             message: "open orders could not be read: \(error); each order FillGuard knows is asked about on its own, and live orders it does not know are not looked for"))
+                                             message: "open orders could not be read: \(error); each live order FillGuard knows is asked about on its own; live orders it does not know, orders it has ended that the broker may still work, and ids planned while reconciling that the broker may already hold are not looked for (a person must look)"))
         }
 
         for lane in lanes {
