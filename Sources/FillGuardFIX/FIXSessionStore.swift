@@ -159,10 +159,14 @@ public final class FileFIXSessionStore: FIXSessionStore, @unchecked Sendable {
         }
         lockFile = try Self.lockStore(self.directory.appendingPathComponent("lock").path)
         let seqURL = self.directory.appendingPathComponent("seqnums")
-        // An empty sequence file beside no logged message is a store a kill caught between
-        // creating the file and its first write: fresh (1, 1), not corrupt for good.
-        let freshlyCreated = (try? Data(contentsOf: seqURL))?.isEmpty == true
-            && ((try? FileManager.default.attributesOfItem(atPath: self.directory.appendingPathComponent("messages").path)[.size]) as? NSNumber)?.intValue ?? 0 == 0
+        // An empty sequence file beside no logged message or kept fill is a store a kill caught
+        // between creating the file and its first write: fresh (1, 1), not corrupt for good.
+        // (Any other file with something in it says the store was in use: then it is damage.)
+        let storeDirectory = self.directory
+        let storeFiles = ["messages", "executions", "executions.old"].map { storeDirectory.appendingPathComponent($0).path }
+        let freshlyCreated = (try? Data(contentsOf: seqURL))?.isEmpty == true && storeFiles.allSatisfy { path in
+            ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? 0 == 0
+        }
         if !freshlyCreated, let text = try? String(contentsOf: seqURL, encoding: .utf8) {
             let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
             guard parts.count == 2, let sender = Int(parts[0]), let target = Int(parts[1]), sender >= 1, target >= 1 else {

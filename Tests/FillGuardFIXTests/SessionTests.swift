@@ -679,6 +679,10 @@ struct SessionSupportTests {
         store.closeFiles()
         try Data().write(to: URL(fileURLWithPath: directory + "/seqnums"))
         #expect(throws: FIXStoreError.self) { try FileFIXSessionStore(directory: directory) }
+        // Nor beside kept fills alone.
+        try Data().write(to: URL(fileURLWithPath: directory + "/messages"))
+        try Data("a fill".utf8).write(to: URL(fileURLWithPath: directory + "/executions"))
+        #expect(throws: FIXStoreError.self) { try FileFIXSessionStore(directory: directory) }
     }
 
     @Test func truncatedLogKeepsCompleteRecords() {
