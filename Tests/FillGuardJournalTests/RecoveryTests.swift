@@ -622,9 +622,9 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
     }
 
-    @Test("a stop whose submit timed out (taking effect) just before a crash is the stop after the restart, not a second one")
-    func timedOutSubmitAcrossARestart() async throws {
-        let exchange = exchange()
+    /// P1 opened; the stop's submit takes effect at the exchange but is answered "timed out",
+    /// its retry a minute away; then the process is killed. Returns what the journal kept.
+    private func stopSubmitTimedOutThenKilled(on exchange: SimulatedExchange) async throws -> InMemoryJournalStore {
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore()) { configuration in
             configuration.retry = RetryPolicy(maxAttempts: 5, baseDelay: .seconds(60), maxDelay: .seconds(60))
         }
@@ -632,8 +632,13 @@ struct RecoveryTests {
         try await first.manager.open(bracket())
         await first.connection.waitForTimeOuts(1)
         await first.journal.flush()
+        return first.kill()
+    }
 
-        let second = try await Process(exchange: exchange, store: first.kill())
+    @Test("a stop whose submit timed out (taking effect) just before a crash is the stop after the restart, not a second one")
+    func timedOutSubmitAcrossARestart() async throws {
+        let exchange = exchange()
+        let second = try await Process(exchange: exchange, store: try await stopSubmitTimedOutThenKilled(on: exchange))
         await second.settle()
         try await expectProtectedAndExact(second, exchange)
         let stops = exchange.liveOrders(of: Self.symbol).filter { if case .stop = $0.type { return true } else { return false } }
@@ -643,14 +648,7 @@ struct RecoveryTests {
     @Test("a stop whose submit timed out (taking effect) and that the broker ended while FillGuard was down gets a new stop; it was taken as working")
     func timedOutSubmitEndedWhileDown() async throws {
         let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore()) { configuration in
-            configuration.retry = RetryPolicy(maxAttempts: 5, baseDelay: .seconds(60), maxDelay: .seconds(60))
-        }
-        first.connection.timeOutSubmits(containing: "-sl", count: 1)
-        try await first.manager.open(bracket())
-        await first.connection.waitForTimeOuts(1)
-        await first.journal.flush()
-        let survivor = first.kill()
+        let survivor = try await stopSubmitTimedOutThenKilled(on: exchange)
         // While FillGuard is down the exchange cancels the stop it took.
         try await exchange.cancel(CancelOrderRequest(orderID: "P1-sl4", symbol: Self.symbol))
 
