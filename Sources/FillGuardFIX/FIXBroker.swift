@@ -308,6 +308,13 @@ final class FIXBrokerCore: @unchecked Sendable {
         self.session = FIXSessionStateMachine(configuration: configuration.session, nextSenderSeqNum: store.nextSenderSeqNum,
                                               nextTargetSeqNum: store.nextTargetSeqNum)
         self.router = FIXOrderRouter(configuration: configuration.application)
+        // The ClOrdIDs this session sent before (a restart): never issued again.
+        if store.nextSenderSeqNum > 1 {
+            for bytes in store.messages(in: 1...(store.nextSenderSeqNum - 1)).values {
+                guard let message = try? FIXCodec.decode(bytes), ["D", "F", "G"].contains(message.msgType), let clOrdID = message[11] else { continue }
+                router.noteIssued(clOrdID)
+            }
+        }
         let stored = store.storedExecutions
         self.storedExecutionKeys = Set(stored.map(StoredExecutionKey.init))
         if configuration.executionsKeptPerSymbol > 0 {

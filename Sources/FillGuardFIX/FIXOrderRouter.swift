@@ -313,6 +313,10 @@ public struct FIXOrderRouter: Sendable {
     /// Application settings.
     public let configuration: FIXApplicationConfiguration
     private var orders: [OrderID: Order] = [:]
+    /// The highest chain number issued for each order before this process started, read from
+    /// the FIX store's sent messages (`noteIssued`): a replace or cancel refused then (never
+    /// shown in a status answer) still used its number, and the broker refuses it again.
+    private var issuedBefore: [OrderID: Int] = [:]
     private var byClOrdID: [String: OrderID] = [:]
     /// Orders by the broker's OrderID (37): a report may leave out ClOrdID (optional in FIX 4.4).
     private var byBrokerOrderID: [String: OrderID] = [:]
@@ -335,6 +339,14 @@ public struct FIXOrderRouter: Sendable {
         var expected: Int?
         var received = 0
         var nets: [Symbol: Quantity] = [:]
+    }
+
+    /// Notes a ClOrdID this session sent before a restart (from the store's sent messages): the
+    /// order's chain goes on after its number, never issuing it again.
+    public mutating func noteIssued(_ clOrdID: String) {
+        guard let orderID = Self.root(of: clOrdID), let number = Self.chainNumber(of: clOrdID) else { return }
+        issuedBefore[orderID] = max(issuedBefore[orderID] ?? 0, number)
+        if let order = orders[orderID], order.requests < number { orders[orderID]?.requests = number }
     }
 
     /// A router with no orders.
@@ -398,7 +410,8 @@ public struct FIXOrderRouter: Sendable {
         Self.appendType(request.type, to: &message)
         message.append(59, Self.timeInForceCode(request.timeInForce))
         orders[request.orderID] = Order(symbol: request.symbol, side: request.side, type: request.type, timeInForce: request.timeInForce,
-                                        quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: 0, done: false, brokerOrderID: nil,
+                                        quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: issuedBefore[request.orderID] ?? 0,
+                                        done: false, brokerOrderID: nil,
                                         outlivesTheDay: Self.outlivesTheDay(Self.timeInForceCode(request.timeInForce)))
         byClOrdID[clOrdID] = request.orderID
         pending[clOrdID] = Pending(kind: .submit, orderID: request.orderID, message: message)
@@ -1235,9 +1248,9 @@ public struct FIXOrderRouter: Sendable {
             return
         }
         guard let type = status.orderType else { return }
-        var requests = 0
+        var requests = issuedBefore[status.orderID] ?? 0
         if let tilde = status.clOrdID.lastIndex(of: "~"), let number = Int(status.clOrdID[status.clOrdID.index(after: tilde)...]) {
-            requests = number
+            requests = max(requests, number)
         }
         orders[status.orderID] = Order(symbol: status.symbol, side: status.side, type: type,
                                        timeInForce: status.timeInForce.flatMap(Self.timeInForce(code:)),

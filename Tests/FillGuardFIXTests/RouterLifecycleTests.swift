@@ -158,6 +158,26 @@ struct RouterLifecycleTests {
         #expect(own.orderID == "P1-sl4")
     }
 
+    @Test("ClOrdIDs sent before a restart (read from the FIX store) are never issued again: the chain goes on after the highest, for an order learnt from a status answer and for one submitted again")
+    func idsSentBeforeARestartAreNotReused() throws {
+        var router = FIXOrderRouter()
+        // Before the restart: O7's replaces up to ~5 went out (refused, so the status shows ~2).
+        for id in ["O7", "O7~1", "O7~2", "O7~3", "O7~4", "O7~5", "N1", "N1~1"] { router.noteIssued(id) }
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no AF"); return }
+        _ = router.received(report("O7~2", execType: "I", execID: "S", extra: [
+            FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(40, "3"), FIXField(99, "245"),
+            FIXField(59, "1"), FIXField(38, "300"), FIXField(151, "300"),
+        ]))
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "O7", symbol: "GLD", newQuantity: 400), transactTime: 0)))
+        #expect(replace[41] == "O7~2" && replace[11] == "O7~6", "\(replace)")
+        // N1, not listed (it had ended), submitted again under its id: its chain starts after ~1.
+        let again = NewOrderRequest(orderID: "N1", symbol: "GLD", side: .buy, type: .limit(Price("240")!), quantity: 10, timeInForce: .goodTillCancel)
+        _ = router.submit(again, transactTime: 0)
+        _ = router.received(report("N1", execType: "0", execID: "A1"))
+        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "N1", symbol: "GLD"), transactTime: 0)))
+        #expect(cancel[11] == "N1~2", "\(cancel)")
+    }
+
     @Test("done for day ends a day order and not one good till cancel; a status answer reads it the same way")
     func doneForDayByTimeInForce() throws {
         var router = FIXOrderRouter()
