@@ -130,14 +130,21 @@ struct RecoveryTests {
         try await expectProtectedAndExact(second, exchange)
     }
 
-    @Test("fills made while the manager was down are adopted and protected")
-    func fillsWhileDownAreAdopted() async throws {
-        let exchange = exchange()
+    /// P1 opened and settled, then the process is killed and scale-in 0 fills while nobody
+    /// listens (the exchange long 600). Returns what the journal kept.
+    private func scaleInFilledWhileDown(on exchange: SimulatedExchange) async throws -> InMemoryJournalStore {
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
         try await first.manager.open(bracket())
         await first.settle()
         let survivor = first.kill()
-        exchange.setPrice(Price("245")!, of: Self.symbol) // scale-in 0 fills while nobody listens
+        exchange.setPrice(Price("245")!, of: Self.symbol)
+        return survivor
+    }
+
+    @Test("fills made while the manager was down are adopted and protected")
+    func fillsWhileDownAreAdopted() async throws {
+        let exchange = exchange()
+        let survivor = try await scaleInFilledWhileDown(on: exchange)
         #expect(exchange.netPosition(of: Self.symbol) == 600)
 
         let second = try await Process(exchange: exchange, store: survivor)
@@ -157,12 +164,7 @@ struct RecoveryTests {
     @Test("open orders that cannot be read (one unreadable order fails the list) cost only that list: fills made while down are still adopted, the nets compared, every order asked about on its own")
     func unreadableOpenOrdersStillReconcileTheRest() async throws {
         let exchange = exchange()
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        try await first.manager.open(bracket())
-        await first.settle()
-        let survivor = first.kill()
-        exchange.setPrice(Price("245")!, of: Self.symbol) // scale-in 0 fills while nobody listens
-
+        let survivor = try await scaleInFilledWhileDown(on: exchange)
         let second = try await Process(exchange: exchange, store: survivor, prepare: { $0.refuseOpenOrders() })
         #expect(second.report.corrections.contains { $0.kind == .notReconciled && $0.message.contains("open orders could not be read") })
         #expect(second.report.corrections.filter { $0.kind == .adoptedFill }.count == 1, "\(second.report.corrections)")

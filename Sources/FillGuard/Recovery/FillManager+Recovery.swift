@@ -146,9 +146,9 @@ extension FillManager {
             openOrders = Dictionary(try await asking { () async throws(BrokerError) in try await broker.openOrders() }.map { ($0.orderID, $0) }, uniquingKeysWith: { $1 })
         } catch {
             // One order the broker reports that cannot be read (another program's, in a form
-            // FillGuard does not use) must not cost the rest: each order is then asked about on
-            // its own, and fills made while down and the nets are still reconciled. Only orders
-            // nobody here knows go unseen.
+            // FillGuard does not use) must not cost the rest: each live order is then asked about
+            // on its own, and fills made while down and the nets are still reconciled. What only
+            // the list shows goes unchecked, and the correction says what.
             correct(ReconciliationCorrection(kind: .notReconciled, symbol: nil,
                                              message: "open orders could not be read: \(error); each live order FillGuard knows is asked about on its own; live orders it does not know, orders it has ended that the broker may still work, and ids planned while reconciling that the broker may already hold are not looked for (a person must look)"))
         }
