@@ -701,12 +701,30 @@ final class FIXBrokerCore: @unchecked Sendable {
     private func addWaiter(_ key: String) -> EventLoopFuture<[FIXOrderStatus]> {
         let promise = loop.makePromise(of: [FIXOrderStatus].self)
         waiters[key, default: []].append(promise)
+        armTimeout(key, promise, reports: router.reportsReceived(key: key), periods: 1)
+        return promise.futureResult
+    }
+
+    /// How many request timeouts a mass status or positions answer may take in all while its
+    /// reports keep coming.
+    static let longAnswerPeriods = 60
+
+    /// Fails `promise` as timed out after the request timeout, unless its answer (a mass status
+    /// or positions request) has received reports since `reports`: a long answer still coming in
+    /// gets another timeout from then, up to `longAnswerPeriods` in all. A large account's mass
+    /// status is not cut off after 10 s while its reports still stream in.
+    private func armTimeout(_ key: String, _ promise: EventLoopPromise<[FIXOrderStatus]>, reports: Int?, periods: Int) {
         let timeout = configuration.requestTimeoutNanoseconds
         loop.scheduleTask(in: .nanoseconds(timeout)) { [self] in
             guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
+            let now = self.router.reportsReceived(key: key)
+            if let now, now != (reports ?? 0), periods < Self.longAnswerPeriods {
+                self.armTimeout(key, promise, reports: now, periods: periods + 1)
+                return
+            }
             if self.router.queryTimedOut(key: key) {
                 // A mass status answer that never says which report is last: complete now.
-                self.logger.notice("FIX mass status \(key): its reports carry neither LastRptRequested nor TotNumReports; taken whole after \(timeout / 1_000_000) ms")
+                self.logger.notice("FIX mass status \(key): its reports carry neither LastRptRequested nor TotNumReports; taken whole after \(timeout / 1_000_000) ms without another")
                 self.finishStatus(key)
                 return
             }
@@ -719,11 +737,12 @@ final class FIXBrokerCore: @unchecked Sendable {
                 self.malformedStatuses[key] = nil
             }
             self.statistics.requestTimeouts += 1
-            self.logger.warning("FIX request \(key) unanswered after \(timeout / 1_000_000) ms")
+            let what = (now ?? 0) > 0 ? "incomplete (\(now ?? 0) reports, then none)" : "unanswered"
+            self.logger.warning("FIX request \(key) \(what) after \(timeout / 1_000_000) ms")
             // The request went out: the broker may have acted on it.
-            promise.fail(BrokerError(.timedOut, "no answer to \(key) in \(timeout / 1_000_000) ms"))
+            promise.fail(BrokerError(.timedOut, (now ?? 0) > 0 ? "the answer to \(key) stopped after \(now ?? 0) reports: none more in \(timeout / 1_000_000) ms"
+                                                               : "no answer to \(key) in \(timeout / 1_000_000) ms"))
         }
-        return promise.futureResult
     }
 
     private func resolve(_ key: String, _ result: Result<[FIXOrderStatus], BrokerError>) {

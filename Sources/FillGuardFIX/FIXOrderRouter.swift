@@ -640,6 +640,18 @@ public struct FIXOrderRouter: Sendable {
         return false
     }
 
+    /// How many reports a mass status or positions request has received so far, nil for any
+    /// other request (or none in flight under `key`): an answer still coming in is progress, and
+    /// its request's time runs from its latest report, not from when it was sent.
+    public func reportsReceived(key: String) -> Int? {
+        guard let request = pending[key] else { return nil }
+        switch request.kind {
+        case .massStatus: return request.reports
+        case .positions: return positionReports[key]?.received
+        default: return nil
+        }
+    }
+
     /// Queries waiting for their answer (status, mass status, market data, positions).
     public var queriesInFlight: Int {
         pending.keys.count { key in

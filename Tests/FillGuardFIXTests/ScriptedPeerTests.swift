@@ -128,4 +128,40 @@ struct ScriptedPeerTests {
         #expect(sent.contains { $0.hasPrefix("3:") } && sent.contains { $0.hasPrefix("0:") }, "\(sent)")
         #expect(numbers == numbers.sorted() && Set(numbers).count == numbers.count, "the broker's messages in the order sent: \(sent)")
     }
+
+    /// A mass status answer whose reports keep coming past the request timeout (a large
+    /// account, a slow counterparty) is read whole: the timeout runs from its latest report. It
+    /// was cut at the timeout: with TotNumReports, the request failed (recovery then went on
+    /// without the broker's list); with neither 911 nor 912, it was taken whole with the reports
+    /// that had come by then, and the rest of the account's orders were "missing".
+    @Test("a mass status answer still streaming in at the request timeout is read whole", arguments: [true, false])
+    func massStatusStreamingPastTheTimeout(counted: Bool) async throws {
+        let peer = try ScriptedPeer()
+        // A timeout of 1 s; five reports 300 ms apart take 1.2 s after the first.
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port, requestTimeout: 1_000_000_000), logger: quietLogger)
+        let script = Task {
+            await peer.run { peer -> String? in
+                guard peer.accept(within: 20), let logon = peer.receive(within: 20), logon.msgType == "A" else { return "no Logon" }
+                peer.send("A", seq: 1, "98=0|108=5|")
+                var request: FIXMessage?
+                while let message = peer.receive(within: 20) {
+                    if message.msgType == "AF" { request = message; break }
+                }
+                guard let key = request?[584] else { return "no OrderMassStatusRequest: \(peer.received)" }
+                for index in 1...5 {
+                    if index > 1 { usleep(300_000) }  // the counterparty's pace, not a synchronisation
+                    let count = counted ? "911=5|912=\(index == 5 ? "Y" : "N")|" : ""
+                    peer.send("8", seq: 1 + index, "584=\(key)|\(count)37=B\(index)|11=S\(index)|17=Q\(index)|150=I|39=0|55=SYM\(index)|54=2|40=3|99=90|38=100|151=100|14=0|6=0|59=1|")
+                }
+                while let message = peer.receive(within: 20), message.msgType != "5" {}
+                peer.send("5", seq: 7)
+                return nil
+            }
+        }
+        try await broker.start()
+        let statuses = try await broker.massStatus()
+        await broker.stop()
+        #expect(await script.value == nil)
+        #expect(statuses.map(\.clOrdID).sorted() == ["S1", "S2", "S3", "S4", "S5"], "\(statuses.map(\.clOrdID))")
+    }
 }
