@@ -1,3 +1,4 @@
+import Foundation
 import FillGuardCore
 
 /// A deterministic model of a broker for one symbol's state machine. It keeps the broker-side
@@ -98,6 +99,16 @@ struct ModelBroker {
     }
 
     /// Runs the broker until the machine is quiescent: every operation answered, retries done.
+    /// Replaces the machine with one restored from its image, coded to JSON and back (the
+    /// execution ids travel beside it, as a journal keeps them).
+    mutating func restoreFromImage() throws {
+        let image = machine.image
+        var decoded = try JSONDecoder().decode(SymbolStateMachine.Image.self, from: JSONEncoder().encode(image))
+        decoded.previousExecutionIDs = image.previousExecutionIDs
+        decoded.currentExecutionIDs = image.currentExecutionIDs
+        machine = SymbolStateMachine(restoring: decoded, configuration: machine.configuration)
+    }
+
     mutating func settle(limit: Int = 10_000) {
         for _ in 0..<limit {
             pull()

@@ -1,4 +1,5 @@
 @testable import FillGuardCore
+import Foundation
 import PropertyBased
 import Testing
 
@@ -46,6 +47,22 @@ struct RandomInterleavingPropertyTests {
         }
     }
 
+    /// Recovery restores a machine from its image (a journal snapshot) at any point: with
+    /// operations in flight, modifies travelling, retries pending, late fills allowed. A field
+    /// the image leaves out (or codes wrong) makes the restored machine act differently.
+    @Test("a machine restored from its coded image at random points mid-scenario acts exactly as the one never restored")
+    func imageRoundTripsMidScenario() async {
+        await propertyCheck(count: max(1, Self.cases / 2), input: Gen.uint64(in: 0 ... .max)) { seed in
+            var plain = Scenario(seed: seed, brokerEnds: seed % 2 == 0)
+            var restored = Scenario(seed: seed, brokerEnds: seed % 2 == 0, imageRoundTrips: true)
+            let plainProblems = plain.run()
+            let restoredProblems = restored.run()
+            #expect(restored.roundTrips > 0)
+            #expect(restoredProblems == plainProblems, "seed \(seed): \(restoredProblems.prefix(5)) vs \(plainProblems.prefix(5))")
+            #expect(restored.outcome == plain.outcome, "seed \(seed): the restored run ended differently")
+        }
+    }
+
     @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
     func invariantsHoldAtQuiescence() async {
         await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
@@ -78,12 +95,20 @@ struct Scenario {
     /// own mid-scenario (drawn from `endRandom`, apart from `random`, as for `reopens`).
     private let brokerEnds: Bool
     private var endRandom: TestRandom
+    /// Whether each step may replace a machine with one restored from its coded image (drawn
+    /// from `imageRandom`, apart from `random`: the scenario is otherwise the one without).
+    private let imageRoundTrips: Bool
+    private var imageRandom: TestRandom
+    /// How many times a machine was restored from its image.
+    private(set) var roundTrips = 0
 
-    init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false, brokerEnds: Bool = false) {
+    init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false, brokerEnds: Bool = false, imageRoundTrips: Bool = false) {
         random = TestRandom(seed: seed)
         faultRandom = TestRandom(seed: seed ^ 0x5EED_F417)
         reopenRandom = TestRandom(seed: seed ^ 0x0BE7_0BE7)
         endRandom = TestRandom(seed: seed ^ 0xE4D5_E4D5)
+        imageRandom = TestRandom(seed: seed ^ 0x1A6E_1A6E)
+        self.imageRoundTrips = imageRoundTrips
         self.timeouts = timeouts
         self.reopens = reopens
         self.brokerEnds = brokerEnds
@@ -122,6 +147,7 @@ struct Scenario {
                 default: break
                 }
             }
+            if imageRoundTrips, imageRandom.int(0...3) == 0 { restoreFromImage(index, &problems) }
             if brokerEnds {
                 switch endRandom.int(0...5) {
                 case 0: if !models[index].inFlight.isEmpty { models[index].applyEarly(endRandom.int(0...(models[index].inFlight.count - 1))) }
@@ -132,6 +158,7 @@ struct Scenario {
         }
         // Quiesce: deliver everything held (out of order), answer everything, no new fills.
         for index in models.indices {
+            if imageRoundTrips { restoreFromImage(index, &problems) }
             while !held[index].isEmpty {
                 let report = held[index].remove(at: random.int(0...(held[index].count - 1)))
                 deliver(report, to: index, &problems)
@@ -146,6 +173,27 @@ struct Scenario {
             problems += check(models[index], afterRearm: true).map { "after re-arm: \($0)" }
         }
         return problems
+    }
+
+    private mutating func restoreFromImage(_ index: Int, _ problems: inout [String]) {
+        do {
+            try models[index].restoreFromImage()
+            roundTrips += 1
+        } catch {
+            problems.append("image of \(models[index].symbol) could not be coded: \(error)")
+        }
+    }
+
+    /// Everything a run ends with, to compare two runs of one seed: each machine's coded image,
+    /// the operations sent, the alerts raised.
+    var outcome: [String] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return models.map { model in
+            let image = (try? encoder.encode(model.machine.image)).map { String(decoding: $0, as: UTF8.self) } ?? "uncodable"
+            let ids = model.machine.image
+            return "\(image)\n\(model.sent)\n\(model.alerts)\n\(ids.previousExecutionIDs)\n\(ids.currentExecutionIDs)"
+        }
     }
 
     /// Every position, order and broker-side order, for failure messages.
