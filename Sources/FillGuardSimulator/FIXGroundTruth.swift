@@ -23,7 +23,10 @@ public enum FIXGroundTruth {
         var plans: [Symbol: PositionSnapshot] = [:]
         var mineNet: [Symbol: Quantity] = [:]
         var mineFilled: [Symbol: Quantity] = [:]
+        var mineBooked: [OrderID: Quantity] = [:]
         var mineLive: [OrderID: Quantity] = [:]
+        // Every order of a closed position: none may be live (rule 5).
+        var ofClosed: [OrderID: PositionID] = [:]
         // Entries and scale-ins by FillGuard's ids (it named them): a pending short bracket's
         // scale-ins are sell limits, which a check by type alone would take for targets.
         var opening: Set<OrderID> = []
@@ -33,13 +36,17 @@ public enum FIXGroundTruth {
             mineNet[position.symbol, default: .zero] += position.netQuantity
             for order in position.orders {
                 mineFilled[position.symbol, default: .zero] += order.filledQuantity
+                mineBooked[order.id, default: .zero] += order.filledQuantity
                 if order.status.isLive { mineLive[order.id] = order.openQuantity }
+                if position.status == .closed { ofClosed[order.id] = position.id }
             }
         }
         var truthNet: [Symbol: Quantity] = [:]
         var truthFilled: [Symbol: Quantity] = [:]
         var live: [Symbol: [FIXOrderStatus]] = [:]
+        var truthBooked: [Symbol: [OrderID: Quantity]] = [:]
         for status in broker {
+            truthBooked[status.symbol, default: [:]][status.orderID, default: .zero] += status.cumulativeQuantity
             truthNet[status.symbol, default: .zero] += status.side == .buy ? status.cumulativeQuantity : -status.cumulativeQuantity
             truthFilled[status.symbol, default: .zero] += status.cumulativeQuantity
             if !status.isTerminal, status.leavesQuantity.isPositive { live[status.symbol, default: []].append(status) }
@@ -50,11 +57,20 @@ public enum FIXGroundTruth {
             let mine = mineNet[symbol] ?? .zero
             if net != mine { problems.append("\(symbol): broker net \(net), FillGuard net \(mine)") }
             let filled = truthFilled[symbol] ?? .zero
-            if filled != (mineFilled[symbol] ?? .zero) {
-                problems.append("\(symbol): the broker executed \(filled), FillGuard booked \(mineFilled[symbol] ?? .zero) (a fill lost or counted twice)")
+            // Per order: a fill booked to another order of the same side leaves the totals equal.
+            let atBroker = truthBooked[symbol] ?? [:]
+            let booked = positions.filter { $0.symbol == symbol }.flatMap(\.orders).map(\.id)
+            let differing = Set(atBroker.keys).union(booked).filter { (atBroker[$0] ?? .zero) != (mineBooked[$0] ?? .zero) }
+                .sorted { $0.rawValue < $1.rawValue }
+            if filled != (mineFilled[symbol] ?? .zero) || !differing.isEmpty {
+                let orders = differing.map { "\($0) \(atBroker[$0] ?? .zero) vs \(mineBooked[$0].map { "\($0)" } ?? "unknown")" }
+                problems.append("\(symbol): the broker executed \(filled), FillGuard booked \(mineFilled[symbol] ?? .zero) (a fill lost, counted twice or booked to another order): \(orders.joined(separator: ", "))")
             }
             let allLive = live[symbol] ?? []
             for order in allLive {
+                if let position = ofClosed[order.orderID] {
+                    problems.append("\(symbol): order \(order.orderID) of closed position \(position) is live at the broker (\(order.side.rawValue) \(order.leavesQuantity))")
+                }
                 let mineOpen = mineLive.removeValue(forKey: order.orderID)
                 if mineOpen != order.leavesQuantity {
                     problems.append("\(symbol): order \(order.orderID) open \(order.leavesQuantity) at the broker, \(mineOpen.map(String.init(describing:)) ?? "not live") in FillGuard")
@@ -73,8 +89,9 @@ public enum FIXGroundTruth {
                 continue
             }
             if net.isZero {
-                if !stops.isEmpty || !targets.isEmpty {
-                    problems.append("\(symbol): flat but protective orders are live at the broker: \((stops + targets).map(\.orderID))")
+                // Flat: no protective order of either side (a closed short's target is a buy).
+                if !orders.isEmpty {
+                    problems.append("\(symbol): flat but protective orders are live at the broker: \(orders.map(\.orderID))")
                 }
                 continue
             }
@@ -84,6 +101,9 @@ public enum FIXGroundTruth {
                 if let stop = stops.first, stop.side != protective || stop.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): stop \(stop.orderID) is \(stop.side.rawValue) \(stop.leavesQuantity), net is \(net)")
                 }
+                if let stop = stops.first, let price = plan?.protectivePrice(.stopLoss, cover: cover), stop.stopPrice != price {
+                    problems.append("\(symbol): stop \(stop.orderID) is at \(stop.stopPrice.map { "\($0)" } ?? "no StopPx"), the position's stop-loss is \(price)")
+                }
             }
             if plan?.takeProfit != nil, plan?.protectivePrice(.takeProfit, cover: cover) == nil, !targets.isEmpty {
                 problems.append("\(symbol): targets are live at the broker for a position flipped against its bracket (net \(net)): \(targets.map(\.orderID))")
@@ -92,6 +112,9 @@ public enum FIXGroundTruth {
                 if targets.count != 1 { problems.append("\(symbol): \(targets.count) live targets at the broker for net \(net) (want exactly 1): \(targets.map(\.orderID))") }
                 if let target = targets.first, target.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): target \(target.orderID) is \(target.leavesQuantity), net is \(net)")
+                }
+                if let target = targets.first, let price = plan?.protectivePrice(.takeProfit, cover: cover), target.price != price {
+                    problems.append("\(symbol): target \(target.orderID) is at \(target.price.map { "\($0)" } ?? "no Price"), the position's take-profit is \(price)")
                 }
             }
         }

@@ -108,9 +108,11 @@ struct MarketDataAndSettingsTests {
     }
 
     @Test func groundTruthFindsEveryKindOfDifference() {
-        func status(_ id: String, _ side: Side, _ type: String, cum: Quantity, leaves: Quantity, _ ordStatus: String = "1") -> FIXOrderStatus {
+        func status(_ id: String, _ side: Side, _ type: String, cum: Quantity, leaves: Quantity, _ ordStatus: String = "1",
+                    price: Price? = nil, stop: Price? = nil) -> FIXOrderStatus {
             FIXOrderStatus(orderID: OrderID(id), clOrdID: id, brokerOrderID: "B", symbol: "GLD", side: side, ordStatus: ordStatus,
-                           cumulativeQuantity: cum, leavesQuantity: leaves, averagePrice: nil, ordType: type)
+                           cumulativeQuantity: cum, leavesQuantity: leaves, averagePrice: nil, ordType: type, price: price,
+                           stopPrice: stop ?? (type == "3" ? Price("9") : nil))
         }
         let entry = OrderSnapshot(id: "R1-P-en0", positionID: "R1-P", symbol: "GLD", role: .entry, side: .buy, type: .market, quantity: 100,
                                   filledQuantity: 100, openQuantity: 0, averageFillPrice: Price("10"), status: .filled, failure: nil)
@@ -125,7 +127,7 @@ struct MarketDataAndSettingsTests {
         let lostFill = [status("R1-P-en0", .buy, "1", cum: 150, leaves: 0, "2"), status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0")]
         let problems = FIXGroundTruth.problems([position], lostFill, orderPrefix: "R1-")
         #expect(problems.contains("GLD: broker net 150, FillGuard net 100"))
-        #expect(problems.contains { $0.contains("a fill lost or counted twice") })
+        #expect(problems.contains { $0.contains("a fill lost, counted twice") })
         #expect(problems.contains("GLD: stop R1-P-sl1 is sell 100, net is 150"))
         let twoStops = agreeing + [status("R1-P-sl9", .sell, "3", cum: 0, leaves: 100, "0")]
         let doubled = FIXGroundTruth.problems([position], twoStops, orderPrefix: "R1-")
@@ -133,6 +135,40 @@ struct MarketDataAndSettingsTests {
         #expect(doubled.contains("GLD: order R1-P-sl9 open 100 at the broker, not live in FillGuard"))
         let missing = FIXGroundTruth.problems([position], [agreeing[0]], orderPrefix: "R1-")
         #expect(missing.contains("order R1-P-sl1 live with 100 in FillGuard but not at the broker"))
+        let misplaced = FIXGroundTruth.problems([position], [agreeing[0], status("R1-P-sl1", .sell, "3", cum: 0, leaves: 100, "0", stop: Price("8.5"))],
+                                                orderPrefix: "R1-")
+        #expect(misplaced == ["GLD: stop R1-P-sl1 is at 8.5, the position's stop-loss is 9"], "\(misplaced)")
+
+        // A closed short: its entry (sell) filled 100, its stop (a buy) filled 100. Its target
+        // (a buy limit) and a scale-in are still live at the broker: rule 5 is broken, though
+        // the net is flat and nothing protective is on the sell side.
+        func order(_ id: String, _ role: OrderRole, _ side: Side, _ type: OrderType, filled: Quantity, open: Quantity) -> OrderSnapshot {
+            OrderSnapshot(id: OrderID(id), positionID: "R1-C", symbol: "GLD", role: role, side: side, type: type, quantity: filled + open,
+                          filledQuantity: filled, openQuantity: open, averageFillPrice: filled.isZero ? nil : Price("10"),
+                          status: open.isZero ? (filled.isZero ? .cancelled : .filled) : .working, failure: nil)
+        }
+        let closedOrders = [order("R1-C-en0", .entry, .sell, .market, filled: 100, open: 0), order("R1-C-si0", .scaleIn(0), .sell, .limit(Price("11")!), filled: 0, open: 0),
+                            order("R1-C-sl1", .stopLoss, .buy, .stop(Price("12")!), filled: 100, open: 0),
+                            order("R1-C-tp1", .takeProfit, .buy, .limit(Price("8")!), filled: 0, open: 0)]
+        let closed = PositionSnapshot(id: "R1-C", symbol: "GLD", side: .sell, status: .closed, netQuantity: 0, averagePrice: nil,
+                                      realizedPnL: .zero, commissions: .zero, orders: closedOrders, stopLoss: Price("12"), takeProfit: Price("8"))
+        let settled = [status("R1-C-en0", .sell, "1", cum: 100, leaves: 0, "2"), status("R1-C-sl1", .buy, "3", cum: 100, leaves: 0, "2", stop: Price("12"))]
+        #expect(FIXGroundTruth.problems([closed], settled, orderPrefix: "R1-").isEmpty, "\(FIXGroundTruth.problems([closed], settled, orderPrefix: "R1-"))")
+        let leftOver = FIXGroundTruth.problems([closed], settled + [status("R1-C-tp1", .buy, "2", cum: 0, leaves: 100, "0", price: Price("8")),
+                                                                     status("R1-C-si0", .sell, "2", cum: 0, leaves: 100, "0", price: Price("11"))], orderPrefix: "R1-")
+        #expect(leftOver.contains("GLD: order R1-C-tp1 of closed position R1-C is live at the broker (buy 100)"), "\(leftOver)")
+        #expect(leftOver.contains("GLD: order R1-C-si0 of closed position R1-C is live at the broker (sell 100)"), "\(leftOver)")
+        #expect(leftOver.contains("GLD: flat but protective orders are live at the broker: [R1-C-tp1]"), "\(leftOver)")
+        // The stop's fill booked to the entry: the totals agree, the orders do not.
+        let swapped = [status("R1-C-en0", .sell, "1", cum: 100, leaves: 0, "2"), status("R1-C-sl1", .buy, "3", cum: 100, leaves: 0, "2", stop: Price("12"))]
+        var wrongOrders = closedOrders
+        wrongOrders[0].filledQuantity = 200
+        wrongOrders[2].filledQuantity = 0
+        var misbooked = closed
+        misbooked.orders = wrongOrders
+        let booked = FIXGroundTruth.problems([misbooked], swapped, orderPrefix: "R1-")
+        #expect(booked.count == 1, "only the booking differs: \(booked)")
+        #expect(booked.contains { $0.contains("booked to another order") && $0.contains("R1-C-en0 100 vs 200") && $0.contains("R1-C-sl1 100 vs 0") }, "\(booked)")
 
         // A pending short bracket: nothing filled, its entry and a scale-in (a sell limit, like a
         // flat long's target) working. Not a flat position with protective orders live.

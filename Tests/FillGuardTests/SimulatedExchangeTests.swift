@@ -1,6 +1,6 @@
 import Foundation
 import FillGuard
-import FillGuardCore
+@testable import FillGuardCore
 @testable import FillGuardSimulator
 import Synchronization
 import Testing
@@ -38,6 +38,48 @@ struct SimulatedExchangeTests {
         let whole = Mutex(0)
         exchange.runDisconnected(for: .milliseconds(100)) { whole.withLock { $0 += 1 }; return true }
         #expect(whole.withLock { $0 } == 7, "asked every 16 of the 100 ticks")
+    }
+
+    /// The final check against the exchange's truth finds what a check of quantities alone
+    /// missed: a closed short's target (a buy limit) left live, with FillGuard agreeing it is
+    /// live (its cancel failed for good); a stop at another price than FillGuard's; a fill booked
+    /// to another order of the same side.
+    @Test("the ground truth check finds orders of a closed position left live, prices that differ and fills booked to the wrong order")
+    func groundTruthFindsWhatQuantitiesHide() async throws {
+        let exchange = exchange { $0.faultRate = 0 }
+        try await exchange.submit(request("C-en0", .sell, .market, 100))
+        try await exchange.submit(request("C-sl1", .buy, .stop(Price("105")!), 100))
+        try await exchange.submit(request("C-tp1", .buy, .limit(Price("90")!), 100))
+        exchange.setPrice(Price("106")!, of: "AAA")
+        exchange.step()
+        #expect(exchange.netPosition(of: "AAA") == 0)
+        #expect(exchange.liveOrders(of: "AAA").map(\.id) == ["C-tp1"])
+        func order(_ id: OrderID, _ role: OrderRole, _ side: Side, _ type: OrderType, filled: Quantity, open: Quantity, _ status: OrderStatus) -> OrderSnapshot {
+            OrderSnapshot(id: id, positionID: "C", symbol: "AAA", role: role, side: side, type: type, quantity: filled + open, filledQuantity: filled,
+                          openQuantity: open, averageFillPrice: nil, status: status, failure: status.isLive ? "cancel refused" : nil)
+        }
+        func closed(_ orders: [OrderSnapshot]) -> PositionSnapshot {
+            PositionSnapshot(id: "C", symbol: "AAA", side: .sell, status: .closed, netQuantity: 0, averagePrice: nil, realizedPnL: .zero,
+                             commissions: .zero, orders: orders, stopLoss: Price("105"), takeProfit: Price("90"))
+        }
+        let entry = order("C-en0", .entry, .sell, .market, filled: 100, open: 0, .filled)
+        let stop = order("C-sl1", .stopLoss, .buy, .stop(Price("105")!), filled: 100, open: 0, .filled)
+        let target = order("C-tp1", .takeProfit, .buy, .limit(Price("90")!), filled: 0, open: 100, .working)
+        let found = GroundTruth.problems([closed([entry, stop, target])], exchange)
+        #expect(found.contains("AAA: order C-tp1 of closed position C is live at the exchange (buy 100)"), "\(found)")
+        #expect(found.contains("AAA: flat but protective orders are live at the exchange: [C-tp1]"), "\(found)")
+        // FillGuard has the target at another price than the exchange.
+        var moved = target
+        moved.type = .limit(Price("91")!)
+        let price = GroundTruth.problems([closed([entry, stop, moved])], exchange)
+        #expect(price.contains { $0.hasPrefix("AAA: order C-tp1 is buy") && $0.contains("in FillGuard") }, "\(price)")
+        // The stop's fill booked to the entry: every total agrees, the orders do not.
+        var overbooked = entry
+        overbooked.filledQuantity = 200
+        var unbooked = stop
+        unbooked.filledQuantity = 0
+        let booked = GroundTruth.problems([closed([overbooked, unbooked, target])], exchange, protection: false)
+        #expect(booked.contains { $0.contains("booked to another order") && $0.contains("C-en0 100 vs 200") && $0.contains("C-sl1 100 vs 0") }, "\(booked)")
     }
 
     @Test("a market order fills at once; the net position follows")
