@@ -30,6 +30,35 @@ struct CrashHarnessTests {
         #expect(summary.fills > 0, "the sessions traded")
     }
 
+    /// A stand-in for `fillguard` (a shell script): its session ends at once with `sessionExit`,
+    /// its recover exits `recoverExit` without naming a failed check. Neither may pass.
+    @Test("a session that ends before its kill with an error, or a recover that exits 1 naming no failed check, fails the run",
+          arguments: [(1, 0), (2, 0), (0, 1)] as [(Int32, Int32)])
+    func uncleanExitsFailTheRun(sessionExit: Int32, recoverExit: Int32) async throws {
+        let directory = try temporaryDirectory()
+        let script = directory + "/fake-fillguard"
+        try """
+        #!/bin/sh
+        case "$1" in
+          simulate) echo "session ended" >&2; exit \(sessionExit) ;;
+          recover) exit \(recoverExit) ;;
+        esac
+        exit 3
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script)
+        // Kill instants long after the script has ended (which is not waited for): every
+        // session finishes on its own.
+        var harness = CrashHarness(binary: script, directory: directory + "/run", points: 2, seed: 1, tearTail: { _ in })
+        harness.sessionSeconds = 30
+        harness.tearEvery = 0
+        let summary = try await harness.run()
+        #expect(summary.kills == 2)
+        #expect(!summary.passed, "\(summary.text)")
+        #expect(summary.failures.count == 2, "\(summary.failures)")
+        if sessionExit != 0 { #expect(summary.failures.allSatisfy { $0.contains("ended before its kill with exit \(sessionExit)") }, "\(summary.failures)") }
+        if recoverExit != 0 { #expect(summary.failures.allSatisfy { $0.contains("recover exited 1") }, "\(summary.failures)") }
+    }
+
     @Test("the JSON summary carries every failed check and failed recovery in full, not only their counts")
     func summaryJSONHasTheDetail() throws {
         var summary = CrashHarness.Summary()
