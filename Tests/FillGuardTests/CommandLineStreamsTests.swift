@@ -41,9 +41,14 @@ struct CommandLineStreamsTests {
 
     /// Starts `fillguard` with the given descriptors as its standard input and output (the
     /// output's closed here once the child has its copy), standard error to a file.
+    /// `errors`, when given, is an existing file or device (`/dev/full`): it is never made or
+    /// removed here (a failed start once unlinked `/dev/full`, and the next run made it a
+    /// regular file). Without it, a temporary file of the test's own.
     private static func start(_ arguments: [String], input: Int32?, output: Int32,
-                              errors: String = NSTemporaryDirectory() + "fillguard-streams-\(UUID().uuidString)") throws -> (Process, ChildExit, errors: String) {
-        if !FileManager.default.fileExists(atPath: errors) { _ = FileManager.default.createFile(atPath: errors, contents: nil) }
+                              errors given: String? = nil) throws -> (Process, ChildExit, errors: String) {
+        let errors = given ?? NSTemporaryDirectory() + "fillguard-streams-\(UUID().uuidString)"
+        if given == nil { _ = FileManager.default.createFile(atPath: errors, contents: nil) }
+        guard let errorHandle = FileHandle(forWritingAtPath: errors) else { throw POSIXError(.ENOENT) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -52,11 +57,11 @@ struct CommandLineStreamsTests {
             (exit, _) = try ChildExit.spawn(process) {
                 process.standardInput = input.map { FileHandle(fileDescriptor: $0, closeOnDealloc: false) } ?? FileHandle.nullDevice
                 process.standardOutput = FileHandle(fileDescriptor: output, closeOnDealloc: false)
-                process.standardError = FileHandle(forWritingAtPath: errors)
+                process.standardError = errorHandle
             }
         } catch {
             close(output)
-            unlink(errors)
+            if given == nil { unlink(errors) }
             throw error
         }
         close(output)
@@ -153,6 +158,8 @@ struct CommandLineStreamsTests {
         let output = try Self.pipe()
         // A refused resize leaves an alert, which `--json` writes to standard error.
         let trace = Self.root.appendingPathComponent("Tests/FillGuardTests/Traces/refused-reduction.jsonl").path
+        var device = stat()
+        #expect(stat("/dev/full", &device) == 0 && (device.st_mode & S_IFMT) == S_IFCHR, "/dev/full is not the full device on this machine")
         let (process, exit, _) = try Self.start(["replay", trace, "--json"], input: nil, output: output.write, errors: "/dev/full")
         let bytes = await Self.readToEnd(output.read)
         await exit.value()
