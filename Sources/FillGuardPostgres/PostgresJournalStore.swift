@@ -11,8 +11,9 @@ import Synchronization
 /// It mirrors `SQLiteJournalStore`: each appended batch is one transaction; a
 /// snapshot replaces the symbol's previous one and deletes the records it covers; `load` hands
 /// the rows to `JournalAssembly` and deletes a torn tail. With `fsync` durability a batch counts
-/// as written once PostgreSQL has flushed its commit (`synchronous_commit = on`); with `off` the
-/// commit returns before that flush (`SET LOCAL synchronous_commit = off`).
+/// as written once PostgreSQL has flushed its commit (the store's session sets
+/// `synchronous_commit = on`, whatever the server's default); with `off` the commit returns before
+/// that flush (`synchronous_commit = off`).
 ///
 /// One writer per namespace: an open store holds a session-level advisory lock on its namespace
 /// (on a connection of its own, for as long as it is open), and opening a namespace that another
@@ -156,7 +157,6 @@ public final class PostgresJournalStore: JournalStore {
             throw JournalError(.storage, "lost the lock on the PostgreSQL journal at \(configuration.location) (its connection closed); nothing more is written: restart to recover")
         }
         let namespace = configuration.namespace
-        let durability = configuration.durability
         let logger = self.logger
         // The chain as this transaction leaves it; kept only once it has committed.
         var chain = lastWritten.withLock { $0 }
@@ -178,9 +178,6 @@ public final class PostgresJournalStore: JournalStore {
         do {
             answered = try await Self.answered(within: configuration.writeTimeout, closing: connection) {
                 try await connection.withTransaction(logger: logger) { connection in
-                    if durability == .off {
-                        try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
-                    }
                     for step in plan {
                         try await Self.insert(step.records, namespace: namespace, on: connection, logger: logger)
                         if let snapshot = step.snapshot {
@@ -447,7 +444,18 @@ public final class PostgresJournalStore: JournalStore {
                         "SELECT pg_try_advisory_lock(hashtextextended(\(namespace), \(Self.namespaceLockSeed)))", logger: logger)
                     var acquired = false
                     for try await value in rows.decode(Bool.self) { acquired = value }
-                    if acquired { return true }
+                    if acquired {
+                        // The session's commits wait for their flush (`fsync`) or not (`off`),
+                        // whatever the server's, database's or role's default: a default of
+                        // `off` or `local` would otherwise lose acknowledged batches to a crash
+                        // of the server's machine. Every write goes through this connection.
+                        if configuration.durability == .off {
+                            try await connection.query("SET synchronous_commit = off", logger: logger)
+                        } else {
+                            try await connection.query("SET synchronous_commit = on", logger: logger)
+                        }
+                        return true
+                    }
                 }
                 return false
             }
@@ -460,6 +468,14 @@ public final class PostgresJournalStore: JournalStore {
             throw JournalError(.inUse, "the PostgreSQL journal at \(configuration.location) is open in another FillGuard (it holds the namespace's lock); one writer per namespace: stop the other, or use another namespace")
         }
         return connection
+    }
+
+    /// A setting of the store's session (`SHOW name`), for tests.
+    func sessionSetting(_ name: String) async throws -> String {
+        guard name.allSatisfy({ $0.isLetter || $0 == "_" }) else { return "" }
+        var value = ""
+        for try await text in try await lockConnection.query(PostgresQuery(unsafeSQL: "SHOW \(name)"), logger: logger).decode(String.self) { value = text }
+        return value
     }
 
     /// How many times opening asks for the namespace's lock before it reports `inUse`.

@@ -1,7 +1,7 @@
 import FillGuard
 import FillGuardCore
 import FillGuardJournalContract
-import FillGuardPostgres
+@testable import FillGuardPostgres
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -91,6 +91,29 @@ struct PostgresJournalStoreTests {
             let configuration = try TestServer.configuration(durability: .off, label: "contract-off")
             return { try await PostgresJournalStore(configuration: configuration) }
         }).run()
+    }
+
+    /// A role (or database, or server) whose default is `synchronous_commit = off` must not
+    /// turn `fsync` durability into `off`: acknowledged batches would be lost to a crash of the
+    /// server's machine. The store's session says what it needs itself.
+    @Test("Postgres: fsync durability holds when the server's default is synchronous_commit = off, and off is off")
+    func durabilityIsTheStoresOwn() async throws {
+        let configuration = try TestServer.configuration()
+        try await TestServer.execute("ALTER ROLE CURRENT_USER SET synchronous_commit = off", on: configuration)
+        do {
+            let store = try await PostgresJournalStore(configuration: configuration)
+            #expect(try await store.sessionSetting("synchronous_commit") == "on")
+            await store.close()
+            var off = try TestServer.configuration(durability: .off)
+            off.namespace += "-off"
+            let unflushed = try await PostgresJournalStore(configuration: off)
+            #expect(try await unflushed.sessionSetting("synchronous_commit") == "off")
+            await unflushed.close()
+        } catch {
+            try await TestServer.execute("ALTER ROLE CURRENT_USER RESET synchronous_commit", on: configuration)
+            throw error
+        }
+        try await TestServer.execute("ALTER ROLE CURRENT_USER RESET synchronous_commit", on: configuration)
     }
 
     @Test("Postgres namespaces keep two journals in one database apart")
