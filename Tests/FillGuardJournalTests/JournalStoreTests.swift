@@ -633,6 +633,33 @@ struct JournalStoreTests {
         }
     }
 
+    /// A frame of three records, the last frame of the journal: the first record's length made
+    /// large enough to run over the other two. Read as a torn tail, the three committed records
+    /// were dropped (and deleted) with one notice.
+    @Test("a damaged length that runs over the records after it in the last frame is corruption, not a torn tail")
+    func sqliteLengthRunningOverLaterRecords() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        try await store.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        try await store.append((2...4).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) })
+        await store.close()
+        // The first record's payload length (4 bytes at offset 13): 2 made 0x40 (64).
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            try db.execute(sql: "UPDATE frames SET body = CAST(substr(body, 1, 13) || x'40' || substr(body, 15) AS BLOB) WHERE id = (SELECT max(id) FROM frames)")
+        }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        do {
+            let contents = try await reopened.load(notices: { _ in })
+            Issue.record("three committed records were dropped as a torn tail: \(contents.lanes["AAA"]?.records.map(\.sequence) ?? [])")
+        } catch {
+            #expect(error.code == .corrupted && error.message.contains("damage inside the frame"), "\(error.message)")
+        }
+        await reopened.close()
+        #expect(try SQLiteTestAccess.frameCount(path: path) == 2, "nothing was deleted")
+    }
+
     @Test("a snapshot's sequence is covered by its check: a changed seq is corruption; a snapshot written before (payload CRC alone) still loads")
     func sqliteSnapshotSequenceIsChecked() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"

@@ -31,6 +31,15 @@ public struct JournalChain: Sendable {
         if intact, let newest = records.map(\.sequence).max(), Int64(bitPattern: newest) != stored {
             throw Broken(description: "frame \(frame) of \(symbol) says it ends at \(JournalPosition.describe(stored: stored)) but its records end at \(JournalPosition.describe(newest))")
         }
+        // A write cut short cuts the frame's last record (its header whole): that record is the
+        // one the frame says it ends at. A damaged record before it, whose damaged length ran
+        // over the records after it, is damage: taken for a torn tail, it would drop those
+        // committed records with it. (A frame cut inside a header reads as a record of sequence
+        // 0, which the assembly judges as before.)
+        if !intact, let damaged = records.last, !damaged.isIntact || damaged.payload.isEmpty, damaged.sequence != 0,
+           Int64(bitPattern: damaged.sequence) != stored {
+            throw Broken(description: "frame \(frame) of \(symbol) ends at \(JournalPosition.describe(stored: stored)), but a damaged record at \(JournalPosition.describe(damaged.sequence)) runs to its end: damage inside the frame, not a write cut short")
+        }
         if let previous {
             if let before = last[symbol] {
                 if intact, previous > before {
