@@ -323,8 +323,12 @@ final class SymbolLane: @unchecked Sendable {
     /// Sends what the pass's write made durable (or refuses it all, once the journal failed) and
     /// applies its events.
     private func completePass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
+        // The write that failed held this batch: whether the store kept it is not known (a
+        // commit whose answer was lost). Batches after it were never written.
+        var outcomeUnknown = false
         if case .failure(let error) = result, halted == nil {
             halted = error
+            outcomeUnknown = true
             context.journalFailed(error, symbol: symbol)
         }
         if halted == nil {
@@ -341,7 +345,7 @@ final class SymbolLane: @unchecked Sendable {
         var actions: [SymbolStateMachine.Action] = []
         for envelope in batch {
             if let halted, envelope.sequence != 0 || envelope.event.journalInput != nil {
-                refuse(envelope.event, because: halted)
+                refuse(envelope.event, because: halted, mayBeStored: outcomeUnknown && envelope.sequence != 0)
             } else if process(envelope, machine: &machine, actions: &actions) {
                 context.counters.fills.add(1, ordering: .relaxed)
             }
@@ -359,8 +363,14 @@ final class SymbolLane: @unchecked Sendable {
         position.sinceSnapshot = 0
     }
 
-    private func refuse(_ event: Event, because error: JournalError) {
-        refuse(event, as: InputError(.journalUnavailable, "not applied: \(error)"))
+    /// Refuses an event the journal could not take. One whose write failed (`mayBeStored`) may
+    /// have been kept by the store all the same (a commit whose answer was lost): a restart then
+    /// replays it, which the refusal says, so that no one opens the bracket again under a new id.
+    private func refuse(_ event: Event, because error: JournalError, mayBeStored: Bool = false) {
+        let message = mayBeStored
+            ? "not applied: the journal's write of it failed (\(error)); the store may have kept it all the same, and a restart would then replay it: after recovering, look before sending it again"
+            : "not applied: \(error)"
+        refuse(event, as: InputError(.journalUnavailable, message))
     }
 
     /// An event that is not applied: a new bracket or a report is recorded as refused (and the
