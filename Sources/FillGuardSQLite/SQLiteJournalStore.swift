@@ -104,7 +104,10 @@ public final class SQLiteJournalStore: JournalStore {
                 // A journal gets its identity when it is created (while it holds nothing). One
                 // that lost it, or is older than identities, is not given a new one: its companion
                 // files could not be matched to it anyway, and a refused open changes nothing.
-                let isNew = try !(Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM frames) OR EXISTS (SELECT 1 FROM snapshots)") ?? false)
+                // (A format-1 file keeps its records in `records`, converted below.)
+                let hasFormat1Records = try db.tableExists("records") && (Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM records)") ?? false)
+                let isNew = try !hasFormat1Records
+                    && !(Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM frames) OR EXISTS (SELECT 1 FROM snapshots)") ?? false)
                 if mode == .createIfNeeded, isNew {
                     try db.execute(sql: "INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", arguments: [UUID().uuidString])
                 }

@@ -104,6 +104,8 @@ struct JournalStoreTests {
         try queue.close()
 
         let store = try SQLiteJournalStore(path: path)
+        // Older than identities, with records: not given one (its companion files have none).
+        #expect(store.identity.isEmpty, "a format-1 journal with records was given the identity \(store.identity)")
         let notices = NoticeCollector()
         let contents = try await store.load(notices: { _ in })
         #expect(contents.lanes["OLD"]?.records == [good, intent])
