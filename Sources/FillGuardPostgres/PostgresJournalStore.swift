@@ -454,6 +454,12 @@ public final class PostgresJournalStore: JournalStore {
                         } else {
                             try await connection.query("SET synchronous_commit = on", logger: logger)
                         }
+                        // The server probes this connection when idle (TCP keepalive): a
+                        // FillGuard killed, or cut off, holds the lock until the server finds
+                        // its connection dead, about a minute instead of the system's two hours.
+                        try await connection.query("SET tcp_keepalives_idle = 30", logger: logger)
+                        try await connection.query("SET tcp_keepalives_interval = 10", logger: logger)
+                        try await connection.query("SET tcp_keepalives_count = 3", logger: logger)
                         return true
                     }
                 }
@@ -464,10 +470,31 @@ public final class PostgresJournalStore: JournalStore {
             throw error
         }
         guard acquired else {
+            let holder = (try? await bounded(configuration, "naming the lock's holder", on: connection) {
+                try await Self.describeHolder(of: namespace, on: connection, logger: logger)
+            }) ?? nil
             try? await connection.close()
-            throw JournalError(.inUse, "the PostgreSQL journal at \(configuration.location) is open in another FillGuard (it holds the namespace's lock); one writer per namespace: stop the other, or use another namespace")
+            throw JournalError(.inUse, "the PostgreSQL journal at \(configuration.location) is open in another FillGuard (it holds the namespace's lock\(holder.map { ": \($0)" } ?? "")); one writer per namespace: stop the other, or use another namespace. A FillGuard killed or cut off a moment ago holds it until the server finds its connection gone (about a minute), or until pg_terminate_backend(its server process)")
         }
         return connection
+    }
+
+    /// Who holds a namespace's lock, as the server sees its session: server process, client,
+    /// state and for how long; nil when no session is found (it has just let go).
+    private static func describeHolder(of namespace: String, on connection: PostgresConnection, logger: Logger) async throws -> String? {
+        let rows = try await connection.query("""
+            SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), coalesce(a.application_name, ''), coalesce(a.state, 'unknown'),
+                   coalesce(extract(epoch FROM now() - a.state_change)::bigint, -1)
+              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(\(namespace), \(Self.namespaceLockSeed))
+            """, logger: logger)
+        var holder: String?
+        for try await (pid, client, application, state, seconds) in rows.decode((Int32, String, String, String, Int64).self) {
+            let name = application.isEmpty ? "" : " \"\(application.prefix(64))\""
+            holder = "server process \(pid), client \(client)\(name), \(state)\(seconds >= 0 ? " for \(seconds) s" : "")"
+        }
+        return holder
     }
 
     /// A setting of the store's session (`SHOW name`), for tests.

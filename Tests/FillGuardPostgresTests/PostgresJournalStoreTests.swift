@@ -103,6 +103,8 @@ struct PostgresJournalStoreTests {
         do {
             let store = try await PostgresJournalStore(configuration: configuration)
             #expect(try await store.sessionSetting("synchronous_commit") == "on")
+            // A killed FillGuard's lock is let go once the server finds its connection dead.
+            #expect(try await store.sessionSetting("tcp_keepalives_idle") == "30")
             await store.close()
             var off = try TestServer.configuration(durability: .off)
             off.namespace += "-off"
@@ -150,6 +152,9 @@ struct PostgresJournalStoreTests {
         } catch {
             #expect(error.code == .inUse)
             #expect(error.message.contains(configuration.namespace))
+            // The holder named, so a person can tell a live FillGuard from a dead one's session.
+            let holder = try await Self.lockBackend(of: configuration)
+            #expect(error.message.contains("server process \(holder), client "), "\(error.message)")
         }
         // The refused open changed nothing: the holder still writes and reads its journal.
         try await first.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
