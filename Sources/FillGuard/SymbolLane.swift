@@ -301,9 +301,9 @@ final class SymbolLane: @unchecked Sendable {
         let ready = batch
         // The write in flight is work: waitUntilIdle() waits for it and what follows it.
         context.work.begin()
-        journal.append(records) { result in
+        journal.append(records) { result, attempted in
             Task.detached {
-                self.finishPass(result, sends: sends, batch: ready)
+                self.finishPass(result, attempted: attempted, sends: sends, batch: ready)
                 self.context.work.end()
             }
         }
@@ -311,8 +311,8 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// A write is done: complete its pass and take the next ones.
-    private func finishPass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
-        completePass(result, sends: sends, batch: batch)
+    private func finishPass(_ result: Result<Void, JournalError>, attempted: Bool, sends: [PendingSend], batch: [Envelope]) {
+        completePass(result, writeAttempted: attempted, sends: sends, batch: batch)
         drainJournaled()
         // The batch's events stop counting as work only now: the operations they produced wait
         // in `pendingSends` for their intents' write, which drainJournaled() has just counted.
@@ -322,13 +322,14 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Sends what the pass's write made durable (or refuses it all, once the journal failed) and
     /// applies its events.
-    private func completePass(_ result: Result<Void, JournalError>, sends: [PendingSend], batch: [Envelope]) {
-        // The write that failed held this batch: whether the store kept it is not known (a
-        // commit whose answer was lost). Batches after it were never written.
+    private func completePass(_ result: Result<Void, JournalError>, writeAttempted: Bool = false, sends: [PendingSend], batch: [Envelope]) {
+        // A write of this batch that failed: whether the store kept it is not known (a commit
+        // whose answer was lost). A batch the journal refused, having failed before, was never
+        // written.
         var outcomeUnknown = false
         if case .failure(let error) = result, halted == nil {
             halted = error
-            outcomeUnknown = true
+            outcomeUnknown = writeAttempted
             context.journalFailed(error, symbol: symbol)
         }
         if halted == nil {

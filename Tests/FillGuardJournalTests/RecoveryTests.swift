@@ -457,6 +457,13 @@ struct RecoveryTests {
             let message = (error as? InputError)?.message ?? ""
             return message.contains("disk full") && !message.contains("replay")
         }
+        // Another symbol's lane, whose first write comes after the failure: refused unwritten.
+        var other = bracket("P3")
+        other.symbol = "SLV"
+        await #expect { try await process.manager.open(other) } throws: { error in
+            let message = (error as? InputError)?.message ?? ""
+            return message.contains("disk full") && !message.contains("replay")
+        }
         #expect(process.manager.recentRejections().contains { $0.error.code == .journalUnavailable })
     }
 

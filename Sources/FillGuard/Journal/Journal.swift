@@ -23,7 +23,7 @@ public final class Journal: Sendable {
 
     private struct Pending {
         var records: [JournalRecord] = []
-        var callbacks: [@Sendable (Result<Void, JournalError>) -> Void] = []
+        var callbacks: [Completion] = []
         var writing = false
         var failure: JournalError?
         var statistics = Statistics()
@@ -50,9 +50,14 @@ public final class Journal: Sendable {
     /// The failure that stopped the journal, if any: after one, nothing more is written.
     public var failure: JournalError? { pending.withLock { $0.failure } }
 
+    /// What an append's completion is told: the write's result, and whether the store was asked
+    /// to write the records at all (false when the journal had failed before: they were never
+    /// written; true for a write that failed, which the store may have kept all the same).
+    typealias Completion = @Sendable (_ result: Result<Void, JournalError>, _ attempted: Bool) -> Void
+
     /// Queues records for the next group commit; `completion` runs once they are durable (or the
     /// write failed). Records of one caller are written in the order given.
-    func append(_ records: [JournalRecord], completion: @escaping @Sendable (Result<Void, JournalError>) -> Void) {
+    func append(_ records: [JournalRecord], completion: @escaping Completion) {
         let start = pending.withLock { state -> Result<Bool, JournalError> in
             if let failure = state.failure { return .failure(failure) }
             state.records.append(contentsOf: records)
@@ -62,7 +67,7 @@ public final class Journal: Sendable {
             return .success(true)
         }
         switch start {
-        case .failure(let error): completion(.failure(error))
+        case .failure(let error): completion(.failure(error), false)
         case .success(true):
             // High priority: lanes wait on this writer; it must not queue behind their work.
             Task.detached(priority: .high) { await self.writeBatches() }
@@ -72,7 +77,7 @@ public final class Journal: Sendable {
 
     private func writeBatches() async {
         while true {
-            let (records, callbacks, waiters, failed) = pending.withLock { state -> ([JournalRecord], [@Sendable (Result<Void, JournalError>) -> Void], [CheckedContinuation<Void, Never>], JournalError?) in
+            let (records, callbacks, waiters, failed) = pending.withLock { state -> ([JournalRecord], [Completion], [CheckedContinuation<Void, Never>], JournalError?) in
                 if state.records.isEmpty && state.callbacks.isEmpty {
                     state.writing = false
                     let waiters = state.drainWaiters
@@ -112,7 +117,7 @@ public final class Journal: Sendable {
                     if state.failure == nil { state.failure = error }
                 }
             }
-            for callback in callbacks { callback(result) }
+            for callback in callbacks { callback(result, failed == nil) }
         }
     }
 
