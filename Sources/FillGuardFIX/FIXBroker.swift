@@ -701,7 +701,7 @@ final class FIXBrokerCore: @unchecked Sendable {
     private func addWaiter(_ key: String) -> EventLoopFuture<[FIXOrderStatus]> {
         let promise = loop.makePromise(of: [FIXOrderStatus].self)
         waiters[key, default: []].append(promise)
-        armTimeout(key, promise, reports: router.reportsReceived(key: key), periods: 1)
+        armTimeout(key, promise, at: .now() + .nanoseconds(configuration.requestTimeoutNanoseconds), periods: 1)
         return promise.futureResult
     }
 
@@ -709,22 +709,37 @@ final class FIXBrokerCore: @unchecked Sendable {
     /// reports keep coming.
     static let longAnswerPeriods = 60
 
-    /// Fails `promise` as timed out after the request timeout, unless its answer (a mass status
-    /// or positions request) has received reports since `reports`: a long answer still coming in
-    /// gets another timeout from then, up to `longAnswerPeriods` in all. A large account's mass
-    /// status is not cut off after 10 s while its reports still stream in.
-    private func armTimeout(_ key: String, _ promise: EventLoopPromise<[FIXOrderStatus]>, reports: Int?, periods: Int) {
+    /// When each mass status or positions request in flight last received a report.
+    private var lastReportAt: [String: NIODeadline] = [:]
+
+    /// Notes the arrival of a report answering a mass status (584) or positions (710) request in
+    /// flight: that request's time then runs from now.
+    private func noteReport(_ message: FIXMessage) {
+        guard let key = message[584] ?? message[710], waiters[key] != nil, router.reportsReceived(key: key) != nil else { return }
+        lastReportAt[key] = .now()
+    }
+
+    /// Fails `promise` as timed out at `deadline`, unless its answer (a mass status or positions
+    /// request) received a report within the request timeout before then: its time then runs
+    /// from that report (a large account's mass status is not cut off while its reports still
+    /// stream in), up to `longAnswerPeriods` timeouts in all.
+    private func armTimeout(_ key: String, _ promise: EventLoopPromise<[FIXOrderStatus]>, at deadline: NIODeadline, periods: Int) {
         let timeout = configuration.requestTimeoutNanoseconds
-        loop.scheduleTask(in: .nanoseconds(timeout)) { [self] in
+        loop.scheduleTask(deadline: deadline) { [self] in
             guard var list = self.waiters[key], let index = list.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return }
-            let now = self.router.reportsReceived(key: key)
-            if let now, now != (reports ?? 0), periods < Self.longAnswerPeriods {
-                self.armTimeout(key, promise, reports: now, periods: periods + 1)
-                return
+            let reports = self.router.reportsReceived(key: key) ?? 0
+            var streaming = false
+            if let last = self.lastReportAt[key], last + .nanoseconds(timeout) > .now() {
+                if periods < Self.longAnswerPeriods {
+                    self.armTimeout(key, promise, at: last + .nanoseconds(timeout), periods: periods + 1)
+                    return
+                }
+                streaming = true
             }
-            if self.router.queryTimedOut(key: key) {
+            if !streaming, self.router.queryTimedOut(key: key) {
                 // A mass status answer that never says which report is last: complete now.
                 self.logger.notice("FIX mass status \(key): its reports carry neither LastRptRequested nor TotNumReports; taken whole after \(timeout / 1_000_000) ms without another")
+                self.lastReportAt[key] = nil
                 self.finishStatus(key)
                 return
             }
@@ -733,19 +748,28 @@ final class FIXBrokerCore: @unchecked Sendable {
             if list.isEmpty {
                 // What a query's answer had brought so far goes with it (its late reports are
                 // ignored: the router forgot the query).
+                if streaming { self.router.queryTimedOut(key: key) }
                 self.collected[key] = nil
                 self.malformedStatuses[key] = nil
+                self.lastReportAt[key] = nil
             }
             self.statistics.requestTimeouts += 1
-            let what = (now ?? 0) > 0 ? "incomplete (\(now ?? 0) reports, then none)" : "unanswered"
-            self.logger.warning("FIX request \(key) \(what) after \(timeout / 1_000_000) ms")
+            let message: String
+            if streaming {
+                message = "the answer to \(key) was still coming after \(periods) request timeouts (\(reports) reports): given up, not taken as complete"
+            } else if reports > 0 {
+                message = "the answer to \(key) stopped after \(reports) reports: none more in \(timeout / 1_000_000) ms"
+            } else {
+                message = "no answer to \(key) in \(timeout / 1_000_000) ms"
+            }
+            self.logger.warning("FIX request: \(message)")
             // The request went out: the broker may have acted on it.
-            promise.fail(BrokerError(.timedOut, (now ?? 0) > 0 ? "the answer to \(key) stopped after \(now ?? 0) reports: none more in \(timeout / 1_000_000) ms"
-                                                               : "no answer to \(key) in \(timeout / 1_000_000) ms"))
+            promise.fail(BrokerError(.timedOut, message))
         }
     }
 
     private func resolve(_ key: String, _ result: Result<[FIXOrderStatus], BrokerError>) {
+        lastReportAt[key] = nil
         guard let promises = waiters.removeValue(forKey: key) else { return }
         for promise in promises { promise.completeWith(result.mapError { $0 as any Error }) }
     }
@@ -794,6 +818,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                 performNow(session.resend(stored: stored, from: from, through: through, now: Self.now()))
             case .deliver(let message):
                 if message.msgType == FIXMsgType.reject { statistics.rejectsReceived += 1 }
+                noteReport(message)
                 handle(router.received(message))
             case .refusedApplication(let msgType, let seq, let reason):
                 // Answered with a Reject already; recorded as the runtime's refused input too, so a

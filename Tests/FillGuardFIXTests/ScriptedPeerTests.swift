@@ -137,8 +137,8 @@ struct ScriptedPeerTests {
     @Test("a mass status answer still streaming in at the request timeout is read whole", arguments: [true, false])
     func massStatusStreamingPastTheTimeout(counted: Bool) async throws {
         let peer = try ScriptedPeer()
-        // A timeout of 1 s; five reports 300 ms apart take 1.2 s after the first.
-        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port, requestTimeout: 1_000_000_000), logger: quietLogger)
+        // A timeout of 1.5 s; five reports 400 ms apart take 1.6 s after the first.
+        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port, requestTimeout: 1_500_000_000), logger: quietLogger)
         let script = Task {
             await peer.run { peer -> String? in
                 guard peer.accept(within: 20), let logon = peer.receive(within: 20), logon.msgType == "A" else { return "no Logon" }
@@ -149,7 +149,7 @@ struct ScriptedPeerTests {
                 }
                 guard let key = request?[584] else { return "no OrderMassStatusRequest: \(peer.received)" }
                 for index in 1...5 {
-                    if index > 1 { usleep(300_000) }  // the counterparty's pace, not a synchronisation
+                    if index > 1 { usleep(400_000) }  // the counterparty's pace, not a synchronisation
                     let count = counted ? "911=5|912=\(index == 5 ? "Y" : "N")|" : ""
                     peer.send("8", seq: 1 + index, "584=\(key)|\(count)37=B\(index)|11=S\(index)|17=Q\(index)|150=I|39=0|55=SYM\(index)|54=2|40=3|99=90|38=100|151=100|14=0|6=0|59=1|")
                 }
