@@ -44,6 +44,15 @@ final class ScriptedPeer: @unchecked Sendable {
         close(listener)
     }
 
+    /// The broker's configuration for a scripted counterparty: the harness's, with 30 s for the
+    /// Logon's answer (the script runs on a thread of its own, which a loaded machine, or a
+    /// sanitizer's, can start late).
+    static func configuration(port: Int, requestTimeout: Int64 = 10_000_000_000) -> FIXBrokerConfiguration {
+        var configuration = Harness.configuration(port: port, requestTimeout: requestTimeout)
+        configuration.session.logonTimeout = 30
+        return configuration
+    }
+
     /// Runs `script` on a thread of its own and returns what it returned.
     func run<T: Sendable>(_ script: @escaping @Sendable (ScriptedPeer) -> T) async -> T {
         await withCheckedContinuation { continuation in
@@ -93,7 +102,7 @@ struct ScriptedPeerTests {
     @Test("answers sent while a filled gap's messages are taken in keep sequence order on the wire")
     func answersAfterAGapKeepSequenceOrder() async throws {
         let peer = try ScriptedPeer()
-        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port), logger: quietLogger)
+        let broker = FIXBroker(configuration: ScriptedPeer.configuration(port: peer.port), logger: quietLogger)
         // Signalled once both answers came: the test then stops the broker, whose Logout the
         // script answers.
         let (answered, signal) = AsyncStream<Void>.makeStream()
@@ -138,7 +147,7 @@ struct ScriptedPeerTests {
     func massStatusStreamingPastTheTimeout(counted: Bool) async throws {
         let peer = try ScriptedPeer()
         // A timeout of 1.5 s; five reports 400 ms apart take 1.6 s after the first.
-        let broker = FIXBroker(configuration: Harness.configuration(port: peer.port, requestTimeout: 1_500_000_000), logger: quietLogger)
+        let broker = FIXBroker(configuration: ScriptedPeer.configuration(port: peer.port, requestTimeout: 1_500_000_000), logger: quietLogger)
         let script = Task {
             await peer.run { peer -> String? in
                 guard peer.accept(within: 20), let logon = peer.receive(within: 20), logon.msgType == "A" else { return "no Logon" }
