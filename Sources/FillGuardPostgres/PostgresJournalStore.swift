@@ -448,11 +448,17 @@ public final class PostgresJournalStore: JournalStore {
                         // The session's commits wait for their flush (`fsync`) or not (`off`),
                         // whatever the server's, database's or role's default: a default of
                         // `off` or `local` would otherwise lose acknowledged batches to a crash
-                        // of the server's machine. Every write goes through this connection.
+                        // of the server's machine (`local`: of a synchronous standby's). Every
+                        // write goes through this connection.
                         if configuration.durability == .off {
                             try await connection.query("SET synchronous_commit = off", logger: logger)
                         } else {
-                            try await connection.query("SET synchronous_commit = on", logger: logger)
+                            // A stronger default (remote_write, remote_apply: a standby's too) is kept.
+                            var current = ""
+                            for try await value in try await connection.query("SHOW synchronous_commit", logger: logger).decode(String.self) { current = value }
+                            if current == "off" || current == "local" {
+                                try await connection.query("SET synchronous_commit = on", logger: logger)
+                            }
                         }
                         // The server probes this connection when idle (TCP keepalive): a
                         // FillGuard killed, or cut off, holds the lock until the server finds

@@ -101,8 +101,10 @@ public enum FIXGroundTruth {
                 if let stop = stops.first, stop.side != protective || stop.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): stop \(stop.orderID) is \(stop.side.rawValue) \(stop.leavesQuantity), net is \(net)")
                 }
-                if let stop = stops.first, let price = plan?.protectivePrice(.stopLoss, cover: cover), stop.stopPrice != price {
-                    problems.append("\(symbol): stop \(stop.orderID) is at \(stop.stopPrice.map { "\($0)" } ?? "no StopPx"), the position's stop-loss is \(price)")
+                // (A counterparty that leaves StopPx or Price out of its status reports cannot be
+                // checked for prices.)
+                if let stop = stops.first, let price = plan?.protectivePrice(.stopLoss, cover: cover), let at = stop.stopPrice, at != price {
+                    problems.append("\(symbol): stop \(stop.orderID) is at \(at), the position's stop-loss is \(price)")
                 }
             }
             if plan?.takeProfit != nil, plan?.protectivePrice(.takeProfit, cover: cover) == nil, !targets.isEmpty {
@@ -113,8 +115,8 @@ public enum FIXGroundTruth {
                 if let target = targets.first, target.leavesQuantity != net.magnitude {
                     problems.append("\(symbol): target \(target.orderID) is \(target.leavesQuantity), net is \(net)")
                 }
-                if let target = targets.first, let price = plan?.protectivePrice(.takeProfit, cover: cover), target.price != price {
-                    problems.append("\(symbol): target \(target.orderID) is at \(target.price.map { "\($0)" } ?? "no Price"), the position's take-profit is \(price)")
+                if let target = targets.first, let price = plan?.protectivePrice(.takeProfit, cover: cover), let at = target.price, at != price {
+                    problems.append("\(symbol): target \(target.orderID) is at \(at), the position's take-profit is \(price)")
                 }
             }
         }

@@ -103,9 +103,16 @@ struct PostgresJournalStoreTests {
         do {
             let store = try await PostgresJournalStore(configuration: configuration)
             #expect(try await store.sessionSetting("synchronous_commit") == "on")
-            // A killed FillGuard's lock is let go once the server finds its connection dead.
-            #expect(try await store.sessionSetting("tcp_keepalives_idle") == "30")
             await store.close()
+            // A stronger default is kept.
+            try await TestServer.execute("ALTER ROLE CURRENT_USER SET synchronous_commit = remote_apply", on: configuration)
+            var stronger = try TestServer.configuration()
+            stronger.namespace += "-strong"
+            let strong = try await PostgresJournalStore(configuration: stronger)
+            #expect(try await strong.sessionSetting("synchronous_commit") == "remote_apply")
+            // A killed FillGuard's lock is let go once the server finds its connection dead.
+            #expect(try await strong.sessionSetting("tcp_keepalives_idle") == "30")
+            await strong.close()
             var off = try TestServer.configuration(durability: .off)
             off.namespace += "-off"
             let unflushed = try await PostgresJournalStore(configuration: off)
@@ -153,8 +160,7 @@ struct PostgresJournalStoreTests {
             #expect(error.code == .inUse)
             #expect(error.message.contains(configuration.namespace))
             // The holder named, so a person can tell a live FillGuard from a dead one's session.
-            let holder = try await Self.lockBackend(of: configuration)
-            #expect(error.message.contains("server process \(holder), client "), "\(error.message)")
+            #expect(error.message.contains("server process ") && error.message.contains(", client "), "\(error.message)")
         }
         // The refused open changed nothing: the holder still writes and reads its journal.
         try await first.append([JournalRecord(symbol: "AAA", sequence: 2, kind: .input, payload: [1, 2])])
