@@ -156,7 +156,7 @@ public struct SimulationReport: Sendable {
         if let fix { return fixText(fix) }
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
+        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         if journal != nil {
             // A resumed session: the exchange and FillGuard's memory span every session so far.
@@ -249,7 +249,7 @@ public struct SimulationReport: Sendable {
     private func fixText(_ fix: FIXSummary) -> String {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID)\(fix.account.map { ", account \($0)" } ?? ""), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
+        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID)\(fix.account.map { ", account \($0)" } ?? ""), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         // A resumed session: FillGuard's memory of closed positions spans every session so far.
