@@ -519,7 +519,7 @@ struct SimulationSessionTests {
         options.flippedPositionCover = .stopLossOnly
         let stopOnly = try await SimulationSession(options: options).run()
         #expect(stopOnly.json.contains("\"flippedCover\":\"stopLossOnly\""))
-        #expect(stopOnly.text.contains("native modify, flipped cover stopLossOnly"))
+        #expect(stopOnly.text.contains("native modify (replacing by cancelThenCreate), flipped cover stopLossOnly"))
     }
 
     @Test("a short session with faults on two dedicated runner threads ends with zero invariant violations")
