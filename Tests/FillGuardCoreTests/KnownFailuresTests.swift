@@ -18,7 +18,7 @@ struct KnownFailuresTests {
         var model = try opened()
         try model.fill("P1", .scaleIn(0), 100, at: "98")
         let work = model.pull()
-        #expect(work.allSatisfy { $0.kind == .modify }, "resize is one modify, not cancel + sleep + create")
+        #expect(work.map(\.kind) == [.modify, .modify], "resize is one modify per protective order, not cancel + sleep + create: \(work)")
         #expect(model.brokerLive("P1", .stopLoss).count == 1, "the stop stays live while the modify travels")
         model.settle()
         expectProtected(model)

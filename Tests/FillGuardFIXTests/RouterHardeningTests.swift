@@ -44,15 +44,22 @@ struct RouterHardeningTests {
     /// A PositionReport quantity that is unreadable (5e2) or negative fails the request: the net
     /// would be a guess.
     @Test func unreadablePositionQuantitiesFailTheRequest() {
-        var router = FIXOrderRouter()
-        guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
-        _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
-        let outputs = router.received(FIXMessage(msgType: "AP", fields: [
-            FIXField(721, "R"), FIXField(710, key), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "1"),
-            FIXField(703, "FIN"), FIXField(704, "5e2"), FIXField(705, "-40"),
-        ]))
-        if case .positions(_, let nets)? = outputs.first {
-            Issue.record("an unreadable LongQty / a negative ShortQty was trusted: nets \(nets)")
+        for (long, short) in [("5e2", "40"), ("500", "-40")] {
+            var router = FIXOrderRouter()
+            guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else {
+                Issue.record("no positions request")
+                return
+            }
+            _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
+            let outputs = router.received(FIXMessage(msgType: "AP", fields: [
+                FIXField(721, "R"), FIXField(710, key), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "1"),
+                FIXField(703, "FIN"), FIXField(704, long), FIXField(705, short),
+            ]))
+            guard case .completed(key, let error?)? = outputs.first else {
+                Issue.record("LongQty \(long) / ShortQty \(short) did not fail the request: \(outputs)")
+                continue
+            }
+            #expect(error.kind == .permanent && error.message.contains("is not a quantity"), "\(error)")
         }
     }
 
@@ -60,11 +67,15 @@ struct RouterHardeningTests {
     @Test func hugePositionReportsFailTheRequest() async {
         await #expect(processExitsWith: .success) {
             var router = FIXOrderRouter()
-            guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else { return }
+            guard case .send(_, let key) = router.positionsRequest(account: "ACC", clearingBusinessDate: "20240229", transactTime: 0) else {
+                fatalError("no positions request")
+            }
             _ = router.received(FIXMessage(msgType: "AO", fields: [FIXField(721, "A"), FIXField(710, key), FIXField(727, "1"), FIXField(728, "0"), FIXField(729, "0")]))
             var fields = [FIXField(721, "R"), FIXField(710, key), FIXField(728, "0"), FIXField(55, "GLD"), FIXField(702, "50")]
-            for _ in 0..<50 { fields += [FIXField(703, "TQ"), FIXField(704, "1000000000"), FIXField(705, "-1000000000")] }
-            _ = router.received(FIXMessage(msgType: "AP", fields: fields))
+            for _ in 0..<50 { fields += [FIXField(703, "TQ"), FIXField(704, "1000000000"), FIXField(705, "0")] }
+            let outputs = router.received(FIXMessage(msgType: "AP", fields: fields))
+            // Failed, not trusted (and not trapped): the exit status says which.
+            guard case .completed(key, let error?)? = outputs.first, error.message.contains("beyond") else { fatalError("not failed: \(outputs)") }
         }
     }
 
@@ -178,7 +189,7 @@ struct RouterHardeningTests {
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
         var router = FIXOrderRouter()
-        guard case .send(_, let key) = router.massStatusRequest() else { return }
+        guard case .send(_, let key) = router.massStatusRequest() else { Issue.record("no mass status request"); return }
         func status(_ clOrdID: String, _ last: String?) -> FIXMessage {
             var message = report(clOrdID, execType: "I", execID: "I-\(clOrdID)", ordStatus: "0", extra: [
                 FIXField(584, key), FIXField(911, "2"), FIXField(40, "3"), FIXField(99, "245"), FIXField(38, "100"), FIXField(54, "2"),

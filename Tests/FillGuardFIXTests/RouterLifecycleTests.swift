@@ -221,7 +221,10 @@ struct RouterLifecycleTests {
     /// with this OrdStatus and TimeInForce.
     private func learnt(ordStatus: String, timeInForce: String?) -> FIXOrderRouter {
         var router = FIXOrderRouter()
-        guard case .send(_, let key) = router.massStatusRequest() else { return router }
+        guard case .send(_, let key) = router.massStatusRequest() else {
+            Issue.record("no mass status request")
+            return router
+        }
         var fields = [FIXField(584, key), FIXField(911, "1"), FIXField(912, "Y"), FIXField(54, "2"), FIXField(40, "3"), FIXField(99, "245"),
                       FIXField(38, "300"), FIXField(151, "300")]
         if let timeInForce { fields.append(FIXField(59, timeInForce)) }

@@ -267,16 +267,25 @@ struct FillManagerTests {
 
     @Test("a rate-limited broker still gets every operation, paced by the token bucket")
     func rateLimitPacesButDropsNothing() async throws {
-        let broker = TestBroker(capabilities: BrokerCapabilities(nativeModify: true, requestsPerSecond: 2_000, burst: 1))
+        let rate = 200
+        let broker = TestBroker(capabilities: BrokerCapabilities(nativeModify: true, requestsPerSecond: rate, burst: 1))
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet)
         var fills = FillMaker()
+        let started = ContinuousClock.now
         for index in 0..<5 {
             _ = try await manager.openLongAndFillEntry(PositionID("P\(index)"), Symbol("S\(index)"), fills: &fills)
         }
+        await manager.waitUntilIdle()
+        let took = ContinuousClock.now - started
         for position in await manager.positions() {
             #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
         }
         #expect(await manager.invariantViolations().isEmpty)
+        // Paced: with a burst of one, the n-th request goes out no sooner than (n - 1) / rate
+        // after the first. (A lower bound: a slow machine only makes it longer.)
+        let requests = OrderOperation.Kind.allCases.reduce(0) { $0 + broker.count($1) }
+        #expect(requests >= 20, "\(requests) requests")
+        #expect(took >= .milliseconds((requests - 1) * 1000 / rate), "\(requests) requests in \(took)")
     }
 
     @Test("bad input is refused with a typed error, recorded, and changes nothing")

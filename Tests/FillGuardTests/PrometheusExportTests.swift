@@ -61,7 +61,9 @@ struct PrometheusExportTests {
         #expect(session.status == 0, "\(session.errors)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(session.output.utf8)) as? [String: Any])
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(sample("fillguard_fills", in: text) == (report["fillsApplied"] as? Double ?? (report["fillsApplied"] as? Int).map(Double.init)), "\(text)")
+        let fills = try #require(report["fillsApplied"] as? Int, "no fillsApplied in \(session.output.prefix(300))")
+        #expect(fills > 0, "the session traded")
+        #expect(sample("fillguard_fills", in: text) == Double(fills), "\(text)")
         // No temporary file is left beside it.
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix(".") }.isEmpty)
 
