@@ -118,6 +118,16 @@ struct ReleaseHeldTests {
         let after = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: statePath)
         #expect(after.liveOrders(of: "GLD").filter(Self.isStop).map(\.quantity) == [300], "sent as the journal's state says")
         #expect(after.liveOrders(of: "SLV").isEmpty, "held: nothing sent")
+
+        // A session resumed on it: both are held again (a release is for one recovery: the nets
+        // still differ from the broker's until a person has looked), which the final check
+        // counts: the session exits 1, naming them.
+        let resumed = try await runFillguard(["simulate", "--journal", journalPath, "--symbols", "2", "--duration", "0.3", "--json"])
+        #expect(resumed.status == 1, "a held symbol fails the session: \(resumed.status) \(resumed.standardError.suffix(400))")
+        let report = try JSONSerialization.jsonObject(with: Data(resumed.standardOutput.utf8)) as? [String: Any]
+        let journal = report?["journal"] as? [String: Any]
+        #expect(journal?["heldSymbols"] as? [String] == ["GLD", "SLV"], "\(resumed.standardOutput.prefix(600))")
+        #expect((report?["invariantViolations"] as? Int ?? 0) > 0)
     }
 }
 
