@@ -1,0 +1,75 @@
+import FillGuardSimulator
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// Ctrl-C during `fillguard simulate`: the first winds the session down to its report (exit
+/// 130); a second one later quits at once; one within 0.2 s of the first (`timeout` signals the
+/// process and then its group) is the same interrupt.
+@Suite("Command line: interrupts", .serialized, .timeLimit(.minutes(5)))
+struct InterruptTests {
+    /// The debug `fillguard` that `swift build --build-tests` made beside the tests.
+    private static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug/fillguard").path
+
+    /// A new directory of the test's own (under the run's TMPDIR).
+    private static func directory() throws -> String {
+        let path = NSTemporaryDirectory() + "fillguard-interrupt-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A session started and trading, with its interrupt handler in place: its metrics file has
+    /// been written (the handler is installed before the session starts). With `slowBroker`,
+    /// broker answers take 3 to 4 s, so its wind-down lasts seconds, well past a second Ctrl-C
+    /// half a second later.
+    private static func startedSession(in directory: String, slowBroker: Bool) async throws -> (Process, ChildExit, output: String) {
+        let output = directory + "/report.json", metrics = directory + "/metrics.prom"
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["simulate", "--symbols", "3", "--duration", "60", "--json", "--metrics-file", metrics]
+            + (slowBroker ? ["--latency-ms", "3000-4000"] : [])
+        process.standardInput = FileHandle.nullDevice
+        let (exit, _) = try ChildExit.spawn(process) {
+            process.standardOutput = FileHandle(forWritingAtPath: output)
+            process.standardError = FileHandle.nullDevice
+        }
+        // The metrics file is the signal that the session runs (written within its first second).
+        let deadline = ContinuousClock.now + .seconds(60)
+        while access(metrics, F_OK) != 0, !exit.hasExited, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try #require(access(metrics, F_OK) == 0, "the session never wrote its metrics file")
+        return (process, exit, output)
+    }
+
+    @Test("a second Ctrl-C half a second after the first quits at once: exit 130, no report")
+    func secondInterruptQuits() async throws {
+        let directory = try Self.directory()
+        let (process, exit, output) = try await Self.startedSession(in: directory, slowBroker: true)
+        kill(process.processIdentifier, SIGINT)
+        // The gap between the two interrupts is what is tested, not a synchronisation.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(!exit.hasExited, "the wind-down (broker answers take 3 s or more) ended before the second Ctrl-C: the test cannot tell")
+        kill(process.processIdentifier, SIGINT)
+        await exit.value()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 130)
+        #expect(try String(contentsOfFile: output, encoding: .utf8).isEmpty, "no report after a second Ctrl-C")
+    }
+
+    @Test("two interrupts within 0.2 s are one: the session winds down, reports, and exits 130")
+    func interruptsTogetherAreOne() async throws {
+        let directory = try Self.directory()
+        let (process, exit, output) = try await Self.startedSession(in: directory, slowBroker: false)
+        kill(process.processIdentifier, SIGINT)
+        kill(process.processIdentifier, SIGTERM)
+        await exit.value()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 130)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any]
+        #expect(report?["interrupted"] as? Bool == true)
+        #expect(report?["invariantViolations"] as? Int == 0, "\(String(describing: report?["violations"]))")
+    }
+}
