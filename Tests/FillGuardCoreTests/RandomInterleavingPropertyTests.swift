@@ -1,6 +1,7 @@
 @testable import FillGuardCore
 import Foundation
 import PropertyBased
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -65,10 +66,18 @@ struct RandomInterleavingPropertyTests {
 
     @Test("invariants hold at quiescence for random interleavings, faults and duplicates")
     func invariantsHoldAtQuiescence() async {
+        // What the scenarios went through, over all cases: a generator that drifted would make
+        // the hard cases rare and the test easy.
+        let seen = Mutex<[String: Int]>([:])
         await propertyCheck(count: Self.cases, input: Gen.uint64(in: 0 ... .max)) { seed in
             var scenario = Scenario(seed: seed)
             let problems = scenario.run()
             #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5))\n\(scenario.dump())")
+            seen.withLock { seen in seen.merge(scenario.events) { $0 + $1 } }
+        }
+        let events = seen.withLock { $0 }
+        for event in ["flip", "timeout applied", "timeout lost", "too late", "duplicate refused", "late report", "transient"] {
+            #expect(events[event, default: 0] > 0, "no scenario had a \(event): \(events)")
         }
     }
 }
@@ -101,6 +110,8 @@ struct Scenario {
     private var imageRandom: TestRandom
     /// How many times a machine was restored from its image.
     private(set) var roundTrips = 0
+    /// How many times each hard case came up (a flip, a timeout whose request took effect...).
+    private(set) var events: [String: Int] = [:]
 
     init(seed: UInt64, timeouts: Bool = true, reopens: Bool = false, brokerEnds: Bool = false, imageRoundTrips: Bool = false) {
         random = TestRandom(seed: seed)
@@ -171,6 +182,7 @@ struct Scenario {
             for id in models[index].machine.positionIDs { models[index].machine.rearm(id, emitting: &actions) }
             models[index].settle()
             problems += check(models[index], afterRearm: true).map { "after re-arm: \($0)" }
+            events["flip", default: 0] += models[index].alerts.count { $0.kind == .positionFlipped }
         }
         return problems
     }
@@ -231,9 +243,15 @@ struct Scenario {
                 return
             }
             switch timeouts ? faultRandom.int(0...4) : 0 {
-            case 0, 1: models[index].complete(which, failing: .transient("throttled"))
-            case 2: models[index].complete(which, failing: .timedOut("timeout, request lost"))
-            case 3: models[index].complete(which, failing: .timedOut("timeout, answer lost"), applied: true)
+            case 0, 1:
+                events["transient", default: 0] += 1
+                models[index].complete(which, failing: .transient("throttled"))
+            case 2:
+                events["timeout lost", default: 0] += 1
+                models[index].complete(which, failing: .timedOut("timeout, request lost"))
+            case 3:
+                events["timeout applied", default: 0] += 1
+                models[index].complete(which, failing: .timedOut("timeout, answer lost"), applied: true)
             default:
                 // A refusal of a resend after a timeout (the first try may have placed, or
                 // cancelled, the order): it says nothing about where that first try stands.
@@ -252,6 +270,7 @@ struct Scenario {
             // A too-late race: the order of an in-flight modify/cancel fills completely first.
             guard let operation = models[index].inFlight.first(where: { $0.kind != .submit }),
                   let order = models[index].truth[operation.orderID], order.live else { return }
+            events["too late", default: 0] += 1
             do { try models[index].fill(operation.orderID, order.open, at: Price("100")!) } catch { problems.append("race fill refused: \(error)") }
             if let position = models[index].inFlight.firstIndex(of: operation) { models[index].complete(position) }
         case 10:
@@ -260,6 +279,7 @@ struct Scenario {
             let report = models[index].reports[random.int(0...(models[index].reports.count - 1))]
             guard models[index].machine.hasApplied(report.executionID) else { return }
             let before = models[index].machine.positionIDs.map { models[index].machine.snapshot(of: $0) }
+            events["duplicate refused", default: 0] += 1
             do {
                 try models[index].deliver(report)
                 problems.append("duplicate \(report.executionID) accepted")
@@ -271,7 +291,10 @@ struct Scenario {
             var actions: [SymbolStateMachine.Action] = []
             for id in models[index].retries { models[index].machine.retryDue(id, emitting: &actions) }
             models[index].retries.removeAll()
-            if !held[index].isEmpty { deliver(held[index].removeFirst(), to: index, &problems) }
+            if !held[index].isEmpty {
+                events["late report", default: 0] += 1
+                deliver(held[index].removeFirst(), to: index, &problems)
+            }
         }
     }
 
