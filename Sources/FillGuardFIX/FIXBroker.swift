@@ -365,6 +365,7 @@ final class FIXBrokerCore: @unchecked Sendable {
             for promise in promises { promise.fail(BrokerError(.transient, "broker stopped")) }
         }
         waiters = [:]
+        lastReportAt = [:]
         for waiter in logonWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
         logonWaiters = []
         for waiter in statisticWaiters { waiter.promise.fail(FIXBrokerError.stopped) }
@@ -715,7 +716,9 @@ final class FIXBrokerCore: @unchecked Sendable {
     /// Notes the arrival of a report answering a mass status (584) or positions (710) request in
     /// flight: that request's time then runs from now.
     private func noteReport(_ message: FIXMessage) {
-        guard let key = message[584] ?? message[710], waiters[key] != nil, router.reportsReceived(key: key) != nil else { return }
+        let type = message.msgType
+        guard type == FIXMsgType.executionReport || type == FIXMsgType.positionReport || type == FIXMsgType.requestForPositionsAck,
+              let key = message[584] ?? message[710], waiters[key] != nil, router.reportsReceived(key: key) != nil else { return }
         lastReportAt[key] = .now()
     }
 

@@ -76,6 +76,8 @@ struct RandomInterleavingPropertyTests {
             seen.withLock { seen in seen.merge(scenario.events) { $0 + $1 } }
         }
         let events = seen.withLock { $0 }
+        // (A quick local run with a few cases need not meet every one.)
+        guard Self.cases >= 200 else { return }
         for event in ["flip", "timeout applied", "timeout lost", "too late", "duplicate refused", "late report", "transient"] {
             #expect(events[event, default: 0] > 0, "no scenario had a \(event): \(events)")
         }

@@ -21,10 +21,11 @@ struct InterruptTests {
         return path
     }
 
-    /// A session started and trading, with its interrupt handler in place: its metrics file has
-    /// been written (the handler is installed before the session starts). With `slowBroker`,
-    /// broker answers take 3 to 4 s, so its wind-down lasts seconds, well past a second Ctrl-C
-    /// half a second later.
+    /// A session started and trading, with its interrupt handler in place: its metrics file
+    /// (rewritten every second) counts a submit sent (the handler is installed before the
+    /// session starts, the submit after). With `slowBroker`, broker answers take 3 to 4 s: that
+    /// submit, sent at most a second before, is still unanswered, so the wind-down, which waits
+    /// for it, lasts well past a second Ctrl-C half a second later.
     private static func startedSession(in directory: String, slowBroker: Bool) async throws -> (Process, ChildExit, output: String) {
         let output = directory + "/report.json", metrics = directory + "/metrics.prom"
         _ = FileManager.default.createFile(atPath: output, contents: nil)
@@ -37,12 +38,17 @@ struct InterruptTests {
             process.standardOutput = FileHandle(forWritingAtPath: output)
             process.standardError = FileHandle.nullDevice
         }
-        // The metrics file is the signal that the session runs (written within its first second).
+        // The metrics file is the signal that the session trades: it counts a submit sent.
+        func submitsSent() -> Int {
+            let text = (try? String(contentsOfFile: metrics, encoding: .utf8)) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix("fillguard_broker_operations{operation=\"submit\"} ") }
+            return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        }
         let deadline = ContinuousClock.now + .seconds(60)
-        while access(metrics, F_OK) != 0, !exit.hasExited, ContinuousClock.now < deadline {
+        while submitsSent() == 0, !exit.hasExited, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
-        try #require(access(metrics, F_OK) == 0, "the session never wrote its metrics file")
+        try #require(submitsSent() > 0, "the session never counted a submit in its metrics file")
         return (process, exit, output)
     }
 
