@@ -1028,10 +1028,11 @@ public struct SymbolStateMachine: Sendable {
         }
     }
 
-    /// The class of work the order needs now, or nil if none can be sent.
+    /// The class of work the order needs now, or nil if none can be sent (with
+    /// `ignoringBackoff`: the class it will need once a transient failure's backoff is over).
     @inline(__always)
-    private func pendingPriority(of s: Int) -> OrderOperation.Priority? {
-        guard orders[s].inFlight == nil, !orders[s].retryPending, !orders[s].awaitingFill, orders[s].failure == nil else { return nil }
+    private func pendingPriority(of s: Int, ignoringBackoff: Bool = false) -> OrderOperation.Priority? {
+        guard orders[s].inFlight == nil, ignoringBackoff || !orders[s].retryPending, !orders[s].awaitingFill, orders[s].failure == nil else { return nil }
         switch (orders[s].phase, orders[s].target) {
         case (.done, _):
             return nil
@@ -1065,7 +1066,17 @@ public struct SymbolStateMachine: Sendable {
         // cancel) is other work and gets its own tries, so a position gone flat is not left with a
         // protective order alerted after one failure of its cancel.
         if (orders[s].target == .cancelled) != (target == .cancelled), !orders[s].awaitingFill { orders[s].attempts = 0 }
+        let backingOff = orders[s].retryPending && !orders[s].awaitingFill
+        let workBefore = backingOff ? pendingPriority(of: s, ignoringBackoff: true) : nil
         orders[s].target = target
+        if backingOff, let work = pendingPriority(of: s, ignoringBackoff: true), work <= .reduce, workBefore.map({ work < $0 }) ?? true {
+            // Risk-reducing work (a cancel of a stop on a position gone flat, a reduce after a
+            // protective fill) does not wait out a backoff earned by riskier work that failed
+            // (a resize up): it goes now (rule 6). A broker that is down is the breaker's to hold.
+            // (The backoff's retryDue, when it comes, finds nothing to do, or brings a retry of a
+            // later failure forward: tries stay bounded by maxAttempts.)
+            orders[s].retryPending = false
+        }
         sequence += 1
         orders[s].workSequence = sequence
         if case .unsent = orders[s].phase, target == .cancelled, orders[s].inFlight == nil, !orders[s].mayBeLive {

@@ -1,0 +1,59 @@
+import FillGuardCore
+import Testing
+
+/// A transient failure's backoff holds back a retry of the work that failed, never risk-reducing
+/// work that became due since (rule 6: over-coverage lasts at most one round trip).
+@Suite("Backoff and risk-reducing work")
+struct BackoffTests {
+    private static let sides: [Side] = [.buy, .sell]
+
+    @Test("a stop whose resize up failed transiently is cancelled at once when the position goes flat", arguments: sides)
+    func flatDuringBackoffCancelsAtOnce(side: Side) throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
+        model.complete(modify, failing: .transient("throttled"))
+        #expect(model.retries == [stop.id], "the resize up waits for its backoff")
+        #expect(model.pull().isEmpty, "nothing goes before the backoff is over")
+        // The target fills whole: flat, and a stop for 300 is still working at the broker.
+        try model.fill("P1", .takeProfit, 600, at: side == .buy ? "110" : "90")
+        #expect(model.snapshot("P1").netQuantity == .zero)
+        let sent = model.pull()
+        #expect(sent.contains { $0.orderID == stop.id && $0.kind == .cancel },
+                "the stop's cancel went before the backoff's retry came due: \(sent)")
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
+        #expect(model.machine.isQuiescent)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a stop whose resize up failed transiently is reduced at once when the target fills partly below it", arguments: sides)
+    func reduceDuringBackoffGoesAtOnce(side: Side) throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
+        model.complete(modify, failing: .transient("throttled"))
+        #expect(model.pull().isEmpty)
+        // The target fills 450 of 600: net 150, while the stop still works for 300.
+        try model.fill("P1", .takeProfit, 450, at: side == .buy ? "110" : "90")
+        let sent = model.pull()
+        let reduce = try #require(sent.first { $0.orderID == stop.id }, "the stop's reduce went at once: \(sent)")
+        #expect(reduce.priority == .reduce)
+        if case .modify(let request) = reduce.request { #expect(request.newQuantity == 150) } else { Issue.record("not a modify: \(reduce)") }
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 150)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a failed reduce still waits out its backoff when a further reduce becomes due (no hammering)")
+    func sameClassWorkKeepsTheBackoff() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify)
+        // The target fills 300 of 600: the stop's reduce to 300 fails transiently.
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        let reduce = try #require(model.pull().firstIndex { $0.orderID == stop.id })
+        model.complete(model.inFlight.firstIndex { $0.orderID == stop.id } ?? reduce, failing: .transient("throttled"))
+        #expect(model.retries == [stop.id])
+        try model.fill("P1", .takeProfit, 100, at: "110")
+        #expect(!model.pull().contains { $0.orderID == stop.id }, "a further reduce waits for the failed one's backoff")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 200)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+}
