@@ -280,17 +280,23 @@ extension SymbolStateMachine {
 
     /// Sorts the broker's executions of this symbol for reconciliation after a restart: which
     /// were not booked and should be applied, and which cannot be. See `ExecutionReconciliation`.
+    /// Each list keeps the broker's order (oldest first): fills are applied as they happened, so
+    /// a position that never went flat at the broker does not pass through flat here, and its
+    /// average price and realized P&L come out as the broker's.
     public func reconcile(brokerExecutions: [ExecutionReport]) -> ExecutionReconciliation {
         var result = ExecutionReconciliation()
-        var groups: [OrderID: [ExecutionReport]] = [:]
+        var groups: [OrderID: [Int]] = [:]
         var order: [OrderID] = []
-        for report in brokerExecutions {
+        for (index, report) in brokerExecutions.enumerated() {
             if groups[report.orderID] == nil { order.append(report.orderID) }
-            groups[report.orderID, default: []].append(report)
+            groups[report.orderID, default: []].append(index)
         }
+        var missing: [Int] = []
+        var unknown: [Int] = []
+        var retiredMissing: [(index: Int, positionID: PositionID)] = []
         for orderID in order {
-            let reports = groups[orderID] ?? []
-            let unbooked = reports.filter { !hasApplied($0) }
+            let indices = groups[orderID] ?? []
+            let unbooked = indices.filter { !hasApplied(brokerExecutions[$0]) }
             if unbooked.isEmpty { continue }
             let booked: Quantity
             let firstFill: UInt64
@@ -302,22 +308,22 @@ extension SymbolStateMachine {
                 booked = retiredRecord.filled
                 firstFill = retiredRecord.firstFillSerial
             } else {
-                result.unknownOrder += unbooked
+                unknown += unbooked
                 continue
             }
-            var missing = unbooked
+            var missingOfOrder = unbooked
             if firstFill != 0, !executions.remembersAll(since: firstFill) {
                 // Some of this order's booked ids left the window: judge by quantity. Nothing is
                 // missing if the broker's total is booked; otherwise the newest unbooked
                 // executions that add up exactly to the difference are the missing ones.
-                let total = reports.reduce(Quantity.zero) { $0 + $1.lastQuantity }
+                let total = indices.reduce(Quantity.zero) { $0 + brokerExecutions[$1].lastQuantity }
                 if total <= booked { continue }
                 let need = total - booked
                 var sum = Quantity.zero
-                var suffix: [ExecutionReport] = []
-                for report in unbooked.reversed() where sum < need {
-                    sum += report.lastQuantity
-                    suffix.append(report)
+                var suffix: [Int] = []
+                for index in unbooked.reversed() where sum < need {
+                    sum += brokerExecutions[index].lastQuantity
+                    suffix.append(index)
                 }
                 guard sum == need else {
                     result.ambiguous.append(ExecutionReconciliation.Ambiguity(
@@ -325,13 +331,19 @@ extension SymbolStateMachine {
                         message: "the broker reports \(total) filled, \(booked) was booked, and the executions not remembered do not add up to the \(need) missing (their ids left the window of \(configuration.executionWindow)); nothing applied"))
                     continue
                 }
-                missing = suffix.reversed()
+                missingOfOrder = suffix.reversed()
             }
             if let retiredRecord {
-                result.retiredOrder += missing.map { ExecutionReconciliation.Retired(report: $0, positionID: retiredRecord.positionID) }
+                retiredMissing += missingOfOrder.map { ($0, retiredRecord.positionID) }
             } else {
-                result.missing += missing
+                missing += missingOfOrder
             }
+        }
+        // Back in the broker's order, across orders (each was gathered order by order).
+        result.missing = missing.sorted().map { brokerExecutions[$0] }
+        result.unknownOrder = unknown.sorted().map { brokerExecutions[$0] }
+        result.retiredOrder = retiredMissing.sorted { $0.index < $1.index }.map {
+            ExecutionReconciliation.Retired(report: brokerExecutions[$0.index], positionID: $0.positionID)
         }
         return result
     }

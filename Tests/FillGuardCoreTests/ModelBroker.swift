@@ -132,9 +132,16 @@ struct ModelBroker {
 
     /// The broker fills `quantity` of a live order and reports it (with cumulative and leaves).
     mutating func fill(_ id: OrderID, _ quantity: Quantity, at price: Price) throws(InputError) {
+        guard let report = fillUnreported(id, quantity, at: price) else { return }
+        try deliver(report)
+    }
+
+    /// The broker fills `quantity` of a live order; its report does not reach the machine (made
+    /// while FillGuard was down). Nil (and an issue recorded) when the order cannot fill it.
+    mutating func fillUnreported(_ id: OrderID, _ quantity: Quantity, at price: Price) -> ExecutionReport? {
         guard var order = truth[id], order.live, quantity <= order.open, quantity.isPositive else {
             Issue.record("model: \(id) cannot fill \(quantity)")
-            return
+            return nil
         }
         order.filled += quantity
         if order.filled == order.quantity { order.live = false }
@@ -145,7 +152,7 @@ struct ModelBroker {
                                      leavesQuantity: order.quantity - order.filled)
         reports.append(report)
         log.append("fill \(id) \(quantity)")
-        try deliver(report)
+        return report
     }
 
     /// Hands a report to the machine (for duplicates and out-of-order delivery).
