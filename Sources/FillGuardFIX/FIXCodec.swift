@@ -154,7 +154,7 @@ public enum FIXCodec {
         "V": [262, 263, 264],
         "W": [268],
         "Y": [262],
-        "j": [45, 372, 380],
+        "j": [372, 380],
     ]
 
     /// Standard header tags every message must carry.

@@ -257,7 +257,11 @@ public struct FIXSessionStateMachine: Sendable {
                 }
             }
             if let testRequest {
-                if now - testRequest.sentAt >= interval {
+                if lastReceived > testRequest.sentAt {
+                    // Anything received since the TestRequest shows the counterparty alive (as
+                    // QuickFIX takes it), also when its Heartbeat waits behind a gap.
+                    self.testRequest = nil
+                } else if now - testRequest.sentAt >= interval {
                     state = .disconnected
                     return [.close(.heartbeatTimeout)]
                 }
@@ -291,8 +295,10 @@ public struct FIXSessionStateMachine: Sendable {
     /// Answers a ResendRequest with our stored messages (MsgSeqNum to bytes): application
     /// messages go again with PossDupFlag=Y and OrigSendingTime; session messages and messages
     /// we no longer have become SequenceReset-GapFill.
+    /// Also while our Logout waits for its answer: the side that started the Logout still
+    /// serves resends (the counterparty may ask before it confirms).
     public mutating func resend(stored: [Int: [UInt8]], from: Int, through: Int, now: Int64) -> [FIXSessionAction] {
-        guard state == .active || state == .logonSent else { return [] }
+        guard state == .active || state == .logonSent || state == .logoutSent else { return [] }
         var actions: [FIXSessionAction] = []
         var gapStart: Int?
         let last = min(through, nextSenderSeqNum - 1)
@@ -443,23 +449,35 @@ public struct FIXSessionStateMachine: Sendable {
                 logoutMessage.append(58, reason.description)
                 return [sendAdmin(logoutMessage, now: now), .close(reason)]
             }
-            if message.flag(43), message[122] == nil, message.msgType != FIXMsgType.sequenceReset {
-                // A possible duplicate must say when it was first sent (OrigSendingTime).
-                nextTargetSeqNum = seq + 1
-                var actions = [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 122,
-                                      text: "PossDupFlag=Y without OrigSendingTime", now: now)]
-                // Refused like any other invalid application message: the runtime hears of it
-                // (an execution report refused here may be a fill it never gets).
-                if !FIXMsgType.isAdmin(message.msgType) {
-                    actions.append(.refusedApplication(msgType: message.msgType, seq: seq, reason: "PossDupFlag=Y without OrigSendingTime (122)"))
-                }
-                actions += drainQueue(now: now)
-                return actions
-            }
-            var actions = process(message, now: now)
+            var actions = inSequence(message, seq: seq, now: now)
             actions += drainQueue(now: now)
             return actions
         }
+    }
+
+    /// Handles the message whose MsgSeqNum is the next expected, `seq`: processed, unless it is
+    /// a possible duplicate that does not say when it was first sent.
+    private mutating func inSequence(_ message: FIXMessage, seq: Int, now: Int64) -> [FIXSessionAction] {
+        guard Self.lacksOrigSendingTime(message) else { return process(message, now: now) }
+        nextTargetSeqNum = seq + 1
+        return possDupRefused(message, seq: seq, now: now)
+    }
+
+    /// A possible duplicate must say when it was first sent (OrigSendingTime, 122).
+    private static func lacksOrigSendingTime(_ message: FIXMessage) -> Bool {
+        message.flag(43) && message[122] == nil && message.msgType != FIXMsgType.sequenceReset
+    }
+
+    /// Refuses a possible duplicate without OrigSendingTime: a Reject, and, for an application
+    /// message, the runtime hears of it like any other invalid one (an execution report refused
+    /// here may be a fill it never gets).
+    private mutating func possDupRefused(_ message: FIXMessage, seq: Int, now: Int64) -> [FIXSessionAction] {
+        var actions = [reject(refSeqNum: seq, refMsgType: message.msgType, reason: 1, refTagID: 122,
+                              text: "PossDupFlag=Y without OrigSendingTime", now: now)]
+        if !FIXMsgType.isAdmin(message.msgType) {
+            actions.append(.refusedApplication(msgType: message.msgType, seq: seq, reason: "PossDupFlag=Y without OrigSendingTime (122)"))
+        }
+        return actions
     }
 
     /// Handles the in-sequence message `message` (MsgSeqNum == nextTargetSeqNum).
@@ -543,8 +561,29 @@ public struct FIXSessionStateMachine: Sendable {
                            text: "NewSeqNo=\(newSeqNo) out of range (at most \(Self.maximumSeqNum))", now: now)]
         }
         nextTargetSeqNum = newSeqNo
-        queued = queued.filter { $0.key >= newSeqNo }
         return drainQueue(now: now)
+    }
+
+    /// Takes out the queued messages a SequenceReset (GapFill or Reset) stepped over, below
+    /// `target`, oldest first. They came intact, so what they say stands: an application message
+    /// (an execution report the counterparty will not resend: a fill) is delivered, and a
+    /// session Reject, like one in sequence; a Heartbeat still answers our TestRequest. Other
+    /// session messages among them are dropped, said.
+    private mutating func releaseSteppedOver(below target: Int, now: Int64) -> [FIXSessionAction] {
+        let steppedOver = queued.keys.filter { $0 < target }.sorted()
+        var actions: [FIXSessionAction] = []
+        for seq in steppedOver {
+            guard let message = queued.removeValue(forKey: seq) else { continue }
+            switch message.msgType {
+            case FIXMsgType.heartbeat:
+                if let testRequest, message[112] == testRequest.id { self.testRequest = nil }
+            case FIXMsgType.testRequest, FIXMsgType.resendRequest, FIXMsgType.sequenceReset, FIXMsgType.logout, FIXMsgType.logon:
+                actions.append(.ignored("\(message.msgType) \(seq), queued behind a gap a SequenceReset to \(target) stepped over"))
+            default:
+                actions += Self.lacksOrigSendingTime(message) ? possDupRefused(message, seq: seq, now: now) : [.deliver(message)]
+            }
+        }
+        return actions
     }
 
     /// A counterparty MsgSeqNum above `maximumSeqNum`: it can never be brought into sequence (and
@@ -566,9 +605,9 @@ public struct FIXSessionStateMachine: Sendable {
     private mutating func drainQueue(now: Int64) -> [FIXSessionAction] {
         var actions: [FIXSessionAction] = []
         while state == .active || state == .logoutSent {
-            queued = queued.filter { $0.key >= nextTargetSeqNum }
+            actions += releaseSteppedOver(below: nextTargetSeqNum, now: now)
             guard let next = queued.removeValue(forKey: nextTargetSeqNum) else { break }
-            actions += process(next, now: now)
+            actions += inSequence(next, seq: nextTargetSeqNum, now: now)
         }
         if let target = resendTarget, nextTargetSeqNum > target {
             resendTarget = nil

@@ -170,6 +170,17 @@ struct SessionTests {
         #expect(closeReason(machine.tick(now: 121 * 1_000_000_000)) == .heartbeatTimeout)
     }
 
+    @Test("any message received after a TestRequest shows the counterparty alive, not only its Heartbeat (which may wait behind a gap)")
+    func anyMessageAnswersATestRequest() throws {
+        var machine = loggedOn()
+        let probe = sent(machine.tick(now: 40 * second))
+        #expect(probe.contains { $0.msgType == "1" })
+        // The Heartbeat answering it (3) is lost; an execution report (4) comes ahead of the gap.
+        _ = machine.received(peer("8", 4, execReport("E4")), now: 41 * second)
+        #expect(machine.isResending)
+        #expect(closeReason(machine.tick(now: 71 * second)) == nil, "the counterparty is talking: the session stays up")
+    }
+
     @Test func gapIsFilledByResendThenQueuedMessagesAreDelivered() throws {
         var machine = loggedOn()
         // Expecting 2, the counterparty sends 5: a gap of 2...4.
@@ -189,6 +200,32 @@ struct SessionTests {
         #expect(delivered(rest).map { $0[17] } == ["E4", "E5", "E6"])
         #expect(machine.nextTargetSeqNum == 7)
         #expect(!machine.isResending)
+    }
+
+    @Test("messages queued behind a gap that the counterparty's GapFill steps over came intact: a fill among them is delivered, never dropped unseen")
+    func gapFillOverQueuedMessagesDeliversThem() throws {
+        var machine = loggedOn()
+        // Expecting 2: 3 (a fill) and 4 (a Heartbeat) come ahead of the gap.
+        _ = machine.received(peer("8", 3, execReport("E3")), now: 1)
+        _ = machine.received(peer("0", 4), now: 1)
+        // The counterparty keeps no messages: one GapFill over all of them, to 6.
+        let actions = machine.received(peer("4", 2, [FIXField(123, "Y"), FIXField(36, "6")], possDup: true), now: 2)
+        #expect(delivered(actions).map { $0[17] } == ["E3"], "the fill received behind the gap is delivered: \(actions)")
+        #expect(machine.nextTargetSeqNum == 6)
+        #expect(!machine.isResending)
+        // And in Reset mode: a fill queued at 8 (expecting 6) that a SequenceReset to 10 steps over.
+        _ = machine.received(peer("8", 8, execReport("E8")), now: 3)
+        let reset = machine.received(peer("4", 99, [FIXField(36, "10")]), now: 3)
+        #expect(delivered(reset).map { $0[17] } == ["E8"], "\(reset)")
+        #expect(machine.nextTargetSeqNum == 10)
+        // A possible duplicate without OrigSendingTime is refused once its turn comes, queued or not.
+        _ = machine.received(try FIXCodec.encode(FIXMessage(msgType: "8", fields: [
+            FIXField(49, "EX"), FIXField(56, "FG"), FIXField(34, "11"), FIXField(43, "Y"), FIXField(52, "20240101-00:00:00.000"),
+        ] + execReport("E11"))), now: 4)
+        let drained = machine.received(peer("8", 10, execReport("E10")), now: 4)
+        #expect(delivered(drained).map { $0[17] } == ["E10"])
+        #expect(sent(drained).contains { $0.msgType == "3" && $0[45] == "11" && $0[371] == "122" }, "\(drained)")
+        #expect(drained.contains { if case .refusedApplication(_, 11, _) = $0 { true } else { false } })
     }
 
     @Test("a gap the counterparty never fills (or fills with something refused) is asked for again, then the session is closed; never left waiting")
@@ -306,6 +343,32 @@ struct SessionTests {
         let partial = sent(machine.resend(stored: [:], from: 2, through: 4, now: 44 * second))
         #expect(partial.map(\.msgType) == ["4"])
         #expect(partial[0][34] == "2" && partial[0][36] == "5")
+    }
+
+    @Test("a ResendRequest that comes while our Logout waits for its answer is served (the resent order is not left for a next Logon that may never come)")
+    func resendRequestDuringOurLogoutIsServed() throws {
+        var machine = loggedOn()
+        var stored: [Int: [UInt8]] = [:]
+        let order = FIXMessage(msgType: "D", fields: [FIXField(11, "O1"), FIXField(55, "GLD"), FIXField(54, "1"),
+                                                      FIXField(60, "20240101-00:00:00.000"), FIXField(40, "1"), FIXField(38, "10")])
+        for case .send(let seq, let bytes, true) in try machine.send(order, now: 5 * second) { stored[seq] = bytes }
+        #expect(sent(machine.logout(now: 6 * second)).map(\.msgType) == ["5"])
+        let actions = machine.received(peer("2", 2, [FIXField(7, "2"), FIXField(16, "0")]), now: 7 * second)
+        #expect(actions == [.resend(from: 2, through: 3)], "EndSeqNo 0: through our last sent, the Logout")
+        let resent = sent(machine.resend(stored: stored, from: 2, through: 3, now: 8 * second))
+        #expect(resent.map(\.msgType) == ["D", "4"], "the order again, then a GapFill over the Logout: \(resent.map(\.msgType))")
+        #expect(resent.first?[43] == "Y" && resent.first?[11] == "O1")
+    }
+
+    @Test("a BusinessMessageReject without RefSeqNum (45, optional in FIX 4.4) is delivered, not refused: it names its request by BusinessRejectRefID")
+    func businessRejectWithoutRefSeqNumIsDelivered() {
+        var machine = loggedOn()
+        let actions = machine.received(peer("j", 2, [FIXField(372, "D"), FIXField(379, "O1"), FIXField(380, "4")]), now: 1)
+        #expect(delivered(actions).map(\.msgType) == ["j"], "\(actions)")
+        #expect(sent(actions).isEmpty, "no session Reject")
+        // RefMsgType (372) and BusinessRejectReason (380) stay required.
+        let refused = machine.received(peer("j", 3, [FIXField(379, "O1"), FIXField(380, "4")]), now: 1)
+        #expect(delivered(refused).isEmpty && sent(refused).contains { $0.msgType == "3" && $0[371] == "372" }, "\(refused)")
     }
 
     @Test func resendRequestAheadOfAGapIsServedAtOnce() throws {
