@@ -1348,6 +1348,26 @@ public struct FIXOrderRouter: Sendable {
             return [.ignored("cancel reject for unknown request \(message[11] ?? "?")")]
         }
         let text = message[58] ?? ""
+        if request.kind == .cancel, message[102] == "1", let orderID = request.orderID, let order = orders[orderID], !order.done {
+            // "Unknown order" for a cancel that named a ClOrdID the order may no longer go by:
+            // the refusal is of that name, not of the order (whatever OrdStatus it gives: FIX 4.4
+            // says Rejected for an unknown order, other brokers give the order's status).
+            if let replaceKey = request.besideReplace, case .modify(let quantity)? = pending[replaceKey]?.kind {
+                // Sent beside an unanswered replace under the ClOrdID last accepted: the replace
+                // took (its Replaced never came). The order goes on under the replace's ClOrdID,
+                // and the cancel again under it.
+                orders[orderID]?.clOrdID = replaceKey
+                orders[orderID]?.quantity = quantity
+                orders[orderID]?.acknowledged = true
+                let outputs = complete(key: replaceKey, expecting: nil)
+                return fail(key: clOrdID, BrokerError(.transient, "the broker knows order \(orderID) by its replace's ClOrdID \(replaceKey) (\(text.isEmpty ? "unknown order" : text)); cancel again under it")) + outputs
+            }
+            if let named = request.message[41], named != order.clOrdID {
+                // The order went by another ClOrdID since (the Replaced of a replace sent beside
+                // it came first): cancel again under that one.
+                return fail(key: clOrdID, BrokerError(.transient, "the broker knows order \(orderID) as \(order.clOrdID) now, not \(named) (\(text.isEmpty ? "unknown order" : text)); cancel again under it"))
+            }
+        }
         // Done for day (3) ends a day order, not one that outlives the day (it works again
         // tomorrow): as for an execution report saying so.
         let doneForDay = message[39] == "3" && !(request.orderID.flatMap { orders[$0]?.outlivesTheDay } ?? false)
@@ -1360,17 +1380,6 @@ public struct FIXOrderRouter: Sendable {
         }
         let error: BrokerError
         var outputs: [Output] = []
-        if message[102] == "1", !terminal, let replaceKey = request.besideReplace, let orderID = request.orderID,
-           case .modify(let quantity)? = pending[replaceKey]?.kind {
-            // Sent beside an unanswered replace under the ClOrdID last accepted, and the broker
-            // does not know that one while the order works: the replace took (its Replaced never
-            // came). The order goes on under the replace's ClOrdID, and the cancel again under it.
-            orders[orderID]?.clOrdID = replaceKey
-            orders[orderID]?.quantity = quantity
-            orders[orderID]?.acknowledged = true
-            outputs += complete(key: replaceKey, expecting: nil)
-            return fail(key: clOrdID, BrokerError(.transient, "the broker knows order \(orderID) by its replace's ClOrdID \(replaceKey) (\(text.isEmpty ? "unknown order" : text)); cancel again under it")) + outputs
-        }
         if message[102] == "1", (message[39] ?? "8") == "8" {
             // Unknown order (CxlRejReason 1, OrdStatus rejected): the broker does not hold it.
             error = BrokerError(.unknownOrder, text.isEmpty ? "unknown order" : text)

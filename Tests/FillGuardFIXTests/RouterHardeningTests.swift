@@ -185,6 +185,41 @@ struct RouterHardeningTests {
         #expect(again[41] == replaceID && again[38] == "60", "\(again)")
     }
 
+    /// The broker takes a replace, then refuses the cancel sent beside it as "unknown order"
+    /// (its OrigClOrdID is no longer current), whatever OrdStatus it gives (FIX 4.4 says
+    /// Rejected, 8, for an unknown order; others give the order's status), and whether or not
+    /// the Replaced came first: the order still works, so the cancel goes again under the
+    /// replace's ClOrdID. (A permanent failure left a stop live on a flat position until a
+    /// re-arm; an 8 ended the order here while it worked at the broker.)
+    @Test(arguments: [(replacedFirst: true, ordStatus: "0"), (replacedFirst: true, ordStatus: "8"),
+                      (replacedFirst: false, ordStatus: "8"), (replacedFirst: false, ordStatus: "0")])
+    func cancelBesideATakenReplaceGoesAgainUnderIt(replacedFirst: Bool, ordStatus: String) throws {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)))
+        let replaceID = try #require(replace[11])
+        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
+        #expect(cancel[41] == "P1-sl1")
+        if replacedFirst {
+            let replaced = router.received(sellReport(replaceID, execType: "5", execID: "R1",
+                                                      extra: [FIXField(41, "P1-sl1"), FIXField(38, "60")]))
+            #expect(replaced.contains { if case .completed(replaceID, nil) = $0 { true } else { false } }, "\(replaced)")
+        }
+        let refused = router.received(FIXMessage(msgType: "9", fields: [
+            FIXField(37, "B1"), FIXField(11, cancel[11]!), FIXField(41, "P1-sl1"), FIXField(39, ordStatus), FIXField(434, "1"),
+            FIXField(102, "1"), FIXField(58, "OrigClOrdID is not the current ClOrdID"),
+        ]))
+        #expect(refused.contains { if case .completed(let key, let error?) = $0 { return key == cancel[11] && error.kind == .transient } else { return false } },
+                "\(refused)")
+        #expect(router.currentClOrdID(of: "P1-sl1") == replaceID)
+        let again = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)),
+                                 "the order is not taken as ended")
+        #expect(again[41] == replaceID && again[38] == "60", "\(again)")
+        let canceled = router.received(sellReport(again[11]!, execType: "4", execID: "C1", ordStatus: "4", extra: [FIXField(41, replaceID)]))
+        #expect(canceled.contains { if case .completed(let key, nil) = $0 { key == again[11] } else { false } }, "\(canceled)")
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
