@@ -728,8 +728,9 @@ public struct FIXOrderRouter: Sendable {
                                    answer: Self.sessionReject(message, tag: 150, reason: 5, "ExecType \(execType) is not a FIX 4.4 value")))
         }
         if execType == "I" {
-            if message[790] == nil, message[584] == nil, let clOrdID = message[11], pending[clOrdID]?.kind == .submit {
-                return statusAnsweringASubmit(message, clOrdID: clOrdID)
+            if message[790] == nil, message[584] == nil, let clOrdID = message[11] {
+                if pending[clOrdID]?.kind == .submit { return statusAnsweringASubmit(message, clOrdID: clOrdID) }
+                answeredAResentSubmit(clOrdID)
             }
             return statusReport(message)
         }
@@ -824,6 +825,7 @@ public struct FIXOrderRouter: Sendable {
         }
         switch execType {
         case "0": // New
+            if pending[clOrdID]?.kind != .submit { answeredAResentSubmit(clOrdID) }
             orders[orderID]?.acknowledged = true
             orders[orderID]?.learntPendingNew = false
             outputs += complete(key: clOrdID, expecting: .submit)
@@ -1174,6 +1176,14 @@ public struct FIXOrderRouter: Sendable {
         }
         if last { pending[key] = nil }
         return [.status(key: key, status, last: last)]
+    }
+
+    /// A New or an unrequested status (I) for an order whose submit was answered already: the
+    /// answer to one of its submits sent again (PossResend), which is then no longer awaited (a
+    /// later Rejected of the order is the venue's, not the answer to a resend, and ends it).
+    private mutating func answeredAResentSubmit(_ clOrdID: String) {
+        guard let orderID = resolve(clOrdID), let order = orders[orderID], order.acknowledged, order.resentSubmits > 0 else { return }
+        orders[orderID]?.resentSubmits = order.resentSubmits - 1
     }
 
     /// An Order Status report (ExecType I) that answers no status request but names a submit in

@@ -73,6 +73,18 @@ struct RouterLifecycleTests {
             == [.completed(key: "O1", error: BrokerError(.permanent, "order rejected (OrdRejReason 6)"))])
     }
 
+    @Test("a submit's resend answered with a second New, or with an order status, is not awaited any more: a later reject of the accepted order ends it", arguments: ["0", "I"])
+    func resendAnsweredIsNotAwaited(answer: String) {
+        var router = FIXOrderRouter()
+        _ = router.submit(stop, transactTime: 0)
+        #expect(sentMessage(router.submit(stop, transactTime: 0))?[97] == "Y")
+        #expect(router.received(report("O1", execType: "0", execID: "A1")) == [.completed(key: "O1", error: nil)])
+        // The broker answers the resend with the order again (a New, or its status, as FIX 4.4 allows).
+        _ = router.received(report("O1", execType: answer, execID: "A2", extra: answer == "I" ? [FIXField(38, "100"), FIXField(40, "3"), FIXField(99, "250")] : []))
+        // Hours later the venue rejects the working order: it ends (the runtime re-protects).
+        #expect(endings(router.received(report("O1", execType: "8", execID: "R1", ordStatus: "8"))) == [.rejected])
+    }
+
     @Test("a submit's resend that could not go out (the session was down) is not awaited: a later reject of the accepted order ends it")
     func resendNotSentIsNotAwaited() {
         var router = FIXOrderRouter()
