@@ -773,8 +773,10 @@ public struct FIXOrderRouter: Sendable {
         }
         if execType == "H" || execType == "G" {
             // A trade bust or correction: FillGuard never takes back a fill it applied; the
-            // runtime records and alerts it. Taken once: a repeat is a duplicate.
-            seenExecIDs.insert(execID)
+            // runtime records and alerts it. Taken once: a repeat is a duplicate. Under the
+            // ExecID of the fill it names, it is remembered beside that fill, whose numbers stay
+            // (a later repeat of the fill is still seen as one).
+            seenExecIDs.insert(seenExecIDs.fillContent(of: execID) != nil ? Self.bustKey(execID, execType) : execID)
             let what = execType == "H" ? "cancelled" : "corrected"
             return [.event(.correction(orderID, symbol: Symbol(symbolText),
                                        message: "the broker \(what) fill \(message[19] ?? "?") of order \(orderID) (ExecID \(execID)): "
@@ -1549,6 +1551,10 @@ public struct FIXOrderRouter: Sendable {
 }
 
 extension FIXOrderRouter {
+    /// The key a trade bust (H) or correction (G) sent under its fill's own ExecID is remembered
+    /// by (a control character no ExecID holds keeps it apart from every ExecID).
+    fileprivate static func bustKey(_ execID: String, _ execType: String) -> String { "\(execID)\u{1}\(execType)" }
+
     /// What to do with a report whose ExecID was taken already: nil when it is to be read as new.
     ///
     /// An exact repeat is a duplicate. A fill repeated with other numbers is the broker
@@ -1560,8 +1566,11 @@ extension FIXOrderRouter {
     fileprivate func repeatOfATakenReport(_ message: FIXMessage, execID: String, execType: String,
                                           orderID: OrderID, symbol: String) -> [Output]? {
         guard seenExecIDs.contains(execID) else { return nil }
-        // A trade bust or correction under the ExecID of the fill it names is not that fill's repeat.
-        if execType == "H" || execType == "G", seenExecIDs.fillContent(of: execID) != nil { return nil }
+        // A trade bust or correction under the ExecID of the fill it names is not that fill's
+        // repeat; a repeat of the bust is.
+        if execType == "H" || execType == "G", seenExecIDs.fillContent(of: execID) != nil {
+            return seenExecIDs.contains(Self.bustKey(execID, execType)) ? [.duplicate(ExecutionID(execID))] : nil
+        }
         guard execType == "F" else { return [.duplicate(ExecutionID(execID))] }
         guard let first = seenExecIDs.fillContent(of: execID) else { return nil }
         guard let quantity = message[32].flatMap({ Quantity(Self.plainDecimal($0)) }),

@@ -206,6 +206,14 @@ struct RouterTests {
         guard case .event(.correction(let order, _, _))? = router.received(bust).first else { Issue.record("the bust was dropped"); return }
         #expect(order == "O1")
         #expect(router.received(bust) == [.duplicate("X1")])
+        // The fill's numbers stay: its repeat after the bust is still a duplicate, not a new fill.
+        var repeated = fill("O1", execID: "X1", last: "40", price: "248", cum: "40", leaves: "60.5")
+        repeated[43] = "Y"
+        #expect(router.received(repeated) == [.duplicate("X1")])
+        // And a correction (G) under it is taken once too.
+        let correction = report("O1", execType: "G", execID: "X1", extra: [FIXField(19, "X1")])
+        guard case .event(.correction)? = router.received(correction).first else { Issue.record("the correction was dropped"); return }
+        #expect(router.received(correction) == [.duplicate("X1")])
     }
 
     @Test("a fill without ClOrdID maps by the broker's OrderID; one naming no known order is refused and answered, never dropped")
