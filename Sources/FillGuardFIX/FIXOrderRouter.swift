@@ -1001,8 +1001,45 @@ public struct FIXOrderRouter: Sendable {
             }
             fields.lastQuantity = try quantity(message, 32, "LastQty", allowZero: false)
             fields.lastPrice = try price(message, 31, "LastPx", allowZero: false)
+            if let amount = fields.commission, let lastQuantity = fields.lastQuantity, let lastPrice = fields.lastPrice {
+                fields.commission = try commission(amount, message, lastQuantity: lastQuantity, lastPrice: lastPrice)
+            }
         }
         return fields
+    }
+
+    /// The commission a fill paid, from Commission (12) as CommType (13) says: absolute (3, or
+    /// no CommType), per unit (1; 6, points per contract, taken per unit), a percentage of the
+    /// fill's value (2); 4 and 5 (percentages waived) cost nothing. Rounded half away from zero
+    /// to money's 16 places; one too large to hold is left for the core to refuse (beyond its
+    /// maximum). Another CommType is refused (not a FIX 4.4 value).
+    private static func commission(_ amount: Money, _ message: FIXMessage, lastQuantity: Quantity, lastPrice: Price) throws(Refusal) -> Money {
+        let tooLarge = Money(units: .max)
+        switch message[13] {
+        case nil, "3":
+            return amount
+        case "1", "6":
+            // 10^-16 × 10^-8, back to 10^-16.
+            let (product, overflow) = amount.units.multipliedReportingOverflow(by: Int128(lastQuantity.units))
+            return overflow ? tooLarge : Money(units: dividedRounding(product, by: 100_000_000))
+        case "2":
+            // The fill's value to 10^-8, times the percentage (10^-16), over 100: to 10^-16.
+            let value = dividedRounding(Money.value(of: lastQuantity, at: lastPrice).units, by: 100_000_000)
+            let (product, overflow) = value.multipliedReportingOverflow(by: amount.units)
+            return overflow ? tooLarge : Money(units: dividedRounding(product, by: 10_000_000_000))
+        case "4", "5":
+            return .zero
+        case let other?:
+            throw Refusal(error: InputError(.malformed, "CommType \"\(other.prefix(40))\" is not a FIX 4.4 value"),
+                          answer: sessionReject(message, tag: 13, reason: 5, "CommType is not a FIX 4.4 value"))
+        }
+    }
+
+    /// `value / divisor`, rounded half away from zero.
+    private static func dividedRounding(_ value: Int128, by divisor: Int128) -> Int128 {
+        let (quotient, remainder) = value.quotientAndRemainder(dividingBy: divisor)
+        guard remainder.magnitude * 2 >= divisor.magnitude else { return quotient }
+        return value < 0 ? quotient - 1 : quotient + 1
     }
 
     /// True when `text` has the syntax of a FIX Qty/Price/float: an optional minus, digits, at most one point.

@@ -91,6 +91,33 @@ struct RouterTests {
         #expect(router.cancel(CancelOrderRequest(orderID: "O1", symbol: "GLD"), transactTime: 0) == .succeeded)
     }
 
+    @Test("Commission (12) is read as CommType (13) says: absolute, per unit, or a percentage of the fill's value",
+          arguments: [(nil, "1.25", "1.25"), ("3", "1.25", "1.25"), ("1", "0.005", "0.2025"), ("6", "0.005", "0.2025"),
+                      ("2", "0.1", "10.04805"), ("4", "0.1", "0"), ("1", "0.00000001", "0.000000405")] as [(String?, String, String)])
+    func commissionFollowsCommType(type: String?, amount: String, booked: String) {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        _ = router.received(report("O1", execType: "0", execID: "X1"))
+        var message = fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60")
+        message[12] = amount
+        if let type { message[13] = type }
+        // 40.5 at 248.1: 10,048.05 traded; per unit 40.5 × 0.005 = 0.2025; 0.1 % of it 10.04805.
+        guard case .event(.execution(let execution))? = router.received(message).first else {
+            Issue.record("the fill was not passed on")
+            return
+        }
+        #expect(execution.commission == Money(booked)!, "CommType \(type ?? "-"), Commission \(amount): \(execution.commission)")
+    }
+
+    @Test func unknownCommTypeIsRefused() {
+        var router = FIXOrderRouter()
+        _ = router.submit(buy, transactTime: 0)
+        var message = fill("O1", execID: "F1", last: "40.5", price: "248.1", cum: "40.5", leaves: "60")
+        message[13] = "9"
+        guard case .refused(let error, _, _, _)? = router.received(message).first else { Issue.record("not refused"); return }
+        #expect(error.code == .malformed && error.message.contains("CommType"))
+    }
+
     @Test func fillsMapToExecutionReportsAndDuplicatesAreDropped() {
         var router = FIXOrderRouter()
         _ = router.submit(buy, transactTime: 0)
