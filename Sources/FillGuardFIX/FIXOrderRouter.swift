@@ -741,7 +741,7 @@ public struct FIXOrderRouter: Sendable {
             // ClOrdID is optional in an execution report; the broker's OrderID (37), which it
             // gave the order in an earlier report, names the order as well. A Replaced or
             // Canceled answers the order's request in flight, whose ClOrdID it then stands for.
-            if let (key, request) = inFlight(for: orderID), request.kind.isAnswered(by: execType) {
+            if let key = pending.orderKeys(of: orderID).sorted().first(where: { pending[$0]?.kind.isAnswered(by: execType) == true }) {
                 clOrdID = key
             } else {
                 clOrdID = current

@@ -220,6 +220,25 @@ struct RouterHardeningTests {
         #expect(canceled.contains { if case .completed(let key, nil) = $0 { key == again[11] } else { false } }, "\(canceled)")
     }
 
+    /// With a cancel in flight beside a replace, a Canceled or Replaced that names the order by
+    /// OrderID (37) alone answers the request of its kind, never the other one (the request was
+    /// picked from a set: a Replaced could be taken as a desk's replace, a Canceled as unsolicited).
+    @Test(arguments: ["4", "5"])
+    func reportByOrderIDAnswersTheRequestOfItsKind(execType: String) throws {
+        for _ in 0..<20 {
+            var router = FIXOrderRouter()
+            _ = router.submit(stop, transactTime: 0)
+            _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+            let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)))
+            let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
+            var answer = sellReport("X", execType: execType, execID: "A\(execType)", ordStatus: execType, extra: execType == "5" ? [FIXField(38, "60")] : [])
+            answer[11] = nil
+            let outputs = router.received(answer)
+            let expected = execType == "4" ? cancel[11]! : replace[11]!
+            #expect(outputs.contains { if case .completed(expected, nil) = $0 { true } else { false } }, "\(outputs)")
+        }
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
