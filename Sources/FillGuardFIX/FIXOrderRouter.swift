@@ -593,7 +593,18 @@ public struct FIXOrderRouter: Sendable {
     public mutating func sent(key: String, seq: Int) {
         keyBySeq[seq] = key
         everSent.insert(key)
+        // Only requests still pending are looked up (a Reject naming one, an abandoned resend):
+        // the others go now and then, so a session that runs for days keeps memory flat.
+        let kept = 2 * pending.count + Self.sentMemoryFloor
+        if keyBySeq.count > kept { keyBySeq = keyBySeq.filter { pending[$0.value] != nil } }
+        if everSent.count > kept { everSent = everSent.filter { pending[$0] != nil } }
     }
+
+    /// Sent requests remembered beyond twice those pending before answered ones are forgotten.
+    static let sentMemoryFloor = 4_096
+
+    /// Sent requests remembered (MsgSeqNum to request, and which went out): bounded.
+    var sentRequestsRemembered: (bySequence: Int, sent: Int) { (keyBySeq.count, everSent.count) }
 
     /// Forgets a request that could not be sent. A request that went out once (a retry of it
     /// failing to go out again) stays pending: its answer may still come.

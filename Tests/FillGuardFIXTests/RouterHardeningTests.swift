@@ -239,6 +239,31 @@ struct RouterHardeningTests {
         }
     }
 
+    /// What the router keeps of sent requests (for a Reject naming one by MsgSeqNum) stays
+    /// bounded in a long session: answered requests are forgotten, pending ones never.
+    @Test func sentRequestsAreForgottenOnceAnswered() throws {
+        var router = FIXOrderRouter()
+        var seq = 1
+        _ = router.submit(stop, transactTime: 0)
+        router.sent(key: "P1-sl1", seq: seq)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
+        let open = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 99), transactTime: 0)))
+        seq += 1
+        router.sent(key: open[11]!, seq: seq)   // never answered: stays
+        for i in 0..<(3 * FIXOrderRouter.sentMemoryFloor) {
+            let id = OrderID("P\(i + 2)-sl1")
+            _ = router.submit(NewOrderRequest(orderID: id, symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 100, timeInForce: .goodTillCancel), transactTime: 0)
+            seq += 1
+            router.sent(key: id.rawValue, seq: seq)
+            _ = router.received(sellReport(id.rawValue, execType: "0", execID: "N\(i + 2)"))
+        }
+        let remembered = router.sentRequestsRemembered
+        #expect(remembered.bySequence <= 2 * FIXOrderRouter.sentMemoryFloor + 2 && remembered.sent <= 2 * FIXOrderRouter.sentMemoryFloor + 2, "\(remembered)")
+        // The pending replace is still found by its MsgSeqNum.
+        let reject = router.received(FIXMessage(msgType: "3", fields: [FIXField(45, "2"), FIXField(373, "5"), FIXField(58, "bad")]))
+        #expect(reject.contains { if case .completed(open[11]!, _?) = $0 { true } else { false } }, "\(reject)")
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
