@@ -75,6 +75,9 @@ final class SymbolLane: @unchecked Sendable {
     private struct PendingSend: Sendable {
         var operation: OrderOperation
         var ticket: BreakerTicket
+        /// When the fill it reacts to was queued (0: it reacts to none): its reaction is taken
+        /// when it goes out, after its intent's write.
+        var reactionFrom: Int64 = 0
     }
 
     private struct Mailbox: ~Copyable {
@@ -103,6 +106,11 @@ final class SymbolLane: @unchecked Sendable {
     /// A `.snapshotNow` came in this pass (journaled lanes take it at the pass's end).
     @exclusivity(unchecked) private var snapshotRequested = false
     @exclusivity(unchecked) private var rearmScheduled: Set<PositionID> = []
+    /// When the oldest fill not yet followed by an operation of the stop-loss (0) and of the
+    /// take-profit (1) was queued (0: none): a fill whose protective work goes out later (behind
+    /// an operation in flight, a breaker, a rate limit, a retry) has its reaction measured then,
+    /// not left out.
+    @exclusivity(unchecked) private var reactionPendingSince: (stop: Int64, target: Int64) = (0, 0)
     /// Calls sent and watched for their answer deadline (drainer-owned); nil while none is
     /// (an idle lane holds nothing).
     @exclusivity(unchecked) private var answerWatch: AnswerWatch?
@@ -335,8 +343,11 @@ final class SymbolLane: @unchecked Sendable {
         if halted == nil {
             // The broker's latency counts from now, when the operation goes out, not from when it
             // was taken (its intent's write came between).
-            let now = context.metrics.enabled && !sends.isEmpty ? ContinuousClock.now : Self.epoch
-            for send in sends { self.send(send.operation, ticket: send.ticket, sentAt: now) }
+            let now = (context.metrics.enabled || sends.contains { $0.reactionFrom != 0 }) && !sends.isEmpty ? ContinuousClock.now : Self.epoch
+            for send in sends {
+                if send.reactionFrom != 0 { recordReaction(from: send.reactionFrom, at: now) }
+                self.send(send.operation, ticket: send.ticket, sentAt: now)
+            }
         } else if !sends.isEmpty {
             context.logger.critical("\(sends.count) operations not sent: the journal failed", metadata: ["symbol": "\(symbol)"])
             // A probe among them never reaches the broker: given back, or the breaker would wait
@@ -504,9 +515,15 @@ final class SymbolLane: @unchecked Sendable {
         if !actions.isEmpty { perform(actions, machine: machine) }
         // Only when the machine has something to send (most fills only move desired state while
         // a modify is in flight): no clock, breaker or bucket otherwise.
-        if machine.hasOperationReady && !operationsHeld {
-            dispatchOperations(reactionFrom: isFill && context.timed ? enqueuedAt : nil, machine: &machine)
+        if isFill, context.timed {
+            if reactionPendingSince.stop == 0 { reactionPendingSince.stop = max(1, enqueuedAt) }
+            if reactionPendingSince.target == 0 { reactionPendingSince.target = max(1, enqueuedAt) }
         }
+        if machine.hasOperationReady && !operationsHeld {
+            dispatchOperations(machine: &machine)
+        }
+        // Nothing waits (the fill needed no more protective work, or it went): none is due.
+        if reactionPendingSince != (0, 0), machine.isQuiescent { reactionPendingSince = (0, 0) }
         if timed {
             context.metrics.processing.recordNanoseconds(Self.nanosecondsNow - started)
         }
@@ -549,9 +566,17 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
+    /// Records one reaction: from a fill queued at `fillTime` (nanoseconds since `epoch`) to a
+    /// protective operation handed to the broker at `now`.
+    private func recordReaction(from fillTime: Int64, at now: ContinuousClock.Instant) {
+        let reaction = Duration.nanoseconds((now - Self.epoch).nanoseconds - fillTime)
+        if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
+        context.configuration.reactionObserver?(reaction)
+    }
+
     /// Sends every operation the machine has ready, as far as the breaker and rate limit allow.
     /// The fill path never waits: each operation runs in its own task and reports back here.
-    private func dispatchOperations(reactionFrom fillTime: Int64?, machine: inout SymbolStateMachine) {
+    private func dispatchOperations(machine: inout SymbolStateMachine) {
         // After shutdown, or once the journal failed, nothing goes out (a wake-up's pass may
         // still come): no operation is taken from the machine, no probe from the breaker, no new
         // wake-up planned.
@@ -599,18 +624,22 @@ final class SymbolLane: @unchecked Sendable {
                 context.bucket?.refund()
                 return
             }
-            if let fillTime, operation.role.isProtective {
-                let reaction = Duration.nanoseconds((clock.now - Self.epoch).nanoseconds - fillTime)
-                if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
-                context.configuration.reactionObserver?(reaction)
+            // The first operation of the stop (or target) after fills reacts to them.
+            var fillTime: Int64 = 0
+            if operation.role == .stopLoss {
+                swap(&fillTime, &reactionPendingSince.stop)
+            } else if operation.role == .takeProfit {
+                swap(&fillTime, &reactionPendingSince.target)
             }
-            let now = context.metrics.enabled ? clock.now : Self.epoch
+            let reactsToAFill = fillTime != 0
+            let now = context.metrics.enabled || (reactsToAFill && context.journal == nil) ? clock.now : Self.epoch
             if context.journal != nil {
-                // Sent once its intent is durable (next pass).
+                // Sent once its intent is durable (next pass); its reaction is taken then.
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
                                                     payload: JournalCodec.encode(operation)))
-                pendingSends.append(PendingSend(operation: operation, ticket: ticket))
+                pendingSends.append(PendingSend(operation: operation, ticket: ticket, reactionFrom: reactsToAFill ? fillTime : 0))
             } else {
+                if reactsToAFill { recordReaction(from: fillTime, at: now) }
                 send(operation, ticket: ticket, sentAt: now)
             }
             if isProbe { return }

@@ -1,0 +1,55 @@
+import FillGuard
+import FillGuardCore
+import Synchronization
+import Testing
+
+/// The reaction latency (fill received to protective operation handed to the broker) is taken for
+/// every fill, also when its protective work goes out later than its own event: behind an
+/// operation in flight. Leaving those out made the percentiles read low exactly when slow.
+@Suite("Reaction latency covers fills whose work waited")
+struct ReactionMetricTests {
+    @Test("a fill that lands while the resizes are in flight gets its reaction when the next resizes go")
+    func coalescedFillIsMeasured() async throws {
+        let reactions = Mutex<[Duration]>([])
+        let broker = TestBroker()
+        let configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { reaction in reactions.withLock { $0.append(reaction) } })
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        _ = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
+        let scaleIn = try #require(await manager.position("P1")?.liveOrder(.scaleIn(0)))
+        reactions.withLock { $0.removeAll() }
+        broker.hold()
+        // First scale-in fill: the stop and target resizes go out (and are held there).
+        manager.receive(fills.fill(scaleIn, 50, at: "98"))
+        await broker.waitForHeld(2)
+        #expect(reactions.withLock { $0.count } == 2)
+        // Second fill while they are in flight: no operation can go yet.
+        manager.receive(fills.fill(scaleIn, 50, at: "98"))
+        #expect(await manager.position("P1")?.netQuantity == 200, "the lane has applied the second fill")
+        #expect(reactions.withLock { $0.count } == 2, "nothing went out for it yet")
+        broker.releaseAll()
+        await manager.waitUntilIdle()
+        #expect(broker.requests.suffix(2).allSatisfy { $0.kind == .modify && $0.quantity == 200 }, "\(broker.requests)")
+        let taken = reactions.withLock { $0 }
+        #expect(taken.count == 4, "the second fill's resizes are measured too: \(taken)")
+        // Measured from the second fill's arrival, so no shorter than the wait for the first answers.
+        #expect(taken.allSatisfy { $0 >= .zero })
+        #expect(await manager.invariantViolations().isEmpty)
+    }
+
+    @Test("a fill that needs no protective work leaves nothing due: a later operation is not taken for its reaction")
+    func nothingDueAfterQuiescence() async throws {
+        let reactions = Mutex<[Duration]>([])
+        let broker = TestBroker()
+        let configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { reaction in reactions.withLock { $0.append(reaction) } })
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        _ = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
+        let samples = reactions.withLock { $0.count }
+        #expect(samples == 2, "the entry fill's stop and target submits")
+        // A new bracket on another symbol: its entry submit is no reaction to anything.
+        try await manager.open(.long("P2", "SLV"))
+        await manager.waitUntilIdle()
+        #expect(reactions.withLock { $0.count } == samples)
+    }
+}
