@@ -252,6 +252,12 @@ final class SymbolLane: @unchecked Sendable {
         var fills = 0
         while handled < limit, let envelope = pending.popFirst() {
             handled += 1
+            // Queued before the stop but not reached by then (a shutdown whose limit passed):
+            // refused, as if it came after it. Nothing is applied once the manager stopped.
+            if context.lifecycle.load(ordering: .relaxed) == .stopped, !envelope.event.isAnsweredAfterShutdown {
+                dropAfterShutdown(envelope.event)
+                continue
+            }
             if process(envelope, machine: &machine, actions: &actions) { fills += 1 }
         }
         return (handled, fills)

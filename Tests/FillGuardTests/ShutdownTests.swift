@@ -1,3 +1,4 @@
+import Dispatch
 import FillGuard
 import FillGuardCore
 import Logging
@@ -135,6 +136,40 @@ struct ShutdownTests {
         #expect(!log.recorded.contains(.critical))
         // A second call has nothing left to do.
         #expect(await manager.shutdown())
+    }
+
+    @Test("reports queued before the stop but not reached by the shutdown's limit are refused (shutDown), not applied after it")
+    func queuedReportsAreNotAppliedAfterTheStop() async throws {
+        let inside = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let blocking = Atomic<Bool>(false)
+        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
+            // Holds the lane inside its pass (a slow pass), once armed.
+            if blocking.exchange(false, ordering: .sequentiallyConsistent) {
+                inside.signal()
+                release.wait()
+            }
+        })
+        // The lane runs on a thread of its own: held, it holds none of Swift's shared threads,
+        // which the shutdown (and other tests running meanwhile) need.
+        let threads = RunnerThreads(count: 1, name: "test-held-lane")
+        defer { threads.shutdown() }
+        configuration.runnerThreads = threads
+        let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "AAA"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        blocking.store(true, ordering: .sequentiallyConsistent)
+        manager.receive(fills.fill(entry, 60, at: "100"))
+        // The lane is inside its pass (the fill's protective submit); the rest of the entry queues behind it.
+        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { inside.wait(); continuation.resume() } } })
+        manager.receive(fills.fill(entry, 40, at: "100"))
+        #expect(await manager.shutdown(waitingAtMost: .milliseconds(20)) == false, "the lane is busy: the limit passes")
+        release.signal()
+        #expect(await waitUntilIdle(manager))
+        #expect(await manager.position("P1")?.netQuantity == 60, "the report queued behind is not applied after the stop")
+        #expect(manager.recentRejections().contains { $0.error.code == .shutDown }, "\(manager.recentRejections())")
     }
 
     @Test("a broker answer after the shutdown's limit is dropped: nothing applied or sent, no journal failure")
