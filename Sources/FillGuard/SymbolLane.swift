@@ -118,6 +118,10 @@ final class SymbolLane: @unchecked Sendable {
     /// thread before `send` returns (a broker that needs no wait) has its answer put straight in
     /// `pending`, handled later in the same pass: no mailbox lock, no second pass.
     private let sendingThread = Atomic<UInt>(0)
+    /// Events taken from the mailbox into `pending` and not handled yet, as of the start and the
+    /// end of the current pass (a hot lane works through a deep backlog over several passes): counted in the
+    /// queue-depth metric, which would read low while a symbol is backlogged without them.
+    private let backlog = Atomic<Int>(0)
     /// What a journaled lane keeps between passes (drainer-owned). Allocated only with a journal,
     /// so that an idle lane without one stays small.
     private final class JournalState {
@@ -188,7 +192,7 @@ final class SymbolLane: @unchecked Sendable {
         let start = !mailboxState.draining
         mailboxState.draining = true
         mailboxLock.unlock()
-        if context.metrics.enabled { context.metrics.queueDepth.record(depth) }
+        if context.metrics.enabled { context.metrics.queueDepth.record(depth + backlog.load(ordering: .relaxed)) }
         if start { context.scheduler.schedule(self) }
     }
 
@@ -218,9 +222,11 @@ final class SymbolLane: @unchecked Sendable {
         // passes from `pending`, without moving its events again.
         if pending.isEmpty {
             withMailbox { mailbox in pending.swapContents(with: &mailbox.events) }
+            if context.metrics.enabled { backlog.store(pending.count, ordering: .relaxed) }
         }
         let fills = drain(limit: limit, actions: &scratch.actions, machine: &machine)
         if fills.fills > 0 { context.counters.fills.add(fills.fills, ordering: .relaxed) }
+        if context.metrics.enabled { backlog.store(pending.count, ordering: .relaxed) }
         let more = !pending.isEmpty || withMailbox { mailbox -> Bool in
             if !mailbox.events.isEmpty { return true }
             // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
