@@ -15,6 +15,10 @@ public struct BenchPlan: Sendable {
     public var symbols = [1, 100, 1_000, 100_000]
     /// Throughput: fills per FillGuard run.
     public var fills = 1_000_000
+    /// Throughput: extra windows (reports queued at most) for the `scalein` row at 1,000 symbols
+    /// and no broker latency, beside the default 16,384. With fewer queued than symbols a lane
+    /// seldom folds fills into one resize: nearly every fill gets its own two operations.
+    public var extraWindows = [1_000]
     /// Throughput: fills per seed run (it is slower).
     public var seedFills = 100_000
     /// Throughput: mixes.
@@ -150,7 +154,8 @@ public struct BenchSuite: Sendable {
             }
         }
         if workloads.contains("throughput") {
-            // The rules alone (no runtime, no tasks): the floor under the runtime's cost per fill.
+            // The rules alone (no runtime, no tasks), every fill's two operations sent: the cost of
+            // the rules per fill. (The runtime can beat it by folding queued fills into one resize.)
             note(CoreWorkload.run(fills: min(plan.fills, 200_000)))
             for symbols in plan.symbols {
                 for mix in plan.mixes {
@@ -158,6 +163,12 @@ public struct BenchSuite: Sendable {
                     for latency in latencies {
                         note(await FillGuardWorkloads.throughput(symbols: symbols, fills: plan.fills, latency: latency, mix: mix))
                         note(await SeedWorkloads.throughput(symbols: symbols, fills: min(plan.fills, plan.seedFills), latency: latency, mix: mix))
+                    }
+                    if symbols == 1_000, mix == .scalein {
+                        for window in plan.extraWindows where window != FillGuardWorkloads.defaultWindow {
+                            note(await FillGuardWorkloads.throughput(symbols: symbols, fills: plan.fills, latency: .zero, mix: mix, window: window))
+                            note(await SeedWorkloads.throughput(symbols: symbols, fills: min(plan.fills, plan.seedFills), latency: .zero, mix: mix, window: window))
+                        }
                     }
                 }
             }

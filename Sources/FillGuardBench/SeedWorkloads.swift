@@ -43,7 +43,7 @@ public enum SeedWorkloads {
     /// Fills/s the seed's fill handlers sustain (state updated, reads made, replacements
     /// queued). Its replacement queues never keep up (100 ms per replacement), so they are not
     /// waited for; their calls are counted as queued.
-    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = 16_384) async -> Measurement {
+    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = FillGuardWorkloads.defaultWindow) async -> Measurement {
         let (seed, _) = make(latency: latency)
         let perSymbol = (fills + symbols - 1) / symbols
         let scaleIns = await setUp(seed, symbols: symbols, scaleInShares: perSymbol + 1)
@@ -82,7 +82,7 @@ public enum SeedWorkloads {
         seed.shutdown()
         return Measurement(
             workload: "throughput", implementation: "seed",
-            parameters: ["symbols": "\(symbols)", "fills": "\(fills)", "latency": FillGuardWorkloads.format(latency), "mix": mix.rawValue],
+            parameters: FillGuardWorkloads.throughputParameters(symbols: symbols, fills: fills, latency: latency, mix: mix, window: window),
             metrics: [
                 "fills": Double(fills),
                 "fillsPerSecond": Double(fills) / FillGuardWorkloads.seconds(elapsed),

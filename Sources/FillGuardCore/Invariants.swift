@@ -1,6 +1,7 @@
 /// A broken rule found by `SymbolStateMachine.invariantViolations(atQuiescence:)`.
 public struct InvariantViolation: Sendable, Hashable, CustomStringConvertible {
-    /// Which rule of the brief (1: net is the sum of unique fills; 2: protection matches the net).
+    /// Which rule of the brief (1: net is the sum of unique fills; 2: protection matches the net;
+    /// 5: a position against its bracket's side opens no more).
     public var rule: Int
     /// The position concerned.
     public var positionID: PositionID
@@ -40,6 +41,12 @@ extension SymbolStateMachine {
                 continue
             }
             let side = net.units > 0 ? Side.sell : Side.buy
+            // Rule 5: a position against its bracket's side opens no more (its entry and scale-ins go).
+            if (position.side == .buy) != (net.units > 0) {
+                for order in bracket where !order.role.isProtective && order.isLive && !order.awaitingFill && order.failure == nil {
+                    found.append(InvariantViolation(rule: 5, positionID: positionID, message: "net \(net) is against the bracket, but \(order.role) \(order.id) is still \(order.status.rawValue)"))
+                }
+            }
             for (role, price) in [(OrderRole.stopLoss, position.protectivePrice(.stopLoss, cover: configuration.flippedPositionCover)), (OrderRole.takeProfit, position.protectivePrice(.takeProfit, cover: configuration.flippedPositionCover))] {
                 let live = bracket.filter { $0.role == role && $0.isLive }
                 if live.contains(where: { $0.awaitingFill || $0.failure != nil }) || position.isBlocked(role) { continue }

@@ -318,8 +318,10 @@ public struct SymbolStateMachine: Sendable {
         let long = positions[p].side == .buy
         let againstBefore = long ? netBefore.units < 0 : netBefore.units > 0
         let againstAfter = long ? netAfter.units < 0 : netAfter.units > 0
+        // Against its bracket, nothing may open more: also an order that came back live on a
+        // position flipped before (a refused scale-in the broker fills after all).
+        if againstAfter { cancelOpeningOrders(p, emitting: &actions) }
         if againstAfter && !againstBefore {
-            cancelOpeningOrders(p, emitting: &actions)
             actions.append(.alert(Alert(kind: .positionFlipped, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
                                         message: "a fill of \(report.lastQuantity) took the position from \(netBefore) to \(netAfter)"
                                             + (positions[p].protectivePrice(.takeProfit, cover: configuration.flippedPositionCover) == nil && positions[p].takeProfit != nil

@@ -44,6 +44,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Throughput: fills per seed run.")
     var seedFills: Int?
 
+    @Option(parsing: .unconditional, help: "Throughput at 1,000 symbols, scalein: extra windows (reports queued at most, beside 16384), comma separated (default 1000; 0: none).")
+    var windows: String?
+
     @Option(help: "Throughput: mixes, comma separated: scalein,standard.")
     var mix: String?
 
@@ -120,6 +123,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let symbols, integers(symbols) == nil { throw ValidationError("--symbols must be positive integers, comma separated") }
         if let rates, integers(rates) == nil { throw ValidationError("--rates must be positive integers, comma separated") }
         if let latencyUs, integers(latencyUs, allowZero: true) == nil { throw ValidationError("--latency-us must be integers, comma separated") }
+        if let windows, integers(windows, allowZero: true) == nil { throw ValidationError("--windows must be integers, comma separated (0: none)") }
         if let mix {
             for name in mix.split(separator: ",") where Mix(rawValue: String(name)) == nil {
                 throw ValidationError("unknown mix '\(name)'; known: scalein,standard")
@@ -197,6 +201,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let fills { plan.fills = fills }
         if let seedFills { plan.seedFills = seedFills }
         if let mix { plan.mixes = mix.split(separator: ",").compactMap { Mix(rawValue: String($0)) } }
+        if let windows, let values = integers(windows, allowZero: true) { plan.extraWindows = values.filter { $0 > 0 } }
         if let latencyUs, let values = integers(latencyUs, allowZero: true) { plan.latencies = values.map { .microseconds($0) } }
         if let rates, let values = integers(rates) { plan.rates = values }
         if let latencySymbols { plan.latencySymbols = latencySymbols }

@@ -34,6 +34,18 @@ struct ReplayTests {
         #expect(report.unusedFaults.isEmpty)
     }
 
+    @Test("a refused scale-in the broker fills after the position flipped is cancelled, not kept live on the flipped position")
+    func refusedScaleInFilledAfterAFlip() throws {
+        let report = try replay("refused-scale-in-filled-after-flip.jsonl")
+        let position = try #require(report.positions.first)
+        // Long 100; the target fills 100 (flat) and then the stop 100 (its cancel too late): short
+        // 100. The scale-in, refused at first, then fills 20 of its 50: short 80.
+        #expect(position.netQuantity == -80)
+        #expect(live(report, .scaleIn(0)) == nil, "a buy limit for 30 beside a buy stop for 80 could leave the account long: \(position.liveOrders)")
+        #expect(live(report, .stopLoss)?.openQuantity == 80 && live(report, .stopLoss)?.side == .buy)
+        #expect(report.violations.isEmpty && report.rejected.isEmpty)
+    }
+
     @Test("a target whose resize down is refused is cancelled and replaced at the position's size: it never over-sells")
     func refusedReduction() throws {
         let report = try replay("refused-reduction.jsonl")
