@@ -1146,6 +1146,15 @@ public struct SymbolStateMachine: Sendable {
                 return
             }
         }
+        if operation.kind == .cancel, orders[s].isLive, orders[s].target != .cancelled, !orders[s].retiring, !orders[s].hasSuccessor {
+            // A cancel no longer wanted (a late fill reopened the position while it was out) that
+            // the broker refused: the order stays live and is wanted, as if no cancel had gone.
+            // Nothing failed that the role needs: no alert, no block; its size is planned again.
+            deactivateIfFinished(s)
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+            plan(p, emitting: &actions)
+            return
+        }
         var unsent = false
         if case .unsent = orders[s].phase { unsent = true }
         if operation.kind == .submit, unsent, orders[s].mayBeLive {
