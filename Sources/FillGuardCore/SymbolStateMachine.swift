@@ -1068,16 +1068,18 @@ public struct SymbolStateMachine: Sendable {
         // cancel) is other work and gets its own tries, so a position gone flat is not left with a
         // protective order alerted after one failure of its cancel.
         if (orders[s].target == .cancelled) != (target == .cancelled), !orders[s].awaitingFill { orders[s].attempts = 0 }
-        let backingOff = orders[s].retryPending && !orders[s].awaitingFill
-        let workBefore = backingOff ? pendingPriority(of: s, ignoringBackoff: true) : nil
+        let failedBefore = (orders[s].retryPending || orders[s].attempts > 0) && !orders[s].awaitingFill
+        let workBefore = failedBefore ? pendingPriority(of: s, ignoringBackoff: true) : nil
         orders[s].target = target
-        if backingOff, let work = pendingPriority(of: s, ignoringBackoff: true), work <= .reduce, workBefore.map({ work < $0 }) ?? true {
+        if failedBefore, let work = pendingPriority(of: s, ignoringBackoff: true), work <= .reduce, workBefore.map({ work < $0 }) ?? true {
             // Risk-reducing work (a cancel of a stop on a position gone flat, a reduce after a
-            // protective fill) does not wait out a backoff earned by riskier work that failed
-            // (a resize up): it goes now (rule 6). A broker that is down is the breaker's to hold.
-            // (The backoff's retryDue, when it comes, finds nothing to do, or brings a retry of a
-            // later failure forward: tries stay bounded by maxAttempts.)
+            // protective fill) is other work than the riskier work that failed (a resize up): it
+            // gets tries of its own, and does not wait out that work's backoff: it goes now
+            // (rule 6). A broker that is down is the breaker's to hold. (The backoff's retryDue,
+            // when it comes, finds nothing to do, or brings a retry of a later failure forward:
+            // tries stay bounded by maxAttempts.)
             orders[s].retryPending = false
+            orders[s].attempts = 0
         }
         sequence += 1
         orders[s].workSequence = sequence

@@ -86,3 +86,27 @@ struct UnwantedCancelRefusedTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 }
+
+/// Tries count per operation: a reduce after failed resizes up gets its own.
+@Suite("Tries of risk-reducing work")
+struct ReduceTriesTests {
+    @Test("a resize up that failed twice does not use up the tries of the reduce that follows it")
+    func reduceGetsItsOwnTries() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify, failing: .transient("throttled"))
+        model.fireRetries()
+        model.pull()
+        let again = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(again, failing: .transient("throttled"))
+        // Two tries of three used by the resize up; the target fills 450: the stop must come down to 150.
+        try model.fill("P1", .takeProfit, 450, at: "110")
+        model.pull()
+        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(reduce, failing: .transient("throttled"))
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "one failure of the reduce is not its last try: \(model.alerts)")
+        #expect(model.retries.contains(stop.id))
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 150)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+}
