@@ -4,6 +4,20 @@ import FillGuardCore
 import Histogram
 import Synchronization
 
+/// Tells a harness where a workload's timed part begins and ends.
+public struct TimedRegion {
+    /// Called as the timed part begins.
+    public var begin: () -> Void
+    /// Called as it ends.
+    public var end: () -> Void
+
+    /// A region whose ends call `begin` and `end` (by default nothing).
+    public init(begin: @escaping () -> Void = {}, end: @escaping () -> Void = {}) {
+        self.begin = begin
+        self.end = end
+    }
+}
+
 /// The workloads run against the whole FillGuard runtime (`FillManager`, lanes, dispatch) with
 /// an in-process broker. Setup (opening brackets, first fills) is never timed.
 public enum FillGuardWorkloads {
@@ -21,7 +35,10 @@ public enum FillGuardWorkloads {
     /// Fills/s through the runtime: a feed thread hands `fills` reports round-robin across
     /// `symbols` to `FillManager.receive(_:)` as fast as the runtime takes them (at most `window`
     /// not yet applied), then waits for quiescence. The standard mix also closes every position.
-    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = defaultWindow) async -> Measurement {
+    /// `timed` is told when the timed part begins and ends (setup before it, checks after it): a
+    /// harness that counts on its own (package-benchmark's allocation counts) measures that part only.
+    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = defaultWindow,
+                                  timed: TimedRegion = TimedRegion()) async -> Measurement {
         let broker = BenchBroker(latency: latency)
         let manager = FillManager(broker: broker, logger: BenchUniverse.quietLogger)
         let perSymbol = (fills + symbols - 1) / symbols
@@ -31,6 +48,7 @@ public enum FillGuardWorkloads {
         let startRejected = startStats.rejected.values.reduce(0, +)
         let startRequests = broker.requests
         let rssStart = ProcessMemory.residentKiB
+        timed.begin()
         let cpuStart = BenchClock.processCPU()
         let start = BenchClock.now()
 
@@ -75,6 +93,7 @@ public enum FillGuardWorkloads {
         }
         let elapsed = BenchClock.now() - start
         let cpu = BenchClock.processCPU() - cpuStart
+        timed.end()
         let stats = manager.statistics
         let applied = stats.fills - startFills
         let rejected = stats.rejected.values.reduce(0, +) - startRejected

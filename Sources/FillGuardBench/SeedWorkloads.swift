@@ -43,14 +43,17 @@ public enum SeedWorkloads {
     /// Fills/s the seed's fill handlers sustain (state updated, reads made, replacements
     /// queued). Its replacement queues never keep up (100 ms per replacement), so they are not
     /// waited for; their calls are counted as queued.
-    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = FillGuardWorkloads.defaultWindow) async -> Measurement {
+    public static func throughput(symbols: Int, fills: Int, latency: Duration, mix: Mix, window: Int = FillGuardWorkloads.defaultWindow,
+                                  timed: TimedRegion = TimedRegion()) async -> Measurement {
         let (seed, _) = make(latency: latency)
         let perSymbol = (fills + symbols - 1) / symbols
         let scaleIns = await setUp(seed, symbols: symbols, scaleInShares: perSymbol + 1)
         let startCalls = seed.callsMade + seed.callsQueued
         let startHandled = seed.fillsHandled
+        timed.begin()
         let cpuStart = BenchClock.processCPU()
         let start = BenchClock.now()
+        let checkEvery = max(1, min(1_024, window / 8))
         _ = await FeedThread.run(name: "seed-feed") { () -> Int in
             var net = [Int](repeating: BenchUniverse.baseShares, count: symbols)
             var random = BenchRandom(seed: 42)
@@ -68,7 +71,7 @@ public enum SeedWorkloads {
                 }
                 net[index] += side == .buy ? 1 : -1
                 seed.receive(BenchUniverse.fill(sent, order: order, symbol: symbol, side: side, shares: 1))
-                if sent & 1023 == 1023 {
+                if (sent + 1) % checkEvery == 0 {
                     while sent + 1 - (seed.fillsHandled - startHandled) > window { BenchClock.yieldThread() }
                 }
             }
@@ -77,6 +80,7 @@ public enum SeedWorkloads {
         await waitFor { seed.fillsHandled - startHandled >= fills }
         let elapsed = BenchClock.now() - start
         let cpu = BenchClock.processCPU() - cpuStart
+        timed.end()
         let calls = seed.callsMade + seed.callsQueued - startCalls
         let backlog = seed.operationsPending
         seed.shutdown()
