@@ -575,6 +575,14 @@ public struct SymbolStateMachine: Sendable {
             } else {
                 mayBeCancelled = false
             }
+            if !mayBeCancelled, let work = pendingPriority(of: s), work <= .reduce, work < operation.priority {
+                // Risk-reducing work became due while riskier work was out (the position went
+                // flat, or shrank, during a resize up): the failure was of that other work. The
+                // cancel or reduce goes now, with tries of its own, not after a backoff (rule 6).
+                orders[s].attempts = 0
+                if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+                return
+            }
             orders[s].attempts += 1
             let attempts = Int(orders[s].attempts)
             if attempts < configuration.maxAttempts {

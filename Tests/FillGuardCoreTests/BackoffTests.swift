@@ -41,6 +41,42 @@ struct BackoffTests {
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
+    @Test("the position goes flat while the stop's resize up is out; the resize then fails: the cancel goes at once",
+          arguments: [OperationFailure.transient("throttled"), .timedOut("no answer")])
+    func flatWhileTheResizeIsOut(failure: OperationFailure) throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        try model.fill("P1", .takeProfit, 600, at: "110")
+        #expect(model.snapshot("P1").netQuantity == .zero)
+        let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id }, "\(modify)")
+        model.complete(index, failing: failure)
+        #expect(model.retries.isEmpty, "no backoff for a cancel that never failed")
+        let sent = model.pull()
+        #expect(sent.contains { $0.orderID == stop.id && $0.kind == .cancel }, "\(sent)")
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("the target fills partly while the stop's resize up is out; the resize then fails: the reduce goes at once, with tries of its own")
+    func shrinkWhileTheResizeIsOut() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify, failing: .transient("throttled"))
+        model.fireRetries()
+        model.pull()
+        // The resize up is out again (its second try); the target fills 450: net 150.
+        try model.fill("P1", .takeProfit, 450, at: "110")
+        let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(index, failing: .transient("throttled"))
+        let reduce = try #require(model.pull().first { $0.orderID == stop.id }, "the reduce goes at once")
+        #expect(reduce.priority == .reduce)
+        let out = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(out, failing: .transient("throttled"))
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "its first failure is not its last try")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 150)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
     @Test("a failed reduce still waits out its backoff when a further reduce becomes due (no hammering)")
     func sameClassWorkKeepsTheBackoff() throws {
         var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
