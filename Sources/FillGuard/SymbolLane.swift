@@ -300,6 +300,17 @@ final class SymbolLane: @unchecked Sendable {
             return batch
         }
         if batch.isEmpty && !hasPending { return true }
+        if context.lifecycle.load(ordering: .relaxed) == .stopped {
+            // Queued before the stop but not reached by then: refused, neither journaled nor
+            // applied (as on a lane without a journal).
+            let before = batch.count
+            var kept: [Envelope] = []
+            for envelope in batch {
+                if envelope.event.isAnsweredAfterShutdown { kept.append(envelope) } else { dropAfterShutdown(envelope.event) }
+            }
+            batch = kept
+            completed += before - batch.count
+        }
         var records = pendingRecords
         pendingRecords = []
         if halted == nil {

@@ -32,13 +32,12 @@ struct ReactionMetricTests {
         #expect(broker.requests.suffix(2).allSatisfy { $0.kind == .modify && $0.quantity == 200 }, "\(broker.requests)")
         let taken = reactions.withLock { $0 }
         #expect(taken.count == 4, "the second fill's resizes are measured too: \(taken)")
-        // Measured from the second fill's arrival, so no shorter than the wait for the first answers.
         #expect(taken.allSatisfy { $0 >= .zero })
         #expect(await manager.invariantViolations().isEmpty)
     }
 
-    @Test("a fill that needs no protective work leaves nothing due: a later operation is not taken for its reaction")
-    func nothingDueAfterQuiescence() async throws {
+    @Test("operations that react to no fill (a new bracket's entry submit) are not measured")
+    func entrySubmitsAreNotReactions() async throws {
         let reactions = Mutex<[Duration]>([])
         let broker = TestBroker()
         let configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { reaction in reactions.withLock { $0.append(reaction) } })
@@ -47,7 +46,7 @@ struct ReactionMetricTests {
         _ = try await manager.openLongAndFillEntry("P1", "GLD", fills: &fills)
         let samples = reactions.withLock { $0.count }
         #expect(samples == 2, "the entry fill's stop and target submits")
-        // A new bracket on another symbol: its entry submit is no reaction to anything.
+        // A new bracket: its entry submit is no reaction to anything.
         try await manager.open(.long("P2", "SLV"))
         await manager.waitUntilIdle()
         #expect(reactions.withLock { $0.count } == samples)

@@ -172,6 +172,55 @@ struct ShutdownTests {
         #expect(manager.recentRejections().contains { $0.error.code == .shutDown }, "\(manager.recentRejections())")
     }
 
+    @Test("with a journal too: reports queued behind a write in flight when the shutdown's limit passes are refused (shutDown), never journaled or applied")
+    func queuedReportsAreNotJournaledAfterTheStop() async throws {
+        /// Holds appends, once armed, until released.
+        final class HeldStore: JournalStore {
+            let inner = InMemoryJournalStore()
+            let armed = Atomic<Bool>(false)
+            let held = Mutex<CheckedContinuation<Void, Never>?>(nil)
+            let holding = DispatchSemaphore(value: 0)
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                if armed.exchange(false, ordering: .sequentiallyConsistent) {
+                    await withCheckedContinuation { continuation in
+                        held.withLock { $0 = continuation }
+                        holding.signal()
+                    }
+                }
+                try await inner.append(batch)
+            }
+            func release() { held.withLock { $0.take() }?.resume() }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents { try await inner.load(notices: notices) }
+            func close() async { await inner.close() }
+        }
+        let store = HeldStore()
+        let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await manager.recover()
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "AAA"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        store.armed.store(true, ordering: .sequentiallyConsistent)
+        manager.receive(fills.fill(entry, 60, at: "100"))
+        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { store.holding.wait(); continuation.resume() } } })
+        // The write of that fill is held; the rest of the entry waits behind it.
+        manager.receive(fills.fill(entry, 40, at: "100"))
+        let stopping = Task { await manager.shutdown(waitingAtMost: .milliseconds(20)) }
+        // Stopped once a new report is refused as shutDown (the shutdown then waits for the held write).
+        while !manager.recentRejections().contains(where: { $0.error.code == .shutDown }) {
+            manager.receive(fills.fill(entry, 1, at: "100"))
+            await Task.yield()
+        }
+        store.release()
+        #expect(await stopping.value == false, "the write was held: the limit passed")
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 60, "the report queued behind the write is not applied after the stop")
+        // Nor journaled: a new manager on the same store recovers 60.
+        let again = FillManager(broker: TestBroker(), journal: Journal(store: store.inner), logger: .quiet)
+        _ = try await again.recover()
+        #expect(await again.position("P1")?.netQuantity == 60)
+    }
+
     @Test("a broker answer after the shutdown's limit is dropped: nothing applied or sent, no journal failure")
     func lateAnswerAfterTheLimit() async throws {
         let broker = TestBroker()
