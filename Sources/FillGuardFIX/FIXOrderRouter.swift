@@ -321,6 +321,14 @@ public struct FIXOrderRouter: Sendable {
     /// Orders by the broker's OrderID (37): a report may leave out ClOrdID (optional in FIX 4.4).
     private var byBrokerOrderID: [String: OrderID] = [:]
     private var pending = PendingRequests()
+    /// Orders in the order they became known, for forgetting the oldest ended ones.
+    private var arrivals: [OrderID] = []
+    /// The number of orders at which ended ones are next looked for to forget.
+    private var forgetAt = 0
+    /// Ended orders kept, the newest (a late report of one still maps to it; a fill of an older
+    /// one goes to the runtime under its id's root, which refuses it as unknown and alerts): so a
+    /// session that runs for weeks keeps memory flat.
+    var endedOrdersKept = 100_000
     private var keyBySeq: [Int: String] = [:]
     private var seenExecIDs = RecentExecIDs()
     private var everSent = Set<String>()
@@ -409,11 +417,13 @@ public struct FIXOrderRouter: Sendable {
         message.append(38, request.quantity.description)
         Self.appendType(request.type, to: &message)
         message.append(59, Self.timeInForceCode(request.timeInForce))
+        let isNew = orders[request.orderID] == nil
         orders[request.orderID] = Order(symbol: request.symbol, side: request.side, type: request.type, timeInForce: request.timeInForce,
                                         quantity: request.quantity, clOrdID: clOrdID, acknowledged: false, requests: issuedBefore[request.orderID] ?? 0,
                                         done: false, brokerOrderID: nil,
                                         outlivesTheDay: Self.outlivesTheDay(Self.timeInForceCode(request.timeInForce)))
         byClOrdID[clOrdID] = request.orderID
+        if isNew { noteNewOrder(request.orderID) }
         pending[clOrdID] = Pending(kind: .submit, orderID: request.orderID, message: message)
         return .send(message, key: clOrdID)
     }
@@ -1331,7 +1341,39 @@ public struct FIXOrderRouter: Sendable {
                                        brokerOrderID: brokerOrderID, cancelled: status.ordStatus == "4", rejected: status.ordStatus == "8",
                                        outlivesTheDay: Self.outlivesTheDay(status.timeInForce), learntPendingNew: status.ordStatus == "A")
         byClOrdID[status.clOrdID] = status.orderID
+        noteNewOrder(status.orderID)
     }
+
+    /// Notes an order that became known; now and then forgets the oldest ended orders beyond
+    /// `endedOrdersKept` (never one with a request in flight).
+    private mutating func noteNewOrder(_ id: OrderID) {
+        arrivals.append(id)
+        guard orders.count > max(forgetAt, endedOrdersKept + 1_024) else { return }
+        var excess = orders.values.reduce(0) { $0 + ($1.done ? 1 : 0) } - endedOrdersKept
+        var forgotten = Set<OrderID>()
+        var kept: [OrderID] = []
+        kept.reserveCapacity(arrivals.count)
+        var seen = Set<OrderID>()
+        for arrival in arrivals {
+            guard let order = orders[arrival], seen.insert(arrival).inserted else { continue }
+            if excess > 0, order.done, pending.orderKeys(of: arrival).isEmpty {
+                orders[arrival] = nil
+                forgotten.insert(arrival)
+                excess -= 1
+            } else {
+                kept.append(arrival)
+            }
+        }
+        arrivals = kept
+        if !forgotten.isEmpty {
+            byClOrdID = byClOrdID.filter { !forgotten.contains($0.value) }
+            byBrokerOrderID = byBrokerOrderID.filter { !forgotten.contains($0.value) }
+        }
+        forgetAt = orders.count + max(1_024, endedOrdersKept / 10)
+    }
+
+    /// Orders the router knows (live and ended).
+    var ordersKnown: Int { orders.count }
 
     /// RequestForPositionsAck (AO): how many PositionReports follow, or why there are none.
     private mutating func positionsAck(_ message: FIXMessage) -> [Output] {

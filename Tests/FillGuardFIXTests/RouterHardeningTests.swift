@@ -264,6 +264,34 @@ struct RouterHardeningTests {
         #expect(reject.contains { if case .completed(open[11]!, _?) = $0 { true } else { false } }, "\(reject)")
     }
 
+    /// The router forgets the oldest ended orders beyond what it keeps, never a live one: memory
+    /// stays flat in a long session, and a late fill of a forgotten order still reaches the runtime.
+    @Test func oldEndedOrdersAreForgottenLiveOnesKept() throws {
+        var router = FIXOrderRouter()
+        router.endedOrdersKept = 10
+        _ = router.submit(stop, transactTime: 0)
+        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N-live"))
+        for i in 0..<3_000 {
+            let id = OrderID("P\(i + 2)-sl1")
+            _ = router.submit(NewOrderRequest(orderID: id, symbol: "GLD", side: .sell, type: .stop(Price("245")!), quantity: 100, timeInForce: .goodTillCancel), transactTime: 0)
+            _ = router.received(sellReport(id.rawValue, execType: "0", execID: "N\(i)"))
+            _ = router.received(sellReport(id.rawValue, execType: "4", execID: "C\(i)", ordStatus: "4"))
+        }
+        #expect(router.ordersKnown <= 10 + 1 + 1_024 + 1, "\(router.ordersKnown) orders kept")
+        // The live order still maps, by ClOrdID, and can be cancelled.
+        var live = fill("P1-sl1", execID: "F-live", last: "10", price: "245", cum: "10", leaves: "90")
+        live[54] = "2"
+        live[37] = "B1"
+        #expect(router.received(live).contains { if case .event(.execution(let e)) = $0 { e.orderID == "P1-sl1" } else { false } })
+        #expect(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0))?.msgType == "F")
+        // A late fill of a forgotten order still goes to the runtime (under its id), never dropped.
+        var late = fill("P2-sl1", execID: "F-late", last: "10", price: "245", cum: "10", leaves: "0")
+        late[54] = "2"
+        #expect(router.received(late).contains { if case .event(.execution(let e)) = $0 { e.orderID == "P2-sl1" } else { false } })
+        // The newest ended ones are still known: a repeat of a Canceled is taken as such.
+        #expect(router.ordersKnown > 10)
+    }
+
     /// A mass status answer whose reports carry LastRptRequested (912) on the last one only is
     /// read to its end by TotNumReports (911) (it ended at the first report).
     @Test func massStatusEndsAtTotNumReports() {
