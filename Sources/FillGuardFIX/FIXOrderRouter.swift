@@ -326,7 +326,7 @@ public struct FIXOrderRouter: Sendable {
     /// The number of orders at which ended ones are next looked for to forget.
     private var forgetAt = 0
     /// Ended orders kept, the newest (a late report of one still maps to it; a fill of an older
-    /// one goes to the runtime under its id's root, which refuses it as unknown and alerts): so a
+    /// one goes to the runtime under its id's root, which decides, never dropped): so a
     /// session that runs for weeks keeps memory flat.
     var endedOrdersKept = 100_000
     private var keyBySeq: [Int: String] = [:]
