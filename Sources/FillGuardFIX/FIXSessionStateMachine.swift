@@ -125,6 +125,9 @@ public struct FIXSessionStateMachine: Sendable {
     private var testRequestCounter = 0
     /// Messages received ahead of a gap, by MsgSeqNum, processed once the gap is filled.
     private var queued: [Int: FIXMessage] = [:]
+    /// A SequenceReset moved the expected number on, perhaps past queued messages: the next
+    /// drain looks for them (only then: a look at every message would cost the whole queue each).
+    private var steppedOverQueued = false
     /// The highest MsgSeqNum our outstanding ResendRequest must reach; nil when none is out.
     private var resendTarget: Int?
     /// Progress of the outstanding ResendRequest: where the gap stood, since when, and how often
@@ -504,6 +507,7 @@ public struct FIXSessionStateMachine: Sendable {
                                text: "NewSeqNo=\(newSeqNo) out of range (at most \(Self.maximumSeqNum))", now: now)]
             }
             nextTargetSeqNum = newSeqNo
+            steppedOverQueued = true
             return []
         case FIXMsgType.logout:
             return logoutReceived(message, now: now)
@@ -561,6 +565,7 @@ public struct FIXSessionStateMachine: Sendable {
                            text: "NewSeqNo=\(newSeqNo) out of range (at most \(Self.maximumSeqNum))", now: now)]
         }
         nextTargetSeqNum = newSeqNo
+        steppedOverQueued = true
         return drainQueue(now: now)
     }
 
@@ -605,7 +610,10 @@ public struct FIXSessionStateMachine: Sendable {
     private mutating func drainQueue(now: Int64) -> [FIXSessionAction] {
         var actions: [FIXSessionAction] = []
         while state == .active || state == .logoutSent {
-            actions += releaseSteppedOver(below: nextTargetSeqNum, now: now)
+            if steppedOverQueued {
+                steppedOverQueued = false
+                actions += releaseSteppedOver(below: nextTargetSeqNum, now: now)
+            }
             guard let next = queued.removeValue(forKey: nextTargetSeqNum) else { break }
             actions += inSequence(next, seq: nextTargetSeqNum, now: now)
         }
