@@ -161,30 +161,6 @@ struct RouterHardeningTests {
         #expect(own.contains { if case .event(.orderStatus(let status)) = $0 { return status.outcome == .rejected } else { return false } }, "\(own)")
     }
 
-    /// The venue applied the replace, but its Replaced never came, and it takes a cancel only under
-    /// the order's current ClOrdID: the cancel beside the replace (under the ClOrdID last
-    /// accepted) is refused as unknown while the order works. The router then takes the replace
-    /// as done and the next cancel names the replace's ClOrdID (it named the old one for ever,
-    /// keeping a stop live on a flat position).
-    @Test func cancelRefusedAsNotCurrentGoesAgainUnderTheReplace() throws {
-        var router = FIXOrderRouter()
-        _ = router.submit(stop, transactTime: 0)
-        _ = router.received(sellReport("P1-sl1", execType: "0", execID: "N1"))
-        let replace = try #require(sentMessage(router.modify(ModifyOrderRequest(orderID: "P1-sl1", symbol: "GLD", newQuantity: 60), transactTime: 0)))
-        let replaceID = try #require(replace[11])
-        let cancel = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
-        #expect(cancel[41] == "P1-sl1")
-        let refused = router.received(FIXMessage(msgType: "9", fields: [
-            FIXField(37, "B1"), FIXField(11, cancel[11]!), FIXField(41, "P1-sl1"), FIXField(39, "0"), FIXField(434, "1"),
-            FIXField(102, "1"), FIXField(58, "not current"),
-        ]))
-        #expect(refused.contains { if case .completed(let key, let error?) = $0 { return key == cancel[11] && error.kind == .transient } else { return false } },
-                "\(refused)")
-        #expect(router.currentClOrdID(of: "P1-sl1") == replaceID)
-        let again = try #require(sentMessage(router.cancel(CancelOrderRequest(orderID: "P1-sl1", symbol: "GLD"), transactTime: 0)))
-        #expect(again[41] == replaceID && again[38] == "60", "\(again)")
-    }
-
     /// The broker takes a replace, then refuses the cancel sent beside it as "unknown order"
     /// (its OrigClOrdID is no longer current), whatever OrdStatus it gives (FIX 4.4 says
     /// Rejected, 8, for an unknown order; others give the order's status), and whether or not
