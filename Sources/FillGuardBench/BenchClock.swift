@@ -28,6 +28,14 @@ public enum BenchClock {
         sched_yield()
     }
 
+    /// Sleeps the calling thread for about 20 µs: a feed waiting for the runtime to take its
+    /// backlog gives its core to the runtime instead of spinning on it (a broker's feed would
+    /// block on its socket).
+    public static func backOff() {
+        var spec = timespec(tv_sec: 0, tv_nsec: 20_000)
+        _ = nanosleep(&spec, nil)
+    }
+
     /// Sleeps the calling thread until the monotonic clock reads `deadline` (nanoseconds).
     public static func sleep(until deadline: Int64) {
         #if canImport(Glibc)

@@ -73,7 +73,7 @@ public enum DurableWorkload {
                 if sent & 1023 == 1023 {
                     // Backpressure for the benchmark only: keep at most `window` reports queued.
                     while sent + 1 - (manager.statistics.fills - startFills) > window, manager.journalFailure == nil {
-                        BenchClock.yieldThread()
+                        BenchClock.backOff()
                     }
                 }
             }

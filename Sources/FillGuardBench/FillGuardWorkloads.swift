@@ -76,7 +76,7 @@ public enum FillGuardWorkloads {
                         let stats = manager.statistics
                         let done = stats.fills - startFills + stats.rejected.values.reduce(0, +) - startRejected
                         if sent + 1 - done <= window { break }
-                        BenchClock.yieldThread()
+                        BenchClock.backOff()
                     }
                 }
             }

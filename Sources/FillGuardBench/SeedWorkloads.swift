@@ -72,7 +72,7 @@ public enum SeedWorkloads {
                 net[index] += side == .buy ? 1 : -1
                 seed.receive(BenchUniverse.fill(sent, order: order, symbol: symbol, side: side, shares: 1))
                 if (sent + 1) % checkEvery == 0 {
-                    while sent + 1 - (seed.fillsHandled - startHandled) > window { BenchClock.yieldThread() }
+                    while sent + 1 - (seed.fillsHandled - startHandled) > window { BenchClock.backOff() }
                 }
             }
             return fills
