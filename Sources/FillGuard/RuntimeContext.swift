@@ -206,4 +206,7 @@ enum Lifecycle: UInt8, AtomicRepresentable {
     case draining
     /// Shut down: nothing more is applied or sent; only reads are answered.
     case stopped
+
+    /// Draining or stopped.
+    var isShuttingDown: Bool { self == .draining || self == .stopped }
 }

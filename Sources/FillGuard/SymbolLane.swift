@@ -172,13 +172,16 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// Appends an event; has the lane run if it is not running. Never blocks on processing.
-    func enqueue(_ event: consuming Event) {
+    /// `workBegun`: the caller has already begun the unit of work the event counts as (a
+    /// broker's answer takes over its call's), which ends when the event is handled.
+    func enqueue(_ event: consuming Event, workBegun: Bool = false) {
         if context.lifecycle.load(ordering: .relaxed) == .stopped, !event.isAnsweredAfterShutdown {
+            if workBegun { context.work.end() }
             dropAfterShutdown(event)
             return
         }
         let now = context.timed ? Self.nanosecondsNow : 0
-        context.work.begin()
+        if !workBegun { context.work.begin() }
         // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
         // the lock is taken by hand so that no closure captures the event.
         mailboxLock.lock()
@@ -194,6 +197,25 @@ final class SymbolLane: @unchecked Sendable {
         mailboxLock.unlock()
         if context.metrics.enabled { context.metrics.queueDepth.record(depth + backlog.load(ordering: .relaxed)) }
         if start { context.scheduler.schedule(self) }
+    }
+
+    /// Refuses `event` if a shutdown rules it out now, and says so: after the stop, anything but
+    /// a read or the lane's own bookkeeping; once the shutdown began, a new bracket too (its
+    /// `open` passed before, but `shutdown()` may already have found the manager idle: placed
+    /// now, its entry would go out unwatched, its fill never protected).
+    private func refusedForShutdown(_ event: Event) -> Bool {
+        switch context.lifecycle.load(ordering: .relaxed) {
+        case .stopped:
+            guard !event.isAnsweredAfterShutdown else { return false }
+            dropAfterShutdown(event)
+            return true
+        case .draining:
+            guard case .open(let spec, _) = event else { return false }
+            refuse(event, as: InputError(.shutDown, "position \(spec.positionID) not opened: the manager is shutting down"))
+            return true
+        case .awaitingRecovery, .recovering, .running:
+            return false
+        }
     }
 
     /// An event that comes after `FillManager.shutdown()` stopped the manager: a new bracket or a
@@ -260,10 +282,7 @@ final class SymbolLane: @unchecked Sendable {
             handled += 1
             // Queued before the stop but not reached by then (a shutdown whose limit passed):
             // refused, as if it came after it. Nothing is applied once the manager stopped.
-            if context.lifecycle.load(ordering: .relaxed) == .stopped, !envelope.event.isAnsweredAfterShutdown {
-                dropAfterShutdown(envelope.event)
-                continue
-            }
+            if refusedForShutdown(envelope.event) { continue }
             if process(envelope, machine: &machine, actions: &actions) { fills += 1 }
         }
         return (handled, fills)
@@ -300,14 +319,12 @@ final class SymbolLane: @unchecked Sendable {
             return batch
         }
         if batch.isEmpty && !hasPending { return true }
-        if context.lifecycle.load(ordering: .relaxed) == .stopped {
-            // Queued before the stop but not reached by then: refused, neither journaled nor
-            // applied (as on a lane without a journal).
+        if context.lifecycle.load(ordering: .relaxed).isShuttingDown {
+            // Queued before the stop but not reached by then (or a bracket, once the shutdown
+            // began): refused, neither journaled nor applied (as on a lane without a journal).
             let before = batch.count
             var kept: [Envelope] = []
-            for envelope in batch {
-                if envelope.event.isAnsweredAfterShutdown { kept.append(envelope) } else { dropAfterShutdown(envelope.event) }
-            }
+            for envelope in batch where !refusedForShutdown(envelope.event) { kept.append(envelope) }
             batch = kept
             completed += before - batch.count
         }
@@ -728,13 +745,14 @@ final class SymbolLane: @unchecked Sendable {
     /// A broker's answer to one operation: queued as the lane's next event, or taken inline when
     /// a `CallbackBroker` gives it on the sending thread. A broker that answers again breaks its
     /// contract; the repeat is logged and ignored, so the work count stays balanced.
+    /// The unit of work `send` began for the call is handed on to the answer's event (no end and
+    /// begin of the shared count per answer: two contended atomic updates saved per operation).
     fileprivate func takeAnswer(_ result: Result<Void, BrokerError>, to operation: OrderOperation, ticket: BreakerTicket) {
         if sendingThread.load(ordering: .relaxed) == ThreadIdentity.current {
             takeAnswerInline(.completed(operation, result, breaker: ticket))
         } else {
-            enqueue(.completed(operation, result, breaker: ticket))
+            enqueue(.completed(operation, result, breaker: ticket), workBegun: true)
         }
-        context.work.end()
     }
 
     fileprivate func ignoreRepeatedAnswer(to operation: OrderOperation) {
@@ -796,9 +814,8 @@ final class SymbolLane: @unchecked Sendable {
     /// A broker's answer given on the drainer's own thread, inside `send`: queued behind the
     /// events this pass has taken (the lane is running, so it needs no wake-up). Events still in
     /// the mailbox come after it, as if the answer had arrived just before them, which a broker's
-    /// answer racing a fill may always do.
+    /// answer racing a fill may always do. It counts as the unit of work its call began.
     private func takeAnswerInline(_ event: consuming Event) {
-        context.work.begin()
         pending.append(Envelope(event: event, enqueuedAt: context.timed ? Self.nanosecondsNow : 0))
     }
 

@@ -138,6 +138,50 @@ struct ShutdownTests {
         #expect(await manager.shutdown())
     }
 
+    @Test("a bracket whose open passed its check before the shutdown began, but reached its lane after, is refused (shutDown): nothing is sent for it")
+    func bracketReachingItsLaneDuringShutdownIsRefused() async throws {
+        let inside = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let blocking = Atomic<Bool>(false)
+        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
+            if blocking.exchange(false, ordering: .sequentiallyConsistent) {
+                inside.signal()
+                release.wait()
+            }
+        })
+        // One runner thread, held in AAA's pass: BBB's bracket waits in its lane meanwhile.
+        let threads = RunnerThreads(count: 1, name: "test-one-runner")
+        defer { threads.shutdown() }
+        configuration.runnerThreads = threads
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "AAA"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        blocking.store(true, ordering: .sequentiallyConsistent)
+        manager.receive(fills.fill(entry, 100, at: "100"))
+        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { inside.wait(); continuation.resume() } } })
+        let opening = Task { () -> InputError? in
+            do throws(InputError) { try await manager.open(.long("P2", "BBB")) } catch { return error }
+            return nil
+        }
+        // BBB's lane exists: its open is past the manager's stage check.
+        while manager.symbolCount < 2 { await Task.yield() }
+        let shutdown = Task { await manager.shutdown(waitingAtMost: .seconds(30)) }
+        // The shutdown has begun once a bracket is refused for it rather than for its prices.
+        let inverted = BracketSpec(positionID: "X", symbol: "CCC", side: .buy, quantity: 1, stopLoss: Price("110"), takeProfit: Price("90"))
+        while true {
+            do throws(InputError) { try await manager.open(inverted) } catch { if error.code == .shutDown { break } }
+            await Task.yield()
+        }
+        release.signal()
+        #expect(await opening.value?.code == .shutDown)
+        #expect(await shutdown.value)
+        #expect(!broker.requests.contains { $0.orderID.rawValue.hasPrefix("P2") }, "\(broker.requests)")
+        #expect(await manager.position("P2") == nil)
+    }
+
     @Test("reports queued before the stop but not reached by the shutdown's limit are refused (shutDown), not applied after it")
     func queuedReportsAreNotAppliedAfterTheStop() async throws {
         let inside = DispatchSemaphore(value: 0)
