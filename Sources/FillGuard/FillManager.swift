@@ -47,6 +47,7 @@ public final class FillManager: Sendable {
         do {
             try spec.validate()
             try spec.validateNames()
+            try spec.validateSides()
         } catch {
             context.reject(error, context: "open \(spec.positionID)")
             throw error

@@ -99,6 +99,35 @@ public struct BracketSpec: Sendable, Hashable, Codable {
         }
     }
 
+    /// Checks the protective orders against the bracket's own prices and time in force, where a
+    /// bracket comes in (like `validateNames()`, not by the state machine: a journal that recorded
+    /// such a bracket before this check existed still re-derives as it was). For a long the
+    /// stop-loss must be below every price of the entry and of the scale-ins, and the take-profit
+    /// above the entry's (for a short, the other way round): a stop on the wrong side triggers, and
+    /// a take-profit on the wrong side fills, as soon as the position opens. An immediate-or-cancel
+    /// bracket may have no stop-loss, take-profit or scale-in: every order of a bracket takes its
+    /// time in force, and those would expire at once, leaving the position unprotected.
+    public func validateSides() throws(InputError) {
+        if timeInForce == .immediateOrCancel, stopLoss != nil || takeProfit != nil || !scaleIns.isEmpty {
+            throw InputError(.invalidBracket, "an immediate-or-cancel bracket's stop-loss, take-profit and scale-ins would be immediate-or-cancel too and expire at once; use day or goodTillCancel")
+        }
+        let long = side == .buy
+        let kind = long ? "long" : "short"
+        let entryPrices = entryType.prices
+        if let stop = stopLoss {
+            var opening = entryPrices.map { ("entry", $0) }
+            for (index, scaleIn) in scaleIns.enumerated() { opening += scaleIn.type.prices.map { ("scale-in \(index)", $0) } }
+            for (name, price) in opening where long ? stop >= price : stop <= price {
+                throw InputError(.invalidBracket, "for a \(kind) the stop-loss \(stop) must be \(long ? "below" : "above") the \(name)'s price \(price): it would trigger as soon as the position opens")
+            }
+        }
+        if let target = takeProfit {
+            for price in entryPrices where long ? target <= price : target >= price {
+                throw InputError(.invalidBracket, "for a \(kind) the take-profit \(target) must be \(long ? "above" : "below") the entry's price \(price): it would fill as soon as the position opens")
+            }
+        }
+    }
+
     /// Checks that the symbol and the position id are not empty, hold no control or invisible
     /// character (line and paragraph separators, zero-width and direction marks: "GLD" and
     /// "G\u{200B}LD" would look alike but be two symbols) and do not start or end with white

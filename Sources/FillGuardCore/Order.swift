@@ -31,6 +31,15 @@ public enum OrderType: Sendable, Hashable, Codable {
         case .stopLimit(let stop, _): return stop
         }
     }
+
+    /// Every price the order names: none for market, the stop and the limit for a stop-limit.
+    public var prices: [Price] {
+        switch self {
+        case .market: return []
+        case .limit(let price), .stop(let price): return [price]
+        case .stopLimit(let stop, let limit): return [stop, limit]
+        }
+    }
 }
 
 /// How long an order stays working.

@@ -277,7 +277,10 @@ public final class SimulationSession: Sendable {
         let sign: Int64 = side == .buy ? 1 : -1
         func offset(_ basisPoints: Int64) -> Price {
             let cents = price.units / 1_000_000 // price in cents
-            let moved = cents + sign * cents * basisPoints / 10_000
+            // At least a cent: on a cheap symbol the stop, the scale-ins and the entry stay
+            // apart (a stop at a scale-in's price is refused).
+            let step = max(1, cents * abs(basisPoints) / 10_000)
+            let moved = cents + sign * (basisPoints < 0 ? -step : step)
             return Price(units: max(1, moved) * 1_000_000)
         }
         var scaleIns = [BracketSpec.ScaleIn(quantity: Quantity(Int(quantity.units / Quantity.unitsPerShare / 2)), type: .limit(offset(-40)))]

@@ -301,7 +301,7 @@ struct RecoverCommandOverFIXTests {
         // A position id with a dash, and a scale-in that stays live: its id "P-1-si0-N" once lost its
         // order in the check ("P-1-si0" taken for the position).
         try await manager.open(BracketSpec(positionID: "P-1", symbol: "GLD", side: .buy, quantity: 200, entryType: .market,
-                                           stopLoss: Price("245"), takeProfit: Price("250"),
+                                           stopLoss: Price("235"), takeProfit: Price("250"),
                                            scaleIns: [BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("240")!))]))
         await manager.waitUntilIdle()
         let entry = try #require(await manager.position("P-1")?.liveOrder(.entry))

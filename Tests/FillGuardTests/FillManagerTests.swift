@@ -582,6 +582,59 @@ struct FillManagerTests {
         #expect(manager.symbolCount == 1)
     }
 
+    /// Brackets whose own prices put a protective order on the wrong side, or whose time in
+    /// force would end their protection at once.
+    static let selfDefeatingBrackets: [(String, BracketSpec)] = [
+        ("long, stop above the limit entry", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, entryType: .limit(Price("246")!),
+                                                          stopLoss: Price("247"), takeProfit: Price("250"))),
+        ("long, stop at the limit entry", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, entryType: .limit(Price("246")!),
+                                                       stopLoss: Price("246"), takeProfit: Price("250"))),
+        ("long, take-profit below the limit entry, no stop", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100,
+                                                                         entryType: .limit(Price("246")!), takeProfit: Price("240"))),
+        ("long, take-profit inside a stop-limit entry", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100,
+                                                                    entryType: .stopLimit(stop: Price("250")!, limit: Price("252")!),
+                                                                    stopLoss: Price("240"), takeProfit: Price("251"))),
+        ("long, stop above a scale-in", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("244"),
+                                                     takeProfit: Price("260"), scaleIns: [.init(quantity: 100, type: .limit(Price("243")!))])),
+        ("short, stop below the stop entry", BracketSpec(positionID: "P1", symbol: "KO", side: .sell, quantity: 100, entryType: .stop(Price("246")!),
+                                                          stopLoss: Price("245"))),
+        ("short, take-profit above the limit entry", BracketSpec(positionID: "P1", symbol: "KO", side: .sell, quantity: 100,
+                                                                  entryType: .limit(Price("246")!), stopLoss: Price("260"), takeProfit: Price("247"))),
+        ("immediate-or-cancel with a stop", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("240"),
+                                                        timeInForce: .immediateOrCancel)),
+        ("immediate-or-cancel with a scale-in", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100,
+                                                            scaleIns: [.init(quantity: 100, type: .limit(Price("243")!))], timeInForce: .immediateOrCancel)),
+    ]
+
+    @Test("a bracket whose protective order would trigger or fill as soon as it opens, or expire at once (IOC), is refused at open",
+          arguments: selfDefeatingBrackets.indices)
+    func selfDefeatingBracketIsRefused(_ index: Int) async throws {
+        let (name, spec) = Self.selfDefeatingBrackets[index]
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, logger: .quiet)
+        await #expect(throws: InputError.self, "\(name)") { try await manager.open(spec) }
+        #expect(manager.statistics.rejected[.invalidBracket] == 1, "\(name)")
+        #expect(manager.symbolCount == 0)
+        #expect(await manager.positions().isEmpty)
+        #expect(broker.requests.isEmpty)
+    }
+
+    @Test("brackets with their protective orders on the right side of every price are taken, both sides, and an IOC entry alone")
+    func wellSidedBracketsAreTaken() async throws {
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        try await manager.open(BracketSpec(positionID: "L", symbol: "KO", side: .buy, quantity: 100, entryType: .stopLimit(stop: Price("250")!, limit: Price("252")!),
+                                           stopLoss: Price("240"), takeProfit: Price("252.01"),
+                                           scaleIns: [.init(quantity: 100, type: .limit(Price("245")!))]))
+        try await manager.open(BracketSpec(positionID: "S", symbol: "PEP", side: .sell, quantity: 100, entryType: .limit(Price("246")!),
+                                           stopLoss: Price("250"), takeProfit: Price("240"),
+                                           scaleIns: [.init(quantity: 100, type: .limit(Price("249.99")!))]))
+        try await manager.open(BracketSpec(positionID: "I", symbol: "XOM", side: .buy, quantity: 100, entryType: .limit(Price("100")!),
+                                           timeInForce: .immediateOrCancel))
+        await manager.waitUntilIdle()
+        #expect(await manager.positions().count == 3)
+        #expect(manager.statistics.rejected.isEmpty)
+    }
+
     @Test("rearmNow re-arms at once what waits for a cool-down (none configured here)")
     func rearmNowWithoutCoolDown() async throws {
         let broker = TestBroker()

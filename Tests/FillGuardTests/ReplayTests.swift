@@ -281,6 +281,23 @@ struct ReplayTests {
         #expect(live(report, .takeProfit)?.type == .limit(Price("230")!))
     }
 
+    @Test("a bracket whose stop or target is on the wrong side of its own entry or scale-in prices is refused (invalidBracket); the next one is taken")
+    func wrongSidedBracketsAreRefused() throws {
+        let trace = """
+        {"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"100","entry":{"type":"limit","limit":"246"},"stopLoss":"247","takeProfit":"250"}
+        {"type":"open","position":"P2","symbol":"GLD","side":"buy","quantity":"100","entry":{"type":"limit","limit":"246"},"takeProfit":"240"}
+        {"type":"open","position":"P3","symbol":"GLD","side":"sell","quantity":"100","entry":{"type":"stop","stop":"246"},"stopLoss":"245"}
+        {"type":"open","position":"P4","symbol":"GLD","side":"buy","quantity":"100","stopLoss":"245","takeProfit":"250","scaleIns":[{"quantity":"100","limit":"244"}]}
+        {"type":"open","position":"P5","symbol":"GLD","side":"buy","quantity":"100","entry":{"type":"limit","limit":"246"},"stopLoss":"244","takeProfit":"250","scaleIns":[{"quantity":"100","limit":"245"}]}
+        {"type":"fill","position":"P5","role":"entry","quantity":"100","price":"246","execId":"E1"}
+        """
+        let report = TraceReplayer.replay(trace, options: ReplayOptions())
+        #expect(report.rejected.map { "\($0.line):\($0.error.code.rawValue)" } == ["1:invalidBracket", "2:invalidBracket", "3:invalidBracket", "4:invalidBracket"])
+        #expect(report.rejected.first?.error.message.contains("must be below the entry's price 246") == true, "\(report.rejected.first?.error.message ?? "")")
+        #expect(report.positions.map(\.id) == ["P5"])
+        #expect(live(report, .stopLoss)?.openQuantity == 100)
+    }
+
     @Test("every kind of invalid line is refused with its code; processing goes on")
     func invalidInputs() throws {
         let report = try replay("invalid-inputs.jsonl")

@@ -146,6 +146,7 @@ public struct TraceReplayer: Sendable {
 
     private mutating func open(_ spec: BracketSpec) throws(InputError) {
         try spec.validateNames()
+        try spec.validateSides()
         guard positionSymbols[spec.positionID] == nil else {
             throw InputError(.positionExists, "position \(spec.positionID) already exists")
         }
