@@ -90,7 +90,13 @@ public final class CircuitBreaker: Sendable {
     }
 
     /// The current state.
-    public var state: State { inner.withLock { $0.state } }
+    public var state: State { isClosed.load(ordering: .acquiring) ? .closed : inner.withLock { $0.state } }
+
+    /// True when an outcome that is neither a transient failure nor a probe's would change
+    /// nothing (closed, no failure counted), read without the lock: the caller need not record it.
+    func ignores(transientFailure: Bool, wasProbe: Bool) -> Bool {
+        !transientFailure && !wasProbe && isHealthy.load(ordering: .acquiring)
+    }
     /// How many times it has opened.
     public var trips: Int { inner.withLock { $0.trips } }
 

@@ -452,9 +452,11 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Feeds an answer's outcome to the circuit breaker; lanes it held send again if it closed.
     private func recordBreakerOutcome(_ result: Result<Void, BrokerError>, ticket: BreakerTicket) {
+        let transientFailure = result.brokerErrorKind?.isRetryable == true
+        // The common case (a healthy breaker's answer) changes nothing: not even a call.
+        if context.breaker.ignores(transientFailure: transientFailure, wasProbe: ticket.isProbe) { return }
         let (opened, held) = context.breaker.recordOutcome(
-            transientFailure: (try? result.get()) == nil && result.brokerErrorKind?.isRetryable == true,
-            wasProbe: ticket.isProbe, period: ticket.period, now: ContinuousClock.now)
+            transientFailure: transientFailure, wasProbe: ticket.isProbe, period: ticket.period, now: ContinuousClock.now)
         // It closed: the lanes it held send now, not when they were told to ask again.
         for lane in held { lane.breakerClosed() }
         if opened {
