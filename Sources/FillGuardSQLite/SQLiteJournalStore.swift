@@ -249,7 +249,7 @@ public final class SQLiteJournalStore: JournalStore {
     public func append(_ batch: [JournalRecord]) async throws(JournalError) {
         try refuseIfClosed()
         do {
-            let committed = try await pool.write { db in
+            try await pool.write { db in
                 let insert = try db.cachedStatement(sql: "INSERT INTO frames (symbol, last_seq, body, prev_seq) VALUES (?, ?, ?, ?)")
                 var open: [Symbol: (last: UInt64, body: [UInt8])] = [:]
                 var order: [Symbol] = []
@@ -283,9 +283,12 @@ public final class SQLiteJournalStore: JournalStore {
                     JournalFrame.append(record, to: &open[record.symbol]!.body)
                 }
                 try flush()
-                return chain
+                // Kept on commit, in the writer's queue: before the next append's transaction
+                // reads it, even one from another caller running in between (a store shared by
+                // two journals would otherwise chain a frame to a stale predecessor).
+                let committed = chain
+                db.afterNextTransaction(onCommit: { _ in self.lastWritten.withLock { $0 = committed } })
             }
-            lastWritten.withLock { $0 = committed }
         } catch {
             throw JournalError(.storage, "cannot write to the journal at \(path): \(error)")
         }

@@ -151,6 +151,29 @@ struct JournalStoreTests {
         await third.close()
     }
 
+    @Test("SQLite: appends from two callers at once (two journals on one store, disjoint symbols) keep the chain: the journal loads whole")
+    func sqliteOverlappingAppendsKeepTheChain() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path, durability: .off)
+        _ = try await store.load(notices: { _ in })
+        let rounds = 300
+        func records(_ symbol: Symbol) -> [JournalRecord] {
+            (1...rounds).map { JournalRecord(symbol: symbol, sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8(truncatingIfNeeded: $0)]) }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for symbol in ["AAA", "BBB"] as [Symbol] {
+                group.addTask { for record in records(symbol) { try await store.append([record]) } }
+            }
+            try await group.waitForAll()
+        }
+        await store.close()
+        let reopened = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        let contents = try await reopened.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records == records("AAA"))
+        #expect(contents.lanes["BBB"]?.records == records("BBB"))
+        await reopened.close()
+    }
+
     @Test("SQLite: after a clean close the database file alone holds the whole journal (a copy without its -wal is complete)")
     func sqliteCloseCheckpoints() async throws {
         let directory = try temporaryDirectory()
