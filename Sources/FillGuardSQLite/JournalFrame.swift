@@ -55,6 +55,22 @@ enum JournalFrame {
         return records
     }
 
+    /// True when the body ends inside a record (a header or a payload cut short), or is empty:
+    /// what a write a crash cut short leaves. A last record that is whole but fails its checksum,
+    /// or names a kind no FillGuard writes, was damaged after it was written.
+    static func endsCutShort(_ body: Data) -> Bool {
+        let bytes = [UInt8](body)
+        if bytes.isEmpty { return true }
+        var offset = 0
+        while offset < bytes.count {
+            guard bytes.count - offset >= headerSize else { return true }
+            let end = offset + headerSize + Int(read(UInt32.self, bytes, offset + 13))
+            if end > bytes.count { return true }
+            offset = end
+        }
+        return false
+    }
+
     private static func read<Value: FixedWidthInteger>(_ type: Value.Type, _ bytes: [UInt8], _ offset: Int) -> Value {
         var value: Value = 0
         for index in 0..<MemoryLayout<Value>.size { value |= Value(bytes[offset + index]) << (8 * index) }

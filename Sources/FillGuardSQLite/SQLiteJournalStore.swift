@@ -235,8 +235,12 @@ public final class SQLiteJournalStore: JournalStore {
                 let sequence = try StoredValue.integer(row, 1, "records.seq")
                 let payload = try StoredValue.blob(row, 3, "records.payload")
                 var body: [UInt8] = []
-                JournalFrame.append(sequence: UInt64(bitPattern: sequence), kind: UInt8(clamping: try StoredValue.integer(row, 2, "records.kind")),
-                                    checksum: UInt32(truncatingIfNeeded: try StoredValue.integer(row, 4, "records.crc")), payload: payload, to: &body)
+                let kind = UInt8(clamping: try StoredValue.integer(row, 2, "records.kind"))
+                let checksum = UInt32(truncatingIfNeeded: try StoredValue.integer(row, 4, "records.crc"))
+                JournalFrame.append(sequence: UInt64(bitPattern: sequence), kind: kind, checksum: checksum, payload: payload, to: &body)
+                // Format 1 read any damaged last record as torn; frames read only a record cut
+                // short so. A damaged record is converted cut short by a byte: judged as before.
+                if JournalRecord.Kind(rawValue: kind) == nil || CRC32.checksum([UInt8](payload)) != checksum { body.removeLast() }
                 try insert.execute(arguments: [symbol, sequence, Data(body)])
             }
             try db.execute(sql: "DROP TABLE records")
@@ -320,8 +324,12 @@ public final class SQLiteJournalStore: JournalStore {
                     try chain.add(frame: id, symbol: symbol, records: records, last: try StoredValue.integer(row, 3, "frames.last_seq"),
                                   previous: previous)
                     frames[id] = (symbol, records, previous)
+                    // Only a frame's last record can be one a crash cut short, and only if the
+                    // body ends inside it.
+                    let cut = JournalFrame.endsCutShort(body)
                     for (index, record) in records.enumerated() {
-                        rows.append(JournalAssembly.Row(position: Int64(places.count), record: record))
+                        rows.append(JournalAssembly.Row(position: Int64(places.count), record: record,
+                                                        canBeTorn: cut && index == records.count - 1))
                         places.append((id, index))
                     }
                 }

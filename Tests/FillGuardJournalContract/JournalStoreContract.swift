@@ -8,11 +8,21 @@ import Testing
 public struct JournalStoreContract: Sendable {
     /// Opens (or reopens) one storage.
     public typealias Opener = @Sendable () async throws -> any JournalStore
-    /// Makes a new, empty storage and returns how to open it.
-    public let newStorage: @Sendable () async throws -> Opener
+    /// Leaves in a closed storage what a crash during the write of a record after its last leaves.
+    public typealias Tearer = @Sendable () async throws -> Void
+    /// Makes a new, empty storage and returns how to open it, and how to tear its last write
+    /// (nil: a record whose checksum fails, appended, is how the store shows a torn write).
+    public let newStorage: @Sendable () async throws -> (open: Opener, tear: Tearer?)
 
-    /// A contract run over the storages `newStorage` makes.
+    /// A contract run over the storages `newStorage` makes; a torn write is appended as a record
+    /// whose checksum fails.
     public init(newStorage: @escaping @Sendable () async throws -> Opener) {
+        self.newStorage = { (try await newStorage(), nil) }
+    }
+
+    /// A contract run over the storages `newStorage` makes, each with its own way to tear a write
+    /// (a store that writes whole records or none, and tells a record cut short from a damaged one).
+    public init(newStorage: @escaping @Sendable () async throws -> (open: Opener, tear: Tearer?)) {
         self.newStorage = newStorage
     }
 
@@ -40,7 +50,7 @@ public struct JournalStoreContract: Sendable {
     }
 
     private func recordsComeBackPerSymbolInSequenceOrder() async throws {
-        let open = try await newStorage()
+        let open = try await newStorage().open
         let store = try await open()
         // Inputs are journaled a pass before the intents they lead to: append order differs from sequence order.
         try await store.append([Self.input("AAA", 1, "a1"), Self.input("BBB", 1, "b1"), Self.input("AAA", 2, "a2")])
@@ -60,7 +70,7 @@ public struct JournalStoreContract: Sendable {
     }
 
     private func snapshotsReplaceAndPrune() async throws {
-        let open = try await newStorage()
+        let open = try await newStorage().open
         let store = try await open()
         try await store.append([Self.input("SNP", 1, "x"), Self.input("SNP", 2, "y")])
         try await store.append([JournalRecord(symbol: "SNP", sequence: 1 << 20, kind: .snapshot, payload: [1, 7, 7]), Self.input("SNP", 3, "z")])
@@ -76,13 +86,18 @@ public struct JournalStoreContract: Sendable {
     }
 
     private func tornTailIsDroppedWithANotice() async throws {
-        let open = try await newStorage()
+        let (open, tear) = try await newStorage()
         let store = try await open()
-        var torn = Self.input("TRN", 2, "torn")
-        torn.payload = Array(torn.payload.prefix(3)) // the checksum was computed over the whole payload
         try await store.append([Self.input("TRN", 1, "ok")])
-        try await store.append([torn])
-        await store.close()
+        if let tear {
+            await store.close()
+            try await tear()
+        } else {
+            var torn = Self.input("TRN", 2, "torn")
+            torn.payload = Array(torn.payload.prefix(3)) // the checksum was computed over the whole payload
+            try await store.append([torn])
+            await store.close()
+        }
         let reopened = try await open()
         let (contents, notices) = try await load(reopened)
         #expect(contents.lanes["TRN"]?.records.map(\.sequence) == [1 << 20])
@@ -101,7 +116,7 @@ public struct JournalStoreContract: Sendable {
     }
 
     private func damageInTheMiddleIsRefused() async throws {
-        let open = try await newStorage()
+        let open = try await newStorage().open
         let store = try await open()
         var damaged = Self.input("MID", 1, "damaged")
         damaged.payload[2] ^= 0xFF
@@ -119,7 +134,7 @@ public struct JournalStoreContract: Sendable {
     }
 
     private func newerFormatIsRefused() async throws {
-        let open = try await newStorage()
+        let open = try await newStorage().open
         let store = try await open()
         try await store.append([JournalRecord(symbol: "NEW", sequence: 1 << 20, kind: .input, payload: [99, 1])])
         do {

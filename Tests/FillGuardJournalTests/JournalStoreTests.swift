@@ -59,7 +59,8 @@ struct JournalStoreTests {
     func sqlite() async throws {
         try await JournalStoreContract(newStorage: {
             let path = try temporaryDirectory() + "/journal.sqlite"
-            return { try SQLiteJournalStore(path: path, durability: .fsync) }
+            // SQLite writes a frame whole or not at all: a torn write is a frame cut short.
+            return (open: { try SQLiteJournalStore(path: path, durability: .fsync) }, tear: { try SQLiteJournalStore.simulateTornWrite(path: path) })
         }).run()
     }
 
@@ -172,6 +173,33 @@ struct JournalStoreTests {
         #expect(contents.lanes["AAA"]?.records == records("AAA"))
         #expect(contents.lanes["BBB"]?.records == records("BBB"))
         await reopened.close()
+    }
+
+    @Test("SQLite: a last record that is whole but damaged (a flipped payload bit, an unknown kind) is damage, not a torn write: the load fails, nothing is dropped",
+          arguments: ["payload", "kind"])
+    func sqliteWholeDamagedLastRecordIsCorruption(_ damage: String) async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        let records = (1...3).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0), 7, 7]) }
+        try await store.append(records)
+        await store.close()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            let body = try #require(try Data.fetchOne(db, sql: "SELECT body FROM frames WHERE id = (SELECT max(id) FROM frames)"))
+            var bytes = [UInt8](body)
+            // The last record's header is 17 bytes before its 4-byte payload: kind at offset 8.
+            let last = bytes.count - 4 - 17
+            if damage == "payload" { bytes[bytes.count - 1] ^= 0x01 } else { bytes[last + 8] = 9 }
+            try db.execute(sql: "UPDATE frames SET body = ? WHERE id = (SELECT max(id) FROM frames)", arguments: [Data(bytes)])
+        }
+        try queue.close()
+        let reopened = try SQLiteJournalStore(path: path)
+        await #expect { _ = try await reopened.load(notices: { _ in }) } throws: { error in
+            guard let error = error as? JournalError else { return false }
+            return error.code == .corrupted && error.message.contains("is whole but fails its checksum")
+        }
+        await reopened.close()
+        #expect(try SQLiteTestAccess.frameCount(path: path) == 1, "nothing deleted")
     }
 
     @Test("SQLite: after a clean close the database file alone holds the whole journal (a copy without its -wal is complete)")

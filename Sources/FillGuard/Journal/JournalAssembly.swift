@@ -13,11 +13,16 @@ public enum JournalAssembly {
         public var position: Int64
         /// The record.
         public var record: JournalRecord
+        /// Whether a crash during its write could have left it damaged (a store that writes
+        /// whole records or none says false for a record it read whole): a damaged last record
+        /// that cannot be torn is damage, and fails the load.
+        public var canBeTorn: Bool
 
         /// A row.
-        public init(position: Int64, record: JournalRecord) {
+        public init(position: Int64, record: JournalRecord, canBeTorn: Bool = true) {
             self.position = position
             self.record = record
+            self.canBeTorn = canBeTorn
         }
     }
 
@@ -46,6 +51,10 @@ public enum JournalAssembly {
             guard after.isEmpty else {
                 let row = ordered[firstDamaged]
                 throw JournalError(.corrupted, "the journal's last \(after.count + 1) records (from record \(row.position), \(row.record.symbol)) all fail their checksums; a crash tears at most the last record written, so this is damage and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+            }
+            guard ordered[firstDamaged].canBeTorn else {
+                let row = ordered[firstDamaged]
+                throw JournalError(.corrupted, "the journal's last record (record \(row.position), \(row.record.symbol)) is whole but fails its checksum (or names no kind of record): a crash cuts a write short, it does not change one, so this is damage and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
             }
             truncateFrom = ordered[firstDamaged].position
             notices("the journal's last record (record \(ordered[firstDamaged].position)) was torn by a crash during a write; dropped. What it held is recovered from the broker by reconciliation")
