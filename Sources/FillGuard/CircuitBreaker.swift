@@ -10,11 +10,15 @@ protocol CircuitBreakerWaiter: AnyObject, Sendable {
 public struct CircuitBreakerPolicy: Sendable, Hashable {
     /// Consecutive transient failures that open the breaker (default 5; at least 1).
     public var failureThreshold: Int { didSet { if failureThreshold < 1 { failureThreshold = 1 } } }
-    /// How long it stays open before letting one probe through (default 1 s; a negative one is zero).
-    public var openDuration: Duration { didSet { if openDuration < .zero { openDuration = .zero } } }
+    /// How long it stays open before letting one probe through (default 1 s; a negative one is
+    /// zero; at most `Duration.longestWait`).
+    public var openDuration: Duration { didSet { if !(.zero ... .longestWait).contains(openDuration) { openDuration = openDuration.clampedToWait } } }
     /// How long a held lane waits before it asks again while a probe is out, as a safety net:
-    /// it is told at once when the probe is answered or given back (default 1 s; at least 1 ms).
-    public var probeWait: Duration { didSet { if probeWait < Self.shortestProbeWait { probeWait = Self.shortestProbeWait } } }
+    /// it is told at once when the probe is answered or given back (default 1 s; at least 1 ms,
+    /// at most `Duration.longestWait`).
+    public var probeWait: Duration {
+        didSet { if !(Self.shortestProbeWait ... .longestWait).contains(probeWait) { probeWait = max(Self.shortestProbeWait, probeWait.clampedToWait) } }
+    }
 
     /// The shortest `probeWait`: a held lane never asks in a busy loop.
     public static let shortestProbeWait: Duration = .milliseconds(1)
@@ -22,8 +26,8 @@ public struct CircuitBreakerPolicy: Sendable, Hashable {
     /// A breaker policy.
     public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(1), probeWait: Duration = .seconds(1)) {
         self.failureThreshold = max(1, failureThreshold)
-        self.openDuration = max(.zero, openDuration)
-        self.probeWait = max(Self.shortestProbeWait, probeWait)
+        self.openDuration = openDuration.clampedToWait
+        self.probeWait = max(Self.shortestProbeWait, probeWait.clampedToWait)
     }
 }
 

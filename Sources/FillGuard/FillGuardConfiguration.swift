@@ -12,9 +12,13 @@ public struct FillGuardConfiguration: Sendable {
     public var preferNativeModify: Bool
     /// After an operation failed for good, how long until the position's orders are tried
     /// again (the alert stays raised). Default 1 s, at least 10 ms; nil never re-arms (only the
-    /// next fill does).
+    /// next fill does); at most `Duration.longestWait`.
     public var rearmDelay: Duration? {
-        didSet { if let delay = rearmDelay, delay < Self.shortestRearmDelay { rearmDelay = Self.shortestRearmDelay } }
+        didSet {
+            if let delay = rearmDelay, !(Self.shortestRearmDelay ... .longestWait).contains(delay) {
+                rearmDelay = max(Self.shortestRearmDelay, delay.clampedToWait)
+            }
+        }
     }
     /// The shortest `rearmDelay`: work the broker refuses for good is not sent again in a loop.
     public static let shortestRearmDelay: Duration = .milliseconds(10)
@@ -24,11 +28,12 @@ public struct FillGuardConfiguration: Sendable {
     /// broker whose own deadline failed (a call that never returns would otherwise hold its order's
     /// work for good). Checked every half timeout, so a call expires between one and one and a
     /// half timeouts after it was sent. Default 120 s; nil (or a duration that is not positive)
-    /// waits for every answer however long; a positive one is at least `shortestBrokerAnswerTimeout`.
+    /// waits for every answer however long; a positive one is at least `shortestBrokerAnswerTimeout`
+    /// and at most `Duration.longestWait`.
     public var brokerAnswerTimeout: Duration? = .seconds(120) {
         didSet {
-            if let timeout = brokerAnswerTimeout, timeout > .zero, timeout < Self.shortestBrokerAnswerTimeout {
-                brokerAnswerTimeout = Self.shortestBrokerAnswerTimeout
+            if let timeout = brokerAnswerTimeout, timeout > .zero, !(Self.shortestBrokerAnswerTimeout ... .longestWait).contains(timeout) {
+                brokerAnswerTimeout = max(Self.shortestBrokerAnswerTimeout, timeout.clampedToWait)
             }
         }
     }
@@ -84,7 +89,7 @@ public struct FillGuardConfiguration: Sendable {
         self.circuitBreaker = circuitBreaker
         self.replaceStrategy = replaceStrategy
         self.preferNativeModify = preferNativeModify
-        self.rearmDelay = rearmDelay.map { max(Self.shortestRearmDelay, $0) }
+        self.rearmDelay = rearmDelay.map { max(Self.shortestRearmDelay, $0.clampedToWait) }
         self.lanePassLimit = max(1, lanePassLimit)
         self.subscriberBuffer = max(1, subscriberBuffer)
         self.rejectionHistory = max(0, rejectionHistory)

@@ -3,12 +3,12 @@
 public struct RetryPolicy: Sendable, Hashable {
     /// Tries per operation, the first included (default 3; at least 1).
     public var maxAttempts: Int { didSet { if maxAttempts < 1 { maxAttempts = 1 } } }
-    /// Delay before the first retry (default 0.5 s; a negative one is zero).
-    public var baseDelay: Duration { didSet { if baseDelay < .zero { baseDelay = .zero } } }
+    /// Delay before the first retry (default 0.5 s; a negative one is zero; at most `Duration.longestWait`).
+    public var baseDelay: Duration { didSet { if !(.zero ... .longestWait).contains(baseDelay) { baseDelay = baseDelay.clampedToWait } } }
     /// Growth factor per retry (default 2; at least 1).
     public var multiplier: Int { didSet { if multiplier < 1 { multiplier = 1 } } }
-    /// Longest delay (default 10 s; a negative one is zero).
-    public var maxDelay: Duration { didSet { if maxDelay < .zero { maxDelay = .zero } } }
+    /// Longest delay (default 10 s; a negative one is zero; at most `Duration.longestWait`).
+    public var maxDelay: Duration { didSet { if !(.zero ... .longestWait).contains(maxDelay) { maxDelay = maxDelay.clampedToWait } } }
     /// Fraction of each delay that is randomised, 0 (none) to 1 (full jitter); default 0.5.
     /// Values outside are brought to the nearer end (NaN: none).
     public var jitter: Double { didSet { if !(0...1).contains(jitter) { jitter = Self.clamped(jitter) } } }
@@ -17,9 +17,9 @@ public struct RetryPolicy: Sendable, Hashable {
     public init(maxAttempts: Int = 3, baseDelay: Duration = .milliseconds(500), multiplier: Int = 2,
                 maxDelay: Duration = .seconds(10), jitter: Double = 0.5) {
         self.maxAttempts = max(1, maxAttempts)
-        self.baseDelay = max(.zero, baseDelay)
+        self.baseDelay = baseDelay.clampedToWait
         self.multiplier = max(1, multiplier)
-        self.maxDelay = max(.zero, maxDelay)
+        self.maxDelay = maxDelay.clampedToWait
         self.jitter = Self.clamped(jitter)
     }
 
@@ -42,4 +42,14 @@ public struct RetryPolicy: Sendable, Hashable {
         let kept = 1 - jitter * Self.clamped(unit)
         return kept == 1 ? delay : delay * kept
     }
+}
+
+extension Duration {
+    /// The longest wait FillGuard takes (10^9 s, about 31 years): a longer delay or limit (a
+    /// caller's "for ever", `.seconds(Int64.max)`) is brought down to it, since the clock's
+    /// arithmetic traps past 2^63 seconds from now.
+    public static let longestWait: Duration = .seconds(1_000_000_000)
+
+    /// This duration brought into `.zero ... longestWait`.
+    var clampedToWait: Duration { min(.longestWait, max(.zero, self)) }
 }

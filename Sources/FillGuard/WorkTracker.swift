@@ -49,6 +49,9 @@ final class WorkTracker: Sendable {
     }
 
     private func wait(atMost limit: Duration?, cancellable: Bool) async -> Bool {
+        // "For ever" (`.seconds(Int64.max)`) waits `Duration.longestWait`: the clock's arithmetic
+        // traps past it.
+        let limit = limit.map(\.clampedToWait)
         let ending = WaitEnding()
         let id = nextWaiter.add(1, ordering: .relaxed).newValue
         let timer = limit.map { limit in

@@ -31,5 +31,9 @@ public struct Price: Hashable, Comparable, Sendable, CustomStringConvertible {
 
 extension Price: ExpressibleByIntegerLiteral {
     /// A whole price from a literal (`stopLoss: 245`); fractional prices are parsed from text.
-    public init(integerLiteral value: Int64) { self.init(units: value * Self.unitsPerWhole) }
+    /// One too large to hold saturates (and is refused as an invalid price where it comes in).
+    public init(integerLiteral value: Int64) {
+        let (units, overflow) = value.multipliedReportingOverflow(by: Self.unitsPerWhole)
+        self.init(units: overflow ? (value < 0 ? -Int64.max : Int64.max) : units)
+    }
 }

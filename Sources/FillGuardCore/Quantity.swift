@@ -12,8 +12,12 @@ public struct Quantity: Hashable, Comparable, Sendable, CustomStringConvertible 
     /// A quantity from raw 10^-8 units.
     public init(units: Int64) { self.units = units }
 
-    /// A whole number of shares.
-    public init(_ shares: Int) { self.units = Int64(shares) * Self.unitsPerShare }
+    /// A whole number of shares. One too large to hold saturates (far beyond `maximum`, so
+    /// that it is refused as an invalid quantity where it comes in) instead of trapping.
+    public init(_ shares: Int) {
+        let (units, overflow) = Int64(shares).multipliedReportingOverflow(by: Self.unitsPerShare)
+        self.units = overflow ? (shares < 0 ? -Int64.max : Int64.max) : units
+    }
 
     /// Parses a decimal string ("300", "0.5"); nil if it is not an exact decimal of at most 8
     /// places or its magnitude is above `maximum`.

@@ -16,9 +16,9 @@ struct PolicyTests {
 
     @Test("retry delays never overflow, however large the cap and the growth")
     func retryDelaysDoNotOverflow() {
-        let policy = RetryPolicy(maxAttempts: 100, baseDelay: .seconds(Int64.max / 4), multiplier: 1_000, maxDelay: .seconds(Int64.max), jitter: 0)
-        #expect(policy.delay(beforeRetry: 1, unit: 0) == .seconds(Int64.max / 4))
-        #expect(policy.delay(beforeRetry: 90, unit: 0) == .seconds(Int64.max))
+        let policy = RetryPolicy(maxAttempts: 100, baseDelay: .longestWait / 4, multiplier: 1_000, maxDelay: .longestWait, jitter: 0)
+        #expect(policy.delay(beforeRetry: 1, unit: 0) == .longestWait / 4)
+        #expect(policy.delay(beforeRetry: 90, unit: 0) == .longestWait)
         let capped = RetryPolicy(baseDelay: .seconds(20), maxDelay: .seconds(10))
         #expect(capped.delay(beforeRetry: 1, unit: 0) == .seconds(10), "a base above the cap is capped too")
     }
@@ -124,5 +124,59 @@ struct PolicyTests {
         #expect(fast.take(now: start) == nil)
         #expect(fast.take(now: start) == .nanoseconds(1))
         #expect(fast.take(now: start + .seconds(60)) == nil)
+    }
+}
+
+/// Durations a caller means as "for ever", and sizes too large to hold: brought into range, never a trap.
+@Suite("Out-of-range durations and sizes", .timeLimit(.minutes(2)))
+struct OutOfRangeTests {
+    @Test("durations of .seconds(Int64.max) are brought down to Duration.longestWait in every policy, at init and when set")
+    func hugeDurationsAreBroughtIntoRange() {
+        let forever = Duration.seconds(Int64.max)
+        var retry = RetryPolicy(baseDelay: forever, maxDelay: forever)
+        #expect(retry.baseDelay == .longestWait && retry.maxDelay == .longestWait)
+        retry.maxDelay = forever * 2
+        #expect(retry.maxDelay == .longestWait)
+        #expect(retry.delay(beforeRetry: 5, unit: 0.5) <= .longestWait)
+        var breaker = CircuitBreakerPolicy(openDuration: forever, probeWait: forever)
+        #expect(breaker.openDuration == .longestWait && breaker.probeWait == .longestWait)
+        breaker.probeWait = forever
+        #expect(breaker.probeWait == .longestWait)
+        var configuration = FillGuardConfiguration(rearmDelay: forever)
+        #expect(configuration.rearmDelay == .longestWait)
+        configuration.brokerAnswerTimeout = forever
+        #expect(configuration.brokerAnswerTimeout == .longestWait)
+        configuration.rearmDelay = forever
+        #expect(configuration.rearmDelay == .longestWait)
+    }
+
+    @Test("waiting 'for ever' for quiescence, and a shutdown with no limit, wait for the work and return (they trapped in the clock's arithmetic)")
+    func foreverWaitsReturnWhenTheWorkIsDone() async throws {
+        let broker = TestBroker()
+        let manager = FillManager(broker: broker, logger: .quiet)
+        broker.hold()
+        try await manager.open(.long("P1", "KO"))
+        await broker.waitForHeld(1)
+        let waiting = Task { await manager.waitUntilIdle(atMost: .seconds(Int64.max)) }
+        broker.releaseAll()
+        #expect(await waiting.value)
+        #expect(await manager.shutdown(waitingAtMost: .seconds(Int64.max)))
+    }
+
+    @Test("a whole-share quantity or a price literal too large to hold saturates and is refused where it comes in, no trap")
+    func hugeSizesAreRefusedNotTrapped() async throws {
+        #expect(Quantity(Int.max).units == Int64.max)
+        #expect(Quantity(Int.min).units == -Int64.max)
+        #expect(Quantity(100_000_000_000) > .maximum)
+        #expect(Quantity(300).units == 300 * Quantity.unitsPerShare)
+        let manager = FillManager(broker: TestBroker(), logger: .quiet)
+        await #expect { try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: Quantity(100_000_000_000))) } throws: {
+            ($0 as? InputError)?.code == .invalidQuantity
+        }
+        let hugePrice: Price = 9_223_372_036_854_775_807
+        #expect(hugePrice > .maximum)
+        await #expect { try await manager.open(BracketSpec(positionID: "P2", symbol: "KO", side: .buy, quantity: 100, stopLoss: hugePrice)) } throws: {
+            ($0 as? InputError)?.code == .invalidPrice
+        }
     }
 }
