@@ -199,9 +199,10 @@ public final class FillManager: Sendable {
 
     /// Re-arms now, without waiting for the cool-down, every position a permanent failure holds
     /// back (an operator's "try again", or a session winding down before its final check).
-    /// Returns how many positions were re-armed.
+    /// Returns how many positions were re-armed: none after `shutdown()` (nothing more is sent).
     @discardableResult
     public func rearmNow() async -> Int {
+        if context.lifecycle.load(ordering: .sequentiallyConsistent) == .stopped { return 0 }
         var count = 0
         for lane in allLanes() {
             let waiting = await read(lane) { $0.positionsAwaitingRearm }
@@ -239,11 +240,14 @@ public final class FillManager: Sendable {
     public func positionChanges() -> AsyncStream<PositionSnapshot> { context.bus.positions.subscribe() }
     /// Every order change, newest kept when the subscriber is slow.
     public func orderChanges() -> AsyncStream<OrderSnapshot> { context.bus.orders.subscribe() }
-    /// Every alert.
+    /// Every alert raised from now on; a subscriber more than `subscriberBuffer` behind loses the
+    /// oldest (`statistics.alertsByKind` counts every one).
     public func alerts() -> AsyncStream<Alert> { context.bus.alerts.subscribe() }
-    /// Every correction reconciliation makes after a restart.
+    /// Every correction reconciliation makes after a restart; a subscriber more than
+    /// `subscriberBuffer` behind loses the oldest.
     public func corrections() -> AsyncStream<ReconciliationCorrection> { context.bus.corrections.subscribe() }
-    /// Every refused input.
+    /// Every input refused from now on; a subscriber more than `subscriberBuffer` behind loses
+    /// the oldest (`statistics.rejected` counts every one).
     public func rejections() -> AsyncStream<RejectedInput> { context.bus.rejections.subscribe() }
 
     /// Ends every subscription stream (call when shutting down).
