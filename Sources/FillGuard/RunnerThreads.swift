@@ -46,6 +46,8 @@ public final class RunnerThreads: @unchecked Sendable {
     private var threads: [pthread_t] = []
     private let spinNanos: Int64
     private let name: String
+    /// The distinct processors of `processors` this process may use.
+    private let usableProcessors: Int
 
     private struct State {
         var ready = Deque<SymbolLane>()
@@ -61,6 +63,7 @@ public final class RunnerThreads: @unchecked Sendable {
     public init(count: Int = 1, processors: [Int] = [], spin: Duration = .zero, name: String = "fillguard-runner") {
         self.count = max(1, count)
         self.processors = processors
+        self.usableProcessors = Set(processors).intersection(ProcessorAffinity.allowed()).count
         self.name = name
         // On a single processor a polling thread would only hold up the threads it waits for.
         let single = ProcessorAffinity.allowed().count == 1
@@ -184,8 +187,9 @@ public final class RunnerThreads: @unchecked Sendable {
     private func serve(index: Int) {
         let pinned = !processors.isEmpty && ProcessorAffinity.pinCurrentThread(to: processors)
         if pinned { bound.add(1, ordering: .releasing) }
-        // Bound, and no more threads than processors: nothing of ours waits for this processor.
-        let ownsProcessor = pinned && count <= processors.count
+        // Bound, and no more threads than processors it may run on (each counted once, and only
+        // one the process may use): nothing of ours waits for this processor.
+        let ownsProcessor = pinned && count <= usableProcessors
         if ownsProcessor { owning.add(1, ordering: .relaxed) }
         startedThreads.add(1, ordering: .releasing)
         ThreadName.set("\(name)-\(index)")

@@ -125,7 +125,10 @@ struct SimulateCommand: AsyncParsableCommand {
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
         guard (0...256).contains(runnerThreads) else { throw ValidationError("--runner-threads must be between 0 and 256") }
         guard runnerSpinUs >= 0, runnerSpinUs <= 1_000_000 else { throw ValidationError("--runner-spin-us must be between 0 and 1000000") }
-        guard parsedProcessors != nil else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
+        guard let processors = parsedProcessors else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
+        if let repeated = processors.first(where: { processor in processors.filter { $0 == processor }.count > 1 }) {
+            throw ValidationError("--runner-processors names processor \(repeated) more than once")
+        }
         guard runnerThreads > 0 || (runnerProcessors.isEmpty && runnerSpinUs == 0) else {
             throw ValidationError("--runner-processors and --runner-spin-us need --runner-threads 1 or more")
         }
@@ -148,7 +151,7 @@ struct SimulateCommand: AsyncParsableCommand {
     /// The processors named by --runner-processors (empty when not given); nil if malformed.
     private var parsedProcessors: [Int]? {
         if runnerProcessors.isEmpty { return [] }
-        let numbers = runnerProcessors.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let numbers = runnerProcessors.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard numbers.allSatisfy({ ($0 ?? -1) >= 0 && ($0 ?? 1_024) < 1_024 }) else { return nil }
         return numbers.compactMap { $0 }
     }
@@ -159,6 +162,11 @@ struct SimulateCommand: AsyncParsableCommand {
         let threads = RunnerThreads(count: runnerThreads, processors: parsedProcessors ?? [], spin: .microseconds(runnerSpinUs),
                                     name: "fillguard-runner")
         if !threads.processors.isEmpty {
+            let allowed = ProcessorAffinity.allowed()
+            let unusable = threads.processors.filter { !allowed.contains($0) }
+            if !unusable.isEmpty, !allowed.isEmpty {
+                writeToStandardError("fillguard: --runner-processors: this process may not use processor\(unusable.count == 1 ? "" : "s") \(unusable.map(String.init).joined(separator: ",")) (it may use \(allowed.map(String.init).joined(separator: ","))); the threads run on the others\n")
+            }
             threads.waitUntilStarted()
             if threads.threadsBound < threads.count {
                 writeToStandardError("fillguard: only \(threads.threadsBound) of \(threads.count) runner threads could be bound to processors \(runnerProcessors); the others run unbound\n")

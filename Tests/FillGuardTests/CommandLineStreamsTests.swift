@@ -139,6 +139,20 @@ struct CommandLineStreamsTests {
         #expect((result?["positions"] as? [Any])?.count == 2, "\(String(decoding: bytes, as: UTF8.self))")
     }
 
+    @Test("--runner-processors naming a processor twice, or with an empty entry, is refused (exit 2) before anything runs",
+          arguments: [("0,0", "names processor 0 more than once"), ("0,,1", "must be processor numbers")])
+    func runnerProcessorsAreValidated(_ list: String, _ said: String) async throws {
+        let output = try Self.pipe()
+        let (process, exit, errors) = try Self.start(["simulate", "--symbols", "1", "--duration", "0.1", "--runner-threads", "2", "--runner-processors", list],
+                                                     input: nil, output: output.write)
+        defer { unlink(errors) }
+        _ = await Self.readToEnd(output.read)
+        await exit.value()
+        let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        #expect(process.terminationReason == .exit && process.terminationStatus == 2, "\(process.terminationStatus): \(message)")
+        #expect(message.contains(said), "\(message)")
+    }
+
     @Test("a result written to a pipe whose reader has gone is an error with a message (exit 2), not a death by SIGPIPE (exit 141, silent)")
     func closedPipeIsAnError() async throws {
         let output = try Self.pipe()

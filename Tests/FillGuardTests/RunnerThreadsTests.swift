@@ -158,6 +158,16 @@ struct RunnerThreadsTests {
         #expect(own.threadsBound == 1 && own.threadsPollingWithoutYielding == 1, "a processor of its own: it polls without yielding")
         own.shutdown()
         let outside = (0..<1_024).first { !allowed.contains($0) } ?? 1_023
+        // A processor named twice, or one beside another the process may not use, is one
+        // processor: two threads on it share it, and yield.
+        let twice = RunnerThreads(count: 2, processors: [target, target], name: "test-twice")
+        twice.waitUntilStarted()
+        #expect(twice.threadsBound == 2 && twice.threadsPollingWithoutYielding == 0, "one processor named twice")
+        twice.shutdown()
+        let beside = RunnerThreads(count: 2, processors: [target, outside], name: "test-beside")
+        beside.waitUntilStarted()
+        #expect(beside.threadsBound == 2 && beside.threadsPollingWithoutYielding == 0, "processor \(outside) is not usable: one processor for two threads")
+        beside.shutdown()
         let unbound = RunnerThreads(count: 1, processors: [outside], name: "test-unbound")
         unbound.waitUntilStarted()
         #expect(unbound.threadsBound == 0, "processor \(outside) is not one this process may use")
