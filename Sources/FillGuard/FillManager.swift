@@ -158,8 +158,8 @@ public final class FillManager: Sendable {
     /// journal writes what it holds and closes. Returns false when `limit` passed with work still
     /// in flight: broker calls still unanswered are given up (their answers are ignored), and with
     /// a journal the next start's `recover()` learns from the broker how they ended.
-    /// With a journal, once quiet, every symbol with records since its last snapshot writes one
-    /// (waited for up to `limit` again), so the next start replays none.
+    /// With a journal, once quiet and stopped, every symbol with records since its last snapshot
+    /// writes one (waited for up to `limit` again), so the next start replays none.
     /// A cool-down before a re-arm is not waited for (the next start re-arms). Keep feeding the
     /// broker's reports until it returns (they apply while it drains), then stop; the broker
     /// stays yours to disconnect.
@@ -167,14 +167,16 @@ public final class FillManager: Sendable {
     public func shutdown(waitingAtMost limit: Duration = .seconds(10)) async -> Bool {
         _ = context.lifecycle.compareExchange(expected: .running, desired: .draining, ordering: .sequentiallyConsistent)
         var idle = await context.work.waitUntilIdle(atMost: limit, cancellable: false)
-        if idle, context.journal != nil, context.journalFailure.withLock({ $0 == nil }) {
-            // Quiet: every symbol with records since its last snapshot writes one, so the next
+        let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
+        if idle, before != .stopped, context.journal != nil, context.journalFailure.withLock({ $0 == nil }) {
+            // Quiet, and stopped: nothing more is applied, so a snapshot now holds the final
+            // state. Every symbol with records since its last snapshot writes one, so the next
             // start replays none (a newer FillGuard, whose rules may differ, then re-derives
-            // nothing; see README, "Upgrading with a journal").
+            // nothing; see README, "Upgrading with a journal"). Taken while still draining, a
+            // report applied after a symbol's snapshot would be left to replay.
             for lane in allLanes() { lane.enqueue(.snapshotNow) }
             idle = await context.work.waitUntilIdle(atMost: limit, cancellable: false)
         }
-        let before = context.lifecycle.exchange(.stopped, ordering: .sequentiallyConsistent)
         // Calls still unanswered are given up: each lane drops what it watched (their answers,
         // should they come, are not applied), so nothing is kept alive or counted as work.
         for lane in context.answerWatchdog?.stop() ?? [] { lane.enqueue(.checkAnswers) }

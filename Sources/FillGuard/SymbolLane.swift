@@ -856,10 +856,11 @@ final class SymbolLane: @unchecked Sendable {
 }
 
 extension SymbolLane.Event {
-    /// Taken after a shutdown as before: a read of the state, and the lane's own bookkeeping.
+    /// Taken after a shutdown as before: a read of the state, the lane's own bookkeeping, and the
+    /// shutdown's own snapshot.
     var isAnsweredAfterShutdown: Bool {
         switch self {
-        case .read, .gateOpened, .reconciled, .checkAnswers: return true
+        case .read, .gateOpened, .reconciled, .checkAnswers, .snapshotNow: return true
         default: return false
         }
     }

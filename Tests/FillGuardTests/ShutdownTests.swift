@@ -216,6 +216,39 @@ struct ShutdownTests {
         #expect(manager.recentRejections().contains { $0.error.code == .shutDown }, "\(manager.recentRejections())")
     }
 
+    @Test("with a journal, a report that comes while the clean stop writes its snapshots is not applied after them: the next start replays no record")
+    func cleanStopLeavesNoRecordToReplay() async throws {
+        /// Runs `onSnapshot` (once) while a snapshot's write is in flight.
+        final class SnapshotHookStore: JournalStore {
+            let inner = InMemoryJournalStore()
+            let onSnapshot = Mutex<(@Sendable () -> Void)?>(nil)
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                if batch.contains(where: { $0.kind == .snapshot }), let hook = onSnapshot.withLock({ $0.take() }) { hook() }
+                try await inner.append(batch)
+            }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents { try await inner.load(notices: notices) }
+            func close() async { await inner.close() }
+        }
+        let store = SnapshotHookStore()
+        let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await manager.recover()
+        var fills = FillMaker()
+        try await manager.open(.long("P1", "KO"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, 60, at: "100"))
+        await manager.waitUntilIdle()
+        let late = fills.fill(entry, 40, at: "100")
+        store.onSnapshot.withLock { $0 = { manager.receive(late) } }
+        #expect(await manager.shutdown())
+        #expect(store.onSnapshot.withLock { $0 == nil }, "the stop wrote a snapshot")
+        let contents = try await store.inner.load(notices: { _ in })
+        #expect(contents.lanes["KO"]?.snapshot != nil)
+        #expect(contents.lanes["KO"]?.records.isEmpty == true, "records after the snapshot: \(contents.lanes["KO"]?.records.count ?? -1)")
+        #expect(await manager.position("P1")?.netQuantity == 60, "the late report came after the stop: refused")
+        #expect(manager.recentRejections().contains { $0.error.code == .shutDown })
+    }
+
     @Test("with a journal too: reports queued behind a write in flight when the shutdown's limit passes are refused (shutDown), never journaled or applied")
     func queuedReportsAreNotJournaledAfterTheStop() async throws {
         /// Holds appends, once armed, until released.
