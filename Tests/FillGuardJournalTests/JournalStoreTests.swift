@@ -202,6 +202,36 @@ struct JournalStoreTests {
         #expect(try SQLiteTestAccess.frameCount(path: path) == 1, "nothing deleted")
     }
 
+    @Test("SQLite: a second store of a journal this process has open is refused without touching the file: the live store keeps SQLite's locks on it")
+    func sqliteRefusedSecondStoreKeepsTheFirstStoresLocks() async throws {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let first = try SQLiteJournalStore(path: path)
+        try await first.append([JournalRecord(symbol: "AAA", sequence: 1 << 20, kind: .input, payload: [1, 1])])
+        _ = try await first.load(notices: { _ in })
+        var status = stat()
+        #expect(stat(path, &status) == 0)
+        /// POSIX record locks this process holds on the journal file (from /proc/locks).
+        func recordLocks() throws -> Int {
+            let table = try String(contentsOfFile: "/proc/locks", encoding: .utf8)
+            let inode = ":\(status.st_ino)"
+            return table.split(separator: "\n").filter { line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                return fields.count > 5 && fields[1] == "POSIX" && fields[4] == "\(getpid())" && fields[5].hasSuffix(inode)
+            }.count
+        }
+        let before = try recordLocks()
+        #expect(before > 0, "SQLite holds a read lock on a database in WAL mode")
+        for spelling in [path, path.replacingOccurrences(of: "/journal.sqlite", with: "/./journal.sqlite")] {
+            #expect { _ = try SQLiteJournalStore(path: spelling) } throws: { ($0 as? JournalError)?.code == .inUse }
+        }
+        #expect(try recordLocks() == before, "a refused open closed a descriptor of the file, dropping the live store's locks")
+        await first.close()
+        // Given up on close: the journal opens again.
+        let again = try SQLiteJournalStore(path: path, mode: .existingJournal)
+        #expect(try await again.load(notices: { _ in }).lanes["AAA"]?.records.count == 1)
+        await again.close()
+    }
+
     @Test("SQLite: after a clean close the database file alone holds the whole journal (a copy without its -wal is complete)")
     func sqliteCloseCheckpoints() async throws {
         let directory = try temporaryDirectory()
