@@ -51,5 +51,5 @@ extension Duration {
     public static let longestWait: Duration = .seconds(1_000_000_000)
 
     /// This duration brought into `.zero ... longestWait`.
-    var clampedToWait: Duration { min(.longestWait, max(.zero, self)) }
+    public var clampedToWait: Duration { min(.longestWait, max(.zero, self)) }
 }

@@ -103,7 +103,8 @@ public struct BracketSpec: Sendable, Hashable, Codable {
     /// bracket comes in (like `validateNames()`, not by the state machine: a journal that recorded
     /// such a bracket before this check existed still re-derives as it was). For a long the
     /// stop-loss must be below every price of the entry and of the scale-ins, and the take-profit
-    /// above the entry's (for a short, the other way round): a stop on the wrong side triggers, and
+    /// above the entry's and every scale-in limit's (for a short, the other way round): a stop on
+    /// the wrong side triggers, and
     /// a take-profit on the wrong side fills, as soon as the position opens. An immediate-or-cancel
     /// bracket may have no stop-loss, take-profit or scale-in: every order of a bracket takes its
     /// time in force, and those would expire at once, leaving the position unprotected.
@@ -122,8 +123,15 @@ public struct BracketSpec: Sendable, Hashable, Codable {
             }
         }
         if let target = takeProfit {
-            for price in entryPrices where long ? target <= price : target >= price {
-                throw InputError(.invalidBracket, "for a \(kind) the take-profit \(target) must be \(long ? "above" : "below") the entry's price \(price): it would fill as soon as the position opens")
+            // Against the entry's prices, and each scale-in limit's (a resting limit says where the
+            // market is once it fills); not a scale-in stop's (a pyramid's buy stop above the
+            // take-profit is a plan, not a mistake).
+            var opening = entryPrices.map { ("entry", $0) }
+            for (index, scaleIn) in scaleIns.enumerated() {
+                if case .limit(let price) = scaleIn.type { opening.append(("scale-in \(index)", price)) }
+            }
+            for (name, price) in opening where long ? target <= price : target >= price {
+                throw InputError(.invalidBracket, "for a \(kind) the take-profit \(target) must be \(long ? "above" : "below") the \(name)'s price \(price): it would fill as soon as the position opens")
             }
         }
     }

@@ -44,17 +44,18 @@ public final class PostgresJournalStore: JournalStore {
         public var namespace: String
         /// When an appended batch counts as written.
         public var durability: JournalDurability
-        /// How long opening a TCP connection may take.
-        public var connectTimeout: Duration
+        /// How long opening a TCP connection may take (timeouts here are brought into
+        /// `.zero ... Duration.longestWait`: a "for ever" would trap in the clock's arithmetic).
+        public var connectTimeout: Duration { didSet { connectTimeout = connectTimeout.clampedToWait } }
         /// How long an append may wait for the server's answer. Past it (a hung server, a
         /// half-open connection) the store gives up its lock's connection and fails the append
         /// with `storage` (the batch may or may not be stored): the manager stops applying and
         /// refuses inputs, instead of waiting without end; restart to recover.
-        public var writeTimeout: Duration
+        public var writeTimeout: Duration { didSet { writeTimeout = writeTimeout.clampedToWait } }
         /// How long opening the store, a `load` or an `erase` may wait for the server's answers
         /// (a load of a long journal has much to read). Past it the store gives up its connection
         /// and the call fails with `storage`: open a new store to recover.
-        public var answerTimeout: Duration
+        public var answerTimeout: Duration { didSet { answerTimeout = answerTimeout.clampedToWait } }
 
         /// A configuration; the password defaults to none, durability to `fsync`.
         public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String,
@@ -68,9 +69,9 @@ public final class PostgresJournalStore: JournalStore {
             self.database = database
             self.namespace = namespace
             self.durability = durability
-            self.connectTimeout = connectTimeout
-            self.writeTimeout = writeTimeout
-            self.answerTimeout = answerTimeout
+            self.connectTimeout = connectTimeout.clampedToWait
+            self.writeTimeout = writeTimeout.clampedToWait
+            self.answerTimeout = answerTimeout.clampedToWait
         }
 
         /// Kept so that code written for the pooled store still builds: the store now uses one

@@ -275,19 +275,29 @@ public final class SimulationSession: Sendable {
         let side: Side = random.next(in: 0...1) == 0 ? .buy : .sell
         let quantity = Quantity(Int(random.next(in: 10...100)) * 10)
         let sign: Int64 = side == .buy ? 1 : -1
-        func offset(_ basisPoints: Int64) -> Price {
-            let cents = price.units / 1_000_000 // price in cents
-            // At least a cent: on a cheap symbol the stop, the scale-ins and the entry stay
-            // apart (a stop at a scale-in's price is refused).
-            let step = max(1, cents * abs(basisPoints) / 10_000)
-            let moved = cents + sign * (basisPoints < 0 ? -step : step)
-            return Price(units: max(1, moved) * 1_000_000)
+        let base = price.units / 1_000_000 // price in cents
+        /// Cents `basisPoints` away from the price (against the position when negative), at least
+        /// a cent away: on a cheap symbol the stop, the scale-ins and the entry stay apart.
+        func cents(_ basisPoints: Int64) -> Int64 {
+            let step = max(1, base * abs(basisPoints) / 10_000)
+            return base + sign * (basisPoints < 0 ? -step : step)
         }
-        var scaleIns = [BracketSpec.ScaleIn(quantity: Quantity(Int(quantity.units / Quantity.unitsPerShare / 2)), type: .limit(offset(-40)))]
-        if random.next(in: 0...1) == 1 {
-            scaleIns.append(BracketSpec.ScaleIn(quantity: Quantity(Int(quantity.units / Quantity.unitsPerShare / 2)), type: .limit(offset(-80))))
+        func at(_ cents: Int64) -> Price { Price(units: max(1, cents) * 1_000_000) }
+        var scaleInCents = [cents(-40)]
+        if random.next(in: 0...1) == 1 { scaleInCents.append(cents(-80)) }
+        // Beyond the farthest scale-in by a cent at least (a stop at a scale-in's price is
+        // refused); a symbol too cheap for that (a stop below a cent) gets no scale-ins.
+        var stop = cents(-150)
+        if let farthest = side == .buy ? scaleInCents.min() : scaleInCents.max() {
+            stop = side == .buy ? min(stop, farthest - 1) : max(stop, farthest + 1)
         }
+        if stop < 1 || scaleInCents.contains(where: { $0 < 1 }) {
+            scaleInCents = []
+            stop = cents(-150)
+        }
+        let half = Quantity(Int(quantity.units / Quantity.unitsPerShare / 2))
         return BracketSpec(positionID: id, symbol: symbol, side: side, quantity: quantity, entryType: .market,
-                           stopLoss: offset(-150), takeProfit: offset(150), scaleIns: scaleIns)
+                           stopLoss: at(stop), takeProfit: at(cents(150)),
+                           scaleIns: scaleInCents.map { BracketSpec.ScaleIn(quantity: half, type: .limit(at($0))) })
     }
 }

@@ -572,6 +572,17 @@ struct PostgresJournalStoreTests {
         }
     }
 
+    @Test("Postgres: a timeout of 'for ever' (.seconds(Int64.max)) is brought down to Duration.longestWait, at init and when set (it trapped at connect)")
+    func hugeTimeoutsAreBroughtIntoRange() {
+        let forever = Duration.seconds(Int64.max)
+        var configuration = PostgresJournalStore.Configuration(host: "localhost", username: "u", database: "d", namespace: "n",
+                                                               connectTimeout: forever, writeTimeout: forever, answerTimeout: forever)
+        #expect(configuration.connectTimeout == .longestWait && configuration.writeTimeout == .longestWait && configuration.answerTimeout == .longestWait)
+        configuration.writeTimeout = forever
+        configuration.answerTimeout = .seconds(-5)
+        #expect(configuration.writeTimeout == .longestWait && configuration.answerTimeout == .zero)
+    }
+
     @Test("Postgres: a bad namespace is refused before connecting")
     func badNamespace() async throws {
         var configuration = try TestServer.configuration(label: "bad")

@@ -600,6 +600,10 @@ struct FillManagerTests {
                                                           stopLoss: Price("245"))),
         ("short, take-profit above the limit entry", BracketSpec(positionID: "P1", symbol: "KO", side: .sell, quantity: 100,
                                                                   entryType: .limit(Price("246")!), stopLoss: Price("260"), takeProfit: Price("247"))),
+        ("long, take-profit below a scale-in limit (market entry)", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("90"),
+                                                                                 takeProfit: Price("94"), scaleIns: [.init(quantity: 100, type: .limit(Price("95")!))])),
+        ("short, take-profit above a scale-in limit (market entry)", BracketSpec(positionID: "P1", symbol: "KO", side: .sell, quantity: 100, stopLoss: Price("110"),
+                                                                                  takeProfit: Price("106"), scaleIns: [.init(quantity: 100, type: .limit(Price("105")!))])),
         ("immediate-or-cancel with a stop", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("240"),
                                                         timeInForce: .immediateOrCancel)),
         ("immediate-or-cancel with a scale-in", BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100,
@@ -630,8 +634,11 @@ struct FillManagerTests {
                                            scaleIns: [.init(quantity: 100, type: .limit(Price("249.99")!))]))
         try await manager.open(BracketSpec(positionID: "I", symbol: "XOM", side: .buy, quantity: 100, entryType: .limit(Price("100")!),
                                            timeInForce: .immediateOrCancel))
+        // A pyramid: a buy stop above the take-profit is a plan, not a mistake.
+        try await manager.open(BracketSpec(positionID: "Y", symbol: "CVX", side: .buy, quantity: 100, stopLoss: Price("90"), takeProfit: Price("100"),
+                                           scaleIns: [.init(quantity: 100, type: .stop(Price("105")!))]))
         await manager.waitUntilIdle()
-        #expect(await manager.positions().count == 3)
+        #expect(await manager.positions().count == 4)
         #expect(manager.statistics.rejected.isEmpty)
     }
 

@@ -569,3 +569,24 @@ struct SimulationReportTests {
         #expect(samples.summary().jsonFields.map(\.1) == ["1", "40", "40", "40", "40", "40"])
     }
 }
+
+/// The simulator's own brackets are ones FillGuard takes, at any price.
+@Suite("Simulated brackets")
+struct SimulatedBracketTests {
+    @Test("the simulator's brackets pass the open checks at every price, a cent to a million (a stop at a scale-in's price was refused on cheap symbols)")
+    func bracketsAreValidAtEveryPrice() throws {
+        var random = SplitMix64(seed: 7)
+        var withoutScaleIns = 0
+        for cents in [1, 2, 3, 50, 99, 133, 134, 135, 200, 1_000, 2_000, 10_000, 100_000_000] as [Int64] {
+            for draw in 0..<40 {
+                let spec = SimulationSession.bracket(PositionID("P\(cents)-\(draw)"), "SYM", Price(units: cents * 1_000_000), &random)
+                #expect(throws: Never.self, "\(cents) cents: \(spec)") {
+                    try spec.validate()
+                    try spec.validateSides()
+                }
+                if spec.scaleIns.isEmpty { withoutScaleIns += 1 }
+            }
+        }
+        #expect(withoutScaleIns > 0 && withoutScaleIns < 13 * 40, "only the cheapest symbols go without scale-ins")
+    }
+}
