@@ -181,6 +181,9 @@ final class SymbolLane: @unchecked Sendable {
             return
         }
         let now = context.timed ? Self.nanosecondsNow : 0
+        // A read of the state (`position()`, a monitor's poll) is no work of the lane's: left out
+        // of the queue metrics, which a poller would otherwise fill with its own reads.
+        let measured = context.metrics.enabled && !event.isRead
         if !workBegun { context.work.begin() }
         // Moved, not copied, into the mailbox (an event is ~150 bytes with several references):
         // the lock is taken by hand so that no closure captures the event.
@@ -195,7 +198,7 @@ final class SymbolLane: @unchecked Sendable {
         let start = !mailboxState.draining
         mailboxState.draining = true
         mailboxLock.unlock()
-        if context.metrics.enabled { context.metrics.queueDepth.record(depth + backlog.load(ordering: .relaxed)) }
+        if measured { context.metrics.queueDepth.record(depth + backlog.load(ordering: .relaxed)) }
         if start { context.scheduler.schedule(self) }
     }
 
@@ -347,6 +350,8 @@ final class SymbolLane: @unchecked Sendable {
             return false
         }
         let ready = batch
+        // Taken and not handled until the write is done: in the queue depth meanwhile.
+        if context.metrics.enabled { backlog.store(batch.count, ordering: .relaxed) }
         // The write in flight is work: waitUntilIdle() waits for it and what follows it.
         context.work.begin()
         journal.append(records) { result, attempted in
@@ -407,6 +412,7 @@ final class SymbolLane: @unchecked Sendable {
             takeSnapshot()
         }
         snapshotRequested = false
+        if context.metrics.enabled { backlog.store(0, ordering: .relaxed) }
     }
 
     private func takeSnapshot() {
@@ -471,7 +477,7 @@ final class SymbolLane: @unchecked Sendable {
         if envelope.sequence != 0 {
             position.startInput(envelope.sequence)
         }
-        let timed = context.metrics.enabled
+        let timed = context.metrics.enabled && !envelope.event.isRead
         let started: Int64 = timed ? Self.nanosecondsNow : 0
         let enqueuedAt = envelope.enqueuedAt
         if timed {
@@ -863,6 +869,12 @@ extension SymbolLane.Event {
         case .read, .gateOpened, .reconciled, .checkAnswers, .snapshotNow: return true
         default: return false
         }
+    }
+
+    /// A read of the state.
+    var isRead: Bool {
+        if case .read = self { return true }
+        return false
     }
 
     /// What the journal records for this event; nil for events that change no state.

@@ -52,4 +52,66 @@ struct QueueDepthMetricTests {
         #expect(await waitUntilIdle(manager))
         #expect(await manager.position("B")?.netQuantity == 70)
     }
+
+    @Test("reads of the state (position(), a monitor's poll) are left out of the queue metrics")
+    func readsAreNotMeasured() async throws {
+        let metrics = TestMetrics()
+        let manager = FillManager(broker: TestBroker(), configuration: FillGuardConfiguration(retry: .immediate), logger: .quiet, metricsFactory: metrics)
+        var fills = FillMaker()
+        try await manager.open(.long("A", "AAA"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("A")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, 100, at: "100"))
+        await manager.waitUntilIdle()
+        let waits = try metrics.expectTimer("fillguard_queue_wait").values.count
+        let processing = try metrics.expectTimer("fillguard_processing").values.count
+        let depths = try metrics.expectRecorder("fillguard_queue_depth").values.count
+        #expect(waits > 0 && processing > 0 && depths > 0)
+        for _ in 0..<20 { _ = await manager.position("A") }
+        _ = await manager.positions()
+        _ = await manager.invariantViolations()
+        #expect(try metrics.expectTimer("fillguard_queue_wait").values.count == waits)
+        #expect(try metrics.expectTimer("fillguard_processing").values.count == processing)
+        #expect(try metrics.expectRecorder("fillguard_queue_depth").values.count == depths)
+    }
+
+    @Test("with a journal, the events whose write is in flight count in the queue depth")
+    func journaledBatchCounts() async throws {
+        /// Holds appends, once armed, until released.
+        final class HeldStore: JournalStore {
+            let inner = InMemoryJournalStore()
+            let armed = Atomic<Bool>(false)
+            let held = Mutex<CheckedContinuation<Void, Never>?>(nil)
+            let holding = DispatchSemaphore(value: 0)
+            func append(_ batch: [JournalRecord]) async throws(JournalError) {
+                if armed.exchange(false, ordering: .sequentiallyConsistent) {
+                    await withCheckedContinuation { continuation in
+                        held.withLock { $0 = continuation }
+                        holding.signal()
+                    }
+                }
+                try await inner.append(batch)
+            }
+            func release() { held.withLock { $0.take() }?.resume() }
+            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents { try await inner.load(notices: notices) }
+            func close() async { await inner.close() }
+        }
+        let metrics = TestMetrics()
+        let store = HeldStore()
+        let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet, metricsFactory: metrics)
+        _ = try await manager.recover()
+        var fills = FillMaker()
+        try await manager.open(.long("A", "AAA"))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("A")?.liveOrder(.entry))
+        store.armed.store(true, ordering: .sequentiallyConsistent)
+        manager.receive(fills.fill(entry, 10, at: "100"))
+        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { store.holding.wait(); continuation.resume() } } })
+        // The first fill's write is held: the second waits in the mailbox behind it.
+        manager.receive(fills.fill(entry, 10, at: "100"))
+        #expect(try metrics.expectRecorder("fillguard_queue_depth").lastValue == 2, "the held write's fill and the one queued")
+        store.release()
+        #expect(await waitUntilIdle(manager))
+        #expect(await manager.position("A")?.netQuantity == 20)
+    }
 }
