@@ -522,13 +522,27 @@ public final class SimulatedExchange: Broker, Sendable {
         if now > since { accrueExposure(symbol, nanos: Int128(now - since), state: &state) }
     }
 
+    /// Accrues `nanos` of the symbol's exposure. A stop-loss or take-profit of FillGuard's (by its
+    /// id) that is live on a flat symbol, or on the side that would add to the position (left
+    /// from before a flip), is over-covered in full: it can only open a position the account
+    /// does not want.
     private func accrueExposure(_ symbol: Symbol, nanos: Int128, state: inout State) {
-        guard let book = state.books[symbol], !book.net.isZero else { return }
+        guard let book = state.books[symbol] else { return }
+        if book.net.isZero {
+            for id in book.live where Self.isProtective(id) {
+                if let order = book.orders[id] { state.overCovered += Int128(order.openQuantity.units) * nanos }
+            }
+            return
+        }
         let protectiveSide: Side = book.net.units > 0 ? .sell : .buy
         var stops = Quantity.zero
         var limits = Quantity.zero
         for id in book.live {
-            guard let order = book.orders[id], order.side == protectiveSide else { continue }
+            guard let order = book.orders[id] else { continue }
+            guard order.side == protectiveSide else {
+                if Self.isProtective(id) { state.overCovered += Int128(order.openQuantity.units) * nanos }
+                continue
+            }
             switch order.type {
             case .stop, .stopLimit: stops += order.openQuantity
             case .limit: limits += order.openQuantity
@@ -540,6 +554,15 @@ public final class SimulatedExchange: Broker, Sendable {
         if stops.isZero { state.naked += Int128(size.units) * nanos }
         if stops > size { state.overCovered += Int128((stops - size).units) * nanos }
         if limits > size { state.overCovered += Int128((limits - size).units) * nanos }
+    }
+
+    /// True for the id of a stop-loss or take-profit, by the grammar FillGuard writes order ids in
+    /// ("<position>-sl<n>", "<position>-tp<n>").
+    static func isProtective(_ id: OrderID) -> Bool {
+        guard let dash = id.rawValue.lastIndex(of: "-") else { return false }
+        let last = id.rawValue[id.rawValue.index(after: dash)...]
+        let number = last.dropFirst(2)
+        return (last.hasPrefix("sl") || last.hasPrefix("tp")) && !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber)
     }
 
     /// Quantity units (1e-8 shares) times nanoseconds, as share-seconds with 3 decimals.

@@ -361,6 +361,24 @@ struct SimulatedExchangeTests {
         #expect(exchange.exposure.naked == "10.000", "naked only during the first second, before the stop")
     }
 
+    @Test("exposure: a stop-loss or take-profit left live on a flat symbol, or on the side that adds to the position, is over-covered in full")
+    func leftoverProtectionIsOverCovered() async throws {
+        let exchange = exchange { $0.volatilityBasisPoints = 0 }
+        try await exchange.submit(request("P1-en1", .buy, .market, 10))
+        try await exchange.submit(request("P1-sl2", .sell, .stop(Price("50")!), 10))
+        try await exchange.submit(request("P1-tp3", .sell, .limit(Price("150")!), 10))
+        exchange.step(tick: .seconds(1))
+        #expect(exchange.exposure.overCovered == "0.000", "covered exactly")
+        try await exchange.submit(request("X", .sell, .market, 10)) // flat: both are left over
+        exchange.step(tick: .seconds(1))
+        #expect(exchange.exposure.overCovered == "20.000")
+        try await exchange.submit(request("Y", .sell, .market, 5)) // short 5: the sell stop and target would add to it
+        exchange.step(tick: .seconds(1))
+        #expect(exchange.exposure.overCovered == "40.000")
+        #expect(SimulatedExchange.isProtective("S000-1-sl12") && SimulatedExchange.isProtective("P-tp1"))
+        #expect(!SimulatedExchange.isProtective("P-si0-3") && !SimulatedExchange.isProtective("P-en1") && !SimulatedExchange.isProtective("P-sl") && !SimulatedExchange.isProtective("sl1"))
+    }
+
     @Test("real-time exposure: integrated over wall time at every change; nothing accrues once a matching stop is live")
     func realTimeExposure() async throws {
         let exchange = exchange {
