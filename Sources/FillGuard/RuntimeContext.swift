@@ -19,6 +19,9 @@ public struct FillManagerStatistics: Sendable, Hashable {
     public var rejected: [InputError.Code: Int] = [:]
     /// Times the circuit breaker opened.
     public var breakerTrips = 0
+    /// Corrections reconciliation made, by kind (kinds never made are absent): at recovery, and
+    /// while running (fills found missing when an order's work was answered "too late").
+    public var correctionsByKind: [ReconciliationCorrection.Kind: Int] = [:]
 }
 
 /// The counters behind `FillManagerStatistics`: atomics, so that lanes on different threads do
@@ -32,6 +35,11 @@ final class RuntimeCounters: Sendable {
     private let modifies = Atomic<Int>(0)
     private let cancels = Atomic<Int>(0)
     private let rejected = Mutex<[InputError.Code: Int]>([:])
+    private let correctionKinds = Mutex<[ReconciliationCorrection.Kind: Int]>([:])
+
+    func corrected(_ kind: ReconciliationCorrection.Kind) {
+        correctionKinds.withLock { $0[kind, default: 0] += 1 }
+    }
 
     func operationSent(_ kind: OrderOperation.Kind) {
         switch kind {
@@ -60,6 +68,7 @@ final class RuntimeCounters: Sendable {
                                                   (.cancel, cancels.load(ordering: .relaxed))]
         for (kind, value) in sent where value > 0 { stats.operations[kind] = value }
         stats.rejected = rejected.withLock { $0 }
+        stats.correctionsByKind = correctionKinds.withLock { $0 }
         return stats
     }
 }

@@ -42,6 +42,9 @@ public struct SimulationReport: Sendable {
     public static let alertSampleLimit = 10
     /// Inputs refused, by code.
     public var rejected: [InputError.Code: Int]
+    /// Corrections reconciliation made in this session, by kind: at recovery, and while trading
+    /// (a fill found missing from the reports, adopted from the broker's executions).
+    public var corrections: [ReconciliationCorrection.Kind: Int] = [:]
     /// Request faults the exchange injected, by kind.
     public var faultsInjected: [String: Int]
     /// Duplicate reports injected.
@@ -96,6 +99,7 @@ public struct SimulationReport: Sendable {
             ("alertsByKind", alertsByKindJSON(object)),
             ("alertSamples", "[" + alertSamples.map(string).joined(separator: ",") + "]"),
             ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
+            ("corrections", object(ReconciliationCorrection.Kind.allCases.compactMap { kind in corrections[kind].map { (kind.rawValue, "\($0)") } })),
             ("faultsInjected", object(faultsInjected.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") })),
             ("duplicatesInjected", "\(duplicatesInjected)"),
             ("reordersInjected", "\(reordersInjected)"),
@@ -171,6 +175,7 @@ public struct SimulationReport: Sendable {
         lines.append("  breaker trips         \(breakerTrips)")
         appendAlerts(to: &lines)
         lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
+        lines.append("  corrections           " + (corrections.isEmpty ? "0" : ReconciliationCorrection.Kind.allCases.compactMap { kind in corrections[kind].map { "\(kind.rawValue) \($0)" } }.joined(separator: ", ")))
         lines.append("  faults injected       " + (faultsInjected.isEmpty ? "0" : faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) + ", duplicates \(duplicatesInjected), reorders \(reordersInjected)")
         lines.append("  unprotected           \(unprotectedShareSeconds) share-seconds")
         lines.append("  over-covered          \(overCoveredShareSeconds) share-seconds")
@@ -232,6 +237,7 @@ public struct SimulationReport: Sendable {
             ("alertsByKind", alertsByKindJSON(object)),
             ("alertSamples", "[" + alertSamples.map(string).joined(separator: ",") + "]"),
             ("rejectedInputs", object(InputError.Code.allCases.sorted { $0.rawValue < $1.rawValue }.map { ($0.rawValue, "\(rejected[$0] ?? 0)") })),
+            ("corrections", object(ReconciliationCorrection.Kind.allCases.compactMap { kind in corrections[kind].map { (kind.rawValue, "\($0)") } })),
             ("reactionLatencyMicros", object(reaction.jsonFields)),
             ("fix", object([
                 ("endpoint", string(fix.endpoint)), ("senderCompID", string(fix.senderCompID)), ("targetCompID", string(fix.targetCompID)),
@@ -259,6 +265,7 @@ public struct SimulationReport: Sendable {
         lines.append("  breaker trips         \(breakerTrips)")
         appendAlerts(to: &lines)
         lines.append("  rejected inputs       " + (rejected.isEmpty ? "0" : rejected.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")))
+        lines.append("  corrections           " + (corrections.isEmpty ? "0" : ReconciliationCorrection.Kind.allCases.compactMap { kind in corrections[kind].map { "\(kind.rawValue) \($0)" } }.joined(separator: ", ")))
         lines.append("  FIX session           logons \(fix.logons), disconnections \(fix.disconnections), duplicate reports \(fix.duplicateReports), session rejects sent \(fix.rejectsSent) / received \(fix.rejectsReceived), request timeouts \(fix.requestTimeouts)")
         lines.append("  final check           \(fix.ordersChecked) orders of the run from OrderMassStatus, \(fix.checkRounds) round\(fix.checkRounds == 1 ? "" : "s")")
         lines.append("  reaction (µs)         \(reaction.text)")

@@ -97,6 +97,7 @@ struct OverdueFillsTests {
         let correction = try #require(await correctionIterator.next())
         #expect(correction.kind == .adoptedFill && correction.orderID == stop.id, "\(correction)")
         #expect(correction.message.contains("its report never came"), "\(correction.message)")
+        #expect(manager.statistics.correctionsByKind == [.adoptedFill: 1], "counted too (simulate reports it)")
     }
 
     @Test("a stop answered 'too late' that the broker still works, with no fills: after the tries it is asked for, taken as live, and resized; once per order")

@@ -417,6 +417,7 @@ extension FillManager {
     /// Counts, logs and publishes a reconciliation's correction.
     func publish(_ correction: ReconciliationCorrection) {
         context.metrics.corrections[correction.kind]?.increment()
+        context.counters.corrected(correction.kind)
         context.logger.notice("reconciliation: \(correction)")
         context.bus.corrections.publish(correction)
     }
