@@ -543,6 +543,9 @@ public final class SimulatedExchange: Broker, Sendable {
                 if Self.isProtective(id) { state.overCovered += Int128(order.openQuantity.units) * nanos }
                 continue
             }
+            // A bracket's entry or scale-in on the covering side (left from before a flip) covers
+            // nothing: it is cancelled, not counted as a stop or a target.
+            if SymbolStateMachine.positionID(ofOrder: id) != nil, !Self.isProtective(id) { continue }
             switch order.type {
             case .stop, .stopLimit: stops += order.openQuantity
             case .limit: limits += order.openQuantity

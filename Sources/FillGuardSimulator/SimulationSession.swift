@@ -296,9 +296,12 @@ public final class SimulationSession: Sendable {
             scaleInCents = []
             stop = cents(-150)
         }
+        // At the price floor a stop (a long's) or a target (a short's) below a cent would sit at
+        // the market and trigger or fill at once: the bracket goes without it there.
+        let target = cents(150)
         let half = Quantity(Int(quantity.units / Quantity.unitsPerShare / 2))
         return BracketSpec(positionID: id, symbol: symbol, side: side, quantity: quantity, entryType: .market,
-                           stopLoss: at(stop), takeProfit: at(cents(150)),
+                           stopLoss: stop < 1 ? nil : at(stop), takeProfit: target < 1 ? nil : at(target),
                            scaleIns: scaleInCents.map { BracketSpec.ScaleIn(quantity: half, type: .limit(at($0))) })
     }
 }

@@ -375,6 +375,11 @@ struct SimulatedExchangeTests {
         try await exchange.submit(request("Y", .sell, .market, 5)) // short 5: the sell stop and target would add to it
         exchange.step(tick: .seconds(1))
         #expect(exchange.exposure.overCovered == "40.000")
+        // A bracket's scale-in on the covering side is no target: 10 of it against a short of 5
+        // is not 5 over-covered (it is cancelled, not counted).
+        try await exchange.submit(request("P1-si0-4", .buy, .limit(Price("90")!), 10))
+        exchange.step(tick: .seconds(1))
+        #expect(exchange.exposure.overCovered == "60.000", "the two leftovers only")
         #expect(SimulatedExchange.isProtective("S000-1-sl12") && SimulatedExchange.isProtective("P-tp1"))
         #expect(!SimulatedExchange.isProtective("P-si0-3") && !SimulatedExchange.isProtective("P-en1") && !SimulatedExchange.isProtective("P-sl") && !SimulatedExchange.isProtective("sl1"))
     }
@@ -597,11 +602,16 @@ struct SimulatedBracketTests {
         var withoutScaleIns = 0
         for cents in [1, 2, 3, 50, 99, 133, 134, 135, 200, 1_000, 2_000, 10_000, 100_000_000] as [Int64] {
             for draw in 0..<40 {
-                let spec = SimulationSession.bracket(PositionID("P\(cents)-\(draw)"), "SYM", Price(units: cents * 1_000_000), &random)
+                let market = Price(units: cents * 1_000_000)
+                let spec = SimulationSession.bracket(PositionID("P\(cents)-\(draw)"), "SYM", market, &random)
                 #expect(throws: Never.self, "\(cents) cents: \(spec)") {
                     try spec.validate()
                     try spec.validateSides()
                 }
+                // Nothing at or through the market, where it would trigger or fill at once.
+                let long = spec.side == .buy
+                if let stop = spec.stopLoss { #expect(long ? stop < market : stop > market, "\(cents) cents: \(spec)") }
+                if let target = spec.takeProfit { #expect(long ? target > market : target < market, "\(cents) cents: \(spec)") }
                 if spec.scaleIns.isEmpty { withoutScaleIns += 1 }
             }
         }
