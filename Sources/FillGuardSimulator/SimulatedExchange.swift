@@ -281,6 +281,10 @@ public final class SimulatedExchange: Broker, Sendable {
                 book.price = Price(units: max(Price.unitsPerWhole / 100, moved))
                 state.books[symbol] = book
                 for id in book.live { match(id, in: symbol, state: &state) }
+                if !state.faultsStopped, configuration.unsolicitedCancelRate > 0, let live = state.books[symbol]?.live, !live.isEmpty,
+                   state.random.chance(configuration.unsolicitedCancelRate) {
+                    cancelUnasked(live[Int.random(in: 0..<live.count, using: &state.random)], in: symbol, state: &state)
+                }
                 if !configuration.exposureInRealTime { accrueExposure(symbol, nanos: Int128(nanos), state: &state) }
             }
         }
@@ -437,6 +441,16 @@ public final class SimulatedExchange: Broker, Sendable {
         persist(.order(order), state: &state)
         state.books[order.symbol]?.orders[order.id] = order
         if order.state != .live { state.books[order.symbol]?.live.removeAll { $0 == order.id } }
+    }
+
+    /// Ends a live order on the exchange's own account (an expiry, a venue's cancel) and says so.
+    private func cancelUnasked(_ id: OrderID, in symbol: Symbol, state: inout State) {
+        guard var order = state.books[symbol]?.orders[id], order.state == .live else { return }
+        order.state = .cancelled
+        store(order, state: &state)
+        state.statistics.faults["unsolicitedCancel", default: 0] += 1
+        deliver(.orderStatus(OrderStatusReport(orderID: id, symbol: symbol, outcome: .cancelled, reason: "cancelled by the exchange (simulated)")),
+                state: &state)
     }
 
     /// Fills what the current price allows of one live order.

@@ -114,6 +114,8 @@ public final class SimulationSession: Sendable {
         configuration.faultRate = options.faultRate
         configuration.duplicateRate = options.faultRate / 4
         configuration.reorderRate = options.faultRate / 4
+        // About ten a run of 8 symbols for 2 s at 0.3: each order is ended a few times a day at most.
+        configuration.unsolicitedCancelRate = options.faultRate / 500
         configuration.volatilityBasisPoints = options.volatilityBasisPoints
         // Exposure over wall-clock time, trading and settling alike: a position left without its
         // stop while slow requests settle counts too (ticks stop with trading).

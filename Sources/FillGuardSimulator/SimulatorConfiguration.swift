@@ -15,6 +15,9 @@ public struct SimulatorConfiguration: Sendable {
     public var duplicateRate = 0.0
     /// Probability that a report is held back and sent after the next one.
     public var reorderRate = 0.0
+    /// Probability, per tick and symbol, that the exchange ends one of the symbol's live orders
+    /// on its own (an expiry, a venue's cancel), said with an order status, not asked for.
+    public var unsolicitedCancelRate = 0.0
     /// Largest price move per tick, in basis points.
     public var volatilityBasisPoints = 2
     /// Fills above this size are split into partial fills across ticks (nil: fill at once).

@@ -361,6 +361,27 @@ struct SimulatedExchangeTests {
         #expect(exchange.exposure.naked == "10.000", "naked only during the first second, before the stop")
     }
 
+    @Test("an order the exchange ends on its own is cancelled there and said with an order status; nothing is ended once the faults stop")
+    func unsolicitedCancelIsReported() async throws {
+        let exchange = exchange {
+            $0.volatilityBasisPoints = 0
+            $0.unsolicitedCancelRate = 1
+        }
+        try await exchange.submit(request("R", .buy, .limit(Price("90")!), 10)) // rests below the market
+        exchange.step()
+        #expect(exchange.order("R", of: "AAA")?.state == .cancelled)
+        var said: OrderStatusReport?
+        for await event in exchange.events() {
+            if case .orderStatus(let report) = event { said = report; break }
+        }
+        #expect(said?.orderID == "R" && said?.outcome == .cancelled, "\(String(describing: said))")
+        #expect(exchange.statistics.faults["unsolicitedCancel"] == 1)
+        exchange.stopFaults()
+        try await exchange.submit(request("Q", .buy, .limit(Price("90")!), 10))
+        exchange.step()
+        #expect(exchange.order("Q", of: "AAA")?.state == .live)
+    }
+
     @Test("exposure: a stop-loss or take-profit left live on a flat symbol, or on the side that adds to the position, is over-covered in full")
     func leftoverProtectionIsOverCovered() async throws {
         let exchange = exchange { $0.volatilityBasisPoints = 0 }
