@@ -642,8 +642,9 @@ struct FillManagerTests {
         #expect(manager.statistics.rejected.isEmpty)
     }
 
-    @Test("after shutdown rearmNow re-arms nothing and says so (0), though a position waits for its re-arm")
-    func rearmNowAfterShutdown() async throws {
+    /// A long of 100 KO whose stop-loss the broker refused for good, with no cool-down to re-arm
+    /// it: the position waits for `rearmNow()` (or the next fill).
+    private func stopRefusedForGood() async throws -> (TestBroker, FillManager) {
         let broker = TestBroker()
         let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: nil), logger: .quiet)
         var fills = FillMaker()
@@ -654,6 +655,12 @@ struct FillManagerTests {
         manager.receive(fills.fill(entry, 100, at: "60"))
         await manager.waitUntilIdle()
         #expect(await manager.position("P1")?.liveOrder(.stopLoss) == nil, "rejected, waiting for its re-arm")
+        return (broker, manager)
+    }
+
+    @Test("after shutdown rearmNow re-arms nothing and says so (0), though a position waits for its re-arm")
+    func rearmNowAfterShutdown() async throws {
+        let (broker, manager) = try await stopRefusedForGood()
         await manager.shutdown()
         let requests = broker.requests.count
         #expect(await manager.rearmNow() == 0)
@@ -663,16 +670,7 @@ struct FillManagerTests {
 
     @Test("rearmNow re-arms at once what waits for a cool-down (none configured here)")
     func rearmNowWithoutCoolDown() async throws {
-        let broker = TestBroker()
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: .immediate, rearmDelay: nil), logger: .quiet)
-        var fills = FillMaker()
-        try await manager.open(BracketSpec(positionID: "P1", symbol: "KO", side: .buy, quantity: 100, stopLoss: Price("55"), takeProfit: nil))
-        await manager.waitUntilIdle()
-        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        broker.fail(1, .submit, with: BrokerError(.permanent, "price band"))
-        manager.receive(fills.fill(entry, 100, at: "60"))
-        await manager.waitUntilIdle()
-        #expect(await manager.position("P1")?.liveOrder(.stopLoss) == nil, "rejected, and no cool-down to re-arm it")
+        let (_, manager) = try await stopRefusedForGood()
         #expect(await manager.rearmNow() == 1)
         await manager.waitUntilIdle()
         #expect(await manager.position("P1")?.liveOrder(.stopLoss)?.openQuantity == 100)

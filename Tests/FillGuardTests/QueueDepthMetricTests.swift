@@ -77,27 +77,8 @@ struct QueueDepthMetricTests {
 
     @Test("with a journal, the events whose write is in flight count in the queue depth")
     func journaledBatchCounts() async throws {
-        /// Holds appends, once armed, until released.
-        final class HeldStore: JournalStore {
-            let inner = InMemoryJournalStore()
-            let armed = Atomic<Bool>(false)
-            let held = Mutex<CheckedContinuation<Void, Never>?>(nil)
-            let holding = DispatchSemaphore(value: 0)
-            func append(_ batch: [JournalRecord]) async throws(JournalError) {
-                if armed.exchange(false, ordering: .sequentiallyConsistent) {
-                    await withCheckedContinuation { continuation in
-                        held.withLock { $0 = continuation }
-                        holding.signal()
-                    }
-                }
-                try await inner.append(batch)
-            }
-            func release() { held.withLock { $0.take() }?.resume() }
-            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents { try await inner.load(notices: notices) }
-            func close() async { await inner.close() }
-        }
         let metrics = TestMetrics()
-        let store = HeldStore()
+        let store = HeldJournalStore()
         let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet, metricsFactory: metrics)
         _ = try await manager.recover()
         var fills = FillMaker()
@@ -106,7 +87,7 @@ struct QueueDepthMetricTests {
         let entry = try #require(await manager.position("A")?.liveOrder(.entry))
         store.armed.store(true, ordering: .sequentiallyConsistent)
         manager.receive(fills.fill(entry, 10, at: "100"))
-        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { store.holding.wait(); continuation.resume() } } })
+        #expect(await store.waitUntilHolding())
         // The first fill's write is held: the second waits in the mailbox behind it.
         manager.receive(fills.fill(entry, 10, at: "100"))
         #expect(try metrics.expectRecorder("fillguard_queue_depth").lastValue == 2, "the held write's fill and the one queued")

@@ -140,28 +140,19 @@ struct ShutdownTests {
 
     @Test("a bracket whose open passed its check before the shutdown began, but reached its lane after, is refused (shutDown): nothing is sent for it")
     func bracketReachingItsLaneDuringShutdownIsRefused() async throws {
-        let inside = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        let blocking = Atomic<Bool>(false)
-        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
-            if blocking.exchange(false, ordering: .sequentiallyConsistent) {
-                inside.signal()
-                release.wait()
-            }
-        })
         // One runner thread, held in AAA's pass: BBB's bracket waits in its lane meanwhile.
-        let threads = RunnerThreads(count: 1, name: "test-one-runner")
-        defer { threads.shutdown() }
-        configuration.runnerThreads = threads
+        let hold = HeldLane(name: "test-one-runner")
+        defer { hold.threads.shutdown() }
+        let configuration = hold.configuration()
         let broker = TestBroker()
         let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
         try await manager.open(.long("P1", "AAA"))
         await manager.waitUntilIdle()
         let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        blocking.store(true, ordering: .sequentiallyConsistent)
+        hold.armed.store(true, ordering: .sequentiallyConsistent)
         manager.receive(fills.fill(entry, 100, at: "100"))
-        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { inside.wait(); continuation.resume() } } })
+        #expect(await hold.waitUntilInside())
         let opening = Task { () -> InputError? in
             do throws(InputError) { try await manager.open(.long("P2", "BBB")) } catch { return error }
             return nil
@@ -175,7 +166,7 @@ struct ShutdownTests {
             do throws(InputError) { try await manager.open(inverted) } catch { if error.code == .shutDown { break } }
             await Task.yield()
         }
-        release.signal()
+        hold.release()
         #expect(await opening.value?.code == .shutDown)
         #expect(await shutdown.value)
         #expect(!broker.requests.contains { $0.orderID.rawValue.hasPrefix("P2") }, "\(broker.requests)")
@@ -184,33 +175,21 @@ struct ShutdownTests {
 
     @Test("reports queued before the stop but not reached by the shutdown's limit are refused (shutDown), not applied after it")
     func queuedReportsAreNotAppliedAfterTheStop() async throws {
-        let inside = DispatchSemaphore(value: 0)
-        let release = DispatchSemaphore(value: 0)
-        let blocking = Atomic<Bool>(false)
-        var configuration = FillGuardConfiguration(retry: .immediate, reactionObserver: { _ in
-            // Holds the lane inside its pass (a slow pass), once armed.
-            if blocking.exchange(false, ordering: .sequentiallyConsistent) {
-                inside.signal()
-                release.wait()
-            }
-        })
-        // The lane runs on a thread of its own: held, it holds none of Swift's shared threads,
-        // which the shutdown (and other tests running meanwhile) need.
-        let threads = RunnerThreads(count: 1, name: "test-held-lane")
-        defer { threads.shutdown() }
-        configuration.runnerThreads = threads
+        let hold = HeldLane(name: "test-held-lane")
+        defer { hold.threads.shutdown() }
+        let configuration = hold.configuration()
         let manager = FillManager(broker: TestBroker(), configuration: configuration, logger: .quiet)
         var fills = FillMaker()
         try await manager.open(.long("P1", "AAA"))
         await manager.waitUntilIdle()
         let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
-        blocking.store(true, ordering: .sequentiallyConsistent)
+        hold.armed.store(true, ordering: .sequentiallyConsistent)
         manager.receive(fills.fill(entry, 60, at: "100"))
         // The lane is inside its pass (the fill's protective submit); the rest of the entry queues behind it.
-        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { inside.wait(); continuation.resume() } } })
+        #expect(await hold.waitUntilInside())
         manager.receive(fills.fill(entry, 40, at: "100"))
         #expect(await manager.shutdown(waitingAtMost: .milliseconds(20)) == false, "the lane is busy: the limit passes")
-        release.signal()
+        hold.release()
         #expect(await waitUntilIdle(manager))
         #expect(await manager.position("P1")?.netQuantity == 60, "the report queued behind is not applied after the stop")
         #expect(manager.recentRejections().contains { $0.error.code == .shutDown }, "\(manager.recentRejections())")
@@ -251,26 +230,7 @@ struct ShutdownTests {
 
     @Test("with a journal too: reports queued behind a write in flight when the shutdown's limit passes are refused (shutDown), never journaled or applied")
     func queuedReportsAreNotJournaledAfterTheStop() async throws {
-        /// Holds appends, once armed, until released.
-        final class HeldStore: JournalStore {
-            let inner = InMemoryJournalStore()
-            let armed = Atomic<Bool>(false)
-            let held = Mutex<CheckedContinuation<Void, Never>?>(nil)
-            let holding = DispatchSemaphore(value: 0)
-            func append(_ batch: [JournalRecord]) async throws(JournalError) {
-                if armed.exchange(false, ordering: .sequentiallyConsistent) {
-                    await withCheckedContinuation { continuation in
-                        held.withLock { $0 = continuation }
-                        holding.signal()
-                    }
-                }
-                try await inner.append(batch)
-            }
-            func release() { held.withLock { $0.take() }?.resume() }
-            func load(notices: @Sendable (String) -> Void) async throws(JournalError) -> JournalContents { try await inner.load(notices: notices) }
-            func close() async { await inner.close() }
-        }
-        let store = HeldStore()
+        let store = HeldJournalStore()
         let manager = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
         _ = try await manager.recover()
         var fills = FillMaker()
@@ -279,7 +239,7 @@ struct ShutdownTests {
         let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
         store.armed.store(true, ordering: .sequentiallyConsistent)
         manager.receive(fills.fill(entry, 60, at: "100"))
-        #expect(await finishes { await withCheckedContinuation { continuation in DispatchQueue.global().async { store.holding.wait(); continuation.resume() } } })
+        #expect(await store.waitUntilHolding())
         // The write of that fill is held; the rest of the entry waits behind it.
         manager.receive(fills.fill(entry, 40, at: "100"))
         let stopping = Task { await manager.shutdown(waitingAtMost: .milliseconds(20)) }
