@@ -988,6 +988,14 @@ public struct SymbolStateMachine: Sendable {
         return position.isEmpty ? nil : PositionID(String(position))
     }
 
+    /// True for the id of a stop-loss or take-profit ("<position>-sl<n>", "<position>-tp<n>"), by
+    /// the same grammar.
+    public static func isProtectiveOrder(_ id: OrderID) -> Bool {
+        guard positionID(ofOrder: id) != nil, let dash = id.rawValue.lastIndex(of: "-") else { return false }
+        let last = id.rawValue[id.rawValue.index(after: dash)...]
+        return last.hasPrefix("sl") || last.hasPrefix("tp")
+    }
+
     // MARK: - Internals
 
     private mutating func makeOrder(in p: Int, role: OrderRole, side: Side, type: OrderType,

@@ -543,7 +543,7 @@ public final class SimulatedExchange: Broker, Sendable {
     private func accrueExposure(_ symbol: Symbol, nanos: Int128, state: inout State) {
         guard let book = state.books[symbol] else { return }
         if book.net.isZero {
-            for id in book.live where Self.isProtective(id) {
+            for id in book.live where SymbolStateMachine.isProtectiveOrder(id) {
                 if let order = book.orders[id] { state.overCovered += Int128(order.openQuantity.units) * nanos }
             }
             return
@@ -554,12 +554,12 @@ public final class SimulatedExchange: Broker, Sendable {
         for id in book.live {
             guard let order = book.orders[id] else { continue }
             guard order.side == protectiveSide else {
-                if Self.isProtective(id) { state.overCovered += Int128(order.openQuantity.units) * nanos }
+                if SymbolStateMachine.isProtectiveOrder(id) { state.overCovered += Int128(order.openQuantity.units) * nanos }
                 continue
             }
             // A bracket's entry or scale-in on the covering side (left from before a flip) covers
             // nothing: it is cancelled, not counted as a stop or a target.
-            if SymbolStateMachine.positionID(ofOrder: id) != nil, !Self.isProtective(id) { continue }
+            if SymbolStateMachine.positionID(ofOrder: id) != nil, !SymbolStateMachine.isProtectiveOrder(id) { continue }
             switch order.type {
             case .stop, .stopLimit: stops += order.openQuantity
             case .limit: limits += order.openQuantity
@@ -571,15 +571,6 @@ public final class SimulatedExchange: Broker, Sendable {
         if stops.isZero { state.naked += Int128(size.units) * nanos }
         if stops > size { state.overCovered += Int128((stops - size).units) * nanos }
         if limits > size { state.overCovered += Int128((limits - size).units) * nanos }
-    }
-
-    /// True for the id of a stop-loss or take-profit, by the grammar FillGuard writes order ids in
-    /// ("<position>-sl<n>", "<position>-tp<n>").
-    static func isProtective(_ id: OrderID) -> Bool {
-        guard let dash = id.rawValue.lastIndex(of: "-") else { return false }
-        let last = id.rawValue[id.rawValue.index(after: dash)...]
-        let number = last.dropFirst(2)
-        return (last.hasPrefix("sl") || last.hasPrefix("tp")) && !number.isEmpty && number.allSatisfy(\.isASCII) && number.allSatisfy(\.isNumber)
     }
 
     /// Quantity units (1e-8 shares) times nanoseconds, as share-seconds with 3 decimals.

@@ -401,8 +401,8 @@ struct SimulatedExchangeTests {
         try await exchange.submit(request("P1-si0-4", .buy, .limit(Price("90")!), 10))
         exchange.step(tick: .seconds(1))
         #expect(exchange.exposure.overCovered == "60.000", "the two leftovers only")
-        #expect(SimulatedExchange.isProtective("S000-1-sl12") && SimulatedExchange.isProtective("P-tp1"))
-        #expect(!SimulatedExchange.isProtective("P-si0-3") && !SimulatedExchange.isProtective("P-en1") && !SimulatedExchange.isProtective("P-sl") && !SimulatedExchange.isProtective("sl1"))
+        #expect(SymbolStateMachine.isProtectiveOrder("S000-1-sl12") && SymbolStateMachine.isProtectiveOrder("P-tp1"))
+        #expect(!SymbolStateMachine.isProtectiveOrder("P-si0-3") && !SymbolStateMachine.isProtectiveOrder("P-en1") && !SymbolStateMachine.isProtectiveOrder("P-sl") && !SymbolStateMachine.isProtectiveOrder("sl1"))
     }
 
     @Test("real-time exposure: integrated over wall time at every change; nothing accrues once a matching stop is live")
