@@ -1112,8 +1112,10 @@ public struct SymbolStateMachine: Sendable {
     }
 
     private mutating func rearmFailedOrders(of p: Int) {
-        for slot in positions[p].liveSlots {
-            let s = Int(slot)
+        // By index: a `for in` over the slots would take a reference to the array (an atomic
+        // retain and release on every fill) to guard against the loop changing it.
+        for index in positions[p].liveSlots.indices {
+            let s = Int(positions[p].liveSlots[index])
             guard orders[s].failure != nil else { continue }
             orders[s].failure = nil
             orders[s].attempts = 0
