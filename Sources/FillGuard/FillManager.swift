@@ -84,7 +84,7 @@ public final class FillManager: Sendable {
     /// is recorded as refused without reaching a lane. After `shutdown()` every report is
     /// refused (`shutDown`).
     public func receive(_ event: consuming BrokerEvent) {
-        defer { received.add(1, ordering: .sequentiallyConsistent) }
+        defer { received.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         if case .refused(let error, let refusedContext, _) = event {
             context.reject(error, context: refusedContext)
             return

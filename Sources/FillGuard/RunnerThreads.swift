@@ -199,7 +199,7 @@ public final class RunnerThreads: @unchecked Sendable {
             switch next(polled: polled) {
             case .run(let lane):
                 lane.runPass(&scratch)
-                passes.add(1, ordering: .relaxed)
+                passes.wrappingAdd(1, ordering: .relaxed)
                 polled = false
             case .poll:
                 poll(yielding: !ownsProcessor)

@@ -41,11 +41,12 @@ final class RuntimeCounters: Sendable {
         correctionKinds.withLock { $0[kind, default: 0] += 1 }
     }
 
+    @inline(__always)
     func operationSent(_ kind: OrderOperation.Kind) {
         switch kind {
-        case .submit: submits.add(1, ordering: .relaxed)
-        case .modify: modifies.add(1, ordering: .relaxed)
-        case .cancel: cancels.add(1, ordering: .relaxed)
+        case .submit: submits.wrappingAdd(1, ordering: .relaxed)
+        case .modify: modifies.wrappingAdd(1, ordering: .relaxed)
+        case .cancel: cancels.wrappingAdd(1, ordering: .relaxed)
         }
     }
 

@@ -250,17 +250,21 @@ final class SymbolLane: @unchecked Sendable {
             if context.metrics.enabled { backlog.store(pending.count, ordering: .relaxed) }
         }
         let fills = drain(limit: limit, actions: &scratch.actions, machine: &machine)
-        if fills.fills > 0 { context.counters.fills.add(fills.fills, ordering: .relaxed) }
+        if fills.fills > 0 { context.counters.fills.wrappingAdd(fills.fills, ordering: .relaxed) }
         if context.metrics.enabled { backlog.store(pending.count, ordering: .relaxed) }
+        var spare = SpareBuffers()
         let more = !pending.isEmpty || withMailbox { mailbox -> Bool in
             if !mailbox.events.isEmpty { return true }
-            // Idle: the lane keeps no buffer (an idle symbol costs its state only). Done before
+            // Idle: the lane keeps no buffer (an idle symbol costs its state only). Taken before
             // `draining` is cleared: after that another runner may own the lane.
-            recycleBuffer(of: &mailbox.events)
-            recycleBuffer(of: &pending)
+            spare.take(from: &mailbox.events)
+            spare.take(from: &pending)
             mailbox.draining = false
             return false
         }
+        // Given back to the pool outside the mailbox's lock: the pool's lock is shared by every
+        // lane, and a feed delivering to this lane would spin meanwhile.
+        spare.give(to: context.envelopeBuffers)
         context.work.end(fills.handled)
         if more {
             // Still busy: behind the other ready lanes, so one hot symbol cannot starve them.
@@ -269,10 +273,22 @@ final class SymbolLane: @unchecked Sendable {
         return fills.handled
     }
 
-    /// Empties `queue` and returns its buffer to the pool (when it is a pooled size).
-    private func recycleBuffer(of queue: inout EventQueue) {
-        if let buffer = queue.removeAllAndTakeBuffer(ifCapacity: EnvelopeBufferPool.bufferCapacity) {
-            context.envelopeBuffers.give(buffer)
+    /// The buffers an idle lane gives up, taken under its mailbox's lock and given to the pool
+    /// after it.
+    private struct SpareBuffers {
+        private var first: UnsafeMutablePointer<Envelope>?
+        private var second: UnsafeMutablePointer<Envelope>?
+
+        /// Empties `queue` and keeps its buffer (when it is a pooled size; another is freed).
+        mutating func take(from queue: inout EventQueue) {
+            guard let buffer = queue.removeAllAndTakeBuffer(ifCapacity: EnvelopeBufferPool.bufferCapacity) else { return }
+            if first == nil { first = buffer } else { second = buffer }
+        }
+
+        /// Hands the buffers kept to the pool.
+        func give(to pool: EnvelopeBufferPool) {
+            if let first { pool.give(first) }
+            if let second { pool.give(second) }
         }
     }
 
@@ -311,16 +327,18 @@ final class SymbolLane: @unchecked Sendable {
     private func takeJournaledPass(_ journal: Journal, completed: inout Int) -> Bool {
         let limit = context.configuration.lanePassLimit
         let hasPending = !pendingRecords.isEmpty || !pendingSends.isEmpty
+        var spare = SpareBuffers()
         var batch = withMailbox { mailbox -> [Envelope] in
             var batch: [Envelope] = []
             while batch.count < limit, let envelope = mailbox.events.popFirst() { batch.append(envelope) }
             if batch.isEmpty && !hasPending {
                 // Idle, as in `runPass`: the lane keeps no buffer.
-                recycleBuffer(of: &mailbox.events)
+                spare.take(from: &mailbox.events)
                 mailbox.draining = false
             }
             return batch
         }
+        spare.give(to: context.envelopeBuffers)
         if batch.isEmpty && !hasPending { return true }
         if context.lifecycle.load(ordering: .relaxed).isShuttingDown {
             // Queued before the stop but not reached by then (or a bracket, once the shutdown
@@ -404,7 +422,7 @@ final class SymbolLane: @unchecked Sendable {
             if let halted, envelope.sequence != 0 || envelope.event.journalInput != nil {
                 refuse(envelope.event, because: halted, mayBeStored: outcomeUnknown && envelope.sequence != 0)
             } else if process(envelope, machine: &machine, actions: &actions) {
-                context.counters.fills.add(1, ordering: .relaxed)
+                context.counters.fills.wrappingAdd(1, ordering: .relaxed)
             }
         }
         if halted == nil, let journal = context.journal,
@@ -583,7 +601,7 @@ final class SymbolLane: @unchecked Sendable {
             switch action {
             case .scheduleRetry(let orderID, let attempt):
                 context.metrics.retries.increment()
-                context.counters.retries.add(1, ordering: .relaxed)
+                context.counters.retries.wrappingAdd(1, ordering: .relaxed)
                 let delay = context.configuration.retry.delay(beforeRetry: attempt, unit: Double.random(in: 0..<1))
                 schedule(after: delay, .retryDue(orderID))
             case .scheduleRearm(let positionID):

@@ -17,13 +17,22 @@ final class WorkTracker: Sendable {
     private let waiters = Mutex<[Waiter]>([])
     private let nextWaiter = Atomic<Int>(0)
 
-    func begin() { count.add(1, ordering: .sequentiallyConsistent) }
+    /// Begins one unit of work. (A wrapping add: one locked add, where a checked one is a
+    /// compare-and-swap loop, retried whenever another thread moved the count meanwhile. The count
+    /// is bounded by the work in memory, far from overflow.)
+    @inline(__always)
+    func begin() { count.wrappingAdd(1, ordering: .sequentiallyConsistent) }
 
     /// Ends `n` units of work.
+    @inline(__always)
     func end(_ n: Int = 1) {
         guard n > 0 else { return }
-        let after = count.subtract(n, ordering: .sequentiallyConsistent).newValue
-        guard after == 0 else { return }
+        if count.wrappingSubtract(n, ordering: .sequentiallyConsistent).newValue == 0 { resumeWaiters() }
+    }
+
+    /// The count reached zero: resumes the callers waiting for it.
+    @inline(never)
+    private func resumeWaiters() {
         // Checked again under the lock: a waiter registers only while the count is not zero.
         let ready = waiters.withLock { list -> [Waiter] in
             guard count.load(ordering: .sequentiallyConsistent) == 0, !list.isEmpty else { return [] }
