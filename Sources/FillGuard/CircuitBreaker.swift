@@ -93,6 +93,9 @@ public final class CircuitBreaker: Sendable {
         self.policy = policy
     }
 
+    /// True while the breaker is closed: `acquire` would grant at once.
+    var grantsAtOnce: Bool { isClosed.load(ordering: .acquiring) }
+
     /// The current state.
     public var state: State { isClosed.load(ordering: .acquiring) ? .closed : inner.withLock { $0.state } }
 

@@ -666,13 +666,19 @@ final class SymbolLane: @unchecked Sendable {
             // the one it was let through in (then its failure would count against a breaker
             // that opened after it was sent).
             let period = context.breaker.period
-            let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
-            if case .denied(let until) = permission {
-                if !machine.isQuiescent { scheduleWake(at: until) }
-                return
-            }
             let isProbe: Bool
-            if case .probe = permission { isProbe = true } else { isProbe = false }
+            if context.breaker.grantsAtOnce {
+                // A closed breaker grants, as `acquire` would (without building its answer, whose
+                // instant makes every copy of it go through value witnesses).
+                isProbe = false
+            } else {
+                let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
+                if case .denied(let until) = permission {
+                    if !machine.isQuiescent { scheduleWake(at: until) }
+                    return
+                }
+                if case .probe = permission { isProbe = true } else { isProbe = false }
+            }
             // A probe is handed out under the breaker's lock in the current period, which only its
             // own outcome can end: read now (an earlier read could be from before the breaker
             // opened, and the probe's outcome would then be taken for a stale one's).
