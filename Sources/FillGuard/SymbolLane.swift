@@ -406,7 +406,7 @@ final class SymbolLane: @unchecked Sendable {
         if halted == nil {
             // The broker's latency counts from now, when the operation goes out, not from when it
             // was taken (its intent's write came between).
-            let now = (context.metrics.enabled || sends.contains { $0.reactionFrom != 0 }) && !sends.isEmpty ? ContinuousClock.now : Self.epoch
+            let now: Int64 = (context.metrics.enabled || sends.contains { $0.reactionFrom != 0 }) && !sends.isEmpty ? Self.nanosecondsNow : 0
             for send in sends {
                 if send.reactionFrom != 0 { recordReaction(from: send.reactionFrom, at: now) }
                 self.send(send.operation, ticket: send.ticket, sentAt: now)
@@ -634,8 +634,8 @@ final class SymbolLane: @unchecked Sendable {
 
     /// Records one reaction: from a fill queued at `fillTime` (nanoseconds since `epoch`) to a
     /// protective operation handed to the broker at `now`.
-    private func recordReaction(from fillTime: Int64, at now: ContinuousClock.Instant) {
-        let reaction = Duration.nanoseconds((now - Self.epoch).nanoseconds - fillTime)
+    private func recordReaction(from fillTime: Int64, at now: Int64) {
+        let reaction = Duration.nanoseconds(now - fillTime)
         if context.metrics.enabled { context.metrics.reaction.recordNanoseconds(reaction.nanoseconds) }
         context.configuration.reactionObserver?(reaction)
     }
@@ -704,7 +704,7 @@ final class SymbolLane: @unchecked Sendable {
                 swap(&fillTime, &reactionPendingSince.target)
             }
             let reactsToAFill = fillTime != 0
-            let now = context.metrics.enabled || (reactsToAFill && context.journal == nil) ? clock.now : Self.epoch
+            let now: Int64 = context.metrics.enabled || (reactsToAFill && context.journal == nil) ? clock.nanoseconds : 0
             if context.journal != nil {
                 // Sent once its intent is durable (next pass); its reaction is taken then.
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
@@ -724,8 +724,9 @@ final class SymbolLane: @unchecked Sendable {
     /// (its outcome is queued as the lane's next event) with no task switch; one that waits for
     /// the network suspends and resumes elsewhere, as a task would. Either way the lane does not
     /// wait for it. (Before macOS 26, where `Task.immediate` is missing, a plain task.)
-    /// `sentAt` feeds the broker-latency metric only (read only with metrics enabled).
-    private func send(_ operation: OrderOperation, ticket: BreakerTicket, sentAt: ContinuousClock.Instant) {
+    /// `sentAt` (nanoseconds since `epoch`) feeds the broker-latency metric only (read only with
+    /// metrics enabled).
+    private func send(_ operation: OrderOperation, ticket: BreakerTicket, sentAt: Int64) {
         if context.lifecycle.load(ordering: .relaxed) == .stopped {
             context.logger.notice("operation not sent: the manager was shut down: \(operation)", metadata: ["symbol": "\(symbol)"])
             if ticket.isProbe { context.breaker.releaseProbe() }
@@ -930,17 +931,22 @@ extension Result where Failure == BrokerError {
 }
 
 /// A clock reading taken on first use and then kept: one read per decision, none when unused.
+/// Kept as nanoseconds since `SymbolLane.epoch`, not as an optional instant: that type is
+/// resilient, and making and dropping one per operation went through value witnesses.
 struct LazyInstant {
-    private var instant: ContinuousClock.Instant?
+    private var reading: Int64 = 0
+
+    /// The first read, in nanoseconds since `SymbolLane.epoch`.
+    var nanoseconds: Int64 {
+        mutating get {
+            if reading == 0 { reading = max(1, SymbolLane.nanosecondsNow) }
+            return reading
+        }
+    }
 
     /// The instant of the first read.
     var now: ContinuousClock.Instant {
-        mutating get {
-            if let instant { return instant }
-            let now = ContinuousClock.now
-            instant = now
-            return now
-        }
+        mutating get { SymbolLane.epoch + .nanoseconds(nanoseconds) }
     }
 }
 
@@ -963,11 +969,13 @@ private final class OperationAnswer: Sendable {
     private let lane: SymbolLane
     let operation: OrderOperation
     private let ticket: SymbolLane.BreakerTicket
-    private let sentAt: ContinuousClock.Instant
+    /// Nanoseconds since `SymbolLane.epoch` (an integer: an instant, a resilient type, would give
+    /// this class a layout computed at run time and every send a metadata look-up).
+    private let sentAt: Int64
     private let latency: Timer?
     private let state = Atomic<UInt8>(OperationAnswer.waiting)
 
-    init(lane: SymbolLane, operation: OrderOperation, ticket: SymbolLane.BreakerTicket, sentAt: ContinuousClock.Instant, latency: Timer?) {
+    init(lane: SymbolLane, operation: OrderOperation, ticket: SymbolLane.BreakerTicket, sentAt: Int64, latency: Timer?) {
         self.lane = lane
         self.operation = operation
         self.ticket = ticket
@@ -989,7 +997,7 @@ private final class OperationAnswer: Sendable {
             }
             return
         }
-        latency?.recordNanoseconds((ContinuousClock.now - sentAt).nanoseconds)
+        latency?.recordNanoseconds(SymbolLane.nanosecondsNow - sentAt)
         lane.takeAnswer(result, to: operation, ticket: ticket)
     }
 
