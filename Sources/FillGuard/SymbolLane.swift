@@ -302,7 +302,7 @@ final class SymbolLane: @unchecked Sendable {
             // Queued before the stop but not reached by then (a shutdown whose limit passed):
             // refused, as if it came after it. Nothing is applied once the manager stopped.
             if refusedForShutdown(envelope.event) { continue }
-            if process(envelope, machine: &machine, actions: &actions) { fills += 1 }
+            if process(consume envelope, machine: &machine, actions: &actions) { fills += 1 }
         }
         return (handled, fills)
     }
@@ -505,7 +505,10 @@ final class SymbolLane: @unchecked Sendable {
         // Change actions only feed subscribers: without any, the machine does not emit them.
         machine.emitsChangeActions = context.bus.positions.hasSubscribers || context.bus.orders.hasSubscribers
         var isFill = false
-        switch envelope.event {
+        // The event is moved out of the envelope, and its payload out of the event: a copy of
+        // either (a report, an operation: over a hundred bytes with references) costs on every fill.
+        let event = (consume envelope).event
+        switch consume event {
         case .open(let spec, let reply):
             do throws(InputError) {
                 try machine.open(spec, emitting: &actions)
