@@ -210,37 +210,39 @@ struct JournalStoreTests {
         _ = try await first.load(notices: { _ in })
         var status = stat()
         #expect(stat(path, &status) == 0)
-        /// POSIX record locks this process holds on the journal file (from /proc/locks).
-        func recordLocks() throws -> Int {
-            // Read to its end: the file's size says 0, and a reader that trusts it may stop after
-            // its first page (with other tests' SQLite files open, the table is longer than that).
-            guard let file = FileHandle(forReadingAtPath: "/proc/locks") else { return 0 }
-            defer { try? file.close() }
-            let table = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self)
-            let inode = ":\(status.st_ino)"
-            return table.split(separator: "\n").filter { line in
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                return fields.count > 5 && fields[1] == "POSIX" && fields[4] == "\(getpid())" && fields[5].hasSuffix(inode)
-            }.count
-        }
-        // A record lock of the test's own, far from the bytes SQLite locks, on a descriptor kept
-        // open: closing any other descriptor of the file would drop it with SQLite's (whichever
-        // of those SQLite holds at this moment).
-        let probe = open(path, O_RDWR)
+        // A record lock of the test's own on a descriptor kept open, at a byte SQLite never locks:
+        // closing any other descriptor of the file drops every record lock this process holds on
+        // it, SQLite's and this one. (SQLite's own come and go with its transactions; this one
+        // stays until the test ends.)
+        let ownStart = 1 << 41
+        let probe = open(path, O_RDWR | O_CLOEXEC)
         #expect(probe >= 0)
         defer { close(probe) }
         var own = flock()
         own.l_type = Int16(F_RDLCK)
         own.l_whence = Int16(SEEK_SET)
-        own.l_start = 1 << 41
+        own.l_start = off_t(ownStart)
         own.l_len = 1
         #expect(fcntl(probe, F_SETLK, &own) == 0)
-        let before = try recordLocks()
-        #expect(before > 0, "the test's own lock is listed")
+        /// True while /proc/locks lists the test's own lock on the journal file.
+        func ownLockHeld() throws -> Bool {
+            // Read to its end: the file's size says 0, and a reader that trusts it may stop after
+            // its first page (with other tests' SQLite files open, the table is longer than that).
+            guard let file = FileHandle(forReadingAtPath: "/proc/locks") else { return false }
+            defer { try? file.close() }
+            let table = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self)
+            let inode = ":\(status.st_ino)"
+            return table.split(separator: "\n").contains { line in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                return fields.count > 6 && fields[1] == "POSIX" && fields[4] == "\(getpid())" && fields[5].hasSuffix(inode)
+                    && fields[6] == "\(ownStart)"
+            }
+        }
+        #expect(try ownLockHeld(), "the test's own lock is listed")
         for spelling in [path, path.replacingOccurrences(of: "/journal.sqlite", with: "/./journal.sqlite")] {
             #expect { _ = try SQLiteJournalStore(path: spelling) } throws: { ($0 as? JournalError)?.code == .inUse }
         }
-        #expect(try recordLocks() == before, "a refused open closed a descriptor of the file, dropping the live store's locks")
+        #expect(try ownLockHeld(), "a refused open closed a descriptor of the file, dropping this process's record locks on it (the live store's too)")
         await first.close()
         // Given up on close: the journal opens again.
         let again = try SQLiteJournalStore(path: path, mode: .existingJournal)
