@@ -25,6 +25,10 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// The broker filled an order it had refused (or ended as rejected): it has the order
         /// after all. FillGuard books the fill and holds the rest of the order as live again.
         case refusedOrderFilled
+        /// The broker filled an order FillGuard never placed with it (it ended before it was sent,
+        /// or every submit of it was answered as not taken): an order id mixed up at the broker,
+        /// or an answer that was wrong. FillGuard books the fill, since the broker says it traded.
+        case unplacedOrderFilled
     }
     /// What went wrong.
     public var kind: Kind

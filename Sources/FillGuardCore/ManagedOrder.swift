@@ -65,6 +65,9 @@ struct ManagedOrder: Sendable, Codable {
     /// back). Only an answer that says where it stands settles it (success, unknown order, too
     /// late, a fill); a refusal does not (a broker refuses for reasons of its own).
     var cancelMayHaveTakenEffect = false
+    /// Ended without the broker ever holding it, as far as its answers said: cancelled before it
+    /// was sent, or after every submit was answered as not taken. A fill of it is alerted.
+    var unplaced = false
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
@@ -129,7 +132,8 @@ struct ManagedOrder: Sendable, Codable {
 
     private enum CodingKeys: String, CodingKey {
         case id, role, side, type, timeInForce, quantity, filled, maxCumulative, fillValue, phase, target, inFlight,
-             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh, cancelMayHaveTakenEffect
+             retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh, cancelMayHaveTakenEffect,
+             unplaced
     }
 
     init(from decoder: any Decoder) throws {
@@ -154,6 +158,7 @@ struct ManagedOrder: Sendable, Codable {
         firstFillSerial = try container.decode(UInt64.self, forKey: .firstFillSerial)
         mayBeLive = try container.decodeIfPresent(Bool.self, forKey: .mayBeLive) ?? false
         cancelMayHaveTakenEffect = try container.decodeIfPresent(Bool.self, forKey: .cancelMayHaveTakenEffect) ?? false
+        unplaced = try container.decodeIfPresent(Bool.self, forKey: .unplaced) ?? false
         uncertainLow = try container.decodeIfPresent(Quantity.self, forKey: .uncertainLow) ?? .zero
         uncertainHigh = try container.decodeIfPresent(Quantity.self, forKey: .uncertainHigh) ?? .zero
     }
@@ -183,6 +188,7 @@ struct ManagedOrder: Sendable, Codable {
         try container.encode(firstFillSerial, forKey: .firstFillSerial)
         if mayBeLive { try container.encode(mayBeLive, forKey: .mayBeLive) }
         if cancelMayHaveTakenEffect { try container.encode(cancelMayHaveTakenEffect, forKey: .cancelMayHaveTakenEffect) }
+        if unplaced { try container.encode(unplaced, forKey: .unplaced) }
         if hasUncertainSize {
             try container.encode(uncertainLow, forKey: .uncertainLow)
             try container.encode(uncertainHigh, forKey: .uncertainHigh)

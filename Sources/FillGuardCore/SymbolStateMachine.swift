@@ -264,6 +264,8 @@ public struct SymbolStateMachine: Sendable {
         }
         let wasRefused = orders[s].phase == .done(.rejected)
         if wasRefused { revive(s) }
+        let wasUnplaced = orders[s].unplaced
+        orders[s].unplaced = false
         if filledAfter > orders[s].quantity, orders[s].uncertainHigh >= filledAfter,
            (orders[s].inFlight?.requestedQuantity ?? .zero) < filledAfter {
             // Only a modify that timed out explains this fill: the broker applied it. The size
@@ -301,6 +303,12 @@ public struct SymbolStateMachine: Sendable {
                 kind: .refusedOrderFilled, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
                 message: "the broker filled \(report.lastQuantity) of \(orders[s].id), which it had refused"
                     + (rest.isZero ? "; the order is filled" : "; the rest, \(rest), is held as live again (cancelled when no longer wanted)"))))
+        }
+        if wasUnplaced {
+            actions.append(.alert(Alert(
+                kind: .unplacedOrderFilled, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                message: "the broker filled \(report.lastQuantity) of \(orders[s].id), which FillGuard never placed with it"
+                    + " (it ended before it was sent, or the broker answered that it did not take it); the fill is booked")))
         }
         let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
@@ -726,6 +734,7 @@ public struct SymbolStateMachine: Sendable {
     /// Ends an order the broker never took and that is no longer wanted.
     private mutating func endUnplaced(_ s: Int, emitting actions: inout [Action]) {
         setPhase(s, .done(.cancelled))
+        orders[s].unplaced = true
         deactivateIfFinished(s)
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         plan(Int(orders[s].position), emitting: &actions)
@@ -1101,6 +1110,7 @@ public struct SymbolStateMachine: Sendable {
         orders[s].workSequence = sequence
         if case .unsent = orders[s].phase, target == .cancelled, orders[s].inFlight == nil, !orders[s].mayBeLive {
             setPhase(s, .done(.cancelled))
+            orders[s].unplaced = true
         }
         deactivateIfFinished(s)
         if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }

@@ -227,6 +227,30 @@ struct ReplayTests {
         #expect(stop.operations[.submit] == 3, "entry, stop, target: no second stop submitted beside the refused one's rest: \(stop.text)")
     }
 
+    @Test("a fill of an order FillGuard never placed (a scale-in cancelled unsent when its entry was refused) is booked and alerted; a late fill of a placed order is not")
+    func unplacedOrderThatFillsIsAlerted() throws {
+        let refusedEntry = TraceReplayer.replay(#"""
+        {"type":"brokerFault","operation":"submit","count":1,"kind":"permanent","position":"P","role":"entry"}
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"110","scaleIns":[{"quantity":"50","limit":"95"}]}
+        {"type":"fill","position":"P","role":"scaleIn","index":0,"quantity":"50","price":"95","execId":"X2"}
+        """#)
+        let position = try #require(refusedEntry.positions.first)
+        #expect(position.netQuantity == 50, "the broker says it traded: booked \(refusedEntry.text)")
+        #expect(refusedEntry.alerts.contains { $0.kind == .unplacedOrderFilled && $0.role == .scaleIn(0) }, "\(refusedEntry.text)")
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 50 && position.liveOrder(.takeProfit)?.openQuantity == 50,
+                "the position it opened is protected: \(refusedEntry.text)")
+
+        // A scale-in the broker held, cancelled at flat, that fills late: a trade of an order it had.
+        let late = TraceReplayer.replay(#"""
+        {"type":"open","position":"P","symbol":"AAA","side":"buy","quantity":"100","stopLoss":"90","takeProfit":"110","scaleIns":[{"quantity":"50","limit":"95"}]}
+        {"type":"fill","position":"P","role":"entry","quantity":"100","price":"100","execId":"1"}
+        {"type":"fill","position":"P","role":"takeProfit","quantity":"100","price":"110","execId":"2"}
+        {"type":"fill","position":"P","role":"scaleIn","index":0,"quantity":"50","price":"95","execId":"3"}
+        """#)
+        #expect(late.positions.first?.netQuantity == 50, "\(late.text)")
+        #expect(!late.alerts.contains { $0.kind == .unplacedOrderFilled }, "\(late.text)")
+    }
+
     @Test("the text output names each order's type: a stop-limit scale-in does not read as a limit")
     func textNamesOrderTypes() {
         let trace = #"""
