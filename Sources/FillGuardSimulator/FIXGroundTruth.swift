@@ -84,7 +84,10 @@ public enum FIXGroundTruth {
             if open.count > 1 {
                 // A late fill reopened a closed position beside a newer one (README, "One position
                 // per symbol"): each covers its own net, so each is checked on its own.
-                problems += OpenPositionsCheck.problems(of: open, live: orders.map { LiveProtectiveOrder(id: $0.orderID, side: $0.side, open: $0.leavesQuantity) },
+                problems += OpenPositionsCheck.problems(of: open, live: orders.map {
+                    LiveProtectiveOrder(id: $0.orderID, side: $0.side, open: $0.leavesQuantity,
+                                        price: $0.ordType == "3" || $0.ordType == "4" ? $0.stopPrice : $0.price)
+                },
                                                        cover: cover, at: "the broker")
                 continue
             }

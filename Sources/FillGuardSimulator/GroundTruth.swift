@@ -84,7 +84,7 @@ public enum GroundTruth {
             if open.count > 1 {
                 // A late fill reopened a closed position beside a newer one (README, "One position
                 // per symbol"): each covers its own net, so each is checked on its own.
-                problems += OpenPositionsCheck.problems(of: open, live: live.map { LiveProtectiveOrder(id: $0.id, side: $0.side, open: $0.openQuantity) },
+                problems += OpenPositionsCheck.problems(of: open, live: live.map { LiveProtectiveOrder(id: $0.id, side: $0.side, open: $0.openQuantity, price: $0.type.displayPrice) },
                                                        cover: cover, at: "the exchange")
                 continue
             }
