@@ -14,8 +14,10 @@ import Synchronization
 /// batch instead of one per record is what lets group commit write hundreds of records cheaply.
 /// Files of format 1 (a row per record) are converted on open.
 public final class SQLiteJournalStore: JournalStore {
-    /// The on-disk format this version writes and reads (1: a row per record; 2: frames).
-    public static let formatVersion = 2
+    /// The on-disk format this version writes and reads (1: a row per record; 2: frames; 3:
+    /// frames whose record checksums cover each record's sequence and kind too). Files of
+    /// formats 1 and 2 are taken on open (format 2's records are read as they are).
+    public static let formatVersion = 3
 
     /// Whether opening may start a new journal.
     public enum OpenMode: Sendable {
@@ -114,6 +116,10 @@ public final class SQLiteJournalStore: JournalStore {
                 identity = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'id'") ?? ""
                 let stored = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'")
                 if stored == "1" { try Self.convertFormat1(db) }
+                // Format 2's frames read as they are (their kind bytes say their checksums cover
+                // the payload alone); the records written from now on are format 3's, so a
+                // FillGuard that reads only format 2 must refuse the file from now on.
+                if stored == "2" { try db.execute(sql: "UPDATE meta SET value = '\(Self.formatVersion)' WHERE key = 'format'") }
                 // Files written before frames named their predecessor get the column (NULL: unchecked).
                 if try !db.columns(in: "frames").contains(where: { $0.name == "prev_seq" }) {
                     try db.execute(sql: "ALTER TABLE frames ADD COLUMN prev_seq INTEGER")

@@ -202,6 +202,80 @@ struct JournalStoreTests {
         #expect(try SQLiteTestAccess.frameCount(path: path) == 1, "nothing deleted")
     }
 
+    /// One frame of five records of AAA: inputs 1 and 2, an intent of input 2, inputs 3 and 4,
+    /// each with a 2-byte payload (19 bytes a record), its body changed by `damage` (bytes of
+    /// the body, the record size). Returns the path.
+    private static func fiveRecordFrame(damage: @escaping @Sendable (inout [UInt8], Int) -> Void) async throws -> String {
+        let path = try temporaryDirectory() + "/journal.sqlite"
+        let store = try SQLiteJournalStore(path: path)
+        let sequences: [UInt64] = [1 << 20, 2 << 20, 2 << 20 | 1, 3 << 20, 4 << 20]
+        try await store.append(sequences.enumerated().map { index, sequence in
+            JournalRecord(symbol: "AAA", sequence: sequence, kind: sequence & 0xFFFFF == 0 ? .input : .intent, payload: [1, UInt8(index)])
+        })
+        await store.close()
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { db in
+            var bytes = [UInt8](try #require(try Data.fetchOne(db, sql: "SELECT body FROM frames")))
+            damage(&bytes, 19)
+            try db.execute(sql: "UPDATE frames SET body = ?", arguments: [Data(bytes)])
+        }
+        try queue.close()
+        return path
+    }
+
+    @Test("SQLite: a flipped bit in a record's sequence or kind fails its checksum: the record is not moved to another input, nor skipped as a snapshot",
+          arguments: ["sequence", "kind"])
+    func sqliteRecordHeaderIsChecked(_ field: String) async throws {
+        let path = try await Self.fiveRecordFrame { bytes, size in
+            if field == "sequence" {
+                // The intent of input 2 (record 2) made an intent of input 3: bit 20 of its sequence.
+                bytes[2 * size + 2] ^= 0x10
+            } else {
+                // The last record's kind, input (1), made a snapshot (3): a store keeps no snapshot there.
+                bytes[4 * size + 8] ^= 0x02
+            }
+        }
+        let reopened = try SQLiteJournalStore(path: path)
+        await #expect { _ = try await reopened.load(notices: { _ in }) } throws: { error in
+            guard let error = error as? JournalError else { return false }
+            return error.code == .corrupted && error.message.contains("fails its checksum")
+        }
+        await reopened.close()
+        #expect(try SQLiteTestAccess.frameCount(path: path) == 1, "nothing deleted")
+    }
+
+    @Test("SQLite: a file of format 2 (checksums of the payload alone) still loads and is marked format 3; a record of it that reads as a snapshot is damage")
+    func sqliteFormat2RecordsStillLoad() async throws {
+        // The records as format 2 wrote them: kind without the high bit, the payload's CRC-32.
+        @Sendable func format2(_ bytes: inout [UInt8], _ size: Int) {
+            for start in stride(from: 0, to: bytes.count, by: size) {
+                bytes[start + 8] &= 0x7F
+                let crc = CRC32.checksum(Array(bytes[(start + 17)..<(start + size)]))
+                withUnsafeBytes(of: crc.littleEndian) { for (offset, byte) in $0.enumerated() { bytes[start + 9 + offset] = byte } }
+            }
+        }
+        let path = try await Self.fiveRecordFrame { bytes, size in format2(&bytes, size) }
+        try SQLiteTestAccess.setFormat(2, path: path)
+        let reopened = try SQLiteJournalStore(path: path)
+        let contents = try await reopened.load(notices: { _ in })
+        #expect(contents.lanes["AAA"]?.records.map(\.sequence) == [1 << 20, 2 << 20, 2 << 20 | 1, 3 << 20, 4 << 20])
+        await reopened.close()
+        let format = try await DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'format'") }
+        #expect(format == "3", "a format-2 file written to from now on is marked format 3")
+        // Format 2's kind is not covered by its checksum: an input made a snapshot is still damage.
+        let damaged = try await Self.fiveRecordFrame { bytes, size in
+            format2(&bytes, size)
+            bytes[4 * size + 8] = 3
+        }
+        try SQLiteTestAccess.setFormat(2, path: damaged)
+        let store = try SQLiteJournalStore(path: damaged)
+        await #expect { _ = try await store.load(notices: { _ in }) } throws: { error in
+            guard let error = error as? JournalError else { return false }
+            return error.code == .corrupted && error.message.contains("fails its checksum")
+        }
+        await store.close()
+    }
+
     @Test("SQLite: a second store of a journal this process has open is refused without touching the file: the live store keeps SQLite's locks on it")
     func sqliteRefusedSecondStoreKeepsTheFirstStoresLocks() async throws {
         let path = try temporaryDirectory() + "/journal.sqlite"

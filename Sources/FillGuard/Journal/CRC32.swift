@@ -14,4 +14,13 @@ public enum CRC32 {
         }
         return crc ^ 0xFFFF_FFFF
     }
+
+    /// The checksum of the bytes of a buffer (a record's header, say, without copying it to an array).
+    public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        table.withUnsafeBufferPointer { table in
+            for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
 }

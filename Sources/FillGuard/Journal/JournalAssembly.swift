@@ -43,7 +43,7 @@ public enum JournalAssembly {
             let intactAfter = after.filter { $0.record.isIntact && isReadable($0.record) }
             guard intactAfter.isEmpty else {
                 let row = ordered[firstDamaged]
-                throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol), \(JournalPosition.describe(row.record.sequence))) fails its checksum and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
+                throw JournalError(.corrupted, "record \(row.position) (\(row.record.symbol), \(JournalPosition.describe(row.record.sequence))) fails its checksum (or names no kind of record kept there) and \(intactAfter.count) intact records follow it; the journal is damaged in the middle and cannot be trusted. Restore it from a backup, or move it aside to start empty and let reconciliation rebuild from the broker")
             }
             // A crash cuts the write it interrupts short: only the last record can be torn. Damage
             // to several records at the end is damage, not a crash (dropping it would drop
@@ -87,8 +87,10 @@ public enum JournalAssembly {
         return Result(contents: JournalContents(lanes: lanes), truncateFrom: truncateFrom)
     }
 
+    /// A record with a payload, of a kind a store keeps among its records: stores keep snapshots
+    /// apart, so a row that reads as a snapshot is damage (it would be skipped unseen).
     private static func isReadable(_ record: JournalRecord) -> Bool {
-        !record.payload.isEmpty
+        !record.payload.isEmpty && record.kind != .snapshot
     }
 }
 
