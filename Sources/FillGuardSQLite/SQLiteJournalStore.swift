@@ -69,7 +69,8 @@ public final class SQLiteJournalStore: JournalStore {
         }
         // Taken before anything reads or writes the file: a second writer is refused, never interleaved.
         writerLock = try WriterLock(path: path)
-        // (An empty file whose -wal holds pages is left to SQLite: those pages may be the journal.)
+        // (An empty file whose -wal holds pages is judged by `checkIsJournal`: a log that holds
+        // committed writes SQLite would not read with it, and erase, is refused.)
         if mode == .existingJournal, Self.fileSize(path) == 0, Self.fileSize(path + "-wal") == 0 {
             throw JournalError(.corrupted, "\(path) is empty, not a FillGuard journal (opening an existing journal creates nothing)")
         }
@@ -151,7 +152,13 @@ public final class SQLiteJournalStore: JournalStore {
     /// journal (or, for `.existingJournal`, holds no journal at all). A file that does not exist
     /// or is empty is left to the pool (it creates the journal, where the mode allows).
     private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
-        guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else { return }
+        // A log of committed writes beside a file that SQLite reads no journal from (emptied, or
+        // the log's header damaged) would be erased by opening: refused, and nothing is changed.
+        let logHoldsCommits = WriteAheadLog.holdsCommits(at: path + "-wal")
+        guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else {
+            if logHoldsCommits { throw unreadableLog(path: path, file: "is empty") }
+            return
+        }
         if fileSize(path + "-journal") > 0 {
             // A rollback journal a process killed mid-transaction left beside the file (one killed
             // while it created the journal, before the switch to WAL): SQLite rolls it back,
@@ -169,7 +176,7 @@ public final class SQLiteJournalStore: JournalStore {
         do {
             let queue = try DatabaseQueue(path: path, configuration: configuration)
             defer { try? queue.close() }
-            try queue.read { db in try checkIsJournal(db, path: path, mode: mode) }
+            try queue.read { db in try checkIsJournal(db, path: path, mode: mode, logHoldsCommits: logHoldsCommits) }
         } catch let error as JournalError {
             throw error
         } catch {
@@ -180,9 +187,10 @@ public final class SQLiteJournalStore: JournalStore {
     /// The tables of a journal: `meta` with a format row, and the tables of that format
     /// (frames and snapshots; records for format 1). Nothing at all is a new journal, unless
     /// the mode asks for an existing one.
-    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode) throws(JournalError) {
+    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode, logHoldsCommits: Bool = false) throws(JournalError) {
         do {
             let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+            if tables.isEmpty, logHoldsCommits { throw unreadableLog(path: path, file: "holds no tables") }
             if tables.isEmpty {
                 guard mode == .createIfNeeded else {
                     throw JournalError(.corrupted, "\(path) holds no FillGuard journal: an SQLite database with no tables (a session killed while it created its journal leaves one; nothing was recorded in it)")
@@ -210,6 +218,13 @@ public final class SQLiteJournalStore: JournalStore {
         } catch {
             throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
         }
+    }
+
+    /// The refusal of a file whose `-wal` holds committed writes SQLite does not read with it.
+    private static func unreadableLog(path: String, file: String) -> JournalError {
+        JournalError(.corrupted, "\(path)-wal holds committed writes, but SQLite reads none of them with \(path), which \(file) "
+                     + "(the file was emptied or replaced, or the log's header is damaged): the two no longer match, and opening them "
+                     + "would erase the log. Nothing was changed. Restore both from a backup, or move the -wal aside to start a new journal")
     }
 
     /// Per symbol, the newest frame's last sequence, or the snapshot's when it is later (its

@@ -85,8 +85,9 @@ struct RecoverCommand: AsyncParsableCommand {
             writeToStandardError("fillguard: no journal at '\(journal)'\n")
             throw ExitCode(2)
         }
-        // An empty file is no journal: opening it would create one, and recover nothing.
-        guard fileSize(journal) != 0 else {
+        // An empty file is no journal: opening it would create one, and recover nothing. (One
+        // whose -wal is not empty is left to the store, which says what the log holds.)
+        guard fileSize(journal) != 0 || (fileSize(journal + "-wal") ?? 0) > 0 else {
             writeToStandardError("fillguard: '\(journal)' is empty, not a journal\n")
             throw ExitCode(2)
         }

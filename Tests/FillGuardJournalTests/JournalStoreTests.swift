@@ -360,6 +360,45 @@ struct JournalStoreTests {
         #expect(try FileManager.default.attributesOfItem(atPath: elsewhere + "/journal.sqlite-wal")[.size] as? Int == size, "the log is left as it was")
     }
 
+    @Test("SQLite: a log of committed writes that SQLite would not read with its file (the file emptied, the log's header damaged) is refused, never erased; a log of a write that never committed is not",
+          arguments: ["emptied file", "damaged log header", "uncommitted log"])
+    func sqliteLogItsFileCannotReadIsRefused(_ damage: String) async throws {
+        let directory = try temporaryDirectory()
+        let store = try SQLiteJournalStore(path: directory + "/journal.sqlite")
+        try await store.append((1...20).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) })
+        // As after a crash: the session's writes are all in the log, none checkpointed yet.
+        let copy = try temporaryDirectory() + "/journal.sqlite"
+        for suffix in ["", "-wal"] { try FileManager.default.copyItem(atPath: directory + "/journal.sqlite" + suffix, toPath: copy + suffix) }
+        await store.close()
+        var log = try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal")))
+        switch damage {
+        case "emptied file":
+            try Data().write(to: URL(fileURLWithPath: copy))
+        case "damaged log header":
+            log[20] ^= 0x01   // the header's second salt: SQLite reads none of the log's frames
+        default:
+            // Every frame's commit size cleared: a transaction that never committed.
+            let pageSize = Int(log[8]) << 24 | Int(log[9]) << 16 | Int(log[10]) << 8 | Int(log[11])
+            for frame in stride(from: 32, to: log.count - 24, by: 24 + pageSize) { for byte in 4..<8 { log[frame + byte] = 0 } }
+            try Data().write(to: URL(fileURLWithPath: copy))
+        }
+        try Data(log).write(to: URL(fileURLWithPath: copy + "-wal"))
+        if damage == "uncommitted log" {
+            // Nothing was committed: the file is taken as a new journal.
+            let fresh = try SQLiteJournalStore(path: copy)
+            #expect(try !fresh.holdsRecords())
+            await fresh.close()
+            return
+        }
+        for mode in [SQLiteJournalStore.OpenMode.createIfNeeded, .existingJournal] {
+            #expect { _ = try SQLiteJournalStore(path: copy, mode: mode) } throws: { error in
+                guard let error = error as? JournalError else { return false }
+                return error.code == .corrupted && error.message.contains("-wal holds committed writes")
+            }
+        }
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal"))) == log, "the log is left as it was")
+    }
+
     @Test("SQLite: a device or a directory is refused as a journal, and nothing is created beside it")
     func sqliteNeedsARegularFile() throws {
         let directory = try temporaryDirectory() + "/journal.sqlite"

@@ -132,13 +132,18 @@ struct ReleaseHeldTests {
 }
 
 extension ReleaseHeldTests {
-    @Test("fillguard recover of a journal whose file is gone but whose -wal is there says so, not 'no journal'")
+    @Test("fillguard recover of a journal whose file is gone (or empty) but whose -wal is there says so, not 'no journal' (or 'empty')")
     func recoverNamesAnOrphanedWAL() async throws {
         let journal = try temporaryDirectory() + "/j.sqlite"
         _ = FileManager.default.createFile(atPath: journal + "-wal", contents: Data(repeating: 7, count: 4096))
         let run = try await runFillguard(["recover", "--journal", journal])
         #expect(run.status == 2 && run.standardError.contains("-wal holds a journal's latest writes, but its database file"), "\(run)")
         #expect(!FileManager.default.fileExists(atPath: journal), "nothing created")
+        // An empty file beside it: the log is what is named, not "an empty file".
+        _ = FileManager.default.createFile(atPath: journal, contents: Data())
+        let emptied = try await runFillguard(["recover", "--journal", journal])
+        #expect(emptied.status == 2 && emptied.standardError.contains("-wal holds committed writes"), "\(emptied)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: journal + "-wal")) == Data(repeating: 7, count: 4096), "the log is left as it was")
         let missing = try await runFillguard(["recover", "--journal", journal + ".other"])
         #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
     }
