@@ -28,24 +28,40 @@ enum IdlePolling {
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
 
-    /// Polls `ready` until it is above zero (true) or `nanoseconds` have passed (false). Every 64
-    /// polls it checks the time and, when `yielding`, yields the processor to any thread with work
-    /// on it. A thread on a processor of its own does not yield: under Linux's EEVDF scheduler a
+    /// Why a poll ended.
+    enum PollEnd: Equatable {
+        /// Work is ready.
+        case work
+        /// The time was up.
+        case timeUp
+        /// The runner is to stop (its owner shut down).
+        case stopped
+    }
+
+    /// A stop flag nobody sets, for runners that are never told to stop.
+    static let neverStopped = Atomic<Bool>(false)
+
+    /// Polls `ready` until it is above zero (`work`), `stop` is set (`stopped`) or `nanoseconds`
+    /// have passed (`timeUp`). Every 64 polls it checks the flag and the time and, when
+    /// `yielding`, yields the processor to any thread with work on it. A thread on a processor of its own does not yield: under Linux's EEVDF scheduler a
     /// yield forfeits the rest of the thread's time slice and moves its deadline a slice ahead, so
     /// a thread that polls and yields leaves an intruder (a kernel worker, a host agent) nearly all
     /// of the processor for as long as the intruder runs, where one that does not yield gets its
     /// fair share back after a slice.
-    static func waitForWork(_ ready: borrowing Atomic<Int>, atMost nanoseconds: Int64, yielding: Bool = true) -> Bool {
+    @discardableResult
+    static func waitForWork(_ ready: borrowing Atomic<Int>, atMost nanoseconds: Int64, yielding: Bool = true,
+                            unless stop: borrowing Atomic<Bool>) -> PollEnd {
         let now = nanosecondsNow
         let deadline = nanoseconds > .max - now ? .max : now + nanoseconds
         var polls = 0
         while ready.load(ordering: .acquiring) == 0 {
             polls &+= 1
             if polls & 63 == 0 {
-                if nanosecondsNow >= deadline { return false }
+                if stop.load(ordering: .relaxed) { return .stopped }
+                if nanosecondsNow >= deadline { return .timeUp }
                 if yielding { sched_yield() }
             }
         }
-        return true
+        return .work
     }
 }

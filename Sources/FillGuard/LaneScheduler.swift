@@ -152,7 +152,7 @@ final class LaneScheduler: @unchecked Sendable {
             }
             // Waiting: poll the ready count (no lock) until work comes or time is up.
             // It holds its thread meanwhile (a task queued behind it waits for another thread).
-            _ = IdlePolling.waitForWork(readyCount, atMost: idleSpinNanos)
+            IdlePolling.waitForWork(readyCount, atMost: idleSpinNanos, unless: IdlePolling.neverStopped)
             if readyCount.load(ordering: .acquiring) > 0, let lane = take(wasWaiting: true) {
                 next = lane
                 continue

@@ -1,5 +1,5 @@
 import Dispatch
-import FillGuard
+@testable import FillGuard
 import FillGuardCore
 import Foundation
 import Synchronization
@@ -27,6 +27,16 @@ struct RunnerThreadsTests {
         try await expectCovered(manager, positions: scaleIns.count, net: Quantity(100 + producers * rounds))
         #expect(manager.statistics.fills == scaleIns.count * (1 + producers * rounds))
         #expect(threads.passesRun > 0, "the lanes ran on the dedicated threads")
+    }
+
+    @Test("shutdown ends the threads' idle polling at once, not after their spin (up to a second each)")
+    func shutdownCutsPollingShort() async throws {
+        let threads = RunnerThreads(count: 2, spin: .seconds(1), name: "test-stop")
+        threads.waitUntilStarted()
+        // Idle from the start: each thread polls for a lane before it would sleep.
+        while threads.pollingThreads < 2 { await Task.yield() }
+        threads.shutdown()
+        #expect(threads.pollsEndedByShutdown == 2, "a polling thread polled out its spin instead of ending when told")
     }
 
     @Test("a thread with a processor of its own polls without yielding, and fills from several producers still land exactly")
