@@ -34,7 +34,8 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: Account (1) on every order.")
     var fixAccount: String?
 
-    @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree (default 30).")
+    @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree (default 30).",
+            transform: { try PlainNumber.parse($0, option: "--fix-settle-timeout") })
     var fixSettleTimeout: Double?
 
     /// True when any `--fix-*` option was given.
@@ -48,7 +49,7 @@ struct FIXCommandOptions: ParsableArguments {
 
     /// Checks what `--broker fix` needs: a port, a sane settle timeout, readable settings.
     func validateForFIX() throws {
-        guard settleSeconds > 0, settleSeconds <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a positive number of seconds") }
+        guard settleSeconds >= 0.001, settleSeconds <= 3_600 else { throw ValidationError("--fix-settle-timeout must be a number of seconds from 0.001 to 3600") }
         let settings = try self.settings()
         guard settings.port != nil else { throw ValidationError("--broker fix needs --fix-port (or SocketConnectPort in --fix-config)") }
         guard settings.storeSync == nil || settings.storePath != nil else {

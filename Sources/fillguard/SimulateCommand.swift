@@ -31,13 +31,14 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Symbols traded in parallel.")
     var symbols = 20
 
-    @Option(parsing: .unconditional, help: "Seconds of trading.")
+    @Option(parsing: .unconditional, help: "Seconds of trading.", transform: { try PlainNumber.parse($0, option: "--duration") })
     var duration = 10.0
 
     @Option(parsing: .unconditional, help: "Seed for prices, sizes and faults.")
     var seed: UInt64 = 1
 
-    @Option(parsing: .unconditional, help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it (default 0.02; the simulated exchange only).")
+    @Option(parsing: .unconditional, help: "Probability that a broker request fails; duplicate and reordered reports at a quarter of it (default 0.02; the simulated exchange only).",
+            transform: { try PlainNumber.parse($0, option: "--fault-rate") })
     var faultRate: Double?
 
     @Flag(help: "The exchange has no native modify: protective orders are resized by replacement.")
@@ -103,7 +104,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard symbols >= 1, symbols <= 100_000 else { throw ValidationError("--symbols must be between 1 and 100000") }
-        guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be a positive number of seconds, at most 86400 (a day)") }
+        guard duration >= 0.001, duration <= 86_400 else { throw ValidationError("--duration must be a number of seconds from 0.001 to 86400 (a day)") }
         guard (0...1).contains(faultRate ?? 0.02) else { throw ValidationError("--fault-rate must be between 0 and 1") }
         guard SymbolStateMachine.ReplaceStrategy(rawValue: strategy) != nil else {
             throw ValidationError("--strategy must be cancelThenCreate or createThenCancel")
@@ -125,7 +126,7 @@ struct SimulateCommand: AsyncParsableCommand {
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
         guard (0...256).contains(runnerThreads) else { throw ValidationError("--runner-threads must be between 0 and 256") }
         guard runnerSpinUs >= 0, runnerSpinUs <= 1_000_000 else { throw ValidationError("--runner-spin-us must be between 0 and 1000000") }
-        guard let processors = parsedProcessors else { throw ValidationError("--runner-processors must be processor numbers, comma separated") }
+        guard let processors = parsedProcessors else { throw ValidationError("--runner-processors must be processor numbers below 1024, comma separated") }
         if let repeated = processors.first(where: { processor in processors.filter { $0 == processor }.count > 1 }) {
             throw ValidationError("--runner-processors names processor \(repeated) more than once")
         }
@@ -179,7 +180,7 @@ struct SimulateCommand: AsyncParsableCommand {
         // "A-B" or "A", both non-negative: a leading or doubled '-' is not a range.
         let latencyMs = latencyMs ?? "0.2-1"
         guard !latencyMs.hasPrefix("-"), !latencyMs.contains("--"), !latencyMs.hasSuffix("-") else { return nil }
-        let parts = latencyMs.split(separator: "-").map { Double($0) }
+        let parts = latencyMs.split(separator: "-").map { try? PlainNumber.parse(String($0), option: "--latency-ms") }
         // At most a minute: a broker that takes longer is down, not slow (and the session would
         // wait that long for every answer while it winds down).
         guard (1...2).contains(parts.count), let low = parts.first ?? nil, let high = parts.last ?? nil, low >= 0, high >= low,

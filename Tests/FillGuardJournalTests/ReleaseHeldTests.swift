@@ -148,6 +148,20 @@ extension ReleaseHeldTests {
         #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
     }
 
+    @Test("simulate takes plain decimal numbers only (no hexadecimal, exponent, nan) and refuses a duration that rounds to no time, exit 2 before anything runs",
+          arguments: [(["--duration", "0x10"], "--duration takes a plain decimal number"),
+                      (["--duration", "1e-300"], "--duration takes a plain decimal number"),
+                      (["--duration", "0.0001"], "--duration must be a number of seconds from 0.001"),
+                      (["--fault-rate", "1e-1"], "--fault-rate takes a plain decimal number"),
+                      (["--fault-rate", "nan"], "--fault-rate takes a plain decimal number"),
+                      (["--latency-ms", "1e3"], "--latency-ms must look like"),
+                      (["--latency-ms", "0x10"], "--latency-ms must look like"),
+                      (["--runner-threads", "1", "--runner-processors", "1024"], "processor numbers below 1024")])
+    func simulateRefusesNumbersItWouldGuessAt(_ arguments: [String], _ message: String) async throws {
+        let run = try await runFillguard(["simulate"] + arguments)
+        #expect(run.status == 2 && run.standardError.contains(message), "\(run)")
+    }
+
     @Test("a resumed simulate session opens no bracket on a held symbol (no symbolHeld refusals counted as violations) and names it")
     func resumedSessionLeavesHeldSymbolsAlone() async throws {
         let statePath = try temporaryDirectory() + "/run.exchange"
