@@ -143,18 +143,24 @@ public struct BracketSpec: Sendable, Hashable, Codable {
     /// Called where a bracket comes in (`FillManager.open`, replay), not by the state machine: a
     /// journal that recorded such a bracket before this check existed still re-derives as it was.
     public func validateNames() throws(InputError) {
-        for (name, text) in [("position id", positionID.rawValue), ("symbol", symbol.name)] {
-            guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last else {
-                throw InputError(.malformed, "\(name) must not be empty")
-            }
-            if let hidden = text.unicodeScalars.first(where: Self.isControlOrInvisible) {
-                let code = String(hidden.value, radix: 16, uppercase: true)
-                let kind = hidden.properties.generalCategory == .control ? "a control character" : "an invisible character"
-                throw InputError(.malformed, "\(name) \(Self.shown(text)) contains \(kind) (U+\(String(repeating: "0", count: max(0, 4 - code.count)) + code))")
-            }
-            guard !first.properties.isWhitespace, !last.properties.isWhitespace else {
-                throw InputError(.malformed, "\(name) \(Self.shown(text)) starts or ends with white space")
-            }
+        try Self.validateName(positionID.rawValue, as: "position id")
+        try Self.validateName(symbol.name, as: "symbol")
+    }
+
+    /// Checks one name (`as`: what it names, for the message) by the rules of `validateNames`:
+    /// also for a name that refers to a bracket (a trace's scripted fault), which could never
+    /// match one otherwise.
+    public static func validateName(_ text: String, as name: String) throws(InputError) {
+        guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last else {
+            throw InputError(.malformed, "\(name) must not be empty")
+        }
+        if let hidden = text.unicodeScalars.first(where: Self.isControlOrInvisible) {
+            let code = String(hidden.value, radix: 16, uppercase: true)
+            let kind = hidden.properties.generalCategory == .control ? "a control character" : "an invisible character"
+            throw InputError(.malformed, "\(name) \(Self.shown(text)) contains \(kind) (U+\(String(repeating: "0", count: max(0, 4 - code.count)) + code))")
+        }
+        guard !first.properties.isWhitespace, !last.properties.isWhitespace else {
+            throw InputError(.malformed, "\(name) \(Self.shown(text)) starts or ends with white space")
         }
     }
 

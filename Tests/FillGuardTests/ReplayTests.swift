@@ -1014,6 +1014,29 @@ struct ReplayTests {
         #expect(!report.json.contains("unused"), "the contract JSON keeps its fields")
     }
 
+    @Test("a whole-number field takes a number as written, not as a Double rounds it (0.99999999999999999 is not 1; 1.0 is); a fault's position must be a name a bracket can have")
+    func wholeNumbersAndFaultPositionsAreNotGuessed() throws {
+        let twoScaleIns = Self.openLong.replacingOccurrences(of: "[{\"quantity\":\"100\",\"limit\":\"246\"}]",
+                                                             with: "[{\"quantity\":\"100\",\"limit\":\"246\"},{\"quantity\":\"100\",\"limit\":\"247\"}]")
+        let scaleIn = "\"role\":\"scaleIn\""
+        let nearlyOne: String = Self.fill("scaleIn", "100", "E1").replacingOccurrences(of: scaleIn, with: scaleIn + ",\"index\":0.99999999999999999")
+        let oneWithFraction: String = Self.fill("scaleIn", "100", "E2").replacingOccurrences(of: scaleIn, with: scaleIn + ",\"index\":1.0")
+        let fault = "{\"type\":\"brokerFault\",\"operation\":\"modify\",\"kind\":\"transient\","
+        var lines: [String] = [twoScaleIns, nearlyOne]
+        lines.append(fault + "\"count\":0.99999999999999999}")
+        lines.append(fault + "\"count\":1,\"position\":\"\"}")
+        lines.append(fault + "\"count\":1,\"position\":\"P \"}")
+        lines.append(oneWithFraction)
+        let report = TraceReplayer.replay(lines.joined(separator: "\n"))
+        #expect(report.rejected.map(\.line) == [2, 3, 4, 5], "\(report.rejected)")
+        #expect(report.rejected.allSatisfy { $0.error.code == .malformed }, "\(report.rejected)")
+        let position = try #require(report.positions.first)
+        #expect(position.netQuantity == 100, "only the fill of scale-in 1 (index 1.0) counts")
+        #expect(position.liveOrders.first { $0.role == .scaleIn(0) }?.openQuantity == 100, "scale-in 0 never filled")
+        #expect(!position.liveOrders.contains { $0.role == .scaleIn(1) }, "scale-in 1 filled whole")
+        #expect(report.unusedFaults.isEmpty, "\(report.unusedFaults)")
+    }
+
     @Test("faults that never run out are cut off and reported as unsettled, not passed off as a final state")
     func endlessFaultsAreReported() throws {
         let lines = [Self.openLong, "{\"type\":\"brokerFault\",\"operation\":\"submit\",\"count\":999999999,\"kind\":\"transient\"}",

@@ -1,4 +1,5 @@
 import FillGuardCore
+import Foundation
 
 /// Reads typed fields from a JSON object with messages that name the field.
 struct FieldReader {
@@ -22,7 +23,7 @@ struct FieldReader {
 
     func integer(_ name: String) throws(InputError) -> Int {
         guard let value = fields[name] else { throw InputError(.malformed, "missing field '\(prefix)\(name)'") }
-        guard case .number(let number) = value, number.isFinite, number.rounded() == number else {
+        guard case .number(let number, let exactly) = value, number.isFinite, number.rounded() == number, exactly.map(Self.isWhole) ?? true else {
             throw InputError(.malformed, "field '\(prefix)\(name)' must be a whole number")
         }
         guard abs(number) < 1e9 else {
@@ -30,6 +31,14 @@ struct FieldReader {
             throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (more than 9 digits), got \(shown)")
         }
         return Int(number)
+    }
+
+    /// Whether a number as written has no fraction (`1.0` has none; `0.99999999999999999` has).
+    private static func isWhole(_ number: Decimal) -> Bool {
+        var value = number
+        var rounded = Decimal()
+        NSDecimalRound(&rounded, &value, 0, .plain)
+        return rounded == number
     }
 
     func optionalObject(_ name: String) throws(InputError) -> FieldReader? {

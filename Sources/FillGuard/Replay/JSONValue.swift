@@ -4,7 +4,9 @@ import Foundation
 /// A parsed JSON value, so trace lines can be read field by field with precise messages.
 enum JSONValue: Decodable, Sendable {
     case string(String)
-    case number(Double)
+    /// A number as a Double, and exactly as written when a `Decimal` holds it (nil beyond its
+    /// range): a Double rounds `0.99999999999999999` to 1, which a whole-number field must refuse.
+    case number(Double, exactly: Decimal?)
     case bool(Bool)
     case null
     case array([JSONValue])
@@ -15,7 +17,7 @@ enum JSONValue: Decodable, Sendable {
         if container.decodeNil() { self = .null }
         else if let value = try? container.decode(Bool.self) { self = .bool(value) }
         else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value, exactly: try? container.decode(Decimal.self)) }
         else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
         else { self = .object(try container.decode([String: JSONValue].self)) }
     }

@@ -174,8 +174,10 @@ public enum TraceLine: Sendable, Hashable {
         guard count >= 1 else { throw InputError(.malformed, "field 'count' must be at least 1, got \(count)") }
         var role: OrderRole?
         if reader.has("role") { role = try reader.role() }
-        return BrokerFaultScript(operation: operation, count: count, kind: kind,
-                                 position: try reader.optionalString("position").map { PositionID($0) }, role: role)
+        // A name no bracket can have would never meet an operation: refused, as an open line's.
+        let position = try reader.optionalString("position")
+        if let position { try BracketSpec.validateName(position, as: "field 'position': position id") }
+        return BrokerFaultScript(operation: operation, count: count, kind: kind, position: position.map { PositionID($0) }, role: role)
     }
 }
 
