@@ -490,6 +490,38 @@ struct PostgresJournalStoreTests {
         await store.close()
     }
 
+    @Test("Postgres: a record whose seq or kind was changed is corruption: an intent moved to another input, an input made a snapshot (never skipped unseen)",
+          arguments: ["seq", "kind"])
+    func recordHeaderDamageIsFound(_ damage: String) async throws {
+        let configuration = try TestServer.configuration(label: "recseq")
+        let namespace = configuration.namespace
+        let store = try await PostgresJournalStore(configuration: configuration)
+        let records = [UInt64(1 << 20), 2 << 20, 2 << 20 | 1, 3 << 20, 4 << 20].enumerated().map { index, sequence in
+            JournalRecord(symbol: "AAA", sequence: sequence, kind: sequence & 0xFFFFF == 0 ? .input : .intent, payload: [1, UInt8(index)])
+        }
+        try await store.append(records)
+        await store.close()
+        if damage == "seq" {
+            // The intent of input 2 made an intent of input 3: sorted by seq, the order would still read as whole.
+            try await TestServer.execute(
+                "UPDATE fillguard_journal_records SET seq = \(Int64(3 << 20 | 1)) WHERE namespace = \(namespace) AND seq = \(Int64(2 << 20 | 1))",
+                on: configuration)
+        } else {
+            // Input 2 made a snapshot: stores keep snapshots apart, so it is damage.
+            try await TestServer.execute(
+                "UPDATE fillguard_journal_records SET kind = 3 WHERE namespace = \(namespace) AND seq = \(Int64(2 << 20))", on: configuration)
+        }
+        let reopened = try await PostgresJournalStore(configuration: configuration)
+        do {
+            let contents = try await reopened.load(notices: { _ in })
+            Issue.record("a damaged \(damage) was trusted: \(contents.lanes["AAA"]?.records.map(\.sequence) ?? [])")
+        } catch {
+            #expect(error.code == .corrupted, "\(error)")
+        }
+        try await reopened.erase()
+        await reopened.close()
+    }
+
     @Test("Postgres refuses a namespace written by a newer FillGuard")
     func newerFormatIsRefused() async throws {
         let configuration = try TestServer.configuration(label: "newer")
