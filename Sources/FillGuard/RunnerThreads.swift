@@ -34,8 +34,6 @@ public final class RunnerThreads: @unchecked Sendable {
     private let readyCount = Atomic<Int>(0)
     /// Set by `shutdown()`, readable without the lock: a polling thread stops polling at once.
     private let stopping = Atomic<Bool>(false)
-    /// Polls that ended because the threads were shut down (for tests).
-    private let pollsStopped = Atomic<Int>(0)
     private let passes = Atomic<Int>(0)
     private let bound = Atomic<Int>(0)
     private let owning = Atomic<Int>(0)
@@ -99,16 +97,6 @@ public final class RunnerThreads: @unchecked Sendable {
         // No thread could be started: lanes stay on Swift's thread pool.
         if started == 0 { state.stopped = true }
     }
-
-    /// Threads polling for a lane now (for tests).
-    var pollingThreads: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return state.spinning
-    }
-
-    /// Polls cut short by `shutdown()` (for tests).
-    var pollsEndedByShutdown: Int { pollsStopped.load(ordering: .relaxed) }
 
     /// Lane passes these threads have run so far (each handles one or more events of one symbol).
     public var passesRun: Int { passes.load(ordering: .relaxed) }
@@ -260,9 +248,7 @@ public final class RunnerThreads: @unchecked Sendable {
     /// Polls the ready count, without the lock, until a lane is queued or `spin` is up; an
     /// unbound thread (`yielding`) lets other threads on its processor run now and then.
     private func poll(yielding: Bool) {
-        if IdlePolling.waitForWork(readyCount, atMost: spinNanos, yielding: yielding, unless: stopping) == .stopped {
-            pollsStopped.add(1, ordering: .relaxed)
-        }
+        IdlePolling.waitForWork(readyCount, atMost: spinNanos, yielding: yielding, unless: stopping)
     }
 }
 

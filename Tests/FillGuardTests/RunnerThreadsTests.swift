@@ -29,14 +29,21 @@ struct RunnerThreadsTests {
         #expect(threads.passesRun > 0, "the lanes ran on the dedicated threads")
     }
 
-    @Test("shutdown ends the threads' idle polling at once, not after their spin (up to a second each)")
-    func shutdownCutsPollingShort() async throws {
-        let threads = RunnerThreads(count: 2, spin: .seconds(1), name: "test-stop")
-        threads.waitUntilStarted()
-        // Idle from the start: each thread polls for a lane before it would sleep.
-        while threads.pollingThreads < 2 { await Task.yield() }
-        threads.shutdown()
-        #expect(threads.pollsEndedByShutdown == 2, "a polling thread polled out its spin instead of ending when told")
+    @Test("an idle runner's poll ends as soon as it is told to stop (a shutdown), not when its spin is up")
+    func pollEndsWhenStopped() async {
+        final class Flags: Sendable {
+            let ready = Atomic<Int>(0)
+            let stop = Atomic<Bool>(false)
+        }
+        let flags = Flags()
+        let ended = await withCheckedContinuation { (continuation: CheckedContinuation<IdlePolling.PollEnd, Never>) in
+            // On a thread of its own, as a runner thread polls; nothing is ever made ready.
+            Thread.detachNewThread {
+                continuation.resume(returning: IdlePolling.waitForWork(flags.ready, atMost: 30_000_000_000, unless: flags.stop))
+            }
+            flags.stop.store(true, ordering: .relaxed)
+        }
+        #expect(ended == .stopped, "the poll ran out its 30 s instead of ending when told to stop")
     }
 
     @Test("a thread with a processor of its own polls without yielding, and fills from several producers still land exactly")
