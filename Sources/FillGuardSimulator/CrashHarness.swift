@@ -119,6 +119,14 @@ public struct CrashHarness: Sendable {
         self.tearTail = tearTail
     }
 
+    /// `value` in plain decimal form, as `simulate` takes it (`"\(value)"` would write 0.00001 as 1e-05).
+    static func plain(_ value: Double) -> String {
+        var text = String(format: "%.9f", value)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
+    }
+
     /// Runs every kill point; `progress` gets a line per point.
     public func run(progress: (@Sendable (String) -> Void)? = nil) async throws -> Summary {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -129,7 +137,7 @@ public struct CrashHarness: Sendable {
         for point in 1...max(1, points) {
             let session = try start([
                 "simulate", "--journal", journal, "--durability", durability, "--symbols", "\(symbols)",
-                "--duration", "\(sessionSeconds)", "--seed", "\(seed)", "--fault-rate", "\(faultRate)", "--json",
+                "--duration", Self.plain(sessionSeconds), "--seed", "\(seed)", "--fault-rate", Self.plain(faultRate), "--json",
             ])
             // A random instant: sometimes during start-up and recovery, mostly while trading.
             let millis = random.next(in: 0...Int64(sessionSeconds * 1000 + 300))

@@ -1,4 +1,4 @@
-import FillGuardSimulator
+@testable import FillGuardSimulator
 import Foundation
 import Synchronization
 import Testing
@@ -9,6 +9,15 @@ struct CrashHarnessTests {
     private static var binary: String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         return root.appendingPathComponent(".build/debug/fillguard").path
+    }
+
+    @Test("the sessions it starts get their fault rate and duration in the plain decimal form simulate takes, never an exponent")
+    func sessionNumbersArePlainDecimals() {
+        #expect(CrashHarness.plain(0.00001) == "0.00001")
+        #expect(CrashHarness.plain(0.02) == "0.02")
+        #expect(CrashHarness.plain(1.5) == "1.5")
+        #expect(CrashHarness.plain(2) == "2")
+        #expect(CrashHarness.plain(0.000000001) == "0.000000001")
     }
 
     @Test("after every SIGKILL (and torn tails), nothing is lost, counted twice or left unprotected")
