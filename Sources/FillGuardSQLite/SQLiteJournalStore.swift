@@ -154,11 +154,15 @@ public final class SQLiteJournalStore: JournalStore {
     private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
         // A log of committed writes beside a file that SQLite reads no journal from (emptied, or
         // the log's header damaged) would be erased by opening: refused, and nothing is changed.
-        let logHoldsCommits = WriteAheadLog.holdsCommits(at: path + "-wal")
+        let log = WriteAheadLog(path: path + "-wal")
         guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else {
-            if logHoldsCommits { throw unreadableLog(path: path, file: "is empty") }
+            // SQLite deletes the log of an empty file, whatever it holds.
+            if log.holdsCommits { throw unreadableLog(path: path, file: "is empty") }
             return
         }
+        // Commits SQLite reads are the file's own (a journal that holds no tables yet, say);
+        // ones it cannot read would be lost.
+        let logHoldsCommits = log.holdsCommits && !log.commitsReadable
         if fileSize(path + "-journal") > 0 {
             // A rollback journal a process killed mid-transaction left beside the file (one killed
             // while it created the journal, before the switch to WAL): SQLite rolls it back,
@@ -218,6 +222,12 @@ public final class SQLiteJournalStore: JournalStore {
         } catch {
             throw JournalError(.storage, "cannot read the journal at \(path): \(error)")
         }
+    }
+
+    /// True when the `-wal` beside `path` holds committed writes that SQLite would not read with
+    /// an empty `path` (it deletes that log): a file to refuse, not to take as empty.
+    public static func logHoldsCommits(besideEmptyFile path: String) -> Bool {
+        WriteAheadLog(path: path + "-wal").holdsCommits
     }
 
     /// The refusal of a file whose `-wal` holds committed writes SQLite does not read with it.

@@ -86,8 +86,8 @@ struct RecoverCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         // An empty file is no journal: opening it would create one, and recover nothing. (One
-        // whose -wal is not empty is left to the store, which says what the log holds.)
-        guard fileSize(journal) != 0 || (fileSize(journal + "-wal") ?? 0) > 0 else {
+        // whose -wal holds committed writes is left to the store, which says what the log holds.)
+        guard fileSize(journal) != 0 || SQLiteJournalStore.logHoldsCommits(besideEmptyFile: journal) else {
             writeToStandardError("fillguard: '\(journal)' is empty, not a journal\n")
             throw ExitCode(2)
         }

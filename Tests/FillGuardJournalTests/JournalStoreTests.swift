@@ -361,9 +361,23 @@ struct JournalStoreTests {
     }
 
     @Test("SQLite: a log of committed writes that SQLite would not read with its file (the file emptied, the log's header damaged) is refused, never erased; a log of a write that never committed is not",
-          arguments: ["emptied file", "damaged log header", "uncommitted log"])
+          arguments: ["emptied file", "damaged log header", "uncommitted log", "no journal tables yet"])
     func sqliteLogItsFileCannotReadIsRefused(_ damage: String) async throws {
         let directory = try temporaryDirectory()
+        if damage == "no journal tables yet" {
+            // Killed after GRDB set the file up in WAL mode (a table created and dropped, committed
+            // to the log) and before the journal's tables: SQLite reads the log, which holds no
+            // table. A new journal, as before the log was looked at.
+            let pool = try DatabasePool(path: directory + "/setup.sqlite")
+            let copy = directory + "/journal.sqlite"
+            for suffix in ["", "-wal"] { try FileManager.default.copyItem(atPath: directory + "/setup.sqlite" + suffix, toPath: copy + suffix) }
+            try pool.close()
+            #expect(try (FileManager.default.attributesOfItem(atPath: copy + "-wal")[.size] as? Int ?? 0) > 32, "the set-up is in the log")
+            let fresh = try SQLiteJournalStore(path: copy)
+            #expect(try !fresh.holdsRecords())
+            await fresh.close()
+            return
+        }
         let store = try SQLiteJournalStore(path: directory + "/journal.sqlite")
         try await store.append((1...20).map { JournalRecord(symbol: "AAA", sequence: UInt64($0) << 20, kind: .input, payload: [1, UInt8($0)]) })
         // As after a crash: the session's writes are all in the log, none checkpointed yet.

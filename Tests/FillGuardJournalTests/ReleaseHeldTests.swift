@@ -144,6 +144,13 @@ extension ReleaseHeldTests {
         let emptied = try await runFillguard(["recover", "--journal", journal])
         #expect(emptied.status == 2 && emptied.standardError.contains("-wal holds committed writes"), "\(emptied)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: journal + "-wal")) == Data(repeating: 7, count: 4096), "the log is left as it was")
+        // An empty file whose log holds no commit (a header alone) is an empty file: nothing is made of it.
+        let headerOnly = try temporaryDirectory() + "/h.sqlite"
+        _ = FileManager.default.createFile(atPath: headerOnly, contents: Data())
+        _ = FileManager.default.createFile(atPath: headerOnly + "-wal", contents: Data(repeating: 0, count: 32))
+        let empty = try await runFillguard(["recover", "--journal", headerOnly])
+        #expect(empty.status == 2 && empty.standardError.contains("is empty, not a journal"), "\(empty)")
+        #expect(try FileManager.default.attributesOfItem(atPath: headerOnly)[.size] as? Int == 0, "nothing was created in it")
         let missing = try await runFillguard(["recover", "--journal", journal + ".other"])
         #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
     }
