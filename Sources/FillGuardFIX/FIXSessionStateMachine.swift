@@ -46,9 +46,9 @@ public enum FIXSessionCloseReason: Sendable, Hashable, CustomStringConvertible {
     /// A readable reason.
     public var description: String {
         switch self {
-        case .logonRejected(let text): return "logon rejected: \(text)"
+        case .logonRejected(let text): return text.isEmpty ? "logon rejected (no reason given)" : "logon rejected: \(text)"
         case .logonTimeout: return "no logon answer in time"
-        case .loggedOut(let text): return "logged out: \(text)"
+        case .loggedOut(let text): return text.isEmpty ? "logged out (no reason given)" : "logged out: \(text)"
         case .heartbeatTimeout: return "test request unanswered"
         case .sequenceTooLow(let expected, let received): return "MsgSeqNum too low, expecting \(expected) but received \(received)"
         case .protocolViolation(let text): return "protocol violation: \(text)"

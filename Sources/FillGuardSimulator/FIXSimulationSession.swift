@@ -200,11 +200,15 @@ public final class FIXSimulationSession: Sendable {
         let windDownDeadline = clock.now + fix.settleTimeout
         if let progress {
             let positions = await manager.positions()
+            // The session's state as the trading reports gave it: a session still down is not
+            // said to be up again.
+            let down = await broker.statistics.lastCloseReason
             progress(SimulationProgress(
                 elapsed: clock.now - start, fills: manager.statistics.fills,
                 openPositions: positions.filter { $0.status == .open }.count,
                 closedPositions: positions.filter { $0.status == .closed }.count,
-                operations: manager.statistics.operations.values.reduce(0, +), settlingWithin: fix.settleTimeout))
+                operations: manager.statistics.operations.values.reduce(0, +), settlingWithin: fix.settleTimeout,
+                brokerDown: down.map { "\($0)" }))
         }
         while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < windDownDeadline {
             try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
@@ -286,6 +290,15 @@ public final class FIXSimulationSession: Sendable {
             + "a run of the same CompIDs without a store (which resets them by default) also leaves a store behind)"
     }
 
+    /// Why the final check ends without FillGuard at rest: its operations still fail, and while
+    /// the FIX session is down, that is why.
+    private static func notAtRest(_ broker: FIXBroker, within settleTimeout: Duration) async -> String {
+        if let down = await broker.statistics.lastCloseReason {
+            return "FillGuard did not come to rest within \(settleTimeout): the FIX session is down (\(down)), so its operations cannot be sent"
+        }
+        return "FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"
+    }
+
     /// Rounds of: quiet FillGuard, ask the broker for every order (its answer comes after every
     /// report it sent before, in sequence order), wait until FillGuard took those reports, compare.
     /// Ends when they agree, when nothing changed since the last round (a real difference), or at
@@ -303,7 +316,7 @@ public final class FIXSimulationSession: Sendable {
         while true {
             rounds += 1
             guard await Self.idle(manager, before: deadline, clock: clock) else {
-                return (problems + ["FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"], orders, rounds)
+                return (problems + [await notAtRest(broker, within: settleTimeout)], orders, rounds)
             }
             let statuses: [FIXOrderStatus]
             do {
@@ -318,7 +331,7 @@ public final class FIXSimulationSession: Sendable {
             let delivered = await broker.statistics.eventsDelivered
             while manager.eventsReceived < delivered, clock.now < deadline { await Task.yield() }
             guard await Self.idle(manager, before: deadline, clock: clock) else {
-                return (problems + ["FillGuard did not come to rest within \(settleTimeout) (operations still failing?)"], orders, rounds)
+                return (problems + [await notAtRest(broker, within: settleTimeout)], orders, rounds)
             }
             let positions = await manager.positions()
             problems = FIXGroundTruth.problems(positions, statuses, orderPrefix: "", cover: cover)

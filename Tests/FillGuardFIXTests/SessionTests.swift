@@ -513,6 +513,10 @@ struct SessionTests {
         let actions = theirs.received(peer("5", 2, [FIXField(58, "maintenance")]), now: 2)
         #expect(sent(actions).map(\.msgType) == ["5"])
         #expect(closeReason(actions) == .loggedOut("maintenance"))
+        // Said in full either way: a Logout without Text has no reason to show after a colon.
+        #expect(FIXSessionCloseReason.loggedOut("maintenance").description == "logged out: maintenance")
+        #expect(FIXSessionCloseReason.loggedOut("").description == "logged out (no reason given)")
+        #expect(FIXSessionCloseReason.logonRejected("").description == "logon rejected (no reason given)")
     }
 
     @Test func sendingNeedsALogonAndValidValues() throws {

@@ -327,6 +327,7 @@ struct SimulateOverFIXTests {
         let settling = seen.filter { $0.settlingWithin != nil }
         #expect(settling.count == 1 && settling.first?.settlingWithin == .seconds(5), "one wind-down notice: \(settling)")
         #expect(seen.last?.settlingWithin != nil, "the notice comes after every trading report")
+        #expect(settling.first?.brokerDown != nil, "the session is still down at the wind-down: never said to be up again")
         #expect(report.invariantViolations > 0, "a check that could not reach the exchange fails the session")
         #expect(report.finalViolations.contains { $0.contains("did not answer") || $0.contains("did not settle") || $0.contains("come to rest") },
                 "\(report.finalViolations)")
