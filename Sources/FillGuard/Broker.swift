@@ -74,10 +74,12 @@ public enum BrokerEvent: Sendable, Hashable {
     /// runtime records the refusal with its other refused inputs. `symbol` is the report's, as sent.
     case refused(InputError, context: String, symbol: Symbol)
     /// The broker took back or changed, on its own, something it had reported about an order: a
-    /// fill it cancelled or corrected (a trade bust), a size it restated. FillGuard does not apply
-    /// it (it never undoes a fill, nor adopts a size it did not ask for): the runtime records it
-    /// as refused (`brokerCorrection`) and raises an `Alert` (`brokerCorrection`) for a person,
-    /// whenever the order id names a position (an id FillGuard issued).
+    /// fill it cancelled or corrected (a trade bust), a size it restated or a replace it applied
+    /// that FillGuard did not expect. FillGuard does not apply it (it never undoes a fill): the
+    /// runtime records it as refused (`brokerCorrection`) and raises an `Alert`
+    /// (`brokerCorrection`) for a person, whenever the order id names a position (an id
+    /// FillGuard issued). A broker that answers `BrokerQueries` is then asked how the order
+    /// stands: a live order of another size is taken at the broker's size and planned again.
     case correction(OrderID, symbol: Symbol, message: String)
 
     /// The instrument the event is about: it picks the symbol lane.

@@ -26,6 +26,7 @@ public final class FillManager: Sendable {
         self.context = RuntimeContext(broker: broker, journal: journal, configuration: configuration, logger: logger, metricsFactory: metricsFactory)
         if broker is any BrokerQueries {
             context.fillsOverdueHandler.withLock { $0 = { [weak self] symbol in self?.reconcileOverdueFills(of: symbol) } }
+            context.brokerCorrectionHandler.withLock { $0 = { [weak self] symbol, order in self?.reconcileCorrectedOrder(order, of: symbol) } }
         }
     }
 

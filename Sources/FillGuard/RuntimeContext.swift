@@ -95,6 +95,9 @@ final class RuntimeContext: Sendable {
     let liveAfterTooLate = Mutex<Set<OrderID>>([])
     /// Called by a lane that raised `fillsOverdue` (set by the manager: it asks the broker).
     let fillsOverdueHandler = Mutex<(@Sendable (Symbol) -> Void)?>(nil)
+    /// Called for a `brokerCorrection` alert about an order (set by the manager: it asks the
+    /// broker how the order stands and takes its size).
+    let brokerCorrectionHandler = Mutex<(@Sendable (Symbol, OrderID) -> Void)?>(nil)
     let logger: Logger
     let counters = RuntimeCounters()
     let rejections = Mutex<[RejectedInput]>([])
@@ -169,6 +172,11 @@ final class RuntimeContext: Sendable {
         bus.alerts.publish(alert)
         // Fills a "too late" answer announced have not come: the broker is asked for them.
         if alert.kind == .fillsOverdue, let handler = fillsOverdueHandler.withLock({ $0 }) { handler(alert.symbol) }
+        // The broker changed an order on its own (or a request answered late took effect): it is
+        // asked how the order stands now.
+        if alert.kind == .brokerCorrection, let orderID = alert.orderID, let handler = brokerCorrectionHandler.withLock({ $0 }) {
+            handler(alert.symbol, orderID)
+        }
     }
 
     /// A report refused as naming an order its symbol does not hold: when the order's id names

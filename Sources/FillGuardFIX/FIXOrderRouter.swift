@@ -856,14 +856,19 @@ public struct FIXOrderRouter: Sendable {
             if case .modify(let quantity)? = pending[clOrdID]?.kind {
                 orders[orderID]?.quantity = quantity
             } else if let quantity = fields.orderQuantity {
-                // One of our own chain (`O7~2`) with nothing pending is a replace FillGuard sent
-                // before a restart (its answer comes now): asked for, not a correction.
                 let ours = Self.root(of: clOrdID) == orderID && Self.chainNumber(of: clOrdID) != nil
-                if pending[clOrdID] == nil, !ours, let order = orders[orderID], order.acknowledged, quantity != order.quantity {
-                    // Replaced by someone else (a desk, the broker): the broker now works it at
-                    // this size, which FillGuard did not ask for. Said as a restatement is.
+                if pending[clOrdID] == nil, let order = orders[orderID], order.acknowledged, quantity != order.quantity {
+                    // The broker now works the order at a size FillGuard does not have for it:
+                    // one of our own chain (`O7~2`) with nothing pending is a replace FillGuard
+                    // sent before a restart whose answer comes only now (recovery may have
+                    // settled it as not applied, from a status taken before it took effect);
+                    // another is a replace by someone else (a desk, the broker). Said as a
+                    // correction: the manager asks how the order stands and takes that size, so
+                    // a protective order is brought back to the position.
+                    let how = ours ? "by a replace FillGuard sent before a restart, answered only now"
+                        : "by a request FillGuard did not send"
                     outputs.append(.event(.correction(orderID, symbol: Symbol(symbolText),
-                                                      message: "order \(orderID) was replaced at the broker from \(order.quantity) to \(quantity) by a request FillGuard did not send (ClOrdID \(clOrdID)): FillGuard keeps the size it asked for; a person must look")))
+                                                      message: "order \(orderID) was replaced at the broker from \(order.quantity) to \(quantity) \(how) (ClOrdID \(clOrdID)); FillGuard reads the order and plans it again")))
                 }
                 orders[orderID]?.quantity = quantity
             }

@@ -726,6 +726,24 @@ struct RouterRefusalTests {
         #expect(!router.received(repriced).contains { if case .event(.correction) = $0 { true } else { false } })
     }
 
+    @Test("a replace of FillGuard's own chain answered with nothing pending (sent before a restart) that leaves another size than the router knows is passed on as a correction; one at the known size is not")
+    func lateOwnReplaceOfAnotherSizeIsACorrection() {
+        var router = liveStop()
+        // Recovery learnt the stop at 680; the replace to 800 sent before the restart lands now.
+        let late = report("P1-sl4~2", execType: "5", execID: "L1", ordStatus: "0",
+                          extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "800")])
+        let outputs = router.received(late)
+        let corrections = outputs.compactMap { output -> String? in
+            if case .event(.correction(let id, _, let message)) = output, id == "P1-sl4" { return message }
+            return nil
+        }
+        #expect(corrections.count == 1 && corrections[0].contains("from 680 to 800") && corrections[0].contains("answered only now"), "\(outputs)")
+        // Its answer again (a resend): the size is the one the router now knows, nothing to say.
+        let again = report("P1-sl4~2", execType: "5", execID: "L2", ordStatus: "0",
+                           extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "800")])
+        #expect(!router.received(again).contains { if case .event(.correction) = $0 { true } else { false } })
+    }
+
     @Test("a desk's replace under its own ClOrdID: the fills that carry only that id are the order's, and our next replace chains from it")
     func deskReplaceKeepsItsFills() throws {
         var router = liveStop()

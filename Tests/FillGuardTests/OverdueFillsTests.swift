@@ -100,6 +100,36 @@ struct OverdueFillsTests {
         #expect(manager.statistics.correctionsByKind == [.adoptedFill: 1], "counted too (simulate reports it)")
     }
 
+    @Test("a broker's correction of an order's size (a replace sent before a restart that lands late): the order is read, taken at the broker's size and brought back to the position")
+    func correctedSizeIsReadAndBroughtBack() async throws {
+        let broker = QueryingTestBroker()
+        let (manager, position) = try await Self.opened(broker)
+        let stop = try #require(position.liveOrder(.stopLoss))
+        let corrections = manager.corrections()
+        let modifiesBefore = broker.orders.count(.modify)
+        // The broker now works the stop at 120 over a long of 100, and says so as a correction.
+        broker.lists(BrokerOrderState(orderID: stop.id, symbol: "KO", side: .sell, type: stop.type, quantity: 120, filled: 0, status: .working))
+        manager.receive(.correction(stop.id, symbol: "KO", message: "order \(stop.id) was replaced at the broker from 100 to 120"))
+        await manager.waitUntilIdle()
+        #expect(manager.statistics.alertsByKind[.brokerCorrection] == 1, "a person is still told")
+        #expect(broker.orderStateQueries == 1)
+        #expect(broker.orders.count(.modify) == modifiesBefore + 1, "the stop is brought back down")
+        let after = try #require(await manager.position("P1"))
+        #expect(after.liveOrder(.stopLoss)?.openQuantity == 100)
+        #expect(await manager.invariantViolations().isEmpty)
+        manager.finishSubscriptions()
+        var seen: [ReconciliationCorrection] = []
+        for await correction in corrections { seen.append(correction) }
+        #expect(seen.contains { $0.kind == .sizeDiffers && $0.orderID == stop.id && $0.message.contains("the broker has 120, FillGuard had 100") }, "\(seen)")
+        // A correction that leaves the size as FillGuard has it (a trade bust, say) changes nothing.
+        broker.lists(BrokerOrderState(orderID: stop.id, symbol: "KO", side: .sell, type: stop.type, quantity: 100, filled: 0, status: .working))
+        manager.receive(.correction(stop.id, symbol: "KO", message: "a fill was busted"))
+        await manager.waitUntilIdle()
+        #expect(broker.orderStateQueries == 2)
+        #expect(broker.orders.count(.modify) == modifiesBefore + 1)
+        await manager.shutdown()
+    }
+
     @Test("a stop answered 'too late' that the broker still works, with no fills: after the tries it is asked for, taken as live, and resized; once per order")
     func wrongTooLateIsResolved() async throws {
         for forever in [false, true] {

@@ -53,4 +53,32 @@ extension FillManager {
             self.context.work.end()
         }
     }
+
+    /// The lane's hook for a `brokerCorrection` alert about an order: the broker is asked how the
+    /// order stands, and a live order whose size differs from FillGuard's (a replace sent before
+    /// a restart that took effect only after recovery settled it, or one FillGuard never sent)
+    /// is taken at the broker's size and planned again, so a protective order comes back to the
+    /// position (a `sizeDiffers` correction). Counted as work, as `reconcileOverdueFills` is.
+    func reconcileCorrectedOrder(_ id: OrderID, of symbol: Symbol) {
+        guard let broker = context.broker as? any BrokerQueries, context.lifecycle.load(ordering: .relaxed) == .running,
+              let lane = lane(for: symbol, create: false) else { return }
+        context.work.begin()
+        Task {
+            defer { self.context.work.end() }
+            let state: BrokerOrderState?
+            do throws(BrokerError) {
+                state = try await self.asking { () async throws(BrokerError) in try await broker.orderState(id, symbol: symbol) }
+            } catch {
+                self.publish(ReconciliationCorrection(kind: .notReconciled, symbol: symbol, orderID: id,
+                                                      message: "after the broker's correction, the order could not be read: \(error)"))
+                return
+            }
+            guard let state, state.status.isLive else { return }
+            let known = await self.read(lane) { $0.snapshot(of: id)?.quantity }
+            guard let known, known != state.quantity else { return }
+            self.publish(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: id,
+                                                  message: "after the broker's correction: the broker has \(state.quantity), FillGuard had \(known); the broker's size is taken and the order planned again"))
+            lane.enqueue(.brokerQuantity(id, state.quantity))
+        }
+    }
 }
