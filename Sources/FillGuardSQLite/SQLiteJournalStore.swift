@@ -154,15 +154,11 @@ public final class SQLiteJournalStore: JournalStore {
     private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
         // A log of committed writes beside a file that SQLite reads no journal from (emptied, or
         // the log's header damaged) would be erased by opening: refused, and nothing is changed.
-        let log = WriteAheadLog(path: path + "-wal")
         guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else {
             // SQLite deletes the log of an empty file, whatever it holds.
-            if log.holdsCommits { throw unreadableLog(path: path, file: "is empty") }
+            if WriteAheadLog(path: path + "-wal").holdsCommits { throw unreadableLog(path: path, file: "is empty") }
             return
         }
-        // Commits SQLite reads are the file's own (a journal that holds no tables yet, say);
-        // ones it cannot read would be lost.
-        let logHoldsCommits = log.holdsCommits && !log.commitsReadable
         if fileSize(path + "-journal") > 0 {
             // A rollback journal a process killed mid-transaction left beside the file (one killed
             // while it created the journal, before the switch to WAL): SQLite rolls it back,
@@ -180,7 +176,7 @@ public final class SQLiteJournalStore: JournalStore {
         do {
             let queue = try DatabaseQueue(path: path, configuration: configuration)
             defer { try? queue.close() }
-            try queue.read { db in try checkIsJournal(db, path: path, mode: mode, logHoldsCommits: logHoldsCommits) }
+            try queue.read { db in try checkIsJournal(db, path: path, mode: mode, lookingAtTheLog: true) }
         } catch let error as JournalError {
             throw error
         } catch {
@@ -191,10 +187,15 @@ public final class SQLiteJournalStore: JournalStore {
     /// The tables of a journal: `meta` with a format row, and the tables of that format
     /// (frames and snapshots; records for format 1). Nothing at all is a new journal, unless
     /// the mode asks for an existing one.
-    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode, logHoldsCommits: Bool = false) throws(JournalError) {
+    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode, lookingAtTheLog: Bool = false) throws(JournalError) {
         do {
             let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
-            if tables.isEmpty, logHoldsCommits { throw unreadableLog(path: path, file: "holds no tables") }
+            if tables.isEmpty, lookingAtTheLog {
+                // Commits SQLite reads are the file's own (a journal that holds no tables yet,
+                // say); ones it cannot read would be lost.
+                let log = WriteAheadLog(path: path + "-wal")
+                if log.holdsCommits && !log.commitsReadable { throw unreadableLog(path: path, file: "holds no tables") }
+            }
             if tables.isEmpty {
                 guard mode == .createIfNeeded else {
                     throw JournalError(.corrupted, "\(path) holds no FillGuard journal: an SQLite database with no tables (a session killed while it created its journal leaves one; nothing was recorded in it)")
