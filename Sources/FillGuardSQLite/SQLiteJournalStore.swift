@@ -154,10 +154,20 @@ public final class SQLiteJournalStore: JournalStore {
     private static func checkIsJournal(path: String, mode: OpenMode) throws(JournalError) {
         // A log of committed writes beside a file that SQLite reads no journal from (emptied, or
         // the log's header damaged) would be erased by opening: refused, and nothing is changed.
+        let log = WriteAheadLog(path: path + "-wal")
         guard let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size > 0 else {
             // SQLite deletes the log of an empty file, whatever it holds.
-            if WriteAheadLog(path: path + "-wal").holdsCommits { throw unreadableLog(path: path, file: "is empty") }
+            if log.holdsCommits { throw unreadableLog(path: path, file: "is empty") }
             return
+        }
+        // SQLite reads a log up to its first damaged frame and drops the rest without a word.
+        // One transaction after it can be the last one, torn by a power loss before its commit
+        // was synced (never acknowledged); more are transactions that were made durable.
+        if let frame = log.damagedFrame, log.commitsAfterDamage >= 2 {
+            throw JournalError(.corrupted, "\(path)-wal is damaged at frame \(frame), and \(log.commitsAfterDamage) committed transactions follow it: SQLite would "
+                               + "drop them without a word (it reads a log only up to its first damaged frame), and with them writes the journal had made "
+                               + "durable. Nothing was changed. Restore both files from a backup; or, to go on from the journal as it was before the damage "
+                               + "(reconciliation then rebuilds the rest from the broker), move the -wal aside")
         }
         if fileSize(path + "-journal") > 0 {
             // A rollback journal a process killed mid-transaction left beside the file (one killed
@@ -176,7 +186,7 @@ public final class SQLiteJournalStore: JournalStore {
         do {
             let queue = try DatabaseQueue(path: path, configuration: configuration)
             defer { try? queue.close() }
-            try queue.read { db in try checkIsJournal(db, path: path, mode: mode, lookingAtTheLog: true) }
+            try queue.read { db in try checkIsJournal(db, path: path, mode: mode, log: log) }
         } catch let error as JournalError {
             throw error
         } catch {
@@ -187,15 +197,12 @@ public final class SQLiteJournalStore: JournalStore {
     /// The tables of a journal: `meta` with a format row, and the tables of that format
     /// (frames and snapshots; records for format 1). Nothing at all is a new journal, unless
     /// the mode asks for an existing one.
-    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode, lookingAtTheLog: Bool = false) throws(JournalError) {
+    private static func checkIsJournal(_ db: Database, path: String, mode: OpenMode, log: WriteAheadLog? = nil) throws(JournalError) {
         do {
             let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
-            if tables.isEmpty, lookingAtTheLog {
-                // Commits SQLite reads are the file's own (a journal that holds no tables yet,
-                // say); ones it cannot read would be lost.
-                let log = WriteAheadLog(path: path + "-wal")
-                if log.holdsCommits && !log.commitsReadable { throw unreadableLog(path: path, file: "holds no tables") }
-            }
+            // A log whose header SQLite refuses is not read at all: its commits (the journal's
+            // tables among them) would be erased by a new journal.
+            if tables.isEmpty, let log, log.holdsCommits, !log.headerIntact { throw unreadableLog(path: path, file: "holds no tables") }
             if tables.isEmpty {
                 guard mode == .createIfNeeded else {
                     throw JournalError(.corrupted, "\(path) holds no FillGuard journal: an SQLite database with no tables (a session killed while it created its journal leaves one; nothing was recorded in it)")

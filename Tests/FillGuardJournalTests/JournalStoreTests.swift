@@ -360,6 +360,39 @@ struct JournalStoreTests {
         #expect(try FileManager.default.attributesOfItem(atPath: elsewhere + "/journal.sqlite-wal")[.size] as? Int == size, "the log is left as it was")
     }
 
+    @Test("SQLite: a log damaged before transactions that were made durable is refused, never read up to the damage; damage in its last transaction (a write torn before its commit was synced) is what SQLite drops",
+          arguments: [("middle", true), ("last transaction", false)])
+    func sqliteLogDamagedBeforeLaterCommitsIsRefused(_ damage: String, refused: Bool) async throws {
+        let directory = try temporaryDirectory()
+        let store = try SQLiteJournalStore(path: directory + "/journal.sqlite")
+        for batch in 1...6 {
+            try await store.append([JournalRecord(symbol: "AAA", sequence: UInt64(batch) << 20, kind: .input, payload: [1, UInt8(batch)])])
+        }
+        // As after a crash: the batches are all in the log, none checkpointed yet.
+        let copy = try temporaryDirectory() + "/journal.sqlite"
+        for suffix in ["", "-wal"] { try FileManager.default.copyItem(atPath: directory + "/journal.sqlite" + suffix, toPath: copy + suffix) }
+        await store.close()
+        var log = try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal")))
+        let pageSize = Int(log[8]) << 24 | Int(log[9]) << 16 | Int(log[10]) << 8 | Int(log[11])
+        let frames = (log.count - 32) / (24 + pageSize)
+        // A byte of a page: in a frame halfway through the log, or in the last frame.
+        let frame = damage == "middle" ? frames / 2 : frames - 1
+        log[32 + frame * (24 + pageSize) + 24 + 100] ^= 0x01
+        try Data(log).write(to: URL(fileURLWithPath: copy + "-wal"))
+        if refused {
+            #expect { _ = try SQLiteJournalStore(path: copy, mode: .existingJournal) } throws: { error in
+                guard let error = error as? JournalError else { return false }
+                return error.code == .corrupted && error.message.contains("committed transactions follow it")
+            }
+            #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal"))) == log, "the log is left as it was")
+        } else {
+            let reopened = try SQLiteJournalStore(path: copy, mode: .existingJournal)
+            let records = try await reopened.load(notices: { _ in }).lanes["AAA"]?.records.map(\.sequence)
+            #expect(records == (1...5).map { UInt64($0) << 20 }, "the torn last batch is the one dropped")
+            await reopened.close()
+        }
+    }
+
     @Test("SQLite: a log of committed writes that SQLite would not read with its file (the file emptied, the log's header damaged) is refused, never erased; a log of a write that never committed is not",
           arguments: ["emptied file", "damaged log header", "uncommitted log", "no journal tables yet"])
     func sqliteLogItsFileCannotReadIsRefused(_ damage: String) async throws {
