@@ -914,10 +914,11 @@ public struct FIXOrderRouter: Sendable {
                 outputs += end(orderID, .expired, reason: text.isEmpty ? "done for day" : text)
             default:
                 if let quantity = fields.orderQuantity, let order = orders[orderID], quantity != order.quantity {
-                    // FillGuard keeps the size it asked for: the runtime records and alerts it.
+                    // Said as a correction: the runtime records and alerts it, then reads the
+                    // order and brings it back to the size the position needs.
                     return [.event(.correction(orderID, symbol: Symbol(symbolText),
                                                message: "the broker restated order \(orderID) from \(order.quantity) to \(quantity)"
-                                                   + " (ExecRestatementReason \(message[378] ?? "?")): FillGuard keeps the size it asked for; a person must look"))]
+                                                   + " (ExecRestatementReason \(message[378] ?? "?")); FillGuard reads the order and plans it again"))]
                 }
                 outputs.append(.ignored("restatement (D) for \(clOrdID) that changes nothing FillGuard tracks"))
             }

@@ -127,6 +127,20 @@ struct OverdueFillsTests {
         await manager.waitUntilIdle()
         #expect(broker.orderStateQueries == 2)
         #expect(broker.orders.count(.modify) == modifiesBefore + 1)
+        // While a modify of FillGuard's own is in flight, its answer decides the size: a
+        // correction then neither asks nor takes the broker's size (which may be older).
+        broker.orders.hold()
+        let scaleIn = try #require(after.liveOrder(.scaleIn(0)))
+        manager.receive(.execution(ExecutionReport(executionID: "SI-9", orderID: scaleIn.id, symbol: "KO", side: .buy, lastQuantity: 20,
+                                                   lastPrice: Price("98")!)))
+        await broker.orders.waitForHeld(1)
+        broker.lists(BrokerOrderState(orderID: stop.id, symbol: "KO", side: .sell, type: stop.type, quantity: 90, filled: 0, status: .working))
+        manager.receive(.correction(stop.id, symbol: "KO", message: "a fill was busted"))
+        broker.orders.releaseAll()
+        await manager.waitUntilIdle()
+        let settled = try #require(await manager.position("P1"))
+        #expect(settled.liveOrder(.stopLoss)?.openQuantity == 120, "the stop follows the position, not the older size: \(settled.orders)")
+        #expect(await manager.invariantViolations().isEmpty)
         await manager.shutdown()
     }
 

@@ -65,6 +65,14 @@ extension FillManager {
         context.work.begin()
         Task {
             defer { self.context.work.end() }
+            // The order as FillGuard has it, settled (no operation of its own in flight, whose
+            // answer decides the size): read before the broker is asked and again after, so that
+            // an answer older than a change FillGuard made meanwhile is never taken.
+            let settled: @Sendable (SymbolStateMachine) -> Quantity? = { machine in
+                guard let order = machine.snapshot(of: id), order.status == .working || order.status == .partiallyFilled else { return nil }
+                return order.quantity
+            }
+            guard let before = await self.read(lane, settled) else { return }
             let state: BrokerOrderState?
             do throws(BrokerError) {
                 state = try await self.asking { () async throws(BrokerError) in try await broker.orderState(id, symbol: symbol) }
@@ -74,8 +82,7 @@ extension FillManager {
                 return
             }
             guard let state, state.status.isLive else { return }
-            let known = await self.read(lane) { $0.snapshot(of: id)?.quantity }
-            guard let known, known != state.quantity else { return }
+            guard let known = await self.read(lane, settled), known == before, known != state.quantity else { return }
             self.publish(ReconciliationCorrection(kind: .sizeDiffers, symbol: symbol, orderID: id,
                                                   message: "after the broker's correction: the broker has \(state.quantity), FillGuard had \(known); the broker's size is taken and the order planned again"))
             lane.enqueue(.brokerQuantity(id, state.quantity))
