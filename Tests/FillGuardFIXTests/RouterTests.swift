@@ -646,6 +646,14 @@ struct RouterQueryTests {
 }
 
 /// The refusal in `outputs` when it is the only output; nil otherwise.
+/// The messages of the corrections the router passed on for `order`.
+func correctionMessages(_ outputs: [FIXOrderRouter.Output], of order: OrderID) -> [String] {
+    outputs.compactMap { output -> String? in
+        if case .event(.correction(let id, _, let message)) = output, id == order { return message }
+        return nil
+    }
+}
+
 func refusal(_ outputs: [FIXOrderRouter.Output]) -> (error: InputError, answer: FIXRefusalAnswer?)? {
     guard outputs.count == 1, case .refused(let error, _, _, let answer) = outputs[0] else { return nil }
     return (error, answer)
@@ -715,10 +723,7 @@ struct RouterRefusalTests {
         let resized = report("DESK-8", execType: "5", execID: "D1", ordStatus: "0",
                              extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "500")])
         let outputs = router.received(resized)
-        let corrections = outputs.compactMap { output -> String? in
-            if case .event(.correction(let id, _, let message)) = output, id == "P1-sl4" { return message }
-            return nil
-        }
+        let corrections = correctionMessages(outputs, of: "P1-sl4")
         #expect(corrections.count == 1 && corrections[0].contains("from 680 to 500"), "\(outputs)")
         // The same size again (a desk moving the price): nothing to correct.
         let repriced = report("DESK-9", execType: "5", execID: "D2", ordStatus: "0",
@@ -733,10 +738,7 @@ struct RouterRefusalTests {
         let late = report("P1-sl4~2", execType: "5", execID: "L1", ordStatus: "0",
                           extra: [FIXField(54, "2"), FIXField(41, "P1-sl4"), FIXField(37, "B4"), FIXField(38, "800")])
         let outputs = router.received(late)
-        let corrections = outputs.compactMap { output -> String? in
-            if case .event(.correction(let id, _, let message)) = output, id == "P1-sl4" { return message }
-            return nil
-        }
+        let corrections = correctionMessages(outputs, of: "P1-sl4")
         #expect(corrections.count == 1 && corrections[0].contains("from 680 to 800") && corrections[0].contains("answered only now"), "\(outputs)")
         // Its answer again (a resend): the size is the one the router now knows, nothing to say.
         let again = report("P1-sl4~2", execType: "5", execID: "L2", ordStatus: "0",
