@@ -20,7 +20,7 @@ struct WriteAheadLog {
     /// The first frame (numbered from 1) SQLite stops at though frames of this log follow it:
     /// one with the header's salts that fails its checksum.
     var damagedFrame: Int?
-    /// Commits of this log (the header's salts) after `damagedFrame`: transactions SQLite drops.
+    /// Commits of this log (the header's salts) from `damagedFrame` on: transactions SQLite drops.
     /// One can be the last transaction, torn by a power loss before its commit was synced (never
     /// acknowledged); more than one means a transaction that was synced is lost.
     var commitsAfterDamage = 0
@@ -87,8 +87,10 @@ struct WriteAheadLog {
                 }
             }
             // SQLite stops here. Frames of another log after it are an earlier log's leftovers.
+            // A damaged frame of this log counts too when it is a commit: the transaction it
+            // ends is lost with it.
             if ofThisLog(frame) { damagedFrame = frame + 1 }
-            commitsAfterDamage = ((frame + 1)..<frames).count { ofThisLog($0) && commits($0) }
+            commitsAfterDamage = ((ofThisLog(frame) ? frame : frame + 1)..<frames).count { ofThisLog($0) && commits($0) }
             if damagedFrame == nil, commitsAfterDamage > 0 { damagedFrame = frame + 1 }
             return
         }
