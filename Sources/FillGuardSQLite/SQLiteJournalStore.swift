@@ -416,10 +416,15 @@ public final class SQLiteJournalStore: JournalStore {
 
     /// Leaves the journal at `path` as a crash in the middle of writing a record would: one more
     /// frame at the end whose record was cut short (its checksum is that of the whole payload).
-    /// Nothing acted on that record, since nothing acts before a write completes. For crash
-    /// tests; never on a live journal.
+    /// Nothing acted on that record, since nothing acts before a write completes. A journal not
+    /// yet created (a session killed while it created it) is left as it is. For crash tests;
+    /// never on a live journal.
     public static func simulateTornWrite(path: String) throws {
+        // A session killed while it created its journal left no records to tear.
+        guard FileManager.default.fileExists(atPath: path) else { return }
         let queue = try DatabaseQueue(path: path)
+        defer { try? queue.close() }
+        guard try queue.read({ db in try db.tableExists("frames") }) else { return }
         try queue.write { db in
             let full: [UInt8] = [1, 2] + Array("a record the crash interrupted".utf8)
             let symbol = try String.fetchOne(db, sql: "SELECT symbol FROM frames ORDER BY id DESC LIMIT 1") ?? "TORN"
@@ -431,7 +436,6 @@ public final class SQLiteJournalStore: JournalStore {
             try db.execute(sql: "INSERT INTO frames (symbol, last_seq, body) VALUES (?, ?, ?)",
                            arguments: [symbol, sequence + (1 << 20), Data(body)])
         }
-        try queue.close()
     }
 
     /// The writer's `PRAGMA synchronous` (2 FULL: the WAL synced at every commit; 0 OFF), for tests.

@@ -20,6 +20,18 @@ struct CrashHarnessTests {
         #expect(CrashHarness.plain(0.000000001) == "0.000000001")
     }
 
+    @Test("a kill while the session created its journal is no failed recovery: recover finds no journal, and nothing was recorded")
+    func killBeforeTheJournalExistsIsNoFailure() {
+        let noTables = "fillguard: cannot recover: journal corrupted: j.sqlite holds no FillGuard journal: an SQLite database with no tables (a session killed while it created its journal leaves one; nothing was recorded in it)"
+        #expect(CrashHarness.foundNoJournalYet(killed: true, recoverStatus: 2, recoverErrors: noTables))
+        #expect(CrashHarness.foundNoJournalYet(killed: true, recoverStatus: 2, recoverErrors: "fillguard: 'j.sqlite' is empty, not a journal"))
+        #expect(CrashHarness.foundNoJournalYet(killed: true, recoverStatus: 2, recoverErrors: "fillguard: no journal at 'j.sqlite'"))
+        // A session that ended on its own, or a recover that failed for another reason, is a failure.
+        #expect(!CrashHarness.foundNoJournalYet(killed: false, recoverStatus: 2, recoverErrors: noTables))
+        #expect(!CrashHarness.foundNoJournalYet(killed: true, recoverStatus: 2, recoverErrors: "fillguard: cannot recover: journal corrupted: record 3 fails its checksum"))
+        #expect(!CrashHarness.foundNoJournalYet(killed: true, recoverStatus: 1, recoverErrors: noTables))
+    }
+
     @Test("after every SIGKILL (and torn tails), nothing is lost, counted twice or left unprotected")
     func killAtRandomPoints() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build it first: swift build --build-tests (\(Self.binary))")

@@ -361,7 +361,7 @@ struct JournalStoreTests {
     }
 
     @Test("SQLite: a log damaged before transactions that were made durable is refused, never read up to the damage; damage in its last transaction (a write torn before its commit was synced) is what SQLite drops",
-          arguments: [("middle", true), ("last transaction", false)])
+          arguments: [("middle", true), ("second-to-last commit", true), ("last transaction", false)])
     func sqliteLogDamagedBeforeLaterCommitsIsRefused(_ damage: String, refused: Bool) async throws {
         let directory = try temporaryDirectory()
         let store = try SQLiteJournalStore(path: directory + "/journal.sqlite")
@@ -375,8 +375,10 @@ struct JournalStoreTests {
         var log = try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal")))
         let pageSize = Int(log[8]) << 24 | Int(log[9]) << 16 | Int(log[10]) << 8 | Int(log[11])
         let frames = (log.count - 32) / (24 + pageSize)
-        // A byte of a page: in a frame halfway through the log, or in the last frame.
-        let frame = damage == "middle" ? frames / 2 : frames - 1
+        // A byte of a page: in a frame halfway through the log, in the commit frame of the
+        // transaction before the last (synced before the last began), or in the last frame.
+        let commitFrames = (0..<frames).filter { frame in (4..<8).contains { log[32 + frame * (24 + pageSize) + $0] != 0 } }
+        let frame = damage == "middle" ? frames / 2 : damage == "second-to-last commit" ? commitFrames[commitFrames.count - 2] : frames - 1
         log[32 + frame * (24 + pageSize) + 24 + 100] ^= 0x01
         try Data(log).write(to: URL(fileURLWithPath: copy + "-wal"))
         if refused {
@@ -391,6 +393,19 @@ struct JournalStoreTests {
             #expect(records == (1...5).map { UInt64($0) << 20 }, "the torn last batch is the one dropped")
             await reopened.close()
         }
+    }
+
+    @Test("SQLite: a torn write is not simulated on a journal that was never created or holds no tables yet (a session killed while it created it)")
+    func tornWriteNeedsAJournal() throws {
+        let directory = try temporaryDirectory()
+        try SQLiteJournalStore.simulateTornWrite(path: directory + "/missing.sqlite")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/missing.sqlite"), "nothing created")
+        let bare = directory + "/bare.sqlite"
+        let queue = try DatabaseQueue(path: bare)
+        try queue.write { try $0.execute(sql: "PRAGMA user_version = 1") }
+        try queue.close()
+        try SQLiteJournalStore.simulateTornWrite(path: bare)
+        #expect(try DatabaseQueue(path: bare).read { try $0.tableExists("frames") } == false, "no table made in it")
     }
 
     @Test("SQLite: a log of committed writes that SQLite would not read with its file (the file emptied, the log's header damaged) is refused, never erased; a log of a write that never committed is not",
