@@ -164,7 +164,7 @@ public final class SQLiteJournalStore: JournalStore {
         // One transaction after it can be the last one, torn by a power loss before its commit
         // was synced (never acknowledged); more are transactions that were made durable.
         if let frame = log.damagedFrame, log.commitsAfterDamage >= 2 {
-            throw JournalError(.corrupted, "\(path)-wal is damaged at frame \(frame), and \(log.commitsAfterDamage) committed transactions follow it: SQLite would "
+            throw JournalError(.corrupted, "\(path)-wal is damaged at frame \(frame), and \(log.commitsAfterDamage) committed transactions end there or after it: SQLite would "
                                + "drop them without a word (it reads a log only up to its first damaged frame), and with them writes the journal had made "
                                + "durable. Nothing was changed. Restore both files from a backup; or, to go on from the journal as it was before the damage "
                                + "(reconciliation then rebuilds the rest from the broker), move the -wal aside")

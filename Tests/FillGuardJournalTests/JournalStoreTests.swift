@@ -384,7 +384,7 @@ struct JournalStoreTests {
         if refused {
             #expect { _ = try SQLiteJournalStore(path: copy, mode: .existingJournal) } throws: { error in
                 guard let error = error as? JournalError else { return false }
-                return error.code == .corrupted && error.message.contains("committed transactions follow it")
+                return error.code == .corrupted && error.message.contains("committed transactions end there or after it")
             }
             #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: copy + "-wal"))) == log, "the log is left as it was")
         } else {
