@@ -43,9 +43,10 @@ enum IdlePolling {
 
     /// Polls `ready` until it is above zero (`work`), `stop` is set (`stopped`) or `nanoseconds`
     /// have passed (`timeUp`). Every 64 polls it checks the flag and the time and, when
-    /// `yielding`, yields the processor to any thread with work on it. A thread on a processor of its own does not yield: under Linux's EEVDF scheduler a
-    /// yield forfeits the rest of the thread's time slice and moves its deadline a slice ahead, so
-    /// a thread that polls and yields leaves an intruder (a kernel worker, a host agent) nearly all
+    /// `yielding`, yields the processor to any thread with work on it. A thread on a processor
+    /// of its own does not yield: under Linux's EEVDF scheduler a yield forfeits the rest of the
+    /// thread's time slice and moves its deadline a slice ahead, so a thread that polls and
+    /// yields leaves an intruder (a kernel worker, a host agent) nearly all
     /// of the processor for as long as the intruder runs, where one that does not yield gets its
     /// fair share back after a slice.
     @discardableResult
