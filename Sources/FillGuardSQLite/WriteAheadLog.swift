@@ -14,9 +14,6 @@ struct WriteAheadLog {
     var holdsCommits = false
     /// The header is a log's and passes its checksum (SQLite reads the log at all).
     var headerIntact = false
-    /// SQLite reads at least one committed transaction from it: its header and the frames up to
-    /// a commit are intact (salts and cumulative checksums), as SQLite checks them.
-    var commitsReadable = false
     /// The first frame (numbered from 1) SQLite stops at though frames of this log follow it:
     /// one with the header's salts that fails its checksum.
     var damagedFrame: Int?
@@ -81,10 +78,7 @@ struct WriteAheadLog {
             if ofThisLog(frame) {
                 sums = Self.checksum(bytes[start..<(start + 8)], bigEndian: wordsBigEndian, from: sums)
                 sums = Self.checksum(bytes[(start + 24)..<(start + frameSize)], bigEndian: wordsBigEndian, from: sums)
-                if sums == (Self.bigEndian(bytes, start + 16), Self.bigEndian(bytes, start + 20)) {
-                    if commits(frame) { commitsReadable = true }
-                    continue
-                }
+                if sums == (Self.bigEndian(bytes, start + 16), Self.bigEndian(bytes, start + 20)) { continue }
             }
             // SQLite stops here. Frames of another log after it are an earlier log's leftovers.
             // A damaged frame of this log counts too when it is a commit: the transaction it
