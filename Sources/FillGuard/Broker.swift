@@ -21,8 +21,8 @@ public struct BrokerCapabilities: Sendable, Hashable {
 public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
     /// How the runtime should treat the failure.
     public enum Kind: String, Sendable, Hashable, CaseIterable {
-        /// Not applied, worth retrying (throttled, refused while busy, not sent: the connection
-        /// was down). A request that may have reached the broker is `timedOut`, never this.
+        /// Not applied, worth retrying (throttled, refused while busy). A request that may have
+        /// reached the broker is `timedOut`, never this; one that never left is `notSent`.
         case transient
         /// Refused; retrying will not help.
         case permanent
@@ -33,9 +33,13 @@ public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
         case timedOut
         /// The broker does not have the order (a cancel or modify of an id it never took).
         case unknownOrder
+        /// Never sent: the connection to the broker is down, so nothing reached it. Retried
+        /// without using a try, for as long as the outage lasts (the circuit breaker paces it);
+        /// alerted once as `operationHeld`.
+        case notSent
 
         /// True for failures worth retrying, which count toward the circuit breaker.
-        public var isRetryable: Bool { self == .transient || self == .timedOut }
+        public var isRetryable: Bool { self == .transient || self == .timedOut || self == .notSent }
     }
     /// How to treat it.
     public var kind: Kind
@@ -56,6 +60,7 @@ public struct BrokerError: Error, Sendable, Hashable, CustomStringConvertible {
         case .tooLate: return .tooLate(message)
         case .timedOut: return .timedOut(message)
         case .unknownOrder: return .unknownOrder(message)
+        case .notSent: return .notSent(message)
         }
     }
 

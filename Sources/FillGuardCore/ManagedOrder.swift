@@ -68,6 +68,9 @@ struct ManagedOrder: Sendable, Codable {
     /// Ended without the broker ever holding it, as far as its answers said: cancelled before it
     /// was sent, or after every submit was answered as not taken. A fill of it is alerted.
     var unplaced = false
+    /// Tries of the current work in a row that were never sent (the broker unreachable), up to
+    /// 255; back to 0 once one of its requests reaches the broker.
+    var unsentTries: UInt8 = 0
     /// 0 entry, 1 scale-in, 2 stop-loss, 3 take-profit.
     let roleKind: UInt8
     /// Total quantity the broker accepted (before the first ack: the quantity to request).
@@ -133,7 +136,7 @@ struct ManagedOrder: Sendable, Codable {
     private enum CodingKeys: String, CodingKey {
         case id, role, side, type, timeInForce, quantity, filled, maxCumulative, fillValue, phase, target, inFlight,
              retryPending, attempts, awaitingFill, failure, retiring, successor, workSequence, firstFillSerial, position, mayBeLive, uncertainLow, uncertainHigh, cancelMayHaveTakenEffect,
-             unplaced
+             unplaced, unsentTries
     }
 
     init(from decoder: any Decoder) throws {
@@ -159,6 +162,7 @@ struct ManagedOrder: Sendable, Codable {
         mayBeLive = try container.decodeIfPresent(Bool.self, forKey: .mayBeLive) ?? false
         cancelMayHaveTakenEffect = try container.decodeIfPresent(Bool.self, forKey: .cancelMayHaveTakenEffect) ?? false
         unplaced = try container.decodeIfPresent(Bool.self, forKey: .unplaced) ?? false
+        unsentTries = try container.decodeIfPresent(UInt8.self, forKey: .unsentTries) ?? 0
         uncertainLow = try container.decodeIfPresent(Quantity.self, forKey: .uncertainLow) ?? .zero
         uncertainHigh = try container.decodeIfPresent(Quantity.self, forKey: .uncertainHigh) ?? .zero
     }
@@ -189,6 +193,7 @@ struct ManagedOrder: Sendable, Codable {
         if mayBeLive { try container.encode(mayBeLive, forKey: .mayBeLive) }
         if cancelMayHaveTakenEffect { try container.encode(cancelMayHaveTakenEffect, forKey: .cancelMayHaveTakenEffect) }
         if unplaced { try container.encode(unplaced, forKey: .unplaced) }
+        if unsentTries != 0 { try container.encode(unsentTries, forKey: .unsentTries) }
         if hasUncertainSize {
             try container.encode(uncertainLow, forKey: .uncertainLow)
             try container.encode(uncertainHigh, forKey: .uncertainHigh)

@@ -104,11 +104,15 @@ public enum OperationFailure: Error, Sendable, Hashable, Codable {
     case timedOut(String)
     /// The broker does not have the order (it never took it): a cancel of it has nothing to do.
     case unknownOrder(String)
+    /// Never sent: the connection to the broker was down, so nothing reached it. Retried after a
+    /// backoff without using one of the work's tries, for as long as it takes (alerted once as
+    /// `operationHeld` after `maxAttempts` of them in a row).
+    case notSent(String)
 
     /// The broker's text.
     public var message: String {
         switch self {
-        case .transient(let text), .permanent(let text), .tooLate(let text), .timedOut(let text), .unknownOrder(let text): return text
+        case .transient(let text), .permanent(let text), .tooLate(let text), .timedOut(let text), .unknownOrder(let text), .notSent(let text): return text
         }
     }
 }

@@ -508,6 +508,7 @@ public struct SymbolStateMachine: Sendable {
         if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         orders[s].attempts = 0
+        orders[s].unsentTries = 0
         orders[s].mayBeLive = false
         switch operation.request {
         case .submit:
@@ -531,7 +532,8 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// An operation failed: transient failures and timeouts are retried (up to `maxAttempts`),
-    /// too-late answers wait for the order's fills, permanent failures raise an alert.
+    /// requests never sent are retried without using a try, too-late answers wait for the order's
+    /// fills, permanent failures raise an alert.
     ///
     /// A submit that timed out may have placed the order: from then on the order is resent
     /// unchanged while it is wanted and cancelled when it is not, until an answer (accepted,
@@ -541,12 +543,14 @@ public struct SymbolStateMachine: Sendable {
         if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         let p = Int(orders[s].position)
+        // A request that reached the broker ends a run of tries that never left.
+        if case .notSent = failure {} else { orders[s].unsentTries = 0 }
         var unsent = false
         if case .unsent = orders[s].phase { unsent = true }
         if unsent, operation.kind == .submit {
             switch failure {
             case .timedOut: orders[s].mayBeLive = true
-            case .transient: break
+            case .transient, .notSent: break
             case .unknownOrder: orders[s].mayBeLive = false
             case .permanent, .tooLate: break // a refused resend: the first try may still have placed it
             }
@@ -557,6 +561,25 @@ public struct SymbolStateMachine: Sendable {
             return
         }
         switch failure {
+        case .notSent(let message):
+            guard orders[s].isLive else {
+                deactivateIfFinished(s)
+                plan(p, emitting: &actions)
+                return
+            }
+            // Nothing reached the broker, so nothing changed there: the work is asked again after
+            // a backoff, and uses none of its tries (a broker that stays unreachable is the
+            // breaker's to pace), however long the outage. A person is told once per run.
+            if orders[s].unsentTries < UInt8.max { orders[s].unsentTries += 1 }
+            let unsentTries = Int(orders[s].unsentTries)
+            if unsentTries == min(configuration.maxAttempts, Int(UInt8.max)) {
+                actions.append(.alert(Alert(
+                    kind: .operationHeld, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                    message: "\(operation.kind.rawValue) of \(orders[s].id) not sent \(unsentTries) \(unsentTries == 1 ? "time" : "times") in a row, last: \(message); held, and sent once the broker can be reached")))
+            }
+            orders[s].retryPending = true
+            actions.append(.scheduleRetry(orders[s].id, attempt: 1))
+            if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
         case .transient(let message), .timedOut(let message):
             if case .timedOut = failure, case .modify(let request) = operation.request, !orders[s].isLive {
                 // Ended meanwhile: the broker may have held it at the new size before it ended,

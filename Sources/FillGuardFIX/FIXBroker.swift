@@ -361,8 +361,9 @@ final class FIXBrokerCore: @unchecked Sendable {
         timer = nil
         for waiter in synchronizedWaiters { waiter.fail(BrokerError(.transient, "broker stopped")) }
         synchronizedWaiters = []
+        // These requests went out: the broker may have applied them, so stopping is no answer.
         for (_, promises) in waiters {
-            for promise in promises { promise.fail(BrokerError(.transient, "broker stopped")) }
+            for promise in promises { promise.fail(BrokerError(.timedOut, "broker stopped before the answer came (the request may have taken effect)")) }
         }
         waiters = [:]
         lastReportAt = [:]
@@ -562,12 +563,12 @@ final class FIXBrokerCore: @unchecked Sendable {
 
     /// The error for a request made while not logged on, with why the session last closed.
     private func notLoggedOnError() -> BrokerError {
-        guard let reason = statistics.lastCloseReason else { return BrokerError(.transient, "FIX session not logged on") }
+        guard let reason = statistics.lastCloseReason else { return BrokerError(.notSent, "FIX session not logged on") }
         var text = "FIX session not logged on (it last closed: \(reason)"
         if case .sequenceTooLow = reason {
             text += "; the counterparty's sequence numbers went back, as when it restarts without its store: reset both sides' sequence numbers (ResetOnLogon) if it lost them"
         }
-        return BrokerError(.transient, text + ")")
+        return BrokerError(.notSent, text + ")")
     }
 
     /// The order's state by OrderStatusRequest; none when the broker does not know it. An order this

@@ -51,7 +51,7 @@ struct BrokerIntegrationTests {
     let limitBuy = NewOrderRequest(orderID: "T1", symbol: "GLD", side: .buy, type: .limit(Price("248.10")!), quantity: Quantity("100.5")!,
                                    timeInForce: .goodTillCancel)
 
-    @Test("why the session last closed is the latest reason: a new Logon clears it")
+    @Test("why the session last closed is the latest reason: a new Logon clears it; a request while down is not sent")
     func lastCloseReasonIsCurrent() async throws {
         let harness = try await Harness.start()
         #expect(await harness.broker.statistics.lastCloseReason == nil)
@@ -60,9 +60,18 @@ struct BrokerIntegrationTests {
         let mark = harness.peer.lines.count
         try await harness.peer.command("drop")
         try await harness.peer.waitFor(from: mark) { $0 == "EVENT logon-rejected" }
+        // While it is down, a request never leaves: `notSent` (no try used), saying why.
+        do {
+            try await harness.broker.submit(limitBuy)
+            Issue.record("a submit went through while the session was down")
+        } catch {
+            #expect(error.kind == .notSent, "\(error)")
+            #expect(error.message.contains("not logged on (it last closed: "), "\(error)")
+        }
         try await harness.peer.command("reject-logon off")
         try await harness.broker.waitForLogons(2)
         #expect(await harness.broker.statistics.lastCloseReason == nil, "a new session has not closed")
+        #expect(try await harness.peer.orders()["T1"] == nil, "the exchange never got it")
         await harness.stop()
     }
 
@@ -118,6 +127,29 @@ struct BrokerIntegrationTests {
         #expect(await broker.statistics.fillsDelivered == 2)
         harness.expectNoRejectsFromPeer()
         await harness.stop()
+    }
+
+    @Test("a request still unanswered when the broker stops fails as 'timed out': it went out, so it may have taken effect")
+    func stopLeavesTheOutcomeUnknown() async throws {
+        let harness = try await Harness.start()
+        let broker = harness.broker
+        try await broker.submit(limitBuy)
+        try await harness.peer.command("hold on")
+        let mark = harness.peer.lines.count
+        let cancel = Task { () -> BrokerError? in
+            do throws(BrokerError) {
+                try await broker.cancel(CancelOrderRequest(orderID: "T1", symbol: "GLD"))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        try await harness.peer.waitFor(from: mark) { $0.hasPrefix("EVENT held F T1~") }
+        await broker.stop()
+        let error = try #require(await cancel.value, "the held cancel was answered")
+        #expect(error.kind == .timedOut, "\(error)")
+        #expect(error.message.contains("broker stopped before the answer came"), "\(error)")
+        harness.peer.stop()
     }
 
     @Test("a request left unanswered times out as 'timed out'; the cancel sent again then succeeds")

@@ -566,6 +566,29 @@ struct FillManagerTests {
         #expect(await second.positions().isEmpty)
     }
 
+    @Test("records of format 4 are replayed: format 5 added only the failure of a request never sent, under the same rules")
+    func recordsOfFormatFourAreReplayed() async throws {
+        #expect(Journal.recordFormat == 5)
+        let store = InMemoryJournalStore()
+        let first = FillManager(broker: TestBroker(), journal: Journal(store: store), logger: .quiet)
+        _ = try await first.recover()
+        var fills = FillMaker()
+        _ = try await first.openLongAndFillEntry("P1", "KO", fills: &fills)
+        let before = await first.positions()
+        let killed = store.fork() // records, no snapshot
+        await first.shutdown()
+        killed.rewriteRecords { record in
+            var payload = record.payload
+            payload[0] = 4
+            record = JournalRecord(symbol: record.symbol, sequence: record.sequence, kind: record.kind, payload: payload)
+        }
+        let second = FillManager(broker: TestBroker(), journal: Journal(store: killed), logger: .quiet)
+        let report = try await second.recover()
+        #expect(report.recordsReplayed > 0)
+        #expect(await second.positions() == before)
+        await second.shutdown()
+    }
+
     @Test("a refused bracket leaves nothing behind: no lane for its symbol")
     func refusedBracketLeavesNoLane() async throws {
         let manager = FillManager(broker: TestBroker(), logger: .quiet)

@@ -59,10 +59,13 @@ public enum JournalInput: Sendable, Hashable {
 /// order waiting for the fills of a "too late" is asked again when the position shrinks or goes
 /// flat, and taken as live when the broker lists it so, and its role's other order leaves out
 /// what it may hold; a refused order that fills is held live again; the bytes are those of
-/// version 1). Records of an older version are not replayed
-/// (snapshots, which hold state, are read whatever wrote them).
+/// version 1; version 5, 2026-11-29: a failure of a request never sent, `notSent`, which an
+/// earlier build cannot read; the rules for everything else are version 4's). Records older than
+/// `oldestReplayable` are not replayed (snapshots, which hold state, are read whatever wrote them).
 enum JournalCodec {
-    static let version: UInt8 = 4
+    static let version: UInt8 = 5
+    /// The oldest version whose records the current rules derive as they were derived.
+    static let oldestReplayable: UInt8 = 4
     /// The oldest version whose bytes this build decodes (for the check that names it).
     static let oldestDecodable: UInt8 = 1
 
@@ -92,6 +95,7 @@ enum JournalCodec {
             case .tooLate(let text)?: writer.write(3); writer.write(text)
             case .timedOut(let text)?: writer.write(4); writer.write(text)
             case .unknownOrder(let text)?: writer.write(5); writer.write(text)
+            case .notSent(let text)?: writer.write(6); writer.write(text)
             }
         case .retryDue(let id):
             writer.write(5)
@@ -144,6 +148,7 @@ enum JournalCodec {
                 case 3: failure = .tooLate(try reader.string())
                 case 4: failure = .timedOut(try reader.string())
                 case 5: failure = .unknownOrder(try reader.string())
+                case 6: failure = .notSent(try reader.string())
                 default: throw ByteReader.Damaged()
                 }
                 input = .completed(operation, failure: failure)
@@ -193,7 +198,7 @@ enum JournalCodec {
     /// Throws `unsupportedVersion` for a record written under earlier rules: replaying it with
     /// these could derive a state its writer never had.
     static func checkSameRules(_ record: JournalRecord) throws(JournalError) {
-        guard let first = record.payload.first, first < version else { return }
+        guard let first = record.payload.first, first < oldestReplayable else { return }
         throw JournalError(.unsupportedVersion, "record \(JournalPosition.describe(record.sequence)) of \(record.symbol) was written by an earlier FillGuard (record format \(first), this one writes \(version)), "
                            + "whose rules may derive it differently, so it is not replayed. Recover this journal with the FillGuard that wrote it and stop that cleanly "
                            + "with a snapshot of every symbol (`fillguard simulate --journal J --snapshot-interval 1 --duration 0.1` with that build, or its library with `Journal(store:snapshotInterval: 1)` and a clean shutdown()); "

@@ -1,0 +1,129 @@
+import FillGuardCore
+import Testing
+
+/// A request that never left (the broker unreachable: a FIX session down) uses none of its
+/// work's tries: an outage of any length ends with the work sent as it was planned, neither given
+/// up nor replaced, and a person told once.
+@Suite("Requests never sent")
+struct NotSentTests {
+    private static let down = OperationFailure.notSent("FIX session not logged on")
+
+    /// Fails the stop's work `times` times as never sent, each after its backoff.
+    private static func failUnsent(_ model: inout ModelBroker, _ stop: OrderID, times: Int) throws {
+        for _ in 0..<times {
+            model.fireRetries()
+            model.pull()
+            let index = try #require(model.inFlight.firstIndex { $0.orderID == stop }, "the stop's work is asked again after its backoff")
+            model.complete(index, failing: down)
+        }
+    }
+
+    @Test("a resize up not sent ten times (three tries allowed) is held, alerted once, and goes as a modify once the broker is back",
+          arguments: [Side.buy, .sell])
+    func longOutageKeepsTheResize(side: Side) throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
+        model.complete(modify, failing: Self.down)
+        #expect(model.retries == [stop.id], "retried after a backoff, not at once")
+        #expect(model.pull().isEmpty, "nothing goes before the backoff is over")
+        try Self.failUnsent(&model, stop.id, times: 9)
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "no try was used: \(model.alerts)")
+        let held = model.alerts.filter { $0.kind == .operationHeld }
+        #expect(held.count == 1, "told once, after maxAttempts in a row: \(model.alerts)")
+        #expect(held.first?.orderID == stop.id && held.first?.role == .stopLoss)
+        #expect(held.first?.message.contains("not sent 3 times in a row") == true, "\(held)")
+        #expect(model.live("P1", .stopLoss)?.id == stop.id, "the stop is neither given up nor replaced")
+        // The broker is back: the retry goes, as the same modify.
+        model.fireRetries()
+        let sent = model.pull()
+        #expect(sent.count == 1 && sent.first?.orderID == stop.id && sent.first?.kind == .modify, "\(sent)")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 600)
+        #expect(model.brokerLive("P1", .stopLoss).count == 1, "one stop at the broker")
+        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("tries that never left leave the work all its tries: two real failures after a long outage are not its last")
+    func unsentTriesDoNotCount() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 5)
+        for _ in 0..<2 {
+            model.fireRetries()
+            model.pull()
+            let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+            model.complete(index, failing: .transient("throttled"))
+        }
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "two of three tries used: \(model.alerts)")
+        #expect(model.retries == [stop.id])
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 600)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a run of unsent tries ends once a request reaches the broker: the next outage is told again")
+    func nextOutageIsToldAgain() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 2)
+        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
+        // The target fills 200: the stop comes down to 400, and the broker is down again.
+        try model.fill("P1", .takeProfit, 200, at: "110")
+        model.pull()
+        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(reduce, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 2)
+        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 2, "\(model.alerts)")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("the count of unsent tries survives a restart: a held order is not alerted again for the same outage")
+    func countSurvivesTheImage() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 3)
+        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        try model.restoreFromImage()
+        try Self.failUnsent(&model, stop.id, times: 3)
+        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1, "\(model.alerts)")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
+    }
+
+    @Test("an entry not sent through a long outage is neither refused nor given up: it goes once the broker is back")
+    func entryNotSent() throws {
+        var model = ModelBroker("GLD")
+        try model.open(.test(.buy))
+        let entry = try #require(model.pull().first { $0.role == .entry })
+        let index = try #require(model.inFlight.firstIndex(of: entry))
+        model.complete(index, failing: Self.down)
+        #expect(model.retries == [entry.orderID])
+        try Self.failUnsent(&model, entry.orderID, times: 5)
+        #expect(!model.alerts.contains { $0.kind == .entryRejected || $0.kind == .operationFailed }, "\(model.alerts)")
+        #expect(model.alerts.filter { $0.kind == .operationHeld && $0.role == .entry }.count == 1, "\(model.alerts)")
+        #expect(model.truth.isEmpty, "the broker holds nothing yet")
+        model.settle()
+        #expect(model.truth[entry.orderID]?.quantity == 300, "the entry went, once")
+        #expect(model.sent.filter { $0.orderID == entry.orderID }.count == 7, "one try and six retries, all of the same submit")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("a flat position's cancel not sent goes as soon as the broker is back, without a try used")
+    func cancelNotSent() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        model.complete(modify)
+        try model.fill("P1", .takeProfit, 600, at: "110")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .cancel })
+        model.complete(cancel, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 6)
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "\(model.alerts)")
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+}
