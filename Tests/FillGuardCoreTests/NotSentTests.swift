@@ -18,11 +18,21 @@ struct NotSentTests {
         }
     }
 
+    /// The stop's resize up to 600 not sent, then `times` more of its tries not sent either.
+    private static func stopResizeUnsent(_ side: Side = .buy, times: Int) throws -> (ModelBroker, OrderSnapshot) {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
+        model.complete(modify, failing: down)
+        try failUnsent(&model, stop.id, times: times)
+        return (model, stop)
+    }
+
+    /// How many `operationHeld` alerts the model has seen.
+    private static func held(_ model: ModelBroker) -> Int { model.alerts.filter { $0.kind == .operationHeld }.count }
+
     @Test("a resize up not sent ten times (three tries allowed) is held, alerted once, and goes as a modify once the broker is back",
           arguments: [Side.buy, .sell])
     func longOutageKeepsTheResize(side: Side) throws {
-        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
-        model.complete(modify, failing: Self.down)
+        var (model, stop) = try Self.stopResizeUnsent(side, times: 0)
         #expect(model.retries == [stop.id], "retried after a backoff, not at once")
         #expect(model.pull().isEmpty, "nothing goes before the backoff is over")
         try Self.failUnsent(&model, stop.id, times: 9)
@@ -39,15 +49,13 @@ struct NotSentTests {
         model.settle()
         #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 600)
         #expect(model.brokerLive("P1", .stopLoss).count == 1, "one stop at the broker")
-        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        #expect(Self.held(model) == 1)
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 
     @Test("tries that never left leave the work all its tries: two real failures after a long outage are not its last")
     func unsentTriesDoNotCount() throws {
-        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
-        model.complete(modify, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 5)
+        var (model, stop) = try Self.stopResizeUnsent(times: 5)
         for _ in 0..<2 {
             model.fireRetries()
             model.pull()
@@ -63,10 +71,8 @@ struct NotSentTests {
 
     @Test("a run of unsent tries ends once a request reaches the broker: the next outage is told again")
     func nextOutageIsToldAgain() throws {
-        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
-        model.complete(modify, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 2)
-        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        var (model, stop) = try Self.stopResizeUnsent(times: 2)
+        #expect(Self.held(model) == 1)
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
         // The target fills 200: the stop comes down to 400, and the broker is down again.
@@ -75,7 +81,7 @@ struct NotSentTests {
         let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
         model.complete(reduce, failing: Self.down)
         try Self.failUnsent(&model, stop.id, times: 2)
-        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 2, "\(model.alerts)")
+        #expect(Self.held(model) == 2, "\(model.alerts)")
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
@@ -83,13 +89,11 @@ struct NotSentTests {
 
     @Test("the count of unsent tries survives a restart: a held order is not alerted again for the same outage")
     func countSurvivesTheImage() throws {
-        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
-        model.complete(modify, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 3)
-        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1)
+        var (model, stop) = try Self.stopResizeUnsent(times: 3)
+        #expect(Self.held(model) == 1)
         try model.restoreFromImage()
         try Self.failUnsent(&model, stop.id, times: 3)
-        #expect(model.alerts.filter { $0.kind == .operationHeld }.count == 1, "\(model.alerts)")
+        #expect(Self.held(model) == 1, "\(model.alerts)")
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
     }
