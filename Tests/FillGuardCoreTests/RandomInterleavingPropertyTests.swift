@@ -78,7 +78,7 @@ struct RandomInterleavingPropertyTests {
         let events = seen.withLock { $0 }
         // (A quick local run with a few cases need not meet every one.)
         guard Self.cases >= 200 else { return }
-        for event in ["flip", "timeout applied", "timeout lost", "too late", "duplicate refused", "late report", "transient"] {
+        for event in ["flip", "timeout applied", "timeout lost", "too late", "duplicate refused", "late report", "transient", "not sent"] {
             #expect(events[event, default: 0] > 0, "no scenario had a \(event): \(events)")
         }
     }
@@ -245,9 +245,13 @@ struct Scenario {
                 return
             }
             switch timeouts ? faultRandom.int(0...4) : 0 {
-            case 0, 1:
+            case 0:
                 events["transient", default: 0] += 1
                 models[index].complete(which, failing: .transient("throttled"))
+            case 1:
+                // The connection was down: nothing reached the broker.
+                events["not sent", default: 0] += 1
+                models[index].complete(which, failing: .notSent("session down"))
             case 2:
                 events["timeout lost", default: 0] += 1
                 models[index].complete(which, failing: .timedOut("timeout, request lost"))
