@@ -394,6 +394,11 @@ public final class SimulatedExchange: Broker, Sendable {
             defer { finishRequest(&state) }
             if !state.faultsStopped, state.random.chance(configuration.faultRate) {
                 let roll = Double.random(in: 0..<1, using: &state.random)
+                if roll < 0.15 {
+                    // The connection is down for this request: it never reaches the exchange.
+                    state.statistics.faults["notSent", default: 0] += 1
+                    return .failure(BrokerError(.notSent, "simulated connection down"))
+                }
                 if roll < 0.55 || (roll >= 0.85 && !allowsRace) {
                     state.statistics.faults["transient", default: 0] += 1
                     return .failure(BrokerError(.transient, "simulated throttling"))
