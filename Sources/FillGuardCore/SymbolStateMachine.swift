@@ -543,6 +543,14 @@ public struct SymbolStateMachine: Sendable {
         if let moved = retireClosedPositions(sparing: Int(orders[s].position)) { s = Int(moved[s]) }
         orders[s].inFlight = nil
         let p = Int(orders[s].position)
+        var failure = failure
+        if case .notSent(let message) = failure, !orders[s].role.isProtective, operation.kind != .cancel {
+            // Work that adds exposure (an entry or scale-in going out) is never held through an
+            // outage, to go hours later at another market: its tries count as for any failure,
+            // and when they are used up the entry is refused, as FillGuard never adds exposure
+            // on its own.
+            failure = .transient(message)
+        }
         // A request that reached the broker ends a run of tries that never left.
         if case .notSent = failure {} else { orders[s].unsentTries = 0 }
         var unsent = false
@@ -567,15 +575,25 @@ public struct SymbolStateMachine: Sendable {
                 plan(p, emitting: &actions)
                 return
             }
-            // Nothing reached the broker, so nothing changed there: the work is asked again after
-            // a backoff, and uses none of its tries (a broker that stays unreachable is the
-            // breaker's to pace), however long the outage. A person is told once per run.
-            if orders[s].unsentTries < UInt8.max { orders[s].unsentTries += 1 }
-            let unsentTries = Int(orders[s].unsentTries)
-            if unsentTries == min(configuration.maxAttempts, Int(UInt8.max)) {
-                actions.append(.alert(Alert(
-                    kind: .operationHeld, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                    message: "\(operation.kind.rawValue) of \(orders[s].id) not sent \(unsentTries) \(unsentTries == 1 ? "time" : "times") in a row, last: \(message); held, and sent once the broker can be reached")))
+            // Nothing reached the broker, so nothing changed there: protective work (and the
+            // cancel of an entry or scale-in) is asked again after a backoff, and uses none of its
+            // tries (a broker that stays unreachable is the breaker's to pace), however long the
+            // outage. A person is told once per run, when it reaches `maxAttempts`.
+            if orders[s].unsentTries < UInt8.max {
+                orders[s].unsentTries += 1
+                let unsentTries = Int(orders[s].unsentTries)
+                if unsentTries == min(configuration.maxAttempts, Int(UInt8.max)) {
+                    actions.append(.alert(Alert(
+                        kind: .operationHeld, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                        message: "\(operation.kind.rawValue) of \(orders[s].id) not sent \(unsentTries) \(unsentTries == 1 ? "time" : "times") in a row, last: \(message); held, and sent once the broker can be reached")))
+                }
+            }
+            if let work = pendingPriority(of: s), work <= .reduce, work < operation.priority {
+                // Risk-reducing work became due while other work was out: it goes now, with tries
+                // of its own, as after a transient failure (rule 6).
+                orders[s].attempts = 0
+                if emitsChangeActions { actions.append(.orderChanged(orders[s].id)) }
+                return
             }
             orders[s].retryPending = true
             actions.append(.scheduleRetry(orders[s].id, attempt: 1))
@@ -767,6 +785,9 @@ public struct SymbolStateMachine: Sendable {
     public mutating func retryDue(_ orderID: OrderID, emitting actions: inout [Action]) {
         guard let s = slot(of: orderID), orders[s].retryPending else { return }
         orders[s].retryPending = false
+        // The work held through an outage went away meanwhile (the position came back to the
+        // order's size): its run of unsent tries is over, and a later outage is told again.
+        if orders[s].unsentTries > 0, pendingPriority(of: s) == nil { orders[s].unsentTries = 0 }
         // A "too late" answer whose fills are overdue: the order's work is sent again.
         if orders[s].isLive { orders[s].awaitingFill = false }
         plan(Int(orders[s].position), emitting: &actions)

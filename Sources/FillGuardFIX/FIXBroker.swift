@@ -93,6 +93,9 @@ public struct FIXBrokerStatistics: Sendable, Hashable {
     public var businessRejectsSent = 0
     /// Why the session last closed, since the last Logon (nil while logged on, or never closed).
     public var lastCloseReason: FIXSessionCloseReason?
+    /// The reconnect policy's attempts are used up: the session stays down until restarted, and
+    /// requests fail `transient` (not `notSent`), so that their tries run out.
+    public var reconnectsUsedUp = false
 }
 
 /// A `Broker` over FIX 4.4 (initiator) on SwiftNIO: the session and order-routing state machines
@@ -470,6 +473,8 @@ final class FIXBrokerCore: @unchecked Sendable {
         reconnectAttempt += 1
         guard let delay = configuration.reconnect.delay(attempt: reconnectAttempt, jitter: UInt8.random(in: 0...255)) else {
             logger.error("FIX reconnect attempts used up")
+            statistics.reconnectsUsedUp = true
+            checkStatisticWaiters()
             return
         }
         loop.scheduleTask(in: .nanoseconds(delay)) { [self] in self.connect() }
@@ -561,14 +566,19 @@ final class FIXBrokerCore: @unchecked Sendable {
         }
     }
 
-    /// The error for a request made while not logged on, with why the session last closed.
+    /// The error for a request made while not logged on, with why the session last closed:
+    /// `notSent` while the session may come back, `transient` once it will not (stopped, or its
+    /// reconnect attempts used up), so that the work's tries run out instead of waiting for ever.
     private func notLoggedOnError() -> BrokerError {
-        guard let reason = statistics.lastCloseReason else { return BrokerError(.notSent, "FIX session not logged on") }
-        var text = "FIX session not logged on (it last closed: \(reason)"
+        let givenUp = statistics.reconnectsUsedUp
+        let kind: BrokerError.Kind = stopped || givenUp ? .transient : .notSent
+        let state = stopped ? "FIX broker stopped" : givenUp ? "FIX session not logged on, and its reconnect attempts are used up" : "FIX session not logged on"
+        guard let reason = statistics.lastCloseReason else { return BrokerError(kind, state + "; nothing sent") }
+        var text = "\(state) (it last closed: \(reason)"
         if case .sequenceTooLow = reason {
             text += "; the counterparty's sequence numbers went back, as when it restarts without its store: reset both sides' sequence numbers (ResetOnLogon) if it lost them"
         }
-        return BrokerError(.notSent, text + ")")
+        return BrokerError(kind, text + ")")
     }
 
     /// The order's state by OrderStatusRequest; none when the broker does not know it. An order this
@@ -837,6 +847,7 @@ final class FIXBrokerCore: @unchecked Sendable {
                 // Why an earlier session closed no longer explains anything.
                 statistics.lastCloseReason = nil
                 reconnectAttempt = 0
+                statistics.reconnectsUsedUp = false
                 if let promise = startPromise {
                     startPromise = nil
                     started = true

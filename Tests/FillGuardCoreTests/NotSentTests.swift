@@ -19,8 +19,9 @@ struct NotSentTests {
     }
 
     /// The stop's resize up to 600 not sent, then `times` more of its tries not sent either.
-    private static func stopResizeUnsent(_ side: Side = .buy, times: Int) throws -> (ModelBroker, OrderSnapshot) {
-        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side)
+    private static func stopResizeUnsent(_ side: Side = .buy, _ configuration: SymbolStateMachine.Configuration = .init(),
+                                         times: Int) throws -> (ModelBroker, OrderSnapshot) {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(side, configuration)
         model.complete(modify, failing: down)
         try failUnsent(&model, stop.id, times: times)
         return (model, stop)
@@ -98,21 +99,84 @@ struct NotSentTests {
         #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
     }
 
-    @Test("an entry not sent through a long outage is neither refused nor given up: it goes once the broker is back")
-    func entryNotSent() throws {
+    @Test("an entry not sent is not held through the outage: its tries count, and it is refused when they are used up")
+    func entryNotSentIsNotHeld() throws {
         var model = ModelBroker("GLD")
         try model.open(.test(.buy))
         let entry = try #require(model.pull().first { $0.role == .entry })
         let index = try #require(model.inFlight.firstIndex(of: entry))
         model.complete(index, failing: Self.down)
-        #expect(model.retries == [entry.orderID])
-        try Self.failUnsent(&model, entry.orderID, times: 5)
-        #expect(!model.alerts.contains { $0.kind == .entryRejected || $0.kind == .operationFailed }, "\(model.alerts)")
-        #expect(model.alerts.filter { $0.kind == .operationHeld && $0.role == .entry }.count == 1, "\(model.alerts)")
-        #expect(model.truth.isEmpty, "the broker holds nothing yet")
+        try Self.failUnsent(&model, entry.orderID, times: 2)
+        #expect(model.alerts.contains { $0.kind == .entryRejected }, "FillGuard never adds exposure on its own, hours later: \(model.alerts)")
+        #expect(Self.held(model) == 0)
         model.settle()
-        #expect(model.truth[entry.orderID]?.quantity == 300, "the entry went, once")
-        #expect(model.sent.filter { $0.orderID == entry.orderID }.count == 7, "one try and six retries, all of the same submit")
+        #expect(model.truth[entry.orderID] == nil, "the broker never got it")
+        #expect(!model.truth.values.contains { $0.live }, "nothing is left working: \(model.truth)")
+        #expect(model.sent.filter { $0.orderID == entry.orderID }.count == 3)
+        #expect(model.snapshot("P1").netQuantity == .zero)
+    }
+
+    @Test("a cancel of a scale-in not sent is held like protective work: the position went flat, and the cancel goes once the broker is back")
+    func scaleInCancelIsHeld() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, spec: BracketSpec(
+            positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("95"), takeProfit: Price("110"),
+            scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("98")!)), BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("96")!))]))
+        model.complete(modify)
+        #expect(model.live("P1", .stopLoss)?.id == stop.id)
+        let second = try #require(model.live("P1", .scaleIn(1)))
+        // The target fills whole: flat; the second scale-in must go, and the broker is down.
+        try model.fill("P1", .takeProfit, 600, at: "110")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == second.id && $0.kind == .cancel })
+        model.complete(cancel, failing: Self.down)
+        try Self.failUnsent(&model, second.id, times: 5)
+        #expect(!model.alerts.contains { $0.kind == .operationFailed }, "\(model.alerts)")
+        #expect(model.alerts.filter { $0.kind == .operationHeld && $0.orderID == second.id }.count == 1, "\(model.alerts)")
+        model.settle()
+        #expect(model.truth[second.id]?.live == false, "cancelled at the broker")
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("held work that goes away (the position back at the order's size) ends the run: the next outage is told again")
+    func workThatGoesAwayEndsTheRun() throws {
+        var (model, stop) = try Self.stopResizeUnsent(times: 2)
+        #expect(Self.held(model) == 1)
+        // The target fills 300 before the retry: net 300 again, the stop's size; nothing to send.
+        try model.fill("P1", .takeProfit, 300, at: "110")
+        model.fireRetries()
+        #expect(model.pull().isEmpty)
+        // The target fills 100 more while the broker is down again: the stop's reduce is held.
+        try model.fill("P1", .takeProfit, 100, at: "110")
+        model.pull()
+        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
+        model.complete(reduce, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 2)
+        #expect(Self.held(model) == 2, "\(model.alerts)")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 200)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
+    }
+
+    @Test("with maxAttempts past 255 the count saturates and the alert is raised once, never again", arguments: [255, 300])
+    func saturatedCountAlertsOnce(maxAttempts: Int) throws {
+        var (model, stop) = try Self.stopResizeUnsent(.buy, SymbolStateMachine.Configuration(maxAttempts: maxAttempts), times: 299)
+        #expect(Self.held(model) == 1, "\(model.alerts.count) alerts")
+        #expect(model.live("P1", .stopLoss)?.id == stop.id)
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
+    }
+
+    @Test("risk-reducing work that became due while a resize up was out goes at once when the resize comes back not sent")
+    func reduceGoesAtOnceAfterNotSent() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
+        // The target fills whole while the stop's resize up is out: flat; then the resize's answer.
+        try model.fill("P1", .takeProfit, 600, at: "110")
+        let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id }, "\(modify)")
+        model.complete(index, failing: Self.down)
+        #expect(model.retries.isEmpty, "no backoff for the cancel")
+        #expect(model.pull().contains { $0.orderID == stop.id && $0.kind == .cancel })
+        model.settle()
+        #expect(model.brokerLive("P1", .stopLoss).isEmpty)
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 

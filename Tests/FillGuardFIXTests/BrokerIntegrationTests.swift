@@ -75,6 +75,34 @@ struct BrokerIntegrationTests {
         await harness.stop()
     }
 
+    @Test("once the reconnect attempts are used up, or the broker is stopped, a request fails transient: no session is coming back to send it")
+    func noSessionComingBackIsTransient() async throws {
+        let peer = try await FIXPeerProcess.launch()
+        var configuration = Harness.configuration(port: peer.port)
+        configuration.reconnect = FIXReconnectPolicy(initialDelayNanoseconds: 50_000_000, maximumAttempts: 0)
+        let broker = FIXBroker(configuration: configuration, logger: quietLogger)
+        try await broker.start()
+        try await peer.command("drop")
+        try await broker.waitUntil { $0.reconnectsUsedUp }
+        do {
+            try await broker.submit(limitBuy)
+            Issue.record("a submit went through with no session")
+        } catch {
+            #expect(error.kind == .transient, "\(error)")
+            #expect(error.message.contains("reconnect attempts are used up"), "\(error)")
+        }
+        await broker.stop()
+        do {
+            try await broker.submit(limitBuy)
+            Issue.record("a submit went through a stopped broker")
+        } catch {
+            #expect(error.kind == .transient, "\(error)")
+            #expect(error.message.contains("FIX broker stopped"), "\(error)")
+        }
+        #expect(try await peer.orders()["T1"] == nil, "the exchange never got it")
+        peer.stop()
+    }
+
     @Test func submitModifyCancelAndStatus() async throws {
         let harness = try await Harness.start()
         let broker = harness.broker

@@ -11,23 +11,36 @@ struct NotSentRuntimeTests {
         retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
         circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(5), probeWait: .milliseconds(1)))
 
-    @Test("an entry not sent eight times (three tries allowed) goes once the broker is back: one operationHeld, nothing refused",
+    @Test("a stop's resize not sent eight times (three tries allowed) goes as a modify once the broker is back: one operationHeld, no replacement",
           .timeLimit(.minutes(1)))
     func outageLongerThanTheTries() async throws {
         let broker = TestBroker()
-        broker.fail(8, nil, with: BrokerError(.notSent, "FIX session not logged on"))
         let store = InMemoryJournalStore()
         let manager = FillManager(broker: broker, journal: Journal(store: store), configuration: Self.configuration, logger: .quiet)
         _ = try await manager.recover()
         var fills = FillMaker()
-        let position = try await manager.openLongAndFillEntry("P1", "NSN", fills: &fills)
-        #expect(position.netQuantity == 100)
-        #expect(position.liveOrder(.stopLoss)?.openQuantity == 100)
-        #expect(position.liveOrder(.takeProfit)?.openQuantity == 100)
+        try await manager.open(BracketSpec(positionID: "P1", symbol: "NSN", side: .buy, quantity: 100, stopLoss: Price("95"), takeProfit: nil,
+                                           scaleIns: [BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("98")!))]))
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
+        manager.receive(fills.fill(entry, 100, at: "100"))
+        await manager.waitUntilIdle()
+        let opened = try #require(await manager.position("P1"))
+        let stop = try #require(opened.liveOrder(.stopLoss))
+        let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
+        // The session goes down; the scale-in fills: the stop's resize to 200 cannot be sent.
+        broker.fail(8, .modify, with: BrokerError(.notSent, "FIX session not logged on"))
+        manager.receive(fills.fill(scaleIn, 100, at: "98"))
+        await manager.waitUntilIdle()
+        let position = try #require(await manager.position("P1"))
+        #expect(position.netQuantity == 200)
+        #expect(position.liveOrder(.stopLoss)?.id == stop.id, "the same stop, not a replacement")
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
         #expect(manager.statistics.alertsByKind == [.operationHeld: 1], "\(manager.statistics.alertsByKind)")
         #expect(manager.statistics.retries == 8)
         #expect(manager.statistics.breakerTrips >= 1, "the breaker paced the outage")
-        #expect(broker.count(.submit) == 8 + 4, "eight unsent tries of the entry, then the entry, scale-in, stop and target")
+        #expect(broker.count(.modify) == 9, "eight unsent tries, then the modify")
+        #expect(broker.count(.submit) == 3, "entry, scale-in and stop: nothing replaced")
         #expect(await manager.invariantViolations().isEmpty)
         // The journal holds the unsent tries: a restart re-derives the same state from them.
         let killed = store.fork()

@@ -195,6 +195,26 @@ struct ReplayTests {
                 "\(refused.text)")
     }
 
+    @Test("a brokerFault of kind notSent: the stop's resize is held through it and goes as a modify, alerted once; an entry's submit uses its tries")
+    func notSentFaultInATrace() throws {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"S","side":"buy","quantity":"100","stopLoss":"95","takeProfit":"110","scaleIns":[{"quantity":"100","type":"limit","price":"98"}]}
+        {"type":"fill","position":"P1","role":"entry","quantity":"100","price":"100","execId":"X1"}
+        {"type":"brokerFault","operation":"modify","count":7,"kind":"notSent","position":"P1","role":"stopLoss"}
+        {"type":"fill","position":"P1","role":"scaleIn","index":0,"quantity":"100","price":"98","execId":"X2"}
+        """#
+        let report = TraceReplayer.replay(trace)
+        let position = try #require(report.positions.first)
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 200 && position.liveOrder(.takeProfit)?.openQuantity == 200, "\(report.text)")
+        #expect(report.alerts.map(\.kind) == [.operationHeld], "\(report.text)")
+        #expect(report.operations[.modify] == 2 + 7, "the target's modify, seven unsent tries of the stop's, then the stop's: \(report.text)")
+        let entry = TraceReplayer.replay(#"""
+        {"type":"brokerFault","operation":"submit","count":3,"kind":"notSent","position":"P1","role":"entry"}
+        {"type":"open","position":"P1","symbol":"S","side":"buy","quantity":"100","stopLoss":"95","takeProfit":"110"}
+        """#)
+        #expect(entry.alerts.map(\.kind) == [.entryRejected], "\(entry.text)")
+    }
+
     @Test("an order the broker refused and then fills all the same is held live again with the rest of its size, and cancelled at flat")
     func refusedOrderThatFillsIsTrackedAgain() throws {
         let scaleIn = #"""

@@ -168,7 +168,7 @@ public enum TraceLine: Sendable, Hashable {
         }
         let kindText = try reader.string("kind")
         guard let kind = BrokerError.Kind(rawValue: kindText) else {
-            throw InputError(.malformed, "field 'kind' must be transient, permanent, tooLate, timedOut or unknownOrder, got '\(kindText)'")
+            throw InputError(.malformed, "field 'kind' must be transient, permanent, tooLate, timedOut, unknownOrder or notSent, got '\(kindText)'")
         }
         let count = try reader.integer("count")
         guard count >= 1 else { throw InputError(.malformed, "field 'count' must be at least 1, got \(count)") }
