@@ -112,6 +112,9 @@ public final class FIXSimulationSession: Sendable {
         }
         let symbols = (0..<options.symbols).map { Symbol("S" + String(repeating: "0", count: max(0, 3 - String($0).count)) + String($0)) }
         var prices: [Symbol: Price]
+        // Subscriptions belong to a FIX session: after a reconnect they are asked for again, or
+        // the exchange's prices would stand still for the rest of the run.
+        var subscribedInLogon = await broker.statistics.logons
         do {
             prices = try await broker.marketData(symbols, subscribe: true)
         } catch {
@@ -162,6 +165,11 @@ public final class FIXSimulationSession: Sendable {
             let due = symbols.filter { symbol in
                 !busy.contains(symbol) && !held.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true)
             }
+            let logons = await broker.statistics.logons
+            if logons != subscribedInLogon, let quotes = try? await broker.marketData(symbols, subscribe: true) {
+                prices.merge(quotes) { $1 }
+                subscribedInLogon = logons
+            }
             var fresh = opened == 0
             if !due.isEmpty, !fresh {
                 // No quote (the session is reconnecting, say): those symbols wait for the next round.
@@ -198,26 +206,38 @@ public final class FIXSimulationSession: Sendable {
         // compare with the broker until both sides agree or stop changing; all of it within one
         // settle timeout (an exchange that is down costs that long once, not twice).
         let windDownDeadline = clock.now + fix.settleTimeout
-        if let progress {
+        // The session's state as the trading reports gave it: a session still down is not said
+        // to be up again, and one that comes back while settling is said to be up.
+        var saidDown = await broker.statistics.lastCloseReason.map { "\($0)" }
+        var windDownReported = false
+        func reportWindDown() async {
+            guard let progress else { return }
+            let down = await broker.statistics.lastCloseReason.map { "\($0)" }
+            guard !windDownReported || down != saidDown else { return }
+            // The first report gives the whole settle timeout; a later one what is left of it.
+            let within = windDownReported ? max(.zero, windDownDeadline - clock.now) : fix.settleTimeout
+            windDownReported = true
+            saidDown = down
             let positions = await manager.positions()
-            // The session's state as the trading reports gave it: a session still down is not
-            // said to be up again.
-            let down = await broker.statistics.lastCloseReason
             progress(SimulationProgress(
                 elapsed: clock.now - start, fills: manager.statistics.fills,
                 openPositions: positions.filter { $0.status == .open }.count,
                 closedPositions: positions.filter { $0.status == .closed }.count,
-                operations: manager.statistics.operations.values.reduce(0, +), settlingWithin: fix.settleTimeout,
-                brokerDown: down.map { "\($0)" }))
+                operations: manager.statistics.operations.values.reduce(0, +), settlingWithin: within,
+                brokerDown: down))
         }
+        await reportWindDown()
         while (try? await broker.unsubscribeMarketData(symbols)) == nil, clock.now < windDownDeadline {
+            await reportWindDown()
             try? await Task.sleep(for: .milliseconds(100)) // a retry delay while the session reconnects
         }
+        await reportWindDown()
         let prefix = fix.runID + "-"
         let check = await Self.finalCheck(manager, broker, settleTimeout: fix.settleTimeout, deadline: windDownDeadline,
                                           clock: clock, cover: options.flippedPositionCover) { id in
             id.rawValue.hasPrefix(prefix) || FIXRecoverySession.counts(id, positions: recoveredPositions, orders: recoveredOrders)
         }
+        await reportWindDown()
         let tradingTime = clock.now - start
         let positions = await manager.positions()
         var finalViolations = (await manager.invariantViolations()).map(\.description)

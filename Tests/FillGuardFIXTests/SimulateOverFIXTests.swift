@@ -361,11 +361,43 @@ struct SimulateOverFIXTests {
         }
         try await peer.command("reject-logon off")
         let back = try await peer.waitFor(from: dropped, timeout: .seconds(30)) { $0.hasPrefix("EVENT logon ") }
+        // The new session subscribes to the market again: its prices move on.
+        try await peer.waitFor(from: dropped, timeout: .seconds(30)) { $0.hasPrefix("EVENT subscribed ") }
         let run = try await child.value
         let said = run.standardError
         #expect(said.contains("fillguard: the FIX session is down ("), "\(said)")
         #expect(said.contains("logon rejected: "), "the refused Logon is named (\(back)): \(said)")
         #expect(said.contains("fillguard: the FIX session is up again"), "\(said)")
+        #expect(run.status == 0, "the session came back and settled: \(run.standardOutput)\n\(said)")
+    }
+
+    @Test("a FIX session that comes back only after trading ended is said to be up again while settling")
+    func returnWhileSettlingIsSaid() async throws {
+        let binary = try fillguardBinary()
+        let peer = try await FIXPeerProcess.launch(arguments: ["--auto-market", "4", "--no-log"])
+        defer { peer.stop() }
+        let child = Task {
+            try await runChild(binary, ["simulate", "--broker", "fix", "--fix-port", "\(peer.port)", "--symbols", "2", "--duration", "1",
+                                        "--fix-settle-timeout", "30"])
+        }
+        try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app D ") }
+        try await peer.command("reject-logon on")
+        let dropped = peer.lines.count
+        try await peer.command("drop")
+        // Five Logons refused: with the reconnect backoff (0.1 s doubling) that is over 3 s, well
+        // past the 1 s of trading.
+        var from = dropped
+        for _ in 0..<5 {
+            try await peer.waitFor(from: from, timeout: .seconds(30)) { $0 == "EVENT logon-rejected" }
+            let lines = peer.lines
+            from = (lines.indices.first { $0 >= from && lines[$0] == "EVENT logon-rejected" } ?? lines.count - 1) + 1
+        }
+        try await peer.command("reject-logon off")
+        let run = try await child.value
+        let said = run.standardError
+        #expect(said.contains("fillguard: the FIX session is down ("), "\(said)")
+        let downAt = try #require(said.range(of: "fillguard: the FIX session is down ("))
+        #expect(said[downAt.upperBound...].contains("fillguard: the FIX session is up again"), "the return while settling is said: \(said)")
         #expect(run.status == 0, "the session came back and settled: \(run.standardOutput)\n\(said)")
     }
 

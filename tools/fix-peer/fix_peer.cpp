@@ -382,7 +382,10 @@ class Exchange : public FIX::Application {
     }
     for (const std::string& symbol : symbols) {
       Book& symbolBook = book(symbol);
-      if (kind == "1") ++symbolBook.subscriptions;
+      if (kind == "1") {
+        ++symbolBook.subscriptions;
+        if (!quiet) say("EVENT subscribed " + symbol);
+      }
       if (kind == "2") symbolBook.subscriptions = std::max(0, symbolBook.subscriptions - 1);
       if (kind != "2") out.push_back(snapshot(requestID, symbol));
     }
