@@ -11,6 +11,9 @@ public struct FillManagerStatistics: Sendable, Hashable {
     public var operations: [OrderOperation.Kind: Int] = [:]
     /// Retries scheduled after transient failures.
     public var retries = 0
+    /// Operations answered `notSent` (never sent: the broker unreachable); `operations` counts
+    /// them too, as every attempt handed to the broker.
+    public var operationsNotSent = 0
     /// Alerts raised.
     public var alerts = 0
     /// Alerts raised, by kind (kinds never raised are absent).
@@ -30,6 +33,7 @@ public struct FillManagerStatistics: Sendable, Hashable {
 final class RuntimeCounters: Sendable {
     let fills = Atomic<Int>(0)
     let retries = Atomic<Int>(0)
+    let notSent = Atomic<Int>(0)
     private let alertKinds = Mutex<[Alert.Kind: Int]>([:])
     private let submits = Atomic<Int>(0)
     private let modifies = Atomic<Int>(0)
@@ -62,6 +66,7 @@ final class RuntimeCounters: Sendable {
         var stats = FillManagerStatistics()
         stats.fills = fills.load(ordering: .relaxed)
         stats.retries = retries.load(ordering: .relaxed)
+        stats.operationsNotSent = notSent.load(ordering: .relaxed)
         stats.alertsByKind = alertKinds.withLock { $0 }
         stats.alerts = stats.alertsByKind.values.reduce(0, +)
         let sent: [(OrderOperation.Kind, Int)] = [(.submit, submits.load(ordering: .relaxed)),

@@ -553,6 +553,7 @@ final class SymbolLane: @unchecked Sendable {
             case .success:
                 machine.operationSucceeded(operation, emitting: &actions)
             case .failure(let error):
+                if error.kind == .notSent { context.counters.notSent.wrappingAdd(1, ordering: .relaxed) }
                 context.logger.notice("broker refused \(operation)", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
                 machine.operationFailed(operation, error.operationFailure, emitting: &actions)
             }

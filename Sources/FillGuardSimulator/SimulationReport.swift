@@ -28,6 +28,8 @@ public struct SimulationReport: Sendable {
     public var positionsClosed: Int
     /// Broker operations by kind.
     public var operations: [OrderOperation.Kind: Int]
+    /// Of `operations`, those answered `notSent` (never sent: the broker unreachable).
+    public var operationsNotSent = 0
     /// Retries after transient failures.
     public var retries: Int
     /// Circuit breaker openings.
@@ -93,6 +95,7 @@ public struct SimulationReport: Sendable {
             ("positionsOpened", "\(positionsOpened)"),
             ("positionsClosed", "\(positionsClosed)"),
             ("brokerOperations", object(kinds.map { ($0.rawValue, "\(operations[$0] ?? 0)") })),
+            ("operationsNotSent", "\(operationsNotSent)"),
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
@@ -170,7 +173,8 @@ public struct SimulationReport: Sendable {
             lines.append("  fills                 \(fills) at the exchange, \(fillsApplied) applied")
             lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed")
         }
-        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
+        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", ")
+                     + (operationsNotSent == 0 ? "" : " (\(operationsNotSent) of them not sent: the broker unreachable)"))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")
         appendAlerts(to: &lines)
@@ -231,6 +235,7 @@ public struct SimulationReport: Sendable {
             ("positionsOpened", "\(positionsOpened)"),
             ("positionsClosed", "\(positionsClosed)"),
             ("brokerOperations", object(kinds.map { ($0.rawValue, "\(operations[$0] ?? 0)") })),
+            ("operationsNotSent", "\(operationsNotSent)"),
             ("retries", "\(retries)"),
             ("breakerTrips", "\(breakerTrips)"),
             ("alerts", "\(alerts)"),
@@ -260,7 +265,8 @@ public struct SimulationReport: Sendable {
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         // A resumed session: FillGuard's memory of closed positions spans every session so far.
         lines.append("  positions             \(positionsOpened) opened, \(positionsClosed) closed" + (journal == nil ? "" : " (all sessions of the journal)"))
-        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", "))
+        lines.append("  broker operations     " + kinds.map { "\($0.rawValue) \(operations[$0] ?? 0)" }.joined(separator: ", ")
+                     + (operationsNotSent == 0 ? "" : " (\(operationsNotSent) of them not sent: the broker unreachable)"))
         lines.append("  retries               \(retries)")
         lines.append("  breaker trips         \(breakerTrips)")
         appendAlerts(to: &lines)

@@ -249,6 +249,7 @@ public final class SimulationSession: Sendable {
             continuousViolations: continuousViolations.sorted(), finalViolations: finalViolations)
         report.interrupted = options.stop?.isRequested == true
         report.alertsByKind = statistics.alertsByKind
+        report.operationsNotSent = statistics.operationsNotSent
         report.corrections = statistics.correctionsByKind
         report.flippedPositionCover = options.flippedPositionCover
         report.alertSamples = await alertSamples.collected()

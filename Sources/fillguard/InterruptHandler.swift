@@ -43,6 +43,8 @@ final class InterruptHandler {
         let first = Mutex<ContinuousClock.Instant?>(nil)
         let readEnd = ends[0]
         let writeEnd = ends[1]
+        // On a terminal the message starts on a line of its own (after the progress line and ^C).
+        let lineStart = isatty(STDERR_FILENO) == 1 ? "\n" : ""
         let source = DispatchSource.makeReadSource(fileDescriptor: readEnd, queue: .global())
         source.setEventHandler {
             var bytes = [UInt8](repeating: 0, count: 16)
@@ -51,7 +53,7 @@ final class InterruptHandler {
                 let now = ContinuousClock.now
                 if stop.request() {
                     first.withLock { $0 = now }
-                    writeToStandardError("\nfillguard: stopping: winding down and checking (interrupt again to quit at once)\n")
+                    writeToStandardError(lineStart + "fillguard: stopping: winding down and checking (interrupt again to quit at once)\n")
                 } else if let at = first.withLock({ $0 }), now - at > .milliseconds(200) {
                     // The same interrupt can arrive twice at once (`timeout` signals the process
                     // and then its group): only a later one is a second Ctrl-C.

@@ -27,8 +27,9 @@ struct InterruptTests {
     /// submit, sent at most a second before, is still unanswered, so the wind-down, which waits
     /// for it, lasts well past a second Ctrl-C half a second later.
     private static func startedSession(in directory: String, slowBroker: Bool) async throws -> (Process, ChildExit, output: String) {
-        let output = directory + "/report.json", metrics = directory + "/metrics.prom"
+        let output = directory + "/report.json", metrics = directory + "/metrics.prom", errors = directory + "/stderr.txt"
         _ = FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["simulate", "--symbols", "3", "--duration", "60", "--json", "--metrics-file", metrics]
@@ -36,7 +37,7 @@ struct InterruptTests {
         process.standardInput = FileHandle.nullDevice
         let (exit, _) = try ChildExit.spawn(process) {
             process.standardOutput = FileHandle(forWritingAtPath: output)
-            process.standardError = FileHandle.nullDevice
+            process.standardError = FileHandle(forWritingAtPath: errors)
         }
         // The metrics file is the signal that the session trades: it counts a submit sent.
         @Sendable func submitsSent() -> Int {
@@ -91,5 +92,8 @@ struct InterruptTests {
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output))) as? [String: Any]
         #expect(report?["interrupted"] as? Bool == true)
         #expect(report?["invariantViolations"] as? Int == 0, "\(String(describing: report?["violations"]))")
+        // Not a terminal: the notice is a line of its own, with no blank line before it.
+        let said = try String(contentsOfFile: directory + "/stderr.txt", encoding: .utf8)
+        #expect(said.hasPrefix("fillguard: stopping: winding down and checking"), "\(said)")
     }
 }

@@ -38,6 +38,7 @@ struct NotSentRuntimeTests {
         #expect(position.liveOrder(.stopLoss)?.openQuantity == 200)
         #expect(manager.statistics.alertsByKind == [.operationHeld: 1], "\(manager.statistics.alertsByKind)")
         #expect(manager.statistics.retries == 8)
+        #expect(manager.statistics.operationsNotSent == 8)
         #expect(manager.statistics.breakerTrips >= 1, "the breaker paced the outage")
         #expect(broker.count(.modify) == 9, "eight unsent tries, then the modify")
         #expect(broker.count(.submit) == 3, "entry, scale-in and stop: nothing replaced")

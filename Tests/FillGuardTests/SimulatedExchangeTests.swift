@@ -444,6 +444,9 @@ struct SimulationSessionTests {
         #expect(report.fills > 0)
         #expect(report.fillsApplied == report.fills, "every unique fill applied once")
         #expect(report.positionsOpened >= 8)
+        // Each request the exchange answered "not sent" is counted apart, as the manager saw it.
+        #expect(report.operationsNotSent == report.faultsInjected["notSent", default: 0], "\(report.faultsInjected)")
+        #expect(report.json.contains("\"operationsNotSent\":\(report.operationsNotSent)"))
     }
 
     @Test("a journal that fails mid-session ends trading at once, and the report says why")
