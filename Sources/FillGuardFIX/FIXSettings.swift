@@ -13,7 +13,7 @@ public struct FIXSettingsError: Error, Sendable, Hashable, CustomStringConvertib
 /// file (`Key=Value` lines; `[DEFAULT]`/`[SESSION]` headers and `#` comments are skipped) or on the
 /// command line. Keys: `SocketConnectHost`, `SocketConnectPort`, `SenderCompID`, `TargetCompID`,
 /// `HeartBtInt`, `ResetOnLogon` (Y/N), `FileStorePath`, `FileStoreSync` (Y/N), `Account`,
-/// `LogonTimeout`, `BeginString`.
+/// `LogonTimeout`, `ReconnectInterval`, `BeginString`.
 public struct FIXSettings: Sendable, Hashable {
     /// The acceptor's host (SocketConnectHost).
     public var host = "127.0.0.1"
@@ -38,6 +38,10 @@ public struct FIXSettings: Sendable, Hashable {
     public var account: String?
     /// Seconds to wait for the Logon (and Logout) answer.
     public var logonTimeout = 10
+    /// The longest wait between reconnect attempts, seconds (ReconnectInterval): attempts start
+    /// 0.1 s after a session is lost and the wait doubles up to this. While the session is down,
+    /// protective work waits, so a counterparty back in a second is found within about this long.
+    public var reconnectInterval = 10
     /// BeginString; only FIX.4.4 is supported.
     public var beginString = FIXMessage.fix44
 
@@ -97,6 +101,7 @@ public struct FIXSettings: Sendable, Hashable {
         case "TargetCompID": targetCompID = try fieldValue()
         case "HeartBtInt": heartbeatInterval = try integer(1...3_600)
         case "LogonTimeout": logonTimeout = try integer(1...600)
+        case "ReconnectInterval": reconnectInterval = try integer(1...3_600)
         case "FileStorePath": storePath = try nonEmpty()
         case "Account": account = try fieldValue()
         case "ResetOnLogon": resetOnLogon = try Self.flag(key, value)
@@ -134,6 +139,7 @@ public struct FIXSettings: Sendable, Hashable {
     public func brokerConfiguration(nativeModify: Bool = true) throws(FIXSettingsError) -> FIXBrokerConfiguration {
         guard let port else { throw FIXSettingsError("no FIX port: give SocketConnectPort (or --fix-port)") }
         return FIXBrokerConfiguration(host: host, port: port, session: session, application: FIXApplicationConfiguration(account: account),
+                                      reconnect: FIXReconnectPolicy(maximumDelayNanoseconds: Int64(reconnectInterval) * 1_000_000_000),
                                       capabilities: BrokerCapabilities(nativeModify: nativeModify))
     }
 

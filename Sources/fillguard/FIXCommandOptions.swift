@@ -4,7 +4,7 @@ import FillGuardFIX
 /// The `--fix-*` options `simulate --broker fix` and `recover --broker fix` share: a settings
 /// file and per-setting overrides.
 struct FIXCommandOptions: ParsableArguments {
-    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, FileStoreSync, Account, LogonTimeout); the --fix-* options override it.")
+    @Option(help: "FIX: settings file (QuickFIX-style Key=Value: SocketConnectHost, SocketConnectPort, SenderCompID, TargetCompID, HeartBtInt, ResetOnLogon, FileStorePath, FileStoreSync, Account, LogonTimeout, ReconnectInterval); the --fix-* options override it.")
     var fixConfig: String?
 
     @Option(help: "FIX: the acceptor's host (default 127.0.0.1).")
@@ -34,6 +34,9 @@ struct FIXCommandOptions: ParsableArguments {
     @Option(help: "FIX: Account (1) on every order.")
     var fixAccount: String?
 
+    @Option(parsing: .unconditional, help: "FIX: the longest wait in seconds between reconnect attempts, which start 0.1 s after the session is lost and double (default 10).")
+    var fixReconnectInterval: Int?
+
     @Option(parsing: .unconditional, help: "FIX: seconds the final check waits for FillGuard and the broker to agree (default 30).",
             transform: { try PlainNumber.parse($0, option: "--fix-settle-timeout") })
     var fixSettleTimeout: Double?
@@ -42,6 +45,7 @@ struct FIXCommandOptions: ParsableArguments {
     var given: Bool {
         fixConfig != nil || fixHost != nil || fixPort != nil || fixSender != nil || fixTarget != nil || fixHeartbeat != nil
             || fixResetOnLogon != nil || fixStore != nil || fixStoreSync != nil || fixAccount != nil || fixSettleTimeout != nil
+            || fixReconnectInterval != nil
     }
 
     /// The settle timeout in seconds, given or the default.
@@ -72,6 +76,7 @@ struct FIXCommandOptions: ParsableArguments {
             ("SocketConnectHost", fixHost), ("SocketConnectPort", fixPort.map(String.init)), ("SenderCompID", fixSender),
             ("TargetCompID", fixTarget), ("HeartBtInt", fixHeartbeat.map(String.init)), ("ResetOnLogon", fixResetOnLogon),
             ("FileStorePath", fixStore), ("FileStoreSync", fixStoreSync), ("Account", fixAccount),
+            ("ReconnectInterval", fixReconnectInterval.map(String.init)),
         ]
         for case let (key, value?) in overrides {
             do {

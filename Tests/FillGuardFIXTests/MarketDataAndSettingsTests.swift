@@ -105,6 +105,12 @@ struct MarketDataAndSettingsTests {
             #expect(throws: FIXSettingsError.self) { try settings.set(key, "A\u{1}B") }
         }
         #expect(try FIXSettings.parse("[DEFAULT]\nHeartBtInt=5\n[SESSION]\nSenderCompID=A").senderCompID == "A")
+        // ReconnectInterval caps the reconnect backoff (0.1 s doubling): 2 s here, 10 s by default.
+        #expect(configuration.reconnect.maximumDelayNanoseconds == 10_000_000_000)
+        try settings.set("ReconnectInterval", "2")
+        let quick = try settings.brokerConfiguration().reconnect
+        #expect(quick.maximumDelayNanoseconds == 2_000_000_000 && quick.delay(attempt: 10) == 2_000_000_000 && quick.delay(attempt: 1) == 100_000_000)
+        #expect(throws: FIXSettingsError("ReconnectInterval must be a whole number in 1...3600, got \"0\"")) { try settings.set("ReconnectInterval", "0") }
     }
 
     @Test func groundTruthFindsEveryKindOfDifference() {
