@@ -114,6 +114,15 @@ final class SymbolLane: @unchecked Sendable {
     /// Calls sent and watched for their answer deadline (drainer-owned); nil while none is
     /// (an idle lane holds nothing).
     @exclusivity(unchecked) private var answerWatch: AnswerWatch?
+    /// Since when the circuit breaker has held this lane's work back, and the orders alerted as
+    /// held since (drainer-owned); nil while the breaker lets it send.
+    @exclusivity(unchecked) private var heldByBreaker: HeldByBreaker?
+    /// See `heldByBreaker`: allocated only while the breaker holds the lane back.
+    private final class HeldByBreaker {
+        let since: ContinuousClock.Instant
+        var alerted: Set<OrderID> = []
+        init(since: ContinuousClock.Instant) { self.since = since }
+    }
     /// The thread inside `send` on this lane (0: none). A callback broker that answers on that
     /// thread before `send` returns (a broker that needs no wait) has its answer put straight in
     /// `pending`, handled later in the same pass: no mailbox lock, no second pass.
@@ -570,6 +579,8 @@ final class SymbolLane: @unchecked Sendable {
             wakeAt = 0
             wakeTimer?.cancel()
             wakeTimer = nil
+            // The breaker closed: a hold is over, even for a lane left with nothing to send.
+            if heldByBreaker != nil, context.breaker.state == .closed { heldByBreaker = nil }
             // Woken to take back a probe it gave back (its rate limit), with nothing to send now:
             // the lanes held behind it are told the probe is free.
             if !machine.hasOperationReady || operationsHeld { context.breaker.offerFreeProbe() }
@@ -625,6 +636,11 @@ final class SymbolLane: @unchecked Sendable {
             case .orderChanged(let id):
                 if context.bus.orders.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.orders.publish(snapshot) }
             case .alert(var alert):
+                if alert.kind == .operationHeld, let held = heldByBreaker, let orderID = alert.orderID,
+                   !held.alerted.insert(orderID).inserted {
+                    // Alerted as held by the breaker already, in this hold.
+                    continue
+                }
                 // What the alert says is done waits while the lane holds its operations (recovery
                 // compares the positions first, and keeps holding a symbol whose net differs from
                 // the broker's): said, so no one takes it as sent.
@@ -678,11 +694,15 @@ final class SymbolLane: @unchecked Sendable {
             } else {
                 let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
                 if case .denied(let until) = permission {
+                    noteHeldByBreaker(machine: machine, now: clock.now)
                     if !machine.isQuiescent { scheduleWake(at: until) }
                     return
                 }
                 if case .probe = permission { isProbe = true } else { isProbe = false }
             }
+            // Let through with the breaker closed: a hold is over (a later one is alerted again).
+            // A probe is not: the lane's other work is still held.
+            if !isProbe, heldByBreaker != nil { heldByBreaker = nil }
             // A probe is handed out under the breaker's lock in the current period, which only its
             // own outcome can end: read now (an earlier read could be from before the breaker
             // opened, and the probe's outcome would then be taken for a stale one's).
@@ -719,6 +739,25 @@ final class SymbolLane: @unchecked Sendable {
                 send(operation, ticket: ticket, sentAt: now)
             }
             if isProbe { return }
+        }
+    }
+
+    /// The circuit breaker held this lane's work back: once it has for as long as an order's own
+    /// unsent tries take to be alerted (`maxAttempts` times the breaker's open time), every order
+    /// with work waiting is alerted as `operationHeld`, once per hold. Without this, only the
+    /// orders whose requests the breaker's probes carried would be told.
+    private func noteHeldByBreaker(machine: SymbolStateMachine, now: ContinuousClock.Instant) {
+        guard let held = heldByBreaker else {
+            heldByBreaker = HeldByBreaker(since: now)
+            return
+        }
+        let waited = now - held.since
+        let configuration = context.configuration
+        guard waited >= configuration.circuitBreaker.openDuration * configuration.retry.maxAttempts else { return }
+        let (seconds, attoseconds) = waited.components
+        let why = "held back by the circuit breaker for \(seconds).\(attoseconds / 100_000_000_000_000_000) s (the broker keeps failing, or cannot be reached)"
+        for alert in machine.heldWorkAlerts(why) where held.alerted.insert(alert.orderID ?? OrderID("")).inserted {
+            context.raise(alert)
         }
     }
 

@@ -29,10 +29,10 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// or every submit of it was answered as not taken): an order id mixed up at the broker,
         /// or an answer that was wrong. FillGuard books the fill, since the broker says it traded.
         case unplacedOrderFilled
-        /// An order's work could not be sent `maxAttempts` times in a row: the connection to the
-        /// broker is down. It is held, not given up, and goes once the broker is reachable; until
-        /// then the position's protective orders may not match it. Raised once per order and
-        /// outage.
+        /// An order's work could not be sent `maxAttempts` times in a row (the connection to the
+        /// broker is down), or the circuit breaker has held it back for `maxAttempts` times its
+        /// open time. It is held, not given up, and goes once the broker is reachable; until then
+        /// the position's orders may not match it. Raised once per order and outage.
         case operationHeld
     }
     /// What went wrong.

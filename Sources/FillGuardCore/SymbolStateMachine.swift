@@ -864,6 +864,29 @@ public struct SymbolStateMachine: Sendable {
         return false
     }
 
+    /// An `operationHeld` alert for each order whose work waits to be sent (or waits out a
+    /// backoff) and that the machine has not alerted as held itself (its own unsent tries): for a
+    /// runtime whose circuit breaker has held the symbol's work back, `why` saying how long.
+    /// Changes nothing.
+    public func heldWorkAlerts(_ why: String) -> [Alert] {
+        var alerts: [Alert] = []
+        let alertedAt = min(configuration.maxAttempts, Int(UInt8.max))
+        for slot in activeOrders {
+            let s = Int(slot)
+            guard orders[s].inFlight == nil, Int(orders[s].unsentTries) < alertedAt,
+                  let work = pendingPriority(of: s, ignoringBackoff: true) else { continue }
+            let p = Int(orders[s].position)
+            let what = switch work {
+            case .cancel: "cancel"
+            case .new: "submit"
+            case .reduce, .increase: "modify"
+            }
+            alerts.append(Alert(kind: .operationHeld, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                                message: "\(what) of \(orders[s].id) \(why); held, and sent once the broker can be reached"))
+        }
+        return alerts
+    }
+
     /// The number of operations in flight.
     public var operationsInFlight: Int {
         activeOrders.reduce(0) { $0 + (orders[Int($1)].inFlight != nil ? 1 : 0) }

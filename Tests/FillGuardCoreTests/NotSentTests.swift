@@ -194,4 +194,23 @@ struct NotSentTests {
         #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
+
+    @Test("heldWorkAlerts names every order with work waiting, in a backoff too, but not one in flight or alerted by its own unsent tries")
+    func heldWorkAlertsNamesWaitingWork() throws {
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, answeringTheTarget: false)
+        #expect(model.machine.heldWorkAlerts("held").isEmpty, "both resizes are in flight: \(model.inFlight)")
+        let target = try #require(model.inFlight.firstIndex { $0.role == .takeProfit })
+        model.complete(target, failing: Self.down)
+        let waiting = model.machine.heldWorkAlerts("held back by the circuit breaker for 3.0 s")
+        #expect(waiting.map(\.role) == [.takeProfit] && waiting.allSatisfy { $0.kind == .operationHeld }, "\(waiting)")
+        #expect(waiting.first?.message.hasPrefix("modify of ") == true && waiting.first?.message.contains("held back by the circuit breaker for 3.0 s") == true)
+        let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id }, "\(modify)")
+        model.complete(index, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 2)
+        // (The target's retries went out beside the stop's: not sent either.)
+        while let index = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(index, failing: Self.down) }
+        #expect(model.machine.heldWorkAlerts("held").map(\.role) == [.takeProfit], "the stop was alerted by its own tries: \(model.alerts)")
+        model.settle()
+        #expect(model.machine.heldWorkAlerts("held").isEmpty)
+    }
 }

@@ -53,4 +53,31 @@ struct NotSentRuntimeTests {
         #expect(await restarted.positions() == before)
         await restarted.shutdown()
     }
+
+    @Test("an outage the breaker holds both protective orders through: each is alerted once, the one its probes carry and the one it holds back",
+          .timeLimit(.minutes(1)))
+    func heldBackWorkIsAlertedToo() async throws {
+        let broker = TestBroker()
+        let configuration = FillGuardConfiguration(
+            retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1, openDuration: .milliseconds(20), probeWait: .milliseconds(1)))
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
+        let alerts = manager.alerts()
+        var fills = FillMaker()
+        let opened = try await manager.openLongAndFillEntry("P1", "HLD", fills: &fills)
+        let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
+        // The session goes down for 30 requests; the scale-in fills: both resizes must wait.
+        broker.fail(30, .modify, with: BrokerError(.notSent, "FIX session not logged on"))
+        manager.receive(fills.fill(scaleIn, 100, at: "98"))
+        await manager.waitUntilIdle()
+        let position = try #require(await manager.position("P1"))
+        #expect(position.liveOrder(.stopLoss)?.openQuantity == 200 && position.liveOrder(.takeProfit)?.openQuantity == 200)
+        #expect(manager.statistics.alertsByKind == [.operationHeld: 2], "\(manager.statistics.alertsByKind)")
+        var iterator = alerts.makeAsyncIterator()
+        var roles: [OrderRole] = []
+        for _ in 0..<min(2, manager.statistics.alerts) { if let alert = await iterator.next() { roles.append(alert.role ?? .entry) } }
+        #expect(Set(roles) == [.stopLoss, .takeProfit], "\(roles)")
+        #expect(broker.count(.modify) == 32, "thirty unsent tries, then the two modifies")
+        #expect(await manager.invariantViolations().isEmpty)
+    }
 }
