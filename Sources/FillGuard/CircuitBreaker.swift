@@ -60,6 +60,9 @@ public final class CircuitBreaker: Sendable {
         /// How many times it has opened: requests let through before an opening belong to an
         /// earlier period, and their late failures say nothing of the broker since.
         var period: UInt32 = 0
+        /// How many times it has closed (after opening): a hold that began before the last close
+        /// is over.
+        var closings: UInt32 = 0
         var failures = 0
         var openUntil = ContinuousClock.now
         var probeOut = false
@@ -76,13 +79,20 @@ public final class CircuitBreaker: Sendable {
     private let isHealthy = Atomic<Bool>(true)
     /// `inner.period`, published after every change under the lock.
     private let currentPeriod = Atomic<UInt32>(0)
+    /// `inner.closings`, published after every change under the lock.
+    private let currentClosings = Atomic<UInt32>(0)
 
     /// Publishes what the lock-free paths read; called under the lock after every change.
     private func publish(_ inner: Inner) {
         isClosed.store(inner.state == .closed, ordering: .releasing)
         isHealthy.store(inner.state == .closed && inner.failures == 0, ordering: .releasing)
         currentPeriod.store(inner.period, ordering: .releasing)
+        currentClosings.store(inner.closings, ordering: .releasing)
     }
+
+    /// How many times the breaker has closed after opening: work held back since a reading of it
+    /// is still held (by the same opening) while it reads the same.
+    var closings: UInt32 { currentClosings.load(ordering: .acquiring) }
 
     /// The breaker's period: how many times it has opened. A request records it when it is let
     /// through; its outcome is recorded with it (`recordOutcome(period:)`).
@@ -205,6 +215,7 @@ public final class CircuitBreaker: Sendable {
                 inner.failures = 0
                 guard inner.state != .closed else { return (false, []) }
                 inner.state = .closed
+                inner.closings &+= 1
                 let held = Array(inner.held.values)
                 inner.held = [:]
                 return (false, held)

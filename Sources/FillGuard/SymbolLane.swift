@@ -120,8 +120,14 @@ final class SymbolLane: @unchecked Sendable {
     /// See `heldByBreaker`: allocated only while the breaker holds the lane back.
     private final class HeldByBreaker {
         let since: ContinuousClock.Instant
+        /// The breaker's `closings` when the hold began: once it reads otherwise, the breaker
+        /// closed since, and a denial now is a new hold.
+        let closings: UInt32
         var alerted: Set<OrderID> = []
-        init(since: ContinuousClock.Instant) { self.since = since }
+        init(since: ContinuousClock.Instant, closings: UInt32) {
+            self.since = since
+            self.closings = closings
+        }
     }
     /// The thread inside `send` on this lane (0: none). A callback broker that answers on that
     /// thread before `send` returns (a broker that needs no wait) has its answer put straight in
@@ -747,16 +753,23 @@ final class SymbolLane: @unchecked Sendable {
     /// with work waiting is alerted as `operationHeld`, once per hold. Without this, only the
     /// orders whose requests the breaker's probes carried would be told.
     private func noteHeldByBreaker(machine: SymbolStateMachine, now: ContinuousClock.Instant) {
-        guard let held = heldByBreaker else {
-            heldByBreaker = HeldByBreaker(since: now)
+        let closings = context.breaker.closings
+        guard let held = heldByBreaker, held.closings == closings else {
+            // The first denial, or the first since the breaker closed (a lane left with nothing
+            // to send may not have been told): a hold begins.
+            heldByBreaker = HeldByBreaker(since: now, closings: closings)
             return
         }
         let waited = now - held.since
         let configuration = context.configuration
-        guard waited >= configuration.circuitBreaker.openDuration * configuration.retry.maxAttempts else { return }
-        let (seconds, attoseconds) = waited.components
-        let why = "held back by the circuit breaker for \(seconds).\(attoseconds / 100_000_000_000_000_000) s (the broker keeps failing, or cannot be reached)"
-        for alert in machine.heldWorkAlerts(why) where held.alerted.insert(alert.orderID ?? OrderID("")).inserted {
+        // As many open times as the core's own count of unsent tries (at most 255) before its alert.
+        guard waited >= configuration.circuitBreaker.openDuration * min(configuration.retry.maxAttempts, Int(UInt8.max)) else { return }
+        let alerts = machine.heldWorkAlerts(excluding: held.alerted) {
+            let (seconds, attoseconds) = waited.components
+            return "held back by the circuit breaker for \(seconds).\(attoseconds / 100_000_000_000_000_000) s (the broker keeps failing, or cannot be reached)"
+        }
+        for alert in alerts {
+            if let orderID = alert.orderID { held.alerted.insert(orderID) }
             context.raise(alert)
         }
     }

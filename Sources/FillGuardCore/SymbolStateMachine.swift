@@ -783,11 +783,15 @@ public struct SymbolStateMachine: Sendable {
 
     /// A transient failure's backoff is over: the order's work may be tried again.
     public mutating func retryDue(_ orderID: OrderID, emitting actions: inout [Action]) {
-        guard let s = slot(of: orderID), orders[s].retryPending else { return }
-        orders[s].retryPending = false
+        guard let s = slot(of: orderID) else { return }
         // The work held through an outage went away meanwhile (the position came back to the
-        // order's size): its run of unsent tries is over, and a later outage is told again.
-        if orders[s].unsentTries > 0, pendingPriority(of: s) == nil { orders[s].unsentTries = 0 }
+        // order's size): its run of unsent tries is over, and a later outage is told again. (Also
+        // when other work took the backoff's place since, and went away too.)
+        if orders[s].unsentTries > 0, orders[s].inFlight == nil, pendingPriority(of: s, ignoringBackoff: true) == nil {
+            orders[s].unsentTries = 0
+        }
+        guard orders[s].retryPending else { return }
+        orders[s].retryPending = false
         // A "too late" answer whose fills are overdue: the order's work is sent again.
         if orders[s].isLive { orders[s].awaitingFill = false }
         plan(Int(orders[s].position), emitting: &actions)
@@ -865,16 +869,19 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// An `operationHeld` alert for each order whose work waits to be sent (or waits out a
-    /// backoff) and that the machine has not alerted as held itself (its own unsent tries): for a
-    /// runtime whose circuit breaker has held the symbol's work back, `why` saying how long.
-    /// Changes nothing.
-    public func heldWorkAlerts(_ why: String) -> [Alert] {
+    /// backoff), but those `excluding` names and those the machine has alerted as held itself
+    /// (its own unsent tries): for a runtime whose circuit breaker has held the symbol's work
+    /// back, `why` saying how long (asked only if an alert is made). Changes nothing.
+    public func heldWorkAlerts(excluding alerted: Set<OrderID> = [], _ why: () -> String) -> [Alert] {
         var alerts: [Alert] = []
+        var reason: String?
         let alertedAt = min(configuration.maxAttempts, Int(UInt8.max))
         for slot in activeOrders {
             let s = Int(slot)
-            guard orders[s].inFlight == nil, Int(orders[s].unsentTries) < alertedAt,
+            guard orders[s].inFlight == nil, Int(orders[s].unsentTries) < alertedAt, !alerted.contains(orders[s].id),
                   let work = pendingPriority(of: s, ignoringBackoff: true) else { continue }
+            if reason == nil { reason = why() }
+            let why = reason ?? ""
             let p = Int(orders[s].position)
             let what = switch work {
             case .cancel: "cancel"

@@ -27,6 +27,15 @@ struct NotSentTests {
         return (model, stop)
     }
 
+    /// The target fills `quantity` while the broker is down: the stop's reduce is not sent, three times.
+    private static func reduceUnsent(_ model: inout ModelBroker, _ stop: OrderID, targetFills quantity: Quantity) throws {
+        try model.fill("P1", .takeProfit, quantity, at: "110")
+        model.pull()
+        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop })
+        model.complete(reduce, failing: down)
+        try failUnsent(&model, stop, times: 2)
+    }
+
     /// How many `operationHeld` alerts the model has seen.
     private static func held(_ model: ModelBroker) -> Int { model.alerts.filter { $0.kind == .operationHeld }.count }
 
@@ -77,11 +86,7 @@ struct NotSentTests {
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 600)
         // The target fills 200: the stop comes down to 400, and the broker is down again.
-        try model.fill("P1", .takeProfit, 200, at: "110")
-        model.pull()
-        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
-        model.complete(reduce, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 2)
+        try Self.reduceUnsent(&model, stop.id, targetFills: 200)
         #expect(Self.held(model) == 2, "\(model.alerts)")
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 400)
@@ -146,11 +151,7 @@ struct NotSentTests {
         model.fireRetries()
         #expect(model.pull().isEmpty)
         // The target fills 100 more while the broker is down again: the stop's reduce is held.
-        try model.fill("P1", .takeProfit, 100, at: "110")
-        model.pull()
-        let reduce = try #require(model.inFlight.firstIndex { $0.orderID == stop.id })
-        model.complete(reduce, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 2)
+        try Self.reduceUnsent(&model, stop.id, targetFills: 100)
         #expect(Self.held(model) == 2, "\(model.alerts)")
         model.settle()
         #expect(model.live("P1", .stopLoss)?.openQuantity == 200)
@@ -198,10 +199,10 @@ struct NotSentTests {
     @Test("heldWorkAlerts names every order with work waiting, in a backoff too, but not one in flight or alerted by its own unsent tries")
     func heldWorkAlertsNamesWaitingWork() throws {
         var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, answeringTheTarget: false)
-        #expect(model.machine.heldWorkAlerts("held").isEmpty, "both resizes are in flight: \(model.inFlight)")
+        #expect(model.machine.heldWorkAlerts { "held" }.isEmpty, "both resizes are in flight: \(model.inFlight)")
         let target = try #require(model.inFlight.firstIndex { $0.role == .takeProfit })
         model.complete(target, failing: Self.down)
-        let waiting = model.machine.heldWorkAlerts("held back by the circuit breaker for 3.0 s")
+        let waiting = model.machine.heldWorkAlerts { "held back by the circuit breaker for 3.0 s" }
         #expect(waiting.map(\.role) == [.takeProfit] && waiting.allSatisfy { $0.kind == .operationHeld }, "\(waiting)")
         #expect(waiting.first?.message.hasPrefix("modify of ") == true && waiting.first?.message.contains("held back by the circuit breaker for 3.0 s") == true)
         let index = try #require(model.inFlight.firstIndex { $0.orderID == stop.id }, "\(modify)")
@@ -209,8 +210,34 @@ struct NotSentTests {
         try Self.failUnsent(&model, stop.id, times: 2)
         // (The target's retries went out beside the stop's: not sent either.)
         while let index = model.inFlight.firstIndex(where: { $0.role == .takeProfit }) { model.complete(index, failing: Self.down) }
-        #expect(model.machine.heldWorkAlerts("held").map(\.role) == [.takeProfit], "the stop was alerted by its own tries: \(model.alerts)")
+        #expect(model.machine.heldWorkAlerts { "held" }.map(\.role) == [.takeProfit], "the stop was alerted by its own tries: \(model.alerts)")
         model.settle()
-        #expect(model.machine.heldWorkAlerts("held").isEmpty)
+        #expect(model.machine.heldWorkAlerts { "held" }.isEmpty)
+    }
+
+    @Test("held work replaced by a reduce that goes away too ends the run when the old backoff comes due: the next outage is told again")
+    func runEndsAfterTheReduceWentAwayToo() throws {
+        let spec = BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("95"), takeProfit: Price("110"),
+                               scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("98")!)), BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("96")!))])
+        var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy, spec: spec)
+        model.complete(modify, failing: Self.down)
+        try Self.failUnsent(&model, stop.id, times: 2)
+        #expect(Self.held(model) == 1)
+        while let index = model.inFlight.firstIndex(where: { $0.orderID != stop.id }) { model.complete(index) }
+        // In the backoff the target fills 400: net 200, below the stop's 300: its work is now a
+        // reduce, due at once (the backoff cleared) but held back (not pulled here). Then the
+        // second scale-in fills 100: net 300, the stop's size: no work left at all.
+        try model.fill("P1", .takeProfit, 400, at: "110")
+        try model.fill("P1", .scaleIn(1), 100, at: "96")
+        #expect(model.machine.heldWorkAlerts { "held" }.allSatisfy { $0.orderID != stop.id })
+        model.fireRetries() // the resize's old backoff comes due: nothing to do, the run is over
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.id == stop.id && model.live("P1", .stopLoss)?.openQuantity == 300)
+        // A new outage: the target fills 100, the stop's reduce to 200 is not sent.
+        try Self.reduceUnsent(&model, stop.id, targetFills: 100)
+        #expect(Self.held(model) == 2, "the new outage is told: \(model.alerts)")
+        model.settle()
+        #expect(model.live("P1", .stopLoss)?.openQuantity == 200)
+        #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
 }

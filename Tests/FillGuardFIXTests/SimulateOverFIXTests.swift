@@ -337,6 +337,23 @@ struct SimulateOverFIXTests {
         #expect(took < .seconds(11), "the session took \(took)")
     }
 
+    /// Once an order reached the exchange: drops the connection, refuses the next `count` Logons,
+    /// then lets the session back in. Returns where the peer's lines stood at the drop.
+    private static func dropRefusingLogons(_ peer: FIXPeerProcess, count: Int) async throws -> Int {
+        try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app D ") }
+        try await peer.command("reject-logon on")
+        let dropped = peer.lines.count
+        try await peer.command("drop")
+        var from = dropped
+        for _ in 0..<count {
+            try await peer.waitFor(from: from, timeout: .seconds(30)) { $0 == "EVENT logon-rejected" }
+            let lines = peer.lines
+            from = (lines.indices.first { $0 >= from && lines[$0] == "EVENT logon-rejected" } ?? lines.count - 1) + 1
+        }
+        try await peer.command("reject-logon off")
+        return dropped
+    }
+
     @Test("a FIX session that drops and is refused its Logon mid-session is said on standard error as it happens, and so is its return")
     func sessionDownIsSaidAsItHappens() async throws {
         let binary = try fillguardBinary()
@@ -349,17 +366,7 @@ struct SimulateOverFIXTests {
         // Trading (an order reached the exchange): the exchange drops the connection and refuses
         // four Logons in a row (with the reconnect backoff, the session is down and refused for
         // most of a second, over several of its 100 ms checks); then it lets it back in.
-        try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app D ") }
-        try await peer.command("reject-logon on")
-        let dropped = peer.lines.count
-        try await peer.command("drop")
-        var from = dropped
-        for _ in 0..<4 {
-            try await peer.waitFor(from: from, timeout: .seconds(30)) { $0 == "EVENT logon-rejected" }
-            let lines = peer.lines
-            from = (lines.indices.first { $0 >= from && lines[$0] == "EVENT logon-rejected" } ?? lines.count - 1) + 1
-        }
-        try await peer.command("reject-logon off")
+        let dropped = try await Self.dropRefusingLogons(peer, count: 4)
         let back = try await peer.waitFor(from: dropped, timeout: .seconds(30)) { $0.hasPrefix("EVENT logon ") }
         // The new session subscribes to the market again: its prices move on.
         try await peer.waitFor(from: dropped, timeout: .seconds(30)) { $0.hasPrefix("EVENT subscribed ") }
@@ -380,19 +387,9 @@ struct SimulateOverFIXTests {
             try await runChild(binary, ["simulate", "--broker", "fix", "--fix-port", "\(peer.port)", "--symbols", "2", "--duration", "1",
                                         "--fix-settle-timeout", "30"])
         }
-        try await peer.waitFor(timeout: .seconds(60)) { $0.hasPrefix("EVENT app D ") }
-        try await peer.command("reject-logon on")
-        let dropped = peer.lines.count
-        try await peer.command("drop")
-        // Five Logons refused: with the reconnect backoff (0.1 s doubling) that is over 3 s, well
-        // past the 1 s of trading.
-        var from = dropped
-        for _ in 0..<5 {
-            try await peer.waitFor(from: from, timeout: .seconds(30)) { $0 == "EVENT logon-rejected" }
-            let lines = peer.lines
-            from = (lines.indices.first { $0 >= from && lines[$0] == "EVENT logon-rejected" } ?? lines.count - 1) + 1
-        }
-        try await peer.command("reject-logon off")
+        // Five Logons refused: with the reconnect backoff (0.1 s doubling) that is over 1.5 s even
+        // with the most jitter, past the 1 s of trading.
+        _ = try await Self.dropRefusingLogons(peer, count: 5)
         let run = try await child.value
         let said = run.standardError
         #expect(said.contains("fillguard: the FIX session is down ("), "\(said)")

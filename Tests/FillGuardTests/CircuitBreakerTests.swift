@@ -25,6 +25,22 @@ struct CircuitBreakerTests {
         #expect(breaker.trips == 1)
     }
 
+    @Test("closings counts the closes after an opening, not the reopenings of a failed probe: one outage reads one value")
+    func closingsCountsCloses() {
+        let breaker = CircuitBreaker(policy: policy)
+        #expect(breaker.closings == 0)
+        for _ in 0..<3 { breaker.record(transientFailure: true, wasProbe: false, now: start) }
+        let reopen = start + .seconds(1)
+        #expect(breaker.acquire(now: reopen) == .probe)
+        breaker.record(transientFailure: true, wasProbe: true, now: reopen)
+        #expect(breaker.closings == 0, "a failed probe reopens it: the same outage")
+        #expect(breaker.acquire(now: reopen + .seconds(1)) == .probe)
+        breaker.record(transientFailure: false, wasProbe: true, now: reopen + .seconds(1))
+        #expect(breaker.state == .closed && breaker.closings == 1)
+        breaker.record(transientFailure: false, wasProbe: false, now: reopen + .seconds(1))
+        #expect(breaker.closings == 1, "a success while closed closes nothing")
+    }
+
     @Test("open: denies until its time, then lets one probe through; the probe's outcome decides")
     func openProbesOnce() {
         let breaker = CircuitBreaker(policy: policy)
