@@ -36,6 +36,15 @@ struct NotSentTests {
         try failUnsent(&model, stop, times: 2)
     }
 
+    /// The target fills whole (flat): `order`'s cancel is not sent, then `times` more of its tries.
+    private static func flatCancelUnsent(_ model: inout ModelBroker, _ order: OrderID, times: Int) throws {
+        try model.fill("P1", .takeProfit, 600, at: "110")
+        model.pull()
+        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == order && $0.kind == .cancel })
+        model.complete(cancel, failing: down)
+        try failUnsent(&model, order, times: times)
+    }
+
     /// How many `operationHeld` alerts the model has seen.
     private static func held(_ model: ModelBroker) -> Int { model.alerts.filter { $0.kind == .operationHeld }.count }
 
@@ -130,11 +139,7 @@ struct NotSentTests {
         #expect(model.live("P1", .stopLoss)?.id == stop.id)
         let second = try #require(model.live("P1", .scaleIn(1)))
         // The target fills whole: flat; the second scale-in must go, and the broker is down.
-        try model.fill("P1", .takeProfit, 600, at: "110")
-        model.pull()
-        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == second.id && $0.kind == .cancel })
-        model.complete(cancel, failing: Self.down)
-        try Self.failUnsent(&model, second.id, times: 5)
+        try Self.flatCancelUnsent(&model, second.id, times: 5)
         #expect(!model.alerts.contains { $0.kind == .operationFailed }, "\(model.alerts)")
         #expect(model.alerts.filter { $0.kind == .operationHeld && $0.orderID == second.id }.count == 1, "\(model.alerts)")
         model.settle()
@@ -185,11 +190,7 @@ struct NotSentTests {
     func cancelNotSent() throws {
         var (model, stop, modify) = try ModelBroker.stopResizeInFlight(.buy)
         model.complete(modify)
-        try model.fill("P1", .takeProfit, 600, at: "110")
-        model.pull()
-        let cancel = try #require(model.inFlight.firstIndex { $0.orderID == stop.id && $0.kind == .cancel })
-        model.complete(cancel, failing: Self.down)
-        try Self.failUnsent(&model, stop.id, times: 6)
+        try Self.flatCancelUnsent(&model, stop.id, times: 6)
         #expect(!model.alerts.contains { $0.kind == .operationFailed }, "\(model.alerts)")
         model.settle()
         #expect(model.brokerLive("P1", .stopLoss).isEmpty, "nothing is left working at the broker")
