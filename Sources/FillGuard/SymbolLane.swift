@@ -700,7 +700,7 @@ final class SymbolLane: @unchecked Sendable {
             } else {
                 let permission = context.breaker.acquire(now: clock.now, wakingOnClose: self)
                 if case .denied(let until) = permission {
-                    noteHeldByBreaker(machine: machine, now: clock.now)
+                    noteHeldByBreaker(machine: &machine, now: clock.now)
                     if !machine.isQuiescent { scheduleWake(at: until) }
                     return
                 }
@@ -751,8 +751,9 @@ final class SymbolLane: @unchecked Sendable {
     /// The circuit breaker held this lane's work back: once it has for as long as an order's own
     /// unsent tries take to be alerted (`maxAttempts` times the breaker's open time), every order
     /// with work waiting is alerted as `operationHeld`, once per hold. Without this, only the
-    /// orders whose requests the breaker's probes carried would be told.
-    private func noteHeldByBreaker(machine: SymbolStateMachine, now: ContinuousClock.Instant) {
+    /// orders whose requests the breaker's probes carried would be told. An entry's or
+    /// scale-in's submit is refused instead (`refuseHeldOpenings`).
+    private func noteHeldByBreaker(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
         let closings = context.breaker.closings
         guard let held = heldByBreaker, held.closings == closings else {
             // The first denial, or the first since the breaker closed (a lane left with nothing
@@ -764,13 +765,31 @@ final class SymbolLane: @unchecked Sendable {
         let configuration = context.configuration
         // As many open times as the core's own count of unsent tries (at most 255) before its alert.
         guard waited >= configuration.circuitBreaker.openDuration * min(configuration.retry.maxAttempts, Int(UInt8.max)) else { return }
-        let alerts = machine.heldWorkAlerts(excluding: held.alerted) {
-            let (seconds, attoseconds) = waited.components
-            return "held back by the circuit breaker for \(seconds).\(attoseconds / 100_000_000_000_000_000) s (the broker keeps failing, or cannot be reached)"
-        }
+        let (seconds, attoseconds) = waited.components
+        let milliseconds = String(attoseconds / 1_000_000_000_000_000)
+        let why = "held back by the circuit breaker for \(seconds).\(String(repeating: "0", count: 3 - milliseconds.count))\(milliseconds) s (the broker keeps failing, or cannot be reached)"
+        refuseHeldOpenings(machine: &machine, why)
+        let alerts = machine.heldWorkAlerts(excluding: held.alerted) { why }
         for alert in alerts {
             if let orderID = alert.orderID { held.alerted.insert(orderID) }
             context.raise(alert)
+        }
+    }
+
+    /// Refuses every entry and scale-in submit the circuit breaker has held back too long (see
+    /// `noteHeldByBreaker`): never sent, each is answered refused, through the journal like a
+    /// broker's answer (its intent first), so the core ends it as it ends a submit the broker
+    /// refuses (an `operationFailed` alert). Sent when the broker is back, it would add exposure
+    /// much later, at another market; a resend that may have placed the order is cancelled.
+    private func refuseHeldOpenings(machine: inout SymbolStateMachine, _ why: String) {
+        while let operation = machine.nextOpeningSubmit() {
+            if context.journal != nil {
+                pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
+                                                    payload: JournalCodec.encode(operation)))
+            }
+            context.logger.warning("\(operation.kind.rawValue) not sent: \(why)", metadata: ["symbol": "\(symbol)", "operation": "\(operation)"])
+            // No breaker ticket: the broker was not asked, so nothing is learnt of its health.
+            enqueue(.completed(operation, .failure(BrokerError(.permanent, "never sent: \(why); an entry or scale-in is not sent that late")), breaker: nil))
         }
     }
 

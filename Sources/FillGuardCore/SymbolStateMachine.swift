@@ -827,12 +827,31 @@ public struct SymbolStateMachine: Sendable {
             bestSequence = workSequence
         }
         guard bestSlot >= 0 else { return nil }
-        let s = bestSlot
+        return take(bestSlot, bestPriority)
+    }
+
+    /// The oldest entry or scale-in submit ready to send, marked in flight as `nextOperation()`
+    /// marks what it returns; nil when there is none. For a runtime that will not send it (its
+    /// circuit breaker has held the symbol's work back too long) and answers it refused, so that
+    /// no exposure is added much later, at another market.
+    public mutating func nextOpeningSubmit() -> OrderOperation? {
+        var bestSlot = -1
+        for slot in activeOrders {
+            let s = Int(slot)
+            guard !orders[s].role.isProtective, pendingPriority(of: s) == .new else { continue }
+            if bestSlot < 0 || orders[s].workSequence < orders[bestSlot].workSequence { bestSlot = s }
+        }
+        return bestSlot >= 0 ? take(bestSlot, .new) : nil
+    }
+
+    /// Builds the operation for the work of slot `s` at `priority` and marks it in flight.
+    @inline(__always)
+    private mutating func take(_ s: Int, _ priority: OrderOperation.Priority) -> OrderOperation? {
         sequence += 1
         let id = orders[s].id
         let request: OrderOperation.Request
         var requested: Quantity?
-        switch bestPriority {
+        switch priority {
         case .cancel:
             request = .cancel(CancelOrderRequest(orderID: id, symbol: symbol))
         case .reduce, .increase:
@@ -848,7 +867,7 @@ public struct SymbolStateMachine: Sendable {
                                               quantity: orders[s].quantity, timeInForce: orders[s].timeInForce))
         }
         let operation = OrderOperation(id: sequence, orderID: id, positionID: positions[Int(orders[s].position)].id, role: orders[s].role,
-                                       request: request, priority: bestPriority, attempt: Int(orders[s].attempts) + 1)
+                                       request: request, priority: priority, attempt: Int(orders[s].attempts) + 1)
         orders[s].inFlight = ManagedOrder.InFlight(operationID: sequence, kind: operation.kind, requestedQuantity: requested)
         return operation
     }

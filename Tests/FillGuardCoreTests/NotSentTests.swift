@@ -241,4 +241,28 @@ struct NotSentTests {
         #expect(model.live("P1", .stopLoss)?.openQuantity == 200)
         #expect(model.machine.invariantViolations(atQuiescence: true).isEmpty)
     }
+    @Test("nextOpeningSubmit takes the entry and scale-in submits only, oldest first, each in flight; never protective work, and a refusal of one is the broker's")
+    func nextOpeningSubmitTakesOpeningsOnly() throws {
+        var model = ModelBroker("GLD")
+        try model.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("95"), takeProfit: Price("110"),
+                                   scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("98")!)), BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("96")!))]))
+        var machine = model.machine
+        var taken: [OrderOperation] = []
+        while let operation = machine.nextOpeningSubmit() { taken.append(operation) }
+        #expect(taken.map(\.role) == [.entry, .scaleIn(0), .scaleIn(1)] && taken.allSatisfy { $0.kind == .submit }, "\(taken)")
+        #expect(machine.operationsInFlight == 3 && machine.nextOperation() == nil, "each is marked in flight")
+        // The second scale-in refused (its submit never sent): it ends as a refused submit does.
+        var actions: [SymbolStateMachine.Action] = []
+        machine.operationFailed(taken[2], .permanent("never sent: held back"), emitting: &actions)
+        #expect(machine.snapshot(of: "P1")?.orders.first { $0.role == .scaleIn(1) }?.status.isLive == false)
+        #expect(machine.operationsInFlight == 2)
+        // With the entry filled, the stop's and target's submits wait: they are not openings.
+        model.pull()
+        while !model.inFlight.isEmpty { model.complete() }
+        try model.fill("P1", .entry, 300, at: "100")
+        #expect(model.machine.hasOperationReady)
+        var filled = model.machine
+        #expect(filled.nextOpeningSubmit() == nil, "only protective work is waiting")
+        #expect(filled.operationsInFlight == 0)
+    }
 }

@@ -80,4 +80,55 @@ struct NotSentRuntimeTests {
         #expect(broker.count(.modify) == 32, "thirty unsent tries, then the two modifies")
         #expect(await manager.invariantViolations().isEmpty)
     }
+    @Test("an entry the circuit breaker holds back (its probe out on another symbol) for maxAttempts open times is refused, never sent: not sent late once the broker is back",
+          .timeLimit(.minutes(1)))
+    func heldBackEntryIsRefused() async throws {
+        let broker = TestBroker()
+        let store = InMemoryJournalStore()
+        let configuration = FillGuardConfiguration(
+            retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1, openDuration: .milliseconds(20), probeWait: .milliseconds(1)))
+        let manager = FillManager(broker: broker, journal: Journal(store: store), configuration: configuration, logger: .quiet)
+        _ = try await manager.recover()
+        let alerts = manager.alerts()
+        var fills = FillMaker()
+        let opened = try await manager.openLongAndFillEntry("P1", "HLA", fills: &fills)
+        let scaleIn = try #require(opened.liveOrder(.scaleIn(0)))
+        // Neither resize is sent (the breaker opens); the probe that carries one of them again is
+        // held unanswered, so the breaker lets nothing else through meanwhile.
+        broker.hold()
+        broker.fail(2, .modify, with: BrokerError(.notSent, "FIX session not logged on"))
+        manager.receive(fills.fill(scaleIn, 100, at: "98"))
+        await broker.waitForHeld(2)
+        broker.releaseFirst()
+        broker.releaseFirst()
+        await broker.waitForHeld(1)
+        // A new bracket on another symbol: its entry waits behind the breaker, and is refused.
+        try await manager.open(.long("P2", "HLB"))
+        var iterator = alerts.makeAsyncIterator()
+        var refusal: Alert?
+        while let alert = await iterator.next() {
+            if alert.positionID == "P2" { refusal = alert; break }
+        }
+        let alert = try #require(refusal)
+        #expect(alert.kind == .entryRejected && alert.role == .entry, "\(alert)")
+        #expect(alert.message.contains("held back by the circuit breaker"), "\(alert.message)")
+        // The broker is back: the stop's resize goes; P2's entry does not.
+        broker.releaseAll()
+        await manager.waitUntilIdle()
+        let entry = try #require(await manager.position("P2")?.orders.first { $0.role == .entry })
+        #expect(!broker.requests.contains { $0.orderID == entry.id }, "the refused entry never reached the broker")
+        #expect(await manager.position("P2")?.liveOrders.isEmpty == true)
+        #expect(await manager.position("P2")?.status == .closed)
+        #expect(await manager.position("P1")?.liveOrder(.stopLoss)?.openQuantity == 200)
+        #expect(await manager.invariantViolations().isEmpty)
+        // The refusal is journaled like a broker's answer: a restart re-derives the same state.
+        let killed = store.fork()
+        let before = await manager.positions()
+        await manager.shutdown()
+        let restarted = FillManager(broker: TestBroker(), journal: Journal(store: killed), configuration: configuration, logger: .quiet)
+        _ = try await restarted.recover()
+        #expect(await restarted.positions() == before)
+        await restarted.shutdown()
+    }
 }
