@@ -60,6 +60,8 @@ public struct FillGuardConfiguration: Sendable {
     public var rejectionHistory: Int { didSet { if rejectionHistory < 0 { rejectionHistory = 0 } } }
     /// After a restart: what to do with live broker orders no journal record knows (default leave).
     public var unknownOrders: UnknownOrderPolicy = .leave
+    /// After a restart: what to do with entries and scale-ins the broker never got (default send).
+    public var unsentEntries: UnsentEntryPolicy = .send
     /// After a restart: what to do with a symbol whose net at the broker still differs from the
     /// journal's after reconciliation, in a way FillGuard's orders could make worse (default hold).
     public var positionMismatch: PositionMismatchPolicy = .hold

@@ -32,6 +32,9 @@ final class SymbolLane: @unchecked Sendable {
         case checkAnswers
         /// Recovery has reconciled this lane with the broker: operations may go out.
         case reconciled
+        /// Recovery found these entries and scale-ins never got by the broker, and refuses them
+        /// (`UnsentEntryPolicy.refuse`): each is answered refused, never sent.
+        case refuseUnsentEntries([OrderID])
         /// A clean shutdown: snapshot the state now if records came since the last snapshot, so
         /// that the next start replays no record (and a newer build, whose rules may differ,
         /// need not re-derive them).
@@ -594,6 +597,10 @@ final class SymbolLane: @unchecked Sendable {
             checkAnswers()
         case .reconciled:
             operationsHeld = false
+        case .refuseUnsentEntries(let ids):
+            for id in ids {
+                refuseOpenings(machine: &machine, of: id, "not sent before the restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")
+            }
         case .snapshotNow:
             snapshotRequested = context.journal != nil
         case .read(let reader):
@@ -752,7 +759,7 @@ final class SymbolLane: @unchecked Sendable {
     /// unsent tries take to be alerted (`maxAttempts` times the breaker's open time), every order
     /// with work waiting is alerted as `operationHeld`, once per hold. Without this, only the
     /// orders whose requests the breaker's probes carried would be told. An entry's or
-    /// scale-in's submit is refused instead (`refuseHeldOpenings`).
+    /// scale-in's submit is refused instead (`refuseOpenings`).
     private func noteHeldByBreaker(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
         let closings = context.breaker.closings
         guard let held = heldByBreaker, held.closings == closings else {
@@ -768,7 +775,7 @@ final class SymbolLane: @unchecked Sendable {
         let (seconds, attoseconds) = waited.components
         let milliseconds = String(attoseconds / 1_000_000_000_000_000)
         let why = "held back by the circuit breaker for \(seconds).\(String(repeating: "0", count: 3 - milliseconds.count))\(milliseconds) s (the broker keeps failing, or cannot be reached)"
-        refuseHeldOpenings(machine: &machine, why)
+        refuseOpenings(machine: &machine, "never sent: \(why); an entry or scale-in is not sent that late")
         let alerts = machine.heldWorkAlerts(excluding: held.alerted) { why }
         for alert in alerts {
             if let orderID = alert.orderID { held.alerted.insert(orderID) }
@@ -776,20 +783,21 @@ final class SymbolLane: @unchecked Sendable {
         }
     }
 
-    /// Refuses every entry and scale-in submit the circuit breaker has held back too long (see
-    /// `noteHeldByBreaker`): never sent, each is answered refused, through the journal like a
+    /// Refuses every entry and scale-in submit ready to send (or order `id`'s only): the circuit
+    /// breaker has held it back too long (see `noteHeldByBreaker`), or it was not sent before a
+    /// restart. Never sent, each is answered refused (`because`), through the journal like a
     /// broker's answer (its intent first), so the core ends it as it ends a submit the broker
-    /// refuses (an `operationFailed` alert). Sent when the broker is back, it would add exposure
-    /// much later, at another market; a resend that may have placed the order is cancelled.
-    private func refuseHeldOpenings(machine: inout SymbolStateMachine, _ why: String) {
-        while let operation = machine.nextOpeningSubmit() {
+    /// refuses (an `entryRejected` alert for an entry). Sent later it would add exposure at
+    /// another market; a resend that may have placed the order is cancelled.
+    private func refuseOpenings(machine: inout SymbolStateMachine, of id: OrderID? = nil, _ because: String) {
+        while let operation = machine.nextOpeningSubmit(of: id) {
             if context.journal != nil {
                 pendingRecords.append(JournalRecord(symbol: symbol, sequence: position.nextIntent(), kind: .intent,
                                                     payload: JournalCodec.encode(operation)))
             }
-            context.logger.warning("\(operation.kind.rawValue) not sent: \(why)", metadata: ["symbol": "\(symbol)", "operation": "\(operation)"])
+            context.logger.warning("\(operation.kind.rawValue) refused: \(because)", metadata: ["symbol": "\(symbol)", "operation": "\(operation)"])
             // No breaker ticket: the broker was not asked, so nothing is learnt of its health.
-            enqueue(.completed(operation, .failure(BrokerError(.permanent, "never sent: \(why); an entry or scale-in is not sent that late")), breaker: nil))
+            enqueue(.completed(operation, .failure(BrokerError(.permanent, because)), breaker: nil))
         }
     }
 
@@ -993,7 +1001,7 @@ extension SymbolLane.Event {
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
-        case .gateOpened, .checkAnswers, .reconciled, .snapshotNow, .read: return nil
+        case .gateOpened, .checkAnswers, .reconciled, .refuseUnsentEntries, .snapshotNow, .read: return nil
         }
     }
 }

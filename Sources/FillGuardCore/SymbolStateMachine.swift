@@ -830,15 +830,16 @@ public struct SymbolStateMachine: Sendable {
         return take(bestSlot, bestPriority)
     }
 
-    /// The oldest entry or scale-in submit ready to send, marked in flight as `nextOperation()`
-    /// marks what it returns; nil when there is none. For a runtime that will not send it (its
-    /// circuit breaker has held the symbol's work back too long) and answers it refused, so that
-    /// no exposure is added much later, at another market.
-    public mutating func nextOpeningSubmit() -> OrderOperation? {
+    /// The oldest entry or scale-in submit ready to send (of order `id` only, if given), marked
+    /// in flight as `nextOperation()` marks what it returns; nil when there is none. For a
+    /// runtime that will not send it (its circuit breaker has held the symbol's work back too
+    /// long, or it was never sent before a restart) and answers it refused, so that no exposure
+    /// is added much later, at another market.
+    public mutating func nextOpeningSubmit(of id: OrderID? = nil) -> OrderOperation? {
         var bestSlot = -1
         for slot in activeOrders {
             let s = Int(slot)
-            guard !orders[s].role.isProtective, pendingPriority(of: s) == .new else { continue }
+            guard !orders[s].role.isProtective, id == nil || orders[s].id == id, pendingPriority(of: s) == .new else { continue }
             if bestSlot < 0 || orders[s].workSequence < orders[bestSlot].workSequence { bestSlot = s }
         }
         return bestSlot >= 0 ? take(bestSlot, .new) : nil

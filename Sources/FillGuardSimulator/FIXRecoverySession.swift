@@ -33,6 +33,8 @@ public struct FIXRecoverySession: Sendable {
     public var strategy: SymbolStateMachine.ReplaceStrategy
     /// How a position flipped against its bracket is covered (as the journal's session was run with).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// What becomes of entries and scale-ins the broker never got (`FillGuardConfiguration.unsentEntries`).
+    public var unsentEntries: UnsentEntryPolicy = .send
     /// Symbols whose work a person lets go if recovery holds it (`FillManager.releaseHeldOperations(of:)`).
     public var release: Set<Symbol> = []
 
@@ -73,6 +75,7 @@ public struct FIXRecoverySession: Sendable {
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
             replaceStrategy: strategy, rearmDelay: nil)
         managerConfiguration.flippedPositionCover = flippedPositionCover
+        managerConfiguration.unsentEntries = unsentEntries
         let manager = FillManager(broker: broker, journal: journal, configuration: managerConfiguration, logger: logger)
         let events = broker.events()
         let alerts = AlertSamples(manager)

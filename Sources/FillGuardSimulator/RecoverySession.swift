@@ -34,6 +34,8 @@ public struct RecoverySession: Sendable {
     public var strategy: SymbolStateMachine.ReplaceStrategy
     /// How a position flipped against its bracket is covered (as the session was run with).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// What becomes of entries and scale-ins the broker never got (`FillGuardConfiguration.unsentEntries`).
+    public var unsentEntries: UnsentEntryPolicy = .send
     /// Symbols whose work a person lets go if recovery holds it (`FillManager.releaseHeldOperations(of:)`).
     public var release: Set<Symbol> = []
 
@@ -66,6 +68,7 @@ public struct RecoverySession: Sendable {
             retry: RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(20), maxDelay: .milliseconds(500)),
             replaceStrategy: strategy, rearmDelay: nil)
         managerConfiguration.flippedPositionCover = flippedPositionCover
+        managerConfiguration.unsentEntries = unsentEntries
         let manager = exchangeStatePath == nil
             ? FillManager(broker: NoQueriesBroker(exchange), journal: journal, configuration: managerConfiguration, logger: logger)
             : FillManager(broker: exchange, journal: journal, configuration: managerConfiguration, logger: logger)

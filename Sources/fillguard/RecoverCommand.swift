@@ -47,6 +47,9 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "How a position flipped against its bracket is covered, as the journal's session did: bracket or stopLossOnly.")
     var flippedCover = "bracket"
 
+    @Option(help: "Entries and scale-ins the broker never got (not sent before the stop, or sent and not there): send them now, or refuse them (an entry must not go late, at another market).")
+    var unsentEntries = "send"
+
     @Flag(help: "Print the state as JSON (the replay shape).")
     var json = false
 
@@ -66,6 +69,9 @@ struct RecoverCommand: AsyncParsableCommand {
         }
         guard FlippedPositionCover(rawValue: flippedCover) != nil else {
             throw ValidationError("--flipped-cover must be bracket or stopLossOnly")
+        }
+        guard UnsentEntryPolicy(rawValue: unsentEntries) != nil else {
+            throw ValidationError("--unsent-entries must be send or refuse")
         }
         for symbol in release where symbol.allSatisfy(\.isWhitespace) {
             throw ValidationError("--release needs a symbol, not '\(symbol)'")
@@ -118,6 +124,7 @@ struct RecoverCommand: AsyncParsableCommand {
         let replaceStrategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         let cover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
         let releasing = Set(release.map { Symbol($0) })
+        let unsentEntryPolicy = UnsentEntryPolicy(rawValue: unsentEntries) ?? .send
         let outcome: RecoverySession.Outcome
         // A FIX store directory this run would create: removed again if it never logs on.
         var newStore: String?
@@ -156,12 +163,14 @@ struct RecoverCommand: AsyncParsableCommand {
                 }
                 var session = FIXRecoverySession(journal: Journal(store: store), fix: options, strategy: replaceStrategy)
                 session.flippedPositionCover = cover
+                session.unsentEntries = unsentEntryPolicy
                 session.release = releasing
                 outcome = try await session.run(logger: logger)
             } else {
                 var session = RecoverySession(journal: Journal(store: store), exchangeStatePath: hasExchange ? statePath : nil, seed: seed,
                                               nativeModify: !noModify, strategy: replaceStrategy, journalID: store.identity)
                 session.flippedPositionCover = cover
+                session.unsentEntries = unsentEntryPolicy
                 session.release = releasing
                 outcome = try await session.run(logger: logger)
             }

@@ -155,6 +155,15 @@ extension ReleaseHeldTests {
         #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
     }
 
+    @Test("recover --unsent-entries takes send or refuse, and nothing else (exit 2 before anything is read)")
+    func recoverRefusesAnUnknownUnsentEntriesPolicy() async throws {
+        let journal = try temporaryDirectory() + "/none.sqlite"
+        let run = try await runFillguard(["recover", "--journal", journal, "--unsent-entries", "later"])
+        #expect(run.status == 2 && run.standardError.contains("--unsent-entries must be send or refuse"), "\(run)")
+        let help = try await runFillguard(["recover", "--help"])
+        #expect(help.standardOutput.contains("--unsent-entries"), "\(help.standardOutput.suffix(800))")
+    }
+
     @Test("simulate takes plain decimal numbers only (no hexadecimal, exponent, nan) and refuses a duration that rounds to no time, exit 2 before anything runs",
           arguments: [(["--duration", "0x10"], "--duration takes a plain decimal number"),
                       (["--duration", "1e-300"], "--duration takes a plain decimal number"),

@@ -221,6 +221,13 @@ extension FillManager {
                         continue
                     }
                 }
+                if state == nil, operation.kind == .submit, !operation.role.isProtective, context.configuration.unsentEntries == .refuse {
+                    // Never got by the broker: refused rather than sent after the restart.
+                    correct(ReconciliationCorrection(kind: .entryRefused, symbol: symbol, orderID: operation.orderID,
+                                                     message: "submit \(operation.orderID): the broker never got it; refused, not sent after the restart (unsentEntries: refuse)"))
+                    lane.enqueue(.completed(operation, .failure(BrokerError(.permanent, "not at the broker after restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")), breaker: nil))
+                    continue
+                }
                 let (result, outcome) = Self.outcome(of: operation, given: state)
                 correct(ReconciliationCorrection(kind: .resolvedOperation, symbol: symbol, orderID: operation.orderID, message: outcome))
                 // An order the broker took and then ended while FillGuard was down (a day order
@@ -258,6 +265,20 @@ extension FillManager {
                 }
             }
             await resumeWork(on: lane, view: view, correct: correct)
+            // 6. Entries and scale-ins not sent before the stop that the broker does not have
+            //    (asked, not merely unread): refused, if so configured, before anything goes out.
+            if context.configuration.unsentEntries == .refuse {
+                let unsent = view.live.filter { order in
+                    guard order.status == .pendingNew, !order.role.isProtective, !inFlight.contains(order.id),
+                          let known = states[order.id], known == nil else { return false }
+                    return true
+                }
+                for order in unsent {
+                    correct(ReconciliationCorrection(kind: .entryRefused, symbol: symbol, orderID: order.id,
+                                                     message: "\(order.role) \(order.id) was not sent before the stop and the broker does not have it; refused, not sent after the restart (unsentEntries: refuse)"))
+                }
+                if !unsent.isEmpty { lane.enqueue(.refuseUnsentEntries(unsent.map(\.id))) }
+            }
         }
 
         // 4. Live orders nobody here knows, and orders FillGuard has ended that the broker still works.

@@ -32,6 +32,9 @@ public struct ReconciliationCorrection: Sendable, Hashable, CustomStringConverti
         case resumedWork
         /// The broker could not be asked (no query support or it failed): not reconciled.
         case notReconciled
+        /// An entry or scale-in the broker never got, refused rather than sent after the restart
+        /// (`UnsentEntryPolicy.refuse`).
+        case entryRefused
     }
 
     /// What kind of difference.
@@ -95,6 +98,17 @@ public enum PositionMismatchPolicy: String, Sendable, Hashable, CaseIterable {
     case hold
     /// Report it and carry on with FillGuard's state, as if they agreed.
     case proceed
+}
+
+/// What recovery does with an entry or scale-in the broker never got: never sent before the
+/// stop, sent without an answer and not at the broker, or waiting out a retry. The journal holds
+/// no time, so it cannot tell a restart a second later from one a day later.
+public enum UnsentEntryPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Send it once reconciliation is done, as the bracket asked (for a restart soon after the stop).
+    case send
+    /// Refuse it (`entryRefused`, and an `entryRejected` alert): a strategy whose entries must not
+    /// go late, at another market, opens again if it still wants the position.
+    case refuse
 }
 
 /// What to do with a live order at the broker that no journal record knows (placed by hand or
