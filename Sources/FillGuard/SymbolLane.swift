@@ -127,6 +127,8 @@ final class SymbolLane: @unchecked Sendable {
         /// closed since, and a denial now is a new hold.
         let closings: UInt32
         var alerted: Set<OrderID> = []
+        /// Since when each entry's or scale-in's submit has waited in this hold (see `refuseOverdueOpenings`).
+        var openingSince: [OrderID: ContinuousClock.Instant] = [:]
         init(since: ContinuousClock.Instant, closings: UInt32) {
             self.since = since
             self.closings = closings
@@ -588,8 +590,12 @@ final class SymbolLane: @unchecked Sendable {
             wakeAt = 0
             wakeTimer?.cancel()
             wakeTimer = nil
-            // The breaker closed: a hold is over, even for a lane left with nothing to send.
-            if heldByBreaker != nil, context.breaker.state == .closed { heldByBreaker = nil }
+            // The breaker closed: a hold is over, even for a lane left with nothing to send. An
+            // entry it held back too long still does not go.
+            if heldByBreaker != nil, context.breaker.state == .closed {
+                refuseOverdueOpenings(machine: &machine, now: .now)
+                heldByBreaker = nil
+            }
             // Woken to take back a probe it gave back (its rate limit), with nothing to send now:
             // the lanes held behind it are told the probe is free.
             if !machine.hasOperationReady || operationsHeld { context.breaker.offerFreeProbe() }
@@ -599,7 +605,7 @@ final class SymbolLane: @unchecked Sendable {
             operationsHeld = false
         case .refuseUnsentEntries(let ids):
             for id in ids {
-                refuseOpenings(machine: &machine, of: id, "not sent before the restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")
+                refuseOpenings(machine: &machine, of: id, "not at the broker after the restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")
             }
         case .snapshotNow:
             snapshotRequested = context.journal != nil
@@ -657,7 +663,8 @@ final class SymbolLane: @unchecked Sendable {
                 // What the alert says is done waits while the lane holds its operations (recovery
                 // compares the positions first, and keeps holding a symbol whose net differs from
                 // the broker's): said, so no one takes it as sent.
-                if operationsHeld {
+                // (Not for an entry or scale-in: its alert tells of a refusal, not of work to send.)
+                if operationsHeld, alert.role?.isProtective ?? true {
                     alert.message += " (held while recovery compares \(symbol)'s position with the broker's; if they differ, until releaseHeldOperations(of:))"
                 }
                 context.raise(alert)
@@ -713,9 +720,14 @@ final class SymbolLane: @unchecked Sendable {
                 }
                 if case .probe = permission { isProbe = true } else { isProbe = false }
             }
-            // Let through with the breaker closed: a hold is over (a later one is alerted again).
-            // A probe is not: the lane's other work is still held.
-            if !isProbe, heldByBreaker != nil { heldByBreaker = nil }
+            if heldByBreaker != nil {
+                // An entry held back too long does not go now either (as the probe, or once the
+                // breaker closed).
+                refuseOverdueOpenings(machine: &machine, now: clock.now)
+                // Let through with the breaker closed: a hold is over (a later one is alerted
+                // again). A probe is not: the lane's other work is still held.
+                if !isProbe { heldByBreaker = nil }
+            }
             // A probe is handed out under the breaker's lock in the current period, which only its
             // own outcome can end: read now (an earlier read could be from before the breaker
             // opened, and the probe's outcome would then be taken for a stale one's).
@@ -756,39 +768,75 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// The circuit breaker held this lane's work back: once it has for as long as an order's own
-    /// unsent tries take to be alerted (`maxAttempts` times the breaker's open time), every order
-    /// with work waiting is alerted as `operationHeld`, once per hold. Without this, only the
-    /// orders whose requests the breaker's probes carried would be told. An entry's or
-    /// scale-in's submit is refused instead (`refuseOpenings`).
+    /// unsent tries take to be alerted (`heldLimit`: `maxAttempts` times the breaker's open time),
+    /// every order with work waiting is alerted as `operationHeld`, once per hold. Without this,
+    /// only the orders whose requests the breaker's probes carried would be told. An entry's or
+    /// scale-in's submit is refused instead, once it has itself waited that long (`refuseOverdueOpenings`).
     private func noteHeldByBreaker(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
         let closings = context.breaker.closings
         guard let held = heldByBreaker, held.closings == closings else {
             // The first denial, or the first since the breaker closed (a lane left with nothing
             // to send may not have been told): a hold begins.
-            heldByBreaker = HeldByBreaker(since: now, closings: closings)
+            let held = HeldByBreaker(since: now, closings: closings)
+            for id in machine.waitingOpeningSubmits { held.openingSince[id] = now }
+            heldByBreaker = held
             return
         }
+        refuseOverdueOpenings(machine: &machine, now: now)
         let waited = now - held.since
-        let configuration = context.configuration
-        // As many open times as the core's own count of unsent tries (at most 255) before its alert.
-        guard waited >= configuration.circuitBreaker.openDuration * min(configuration.retry.maxAttempts, Int(UInt8.max)) else { return }
-        let (seconds, attoseconds) = waited.components
-        let milliseconds = String(attoseconds / 1_000_000_000_000_000)
-        let why = "held back by the circuit breaker for \(seconds).\(String(repeating: "0", count: 3 - milliseconds.count))\(milliseconds) s (the broker keeps failing, or cannot be reached)"
-        refuseOpenings(machine: &machine, "never sent: \(why); an entry or scale-in is not sent that late")
-        let alerts = machine.heldWorkAlerts(excluding: held.alerted) { why }
+        guard waited >= heldLimit else { return }
+        let alerts = machine.heldWorkAlerts(excluding: held.alerted) {
+            "held back by the circuit breaker for \(Self.seconds(waited)) (the broker keeps failing, or cannot be reached)"
+        }
         for alert in alerts {
             if let orderID = alert.orderID { held.alerted.insert(orderID) }
             context.raise(alert)
         }
     }
 
-    /// Refuses every entry and scale-in submit ready to send (or order `id`'s only): the circuit
-    /// breaker has held it back too long (see `noteHeldByBreaker`), or it was not sent before a
-    /// restart. Never sent, each is answered refused (`because`), through the journal like a
-    /// broker's answer (its intent first), so the core ends it as it ends a submit the broker
-    /// refuses (an `entryRejected` alert for an entry). Sent later it would add exposure at
-    /// another market; a resend that may have placed the order is cancelled.
+    /// How long the circuit breaker may hold work back before it is alerted as held, or refused
+    /// if it is an entry's or scale-in's submit: as many open times as the core's own count of
+    /// unsent tries (`maxAttempts`, at most 255) before its alert. (A breaker whose open time is
+    /// zero holds work only while its probe is out: its `probeWait` counts instead.)
+    private var heldLimit: Duration {
+        let breaker = context.configuration.circuitBreaker
+        let hold = breaker.openDuration > .zero ? breaker.openDuration : breaker.probeWait
+        return hold * min(context.configuration.retry.maxAttempts, Int(UInt8.max))
+    }
+
+    /// "1.250 s".
+    private static func seconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = String(attoseconds / 1_000_000_000_000_000)
+        return "\(seconds).\(String(repeating: "0", count: 3 - milliseconds.count))\(milliseconds) s"
+    }
+
+    /// Refuses each entry's and scale-in's submit that has waited `heldLimit` or more in this
+    /// breaker hold (each timed from when it was first seen waiting in it, so that a bracket
+    /// opened late in a long hold gets its own time): sent later, it would add exposure at
+    /// another market. Run at every denial, and before anything is let through again.
+    private func refuseOverdueOpenings(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
+        guard let held = heldByBreaker else { return }
+        let waiting = machine.waitingOpeningSubmits
+        var since: [OrderID: ContinuousClock.Instant] = [:]
+        for id in waiting { since[id] = held.openingSince[id] ?? now }
+        held.openingSince = since
+        let limit = heldLimit
+        for id in waiting {
+            guard let start = since[id], now - start >= limit else { continue }
+            held.openingSince[id] = nil
+            refuseOpenings(machine: &machine, of: id,
+                           "not sent: held back by the circuit breaker for \(Self.seconds(now - start)) (the broker keeps failing, or cannot be reached); an entry or scale-in is not sent that late")
+        }
+    }
+
+    /// Refuses every entry and scale-in submit waiting to be sent (or order `id`'s only): the
+    /// circuit breaker has held it back too long (`refuseOverdueOpenings`), or it was not sent
+    /// before a restart. Not sent, each is answered refused (`because`), through the journal like
+    /// a broker's answer (its intent first), so the core ends it as it ends a submit the broker
+    /// refuses (`entryRejected` for an entry, `operationFailed` for a scale-in). Sent later it
+    /// would add exposure at another market; a resend whose earlier try may have placed the order
+    /// cancels it instead.
     private func refuseOpenings(machine: inout SymbolStateMachine, of id: OrderID? = nil, _ because: String) {
         while let operation = machine.nextOpeningSubmit(of: id) {
             if context.journal != nil {

@@ -396,6 +396,8 @@ extension SymbolStateMachine {
         case .cancel: break
         }
         orders[s].inFlight = ManagedOrder.InFlight(operationID: operation.id, kind: operation.kind, requestedQuantity: requested)
+        // An operation taken is not in a backoff (one taken in it ended it: `nextOpeningSubmit`).
+        orders[s].retryPending = false
         if !activeOrders.contains(Int32(s)) { activeOrders.append(Int32(s)) }
         return true
     }

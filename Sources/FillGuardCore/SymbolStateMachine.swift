@@ -830,19 +830,30 @@ public struct SymbolStateMachine: Sendable {
         return take(bestSlot, bestPriority)
     }
 
-    /// The oldest entry or scale-in submit ready to send (of order `id` only, if given), marked
-    /// in flight as `nextOperation()` marks what it returns; nil when there is none. For a
-    /// runtime that will not send it (its circuit breaker has held the symbol's work back too
-    /// long, or it was never sent before a restart) and answers it refused, so that no exposure
-    /// is added much later, at another market.
+    /// The oldest entry or scale-in submit waiting to be sent (of order `id` only, if given),
+    /// ready now or in a retry's backoff, marked in flight as `nextOperation()` marks what it
+    /// returns; nil when there is none. For a runtime that will not send it (its circuit breaker
+    /// held it back too long, or it was not sent before a restart) and answers it refused, so
+    /// that no exposure is added much later, at another market. (Its backoff ends: the timer's
+    /// later `retryDue` changes nothing.)
     public mutating func nextOpeningSubmit(of id: OrderID? = nil) -> OrderOperation? {
         var bestSlot = -1
         for slot in activeOrders {
             let s = Int(slot)
-            guard !orders[s].role.isProtective, id == nil || orders[s].id == id, pendingPriority(of: s) == .new else { continue }
+            guard !orders[s].role.isProtective, id == nil || orders[s].id == id,
+                  pendingPriority(of: s, ignoringBackoff: true) == .new else { continue }
             if bestSlot < 0 || orders[s].workSequence < orders[bestSlot].workSequence { bestSlot = s }
         }
         return bestSlot >= 0 ? take(bestSlot, .new) : nil
+    }
+
+    /// The entries and scale-ins whose submit waits to be sent, ready now or in a retry's
+    /// backoff (what `nextOpeningSubmit()` would take), oldest first.
+    public var waitingOpeningSubmits: [OrderID] {
+        activeOrders.map { Int($0) }
+            .filter { !orders[$0].role.isProtective && pendingPriority(of: $0, ignoringBackoff: true) == .new }
+            .sorted { orders[$0].workSequence < orders[$1].workSequence }
+            .map { orders[$0].id }
     }
 
     /// Builds the operation for the work of slot `s` at `priority` and marks it in flight.
@@ -870,6 +881,9 @@ public struct SymbolStateMachine: Sendable {
         let operation = OrderOperation(id: sequence, orderID: id, positionID: positions[Int(orders[s].position)].id, role: orders[s].role,
                                        request: request, priority: priority, attempt: Int(orders[s].attempts) + 1)
         orders[s].inFlight = ManagedOrder.InFlight(operationID: sequence, kind: operation.kind, requestedQuantity: requested)
+        // Taken in its backoff (`nextOpeningSubmit`): the backoff is over (its timer's `retryDue`
+        // then changes nothing), as `restoreSent` has it on replay.
+        orders[s].retryPending = false
         return operation
     }
 
@@ -889,8 +903,8 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// An `operationHeld` alert for each order whose work waits to be sent (or waits out a
-    /// backoff), but those `excluding` names and those the machine has alerted as held itself
-    /// (its own unsent tries): for a runtime whose circuit breaker has held the symbol's work
+    /// backoff), but those `excluding` names, those the machine has alerted as held itself (its
+    /// own unsent tries) and entries' and scale-ins' submits (see `nextOpeningSubmit`): for a runtime whose circuit breaker has held the symbol's work
     /// back, `why` saying how long (asked only if an alert is made). Changes nothing.
     public func heldWorkAlerts(excluding alerted: Set<OrderID> = [], _ why: () -> String) -> [Alert] {
         var alerts: [Alert] = []
@@ -899,7 +913,9 @@ public struct SymbolStateMachine: Sendable {
         for slot in activeOrders {
             let s = Int(slot)
             guard orders[s].inFlight == nil, Int(orders[s].unsentTries) < alertedAt, !alerted.contains(orders[s].id),
-                  let work = pendingPriority(of: s, ignoringBackoff: true) else { continue }
+                  let work = pendingPriority(of: s, ignoringBackoff: true),
+                  // An entry's or scale-in's submit is not held to go later: the runtime refuses it.
+                  work != .new || orders[s].role.isProtective else { continue }
             if reason == nil { reason = why() }
             let why = reason ?? ""
             let p = Int(orders[s].position)
@@ -1281,10 +1297,12 @@ public struct SymbolStateMachine: Sendable {
         }
         var unsent = false
         if case .unsent = orders[s].phase { unsent = true }
+        var mayHaveBeenPlaced = false
         if operation.kind == .submit, unsent, orders[s].mayBeLive {
             // An earlier try timed out and may have placed the order: it is cancelled to settle
             // where it stands (not marked failed, so the cancel goes at once), never forgotten.
             retire(s, successor: -1, emitting: &actions)
+            mayHaveBeenPlaced = true
         } else if operation.kind == .modify, orders[s].target == .cancelled {
             // The order is to be cancelled now (the position went flat, or through it, while the
             // resize was out): a failed resize says nothing of a cancel, which goes at once, not
@@ -1370,6 +1388,7 @@ public struct SymbolStateMachine: Sendable {
             if emitsChangeActions { actions.append(.positionChanged(positionID)) }
         }
         var said = cancelledOversized.map { "\(message); the order it replaced covers \($0) of \(positions[p].ledger.net.magnitude), so it is cancelled" } ?? message
+        if mayHaveBeenPlaced { said += "; an earlier try timed out and may have placed it: it is being cancelled, and any fill of it is still booked" }
         let net = positions[p].ledger.net.magnitude
         var saidStaysLive = false
         if operation.kind == .cancel, orders[s].isLive, onWrongSide {
@@ -1419,6 +1438,13 @@ public struct SymbolStateMachine: Sendable {
             if covered < position.magnitude {
                 said += "; the role's orders known to be live cover \(covered) of \(position.magnitude)"
             }
+        }
+        if kind == .entryRejected {
+            // The bracket is over: its scale-ins the broker works are cancelled, and said so.
+            let cancelled = positions[p].liveSlots.map { Int($0) }
+                .filter { $0 != s && orders[$0].isAccepted && orders[$0].target == .cancelled }
+                .map { orders[$0].id.rawValue }
+            if !cancelled.isEmpty { said += "; the bracket's working \(cancelled.count == 1 ? "order" : "orders") \(cancelled.joined(separator: ", ")) \(cancelled.count == 1 ? "is" : "are") cancelled" }
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
     }

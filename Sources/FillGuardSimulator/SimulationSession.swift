@@ -46,6 +46,8 @@ public struct SimulationOptions: Sendable {
     public var runnerThreads: RunnerThreads?
     /// How a position a late fill flipped against its bracket is covered (and checked).
     public var flippedPositionCover: FlippedPositionCover = .bracket
+    /// With a journal: what its recovery does with entries and scale-ins the broker never got.
+    public var unsentEntries: UnsentEntryPolicy = .send
     /// Where the manager's metrics go (nil: the process's bootstrapped `MetricsSystem.factory`).
     public var metricsFactory: (any MetricsFactory)?
 
@@ -64,6 +66,7 @@ public struct SimulationOptions: Sendable {
             reactionObserver: reactionObserver)
         configuration.runnerThreads = runnerThreads
         configuration.flippedPositionCover = flippedPositionCover
+        configuration.unsentEntries = unsentEntries
         return configuration
     }
 }

@@ -47,7 +47,7 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "How a position flipped against its bracket is covered, as the journal's session did: bracket or stopLossOnly.")
     var flippedCover = "bracket"
 
-    @Option(help: "Entries and scale-ins the broker never got (not sent before the stop, or sent and not there): send them now, or refuse them (an entry must not go late, at another market).")
+    @Option(help: "Entries and scale-ins the broker never got (never sent, waiting out a retry, or sent and not there): send (once reconciliation ends) or refuse (never sent late, at another market); ones the broker cannot be asked about are sent either way.")
     var unsentEntries = "send"
 
     @Flag(help: "Print the state as JSON (the replay shape).")
@@ -180,8 +180,9 @@ struct RecoverCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         let recovery = outcome.recovery
-        let open = outcome.state.positions.filter { $0.status != .closed }.count
-        writeToStandardError("recovered \(recovery.positions) positions (\(open) open) on \(recovery.symbols) symbols from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.formatted)\n")
+        let open = outcome.state.positions.filter { $0.status == .open }.count
+        let pending = outcome.state.positions.filter { $0.status == .pending }.count
+        writeToStandardError("recovered \(recovery.positions) positions (\(open) open\(pending > 0 ? ", \(pending) pending" : "")) on \(recovery.symbols) symbols from \(recovery.recordsReplayed) records and \(recovery.snapshotsLoaded) snapshots in \(recovery.rebuildDuration.formatted)\n")
         if !hasExchange { writeToStandardError("no exchange state at '\(statePath)': not reconciled\n") }
         for notice in recovery.notices { writeToStandardError("journal repaired: \(notice)\n") }
         for correction in recovery.corrections { writeToStandardError("corrected: \(correction)\n") }

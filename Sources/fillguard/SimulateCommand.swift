@@ -62,6 +62,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --journal: records per symbol between journal snapshots. (default: 1000)")
     var snapshotInterval: Int?
 
+    @Option(help: "With --journal: what recovering it does with entries and scale-ins the broker never got (never sent, waiting out a retry, or sent and not there): send (once reconciliation ends) or refuse (never sent late, at another market); ones the broker cannot be asked about are sent either way. (default: send)")
+    var unsentEntries: String?
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -121,6 +124,10 @@ struct SimulateCommand: AsyncParsableCommand {
         guard journal != nil || (durability == nil && snapshotInterval == nil) else {
             throw ValidationError("--durability and --snapshot-interval set up the journal: they need --journal PATH")
         }
+        guard journal != nil || unsentEntries == nil else {
+            throw ValidationError("--unsent-entries says how a journal is recovered: it needs --journal PATH")
+        }
+        guard UnsentEntryPolicy(rawValue: unsentEntries ?? "send") != nil else { throw ValidationError("--unsent-entries must be send or refuse") }
         guard JournalDurability(rawValue: durability ?? "fsync") != nil else { throw ValidationError("--durability must be fsync or off") }
         guard (snapshotInterval ?? 1) >= 1 else { throw ValidationError("--snapshot-interval must be at least 1") }
         guard broker == "simulated" || broker == "fix" else { throw ValidationError("--broker must be simulated or fix") }
@@ -220,6 +227,7 @@ struct SimulateCommand: AsyncParsableCommand {
         options.nativeModify = !noModify
         options.strategy = SymbolStateMachine.ReplaceStrategy(rawValue: strategy) ?? .cancelThenCreate
         options.flippedPositionCover = FlippedPositionCover(rawValue: flippedCover) ?? .bracket
+        options.unsentEntries = UnsentEntryPolicy(rawValue: unsentEntries ?? "send") ?? .send
         options.latency = parsedLatency ?? options.latency
         let runners = makeRunnerThreads()
         defer { runners?.shutdown() }

@@ -247,6 +247,8 @@ struct NotSentTests {
         try model.open(BracketSpec(positionID: "P1", symbol: "GLD", side: .buy, quantity: 300, entryType: .market, stopLoss: Price("95"), takeProfit: Price("110"),
                                    scaleIns: [BracketSpec.ScaleIn(quantity: 300, type: .limit(Price("98")!)), BracketSpec.ScaleIn(quantity: 100, type: .limit(Price("96")!))]))
         var machine = model.machine
+        #expect(machine.heldWorkAlerts { "held" }.isEmpty, "openings are refused when held too long, not alerted as held")
+        #expect(machine.waitingOpeningSubmits.count == 3)
         var taken: [OrderOperation] = []
         while let operation = machine.nextOpeningSubmit() { taken.append(operation) }
         #expect(taken.map(\.role) == [.entry, .scaleIn(0), .scaleIn(1)] && taken.allSatisfy { $0.kind == .submit }, "\(taken)")
@@ -264,5 +266,35 @@ struct NotSentTests {
         var filled = model.machine
         #expect(filled.nextOpeningSubmit() == nil, "only protective work is waiting")
         #expect(filled.operationsInFlight == 0)
+    }
+    @Test("nextOpeningSubmit takes an entry waiting out a retry too; one whose earlier try timed out is cancelled when refused, and the alert says it may have been placed")
+    func nextOpeningSubmitInBackoffAndMaybePlaced() throws {
+        for failure in [OperationFailure.transient("venue busy"), .timedOut("no answer")] {
+            var model = ModelBroker("GLD")
+            try model.open(.test(.buy))
+            let entry = try #require(model.pull().first { $0.role == .entry })
+            let index = try #require(model.inFlight.firstIndex(of: entry))
+            model.complete(index, failing: failure)
+            #expect(model.retries == [entry.orderID], "in its backoff")
+            #expect(model.machine.waitingOpeningSubmits == [entry.orderID])
+            let taken = model.machine.nextOpeningSubmit()
+            let refused = try #require(taken, "taken though its backoff is not over")
+            #expect(refused.orderID == entry.orderID && refused.kind == .submit)
+            var actions: [SymbolStateMachine.Action] = []
+            model.machine.operationFailed(refused, .permanent("not sent: held back by the circuit breaker"), emitting: &actions)
+            let alerts = actions.compactMap { action -> Alert? in if case .alert(let alert) = action { return alert } else { return nil } }
+            #expect(alerts.map(\.kind) == [.entryRejected], "\(alerts)")
+            let next = model.machine.nextOperation()
+            if case .timedOut = failure {
+                #expect(alerts.first?.message.contains("may have placed it: it is being cancelled") == true, "\(alerts)")
+                #expect(next?.orderID == entry.orderID && next?.kind == .cancel, "the first try may be working: cancelled, \(String(describing: next))")
+            } else {
+                #expect(alerts.first?.message.contains("may have placed it") == false, "\(alerts)")
+                #expect(next?.orderID != entry.orderID, "\(String(describing: next))")
+            }
+            // The backoff's end finds it ended: nothing more.
+            model.fireRetries()
+            #expect(model.machine.waitingOpeningSubmits.isEmpty)
+        }
     }
 }

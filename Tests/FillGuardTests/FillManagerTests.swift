@@ -189,9 +189,11 @@ struct FillManagerTests {
     func breakerHoldsWorkAndRecovers() async throws {
         let broker = TestBroker()
         broker.fail(4, nil, with: BrokerError(.transient, "connection reset"))
+        // (The entry, held meanwhile for a few open times, would be refused after 255 of them,
+        // 5 s: far beyond what this takes, however slow the machine.)
         let configuration = FillGuardConfiguration(
-            retry: RetryPolicy(maxAttempts: 10, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(5), probeWait: .milliseconds(1)))
+            retry: RetryPolicy(maxAttempts: 255, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, openDuration: .milliseconds(20), probeWait: .milliseconds(1)))
         let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         var fills = FillMaker()
         let position = try await manager.openLongAndFillEntry("P1", "CVX", fills: &fills)

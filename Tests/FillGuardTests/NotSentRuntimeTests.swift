@@ -112,7 +112,10 @@ struct NotSentRuntimeTests {
         }
         let alert = try #require(refusal)
         #expect(alert.kind == .entryRejected && alert.role == .entry, "\(alert)")
-        #expect(alert.message.contains("held back by the circuit breaker"), "\(alert.message)")
+        #expect(alert.message.contains("held back by the circuit breaker for "), "\(alert.message)")
+        // Refused once it had waited maxAttempts (3) open times (20 ms), not before.
+        let waited = alert.message.split(separator: "held back by the circuit breaker for ").last?.split(separator: " ").first.flatMap { Price(String($0)) }
+        #expect(waited.map { $0 >= Price("0.060")! } == true, "\(alert.message)")
         // The broker is back: the stop's resize goes; P2's entry does not.
         broker.releaseAll()
         await manager.waitUntilIdle()

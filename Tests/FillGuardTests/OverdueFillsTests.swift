@@ -13,6 +13,7 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     private let tooLate = Mutex<[OrderID: Int]>([:])
     private let works = Mutex<[OrderID: BrokerOrderState]>([:])
     private let stateQueries = Atomic<Int>(0)
+    private let statesUnreadable = Atomic<Bool>(false)
 
     var capabilities: BrokerCapabilities { orders.capabilities }
     func submit(_ request: NewOrderRequest) async throws(BrokerError) { try await orders.submit(request) }
@@ -40,8 +41,12 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     /// How many times `executions(of:)` was asked.
     var executionQueries: Int { asked.load(ordering: .sequentiallyConsistent) }
 
+    /// From now on `orderState(_:symbol:)` fails (transient): the broker cannot say where an order stands.
+    func failStateQueries() { statesUnreadable.store(true, ordering: .sequentiallyConsistent) }
+
     func orderState(_ id: OrderID, symbol: Symbol) async throws(BrokerError) -> BrokerOrderState? {
         stateQueries.add(1, ordering: .sequentiallyConsistent)
+        if statesUnreadable.load(ordering: .sequentiallyConsistent) { throw BrokerError(.transient, "order state unavailable") }
         return works.withLock { $0[id] }
     }
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { [] }

@@ -264,21 +264,26 @@ extension FillManager {
                     endedWhileDown(order.id, outcome, on: lane, correct: correct)
                 }
             }
-            await resumeWork(on: lane, view: view, correct: correct)
-            // 6. Entries and scale-ins not sent before the stop that the broker does not have
-            //    (asked, not merely unread): refused, if so configured, before anything goes out.
+            // 6. Entries and scale-ins waiting to be sent (never sent, or waiting out a retry)
+            //    that the broker does not have (asked, not merely unread): refused, if so
+            //    configured, before anything goes out (their retries are not resumed). Read once
+            //    what is queued above is applied (a refused entry takes its other opening orders
+            //    with it).
+            var refused: [OrderID] = []
             if context.configuration.unsentEntries == .refuse {
-                let unsent = view.live.filter { order in
-                    guard order.status == .pendingNew, !order.role.isProtective, !inFlight.contains(order.id),
-                          let known = states[order.id], known == nil else { return false }
+                let waiting = await read(lane) { $0.waitingOpeningSubmits }
+                refused = waiting.filter { id in
+                    guard !inFlight.contains(id), let known = states[id], known == nil else { return false }
                     return true
                 }
-                for order in unsent {
-                    correct(ReconciliationCorrection(kind: .entryRefused, symbol: symbol, orderID: order.id,
-                                                     message: "\(order.role) \(order.id) was not sent before the stop and the broker does not have it; refused, not sent after the restart (unsentEntries: refuse)"))
+                let roles = Dictionary(view.live.map { ($0.id, $0.role) }, uniquingKeysWith: { first, _ in first })
+                for id in refused {
+                    correct(ReconciliationCorrection(kind: .entryRefused, symbol: symbol, orderID: id,
+                                                     message: "\(roles[id].map { "\($0) " } ?? "")\(id) waits to be sent and the broker does not have it; refused, not sent after the restart (unsentEntries: refuse)"))
                 }
-                if !unsent.isEmpty { lane.enqueue(.refuseUnsentEntries(unsent.map(\.id))) }
+                if !refused.isEmpty { lane.enqueue(.refuseUnsentEntries(refused)) }
             }
+            await resumeWork(on: lane, view: view, skipping: Set(refused), correct: correct)
         }
 
         // 4. Live orders nobody here knows, and orders FillGuard has ended that the broker still works.
@@ -550,7 +555,8 @@ extension FillManager {
         }
     }
 
-    private func resumeWork(on lane: SymbolLane, view: LaneView? = nil, correct: (ReconciliationCorrection) -> Void) async {
+    private func resumeWork(on lane: SymbolLane, view: LaneView? = nil, skipping refused: Set<OrderID> = [],
+                            correct: (ReconciliationCorrection) -> Void) async {
         var current = view
         if current == nil {
             current = await read(lane) { machine in
@@ -559,7 +565,7 @@ extension FillManager {
             }
         }
         guard let view = current else { return }
-        for id in view.awaitingRetry {
+        for id in view.awaitingRetry where !refused.contains(id) {
             correct(ReconciliationCorrection(kind: .resumedWork, symbol: lane.symbol, orderID: id, message: "retry resumed after restart"))
             lane.enqueue(.retryDue(id))
         }
