@@ -155,13 +155,19 @@ extension ReleaseHeldTests {
         #expect(missing.status == 2 && missing.standardError.contains("no journal at"), "\(missing)")
     }
 
-    @Test("recover --unsent-entries takes send or refuse, and nothing else (exit 2 before anything is read)")
+    @Test("recover and simulate --unsent-entries take send or refuse, and nothing else (exit 2 before anything is read); simulate only with --journal")
     func recoverRefusesAnUnknownUnsentEntriesPolicy() async throws {
         let journal = try temporaryDirectory() + "/none.sqlite"
         let run = try await runFillguard(["recover", "--journal", journal, "--unsent-entries", "later"])
         #expect(run.status == 2 && run.standardError.contains("--unsent-entries must be send or refuse"), "\(run)")
         let help = try await runFillguard(["recover", "--help"])
         #expect(help.standardOutput.contains("--unsent-entries"), "\(help.standardOutput.suffix(800))")
+        // simulate takes it for the journal it recovers, and only with one.
+        let alone = try await runFillguard(["simulate", "--unsent-entries", "refuse", "--duration", "0.1"])
+        #expect(alone.status == 2 && alone.standardError.contains("--unsent-entries says how a journal is recovered: it needs --journal PATH"), "\(alone)")
+        let bad = try await runFillguard(["simulate", "--journal", journal, "--unsent-entries", "later", "--duration", "0.1"])
+        #expect(bad.status == 2 && bad.standardError.contains("--unsent-entries must be send or refuse"), "\(bad)")
+        #expect(!FileManager.default.fileExists(atPath: journal), "nothing created")
     }
 
     @Test("simulate takes plain decimal numbers only (no hexadecimal, exponent, nan) and refuses a duration that rounds to no time, exit 2 before anything runs",

@@ -270,8 +270,12 @@ extension FillManager {
             //    what is queued above is applied (a refused entry takes its other opening orders
             //    with it).
             var refused: [OrderID] = []
+            // Retries to resume: those step 4's answers left waiting (a refused entry ends its
+            // bracket's other opening orders, retries and all).
+            var notResumed: Set<OrderID> = []
             if context.configuration.unsentEntries == .refuse {
-                let waiting = await read(lane) { $0.waitingOpeningSubmits }
+                let (waiting, awaiting) = await read(lane) { ($0.waitingOpeningSubmits, Set($0.ordersAwaitingRetry)) }
+                notResumed = Set(view.awaitingRetry).subtracting(awaiting)
                 refused = waiting.filter { id in
                     guard !inFlight.contains(id), let known = states[id], known == nil else { return false }
                     return true
@@ -282,8 +286,9 @@ extension FillManager {
                                                      message: "\(roles[id].map { "\($0) " } ?? "")\(id) waits to be sent and the broker does not have it; refused, not sent after the restart (unsentEntries: refuse)"))
                 }
                 if !refused.isEmpty { lane.enqueue(.refuseUnsentEntries(refused)) }
+                notResumed.formUnion(refused)
             }
-            await resumeWork(on: lane, view: view, skipping: Set(refused), correct: correct)
+            await resumeWork(on: lane, view: view, skipping: notResumed, correct: correct)
         }
 
         // 4. Live orders nobody here knows, and orders FillGuard has ended that the broker still works.
