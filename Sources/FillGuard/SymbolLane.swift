@@ -120,6 +120,10 @@ final class SymbolLane: @unchecked Sendable {
     /// Since when the circuit breaker has held this lane's work back, and the orders alerted as
     /// held since (drainer-owned); nil while the breaker lets it send.
     @exclusivity(unchecked) private var heldByBreaker: HeldByBreaker?
+    /// Since when the circuit breaker has held back each entry's or scale-in's submit, until it is
+    /// sent or ends (drainer-owned; see `refuseOverdueOpenings`). Kept across the breaker's
+    /// closings and reopenings: only a send ends an order's wait.
+    @exclusivity(unchecked) private var openingsHeldSince: [OrderID: ContinuousClock.Instant] = [:]
     /// See `heldByBreaker`: allocated only while the breaker holds the lane back.
     private final class HeldByBreaker {
         let since: ContinuousClock.Instant
@@ -127,8 +131,6 @@ final class SymbolLane: @unchecked Sendable {
         /// closed since, and a denial now is a new hold.
         let closings: UInt32
         var alerted: Set<OrderID> = []
-        /// Since when each entry's or scale-in's submit has waited in this hold (see `refuseOverdueOpenings`).
-        var openingSince: [OrderID: ContinuousClock.Instant] = [:]
         init(since: ContinuousClock.Instant, closings: UInt32) {
             self.since = since
             self.closings = closings
@@ -590,12 +592,9 @@ final class SymbolLane: @unchecked Sendable {
             wakeAt = 0
             wakeTimer?.cancel()
             wakeTimer = nil
-            // The breaker closed: a hold is over, even for a lane left with nothing to send. An
-            // entry it held back too long still does not go.
-            if heldByBreaker != nil, context.breaker.state == .closed {
-                refuseOverdueOpenings(machine: &machine, now: .now)
-                heldByBreaker = nil
-            }
+            // The breaker closed: a hold is over, even for a lane left with nothing to send.
+            // (An entry it held back too long is refused when it would go: `dispatchOperations`.)
+            if heldByBreaker != nil, context.breaker.state == .closed { heldByBreaker = nil }
             // Woken to take back a probe it gave back (its rate limit), with nothing to send now:
             // the lanes held behind it are told the probe is free.
             if !machine.hasOperationReady || operationsHeld { context.breaker.offerFreeProbe() }
@@ -663,8 +662,9 @@ final class SymbolLane: @unchecked Sendable {
                 // What the alert says is done waits while the lane holds its operations (recovery
                 // compares the positions first, and keeps holding a symbol whose net differs from
                 // the broker's): said, so no one takes it as sent.
-                // (Not for an entry or scale-in: its alert tells of a refusal, not of work to send.)
-                if operationsHeld, alert.role?.isProtective ?? true {
+                // (Not for an entry's or scale-in's refusal that leaves nothing to send: it tells of
+                // a refusal, not of work.)
+                if operationsHeld, alert.role?.isProtective ?? true || machine.hasOperationReady {
                     alert.message += " (held while recovery compares \(symbol)'s position with the broker's; if they differ, until releaseHeldOperations(of:))"
                 }
                 context.raise(alert)
@@ -720,14 +720,12 @@ final class SymbolLane: @unchecked Sendable {
                 }
                 if case .probe = permission { isProbe = true } else { isProbe = false }
             }
-            if heldByBreaker != nil {
-                // An entry held back too long does not go now either (as the probe, or once the
-                // breaker closed).
-                refuseOverdueOpenings(machine: &machine, now: clock.now)
-                // Let through with the breaker closed: a hold is over (a later one is alerted
-                // again). A probe is not: the lane's other work is still held.
-                if !isProbe { heldByBreaker = nil }
-            }
+            // An entry held back too long does not go now either (as the probe, or once the
+            // breaker closed).
+            if !openingsHeldSince.isEmpty { refuseOverdueOpenings(machine: &machine, now: clock.now, clockingNew: false) }
+            // Let through with the breaker closed: a hold is over (a later one is alerted again).
+            // A probe is not: the lane's other work is still held.
+            if !isProbe, heldByBreaker != nil { heldByBreaker = nil }
             // A probe is handed out under the breaker's lock in the current period, which only its
             // own outcome can end: read now (an earlier read could be from before the breaker
             // opened, and the probe's outcome would then be taken for a stale one's).
@@ -745,6 +743,8 @@ final class SymbolLane: @unchecked Sendable {
                 context.bucket?.refund()
                 return
             }
+            // Sent: an entry's wait is over.
+            if !openingsHeldSince.isEmpty { openingsHeldSince[operation.orderID] = nil }
             // The first operation of the stop (or target) after fills reacts to them.
             var fillTime: Int64 = 0
             if operation.role == .stopLoss {
@@ -773,16 +773,14 @@ final class SymbolLane: @unchecked Sendable {
     /// only the orders whose requests the breaker's probes carried would be told. An entry's or
     /// scale-in's submit is refused instead, once it has itself waited that long (`refuseOverdueOpenings`).
     private func noteHeldByBreaker(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
+        refuseOverdueOpenings(machine: &machine, now: now, clockingNew: true)
         let closings = context.breaker.closings
         guard let held = heldByBreaker, held.closings == closings else {
             // The first denial, or the first since the breaker closed (a lane left with nothing
             // to send may not have been told): a hold begins.
-            let held = HeldByBreaker(since: now, closings: closings)
-            for id in machine.waitingOpeningSubmits { held.openingSince[id] = now }
-            heldByBreaker = held
+            heldByBreaker = HeldByBreaker(since: now, closings: closings)
             return
         }
-        refuseOverdueOpenings(machine: &machine, now: now)
         let waited = now - held.since
         guard waited >= heldLimit else { return }
         let alerts = machine.heldWorkAlerts(excluding: held.alerted) {
@@ -795,13 +793,12 @@ final class SymbolLane: @unchecked Sendable {
     }
 
     /// How long the circuit breaker may hold work back before it is alerted as held, or refused
-    /// if it is an entry's or scale-in's submit: as many open times as the core's own count of
-    /// unsent tries (`maxAttempts`, at most 255) before its alert. (A breaker whose open time is
-    /// zero holds work only while its probe is out: its `probeWait` counts instead.)
+    /// if it is an entry's or scale-in's submit: as many of its holds as the core's own count of
+    /// unsent tries (`maxAttempts`, at most 255) before its alert, a hold being its open time or
+    /// its probe wait (while a probe is out), whichever is longer.
     private var heldLimit: Duration {
         let breaker = context.configuration.circuitBreaker
-        let hold = breaker.openDuration > .zero ? breaker.openDuration : breaker.probeWait
-        return hold * min(context.configuration.retry.maxAttempts, Int(UInt8.max))
+        return max(breaker.openDuration, breaker.probeWait) * min(context.configuration.retry.maxAttempts, Int(UInt8.max))
     }
 
     /// "1.250 s".
@@ -811,20 +808,23 @@ final class SymbolLane: @unchecked Sendable {
         return "\(seconds).\(String(repeating: "0", count: 3 - milliseconds.count))\(milliseconds) s"
     }
 
-    /// Refuses each entry's and scale-in's submit that has waited `heldLimit` or more in this
-    /// breaker hold (each timed from when it was first seen waiting in it, so that a bracket
-    /// opened late in a long hold gets its own time): sent later, it would add exposure at
-    /// another market. Run at every denial, and before anything is let through again.
-    private func refuseOverdueOpenings(machine: inout SymbolStateMachine, now: ContinuousClock.Instant) {
-        guard let held = heldByBreaker else { return }
+    /// Refuses each entry's and scale-in's submit that the circuit breaker has held back for
+    /// `heldLimit` or more: each timed from the first denial that found it waiting (so that a
+    /// bracket opened late in a long outage gets its own time) until it is sent or ends, across
+    /// the breaker's closings and reopenings, a retry's backoff included. Sent later, it would add
+    /// exposure at another market. Run at every denial (`clockingNew`: which starts the clocks of
+    /// openings found waiting), and before anything is let through while a clock runs.
+    private func refuseOverdueOpenings(machine: inout SymbolStateMachine, now: ContinuousClock.Instant, clockingNew: Bool) {
         let waiting = machine.waitingOpeningSubmits
         var since: [OrderID: ContinuousClock.Instant] = [:]
-        for id in waiting { since[id] = held.openingSince[id] ?? now }
-        held.openingSince = since
+        for id in waiting {
+            if let start = openingsHeldSince[id] { since[id] = start } else if clockingNew { since[id] = now }
+        }
+        openingsHeldSince = since
         let limit = heldLimit
         for id in waiting {
             guard let start = since[id], now - start >= limit else { continue }
-            held.openingSince[id] = nil
+            openingsHeldSince[id] = nil
             refuseOpenings(machine: &machine, of: id,
                            "not sent: held back by the circuit breaker for \(Self.seconds(now - start)) (the broker keeps failing, or cannot be reached); an entry or scale-in is not sent that late")
         }

@@ -1440,11 +1440,12 @@ public struct SymbolStateMachine: Sendable {
             }
         }
         if kind == .entryRejected {
-            // The bracket is over: its scale-ins the broker works are cancelled, and said so.
+            // The bracket is over: its other orders the broker holds, or may (a submit out or
+            // timed out), are being cancelled, and said so.
             let cancelled = positions[p].liveSlots.map { Int($0) }
-                .filter { $0 != s && orders[$0].isAccepted && orders[$0].target == .cancelled }
+                .filter { $0 != s && orders[$0].target == .cancelled && (orders[$0].isAccepted || orders[$0].mayBeLive || orders[$0].inFlight?.kind == .submit) }
                 .map { orders[$0].id.rawValue }
-            if !cancelled.isEmpty { said += "; the bracket's working \(cancelled.count == 1 ? "order" : "orders") \(cancelled.joined(separator: ", ")) \(cancelled.count == 1 ? "is" : "are") cancelled" }
+            if !cancelled.isEmpty { said += "; the bracket's other \(cancelled.count == 1 ? "order" : "orders") \(cancelled.joined(separator: ", ")) \(cancelled.count == 1 ? "is" : "are") being cancelled wherever the broker holds \(cancelled.count == 1 ? "it" : "them")" }
         }
         actions.append(.alert(Alert(kind: kind, positionID: positionID, symbol: symbol, orderID: id, role: role, message: said)))
     }

@@ -60,7 +60,7 @@ public struct SimulationOptions: Sendable {
     func managerConfiguration(reactionObserver: @escaping @Sendable (Duration) -> Void) -> FillGuardConfiguration {
         var configuration = FillGuardConfiguration(
             retry: retry,
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50)),
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 8, openDuration: .milliseconds(50), probeWait: .milliseconds(50)),
             replaceStrategy: strategy,
             rearmDelay: .milliseconds(200),
             reactionObserver: reactionObserver)

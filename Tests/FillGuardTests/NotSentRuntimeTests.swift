@@ -104,6 +104,7 @@ struct NotSentRuntimeTests {
         broker.releaseFirst()
         await broker.waitForHeld(1)
         // A new bracket on another symbol: its entry waits behind the breaker, and is refused.
+        let opened2 = ContinuousClock.now
         try await manager.open(.long("P2", "HLB"))
         var iterator = alerts.makeAsyncIterator()
         var refusal: Alert?
@@ -111,6 +112,8 @@ struct NotSentRuntimeTests {
             if alert.positionID == "P2" { refusal = alert; break }
         }
         let alert = try #require(refusal)
+        // Not before it had waited maxAttempts (3) open times (20 ms) from its bracket's open.
+        #expect(ContinuousClock.now - opened2 >= .milliseconds(60), "refused too early")
         #expect(alert.kind == .entryRejected && alert.role == .entry, "\(alert)")
         #expect(alert.message.contains("held back by the circuit breaker for "), "\(alert.message)")
         // Refused once it had waited maxAttempts (3) open times (20 ms), not before.

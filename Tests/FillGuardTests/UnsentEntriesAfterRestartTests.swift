@@ -54,6 +54,7 @@ struct UnsentEntriesAfterRestartTests {
             var iterator = alerts.makeAsyncIterator()
             let alert = await iterator.next()
             #expect(alert?.kind == .entryRejected && alert?.message.contains("unsentEntries: refuse") == true, "\(String(describing: alert))")
+            #expect(alert?.message.contains("held while recovery compares") == false, "nothing is left to send: \(String(describing: alert))")
         }
         #expect(await manager.invariantViolations().isEmpty)
         let journaled = crashed.fork()
@@ -122,11 +123,21 @@ struct UnsentEntriesAfterRestartTests {
             #expect(entry.status == .rejected)
             var iterator = alerts.makeAsyncIterator()
             let alert = await iterator.next()
-            #expect(alert?.kind == .entryRejected && alert?.message.contains("\(scaleIn.id) is cancelled") == true, "the scale-in's cancel is said: \(String(describing: alert))")
-            #expect(alert?.message.contains("held while recovery compares") == false, "nothing of it is held: \(String(describing: alert))")
+            #expect(alert?.kind == .entryRejected && alert?.message.contains("\(scaleIn.id) is being cancelled") == true, "the scale-in's cancel is said: \(String(describing: alert))")
+            #expect(alert?.message.contains("held while recovery compares") == true, "the cancel waits for the end of reconciliation: \(String(describing: alert))")
             #expect(broker.orders.requests.map(\.kind) == [.cancel] && position.liveOrders.isEmpty, "the scale-in goes with its entry: \(broker.orders.requests)")
         }
         #expect(await manager.invariantViolations().isEmpty)
+        let journaled = crashed.fork()
+        let positions = await manager.positions()
         await manager.shutdown()
+        guard policy == .refuse, !unreadable else { return }
+        // The refusal of an order in its backoff is journaled (its intent, then the answer): a
+        // second restart replays it to the same state, and sends nothing.
+        let (second, secondBroker, _, _) = try await Self.restart(journaled, policy)
+        #expect(await second.positions() == positions)
+        #expect(secondBroker.orders.requests.isEmpty, "\(secondBroker.orders.requests)")
+        #expect(await second.invariantViolations().isEmpty)
+        await second.shutdown()
     }
 }
