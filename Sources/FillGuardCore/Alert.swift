@@ -6,7 +6,9 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         case operationFailed
         /// The broker ended a protective order on its own; FillGuard re-protects.
         case protectiveEndedByBroker
-        /// The entry was refused, so the position never opened.
+        /// The entry was refused, so the position never opened: by the broker, or by FillGuard
+        /// without sending it (held back by the circuit breaker too long, or not sent before a
+        /// restart with `unsentEntries: .refuse`), as it never adds exposure late.
         case entryRejected
         /// The broker kept answering "too late" for an order whose fills never came.
         case fillsOverdue
@@ -32,7 +34,8 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// An order's work could not be sent `maxAttempts` times in a row (the connection to the
         /// broker is down), or the circuit breaker has held it back for `maxAttempts` times its
         /// open time. It is held, not given up, and goes once the broker is reachable; until then
-        /// the position's orders may not match it. Raised once per order and outage.
+        /// the position's orders may not match it. Raised once per order and outage. (Not for an
+        /// entry's or scale-in's submit: that is refused instead.)
         case operationHeld
     }
     /// What went wrong.
