@@ -576,7 +576,8 @@ final class SymbolLane: @unchecked Sendable {
                 machine.operationSucceeded(operation, emitting: &actions)
             case .failure(let error):
                 if error.kind == .notSent { context.counters.notSent.wrappingAdd(1, ordering: .relaxed) }
-                context.logger.notice("broker refused \(operation)", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
+                // (Without a ticket, the answer is not the broker's: recovery's, or FillGuard's own refusal.)
+                context.logger.notice("\(ticket == nil ? "failed" : "broker refused") \(operation)", metadata: ["symbol": "\(symbol)", "error": "\(error)"])
                 machine.operationFailed(operation, error.operationFailure, emitting: &actions)
             }
         case .retryDue(let orderID):
