@@ -605,7 +605,7 @@ final class SymbolLane: @unchecked Sendable {
             operationsHeld = false
         case .refuseUnsentEntries(let ids):
             for id in ids {
-                refuseOpenings(machine: &machine, of: id, "not at the broker after the restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")
+                refuseOpenings(machine: &machine, of: id, UnsentEntryPolicy.refusal)
             }
         case .snapshotNow:
             snapshotRequested = context.journal != nil

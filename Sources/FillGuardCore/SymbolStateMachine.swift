@@ -840,8 +840,7 @@ public struct SymbolStateMachine: Sendable {
         var bestSlot = -1
         for slot in activeOrders {
             let s = Int(slot)
-            guard !orders[s].role.isProtective, id == nil || orders[s].id == id,
-                  pendingPriority(of: s, ignoringBackoff: true) == .new else { continue }
+            guard id == nil || orders[s].id == id, waitsToOpen(s) else { continue }
             if bestSlot < 0 || orders[s].workSequence < orders[bestSlot].workSequence { bestSlot = s }
         }
         return bestSlot >= 0 ? take(bestSlot, .new) : nil
@@ -851,9 +850,15 @@ public struct SymbolStateMachine: Sendable {
     /// backoff (what `nextOpeningSubmit()` would take), oldest first.
     public var waitingOpeningSubmits: [OrderID] {
         activeOrders.map { Int($0) }
-            .filter { !orders[$0].role.isProtective && pendingPriority(of: $0, ignoringBackoff: true) == .new }
+            .filter(waitsToOpen)
             .sorted { orders[$0].workSequence < orders[$1].workSequence }
             .map { orders[$0].id }
+    }
+
+    /// True when slot `s` is an entry or scale-in whose submit waits to be sent, now or after
+    /// its backoff.
+    private func waitsToOpen(_ s: Int) -> Bool {
+        !orders[s].role.isProtective && pendingPriority(of: s, ignoringBackoff: true) == .new
     }
 
     /// Builds the operation for the work of slot `s` at `priority` and marks it in flight.
@@ -904,8 +909,9 @@ public struct SymbolStateMachine: Sendable {
 
     /// An `operationHeld` alert for each order whose work waits to be sent (or waits out a
     /// backoff), but those `excluding` names, those the machine has alerted as held itself (its
-    /// own unsent tries) and entries' and scale-ins' submits (see `nextOpeningSubmit`): for a runtime whose circuit breaker has held the symbol's work
-    /// back, `why` saying how long (asked only if an alert is made). Changes nothing.
+    /// own unsent tries) and entries' and scale-ins' submits (see `nextOpeningSubmit`): for a
+    /// runtime whose circuit breaker has held the symbol's work back, `why` saying how long
+    /// (asked only if an alert is made). Changes nothing.
     public func heldWorkAlerts(excluding alerted: Set<OrderID> = [], _ why: () -> String) -> [Alert] {
         var alerts: [Alert] = []
         var reason: String?

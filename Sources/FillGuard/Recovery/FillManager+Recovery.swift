@@ -225,7 +225,7 @@ extension FillManager {
                     // Never got by the broker: refused rather than sent after the restart.
                     correct(ReconciliationCorrection(kind: .entryRefused, symbol: symbol, orderID: operation.orderID,
                                                      message: "submit \(operation.orderID): the broker never got it; refused, not sent after the restart (unsentEntries: refuse)"))
-                    lane.enqueue(.completed(operation, .failure(BrokerError(.permanent, "not at the broker after restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)")), breaker: nil))
+                    lane.enqueue(.completed(operation, .failure(BrokerError(.permanent, UnsentEntryPolicy.refusal)), breaker: nil))
                     continue
                 }
                 let (result, outcome) = Self.outcome(of: operation, given: state)

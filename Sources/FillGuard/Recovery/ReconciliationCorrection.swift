@@ -111,6 +111,11 @@ public enum UnsentEntryPolicy: String, Sendable, Hashable, CaseIterable {
     case refuse
 }
 
+extension UnsentEntryPolicy {
+    /// Why recovery refuses an entry or scale-in (`.refuse`): the answer it is ended with.
+    static let refusal = "not at the broker after the restart, and FillGuard does not send an entry or scale-in that late (unsentEntries: refuse)"
+}
+
 /// What to do with a live order at the broker that no journal record knows (placed by hand or
 /// by another program on the same account).
 public enum UnknownOrderPolicy: String, Sendable, Hashable, CaseIterable {
