@@ -34,7 +34,8 @@ public final class FillManager: Sendable {
     public var journalFailure: JournalError? { context.journalFailure.withLock { $0 } }
 
     /// Opens a bracket; returns once its lane has placed the entry (and scale-ins) as desired
-    /// state. Throws `InputError` for an invalid or duplicate bracket.
+    /// state. Throws `InputError` for an invalid or duplicate bracket, or one on a symbol that is
+    /// held (`symbolHeld`) or has orders live at the broker that the journal lost (`unknownOrdersLive`).
     public func open(_ spec: BracketSpec) async throws(InputError) {
         let stage = context.lifecycle.load(ordering: .sequentiallyConsistent)
         if stage != .running {
@@ -59,6 +60,18 @@ public final class FillManager: Sendable {
                                    + "different from the journal's (positionMismatch); releaseHeldOperations(of:) once a person has looked")
             context.reject(error, context: "open \(spec.positionID)")
             throw error
+        }
+        // Orders FillGuard placed that the journal lost, still live at the broker: a bracket
+        // beside them could be over-covered, or sold twice. The broker is asked whether they still are.
+        if context.unknownLiveOrders.withLock({ $0[spec.symbol] != nil }) {
+            let live = await unknownOrdersStillLive(on: spec.symbol)
+            if !live.isEmpty {
+                let error = InputError(.unknownOrdersLive, "position \(spec.positionID) not opened: the broker works orders on \(spec.symbol) that no journal record knows "
+                                       + "(\(live.joined(separator: ", "))), left working by recovery; a bracket beside them could be over-covered or sold twice. "
+                                       + "Cancel them at the broker, or releaseUnknownOrders(of:) once a person has looked")
+                context.reject(error, context: "open \(spec.positionID)")
+                throw error
+            }
         }
         let reserved = context.positionSymbols.withLock { map -> Bool in
             guard map[spec.positionID] == nil else { return false }

@@ -93,6 +93,9 @@ final class RuntimeContext: Sendable {
     let work = WorkTracker()
     /// Symbols whose operations recovery left held after a `positionMismatch`, until released.
     let heldSymbols = Mutex<Set<Symbol>>([])
+    /// Live broker orders no journal record knows that recovery left working, per symbol: no
+    /// bracket opens beside them while the broker still works one (asked at each open), until released.
+    let unknownLiveOrders = Mutex<[Symbol: [OrderID]]>([:])
     /// Symbols whose fills are being reconciled after a `fillsOverdue` alert (one at a time each).
     let overdueReconciliations = Mutex<Set<Symbol>>([])
     /// Orders the broker answered "too late" and then listed as live, taken as live once: a

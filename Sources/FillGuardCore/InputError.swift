@@ -46,6 +46,12 @@ public struct InputError: Error, Sendable, Hashable, CustomStringConvertible {
         /// journal's in a way FillGuard's orders could make worse (`positionMismatch`), and a
         /// person has not released it yet (`FillManager.releaseHeldOperations(of:)`).
         case symbolHeld
+        /// The broker works orders on the symbol that no journal record knows (recovery left
+        /// them working: `RecoveryReport.unknownLiveOrders`): a bracket beside them could be
+        /// over-covered, or sold twice, by orders FillGuard does not manage. Refused until the
+        /// broker says they ended, or a person releases the symbol
+        /// (`FillManager.releaseUnknownOrders(of:)`).
+        case unknownOrdersLive
     }
 
     /// The kind of problem.

@@ -142,6 +142,8 @@ public final class FIXSimulationSession: Sendable {
         }
         let feed = Task { await manager.run(events) }
         let held = Set(recovery.heldSymbols)
+        // A symbol beside live orders of FillGuard's making that the journal lost: tried again each second.
+        var besideUnknownOrders = UnknownOrderWaits()
         let clock = ContinuousClock()
         let start = clock.now
         var opened = 0
@@ -163,7 +165,8 @@ public final class FIXSimulationSession: Sendable {
             let busy = SimulationSession.symbolsInProgress(positions)
             // A symbol recovery held (a position mismatch) is left to a person: no new bracket.
             let due = symbols.filter { symbol in
-                !busy.contains(symbol) && !held.contains(symbol) && (latest[symbol].map { status[$0] == .closed } ?? true)
+                !busy.contains(symbol) && !held.contains(symbol) && !besideUnknownOrders.waits(symbol, now: clock.now)
+                    && (latest[symbol].map { status[$0] == .closed } ?? true)
             }
             let logons = await broker.statistics.logons
             if logons != subscribedInLogon, let quotes = try? await broker.marketData(symbols, subscribe: true) {
@@ -187,7 +190,9 @@ public final class FIXSimulationSession: Sendable {
                     latest[symbol] = id
                     opened += 1
                 } catch {
-                    continuousViolations.insert("could not open \(id): \(error)")
+                    if !besideUnknownOrders.noteRefusal(error, of: symbol, now: clock.now) {
+                        continuousViolations.insert("could not open \(id): \(error)")
+                    }
                 }
             }
             for violation in await manager.invariantViolations() { continuousViolations.insert(violation.description) }

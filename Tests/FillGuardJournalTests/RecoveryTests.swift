@@ -497,6 +497,10 @@ struct RecoveryTests {
         try await exchange.submit(NewOrderRequest(orderID: "P1-sl4", symbol: Self.symbol, side: .sell, type: .stop(Price("240")!),
                                                   quantity: 299, timeInForce: .goodTillCancel))
         let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        // An order of FillGuard's making no journal record knows stops a bracket on GLD until a
+        // person releases it (here, to reach the resubmitted id).
+        #expect(first.report.unknownLiveOrders == [Self.symbol: ["P1-sl4"]])
+        #expect(first.manager.releaseUnknownOrders(of: Self.symbol))
         try await first.manager.open(bracket())
         await first.settle()
         let stop = try #require(await first.manager.position("P1")?.orders.first { $0.id == "P1-sl4" })
@@ -689,5 +693,74 @@ struct RecoveryTests {
         let cancel = try await Process(exchange: exchange, store: leave.kill(), unknownOrders: .cancel)
         #expect(cancel.report.corrections.map(\.kind) == [.unknownBrokerOrder])
         #expect(exchange.order("MANUAL-1", of: Self.symbol)?.state == .cancelled)
+    }
+
+    @Test("no bracket opens beside live orders of FillGuard's making that the journal lost (left working): until the broker ends them, or a person releases the symbol; other programs' orders do not stop one",
+          arguments: [UnknownOrderPolicy.leave, .adopt])
+    func noBracketBesideOrphanedOrders(_ policy: UnknownOrderPolicy) async throws {
+        var market = SimulatorConfiguration(seed: 7)
+        market.partialFillAbove = nil
+        market.volatilityBasisPoints = 0
+        let exchange = SimulatedExchange(configuration: market, symbols: [Self.symbol: Price("248")!, "SLV": Price("30")!])
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        let orphans = exchange.liveOrders(of: Self.symbol).map(\.id).sorted { $0.rawValue < $1.rawValue }
+        #expect(orphans.count == 4, "P1's stop, target and two scale-ins")
+        _ = first.kill()
+        // While FillGuard is down someone sells the 300 by hand: the broker is flat, P1's stop,
+        // target and scale-ins still work. The journal is lost (a fresh one), so no record knows them.
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-SELL", symbol: Self.symbol, side: .sell, type: .market, quantity: 300,
+                                                  timeInForce: .immediateOrCancel))
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-2", symbol: "SLV", side: .buy, type: .limit(Price("20")!),
+                                                  quantity: 5, timeInForce: .goodTillCancel))
+        let second = try await Process(exchange: exchange, store: InMemoryJournalStore(), unknownOrders: policy)
+        #expect(second.report.heldSymbols.isEmpty, "the nets agree: nothing held")
+        #expect(second.report.unknownLiveOrders == [Self.symbol: orphans], "\(second.report.unknownLiveOrders)")
+        let unknown = second.report.corrections.filter { $0.kind == .unknownBrokerOrder }
+        #expect(unknown.count == 5)
+        #expect(unknown.filter { $0.message.contains("no bracket opens on GLD") }.map(\.orderID) == orphans)
+        #expect(unknown.first { $0.orderID == "MANUAL-2" }?.message.contains("no bracket opens") == false)
+
+        // A bracket beside them is refused, naming them; nothing is sent.
+        let sent = exchange.statistics.requests["submit", default: 0]
+        do {
+            try await second.manager.open(bracket("P2"))
+            Issue.record("a bracket was opened beside the orphaned stop and target")
+        } catch {
+            #expect(error.code == .unknownOrdersLive, "\(error)")
+            #expect(orphans.allSatisfy { error.message.contains($0.rawValue) }, "\(error.message)")
+        }
+        #expect(await second.manager.position("P2") == nil)
+        #expect(exchange.statistics.requests["submit", default: 0] == sent)
+        #expect(second.manager.statistics.rejected[.unknownOrdersLive] == 1)
+        // Another program's order, on a symbol FillGuard never traded, stops nothing.
+        try await second.manager.open(BracketSpec(positionID: "P3", symbol: "SLV", side: .buy, quantity: 10, entryType: .limit(Price("25")!),
+                                                  stopLoss: Price("20"), takeProfit: Price("40")))
+
+        // Three of them end at the broker: still refused for the last, named alone.
+        for orphan in orphans.dropLast() { try await exchange.cancel(CancelOrderRequest(orderID: orphan, symbol: Self.symbol)) }
+        do {
+            try await second.manager.open(bracket("P2"))
+            Issue.record("a bracket was opened beside an orphaned order")
+        } catch {
+            #expect(error.code == .unknownOrdersLive && error.message.contains("(\(orphans[3]))"), "\(error.message)")
+        }
+        #expect(second.manager.statistics.rejected[.unknownOrdersLive] == 2)
+        // All ended: the broker is asked again, and the bracket opens.
+        try await exchange.cancel(CancelOrderRequest(orderID: orphans[3], symbol: Self.symbol))
+        try await second.manager.open(bracket("P2"))
+        await second.settle()
+        #expect(await second.manager.position("P2")?.status == .open)
+        #expect(await second.manager.invariantViolations().isEmpty)
+
+        // The same, released by a person instead: the bracket opens beside the orphans.
+        let third = try await Process(exchange: exchange, store: InMemoryJournalStore(), unknownOrders: policy)
+        let symbols = Set(third.report.unknownLiveOrders.keys)
+        #expect(symbols == [Self.symbol, "SLV"], "P2's and P3's orders, unknown to this journal: \(third.report.unknownLiveOrders)")
+        #expect(third.manager.releaseUnknownOrders(of: Self.symbol))
+        #expect(!third.manager.releaseUnknownOrders(of: Self.symbol), "released already")
+        try await third.manager.open(bracket("P4"))
+        #expect(await third.manager.position("P4") != nil)
     }
 }

@@ -216,6 +216,35 @@ extension ReleaseHeldTests {
         #expect(report.json.contains(#""heldSymbols":["S000"]"#))
         #expect(report.finalViolations.contains { $0.hasPrefix("S000: exchange net 300, FillGuard net 0") }, "the mismatch itself is still reported: \(report.finalViolations)")
     }
+    @Test("a resumed simulate session whose journal lost a position's records opens no bracket beside its orders still live (no violation counted for the refusals); the other symbol trades")
+    func resumedSessionWaitsBesideOrphanedOrders() async throws {
+        let statePath = try temporaryDirectory() + "/run.exchange"
+        let exchange = try SimulatedExchange(configuration: Self.market, symbols: ["S000": 248, "S001": 30], statePath: statePath)
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(Self.bracket("S000-1", "S000", price: 248))
+        await first.settle()
+        _ = first.kill()
+        // Flattened by hand while down; the stop and target still work. The journal is lost.
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-1", symbol: "S000", side: .sell, type: .market, quantity: 300,
+                                                  timeInForce: .immediateOrCancel))
+        let orphans = exchange.liveOrders(of: "S000").map(\.id)
+        #expect(orphans.count == 2)
+
+        var options = SimulationOptions()
+        options.symbols = 2
+        options.duration = .milliseconds(300)
+        options.faultRate = 0
+        options.journal = Journal(store: InMemoryJournalStore())
+        options.exchangeStatePath = statePath
+        let report = try await SimulationSession(options: options).run()
+        #expect(report.journal?.recovery.unknownLiveOrders.keys.sorted() == ["S000"])
+        #expect(!report.continuousViolations.contains { $0.hasPrefix("could not open") }, "\(report.continuousViolations)")
+        #expect(report.rejected[.unknownOrdersLive] == 1, "tried once in 300 ms, then a second later: \(report.rejected)")
+        // The exchange as the session left it (its state file, read again).
+        let after = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: statePath)
+        #expect(Set(after.liveOrders(of: "S000").map(\.id)) == Set(orphans), "nothing placed beside the orphans")
+        #expect(!after.liveOrders(of: "S001").isEmpty, "S001 traded: \(after.liveOrders(of: "S001"))")
+    }
 }
 
 /// A run of the debug `fillguard` binary that `swift build --build-tests` made beside the tests.

@@ -70,6 +70,7 @@ extension FillManager {
 
         let reconcileStarted = clock.now
         (report.corrections, report.heldSymbols) = await reconcile()
+        report.unknownLiveOrders = context.unknownLiveOrders.withLock { $0 }
         report.reconcileDuration = clock.now - reconcileStarted
         // Inputs are taken from now on (unless the manager was shut down meanwhile).
         _ = context.lifecycle.compareExchange(expected: .recovering, desired: .running, ordering: .sequentiallyConsistent)
@@ -113,6 +114,42 @@ extension FillManager {
         guard context.heldSymbols.withLock({ $0.remove(symbol) }) != nil, let lane = lane(for: symbol, create: false) else { return false }
         lane.enqueue(.reconciled)
         return true
+    }
+
+    /// Lets brackets open on `symbol` beside the live orders recovery found that no journal
+    /// record knows (`RecoveryReport.unknownLiveOrders`): for a person who has looked at them.
+    /// False when none are recorded for the symbol (never were, ended, or released already).
+    @discardableResult
+    public func releaseUnknownOrders(of symbol: Symbol) -> Bool {
+        context.unknownLiveOrders.withLock { $0.removeValue(forKey: symbol) } != nil
+    }
+
+    /// The orders recovery left working on `symbol` (unknown to the journal) that the broker
+    /// still works, each said with why ("O7", or "O7 (not known: …)" when it could not be asked);
+    /// those it says ended are forgotten.
+    func unknownOrdersStillLive(on symbol: Symbol) async -> [String] {
+        guard let ids = context.unknownLiveOrders.withLock({ $0[symbol] }) else { return [] }
+        var live: [String] = []
+        var ended: Set<OrderID> = []
+        for id in ids {
+            guard let broker = context.broker as? any BrokerQueries else {
+                live.append(id.rawValue)
+                continue
+            }
+            do throws(BrokerError) {
+                let state = try await asking { () async throws(BrokerError) in try await broker.orderState(id, symbol: symbol) }
+                if let state, state.status.isLive { live.append(id.rawValue) } else { ended.insert(id) }
+            } catch {
+                live.append("\(id) (not known: \(error))")
+            }
+        }
+        if !ended.isEmpty {
+            context.unknownLiveOrders.withLock { orders in
+                guard let left = orders[symbol]?.filter({ !ended.contains($0) }) else { return }
+                orders[symbol] = left.isEmpty ? nil : left
+            }
+        }
+        return live
     }
 
     /// True when protective orders sized to FillGuard's net `ours` can never cover more than the
@@ -321,6 +358,14 @@ extension FillManager {
                 }
                 continue
             }
+            // One FillGuard placed (its id is of FillGuard's making) whose records the journal
+            // lost, left working: no bracket opens beside it while the broker works it.
+            let besideBrackets = SymbolStateMachine.positionID(ofOrder: state.orderID) != nil
+            func leftWorking(_ message: String) -> String {
+                guard besideBrackets else { return message }
+                context.unknownLiveOrders.withLock { $0[state.symbol, default: []].append(state.orderID) }
+                return message + "; an order of FillGuard's making: no bracket opens on \(state.symbol) while the broker works it (unknownOrdersLive), until releaseUnknownOrders(of:)"
+            }
             switch context.configuration.unknownOrders {
             case .adopt:
                 var adopted = false
@@ -331,10 +376,10 @@ extension FillManager {
                 correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
                                                  message: adopted
                                                     ? "live at the broker, unknown to the journal; adopted into the open position (a duplicate of a live role is cancelled)"
-                                                    : "live at the broker, unknown to the journal; not adoptable (no open position, not protective, or partly filled); left working"))
+                                                    : leftWorking("live at the broker, unknown to the journal; not adoptable (no open position, not protective, or partly filled); left working")))
             case .leave:
                 correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
-                                                 message: "live at the broker, unknown to the journal; left working"))
+                                                 message: leftWorking("live at the broker, unknown to the journal; left working")))
             case .cancel:
                 do throws(BrokerError) {
                     try await context.broker.cancel(CancelOrderRequest(orderID: state.orderID, symbol: state.symbol))
@@ -342,7 +387,7 @@ extension FillManager {
                                                      message: "live at the broker, unknown to the journal; cancelled"))
                 } catch {
                     correct(ReconciliationCorrection(kind: .unknownBrokerOrder, symbol: state.symbol, orderID: state.orderID,
-                                                     message: "live at the broker, unknown to the journal; cancel failed: \(error)"))
+                                                     message: leftWorking("live at the broker, unknown to the journal; cancel failed: \(error)")))
                 }
             }
         }

@@ -82,6 +82,11 @@ public struct RecoveryReport: Sendable {
     /// make worse (the broker flat, on the other side, or holding less): nothing is sent for them
     /// until `FillManager.releaseHeldOperations(of:)`.
     public var heldSymbols: [Symbol] = []
+    /// Live orders at the broker that no journal record knows and recovery left working (the
+    /// `unknownOrders` policy `.leave`, one `.adopt` could not adopt, or a failed `.cancel`), per
+    /// symbol: no bracket opens beside them while the broker still works one (`unknownOrdersLive`),
+    /// until `FillManager.releaseUnknownOrders(of:)`.
+    public var unknownLiveOrders: [Symbol: [OrderID]] = [:]
 
     /// An empty report.
     public init() {}
