@@ -10,7 +10,9 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// without sending it (held back by the circuit breaker too long, or not sent before a
         /// restart with `unsentEntries: .refuse`), as it never adds exposure late.
         case entryRejected
-        /// The broker kept answering "too late" for an order whose fills never came.
+        /// Fills the broker announced have not come: it kept answering "too late" for an order
+        /// whose fills never came, or a report's cumulative quantity is above what the order's
+        /// reports booked (one was lost, or comes late).
         case fillsOverdue
         /// A fill took the position to the side opposite its bracket's (a protective order larger
         /// than the position filled whole, or a late one after it closed): it is protected again

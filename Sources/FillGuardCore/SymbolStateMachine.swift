@@ -255,7 +255,13 @@ public struct SymbolStateMachine: Sendable {
         let filledAfter = orders[s].filled + report.lastQuantity
         orders[s].filled = filledAfter
         if orders[s].firstFillSerial == 0 { orders[s].firstFillSerial = serial }
-        if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative { orders[s].maxCumulative = cumulative }
+        // The broker's cumulative quantity says more has filled than the reports booked (one was
+        // lost, or comes late): alerted as overdue (the runtime then asks the broker for them).
+        var announced: Quantity? = nil
+        if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative {
+            if cumulative > filledAfter { announced = cumulative }
+            orders[s].maxCumulative = cumulative
+        }
         if filledAfter > orders[s].maxCumulative { orders[s].maxCumulative = filledAfter }
         orders[s].fillValue += Money.value(of: report.lastQuantity, at: report.lastPrice)
         if case .unsent = orders[s].phase {
@@ -309,6 +315,13 @@ public struct SymbolStateMachine: Sendable {
                 kind: .unplacedOrderFilled, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
                 message: "the broker filled \(report.lastQuantity) of \(orders[s].id), which FillGuard never placed with it"
                     + " (it ended before it was sent, or the broker answered that it did not take it); the fill is booked")))
+        }
+        if let announced {
+            let done = report.leavesQuantity?.isZero ?? false ? ", and says it is done" : ""
+            actions.append(.alert(Alert(
+                kind: .fillsOverdue, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
+                message: "the broker reports \(announced) of \(orders[s].id) filled\(done), \(filledAfter) booked: the reports of \(announced - filledAfter) "
+                    + "have not come (lost, or on their way); the position counts only the fills reported")))
         }
         let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)

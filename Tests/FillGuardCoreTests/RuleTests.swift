@@ -52,6 +52,32 @@ struct RuleTests {
         }
     }
 
+    @Test("reports out of order: the later one's cumulative quantity is above the fills booked, alerted once as overdue; the earlier one fills the gap, with no alert, and the position is exact", arguments: sides)
+    func cumulativeGapIsAlertedOnce(side: Side) throws {
+        var model = try opened(side)
+        let stop = try #require(model.live("P1", .stopLoss))
+        let reported = model.fillUnreported(stop.id, 100, at: Price("95")!)
+        let reportedLater = model.fillUnreported(stop.id, 50, at: Price("95")!)
+        let first = try #require(reported)
+        let second = try #require(reportedLater)
+        model.alerts = []
+        try model.deliver(second)
+        #expect(model.alerts.map(\.kind) == [.fillsOverdue], "\(model.alerts)")
+        #expect(model.alerts.first?.message == "the broker reports 150 of \(stop.id) filled, 50 booked: the reports of 100 have not come (lost, or on their way); the position counts only the fills reported")
+        #expect(model.alerts.first?.role == .stopLoss)
+        model.settle()
+        try model.deliver(first)
+        #expect(model.alerts.count == 1, "the gap is filled: no second alert: \(model.alerts)")
+        model.settle()
+        #expect(model.snapshot("P1").netQuantity.magnitude == 150)
+        expectProtected(model)
+        // A report that repeats a cumulative quantity already announced says nothing new.
+        let target = try #require(model.live("P1", .takeProfit))
+        let reportedThird = model.fillUnreported(target.id, 10, at: Price("110")!)
+        try model.deliver(try #require(reportedThird))
+        #expect(model.alerts.count == 1, "\(model.alerts)")
+    }
+
     @Test("rule 1: net is the sum of unique fills; a repeated execution id changes nothing", arguments: sides)
     func duplicatesAreIgnored(side: Side) throws {
         var model = try opened(side)

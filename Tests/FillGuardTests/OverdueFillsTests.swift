@@ -187,6 +187,41 @@ struct OverdueFillsTests {
         }
     }
 
+    @Test("a report whose cumulative quantity is above the fills booked (an earlier report lost): alerted at once, the lost fill read from the broker, the position flat")
+    func cumulativeGapFetchesTheLostFill() async throws {
+        let broker = QueryingTestBroker()
+        let (manager, position) = try await Self.opened(broker)
+        let stop = try #require(position.liveOrder(.stopLoss))
+        let target = try #require(position.liveOrder(.takeProfit))
+        let corrections = manager.corrections()
+        // The stop fills 80, then 20; the first report is lost. The second says 100 of 100, done.
+        let lost = ExecutionReport(executionID: "GAP-1", orderID: stop.id, symbol: "KO", side: .sell, lastQuantity: 80, lastPrice: Price("95")!,
+                                   cumulativeQuantity: 80, leavesQuantity: 20)
+        broker.made(lost)
+        let last = ExecutionReport(executionID: "GAP-2", orderID: stop.id, symbol: "KO", side: .sell, lastQuantity: 20, lastPrice: Price("95")!,
+                                   cumulativeQuantity: 100, leavesQuantity: 0)
+        broker.made(last)
+        manager.receive(.execution(last))
+        // The alert's reconciliation is work: idle covers it.
+        await manager.waitUntilIdle()
+        #expect(manager.statistics.alertsByKind[.fillsOverdue] == 1)
+        #expect(broker.executionQueries >= 1)
+        let after = try #require(await manager.position("P1"))
+        #expect(after.netQuantity == 0 && after.status == .closed, "100 bought, 100 sold by the stop: \(after)")
+        #expect(after.liveOrders.isEmpty, "nothing left over a flat position: \(after.liveOrders)")
+        #expect(after.orders.first { $0.id == target.id }?.status == .cancelled)
+        #expect(await manager.invariantViolations().isEmpty)
+        manager.finishSubscriptions()
+        var correctionIterator = corrections.makeAsyncIterator()
+        let correction = try #require(await correctionIterator.next())
+        #expect(correction.kind == .adoptedFill && correction.orderID == stop.id, "\(correction)")
+        // The lost report comes after all: a repeat, not counted again.
+        manager.receive(.execution(lost))
+        await manager.waitUntilIdle()
+        #expect(await manager.position("P1")?.netQuantity == 0)
+        #expect(manager.statistics.rejected[.duplicateExecution] == 1)
+    }
+
     @Test("reconcileFills(of:) applies a fill whose report was lost, once; a second call finds nothing")
     func lostFillIsApplied() async throws {
         let broker = QueryingTestBroker()
