@@ -41,6 +41,19 @@ public struct ExchangeSession: Codable, Sendable, Hashable {
     }
 }
 
+extension ExchangeSession {
+    /// The session a saved exchange state at `path` names in its first entry; nil when the file
+    /// is missing, cannot be read, or does not begin with one.
+    public init?(savedAt path: String) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        // The first entry is a short line; the rest of the file (a long session's) is not read.
+        guard let head = try? handle.read(upToCount: 4_096), let end = head.firstIndex(of: 0x0A),
+              case .session(let session)? = try? JSONDecoder().decode(ExchangeLogEntry.self, from: head[..<end]) else { return nil }
+        self = session
+    }
+}
+
 /// An append-only JSON Lines file. Each entry is written with one `write(2)` before the change
 /// it records is reported to anyone, so a killed process never loses an acknowledged change
 /// (the page cache outlives the process; power loss is not simulated). A torn last line is

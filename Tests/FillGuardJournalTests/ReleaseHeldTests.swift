@@ -216,6 +216,26 @@ extension ReleaseHeldTests {
         #expect(report.json.contains(#""heldSymbols":["S000"]"#))
         #expect(report.finalViolations.contains { $0.hasPrefix("S000: exchange net 300, FillGuard net 0") }, "the mismatch itself is still reported: \(report.finalViolations)")
     }
+    @Test("a simulate session killed before its journal recorded anything (its exchange state names that journal, nothing more) runs again; another journal's state is still refused")
+    func sessionKilledBeforeItsFirstRecordRunsAgain() async throws {
+        let directory = try temporaryDirectory()
+        var identities: [String: String] = [:]
+        for name in ["own", "other"] {
+            let store = try SQLiteJournalStore(path: "\(directory)/\(name).sqlite")
+            identities[name] = store.identity
+            await store.close()
+        }
+        // What a session killed in its first milliseconds leaves: the exchange state's header.
+        for (journal, owner) in [("own", "own"), ("other", "own")] {
+            _ = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: "\(directory)/\(journal).sqlite.exchange",
+                                      session: ExchangeSession(journalID: identities[owner]!, nativeModify: true, strategy: "cancelThenCreate"))
+        }
+        let own = try await runFillguard(["simulate", "--journal", "\(directory)/own.sqlite", "--symbols", "2", "--duration", "0.2", "--fault-rate", "0"])
+        #expect(own.status == 0 && own.standardOutput.contains("invariantViolations   0"), "\(own)")
+        let other = try await runFillguard(["simulate", "--journal", "\(directory)/other.sqlite", "--symbols", "2", "--duration", "0.2"])
+        #expect(other.status == 2 && other.standardError.contains("is new, but"), "\(other)")
+    }
+
     @Test("a resumed simulate session whose journal lost a position's records opens no bracket beside its orders still live (no violation counted for the refusals); the other symbol trades")
     func resumedSessionWaitsBesideOrphanedOrders() async throws {
         let statePath = try temporaryDirectory() + "/run.exchange"
