@@ -163,7 +163,7 @@ public struct SimulationReport: Sendable {
         if let fix { return fixText(fix) }
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation: \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
+        lines.append("FillGuard simulation: \(symbols) symbol\(symbols == 1 ? "" : "s"), \(Self.format(seconds)) s, seed \(seed), fault rate \(faultRate), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         if journal != nil {
             // A resumed session: the exchange and FillGuard's memory span every session so far.
@@ -186,6 +186,7 @@ public struct SimulationReport: Sendable {
         lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
+        if continuousViolations.count + finalViolations.count > 20 { lines.append("    - ... \(continuousViolations.count + finalViolations.count - 20) more violations (all of them in --json)") }
         if let journal { lines += journalLines(journal) }
         return lines.joined(separator: "\n")
     }
@@ -260,7 +261,7 @@ public struct SimulationReport: Sendable {
     private func fixText(_ fix: FIXSummary) -> String {
         let kinds = OrderOperation.Kind.allCases
         var lines: [String] = []
-        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID)\(fix.account.map { ", account \($0)" } ?? ""), run \(fix.runID)): \(symbols) symbols, \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
+        lines.append("FillGuard simulation over FIX \(fix.endpoint) (\(fix.senderCompID) -> \(fix.targetCompID)\(fix.account.map { ", account \($0)" } ?? ""), run \(fix.runID)): \(symbols) symbol\(symbols == 1 ? "" : "s"), \(Self.format(seconds)) s, seed \(seed), \(nativeModify ? "native modify (replacing by \(strategy.rawValue))" : "no native modify (\(strategy.rawValue))")\(flippedPositionCover == .bracket ? "" : ", flipped cover \(flippedPositionCover.rawValue)")")
         if interrupted { lines.append("  interrupted: trading stopped early on request, then wound down and checked as usual") }
         lines.append("  fills                 \(fills) received over FIX, \(fillsApplied) applied")
         // A resumed session: FillGuard's memory of closed positions spans every session so far.
@@ -277,6 +278,7 @@ public struct SimulationReport: Sendable {
         lines.append("  reaction (µs)         \(reaction.text)")
         lines.append("  invariantViolations   \(invariantViolations)")
         for violation in (continuousViolations + finalViolations).prefix(20) { lines.append("    - \(violation)") }
+        if continuousViolations.count + finalViolations.count > 20 { lines.append("    - ... \(continuousViolations.count + finalViolations.count - 20) more violations (all of them in --json)") }
         if let journal { lines += journalLines(journal) }
         return lines.joined(separator: "\n")
     }

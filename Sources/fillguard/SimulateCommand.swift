@@ -31,7 +31,7 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Symbols traded in parallel.")
     var symbols = 20
 
-    @Option(parsing: .unconditional, help: "Seconds of trading.", transform: { try PlainNumber.parse($0, option: "--duration") })
+    @Option(parsing: .unconditional, help: "Seconds of trading (default 10).", transform: { try PlainNumber.parse($0, option: "--duration") })
     var duration = 10.0
 
     @Option(parsing: .unconditional, help: "Seed for prices, sizes and faults.")
