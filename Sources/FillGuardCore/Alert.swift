@@ -23,7 +23,8 @@ public struct Alert: Sendable, Hashable, CustomStringConvertible {
         /// position or the order may now differ from the broker's.
         case brokerCorrection
         /// The broker reported a fill FillGuard refused as impossible (more than the order's size,
-        /// a cumulative quantity going back, a net or realized P&L beyond what it books). The
+        /// a cumulative quantity going back, a net or realized P&L beyond what it books, an
+        /// execution id applied before to another fill). The
         /// broker may have traded it all the same, so the position may differ from the broker's.
         case fillRefused
         /// The broker filled an order it had refused (or ended as rejected): it has the order

@@ -239,6 +239,10 @@ public struct SymbolStateMachine: Sendable {
     /// bad number, overfill or backwards cumulative quantity.
     public mutating func apply(_ report: ExecutionReport, emitting actions: inout [Action]) throws(InputError) {
         guard executions.reserve(report.executionID) else {
+            if let booked = bookedBelow(report) {
+                throw InputError(.duplicateExecution, "execution \(report.executionID) was already applied, but not to this fill: order \(report.orderID) has "
+                                 + "\(booked), less than this report says, so it is no repeat (the broker reused the id?); refused")
+            }
             throw InputError(.duplicateExecution, "execution \(report.executionID) was already applied; the repeat is ignored")
         }
         var s: Int
@@ -982,12 +986,23 @@ public struct SymbolStateMachine: Sendable {
     public func alert(forRefused report: ExecutionReport, _ error: InputError) -> Alert? {
         let mayBeTraded = switch error.code {
         case .overfill, .cumulativeWentBackwards: true
+        case .duplicateExecution: bookedBelow(report) != nil
         case .invalidQuantity: isBeyondBookingLimits(report)
         default: false
         }
         guard mayBeTraded, let order = snapshot(of: report.orderID) else { return nil }
         return Alert(kind: .fillRefused, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
                      message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
+    }
+
+    /// What the order `report` names has booked, when that is less than the report says (its
+    /// own quantity, or its cumulative one): a report whose execution id was applied before,
+    /// to another fill, since a repeat says nothing its order has not booked. Nil otherwise.
+    private func bookedBelow(_ report: ExecutionReport) -> String? {
+        guard let s = slot(of: report.orderID) else { return nil }
+        if report.lastQuantity > orders[s].filled { return "\(orders[s].filled) filled" }
+        if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative { return "a cumulative \(orders[s].maxCumulative)" }
+        return nil
     }
 
     /// Whether `report`, a fill of a known order with a quantity in range, was refused only for

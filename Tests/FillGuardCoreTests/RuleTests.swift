@@ -89,6 +89,31 @@ struct RuleTests {
         #expect(model.snapshot("P1") == before)
         #expect(model.pull().isEmpty, "a duplicate causes no broker work")
         #expect(before.netQuantity == (side == .buy ? 300 : -300))
+        #expect(model.machine.alert(forRefused: report, InputError(.duplicateExecution, "")) == nil, "a true repeat is no trade to alert")
+    }
+
+    @Test("an execution id applied before, reported again for a fill its order has not booked (another order, or more than it has), is refused and alerted: the broker may have traded it", arguments: sides)
+    func reusedExecutionIDIsAlerted(side: Side) throws {
+        var model = try opened(side)
+        let before = model.snapshot("P1")
+        let entryFill = try #require(model.reports.last)
+        let stop = try #require(model.live("P1", .stopLoss))
+        // The entry's execution id on a fill of the stop, which has filled nothing.
+        let reused = ExecutionReport(executionID: entryFill.executionID, orderID: stop.id, symbol: "GLD", side: stop.side,
+                                     lastQuantity: 30, lastPrice: Price("95")!)
+        var refusal: InputError?
+        do { try model.deliver(reused) } catch { refusal = error }
+        let error = try #require(refusal)
+        #expect(error.code == .duplicateExecution)
+        #expect(error.message == "execution \(entryFill.executionID) was already applied, but not to this fill: order \(stop.id) has 0 filled, less than this report says, so it is no repeat (the broker reused the id?); refused")
+        let alert = try #require(model.machine.alert(forRefused: reused, error))
+        #expect(alert.kind == .fillRefused && alert.orderID == stop.id && alert.role == .stopLoss)
+        // On the same order, a cumulative quantity above what it booked: no repeat either.
+        let more = ExecutionReport(executionID: entryFill.executionID, orderID: entryFill.orderID, symbol: "GLD", side: entryFill.side,
+                                   lastQuantity: 10, lastPrice: Price("100")!, cumulativeQuantity: 310)
+        #expect(model.machine.alert(forRefused: more, InputError(.duplicateExecution, ""))?.kind == .fillRefused)
+        #expect(model.snapshot("P1") == before, "nothing changed")
+        #expect(model.pull().isEmpty)
     }
 
     @Test("rule 3: entry and scale-in fills, partial or full, resize both protective orders", arguments: sides)
