@@ -40,6 +40,13 @@ public struct FillGuardConfiguration: Sendable {
     /// The shortest positive `brokerAnswerTimeout`: its check (every half timeout) never becomes
     /// a busy loop.
     public static let shortestBrokerAnswerTimeout: Duration = .milliseconds(10)
+    /// How long after an execution report whose cumulative quantity is above what its order's
+    /// reports booked those fills may take to come (reports can arrive out of order) before they
+    /// are alerted `fillsOverdue`, and, with a broker that answers queries, read from it.
+    /// Default 500 ms; at most `Duration.longestWait`, not negative.
+    public var unreportedFillGrace: Duration = .milliseconds(500) {
+        didSet { if !(.zero ... .longestWait).contains(unreportedFillGrace) { unreportedFillGrace = max(.zero, unreportedFillGrace.clampedToWait) } }
+    }
     /// Events a lane handles before yielding its thread to other symbols (fairness; at least 1).
     public var lanePassLimit: Int { didSet { if lanePassLimit < 1 { lanePassLimit = 1 } } }
     /// How long a runner with nothing to do keeps polling for the next event before it gives its

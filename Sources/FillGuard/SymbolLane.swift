@@ -30,6 +30,9 @@ final class SymbolLane: @unchecked Sendable {
         case gateOpened
         /// Time to look for broker calls unanswered past `brokerAnswerTimeout`.
         case checkAnswers
+        /// Time to look whether the fills a report's cumulative quantity announced for this order
+        /// have come (`unreportedFillGrace` after it).
+        case checkFillsReported(OrderID)
         /// Recovery has reconciled this lane with the broker: operations may go out.
         case reconciled
         /// Recovery found these entries and scale-ins never got by the broker, and refuses them
@@ -601,6 +604,9 @@ final class SymbolLane: @unchecked Sendable {
             if !machine.hasOperationReady || operationsHeld { context.breaker.offerFreeProbe() }
         case .checkAnswers:
             checkAnswers()
+        case .checkFillsReported(let id):
+            // Still missing: alerted (the manager then asks the broker for the symbol's fills).
+            if let alert = machine.unreportedFillsAlert(for: id) { actions.append(.alert(alert)) }
         case .reconciled:
             operationsHeld = false
         case .refuseUnsentEntries(let ids):
@@ -650,6 +656,9 @@ final class SymbolLane: @unchecked Sendable {
                     guard stage != .draining, stage != .stopped else { return }
                     self.enqueue(.rearm(positionID))
                 }
+            case .checkFillsReported(let id):
+                // Counted as work: waitUntilIdle() waits for the check, and the fills it may fetch.
+                schedule(after: context.configuration.unreportedFillGrace, .checkFillsReported(id))
             case .positionChanged(let id):
                 if context.bus.positions.hasSubscribers, let snapshot = machine.snapshot(of: id) { context.bus.positions.publish(snapshot) }
             case .orderChanged(let id):
@@ -1050,7 +1059,7 @@ extension SymbolLane.Event {
         case .rearm(let id): return .rearm(id)
         case .brokerQuantity(let id, let quantity): return .brokerQuantity(id, quantity)
         case .adopt(let id, let side, let type, let quantity): return .adopt(id, side, type, quantity: quantity)
-        case .gateOpened, .checkAnswers, .reconciled, .refuseUnsentEntries, .snapshotNow, .read: return nil
+        case .gateOpened, .checkAnswers, .checkFillsReported, .reconciled, .refuseUnsentEntries, .snapshotNow, .read: return nil
         }
     }
 }

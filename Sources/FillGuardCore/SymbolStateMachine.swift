@@ -90,6 +90,10 @@ public struct SymbolStateMachine: Sendable {
         case orderChanged(OrderID)
         /// Something a person must look at.
         indirect case alert(Alert)
+        /// A report's cumulative quantity is above what the order's reports booked (one was lost,
+        /// or comes late): call `unreportedFillsAlert(for:)` a little later, which alerts if they
+        /// still have not come.
+        case checkFillsReported(OrderID)
     }
 
     /// One position: the bracket's prices, the ledger, and its orders by slot.
@@ -260,10 +264,10 @@ public struct SymbolStateMachine: Sendable {
         orders[s].filled = filledAfter
         if orders[s].firstFillSerial == 0 { orders[s].firstFillSerial = serial }
         // The broker's cumulative quantity says more has filled than the reports booked (one was
-        // lost, or comes late): alerted as overdue (the runtime then asks the broker for them).
-        var announced: Quantity? = nil
+        // lost, or comes late): checked again a little later (`unreportedFillsAlert(for:)`).
+        var announced = false
         if let cumulative = report.cumulativeQuantity, cumulative > orders[s].maxCumulative {
-            if cumulative > filledAfter { announced = cumulative }
+            announced = cumulative > filledAfter
             orders[s].maxCumulative = cumulative
         }
         if filledAfter > orders[s].maxCumulative { orders[s].maxCumulative = filledAfter }
@@ -320,13 +324,7 @@ public struct SymbolStateMachine: Sendable {
                 message: "the broker filled \(report.lastQuantity) of \(orders[s].id), which FillGuard never placed with it"
                     + " (it ended before it was sent, or the broker answered that it did not take it); the fill is booked")))
         }
-        if let announced {
-            let done = report.leavesQuantity?.isZero ?? false ? ", and says it is done" : ""
-            actions.append(.alert(Alert(
-                kind: .fillsOverdue, positionID: positions[p].id, symbol: symbol, orderID: orders[s].id, role: orders[s].role,
-                message: "the broker reports \(announced) of \(orders[s].id) filled\(done), \(filledAfter) booked: the reports of \(announced - filledAfter) "
-                    + "have not come (lost, or on their way); the position counts only the fills reported")))
-        }
+        if announced { actions.append(.checkFillsReported(orders[s].id)) }
         let netBefore = positions[p].ledger.net
         positions[p].ledger.record(side: report.side, quantity: report.lastQuantity, price: report.lastPrice, commission: report.commission)
         let netAfter = positions[p].ledger.net
@@ -995,6 +993,17 @@ public struct SymbolStateMachine: Sendable {
                      message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
     }
 
+    /// The `fillsOverdue` alert for order `id` when its broker's cumulative quantity is still
+    /// above what its reports booked (`Action.checkFillsReported`); nil once they came (or the
+    /// order is not known).
+    public func unreportedFillsAlert(for id: OrderID) -> Alert? {
+        guard let s = slot(of: id), orders[s].maxCumulative > orders[s].filled else { return nil }
+        let p = Int(orders[s].position)
+        return Alert(kind: .fillsOverdue, positionID: positions[p].id, symbol: symbol, orderID: id, role: orders[s].role,
+                     message: "the broker reports \(orders[s].maxCumulative) of \(id) filled, \(orders[s].filled) booked: the reports of "
+                        + "\(orders[s].maxCumulative - orders[s].filled) have not come; the position counts only the fills reported")
+    }
+
     /// What the order `report` names has booked, when that is less than the report says (its
     /// own quantity, or its cumulative one): a report whose execution id was applied before,
     /// to another fill, since a repeat says nothing its order has not booked. Nil otherwise.
@@ -1022,15 +1031,19 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The order a trace means by "position P, role R" (on `side`, when given): the one waiting
-    /// for the fills a "too late" answer announced, if any; else the role's live order (the newest,
+    /// for the fills a "too late" answer, or a report's cumulative quantity, announced, if any;
+    /// else the role's live order (the newest,
     /// if a replacement is live beside it); else its newest order, so that a late fill after a
     /// cancel still finds it.
     public func orderID(of positionID: PositionID, role: OrderRole, side: Side? = nil) -> OrderID? {
         guard let p = positionSlot(of: positionID) else { return nil }
         func matches(_ slot: Int32) -> Bool { orders[Int(slot)].role == role && (side == nil || orders[Int(slot)].side == side) }
-        // The broker answered "too late" for an order of the role (it filled): that order's
-        // fills are the ones to come, even when a replacement created first is newer.
-        if let awaiting = positions[p].orderSlots.first(where: { matches($0) && orders[Int($0)].awaitingFill }) {
+        // The broker answered "too late" for an order of the role (it filled), or reported more
+        // of it filled than its reports booked: that order's fills are the ones to come, even
+        // when a replacement is newer.
+        if let awaiting = positions[p].orderSlots.first(where: {
+            matches($0) && (orders[Int($0)].awaitingFill || orders[Int($0)].maxCumulative > orders[Int($0)].filled)
+        }) {
             return orders[Int(awaiting)].id
         }
         // A replacement the role gave up (its old order's cancel was refused, so the old one

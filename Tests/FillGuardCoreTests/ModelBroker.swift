@@ -23,6 +23,8 @@ struct ModelBroker {
     var retries: [OrderID] = []
     var rearms: [PositionID] = []
     var alerts: [Alert] = []
+    /// Orders the machine asked to check later for fills a report announced (`checkFillsReported`).
+    var fillChecks: [OrderID] = []
     var reports: [ExecutionReport] = []
     /// In-flight operations the broker has carried out and not yet answered (`applyEarly`).
     var appliedEarly: [OrderOperation] = []
@@ -231,6 +233,7 @@ struct ModelBroker {
             case .alert(let alert): alerts.append(alert)
             case .scheduleRearm(let id): rearms.append(id)
             case .positionChanged, .orderChanged: break
+            case .checkFillsReported(let id): fillChecks.append(id)
             }
         }
     }

@@ -62,8 +62,10 @@ struct OverdueFillsTests {
     private static let retry = RetryPolicy(maxAttempts: 2, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
 
     /// Long 100 with its stop and target working.
-    private static func opened(_ broker: QueryingTestBroker) async throws -> (FillManager, PositionSnapshot) {
-        let manager = FillManager(broker: broker, configuration: FillGuardConfiguration(retry: retry), logger: .quiet)
+    private static func opened(_ broker: QueryingTestBroker, grace: Duration = .milliseconds(500)) async throws -> (FillManager, PositionSnapshot) {
+        var configuration = FillGuardConfiguration(retry: retry)
+        configuration.unreportedFillGrace = grace
+        let manager = FillManager(broker: broker, configuration: configuration, logger: .quiet)
         try await manager.open(.long("P1", "KO"))
         await manager.waitUntilIdle()
         let entry = try #require(await manager.position("P1")?.liveOrder(.entry))
@@ -187,10 +189,10 @@ struct OverdueFillsTests {
         }
     }
 
-    @Test("a report whose cumulative quantity is above the fills booked (an earlier report lost): alerted at once, the lost fill read from the broker, the position flat")
+    @Test("a report whose cumulative quantity is above the fills booked (an earlier report lost): alerted once the grace passed, the lost fill read from the broker, the position flat")
     func cumulativeGapFetchesTheLostFill() async throws {
         let broker = QueryingTestBroker()
-        let (manager, position) = try await Self.opened(broker)
+        let (manager, position) = try await Self.opened(broker, grace: .milliseconds(20))
         let stop = try #require(position.liveOrder(.stopLoss))
         let target = try #require(position.liveOrder(.takeProfit))
         let corrections = manager.corrections()
@@ -220,6 +222,24 @@ struct OverdueFillsTests {
         await manager.waitUntilIdle()
         #expect(await manager.position("P1")?.netQuantity == 0)
         #expect(manager.statistics.rejected[.duplicateExecution] == 1)
+    }
+
+    @Test("reports of one order out of order: the earlier one comes within the grace, so nothing is alerted and the broker is not asked")
+    func reorderedReportsAskNothing() async throws {
+        let broker = QueryingTestBroker()
+        let (manager, position) = try await Self.opened(broker, grace: .seconds(1))
+        let stop = try #require(position.liveOrder(.stopLoss))
+        let early = ExecutionReport(executionID: "R-1", orderID: stop.id, symbol: "KO", side: .sell, lastQuantity: 80, lastPrice: Price("95")!,
+                                    cumulativeQuantity: 80, leavesQuantity: 20)
+        let later = ExecutionReport(executionID: "R-2", orderID: stop.id, symbol: "KO", side: .sell, lastQuantity: 20, lastPrice: Price("95")!,
+                                    cumulativeQuantity: 100, leavesQuantity: 0)
+        // Queued in this order ahead of the check, which comes a second after the first.
+        manager.receive(.execution(later))
+        manager.receive(.execution(early))
+        await manager.waitUntilIdle()
+        #expect(manager.statistics.alertsByKind[.fillsOverdue] == nil)
+        #expect(broker.executionQueries == 0)
+        #expect(await manager.position("P1")?.status == .closed)
     }
 
     @Test("reconcileFills(of:) applies a fill whose report was lost, once; a second call finds nothing")

@@ -90,6 +90,41 @@ struct ReplayTests {
         #expect(report.rejected.first?.error.code == .duplicateExecution)
     }
 
+    @Test("a repeated fill of a stop that was replaced since is a plain repeat of the old stop's fill; the id reused for another role's fill is refused and alerted")
+    func repeatAfterReplacement() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"300","stopLoss":"245","takeProfit":"250"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"100","price":"248","execId":"E1"}
+        {"type":"fill","position":"P1","role":"stopLoss","quantity":"50","price":"245","execId":"E2"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"100","price":"248","execId":"E3"}
+        {"type":"fill","position":"P1","role":"stopLoss","quantity":"50","price":"245","execId":"E2"}
+        {"type":"fill","position":"P1","role":"takeProfit","quantity":"20","price":"250","execId":"E2"}
+        """#
+        let report = TraceReplayer.replay(trace, options: ReplayOptions(nativeModify: false))
+        #expect(report.positions.first?.netQuantity == 150)
+        #expect(report.rejected.map(\.line) == [5, 6])
+        #expect(report.rejected.first?.error.message == "execution E2 was already applied; the repeat is ignored")
+        #expect(report.rejected.last?.error.message.contains("so it is no repeat") == true, "\(report.rejected)")
+        #expect(report.alerts.map(\.kind) == [.fillRefused], "only the reused id is alerted: \(report.alerts)")
+        #expect(report.alerts.first?.role == .takeProfit)
+    }
+
+    @Test("fills a report's cumulative quantity announced: alerted at the end when their reports never came; not when an earlier report came late")
+    func announcedFillsAtTheEnd() {
+        let opened = #"{"type":"open","position":"P1","symbol":"IBM","side":"buy","quantity":"100","stopLoss":"95","takeProfit":"110"}"#
+        let entry = #"{"type":"fill","position":"P1","role":"entry","quantity":"100","price":"100","execId":"E1","cumQuantity":"100"}"#
+        let late = #"{"type":"fill","position":"P1","role":"stopLoss","quantity":"20","price":"95","execId":"E3","cumQuantity":"100","leavesQuantity":"0"}"#
+        let early = #"{"type":"fill","position":"P1","role":"stopLoss","quantity":"80","price":"95","execId":"E2","cumQuantity":"80","leavesQuantity":"20"}"#
+        let lost = TraceReplayer.replay([opened, entry, late].joined(separator: "\n"))
+        #expect(lost.positions.first?.netQuantity == 80)
+        #expect(lost.alerts.map(\.kind) == [.fillsOverdue], "\(lost.alerts)")
+        #expect(lost.alerts.first?.message.hasSuffix("filled, 20 booked: the reports of 80 have not come; the position counts only the fills reported") == true)
+        let reordered = TraceReplayer.replay([opened, entry, late, early].joined(separator: "\n"))
+        #expect(reordered.positions.first?.status == .closed && reordered.positions.first?.liveOrders.isEmpty == true)
+        #expect(reordered.alerts.isEmpty, "\(reordered.alerts)")
+        #expect(reordered.rejected.isEmpty)
+    }
+
     @Test("execution ids are compared byte for byte: canonically equivalent texts are two fills, not a repeat")
     func executionIDsAreBytes() {
         let trace = #"""

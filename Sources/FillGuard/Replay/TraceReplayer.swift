@@ -68,6 +68,12 @@ public struct TraceReplayer: Sendable {
     public private(set) var operations: [OrderOperation.Kind: Int] = [:]
     /// Alerts raised so far.
     public private(set) var alerts: [Alert] = []
+    /// Orders a report said had filled more than their reports booked, in the order said: a
+    /// replay has no clock, so whether those fills came is checked at the end (`report()`).
+    private var unreportedFillChecks: [OrderID] = []
+    /// The order each applied execution id was booked to, per symbol: a line repeating an id
+    /// for the same position and role names that order, even once a newer one has the role.
+    private var bookedExecutions: [Symbol: [ExecutionID: OrderID]] = [:]
     /// Symbols whose broker work was cut off at `operationLimit` steps after a line, and why.
     public private(set) var unsettled: [String] = []
     /// The line being applied, to name it in an `unsettled` notice.
@@ -140,6 +146,14 @@ public struct TraceReplayer: Sendable {
             return "line \(fault.line): \(fault.remaining) of \(fault.script.count) scripted \(fault.script.operation.rawValue) \(fault.script.kind.rawValue) faults"
                 + (target.isEmpty ? "" : " (\(target.joined(separator: ", ")))") + " never met an operation"
         }
+        // Fills a report's cumulative quantity announced that never came by the trace's end.
+        var alerts = alerts
+        var checked: Set<OrderID> = []
+        for id in unreportedFillChecks where checked.insert(id).inserted {
+            guard let symbol = SymbolStateMachine.positionID(ofOrder: id).flatMap({ positionSymbols[$0] }),
+                  let alert = machines[symbol]?.unreportedFillsAlert(for: id) else { continue }
+            alerts.append(alert)
+        }
         return ReplayReport(positions: positions, rejected: rejected, operations: operations, alerts: alerts, violations: violations,
                             unsettled: unsettled, unusedFaults: unused, ignoredFields: ignoredFields)
     }
@@ -181,8 +195,14 @@ public struct TraceReplayer: Sendable {
         defer { machines[symbol] = machine }
         // A fill that gives its side names the role's order on that side (after a flip, an old
         // order the broker kept on the other side; without the side, the newest one).
-        let orderID = machine.orderID(of: fill.position, role: fill.role, side: fill.side)
+        var orderID = machine.orderID(of: fill.position, role: fill.role, side: fill.side)
             ?? machine.orderID(of: fill.position, role: fill.role)
+        // A repeat of a fill names the order it was booked to (then a repeat, not a fill its
+        // role's newer order has not booked); the same id for another position or role does not.
+        if let booked = bookedExecutions[symbol]?[fill.executionID], let original = machine.snapshot(of: booked),
+           original.positionID == fill.position, original.role == fill.role {
+            orderID = booked
+        }
         guard let orderID, let order = machine.snapshot(of: orderID) else {
             throw InputError(.unknownOrder, "position \(fill.position) has no \(fill.role) order")
         }
@@ -198,6 +218,7 @@ public struct TraceReplayer: Sendable {
             if let alert = machine.alert(forRefused: report, error) { alerts.append(alert) }
             throw error
         }
+        bookedExecutions[symbol, default: [:]][fill.executionID] = orderID
         settle(&machine, actions)
     }
 
@@ -241,6 +262,7 @@ public struct TraceReplayer: Sendable {
             case .alert(let alert): alerts.append(alert)
             case .positionChanged, .orderChanged: break
             case .scheduleRearm: break // a replay has no cool-down: a permanent fault stays failed (and alerted)
+            case .checkFillsReported(let id): unreportedFillChecks.append(id)
             }
         }
         actions.removeAll(keepingCapacity: true)
