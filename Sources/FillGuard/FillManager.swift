@@ -37,14 +37,17 @@ public final class FillManager: Sendable {
     /// state. Throws `InputError` for an invalid or duplicate bracket, or one on a symbol that is
     /// held (`symbolHeld`) or has orders live at the broker that the journal lost (`unknownOrdersLive`).
     public func open(_ spec: BracketSpec) async throws(InputError) {
-        let stage = context.lifecycle.load(ordering: .sequentiallyConsistent)
-        if stage != .running {
+        /// Refuses the bracket unless the manager is running (recovered, not shutting down).
+        func requireRunning() throws(InputError) {
+            let stage = context.lifecycle.load(ordering: .sequentiallyConsistent)
+            guard stage != .running else { return }
             let error = stage == .awaitingRecovery || stage == .recovering
                 ? Self.notRecovered("position \(spec.positionID) not opened")
                 : InputError(.shutDown, "position \(spec.positionID) not opened: the manager is shutting down")
             context.reject(error, context: "open \(spec.positionID)")
             throw error
         }
+        try requireRunning()
         // Checked here too, so that a refused bracket leaves nothing behind (no lane for its symbol).
         do {
             try spec.validate()
@@ -72,6 +75,8 @@ public final class FillManager: Sendable {
                 context.reject(error, context: "open \(spec.positionID)")
                 throw error
             }
+            // The broker's answers took a while: a shutdown may have begun meanwhile.
+            try requireRunning()
         }
         let reserved = context.positionSymbols.withLock { map -> Bool in
             guard map[spec.positionID] == nil else { return false }

@@ -97,7 +97,8 @@ final class RuntimeContext: Sendable {
     /// bracket opens beside them while the broker still works one (asked at each open), until released.
     let unknownLiveOrders = Mutex<[Symbol: [OrderID]]>([:])
     /// Symbols whose fills are being reconciled after a `fillsOverdue` alert (one at a time each).
-    let overdueReconciliations = Mutex<Set<Symbol>>([])
+    /// (The value: whether another was asked for meanwhile, which then runs after it.)
+    let overdueReconciliations = Mutex<[Symbol: Bool]>([:])
     /// Orders the broker answered "too late" and then listed as live, taken as live once: a
     /// broker that does so again for the same order is not asked again (no loop of both answers).
     let liveAfterTooLate = Mutex<Set<OrderID>>([])

@@ -42,15 +42,22 @@ public struct ExchangeSession: Codable, Sendable, Hashable {
 }
 
 extension ExchangeSession {
-    /// The session a saved exchange state at `path` names in its first entry; nil when the file
-    /// is missing, cannot be read, or does not begin with one.
-    public init?(savedAt path: String) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? handle.close() }
-        // The first entry is a short line; the rest of the file (a long session's) is not read.
-        guard let head = try? handle.read(upToCount: 4_096), let end = head.firstIndex(of: 0x0A),
-              case .session(let session)? = try? JSONDecoder().decode(ExchangeLogEntry.self, from: head[..<end]) else { return nil }
-        self = session
+    /// Whether the saved exchange state at `path` is what a session of journal `journalID` leaves
+    /// before it trades (killed in its first moments): it names that journal first, and holds
+    /// nothing after it but clock entries (no order, no execution). False when the file is
+    /// missing or unreadable, names another journal, or holds anything else.
+    public static func isUntradedState(at path: String, of journalID: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: path) else { return false }
+        let decoder = JSONDecoder()
+        for (index, line) in data.split(separator: 0x0A).enumerated() {
+            guard let entry = try? decoder.decode(ExchangeLogEntry.self, from: line) else { return false }
+            switch entry {
+            case .session(let session) where index == 0 && session.journalID == journalID: continue
+            case .clock where index > 0: continue
+            default: return false
+            }
+        }
+        return !data.isEmpty
     }
 }
 

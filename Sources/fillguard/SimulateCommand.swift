@@ -252,10 +252,10 @@ struct SimulateCommand: AsyncParsableCommand {
                     // Where the exchange keeps its state, a directory is in the way.
                     settingsMismatch = "\(journal).exchange is a directory: the simulated exchange keeps its state in a file there (move the directory away)"
                 } else if !holdsSession, let size = fileSize(journal + ".exchange"), size > 0,
-                          ExchangeSession(savedAt: journal + ".exchange")?.journalID != store.identity {
+                          !ExchangeSession.isUntradedState(at: journal + ".exchange", of: store.identity) {
                     // A new journal's exchange state cannot exist yet: this one is another session's.
                     // Refused before the journal records anything of this session. (One naming
-                    // this journal is its own: a session killed before its journal recorded anything.)
+                    // this journal and holding no order is its own: a session killed before it traded.)
                     settingsMismatch = "the journal \(journal) is new, but \(journal).exchange holds an exchange state: another session's, or the session of a journal moved aside or lost (a new journal is a new session: move \(journal).exchange aside too to start afresh)"
                 } else {
                     settingsMismatch = try JournalSettings.mismatch(in: store, nativeModify: !noModify, strategy: options.strategy.rawValue,

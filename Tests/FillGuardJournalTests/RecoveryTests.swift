@@ -490,18 +490,19 @@ struct RecoveryTests {
     @Test("an order FillGuard has ended but the broker still works is cancelled on restart (here: a resubmitted id the broker already had)")
     func endedOrdersLiveAtTheBrokerAreCancelled() async throws {
         let exchange = exchange()
-        // The exchange already works "P1-sl4", the id FillGuard will give P1's stop, at another
-        // size (as after a journal that lost the intent of a stop the exchange had taken, and a
-        // resize): FillGuard's submit of it is refused as a duplicate with other terms, so
-        // FillGuard's record has it rejected while it is live.
+        // P1's entry rests (a limit under the market); meanwhile the exchange gets "P1-sl4", the
+        // id FillGuard will give P1's stop, at another size (as after a journal that lost the
+        // intent of a stop the exchange had taken, and a resize). Once the entry fills,
+        // FillGuard's submit of it is refused as a duplicate with other terms, so FillGuard's
+        // record has it rejected while it is live.
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        var spec = bracket()
+        spec.entryType = .limit(Price("247")!)
+        try await first.manager.open(spec)
+        await first.settle()
         try await exchange.submit(NewOrderRequest(orderID: "P1-sl4", symbol: Self.symbol, side: .sell, type: .stop(Price("240")!),
                                                   quantity: 299, timeInForce: .goodTillCancel))
-        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
-        // An order of FillGuard's making no journal record knows stops a bracket on GLD until a
-        // person releases it (here, to reach the resubmitted id).
-        #expect(first.report.unknownLiveOrders == [Self.symbol: ["P1-sl4"]])
-        #expect(first.manager.releaseUnknownOrders(of: Self.symbol))
-        try await first.manager.open(bracket())
+        exchange.setPrice(Price("247")!, of: Self.symbol)
         await first.settle()
         let stop = try #require(await first.manager.position("P1")?.orders.first { $0.id == "P1-sl4" })
         #expect(!stop.status.isLive, "FillGuard's record: the stop was refused")
@@ -760,6 +761,9 @@ struct RecoveryTests {
         #expect(symbols == [Self.symbol, "SLV"], "P2's and P3's orders, unknown to this journal: \(third.report.unknownLiveOrders)")
         #expect(third.manager.releaseUnknownOrders(of: Self.symbol))
         #expect(!third.manager.releaseUnknownOrders(of: Self.symbol), "released already")
+        // The orphans' position ids stay taken: a bracket under one would reuse ids the broker holds.
+        await #expect(throws: InputError.self) { try await third.manager.open(self.bracket("P2")) }
+        #expect(third.manager.statistics.rejected[.positionExists] == 1)
         try await third.manager.open(bracket("P4"))
         #expect(await third.manager.position("P4") != nil)
     }

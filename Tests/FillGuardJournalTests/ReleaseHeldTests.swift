@@ -216,11 +216,11 @@ extension ReleaseHeldTests {
         #expect(report.json.contains(#""heldSymbols":["S000"]"#))
         #expect(report.finalViolations.contains { $0.hasPrefix("S000: exchange net 300, FillGuard net 0") }, "the mismatch itself is still reported: \(report.finalViolations)")
     }
-    @Test("a simulate session killed before its journal recorded anything (its exchange state names that journal, nothing more) runs again; another journal's state is still refused")
+    @Test("a simulate session killed before its journal recorded anything (its exchange state names that journal, nothing more) runs again; another journal's state, or its own that traded, is still refused")
     func sessionKilledBeforeItsFirstRecordRunsAgain() async throws {
         let directory = try temporaryDirectory()
         var identities: [String: String] = [:]
-        for name in ["own", "other"] {
+        for name in ["own", "other", "traded"] {
             let store = try SQLiteJournalStore(path: "\(directory)/\(name).sqlite")
             identities[name] = store.identity
             await store.close()
@@ -234,6 +234,13 @@ extension ReleaseHeldTests {
         #expect(own.status == 0 && own.standardOutput.contains("invariantViolations   0"), "\(own)")
         let other = try await runFillguard(["simulate", "--journal", "\(directory)/other.sqlite", "--symbols", "2", "--duration", "0.2"])
         #expect(other.status == 2 && other.standardError.contains("is new, but"), "\(other)")
+        // A journal that holds nothing beside an exchange state of its own that traded (the
+        // journal's records lost, say): refused, not taken for a new session.
+        let traded = try SimulatedExchange(configuration: Self.market, symbols: ["S000": 248], statePath: "\(directory)/traded.sqlite.exchange",
+                                           session: ExchangeSession(journalID: identities["traded"]!, nativeModify: true, strategy: "cancelThenCreate"))
+        try await traded.submit(NewOrderRequest(orderID: "S000-1-en1", symbol: "S000", side: .buy, type: .limit(200), quantity: 10, timeInForce: .goodTillCancel))
+        let refused = try await runFillguard(["simulate", "--journal", "\(directory)/traded.sqlite", "--symbols", "2", "--duration", "0.2"])
+        #expect(refused.status == 2 && refused.standardError.contains("is new, but"), "\(refused)")
     }
 
     @Test("a resumed simulate session whose journal lost a position's records opens no bracket beside its orders still live (no violation counted for the refusals); the other symbol trades")

@@ -45,11 +45,22 @@ extension FillManager {
     /// time, counted as work (so `waitUntilIdle()` waits for it and for the fills it applies).
     func reconcileOverdueFills(of symbol: Symbol) {
         guard context.broker is any BrokerQueries, context.lifecycle.load(ordering: .relaxed) == .running,
-              context.overdueReconciliations.withLock({ $0.insert(symbol).inserted }) else { return }
+              context.overdueReconciliations.withLock({ running in
+                  // One running already may have read the executions before this alert's fills
+                  // were made: it runs once more when done.
+                  guard running[symbol] == nil else { running[symbol] = true; return false }
+                  running[symbol] = false
+                  return true
+              }) else { return }
         context.work.begin()
         Task {
-            _ = await self.reconcileFills(of: symbol)
-            self.context.overdueReconciliations.withLock { _ = $0.remove(symbol) }
+            repeat {
+                _ = await self.reconcileFills(of: symbol)
+            } while self.context.overdueReconciliations.withLock({ running in
+                guard running[symbol] == true else { running[symbol] = nil; return false }
+                running[symbol] = false
+                return true
+            })
             self.context.work.end()
         }
     }

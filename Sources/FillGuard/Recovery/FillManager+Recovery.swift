@@ -360,10 +360,13 @@ extension FillManager {
             }
             // One FillGuard placed (its id is of FillGuard's making) whose records the journal
             // lost, left working: no bracket opens beside it while the broker works it.
-            let besideBrackets = SymbolStateMachine.positionID(ofOrder: state.orderID) != nil
+            let orphanOf = SymbolStateMachine.positionID(ofOrder: state.orderID)
             func leftWorking(_ message: String) -> String {
-                guard besideBrackets else { return message }
+                guard let orphanOf else { return message }
                 context.unknownLiveOrders.withLock { $0[state.symbol, default: []].append(state.orderID) }
+                // Its position's id is taken, as a retired one's is: a new bracket under it would
+                // give its orders ids the broker already holds.
+                context.positionSymbols.withLock { if $0[orphanOf] == nil { $0[orphanOf] = state.symbol } }
                 return message + "; an order of FillGuard's making: no bracket opens on \(state.symbol) while the broker works it (unknownOrdersLive), until releaseUnknownOrders(of:)"
             }
             switch context.configuration.unknownOrders {

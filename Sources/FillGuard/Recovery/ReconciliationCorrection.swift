@@ -82,10 +82,12 @@ public struct RecoveryReport: Sendable {
     /// make worse (the broker flat, on the other side, or holding less): nothing is sent for them
     /// until `FillManager.releaseHeldOperations(of:)`.
     public var heldSymbols: [Symbol] = []
-    /// Live orders at the broker that no journal record knows and recovery left working (the
-    /// `unknownOrders` policy `.leave`, one `.adopt` could not adopt, or a failed `.cancel`), per
-    /// symbol: no bracket opens beside them while the broker still works one (`unknownOrdersLive`),
-    /// until `FillManager.releaseUnknownOrders(of:)`.
+    /// Live orders at the broker that no journal record knows, whose ids are of FillGuard's
+    /// making (`SymbolStateMachine.positionID(ofOrder:)`; other programs' orders are only
+    /// reported), and that recovery left working (the `unknownOrders` policy `.leave`, one
+    /// `.adopt` could not adopt, or a failed `.cancel`), per symbol: no bracket opens beside
+    /// them while the broker still works one (`unknownOrdersLive`), until
+    /// `FillManager.releaseUnknownOrders(of:)`.
     public var unknownLiveOrders: [Symbol: [OrderID]] = [:]
 
     /// An empty report.
