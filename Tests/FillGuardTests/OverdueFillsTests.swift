@@ -52,8 +52,44 @@ final class QueryingTestBroker: Broker, BrokerQueries, Sendable {
     func openOrders() async throws(BrokerError) -> [BrokerOrderState] { [] }
     func executions(of symbol: Symbol) async throws(BrokerError) -> [ExecutionReport] {
         asked.add(1, ordering: .sequentiallyConsistent)
-        return made.withLock { $0.filter { $0.symbol == symbol } }
+        // Read now: what the broker makes while the answer is held back is not in it.
+        let answer = made.withLock { $0.filter { $0.symbol == symbol } }
+        if heldQueries.withLock({ $0.holding }) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiters = heldQueries.withLock { held -> [CheckedContinuation<Void, Never>] in
+                    held.holding = false
+                    held.release = continuation
+                    defer { held.waiters = [] }
+                    return held.waiters
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+        }
+        return answer
     }
+
+    /// The held back query and those waiting for one to be held.
+    private struct HeldQueries {
+        var holding = false
+        var release: CheckedContinuation<Void, Never>?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let heldQueries = Mutex(HeldQueries())
+    /// The next `executions(of:)` answer is read at once but held back until `releaseHeldQuery()`.
+    func holdNextExecutionQuery() { heldQueries.withLock { $0.holding = true } }
+    /// Waits until a query is held back.
+    func waitForHeldQuery() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = heldQueries.withLock { held -> Bool in
+                if held.release != nil { return true }
+                held.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+    /// Lets the held back query answer.
+    func releaseHeldQuery() { heldQueries.withLock { held in defer { held.release = nil }; return held.release }?.resume() }
     func positions() async throws(BrokerError) -> [Symbol: Quantity] { [:] }
 }
 
@@ -222,6 +258,37 @@ struct OverdueFillsTests {
         await manager.waitUntilIdle()
         #expect(await manager.position("P1")?.netQuantity == 0)
         #expect(manager.statistics.rejected[.duplicateExecution] == 1)
+    }
+
+    @Test("fills overdue on a second order while the first order's reconciliation waits for the broker: read once more after it, not dropped")
+    func secondGapWhileReconcilingIsReadAgain() async throws {
+        let broker = QueryingTestBroker()
+        let (manager, position) = try await Self.opened(broker, grace: .zero)
+        let stop = try #require(position.liveOrder(.stopLoss))
+        let target = try #require(position.liveOrder(.takeProfit))
+        func fill(_ id: String, _ order: OrderSnapshot, _ quantity: Quantity, cumulative: Quantity, price: String) -> ExecutionReport {
+            ExecutionReport(executionID: ExecutionID(id), orderID: order.id, symbol: "KO", side: .sell, lastQuantity: quantity, lastPrice: Price(price)!,
+                            cumulativeQuantity: cumulative, leavesQuantity: 100 - cumulative)
+        }
+        // The stop fills 20 (report lost) then 10: the reconciliation reads the broker, whose
+        // answer is held back.
+        broker.made(fill("A", stop, 20, cumulative: 20, price: "95"))
+        broker.made(fill("B", stop, 10, cumulative: 30, price: "95"))
+        broker.holdNextExecutionQuery()
+        manager.receive(.execution(fill("B", stop, 10, cumulative: 30, price: "95")))
+        await broker.waitForHeldQuery()
+        // Meanwhile the target fills 10 (report lost) then 5: its gap comes after that read.
+        broker.made(fill("C", target, 10, cumulative: 10, price: "110"))
+        broker.made(fill("D", target, 5, cumulative: 15, price: "110"))
+        manager.receive(.execution(fill("D", target, 5, cumulative: 15, price: "110")))
+        // Its check runs while the first reconciliation waits (a lane event, then the alert).
+        while manager.statistics.alertsByKind[.fillsOverdue, default: 0] < 2 { await Task.yield() }
+        broker.releaseHeldQuery()
+        await manager.waitUntilIdle()
+        #expect(broker.executionQueries == 2, "read once more after the first")
+        #expect(await manager.position("P1")?.netQuantity == 55, "100 bought, 30 sold by the stop, 15 by the target")
+        #expect(manager.statistics.correctionsByKind[.adoptedFill] == 2)
+        #expect(await manager.invariantViolations().isEmpty)
     }
 
     @Test("reports of one order out of order: the earlier one comes within the grace, so nothing is alerted and the broker is not asked")
