@@ -823,6 +823,8 @@ struct ReplayTests {
         #expect(report.rejected.map(\.error.message) == ["'leavesQuantity' must be zero or more, got -1", "'quantity' must be positive, got 0"])
         let tooMany = TraceReplayer.replay("{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":1000000000,\"kind\":\"transient\"}")
         #expect(tooMany.rejected.first?.error.message == "field 'count' is out of range (more than 9 digits), got 1000000000")
+        let twentyDigits = TraceReplayer.replay("{\"type\":\"brokerFault\",\"operation\":\"modify\",\"count\":99999999999999999999,\"kind\":\"transient\"}")
+        #expect(twentyDigits.rejected.first?.error.message == "field 'count' is out of range (more than 9 digits), got 99999999999999999999", "as written, not 1e+20")
         #expect(report.positions.first?.netQuantity == 0)
     }
 

@@ -27,7 +27,8 @@ struct FieldReader {
             throw InputError(.malformed, "field '\(prefix)\(name)' must be a whole number")
         }
         guard abs(number) < 1e9 else {
-            let shown = abs(number) < 9e18 ? String(Int64(number)) : "\(number)"
+            // As written, where the number was read exactly (up to 38 digits); else as read.
+            let shown = exactly.map { "\($0)" } ?? (abs(number) < 9e18 ? String(Int64(number)) : "\(number)")
             throw InputError(.malformed, "field '\(prefix)\(name)' is out of range (more than 9 digits), got \(shown)")
         }
         return Int(number)
