@@ -47,17 +47,30 @@ extension ExchangeSession {
     /// nothing after it but clock entries (no order, no execution). False when the file is
     /// missing or unreadable, names another journal, or holds anything else.
     public static func isUntradedState(at path: String, of journalID: String) -> Bool {
-        guard let data = FileManager.default.contents(atPath: path) else { return false }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
         let decoder = JSONDecoder()
-        for (index, line) in data.split(separator: 0x0A).enumerated() {
-            guard let entry = try? decoder.decode(ExchangeLogEntry.self, from: line) else { return false }
-            switch entry {
-            case .session(let session) where index == 0 && session.journalID == journalID: continue
-            case .clock where index > 0: continue
-            default: return false
+        var pending = Data()
+        var entries = 0
+        // Read a piece at a time: a state that traded says so within its first entries.
+        while true {
+            let piece: Data
+            do { piece = try handle.read(upToCount: 65_536) ?? Data() } catch { return false } // nil: the end
+            let atEnd = piece.isEmpty
+            pending.append(piece)
+            while let end = pending.firstIndex(of: 0x0A) ?? (atEnd && !pending.isEmpty ? pending.endIndex : nil) {
+                let line = pending[pending.startIndex..<end]
+                pending = end < pending.endIndex ? Data(pending[pending.index(after: end)...]) : Data()
+                guard let entry = try? decoder.decode(ExchangeLogEntry.self, from: line) else { return false }
+                switch entry {
+                case .session(let session) where entries == 0 && session.journalID == journalID: break
+                case .clock where entries > 0: break
+                default: return false
+                }
+                entries += 1
             }
+            if atEnd { return entries > 0 }
         }
-        return !data.isEmpty
     }
 }
 

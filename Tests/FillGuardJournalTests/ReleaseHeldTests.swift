@@ -227,9 +227,12 @@ extension ReleaseHeldTests {
         }
         // What a session killed in its first milliseconds leaves: the exchange state's header.
         for (journal, owner) in [("own", "own"), ("other", "own")] {
-            _ = try SimulatedExchange(configuration: Self.market, symbols: [:], statePath: "\(directory)/\(journal).sqlite.exchange",
-                                      session: ExchangeSession(journalID: identities[owner]!, nativeModify: true, strategy: "cancelThenCreate"))
+            let exchange = try SimulatedExchange(configuration: Self.market, symbols: ["S000": 248, "S001": 30], statePath: "\(directory)/\(journal).sqlite.exchange",
+                                                 session: ExchangeSession(journalID: identities[owner]!, nativeModify: true, strategy: "cancelThenCreate"))
+            // Clock entries only (the prices now and then), over more than one piece of the file read.
+            for _ in 0..<2_000 { exchange.recordClock() }
         }
+        #expect((try FileManager.default.attributesOfItem(atPath: "\(directory)/own.sqlite.exchange")[.size] as? Int ?? 0) > 65_536)
         let own = try await runFillguard(["simulate", "--journal", "\(directory)/own.sqlite", "--symbols", "2", "--duration", "0.2", "--fault-rate", "0"])
         #expect(own.status == 0 && own.standardOutput.contains("invariantViolations   0"), "\(own)")
         let other = try await runFillguard(["simulate", "--journal", "\(directory)/other.sqlite", "--symbols", "2", "--duration", "0.2"])
