@@ -130,6 +130,7 @@ public final class FillManager: Sendable {
             context.reject(context.refined(InputError(.unknownOrder, "order \(orderID) is not known (no position on \(event.symbol))"),
                                            orderID: orderID, reportedSymbol: event.symbol),
                            context: "report for \(event.symbol)")
+            if case .execution(let report) = event { context.alertIfOrphanFilled(report) }
             return
         }
         lane.enqueue(.broker(event))

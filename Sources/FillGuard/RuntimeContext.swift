@@ -173,6 +173,17 @@ final class RuntimeContext: Sendable {
         }
     }
 
+    /// A fill of an order recovery left working unknown to the journal (`unknownLiveOrders`):
+    /// refused (FillGuard books no order it does not hold), but the broker traded it, so it is
+    /// alerted `fillRefused`; the symbol stays closed to new brackets.
+    func alertIfOrphanFilled(_ report: ExecutionReport) {
+        guard unknownLiveOrders.withLock({ $0[report.symbol]?.contains(report.orderID) ?? false }),
+              let positionID = SymbolStateMachine.positionID(ofOrder: report.orderID) else { return }
+        raise(Alert(kind: .fillRefused, positionID: positionID, symbol: report.symbol, orderID: report.orderID, role: nil,
+                    message: "the broker filled \(report.lastQuantity) of \(report.orderID), an order recovery found live and unknown to the journal "
+                        + "(left working): FillGuard books none of it, so the broker's position on \(report.symbol) differs from FillGuard's: a person must look"))
+    }
+
     /// Raises an alert: counted, logged, published.
     func raise(_ alert: Alert) {
         metrics.alerts.increment()

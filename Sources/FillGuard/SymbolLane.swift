@@ -552,6 +552,8 @@ final class SymbolLane: @unchecked Sendable {
                                context: "execution \(report.executionID) for order \(report.orderID) on \(symbol)")
                 // A fill of a known order refused as impossible may still be a trade at the broker.
                 if let alert = machine.alert(forRefused: report, error) { actions.append(.alert(alert)) }
+                // So is one of an order recovery left working unknown to the journal.
+                if error.code == .unknownOrder { context.alertIfOrphanFilled(report) }
             }
         case .broker(.orderStatus(let report)):
             do throws(InputError) {

@@ -123,7 +123,7 @@ public final class SimulatedExchange: Broker, Sendable {
             throw ExchangeLogError(message: "\(path) is the exchange state of another journal's session (journal \(saved.journalID), not \(session.journalID.isEmpty ? "this one, which has no identity" : session.journalID)): reconciling against it would take another session's fills as this one's. Pass this journal's own state (JOURNAL.exchange); if this is it, the journal has lost the identity it was created with (its meta row 'id') and cannot be matched to it")
         }
         guard saved.nativeModify == session.nativeModify else {
-            throw ExchangeLogError(message: "the session in \(path) traded \(saved.nativeModify ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting")
+            throw ExchangeLogError(message: "the session in \(path) ran \(saved.nativeModify ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting")
         }
         guard saved.nativeModify || saved.strategy == session.strategy else {
             throw ExchangeLogError(message: "the session in \(path) ran with --strategy \(saved.strategy); run with the same setting")

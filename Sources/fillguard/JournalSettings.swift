@@ -42,7 +42,7 @@ enum JournalSettings {
             return "the journal's recorded settings are damaged (modify '\(modify)', strategy '\(saved)'); it cannot be resumed safely"
         }
         if modify != given.modify {
-            return "the journal's session traded \(modify == "native" ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting"
+            return "the journal's session ran \(modify == "native" ? "with native modify (no --no-modify)" : "without native modify (--no-modify)"); run with the same setting"
         }
         if saved != given.strategy {
             return "the journal's session ran with --strategy \(saved); run with the same setting"

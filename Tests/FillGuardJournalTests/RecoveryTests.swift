@@ -487,6 +487,37 @@ struct RecoveryTests {
         #expect(process.manager.statistics.rejected[.journalUnavailable] == count, "every report refused, none lost track of")
     }
 
+    @Test("an orphaned order (of FillGuard's making, unknown to the journal) that fills is alerted, and keeps the symbol closed to brackets after it ended, until a person releases it")
+    func orphanThatFillsIsAlertedAndKeepsBlocking() async throws {
+        let exchange = exchange()
+        let first = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        try await first.manager.open(bracket())
+        await first.settle()
+        _ = first.kill()
+        try await exchange.submit(NewOrderRequest(orderID: "MANUAL-SELL", symbol: Self.symbol, side: .sell, type: .market, quantity: 300,
+                                                  timeInForce: .immediateOrCancel))
+        let second = try await Process(exchange: exchange, store: InMemoryJournalStore())
+        let orphans = try #require(second.report.unknownLiveOrders[Self.symbol])
+        // The orphaned target fills: the broker sells 300 FillGuard books nowhere.
+        exchange.setPrice(Price("260")!, of: Self.symbol)
+        await second.settle()
+        #expect(second.manager.statistics.alertsByKind[.fillRefused] == 1, "\(second.manager.statistics.alertsByKind)")
+        #expect(second.manager.statistics.rejected[.unknownOrder] == 1)
+        // The others are cancelled: every orphan has ended, but one of them traded.
+        for orphan in orphans where exchange.order(orphan, of: Self.symbol)?.state == .live {
+            try await exchange.cancel(CancelOrderRequest(orderID: orphan, symbol: Self.symbol))
+        }
+        do {
+            try await second.manager.open(bracket("P2"))
+            Issue.record("a bracket was opened beside a position an orphan made")
+        } catch {
+            #expect(error.code == .unknownOrdersLive && error.message.contains("P1-tp5 (filled, 300 filled: the broker's position on GLD moved without FillGuard)"),
+                    "\(error.message)")
+        }
+        #expect(second.manager.releaseUnknownOrders(of: Self.symbol))
+        try await second.manager.open(bracket("P2"))
+    }
+
     @Test("an order FillGuard has ended but the broker still works is cancelled on restart (here: a resubmitted id the broker already had)")
     func endedOrdersLiveAtTheBrokerAreCancelled() async throws {
         let exchange = exchange()

@@ -125,8 +125,9 @@ extension FillManager {
     }
 
     /// The orders recovery left working on `symbol` (unknown to the journal) that the broker
-    /// still works, each said with why ("O7", or "O7 (not known: …)" when it could not be asked);
-    /// those it says ended are forgotten.
+    /// still works or that traded, each said with why ("O7"; "O7 (filled, 300 filled: …)", as
+    /// its fills moved the broker's position without FillGuard; "O7 (not known: …)" when it could
+    /// not be asked); those it says ended without a fill are forgotten.
     func unknownOrdersStillLive(on symbol: Symbol) async -> [String] {
         guard let ids = context.unknownLiveOrders.withLock({ $0[symbol] }) else { return [] }
         var live: [String] = []
@@ -138,7 +139,14 @@ extension FillManager {
             }
             do throws(BrokerError) {
                 let state = try await asking { () async throws(BrokerError) in try await broker.orderState(id, symbol: symbol) }
-                if let state, state.status.isLive { live.append(id.rawValue) } else { ended.insert(id) }
+                if let state, state.status.isLive {
+                    live.append(id.rawValue)
+                } else if let state, !state.filled.isZero {
+                    // It traded: the broker's position moved by fills FillGuard never booked.
+                    live.append("\(id) (\(state.status.rawValue), \(state.filled) filled: the broker's position on \(symbol) moved without FillGuard)")
+                } else {
+                    ended.insert(id)
+                }
             } catch {
                 live.append("\(id) (not known: \(error))")
             }
