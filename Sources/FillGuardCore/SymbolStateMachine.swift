@@ -1031,19 +1031,23 @@ public struct SymbolStateMachine: Sendable {
     }
 
     /// The order a trace means by "position P, role R" (on `side`, when given): the one waiting
-    /// for the fills a "too late" answer, or a report's cumulative quantity, announced, if any;
+    /// for the fills a "too late" answer, or a report's cumulative quantity (room for `quantity`,
+    /// when given), announced, if any;
     /// else the role's live order (the newest,
     /// if a replacement is live beside it); else its newest order, so that a late fill after a
     /// cancel still finds it.
-    public func orderID(of positionID: PositionID, role: OrderRole, side: Side? = nil) -> OrderID? {
+    public func orderID(of positionID: PositionID, role: OrderRole, side: Side? = nil, quantity: Quantity? = nil) -> OrderID? {
         guard let p = positionSlot(of: positionID) else { return nil }
         func matches(_ slot: Int32) -> Bool { orders[Int(slot)].role == role && (side == nil || orders[Int(slot)].side == side) }
+        /// Reported filled beyond its booked fills, by at least `quantity` when given.
+        func announces(_ slot: Int32) -> Bool {
+            let order = orders[Int(slot)]
+            return order.maxCumulative > order.filled && (quantity.map { order.filled + $0 <= order.maxCumulative } ?? true)
+        }
         // The broker answered "too late" for an order of the role (it filled), or reported more
-        // of it filled than its reports booked: that order's fills are the ones to come, even
-        // when a replacement is newer.
-        if let awaiting = positions[p].orderSlots.first(where: {
-            matches($0) && (orders[Int($0)].awaitingFill || orders[Int($0)].maxCumulative > orders[Int($0)].filled)
-        }) {
+        // of it filled than its reports booked (a fill that fits there): that order's fills are
+        // the ones to come, even when a replacement is newer.
+        if let awaiting = positions[p].orderSlots.first(where: { matches($0) && (orders[Int($0)].awaitingFill || announces($0)) }) {
             return orders[Int(awaiting)].id
         }
         // A replacement the role gave up (its old order's cancel was refused, so the old one

@@ -125,6 +125,40 @@ struct ReplayTests {
         #expect(reordered.rejected.isEmpty)
     }
 
+    @Test("in a replay an execution id booked to one role, repeated on another role's fill, is no repeat whatever its quantity: refused and alerted")
+    func reusedIDOnAnotherRole() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"300","stopLoss":"245","takeProfit":"250"}
+        {"type":"fill","position":"P1","role":"entry","quantity":"300","price":"248","execId":"E1"}
+        {"type":"fill","position":"P1","role":"stopLoss","quantity":"100","price":"245","execId":"E3"}
+        {"type":"fill","position":"P1","role":"takeProfit","quantity":"100","price":"250","execId":"E4"}
+        {"type":"fill","position":"P1","role":"takeProfit","quantity":"100","price":"250","execId":"E3"}
+        {"type":"fill","position":"P1","role":"takeProfit","quantity":"100","price":"250","execId":"E4"}
+        """#
+        let report = TraceReplayer.replay(trace)
+        #expect(report.positions.first?.netQuantity == 100)
+        #expect(report.rejected.map(\.line) == [5, 6])
+        #expect(report.rejected.first?.error.message == "execution E3 was already applied, to stopLoss P1-sl2 of position P1, not to a fill of takeProfit of P1, so it is no repeat (the id reused?); refused")
+        #expect(report.rejected.last?.error.message == "execution E4 was already applied; the repeat is ignored")
+        #expect(report.alerts.map(\.kind) == [.fillRefused] && report.alerts.first?.role == .takeProfit, "\(report.alerts)")
+    }
+
+    @Test("a fill line goes to the order waiting for announced fills only when it fits in them; a larger one goes to the role's live order")
+    func announcedFillsTakeOnlyWhatFits() {
+        let trace = #"""
+        {"type":"open","position":"P1","symbol":"GLD","side":"buy","quantity":"300","stopLoss":"245","takeProfit":"250","scaleIns":[{"quantity":"300","limit":"246"}]}
+        {"type":"fill","position":"P1","role":"entry","quantity":"300","price":"248","execId":"E1","cumQuantity":"300"}
+        {"type":"fill","position":"P1","role":"stopLoss","quantity":"50","price":"245","execId":"S2","cumQuantity":"100"}
+        {"type":"fill","position":"P1","role":"scaleIn","index":0,"quantity":"300","price":"246","execId":"X1","cumQuantity":"300"}
+        {"type":"fill","position":"P1","role":"stopLoss","quantity":"300","price":"245","execId":"S3","cumQuantity":"300"}
+        """#
+        let report = TraceReplayer.replay(trace, options: ReplayOptions(nativeModify: false))
+        #expect(report.rejected.isEmpty, "\(report.rejected)")
+        #expect(report.positions.first?.netQuantity == 250)
+        #expect(report.positions.first?.liveOrder(.stopLoss)?.openQuantity == 250)
+        #expect(report.alerts.map(\.kind) == [.fillsOverdue], "the old stop's 50 never came: \(report.alerts)")
+    }
+
     @Test("execution ids are compared byte for byte: canonically equivalent texts are two fills, not a repeat")
     func executionIDsAreBytes() {
         let trace = #"""

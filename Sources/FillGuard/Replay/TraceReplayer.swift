@@ -195,12 +195,21 @@ public struct TraceReplayer: Sendable {
         defer { machines[symbol] = machine }
         // A fill that gives its side names the role's order on that side (after a flip, an old
         // order the broker kept on the other side; without the side, the newest one).
-        var orderID = machine.orderID(of: fill.position, role: fill.role, side: fill.side)
-            ?? machine.orderID(of: fill.position, role: fill.role)
+        var orderID = machine.orderID(of: fill.position, role: fill.role, side: fill.side, quantity: fill.quantity)
+            ?? machine.orderID(of: fill.position, role: fill.role, quantity: fill.quantity)
         // A repeat of a fill names the order it was booked to (then a repeat, not a fill its
-        // role's newer order has not booked); the same id for another position or role does not.
-        if let booked = bookedExecutions[symbol]?[fill.executionID], let original = machine.snapshot(of: booked),
-           original.positionID == fill.position, original.role == fill.role {
+        // role's newer order has not booked). The same id for another position or role is no
+        // repeat: refused, and alerted, as the broker may have traded it.
+        if let booked = bookedExecutions[symbol]?[fill.executionID], let original = machine.snapshot(of: booked) {
+            guard original.positionID == fill.position, original.role == fill.role else {
+                let error = InputError(.duplicateExecution, "execution \(fill.executionID) was already applied, to \(original.role) \(booked) of position \(original.positionID), "
+                                       + "not to a fill of \(fill.role) of \(fill.position), so it is no repeat (the id reused?); refused")
+                if let current = orderID, let order = machine.snapshot(of: current) {
+                    alerts.append(Alert(kind: .fillRefused, positionID: fill.position, symbol: symbol, orderID: current, role: order.role,
+                                        message: "fill \(fill.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look"))
+                }
+                throw error
+            }
             orderID = booked
         }
         guard let orderID, let order = machine.snapshot(of: orderID) else {
