@@ -989,8 +989,14 @@ public struct SymbolStateMachine: Sendable {
         default: false
         }
         guard mayBeTraded, let order = snapshot(of: report.orderID) else { return nil }
-        return Alert(kind: .fillRefused, positionID: order.positionID, symbol: symbol, orderID: order.id, role: order.role,
-                     message: "fill \(report.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
+        return Self.fillRefusedAlert(report.executionID, of: order, error)
+    }
+
+    /// The `fillRefused` alert for fill `executionID` of `order`, refused with `error` though the
+    /// broker may have traded it.
+    public static func fillRefusedAlert(_ executionID: ExecutionID, of order: OrderSnapshot, _ error: InputError) -> Alert {
+        Alert(kind: .fillRefused, positionID: order.positionID, symbol: order.symbol, orderID: order.id, role: order.role,
+              message: "fill \(executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look")
     }
 
     /// The `fillsOverdue` alert for order `id` when its broker's cumulative quantity is still

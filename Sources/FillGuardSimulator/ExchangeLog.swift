@@ -58,9 +58,11 @@ extension ExchangeSession {
             do { piece = try handle.read(upToCount: 65_536) ?? Data() } catch { return false } // nil: the end
             let atEnd = piece.isEmpty
             pending.append(piece)
-            while let end = pending.firstIndex(of: 0x0A) ?? (atEnd && !pending.isEmpty ? pending.endIndex : nil) {
-                let line = pending[pending.startIndex..<end]
-                pending = end < pending.endIndex ? Data(pending[pending.index(after: end)...]) : Data()
+            // Complete lines (and, at the end, an unterminated last one); the rest waits.
+            var start = pending.startIndex
+            while let end = pending[start...].firstIndex(of: 0x0A) ?? (atEnd && start < pending.endIndex ? pending.endIndex : nil) {
+                let line = pending[start..<end]
+                start = end < pending.endIndex ? pending.index(after: end) : end
                 guard let entry = try? decoder.decode(ExchangeLogEntry.self, from: line) else { return false }
                 switch entry {
                 case .session(let session) where entries == 0 && session.journalID == journalID: break
@@ -69,6 +71,7 @@ extension ExchangeSession {
                 }
                 entries += 1
             }
+            pending = Data(pending[start...])
             if atEnd { return entries > 0 }
         }
     }

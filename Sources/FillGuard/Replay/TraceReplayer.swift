@@ -204,9 +204,8 @@ public struct TraceReplayer: Sendable {
             guard original.positionID == fill.position, original.role == fill.role else {
                 let error = InputError(.duplicateExecution, "execution \(fill.executionID) was already applied, to \(original.role) \(booked) of position \(original.positionID), "
                                        + "not to a fill of \(fill.role) of \(fill.position), so it is no repeat (the id reused?); refused")
-                if let current = orderID, let order = machine.snapshot(of: current) {
-                    alerts.append(Alert(kind: .fillRefused, positionID: fill.position, symbol: symbol, orderID: current, role: order.role,
-                                        message: "fill \(fill.executionID) refused (\(error.message)); if the broker did trade it, the position differs from the broker's: a person must look"))
+                if let order = orderID.flatMap(machine.snapshot(of:)) {
+                    alerts.append(SymbolStateMachine.fillRefusedAlert(fill.executionID, of: order, error))
                 }
                 throw error
             }
